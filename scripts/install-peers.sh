@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that Wardmail's integration tests and benchmarks
+# use as real peers (swaks, openssl, Postfix with smtp-source, socat).
+# Idempotent: packages already present are not reinstalled; apt-get update runs
+# only when something is missing. Needs root (CI and the dev machines are root).
+set -euo pipefail
+
+PKGS=(swaks openssl postfix socat ca-certificates procps)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-peers: all test peers present (${PKGS[*]})"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-peers: missing ${missing[*]} and not root; run as root or install them yourself" >&2
+  exit 1
+fi
+
+echo "install-peers: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Postfix asks questions at install time; answer them before it does.
+echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
+echo "postfix postfix/mailname string wardmail-test.localdomain" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The package starts nothing here (no systemd), but make sure the system
+# instance is not running: tests run their own instances on high ports.
+if command -v postfix >/dev/null && postfix status >/dev/null 2>&1; then postfix stop >/dev/null 2>&1 || true; fi
+echo "install-peers: done"

@@ -1,0 +1,75 @@
+/**
+ * The validated, frozen configuration every part of Wardmail reads.
+ * Produced by the loader in this folder from the embedded defaults merged with
+ * the operator's TOML file. Paths here are already absolute.
+ */
+import type { Limits } from "../limits/index.ts";
+
+/** "host:port" parsed; host is an IP literal (v4 or v6 without brackets). */
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface CertificatePair {
+  /** Absolute path of a PEM certificate chain. */
+  readonly cert: string;
+  /** Absolute path of a PEM private key. */
+  readonly key: string;
+}
+
+export type BareLineEndingPolicy = "reject" | "normalize";
+export type EightBitPolicy = "accept" | "reject";
+
+export interface Config {
+  readonly server: {
+    /** Name used in the greeting, EHLO reply and Received headers. */
+    readonly hostname: string;
+    /** Root of all state: spool, mail, tls. $WARDMAIL_HOME or ./var by default. */
+    readonly dataDir: string;
+    /** Worker processes; 0 means one per CPU core. */
+    readonly workers: number;
+    /** When started as root: user and group to run as after binding. Empty: stay. */
+    readonly user: string;
+    readonly group: string;
+  };
+  /** MX (port 25 role): plain, STARTTLS offered. */
+  readonly smtp: { readonly listen: readonly ListenAddress[] };
+  /** Submission with STARTTLS (port 587 role). */
+  readonly submission: { readonly listen: readonly ListenAddress[] };
+  /** Submission with implicit TLS (port 465 role, RFC 8314). */
+  readonly submissions: { readonly listen: readonly ListenAddress[] };
+  readonly tls: {
+    /** Operator certificates. Empty: a self-signed one is generated once in dataDir/tls and reused. */
+    readonly certificates: readonly CertificatePair[];
+    readonly minVersion: "TLSv1.2" | "TLSv1.3";
+    /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults). */
+    readonly ciphers: string;
+    /** Watch certificate files and reload on change (SIGHUP always reloads). */
+    readonly watch: boolean;
+  };
+  readonly limits: Limits;
+  readonly protocol: {
+    /** Bare CR or LF in a command or in message content. */
+    readonly bareLineEndings: BareLineEndingPolicy;
+    /** 8-bit bytes in DATA when MAIL FROM did not say BODY=8BITMIME. */
+    readonly eightBitWithout8bitmime: EightBitPolicy;
+  };
+  readonly spool: {
+    /** Most messages one group commit may hold. */
+    readonly maxBatch: number;
+  };
+  readonly local: {
+    /** Domains this server is the final destination for (lowercase, no trailing dot). */
+    readonly domains: readonly string[];
+    /** Full addresses with a mailbox here (lowercase). */
+    readonly mailboxes: readonly string[];
+    /** Alias address → target addresses (lowercase). Targets may be aliases or mailboxes. */
+    readonly aliases: Readonly<Record<string, readonly string[]>>;
+    /** Maildir path template relative to dataDir (or absolute); %d domain, %n local part. */
+    readonly maildir: string;
+  };
+  readonly log: {
+    readonly level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
+  };
+}

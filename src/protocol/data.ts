@@ -1,0 +1,321 @@
+/**
+ * Message content receivers: DATA (RFC 5321 §4.1.1.4, §4.5.2) and BDAT
+ * (RFC 3030). Pure byte machines: bytes in, clean content out.
+ *
+ * Guarantees (the SMTP smuggling defence, CVE-2023-51764/5/6):
+ * - DATA ends only on CR LF "." CR LF, where the CR LF before the dot is a
+ *   real one (or the start of the content). A bare LF or bare CR never starts
+ *   a line that could end the message, under either policy.
+ * - Bare CR or LF: policy "reject" marks the message bad and discards the rest
+ *   up to the real end; policy "normalize" turns it into CRLF in the output.
+ * - NUL is always refused (RFC 5321 §4.5.2 text; no BINARYMIME here).
+ * - The output has clean CRLF line endings and is dot-unstuffed.
+ * - Past the size limit the rest is read and discarded, so the stream stays
+ *   in sync, and the result says "size".
+ * Memory: output is kept as slices of the input plus small constants, capped
+ * by the size limit.
+ */
+import type { BareLineEndingPolicy } from "../config/types.ts";
+
+const CR = 0x0d;
+const LF = 0x0a;
+const DOT = 0x2e;
+const CRLF = Buffer.from("\r\n");
+const DOT_BUF = Buffer.from(".");
+const DOT_CRLF = Buffer.from(".\r\n");
+
+export type ContentProblem = "size" | "bare-line-ending" | "nul";
+
+/** The outcome of a finished DATA or BDAT transfer. */
+export interface ContentResult {
+  /** Problem that makes the message unacceptable; undefined when fine. */
+  readonly problem?: ContentProblem;
+  /** Content with CRLF endings (empty when there is a problem). */
+  readonly content: Buffer;
+  /** True when a byte >= 0x80 was seen. */
+  readonly eightBit: boolean;
+}
+
+/** Collects output slices, counts bytes, and turns to discarding on a problem. */
+class Sink {
+  private readonly parts: Buffer[] = [];
+  private size = 0;
+  problem: ContentProblem | undefined;
+  eightBit = false;
+  private readonly maxSize: number;
+
+  constructor(maxSize: number) {
+    this.maxSize = maxSize;
+  }
+
+  push(b: Buffer): void {
+    if (this.problem !== undefined || b.length === 0) return;
+    this.size += b.length;
+    if (this.size > this.maxSize) {
+      this.fail("size");
+      return;
+    }
+    this.parts.push(b);
+  }
+
+  fail(p: ContentProblem): void {
+    if (this.problem !== undefined) return;
+    this.problem = p;
+    this.parts.length = 0;
+  }
+
+  result(): ContentResult {
+    if (this.problem !== undefined) return { problem: this.problem, content: Buffer.alloc(0), eightBit: this.eightBit };
+    return { content: Buffer.concat(this.parts, this.size), eightBit: this.eightBit };
+  }
+}
+
+// DATA states.
+const S_LINE = 0; // inside a line
+const S_START = 1; // at the start of a line after a real CRLF (or at content start)
+const S_SOFT = 2; // at the start of a line after a normalised bare CR/LF
+const S_CR = 3; // saw CR (not yet emitted), want LF
+const S_DOT = 4; // at a real line start, saw "." (not emitted)
+const S_DOT_CR = 5; // saw "." CR at a real line start
+const S_SOFT_DOT = 6; // at a soft line start, saw "." (not emitted)
+
+/**
+ * DATA receiver. Feed it input with push(); it returns how many bytes it
+ * consumed, and `done` once the terminating CRLF.CRLF was read. Bytes after
+ * the terminator are not consumed: they are the next commands.
+ */
+export class DataReceiver {
+  private state = S_START;
+  private readonly sink: Sink;
+  private readonly normalize: boolean;
+  done = false;
+
+  constructor(maxSize: number, policy: BareLineEndingPolicy) {
+    this.sink = new Sink(maxSize);
+    this.normalize = policy === "normalize";
+  }
+
+  /** Consumes input from buf[start..]; returns the index after the last consumed byte. */
+  push(buf: Buffer, start: number): number {
+    const sink = this.sink;
+    const n = buf.length;
+    let span = start; // start of bytes to copy verbatim
+    let state = this.state;
+    let i = start;
+    for (; i < n; i++) {
+      const b = buf[i] as number;
+      switch (state) {
+        case S_LINE:
+          if (b === CR) {
+            if (i + 1 < n) {
+              if (buf[i + 1] === LF) {
+                i++;
+                state = S_START;
+              } else {
+                sink.push(buf.subarray(span, i));
+                this.bare(sink);
+                state = this.normalize ? S_SOFT : S_LINE;
+                span = i + 1;
+              }
+            } else {
+              sink.push(buf.subarray(span, i));
+              state = S_CR;
+              span = i + 1;
+            }
+          } else if (b === LF) {
+            sink.push(buf.subarray(span, i));
+            this.bare(sink);
+            state = this.normalize ? S_SOFT : S_LINE;
+            span = i + 1;
+          } else if (b === 0) {
+            sink.fail("nul");
+          } else if (b >= 0x80) {
+            sink.eightBit = true;
+          }
+          break;
+        case S_START:
+          if (b === DOT) {
+            sink.push(buf.subarray(span, i));
+            state = S_DOT;
+            span = i + 1;
+          } else {
+            state = S_LINE;
+            i--;
+          }
+          break;
+        case S_SOFT:
+          if (b === DOT) {
+            sink.push(buf.subarray(span, i));
+            state = S_SOFT_DOT;
+            span = i + 1;
+          } else {
+            state = S_LINE;
+            i--;
+          }
+          break;
+        case S_CR:
+          // The CR was held back at the end of the previous input.
+          if (b === LF) {
+            sink.push(CRLF);
+            state = S_START;
+            span = i + 1;
+          } else {
+            this.bare(sink);
+            state = this.normalize ? S_SOFT : S_LINE;
+            span = i;
+            i--;
+          }
+          break;
+        case S_DOT:
+          if (b === CR) {
+            state = S_DOT_CR;
+            span = i + 1;
+          } else if (b === LF) {
+            // "." then bare LF: never an end. The line is a lone dot.
+            sink.push(DOT_BUF);
+            state = S_LINE;
+            span = i;
+            i--;
+          } else {
+            // Dot-stuffing: the leading dot was dropped (RFC 5321 §4.5.2).
+            state = S_LINE;
+            span = i;
+            i--;
+          }
+          break;
+        case S_DOT_CR:
+          if (b === LF) {
+            this.done = true;
+            this.state = S_START;
+            return i + 1;
+          }
+          // "." then bare CR: a lone dot line ended by a bare CR.
+          this.bare(sink);
+          if (this.normalize) {
+            sink.push(DOT_CRLF);
+            state = S_SOFT;
+          } else {
+            state = S_LINE;
+          }
+          span = i;
+          i--;
+          break;
+        case S_SOFT_DOT:
+          if (b !== CR && b !== LF) {
+            // A stuffed dot after a normalised line end.
+            state = S_LINE;
+            span = i;
+            i--;
+          } else {
+            sink.push(DOT_BUF);
+            state = S_LINE;
+            span = i;
+            i--;
+          }
+          break;
+      }
+    }
+    if (state === S_LINE || state === S_START || state === S_SOFT) sink.push(buf.subarray(span, n));
+    this.state = state;
+    return n;
+  }
+
+  /** A bare CR or LF was seen: emit CRLF (normalize) or fail (reject). */
+  private bare(sink: Sink): void {
+    if (this.normalize) sink.push(CRLF);
+    else sink.fail("bare-line-ending");
+  }
+
+  result(): ContentResult {
+    return this.sink.result();
+  }
+}
+
+/**
+ * BDAT receiver: content is transparent (no dot-stuffing); chunk sizes are
+ * given by the client. Line endings are still checked across chunk
+ * boundaries so the stored content is clean CRLF.
+ */
+export class BdatReceiver {
+  private readonly sink: Sink;
+  private readonly normalize: boolean;
+  /** A CR at the end of the previous chunk, not yet emitted. */
+  private pendingCr = false;
+  /** Bytes left in the current chunk. */
+  remaining = 0;
+
+  constructor(maxSize: number, policy: BareLineEndingPolicy) {
+    this.sink = new Sink(maxSize);
+    this.normalize = policy === "normalize";
+  }
+
+  /** Starts a chunk of the given size. */
+  startChunk(size: number): void {
+    this.remaining = size;
+  }
+
+  /** Consumes up to `remaining` bytes from buf[start..]; returns the index after them. */
+  push(buf: Buffer, start: number): number {
+    const end = Math.min(buf.length, start + this.remaining);
+    this.remaining -= end - start;
+    const sink = this.sink;
+    let span = start;
+    for (let i = start; i < end; i++) {
+      const b = buf[i] as number;
+      if (this.pendingCr) {
+        this.pendingCr = false;
+        if (b === LF) {
+          sink.push(CRLF);
+          span = i + 1;
+          continue;
+        }
+        this.bare(sink);
+        span = i;
+      }
+      if (b === CR) {
+        if (i + 1 < end) {
+          if (buf[i + 1] === LF) {
+            i++;
+            continue;
+          }
+          sink.push(buf.subarray(span, i));
+          this.bare(sink);
+          span = i + 1;
+        } else {
+          sink.push(buf.subarray(span, i));
+          this.pendingCr = true;
+          span = i + 1;
+        }
+      } else if (b === LF) {
+        sink.push(buf.subarray(span, i));
+        this.bare(sink);
+        span = i + 1;
+      } else if (b === 0) {
+        sink.fail("nul");
+      } else if (b >= 0x80) {
+        sink.eightBit = true;
+      }
+    }
+    sink.push(buf.subarray(span, end));
+    return end;
+  }
+
+  private bare(sink: Sink): void {
+    if (this.normalize) sink.push(CRLF);
+    else sink.fail("bare-line-ending");
+  }
+
+  /** Call after the LAST chunk: a CR left at the very end is a bare CR. */
+  result(): ContentResult {
+    if (this.pendingCr) {
+      this.pendingCr = false;
+      this.bare(this.sink);
+    }
+    return this.sink.result();
+  }
+
+  /** True once a problem makes the message unacceptable (the rest is discarded). */
+  get problem(): ContentProblem | undefined {
+    return this.sink.problem;
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * What the receiving side hands to the spool, and what the queue holds.
+ * The spool stores the envelope and the content exactly as given: content is
+ * already CRLF-clean and dot-unstuffed, with Wardmail's Received header on top.
+ */
+
+/** DSN parameters of one recipient (RFC 3461 §4). */
+export interface RecipientDsn {
+  /** NOTIFY values, e.g. ["SUCCESS","FAILURE"] or ["NEVER"]; absent when not given. */
+  readonly notify?: readonly string[];
+  /** ORCPT as given: "rfc822;user@example.org" (xtext decoded). */
+  readonly orcpt?: string;
+}
+
+export interface EnvelopeRecipient {
+  /** The address as the client gave it in RCPT TO (without angle brackets). */
+  readonly address: string;
+  readonly dsn: RecipientDsn;
+}
+
+export interface Envelope {
+  /** Reverse path without angle brackets; "" is the null sender <>. */
+  readonly mailFrom: string;
+  readonly recipients: readonly EnvelopeRecipient[];
+  /** BODY= value given on MAIL FROM, when given. */
+  readonly body?: "7BIT" | "8BITMIME" | "BINARYMIME";
+  readonly smtputf8: boolean;
+  /** DSN RET= (FULL or HDRS) and ENVID= (xtext decoded). */
+  readonly ret?: "FULL" | "HDRS";
+  readonly envid?: string;
+}
+
+/** Facts about the SMTP session the message came in on. */
+export interface ReceivedInfo {
+  readonly sessionId: string;
+  readonly clientIp: string;
+  readonly clientPort: number;
+  /** The name the client gave in EHLO/HELO. */
+  readonly helo: string;
+  /** "SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" (RFC 3848). */
+  readonly protocol: string;
+  readonly tls?: { readonly version: string; readonly cipher: string };
+  /** Listener role: "smtp", "submission", "submissions". */
+  readonly listener: string;
+  /** Milliseconds since the epoch. */
+  readonly receivedAt: number;
+}
+
+export interface IncomingMessage {
+  readonly envelope: Envelope;
+  readonly received: ReceivedInfo;
+  /** Full message content: Received header first, CRLF line endings, no dot-stuffing. */
+  readonly content: Buffer;
+}
+
+/** Per-recipient state (design §2.5). */
+export type RecipientState = "queued" | "delivered" | "deferred" | "failed";
+/** Whole-message state. */
+export type MessageState = "queued" | "active" | "deferred" | "held" | "done" | "failed";
+
+export interface QueuedRecipient {
+  readonly index: number;
+  readonly address: string;
+  readonly dsn: RecipientDsn;
+  readonly state: RecipientState;
+  readonly attempts: number;
+  readonly lastError?: string;
+}
+
+export interface QueueEntry {
+  readonly id: string;
+  readonly state: MessageState;
+  readonly envelope: Envelope;
+  readonly received: ReceivedInfo;
+  readonly recipients: readonly QueuedRecipient[];
+  readonly size: number;
+  readonly createdAt: number;
+  readonly nextAttemptAt: number;
+  readonly attempts: number;
+  readonly lastError?: string;
+  /** Which spool shard file holds it. */
+  readonly shard: number;
+}

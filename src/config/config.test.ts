@@ -1,0 +1,361 @@
+// parseConfig / defaultConfig: defaults, per-key merge, every kind of error
+// with its key and line, path resolution, WARDMAIL_HOME, deep freezing.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { Config, ConfigIssue } from "./index.ts";
+import { CONFIG_KEYS, ConfigError, defaultConfig, formatIssues, parseConfig, tomlLiteral } from "./index.ts";
+
+const CWD = "/srv/wm";
+const FILE = "/etc/wardmail/wardmail.toml";
+const parse = (src: string, env: NodeJS.ProcessEnv = {}): Config => parseConfig(src, { file: FILE, env, cwd: CWD });
+
+/** The issues parseConfig reports for `src` (fails if it does not throw ConfigError). */
+function issuesOf(src: string, env: NodeJS.ProcessEnv = {}): ConfigIssue[] {
+  try {
+    parse(src, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return [...err.issues];
+  }
+  assert.fail("expected a ConfigError");
+}
+
+/** The one issue for `src`, checked to have this key and line. */
+function oneIssue(src: string, key: string, line: number): ConfigIssue {
+  const issues = issuesOf(src);
+  assert.equal(issues.length, 1, JSON.stringify(issues));
+  const [issue] = issues;
+  assert.ok(issue);
+  assert.equal(issue.key, key);
+  assert.equal(issue.line, line);
+  return issue;
+}
+
+const EXPECTED_DEFAULTS: Config = {
+  server: { hostname: "localhost", dataDir: "/srv/wm/var", workers: 0, user: "", group: "" },
+  smtp: { listen: [{ host: "127.0.0.1", port: 2525 }] },
+  submission: { listen: [{ host: "127.0.0.1", port: 2587 }] },
+  submissions: { listen: [{ host: "127.0.0.1", port: 2465 }] },
+  tls: {
+    certificates: [],
+    minVersion: "TLSv1.2",
+    ciphers:
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" +
+      "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+    watch: true,
+  },
+  limits: {
+    max_line_length: 2048,
+    max_message_size: 26214400,
+    max_recipients: 100,
+    max_errors: 10,
+    idle_timeout: 300,
+    data_timeout: 180,
+    max_connections: 1000,
+    tls_handshake_timeout: 30,
+    max_commands: 10000,
+  },
+  protocol: { bareLineEndings: "reject", eightBitWithout8bitmime: "accept" },
+  spool: { maxBatch: 256 },
+  local: {
+    domains: ["localhost", "example.test"],
+    mailboxes: ["postmaster@localhost", "postmaster@example.test"],
+    aliases: {},
+    maildir: "/srv/wm/var/mail/%d/%n",
+  },
+  log: { level: "info" },
+};
+
+// ------------------------------------------------------------------ defaults and merge
+
+void test("defaults are the documented defaults", () => {
+  assert.deepEqual(defaultConfig({}, CWD), EXPECTED_DEFAULTS);
+  assert.deepEqual(parse(""), EXPECTED_DEFAULTS);
+});
+
+void test("writing every key at its CONFIG_KEYS default gives the defaults", () => {
+  const bySection = new Map<string, string[]>();
+  for (const k of CONFIG_KEYS) {
+    const [section = "", name = ""] = k.key.split(".");
+    const lines = bySection.get(section) ?? [];
+    lines.push(`${name} = ${tomlLiteral(k.default)}`);
+    bySection.set(section, lines);
+  }
+  const src = [...bySection].map(([s, lines]) => `[${s}]\n${lines.join("\n")}`).join("\n\n");
+  assert.deepEqual(parse(src), EXPECTED_DEFAULTS);
+});
+
+void test("a one-line file keeps every other default", () => {
+  const a = parse('server.hostname = "MX.Example.org."');
+  assert.deepEqual(a, { ...EXPECTED_DEFAULTS, server: { ...EXPECTED_DEFAULTS.server, hostname: "mx.example.org" } });
+  const b = parse("[limits]\nmax_recipients = 50\n");
+  assert.deepEqual(b, { ...EXPECTED_DEFAULTS, limits: { ...EXPECTED_DEFAULTS.limits, max_recipients: 50 } });
+});
+
+void test("an array in the file replaces the default array", () => {
+  const c = parse('[smtp]\nlisten = ["0.0.0.0:25", "[::]:25"]\n[submission]\nlisten = []');
+  assert.deepEqual(c.smtp.listen, [{ host: "0.0.0.0", port: 25 }, { host: "::", port: 25 }]);
+  assert.deepEqual(c.submission.listen, []);
+  assert.deepEqual(c.submissions, EXPECTED_DEFAULTS.submissions);
+});
+
+void test("a full local section is normalised: lowercase, trailing dots dropped, duplicate targets merged", () => {
+  const c = parse(`
+[local]
+domains = ["Example.ORG."]
+mailboxes = ["Alice@example.org", "bob@EXAMPLE.org"]
+maildir = "/var/mail/%d/%n"
+[local.aliases]
+"Team@Example.org" = ["alice@example.org", "ALICE@example.org", "bob@example.org", "Friend@Elsewhere.test"]
+"all@example.org" = ["team@example.org"]
+`);
+  assert.deepEqual(c.local, {
+    domains: ["example.org"],
+    mailboxes: ["alice@example.org", "bob@example.org"],
+    aliases: {
+      "team@example.org": ["alice@example.org", "bob@example.org", "friend@elsewhere.test"],
+      "all@example.org": ["team@example.org"],
+    },
+    maildir: "/var/mail/%d/%n",
+  });
+});
+
+// ------------------------------------------------------------------ paths and environment
+
+void test("WARDMAIL_HOME is the default data_dir; the file wins over it; empty is ignored", () => {
+  assert.equal(parse("", { WARDMAIL_HOME: "/opt/wm" }).server.dataDir, "/opt/wm");
+  assert.equal(parse("", { WARDMAIL_HOME: "/opt/wm" }).local.maildir, "/opt/wm/mail/%d/%n");
+  assert.equal(parse("", { WARDMAIL_HOME: "rel/home" }).server.dataDir, "/srv/wm/rel/home");
+  assert.equal(defaultConfig({ WARDMAIL_HOME: "/opt/wm" }, CWD).server.dataDir, "/opt/wm");
+  assert.equal(parse('server.data_dir = "/data"', { WARDMAIL_HOME: "/opt/wm" }).server.dataDir, "/data");
+  assert.equal(parse("", { WARDMAIL_HOME: "" }).server.dataDir, "/srv/wm/var");
+});
+
+void test("paths come out absolute: data_dir from cwd, certificates from the file's directory, maildir from data_dir", () => {
+  const c = parse(`
+server.data_dir = "state"
+local.maildir = "boxes/%d/%n"
+[tls]
+certificates = [{ cert = "certs/a.pem", key = "/keys/a.key" }]
+`);
+  assert.equal(c.server.dataDir, "/srv/wm/state");
+  assert.equal(c.local.maildir, "/srv/wm/state/boxes/%d/%n");
+  assert.deepEqual(c.tls.certificates, [{ cert: "/etc/wardmail/certs/a.pem", key: "/keys/a.key" }]);
+});
+
+void test("a relative file name resolves against cwd for certificate paths", () => {
+  const c = parseConfig('tls.certificates = [{ cert = "c.pem", key = "k.pem" }]', { file: "conf/w.toml", env: {}, cwd: CWD });
+  assert.deepEqual(c.tls.certificates, [{ cert: "/srv/wm/conf/c.pem", key: "/srv/wm/conf/k.pem" }]);
+});
+
+void test("the result is deeply frozen", () => {
+  const c = parse('[local.aliases]\n"a@localhost" = ["postmaster@localhost"]');
+  const walk = (v: unknown, where: string): void => {
+    if (v === null || typeof v !== "object") return;
+    assert.ok(Object.isFrozen(v), `${where} is not frozen`);
+    for (const [k, x] of Object.entries(v)) walk(x, `${where}.${k}`);
+  };
+  walk(c, "config");
+  assert.throws(() => {
+    (c.limits as { max_recipients: number }).max_recipients = 1;
+  }, TypeError);
+  assert.throws(() => (c.smtp.listen as unknown[]).push(1), TypeError);
+  // Freezing one result must not freeze or share anything with the next.
+  assert.notEqual(parse("").local.domains, parse("").local.domains);
+});
+
+// ------------------------------------------------------------------ unknown keys, types, ranges, enums
+
+void test("an unknown top-level section or key is an error on its line", () => {
+  const a = oneIssue('[server]\nhostname = "a.test"\n\n[serverr]\nx = 1\n', "serverr", 4);
+  assert.match(a.message, /unknown key; did you mean "server"\?/);
+  const b = oneIssue("\n\nfoo = 1\n", "foo", 3);
+  assert.match(b.message, /unknown key; expected one of the sections: server, smtp/);
+});
+
+void test("an unknown nested key is an error on its line, with a suggestion", () => {
+  const a = oneIssue("[limits]\nmax_errors = 5\nmax_recipient = 5\n", "limits.max_recipient", 3);
+  assert.match(a.message, /did you mean "max_recipients"/);
+  oneIssue('[server]\nwhatever = "x"', "server.whatever", 2);
+  oneIssue("[local.other]\nx = 1", "local.other", 1);
+  const c = oneIssue('[tls]\ncertificates = [\n  { cert = "a", key = "b", pass = "x" },\n]', "tls.certificates[0].pass", 3);
+  assert.match(c.message, /only "cert" and "key"/);
+});
+
+void test("wrong types are errors naming what was expected", () => {
+  assert.match(oneIssue('[server]\nworkers = "4"', "server.workers", 2).message, /expected an integer from 0 to 64, got "4"/);
+  assert.match(oneIssue("limits = 5", "limits", 1).message, /expected a table \(\[limits\]\), got 5/);
+  assert.match(oneIssue('tls.watch = "yes"', "tls.watch", 1).message, /expected true or false, got "yes"/);
+  assert.match(oneIssue('smtp.listen = "127.0.0.1:25"', "smtp.listen", 1).message, /expected an array of listen addresses/);
+  assert.match(oneIssue("[local]\ndomains = [1]", "local.domains[0]", 2).message, /expected a domain name \(a string\), got 1/);
+  assert.match(oneIssue("server.hostname = 1979-05-27", "server.hostname", 1).message, /got a date/);
+  assert.match(oneIssue("spool.max_batch = 2.5", "spool.max_batch", 1).message, /expected an integer from 1 to 10000, got 2.5/);
+  oneIssue('[tls]\ncertificates = ["a.pem"]', "tls.certificates[0]", 2);
+  assert.match(oneIssue('[tls]\ncertificates = [{ cert = "a.pem" }]', "tls.certificates[0]", 2).message, /missing "key"/);
+});
+
+void test("out-of-range numbers: the documented format", () => {
+  const src = ["# Wardmail", "", "[server]", 'hostname = "mx.example.org"', "", "[tls]", "watch = true", "", "", "", "[limits]", "max_recipients = 0"].join("\n");
+  const issues = issuesOf(src);
+  assert.equal(formatIssues("wardmail.toml", issues), "wardmail.toml:12: limits.max_recipients: expected an integer from 1 to 10000, got 0");
+  oneIssue("[limits]\nmax_line_length = 511", "limits.max_line_length", 2);
+  oneIssue("[limits]\nmax_message_size = 1073741825", "limits.max_message_size", 2);
+  oneIssue("[server]\nworkers = 65", "server.workers", 2);
+  oneIssue("[server]\nworkers = -1", "server.workers", 2);
+  oneIssue("spool.max_batch = 0", "spool.max_batch", 1);
+  // Boundaries are allowed.
+  assert.equal(parse("[limits]\nmax_line_length = 512\nmax_commands = 10000000").limits.max_commands, 10000000);
+});
+
+void test("bad enum values are errors listing the allowed values", () => {
+  const a = oneIssue('[protocol]\nbare_line_endings = "fix"', "protocol.bare_line_endings", 2);
+  assert.equal(a.message, 'expected one of "reject", "normalize", got "fix"');
+  oneIssue('[log]\nlevel = "verbose"', "log.level", 2);
+  oneIssue('protocol.eight_bit_without_8bitmime = "Accept"', "protocol.eight_bit_without_8bitmime", 1);
+  const t = oneIssue('[tls]\nmin_version = "TLSv1.1"', "tls.min_version", 2);
+  assert.match(t.message, /below TLSv1\.2 are not allowed/);
+  assert.equal(parse('tls.min_version = "TLSv1.3"').tls.minVersion, "TLSv1.3");
+});
+
+void test("strings with their own syntax: hostname, accounts, ciphers, maildir", () => {
+  assert.match(oneIssue('[server]\nhostname = "mx example.org"', "server.hostname", 2).message, /expected a domain name/);
+  oneIssue('[server]\nuser = "bad user"', "server.user", 2);
+  assert.match(oneIssue('[tls]\nciphers = "NOT-A-CIPHER"', "tls.ciphers", 2).message, /at least one usable cipher/);
+  assert.match(oneIssue('[local]\nmaildir = "mail/%d"', "local.maildir", 2).message, /containing %n/);
+  assert.match(oneIssue('[local]\nmaildir = "mail/%u/%n"', "local.maildir", 2).message, /unknown placeholder "%u"/);
+  oneIssue('[server]\ndata_dir = ""', "server.data_dir", 2);
+  assert.equal(parse('local.maildir = "/m/100%%/%d/%n"').local.maildir, "/m/100%%/%d/%n");
+  assert.deepEqual(parse('server.user = "mail"\nserver.group = "1000"').server, { ...EXPECTED_DEFAULTS.server, user: "mail", group: "1000" });
+});
+
+void test("group without user is an error", () => {
+  const a = oneIssue('[server]\ngroup = "mail"', "server.group", 2);
+  assert.match(a.message, /server\.user/);
+});
+
+// ------------------------------------------------------------------ listeners
+
+void test("a bad listen address is an error at its element's line", () => {
+  const src = '[smtp]\nlisten = [\n  "127.0.0.1:25",\n  "mail.example.org:25",\n  "[::1]:0",\n]';
+  const issues = issuesOf(src);
+  assert.deepEqual(issues.map((i) => [i.key, i.line]), [["smtp.listen[1]", 4], ["smtp.listen[2]", 5]]);
+  assert.match(issues[0]?.message ?? "", /IP address \(not a name\) and a port from 1 to 65535, got "mail\.example\.org:25"/);
+  assert.match(oneIssue('submissions.listen = ["::1:465"]', "submissions.listen[0]", 1).message, /brackets/);
+});
+
+void test("duplicate listen addresses across sections are errors", () => {
+  const src = '[smtp]\nlisten = ["127.0.0.1:25"]\n[submission]\nlisten = ["127.0.0.1:587",\n  "127.0.0.1:25"]';
+  const a = oneIssue(src, "submission.listen[1]", 5);
+  assert.match(a.message, /127\.0\.0\.1:25 is also used by smtp\.listen\[0\]/);
+  // The same address written differently is still the same.
+  oneIssue('smtp.listen = ["[::1]:25"]\nsubmissions.listen = ["[0:0::1]:25"]', "submissions.listen[0]", 2);
+  // Colliding with a default is reported where the operator wrote it.
+  const d = oneIssue('[submissions]\nlisten = ["127.0.0.1:2525"]', "submissions.listen[0]", 2);
+  assert.match(d.message, /smtp\.listen\[0\] \(a default value\)/);
+  const e = oneIssue('[smtp]\nlisten = ["127.0.0.1:2587"]', "smtp.listen[0]", 2);
+  assert.match(e.message, /submission\.listen\[0\]/);
+});
+
+void test("a wildcard collides with its own family on the same port; duplicates within one list too", () => {
+  const a = oneIssue('smtp.listen = ["0.0.0.0:25"]\nsubmission.listen = ["10.0.0.1:25"]', "submission.listen[0]", 2);
+  assert.match(a.message, /collides with smtp\.listen\[0\] \(0\.0\.0\.0:25; a wildcard/);
+  oneIssue('smtp.listen = ["[::]:25", "[::1]:25"]', "smtp.listen[1]", 1);
+  assert.match(oneIssue('smtp.listen = ["127.0.0.1:25", "127.0.0.1:25"]', "smtp.listen[1]", 1).message, /listed twice/);
+  assert.equal(parse('smtp.listen = ["0.0.0.0:25", "[::]:25"]').smtp.listen.length, 2);
+});
+
+// ------------------------------------------------------------------ local domains, mailboxes, aliases
+
+const LOCAL = '[local]\ndomains = ["example.org"]\nmailboxes = ["alice@example.org", "bob@example.org"]\n[local.aliases]\n';
+
+void test("a mailbox in a non-local domain is an error at its element", () => {
+  const a = oneIssue('[local]\ndomains = ["example.org"]\nmailboxes = [\n  "alice@example.org",\n  "bob@example.net",\n]', "local.mailboxes[1]", 5);
+  assert.match(a.message, /bob@example\.net is not in a local domain/);
+  // Default mailboxes no longer fit once domains change: reported at [local], saying they are defaults.
+  const issues = issuesOf('\n[local]\ndomains = ["example.org"]');
+  assert.deepEqual(issues.map((i) => [i.key, i.line]), [["local.mailboxes[0]", 2], ["local.mailboxes[1]", 2]]);
+  assert.match(issues[0]?.message ?? "", /a default value/);
+});
+
+void test("malformed and duplicate addresses are errors", () => {
+  assert.match(oneIssue('local.mailboxes = ["postmaster"]', "local.mailboxes[0]", 1).message, /local@domain/);
+  assert.match(oneIssue('local.mailboxes = ["postmaster@localhost", "Postmaster@LOCALHOST"]', "local.mailboxes[1]", 1).message, /listed twice/);
+  oneIssue('local.domains = ["localhost", "example.test", "LocalHost."]', "local.domains[2]", 1);
+  oneIssue(`${LOCAL}"team" = ["alice@example.org"]`, 'local.aliases.team', 5);
+  oneIssue(`${LOCAL}"team@example.org" = ["alice"]`, 'local.aliases."team@example.org"[0]', 5);
+});
+
+void test("alias rules: local domain, not a mailbox, non-empty targets, local targets exist", () => {
+  assert.match(oneIssue(`${LOCAL}"team@other.org" = ["alice@example.org"]`, 'local.aliases."team@other.org"', 5).message, /not in a local domain/);
+  assert.match(oneIssue(`${LOCAL}"alice@example.org" = ["bob@example.org"]`, 'local.aliases."alice@example.org"', 5).message, /both an alias and a mailbox/);
+  assert.match(oneIssue(`${LOCAL}"team@example.org" = []`, 'local.aliases."team@example.org"', 5).message, /non-empty array/);
+  assert.match(oneIssue(`${LOCAL}"team@example.org" = "alice@example.org"`, 'local.aliases."team@example.org"', 5).message, /non-empty array/);
+  const t = oneIssue(`${LOCAL}"team@example.org" = [\n  "alice@example.org",\n  "carol@example.org",\n]`, 'local.aliases."team@example.org"[1]', 7);
+  assert.match(t.message, /carol@example\.org is in a local domain but is neither a mailbox/);
+  assert.match(oneIssue(`${LOCAL}"a@example.org" = ["bob@example.org"]\n"A@example.org" = ["bob@example.org"]`, 'local.aliases."A@example.org"', 6).message, /defined twice/);
+  assert.match(oneIssue('local.aliases = ["x"]', "local.aliases", 1).message, /expected a table/);
+});
+
+void test("alias cycles are errors at the first alias of the cycle", () => {
+  const src = `${LOCAL}"a@example.org" = ["alice@example.org"]\n"b@example.org" = ["c@example.org"]\n"c@example.org" = ["d@example.org"]\n"d@example.org" = ["b@example.org", "bob@example.org"]\n`;
+  const issue = oneIssue(src, 'local.aliases."b@example.org"', 6);
+  assert.equal(issue.message, "alias cycle: b@example.org -> c@example.org -> d@example.org -> b@example.org; expected aliases to end at mailboxes or remote addresses");
+  assert.match(oneIssue(`${LOCAL}"self@example.org" = ["self@example.org"]`, 'local.aliases."self@example.org"', 5).message, /self@example\.org -> self@example\.org/);
+  // A chain that ends is fine, and so is a diamond.
+  const ok = parse(`${LOCAL}"a@example.org" = ["b@example.org", "c@example.org"]\n"b@example.org" = ["c@example.org"]\n"c@example.org" = ["alice@example.org"]`);
+  assert.deepEqual(ok.local.aliases["a@example.org"], ["b@example.org", "c@example.org"]);
+});
+
+// ------------------------------------------------------------------ syntax errors, collection, formatting
+
+void test("a TOML syntax error comes out with its line", () => {
+  const a = oneIssue('[server]\nhostname = "x"\nworkers = = 2\n', "", 3);
+  assert.match(a.message, /^TOML syntax error at column \d+: /);
+  oneIssue('[server]\nhostname = "unterminated\n', "", 2);
+  oneIssue("[limits]\nmax_errors = 1\nmax_errors = 2\n", "", 3);
+});
+
+void test("all problems are collected, sorted by line, in one ConfigError", () => {
+  const src = [
+    '[server]',                                        // 1
+    'hostname = "bad host"',                           // 2
+    'group = "mail"',                                  // 3
+    '[limits]',                                        // 4
+    'max_recipients = 0',                              // 5
+    'max_errorz = 3',                                  // 6
+    '[log]',                                           // 7
+    'level = "loud"',                                  // 8
+    '[smtp]',                                          // 9
+    'listen = ["127.0.0.1:2587"]',                     // 10
+  ].join("\n");
+  let error: unknown;
+  try {
+    parse(src);
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof ConfigError);
+  assert.equal(error.name, "ConfigError");
+  assert.equal(error.file, FILE);
+  assert.deepEqual(error.issues.map((i) => [i.line, i.key]), [
+    [2, "server.hostname"],
+    [3, "server.group"],
+    [5, "limits.max_recipients"],
+    [6, "limits.max_errorz"],
+    [8, "log.level"],
+    [10, "smtp.listen[0]"],
+  ]);
+  const lines = error.message.split("\n");
+  assert.equal(lines.length, 6);
+  assert.ok(lines.every((l) => l.startsWith(`${FILE}:`)));
+  assert.equal(lines[2], `${FILE}:5: limits.max_recipients: expected an integer from 1 to 10000, got 0`);
+  assert.ok(Object.isFrozen(error.issues));
+});
+
+void test("formatIssues writes file:line: key: message, leaving out an empty key", () => {
+  assert.equal(
+    formatIssues("w.toml", [{ key: "", line: 0, message: "cannot read" }, { key: "a.b", line: 3, message: "bad" }]),
+    "w.toml:0: cannot read\nw.toml:3: a.b: bad",
+  );
+  assert.equal(formatIssues("w.toml", []), "");
+});

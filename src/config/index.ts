@@ -1,0 +1,25 @@
+/**
+ * Public face of the config loader. One TOML file, holding only what differs
+ * from the embedded defaults, becomes the deeply frozen `Config`; every
+ * problem is reported as "file:line: key: what was expected". `CONFIG_KEYS`
+ * lists every key with its type, default and limits (docs/configuration.md
+ * is tested against it).
+ */
+export type {
+  BareLineEndingPolicy,
+  CertificatePair,
+  Config,
+  EightBitPolicy,
+  ListenAddress,
+} from "./types.ts";
+export type { ConfigKey } from "./keys.ts";
+export { CONFIG_KEYS, tomlLiteral } from "./keys.ts";
+export type { CheckResult, ConfigIssue, ParseOptions } from "./load.ts";
+export {
+  checkConfigFile,
+  ConfigError,
+  defaultConfig,
+  formatIssues,
+  loadConfig,
+  parseConfig,
+} from "./load.ts";

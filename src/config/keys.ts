@@ -1,0 +1,405 @@
+/**
+ * Every config key Wardmail knows: its TOML section and name, type, default,
+ * limits, one-line meaning, and the check that turns a TOML value into the
+ * normalised value (or reports what was expected). The loader, the
+ * `CONFIG_KEYS` list and the documentation test all read this one table.
+ *
+ * Checks are per key; rules that span keys (mailbox domains, alias cycles,
+ * listen collisions, group without user) live in semantic.ts.
+ */
+import { createSecureContext } from "node:tls";
+import { LIMIT_SPECS } from "../limits/index.ts";
+import type { PathSegment } from "./locate.ts";
+import type { Parsed } from "./syntax.ts";
+import { describe, isTable, parseAccount, parseAddress, parseDomain, parseListen } from "./syntax.ts";
+
+/** Collects problems while checking; paths are full key paths. */
+export interface CheckContext {
+  issue(path: readonly PathSegment[], message: string): void;
+  /** Directory relative certificate paths resolve against (the config file's). */
+  readonly fileDir: string;
+  /** Directory a relative data_dir resolves against. */
+  readonly cwd: string;
+  /** Joins and normalises like path.resolve. */
+  readonly resolve: (base: string, p: string) => string;
+}
+
+/** One alias after checking: the key as written, its normalised address and targets (undefined where a target was bad). */
+export interface AliasEntry {
+  readonly key: string;
+  readonly address: string;
+  readonly targets: readonly (string | undefined)[];
+}
+
+/** The checked [local.aliases] table; `complete` is false when some entry was dropped as bad. */
+export interface AliasTable {
+  readonly entries: readonly AliasEntry[];
+  readonly complete: boolean;
+}
+
+export interface Field {
+  readonly section: string;
+  readonly name: string;
+  /** Type as shown to operators, e.g. "integer", "array of strings". */
+  readonly type: string;
+  /** Default as a TOML value. */
+  readonly default: unknown;
+  readonly doc: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly values?: readonly string[];
+  /**
+   * Returns the normalised value, or undefined after reporting through ctx.
+   * Arrays come back with `undefined` in place of each bad element, and the
+   * alias table without its bad entries, so cross-key rules still run.
+   */
+  readonly check: (value: unknown, path: readonly PathSegment[], ctx: CheckContext) => unknown;
+}
+
+/** Public, data-only description of one key. */
+export interface ConfigKey {
+  /** Dotted key, e.g. "limits.max_recipients". */
+  readonly key: string;
+  readonly type: string;
+  readonly default: unknown;
+  readonly doc: string;
+  readonly min?: number;
+  readonly max?: number;
+  readonly values?: readonly string[];
+}
+
+// ---------------------------------------------------------------- checkers
+
+type Check = Field["check"];
+
+function integer(min: number, max: number): Check {
+  return (v, path, ctx) => {
+    if (typeof v === "number" && Number.isInteger(v) && v >= min && v <= max) return v;
+    ctx.issue(path, `expected an integer from ${min} to ${max}, got ${describe(v)}`);
+    return undefined;
+  };
+}
+
+const boolean: Check = (v, path, ctx) => {
+  if (typeof v === "boolean") return v;
+  ctx.issue(path, `expected true or false, got ${describe(v)}`);
+  return undefined;
+};
+
+function oneOf(values: readonly string[], explain?: (v: unknown) => string | undefined): Check {
+  return (v, path, ctx) => {
+    if (typeof v === "string" && values.includes(v)) return v;
+    const extra = explain?.(v);
+    const list = values.map((x) => JSON.stringify(x)).join(", ");
+    ctx.issue(path, `${extra ? `${extra}; ` : ""}expected one of ${list}, got ${describe(v)}`);
+    return undefined;
+  };
+}
+
+/** A string parsed by `parse`; `what` names the expected value when it is not a string at all. */
+function parsedString<T>(parse: (s: string) => Parsed<T>, what: string): Check {
+  return (v, path, ctx) => {
+    if (typeof v !== "string") {
+      ctx.issue(path, `expected ${what} (a string), got ${describe(v)}`);
+      return undefined;
+    }
+    const p = parse(v);
+    if (p.ok) return p.value;
+    ctx.issue(path, `expected ${p.expected}, got ${describe(v)}`);
+    return undefined;
+  };
+}
+
+/** A non-empty string without control characters. */
+function text(what: string, v: unknown, path: readonly PathSegment[], ctx: CheckContext): string | undefined {
+  if (typeof v === "string" && v.length > 0 && !/[\x00-\x1f\x7f]/.test(v)) return v;
+  ctx.issue(path, `expected ${what} (a non-empty string without control characters), got ${describe(v)}`);
+  return undefined;
+}
+
+/**
+ * An array whose elements all pass `element`; reports each bad element and
+ * each duplicate, leaving `undefined` at its index so the cross-key rules can
+ * still look at the good ones (no Config is built once anything is reported).
+ */
+function arrayOf<T>(
+  what: string,
+  element: (v: unknown, path: readonly PathSegment[], ctx: CheckContext) => T | undefined,
+  keyOf?: (t: T) => string,
+): Check {
+  return (v, path, ctx) => {
+    if (!Array.isArray(v)) {
+      ctx.issue(path, `expected an array of ${what}, got ${describe(v)}`);
+      return undefined;
+    }
+    const out: (T | undefined)[] = [];
+    const seen = new Map<string, number>();
+    v.forEach((item: unknown, i) => {
+      const value = element(item, [...path, i], ctx);
+      if (value !== undefined && keyOf) {
+        const k = keyOf(value);
+        const first = seen.get(k);
+        if (first !== undefined) {
+          ctx.issue([...path, i], `${JSON.stringify(k)} is listed twice (also at index ${first})`);
+          out.push(undefined);
+          return;
+        }
+        seen.set(k, i);
+      }
+      out.push(value);
+    });
+    return out;
+  };
+}
+
+function stringElement<T>(parse: (s: string) => Parsed<T>, what: string) {
+  const check = parsedString(parse, what);
+  return (v: unknown, path: readonly PathSegment[], ctx: CheckContext) => check(v, path, ctx) as T | undefined;
+}
+
+const listen = arrayOf(
+  "listen addresses",
+  stringElement(parseListen, "a listen address"),
+  (a) => `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`,
+);
+
+const certificates: Check = arrayOf("{ cert, key } tables", (v, path, ctx) => {
+  if (!isTable(v)) {
+    ctx.issue(path, `expected a table { cert = "path", key = "path" }, got ${describe(v)}`);
+    return undefined;
+  }
+  let ok = true;
+  for (const k of Object.keys(v)) {
+    if (k !== "cert" && k !== "key") {
+      ctx.issue([...path, k], `unknown key; a certificate entry has only "cert" and "key"`);
+      ok = false;
+    }
+  }
+  const out: Record<string, string> = {};
+  for (const k of ["cert", "key"] as const) {
+    if (!Object.hasOwn(v, k)) {
+      ctx.issue(path, `missing "${k}" (path of the PEM ${k === "cert" ? "certificate chain" : "private key"})`);
+      ok = false;
+      continue;
+    }
+    const p = text("a file path", v[k], [...path, k], ctx);
+    if (p === undefined) ok = false;
+    else out[k] = ctx.resolve(ctx.fileDir, p);
+  }
+  return ok ? { cert: out.cert ?? "", key: out.key ?? "" } : undefined;
+});
+
+const ciphers: Check = (v, path, ctx) => {
+  const s = text("an OpenSSL cipher list", v, path, ctx);
+  if (s === undefined) return undefined;
+  try {
+    createSecureContext({ ciphers: s, minVersion: "TLSv1.2" });
+    return s;
+  } catch {
+    ctx.issue(path, `expected an OpenSSL cipher list that names at least one usable cipher, got ${describe(v)}`);
+    return undefined;
+  }
+};
+
+const maildir: Check = (v, path, ctx) => {
+  const s = text("a path template", v, path, ctx);
+  if (s === undefined) return undefined;
+  const bad = /%[^dn%]|%$/.exec(s.replace(/%%/g, ""));
+  if (bad) {
+    ctx.issue(path, `unknown placeholder ${JSON.stringify(bad[0])}; expected a path template using %d (domain), %n (local part) or %% (a literal %)`);
+    return undefined;
+  }
+  if (!s.replace(/%%/g, "").includes("%n")) {
+    ctx.issue(path, `expected a path template containing %n (the local part), so every mailbox gets its own maildir, got ${describe(v)}`);
+    return undefined;
+  }
+  return s;
+};
+
+const aliases: Check = (v, path, ctx) => {
+  if (!isTable(v)) {
+    ctx.issue(path, `expected a table of "alias@domain" = ["target@domain", ...], got ${describe(v)}`);
+    return undefined;
+  }
+  const out: AliasEntry[] = [];
+  let complete = true;
+  const seen = new Map<string, string>();
+  const address = stringElement(parseAddress, "a mail address");
+  for (const [key, targets] of Object.entries(v)) {
+    const at = [...path, key];
+    const a = parseAddress(key);
+    if (!a.ok) {
+      ctx.issue(at, `alias name: expected ${a.expected}, got ${describe(key)}`);
+      complete = false;
+      continue;
+    }
+    const twin = seen.get(a.value);
+    if (twin !== undefined) {
+      ctx.issue(at, `alias ${a.value} is defined twice (also as ${JSON.stringify(twin)})`);
+      continue;
+    }
+    seen.set(a.value, key);
+    if (!Array.isArray(targets) || targets.length === 0) {
+      ctx.issue(at, `expected a non-empty array of target addresses, got ${Array.isArray(targets) ? "an empty array" : describe(targets)}`);
+      out.push({ key, address: a.value, targets: [] });
+      continue;
+    }
+    const list = targets.map((t: unknown, i) => address(t, [...at, i], ctx));
+    out.push({ key, address: a.value, targets: list });
+  }
+  const table: AliasTable = { entries: out, complete };
+  return table;
+};
+
+// ---------------------------------------------------------------- table
+
+const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+const OLD_TLS = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1"];
+
+const DEFAULT_CIPHERS =
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" +
+  "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+const listenField = (section: string, def: string, role: string): Field => ({
+  section,
+  name: "listen",
+  type: "array of strings",
+  default: [def],
+  doc: `Addresses the ${role} listener binds, each "IPv4:port" or "[IPv6]:port" (an IP address, not a name). An empty array turns this listener off. No address:port may appear twice across smtp, submission and submissions.`,
+  check: listen,
+});
+
+export const FIELDS: readonly Field[] = [
+  {
+    section: "server", name: "hostname", type: "string", default: "localhost",
+    doc: "Name used in the SMTP greeting, the EHLO reply and Received headers. A domain name; lowercased, a trailing dot is dropped.",
+    check: parsedString(parseDomain, "a domain name"),
+  },
+  {
+    section: "server", name: "data_dir", type: "string (path)", default: "./var",
+    doc: "Root of all state (spool, mail, tls). Default: $WARDMAIL_HOME when set, else ./var. A relative path resolves against the current working directory.",
+    check: (v, path, ctx) => {
+      const s = text("a directory path", v, path, ctx);
+      return s === undefined ? undefined : ctx.resolve(ctx.cwd, s);
+    },
+  },
+  {
+    section: "server", name: "workers", type: "integer", default: 0, min: 0, max: 64,
+    doc: "Worker processes; 0 means one per CPU core.",
+    check: integer(0, 64),
+  },
+  {
+    section: "server", name: "user", type: "string", default: "",
+    doc: 'When started as root: the user to run as once the listeners are bound (name or numeric id). "" stays as started.',
+    check: parsedString(parseAccount, "a user or group name"),
+  },
+  {
+    section: "server", name: "group", type: "string", default: "",
+    doc: 'Group to run as with server.user (name or numeric id). "" uses the user\'s own group. Setting group without user is an error.',
+    check: parsedString(parseAccount, "a user or group name"),
+  },
+  listenField("smtp", "127.0.0.1:2525", "SMTP (MX, port 25 role; plain with STARTTLS offered)"),
+  listenField("submission", "127.0.0.1:2587", "submission (port 587 role; STARTTLS)"),
+  listenField("submissions", "127.0.0.1:2465", "submissions (port 465 role; implicit TLS, RFC 8314)"),
+  {
+    section: "tls", name: "certificates", type: "array of { cert, key } tables", default: [],
+    doc: "Operator certificates: each { cert = \"chain.pem\", key = \"key.pem\" }, paths relative to the config file's directory. Empty: a self-signed certificate is generated once in data_dir/tls and reused.",
+    check: certificates,
+  },
+  {
+    section: "tls", name: "min_version", type: "string", default: "TLSv1.2", values: ["TLSv1.2", "TLSv1.3"],
+    doc: "Lowest TLS version accepted. Anything below TLSv1.2 is refused.",
+    check: oneOf(["TLSv1.2", "TLSv1.3"], (v) =>
+      typeof v === "string" && OLD_TLS.includes(v) ? "TLS versions below TLSv1.2 are not allowed" : undefined),
+  },
+  {
+    section: "tls", name: "ciphers", type: "string", default: DEFAULT_CIPHERS,
+    doc: "OpenSSL cipher list for TLS 1.2 (TLS 1.3 uses OpenSSL's default suites). Must name at least one cipher OpenSSL knows.",
+    check: ciphers,
+  },
+  {
+    section: "tls", name: "watch", type: "boolean", default: true,
+    doc: "Watch the certificate files and reload them when they change (SIGHUP always reloads).",
+    check: boolean,
+  },
+  ...Object.values(LIMIT_SPECS).map((spec): Field => ({
+    section: "limits", name: spec.key, type: `integer (${spec.unit})`, default: spec.default,
+    min: spec.min, max: spec.max, doc: spec.doc,
+    check: integer(spec.min, spec.max),
+  })),
+  {
+    section: "protocol", name: "bare_line_endings", type: "string", default: "reject", values: ["reject", "normalize"],
+    doc: 'A bare CR or LF in a command or in message content: "reject" refuses it, "normalize" turns it into CRLF.',
+    check: oneOf(["reject", "normalize"]),
+  },
+  {
+    section: "protocol", name: "eight_bit_without_8bitmime", type: "string", default: "accept", values: ["accept", "reject"],
+    doc: '8-bit bytes in DATA when MAIL FROM did not say BODY=8BITMIME: "accept" takes the message as it is, "reject" refuses it.',
+    check: oneOf(["accept", "reject"]),
+  },
+  {
+    section: "spool", name: "max_batch", type: "integer", default: 256, min: 1, max: 10000,
+    doc: "Most messages one group commit of the spool may hold.",
+    check: integer(1, 10000),
+  },
+  {
+    section: "local", name: "domains", type: "array of strings", default: ["localhost", "example.test"],
+    doc: "Domains this server is the final destination for. Lowercased, trailing dot dropped, each listed once.",
+    check: arrayOf("domain names", stringElement(parseDomain, "a domain name"), (d) => d),
+  },
+  {
+    section: "local", name: "mailboxes", type: "array of strings", default: ["postmaster@localhost", "postmaster@example.test"],
+    doc: 'Addresses that have a mailbox here, "local@domain" with the domain in local.domains. Lowercased, each listed once.',
+    check: arrayOf("mail addresses", stringElement(parseAddress, "a mail address"), (a) => a),
+  },
+  {
+    section: "local", name: "maildir", type: "string (path template)", default: "mail/%d/%n",
+    doc: "Where each mailbox's Maildir is: %d is the domain, %n the local part, %% a literal %. Must contain %n. Relative to data_dir unless absolute.",
+    check: maildir,
+  },
+  {
+    section: "local", name: "aliases", type: "table of arrays of strings", default: {},
+    doc: '"alias@domain" = ["target@domain", ...]. The alias domain must be in local.domains and the alias must not also be a mailbox; targets may be mailboxes, other aliases or addresses in other domains. A target in a local domain must be a mailbox or an alias. Cycles are an error.',
+    check: aliases,
+  },
+  {
+    section: "log", name: "level", type: "string", default: "info", values: LOG_LEVELS,
+    doc: "Least severe log level written. Logs never contain secrets.",
+    check: oneOf(LOG_LEVELS),
+  },
+];
+
+/** Sections in file order, each with its fields. */
+export const SECTIONS: ReadonlyMap<string, readonly Field[]> = (() => {
+  const m = new Map<string, Field[]>();
+  for (const f of FIELDS) {
+    const list = m.get(f.section) ?? [];
+    list.push(f);
+    m.set(f.section, list);
+  }
+  return m;
+})();
+
+/** Every key with its type, default and limits, for tooling and the docs test. */
+export const CONFIG_KEYS: readonly ConfigKey[] = Object.freeze(
+  FIELDS.map((f) => {
+    const k: ConfigKey = {
+      key: `${f.section}.${f.name}`, type: f.type, default: f.default, doc: f.doc,
+      ...(f.min !== undefined ? { min: f.min } : {}),
+      ...(f.max !== undefined ? { max: f.max } : {}),
+      ...(f.values !== undefined ? { values: f.values } : {}),
+    };
+    return Object.freeze(k);
+  }),
+);
+
+/** A TOML literal for a default value, as written in docs: "a", 1, true, ["x", "y"], {}. */
+export function tomlLiteral(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(tomlLiteral).join(", ")}]`;
+  if (isTable(value)) {
+    const parts = Object.entries(value).map(([k, v]) => `${JSON.stringify(k)} = ${tomlLiteral(v)}`);
+    return parts.length === 0 ? "{}" : `{ ${parts.join(", ")} }`;
+  }
+  return String(value);
+}

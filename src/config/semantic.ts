@@ -1,0 +1,135 @@
+/**
+ * Rules that span several config keys, run after every key has been checked
+ * on its own: group needs user; mailboxes and aliases live in local domains;
+ * an alias is not also a mailbox; local alias targets exist; aliases have no
+ * cycles; no two listeners collide on one address:port.
+ *
+ * Input is the map of normalised values by dotted key ("local.domains");
+ * a key whose own check failed is absent, and rules needing it are skipped.
+ * Arrays may hold `undefined` where an element was bad (already reported):
+ * those elements are skipped, and a domain list with a bad element is not
+ * used to judge other keys.
+ * `fromFile` says which keys the operator wrote, so messages about values
+ * that came from the defaults can say so.
+ */
+import type { AliasEntry, AliasTable, CheckContext } from "./keys.ts";
+import { domainOf, formatListen, listenOverlaps } from "./syntax.ts";
+import type { ListenAddress } from "./types.ts";
+
+export function checkSemantics(
+  values: ReadonlyMap<string, unknown>,
+  fromFile: ReadonlySet<string>,
+  ctx: CheckContext,
+): void {
+  checkAccount(values, ctx);
+  checkLocal(values, fromFile, ctx);
+  checkListeners(values, fromFile, ctx);
+}
+
+function checkAccount(values: ReadonlyMap<string, unknown>, ctx: CheckContext): void {
+  const user = values.get("server.user");
+  const group = values.get("server.group");
+  if (user === "" && typeof group === "string" && group !== "") {
+    ctx.issue(["server", "group"], "group is set but server.user is empty; set server.user as well, or remove group");
+  }
+}
+
+function checkLocal(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<string>, ctx: CheckContext): void {
+  const domains = values.get("local.domains") as readonly (string | undefined)[] | undefined;
+  const mailboxes = values.get("local.mailboxes") as readonly (string | undefined)[] | undefined;
+  const table = values.get("local.aliases") as AliasTable | undefined;
+  const aliases = table?.entries ?? [];
+  const boxes = new Set(mailboxes ?? []);
+  const byAddress = new Map(aliases.map((a) => [a.address, a]));
+
+  reportCycles(aliases, byAddress, ctx);
+  for (const a of aliases) {
+    if (boxes.has(a.address)) {
+      ctx.issue(["local", "aliases", a.key], `${a.address} is both an alias and a mailbox (local.mailboxes); expected one or the other`);
+    }
+  }
+  if (domains === undefined || domains.includes(undefined)) return;
+  const local = new Set(domains);
+  const domainList = domains.length === 0 ? "local.domains is empty" : `local.domains is ${domains.join(", ")}`;
+
+  const hint = fromFile.has("local.mailboxes") ? "" : " (a default value: set local.mailboxes for your domains)";
+  mailboxes?.forEach((m, i) => {
+    if (m !== undefined && !local.has(domainOf(m))) {
+      ctx.issue(["local", "mailboxes", i], `${m} is not in a local domain; expected its domain to be listed in local.domains (${domainList})${hint}`);
+    }
+  });
+  // Whether a local target exists can only be judged when every mailbox and alias is known.
+  const allKnown = mailboxes !== undefined && !mailboxes.includes(undefined) && table?.complete === true;
+  for (const a of aliases) {
+    const at = ["local", "aliases", a.key];
+    if (!local.has(domainOf(a.address))) {
+      ctx.issue(at, `alias ${a.address} is not in a local domain; expected its domain to be listed in local.domains (${domainList})`);
+    }
+    if (!allKnown) continue;
+    a.targets.forEach((t, i) => {
+      if (t !== undefined && local.has(domainOf(t)) && !boxes.has(t) && !byAddress.has(t)) {
+        ctx.issue([...at, i], `target ${t} is in a local domain but is neither a mailbox (local.mailboxes) nor an alias`);
+      }
+    });
+  }
+}
+
+/** Depth-first search over alias → alias edges; each cycle is reported once, at its first alias in file order. */
+function reportCycles(
+  aliases: readonly AliasEntry[],
+  byAddress: ReadonlyMap<string, AliasEntry>,
+  ctx: CheckContext,
+): void {
+  const state = new Map<string, "active" | "done">();
+  const stack: string[] = [];
+  const visit = (address: string): void => {
+    state.set(address, "active");
+    stack.push(address);
+    for (const t of byAddress.get(address)?.targets ?? []) {
+      if (t === undefined || !byAddress.has(t)) continue;
+      const s = state.get(t);
+      if (s === "active") {
+        const cycle = [...stack.slice(stack.indexOf(t)), t];
+        const first = aliases.find((a) => cycle.includes(a.address));
+        if (first !== undefined) {
+          const start = cycle.indexOf(first.address);
+          const ordered = [...cycle.slice(start, -1), ...cycle.slice(0, start), first.address];
+          ctx.issue(["local", "aliases", first.key], `alias cycle: ${ordered.join(" -> ")}; expected aliases to end at mailboxes or remote addresses`);
+        }
+      } else if (s === undefined) visit(t);
+    }
+    stack.pop();
+    state.set(address, "done");
+  };
+  for (const a of aliases) if (!state.has(a.address)) visit(a.address);
+}
+
+const LISTENERS = ["smtp", "submission", "submissions"] as const;
+
+function checkListeners(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<string>, ctx: CheckContext): void {
+  const seen: { section: string; index: number; addr: ListenAddress }[] = [];
+  for (const section of LISTENERS) {
+    const list = values.get(`${section}.listen`) as readonly (ListenAddress | undefined)[] | undefined;
+    if (list === undefined) continue;
+    list.forEach((addr, index) => {
+      if (addr === undefined) return;
+      const clash = seen.find((s) => listenOverlaps(s.addr, addr));
+      seen.push({ section, index, addr });
+      if (clash === undefined) return;
+      // Report at the entry the operator wrote (the later one when both are written).
+      const laterInFile = fromFile.has(`${section}.listen`) || !fromFile.has(`${clash.section}.listen`);
+      const [here, other] = laterInFile
+        ? [{ section, index, addr }, clash]
+        : [clash, { section, index, addr }];
+      const otherKey = `${other.section}.listen[${other.index}]`;
+      const note = fromFile.has(`${other.section}.listen`) ? "" : " (a default value)";
+      const same = here.addr.host === other.addr.host;
+      const how = same ? "is also used by" : "collides with";
+      const detail = same ? "" : ` (${formatListen(other.addr)}; a wildcard address covers every address of its family)`;
+      ctx.issue(
+        [here.section, "listen", here.index],
+        `${formatListen(here.addr)} ${how} ${otherKey}${detail}${note}; expected each address:port to be bound by one listener only`,
+      );
+    });
+  }
+}

@@ -29,7 +29,8 @@ export const LIMIT_SPECS = {
     key: "max_message_size",
     default: 25 * 1024 * 1024,
     min: 1024,
-    max: 1024 * 1024 * 1024,
+    // SQLite stores at most 1e9 bytes in one value; stay well below.
+    max: 512 * 1024 * 1024,
     unit: "bytes",
     doc: "Largest message accepted, announced as `SIZE`. `MAIL ... SIZE=` above it gets `552 5.3.4` at once; DATA or BDAT that grows past it is read and discarded to its end, then `552 5.3.4`.",
   },

@@ -1,0 +1,254 @@
+/**
+ * The local delivery agent of one spool shard: claims due messages, stores
+ * them in the recipients' Maildirs, records per-recipient outcomes.
+ *
+ * Woken by the spool's `onCommitted` and by a timer (every `pollMs`) for
+ * deferred retries and operator releases. At most `concurrency` messages are
+ * in flight and at most `concurrency` Maildir writes run at once.
+ *
+ * Per recipient (resolve.ts): every mailbox it expands to is written, then
+ * it is `delivered`. A mailbox reached by several recipients of the message
+ * (through aliases) is written once, and mailboxes already stored for
+ * recipients delivered in an earlier attempt are not written again.
+ * Outcomes: an address outside the local domains, or an alias with a target
+ * there, is `deferred` ("remote delivery not implemented"; its local
+ * mailboxes wait with it, so they are not stored twice later); an unknown
+ * local address is `failed`; a filesystem error is `deferred` and retried
+ * with the spool's backoff. A mailbox write that failed while another of the
+ * same recipient succeeded is retried with the recipient, so that mailbox may
+ * get the message twice (at-least-once). Logs name queue id, recipient and
+ * mailbox, never content.
+ */
+import type { Logger } from "pino";
+import type { ClaimedMessage, RecipientOutcome, Spool } from "../queue/index.ts";
+import { deliverToMaildir } from "./maildir.ts";
+import { mailboxPath, resolveRecipient } from "./resolve.ts";
+import type { LocalConfig } from "./resolve.ts";
+
+export const REMOTE_NOT_IMPLEMENTED = "remote delivery not implemented";
+
+export interface LocalDeliveryOptions {
+  readonly spool: Spool;
+  /** Config values used: `server.dataDir` and the `[local]` section. */
+  readonly dataDir: string;
+  readonly local: LocalConfig;
+  readonly logger: Logger;
+  /** Messages in flight and concurrent Maildir writes (default 16). */
+  readonly concurrency?: number;
+  /** How often due (deferred, released) messages are looked for, in ms (default 1000). */
+  readonly pollMs?: number;
+  /** Host name in Maildir file names (default os.hostname()). */
+  readonly hostname?: string;
+}
+
+export interface LocalDeliveryStats {
+  readonly inFlight: number;
+  readonly delivered: number;
+  readonly deferred: number;
+  readonly failed: number;
+  /** Maildir files written. */
+  readonly stored: number;
+}
+
+class Semaphore {
+  private free: number;
+  private readonly waiters: (() => void)[] = [];
+  constructor(n: number) {
+    this.free = n;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((r) => this.waiters.push(r));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
+function errorText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return e.code ? `${e.code}: ${e.message}` : String(e.message ?? err);
+}
+
+export class LocalDelivery {
+  private readonly spool: Spool;
+  private readonly dataDir: string;
+  private readonly local: LocalConfig;
+  private readonly log: Logger;
+  private readonly concurrency: number;
+  private readonly pollMs: number;
+  private readonly hostname: string | undefined;
+  private readonly writes: Semaphore;
+  private readonly inFlight = new Set<Promise<void>>();
+  private running = false;
+  private kickScheduled = false;
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private counters = { delivered: 0, deferred: 0, failed: 0, stored: 0 };
+
+  constructor(opts: LocalDeliveryOptions) {
+    this.spool = opts.spool;
+    this.dataDir = opts.dataDir;
+    this.local = opts.local;
+    this.log = opts.logger.child({ component: "local-delivery", shard: opts.spool.shard });
+    this.concurrency = Math.max(1, opts.concurrency ?? 16);
+    this.pollMs = Math.max(10, opts.pollMs ?? 1000);
+    this.hostname = opts.hostname;
+    this.writes = new Semaphore(this.concurrency);
+  }
+
+  /** Starts claiming and delivering; idempotent. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.unsubscribe = this.spool.onCommitted(() => this.kick());
+    this.timer = setInterval(() => this.kick(), this.pollMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** Stops claiming; resolves when every delivery in flight has finished and its outcome is committed. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    if (!this.spool.isClosed) this.spool.flush();
+  }
+
+  stats(): LocalDeliveryStats {
+    return { inFlight: this.inFlight.size, ...this.counters };
+  }
+
+  private kick(): void {
+    if (!this.running || this.kickScheduled) return;
+    this.kickScheduled = true;
+    setImmediate(() => {
+      this.kickScheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Claims as many due messages as there is room for and starts them. */
+  private pump(): void {
+    while (this.running && !this.spool.isClosed && this.inFlight.size < this.concurrency) {
+      let batch: ClaimedMessage[];
+      try {
+        batch = this.spool.claimDue(Date.now(), this.concurrency - this.inFlight.size);
+      } catch (err) {
+        this.log.error({ err }, "claiming due messages failed; will try again");
+        return;
+      }
+      if (batch.length === 0) return;
+      for (const msg of batch) {
+        const p: Promise<void> = this.process(msg).finally(() => {
+          this.inFlight.delete(p);
+          this.kick();
+        });
+        this.inFlight.add(p);
+      }
+    }
+  }
+
+  private async process(msg: ClaimedMessage): Promise<void> {
+    let outcomes: RecipientOutcome[];
+    try {
+      outcomes = await this.deliver(msg);
+    } catch (err) {
+      // Never leave a message active: defer whatever was pending.
+      this.log.error({ queueId: msg.id, err }, "local delivery failed unexpectedly");
+      outcomes = msg.recipients
+        .filter((r) => r.state === "queued" || r.state === "deferred")
+        .map((r) => ({ index: r.index, result: "deferred" as const, error: `internal error: ${errorText(err)}` }));
+    }
+    if (this.spool.isClosed) return; // recovered as queued on the next open
+    this.spool.recordOutcome(msg.id, outcomes);
+  }
+
+  private async deliver(msg: ClaimedMessage): Promise<RecipientOutcome[]> {
+    // Mailboxes already stored for recipients delivered in an earlier attempt.
+    const stored = new Set<string>();
+    for (const r of msg.recipients) {
+      if (r.state !== "delivered") continue;
+      const res = resolveRecipient(this.local, r.address);
+      if (res.remote.length === 0) for (const m of res.mailboxes) stored.add(m);
+    }
+
+    const pending = msg.recipients.filter((r) => r.state === "queued" || r.state === "deferred");
+    const plan = new Map<number, readonly string[]>(); // recipient index -> mailboxes to write
+    const outcomes = new Map<number, RecipientOutcome>();
+    for (const r of pending) {
+      const res = resolveRecipient(this.local, r.address);
+      for (const s of res.skipped) {
+        if (s.address !== r.address.toLowerCase()) {
+          this.log.warn({ queueId: msg.id, rcpt: r.address, target: s.address, reason: s.reason }, "alias target skipped");
+        }
+      }
+      if (res.remote.length > 0) {
+        outcomes.set(r.index, { index: r.index, result: "deferred", error: REMOTE_NOT_IMPLEMENTED });
+      } else if (res.mailboxes.length === 0) {
+        const reason = res.skipped.map((s) => s.reason).find((x) => x !== "no such mailbox") ?? "no such mailbox";
+        outcomes.set(r.index, { index: r.index, result: "failed", error: reason });
+      } else {
+        plan.set(r.index, res.mailboxes.filter((m) => !stored.has(m)));
+      }
+    }
+
+    // One write per distinct mailbox.
+    const writes = new Map<string, Promise<string | undefined>>(); // mailbox -> error text or undefined
+    for (const [index, mailboxes] of plan) {
+      const rcpt = msg.recipients[index]!;
+      for (const mailbox of mailboxes) {
+        if (writes.has(mailbox)) continue;
+        writes.set(mailbox, this.writes.run(() => this.store(msg, rcpt.address, mailbox)));
+      }
+    }
+    const results = new Map<string, string | undefined>();
+    for (const [mailbox, p] of writes) results.set(mailbox, await p);
+
+    for (const [index, mailboxes] of plan) {
+      const firstError = mailboxes.map((m) => results.get(m)).find((e) => e !== undefined);
+      outcomes.set(index, firstError === undefined ? { index, result: "delivered" } : { index, result: "deferred", error: firstError });
+    }
+
+    const list = [...outcomes.values()].sort((a, b) => a.index - b.index);
+    for (const o of list) {
+      const rcpt = msg.recipients[o.index]!.address;
+      if (o.result === "delivered") {
+        this.counters.delivered++;
+        this.log.info({ queueId: msg.id, rcpt, mailboxes: plan.get(o.index) }, "delivered locally");
+      } else if (o.result === "deferred") {
+        this.counters.deferred++;
+        this.log.warn({ queueId: msg.id, rcpt, error: o.error }, "delivery deferred");
+      } else {
+        this.counters.failed++;
+        this.log.warn({ queueId: msg.id, rcpt, error: o.error }, "delivery failed");
+      }
+    }
+    return list;
+  }
+
+  /** Writes one copy; resolves with an error text instead of throwing. */
+  private async store(msg: ClaimedMessage, rcpt: string, mailbox: string): Promise<string | undefined> {
+    try {
+      const dir = mailboxPath(this.dataDir, this.local.maildir, mailbox);
+      const res = await deliverToMaildir(
+        dir,
+        { returnPath: msg.envelope.mailFrom, deliveredTo: mailbox, content: msg.content },
+        this.hostname !== undefined ? { hostname: this.hostname } : {},
+      );
+      this.counters.stored++;
+      this.log.debug({ queueId: msg.id, rcpt, mailbox, file: res.name }, "stored in maildir");
+      return undefined;
+    } catch (err) {
+      this.log.warn({ queueId: msg.id, rcpt, mailbox, err: errorText(err) }, "maildir write failed");
+      return errorText(err);
+    }
+  }
+}

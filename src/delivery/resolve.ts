@@ -1,0 +1,92 @@
+/**
+ * Where a recipient address goes, according to the config's `[local]`
+ * section: its mailboxes here, targets elsewhere, or nowhere.
+ *
+ * Matching is case-insensitive (the config holds lowercase addresses; the
+ * address is lowercased before lookup). Aliases expand recursively to
+ * mailboxes; a loop or a chain deeper than MAX_ALIAS_DEPTH stops expanding
+ * that branch. An alias target in a local domain that is neither a mailbox
+ * nor an alias is skipped (a config mistake, reported in `skipped`); a
+ * target outside the local domains is "remote". The resulting mailbox list is
+ * de-duplicated. A bare "postmaster" (RFC 5321 §4.5.1) means postmaster at
+ * the first local domain.
+ *
+ * Mailbox paths come from the `maildir` template (%d domain, %n local part,
+ * %% a percent sign), relative to dataDir unless absolute. A substituted
+ * part that could leave its directory (`/`, `..`, NUL...) is refused.
+ */
+import { isAbsolute, resolve } from "node:path";
+import type { Config } from "../config/types.ts";
+
+export type LocalConfig = Config["local"];
+
+export const MAX_ALIAS_DEPTH = 20;
+
+export interface Resolution {
+  /** Local mailboxes (lowercase addresses), de-duplicated, in first-seen order. */
+  readonly mailboxes: readonly string[];
+  /** Targets outside the local domains. */
+  readonly remote: readonly string[];
+  /** Targets that led nowhere, each with why (unknown local address, loop, too deep). */
+  readonly skipped: readonly { readonly address: string; readonly reason: string }[];
+}
+
+function domainOf(address: string): string | undefined {
+  const at = address.lastIndexOf("@");
+  return at < 0 ? undefined : address.slice(at + 1);
+}
+
+/** Expands one envelope recipient. An empty result (no mailbox, no remote) means undeliverable. */
+export function resolveRecipient(local: LocalConfig, address: string): Resolution {
+  const domains = new Set(local.domains);
+  const mailboxes = new Set(local.mailboxes);
+  const found: string[] = [];
+  const remote: string[] = [];
+  const skipped: { address: string; reason: string }[] = [];
+
+  let start = address.toLowerCase();
+  if (start === "postmaster" && local.domains[0] !== undefined) start = `postmaster@${local.domains[0]}`;
+
+  const expand = (addr: string, stack: readonly string[]): void => {
+    if (stack.includes(addr)) {
+      skipped.push({ address: addr, reason: "alias loop" });
+      return;
+    }
+    if (stack.length > MAX_ALIAS_DEPTH) {
+      skipped.push({ address: addr, reason: "aliases nested too deep" });
+      return;
+    }
+    if (mailboxes.has(addr)) {
+      if (!found.includes(addr)) found.push(addr);
+      return;
+    }
+    const targets = Object.hasOwn(local.aliases, addr) ? local.aliases[addr] : undefined;
+    if (targets !== undefined) {
+      for (const t of targets) expand(t.toLowerCase(), [...stack, addr]);
+      return;
+    }
+    const domain = domainOf(addr);
+    if (domain === undefined) skipped.push({ address: addr, reason: "address has no domain" });
+    else if (domains.has(domain)) skipped.push({ address: addr, reason: "no such mailbox" });
+    else if (!remote.includes(addr)) remote.push(addr);
+  };
+  expand(start, []);
+  return { mailboxes: found, remote, skipped };
+}
+
+function safePart(value: string, what: string): string {
+  if (value === "" || value === "." || value === ".." || /[/\\\0]/.test(value)) {
+    throw new Error(`unsafe ${what} for a maildir path: ${JSON.stringify(value.slice(0, 80))}`);
+  }
+  return value;
+}
+
+/** The Maildir path of a mailbox address, from the template. */
+export function mailboxPath(dataDir: string, template: string, mailbox: string): string {
+  const at = mailbox.lastIndexOf("@");
+  if (at <= 0) throw new Error(`mailbox address without local part or domain: ${JSON.stringify(mailbox.slice(0, 80))}`);
+  const n = mailbox.slice(0, at);
+  const d = mailbox.slice(at + 1);
+  const path = template.replace(/%([dn%])/g, (_m, c: string) => (c === "d" ? safePart(d, "domain") : c === "n" ? safePart(n, "local part") : "%"));
+  return isAbsolute(path) ? resolve(path) : resolve(dataDir, path);
+}

@@ -1,0 +1,137 @@
+/**
+ * Opening one spool shard database (`<dataDir>/spool/shard-<N>.db`) and its
+ * schema. Used by the writer (Spool) and by the admin side (ShardAdmin).
+ *
+ * SQLite in WAL mode: readers never block the one writer, and a second
+ * process (the CLI) may open the same file; `busy_timeout` makes a writer wait
+ * for the other's short transaction instead of failing. `synchronous=FULL` is
+ * the connection default, so every commit is fsynced unless a caller lowers it
+ * for one transaction on purpose (Spool does so for state changes it can
+ * afford to lose, see spool.ts). The schema version is kept in
+ * `PRAGMA user_version`; a file written by a newer Wardmail is refused.
+ */
+import { DatabaseSync } from "node:sqlite";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { checkShard } from "./ids.ts";
+
+export const SCHEMA_VERSION = 1;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS messages (
+  id TEXT PRIMARY KEY NOT NULL,
+  version INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  envelope TEXT NOT NULL,
+  received TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  checksum BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages (next_attempt_at) WHERE state IN ('queued', 'deferred');
+-- Content apart from the state, so a state change never rewrites 10 KB of
+-- overflow pages (SQLite rewrites a whole row on UPDATE).
+CREATE TABLE IF NOT EXISTS contents (
+  message_id TEXT PRIMARY KEY NOT NULL,
+  content BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recipients (
+  message_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  address TEXT NOT NULL,
+  dsn TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT,
+  PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS damaged (
+  id TEXT NOT NULL,
+  detected_at INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  -- Copied as found, whatever their types: no declared type, no conversion.
+  version, state, envelope, received, size, created_at,
+  attempts, last_error, checksum, recipients, content
+);
+`;
+
+/** Path of a shard's database file. */
+export function shardPath(dataDir: string, shard: number): string {
+  checkShard(shard);
+  return join(dataDir, "spool", `shard-${shard}.db`);
+}
+
+/** The shard numbers that have a database file in `<dataDir>/spool/`, ascending. */
+export function listShards(dataDir: string): number[] {
+  let names: string[];
+  try {
+    names = readdirSync(join(dataDir, "spool"));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  const shards: number[] = [];
+  for (const name of names) {
+    const m = /^shard-(0|[1-9]\d{0,3})\.db$/.exec(name);
+    if (m) shards.push(Number(m[1]));
+  }
+  return shards.sort((a, b) => a - b);
+}
+
+export interface OpenOptions {
+  /** Busy timeout in ms (default 5000). */
+  readonly busyTimeoutMs?: number;
+  /** Create the file and directory when missing (writer: yes; admin: no). */
+  readonly create: boolean;
+}
+
+/** Opens a shard database with Wardmail's settings and schema. */
+export function openShardDb(path: string, opts: OpenOptions): DatabaseSync {
+  if (opts.create) {
+    mkdirSync(join(path, ".."), { recursive: true, mode: 0o700 });
+    // The spool holds mail: create the file 0600 (SQLite gives its -wal and
+    // -shm files the database file's permissions). An empty file is a valid
+    // empty database.
+    try {
+      writeFileSync(path, "", { mode: 0o600, flag: "wx" });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  } else {
+    // DatabaseSync would create a missing file; the admin side must not.
+    if (!existsSync(path)) throw new Error(`no spool database at ${path}`);
+  }
+  const db = new DatabaseSync(path, { timeout: opts.busyTimeoutMs ?? 5000, enableForeignKeyConstraints: false });
+  try {
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = FULL");
+    // Keep a large WAL from staying large after a burst.
+    db.exec("PRAGMA journal_size_limit = 67108864");
+    // Deleted content is not overwritten: that tripled the cost of completing
+    // a message. Freed pages (and the WAL) may hold delivered mail until reused.
+    db.exec("PRAGMA secure_delete = OFF");
+    const row = db.prepare("PRAGMA user_version").get();
+    const version = Number(row?.user_version ?? 0);
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`spool database ${path} has schema version ${version}, newer than this Wardmail (${SCHEMA_VERSION})`);
+    }
+    if (version < SCHEMA_VERSION) {
+      db.exec("BEGIN IMMEDIATE");
+      try {
+        db.exec(SCHEMA);
+        db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+        db.exec("COMMIT");
+      } catch (err) {
+        if (db.isTransaction) db.exec("ROLLBACK");
+        throw err;
+      }
+    }
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}

@@ -1,0 +1,436 @@
+/**
+ * The spool writer for one shard: the durable queue one worker process owns.
+ *
+ * Contract with the SMTP side: `enqueue(msg)` resolves with the queue id only
+ * after the envelope and content are committed and fsynced (WAL,
+ * synchronous=FULL); only then may the server send 250. Enqueues are group
+ * committed: the first pending message schedules a flush on setImmediate
+ * (or a flush runs at once when `maxBatch` are pending), all pending messages
+ * go into ONE transaction, and every promise of the batch resolves after
+ * COMMIT returned, or rejects together if anything in it failed (the server
+ * then answers 451). Each record is sealed with a checksum (record.ts).
+ *
+ * Delivery side: `claimDue` moves due messages to `active` and returns them
+ * checked (damaged ones are moved aside, never returned); `recordOutcome`
+ * sets per-recipient results, so a retry never re-delivers a delivered
+ * recipient. Outcomes are batched into the next transaction; claims and
+ * outcome-only commits use synchronous=NORMAL, since losing them on power
+ * failure only means a message is tried again (at-least-once delivery) and
+ * the next durable commit makes them durable anyway. When every recipient is
+ * final the message is done and its row and content are deleted.
+ *
+ * On open, whatever was `active` (in flight when the process died) goes back
+ * to `queued`, due now. Design rule: one writer per shard file; the admin
+ * side (store.ts) may change the same file concurrently.
+ */
+import { EventEmitter } from "node:events";
+import { randomInt } from "node:crypto";
+import type { StatementSync } from "node:sqlite";
+import type { Logger } from "pino";
+import type { IncomingMessage, MessageState } from "./types.ts";
+import { checkIncoming, RECORD_VERSION, recordChecksum } from "./record.ts";
+import { openShardDb, shardPath } from "./db.ts";
+import { newQueueId, shardOfId } from "./ids.ts";
+import { DamagedRecordError } from "./record.ts";
+import { ShardStore } from "./store.ts";
+import type { QueuedMessage } from "./store.ts";
+
+export interface SpoolOptions {
+  /** Wardmail's data directory; the file is `<dataDir>/spool/shard-<shard>.db`. */
+  readonly dataDir: string;
+  readonly shard: number;
+  readonly logger: Logger;
+  /** Most messages in one group commit (default 256). */
+  readonly maxBatch?: number;
+  /** A batch whose contents reach this many bytes is committed at once (default 32 MiB). */
+  readonly maxBatchBytes?: number;
+  /** SQLite busy timeout in ms (default 5000). */
+  readonly busyTimeoutMs?: number;
+  /** First retry delay after a deferral (default 60 s), doubling per attempt... */
+  readonly retryBaseMs?: number;
+  /** ...up to this (default 1 h). */
+  readonly retryMaxMs?: number;
+  /** Each delay is shortened by a random fraction up to this (default 0.1). */
+  readonly retryJitter?: number;
+  /** A recipient still deferred this long after the message arrived fails (default 5 days, RFC 5321 §4.5.4.1). */
+  readonly expireAfterMs?: number;
+}
+
+export type ClaimedMessage = QueuedMessage;
+
+export interface RecipientOutcome {
+  /** Index of the recipient in the envelope. */
+  readonly index: number;
+  readonly result: "delivered" | "deferred" | "failed";
+  /** Why it was deferred or failed (logged and kept; never shown to SMTP clients as is). */
+  readonly error?: string;
+}
+
+export interface SpoolStats {
+  readonly shard: number;
+  readonly queued: number;
+  readonly active: number;
+  readonly deferred: number;
+  readonly held: number;
+  readonly damaged: number;
+  /** Enqueued but not yet committed. */
+  readonly pending: number;
+  /** Group commits of enqueued messages that succeeded. */
+  readonly commits: number;
+  /** Messages made durable by those commits. */
+  readonly committedMessages: number;
+  /** Group commits that failed (their messages were rejected). */
+  readonly failedCommits: number;
+  /** Messages done (every recipient delivered or failed) since open. */
+  readonly done: number;
+}
+
+interface PendingMessage {
+  readonly id: string;
+  readonly envelopeJson: string;
+  readonly receivedJson: string;
+  readonly content: Buffer;
+  readonly checksum: Buffer;
+  readonly createdAt: number;
+  readonly recipients: readonly { address: string; dsnJson: string }[];
+  readonly resolve: (id: string) => void;
+  readonly reject: (err: Error) => void;
+}
+
+interface PendingOutcome {
+  readonly id: string;
+  readonly outcomes: readonly RecipientOutcome[];
+  readonly at: number;
+}
+
+export class Spool extends ShardStore {
+  private readonly maxBatch: number;
+  private readonly maxBatchBytes: number;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+  private readonly retryJitter: number;
+  private readonly expireAfterMs: number;
+  private readonly events = new EventEmitter();
+  private readonly w: {
+    insertMessage: StatementSync;
+    insertContent: StatementSync;
+    insertRecipient: StatementSync;
+    due: StatementSync;
+    claim: StatementSync;
+    messageState: StatementSync;
+    updateRecipient: StatementSync;
+    openRecipients: StatementSync;
+    requeue: StatementSync;
+    defer: StatementSync;
+    nextDue: StatementSync;
+  };
+  private pending: PendingMessage[] = [];
+  private pendingBytes = 0;
+  /** Claimed and not yet recorded: never claimed twice, even if an operator re-queues one meanwhile. */
+  private readonly claimed = new Set<string>();
+  private pendingOutcomes: PendingOutcome[] = [];
+  private flushScheduled = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private counters = { commits: 0, committedMessages: 0, failedCommits: 0, done: 0 };
+
+  private constructor(opts: SpoolOptions) {
+    const path = shardPath(opts.dataDir, opts.shard);
+    const db = openShardDb(path, { create: true, busyTimeoutMs: opts.busyTimeoutMs });
+    super(db, opts.shard, path, opts.logger);
+    this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
+    this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);
+    this.retryBaseMs = opts.retryBaseMs ?? 60_000;
+    this.retryMaxMs = opts.retryMaxMs ?? 3_600_000;
+    this.retryJitter = Math.min(Math.max(opts.retryJitter ?? 0.1, 0), 1);
+    this.expireAfterMs = opts.expireAfterMs ?? 5 * 24 * 3_600_000;
+    const p = (s: string): StatementSync => db.prepare(s);
+    this.w = {
+      insertMessage: p(`INSERT INTO messages (id, version, state, envelope, received, size, created_at, next_attempt_at,
+                          attempts, last_error, checksum) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, NULL, ?)`),
+      insertContent: p("INSERT INTO contents (message_id, content) VALUES (?, ?)"),
+      insertRecipient: p("INSERT INTO recipients (message_id, idx, address, dsn, state, attempts) VALUES (?, ?, ?, ?, 'queued', 0)"),
+      // Pick ids by the partial index first, then join only their contents.
+      due: p(`SELECT m.*, c.content FROM (
+                SELECT * FROM messages INDEXED BY messages_due
+                WHERE state IN ('queued', 'deferred') AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) m
+              LEFT JOIN contents c ON c.message_id = m.id ORDER BY m.next_attempt_at`),
+      claim: p("UPDATE messages SET state = 'active' WHERE id = ?"),
+      messageState: p("SELECT state, attempts, created_at FROM messages WHERE id = ?"),
+      updateRecipient: p(`UPDATE recipients SET state = ?, attempts = attempts + 1, last_error = ?
+                          WHERE message_id = ? AND idx = ? AND state IN ('queued', 'deferred')`),
+      openRecipients: p("SELECT count(*) AS n FROM recipients WHERE message_id = ? AND state IN ('queued', 'deferred')"),
+      requeue: p("UPDATE messages SET state = ?, next_attempt_at = ? WHERE id = ?"),
+      defer: p("UPDATE messages SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?"),
+      nextDue: p("SELECT min(next_attempt_at) AS t FROM messages INDEXED BY messages_due WHERE state IN ('queued', 'deferred')"),
+    };
+  }
+
+  /** Opens (creating when missing) the shard and puts in-flight messages back in the queue. */
+  static open(opts: SpoolOptions): Spool {
+    const spool = new Spool(opts);
+    try {
+      spool.recover();
+    } catch (err) {
+      spool.close();
+      throw err;
+    }
+    return spool;
+  }
+
+  private recover(now = Date.now()): void {
+    const n = this.transaction(
+      () => Number(this.db.prepare("UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE state = 'active'").run(now).changes),
+    );
+    const counts = this.counts();
+    this.log.info({ recovered: n, queued: counts.queued, deferred: counts.deferred, held: counts.held, path: this.path }, "spool opened");
+  }
+
+  /**
+   * Queues a message. Resolves with its queue id once it is durable; rejects
+   * when the message is malformed, the spool is closed, or its batch's commit
+   * failed. The content Buffer must not be changed afterwards.
+   * @param id a queue id from `newQueueId(shard)` when the caller needs it
+   *   before the commit (for the Received header); a fresh one otherwise.
+   */
+  enqueue(msg: IncomingMessage, id?: string): Promise<string> {
+    if (this.isClosed) return Promise.reject(new Error("spool is closed"));
+    let prepared: Omit<PendingMessage, "resolve" | "reject">;
+    try {
+      const { envelopeJson, receivedJson } = checkIncoming(msg.envelope, msg.received, msg.content);
+      const createdAt = Date.now();
+      if (id !== undefined) {
+        if (shardOfId(id) !== this.shard) throw new Error(`queue id ${id} is not of shard ${this.shard}`);
+        // A duplicate would fail the whole batch's commit: refuse it alone.
+        if (this.pending.some((m) => m.id === id) || this.has(id)) throw new Error(`queue id ${id} is already in use`);
+      }
+      const queueId = id ?? newQueueId(this.shard, createdAt);
+      prepared = {
+        id: queueId,
+        envelopeJson,
+        receivedJson,
+        content: msg.content,
+        checksum: recordChecksum(RECORD_VERSION, queueId, envelopeJson, receivedJson, msg.content),
+        createdAt,
+        recipients: msg.envelope.recipients.map((r) => ({ address: r.address, dsnJson: JSON.stringify(r.dsn) })),
+      };
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const promise = new Promise<string>((resolve, reject) => {
+      this.pending.push({ ...prepared, resolve, reject });
+    });
+    this.pendingBytes += msg.content.byteLength;
+    if (this.pending.length >= this.maxBatch || this.pendingBytes >= this.maxBatchBytes) this.flush();
+    else this.scheduleFlush();
+    return promise;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Commits everything pending now (enqueued messages and outcomes). Normally automatic. */
+  flush(): void {
+    if (this.isClosed) return;
+    const batch = this.pending;
+    const outcomes = this.pendingOutcomes;
+    if (batch.length === 0 && outcomes.length === 0) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.pendingOutcomes = [];
+    let done = 0;
+    try {
+      done = this.transaction(() => {
+        const d = this.applyOutcomes(outcomes);
+        for (const m of batch) {
+          this.w.insertMessage.run(m.id, RECORD_VERSION, m.envelopeJson, m.receivedJson, m.content.byteLength, m.createdAt,
+            m.createdAt, m.checksum);
+          this.w.insertContent.run(m.id, m.content);
+          m.recipients.forEach((r, idx) => this.w.insertRecipient.run(m.id, idx, r.address, r.dsnJson));
+        }
+        return d;
+      }, batch.length > 0);
+    } catch (err) {
+      if (batch.length > 0) this.counters.failedCommits++;
+      this.log.error({ err, messages: batch.length, outcomes: outcomes.length }, "spool commit failed");
+      const e = new Error("spool commit failed", { cause: err });
+      for (const m of batch) m.reject(e);
+      this.requeueOutcomes(outcomes);
+      return;
+    }
+    this.counters.done += done;
+    this.forgetClaims(outcomes);
+    if (batch.length > 0) {
+      this.counters.commits++;
+      this.counters.committedMessages += batch.length;
+      for (const m of batch) m.resolve(m.id);
+      this.events.emit("committed", batch.length);
+    }
+  }
+
+  private forgetClaims(outcomes: readonly PendingOutcome[]): void {
+    for (const o of outcomes) this.claimed.delete(o.id);
+  }
+
+  /** Outcomes whose transaction failed are kept and tried again shortly. */
+  private requeueOutcomes(outcomes: PendingOutcome[]): void {
+    if (outcomes.length === 0) return;
+    this.pendingOutcomes = outcomes.concat(this.pendingOutcomes);
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.flush();
+    }, 200);
+    this.retryTimer.unref();
+  }
+
+  /** Calls cb (after the promises resolved) whenever newly enqueued messages were committed. Returns an unsubscribe function. */
+  onCommitted(cb: (count: number) => void): () => void {
+    this.events.on("committed", cb);
+    return () => this.events.off("committed", cb);
+  }
+
+  /**
+   * Claims up to `limit` messages due at `now`: they become `active` and are
+   * returned with their content, checked. Damaged records are moved aside and
+   * skipped. Pending outcomes are written in the same transaction.
+   */
+  claimDue(now: number, limit: number): ClaimedMessage[] {
+    if (this.isClosed) throw new Error("spool is closed");
+    if (this.pendingOutcomes.length === 0) {
+      // Nothing to write and nothing due: answer from the index, without taking the write lock.
+      const next = this.nextDueAt();
+      if (next === undefined || next > now) return [];
+    }
+    const outcomes = this.pendingOutcomes;
+    this.pendingOutcomes = [];
+    let done = 0;
+    let claimed: ClaimedMessage[];
+    try {
+      claimed = this.transaction(() => {
+        done = this.applyOutcomes(outcomes);
+        const finished = new Set(outcomes.map((o) => o.id));
+        const out: ClaimedMessage[] = [];
+        for (const row of this.w.due.all(now, limit)) {
+          const id = String(row.id);
+          if (this.claimed.has(id) && !finished.has(id)) continue;
+          let msg: ClaimedMessage;
+          try {
+            msg = this.verifyRow(row);
+          } catch (err) {
+            if (!(err instanceof DamagedRecordError)) throw err;
+            this.moveAside(id, err.message, now);
+            continue;
+          }
+          this.w.claim.run(id);
+          out.push({ ...msg, state: "active" });
+        }
+        return out;
+      }, false);
+    } catch (err) {
+      this.requeueOutcomes(outcomes);
+      throw err;
+    }
+    this.counters.done += done;
+    this.forgetClaims(outcomes);
+    for (const m of claimed) this.claimed.add(m.id);
+    return claimed;
+  }
+
+  /**
+   * Records what happened to the recipients of a claimed message. Delivered
+   * and failed are final; a final recipient is never changed again. Deferred
+   * recipients are retried with exponential backoff. A claimed message with
+   * no outcomes (e.g. the agent stopped) goes back to the queue, due now.
+   * Written with the next batch; see `flush`.
+   */
+  recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now = Date.now()): void {
+    if (this.isClosed) throw new Error("spool is closed");
+    this.pendingOutcomes.push({ id, outcomes, at: now });
+    this.scheduleFlush();
+  }
+
+  /** Retry delay after the n-th deferral (n >= 1), with jitter. */
+  backoff(attempt: number): number {
+    const base = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(Math.max(attempt - 1, 0), 40));
+    if (this.retryJitter === 0) return base;
+    return Math.round(base * (1 - (this.retryJitter * randomInt(0, 1_000_001)) / 1_000_000));
+  }
+
+  /** Applies outcomes inside the caller's transaction; returns how many messages became done. */
+  private applyOutcomes(list: readonly PendingOutcome[]): number {
+    let done = 0;
+    for (const { id, outcomes, at } of list) {
+      const row = this.w.messageState.get(id);
+      if (!row) continue; // deleted by the operator meanwhile
+      const state = String(row.state) as MessageState;
+      const createdAt = Number(row.created_at);
+      let deferredError: string | undefined;
+      const expired = at - createdAt >= this.expireAfterMs;
+      for (const o of outcomes) {
+        let result = o.result;
+        let error = o.error ?? null;
+        if (result === "deferred" && expired) {
+          result = "failed";
+          error = `expired after ${Math.round((at - createdAt) / 3_600_000)} h: ${error ?? "deferred"}`;
+        }
+        if (result === "deferred") deferredError ??= error ?? "deferred";
+        this.w.updateRecipient.run(result, result === "delivered" ? null : error, id, o.index);
+        if (result === "failed") this.log.warn({ queueId: id, index: o.index, error }, "recipient failed");
+      }
+      const open = Number(this.w.openRecipients.get(id)?.n ?? 0);
+      if (open === 0) {
+        this.deleteRows(id);
+        done++;
+        this.log.debug({ queueId: id }, "message done");
+        continue;
+      }
+      const nextState = state === "held" ? "held" : deferredError !== undefined ? "deferred" : "queued";
+      if (deferredError !== undefined) {
+        const attempts = Number(row.attempts) + 1;
+        this.w.defer.run(nextState, attempts, at + this.backoff(attempts), deferredError, id);
+      } else {
+        this.w.requeue.run(nextState, at, id);
+      }
+    }
+    return done;
+  }
+
+  /** When the earliest queued or deferred message is due, or undefined when none is. */
+  nextDueAt(): number | undefined {
+    const t = this.w.nextDue.get()?.t;
+    return typeof t === "number" ? t : undefined;
+  }
+
+  stats(): SpoolStats {
+    const c = this.counts();
+    return {
+      shard: this.shard,
+      queued: c.queued,
+      active: c.active,
+      deferred: c.deferred,
+      held: c.held,
+      damaged: this.damagedCount(),
+      pending: this.pending.length,
+      ...this.counters,
+    };
+  }
+
+  /** Commits what is pending, then closes the file. Later enqueues reject. */
+  override close(): void {
+    if (this.isClosed) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.flush();
+    for (const m of this.pending) m.reject(new Error("spool is closed"));
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.events.removeAllListeners();
+    super.close();
+  }
+}

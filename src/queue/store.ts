@@ -1,0 +1,375 @@
+/**
+ * One spool shard as a store of records: reading them back (with every check
+ * of record.ts), moving damaged ones aside, and the admin operations
+ * (list, show, hold, release, retry, delete).
+ *
+ * `ShardStore` is what `wardmail queue ...` uses, through QueueAdmin; it is
+ * safe while the server runs, because every change is one short SQLite
+ * transaction and SQLite serialises it with the server's writer. The Spool
+ * (spool.ts) extends it with the writer side. Nothing read from the file is
+ * trusted: a damaged record is moved to the `damaged` table with its reason,
+ * logged, and never returned as a message.
+ */
+import type { DatabaseSync, SQLOutputValue, StatementSync } from "node:sqlite";
+import { basename } from "node:path";
+import pino from "pino";
+import type { Logger } from "pino";
+import type { MessageState, QueuedRecipient, QueueEntry, RecipientState } from "./types.ts";
+import { DamagedRecordError, parseEnvelope, parseReceived, RECORD_VERSION, recordChecksum } from "./record.ts";
+import { openShardDb } from "./db.ts";
+import { checkShard } from "./ids.ts";
+
+/** A queue entry with its content, as returned by `get` and `claimDue`. */
+export interface QueuedMessage extends QueueEntry {
+  readonly content: Buffer;
+}
+
+/** A record that failed its checks and was moved aside. */
+export interface DamagedEntry {
+  readonly id: string;
+  readonly detectedAt: number;
+  readonly reason: string;
+  readonly shard: number;
+}
+
+export interface StoreOptions {
+  readonly logger?: Logger;
+  readonly busyTimeoutMs?: number;
+}
+
+export const MESSAGE_STATES: readonly MessageState[] = ["queued", "active", "deferred", "held", "done", "failed"];
+const RECIPIENT_STATES: readonly RecipientState[] = ["queued", "delivered", "deferred", "failed"];
+
+type Row = Record<string, SQLOutputValue>;
+
+const MOVE_ASIDE_SQL = `
+INSERT INTO damaged (id, detected_at, reason, version, state, envelope, received, size, created_at,
+                     attempts, last_error, checksum, recipients, content)
+SELECT id, ?, ?, version, state, envelope, received, size, created_at, attempts, last_error, checksum,
+  (SELECT group_concat(quote(idx) || ' ' || quote(address) || ' ' || quote(state) || ' ' ||
+                       quote(attempts) || ' ' || quote(last_error), char(10))
+     FROM recipients r WHERE r.message_id = m.id),
+  (SELECT content FROM contents c WHERE c.message_id = m.id)
+FROM messages m WHERE id = ?`;
+
+function asInt(v: SQLOutputValue, what: string): number {
+  if (typeof v === "number" && Number.isSafeInteger(v)) return v;
+  throw new DamagedRecordError(`${what} is not an integer`);
+}
+function asText(v: SQLOutputValue, what: string): string {
+  if (typeof v === "string") return v;
+  throw new DamagedRecordError(`${what} is not text`);
+}
+function asBlob(v: SQLOutputValue, what: string): Buffer {
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw new DamagedRecordError(`${what} is not a blob`);
+}
+
+/** Normalises an id typed by an operator. */
+export function normaliseId(id: string): string {
+  return id.trim().toLowerCase();
+}
+
+export class ShardStore {
+  readonly shard: number;
+  readonly path: string;
+  protected readonly db: DatabaseSync;
+  protected readonly log: Logger;
+  private readonly sql: {
+    getMessage: StatementSync;
+    getRecipients: StatementSync;
+    listMessages: StatementSync;
+    listRecipients: StatementSync;
+    moveAside: StatementSync;
+    deleteRecipients: StatementSync;
+    deleteContent: StatementSync;
+    deleteMessage: StatementSync;
+    exists: StatementSync;
+    hold: StatementSync;
+    release: StatementSync;
+    retry: StatementSync;
+    counts: StatementSync;
+    damaged: StatementSync;
+    damagedCount: StatementSync;
+  };
+  private durableMode = true;
+  private closed = false;
+
+  /** Use `ShardStore.openFile` or `Spool.open`. */
+  constructor(db: DatabaseSync, shard: number, path: string, logger: Logger) {
+    checkShard(shard);
+    this.db = db;
+    this.shard = shard;
+    this.path = path;
+    this.log = logger.child({ shard });
+    const p = (s: string): StatementSync => db.prepare(s);
+    this.sql = {
+      getMessage: p(`SELECT m.*, c.content FROM messages m LEFT JOIN contents c ON c.message_id = m.id WHERE m.id = ?`),
+      getRecipients: p("SELECT idx, address, state, attempts, last_error FROM recipients WHERE message_id = ? ORDER BY idx"),
+      listMessages: p("SELECT id, version, state, envelope, received, size, created_at, next_attempt_at, attempts, last_error FROM messages ORDER BY id"),
+      listRecipients: p("SELECT message_id, idx, address, state, attempts, last_error FROM recipients ORDER BY message_id, idx"),
+      moveAside: p(MOVE_ASIDE_SQL),
+      deleteRecipients: p("DELETE FROM recipients WHERE message_id = ?"),
+      deleteContent: p("DELETE FROM contents WHERE message_id = ?"),
+      deleteMessage: p("DELETE FROM messages WHERE id = ?"),
+      exists: p("SELECT 1 AS x FROM messages WHERE id = ?"),
+      hold: p("UPDATE messages SET state = 'held' WHERE id = ?"),
+      release: p("UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE id = ? AND state = 'held'"),
+      retry: p("UPDATE messages SET next_attempt_at = ? WHERE id = ? AND state IN ('queued', 'deferred')"),
+      counts: p("SELECT state, count(*) AS n FROM messages GROUP BY state"),
+      damaged: p("SELECT id, detected_at, reason FROM damaged ORDER BY detected_at, id"),
+      damagedCount: p("SELECT count(*) AS n FROM damaged"),
+    };
+  }
+
+  /**
+   * Opens an existing shard file for administration (never creates one, never
+   * recovers in-flight messages: that is the owning worker's job).
+   * The shard number is taken from the file name `shard-<N>.db`.
+   */
+  static openFile(path: string, opts: StoreOptions = {}): ShardStore {
+    const m = /^shard-(\d+)\.db$/.exec(basename(path));
+    if (!m) throw new Error(`not a spool shard file name: ${path}`);
+    const db = openShardDb(path, { create: false, busyTimeoutMs: opts.busyTimeoutMs });
+    return new ShardStore(db, Number(m[1]), path, opts.logger ?? pino({ level: "silent" }));
+  }
+
+  /**
+   * Runs fn in one write transaction. `durable` false lowers synchronous to
+   * NORMAL for this commit: it may be lost on power failure (never torn), and
+   * becomes durable with the next durable commit.
+   */
+  protected transaction<T>(fn: () => T, durable = true): T {
+    if (durable !== this.durableMode) {
+      this.db.exec(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+      this.durableMode = durable;
+    }
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      if (this.db.isTransaction) {
+        try {
+          this.db.exec("ROLLBACK");
+        } catch (rollbackErr) {
+          this.log.error({ err: rollbackErr }, "spool rollback failed");
+        }
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Turns a full message row into a checked entry; throws DamagedRecordError.
+   * Reads the recipients rows itself.
+   */
+  protected verifyRow(row: Row): QueuedMessage {
+    const id = asText(row.id ?? null, "id");
+    const version = asInt(row.version ?? null, "version");
+    if (version !== RECORD_VERSION) throw new DamagedRecordError(`unknown record format version ${version}`);
+    const envelopeJson = asText(row.envelope ?? null, "envelope");
+    const receivedJson = asText(row.received ?? null, "received");
+    if (row.content === null || row.content === undefined) throw new DamagedRecordError("content is missing");
+    const content = asBlob(row.content, "content");
+    const checksum = asBlob(row.checksum ?? null, "checksum");
+    if (!recordChecksum(version, id, envelopeJson, receivedJson, content).equals(checksum)) {
+      throw new DamagedRecordError("checksum mismatch");
+    }
+    const size = asInt(row.size ?? null, "size");
+    if (size !== content.byteLength) throw new DamagedRecordError("size does not match content");
+    const rcpts = this.sql.getRecipients.all(id);
+    return { ...this.entryFrom(row, envelopeJson, receivedJson, rcpts), content };
+  }
+
+  private entryFrom(row: Row, envelopeJson: string, receivedJson: string, rcptRows: readonly Row[]): QueueEntry {
+    const id = asText(row.id ?? null, "id");
+    const envelope = parseEnvelope(envelopeJson);
+    const received = parseReceived(receivedJson);
+    const state = asText(row.state ?? null, "state") as MessageState;
+    if (!MESSAGE_STATES.includes(state)) throw new DamagedRecordError(`unknown message state ${JSON.stringify(state)}`);
+    if (rcptRows.length !== envelope.recipients.length) {
+      throw new DamagedRecordError(`recipient rows (${rcptRows.length}) do not match the envelope (${envelope.recipients.length})`);
+    }
+    const recipients: QueuedRecipient[] = rcptRows.map((r, i) => {
+      const fromEnvelope = envelope.recipients[i]!;
+      if (asInt(r.idx ?? null, "recipient idx") !== i || asText(r.address ?? null, "recipient address") !== fromEnvelope.address) {
+        throw new DamagedRecordError(`recipient row ${i} does not match the envelope`);
+      }
+      const rstate = asText(r.state ?? null, "recipient state") as RecipientState;
+      if (!RECIPIENT_STATES.includes(rstate)) throw new DamagedRecordError(`unknown recipient state ${JSON.stringify(rstate)}`);
+      const lastError = r.last_error;
+      return {
+        index: i,
+        address: fromEnvelope.address,
+        dsn: fromEnvelope.dsn,
+        state: rstate,
+        attempts: asInt(r.attempts ?? null, "recipient attempts"),
+        ...(typeof lastError === "string" ? { lastError } : {}),
+      };
+    });
+    const lastError = row.last_error;
+    return {
+      id,
+      state,
+      envelope,
+      received,
+      recipients,
+      size: asInt(row.size ?? null, "size"),
+      createdAt: asInt(row.created_at ?? null, "created_at"),
+      nextAttemptAt: asInt(row.next_attempt_at ?? null, "next_attempt_at"),
+      attempts: asInt(row.attempts ?? null, "attempts"),
+      ...(typeof lastError === "string" ? { lastError } : {}),
+      shard: this.shard,
+    };
+  }
+
+  /**
+   * Moves a record to the `damaged` table (content kept there for the
+   * operator) and logs it. Runs inside the caller's transaction when there is
+   * one, else in its own. Returns false when it could not be moved.
+   */
+  protected moveAside(id: string, reason: string, now = Date.now()): boolean {
+    const move = (): void => {
+      this.sql.moveAside.run(now, reason, id);
+      this.deleteRows(id);
+    };
+    try {
+      if (this.db.isTransaction) move();
+      else this.transaction(move);
+      this.log.error({ queueId: id, reason }, "damaged spool record moved aside");
+      return true;
+    } catch (err) {
+      this.log.error({ queueId: id, reason, err }, "damaged spool record could not be moved aside");
+      return false;
+    }
+  }
+
+  /** True when a message with this id is in the queue. */
+  protected has(id: string): boolean {
+    return this.sql.exists.get(id) !== undefined;
+  }
+
+  /** Deletes a message's rows inside the caller's transaction. */
+  protected deleteRows(id: string): boolean {
+    this.sql.deleteRecipients.run(id);
+    this.sql.deleteContent.run(id);
+    return this.sql.deleteMessage.run(id).changes > 0;
+  }
+
+  /** Every message of this shard without content, oldest first. Damaged ones are moved aside and left out. */
+  list(): QueueEntry[] {
+    const rcpts = new Map<string, Row[]>();
+    for (const r of this.sql.listRecipients.all()) {
+      const key = String(r.message_id);
+      let list = rcpts.get(key);
+      if (!list) rcpts.set(key, (list = []));
+      list.push(r);
+    }
+    const out: QueueEntry[] = [];
+    const damaged: { id: string; reason: string }[] = [];
+    for (const row of this.sql.listMessages.all()) {
+      try {
+        const version = asInt(row.version ?? null, "version");
+        if (version !== RECORD_VERSION) throw new DamagedRecordError(`unknown record format version ${version}`);
+        const envelopeJson = asText(row.envelope ?? null, "envelope");
+        const receivedJson = asText(row.received ?? null, "received");
+        out.push(this.entryFrom(row, envelopeJson, receivedJson, rcpts.get(String(row.id)) ?? []));
+      } catch (err) {
+        if (!(err instanceof DamagedRecordError)) throw err;
+        damaged.push({ id: String(row.id), reason: err.message });
+      }
+    }
+    for (const d of damaged) this.moveAside(d.id, d.reason);
+    return out;
+  }
+
+  /**
+   * One message with its content, checked. Undefined for an unknown id.
+   * A damaged record is moved aside and a DamagedRecordError is thrown.
+   */
+  get(id: string): QueuedMessage | undefined {
+    id = normaliseId(id);
+    const row = this.sql.getMessage.get(id);
+    if (!row) return undefined;
+    try {
+      return this.verifyRow(row);
+    } catch (err) {
+      if (!(err instanceof DamagedRecordError)) throw err;
+      this.moveAside(id, err.message);
+      throw new DamagedRecordError(`queue entry ${id} is damaged (${err.message}); moved aside`);
+    }
+  }
+
+  /** Holds a message: it is never claimed until released. False for an unknown id. */
+  hold(id: string): boolean {
+    id = normaliseId(id);
+    const changed = this.transaction(() => this.sql.hold.run(id).changes) > 0;
+    if (changed) this.log.info({ queueId: id }, "message held");
+    return changed;
+  }
+
+  /** Releases a held message: queued and due now. True when the id exists (held or not). */
+  release(id: string, now = Date.now()): boolean {
+    id = normaliseId(id);
+    return this.transaction(() => {
+      if (this.sql.release.run(now, id).changes > 0) {
+        this.log.info({ queueId: id }, "message released");
+        return true;
+      }
+      return this.sql.exists.get(id) !== undefined;
+    });
+  }
+
+  /** Makes a queued or deferred message due now (a held one stays held). True when the id exists. */
+  retry(id: string, now = Date.now()): boolean {
+    id = normaliseId(id);
+    return this.transaction(() => {
+      if (this.sql.retry.run(now, id).changes > 0) return true;
+      return this.sql.exists.get(id) !== undefined;
+    });
+  }
+
+  /** Deletes a message and its content. False for an unknown id. */
+  delete(id: string): boolean {
+    id = normaliseId(id);
+    const deleted = this.transaction(() => this.deleteRows(id));
+    if (deleted) this.log.info({ queueId: id }, "message deleted by operator");
+    return deleted;
+  }
+
+  /** Records moved aside as damaged, oldest first. */
+  damaged(): DamagedEntry[] {
+    return this.sql.damaged.all().map((r) => ({
+      id: String(r.id),
+      detectedAt: Number(r.detected_at),
+      reason: String(r.reason),
+      shard: this.shard,
+    }));
+  }
+
+  damagedCount(): number {
+    return Number(this.sql.damagedCount.get()?.n ?? 0);
+  }
+
+  /** Number of messages in each state. */
+  counts(): Record<MessageState, number> {
+    const out: Record<MessageState, number> = { queued: 0, active: 0, deferred: 0, held: 0, done: 0, failed: 0 };
+    for (const r of this.sql.counts.all()) {
+      const state = String(r.state) as MessageState;
+      if (MESSAGE_STATES.includes(state)) out[state] = Number(r.n);
+    }
+    return out;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}

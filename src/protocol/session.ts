@@ -174,8 +174,12 @@ export class SmtpSession {
     }
   }
 
-  /** Answers the open question; the session then goes on with buffered input. */
-  answer(r: Reply): Action[] {
+  /**
+   * Answers the open question; the session then goes on with buffered input.
+   * For an accepted RCPT, `address` replaces the recipient as given (e.g. the
+   * host's normalised form of <postmaster>).
+   */
+  answer(r: Reply, address?: string): Action[] {
     if (this.mode === "closed") return [];
     const q = this.pendingQuestion;
     if (this.mode !== "waiting" || q === undefined) throw new Error("no question is open");
@@ -186,7 +190,7 @@ export class SmtpSession {
         if (r.code < 300) this.txn = { mailFrom: q.envelope.mailFrom, recipients: [], body: q.envelope.body as Txn["body"], smtputf8: q.envelope.smtputf8, ret: q.envelope.ret, envid: q.envelope.envid };
         break;
       case "rcpt":
-        if (r.code < 300 && this.txn) this.txn.recipients.push({ address: q.path.address, dsn: q.dsn });
+        if (r.code < 300 && this.txn) this.txn.recipients.push({ address: address ?? q.path.address, dsn: q.dsn });
         break;
       case "message":
         this.txn = undefined;

@@ -1,0 +1,150 @@
+/**
+ * The `wardmail` command. Subcommands: serve, config check, queue.
+ * Exit codes (documented in docs/cli.md and in --help):
+ *   0  success
+ *   1  the command ran and the answer is no (invalid config, unknown queue id)
+ *   2  usage error (unknown command or option, missing argument)
+ *   3  could not start or could not read what it needs (config error, port in use, unreadable file)
+ */
+import { parseArgs } from "node:util";
+import { checkConfigFile, ConfigError, formatIssues, loadConfig } from "../config/index.ts";
+import { createLogger } from "../log/index.ts";
+import { runPrimary } from "../server/index.ts";
+import { queueCommand, QUEUE_HELP } from "./queue.ts";
+
+export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
+
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+}
+
+const MAIN_HELP = `Usage: wardmail <command> [options]
+
+Commands:
+  serve [--config FILE]        start the mail server (embedded defaults without --config)
+  config check FILE            validate a config file; every error names key, line and what was expected
+  queue <action> [ID] [--json] [--config FILE]
+                               list|show|hold|release|retry|delete messages in the queue
+
+Options:
+  -h, --help                   help for any command (e.g. wardmail queue --help)
+  --version                    print the version
+
+Exit codes: 0 success, 1 answer is no (invalid config, unknown id), 2 usage error, 3 cannot start/read.
+Environment: WARDMAIL_HOME sets the default data directory (else ./var).
+`;
+
+const SERVE_HELP = `Usage: wardmail serve [--config FILE]
+
+Starts Wardmail. Without --config it runs on the embedded defaults: data under
+./var (or $WARDMAIL_HOME), loopback only, MX on 127.0.0.1:2525, submission with
+STARTTLS on 127.0.0.1:2587, implicit-TLS submission on 127.0.0.1:2465, a
+self-signed certificate generated once, local domains localhost and
+example.test with the mailbox postmaster. A config file holds only what differs
+from those defaults (see docs/configuration.md).
+
+It prints what it listens on (stderr) and logs JSON lines (stdout).
+Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads certificates.
+Exit codes: 0 stopped cleanly, 2 usage error, 3 could not start.
+`;
+
+const CONFIG_HELP = `Usage: wardmail config check FILE
+
+Validates FILE against the schema (unknown keys are errors) and prints every
+problem as FILE:LINE: KEY: what was expected.
+Exit codes: 0 valid, 1 invalid, 2 usage error or unreadable file.
+`;
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === "-h" || cmd === "--help" || cmd === "help") {
+    io.out(MAIN_HELP);
+    return cmd === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (cmd === "--version") {
+    io.out("wardmail 0.1.0\n");
+    return EXIT.ok;
+  }
+  try {
+    switch (cmd) {
+      case "serve":
+        return await serve(rest, io);
+      case "config":
+        return await config(rest, io);
+      case "queue":
+        return queueCommand(rest, io);
+      default:
+        io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
+        return EXIT.usage;
+    }
+  } catch (err) {
+    if (isUsageError(err)) {
+      io.err(`wardmail: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    throw err;
+  }
+}
+
+function isUsageError(err: unknown): err is Error {
+  return err instanceof Error && "code" in err && typeof err.code === "string" && err.code.startsWith("ERR_PARSE_ARGS");
+}
+
+async function serve(args: string[], io: Io): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    io.out(SERVE_HELP);
+    return EXIT.ok;
+  }
+  let cfg;
+  try {
+    cfg = await loadConfig(values.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.err(`${err.message}\n`);
+      return EXIT.cannot;
+    }
+    throw err;
+  }
+  const logger = createLogger({ level: cfg.log.level, base: { role: "primary" } });
+  try {
+    await runPrimary({ config: cfg, configPath: values.config, logger, print: (l) => io.err(`${l}\n`) });
+  } catch (err) {
+    io.err(`wardmail: cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT.cannot;
+  }
+  // Keep running until a signal stops the process (the primary exits then).
+  return new Promise<number>(() => undefined);
+}
+
+async function config(args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "-h" || sub === "--help") {
+    io.out(CONFIG_HELP);
+    return sub === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (sub !== "check") {
+    io.err(`wardmail config: unknown action '${sub}'\n\n${CONFIG_HELP}`);
+    return EXIT.usage;
+  }
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { help: { type: "boolean", short: "h" } } });
+  if (values.help) {
+    io.out(CONFIG_HELP);
+    return EXIT.ok;
+  }
+  const file = positionals[0];
+  if (file === undefined || positionals.length > 1) {
+    io.err(`wardmail config check: expected exactly one FILE\n\n${CONFIG_HELP}`);
+    return EXIT.usage;
+  }
+  const result = await checkConfigFile(file);
+  if (result.ok) {
+    io.out(`${file}: valid\n`);
+    return EXIT.ok;
+  }
+  io.err(formatIssues(file, result.issues) + "\n");
+  return result.readable ? EXIT.no : EXIT.usage;
+}
+
+export { QUEUE_HELP };

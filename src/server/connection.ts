@@ -1,0 +1,233 @@
+/**
+ * The socket adapter for one SMTP connection: feeds bytes from the socket to
+ * the protocol core, writes its replies, runs the STARTTLS upgrade, enforces
+ * the idle / data / handshake timeouts, and passes the core's questions to
+ * the host (policy and spool).
+ *
+ * Guarantees:
+ * - While a question is open (e.g. the spool commit before a 250) the socket
+ *   is paused, so a pipelining client cannot make us buffer without bound.
+ * - STARTTLS: the core has thrown away every plaintext byte after the
+ *   command; this adapter stops reading plaintext before it writes the 220,
+ *   then hands the raw socket to TLS. Nothing read before the handshake can
+ *   reach the TLS session.
+ * - A socket error or a host failure never crashes the process: the client
+ *   gets 451 (host failure) or the connection is dropped (socket failure).
+ */
+import type { Socket } from "node:net";
+import tls from "node:tls";
+import type { Logger } from "../log/index.ts";
+import { SmtpSession, type Action, type Question, type SessionOptions } from "../protocol/session.ts";
+import { TEMPORARY_FAILURE, SmtpError, type Reply } from "../protocol/reply.ts";
+import type { TlsManager } from "../tls/index.ts";
+import { describeTls } from "../tls/index.ts";
+
+/** Facts about the connection the host may need. */
+export interface ConnectionInfo {
+  readonly sessionId: string;
+  readonly listener: string;
+  readonly clientIp: string;
+  readonly clientPort: number;
+  readonly helo: string;
+  readonly protocol: string;
+  readonly tls?: { readonly version: string; readonly cipher: string };
+  readonly logger: Logger;
+}
+
+export interface HostAnswer {
+  readonly reply: Reply;
+  /** For RCPT: the normalised recipient to record. */
+  readonly address?: string;
+}
+
+/** What the connection asks about; implemented by the receiver (policy + spool). */
+export interface SessionHost {
+  answer(q: Question, info: ConnectionInfo): HostAnswer | Promise<HostAnswer>;
+}
+
+export interface ConnectionOptions {
+  readonly session: SessionOptions;
+  readonly listener: string;
+  readonly host: SessionHost;
+  readonly tls: TlsManager | undefined;
+  readonly idleTimeoutMs: number;
+  readonly dataTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
+  readonly logger: Logger;
+  readonly sessionId: string;
+  readonly onClose: () => void;
+}
+
+export class Connection {
+  private socket: Socket;
+  private readonly session: SmtpSession;
+  private readonly opts: ConnectionOptions;
+  private readonly log: Logger;
+  private tlsInfo: { version: string; cipher: string } | undefined;
+  private ended = false;
+  private readonly onData = (chunk: Buffer): void => this.handle(this.session.feed(chunk));
+
+  constructor(socket: Socket, opts: ConnectionOptions) {
+    this.socket = socket;
+    this.opts = opts;
+    this.session = new SmtpSession(opts.session);
+    this.log = opts.logger;
+    if (socket instanceof tls.TLSSocket) this.tlsInfo = describeTls(socket);
+  }
+
+  /** Starts the session: greeting, then reading. */
+  start(): void {
+    this.wire(this.socket);
+    this.handle(this.session.greeting());
+  }
+
+  /** Graceful stop: 421 to the client unless a message is being committed. */
+  shutdown(): void {
+    if (this.session.waiting) return; // the answer will come; the client then gets its reply
+    this.handle(this.session.shutdown());
+  }
+
+  private wire(socket: Socket): void {
+    socket.setNoDelay(true);
+    socket.on("data", this.onData);
+    socket.on("timeout", () => this.handle(this.session.timeout()));
+    socket.on("error", (err) => {
+      this.log.debug({ err: err.message }, "socket error");
+      this.destroy();
+    });
+    socket.on("close", () => this.destroy());
+    this.armTimer();
+  }
+
+  private armTimer(): void {
+    const ms = this.session.receivingContent ? this.opts.dataTimeoutMs : this.opts.idleTimeoutMs;
+    this.socket.setTimeout(ms);
+  }
+
+  private info(): ConnectionInfo {
+    return {
+      sessionId: this.opts.sessionId,
+      listener: this.opts.listener,
+      clientIp: this.socket.remoteAddress ?? "",
+      clientPort: this.socket.remotePort ?? 0,
+      helo: this.session.helo ?? "",
+      protocol: this.session.protocol,
+      ...(this.tlsInfo ? { tls: this.tlsInfo } : {}),
+      logger: this.log,
+    };
+  }
+
+  private handle(actions: Action[]): void {
+    let out = "";
+    for (const a of actions) {
+      switch (a.kind) {
+        case "send":
+          out += a.data;
+          break;
+        case "close":
+          if (out) this.write(out);
+          out = "";
+          this.end();
+          return;
+        case "starttls":
+          if (out) this.write(out);
+          out = "";
+          this.startTls();
+          return;
+        case "ask":
+          if (out) this.write(out);
+          out = "";
+          this.ask(a.question);
+          return;
+      }
+    }
+    if (out) this.write(out);
+    this.armTimer();
+  }
+
+  private ask(q: Question): void {
+    this.socket.pause();
+    let result: HostAnswer | Promise<HostAnswer>;
+    try {
+      result = this.opts.host.answer(q, this.info());
+    } catch (err) {
+      result = { reply: this.failure(err) };
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (r) => this.resume(r),
+        (err: unknown) => this.resume({ reply: this.failure(err) }),
+      );
+    } else {
+      this.resume(result);
+    }
+  }
+
+  private failure(err: unknown): Reply {
+    if (err instanceof SmtpError) return err.reply;
+    this.log.error({ err: err instanceof Error ? err.message : String(err) }, "host failure; answered 451");
+    return TEMPORARY_FAILURE;
+  }
+
+  private resume(r: HostAnswer): void {
+    if (this.ended) return;
+    const actions = this.session.answer(r.reply, r.address);
+    if (!this.session.waiting && !this.session.closed) this.socket.resume();
+    this.handle(actions);
+  }
+
+  private startTls(): void {
+    const manager = this.opts.tls;
+    const plain = this.socket;
+    if (!manager) {
+      this.end();
+      return;
+    }
+    // Stop reading plaintext: nothing more goes to the core until TLS is up.
+    plain.removeListener("data", this.onData);
+    plain.removeAllListeners("timeout");
+    plain.pause();
+    const secure = new tls.TLSSocket(plain, { isServer: true, ...manager.serverOptions() });
+    this.socket = secure;
+    secure.setTimeout(this.opts.handshakeTimeoutMs);
+    const onTimeout = (): void => {
+      this.log.debug("TLS handshake timeout");
+      this.destroy();
+    };
+    secure.once("timeout", onTimeout);
+    secure.once("secure", () => {
+      secure.removeListener("timeout", onTimeout);
+      this.tlsInfo = describeTls(secure);
+      this.log.debug(this.tlsInfo, "STARTTLS done");
+      this.session.tlsStarted();
+      this.wire(secure);
+    });
+    secure.on("error", (err: Error) => {
+      this.log.debug({ err: err.message }, "TLS error");
+      this.destroy();
+    });
+  }
+
+  private write(data: string): void {
+    if (this.ended || this.socket.destroyed) return;
+    this.socket.write(data, "utf8");
+  }
+
+  private end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.socket.setTimeout(0);
+    this.socket.end();
+    // A client that never reads must not hold the socket forever.
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+    this.opts.onClose();
+  }
+
+  private destroy(): void {
+    if (!this.socket.destroyed) this.socket.destroy();
+    if (!this.ended) {
+      this.ended = true;
+      this.opts.onClose();
+    }
+  }
+}

@@ -1,0 +1,8 @@
+/** Public face of the server: the process model and the socket adapters. */
+export { runPrimary, workerCount, type PrimaryOptions } from "./primary.ts";
+export { runWorker, dropPrivileges, type WorkerReady } from "./worker.ts";
+export { SmtpServer, type BoundListener, type Role } from "./listeners.ts";
+export { Connection, type SessionHost, type ConnectionInfo, type HostAnswer } from "./connection.ts";
+export { Receiver } from "./receiver.ts";
+export { LocalRecipients } from "./recipients.ts";
+export { receivedHeader, rfc5322Date } from "./received.ts";

@@ -5,7 +5,7 @@
 # only when something is missing. Needs root (CI and the dev machines are root).
 set -euo pipefail
 
-PKGS=(swaks openssl postfix socat ca-certificates procps)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix socat ca-certificates procps)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,173 @@
+/**
+ * Starts a real Wardmail (`node bin/wardmail.ts serve --config FILE`) for an
+ * integration test: fresh data directory, free loopback ports, waits for
+ * "ready", and stops it (SIGTERM, or SIGKILL for crash tests). Also reads the
+ * Maildir a test delivered to.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort } from "../peers/ports.ts";
+
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+export const BIN = join(ROOT, "bin", "wardmail.ts");
+
+export interface Wardmail {
+  readonly dir: string;
+  readonly dataDir: string;
+  readonly configPath: string;
+  readonly smtpPort: number;
+  readonly submissionPort: number;
+  readonly submissionsPort: number;
+  readonly process: ChildProcess;
+  /** Everything the process printed (stdout JSON logs and stderr banner). */
+  output(): string;
+  /** Graceful stop (SIGTERM); resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** kill -9 the whole process group (primary and workers). */
+  kill9(): Promise<void>;
+  /** Starts the server again on the same config and data (after stop or kill9). */
+  restart(): Promise<Wardmail>;
+  /** Removes the temp directory (after stop). */
+  cleanup(): Promise<void>;
+  /** Files in the Maildir `new/` of address (local@domain). */
+  maildir(address: string, folder?: string): Promise<string[]>;
+  /** Waits until the Maildir of address holds at least n messages. */
+  waitForMail(address: string, n: number, timeoutMs?: number): Promise<string[]>;
+  /** Runs `wardmail <args>` with this config; resolves with exit code and output. */
+  cli(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+export interface StartOptions {
+  /** Extra TOML appended to the generated config. */
+  readonly extra?: string;
+  readonly workers?: number;
+  readonly mailboxes?: string[];
+  readonly domains?: string[];
+  readonly logLevel?: string;
+}
+
+export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> {
+  const dir = await mkdtemp(join(tmpdir(), "wardmail-test-"));
+  const dataDir = join(dir, "data");
+  const [smtpPort, submissionPort, submissionsPort] = [await freePort(), await freePort(), await freePort()];
+  const domains = opts.domains ?? ["example.test", "localhost"];
+  const mailboxes = opts.mailboxes ?? ["user@example.test", "other@example.test", "postmaster@example.test"];
+  const config = [
+    "[server]",
+    `data_dir = ${JSON.stringify(dataDir)}`,
+    `hostname = "mx.example.test"`,
+    `workers = ${opts.workers ?? 2}`,
+    "[smtp]",
+    `listen = ["127.0.0.1:${smtpPort}"]`,
+    "[submission]",
+    `listen = ["127.0.0.1:${submissionPort}"]`,
+    "[submissions]",
+    `listen = ["127.0.0.1:${submissionsPort}"]`,
+    "[log]",
+    `level = "${opts.logLevel ?? "info"}"`,
+    "[local]",
+    `domains = ${JSON.stringify(domains)}`,
+    `mailboxes = ${JSON.stringify(mailboxes)}`,
+    opts.extra ?? "",
+  ].join("\n");
+  const configPath = join(dir, "wardmail.toml");
+  await writeFile(configPath, config + "\n");
+  return launch({ dir, dataDir, configPath, smtpPort, submissionPort, submissionsPort });
+}
+
+interface Layout {
+  dir: string;
+  dataDir: string;
+  configPath: string;
+  smtpPort: number;
+  submissionPort: number;
+  submissionsPort: number;
+}
+
+async function launch(l: Layout): Promise<Wardmail> {
+  const child = spawn(process.execPath, [BIN, "serve", "--config", l.configPath], {
+    cwd: l.dir,
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true, // its own process group, so kill9 reaches the workers too
+  });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`wardmail did not become ready in 20 s:\n${out}`)), 20_000);
+    const check = (): void => {
+      if (out.includes("wardmail: ready")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stderr.on("data", check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`wardmail exited with ${code} before ready:\n${out}`));
+    });
+  });
+  const maildirOf = (address: string, folder = ""): string => {
+    const [local, domain] = address.split("@") as [string, string];
+    return join(l.dataDir, "mail", domain, local, folder, "new");
+  };
+  const w: Wardmail = {
+    ...l,
+    process: child,
+    output: () => out,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill("SIGTERM");
+      return exited;
+    },
+    async kill9() {
+      if (child.exitCode !== null || child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        /* already gone */
+      }
+      await exited;
+      // Workers are in the same group; give the kernel a moment to reap them and free the ports.
+      await new Promise((r) => setTimeout(r, 200));
+    },
+    restart: () => launch(l),
+    cleanup: () => rm(l.dir, { recursive: true, force: true }),
+    async maildir(address, folder) {
+      try {
+        return (await readdir(maildirOf(address, folder))).map((f) => join(maildirOf(address, folder), f));
+      } catch {
+        return [];
+      }
+    },
+    async waitForMail(address, n, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const files = await w.maildir(address);
+        if (files.length >= n || Date.now() > deadline) return files;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    cli(args, input) {
+      return new Promise((resolve) => {
+        const c = spawn(process.execPath, [BIN, ...args], { cwd: l.dir, stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        c.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        c.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        c.stdin.end(input ?? "");
+        c.on("exit", (code) => resolve({ code, stdout, stderr }));
+      });
+    },
+  };
+  return w;
+}
+
+/** Reads a delivered message file. */
+export function readMail(file: string): Promise<Buffer> {
+  return readFile(file);
+}

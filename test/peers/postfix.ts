@@ -1,0 +1,457 @@
+// A real Postfix instance on loopback, for integration tests and the benchmark.
+//
+// Each instance lives in its own fresh temp dir:
+//   DIR/etc/main.cf, DIR/etc/master.cf   config_directory (postfix -c DIR/etc)
+//   DIR/queue                            queue_directory (Postfix creates the subdirs)
+//   DIR/data                             data_directory (owned by mail_owner)
+//   DIR/maillog                          maillog_file, written by the postlog service
+// so several instances can run at once (unique dirs, syslog_name and port).
+// Postfix's default durability is kept: each queue file is fsynced before 250.
+// The machine's own /etc/postfix instance is never used or started.
+import { execFile as execFileCb, execFileSync } from "node:child_process";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { freePort, waitForPort } from "./ports.ts";
+import { cwdOf, envOf, isAlive, listPids } from "./procs.ts";
+
+const execFile = promisify(execFileCb);
+
+export const POSTFIX_BIN = "/usr/sbin/postfix";
+export const POSTCONF_BIN = "/usr/sbin/postconf";
+export const SMTP_SOURCE_BIN = "/usr/sbin/smtp-source";
+export const SMTP_SINK_BIN = "/usr/sbin/smtp-sink";
+export const POSTFIX_SKIP_REASON = "postfix not installed: run scripts/install-peers.sh";
+
+export interface PostfixInstance {
+  /** The temp dir holding everything of this instance (removed by stop()). */
+  dir: string;
+  /** config_directory: pass to `postfix -c`, `postconf -c`, `postqueue -c`. */
+  configDir: string;
+  /** smtpd listens on 127.0.0.1:port. */
+  port: number;
+  logPath: string;
+  queueDir: string;
+  /** syslog_name of this instance; log lines look like `NAME/smtpd[PID]: ...`. */
+  syslogName: string;
+  /** PID of the master daemon (from queue/pid/master.pid). */
+  masterPid: number | undefined;
+  /** Stops Postfix, kills leftovers of this instance, removes the temp dir. Idempotent. */
+  stop(): Promise<void>;
+  /** The whole maillog so far ("" if not yet written). */
+  readLog(): Promise<string>;
+  /** Polls the log until `re` matches; returns the match. Rejects with the log tail on timeout. */
+  waitForLog(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Messages in incoming, active, deferred, hold and maildrop. */
+  queueCount(): Promise<number>;
+  /** Waits until queueCount() is 0. Rejects on timeout. */
+  waitForEmptyQueue(timeoutMs?: number): Promise<void>;
+}
+
+export interface PostfixOptions {
+  /** smtpd on 127.0.0.1:port. If omitted, a free port is picked (and retried on a bind race). */
+  port?: number;
+  /** discard: every accepted message goes to discard: (bench); relay: everything goes to relayhost. */
+  mode: "discard" | "relay";
+  /** e.g. "[127.0.0.1]:2525"; required for relay mode. */
+  relayhost?: string;
+  /** smtp_tls_security_level for outbound mail in relay mode (default "none"). */
+  tlsToRelay?: "none" | "may" | "encrypt";
+  /** Extra or overriding main.cf parameters. */
+  extraMain?: Record<string, string>;
+  /** Milliseconds to wait for `postfix start` plus the listener (default 60000). */
+  startTimeoutMs?: number;
+}
+
+/** True if the Postfix binaries and its mail_owner account exist on this machine. */
+export function postfixAvailable(): boolean {
+  if (![POSTFIX_BIN, POSTCONF_BIN, SMTP_SOURCE_BIN].every((p) => existsSync(p))) return false;
+  if (!existsSync("/usr/lib/postfix/sbin/master")) return false;
+  return lookupUser("postfix") !== undefined;
+}
+
+function lookupUser(name: string): { uid: number; gid: number } | undefined {
+  try {
+    for (const line of readFileSync("/etc/passwd", "utf8").split("\n")) {
+      const f = line.split(":");
+      if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+function lookupGroup(name: string): number | undefined {
+  try {
+    for (const line of readFileSync("/etc/group", "utf8").split("\n")) {
+      const f = line.split(":");
+      if (f[0] === name && f[2] !== undefined) return Number(f[2]);
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+// --- cleanup of instances that were not stopped (crash, Ctrl-C) -----------
+
+interface Live {
+  dir: string;
+  queueDir: string;
+  configDir: string;
+}
+const live = new Set<Live>();
+let hooksInstalled = false;
+
+/** PIDs of this instance's processes: cwd inside its queue dir, or MAIL_CONFIG = its config dir. */
+function instancePids(inst: { queueDir: string; configDir: string }): number[] {
+  const out: number[] = [];
+  for (const pid of listPids()) {
+    if (pid === process.pid || !isAlive(pid)) continue;
+    const cwd = cwdOf(pid);
+    if (cwd !== undefined && (cwd === inst.queueDir || cwd.startsWith(inst.queueDir + "/"))) {
+      out.push(pid);
+      continue;
+    }
+    if (envOf(pid, "MAIL_CONFIG") === inst.configDir) out.push(pid);
+  }
+  return out;
+}
+
+function killAllSync(inst: Live): void {
+  for (const pid of instancePids(inst)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+  }
+  try {
+    rmSync(inst.dir, { recursive: true, force: true });
+  } catch {
+    /* best effort at exit */
+  }
+}
+
+function emergencyCleanup(): void {
+  for (const inst of live) killAllSync(inst);
+  live.clear();
+}
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on("exit", emergencyCleanup);
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    const handler = (): void => {
+      emergencyCleanup();
+      // If nobody else handles this signal, keep its default meaning: die by it.
+      if (process.listenerCount(sig) === 1) {
+        process.removeListener(sig, handler);
+        process.kill(process.pid, sig);
+      }
+    };
+    process.on(sig, handler);
+  }
+}
+
+// --- config -----------------------------------------------------------------
+
+let instanceCounter = 0;
+
+function mainCf(o: PostfixOptions, p: { dir: string; queueDir: string; dataDir: string; logPath: string; syslogName: string; port: number }): string {
+  const params = new Map<string, string>([
+    ["compatibility_level", "3.6"],
+    ["queue_directory", p.queueDir],
+    ["data_directory", p.dataDir],
+    ["syslog_name", p.syslogName],
+    ["maillog_file", p.logPath],
+    ["maillog_file_prefixes", p.dir],
+    ["myhostname", `${p.syslogName}.wardmail.test`],
+    ["mydomain", "wardmail.test"],
+    ["myorigin", "$myhostname"],
+    ["inet_interfaces", "loopback-only"],
+    ["inet_protocols", "ipv4"],
+    ["mydestination", ""],
+    ["local_recipient_maps", ""],
+    ["relay_domains", ""],
+    ["alias_maps", ""],
+    ["alias_database", ""],
+    ["mynetworks", "127.0.0.0/8"],
+    ["smtpd_relay_restrictions", "permit_mynetworks, reject"],
+    ["default_process_limit", "100"],
+    ["biff", "no"],
+    ["append_dot_mydomain", "no"],
+    ["readme_directory", "no"],
+    ["smtputf8_enable", "yes"],
+  ]);
+  if (o.mode === "discard") {
+    params.set("default_transport", "discard:wardmail bench");
+    params.set("relay_transport", "discard:wardmail bench");
+    params.set("local_transport", "discard:wardmail bench");
+  } else {
+    if (!o.relayhost) throw new Error("startPostfix: relay mode needs opts.relayhost, e.g. \"[127.0.0.1]:2525\"");
+    params.set("relayhost", o.relayhost);
+    params.set("default_transport", "smtp");
+    params.set("relay_transport", "smtp");
+    params.set("smtp_tls_security_level", o.tlsToRelay ?? "none");
+    params.set("smtp_tls_loglevel", "1");
+    // Tests want failed deliveries retried within seconds, not minutes.
+    params.set("queue_run_delay", "1s");
+    params.set("minimal_backoff_time", "1s");
+    params.set("maximal_backoff_time", "5s");
+    params.set("smtp_connect_timeout", "5s");
+  }
+  for (const [k, v] of Object.entries(o.extraMain ?? {})) params.set(k, v);
+  let out = `# Generated by test/peers/postfix.ts for a throwaway loopback instance.\n`;
+  for (const [k, v] of params) out += `${k} = ${v}\n`;
+  return out;
+}
+
+function masterCf(port: number): string {
+  // Postfix's stock services, chroot off everywhere, smtpd only on 127.0.0.1:port.
+  return `# Generated by test/peers/postfix.ts
+# service type  private unpriv  chroot  wakeup  maxproc command
+127.0.0.1:${port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`;
+}
+
+// --- start / stop -----------------------------------------------------------
+
+function errText(e: unknown): string {
+  if (e && typeof e === "object") {
+    const o = e as { message?: unknown; stdout?: unknown; stderr?: unknown };
+    const parts = [typeof o.message === "string" ? o.message : "error"];
+    if (typeof o.stdout === "string" && o.stdout.trim()) parts.push(`stdout: ${o.stdout.trim()}`);
+    if (typeof o.stderr === "string" && o.stderr.trim()) parts.push(`stderr: ${o.stderr.trim()}`);
+    return parts.join("\n");
+  }
+  return String(e);
+}
+
+async function runPostfix(configDir: string, cmd: string, timeoutMs: number): Promise<{ ok: boolean; out: string }> {
+  try {
+    const r = await execFile(POSTFIX_BIN, ["-c", configDir, cmd], {
+      timeout: timeoutMs,
+      killSignal: "SIGKILL",
+      env: { ...process.env, PATH: `/usr/sbin:/usr/bin:/sbin:/bin:${process.env.PATH ?? ""}` },
+    });
+    return { ok: true, out: `${r.stdout}${r.stderr}` };
+  } catch (e) {
+    return { ok: false, out: errText(e) };
+  }
+}
+
+/**
+ * Creates the queue directory tree as /etc/postfix/postfix-files wants it, so
+ * that `postfix start` finds nothing to create (saves ~2 s per fresh instance).
+ * Anything wrong or missing here is still fixed by Postfix's own check.
+ */
+async function makeQueueDirs(queueDir: string, owner: { uid: number; gid: number }): Promise<void> {
+  await mkdir(queueDir, { mode: 0o755 });
+  const postdrop = lookupGroup("postdrop");
+  const dirs: Array<[string, number, boolean]> = [
+    ["active", 0o700, false],
+    ["bounce", 0o700, false],
+    ["corrupt", 0o700, false],
+    ["defer", 0o700, false],
+    ["deferred", 0o700, false],
+    ["flush", 0o700, false],
+    ["hold", 0o700, false],
+    ["incoming", 0o700, false],
+    ["private", 0o700, false],
+    ["maildrop", 0o730, true],
+    ["public", 0o710, true],
+    ["saved", 0o700, false],
+    ["trace", 0o700, false],
+  ];
+  for (const [name, mode, setgid] of dirs) {
+    const d = path.join(queueDir, name);
+    await mkdir(d);
+    await chown(d, owner.uid, setgid && postdrop !== undefined ? postdrop : 0);
+    await chmod(d, mode);
+  }
+  await mkdir(path.join(queueDir, "pid"), { mode: 0o755 });
+}
+
+async function countFiles(dir: string): Promise<number> {
+  let n = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) if (e.isFile()) n++;
+  return n;
+}
+
+async function startOnce(opts: PostfixOptions, port: number): Promise<PostfixInstance> {
+  const owner = lookupUser("postfix");
+  if (!postfixAvailable() || owner === undefined) throw new Error(POSTFIX_SKIP_REASON);
+  const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
+
+  const dir = await mkdtemp(path.join(os.tmpdir(), "wm-postfix-"));
+  await chmod(dir, 0o755); // the unprivileged daemons must reach queue/ and data/
+  const configDir = path.join(dir, "etc");
+  const queueDir = path.join(dir, "queue");
+  const dataDir = path.join(dir, "data");
+  const logPath = path.join(dir, "maillog");
+  const syslogName = `wmpf${process.pid}x${++instanceCounter}p${port}`;
+  const rec: Live = { dir, queueDir, configDir };
+  live.add(rec);
+  installHooks();
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (existsSync(path.join(configDir, "main.cf"))) await runPostfix(configDir, "stop", 30_000);
+    // `postfix stop` waits for master; give stragglers a moment, then SIGKILL by PID.
+    const deadline = Date.now() + 5000;
+    while (instancePids(rec).length > 0 && Date.now() < deadline) await sleep(100);
+    for (const pid of instancePids(rec)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+    live.delete(rec);
+    await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  };
+
+  try {
+    await mkdir(configDir, { mode: 0o755 });
+    await mkdir(dataDir, { mode: 0o700 });
+    await chown(dataDir, owner.uid, owner.gid);
+    await makeQueueDirs(queueDir, owner);
+    await writeFile(path.join(configDir, "main.cf"), mainCf(opts, { dir, queueDir, dataDir, logPath, syslogName, port }));
+    await writeFile(path.join(configDir, "master.cf"), masterCf(port));
+
+    const started = await runPostfix(configDir, "start", startTimeoutMs);
+    if (!started.ok) {
+      const check = await runPostfix(configDir, "check", 30_000);
+      const log = await readFile(logPath, "utf8").catch(() => "");
+      const bindRace = /address already in use/i.test(log);
+      const err = new Error(
+        `startPostfix: \`postfix -c ${configDir} start\` failed:\n${started.out}\n` +
+          `--- postfix check:\n${check.out || "(no output)"}\n--- maillog tail:\n${log.split("\n").slice(-30).join("\n")}`,
+      );
+      (err as Error & { bindRace?: boolean }).bindRace = bindRace;
+      throw err;
+    }
+    let masterPid: number | undefined;
+    try {
+      masterPid = Number((await readFile(path.join(queueDir, "pid", "master.pid"), "utf8")).trim()) || undefined;
+    } catch {
+      masterPid = undefined;
+    }
+    try {
+      await waitForPort(port, startTimeoutMs, {
+        alive: () => (masterPid !== undefined && !isAlive(masterPid) ? "postfix master exited" : undefined),
+      });
+    } catch (e) {
+      const log = await readFile(logPath, "utf8").catch(() => "");
+      const err = new Error(`startPostfix: ${errText(e)}\n--- maillog tail:\n${log.split("\n").slice(-30).join("\n")}`);
+      (err as Error & { bindRace?: boolean }).bindRace = /address already in use/i.test(log);
+      throw err;
+    }
+
+    const readLog = async (): Promise<string> => readFile(logPath, "utf8").catch(() => "");
+    const queueCount = async (): Promise<number> => {
+      let n = 0;
+      for (const q of ["incoming", "active", "deferred", "hold", "maildrop"]) n += await countFiles(path.join(queueDir, q));
+      return n;
+    };
+    return {
+      dir,
+      configDir,
+      port,
+      logPath,
+      queueDir,
+      syslogName,
+      masterPid,
+      stop,
+      readLog,
+      queueCount,
+      async waitForLog(re: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+        const deadline = Date.now() + timeoutMs;
+        while (true) {
+          const log = await readLog();
+          const m = log.match(re);
+          if (m) return m;
+          if (Date.now() >= deadline) {
+            throw new Error(`waitForLog ${re}: no match within ${timeoutMs} ms; log tail:\n${log.split("\n").slice(-20).join("\n")}`);
+          }
+          await sleep(100);
+        }
+      },
+      async waitForEmptyQueue(timeoutMs = 60_000): Promise<void> {
+        const deadline = Date.now() + timeoutMs;
+        while (true) {
+          const n = await queueCount();
+          if (n === 0) return;
+          if (Date.now() >= deadline) throw new Error(`waitForEmptyQueue: ${n} message(s) still queued after ${timeoutMs} ms`);
+          await sleep(100);
+        }
+      },
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * Starts a Postfix instance on 127.0.0.1 in a fresh temp dir and waits until
+ * its smtpd accepts connections. Always call stop() (e.g. in t.after()).
+ * Throws with `postfix check` output and the log tail if it cannot start.
+ */
+export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstance> {
+  if (opts.port !== undefined) return startOnce(opts, opts.port);
+  // No port given: pick one, and retry if someone else grabbed it meanwhile.
+  let lastErr: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await startOnce(opts, await freePort());
+    } catch (e) {
+      lastErr = e;
+      if (!(e instanceof Error && (e as Error & { bindRace?: boolean }).bindRace)) throw e;
+    }
+  }
+  throw lastErr;
+}
+
+/** `postconf -c DIR -h NAME` of a running or configured instance. */
+export function postconfValue(configDir: string, name: string): string {
+  return execFileSync(POSTCONF_BIN, ["-c", configDir, "-h", name], { encoding: "utf8" }).trim();
+}

@@ -1,0 +1,173 @@
+// A tiny raw SMTP client over node:net for tests: sends exactly the bytes it is
+// given and parses (possibly multi-line) replies. No pipelining, no TLS.
+import net from "node:net";
+
+export interface SmtpReply {
+  code: number;
+  /** Text of each reply line, without the "250-" / "250 " prefix. */
+  lines: string[];
+  /** The reply exactly as received, CRLFs included. */
+  raw: string;
+}
+
+export class RawSmtpClient {
+  private readonly sock: net.Socket;
+  private buf = "";
+  private waiters: Array<{ resolve: (r: SmtpReply) => void; reject: (e: Error) => void }> = [];
+  private closedErr: Error | undefined;
+  private readonly timeoutMs: number;
+
+  private constructor(sock: net.Socket, timeoutMs: number) {
+    this.sock = sock;
+    this.timeoutMs = timeoutMs;
+    sock.setEncoding("latin1");
+    sock.on("data", (d: string) => {
+      this.buf += d;
+      this.pump();
+    });
+    const fail = (e: Error): void => {
+      this.closedErr ??= e;
+      for (const w of this.waiters.splice(0)) w.reject(this.closedErr);
+    };
+    sock.on("error", fail);
+    sock.on("close", () => fail(new Error("connection closed")));
+  }
+
+  /** Connects and returns the client; the greeting is read with readReply(). */
+  static connect(port: number, host = "127.0.0.1", timeoutMs = 10_000): Promise<RawSmtpClient> {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ port, host });
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new Error(`connect ${host}:${port}: timeout`));
+      }, timeoutMs);
+      sock.once("connect", () => {
+        clearTimeout(timer);
+        sock.removeListener("error", reject);
+        resolve(new RawSmtpClient(sock, timeoutMs));
+      });
+      sock.once("error", (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+    });
+  }
+
+  private pump(): void {
+    while (this.waiters.length > 0) {
+      const reply = this.takeReply();
+      if (!reply) return;
+      this.waiters.shift()!.resolve(reply);
+    }
+  }
+
+  private takeReply(): SmtpReply | undefined {
+    let pos = 0;
+    const lines: string[] = [];
+    while (true) {
+      const eol = this.buf.indexOf("\r\n", pos);
+      if (eol < 0) return undefined;
+      const line = this.buf.slice(pos, eol);
+      pos = eol + 2;
+      lines.push(line.slice(4));
+      if (line.length < 4 || line[3] !== "-") {
+        const raw = this.buf.slice(0, pos);
+        this.buf = this.buf.slice(pos);
+        return { code: Number(line.slice(0, 3)), lines, raw };
+      }
+    }
+  }
+
+  /** Reads the next reply (greeting, or the answer to something already sent). */
+  readReply(): Promise<SmtpReply> {
+    const ready = this.takeReply();
+    if (ready) return Promise.resolve(ready);
+    if (this.closedErr) return Promise.reject(this.closedErr);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`no SMTP reply within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      const waiter = {
+        resolve: (r: SmtpReply) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Writes raw bytes as given (no CRLF added). */
+  write(data: string | Uint8Array): void {
+    this.sock.write(typeof data === "string" ? Buffer.from(data, "latin1") : data);
+  }
+
+  /** Sends one command line (CRLF appended) and reads its reply. */
+  async command(line: string): Promise<SmtpReply> {
+    this.write(`${line}\r\n`);
+    return this.readReply();
+  }
+
+  /** Sends a message body after a 354 (dot-stuffed here, ".\r\n" appended) and reads the reply. */
+  async sendData(body: string): Promise<SmtpReply> {
+    let text = body.replace(/\r?\n/g, "\r\n");
+    if (!text.endsWith("\r\n")) text += "\r\n";
+    text = text.replace(/^\./gm, "..");
+    this.write(`${text}.\r\n`);
+    return this.readReply();
+  }
+
+  /** Sends QUIT (ignoring errors) and closes the socket. */
+  async quit(): Promise<SmtpReply | undefined> {
+    let r: SmtpReply | undefined;
+    try {
+      if (!this.closedErr) r = await this.command("QUIT");
+    } catch {
+      r = undefined;
+    }
+    this.close();
+    return r;
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+/**
+ * One complete transaction: greeting, EHLO, MAIL, RCPT..., DATA, QUIT.
+ * Throws if any step does not get the expected code. Returns all replies.
+ */
+export async function sendOneMessage(opts: {
+  port: number;
+  host?: string;
+  helo?: string;
+  from: string;
+  to: string[];
+  body: string;
+}): Promise<SmtpReply[]> {
+  const c = await RawSmtpClient.connect(opts.port, opts.host);
+  const replies: SmtpReply[] = [];
+  const expect = (r: SmtpReply, code: number, what: string): void => {
+    replies.push(r);
+    if (r.code !== code) throw new Error(`${what}: expected ${code}, got ${r.raw.trim()}`);
+  };
+  try {
+    expect(await c.readReply(), 220, "greeting");
+    expect(await c.command(`EHLO ${opts.helo ?? "client.wardmail.test"}`), 250, "EHLO");
+    expect(await c.command(`MAIL FROM:<${opts.from}>`), 250, "MAIL");
+    for (const rcpt of opts.to) expect(await c.command(`RCPT TO:<${rcpt}>`), 250, "RCPT");
+    expect(await c.command("DATA"), 354, "DATA");
+    expect(await c.sendData(opts.body), 250, "end of DATA");
+    const q = await c.quit();
+    if (q) replies.push(q);
+    return replies;
+  } finally {
+    c.close();
+  }
+}

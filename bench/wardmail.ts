@@ -36,13 +36,14 @@ export interface Command {
 }
 
 // ============================================================================
-// LEAD HOOK 1: how to run Wardmail. Spawns the same Node binary that runs the
-// bench (node 24 from node_modules), so PATH does not matter.
+// How to run Wardmail: the built server (dist/, made by `npm run build`, which
+// `npm run bench` runs first), as `npm start` runs it in production, with the
+// same Node binary that runs the bench (node 24 from node_modules).
 // ============================================================================
 export function defaultWardmailCommand(p: WardmailPaths): Command {
   return {
     command: process.execPath,
-    args: [path.join(REPO_ROOT, "bin", "wardmail.ts"), "serve", "--config", p.configPath],
+    args: [path.join(REPO_ROOT, "dist", "bin", "wardmail.js"), "serve", "--config", p.configPath],
     cwd: REPO_ROOT,
   };
 }

@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../config/index.ts";
-import { DamagedRecordError, QueueAdmin, type QueueEntry } from "../queue/index.ts";
+import { DamagedRecordError, isQueueId, QueueAdmin, type QueueEntry } from "../queue/index.ts";
 import type { Io } from "./main.ts";
 
 export const QUEUE_HELP = `Usage: wardmail queue <action> [ID] [--json] [--config FILE]
@@ -50,6 +50,11 @@ export async function queueCommand(args: string[], io: Io): Promise<number> {
   if (action === undefined || !known.includes(action) || (needsId && id === undefined) || (!needsId && id !== undefined) || extra.length > 0) {
     io.err(`wardmail queue: ${action === undefined ? "missing action" : known.includes(action) ? "wrong arguments" : `unknown action '${action}'`}\n\n${QUEUE_HELP}`);
     return 2;
+  }
+  // QueueAdmin throws on text that is not a queue id: answer "no such message" (exit 1), not an internal error.
+  if (id !== undefined && !isQueueId(id.trim().toLowerCase())) {
+    io.err(`wardmail queue: not a queue id: ${JSON.stringify(id.slice(0, 64))}\n`);
+    return 1;
   }
   let config;
   try {

@@ -2,13 +2,22 @@
  * The spool writer for one shard: the durable queue one worker process owns.
  *
  * Contract with the SMTP side: `enqueue(msg)` resolves with the queue id only
- * after the envelope and content are committed and fsynced (WAL,
- * synchronous=FULL); only then may the server send 250. Enqueues are group
- * committed: the first pending message schedules a flush on setImmediate
- * (or a flush runs at once when `maxBatch` are pending), all pending messages
- * go into ONE transaction, and every promise of the batch resolves after
- * COMMIT returned, or rejects together if anything in it failed (the server
- * then answers 451). Each record is sealed with a checksum (record.ts).
+ * after the envelope and content are committed and fsynced; only then may the
+ * server send 250. Enqueues are group committed: the first pending message
+ * schedules a flush on setImmediate (or a flush runs at once when `maxBatch`
+ * are pending), all pending messages go into ONE transaction, and every
+ * promise of the batch resolves after the commit is on disk, or rejects
+ * together if anything in it failed (the server then answers 451). Each
+ * record is sealed with a checksum (record.ts).
+ *
+ * How the commit reaches the disk without blocking the event loop: SQLite
+ * runs in WAL mode with synchronous=NORMAL, so COMMIT only writes the frames
+ * to the -wal file; the spool then calls fdatasync() on that file in the
+ * libuv thread pool and resolves the batch when it returns. That is the same
+ * fsync synchronous=FULL would do inside COMMIT (SQLite itself still syncs
+ * the WAL before a checkpoint and the WAL header when it restarts the log), but
+ * the SMTP sessions keep running meanwhile, and every commit made while one
+ * fdatasync runs is covered by the next one: a second level of group commit.
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
@@ -24,6 +33,7 @@
  * side (store.ts) may change the same file concurrently.
  */
 import { EventEmitter } from "node:events";
+import { closeSync, fdatasync, fdatasyncSync, openSync } from "node:fs";
 import { randomInt } from "node:crypto";
 import type { StatementSync } from "node:sqlite";
 import type { Logger } from "pino";
@@ -130,6 +140,11 @@ export class Spool extends ShardStore {
   private readonly claimed = new Set<string>();
   private pendingOutcomes: PendingOutcome[] = [];
   private flushScheduled = false;
+  /** Committed to the WAL, waiting for the fdatasync that makes them durable. */
+  private awaitingSync: PendingMessage[] = [];
+  private syncing = false;
+  /** Read-only descriptor of the -wal file, for fdatasync (opened after the first commit). */
+  private walFd: number | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private counters = { commits: 0, committedMessages: 0, failedCommits: 0, done: 0 };
 
@@ -254,7 +269,7 @@ export class Spool extends ShardStore {
           m.recipients.forEach((r, idx) => this.w.insertRecipient.run(m.id, idx, r.address, r.dsnJson));
         }
         return d;
-      }, batch.length > 0);
+      }, false);
     } catch (err) {
       if (batch.length > 0) this.counters.failedCommits++;
       this.log.error({ err, messages: batch.length, outcomes: outcomes.length }, "spool commit failed");
@@ -267,10 +282,54 @@ export class Spool extends ShardStore {
     this.forgetClaims(outcomes);
     if (batch.length > 0) {
       this.counters.commits++;
-      this.counters.committedMessages += batch.length;
-      for (const m of batch) m.resolve(m.id);
-      this.events.emit("committed", batch.length);
+      this.awaitingSync.push(...batch);
+      this.startSync();
     }
+  }
+
+  /** Starts an fdatasync of the WAL for everything committed so far, unless one is running. */
+  private startSync(): void {
+    if (this.syncing || this.awaitingSync.length === 0) return;
+    const batch = this.awaitingSync;
+    this.awaitingSync = [];
+    let fd: number;
+    try {
+      fd = this.walFd ??= openSync(`${this.path}-wal`, "r");
+    } catch (err) {
+      this.syncFailed(batch, err);
+      return;
+    }
+    this.syncing = true;
+    fdatasync(fd, (err) => {
+      this.syncing = false;
+      if (err) this.syncFailed(batch, err);
+      else this.synced(batch);
+      if (this.isClosed) this.closeWal();
+      else this.startSync();
+    });
+  }
+
+  private closeWal(): void {
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
+  }
+
+  private synced(batch: readonly PendingMessage[]): void {
+    this.counters.committedMessages += batch.length;
+    for (const m of batch) m.resolve(m.id);
+    this.events.emit("committed", batch.length);
+  }
+
+  /**
+   * The commit is in the database but may not be on disk: the client gets
+   * 451 and will send again; the message may then be delivered twice, which
+   * is better than a 250 for mail that a power cut could lose.
+   */
+  private syncFailed(batch: readonly PendingMessage[], err: unknown): void {
+    this.counters.failedCommits++;
+    this.log.error({ err, messages: batch.length }, "spool fsync failed");
+    const e = new Error("spool fsync failed", { cause: err });
+    for (const m of batch) m.reject(e);
   }
 
   private forgetClaims(outcomes: readonly PendingOutcome[]): void {
@@ -430,6 +489,19 @@ export class Spool extends ShardStore {
     for (const m of this.pending) m.reject(new Error("spool is closed"));
     this.pending = [];
     this.pendingBytes = 0;
+    // Whatever is committed but not yet synced is synced now, before closing.
+    if (this.awaitingSync.length > 0 || this.syncing) {
+      const batch = this.awaitingSync;
+      this.awaitingSync = [];
+      try {
+        if (this.walFd !== undefined) fdatasyncSync(this.walFd);
+        this.synced(batch);
+      } catch (err) {
+        this.syncFailed(batch, err);
+      }
+    }
+    // An fdatasync still running closes the descriptor when it returns.
+    if (!this.syncing) this.closeWal();
     this.events.removeAllListeners();
     super.close();
   }

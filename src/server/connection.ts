@@ -65,6 +65,9 @@ export class Connection {
   private readonly log: Logger;
   private tlsInfo: { version: string; cipher: string } | undefined;
   private ended = false;
+  /** Read once: each read of remoteAddress is a getpeername() system call. */
+  private readonly clientIp: string;
+  private readonly clientPort: number;
   private readonly onData = (chunk: Buffer): void => this.handle(this.session.feed(chunk));
 
   constructor(socket: Socket, opts: ConnectionOptions) {
@@ -72,6 +75,8 @@ export class Connection {
     this.opts = opts;
     this.session = new SmtpSession(opts.session);
     this.log = opts.logger;
+    this.clientIp = socket.remoteAddress ?? "";
+    this.clientPort = socket.remotePort ?? 0;
     if (socket instanceof tls.TLSSocket) this.tlsInfo = describeTls(socket);
   }
 
@@ -108,8 +113,8 @@ export class Connection {
     return {
       sessionId: this.opts.sessionId,
       listener: this.opts.listener,
-      clientIp: this.socket.remoteAddress ?? "",
-      clientPort: this.socket.remotePort ?? 0,
+      clientIp: this.clientIp,
+      clientPort: this.clientPort,
       helo: this.session.helo ?? "",
       protocol: this.session.protocol,
       ...(this.tlsInfo ? { tls: this.tlsInfo } : {}),

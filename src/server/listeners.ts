@@ -105,7 +105,7 @@ export class SmtpServer {
     }
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;
     const log = logger.child({ session: sessionId });
-    log.debug({ role, ip: socket.remoteAddress, port: socket.remotePort }, "connect");
+    if (log.isLevelEnabled("debug")) log.debug({ role, ip: socket.remoteAddress, port: socket.remotePort }, "connect");
     const session: SessionOptions = {
       hostname: config.server.hostname,
       limits: config.limits,

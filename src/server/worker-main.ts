@@ -1,8 +1,9 @@
-/** Entry point of a worker process (forked by primary.ts): argv[2] is the config path, if any. */
-import { runWorker } from "./worker.ts";
+/** Entry point of a worker thread (started by primary.ts with workerData { configPath, shard }). */
+import { workerData } from "node:worker_threads";
+import { runWorker, type WorkerData } from "./worker.ts";
 
-const shard = Number(process.env.WARDMAIL_SHARD ?? "0");
-runWorker(process.argv[2], shard).catch((err: unknown) => {
-  process.stderr.write(`wardmail worker ${shard}: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+const data = workerData as WorkerData;
+runWorker(data).catch((err: unknown) => {
+  // Reaches the primary as the Worker's 'error' event.
+  throw err instanceof Error ? err : new Error(String(err));
 });

@@ -5,7 +5,7 @@
  * Maildir a test delivered to.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +13,8 @@ import { freePort } from "../peers/ports.ts";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = join(ROOT, "bin", "wardmail.ts");
+/** The built server (`npm run build`), as `npm start` runs it. */
+export const DIST_BIN = join(ROOT, "dist", "bin", "wardmail.js");
 
 export interface Wardmail {
   readonly dir: string;
@@ -47,10 +49,20 @@ export interface StartOptions {
   readonly mailboxes?: string[];
   readonly domains?: string[];
   readonly logLevel?: string;
+  /** Run the built dist/ server instead of the TypeScript sources. */
+  readonly dist?: boolean;
+  /** Extra TOML lines inside the generated `[server]` table (e.g. `user = "nobody"`). */
+  readonly serverExtra?: string;
+  /**
+   * Mode for the temp directory (mkdtemp makes it 0700), e.g. 0o755 so that
+   * an unprivileged `server.user` can reach the data directory inside it.
+   */
+  readonly dirMode?: number;
 }
 
 export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> {
   const dir = await mkdtemp(join(tmpdir(), "wardmail-test-"));
+  if (opts.dirMode !== undefined) await chmod(dir, opts.dirMode);
   const dataDir = join(dir, "data");
   const [smtpPort, submissionPort, submissionsPort] = [await freePort(), await freePort(), await freePort()];
   const domains = opts.domains ?? ["example.test", "localhost"];
@@ -60,6 +72,7 @@ export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> 
     `data_dir = ${JSON.stringify(dataDir)}`,
     `hostname = "mx.example.test"`,
     `workers = ${opts.workers ?? 2}`,
+    ...(opts.serverExtra !== undefined ? [opts.serverExtra] : []),
     "[smtp]",
     `listen = ["127.0.0.1:${smtpPort}"]`,
     "[submission]",
@@ -75,7 +88,7 @@ export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> 
   ].join("\n");
   const configPath = join(dir, "wardmail.toml");
   await writeFile(configPath, config + "\n");
-  return launch({ dir, dataDir, configPath, smtpPort, submissionPort, submissionsPort });
+  return launch({ dir, dataDir, configPath, smtpPort, submissionPort, submissionsPort, bin: opts.dist ? DIST_BIN : BIN });
 }
 
 interface Layout {
@@ -85,10 +98,11 @@ interface Layout {
   smtpPort: number;
   submissionPort: number;
   submissionsPort: number;
+  bin: string;
 }
 
 async function launch(l: Layout): Promise<Wardmail> {
-  const child = spawn(process.execPath, [BIN, "serve", "--config", l.configPath], {
+  const child = spawn(process.execPath, [l.bin, "serve", "--config", l.configPath], {
     cwd: l.dir,
     stdio: ["ignore", "pipe", "pipe"],
     detached: true, // its own process group, so kill9 reaches the workers too
@@ -154,7 +168,7 @@ async function launch(l: Layout): Promise<Wardmail> {
     },
     cli(args, input) {
       return new Promise((resolve) => {
-        const c = spawn(process.execPath, [BIN, ...args], { cwd: l.dir, stdio: ["pipe", "pipe", "pipe"] });
+        const c = spawn(process.execPath, [l.bin, ...args], { cwd: l.dir, stdio: ["pipe", "pipe", "pipe"] });
         let stdout = "";
         let stderr = "";
         c.stdout.on("data", (d: Buffer) => (stdout += d.toString()));

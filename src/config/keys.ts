@@ -285,7 +285,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "server", name: "workers", type: "integer", default: 0, min: 0, max: 64,
-    doc: "Worker processes; 0 means one per CPU core.",
+    doc: "Worker threads; 0 means one per CPU core.",
     check: integer(0, 64),
   },
   {

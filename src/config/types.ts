@@ -27,7 +27,7 @@ export interface Config {
     readonly hostname: string;
     /** Root of all state: spool, mail, tls. $WARDMAIL_HOME or ./var by default. */
     readonly dataDir: string;
-    /** Worker processes; 0 means one per CPU core. */
+    /** Worker threads; 0 means one per CPU core. */
     readonly workers: number;
     /** When started as root: user and group to run as after binding. Empty: stay. */
     readonly user: string;

@@ -72,7 +72,7 @@ export const LIMIT_SPECS = {
     min: 1,
     max: 100000,
     unit: "count",
-    doc: "Open SMTP connections per worker process, all listeners together. Past it a new connection gets `421 4.7.0 Too many connections` and is closed.",
+    doc: "Open SMTP connections per worker thread, all listeners together. Past it a new connection gets `421 4.7.0 Too many connections` and is closed.",
   },
   tls_handshake_timeout: {
     key: "tls_handshake_timeout",

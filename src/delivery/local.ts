@@ -162,7 +162,7 @@ export class LocalDelivery {
       outcomes = await this.deliver(msg);
     } catch (err) {
       // Never leave a message active: defer whatever was pending.
-      this.log.error({ queueId: msg.id, err }, "local delivery failed unexpectedly");
+      this.log.error({ queueId: msg.id, session: msg.received.sessionId, err }, "local delivery failed unexpectedly");
       outcomes = msg.recipients
         .filter((r) => r.state === "queued" || r.state === "deferred")
         .map((r) => ({ index: r.index, result: "deferred" as const, error: `internal error: ${errorText(err)}` }));
@@ -187,7 +187,7 @@ export class LocalDelivery {
       const res = resolveRecipient(this.local, r.address);
       for (const s of res.skipped) {
         if (s.address !== r.address.toLowerCase()) {
-          this.log.warn({ queueId: msg.id, rcpt: r.address, target: s.address, reason: s.reason }, "alias target skipped");
+          this.log.warn({ queueId: msg.id, session: msg.received.sessionId, rcpt: r.address, target: s.address, reason: s.reason }, "alias target skipped");
         }
       }
       if (res.remote.length > 0) {
@@ -222,13 +222,13 @@ export class LocalDelivery {
       const rcpt = msg.recipients[o.index]!.address;
       if (o.result === "delivered") {
         this.counters.delivered++;
-        this.log.info({ queueId: msg.id, rcpt, mailboxes: plan.get(o.index) }, "delivered locally");
+        this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailboxes: plan.get(o.index) }, "delivered locally");
       } else if (o.result === "deferred") {
         this.counters.deferred++;
-        this.log.warn({ queueId: msg.id, rcpt, error: o.error }, "delivery deferred");
+        this.log.warn({ queueId: msg.id, session: msg.received.sessionId, rcpt, error: o.error }, "delivery deferred");
       } else {
         this.counters.failed++;
-        this.log.warn({ queueId: msg.id, rcpt, error: o.error }, "delivery failed");
+        this.log.warn({ queueId: msg.id, session: msg.received.sessionId, rcpt, error: o.error }, "delivery failed");
       }
     }
     return list;
@@ -244,10 +244,10 @@ export class LocalDelivery {
         this.hostname !== undefined ? { hostname: this.hostname } : {},
       );
       this.counters.stored++;
-      this.log.debug({ queueId: msg.id, rcpt, mailbox, file: res.name }, "stored in maildir");
+      this.log.debug({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailbox, file: res.name }, "stored in maildir");
       return undefined;
     } catch (err) {
-      this.log.warn({ queueId: msg.id, rcpt, mailbox, err: errorText(err) }, "maildir write failed");
+      this.log.warn({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailbox, err: errorText(err) }, "maildir write failed");
       return errorText(err);
     }
   }

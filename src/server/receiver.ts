@@ -64,7 +64,7 @@ export class Receiver implements SessionHost {
     const full = Buffer.concat([header, content], header.length + content.length);
     await this.spool.enqueue({ envelope, received, content: full }, id);
     info.logger.info(
-      { queue: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size: full.length, tls: info.tls?.version },
+      { queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size: full.length, tls: info.tls?.version },
       "message accepted",
     );
     return { reply: reply(250, "2.0.0", `Ok: queued as ${id}`) };

@@ -35,6 +35,12 @@ export interface SmtpServerDeps {
 }
 
 const TOO_MANY = "421 4.7.0 Too many connections, try again later\r\n";
+/**
+ * A refused socket is destroyed this long after its 421, whatever the client
+ * does: one that never closes its side must not hold a descriptor beyond
+ * max_connections (socket.end() alone keeps it until the client's FIN).
+ */
+const REFUSED_LINGER_MS = 1000;
 
 export class SmtpServer {
   private readonly deps: SmtpServerDeps;
@@ -101,6 +107,7 @@ export class SmtpServer {
     if (this.stopping || this.connections.size >= config.limits.max_connections) {
       socket.on("error", () => socket.destroy());
       socket.end(this.stopping ? "421 4.3.2 Server shutting down\r\n" : TOO_MANY);
+      setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
       return;
     }
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;

@@ -315,6 +315,34 @@ describe("limits over real sockets", () => {
     assert.ok((await readFile(files[0] as string)).toString("latin1").endsWith("\r\nSubject: small\r\n\r\nsmall\r\n"));
   });
 
+  test("implicit TLS: connections still in their handshake count against max_connections", async () => {
+    const port = server().submissionsPort;
+    const raw: net.Socket[] = [];
+    try {
+      // 20 TCP connections that never start the TLS handshake.
+      for (let i = 0; i < LIMITS.max_connections; i++) {
+        raw.push(await new Promise<net.Socket>((resolve, reject) => {
+          const s = net.connect(port, "127.0.0.1", () => resolve(s));
+          s.once("error", reject);
+        }));
+      }
+      await sleep(100);
+      // The 21st is refused without a handshake: the server closes it.
+      const extra = net.connect(port, "127.0.0.1");
+      extra.on("error", () => undefined);
+      extra.resume(); // read what comes, so the FIN is seen
+      const closed = await new Promise<boolean>((resolve) => {
+        extra.once("close", () => resolve(true));
+        setTimeout(() => resolve(false), 2500);
+      });
+      extra.destroy();
+      assert.ok(closed, "the 21st connection must be closed by the server");
+    } finally {
+      for (const s of raw) s.destroy();
+    }
+    await sleep(200); // let the server see the closes before the next test
+  });
+
   test("max_connections = 20 (one worker): the 21st gets 421 4.7.0 Too many connections and is closed; after closing some, a new one works", async () => {
     const port = server().smtpPort;
     const open: Conn[] = [];

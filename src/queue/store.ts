@@ -85,6 +85,7 @@ export class ShardStore {
     deleteContent: StatementSync;
     deleteMessage: StatementSync;
     exists: StatementSync;
+    isActive: StatementSync;
     hold: StatementSync;
     release: StatementSync;
     retry: StatementSync;
@@ -113,6 +114,7 @@ export class ShardStore {
       deleteContent: p("DELETE FROM contents WHERE message_id = ?"),
       deleteMessage: p("DELETE FROM messages WHERE id = ?"),
       exists: p("SELECT 1 AS x FROM messages WHERE id = ?"),
+      isActive: p("SELECT 1 AS x FROM messages WHERE id = ? AND state = 'active'"),
       hold: p("UPDATE messages SET state = 'held' WHERE id = ?"),
       release: p("UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE id = ? AND state = 'held'"),
       retry: p("UPDATE messages SET next_attempt_at = ? WHERE id = ? AND state IN ('queued', 'deferred')"),
@@ -322,12 +324,16 @@ export class ShardStore {
     });
   }
 
-  /** Makes a queued or deferred message due now (a held one stays held). True when the id exists. */
+  /**
+   * Makes a queued or deferred message due now. True when it was (or is being
+   * delivered right now); false for an unknown id and for a held message,
+   * which stays held until released.
+   */
   retry(id: string, now = Date.now()): boolean {
     id = normaliseId(id);
     return this.transaction(() => {
       if (this.sql.retry.run(now, id).changes > 0) return true;
-      return this.sql.exists.get(id) !== undefined;
+      return this.sql.isActive.get(id) !== undefined;
     });
   }
 

@@ -53,6 +53,8 @@ export interface ConnectionOptions {
   readonly idleTimeoutMs: number;
   readonly dataTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
+  /** Implicit TLS (RFC 8314): the handshake comes before the greeting. */
+  readonly implicitTls: boolean;
   readonly logger: Logger;
   readonly sessionId: string;
   readonly onClose: () => void;
@@ -77,11 +79,15 @@ export class Connection {
     this.log = opts.logger;
     this.clientIp = socket.remoteAddress ?? "";
     this.clientPort = socket.remotePort ?? 0;
-    if (socket instanceof tls.TLSSocket) this.tlsInfo = describeTls(socket);
   }
 
-  /** Starts the session: greeting, then reading. */
+  /** Starts the session: the TLS handshake first for implicit TLS, then the greeting, then reading. */
   start(): void {
+    if (this.opts.implicitTls) {
+      this.socket.on("error", () => this.destroy());
+      this.handshake(() => this.handle(this.session.greeting()));
+      return;
+    }
     this.wire(this.socket);
     this.handle(this.session.greeting());
   }
@@ -182,13 +188,21 @@ export class Connection {
   }
 
   private startTls(): void {
+    this.handshake(() => this.session.tlsStarted());
+  }
+
+  /**
+   * Wraps the current (plain) socket in server-side TLS and calls then()
+   * once the handshake is done. Reading plaintext stops first: nothing more
+   * goes to the core until TLS is up.
+   */
+  private handshake(then: () => void): void {
     const manager = this.opts.tls;
     const plain = this.socket;
     if (!manager) {
       this.end();
       return;
     }
-    // Stop reading plaintext: nothing more goes to the core until TLS is up.
     plain.removeListener("data", this.onData);
     plain.removeAllListeners("timeout");
     plain.pause();
@@ -203,14 +217,15 @@ export class Connection {
     secure.once("secure", () => {
       secure.removeListener("timeout", onTimeout);
       this.tlsInfo = describeTls(secure);
-      this.log.debug(this.tlsInfo, "STARTTLS done");
-      this.session.tlsStarted();
+      this.log.debug(this.tlsInfo, "TLS established");
       this.wire(secure);
+      then();
     });
     secure.on("error", (err: Error) => {
       this.log.debug({ err: err.message }, "TLS error");
       this.destroy();
     });
+    secure.once("close", () => this.destroy());
   }
 
   private write(data: string): void {

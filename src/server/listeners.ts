@@ -9,7 +9,6 @@
  * close), the TLS handshake timeout for implicit TLS.
  */
 import net from "node:net";
-import tls from "node:tls";
 import type { Config, ListenAddress } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
 import type { SessionOptions, TlsMode } from "../protocol/session.ts";
@@ -86,20 +85,11 @@ export class SmtpServer {
   }
 
   private createServer(role: Role): net.Server {
-    const onSocket = (socket: net.Socket, mode: TlsMode): void => this.accept(socket, role, mode);
-    if (role === "submissions") {
-      const manager = this.deps.tls;
-      if (!manager) throw new Error("implicit TLS listener needs TLS certificates");
-      const server = tls.createServer({
-        ...manager.serverOptions(),
-        handshakeTimeout: this.deps.config.limits.tls_handshake_timeout * 1000,
-      });
-      manager.attach(server); // so a reload also replaces the default (no-SNI) context
-      server.on("secureConnection", (s: tls.TLSSocket) => onSocket(s, "active"));
-      server.on("tlsClientError", (err) => this.deps.logger.debug({ err: err.message }, "TLS handshake failed"));
-      return server;
-    }
-    return net.createServer((s) => onSocket(s, this.deps.tls ? "available" : "none"));
+    if (role === "submissions" && !this.deps.tls) throw new Error("implicit TLS listener needs TLS certificates");
+    // Implicit TLS is done per connection by the adapter (as for STARTTLS), so a
+    // connection counts against max_connections from its first byte, handshake included.
+    const mode: TlsMode = role === "submissions" ? "active" : this.deps.tls ? "available" : "none";
+    return net.createServer((s) => this.accept(s, role, mode));
   }
 
   private accept(socket: net.Socket, role: Role, mode: TlsMode): void {
@@ -128,6 +118,7 @@ export class SmtpServer {
       idleTimeoutMs: config.limits.idle_timeout * 1000,
       dataTimeoutMs: config.limits.data_timeout * 1000,
       handshakeTimeoutMs: config.limits.tls_handshake_timeout * 1000,
+      implicitTls: role === "submissions",
       logger: log,
       sessionId,
       onClose: () => {

@@ -31,6 +31,8 @@ interface Options {
   /** Replaces bench/wardmail.ts's default command: placeholders {config} {smtpPort} {dataDir}. */
   wardmailCmd: string | undefined;
   connMode: "batch" | "exact";
+  /** What Wardmail does with the mail after the 250: discard (as Postfix here) or Maildir. */
+  wardmailDelivery: "discard" | "maildir";
 }
 
 function usage(msg?: string): never {
@@ -42,11 +44,13 @@ function usage(msg?: string): never {
   --size BYTES      message body size for smtp-source -l (default 10240)
   --cases LIST      messages per connection, comma-separated (default 1,10)
   --conn-mode M     exact | batch: how cases > 1 are generated (default exact; see bench/README.md)
+  --wardmail-delivery D  discard | maildir: Wardmail's delivery after the durable 250
+                    (default discard, like the Postfix side; maildir adds fsynced Maildir writes)
   --warmup N        warm-up messages per server before measuring, not reported (default 200; 0 = none)
   --timeout-s N     hard limit for one run's load (default 180)
   --only NAME       postfix | wardmail: run one server only
   --out FILE        JSON result (default bench/out/latest.json)
-  --wardmail-cmd T  run T instead of "node bin/wardmail.ts serve --config {config}"
+  --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})`);
   process.exit(2);
 }
@@ -68,6 +72,7 @@ function parseOptions(argv: string[]): Options {
         out: { type: "string" },
         "wardmail-cmd": { type: "string" },
         "conn-mode": { type: "string" },
+        "wardmail-delivery": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -96,7 +101,13 @@ function parseOptions(argv: string[]): Options {
     out: values.out ?? path.join(REPO_ROOT, "bench", "out", "latest.json"),
     wardmailCmd: values["wardmail-cmd"],
     connMode: "exact",
+    wardmailDelivery: "discard",
   };
+  const d = values["wardmail-delivery"];
+  if (d !== undefined) {
+    if (d !== "discard" && d !== "maildir") usage("--wardmail-delivery must be discard or maildir");
+    o.wardmailDelivery = d;
+  }
   if (values["conn-mode"] !== undefined) {
     if (values["conn-mode"] !== "batch" && values["conn-mode"] !== "exact") usage("--conn-mode must be batch or exact");
     o.connMode = values["conn-mode"];
@@ -329,7 +340,7 @@ async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSam
     ok = accepted === spec.messages;
     if (!ok) notes.push(`expected ${spec.messages} accepted, counted ${accepted} (${after.source})`);
   } else {
-    notes.push("accepted count not verified: countWardmailAccepted() (LEAD HOOK 3 in bench/wardmail.ts) returned nothing");
+    notes.push("accepted count not verified: countWardmailAccepted() (bench/wardmail.ts) returned nothing");
   }
   if (wm.child.exitCode !== null || wm.child.signalCode !== null) notes.push("wardmail exited during the run");
   return {
@@ -454,8 +465,9 @@ async function main(): Promise<number> {
       const template = opt.wardmailCmd;
       wm = await startWardmail(
         template === undefined
-          ? {}
+          ? { delivery: opt.wardmailDelivery }
           : {
+              delivery: opt.wardmailDelivery,
               command: (p: WardmailPaths): Command => {
                 const [command, ...args] = template
                   .trim()

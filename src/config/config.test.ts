@@ -60,6 +60,7 @@ const EXPECTED_DEFAULTS: Config = {
   local: {
     domains: ["localhost", "example.test"],
     mailboxes: ["postmaster@localhost", "postmaster@example.test"],
+    discard: [],
     aliases: {},
     maildir: "/srv/wm/var/mail/%d/%n",
   },
@@ -104,20 +105,31 @@ void test("a full local section is normalised: lowercase, trailing dots dropped,
 [local]
 domains = ["Example.ORG."]
 mailboxes = ["Alice@example.org", "bob@EXAMPLE.org"]
+discard = ["NoReply@example.org"]
 maildir = "/var/mail/%d/%n"
 [local.aliases]
-"Team@Example.org" = ["alice@example.org", "ALICE@example.org", "bob@example.org", "Friend@Elsewhere.test"]
+"Team@Example.org" = ["alice@example.org", "ALICE@example.org", "bob@example.org", "Friend@Elsewhere.test", "noreply@example.org"]
 "all@example.org" = ["team@example.org"]
 `);
   assert.deepEqual(c.local, {
     domains: ["example.org"],
     mailboxes: ["alice@example.org", "bob@example.org"],
+    discard: ["noreply@example.org"],
     aliases: {
-      "team@example.org": ["alice@example.org", "bob@example.org", "friend@elsewhere.test"],
+      "team@example.org": ["alice@example.org", "bob@example.org", "friend@elsewhere.test", "noreply@example.org"],
       "all@example.org": ["team@example.org"],
     },
     maildir: "/var/mail/%d/%n",
   });
+});
+
+void test("local.discard: in a local domain, not also a mailbox or an alias", () => {
+  const bad = `[local]
+domains = ["example.org"]
+mailboxes = ["alice@example.org"]
+discard = ["alice@example.org", "x@elsewhere.test"]
+`;
+  assert.throws(() => parse(bad), (err: Error) => /local\.discard\[0\].*also a mailbox/.test(err.message) && /local\.discard\[1\].*not in a local domain/.test(err.message));
 });
 
 // ------------------------------------------------------------------ paths and environment

@@ -353,6 +353,11 @@ export const FIELDS: readonly Field[] = [
     check: arrayOf("mail addresses", stringElement(parseAddress, "a mail address"), (a) => a),
   },
   {
+    section: "local", name: "discard", type: "array of strings", default: [],
+    doc: 'Addresses whose mail is accepted and then dropped at delivery (as Postfix\'s discard: transport): no-reply addresses, sinks. "local@domain" with the domain in local.domains; not also a mailbox or an alias.',
+    check: arrayOf("mail addresses", stringElement(parseAddress, "a mail address"), (a) => a),
+  },
+  {
     section: "local", name: "maildir", type: "string (path template)", default: "mail/%d/%n",
     doc: "Where each mailbox's Maildir is: %d is the domain, %n the local part, %% a literal %. Must contain %n. Relative to data_dir unless absolute.",
     check: maildir,

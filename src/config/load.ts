@@ -205,6 +205,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
     local: {
       domains: get("local.domains"),
       mailboxes: get("local.mailboxes"),
+      discard: get("local.discard"),
       aliases,
       maildir: path.resolve(dataDir, get<string>("local.maildir")),
     },

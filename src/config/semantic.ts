@@ -40,7 +40,14 @@ function checkLocal(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<
   const table = values.get("local.aliases") as AliasTable | undefined;
   const aliases = table?.entries ?? [];
   const boxes = new Set(mailboxes ?? []);
+  const discard = values.get("local.discard") as readonly (string | undefined)[] | undefined;
+  const drops = new Set(discard ?? []);
   const byAddress = new Map(aliases.map((a) => [a.address, a]));
+  discard?.forEach((d, i) => {
+    if (d !== undefined && (boxes.has(d) || byAddress.has(d))) {
+      ctx.issue(["local", "discard", i], `${d} is also a mailbox or an alias; expected an address that is only discarded`);
+    }
+  });
 
   reportCycles(aliases, byAddress, ctx);
   for (const a of aliases) {
@@ -58,8 +65,13 @@ function checkLocal(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<
       ctx.issue(["local", "mailboxes", i], `${m} is not in a local domain; expected its domain to be listed in local.domains (${domainList})${hint}`);
     }
   });
+  discard?.forEach((d, i) => {
+    if (d !== undefined && !local.has(domainOf(d))) {
+      ctx.issue(["local", "discard", i], `${d} is not in a local domain; expected its domain to be listed in local.domains (${domainList})`);
+    }
+  });
   // Whether a local target exists can only be judged when every mailbox and alias is known.
-  const allKnown = mailboxes !== undefined && !mailboxes.includes(undefined) && table?.complete === true;
+  const allKnown = mailboxes !== undefined && !mailboxes.includes(undefined) && table?.complete === true && !(discard ?? []).includes(undefined);
   for (const a of aliases) {
     const at = ["local", "aliases", a.key];
     if (!local.has(domainOf(a.address))) {
@@ -67,8 +79,8 @@ function checkLocal(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<
     }
     if (!allKnown) continue;
     a.targets.forEach((t, i) => {
-      if (t !== undefined && local.has(domainOf(t)) && !boxes.has(t) && !byAddress.has(t)) {
-        ctx.issue([...at, i], `target ${t} is in a local domain but is neither a mailbox (local.mailboxes) nor an alias`);
+      if (t !== undefined && local.has(domainOf(t)) && !boxes.has(t) && !byAddress.has(t) && !drops.has(t)) {
+        ctx.issue([...at, i], `target ${t} is in a local domain but is neither a mailbox (local.mailboxes), an alias nor discarded (local.discard)`);
       }
     });
   }

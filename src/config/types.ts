@@ -66,6 +66,12 @@ export interface Config {
     readonly mailboxes: readonly string[];
     /** Alias address → target addresses (lowercase). Targets may be aliases or mailboxes. */
     readonly aliases: Readonly<Record<string, readonly string[]>>;
+    /**
+     * Addresses whose mail is accepted (durably, like any other) and then
+     * dropped at delivery, like Postfix's discard transport: no-reply
+     * addresses, sinks. Lowercase, in local domains.
+     */
+    readonly discard: readonly string[];
     /** Maildir path template relative to dataDir (or absolute); %d domain, %n local part. */
     readonly maildir: string;
   };

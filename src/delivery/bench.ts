@@ -19,6 +19,7 @@ const spool = Spool.open({ dataDir: dir, shard: 0, logger });
 const local = {
   domains: ["example.test"],
   mailboxes: Array.from({ length: 20 }, (_, i) => `user${i}@example.test`),
+  discard: [],
   aliases: {},
   maildir: "mail/%d/%n/Maildir",
 };

@@ -18,12 +18,19 @@ const LOCAL: LocalConfig = {
     "loop2@example.test": ["loop1@example.test"],
     "ext@example.test": ["someone@remote.test", "bob@example.test"],
     "typo@example.test": ["nobody@example.test", "carol@other.test"],
+    "quiet@example.test": ["noreply@example.test", "alice@example.test"],
   },
+  discard: ["noreply@example.test"],
   maildir: "mail/%d/%n/Maildir",
 };
 
+test("resolveRecipient: discarded addresses, directly and through an alias", () => {
+  assert.deepEqual(resolveRecipient(LOCAL, "NoReply@example.test"), { mailboxes: [], discarded: ["noreply@example.test"], remote: [], skipped: [] });
+  assert.deepEqual(resolveRecipient(LOCAL, "quiet@example.test"), { mailboxes: ["alice@example.test"], discarded: ["noreply@example.test"], remote: [], skipped: [] });
+});
+
 test("resolveRecipient: mailboxes, recursive case-insensitive aliases, loops, remote and unknown", () => {
-  assert.deepEqual(resolveRecipient(LOCAL, "ALICE@example.TEST"), { mailboxes: ["alice@example.test"], remote: [], skipped: [] });
+  assert.deepEqual(resolveRecipient(LOCAL, "ALICE@example.TEST"), { mailboxes: ["alice@example.test"], discarded: [], remote: [], skipped: [] });
   const team = resolveRecipient(LOCAL, "Team@Example.Test");
   assert.deepEqual(team.mailboxes, ["alice@example.test", "bob@example.test", "carol@other.test"]);
   assert.deepEqual(team.remote, []);

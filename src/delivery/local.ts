@@ -105,6 +105,7 @@ export class LocalDelivery {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.spool.enableHandoff();
     this.unsubscribe = this.spool.onCommitted(() => this.kick());
     this.timer = setInterval(() => this.kick(), this.pollMs);
     this.timer.unref();
@@ -140,7 +141,10 @@ export class LocalDelivery {
     while (this.running && !this.spool.isClosed && this.inFlight.size < this.concurrency) {
       let batch: ClaimedMessage[];
       try {
-        batch = this.spool.claimDue(Date.now(), this.concurrency - this.inFlight.size);
+        // Fresh mail comes straight from memory; the database is for the rest.
+        const room = this.concurrency - this.inFlight.size;
+        batch = this.spool.takeFresh(room);
+        if (batch.length === 0) batch = this.spool.claimDue(Date.now(), room);
       } catch (err) {
         this.log.error({ err }, "claiming due messages failed; will try again");
         return;
@@ -192,6 +196,9 @@ export class LocalDelivery {
       }
       if (res.remote.length > 0) {
         outcomes.set(r.index, { index: r.index, result: "deferred", error: REMOTE_NOT_IMPLEMENTED });
+      } else if (res.mailboxes.length === 0 && res.discarded.length > 0) {
+        // Only discarded targets: done, nothing to write (as Postfix's discard:).
+        outcomes.set(r.index, { index: r.index, result: "delivered" });
       } else if (res.mailboxes.length === 0) {
         const reason = res.skipped.map((s) => s.reason).find((x) => x !== "no such mailbox") ?? "no such mailbox";
         outcomes.set(r.index, { index: r.index, result: "failed", error: reason });
@@ -222,7 +229,9 @@ export class LocalDelivery {
       const rcpt = msg.recipients[o.index]!.address;
       if (o.result === "delivered") {
         this.counters.delivered++;
-        this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailboxes: plan.get(o.index) }, "delivered locally");
+        const mailboxes = plan.get(o.index);
+        if (mailboxes) this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailboxes }, "delivered locally");
+        else this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt }, "discarded (local.discard)");
       } else if (o.result === "deferred") {
         this.counters.deferred++;
         this.log.warn({ queueId: msg.id, session: msg.received.sessionId, rcpt, error: o.error }, "delivery deferred");

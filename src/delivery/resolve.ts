@@ -25,6 +25,8 @@ export const MAX_ALIAS_DEPTH = 20;
 export interface Resolution {
   /** Local mailboxes (lowercase addresses), de-duplicated, in first-seen order. */
   readonly mailboxes: readonly string[];
+  /** Targets whose mail is dropped (local.discard). */
+  readonly discarded: readonly string[];
   /** Targets outside the local domains. */
   readonly remote: readonly string[];
   /** Targets that led nowhere, each with why (unknown local address, loop, too deep). */
@@ -40,7 +42,9 @@ function domainOf(address: string): string | undefined {
 export function resolveRecipient(local: LocalConfig, address: string): Resolution {
   const domains = new Set(local.domains);
   const mailboxes = new Set(local.mailboxes);
+  const drops = new Set(local.discard);
   const found: string[] = [];
+  const discarded: string[] = [];
   const remote: string[] = [];
   const skipped: { address: string; reason: string }[] = [];
 
@@ -60,6 +64,10 @@ export function resolveRecipient(local: LocalConfig, address: string): Resolutio
       if (!found.includes(addr)) found.push(addr);
       return;
     }
+    if (drops.has(addr)) {
+      if (!discarded.includes(addr)) discarded.push(addr);
+      return;
+    }
     const targets = Object.hasOwn(local.aliases, addr) ? local.aliases[addr] : undefined;
     if (targets !== undefined) {
       for (const t of targets) expand(t.toLowerCase(), [...stack, addr]);
@@ -71,7 +79,7 @@ export function resolveRecipient(local: LocalConfig, address: string): Resolutio
     else if (!remote.includes(addr)) remote.push(addr);
   };
   expand(start, []);
-  return { mailboxes: found, remote, skipped };
+  return { mailboxes: found, discarded, remote, skipped };
 }
 
 function safePart(value: string, what: string): string {

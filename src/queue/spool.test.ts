@@ -163,11 +163,10 @@ test("a malformed message is refused without harming its batch", async (t) => {
   assert.deepEqual(r.map((x) => x.status), ["fulfilled", "rejected", "rejected"]);
 });
 
-test("a caller-chosen queue id is used; a foreign, malformed or duplicate one is refused alone", async (t) => {
+test("a caller-chosen queue id is used; a foreign or malformed one is refused alone", async (t) => {
   const { spool } = withSpool(t);
   const id = newQueueId(0);
-  const [ok, dupPending, foreign, malformed, other] = await Promise.allSettled([
-    spool.enqueue(sampleMessage(), id),
+  const [ok, foreign, malformed, other] = await Promise.allSettled([
     spool.enqueue(sampleMessage(), id),
     spool.enqueue(sampleMessage(), newQueueId(1)),
     spool.enqueue(sampleMessage(), "x"),
@@ -175,9 +174,36 @@ test("a caller-chosen queue id is used; a foreign, malformed or duplicate one is
   ]);
   assert.deepEqual(ok, { status: "fulfilled", value: id });
   assert.equal(other?.status, "fulfilled");
-  for (const r of [dupPending, foreign, malformed]) assert.equal(r?.status, "rejected");
-  await assert.rejects(spool.enqueue(sampleMessage(), id), /already in use/);
+  for (const r of [foreign, malformed]) assert.equal(r?.status, "rejected");
   assert.ok(spool.get(id));
+});
+
+test("queue ids are unique by construction: 100,000 in the same millisecond", () => {
+  const now = Date.now();
+  const ids = new Set(Array.from({ length: 100_000 }, () => newQueueId(0, now)));
+  assert.equal(ids.size, 100_000);
+});
+
+test("handoff: durable messages reach the delivery agent from memory, and after a crash from the database", async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const log = captureLogger();
+  let spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
+  spool.enableHandoff();
+  const msg = sampleMessage();
+  const id = await spool.enqueue(msg);
+  // Not claimable from the database while it is handed off...
+  assert.equal(spool.claimDue(Date.now(), 10).length, 0);
+  const fresh = spool.takeFresh(10);
+  assert.deepEqual(fresh.map((m) => m.id), [id]);
+  assert.deepEqual(fresh[0]?.content, msg.content);
+  assert.deepEqual(fresh[0]?.envelope, msg.envelope);
+  assert.equal(spool.takeFresh(10).length, 0);
+  // ...and after a crash before its outcome, it is due at once on the next open.
+  spool.close();
+  spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
+  t.after(() => spool.close());
+  assert.deepEqual(spool.claimDue(Date.now(), 10).map((m) => m.id), [id]);
 });
 
 test("recovery: messages active when the process died are queued again on open", async (t) => {

@@ -97,6 +97,11 @@ export interface SpoolStats {
 
 interface PendingMessage {
   readonly id: string;
+  readonly msg: IncomingMessage;
+  /** When the first delivery attempt is due in the database (see HANDOFF_LEASE_MS). */
+  readonly nextAttemptAt: number;
+  /** Handed straight to the delivery agent once durable (no claim transaction). */
+  readonly handoff: boolean;
   readonly envelopeJson: string;
   readonly receivedJson: string;
   readonly content: Buffer;
@@ -111,6 +116,27 @@ interface PendingOutcome {
   readonly id: string;
   readonly outcomes: readonly RecipientOutcome[];
   readonly at: number;
+}
+
+/** Most durable messages kept in memory for the delivery agent. */
+const HANDOFF_MAX = 1024;
+/** How far the first attempt of a handed-off message is leased in the database. */
+const HANDOFF_LEASE_MS = 10 * 60_000;
+
+function freshEntry(m: PendingMessage, shard: number): ClaimedMessage {
+  return {
+    id: m.id,
+    state: "active",
+    envelope: m.msg.envelope,
+    received: m.msg.received,
+    recipients: m.msg.envelope.recipients.map((r, index) => ({ index, address: r.address, dsn: r.dsn, state: "queued" as const, attempts: 0 })),
+    size: m.content.byteLength,
+    createdAt: m.createdAt,
+    nextAttemptAt: m.nextAttemptAt,
+    attempts: 0,
+    shard,
+    content: m.content,
+  };
 }
 
 export class Spool extends ShardStore {
@@ -140,6 +166,11 @@ export class Spool extends ShardStore {
   private readonly claimed = new Set<string>();
   private pendingOutcomes: PendingOutcome[] = [];
   private flushScheduled = false;
+  /** Durable messages waiting for the delivery agent (see takeFresh). */
+  private handoff: ClaimedMessage[] = [];
+  /** Handoff messages not yet durable. */
+  private pendingHandoffs = 0;
+  private handoffOn = false;
   /** Committed to the WAL, waiting for the fdatasync that makes them durable. */
   private awaitingSync: PendingMessage[] = [];
   private syncing = false;
@@ -194,7 +225,11 @@ export class Spool extends ShardStore {
 
   private recover(now = Date.now()): void {
     const n = this.transaction(
-      () => Number(this.db.prepare("UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE state = 'active'").run(now).changes),
+      () => {
+        // Handed-off messages were still 'queued' with a lease: due now too.
+        this.db.prepare("UPDATE messages SET next_attempt_at = ? WHERE state = 'queued' AND next_attempt_at > ?").run(now, now);
+        return Number(this.db.prepare("UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE state = 'active'").run(now).changes);
+      },
     );
     const counts = this.counts();
     this.log.info({ recovered: n, queued: counts.queued, deferred: counts.deferred, held: counts.held, path: this.path }, "spool opened");
@@ -213,14 +248,17 @@ export class Spool extends ShardStore {
     try {
       const { envelopeJson, receivedJson } = checkIncoming(msg.envelope, msg.received, msg.content);
       const createdAt = Date.now();
-      if (id !== undefined) {
-        if (shardOfId(id) !== this.shard) throw new Error(`queue id ${id} is not of shard ${this.shard}`);
-        // A duplicate would fail the whole batch's commit: refuse it alone.
-        if (this.pending.some((m) => m.id === id) || this.has(id)) throw new Error(`queue id ${id} is already in use`);
-      }
+      // Ids come from newQueueId(), unique by construction (time, shard, counter);
+      // only the shard is checked here, so no query runs per message.
+      if (id !== undefined && shardOfId(id) !== this.shard) throw new Error(`queue id ${id} is not of shard ${this.shard}`);
       const queueId = id ?? newQueueId(this.shard, createdAt);
+      const handoff = this.handoffOn && this.handoff.length + this.pendingHandoffs < HANDOFF_MAX;
+      if (handoff) this.pendingHandoffs++;
       prepared = {
         id: queueId,
+        msg,
+        handoff,
+        nextAttemptAt: handoff ? createdAt + HANDOFF_LEASE_MS : createdAt,
         envelopeJson,
         receivedJson,
         content: msg.content,
@@ -264,7 +302,7 @@ export class Spool extends ShardStore {
         const d = this.applyOutcomes(outcomes);
         for (const m of batch) {
           this.w.insertMessage.run(m.id, RECORD_VERSION, m.envelopeJson, m.receivedJson, m.content.byteLength, m.createdAt,
-            m.createdAt, m.checksum);
+            m.nextAttemptAt, m.checksum);
           this.w.insertContent.run(m.id, m.content);
           m.recipients.forEach((r, idx) => this.w.insertRecipient.run(m.id, idx, r.address, r.dsnJson));
         }
@@ -316,6 +354,11 @@ export class Spool extends ShardStore {
 
   private synced(batch: readonly PendingMessage[]): void {
     this.counters.committedMessages += batch.length;
+    for (const m of batch) {
+      if (!m.handoff) continue;
+      this.pendingHandoffs--;
+      if (!this.isClosed) this.handoff.push(freshEntry(m, this.shard));
+    }
     for (const m of batch) m.resolve(m.id);
     this.events.emit("committed", batch.length);
   }
@@ -326,6 +369,7 @@ export class Spool extends ShardStore {
    * is better than a 250 for mail that a power cut could lose.
    */
   private syncFailed(batch: readonly PendingMessage[], err: unknown): void {
+    for (const m of batch) if (m.handoff) this.pendingHandoffs--;
     this.counters.failedCommits++;
     this.log.error({ err, messages: batch.length }, "spool fsync failed");
     const e = new Error("spool fsync failed", { cause: err });
@@ -352,6 +396,28 @@ export class Spool extends ShardStore {
   onCommitted(cb: (count: number) => void): () => void {
     this.events.on("committed", cb);
     return () => this.events.off("committed", cb);
+  }
+
+  /**
+   * The delivery agent calls this once: from then on, freshly enqueued
+   * messages are handed to it in memory (takeFresh) as soon as they are
+   * durable, instead of being claimed back from the database.
+   */
+  enableHandoff(): void {
+    this.handoffOn = true;
+  }
+
+  /**
+   * Up to `limit` messages that just became durable, taken over in memory: no
+   * claim transaction and no read-back of the content. In the database they
+   * stay `queued` with their first attempt leased HANDOFF_LEASE_MS ahead, so
+   * claimDue does not pick them up meanwhile; after a crash, recovery makes
+   * them due at once. They count as claimed until their outcome is recorded.
+   */
+  takeFresh(limit: number): ClaimedMessage[] {
+    const out = this.handoff.splice(0, Math.max(0, limit));
+    for (const m of out) this.claimed.add(m.id);
+    return out;
   }
 
   /**
@@ -488,6 +554,7 @@ export class Spool extends ShardStore {
     this.flush();
     for (const m of this.pending) m.reject(new Error("spool is closed"));
     this.pending = [];
+    this.handoff = []; // still queued in the database: due at the next open
     this.pendingBytes = 0;
     // Whatever is committed but not yet synced is synced now, before closing.
     if (this.awaitingSync.length > 0 || this.syncing) {

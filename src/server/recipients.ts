@@ -1,6 +1,6 @@
 /**
  * Which recipients this server accepts at RCPT time. The MX accepts only
- * addresses in its local domains that are a mailbox or an alias; an unknown
+ * addresses in its local domains that are a mailbox, an alias or discarded; an unknown
  * local user gets 550 5.1.1 at RCPT (so there is never a bounce to send
  * later: no backscatter), and any other domain is a relay attempt: 554 5.7.1.
  * Matching is case-insensitive (operators expect it, though RFC 5321 leaves
@@ -22,7 +22,7 @@ export class LocalRecipients {
 
   constructor(local: Config["local"]) {
     this.domains = new Set(local.domains.map((d) => d.toLowerCase()));
-    this.known = new Set([...local.mailboxes, ...Object.keys(local.aliases)].map((a) => a.toLowerCase()));
+    this.known = new Set([...local.mailboxes, ...local.discard, ...Object.keys(local.aliases)].map((a) => a.toLowerCase()));
     this.postmaster = local.domains.map((d) => `postmaster@${d}`).find((a) => this.known.has(a));
   }
 

@@ -74,8 +74,7 @@ listen = ["127.0.0.1:${p.submissionsPort}"]
 
 [local]
 domains = ["bench.test"]
-mailboxes = ["sink@bench.test"]
-
+${p.delivery === "discard" ? 'mailboxes = []\ndiscard = ["sink@bench.test"]' : 'mailboxes = ["sink@bench.test"]'}
 `;
 }
 

@@ -28,7 +28,7 @@ import type { WorkerData, WorkerReady } from "./worker.ts";
 const WORKER_ENTRY = new URL(`./worker-main.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
 
 /** Young-generation cap per worker isolate: bounds memory, costs a little more GC. */
-const YOUNG_GENERATION_MB = 16;
+const YOUNG_GENERATION_MB = 8;
 
 export interface PrimaryOptions {
   readonly config: Config;

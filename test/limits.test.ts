@@ -16,6 +16,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { parseReply, type SmtpReply } from "./peers/smtp-client.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
 const LIMITS = {
@@ -51,11 +52,7 @@ after(async () => {
 
 // ---------------------------------------------------------------- the raw client
 
-interface Reply {
-  code: number;
-  lines: string[];
-  raw: string;
-}
+type Reply = SmtpReply;
 
 /** A raw SMTP connection: exact bytes out, replies in, and whether the server closed. */
 class Conn {
@@ -103,21 +100,12 @@ class Conn {
   }
 
   private take(): Reply | undefined {
-    const text = this.buf.toString("latin1");
-    let pos = 0;
-    const lines: string[] = [];
-    for (;;) {
-      const eol = text.indexOf("\r\n", pos);
-      if (eol < 0) return undefined;
-      const line = text.slice(pos, eol);
-      pos = eol + 2;
-      lines.push(line.slice(4));
-      if (line.length < 4 || line[3] !== "-") {
-        this.buf = this.buf.subarray(pos);
-        return { code: Number(line.slice(0, 3)), lines, raw: text.slice(0, pos) };
-      }
-    }
+    const r = parseReply(this.buf.toString("latin1"));
+    if (!r) return undefined;
+    this.buf = this.buf.subarray(r.consumed);
+    return r.reply;
   }
+
 
   /** Waits for something to happen (data, close) or the deadline. */
   private async waitEvent(deadline: number): Promise<boolean> {

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import tls from "node:tls";
 import { generateCertificate } from "../src/tls/index.ts";
+import { parseReply, type SmtpReply } from "./peers/smtp-client.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
 // ---------------------------------------------------------------- helpers
@@ -60,11 +61,7 @@ function run(cmd: string, args: string[], input: string, timeoutMs = 10_000): Pr
   });
 }
 
-interface Reply {
-  code: number;
-  lines: string[];
-  raw: string;
-}
+type Reply = SmtpReply;
 
 /**
  * Reads SMTP replies from a plain or TLS socket (bytes, never setEncoding, so
@@ -110,21 +107,12 @@ class Wire {
   }
 
   private take(): Reply | undefined {
-    const text = this.buf.toString("latin1");
-    let pos = 0;
-    const lines: string[] = [];
-    for (;;) {
-      const eol = text.indexOf("\r\n", pos);
-      if (eol < 0) return undefined;
-      const line = text.slice(pos, eol);
-      pos = eol + 2;
-      lines.push(line.slice(4));
-      if (line.length < 4 || line[3] !== "-") {
-        this.buf = this.buf.subarray(pos);
-        return { code: Number(line.slice(0, 3)), lines, raw: text.slice(0, pos) };
-      }
-    }
+    const r = parseReply(this.buf.toString("latin1"));
+    if (!r) return undefined;
+    this.buf = this.buf.subarray(r.consumed);
+    return r.reply;
   }
+
 
   async reply(timeoutMs = 5000): Promise<Reply> {
     const deadline = Date.now() + timeoutMs;

@@ -10,6 +10,26 @@ export interface SmtpReply {
   raw: string;
 }
 
+/**
+ * Parses one complete (possibly multi-line) reply at the start of text
+ * (latin1: one character per byte). Undefined while it is incomplete;
+ * `consumed` is its length in characters (= bytes).
+ */
+export function parseReply(text: string): { reply: SmtpReply; consumed: number } | undefined {
+  let pos = 0;
+  const lines: string[] = [];
+  for (;;) {
+    const eol = text.indexOf("\r\n", pos);
+    if (eol < 0) return undefined;
+    const line = text.slice(pos, eol);
+    pos = eol + 2;
+    lines.push(line.slice(4));
+    if (line.length < 4 || line[3] !== "-") {
+      return { reply: { code: Number(line.slice(0, 3)), lines, raw: text.slice(0, pos) }, consumed: pos };
+    }
+  }
+}
+
 export class RawSmtpClient {
   private readonly sock: net.Socket;
   private buf = "";
@@ -62,20 +82,10 @@ export class RawSmtpClient {
   }
 
   private takeReply(): SmtpReply | undefined {
-    let pos = 0;
-    const lines: string[] = [];
-    while (true) {
-      const eol = this.buf.indexOf("\r\n", pos);
-      if (eol < 0) return undefined;
-      const line = this.buf.slice(pos, eol);
-      pos = eol + 2;
-      lines.push(line.slice(4));
-      if (line.length < 4 || line[3] !== "-") {
-        const raw = this.buf.slice(0, pos);
-        this.buf = this.buf.slice(pos);
-        return { code: Number(line.slice(0, 3)), lines, raw };
-      }
-    }
+    const r = parseReply(this.buf);
+    if (!r) return undefined;
+    this.buf = this.buf.slice(r.consumed);
+    return r.reply;
   }
 
   /** Reads the next reply (greeting, or the answer to something already sent). */

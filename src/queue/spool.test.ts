@@ -199,11 +199,15 @@ test("handoff: durable messages reach the delivery agent from memory, and after 
   assert.deepEqual(fresh[0]?.content, msg.content);
   assert.deepEqual(fresh[0]?.envelope, msg.envelope);
   assert.equal(spool.takeFresh(10).length, 0);
+  // Past its lease, a handed-off message belongs to the database path only.
+  const late = await spool.enqueue(sampleMessage());
+  assert.equal(spool.takeFresh(10, Date.now() + 11 * 60_000).length, 0);
+  assert.deepEqual(spool.claimDue(Date.now() + 11 * 60_000, 10).map((m) => m.id), [late]);
   // ...and after a crash before its outcome, it is due at once on the next open.
   spool.close();
   spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   t.after(() => spool.close());
-  assert.deepEqual(spool.claimDue(Date.now(), 10).map((m) => m.id), [id]);
+  assert.deepEqual(spool.claimDue(Date.now(), 10).map((m) => m.id).sort(), [id, late].sort());
 });
 
 test("recovery: messages active when the process died are queued again on open", async (t) => {

@@ -414,9 +414,15 @@ export class Spool extends ShardStore {
    * claimDue does not pick them up meanwhile; after a crash, recovery makes
    * them due at once. They count as claimed until their outcome is recorded.
    */
-  takeFresh(limit: number): ClaimedMessage[] {
-    const out = this.handoff.splice(0, Math.max(0, limit));
-    for (const m of out) this.claimed.add(m.id);
+  takeFresh(limit: number, now = Date.now()): ClaimedMessage[] {
+    const out: ClaimedMessage[] = [];
+    while (out.length < limit && this.handoff.length > 0) {
+      const m = this.handoff.shift() as ClaimedMessage;
+      // Past its lease the database path owns it (claimDue may have taken it).
+      if (m.nextAttemptAt <= now || this.claimed.has(m.id)) continue;
+      this.claimed.add(m.id);
+      out.push(m);
+    }
     return out;
   }
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that Wardmail's integration tests and benchmarks
-# use as real peers (swaks, openssl, Postfix with smtp-source, socat).
+# use as real peers (swaks, openssl, Postfix with smtp-source, Dovecot's imap
+# as a Maildir reader, socat).
 # Idempotent: packages already present are not reinstalled; apt-get update runs
 # only when something is missing. Needs root (CI and the dev machines are root).
 set -euo pipefail
 
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix socat ca-certificates procps)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat ca-certificates procps util-linux)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -34,4 +35,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The package starts nothing here (no systemd), but make sure the system
 # instance is not running: tests run their own instances on high ports.
 if command -v postfix >/dev/null && postfix status >/dev/null 2>&1; then postfix stop >/dev/null 2>&1 || true; fi
+# Dovecot is only used as a reader of Wardmail's Maildirs (its imap binary in
+# PREAUTH mode); no daemon is wanted.
+if command -v doveadm >/dev/null && pgrep -x dovecot >/dev/null 2>&1; then doveadm stop >/dev/null 2>&1 || true; fi
 echo "install-peers: done"

@@ -18,7 +18,8 @@
 import type { BareLineEndingPolicy, EightBitPolicy } from "../config/types.ts";
 import type { Limits } from "../limits/index.ts";
 import type { Envelope, EnvelopeRecipient, RecipientDsn } from "../queue/types.ts";
-import { decodeXtext, parsePathAndParams, type ParsedPath } from "./address.ts";
+import { parsePathAndParams, type ParsedPath } from "./address.ts";
+import { mailParams, rcptParams } from "./params.ts";
 import { COMMANDS, FOREIGN_VERBS } from "./commands.ts";
 import { BdatReceiver, DataReceiver, type ContentResult } from "./data.ts";
 import { formatReply, reply, type Reply } from "./reply.ts";
@@ -441,43 +442,9 @@ export class SmtpSession {
     if ("code" in parsed) return this.say(parsed);
     const { path, params } = parsed;
     if (params.size > 0 && !this.esmtp) return this.say(reply(555, "5.5.4", "Parameters need EHLO"));
-    let body: Txn["body"];
-    let smtputf8 = false;
-    let ret: Txn["ret"];
-    let envid: string | undefined;
-    for (const [key, value] of params) {
-      switch (key) {
-        case "SIZE": {
-          if (value === undefined || !/^\d{1,15}$/.test(value)) return this.say(reply(501, "5.5.4", "Bad SIZE value"));
-          if (Number(value) > this.opts.limits.max_message_size) return this.say(R.tooBig);
-          break;
-        }
-        case "BODY":
-          if (value?.toUpperCase() === "7BIT") body = "7BIT";
-          else if (value?.toUpperCase() === "8BITMIME") body = "8BITMIME";
-          else return this.say(reply(555, "5.5.4", "Unsupported BODY type"));
-          break;
-        case "SMTPUTF8":
-          if (value !== undefined) return this.say(reply(501, "5.5.4", "SMTPUTF8 takes no value"));
-          smtputf8 = true;
-          break;
-        case "RET":
-          if (value?.toUpperCase() === "FULL") ret = "FULL";
-          else if (value?.toUpperCase() === "HDRS") ret = "HDRS";
-          else return this.say(reply(501, "5.5.4", "RET must be FULL or HDRS"));
-          break;
-        case "ENVID": {
-          const decoded = value === undefined ? undefined : decodeXtext(value);
-          if (decoded === undefined || decoded.length > 100 || !/^[\x20-\x7e]+$/.test(decoded)) {
-            return this.say(reply(501, "5.5.4", "Bad ENVID value"));
-          }
-          envid = decoded;
-          break;
-        }
-        default:
-          return this.say(reply(555, "5.5.4", `Unsupported parameter ${key}`));
-      }
-    }
+    const mp = mailParams(params, this.opts.limits.max_message_size);
+    if ("code" in mp) return this.say(mp);
+    const { body, smtputf8, ret, envid } = mp;
     if (path.utf8 && !smtputf8) return this.say(R.utf8Needed);
     const envelope: Envelope = { mailFrom: path.address, recipients: [], body, smtputf8, ret, envid };
     this.ask({ type: "mail", path, envelope });
@@ -491,36 +458,10 @@ export class SmtpSession {
     if ("code" in parsed) return this.say(parsed);
     const { path, params } = parsed;
     if (params.size > 0 && !this.esmtp) return this.say(reply(555, "5.5.4", "Parameters need EHLO"));
-    let notify: string[] | undefined;
-    let orcpt: string | undefined;
-    for (const [key, value] of params) {
-      switch (key) {
-        case "NOTIFY": {
-          const items = (value ?? "").toUpperCase().split(",");
-          const ok =
-            (items.length === 1 && items[0] === "NEVER") ||
-            (items.length > 0 && items.every((i) => i === "SUCCESS" || i === "FAILURE" || i === "DELAY") && new Set(items).size === items.length);
-          if (!ok) return this.say(reply(501, "5.5.4", "Bad NOTIFY value"));
-          notify = items;
-          break;
-        }
-        case "ORCPT": {
-          const semi = value?.indexOf(";") ?? -1;
-          const type = semi > 0 ? (value as string).slice(0, semi) : "";
-          const decoded = semi > 0 ? decodeXtext((value as string).slice(semi + 1)) : undefined;
-          if (!/^[A-Za-z0-9-]+$/.test(type) || decoded === undefined || decoded.length === 0 || decoded.length > 500) {
-            return this.say(reply(501, "5.5.4", "Bad ORCPT value"));
-          }
-          orcpt = `${type.toLowerCase()};${decoded}`;
-          break;
-        }
-        default:
-          return this.say(reply(555, "5.5.4", `Unsupported parameter ${key}`));
-      }
-    }
+    const dsn = rcptParams(params);
+    if ("code" in dsn) return this.say(dsn);
     if (path.utf8 && !txn.smtputf8) return this.say(R.utf8Needed);
     if (txn.recipients.length >= this.opts.limits.max_recipients) return this.say(R.tooManyRcpts);
-    const dsn: RecipientDsn = { ...(notify ? { notify } : {}), ...(orcpt ? { orcpt } : {}) };
     this.ask({ type: "rcpt", path, dsn, envelope: this.envelope(txn) });
   }
 

@@ -1,0 +1,88 @@
+/**
+ * The ESMTP parameters of MAIL FROM and RCPT TO, checked: SIZE (RFC 1870),
+ * BODY (RFC 6152; BINARYMIME is not offered), SMTPUTF8 (RFC 6531), RET and
+ * ENVID (RFC 3461 §4.3, §4.4), NOTIFY and ORCPT (RFC 3461 §4.1, §4.2).
+ * Input is the keyword → value map of address.ts; anything unknown or
+ * malformed comes back as the Reply to send.
+ */
+import type { RecipientDsn } from "../queue/types.ts";
+import { decodeXtext } from "./address.ts";
+import { reply, type Reply } from "./reply.ts";
+
+export interface MailParams {
+  readonly body?: "7BIT" | "8BITMIME";
+  readonly smtputf8: boolean;
+  readonly ret?: "FULL" | "HDRS";
+  readonly envid?: string;
+}
+
+const TOO_BIG = reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
+
+export function mailParams(params: ReadonlyMap<string, string | undefined>, maxSize: number): MailParams | Reply {
+  let body: MailParams["body"];
+  let smtputf8 = false;
+  let ret: MailParams["ret"];
+  let envid: string | undefined;
+  for (const [key, value] of params) {
+    switch (key) {
+      case "SIZE":
+        if (value === undefined || !/^\d{1,15}$/.test(value)) return reply(501, "5.5.4", "Bad SIZE value");
+        if (Number(value) > maxSize) return TOO_BIG;
+        break;
+      case "BODY":
+        if (value?.toUpperCase() === "7BIT") body = "7BIT";
+        else if (value?.toUpperCase() === "8BITMIME") body = "8BITMIME";
+        else return reply(555, "5.5.4", "Unsupported BODY type");
+        break;
+      case "SMTPUTF8":
+        if (value !== undefined) return reply(501, "5.5.4", "SMTPUTF8 takes no value");
+        smtputf8 = true;
+        break;
+      case "RET":
+        if (value?.toUpperCase() === "FULL") ret = "FULL";
+        else if (value?.toUpperCase() === "HDRS") ret = "HDRS";
+        else return reply(501, "5.5.4", "RET must be FULL or HDRS");
+        break;
+      case "ENVID": {
+        const decoded = value === undefined ? undefined : decodeXtext(value);
+        if (decoded === undefined || decoded.length > 100 || !/^[\x20-\x7e]+$/.test(decoded)) return reply(501, "5.5.4", "Bad ENVID value");
+        envid = decoded;
+        break;
+      }
+      default:
+        return reply(555, "5.5.4", `Unsupported parameter ${key}`);
+    }
+  }
+  return { ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}) };
+}
+
+export function rcptParams(params: ReadonlyMap<string, string | undefined>): RecipientDsn | Reply {
+  let notify: string[] | undefined;
+  let orcpt: string | undefined;
+  for (const [key, value] of params) {
+    switch (key) {
+      case "NOTIFY": {
+        const items = (value ?? "").toUpperCase().split(",");
+        const ok =
+          (items.length === 1 && items[0] === "NEVER") ||
+          (items.every((i) => i === "SUCCESS" || i === "FAILURE" || i === "DELAY") && new Set(items).size === items.length);
+        if (!ok) return reply(501, "5.5.4", "Bad NOTIFY value");
+        notify = items;
+        break;
+      }
+      case "ORCPT": {
+        const semi = value?.indexOf(";") ?? -1;
+        const type = semi > 0 ? (value as string).slice(0, semi) : "";
+        const decoded = semi > 0 ? decodeXtext((value as string).slice(semi + 1)) : undefined;
+        if (!/^[A-Za-z0-9-]+$/.test(type) || decoded === undefined || decoded.length === 0 || decoded.length > 500) {
+          return reply(501, "5.5.4", "Bad ORCPT value");
+        }
+        orcpt = `${type.toLowerCase()};${decoded}`;
+        break;
+      }
+      default:
+        return reply(555, "5.5.4", `Unsupported parameter ${key}`);
+    }
+  }
+  return { ...(notify ? { notify } : {}), ...(orcpt ? { orcpt } : {}) };
+}

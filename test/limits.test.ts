@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseReply, type SmtpReply } from "./peers/smtp-client.ts";
+import { SmtpWire, type SmtpReply } from "./peers/smtp-client.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
 const LIMITS = {
@@ -54,37 +54,10 @@ after(async () => {
 
 type Reply = SmtpReply;
 
-/** A raw SMTP connection: exact bytes out, replies in, and whether the server closed. */
-class Conn {
-  readonly socket: net.Socket;
-  private buf = Buffer.alloc(0);
-  private ended = false;
-  private wake: (() => void) | undefined;
-
-  private constructor(socket: net.Socket) {
-    this.socket = socket;
-    socket.on("data", (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.wake?.();
-    });
-    const onEnd = (): void => {
-      this.ended = true;
-      this.wake?.();
-    };
-    socket.on("end", onEnd);
-    socket.on("close", onEnd);
-    socket.on("error", onEnd);
-  }
-
-  static open(port: number): Promise<Conn> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host: "127.0.0.1", port });
-      s.once("connect", () => {
-        s.removeListener("error", reject);
-        resolve(new Conn(s));
-      });
-      s.once("error", reject);
-    });
+/** A raw SMTP connection (test/peers/smtp-client.ts) that can also check the greeting. */
+class Conn extends SmtpWire {
+  static override async open(port: number): Promise<Conn> {
+    return new Conn((await SmtpWire.open(port)).socket);
   }
 
   /** Connects and checks the 220 greeting. */
@@ -93,65 +66,6 @@ class Conn {
     const g = await c.reply();
     assert.equal(g.code, 220, g.raw);
     return c;
-  }
-
-  get pending(): string {
-    return this.buf.toString("latin1");
-  }
-
-  private take(): Reply | undefined {
-    const r = parseReply(this.buf.toString("latin1"));
-    if (!r) return undefined;
-    this.buf = this.buf.subarray(r.consumed);
-    return r.reply;
-  }
-
-
-  /** Waits for something to happen (data, close) or the deadline. */
-  private async waitEvent(deadline: number): Promise<boolean> {
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, left);
-      this.wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-    this.wake = undefined;
-    return true;
-  }
-
-  async reply(timeoutMs = 5000): Promise<Reply> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = this.take();
-      if (r !== undefined) return r;
-      if (this.ended) throw new Error(`connection closed before a full reply; have ${JSON.stringify(this.pending)}`);
-      if (!(await this.waitEvent(deadline))) throw new Error(`no reply within ${timeoutMs} ms; have ${JSON.stringify(this.pending)}`);
-    }
-  }
-
-  /** Resolves once the server has closed the connection, with nothing more sent. */
-  async closedByServer(timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.ended) {
-      if (!(await this.waitEvent(deadline))) throw new Error(`the server did not close within ${timeoutMs} ms`);
-    }
-    assert.equal(this.pending, "", "unexpected bytes before the close");
-  }
-
-  send(data: string | Buffer): void {
-    this.socket.write(typeof data === "string" ? Buffer.from(data, "latin1") : data);
-  }
-
-  async command(line: string, timeoutMs?: number): Promise<Reply> {
-    this.send(`${line}\r\n`);
-    return this.reply(timeoutMs);
-  }
-
-  close(): void {
-    this.socket.destroy();
   }
 }
 

@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import tls from "node:tls";
 import { generateCertificate } from "../src/tls/index.ts";
-import { parseReply, type SmtpReply } from "./peers/smtp-client.ts";
+import { SmtpWire } from "./peers/smtp-client.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
 // ---------------------------------------------------------------- helpers
@@ -61,87 +61,6 @@ function run(cmd: string, args: string[], input: string, timeoutMs = 10_000): Pr
   });
 }
 
-type Reply = SmtpReply;
-
-/**
- * Reads SMTP replies from a plain or TLS socket (bytes, never setEncoding, so
- * the raw socket can be handed to TLS). detach() before wrapping the socket.
- */
-class Wire {
-  readonly socket: net.Socket;
-  private buf = Buffer.alloc(0);
-  private ended = false;
-  private wake: (() => void) | undefined;
-  private readonly onData = (d: Buffer): void => {
-    this.buf = Buffer.concat([this.buf, d]);
-    this.wake?.();
-  };
-  private readonly onEnd = (): void => {
-    this.ended = true;
-    this.wake?.();
-  };
-
-  constructor(socket: net.Socket) {
-    this.socket = socket;
-    socket.on("data", this.onData);
-    socket.on("end", this.onEnd);
-    socket.on("close", this.onEnd);
-    socket.on("error", this.onEnd);
-  }
-
-  /** Everything received and not yet consumed by reply(). */
-  get pending(): string {
-    return this.buf.toString("latin1");
-  }
-
-  detach(): net.Socket {
-    this.socket.removeListener("data", this.onData);
-    this.socket.removeListener("end", this.onEnd);
-    this.socket.removeListener("close", this.onEnd);
-    this.socket.removeListener("error", this.onEnd);
-    return this.socket;
-  }
-
-  send(line: string): void {
-    this.socket.write(line, "latin1");
-  }
-
-  private take(): Reply | undefined {
-    const r = parseReply(this.buf.toString("latin1"));
-    if (!r) return undefined;
-    this.buf = this.buf.subarray(r.consumed);
-    return r.reply;
-  }
-
-
-  async reply(timeoutMs = 5000): Promise<Reply> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = this.take();
-      if (r !== undefined) return r;
-      if (this.ended) throw new Error(`connection closed before a full reply; have ${JSON.stringify(this.pending)}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no reply within ${timeoutMs} ms; have ${JSON.stringify(this.pending)}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.wake = undefined;
-    }
-  }
-
-  async command(line: string, timeoutMs?: number): Promise<Reply> {
-    this.send(line);
-    return this.reply(timeoutMs);
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 function connectPlain(port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -179,34 +98,34 @@ function tlsConnect(opts: { socket?: net.Socket; port?: number; servername?: str
   });
 }
 
-/** Plain connect, greeting, EHLO, STARTTLS, handshake: a Wire on the TLS socket (EHLO not yet sent again). */
-async function starttls(port: number, servername?: string): Promise<Wire> {
-  const plain = new Wire(await connectPlain(port));
+/** Plain connect, greeting, EHLO, STARTTLS, handshake: a SmtpWire on the TLS socket (EHLO not yet sent again). */
+async function starttls(port: number, servername?: string): Promise<SmtpWire> {
+  const plain = new SmtpWire(await connectPlain(port));
   try {
     assert.equal((await plain.reply()).code, 220);
-    const ehlo = await plain.command("EHLO client.test\r\n");
+    const ehlo = await plain.command("EHLO client.test");
     assert.equal(ehlo.code, 250);
     assert.ok(ehlo.lines.includes("STARTTLS"), `STARTTLS not offered: ${ehlo.raw}`);
-    const go = await plain.command("STARTTLS\r\n");
+    const go = await plain.command("STARTTLS");
     assert.match(go.raw, /^220 2\.0\.0 /);
   } catch (err) {
     plain.close();
     throw err;
   }
   const secure = await tlsConnect({ socket: plain.detach(), ...(servername !== undefined ? { servername } : {}) });
-  return new Wire(secure);
+  return new SmtpWire(secure);
 }
 
 /** Implicit TLS: handshake, then the greeting is read. */
-async function implicitTls(port: number, servername?: string): Promise<Wire> {
+async function implicitTls(port: number, servername?: string): Promise<SmtpWire> {
   const s = await tlsConnect({ port, ...(servername !== undefined ? { servername } : {}) });
-  const wire = new Wire(s);
+  const wire = new SmtpWire(s);
   const greet = await wire.reply();
   assert.equal(greet.code, 220);
   return wire;
 }
 
-function fingerprintOf(wire: Wire): string {
+function fingerprintOf(wire: SmtpWire): string {
   return (wire.socket as tls.TLSSocket).getPeerCertificate().fingerprint256;
 }
 
@@ -336,7 +255,7 @@ describe("openssl s_client", () => {
   test("the server still serves after refused handshakes", async () => {
     const wire = await implicitTls(server().submissionsPort);
     try {
-      assert.equal((await wire.command("NOOP\r\n")).code, 250);
+      assert.equal((await wire.command("NOOP")).code, 250);
     } finally {
       wire.close();
     }
@@ -347,13 +266,14 @@ describe("openssl s_client", () => {
 
 describe("STARTTLS command injection (CVE-2011-0411 class)", () => {
   /** Greeting, EHLO, then `STARTTLS\r\n` + injected bytes in ONE write; returns the TLS wire after the handshake. */
-  async function inject(port: number, injected: string): Promise<Wire> {
+  async function inject(port: number, injected: string): Promise<SmtpWire> {
     const sock = await connectPlain(port);
-    const plain = new Wire(sock);
+    const plain = new SmtpWire(sock);
     try {
       assert.equal((await plain.reply()).code, 220);
-      assert.equal((await plain.command("EHLO x\r\n")).code, 250);
-      const r = await plain.command(`STARTTLS\r\n${injected}`);
+      assert.equal((await plain.command("EHLO x")).code, 250);
+      plain.send(`STARTTLS\r\n${injected}`);
+      const r = await plain.reply();
       assert.match(r.raw, /^220 2\.0\.0 /);
       // Nothing but the 220 in plaintext (no answer to the injected commands).
       await sleep(100);
@@ -362,7 +282,7 @@ describe("STARTTLS command injection (CVE-2011-0411 class)", () => {
       plain.close();
       throw err;
     }
-    return new Wire(await tlsConnect({ socket: plain.detach() }));
+    return new SmtpWire(await tlsConnect({ socket: plain.detach() }));
   }
 
   test("pipelined RSET after STARTTLS is never answered; EHLO after TLS works, without STARTTLS", async () => {
@@ -370,11 +290,11 @@ describe("STARTTLS command injection (CVE-2011-0411 class)", () => {
     try {
       await sleep(500);
       assert.equal(wire.pending, "", "the injected RSET was answered inside TLS");
-      const ehlo = await wire.command("EHLO y\r\n");
+      const ehlo = await wire.command("EHLO y");
       assert.equal(ehlo.code, 250);
       assert.equal(ehlo.lines[0], "mx.example.test greets y");
       assert.ok(!ehlo.lines.includes("STARTTLS"), `STARTTLS offered again: ${ehlo.raw}`);
-      assert.equal((await wire.command("QUIT\r\n")).code, 221);
+      assert.equal((await wire.command("QUIT")).code, 221);
     } finally {
       wire.close();
     }
@@ -385,13 +305,13 @@ describe("STARTTLS command injection (CVE-2011-0411 class)", () => {
     try {
       await sleep(500);
       assert.equal(wire.pending, "", "an injected command was answered inside TLS");
-      const mail = await wire.command("MAIL FROM:<a@sender.test>\r\n");
+      const mail = await wire.command("MAIL FROM:<a@sender.test>");
       assert.equal(mail.code, 503, mail.raw);
       assert.match(mail.raw, /^503 5\.5\.1 /);
       // The session is usable once the client says EHLO again.
-      assert.equal((await wire.command("EHLO y\r\n")).code, 250);
-      assert.equal((await wire.command("MAIL FROM:<a@sender.test>\r\n")).code, 250);
-      assert.equal((await wire.command("RSET\r\n")).code, 250);
+      assert.equal((await wire.command("EHLO y")).code, 250);
+      assert.equal((await wire.command("MAIL FROM:<a@sender.test>")).code, 250);
+      assert.equal((await wire.command("RSET")).code, 250);
     } finally {
       wire.close();
     }
@@ -402,7 +322,7 @@ describe("STARTTLS command injection (CVE-2011-0411 class)", () => {
     try {
       await sleep(500);
       assert.equal(wire.pending, "");
-      assert.equal((await wire.command("MAIL FROM:<a@sender.test>\r\n")).code, 503);
+      assert.equal((await wire.command("MAIL FROM:<a@sender.test>")).code, 503);
     } finally {
       wire.close();
     }
@@ -415,13 +335,13 @@ describe("after TLS", () => {
   test("MX port: EHLO no longer offers STARTTLS, a second STARTTLS gets 503 5.5.1", async () => {
     const wire = await starttls(server().smtpPort);
     try {
-      const ehlo = await wire.command("EHLO again.test\r\n");
+      const ehlo = await wire.command("EHLO again.test");
       assert.equal(ehlo.code, 250);
       assert.ok(!ehlo.lines.includes("STARTTLS"), ehlo.raw);
-      const again = await wire.command("STARTTLS\r\n");
+      const again = await wire.command("STARTTLS");
       assert.match(again.raw, /^503 5\.5\.1 /);
       // Still in the TLS session and in step.
-      assert.equal((await wire.command("NOOP\r\n")).code, 250);
+      assert.equal((await wire.command("NOOP")).code, 250);
     } finally {
       wire.close();
     }
@@ -430,11 +350,11 @@ describe("after TLS", () => {
   test("submissions port (implicit TLS): no STARTTLS offered, STARTTLS gets 503 5.5.1", async () => {
     const wire = await implicitTls(server().submissionsPort);
     try {
-      const ehlo = await wire.command("EHLO again.test\r\n");
+      const ehlo = await wire.command("EHLO again.test");
       assert.equal(ehlo.code, 250);
       assert.ok(!ehlo.lines.includes("STARTTLS"), ehlo.raw);
-      assert.match((await wire.command("STARTTLS\r\n")).raw, /^503 5\.5\.1 /);
-      assert.equal((await wire.command("NOOP\r\n")).code, 250);
+      assert.match((await wire.command("STARTTLS")).raw, /^503 5\.5\.1 /);
+      assert.equal((await wire.command("NOOP")).code, 250);
     } finally {
       wire.close();
     }
@@ -468,7 +388,7 @@ describe("SNI with two certificates, and reload on SIGHUP", () => {
     const s = server();
     const old = await starttls(s.smtpPort, "a.test");
     try {
-      assert.equal((await old.command("EHLO old.test\r\n")).code, 250);
+      assert.equal((await old.command("EHLO old.test")).code, 250);
       assert.equal(fingerprintOf(old), aFingerprint);
 
       const newFingerprint = await writePair(paths.aCert, paths.aKey, ["a.test"]);
@@ -487,11 +407,11 @@ describe("SNI with two certificates, and reload on SIGHUP", () => {
       );
 
       // The session opened before the reload is untouched.
-      const noop = await old.command("NOOP\r\n");
+      const noop = await old.command("NOOP");
       assert.equal(noop.code, 250);
       assert.equal(fingerprintOf(old), aFingerprint);
-      assert.equal((await old.command("MAIL FROM:<a@sender.test>\r\n")).code, 250);
-      assert.equal((await old.command("RSET\r\n")).code, 250);
+      assert.equal((await old.command("MAIL FROM:<a@sender.test>")).code, 250);
+      assert.equal((await old.command("RSET")).code, 250);
 
       // New handshakes, several times so both workers are asked: new a, unchanged b.
       for (let i = 0; i < 4; i++) {
@@ -504,7 +424,7 @@ describe("SNI with two certificates, and reload on SIGHUP", () => {
       assert.equal(await presented("starttls", s.smtpPort, "b.test"), bFingerprint);
       aFingerprint = newFingerprint;
 
-      assert.equal((await old.command("QUIT\r\n")).code, 221);
+      assert.equal((await old.command("QUIT")).code, 221);
     } finally {
       old.close();
     }

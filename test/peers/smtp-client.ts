@@ -181,3 +181,109 @@ export async function sendOneMessage(opts: {
     c.close();
   }
 }
+
+/**
+ * Exact bytes out, replies in, over a plain or TLS socket, and whether the
+ * server closed. Reads bytes (never setEncoding), so a plain socket can be
+ * detach()ed and handed to TLS for STARTTLS tests.
+ */
+export class SmtpWire {
+  readonly socket: net.Socket;
+  private buf = Buffer.alloc(0);
+  private ended = false;
+  private wake: (() => void) | undefined;
+  private readonly onData = (d: Buffer): void => {
+    this.buf = Buffer.concat([this.buf, d]);
+    this.wake?.();
+  };
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    this.wake?.();
+  };
+
+  constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on("data", this.onData);
+    socket.on("end", this.onEnd);
+    socket.on("close", this.onEnd);
+    socket.on("error", this.onEnd);
+  }
+
+  /** Connects to 127.0.0.1:port. */
+  static open(port: number): Promise<SmtpWire> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: "127.0.0.1", port });
+      s.once("connect", () => {
+        s.removeListener("error", reject);
+        resolve(new SmtpWire(s));
+      });
+      s.once("error", reject);
+    });
+  }
+
+  /** Everything received and not yet consumed by reply(). */
+  get pending(): string {
+    return this.buf.toString("latin1");
+  }
+
+  /** Stops reading; returns the socket (e.g. to wrap it in TLS). */
+  detach(): net.Socket {
+    this.socket.removeListener("data", this.onData);
+    this.socket.removeListener("end", this.onEnd);
+    this.socket.removeListener("close", this.onEnd);
+    this.socket.removeListener("error", this.onEnd);
+    return this.socket;
+  }
+
+  /** Sends exactly these bytes (a string is taken as latin1, one byte per character). */
+  send(data: string | Buffer): void {
+    this.socket.write(typeof data === "string" ? Buffer.from(data, "latin1") : data);
+  }
+
+  /** Sends one command line (CRLF added) and reads its reply. */
+  async command(line: string, timeoutMs?: number): Promise<SmtpReply> {
+    this.send(`${line}\r\n`);
+    return this.reply(timeoutMs);
+  }
+
+  async reply(timeoutMs = 5000): Promise<SmtpReply> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = parseReply(this.buf.toString("latin1"));
+      if (r) {
+        this.buf = this.buf.subarray(r.consumed);
+        return r.reply;
+      }
+      if (this.ended) throw new Error(`connection closed before a full reply; have ${JSON.stringify(this.pending)}`);
+      if (!(await this.waitEvent(deadline))) throw new Error(`no reply within ${timeoutMs} ms; have ${JSON.stringify(this.pending)}`);
+    }
+  }
+
+  /** Resolves once the server has closed the connection with nothing more sent. */
+  async closedByServer(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.ended) {
+      if (!(await this.waitEvent(deadline))) throw new Error(`the server did not close within ${timeoutMs} ms`);
+    }
+    if (this.pending !== "") throw new Error(`unexpected bytes before the close: ${JSON.stringify(this.pending)}`);
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  /** Waits for data or a close, or the deadline (false). */
+  private async waitEvent(deadline: number): Promise<boolean> {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, left);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+    this.wake = undefined;
+    return true;
+  }
+}

@@ -1,10 +1,10 @@
 /**
  * JSON logs (pino). One root logger per process; sessions and messages use
- * child loggers so every line carries `session` and, once known, `queue`.
+ * child loggers so every line carries `session` and, once known, `queueId`.
  * Rule for callers: never log a password, a key, or message content; log
  * envelope addresses only where an operator needs them (they are not secret
- * but they are personal data), and never raw client input beyond a short,
- * sanitised excerpt.
+ * but they are personal data), and client input only as parsed, checked
+ * values (addresses), never raw lines.
  */
 import { pino, type Logger, type LevelWithSilent } from "pino";
 
@@ -29,10 +29,4 @@ export function createLogger(opts: LogOptions): Logger {
     },
     pino.destination({ dest: opts.destination ?? 1, sync: false }),
   );
-}
-
-/** A short, printable excerpt of client input for a log line. */
-export function excerpt(s: string, max = 80): string {
-  const clean = s.replace(/[^\x20-\x7e]/g, "?");
-  return clean.length > max ? clean.slice(0, max) + "…" : clean;
 }

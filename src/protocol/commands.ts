@@ -3,9 +3,10 @@
  * No dispatch is ever built from network input; an unknown verb is simply not
  * in this map. The flags say where a verb may appear:
  * - needsHelo: only after EHLO/HELO (503 otherwise);
- * - esmtpOnly: only after EHLO (an extension verb);
- * - closes: verbs that end the pipelining group (RFC 2920 §3.1) — kept for
- *   documentation and for the transcript tests.
+ * - esmtpOnly: only after EHLO (an extension verb).
+ * Pipelining (RFC 2920) needs no flag: commands are processed strictly in
+ * order, each answered before the next is read, and STARTTLS throws away
+ * whatever followed it.
  */
 
 export type Verb =
@@ -27,26 +28,25 @@ export type Verb =
 export interface CommandSpec {
   readonly needsHelo: boolean;
   readonly esmtpOnly: boolean;
-  readonly endsGroup: boolean;
 }
 
 export const COMMANDS: ReadonlyMap<string, CommandSpec & { verb: Verb }> = new Map(
   (
     [
-      ["EHLO", { needsHelo: false, esmtpOnly: false, endsGroup: true }],
-      ["HELO", { needsHelo: false, esmtpOnly: false, endsGroup: true }],
-      ["MAIL", { needsHelo: true, esmtpOnly: false, endsGroup: false }],
-      ["RCPT", { needsHelo: true, esmtpOnly: false, endsGroup: false }],
-      ["DATA", { needsHelo: true, esmtpOnly: false, endsGroup: true }],
-      ["BDAT", { needsHelo: true, esmtpOnly: true, endsGroup: false }],
-      ["RSET", { needsHelo: false, esmtpOnly: false, endsGroup: false }],
-      ["NOOP", { needsHelo: false, esmtpOnly: false, endsGroup: true }],
-      ["QUIT", { needsHelo: false, esmtpOnly: false, endsGroup: true }],
-      ["HELP", { needsHelo: false, esmtpOnly: false, endsGroup: true }],
-      ["VRFY", { needsHelo: false, esmtpOnly: false, endsGroup: true }],
-      ["EXPN", { needsHelo: false, esmtpOnly: false, endsGroup: true }],
-      ["STARTTLS", { needsHelo: true, esmtpOnly: true, endsGroup: true }],
-      ["AUTH", { needsHelo: true, esmtpOnly: true, endsGroup: true }],
+      ["EHLO", { needsHelo: false, esmtpOnly: false }],
+      ["HELO", { needsHelo: false, esmtpOnly: false }],
+      ["MAIL", { needsHelo: true, esmtpOnly: false }],
+      ["RCPT", { needsHelo: true, esmtpOnly: false }],
+      ["DATA", { needsHelo: true, esmtpOnly: false }],
+      ["BDAT", { needsHelo: true, esmtpOnly: true }],
+      ["RSET", { needsHelo: false, esmtpOnly: false }],
+      ["NOOP", { needsHelo: false, esmtpOnly: false }],
+      ["QUIT", { needsHelo: false, esmtpOnly: false }],
+      ["HELP", { needsHelo: false, esmtpOnly: false }],
+      ["VRFY", { needsHelo: false, esmtpOnly: false }],
+      ["EXPN", { needsHelo: false, esmtpOnly: false }],
+      ["STARTTLS", { needsHelo: true, esmtpOnly: true }],
+      ["AUTH", { needsHelo: true, esmtpOnly: true }],
     ] as const
   ).map(([verb, spec]) => [verb, { verb, ...spec }]),
 );

@@ -1,8 +1,8 @@
 /**
- * The `wardmail` command. Subcommands: serve, config check, queue.
+ * The `wardmail` command. Subcommands: serve, config check, queue, user.
  * Exit codes (documented in docs/cli.md and in --help):
  *   0  success
- *   1  the command ran and the answer is no (invalid config, unknown queue id)
+ *   1  the command ran and the answer is no (invalid config, unknown queue id or account)
  *   2  usage error (unknown command or option, missing argument)
  *   3  could not start or could not read what it needs (config error, port in use, unreadable file)
  */
@@ -11,12 +11,15 @@ import { checkConfigFile, ConfigError, formatIssues, loadConfig } from "../confi
 import { createLogger } from "../log/index.ts";
 import { runPrimary } from "../server/index.ts";
 import { queueCommand, QUEUE_HELP } from "./queue.ts";
+import { userCommand, USER_HELP } from "./user.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
 export interface Io {
   out(s: string): void;
   err(s: string): void;
+  /** Where passwords are read from (`user add/passwd`); process.stdin when absent. */
+  stdin?: NodeJS.ReadableStream;
 }
 
 const MAIN_HELP = `Usage: wardmail <command> [options]
@@ -26,12 +29,15 @@ Commands:
   config check FILE            validate a config file; every error names key, line and what was expected
   queue <action> [ID] [--json] [--config FILE]
                                list|show|hold|release|retry|delete messages in the queue
+  user <action> [ARGS] [--config FILE]
+                               add|passwd|list|remove|disable|enable accounts, and their
+                               alias, senders and app-password entries
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)
   --version                    print the version
 
-Exit codes: 0 success, 1 answer is no (invalid config, unknown id), 2 usage error, 3 cannot start/read.
+Exit codes: 0 success, 1 answer is no (invalid config, unknown id or account), 2 usage error, 3 cannot start/read.
 Environment: WARDMAIL_HOME sets the default data directory (else ./var).
 `;
 
@@ -73,7 +79,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
       case "config":
         return await config(rest, io);
       case "queue":
-        return queueCommand(rest, io);
+        return await queueCommand(rest, io);
+      case "user":
+        return await userCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -147,4 +155,4 @@ async function config(args: string[], io: Io): Promise<number> {
   return result.readable ? EXIT.no : EXIT.usage;
 }
 
-export { QUEUE_HELP };
+export { QUEUE_HELP, USER_HELP };

@@ -18,11 +18,13 @@
 import type { BareLineEndingPolicy, EightBitPolicy } from "../config/types.ts";
 import type { Limits } from "../limits/index.ts";
 import type { Envelope, EnvelopeRecipient, RecipientDsn } from "../queue/types.ts";
-import { parsePathAndParams, type ParsedPath } from "./address.ts";
+import { decodeXtext, parsePathAndParams, type ParsedPath } from "./address.ts";
 import { mailParams, rcptParams } from "./params.ts";
 import { COMMANDS, FOREIGN_VERBS } from "./commands.ts";
 import { BdatReceiver, DataReceiver, type ContentResult } from "./data.ts";
 import { formatReply, reply, type Reply } from "./reply.ts";
+import { LineReader } from "./lines.ts";
+import { R } from "./replies.ts";
 
 export type TlsMode = "none" | "available" | "active";
 
@@ -34,13 +36,39 @@ export interface SessionOptions {
   readonly eightBitWithout8bitmime: EightBitPolicy;
   /** none: no STARTTLS offered; available: offered; active: implicit TLS. */
   readonly tls: TlsMode;
+  /** SMTP AUTH (RFC 4954) on this connection; undefined: AUTH is not a service here (502). */
+  readonly auth?: AuthOptions;
+}
+
+export interface AuthOptions {
+  /**
+   * Mechanisms offered, in order, once TLS is active (never before: AUTH
+   * before TLS gets 538 5.7.11). Names ending in "-PLUS" are offered only
+   * when the host said channel binding is available (greeting/tlsStarted).
+   */
+  readonly mechanisms: readonly string[];
+  /** MAIL needs a successful AUTH first (submission): 530 5.7.0 otherwise. */
+  readonly required: boolean;
+}
+
+/** TLS facts the host tells the session when TLS comes up. */
+export interface TlsFacts {
+  /** The connection can give tls-exporter channel binding (RFC 9266): TLS 1.3. */
+  readonly channelBinding: boolean;
 }
 
 /** What the session asks its host; answer with session.answer(reply). */
 export type Question =
   | { readonly type: "mail"; readonly path: ParsedPath; readonly envelope: Envelope }
   | { readonly type: "rcpt"; readonly path: ParsedPath; readonly dsn: RecipientDsn; readonly envelope: Envelope }
-  | { readonly type: "message"; readonly envelope: Envelope; readonly content: Buffer; readonly eightBit: boolean };
+  | { readonly type: "message"; readonly envelope: Envelope; readonly content: Buffer; readonly eightBit: boolean }
+  /**
+   * One SASL step (RFC 4954). first: the AUTH command itself (response is
+   * its initial response: undefined when none, empty for "="); later: each
+   * decoded client line. Answer 334 with the base64 challenge as text to go
+   * on, 235 (with the account as address) for success, anything else ends it.
+   */
+  | { readonly type: "auth"; readonly mechanism: string; readonly response: Buffer | undefined; readonly first: boolean };
 
 export type Action =
   | { readonly kind: "send"; readonly data: string }
@@ -59,40 +87,16 @@ interface Txn {
   bdat?: BdatReceiver;
 }
 
-type Mode = "command" | "data" | "bdat" | "waiting" | "tls-pending" | "closed";
+type Mode = "command" | "data" | "bdat" | "sasl" | "waiting" | "tls-pending" | "closed";
 
 const CR = 0x0d;
 const LF = 0x0a;
 /** Input kept while a question is open, beyond which the client is cut off. */
 const MAX_PENDING = 1024 * 1024;
+/** RFC 4954 §4: a SASL response line may be up to 12288 octets. */
+const SASL_LINE = 12288;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-const R = {
-  ok: reply(250, "2.0.0", "Ok"),
-  bye: reply(221, "2.0.0", "Bye"),
-  lineTooLong: reply(500, "5.5.2", "Line too long"),
-  bareEol: reply(500, "5.5.2", "Bare CR or LF in command line not allowed; use CRLF"),
-  badBytes: reply(500, "5.5.2", "Invalid characters in command line"),
-  unknown: reply(500, "5.5.2", "Command unrecognized"),
-  heloFirst: reply(503, "5.5.1", "Send EHLO or HELO first"),
-  ehloFirst: reply(503, "5.5.1", "Send EHLO first"),
-  nested: reply(503, "5.5.1", "Nested MAIL command"),
-  mailFirst: reply(503, "5.5.1", "Send MAIL first"),
-  noRcpt: reply(554, "5.5.1", "No valid recipients"),
-  dataAfterBdat: reply(503, "5.5.1", "DATA not allowed after BDAT"),
-  noArgs: (verb: string) => reply(501, "5.5.4", `${verb} takes no arguments`),
-  tooManyErrors: reply(421, "4.7.0", "Too many errors, closing connection"),
-  tooManyCommands: reply(421, "4.7.0", "Too many commands, closing connection"),
-  foreign: reply(421, "4.7.0", "This is an SMTP server, closing connection"),
-  tooBig: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"),
-  bareContent: reply(550, "5.6.0", "Message contains bare CR or LF; lines must end with CRLF; closing connection"),
-  nulContent: reply(550, "5.6.0", "Message contains NUL characters; closing connection"),
-  eightBit: reply(550, "5.6.1", "8-bit content requires BODY=8BITMIME"),
-  utf8Needed: reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"),
-  tooManyRcpts: reply(452, "4.5.3", "Too many recipients"),
-  timeout: reply(421, "4.4.2", "Timeout, closing connection"),
-  shutdown: reply(421, "4.3.2", "Server shutting down, try again later"),
-  overflow: reply(421, "4.7.0", "Too much pipelined input, closing connection"),
-} as const;
 
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -107,22 +111,28 @@ export class SmtpSession {
   private data: DataReceiver | undefined;
   /** Unprocessed input (a partial line, or input that came while waiting). */
   private leftover: Buffer = Buffer.alloc(0);
-  /** Discarding the rest of an over-long command line. */
-  private discardingLine = false;
-  private discardSawCr = false;
+  private readonly lines: LineReader;
   private errors = 0;
   private commands = 0;
   private out = "";
   private actions: Action[] = [];
   private pendingQuestion: Question | undefined;
+  /** The account a successful AUTH named. */
+  private authUser: string | undefined;
+  /** The mechanism of the SASL exchange in progress. */
+  private saslMechanism = "";
+  /** tls-exporter channel binding is available (TLS 1.3): -PLUS mechanisms may be offered. */
+  private channelBinding = false;
 
   constructor(opts: SessionOptions) {
     this.opts = opts;
     this.tls = opts.tls;
+    this.lines = new LineReader(opts.bareLineEndings === "normalize");
   }
 
   /** The greeting; call once when the connection (or the implicit TLS handshake) is up. */
-  greeting(): Action[] {
+  greeting(tls?: TlsFacts): Action[] {
+    if (tls) this.channelBinding = tls.channelBinding;
     this.emit(reply(220, "", `${this.opts.hostname} ESMTP`));
     return this.flush();
   }
@@ -132,10 +142,15 @@ export class SmtpSession {
     return this.heloName;
   }
 
-  /** "SMTP", "ESMTP" or "ESMTPS" (RFC 3848), for Received headers. */
+  /** "SMTP", "ESMTP", "ESMTPS", "ESMTPA" or "ESMTPSA" (RFC 3848), for Received headers. */
   get protocol(): string {
     if (!this.esmtp) return "SMTP";
-    return this.tls === "active" ? "ESMTPS" : "ESMTP";
+    return `ESMTP${this.tls === "active" ? "S" : ""}${this.authUser !== undefined ? "A" : ""}`;
+  }
+
+  /** The account of a successful AUTH, undefined before (and after STARTTLS resets it). */
+  get authenticated(): string | undefined {
+    return this.authUser;
   }
 
   get closed(): boolean {
@@ -196,20 +211,37 @@ export class SmtpSession {
       case "message":
         this.txn = undefined;
         break;
+      case "auth":
+        if (r.code === 334) {
+          // A challenge: the next line is the client's response.
+          this.emit(r);
+          this.mode = "sasl";
+          this.resumeInput();
+          return this.flush();
+        }
+        if (r.code === 235) this.authUser = address ?? "";
+        break;
     }
     this.say(r);
-    if (this.mode === "command" && this.leftover.length > 0) {
+    this.resumeInput();
+    return this.flush();
+  }
+
+  /** Goes on with input that came while a question was open. */
+  private resumeInput(): void {
+    if ((this.mode === "command" || this.mode === "sasl") && this.leftover.length > 0) {
       const buf = this.leftover;
       this.leftover = Buffer.alloc(0);
       this.run(buf, 0);
     }
-    return this.flush();
   }
 
   /** The TLS handshake after STARTTLS finished: state is reset (RFC 3207 §4.2). */
-  tlsStarted(): Action[] {
+  tlsStarted(tls?: TlsFacts): Action[] {
     if (this.mode !== "tls-pending") throw new Error("STARTTLS was not requested");
     this.tls = "active";
+    this.channelBinding = tls?.channelBinding ?? false;
+    this.authUser = undefined;
     this.mode = "command";
     this.heloName = undefined;
     this.esmtp = false;
@@ -238,6 +270,7 @@ export class SmtpSession {
     while (pos < buf.length) {
       switch (this.mode) {
         case "command":
+        case "sasl":
           pos = this.readCommand(buf, pos);
           if (pos < 0) return; // need more input; leftover saved
           break;
@@ -261,74 +294,23 @@ export class SmtpSession {
     }
   }
 
-  /** Reads one command line from buf at pos; returns the new position, or -1 when more input is needed. */
+  /** Reads one command (or SASL response) line from buf at pos; returns the new position, or -1 when more input is needed. */
   private readCommand(buf: Buffer, pos: number): number {
-    const max = this.opts.limits.max_line_length;
-    if (this.discardingLine) return this.skipLongLine(buf, pos);
-    const normalize = this.opts.bareLineEndings === "normalize";
-    let end = -1; // index of first byte of the line ending
-    let next = -1; // index after the line ending
-    if (normalize) {
-      for (let i = pos; i < buf.length; i++) {
-        const b = buf[i];
-        if (b === LF) {
-          end = i;
-          next = i + 1;
-          break;
-        }
-        if (b === CR) {
-          if (i + 1 >= buf.length) break; // need to see what follows the CR
-          end = i;
-          next = buf[i + 1] === LF ? i + 2 : i + 1;
-          break;
-        }
-      }
-    } else {
-      const i = buf.indexOf("\r\n", pos, "latin1");
-      if (i >= 0) {
-        end = i;
-        next = i + 2;
-      }
+    const max = this.mode === "sasl" ? Math.max(SASL_LINE, this.opts.limits.max_line_length) : this.opts.limits.max_line_length;
+    const ev = this.lines.read(buf, pos, max);
+    switch (ev.kind) {
+      case "more":
+        if (ev.keep) this.leftover = Buffer.from(buf.subarray(pos));
+        return ev.keep ? -1 : buf.length;
+      case "too-long":
+        if (this.mode === "sasl") this.mode = "command"; // the exchange is over
+        this.say(R.lineTooLong);
+        return ev.next;
+      case "line":
+        if (this.mode === "sasl") this.saslLine(ev.line);
+        else this.command(ev.line);
+        return ev.next;
     }
-    if (end < 0) {
-      if (buf.length - pos >= max) {
-        // Over-long: drop what we have, discard up to the next line end, then reply.
-        this.discardingLine = true;
-        this.discardSawCr = buf[buf.length - 1] === CR;
-        return buf.length;
-      }
-      this.leftover = Buffer.from(buf.subarray(pos));
-      return -1;
-    }
-    if (end - pos + 2 > max) {
-      this.say(R.lineTooLong);
-      return next;
-    }
-    this.command(buf.subarray(pos, end));
-    return next;
-  }
-
-  /** Discards input until the end of an over-long line, then replies. */
-  private skipLongLine(buf: Buffer, pos: number): number {
-    const normalize = this.opts.bareLineEndings === "normalize";
-    for (let i = pos; i < buf.length; i++) {
-      const b = buf[i];
-      if (this.discardSawCr) {
-        this.discardSawCr = false;
-        if (b === LF) return this.endLongLine(i + 1);
-        if (normalize) return this.endLongLine(i); // a bare CR ended it
-      }
-      if (b === CR) this.discardSawCr = true;
-      else if (b === LF && normalize) return this.endLongLine(i + 1);
-    }
-    return buf.length;
-  }
-
-  private endLongLine(next: number): number {
-    this.discardingLine = false;
-    this.discardSawCr = false;
-    this.say(R.lineTooLong);
-    return next;
   }
 
   private command(raw: Buffer): void {
@@ -404,8 +386,48 @@ export class SmtpSession {
       case "STARTTLS":
         return this.starttls(arg);
       case "AUTH":
-        return this.say(reply(502, "5.5.1", "AUTH not available on this service"));
+        return this.auth(arg);
     }
+  }
+
+  // ---- AUTH (RFC 4954) ----
+
+  /** Mechanisms to offer now: none before TLS; -PLUS only with channel binding. */
+  private offeredMechanisms(): readonly string[] {
+    const auth = this.opts.auth;
+    if (!auth || this.tls !== "active") return [];
+    return auth.mechanisms.filter((m) => this.channelBinding || !m.toUpperCase().endsWith("-PLUS"));
+  }
+
+  private auth(arg: string): void {
+    const auth = this.opts.auth;
+    if (!auth || auth.mechanisms.length === 0) return this.say(R.authUnavailable);
+    if (this.tls !== "active") return this.say(R.authNeedsTls);
+    if (this.authUser !== undefined) return this.say(R.authTwice);
+    if (this.txn) return this.say(R.authInTxn);
+    const m = /^([A-Za-z0-9_-]{1,20})(?: ([A-Za-z0-9+/]+=*|=))?$/.exec(arg);
+    if (!m) return this.say(R.authSyntax);
+    const mechanism = (m[1] ?? "").toUpperCase();
+    if (!this.offeredMechanisms().includes(mechanism)) return this.say(R.authUnknownMech);
+    let response: Buffer | undefined;
+    const initial = m[2];
+    if (initial === "=") response = Buffer.alloc(0);
+    else if (initial !== undefined) {
+      if (!BASE64.test(initial)) return this.say(R.authBadBase64);
+      response = Buffer.from(initial, "base64");
+    }
+    this.saslMechanism = mechanism;
+    this.ask({ type: "auth", mechanism, response, first: true });
+  }
+
+  /** A client line during a SASL exchange: "*" cancels, else base64. Never logged, never parsed as a command. */
+  private saslLine(raw: Buffer): void {
+    this.mode = "command";
+    this.commands++;
+    const line = raw.toString("latin1");
+    if (line === "*") return this.say(R.authCancelled);
+    if (!BASE64.test(line)) return this.say(R.authBadBase64);
+    this.ask({ type: "auth", mechanism: this.saslMechanism, response: Buffer.from(line, "base64"), first: false });
   }
 
   private ehlo(arg: string, extended: boolean): void {
@@ -421,17 +443,13 @@ export class SmtpSession {
       this.say(reply(250, "", this.opts.hostname));
       return;
     }
-    const lines = [
-      `${this.opts.hostname} greets ${name}`,
-      "PIPELINING",
-      `SIZE ${this.opts.limits.max_message_size}`,
-      "8BITMIME",
-      "SMTPUTF8",
-      "ENHANCEDSTATUSCODES",
-      "CHUNKING",
-      "DSN",
-    ];
+    // STARTTLS and AUTH early, as Postfix lists them: some clients (GNU
+    // gsasl) only recognise "250-STARTTLS", never the last line "250 STARTTLS".
+    const lines = [`${this.opts.hostname} greets ${name}`, "PIPELINING", `SIZE ${this.opts.limits.max_message_size}`];
     if (this.tls === "available") lines.push("STARTTLS");
+    const mechs = this.offeredMechanisms();
+    if (mechs.length > 0) lines.push(`AUTH ${mechs.join(" ")}`);
+    lines.push("8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN");
     this.say(reply(250, "", ...lines));
   }
 
@@ -440,8 +458,16 @@ export class SmtpSession {
     if (!/^FROM:/i.test(arg)) return this.say(reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"));
     const parsed = parsePathAndParams(arg.slice(5), true, false);
     if ("code" in parsed) return this.say(parsed);
-    const { path, params } = parsed;
+    const { path } = parsed;
+    let params = parsed.params;
     if (params.size > 0 && !this.esmtp) return this.say(reply(555, "5.5.4", "Parameters need EHLO"));
+    if (this.opts.auth?.required && this.authUser === undefined) return this.say(this.tls === "active" ? R.authRequired : R.tlsFirst);
+    if (params.has("AUTH") && this.offeredMechanisms().length > 0) {
+      // RFC 4954 §5: AUTH=<mailbox> is accepted and ignored: we trust no other server's claim.
+      const v = params.get("AUTH");
+      if (v === undefined || decodeXtext(v) === undefined) return this.say(reply(501, "5.5.4", "Bad AUTH parameter"));
+      params = new Map([...params].filter(([k]) => k !== "AUTH"));
+    }
     const mp = mailParams(params, this.opts.limits.max_message_size);
     if ("code" in mp) return this.say(mp);
     const { body, smtputf8, ret, envid } = mp;
@@ -649,6 +675,7 @@ export class SmtpSession {
     this.data = undefined;
     this.txn = undefined;
     this.pendingQuestion = undefined;
+    this.saslMechanism = "";
   }
 
   private flush(): Action[] {

@@ -44,7 +44,10 @@ export const LOCAL = new Set(["user@example.test", "other@example.test", "postma
  * When the session asks to start TLS, the driver completes it at once
  * (the core does not see the handshake bytes).
  */
-export function transcript(writes: (string | Buffer)[], over: Partial<SessionOptions> = {}): TranscriptResult {
+/** The one account the test host knows for AUTH PLAIN: "\0user@example.test\0secret". */
+export const TEST_PLAIN = Buffer.from("\0user@example.test\0secret").toString("base64");
+
+export function transcript(writes: (string | Buffer)[], over: Partial<SessionOptions> = {}, channelBinding = false): TranscriptResult {
   const session = new SmtpSession(sessionOptions(over));
   let output = "";
   const messages: Delivered[] = [];
@@ -63,24 +66,32 @@ export function transcript(writes: (string | Buffer)[], over: Partial<SessionOpt
           break;
         case "starttls":
           starttls = true;
-          queue.push(...session.tlsStarted());
+          queue.push(...session.tlsStarted({ channelBinding }));
           break;
         case "ask": {
           const q = a.question;
           let r;
+          let address: string | undefined;
           if (q.type === "mail") r = reply(250, "2.1.0", "Sender ok");
+          else if (q.type === "auth") {
+            if (q.response === undefined) r = reply(334, "", "");
+            else if (q.response.toString("base64") === TEST_PLAIN) {
+              r = reply(235, "2.7.0", "Authentication successful");
+              address = "user@example.test";
+            } else r = reply(535, "5.7.8", "Authentication credentials invalid");
+          }
           else if (q.type === "rcpt") r = LOCAL.has(q.path.address.toLowerCase()) ? reply(250, "2.1.5", "Recipient ok") : reply(550, "5.1.1", "No such user");
           else {
             messages.push({ envelope: q.envelope, content: q.content });
             r = reply(250, "2.0.0", `Ok: queued as Q${messages.length}`);
           }
-          queue.push(...session.answer(r));
+          queue.push(...session.answer(r, address));
           break;
         }
       }
     }
   };
-  handle(session.greeting());
+  handle(session.greeting(over.tls === "active" ? { channelBinding } : undefined));
   for (const w of writes) {
     if (closed) break;
     handle(session.feed(typeof w === "string" ? Buffer.from(w, "latin1") : w));

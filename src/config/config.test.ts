@@ -64,8 +64,32 @@ const EXPECTED_DEFAULTS: Config = {
     aliases: {},
     maildir: "/srv/wm/var/mail/%d/%n",
   },
+  auth: {
+    mechanisms: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"],
+    onMx: false,
+    failureDelay: 1000,
+    maxFailureDelay: 15000,
+    ipMaxFailures: 10,
+    ipWindow: 900,
+    ipBlock: 900,
+    accountMaxFailures: 30,
+    accountWindow: 900,
+    accountLock: 900,
+  },
+  relay: { trustedNetworks: [] },
+  accounts: { maxMessagesPerHour: 200, maxRecipientsPerHour: 1000 },
   log: { level: "info" },
 };
+
+void test("auth mechanisms, trusted networks and account limits are checked", () => {
+  const c = parse('[auth]\nmechanisms = ["plain", "SCRAM-SHA-256"]\n[relay]\ntrusted_networks = ["127.0.0.1", "2001:DB8::/64"]\n');
+  assert.deepEqual(c.auth.mechanisms, ["PLAIN", "SCRAM-SHA-256"]);
+  assert.deepEqual(c.relay.trustedNetworks, ["127.0.0.1/32", "2001:db8::/64"]);
+  oneIssue('[auth]\nmechanisms = ["CRAM-MD5"]\n', "auth.mechanisms[0]", 2);
+  oneIssue('[relay]\ntrusted_networks = ["10.0.0.0/33"]\n', "relay.trusted_networks[0]", 2);
+  oneIssue('[relay]\ntrusted_networks = ["example.org"]\n', "relay.trusted_networks[0]", 2);
+  oneIssue("[accounts]\nmax_messages_per_hour = 0\n", "accounts.max_messages_per_hour", 2);
+});
 
 // ------------------------------------------------------------------ defaults and merge
 

@@ -7,6 +7,7 @@
  * Checks are per key; rules that span keys (mailbox domains, alias cycles,
  * listen collisions, group without user) live in semantic.ts.
  */
+import { isIP } from "node:net";
 import { createSecureContext } from "node:tls";
 import { LIMIT_SPECS } from "../limits/index.ts";
 import type { PathSegment } from "./locate.ts";
@@ -251,6 +252,27 @@ const aliases: Check = (v, path, ctx) => {
   return table;
 };
 
+const MECHANISMS = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"] as const;
+
+const mechanisms: Check = (v, path, ctx) => {
+  const list = arrayOf("SASL mechanism names", (x, p, c) => oneOf(MECHANISMS)(typeof x === "string" ? x.toUpperCase() : x, p, c) as string | undefined, (m) => m)(v, path, ctx);
+  return list;
+};
+
+/** "192.0.2.0/24", "2001:db8::/32" or a single address; normalised to address/prefix. */
+function parseCidr(input: string): Parsed<string> {
+  const expected = 'a network "address/prefix" (e.g. "127.0.0.1/32", "2001:db8::/64") or a single IP address';
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(input.trim());
+  if (!m) return { ok: false, expected };
+  const addr = m[1] ?? "";
+  const family = isIP(addr);
+  if (family === 0) return { ok: false, expected };
+  const max = family === 4 ? 32 : 128;
+  const prefix = m[2] === undefined ? max : Number(m[2]);
+  if (prefix > max) return { ok: false, expected: `${expected}, with a prefix of at most ${max}` };
+  return { ok: true, value: `${addr.toLowerCase()}/${prefix}` };
+}
+
 // ---------------------------------------------------------------- table
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
@@ -366,6 +388,71 @@ export const FIELDS: readonly Field[] = [
     section: "local", name: "aliases", type: "table of arrays of strings", default: {},
     doc: '"alias@domain" = ["target@domain", ...]. The alias domain must be in local.domains and the alias must not also be a mailbox; targets may be mailboxes, other aliases or addresses in other domains. A target in a local domain must be a mailbox or an alias. Cycles are an error.',
     check: aliases,
+  },
+  {
+    section: "auth", name: "mechanisms", type: "array of strings", default: [...MECHANISMS], values: MECHANISMS,
+    doc: "SASL mechanisms offered, in this order, once TLS is active. -PLUS is offered only on TLS 1.3 connections (tls-exporter channel binding).",
+    check: mechanisms,
+  },
+  {
+    section: "auth", name: "on_mx", type: "boolean", default: false,
+    doc: "Also offer AUTH on the smtp (MX) listener, after STARTTLS. Submission listeners always offer it.",
+    check: boolean,
+  },
+  {
+    section: "auth", name: "failure_delay", type: "integer (milliseconds)", default: 1000, min: 0, max: 60000,
+    doc: "Delay before the reply to a failed AUTH; it doubles with each further failure from the same client address (or IPv6 /64) in the window, up to auth.max_failure_delay.",
+    check: integer(0, 60000),
+  },
+  {
+    section: "auth", name: "max_failure_delay", type: "integer (milliseconds)", default: 15000, min: 0, max: 300000,
+    doc: "Longest delay before the reply to a failed AUTH.",
+    check: integer(0, 300000),
+  },
+  {
+    section: "auth", name: "ip_max_failures", type: "integer", default: 10, min: 1, max: 100000,
+    doc: "Failed AUTH attempts from one client address (IPv6: one /64) within auth.ip_window after which that client is blocked from AUTH for auth.ip_block seconds.",
+    check: integer(1, 100000),
+  },
+  {
+    section: "auth", name: "ip_window", type: "integer (seconds)", default: 900, min: 1, max: 86400,
+    doc: "Window in which failures from one client address are counted.",
+    check: integer(1, 86400),
+  },
+  {
+    section: "auth", name: "ip_block", type: "integer (seconds)", default: 900, min: 1, max: 86400,
+    doc: "How long a client address stays blocked from AUTH.",
+    check: integer(1, 86400),
+  },
+  {
+    section: "auth", name: "account_max_failures", type: "integer", default: 30, min: 1, max: 100000,
+    doc: "Failed AUTH attempts naming one user (from any address) within auth.account_window after which that user is locked for auth.account_lock seconds. Counted for unknown names too, so a lockout never tells whether a user exists.",
+    check: integer(1, 100000),
+  },
+  {
+    section: "auth", name: "account_window", type: "integer (seconds)", default: 900, min: 1, max: 86400,
+    doc: "Window in which failures naming one user are counted.",
+    check: integer(1, 86400),
+  },
+  {
+    section: "auth", name: "account_lock", type: "integer (seconds)", default: 900, min: 1, max: 86400,
+    doc: "How long a user stays locked.",
+    check: integer(1, 86400),
+  },
+  {
+    section: "relay", name: "trusted_networks", type: "array of strings", default: [],
+    doc: 'Client networks that may relay without AUTH (e.g. ["127.0.0.1/32"] for a web application on this host), on every listener. Empty: only authenticated clients relay.',
+    check: arrayOf("networks", stringElement(parseCidr, "a network"), (n) => n),
+  },
+  {
+    section: "accounts", name: "max_messages_per_hour", type: "integer", default: 200, min: 1, max: 1000000,
+    doc: "Messages one account may submit per hour (sliding window); beyond it MAIL gets 451 4.7.1.",
+    check: integer(1, 1000000),
+  },
+  {
+    section: "accounts", name: "max_recipients_per_hour", type: "integer", default: 1000, min: 1, max: 10000000,
+    doc: "Recipients one account may submit to per hour (sliding window); beyond it RCPT gets 452 4.7.1.",
+    check: integer(1, 10000000),
   },
   {
     section: "log", name: "level", type: "string", default: "info", values: LOG_LEVELS,

@@ -209,6 +209,23 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       aliases,
       maildir: path.resolve(dataDir, get<string>("local.maildir")),
     },
+    auth: {
+      mechanisms: get("auth.mechanisms"),
+      onMx: get("auth.on_mx"),
+      failureDelay: get("auth.failure_delay"),
+      maxFailureDelay: get("auth.max_failure_delay"),
+      ipMaxFailures: get("auth.ip_max_failures"),
+      ipWindow: get("auth.ip_window"),
+      ipBlock: get("auth.ip_block"),
+      accountMaxFailures: get("auth.account_max_failures"),
+      accountWindow: get("auth.account_window"),
+      accountLock: get("auth.account_lock"),
+    },
+    relay: { trustedNetworks: get("relay.trusted_networks") },
+    accounts: {
+      maxMessagesPerHour: get("accounts.max_messages_per_hour"),
+      maxRecipientsPerHour: get("accounts.max_recipients_per_hour"),
+    },
     log: { level: get("log.level") },
   };
   // Copy before freezing so nothing reachable from FIELDS defaults is ever frozen or shared.

@@ -75,6 +75,29 @@ export interface Config {
     /** Maildir path template relative to dataDir (or absolute); %d domain, %n local part. */
     readonly maildir: string;
   };
+  readonly auth: {
+    readonly mechanisms: readonly string[];
+    /** Offer AUTH on the MX listener too (after STARTTLS). */
+    readonly onMx: boolean;
+    /** Milliseconds before a failed AUTH's reply; doubles per further failure from the client. */
+    readonly failureDelay: number;
+    readonly maxFailureDelay: number;
+    readonly ipMaxFailures: number;
+    /** Seconds. */
+    readonly ipWindow: number;
+    readonly ipBlock: number;
+    readonly accountMaxFailures: number;
+    readonly accountWindow: number;
+    readonly accountLock: number;
+  };
+  readonly relay: {
+    /** "address/prefix" networks that may relay without AUTH. */
+    readonly trustedNetworks: readonly string[];
+  };
+  readonly accounts: {
+    readonly maxMessagesPerHour: number;
+    readonly maxRecipientsPerHour: number;
+  };
   readonly log: {
     readonly level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   };

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that Wardmail's integration tests and benchmarks
-# use as real peers (swaks, openssl, Postfix with smtp-source, Dovecot's imap
+# use as real peers (swaks, openssl, GNU gsasl, Postfix with smtp-source, Dovecot's imap
 # as a Maildir reader, socat).
 # Idempotent: packages already present are not reinstalled; apt-get update runs
 # only when something is missing. Needs root (CI and the dev machines are root).
 set -euo pipefail
 
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat ca-certificates procps util-linux)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux)
 
 missing=()
 for p in "${PKGS[@]}"; do

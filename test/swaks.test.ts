@@ -9,8 +9,9 @@
  * "reject"). Every test writes to its own mailbox so the tests do not see
  * each other's mail.
  *
- * NOTE: the submission ports accept local recipients without AUTH for now
- * (AUTH is a later issue); these tests rely on that.
+ * The submission ports need AUTH: those cases log in as the account
+ * sender@example.test (AUTH PLAIN) and send as it; the Received header then
+ * says ESMTPSA (RFC 3848). AUTH itself is tested in submission.test.ts.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -18,6 +19,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AccountStore } from "../src/accounts/index.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
@@ -122,7 +124,13 @@ before(async () => {
   if (b.status === "fulfilled") strict = b.value;
   if (a.status === "rejected") throw a.reason;
   if (b.status === "rejected") throw b.reason;
+  const store = AccountStore.open(server().dataDir, { create: true, localDomains: ["example.test", "localhost"] });
+  await store.addAccount(ACCOUNT, PASSWORD);
+  store.close();
 });
+
+const ACCOUNT = "sender@example.test";
+const PASSWORD = "swaks-password-1";
 
 after(async () => {
   for (const s of [w, strict]) {
@@ -160,15 +168,16 @@ describe("swaks delivers", () => {
   });
 
   const tlsCases = [
-    { name: "STARTTLS on the MX port", port: (s: Wardmail) => s.smtpPort, flag: "--tls", to: "mx-tls@example.test" },
-    { name: "STARTTLS on the submission port", port: (s: Wardmail) => s.submissionPort, flag: "--tls", to: "submission@example.test" },
-    { name: "implicit TLS on the submissions port", port: (s: Wardmail) => s.submissionsPort, flag: "--tlsc", to: "submissions@example.test" },
+    { name: "STARTTLS on the MX port", port: (s: Wardmail) => s.smtpPort, flag: "--tls", to: "mx-tls@example.test", auth: false },
+    { name: "STARTTLS on the submission port", port: (s: Wardmail) => s.submissionPort, flag: "--tls", to: "submission@example.test", auth: true },
+    { name: "implicit TLS on the submissions port", port: (s: Wardmail) => s.submissionsPort, flag: "--tlsc", to: "submissions@example.test", auth: true },
   ];
   for (const c of tlsCases) {
-    test(`${c.name}: ESMTPS, TLS version and cipher in Received`, async () => {
+    test(`${c.name}: ${c.auth ? "ESMTPSA" : "ESMTPS"}, TLS version and cipher in Received`, async () => {
       const s = server();
       const token = `tls-body-${c.to.split("@")[0] ?? ""}`;
-      const r = await swaks(["--server", `127.0.0.1:${c.port(s)}`, c.flag, "--to", c.to, ...FROM, "--body", token]);
+      const from = c.auth ? ["--from", ACCOUNT, "-a", "PLAIN", "-au", ACCOUNT, "-ap", PASSWORD] : FROM;
+      const r = await swaks(["--server", `127.0.0.1:${c.port(s)}`, c.flag, "--to", c.to, ...from, "--body", token]);
       assert.equal(r.code, 0, r.out);
       const { version, cipher } = swaksCipher(r.out);
       assert.equal(version, "TLSv1.3");
@@ -181,9 +190,10 @@ describe("swaks delivers", () => {
       // After TLS, the EHLO reply does not offer STARTTLS again.
       assert.doesNotMatch(r.out, /<~ {2}250[- ]STARTTLS/);
       const mail = await onlyMail(s, c.to);
-      assert.ok(mail.raw.toString("latin1").startsWith("Return-Path: <a@sender.test>\r\n"), mail.headers);
+      assert.ok(mail.raw.toString("latin1").startsWith(`Return-Path: <${c.auth ? ACCOUNT : "a@sender.test"}>\r\n`), mail.headers);
       const received = wardmailReceived(mail);
-      assert.match(received, /by mx\.example\.test \(Wardmail\) with ESMTPS id \S+ \(using TLSv1\.3 with cipher TLS_[A-Z0-9_]+\) for </);
+      const proto = c.auth ? "ESMTPSA" : "ESMTPS";
+      assert.match(received, new RegExp(`by mx\\.example\\.test \\(Wardmail\\) with ${proto} id \\S+ \\(using TLSv1\\.3 with cipher TLS_[A-Z0-9_]+\\) for <`));
       assert.ok(received.includes(`(using ${version} with cipher ${cipher})`), `${received}\nswaks saw ${version} ${cipher}`);
       assert.match(mail.body.toString("latin1"), new RegExp(`^${token}\r\n`));
     });

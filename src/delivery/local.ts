@@ -32,6 +32,8 @@ export interface LocalDeliveryOptions {
   /** Config values used: `server.dataDir` and the `[local]` section. */
   readonly dataDir: string;
   readonly local: LocalConfig;
+  /** True for an account address (accounts have a mailbox like local.mailboxes). */
+  readonly isAccount?: (address: string) => boolean;
   readonly logger: Logger;
   /** Messages in flight and concurrent Maildir writes (default 16). */
   readonly concurrency?: number;
@@ -78,6 +80,7 @@ export class LocalDelivery {
   private readonly spool: Spool;
   private readonly dataDir: string;
   private readonly local: LocalConfig;
+  private readonly isAccount: ((address: string) => boolean) | undefined;
   private readonly log: Logger;
   private readonly concurrency: number;
   private readonly pollMs: number;
@@ -94,6 +97,7 @@ export class LocalDelivery {
     this.spool = opts.spool;
     this.dataDir = opts.dataDir;
     this.local = opts.local;
+    this.isAccount = opts.isAccount;
     this.log = opts.logger.child({ component: "local-delivery", shard: opts.spool.shard });
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.pollMs = Math.max(10, opts.pollMs ?? 1000);
@@ -180,7 +184,7 @@ export class LocalDelivery {
     const stored = new Set<string>();
     for (const r of msg.recipients) {
       if (r.state !== "delivered") continue;
-      const res = resolveRecipient(this.local, r.address);
+      const res = resolveRecipient(this.local, r.address, this.isAccount);
       if (res.remote.length === 0) for (const m of res.mailboxes) stored.add(m);
     }
 
@@ -188,7 +192,7 @@ export class LocalDelivery {
     const plan = new Map<number, readonly string[]>(); // recipient index -> mailboxes to write
     const outcomes = new Map<number, RecipientOutcome>();
     for (const r of pending) {
-      const res = resolveRecipient(this.local, r.address);
+      const res = resolveRecipient(this.local, r.address, this.isAccount);
       for (const s of res.skipped) {
         if (s.address !== r.address.toLowerCase()) {
           this.log.warn({ queueId: msg.id, session: msg.received.sessionId, rcpt: r.address, target: s.address, reason: s.reason }, "alias target skipped");

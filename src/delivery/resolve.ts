@@ -8,7 +8,8 @@
  * that branch. An alias target in a local domain that is neither a mailbox
  * nor an alias is skipped (a config mistake, reported in `skipped`); a
  * target outside the local domains is "remote". The resulting mailbox list is
- * de-duplicated. A bare "postmaster" (RFC 5321 §4.5.1) means postmaster at
+ * de-duplicated. An account (src/accounts, via isAccount) is a mailbox too.
+ * A bare "postmaster" (RFC 5321 §4.5.1) means postmaster at
  * the first local domain.
  *
  * Mailbox paths come from the `maildir` template (%d domain, %n local part,
@@ -39,7 +40,7 @@ function domainOf(address: string): string | undefined {
 }
 
 /** Expands one envelope recipient. An empty result (no mailbox, no remote) means undeliverable. */
-export function resolveRecipient(local: LocalConfig, address: string): Resolution {
+export function resolveRecipient(local: LocalConfig, address: string, isAccount?: (address: string) => boolean): Resolution {
   const domains = new Set(local.domains);
   const mailboxes = new Set(local.mailboxes);
   const drops = new Set(local.discard);
@@ -60,7 +61,7 @@ export function resolveRecipient(local: LocalConfig, address: string): Resolutio
       skipped.push({ address: addr, reason: "aliases nested too deep" });
       return;
     }
-    if (mailboxes.has(addr)) {
+    if (mailboxes.has(addr) || isAccount?.(addr) === true) {
       if (!found.includes(addr)) found.push(addr);
       return;
     }

@@ -157,6 +157,7 @@ export function parseReceived(text: string): ReceivedInfo {
     const t = obj(o.tls, "received.tls");
     info.tls = { version: str(t, "version", "received.tls"), cipher: str(t, "cipher", "received.tls") };
   }
+  if (o.auth !== undefined) info.auth = str(o, "auth", "received");
   return info;
 }
 

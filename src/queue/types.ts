@@ -42,6 +42,8 @@ export interface ReceivedInfo {
   readonly tls?: { readonly version: string; readonly cipher: string };
   /** Listener role: "smtp", "submission", "submissions". */
   readonly listener: string;
+  /** The account that submitted the message with SMTP AUTH, if any. */
+  readonly auth?: string;
   /** Milliseconds since the epoch. */
   readonly receivedAt: number;
 }

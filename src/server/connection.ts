@@ -21,6 +21,7 @@ import { SmtpSession, type Action, type Question, type SessionOptions } from "..
 import { TEMPORARY_FAILURE, SmtpError, type Reply } from "../protocol/reply.ts";
 import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
+import type { SaslMechanism } from "../auth/types.ts";
 
 /** Facts about the connection the host may need. */
 export interface ConnectionInfo {
@@ -31,6 +32,12 @@ export interface ConnectionInfo {
   readonly helo: string;
   readonly protocol: string;
   readonly tls?: { readonly version: string; readonly cipher: string };
+  /** The account of a successful AUTH on this connection. */
+  readonly authUser?: string;
+  /** RFC 9266 tls-exporter channel binding data (TLS 1.3 only). */
+  readonly channelBinding: Buffer | undefined;
+  /** Per-connection state the host may keep (the SASL exchange in progress). */
+  readonly scratch: { sasl?: SaslMechanism };
   readonly logger: Logger;
 }
 
@@ -66,6 +73,8 @@ export class Connection {
   private readonly opts: ConnectionOptions;
   private readonly log: Logger;
   private tlsInfo: { version: string; cipher: string } | undefined;
+  private channelBinding: Buffer | undefined;
+  private readonly scratch: { sasl?: SaslMechanism } = {};
   private ended = false;
   /** Read once: each read of remoteAddress is a getpeername() system call. */
   private readonly clientIp: string;
@@ -85,7 +94,7 @@ export class Connection {
   start(): void {
     if (this.opts.implicitTls) {
       this.socket.on("error", () => this.destroy());
-      this.handshake(() => this.handle(this.session.greeting()));
+      this.handshake(() => this.handle(this.session.greeting({ channelBinding: this.channelBinding !== undefined })));
       return;
     }
     this.wire(this.socket);
@@ -124,6 +133,9 @@ export class Connection {
       helo: this.session.helo ?? "",
       protocol: this.session.protocol,
       ...(this.tlsInfo ? { tls: this.tlsInfo } : {}),
+      ...(this.session.authenticated !== undefined ? { authUser: this.session.authenticated } : {}),
+      channelBinding: this.channelBinding,
+      scratch: this.scratch,
       logger: this.log,
     };
   }
@@ -188,7 +200,7 @@ export class Connection {
   }
 
   private startTls(): void {
-    this.handshake(() => this.session.tlsStarted());
+    this.handshake(() => this.session.tlsStarted({ channelBinding: this.channelBinding !== undefined }));
   }
 
   /**
@@ -217,6 +229,10 @@ export class Connection {
     secure.once("secure", () => {
       secure.removeListener("timeout", onTimeout);
       this.tlsInfo = describeTls(secure);
+      // RFC 9266: tls-exporter is defined for TLS 1.3 (for 1.2 only with the
+      // extended master secret, which Node cannot confirm): SCRAM-*-PLUS
+      // is offered on TLS 1.3 connections only.
+      this.channelBinding = secure.getProtocol() === "TLSv1.3" ? secure.exportKeyingMaterial(32, "EXPORTER-Channel-Binding", Buffer.alloc(0)) : undefined;
       this.log.debug(this.tlsInfo, "TLS established");
       this.wire(secure);
       then();

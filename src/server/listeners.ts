@@ -13,6 +13,7 @@ import type { Config, ListenAddress } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
 import type { SessionOptions, TlsMode } from "../protocol/session.ts";
 import type { TlsManager } from "../tls/index.ts";
+import { Networks } from "../submission/networks.ts";
 import { Connection, type SessionHost } from "./connection.ts";
 
 export type Role = "smtp" | "submission" | "submissions";
@@ -47,9 +48,11 @@ export class SmtpServer {
   private readonly connections = new Set<Connection>();
   private counter = 0;
   private stopping = false;
+  private readonly trusted: Networks;
 
   constructor(deps: SmtpServerDeps) {
     this.deps = deps;
+    this.trusted = new Networks(deps.config.relay.trustedNetworks);
   }
 
   get openConnections(): number {
@@ -109,6 +112,7 @@ export class SmtpServer {
       bareLineEndings: config.protocol.bareLineEndings,
       eightBitWithout8bitmime: config.protocol.eightBitWithout8bitmime,
       tls: mode,
+      ...this.authOptions(role, socket.remoteAddress ?? ""),
     };
     const conn: Connection = new Connection(socket, {
       session,
@@ -128,6 +132,16 @@ export class SmtpServer {
     });
     this.connections.add(conn);
     conn.start();
+  }
+
+  /**
+   * AUTH per listener: submission always offers it (and requires it, unless
+   * the client is in relay.trusted_networks); the MX only with auth.on_mx.
+   */
+  private authOptions(role: Role, ip: string): Pick<SessionOptions, "auth"> {
+    const { config } = this.deps;
+    if (role === "smtp") return config.auth.onMx ? { auth: { mechanisms: config.auth.mechanisms, required: false } } : {};
+    return { auth: { mechanisms: config.auth.mechanisms, required: !this.trusted.has(ip) } };
   }
 
   /**

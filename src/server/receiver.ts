@@ -1,50 +1,129 @@
 /**
  * The receiving host: answers the protocol core's questions for one worker.
- * MAIL: accepted (sender policy comes with the submission and sender-auth
- * work); RCPT: local recipients only (recipients.ts); end of content: the
- * Received header is put on top and the message is handed to the spool, and
- * the 250 goes out only once the spool says the message is durable.
+ *
+ * - AUTH: src/submission/auth.ts (SASL, brute-force guard).
+ * - MAIL: an authenticated account may use only its own addresses, aliases
+ *   and listed senders (553 5.7.1), within its hourly message limit
+ *   (451 4.7.1); <> is allowed (bounces, MDNs) and its From: is still checked.
+ * - RCPT: authenticated or trusted clients relay anywhere (authenticated
+ *   ones within their hourly recipient limit, 452 4.7.1); everyone else only
+ *   reaches local recipients (recipients.ts: 550 5.1.1 unknown, 554 5.7.1
+ *   relay denied).
+ * - End of content: an authenticated account's From: header must be its
+ *   own (550 5.7.1); the Received header goes on top and the message is
+ *   handed to the spool; the 250 goes out only once the spool says the
+ *   message is durable.
  */
 import type { Config } from "../config/types.ts";
 import type { Question } from "../protocol/session.ts";
 import { reply } from "../protocol/reply.ts";
 import { newQueueId, type Spool } from "../queue/index.ts";
 import type { ReceivedInfo } from "../queue/types.ts";
+import type { AuthGuard, AuthService } from "../submission/index.ts";
+import { checkFromHeader, Networks } from "../submission/index.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 import { receivedHeader } from "./received.ts";
-import { LocalRecipients } from "./recipients.ts";
+import { LocalRecipients, type AccountLookup } from "./recipients.ts";
 
 const SENDER_OK: HostAnswer = { reply: reply(250, "2.1.0", "Sender ok") };
 const RCPT_OK = reply(250, "2.1.5", "Recipient ok");
+const NOT_OWNER = reply(553, "5.7.1", "Sender address not owned by authenticated user");
+const MESSAGE_RATE = reply(451, "4.7.1", "Message rate limit exceeded for this account; try again later");
+const RCPT_RATE = reply(452, "4.7.1", "Recipient rate limit exceeded for this account; try again later");
+const NO_AUTH_SERVICE = reply(454, "4.7.0", "Temporary authentication failure");
+
+/** The account side the receiver needs (implemented by AccountStore). */
+export interface ReceiverAccounts extends AccountLookup {
+  maySendAs(account: string, address: string): boolean;
+}
+
+export interface ReceiverDeps {
+  readonly config: Config;
+  readonly spool: Spool;
+  readonly shard: number;
+  readonly accounts?: ReceiverAccounts;
+  readonly auth?: AuthService;
+  readonly guard?: AuthGuard;
+}
 
 export class Receiver implements SessionHost {
   private readonly config: Config;
   private readonly spool: Spool;
   private readonly shard: number;
+  private readonly accounts: ReceiverAccounts | undefined;
+  private readonly auth: AuthService | undefined;
+  private readonly guard: AuthGuard | undefined;
+  private readonly trusted: Networks;
   readonly recipients: LocalRecipients;
 
-  constructor(config: Config, spool: Spool, shard: number) {
-    this.config = config;
-    this.spool = spool;
-    this.shard = shard;
-    this.recipients = new LocalRecipients(config.local);
+  constructor(deps: ReceiverDeps) {
+    this.config = deps.config;
+    this.spool = deps.spool;
+    this.shard = deps.shard;
+    this.accounts = deps.accounts;
+    this.auth = deps.auth;
+    this.guard = deps.guard;
+    this.trusted = new Networks(deps.config.relay.trustedNetworks);
+    this.recipients = new LocalRecipients(deps.config.local, deps.accounts);
   }
 
   answer(q: Question, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     switch (q.type) {
+      case "auth":
+        if (!this.auth) return { reply: NO_AUTH_SERVICE };
+        return this.auth.step(q.mechanism, q.response, q.first, info);
       case "mail":
-        return SENDER_OK;
-      case "rcpt": {
-        const v = this.recipients.check(q.path.address);
-        if (!v.ok) {
-          info.logger.info({ rcpt: q.path.address, code: v.reply.code }, "recipient refused");
-          return { reply: v.reply };
-        }
-        return { reply: RCPT_OK, address: v.address };
-      }
+        return this.mail(q.envelope.mailFrom, info);
+      case "rcpt":
+        return this.rcpt(q.path.address, q.envelope.recipients.length, info);
       case "message":
-        return this.store(q.envelope, q.content, info);
+        return this.message(q.envelope, q.content, info);
     }
+  }
+
+  private mail(from: string, info: ConnectionInfo): HostAnswer {
+    const account = info.authUser;
+    if (account === undefined) return SENDER_OK;
+    if (this.guard && !this.guard.mayStartMessage(account)) {
+      info.logger.warn({ user: account }, "message rate limit reached");
+      return { reply: MESSAGE_RATE };
+    }
+    if (from !== "" && !this.owns(account, from)) {
+      info.logger.warn({ user: account, from }, "sender not owned");
+      return { reply: NOT_OWNER };
+    }
+    return SENDER_OK;
+  }
+
+  private owns(account: string, address: string): boolean {
+    return this.accounts?.maySendAs(account, address) ?? false;
+  }
+
+  private rcpt(address: string, pending: number, info: ConnectionInfo): HostAnswer {
+    const account = info.authUser;
+    const relay = account !== undefined || this.trusted.has(info.clientIp);
+    if (account !== undefined && this.guard && !this.guard.mayAddRecipient(account, pending)) {
+      info.logger.warn({ user: account }, "recipient rate limit reached");
+      return { reply: RCPT_RATE };
+    }
+    const v = this.recipients.check(address, relay);
+    if (!v.ok) {
+      info.logger.info({ rcpt: address, code: v.reply.code }, "recipient refused");
+      return { reply: v.reply };
+    }
+    return { reply: RCPT_OK, address: v.address };
+  }
+
+  private message(envelope: Extract<Question, { type: "message" }>["envelope"], content: Buffer, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
+    const account = info.authUser;
+    if (account !== undefined) {
+      const refused = checkFromHeader(content, (a) => this.owns(account, a));
+      if (refused) {
+        info.logger.warn({ user: account, code: refused.code }, "From: header refused");
+        return { reply: refused };
+      }
+    }
+    return this.store(envelope, content, info);
   }
 
   private async store(envelope: Extract<Question, { type: "message" }>["envelope"], content: Buffer, info: ConnectionInfo): Promise<HostAnswer> {
@@ -56,6 +135,7 @@ export class Receiver implements SessionHost {
       protocol: info.protocol,
       ...(info.tls ? { tls: info.tls } : {}),
       listener: info.listener,
+      ...(info.authUser !== undefined ? { auth: info.authUser } : {}),
       receivedAt: Date.now(),
     };
     const id = newQueueId(this.shard, received.receivedAt);
@@ -63,8 +143,9 @@ export class Receiver implements SessionHost {
     const header = Buffer.from(receivedHeader(received, this.config.server.hostname, id, only), "utf8");
     const full = Buffer.concat([header, content], header.length + content.length);
     await this.spool.enqueue({ envelope, received, content: full }, id);
+    if (info.authUser !== undefined) this.guard?.recordMessage(info.authUser, envelope.recipients.length);
     info.logger.info(
-      { queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size: full.length, tls: info.tls?.version },
+      { queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size: full.length, tls: info.tls?.version, user: info.authUser },
       "message accepted",
     );
     return { reply: reply(250, "2.0.0", `Ok: queued as ${id}`) };

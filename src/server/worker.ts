@@ -20,6 +20,9 @@ import { join } from "node:path";
 import { SmtpServer, type BoundListener } from "./listeners.ts";
 import { chownTo } from "./privileges.ts";
 import { Receiver } from "./receiver.ts";
+import { existsSync } from "node:fs";
+import { AccountStore, ACCOUNTS_FILE } from "../accounts/index.ts";
+import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -49,8 +52,21 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const spool = Spool.open({ dataDir: config.server.dataDir, shard, maxBatch: config.spool.maxBatch, logger });
   // The shard files were created by whoever we are now; the unprivileged user must own them.
   await chownTo(config, join(config.server.dataDir, "spool"));
-  const delivery = new LocalDelivery({ spool, dataDir: config.server.dataDir, local: config.local, logger, hostname: config.server.hostname });
-  const receiver = new Receiver(config, spool, shard);
+  const accounts = AccountStore.open(config.server.dataDir, { create: true, localDomains: config.local.domains });
+  for (const f of [ACCOUNTS_FILE, `${ACCOUNTS_FILE}-wal`, `${ACCOUNTS_FILE}-shm`]) {
+    if (existsSync(join(config.server.dataDir, f))) await chownTo(config, join(config.server.dataDir, f));
+  }
+  const guard = new AuthGuard(accounts.db, config);
+  const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
+  const receiver = new Receiver({ config, spool, shard, accounts, auth, guard });
+  const delivery = new LocalDelivery({
+    spool,
+    dataDir: config.server.dataDir,
+    local: config.local,
+    isAccount: (a) => accounts.resolve(a) === a,
+    logger,
+    hostname: config.server.hostname,
+  });
   const server = new SmtpServer({ config, logger, host: receiver, tls, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
   const listeners = await server.listen();
 
@@ -62,6 +78,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     await server.close(10_000);
     await delivery.stop();
     spool.close();
+    accounts.close();
     tls.close();
     logger.flush();
     port.postMessage({ type: "stopped", shard });

@@ -1,0 +1,44 @@
+/**
+ * Sender ownership for authenticated submission: the From: header of the
+ * message must name only addresses the account may use (its own, its
+ * aliases, its listed senders). The header is read from the message's header
+ * block only; exactly one From: field (RFC 5322 §3.6) with at least one
+ * address, else the message is refused as malformed.
+ */
+import addressparser from "nodemailer/lib/addressparser/index.js";
+import { reply, type Reply } from "../protocol/reply.ts";
+
+const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authenticated user");
+const NO_FROM = reply(550, "5.6.0", "Message must have exactly one From: header with an address");
+
+/** The header block (up to the empty line), unfolded, as latin1 text. */
+function headerFields(content: Buffer): string[] {
+  let end = content.indexOf("\r\n\r\n");
+  if (end < 0) end = content.length;
+  const text = content.subarray(0, end).toString("utf8");
+  return text.replace(/\r\n(?=[ \t])/g, "").split("\r\n");
+}
+
+/** The addresses of the From: field(s): undefined when there is not exactly one field with at least one address. */
+export function fromAddresses(content: Buffer): string[] | undefined {
+  const froms = headerFields(content).filter((l) => /^from[ \t]*:/i.test(l));
+  if (froms.length !== 1) return undefined;
+  const value = (froms[0] ?? "").replace(/^from[ \t]*:/i, "");
+  const out: string[] = [];
+  for (const item of addressparser(value) as { address?: string; group?: { address?: string }[] }[]) {
+    if (item.group !== undefined) for (const g of item.group) out.push(g.address ?? "");
+    else out.push(item.address ?? "");
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+/** undefined when every From: address passes `owns`; else the reply refusing the message. */
+export function checkFromHeader(content: Buffer, owns: (address: string) => boolean): Reply | undefined {
+  const list = fromAddresses(content);
+  if (list === undefined) return NO_FROM;
+  for (const a of list) {
+    // Anything the parser could not make into a plain local@domain is refused, not guessed at.
+    if (!/^[^\s@"<>]+@[^\s@"<>]+$/.test(a) || !owns(a)) return NOT_OWNED;
+  }
+  return undefined;
+}

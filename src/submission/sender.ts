@@ -3,7 +3,9 @@
  * message must name only addresses the account may use (its own, its
  * aliases, its listed senders). The header is read from the message's header
  * block only; exactly one From: field (RFC 5322 §3.6) with at least one
- * address, else the message is refused as malformed.
+ * address, else the message is refused as malformed. A display name that
+ * holds an address ("ceo@bank.test" <me@here.test>) must name an address the
+ * account owns as well: readers see the name, so it is a forgery otherwise.
  */
 import addressparser from "nodemailer/lib/addressparser/index.js";
 import { reply, type Reply } from "../protocol/reply.ts";
@@ -25,9 +27,15 @@ export function fromAddresses(content: Buffer): string[] | undefined {
   if (froms.length !== 1) return undefined;
   const value = (froms[0] ?? "").replace(/^from[ \t]*:/i, "");
   const out: string[] = [];
-  for (const item of addressparser(value) as { address?: string; group?: { address?: string }[] }[]) {
-    if (item.group !== undefined) for (const g of item.group) out.push(g.address ?? "");
-    else out.push(item.address ?? "");
+  const add = (a: { address?: string; name?: string }): void => {
+    out.push(a.address ?? "");
+    // A display name that looks like an address ("boss@bank.test" <me@here>)
+    // is what a reader sees: it must be ownable too.
+    for (const m of (a.name ?? "").matchAll(/[^\s<>"'(),;:@]+@[^\s<>"'(),;:@]+\.[^\s<>"'(),;:@]+/g)) out.push(m[0]);
+  };
+  for (const item of addressparser(value) as { address?: string; name?: string; group?: { address?: string; name?: string }[] }[]) {
+    if (item.group !== undefined) for (const g of item.group) add(g);
+    else add(item);
   }
   return out.length > 0 ? out : undefined;
 }

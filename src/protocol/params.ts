@@ -18,7 +18,12 @@ export interface MailParams {
 
 const TOO_BIG = reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
 
-export function mailParams(params: ReadonlyMap<string, string | undefined>, maxSize: number): MailParams | Reply {
+/**
+ * @param authOffered AUTH is offered in this session: the RFC 4954 §5
+ *   AUTH=<mailbox> parameter is then accepted (checked as xtext) and
+ *   ignored, since we trust no other server's claim of who sent it.
+ */
+export function mailParams(params: ReadonlyMap<string, string | undefined>, maxSize: number, authOffered = false): MailParams | Reply {
   let body: MailParams["body"];
   let smtputf8 = false;
   let ret: MailParams["ret"];
@@ -49,6 +54,10 @@ export function mailParams(params: ReadonlyMap<string, string | undefined>, maxS
         envid = decoded;
         break;
       }
+      case "AUTH":
+        if (!authOffered) return reply(555, "5.5.4", `Unsupported parameter ${key}`);
+        if (value === undefined || decodeXtext(value) === undefined) return reply(501, "5.5.4", "Bad AUTH parameter");
+        break;
       default:
         return reply(555, "5.5.4", `Unsupported parameter ${key}`);
     }

@@ -15,10 +15,9 @@
  * byte already received is thrown away (CVE-2011-0411 class). While a question
  * is open no input is processed; input that keeps coming is capped.
  */
-import type { BareLineEndingPolicy, EightBitPolicy } from "../config/types.ts";
-import type { Limits } from "../limits/index.ts";
-import type { Envelope, EnvelopeRecipient, RecipientDsn } from "../queue/types.ts";
-import { decodeXtext, parsePathAndParams, type ParsedPath } from "./address.ts";
+import type { Envelope, EnvelopeRecipient } from "../queue/types.ts";
+import { parsePathAndParams } from "./address.ts";
+import { decodeSaslLine, parseAuthCommand } from "./sasl-frame.ts";
 import { mailParams, rcptParams } from "./params.ts";
 import { COMMANDS, FOREIGN_VERBS } from "./commands.ts";
 import { BdatReceiver, DataReceiver, type ContentResult } from "./data.ts";
@@ -26,55 +25,8 @@ import { formatReply, reply, type Reply } from "./reply.ts";
 import { LineReader } from "./lines.ts";
 import { R } from "./replies.ts";
 
-export type TlsMode = "none" | "available" | "active";
-
-export interface SessionOptions {
-  /** Our name in the greeting and EHLO reply. */
-  readonly hostname: string;
-  readonly limits: Pick<Limits, "max_line_length" | "max_message_size" | "max_recipients" | "max_errors" | "max_commands">;
-  readonly bareLineEndings: BareLineEndingPolicy;
-  readonly eightBitWithout8bitmime: EightBitPolicy;
-  /** none: no STARTTLS offered; available: offered; active: implicit TLS. */
-  readonly tls: TlsMode;
-  /** SMTP AUTH (RFC 4954) on this connection; undefined: AUTH is not a service here (502). */
-  readonly auth?: AuthOptions;
-}
-
-export interface AuthOptions {
-  /**
-   * Mechanisms offered, in order, once TLS is active (never before: AUTH
-   * before TLS gets 538 5.7.11). Names ending in "-PLUS" are offered only
-   * when the host said channel binding is available (greeting/tlsStarted).
-   */
-  readonly mechanisms: readonly string[];
-  /** MAIL needs a successful AUTH first (submission): 530 5.7.0 otherwise. */
-  readonly required: boolean;
-}
-
-/** TLS facts the host tells the session when TLS comes up. */
-export interface TlsFacts {
-  /** The connection can give tls-exporter channel binding (RFC 9266): TLS 1.3. */
-  readonly channelBinding: boolean;
-}
-
-/** What the session asks its host; answer with session.answer(reply). */
-export type Question =
-  | { readonly type: "mail"; readonly path: ParsedPath; readonly envelope: Envelope }
-  | { readonly type: "rcpt"; readonly path: ParsedPath; readonly dsn: RecipientDsn; readonly envelope: Envelope }
-  | { readonly type: "message"; readonly envelope: Envelope; readonly content: Buffer; readonly eightBit: boolean }
-  /**
-   * One SASL step (RFC 4954). first: the AUTH command itself (response is
-   * its initial response: undefined when none, empty for "="); later: each
-   * decoded client line. Answer 334 with the base64 challenge as text to go
-   * on, 235 (with the account as address) for success, anything else ends it.
-   */
-  | { readonly type: "auth"; readonly mechanism: string; readonly response: Buffer | undefined; readonly first: boolean };
-
-export type Action =
-  | { readonly kind: "send"; readonly data: string }
-  | { readonly kind: "starttls" }
-  | { readonly kind: "close" }
-  | { readonly kind: "ask"; readonly question: Question };
+export type { Action, AuthOptions, Question, SessionOptions, TlsFacts, TlsMode } from "./session-types.ts";
+import type { Action, Question, SessionOptions, TlsFacts, TlsMode } from "./session-types.ts";
 
 interface Txn {
   mailFrom: string;
@@ -95,7 +47,6 @@ const LF = 0x0a;
 const MAX_PENDING = 1024 * 1024;
 /** RFC 4954 §4: a SASL response line may be up to 12288 octets. */
 const SASL_LINE = 12288;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
@@ -377,7 +328,7 @@ export class SmtpSession {
         this.close();
         return;
       case "HELP":
-        return this.say(reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS"));
+        return this.say(reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH"));
       case "VRFY":
         if (arg.trim() === "") return this.say(reply(501, "5.5.4", "Syntax: VRFY address"));
         return this.say(reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"));
@@ -405,29 +356,19 @@ export class SmtpSession {
     if (this.tls !== "active") return this.say(R.authNeedsTls);
     if (this.authUser !== undefined) return this.say(R.authTwice);
     if (this.txn) return this.say(R.authInTxn);
-    const m = /^([A-Za-z0-9_-]{1,20})(?: ([A-Za-z0-9+/]+=*|=))?$/.exec(arg);
-    if (!m) return this.say(R.authSyntax);
-    const mechanism = (m[1] ?? "").toUpperCase();
-    if (!this.offeredMechanisms().includes(mechanism)) return this.say(R.authUnknownMech);
-    let response: Buffer | undefined;
-    const initial = m[2];
-    if (initial === "=") response = Buffer.alloc(0);
-    else if (initial !== undefined) {
-      if (!BASE64.test(initial)) return this.say(R.authBadBase64);
-      response = Buffer.from(initial, "base64");
-    }
-    this.saslMechanism = mechanism;
-    this.ask({ type: "auth", mechanism, response, first: true });
+    const cmd = parseAuthCommand(arg, this.offeredMechanisms());
+    if ("code" in cmd) return this.say(cmd);
+    this.saslMechanism = cmd.mechanism;
+    this.ask({ type: "auth", mechanism: cmd.mechanism, response: cmd.response, first: true });
   }
 
   /** A client line during a SASL exchange: "*" cancels, else base64. Never logged, never parsed as a command. */
   private saslLine(raw: Buffer): void {
     this.mode = "command";
     this.commands++;
-    const line = raw.toString("latin1");
-    if (line === "*") return this.say(R.authCancelled);
-    if (!BASE64.test(line)) return this.say(R.authBadBase64);
-    this.ask({ type: "auth", mechanism: this.saslMechanism, response: Buffer.from(line, "base64"), first: false });
+    const response = decodeSaslLine(raw);
+    if ("code" in response) return this.say(response);
+    this.ask({ type: "auth", mechanism: this.saslMechanism, response, first: false });
   }
 
   private ehlo(arg: string, extended: boolean): void {
@@ -458,17 +399,10 @@ export class SmtpSession {
     if (!/^FROM:/i.test(arg)) return this.say(reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"));
     const parsed = parsePathAndParams(arg.slice(5), true, false);
     if ("code" in parsed) return this.say(parsed);
-    const { path } = parsed;
-    let params = parsed.params;
+    const { path, params } = parsed;
     if (params.size > 0 && !this.esmtp) return this.say(reply(555, "5.5.4", "Parameters need EHLO"));
     if (this.opts.auth?.required && this.authUser === undefined) return this.say(this.tls === "active" ? R.authRequired : R.tlsFirst);
-    if (params.has("AUTH") && this.offeredMechanisms().length > 0) {
-      // RFC 4954 §5: AUTH=<mailbox> is accepted and ignored: we trust no other server's claim.
-      const v = params.get("AUTH");
-      if (v === undefined || decodeXtext(v) === undefined) return this.say(reply(501, "5.5.4", "Bad AUTH parameter"));
-      params = new Map([...params].filter(([k]) => k !== "AUTH"));
-    }
-    const mp = mailParams(params, this.opts.limits.max_message_size);
+    const mp = mailParams(params, this.opts.limits.max_message_size, this.offeredMechanisms().length > 0);
     if ("code" in mp) return this.say(mp);
     const { body, smtputf8, ret, envid } = mp;
     if (path.utf8 && !smtputf8) return this.say(R.utf8Needed);

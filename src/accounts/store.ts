@@ -31,6 +31,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dummyHash, hashPassword, verifyPassword } from "../auth/password.ts";
 import { deriveScramKeys, newScramSalt, SCRAM_ITERATIONS, type ScramKeys } from "../auth/scram-keys.ts";
+import { applySchema, writeTransaction } from "../storage/index.ts";
 import type { CredentialStore, ScramCredentials } from "../auth/types.ts";
 
 export const SCHEMA_VERSION = 1;
@@ -259,21 +260,7 @@ export class AccountStore implements CredentialStore {
       db.exec("PRAGMA synchronous = FULL");
       // Old password hashes must not linger in freed pages.
       db.exec("PRAGMA secure_delete = ON");
-      const version = Number(db.prepare("PRAGMA user_version").get()?.user_version ?? 0);
-      if (version > SCHEMA_VERSION) {
-        throw new Error(`accounts database ${path} has schema version ${version}, newer than this Wardmail (${SCHEMA_VERSION})`);
-      }
-      if (version < SCHEMA_VERSION) {
-        db.exec("BEGIN IMMEDIATE");
-        try {
-          db.exec(SCHEMA);
-          db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-          db.exec("COMMIT");
-        } catch (err) {
-          if (db.isTransaction) db.exec("ROLLBACK");
-          throw err;
-        }
-      }
+      applySchema(db, `accounts database ${path}`, SCHEMA, SCHEMA_VERSION);
       return new AccountStore(db, path, opts.localDomains);
     } catch (err) {
       db.close();
@@ -287,16 +274,9 @@ export class AccountStore implements CredentialStore {
 
   /** Runs fn in a write transaction (BEGIN IMMEDIATE: checks and writes see one state). */
   #tx<T>(fn: () => T): T {
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
-      const r = fn();
-      this.db.exec("COMMIT");
-      return r;
-    } catch (err) {
-      if (this.db.isTransaction) this.db.exec("ROLLBACK");
-      throw err;
-    }
+    return writeTransaction(this.db, fn);
   }
+
 
   #get(sql: string, ...params: (string | number)[]): Row | undefined {
     return this.db.prepare(sql).get(...params);

@@ -13,6 +13,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { applySchema } from "../storage/index.ts";
 import { checkShard } from "./ids.ts";
 
 export const SCHEMA_VERSION = 1;
@@ -113,22 +114,7 @@ export function openShardDb(path: string, opts: OpenOptions): DatabaseSync {
     // Deleted content is not overwritten: that tripled the cost of completing
     // a message. Freed pages (and the WAL) may hold delivered mail until reused.
     db.exec("PRAGMA secure_delete = OFF");
-    const row = db.prepare("PRAGMA user_version").get();
-    const version = Number(row?.user_version ?? 0);
-    if (version > SCHEMA_VERSION) {
-      throw new Error(`spool database ${path} has schema version ${version}, newer than this Wardmail (${SCHEMA_VERSION})`);
-    }
-    if (version < SCHEMA_VERSION) {
-      db.exec("BEGIN IMMEDIATE");
-      try {
-        db.exec(SCHEMA);
-        db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
-        db.exec("COMMIT");
-      } catch (err) {
-        if (db.isTransaction) db.exec("ROLLBACK");
-        throw err;
-      }
-    }
+    applySchema(db, `spool database ${path}`, SCHEMA, SCHEMA_VERSION);
     return db;
   } catch (err) {
     db.close();

@@ -22,6 +22,7 @@
 import { randomBytes } from "node:crypto";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Config } from "../config/types.ts";
+import { writeTransaction } from "../storage/index.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS auth_failures (
@@ -117,8 +118,7 @@ export class AuthGuard {
     const p = this.policy;
     let blocked: FailureOutcome["blocked"];
     let clientCount = 0;
-    this.db.exec("BEGIN IMMEDIATE");
-    try {
+    writeTransaction(this.db, () => {
       clientCount = this.bump(client, t, p.ipWindow * 1000, p.ipMaxFailures, p.ipBlock * 1000);
       if (clientCount >= p.ipMaxFailures) blocked = "client";
       if (user !== undefined && user !== "") {
@@ -126,11 +126,7 @@ export class AuthGuard {
         if (n >= p.accountMaxFailures && blocked === undefined) blocked = "user";
       }
       this.prune.run(t, t - Math.max(p.ipWindow, p.accountWindow) * 1000);
-      this.db.exec("COMMIT");
-    } catch (err) {
-      if (this.db.isTransaction) this.db.exec("ROLLBACK");
-      throw err;
-    }
+    });
     const delayMs = Math.min(p.failureDelay * 2 ** Math.min(Math.max(clientCount - 1, 0), 30), p.maxFailureDelay);
     return { delayMs, blocked };
   }

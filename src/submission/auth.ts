@@ -8,7 +8,9 @@
  *
  * The reply never says which of user or password was wrong (535 5.7.8 for
  * both), and while a client is blocked or a name locked, AUTH gets 454 4.7.0
- * before anything is checked. Secrets never reach a log line: only the user
+ * before anything is checked. Names are counted under the account they
+ * resolve to (an alias counts for its account); unknown names as typed.
+ * Secrets never reach a log line: only the user
  * name as typed (capped) and the mechanism.
  */
 import { setTimeout as sleep } from "node:timers/promises";
@@ -40,8 +42,14 @@ export interface AuthAnswer {
   readonly address?: string;
 }
 
+/** The credential store plus name resolution (an alias names its account). */
+export interface AuthStore extends CredentialStore {
+  /** The account an address or alias names, else undefined. */
+  resolve(addressOrAlias: string): string | undefined;
+}
+
 export class AuthService {
-  private readonly store: CredentialStore;
+  private readonly store: AuthStore;
   private readonly guard: AuthGuard;
   private readonly fakeSaltKey: Buffer;
   private readonly plusOffered: boolean;
@@ -51,7 +59,7 @@ export class AuthService {
    *   When it is not, a client's "y" flag (RFC 5802 §6) is no downgrade sign,
    *   so SCRAM must not see the connection's channel binding data.
    */
-  constructor(store: CredentialStore, guard: AuthGuard, fakeSaltKey: Buffer, plusOffered = true) {
+  constructor(store: AuthStore, guard: AuthGuard, fakeSaltKey: Buffer, plusOffered = true) {
     this.store = store;
     this.guard = guard;
     this.fakeSaltKey = fakeSaltKey;
@@ -90,8 +98,11 @@ export class AuthService {
       case "failure": {
         conn.scratch.sasl = undefined;
         const user = out.user?.slice(0, 320);
-        const blockedBefore = user !== undefined && this.guard.blocked(client, user) === "user";
-        const outcome = this.guard.failure(client, user);
+        // Counted under the account an alias names, so guessing through
+        // aliases shares one counter (and one lock) with the account.
+        const name = user === undefined ? undefined : (this.store.resolve(user) ?? user);
+        const blockedBefore = name !== undefined && this.guard.blocked(client, name) === "user";
+        const outcome = this.guard.failure(client, name);
         conn.logger.warn({ ip: conn.clientIp, user, mechanism, reason: out.reason }, "auth failed");
         if (outcome.blocked) conn.logger.warn({ ip: conn.clientIp, scope: outcome.blocked, user }, "auth blocked");
         if (outcome.delayMs > 0) await sleep(outcome.delayMs);

@@ -21,11 +21,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
-import { fileURLToPath } from "node:url";
+import { conformanceFile } from "./helpers/conformance.ts";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
-const TABLE_FILE = fileURLToPath(new URL("../../shared/conformance/smuggling/eod-payloads.json", import.meta.url));
+const TABLE_FILE = conformanceFile("smuggling", "eod-payloads.json");
 const table = JSON.parse(readFileSync(TABLE_FILE, "utf8")) as {
   payloads: { id: string; hex: string; description: string }[];
   extra_checks: { id: string }[];

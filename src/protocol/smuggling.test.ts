@@ -7,10 +7,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { conformanceFile } from "../../test/helpers/conformance.ts";
 import { transcript } from "./testing.ts";
 
-const file = fileURLToPath(new URL("../../../shared/conformance/smuggling/eod-payloads.json", import.meta.url));
+const file = conformanceFile("smuggling", "eod-payloads.json");
 const table = JSON.parse(readFileSync(file, "utf8")) as { payloads: { id: string; hex: string }[] };
 
 export function smuggle(payloadHex: string): Buffer {

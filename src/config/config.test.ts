@@ -78,8 +78,41 @@ const EXPECTED_DEFAULTS: Config = {
   },
   relay: { trustedNetworks: [] },
   accounts: { maxMessagesPerHour: 200, maxRecipientsPerHour: 1000 },
+  dns: { servers: [], timeout: 2000, attempts: 3, cacheSize: 10000 },
+  checks: {
+    enabled: true,
+    authservId: "",
+    timeout: 20,
+    trustedArcSealers: [],
+    actions: {
+      "spf.fail": "tag",
+      "spf.softfail": "tag",
+      "spf.temperror": "tag",
+      "spf.permerror": "tag",
+      "dkim.fail": "tag",
+      "dkim.temperror": "tag",
+      "arc.fail": "tag",
+      "dmarc.reject": "reject",
+      "dmarc.quarantine": "quarantine",
+      "dmarc.temperror": "tag",
+    },
+    dmarcOverrides: {},
+  },
   log: { level: "info" },
 };
+
+void test("dns servers, check actions and DMARC overrides are checked", () => {
+  const c = parse('[dns]\nservers = ["127.0.0.1:5353", "192.0.2.1", "::1", "[2001:db8::1]:5300"]\n[checks]\nauthserv_id = "MX.Example.ORG"\n[checks.actions]\n"dmarc.reject" = "quarantine"\n[checks.dmarc_overrides]\n"Example.COM" = "none"\n');
+  assert.deepEqual(c.dns.servers, [{ host: "127.0.0.1", port: 5353 }, { host: "192.0.2.1", port: 53 }, { host: "::1", port: 53 }, { host: "2001:db8::1", port: 5300 }]);
+  assert.equal(c.checks.authservId, "mx.example.org");
+  assert.equal(c.checks.actions["dmarc.reject"], "quarantine");
+  assert.equal(c.checks.actions["dmarc.quarantine"], "quarantine");
+  assert.deepEqual(c.checks.dmarcOverrides, { "example.com": "none" });
+  oneIssue('[dns]\nservers = ["dns.example.org"]\n', "dns.servers[0]", 2);
+  oneIssue('[checks.actions]\n"dmarc.bogus" = "reject"\n', 'checks.actions."dmarc.bogus"', 2);
+  oneIssue('[checks.actions]\n"dmarc.reject" = "drop"\n', 'checks.actions."dmarc.reject"', 2);
+  oneIssue('[checks.dmarc_overrides]\n"example.com" = "pass"\n', 'checks.dmarc_overrides."example.com"', 2);
+});
 
 void test("auth mechanisms, trusted networks and account limits are checked", () => {
   const c = parse('[auth]\nmechanisms = ["plain", "SCRAM-SHA-256"]\n[relay]\ntrusted_networks = ["127.0.0.1", "2001:DB8::/64"]\n');

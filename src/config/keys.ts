@@ -273,6 +273,67 @@ function parseCidr(input: string): Parsed<string> {
   return { ok: true, value: `${addr.toLowerCase()}/${prefix}` };
 }
 
+/** "IP", "IPv4:port", "[IPv6]" or "[IPv6]:port" of a DNS server (port 53 when left out). */
+function parseDnsServer(input: string): Parsed<{ host: string; port: number }> {
+  let text = input;
+  if (isIP(input) === 4) text = `${input}:53`;
+  else if (isIP(input) === 6) text = `[${input}]:53`;
+  else if (input.startsWith("[") && input.endsWith("]")) text = `${input}:53`;
+  const p = parseListen(text);
+  return p.ok ? p : { ok: false, expected: 'a DNS server "IP", "IP:port" or "[IPv6]:port" (an IP address, not a name)' };
+}
+
+const CHECK_ACTIONS = ["reject", "tempfail", "quarantine", "tag", "ignore"] as const;
+/** Verdicts the operator can map, with their default action. */
+export const VERDICT_DEFAULTS: Readonly<Record<string, (typeof CHECK_ACTIONS)[number]>> = {
+  "spf.fail": "tag",
+  "spf.softfail": "tag",
+  "spf.temperror": "tag",
+  "spf.permerror": "tag",
+  "dkim.fail": "tag",
+  "dkim.temperror": "tag",
+  "arc.fail": "tag",
+  "dmarc.reject": "reject",
+  "dmarc.quarantine": "quarantine",
+  "dmarc.temperror": "tag",
+};
+
+const checkActions: Check = (v, path, ctx) => {
+  if (!isTable(v)) {
+    ctx.issue(path, `expected a table of "check.result" = "action", got ${describe(v)}`);
+    return undefined;
+  }
+  const out: Record<string, string> = { ...VERDICT_DEFAULTS };
+  for (const [k, a] of Object.entries(v)) {
+    if (!Object.hasOwn(VERDICT_DEFAULTS, k)) {
+      ctx.issue([...path, k], `unknown verdict; expected one of ${Object.keys(VERDICT_DEFAULTS).map((x) => JSON.stringify(x)).join(", ")}`);
+      continue;
+    }
+    const action = oneOf(CHECK_ACTIONS)(a, [...path, k], ctx);
+    if (typeof action === "string") out[k] = action;
+  }
+  return out;
+};
+
+const DMARC_OVERRIDES = ["none", "quarantine", "reject"] as const;
+const dmarcOverrides: Check = (v, path, ctx) => {
+  if (!isTable(v)) {
+    ctx.issue(path, `expected a table of "domain" = "none" | "quarantine" | "reject", got ${describe(v)}`);
+    return undefined;
+  }
+  const out: Record<string, string> = {};
+  for (const [k, a] of Object.entries(v)) {
+    const d = parseDomain(k);
+    if (!d.ok) {
+      ctx.issue([...path, k], `expected ${d.expected}, got ${describe(k)}`);
+      continue;
+    }
+    const action = oneOf(DMARC_OVERRIDES)(a, [...path, k], ctx);
+    if (typeof action === "string") out[d.value] = action;
+  }
+  return out;
+};
+
 // ---------------------------------------------------------------- table
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
@@ -453,6 +514,56 @@ export const FIELDS: readonly Field[] = [
     section: "accounts", name: "max_recipients_per_hour", type: "integer", default: 1000, min: 1, max: 10000000,
     doc: "Recipients one account may submit to per hour (sliding window); beyond it RCPT gets 452 4.7.1.",
     check: integer(1, 10000000),
+  },
+  {
+    section: "dns", name: "servers", type: "array of strings", default: [],
+    doc: 'DNS servers (recursive resolvers) to ask, each "IP", "IP:port" or "[IPv6]:port", tried in order. Empty: the nameservers of /etc/resolv.conf.',
+    check: arrayOf("DNS servers", stringElement(parseDnsServer, "a DNS server"), (a) => `${a.host}:${a.port}`),
+  },
+  {
+    section: "dns", name: "timeout", type: "integer (milliseconds)", default: 2000, min: 100, max: 30000,
+    doc: "How long to wait for one answer from one server before trying again (the next server, or the same one).",
+    check: integer(100, 30000),
+  },
+  {
+    section: "dns", name: "attempts", type: "integer", default: 3, min: 1, max: 10,
+    doc: "Tries per question, across the servers, before it is a temporary DNS error.",
+    check: integer(1, 10),
+  },
+  {
+    section: "dns", name: "cache_size", type: "integer", default: 10000, min: 0, max: 1000000,
+    doc: "Answers kept in the cache (per worker thread), each for its TTL (at most a day); negative answers for at most 5 minutes. 0 turns the cache off.",
+    check: integer(0, 1000000),
+  },
+  {
+    section: "checks", name: "enabled", type: "boolean", default: true,
+    doc: "Verify inbound mail on the MX listener: SPF (MAIL FROM and HELO), DKIM, ARC and DMARC, and add Authentication-Results. Submission (authenticated) mail is not checked.",
+    check: boolean,
+  },
+  {
+    section: "checks", name: "authserv_id", type: "string", default: "",
+    doc: "The authserv-id in our Authentication-Results headers. Empty: server.hostname. Incoming Authentication-Results headers that claim it are removed.",
+    check: (v, path, ctx) => (v === "" ? "" : parsedString(parseDomain, "a domain name")(v, path, ctx)),
+  },
+  {
+    section: "checks", name: "timeout", type: "integer (seconds)", default: 20, min: 1, max: 300,
+    doc: "Deadline for each check. A check that fails or does not finish in time answers 451 4.7.0 (fail closed), never 'continue'.",
+    check: integer(1, 300),
+  },
+  {
+    section: "checks", name: "trusted_arc_sealers", type: "array of strings", default: [],
+    doc: "Domains whose ARC seal (a passing chain, sealed last by this domain, whose ARC-Authentication-Results say dmarc=pass) overrides a DMARC failure: mailing lists and forwarders you trust.",
+    check: arrayOf("domain names", stringElement(parseDomain, "a domain name"), (d) => d),
+  },
+  {
+    section: "checks", name: "actions", type: "table of strings", default: { ...VERDICT_DEFAULTS },
+    doc: 'What to do with each verdict, "check.result" = action: "reject" (550 5.7.1 at the end of DATA), "tempfail" (451 4.7.1), "quarantine" (delivered to the Junk folder), "tag" (delivered with an X-Wardmail-Verdict header), "ignore" (only Authentication-Results). Keys you leave out keep their defaults.',
+    check: checkActions,
+  },
+  {
+    section: "checks", name: "dmarc_overrides", type: "table of strings", default: {},
+    doc: '"domain" = "none" | "quarantine" | "reject": use this policy instead of the one the domain publishes when its DMARC check fails (the organizational domain of the From: domain is matched too).',
+    check: dmarcOverrides,
   },
   {
     section: "log", name: "level", type: "string", default: "info", values: LOG_LEVELS,

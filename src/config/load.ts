@@ -226,6 +226,20 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       maxMessagesPerHour: get("accounts.max_messages_per_hour"),
       maxRecipientsPerHour: get("accounts.max_recipients_per_hour"),
     },
+    dns: {
+      servers: get<ListenAddress[]>("dns.servers"),
+      timeout: get("dns.timeout"),
+      attempts: get("dns.attempts"),
+      cacheSize: get("dns.cache_size"),
+    },
+    checks: {
+      enabled: get("checks.enabled"),
+      authservId: get("checks.authserv_id"),
+      timeout: get("checks.timeout"),
+      trustedArcSealers: get("checks.trusted_arc_sealers"),
+      actions: get("checks.actions"),
+      dmarcOverrides: get("checks.dmarc_overrides"),
+    },
     log: { level: get("log.level") },
   };
   // Copy before freezing so nothing reachable from FIELDS defaults is ever frozen or shared.

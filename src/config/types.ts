@@ -18,6 +18,7 @@ export interface CertificatePair {
   readonly key: string;
 }
 
+export type CheckAction = "reject" | "tempfail" | "quarantine" | "tag" | "ignore";
 export type BareLineEndingPolicy = "reject" | "normalize";
 export type EightBitPolicy = "accept" | "reject";
 
@@ -97,6 +98,26 @@ export interface Config {
   readonly accounts: {
     readonly maxMessagesPerHour: number;
     readonly maxRecipientsPerHour: number;
+  };
+  readonly dns: {
+    /** "ip:port" of the resolvers; empty: /etc/resolv.conf. */
+    readonly servers: readonly ListenAddress[];
+    /** Milliseconds per attempt. */
+    readonly timeout: number;
+    readonly attempts: number;
+    readonly cacheSize: number;
+  };
+  readonly checks: {
+    readonly enabled: boolean;
+    /** "" means server.hostname. */
+    readonly authservId: string;
+    /** Seconds. */
+    readonly timeout: number;
+    readonly trustedArcSealers: readonly string[];
+    /** "check.result" → action. */
+    readonly actions: Readonly<Record<string, CheckAction>>;
+    /** Domain → policy to use instead of the published one. */
+    readonly dmarcOverrides: Readonly<Record<string, "none" | "quarantine" | "reject">>;
   };
   readonly log: {
     readonly level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";

@@ -251,10 +251,12 @@ export class LocalDelivery {
   private async store(msg: ClaimedMessage, rcpt: string, mailbox: string): Promise<string | undefined> {
     try {
       const dir = mailboxPath(this.dataDir, this.local.maildir, mailbox);
+      // Quarantined mail (a DMARC quarantine verdict, say) goes to the mailbox's Junk folder.
+      const folder = msg.received.quarantine !== undefined ? { folder: "Junk" } : {};
       const res = await deliverToMaildir(
         dir,
         { returnPath: msg.envelope.mailFrom, deliveredTo: mailbox, content: msg.content },
-        this.hostname !== undefined ? { hostname: this.hostname } : {},
+        { ...(this.hostname !== undefined ? { hostname: this.hostname } : {}), ...folder },
       );
       this.counters.stored++;
       this.log.debug({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailbox, file: res.name }, "stored in maildir");

@@ -158,6 +158,7 @@ export function parseReceived(text: string): ReceivedInfo {
     info.tls = { version: str(t, "version", "received.tls"), cipher: str(t, "cipher", "received.tls") };
   }
   if (o.auth !== undefined) info.auth = str(o, "auth", "received");
+  if (o.quarantine !== undefined) info.quarantine = str(o, "quarantine", "received");
   return info;
 }
 

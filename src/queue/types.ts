@@ -44,6 +44,8 @@ export interface ReceivedInfo {
   readonly listener: string;
   /** The account that submitted the message with SMTP AUTH, if any. */
   readonly auth?: string;
+  /** Set when a policy check quarantined the message (the verdict, e.g. "dmarc.quarantine"): delivered to Junk. */
+  readonly quarantine?: string;
   /** Milliseconds since the epoch. */
   readonly receivedAt: number;
 }

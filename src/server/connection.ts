@@ -23,6 +23,12 @@ import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
 import type { SaslMechanism } from "../auth/types.ts";
 
+/** State the host keeps per connection: the SASL exchange, the current transaction's check state. */
+export interface ConnectionScratch {
+  sasl?: SaslMechanism;
+  checks?: Map<string, unknown>;
+}
+
 /** Facts about the connection the host may need. */
 export interface ConnectionInfo {
   readonly sessionId: string;
@@ -37,7 +43,7 @@ export interface ConnectionInfo {
   /** RFC 9266 tls-exporter channel binding data (TLS 1.3 only). */
   readonly channelBinding: Buffer | undefined;
   /** Per-connection state the host may keep (the SASL exchange in progress). */
-  readonly scratch: { sasl?: SaslMechanism };
+  readonly scratch: ConnectionScratch;
   readonly logger: Logger;
 }
 
@@ -74,7 +80,7 @@ export class Connection {
   private readonly log: Logger;
   private tlsInfo: { version: string; cipher: string } | undefined;
   private channelBinding: Buffer | undefined;
-  private readonly scratch: { sasl?: SaslMechanism } = {};
+  private readonly scratch: ConnectionScratch = {};
   private ended = false;
   /** Read once: each read of remoteAddress is a getpeername() system call. */
   private readonly clientIp: string;

@@ -9,21 +9,28 @@
  *   ones within their hourly recipient limit, 452 4.7.1); everyone else only
  *   reaches local recipients (recipients.ts: 550 5.1.1 unknown, 554 5.7.1
  *   relay denied).
+ * - Policy checks (src/policy; SPF, DKIM, ARC, DMARC from src/mailauth) run
+ *   on mail from the MX listener that is neither authenticated nor from a
+ *   trusted network: at MAIL (SPF) and at the end of content. Their
+ *   decision rejects, tempfails, quarantines (Junk folder) or tags.
  * - End of content: an authenticated account's From: header must be its
- *   own (550 5.7.1); the Received header goes on top and the message is
- *   handed to the spool; the 250 goes out only once the spool says the
- *   message is durable.
+ *   own (550 5.7.1); incoming Authentication-Results claiming our
+ *   authserv-id are removed, the checks' headers and the Received header go
+ *   on top and the message is handed to the spool; the 250 goes out only
+ *   once the spool says the message is durable.
  */
 import type { Config } from "../config/types.ts";
 import type { Question } from "../protocol/session.ts";
 import { reply } from "../protocol/reply.ts";
 import { newQueueId, type Spool } from "../queue/index.ts";
-import type { ReceivedInfo } from "../queue/types.ts";
+import type { Envelope, ReceivedInfo } from "../queue/types.ts";
 import type { AuthGuard, AuthService } from "../submission/index.ts";
 import { checkFromHeader, Networks } from "../submission/index.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 import { receivedHeader } from "./received.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
+import { CHECK_FAILED, type CheckRunner, type Decision } from "../policy/index.ts";
+import { stripOwnAuthResults } from "../mailauth/index.ts";
 
 const SENDER_OK: HostAnswer = { reply: reply(250, "2.1.0", "Sender ok") };
 const RCPT_OK = reply(250, "2.1.5", "Recipient ok");
@@ -44,6 +51,8 @@ export interface ReceiverDeps {
   readonly accounts?: ReceiverAccounts;
   readonly auth?: AuthService;
   readonly guard?: AuthGuard;
+  /** Policy checks for inbound (MX) mail; undefined: none. */
+  readonly checks?: CheckRunner;
 }
 
 export class Receiver implements SessionHost {
@@ -54,6 +63,8 @@ export class Receiver implements SessionHost {
   private readonly auth: AuthService | undefined;
   private readonly guard: AuthGuard | undefined;
   private readonly trusted: Networks;
+  private readonly checks: CheckRunner | undefined;
+  private readonly authservId: string;
   readonly recipients: LocalRecipients;
 
   constructor(deps: ReceiverDeps) {
@@ -64,6 +75,8 @@ export class Receiver implements SessionHost {
     this.auth = deps.auth;
     this.guard = deps.guard;
     this.trusted = new Networks(deps.config.relay.trustedNetworks);
+    this.checks = deps.checks;
+    this.authservId = deps.config.checks.authservId || deps.config.server.hostname;
     this.recipients = new LocalRecipients(deps.config.local, deps.accounts);
   }
 
@@ -73,12 +86,32 @@ export class Receiver implements SessionHost {
         if (!this.auth) return { reply: NO_AUTH_SERVICE };
         return this.auth.step(q.mechanism, q.response, q.first, info);
       case "mail":
+        if (this.checked(info)) return this.checkedMail(q.envelope.mailFrom, info);
         return this.mail(q.envelope.mailFrom, info);
       case "rcpt":
         return this.rcpt(q.path.address, q.envelope.recipients.length, info);
       case "message":
         return this.message(q.envelope, q.content, info);
     }
+  }
+
+  /** Inbound mail that the policy checks look at: MX listener, not authenticated, not trusted. */
+  private checked(info: ConnectionInfo): boolean {
+    return this.checks !== undefined && info.listener === "smtp" && info.authUser === undefined && !this.trusted.has(info.clientIp);
+  }
+
+  /** MAIL on a checked connection: a fresh transaction state, then the MAIL hooks (SPF). */
+  private async checkedMail(from: string, info: ConnectionInfo): Promise<HostAnswer> {
+    const checks = this.checks as CheckRunner;
+    const state = new Map<string, unknown>();
+    info.scratch.checks = state;
+    const d = await checks.run("mail", { clientIp: info.clientIp, helo: info.helo, mailFrom: from, recipients: [], state }, info.logger);
+    if (d.reply) {
+      info.logger.info({ from, verdicts: d.verdicts, action: d.action }, "sender refused by policy");
+      return { reply: d.reply };
+    }
+    state.set("receiver.mail", d);
+    return SENDER_OK;
   }
 
   private mail(from: string, info: ConnectionInfo): HostAnswer {
@@ -114,7 +147,7 @@ export class Receiver implements SessionHost {
     return { reply: RCPT_OK, address: v.address };
   }
 
-  private message(envelope: Extract<Question, { type: "message" }>["envelope"], content: Buffer, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
+  private message(envelope: Envelope, content: Buffer, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     const account = info.authUser;
     if (account !== undefined) {
       const refused = checkFromHeader(content, (a) => this.owns(account, a));
@@ -123,10 +156,31 @@ export class Receiver implements SessionHost {
         return { reply: refused };
       }
     }
-    return this.store(envelope, content, info);
+    if (this.checked(info)) return this.checkedMessage(envelope, content, info);
+    return this.store(envelope, stripOwnAuthResults(content, this.authservId), info);
   }
 
-  private async store(envelope: Extract<Question, { type: "message" }>["envelope"], content: Buffer, info: ConnectionInfo): Promise<HostAnswer> {
+  /** End of content on a checked connection: the DATA hooks, then the decision with MAIL's. */
+  private async checkedMessage(envelope: Envelope, content: Buffer, info: ConnectionInfo): Promise<HostAnswer> {
+    const checks = this.checks as CheckRunner;
+    const state = info.scratch.checks ?? new Map<string, unknown>();
+    const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients: envelope.recipients.map((r) => r.address), content, state };
+    const data = await checks.run("data", input, info.logger);
+    // A check that failed or timed out: 451, whatever else was found (fail closed).
+    if (data.failed) return { reply: data.reply ?? CHECK_FAILED };
+    const mail = state.get("receiver.mail") as Decision | undefined;
+    const decision = checks.decide([...(mail?.verdicts ?? []), ...data.verdicts], data.headers);
+    info.logger.info({ from: envelope.mailFrom, verdicts: decision.verdicts, action: decision.action, triggered: decision.triggered }, "checks");
+    if (decision.reply) return { reply: decision.reply };
+    const extra = [...decision.headers];
+    if (decision.action === "tag" || decision.action === "quarantine") extra.push(`X-Wardmail-Verdict: ${decision.triggered.join(", ")} (${decision.action})`);
+    const head = Buffer.from(extra.map((h) => `${h}\r\n`).join(""), "utf8");
+    const body = stripOwnAuthResults(content, this.authservId);
+    const quarantine = decision.action === "quarantine" ? decision.triggered.join(",") : undefined;
+    return this.store(envelope, Buffer.concat([head, body]), info, quarantine);
+  }
+
+  private async store(envelope: Envelope, content: Buffer, info: ConnectionInfo, quarantine?: string): Promise<HostAnswer> {
     const received: ReceivedInfo = {
       sessionId: info.sessionId,
       clientIp: info.clientIp,
@@ -136,6 +190,7 @@ export class Receiver implements SessionHost {
       ...(info.tls ? { tls: info.tls } : {}),
       listener: info.listener,
       ...(info.authUser !== undefined ? { auth: info.authUser } : {}),
+      ...(quarantine !== undefined ? { quarantine } : {}),
       receivedAt: Date.now(),
     };
     const id = newQueueId(this.shard, received.receivedAt);

@@ -1,0 +1,171 @@
+/**
+ * The sender-authentication check over mailauth, with DNS from an in-memory
+ * zone: SPF at MAIL (pass, fail, HELO identity), DKIM pass with RSA-2048 and
+ * Ed25519 signatures made here, rsa-sha1 and 512-bit keys not passing, DMARC
+ * reject / quarantine / none by published policy and by operator override,
+ * a trusted ARC sealer overriding a DMARC failure, our Authentication-
+ * Results shape, and the runner's actions and fail-closed behaviour.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { dkimSign, sealMessage } from "mailauth";
+import { CheckRunner, type CheckInput } from "../policy/index.ts";
+import { createLogger } from "../log/index.ts";
+import { SenderAuthCheck } from "./check.ts";
+import { authservIdOf, stripOwnAuthResults } from "./authres.ts";
+import { VERDICT_DEFAULTS } from "../config/keys.ts";
+
+const log = createLogger({ level: "silent" });
+
+function rsa(bits: number): { priv: string; p: string } {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: bits });
+  const der = publicKey.export({ type: "spki", format: "der" });
+  return { priv: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), p: der.toString("base64") };
+}
+const ed = (() => {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const raw = publicKey.export({ type: "spki", format: "der" }).subarray(-32);
+  return { priv: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), p: raw.toString("base64") };
+})();
+const rsa2048 = rsa(2048);
+const rsa512 = rsa(512);
+const sealer = rsa(2048);
+
+const ZONE: Record<string, Record<string, unknown[]>> = {
+  "good.test": { TXT: [["v=spf1 ip4:192.0.2.0/24 -all"]] },
+  "mx.good.test": { TXT: [["v=spf1 ip4:192.0.2.0/24 -all"]], A: ["192.0.2.10"] },
+  "_dmarc.good.test": { TXT: [["v=DMARC1; p=reject"]] },
+  "rsa._domainkey.good.test": { TXT: [[`v=DKIM1; k=rsa; p=${rsa2048.p}`]] },
+  "ed._domainkey.good.test": { TXT: [[`v=DKIM1; k=ed25519; p=${ed.p}`]] },
+  "weak._domainkey.good.test": { TXT: [[`v=DKIM1; k=rsa; p=${rsa512.p}`]] },
+  "quar.test": { TXT: [["v=spf1 -all"]] },
+  "_dmarc.quar.test": { TXT: [["v=DMARC1; p=quarantine"]] },
+  "none.test": { TXT: [["v=spf1 -all"]] },
+  "_dmarc.none.test": { TXT: [["v=DMARC1; p=none"]] },
+  "arc._domainkey.list.test": { TXT: [[`v=DKIM1; k=rsa; p=${sealer.p}`]] },
+};
+
+async function resolver(name: string, type: string): Promise<unknown> {
+  const entry = ZONE[name.toLowerCase().replace(/\.$/, "")];
+  const err = (code: string): Error => Object.assign(new Error(`${code} ${name}`), { code });
+  if (!entry) throw err("ENOTFOUND");
+  const rr = entry[type];
+  if (!rr) throw err("ENODATA");
+  return Promise.resolve(rr);
+}
+
+const AUTHSERV = "mx.wardmail.test";
+const check = (over: Partial<ConstructorParameters<typeof SenderAuthCheck>[0]["checks"]> = {}): SenderAuthCheck =>
+  new SenderAuthCheck({ resolver, authservId: AUTHSERV, checks: { trustedArcSealers: [], dmarcOverrides: {}, ...over } });
+
+function message(from: string, extra = ""): Buffer {
+  return Buffer.from(`${extra}From: ${from}\r\nTo: user@example.test\r\nSubject: hello\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\nHello.\r\n`);
+}
+
+async function signed(msg: Buffer, signatures: { selector: string; privateKey: string; algorithm?: string }[]): Promise<Buffer> {
+  const r = await dkimSign(msg, { signingDomain: "good.test", selector: "x", privateKey: "", signatureData: signatures.map((s) => ({ signingDomain: "good.test", ...s })) } as never);
+  assert.deepEqual(r.errors, []);
+  return Buffer.concat([Buffer.from(r.signatures), msg]);
+}
+
+function input(over: Partial<CheckInput> & { content?: Buffer }, state = new Map<string, unknown>()): CheckInput {
+  return { clientIp: "192.0.2.1", helo: "mx.good.test", mailFrom: "a@good.test", recipients: ["user@example.test"], state, signal: new AbortController().signal, ...over };
+}
+
+async function both(c: SenderAuthCheck, over: Partial<CheckInput>): Promise<{ mail: readonly string[]; data: readonly string[]; headers: readonly string[] }> {
+  const state = new Map<string, unknown>();
+  const m = await c.mail(input(over, state));
+  const d = await c.data(input(over, state));
+  return { mail: m.verdicts, data: d.verdicts, headers: d.headers ?? [] };
+}
+
+test("SPF at MAIL: pass from the listed network, fail elsewhere; HELO identity in Authentication-Results", async () => {
+  const c = check();
+  assert.deepEqual((await c.mail(input({}))).verdicts, ["spf.pass"]);
+  assert.deepEqual((await c.mail(input({ clientIp: "198.51.100.7" }))).verdicts, ["spf.fail"]);
+  assert.deepEqual((await c.mail(input({ mailFrom: "a@unknown.test" }))).verdicts, ["spf.none"]);
+  const r = await both(c, { content: await signed(message("a@good.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]) });
+  const ar = r.headers[0] ?? "";
+  assert.match(ar, /^Authentication-Results: mx\.wardmail\.test;\r\n /);
+  assert.match(ar, /spf=pass [^;]*smtp\.mailfrom=(a@)?good\.test;/);
+  assert.match(ar, /spf=pass smtp\.helo=mx\.good\.test/);
+  assert.match(r.headers[1] ?? "", /^Received-SPF: pass /);
+});
+
+test("DKIM: RSA-2048 and Ed25519 pass, DMARC passes aligned; a 512-bit key and rsa-sha1 do not pass", async () => {
+  const c = check();
+  const two = await both(c, { clientIp: "198.51.100.7", content: await signed(message("a@good.test"), [{ selector: "rsa", privateKey: rsa2048.priv }, { selector: "ed", privateKey: ed.priv, algorithm: "ed25519-sha256" }]) });
+  assert.deepEqual(two.data, ["dkim.pass", "arc.none", "dmarc.pass"]);
+  assert.equal((two.headers[0]?.match(/dkim=pass/g) ?? []).length, 2, two.headers[0]);
+  const weak = await both(c, { clientIp: "198.51.100.7", content: await signed(message("a@good.test"), [{ selector: "weak", privateKey: rsa512.priv }]) });
+  assert.notEqual(weak.data[0], "dkim.pass");
+  assert.equal(weak.data[2], "dmarc.reject");
+  const sha1 = await both(c, { clientIp: "198.51.100.7", content: await signed(message("a@good.test"), [{ selector: "rsa", privateKey: rsa2048.priv, algorithm: "rsa-sha1" }]) });
+  assert.notEqual(sha1.data[0], "dkim.pass");
+  assert.equal(sha1.data[2], "dmarc.reject");
+});
+
+test("DMARC: a spoofed From of a p=reject domain is dmarc.reject; quarantine and none by their policy; overrides", async () => {
+  const c = check();
+  const spoof = { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test" };
+  assert.equal((await both(c, { ...spoof, content: message("ceo@good.test") })).data[2], "dmarc.reject");
+  assert.equal((await both(c, { ...spoof, content: message("ceo@quar.test") })).data[2], "dmarc.quarantine");
+  assert.equal((await both(c, { ...spoof, content: message("ceo@none.test") })).data[2], "dmarc.none");
+  const o = check({ dmarcOverrides: { "good.test": "quarantine", "quar.test": "none" } });
+  assert.equal((await both(o, { ...spoof, content: message("ceo@good.test") })).data[2], "dmarc.quarantine");
+  const q = await both(o, { ...spoof, content: message("ceo@quar.test") });
+  assert.equal(q.data[2], "dmarc.none");
+  assert.match(q.headers[0] ?? "", /policy override none/);
+});
+
+test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrides a DMARC failure", async () => {
+  // A list server received good.test's mail (dmarc=pass there), changed it, and sealed it.
+  const original = message("ceo@good.test", "List-Id: <l.list.test>\r\n");
+  const sealed = await sealMessage(original, {
+    signingDomain: "list.test", selector: "arc", privateKey: sealer.priv, cv: "none",
+    authResults: "list.test; dkim=pass header.d=good.test; spf=pass smtp.mailfrom=good.test; dmarc=pass header.from=good.test",
+  });
+  const content = Buffer.concat([sealed, original]);
+  const spoof = { clientIp: "198.51.100.7", mailFrom: "bounce@list.test" };
+  const untrusted = await both(check(), { ...spoof, content });
+  assert.deepEqual(untrusted.data.slice(1), ["arc.pass", "dmarc.reject"]);
+  const trusted = await both(check({ trustedArcSealers: ["list.test"] }), { ...spoof, content });
+  assert.deepEqual(trusted.data.slice(1), ["arc.pass", "dmarc.none"]);
+  assert.match(trusted.headers[0] ?? "", /overridden by trusted ARC sealer list\.test/);
+});
+
+test("the runner maps verdicts to actions, most severe first, and fails closed", async () => {
+  const r = new CheckRunner([check()], VERDICT_DEFAULTS, 5000);
+  assert.equal(r.decide(["spf.fail", "dmarc.reject"]).reply?.code, 550);
+  assert.equal(r.decide(["dmarc.quarantine", "spf.fail"]).action, "quarantine");
+  assert.deepEqual(r.decide(["dmarc.quarantine", "spf.fail"]).triggered, ["dmarc.quarantine"]);
+  assert.equal(r.decide(["spf.pass", "dmarc.pass"]).action, "ignore");
+  const strict = new CheckRunner([], { ...VERDICT_DEFAULTS, "spf.fail": "reject" }, 1000);
+  assert.equal(strict.decide(["spf.fail"]).reply?.status, "5.7.23");
+  const broken = new CheckRunner([{ name: "boom", mail: () => Promise.reject(new Error("no")) }], VERDICT_DEFAULTS, 1000);
+  const d = await broken.run("mail", { clientIp: "192.0.2.1", helo: "h", mailFrom: "", recipients: [], state: new Map() }, log);
+  assert.equal(d.reply?.code, 451);
+  assert.ok(d.failed);
+  const slow = new CheckRunner([{ name: "slow", mail: (i) => new Promise((res) => i.signal.addEventListener("abort", () => setTimeout(() => res({ verdicts: ["x.pass"] }), 50))) }], VERDICT_DEFAULTS, 30);
+  const t0 = Date.now();
+  const s = await slow.run("mail", { clientIp: "192.0.2.1", helo: "h", mailFrom: "", recipients: [], state: new Map() }, log);
+  assert.equal(s.reply?.code, 451);
+  assert.ok(Date.now() - t0 < 1000);
+});
+
+test("incoming Authentication-Results that claim our authserv-id are removed, others kept", () => {
+  const msg = Buffer.from(
+    "Authentication-Results: MX.Wardmail.test; dkim=pass header.d=good.test\r\n" +
+      "Received: from x\r\n" +
+      "Authentication-Results: other.example; spf=pass\r\n" +
+      "Authentication-Results: (comment) \"mx.wardmail.test\" 1;\r\n\tdmarc=pass\r\n" +
+      "Subject: s\r\n\r\nAuthentication-Results: mx.wardmail.test; body text stays\r\n",
+  );
+  const out = stripOwnAuthResults(msg, AUTHSERV).toString();
+  assert.equal(out, "Received: from x\r\nAuthentication-Results: other.example; spf=pass\r\nSubject: s\r\n\r\nAuthentication-Results: mx.wardmail.test; body text stays\r\n");
+  assert.equal(stripOwnAuthResults(Buffer.from("Subject: x\r\n\r\nb\r\n"), AUTHSERV).toString(), "Subject: x\r\n\r\nb\r\n");
+  assert.equal(authservIdOf(" example.org 1; none"), "example.org");
+  assert.equal(authservIdOf(" (c (nested)) ex.org;"), "ex.org");
+  assert.equal(authservIdOf(""), undefined);
+});

@@ -1,0 +1,149 @@
+/**
+ * Sender authentication as a policy check (src/policy), glue over the
+ * `mailauth` library, which does the algorithms: SPF (RFC 7208), DKIM (RFC
+ * 6376, RFC 8463), ARC (RFC 8617), DMARC (RFC 7489). mailauth runs in strict
+ * mode: rsa-sha1 signatures and RSA keys under 1024 bits never pass (RFC
+ * 8301), and the RFC processing limits apply (10 DNS-querying SPF terms, 2
+ * void lookups). Every DNS question goes through the injected resolver.
+ *
+ * MAIL: SPF for the MAIL FROM identity (postmaster@HELO for <>) and for the
+ * HELO identity; verdicts spf.<result> (so an operator can reject SPF fail
+ * before DATA).
+ * DATA: DKIM, ARC and DMARC (with the SPF result), verdicts dkim.<result>,
+ * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
+ * "dmarc.reject", "dmarc.quarantine" or "dmarc.none" by the policy that
+ * applies (the domain's, lowered by mailauth for t=y, or the operator's
+ * override), unless a trusted ARC sealer vouches for the message. Headers: Authentication-Results (RFC 8601) with our
+ * authserv-id, then Received-SPF (RFC 7208 §9.1).
+ */
+import { authenticate, spf, type AuthenticateResult, type SPFResult } from "mailauth";
+import type { Config } from "../config/types.ts";
+import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
+
+export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
+
+export interface SenderAuthOptions {
+  readonly resolver: MailauthResolver;
+  readonly authservId: string;
+  readonly checks: Pick<Config["checks"], "trustedArcSealers" | "dmarcOverrides">;
+}
+
+const SPF_KEY = "mailauth.spf";
+const HELO_KEY = "mailauth.helo";
+
+/** "192.0.2.1" → the HELO identity mailauth expects for an address literal. */
+function heloIdentity(helo: string, ip: string): string {
+  const h = helo === "" ? ip : helo;
+  return /^\[.*\]$/.test(h) || !/^[0-9a-f:.]+$/i.test(h) || !/[:.]/.test(h) ? h : `[${h}]`;
+}
+
+function result(r: { status?: { result?: string } } | false | undefined): string {
+  return (r && r.status?.result) || "none";
+}
+
+export class SenderAuthCheck implements Check {
+  readonly name = "mailauth";
+  private readonly opts: SenderAuthOptions;
+
+  constructor(opts: SenderAuthOptions) {
+    this.opts = opts;
+  }
+
+  readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
+    const helo = heloIdentity(input.helo, input.clientIp);
+    const resolver = this.opts.resolver as never;
+    const [mailFrom, heloResult] = await Promise.all([
+      spf({ sender: input.mailFrom, ip: input.clientIp, helo, mta: this.opts.authservId, resolver }),
+      // RFC 7208 §2.3: the HELO identity, checked as postmaster@HELO. Not for address literals.
+      helo.startsWith("[") ? Promise.resolve(false as const) : spf({ sender: `postmaster@${helo}`, ip: input.clientIp, helo, mta: this.opts.authservId, resolver }),
+    ]);
+    input.state.set(SPF_KEY, mailFrom);
+    input.state.set(HELO_KEY, heloResult);
+    return { verdicts: [`spf.${result(mailFrom)}`], notes: { spf: result(mailFrom), spfHelo: result(heloResult) } };
+  };
+
+  readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
+    const content = input.content ?? Buffer.alloc(0);
+    const helo = heloIdentity(input.helo, input.clientIp);
+    const res: AuthenticateResult = await authenticate(content, {
+      sender: input.mailFrom,
+      ip: input.clientIp,
+      helo,
+      mta: this.opts.authservId,
+      resolver: this.opts.resolver as never,
+      disableBimi: true,
+      strict: true,
+    });
+    const heloSpf = input.state.get(HELO_KEY) as SPFResult | false | undefined;
+    const dkimResults = res.dkim.results ?? [];
+    const dkim = dkimResults.some((r) => r.status.result === "pass")
+      ? "pass"
+      : dkimResults.some((r) => r.status.result === "temperror")
+        ? "temperror"
+        : dkimResults.length > 0
+          ? "fail"
+          : "none";
+    const arc = result(res.arc);
+    const dmarcVerdict = this.dmarcVerdict(res);
+    const verdicts = [`dkim.${dkim}`, `arc.${arc}`, dmarcVerdict.verdict];
+    // Authentication-Results: one resinfo per result, our authserv-id first.
+    const parts: string[] = [];
+    for (const r of dkimResults) if (r.info) parts.push(r.info);
+    if (res.spf && res.spf.info) parts.push(res.spf.info);
+    if (heloSpf) parts.push(`spf=${result(heloSpf)} smtp.helo=${helo}`);
+    if (res.arc && res.arc.info) parts.push(res.arc.info);
+    if (res.dmarc && res.dmarc.info) parts.push(res.dmarc.info + (dmarcVerdict.comment ? ` (${dmarcVerdict.comment})` : ""));
+    const headers = [`Authentication-Results: ${this.opts.authservId};${parts.length === 0 ? " none" : parts.map((p) => `\r\n ${fold(p)}`).join(";")}`];
+    if (res.spf && res.spf.header) headers.push(res.spf.header.replace(/\r?\n$/, "").replace(/\r?\n/g, "\r\n"));
+    return {
+      verdicts,
+      headers,
+      notes: { dkim, arc, dmarc: dmarcVerdict.verdict, from: res.dmarc ? res.dmarc.domain : undefined },
+    };
+  };
+
+  /** The DMARC verdict: pass/none/temperror/permerror as they are; a failure as the policy that applies. */
+  private dmarcVerdict(res: AuthenticateResult): { verdict: string; comment?: string } {
+    const d = res.dmarc;
+    if (!d) return { verdict: "dmarc.none" };
+    const r = d.status.result;
+    if (r !== "fail") return { verdict: `dmarc.${r}` };
+    const overrides = this.opts.checks.dmarcOverrides;
+    const fromDomain = (d.domain || "").toLowerCase();
+    const override = overrides[fromDomain] ?? (d.policyDomain ? overrides[d.policyDomain.toLowerCase()] : undefined);
+    // d.policy is what applies to this domain (p, sp or np), already lowered
+    // by mailauth when the record is in test mode (t=y, RFC 9989).
+    let policy = override ?? d.policy;
+    const comment = override !== undefined ? `policy override ${override}` : undefined;
+    if (policy !== "none" && this.trustedArc(res)) {
+      return { verdict: "dmarc.none", comment: `overridden by trusted ARC sealer ${res.arc ? (res.arc.signature ? res.arc.signature.signingDomain : "") : ""}` };
+    }
+    if (policy !== "reject" && policy !== "quarantine") policy = "none";
+    return { verdict: `dmarc.${policy}`, ...(comment ? { comment } : {}) };
+  }
+
+  /** A passing ARC chain whose last seal is by a trusted sealer that saw dmarc=pass. */
+  private trustedArc(res: AuthenticateResult): boolean {
+    const arc = res.arc;
+    if (!arc || arc.status.result !== "pass" || !arc.signature) return false;
+    const sealer = (arc.signature.signingDomain || "").toLowerCase();
+    if (!this.opts.checks.trustedArcSealers.includes(sealer)) return false;
+    const aar = arc.authenticationResults as { dmarc?: { result?: string } } | undefined;
+    return aar?.dmarc?.result === "pass";
+  }
+}
+
+/** Folds one resinfo at spaces so no line passes 78 characters where that is possible (RFC 5322 §2.1.1). */
+function fold(text: string): string {
+  const words = text.replace(/\r?\n\s*/g, " ").split(" ");
+  const lines: string[] = [];
+  let line = "";
+  for (const w of words) {
+    if (line.length > 0 && line.length + 1 + w.length > 76) {
+      lines.push(line);
+      line = w;
+    } else line = line.length > 0 ? `${line} ${w}` : w;
+  }
+  if (line) lines.push(line);
+  return lines.join("\r\n  ");
+}

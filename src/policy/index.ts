@@ -1,0 +1,147 @@
+/**
+ * The policy check interface and its runner (design principle 6).
+ *
+ * A check is a small module with a hook per SMTP phase (connect, helo, mail,
+ * rcpt, data). A hook returns verdicts, named "check.result" (e.g.
+ * "spf.fail", "dmarc.reject"), and may return header lines to put on top of
+ * the message. The runner gives every hook a deadline and maps each verdict
+ * to an action through the operator's table (config `checks.actions`);
+ * verdicts not in the table are informational ("ignore"). The most severe
+ * action wins: reject > tempfail > quarantine > tag > ignore.
+ *
+ * Fail closed: a hook that throws or misses its deadline makes the whole
+ * phase a temporary failure (451 4.7.0), never "continue". Its error goes to
+ * the log only; the client sees a generic text.
+ */
+import type { CheckAction } from "../config/types.ts";
+import type { Logger } from "../log/index.ts";
+import { reply, type Reply } from "../protocol/reply.ts";
+
+export type Phase = "connect" | "helo" | "mail" | "rcpt" | "data";
+
+/** What a hook sees. Values are the parsed, checked ones from the protocol core. */
+export interface CheckInput {
+  readonly clientIp: string;
+  readonly helo: string;
+  /** "" for the null reverse-path. */
+  readonly mailFrom: string;
+  readonly recipients: readonly string[];
+  /** The message as received (data phase only), CRLF, no dot-stuffing. */
+  readonly content?: Buffer;
+  /** Per-transaction scratch shared by the phases (e.g. the SPF result of MAIL for DATA). */
+  readonly state: Map<string, unknown>;
+  /** Aborted when the deadline passes. */
+  readonly signal: AbortSignal;
+}
+
+export interface CheckOutcome {
+  readonly verdicts: readonly string[];
+  /** Header fields ("Name: value", folded with CRLF + space, no final CRLF) to put on top of the message. */
+  readonly headers?: readonly string[];
+  /** Facts for the log line. */
+  readonly notes?: Readonly<Record<string, unknown>>;
+}
+
+export type CheckHook = (input: CheckInput) => Promise<CheckOutcome>;
+
+export interface Check {
+  readonly name: string;
+  readonly connect?: CheckHook;
+  readonly helo?: CheckHook;
+  readonly mail?: CheckHook;
+  readonly rcpt?: CheckHook;
+  readonly data?: CheckHook;
+}
+
+export interface Decision {
+  readonly action: CheckAction;
+  /** The reply for reject and tempfail. */
+  readonly reply?: Reply;
+  readonly verdicts: readonly string[];
+  /** The verdicts that chose the action. */
+  readonly triggered: readonly string[];
+  readonly headers: readonly string[];
+  /** A check threw or missed its deadline (the action is then tempfail). */
+  readonly failed?: boolean;
+}
+
+const SEVERITY: Record<CheckAction, number> = { ignore: 0, tag: 1, quarantine: 2, tempfail: 3, reject: 4 };
+
+export const CHECK_FAILED = reply(451, "4.7.0", "Temporary failure checking the message; try again later");
+const TEMPFAIL = reply(451, "4.7.1", "Sender authentication could not be completed; try again later");
+
+/** The reply for a reject, by the verdict that caused it (RFC 7372 codes where they exist). */
+function rejectReply(verdict: string): Reply {
+  if (verdict.startsWith("spf.")) return reply(550, "5.7.23", `SPF validation failed (${verdict})`);
+  if (verdict.startsWith("dmarc.")) return reply(550, "5.7.1", `Message rejected by the sender domain's DMARC policy (${verdict})`);
+  if (verdict.startsWith("dkim.")) return reply(550, "5.7.20", `No valid DKIM signature (${verdict})`);
+  return reply(550, "5.7.1", `Message rejected by policy (${verdict})`);
+}
+
+class Deadline extends Error {}
+
+export class CheckRunner {
+  private readonly checks: readonly Check[];
+  private readonly actions: Readonly<Record<string, CheckAction>>;
+  private readonly timeoutMs: number;
+
+  constructor(checks: readonly Check[], actions: Readonly<Record<string, CheckAction>>, timeoutMs: number) {
+    this.checks = checks;
+    this.actions = actions;
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** True when some check has a hook for this phase. */
+  has(phase: Phase): boolean {
+    return this.checks.some((c) => c[phase] !== undefined);
+  }
+
+  /** Runs every hook of the phase (concurrently) and decides. Never throws. */
+  async run(phase: Phase, input: Omit<CheckInput, "signal">, log: Logger): Promise<Decision> {
+    const hooks = this.checks.flatMap((c) => (c[phase] ? [{ name: c.name, hook: c[phase] }] : []));
+    if (hooks.length === 0) return { action: "ignore", verdicts: [], triggered: [], headers: [] };
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(new Deadline(`deadline of ${this.timeoutMs} ms passed`));
+      }, this.timeoutMs);
+    });
+    const full: CheckInput = { ...input, signal: controller.signal };
+    const results = await Promise.allSettled(hooks.map(({ hook }) => Promise.race([hook(full), deadline])));
+    clearTimeout(timer);
+    const verdicts: string[] = [];
+    const headers: string[] = [];
+    for (const [i, r] of results.entries()) {
+      const name = hooks[i]?.name ?? "?";
+      if (r.status === "rejected") {
+        const err = r.reason as Error;
+        log.error({ check: name, phase, err: err.message, timeout: err instanceof Deadline }, "check failed; answered 451 (fail closed)");
+        return { action: "tempfail", reply: CHECK_FAILED, verdicts, triggered: [`${name}.error`], headers: [], failed: true };
+      }
+      verdicts.push(...r.value.verdicts);
+      headers.push(...(r.value.headers ?? []));
+      if (r.value.notes) log.debug({ check: name, phase, ...r.value.notes }, "check result");
+    }
+    return this.decide(verdicts, headers);
+  }
+
+  /** Maps verdicts to the most severe action. */
+  decide(verdicts: readonly string[], headers: readonly string[] = []): Decision {
+    let action: CheckAction = "ignore";
+    let triggered: string[] = [];
+    for (const v of verdicts) {
+      const a = this.actions[v] ?? "ignore";
+      if (SEVERITY[a] > SEVERITY[action]) {
+        action = a;
+        triggered = [v];
+      } else if (a === action && a !== "ignore") {
+        triggered.push(v);
+      }
+    }
+    const first = triggered[0] ?? "";
+    const r = action === "reject" ? rejectReply(first) : action === "tempfail" ? TEMPFAIL : undefined;
+    return { action, ...(r ? { reply: r } : {}), verdicts, triggered, headers };
+  }
+}

@@ -23,6 +23,9 @@ import { Receiver } from "./receiver.ts";
 import { existsSync } from "node:fs";
 import { AccountStore, ACCOUNTS_FILE } from "../accounts/index.ts";
 import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
+import { createResolver } from "../dns/index.ts";
+import { CheckRunner } from "../policy/index.ts";
+import { SenderAuthCheck } from "../mailauth/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -58,7 +61,15 @@ export async function runWorker(data: WorkerData): Promise<void> {
   }
   const guard = new AuthGuard(accounts.db, config);
   const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
-  const receiver = new Receiver({ config, spool, shard, accounts, auth, guard });
+  const resolver = createResolver(config.dns);
+  const checks = config.checks.enabled
+    ? new CheckRunner(
+        [new SenderAuthCheck({ resolver: (name, type) => resolver.resolve(name, type), authservId: config.checks.authservId || config.server.hostname, checks: config.checks })],
+        config.checks.actions,
+        config.checks.timeout * 1000,
+      )
+    : undefined;
+  const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, ...(checks ? { checks } : {}) });
   const delivery = new LocalDelivery({
     spool,
     dataDir: config.server.dataDir,
@@ -79,6 +90,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     await delivery.stop();
     spool.close();
     accounts.close();
+    resolver.close();
     tls.close();
     logger.flush();
     port.postMessage({ type: "stopped", shard });

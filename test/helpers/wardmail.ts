@@ -49,6 +49,11 @@ export interface StartOptions {
   readonly mailboxes?: string[];
   readonly domains?: string[];
   readonly logLevel?: string;
+  /**
+   * TOML for the [checks] and [dns] tables. Default: "[checks] enabled =
+   * false" (tests may not ask real DNS servers).
+   */
+  readonly checks?: string;
   /** Run the built dist/ server instead of the TypeScript sources. */
   readonly dist?: boolean;
   /** Extra TOML lines inside the generated `[server]` table (e.g. `user = "nobody"`). */
@@ -84,6 +89,9 @@ export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> 
     "[local]",
     `domains = ${JSON.stringify(domains)}`,
     `mailboxes = ${JSON.stringify(mailboxes)}`,
+    // Tests talk only to loopback: sender authentication (which asks DNS) is
+    // off unless the test brings its own [checks] and [dns] (a local DNS server).
+    ...(opts.checks === undefined ? ["[checks]", "enabled = false"] : [opts.checks]),
     opts.extra ?? "",
   ].join("\n");
   const configPath = join(dir, "wardmail.toml");

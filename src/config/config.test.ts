@@ -101,6 +101,14 @@ const EXPECTED_DEFAULTS: Config = {
   log: { level: "info" },
 };
 
+void test("ARC sealing keys come together", () => {
+  const issues = issuesOf('[checks]\narc_seal_domain = "example.org"\n');
+  assert.deepEqual(issues.map((i) => i.key).sort(), ["checks.arc_seal_key", "checks.arc_seal_selector"]);
+  oneIssue('[checks]\narc_seal_domain = "example.org"\narc_seal_selector = "bad selector"\narc_seal_key = "k.pem"\n', "checks.arc_seal_selector", 3);
+  const c = parse('[checks]\narc_seal_domain = "Example.org"\narc_seal_selector = "arc2026"\narc_seal_key = "keys/arc.pem"\n');
+  assert.deepEqual(c.checks.arcSeal, { domain: "example.org", selector: "arc2026", key: "/etc/wardmail/keys/arc.pem" });
+});
+
 void test("dns servers, check actions and DMARC overrides are checked", () => {
   const c = parse('[dns]\nservers = ["127.0.0.1:5353", "192.0.2.1", "::1", "[2001:db8::1]:5300"]\n[checks]\nauthserv_id = "MX.Example.ORG"\n[checks.actions]\n"dmarc.reject" = "quarantine"\n[checks.dmarc_overrides]\n"Example.COM" = "none"\n');
   assert.deepEqual(c.dns.servers, [{ host: "127.0.0.1", port: 5353 }, { host: "192.0.2.1", port: 53 }, { host: "::1", port: 53 }, { host: "2001:db8::1", port: 5300 }]);

@@ -556,6 +556,30 @@ export const FIELDS: readonly Field[] = [
     check: arrayOf("domain names", stringElement(parseDomain, "a domain name"), (d) => d),
   },
   {
+    section: "checks", name: "arc_seal_domain", type: "string", default: "",
+    doc: "ARC-seal (RFC 8617) mail that an alias forwards to another domain, with this signing domain (d=). Empty: no sealing. Needs arc_seal_selector and arc_seal_key too.",
+    check: (v, path, ctx) => (v === "" ? "" : parsedString(parseDomain, "a domain name")(v, path, ctx)),
+  },
+  {
+    section: "checks", name: "arc_seal_selector", type: "string", default: "",
+    doc: "Selector (s=) of the ARC sealing key: its public key is published at SELECTOR._domainkey.DOMAIN.",
+    check: (v, path, ctx) => {
+      if (v === "") return "";
+      if (typeof v === "string" && /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i.test(v)) return v.toLowerCase();
+      ctx.issue(path, `expected a DKIM selector (labels of letters, digits and hyphens), got ${describe(v)}`);
+      return undefined;
+    },
+  },
+  {
+    section: "checks", name: "arc_seal_key", type: "string (path)", default: "",
+    doc: "PEM private key (RSA, at least 1024 bits; 2048 recommended) for ARC sealing, relative to the config file's directory.",
+    check: (v, path, ctx) => {
+      if (v === "") return "";
+      const p = text("a file path", v, path, ctx);
+      return p === undefined ? undefined : ctx.resolve(ctx.fileDir, p);
+    },
+  },
+  {
     section: "checks", name: "actions", type: "table of strings", default: { ...VERDICT_DEFAULTS },
     doc: 'What to do with each verdict, "check.result" = action: "reject" (550 5.7.1 at the end of DATA), "tempfail" (451 4.7.1), "quarantine" (delivered to the Junk folder), "tag" (delivered with an X-Wardmail-Verdict header), "ignore" (only Authentication-Results). Keys you leave out keep their defaults.',
     check: checkActions,

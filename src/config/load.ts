@@ -150,6 +150,8 @@ function collect(source: string, opts: ParseOptions): Outcome {
     files.push({ path: ["tls", "certificates", i, "cert"], file: c.cert });
     files.push({ path: ["tls", "certificates", i, "key"], file: c.key });
   });
+  const arcKey = values.get("checks.arc_seal_key");
+  if (typeof arcKey === "string" && arcKey !== "") files.push({ path: ["checks", "arc_seal_key"], file: arcKey });
   if (issues.length > 0) return { issues: sortIssues(issues), files, lines };
   return { config: build(values), issues, files, lines };
 }
@@ -237,6 +239,9 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       authservId: get("checks.authserv_id"),
       timeout: get("checks.timeout"),
       trustedArcSealers: get("checks.trusted_arc_sealers"),
+      ...(get<string>("checks.arc_seal_domain") === ""
+        ? {}
+        : { arcSeal: { domain: get<string>("checks.arc_seal_domain"), selector: get<string>("checks.arc_seal_selector"), key: get<string>("checks.arc_seal_key") } }),
       actions: get("checks.actions"),
       dmarcOverrides: get("checks.dmarc_overrides"),
     },

@@ -24,6 +24,19 @@ export function checkSemantics(
   checkAccount(values, ctx);
   checkLocal(values, fromFile, ctx);
   checkListeners(values, fromFile, ctx);
+  checkArcSeal(values, ctx);
+}
+
+/** ARC sealing needs its domain, selector and key together. */
+function checkArcSeal(values: ReadonlyMap<string, unknown>, ctx: CheckContext): void {
+  const keys = ["arc_seal_domain", "arc_seal_selector", "arc_seal_key"] as const;
+  // A value that failed its own check (undefined) was reported already.
+  if (keys.some((k) => !values.has(`checks.${k}`))) return;
+  const set = keys.filter((k) => values.get(`checks.${k}`) !== "");
+  if (set.length === 0 || set.length === 3) return;
+  for (const k of keys) {
+    if (!set.includes(k)) ctx.issue(["checks", k], `missing: ARC sealing needs checks.arc_seal_domain, checks.arc_seal_selector and checks.arc_seal_key together (${set.map((x) => `checks.${x}`).join(", ")} ${set.length === 1 ? "is" : "are"} set)`);
+  }
 }
 
 function checkAccount(values: ReadonlyMap<string, unknown>, ctx: CheckContext): void {

@@ -114,6 +114,8 @@ export interface Config {
     /** Seconds. */
     readonly timeout: number;
     readonly trustedArcSealers: readonly string[];
+    /** ARC sealing of mail an alias forwards to another domain; undefined: off. key is an absolute PEM path. */
+    readonly arcSeal?: { readonly domain: string; readonly selector: string; readonly key: string };
     /** "check.result" → action. */
     readonly actions: Readonly<Record<string, CheckAction>>;
     /** Domain → policy to use instead of the published one. */

@@ -12,7 +12,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { dkimSign, sealMessage } from "mailauth";
 import { CheckRunner, type CheckInput } from "../policy/index.ts";
 import { createLogger } from "../log/index.ts";
-import { SenderAuthCheck } from "./check.ts";
+import { FORWARDING, SenderAuthCheck } from "./check.ts";
 import { authservIdOf, stripOwnAuthResults } from "./authres.ts";
 import { VERDICT_DEFAULTS } from "../config/keys.ts";
 
@@ -133,6 +133,26 @@ test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrid
   const trusted = await both(check({ trustedArcSealers: ["list.test"] }), { ...spoof, content });
   assert.deepEqual(trusted.data.slice(1), ["arc.pass", "dmarc.none"]);
   assert.match(trusted.headers[0] ?? "", /overridden by trusted ARC sealer list\.test/);
+});
+
+test("a message forwarded to another domain is ARC-sealed; the next hop validates our seal", async () => {
+  const fwd = rsa(2048);
+  ZONE["seal._domainkey.wardmail.test"] = { TXT: [[`v=DKIM1; k=rsa; p=${fwd.p}`]] };
+  const c = new SenderAuthCheck({ resolver, authservId: AUTHSERV, checks: { trustedArcSealers: [], dmarcOverrides: {} }, seal: { domain: "wardmail.test", selector: "seal", privateKey: fwd.priv } });
+  const content = await signed(message("a@good.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]);
+  const state = new Map<string, unknown>();
+  await c.mail(input({}, state));
+  const plain = await c.data(input({ content }, new Map(state)));
+  assert.ok(!(plain.headers ?? []).some((h) => h.startsWith("ARC-")), "no seal without forwarding");
+  state.set(FORWARDING, true);
+  const out = await c.data(input({ content }, state));
+  const arc = (out.headers ?? []).filter((h) => h.startsWith("ARC-"));
+  assert.deepEqual(arc.map((h) => h.slice(0, h.indexOf(":"))).sort(), ["ARC-Authentication-Results", "ARC-Message-Signature", "ARC-Seal"]);
+  assert.match(arc.find((h) => h.startsWith("ARC-Seal")) ?? "", /i=1;[\s\S]*cv=none/);
+  // The next hop sees our headers on top of the message and validates the chain.
+  const forwarded = Buffer.concat([Buffer.from((out.headers ?? []).map((h) => `${h}\r\n`).join("")), content]);
+  const next = await both(check(), { clientIp: "198.51.100.9", mailFrom: "a@good.test", content: forwarded });
+  assert.equal(next.data[1], "arc.pass");
 });
 
 test("the runner maps verdicts to actions, most severe first, and fails closed", async () => {

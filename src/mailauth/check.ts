@@ -14,7 +14,10 @@
  * "dmarc.reject", "dmarc.quarantine" or "dmarc.none" by the policy that
  * applies (the domain's, lowered by mailauth for t=y, or the operator's
  * override), unless a trusted ARC sealer vouches for the message. Headers: Authentication-Results (RFC 8601) with our
- * authserv-id, then Received-SPF (RFC 7208 §9.1).
+ * authserv-id, then Received-SPF (RFC 7208 §9.1). When the host marks the
+ * message as forwarded to another domain (FORWARDING) and a sealing key is
+ * configured, the message is ARC-sealed (a new ARC set on top) so the next
+ * hop can trust our results.
  */
 import { authenticate, spf, type AuthenticateResult, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
@@ -26,7 +29,12 @@ export interface SenderAuthOptions {
   readonly resolver: MailauthResolver;
   readonly authservId: string;
   readonly checks: Pick<Config["checks"], "trustedArcSealers" | "dmarcOverrides">;
+  /** ARC sealing key for forwarded mail (the state key FORWARDING set by the host); undefined: no sealing. */
+  readonly seal?: { readonly domain: string; readonly selector: string; readonly privateKey: string };
 }
+
+/** Set to true in the check state by the host when the message goes on to another domain (an alias). */
+export const FORWARDING = "mailauth.forwarding";
 
 const SPF_KEY = "mailauth.spf";
 const HELO_KEY = "mailauth.helo";
@@ -73,6 +81,9 @@ export class SenderAuthCheck implements Check {
       resolver: this.opts.resolver as never,
       disableBimi: true,
       strict: true,
+      ...(this.opts.seal && input.state.get(FORWARDING) === true
+        ? { seal: { signingDomain: this.opts.seal.domain, selector: this.opts.seal.selector, privateKey: this.opts.seal.privateKey } }
+        : {}),
     });
     const heloSpf = input.state.get(HELO_KEY) as SPFResult | false | undefined;
     const dkimResults = res.dkim.results ?? [];
@@ -93,7 +104,9 @@ export class SenderAuthCheck implements Check {
     if (heloSpf) parts.push(`spf=${result(heloSpf)} smtp.helo=${helo}`);
     if (res.arc && res.arc.info) parts.push(res.arc.info);
     if (res.dmarc && res.dmarc.info) parts.push(res.dmarc.info + (dmarcVerdict.comment ? ` (${dmarcVerdict.comment})` : ""));
-    const headers = [`Authentication-Results: ${this.opts.authservId};${parts.length === 0 ? " none" : parts.map((p) => `\r\n ${fold(p)}`).join(";")}`];
+    // ARC set first (RFC 8617 §5.1: the new set goes on top), when mailauth sealed the message.
+    const arcSet = res.headers.split(/\r\n(?![ \t])/).filter((h) => /^ARC-/i.test(h));
+    const headers = [...arcSet, `Authentication-Results: ${this.opts.authservId};${parts.length === 0 ? " none" : parts.map((p) => `\r\n ${fold(p)}`).join(";")}`];
     if (res.spf && res.spf.header) headers.push(res.spf.header.replace(/\r?\n$/, "").replace(/\r?\n/g, "\r\n"));
     return {
       verdicts,

@@ -2,5 +2,5 @@
  * Sender authentication (SPF, DKIM, ARC, DMARC) over the mailauth library,
  * and Authentication-Results handling.
  */
-export { SenderAuthCheck, type MailauthResolver, type SenderAuthOptions } from "./check.ts";
+export { FORWARDING, SenderAuthCheck, type MailauthResolver, type SenderAuthOptions } from "./check.ts";
 export { authservIdOf, stripOwnAuthResults } from "./authres.ts";

@@ -30,7 +30,8 @@ import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 import { receivedHeader } from "./received.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
 import { CHECK_FAILED, type CheckRunner, type Decision } from "../policy/index.ts";
-import { stripOwnAuthResults } from "../mailauth/index.ts";
+import { FORWARDING, stripOwnAuthResults } from "../mailauth/index.ts";
+import { resolveRecipient } from "../delivery/index.ts";
 
 const SENDER_OK: HostAnswer = { reply: reply(250, "2.1.0", "Sender ok") };
 const RCPT_OK = reply(250, "2.1.5", "Recipient ok");
@@ -164,7 +165,11 @@ export class Receiver implements SessionHost {
   private async checkedMessage(envelope: Envelope, content: Buffer, info: ConnectionInfo): Promise<HostAnswer> {
     const checks = this.checks as CheckRunner;
     const state = info.scratch.checks ?? new Map<string, unknown>();
-    const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients: envelope.recipients.map((r) => r.address), content, state };
+    const recipients = envelope.recipients.map((r) => r.address);
+    // An alias that sends the message on to another domain: the check ARC-seals it.
+    const isAccount = (a: string): boolean => this.accounts?.resolve(a) === a;
+    if (recipients.some((r) => resolveRecipient(this.config.local, r, isAccount).remote.length > 0)) state.set(FORWARDING, true);
+    const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients, content, state };
     const data = await checks.run("data", input, info.logger);
     // A check that failed or timed out: 451, whatever else was found (fail closed).
     if (data.failed) return { reply: data.reply ?? CHECK_FAILED };

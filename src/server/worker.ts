@@ -21,6 +21,8 @@ import { SmtpServer, type BoundListener } from "./listeners.ts";
 import { chownTo } from "./privileges.ts";
 import { Receiver } from "./receiver.ts";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { createPrivateKey } from "node:crypto";
 import { AccountStore, ACCOUNTS_FILE } from "../accounts/index.ts";
 import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
@@ -36,6 +38,15 @@ export interface WorkerReady {
 export interface WorkerData {
   readonly configPath: string | undefined;
   readonly shard: number;
+}
+
+/** Reads the ARC sealing key and refuses one that cannot seal (not RSA, or under 1024 bits). */
+async function sealingKey(path: string): Promise<string> {
+  const pem = await readFile(path, "utf8");
+  const key = createPrivateKey(pem);
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (key.asymmetricKeyType !== "rsa" || bits < 1024) throw new Error(`checks.arc_seal_key ${path}: expected an RSA private key of at least 1024 bits`);
+  return pem;
 }
 
 export async function runWorker(data: WorkerData): Promise<void> {
@@ -64,7 +75,16 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const resolver = createResolver(config.dns);
   const checks = config.checks.enabled
     ? new CheckRunner(
-        [new SenderAuthCheck({ resolver: (name, type) => resolver.resolve(name, type), authservId: config.checks.authservId || config.server.hostname, checks: config.checks })],
+        [
+          new SenderAuthCheck({
+            resolver: (name, type) => resolver.resolve(name, type),
+            authservId: config.checks.authservId || config.server.hostname,
+            checks: config.checks,
+            ...(config.checks.arcSeal
+              ? { seal: { domain: config.checks.arcSeal.domain, selector: config.checks.arcSeal.selector, privateKey: await sealingKey(config.checks.arcSeal.key) } }
+              : {}),
+          }),
+        ],
         config.checks.actions,
         config.checks.timeout * 1000,
       )

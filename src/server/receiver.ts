@@ -29,7 +29,10 @@ import { checkFromHeader, Networks } from "../submission/index.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 import { receivedHeader } from "./received.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
-import { CHECK_FAILED, type CheckRunner, type Decision } from "../policy/index.ts";
+import { CHECK_FAILED, type CheckInput, type CheckRunner, type Decision, type Phase } from "../policy/index.ts";
+
+/** Transaction state key: the verdicts of every phase so far. */
+const VERDICTS = "receiver.verdicts";
 import { FORWARDING, stripOwnAuthResults } from "../mailauth/index.ts";
 import { resolveRecipient } from "../delivery/index.ts";
 
@@ -101,18 +104,39 @@ export class Receiver implements SessionHost {
     return this.checks !== undefined && info.listener === "smtp" && info.authUser === undefined && !this.trusted.has(info.clientIp);
   }
 
-  /** MAIL on a checked connection: a fresh transaction state, then the MAIL hooks (SPF). */
+  /**
+   * MAIL on a checked connection: a fresh transaction state, then the
+   * connect, helo and mail hooks. Connect and HELO verdicts are acted on
+   * here, at MAIL, not before (as Postfix's smtpd_delay_reject): the client
+   * learns nothing until it names a sender, and the log has the whole story.
+   */
   private async checkedMail(from: string, info: ConnectionInfo): Promise<HostAnswer> {
-    const checks = this.checks as CheckRunner;
     const state = new Map<string, unknown>();
     info.scratch.checks = state;
-    const d = await checks.run("mail", { clientIp: info.clientIp, helo: info.helo, mailFrom: from, recipients: [], state }, info.logger);
+    const d = await this.runPhases(["connect", "helo", "mail"], { clientIp: info.clientIp, helo: info.helo, mailFrom: from, recipients: [], state }, info);
     if (d.reply) {
       info.logger.info({ from, verdicts: d.verdicts, action: d.action }, "sender refused by policy");
       return { reply: d.reply };
     }
-    state.set("receiver.mail", d);
     return SENDER_OK;
+  }
+
+  /** Runs the hooks of the phases in order, stops at a reply; verdicts add up in the transaction state. */
+  private async runPhases(phases: readonly Phase[], input: Omit<CheckInput, "signal">, info: ConnectionInfo): Promise<Decision> {
+    const checks = this.checks as CheckRunner;
+    const seen = (input.state.get(VERDICTS) as string[] | undefined) ?? [];
+    let last: Decision | undefined;
+    for (const phase of phases) {
+      if (!checks.has(phase)) continue;
+      const d = await checks.run(phase, input, info.logger);
+      if (d.failed) return d;
+      last = checks.decide([...seen, ...d.verdicts], d.headers);
+      // A refused recipient's verdicts do not follow the transaction.
+      if (phase !== "data" && last.reply) return last;
+      seen.push(...d.verdicts);
+      input.state.set(VERDICTS, seen);
+    }
+    return last ?? checks.decide(seen);
   }
 
   private mail(from: string, info: ConnectionInfo): HostAnswer {
@@ -133,7 +157,7 @@ export class Receiver implements SessionHost {
     return this.accounts?.maySendAs(account, address) ?? false;
   }
 
-  private rcpt(address: string, pending: number, info: ConnectionInfo): HostAnswer {
+  private rcpt(address: string, pending: number, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     const account = info.authUser;
     const relay = account !== undefined || this.trusted.has(info.clientIp);
     if (account !== undefined && this.guard && !this.guard.mayAddRecipient(account, pending)) {
@@ -145,7 +169,19 @@ export class Receiver implements SessionHost {
       info.logger.info({ rcpt: address, code: v.reply.code }, "recipient refused");
       return { reply: v.reply };
     }
+    if (this.checked(info) && this.checks?.has("rcpt")) return this.checkedRcpt(v.address, info);
     return { reply: RCPT_OK, address: v.address };
+  }
+
+  /** The rcpt hooks, for one recipient: a reply refuses only this recipient. */
+  private async checkedRcpt(address: string, info: ConnectionInfo): Promise<HostAnswer> {
+    const state = info.scratch.checks ?? new Map<string, unknown>();
+    const d = await this.runPhases(["rcpt"], { clientIp: info.clientIp, helo: info.helo, mailFrom: "", recipients: [address], state }, info);
+    if (d.reply) {
+      info.logger.info({ rcpt: address, verdicts: d.verdicts, action: d.action }, "recipient refused by policy");
+      return { reply: d.reply };
+    }
+    return { reply: RCPT_OK, address };
   }
 
   private message(envelope: Envelope, content: Buffer, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
@@ -163,18 +199,15 @@ export class Receiver implements SessionHost {
 
   /** End of content on a checked connection: the DATA hooks, then the decision with MAIL's. */
   private async checkedMessage(envelope: Envelope, content: Buffer, info: ConnectionInfo): Promise<HostAnswer> {
-    const checks = this.checks as CheckRunner;
     const state = info.scratch.checks ?? new Map<string, unknown>();
     const recipients = envelope.recipients.map((r) => r.address);
     // An alias that sends the message on to another domain: the check ARC-seals it.
     const isAccount = (a: string): boolean => this.accounts?.resolve(a) === a;
     if (recipients.some((r) => resolveRecipient(this.config.local, r, isAccount).remote.length > 0)) state.set(FORWARDING, true);
     const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients, content, state };
-    const data = await checks.run("data", input, info.logger);
     // A check that failed or timed out: 451, whatever else was found (fail closed).
-    if (data.failed) return { reply: data.reply ?? CHECK_FAILED };
-    const mail = state.get("receiver.mail") as Decision | undefined;
-    const decision = checks.decide([...(mail?.verdicts ?? []), ...data.verdicts], data.headers);
+    const decision = await this.runPhases(["data"], input, info);
+    if (decision.failed) return { reply: decision.reply ?? CHECK_FAILED };
     info.logger.info({ from: envelope.mailFrom, verdicts: decision.verdicts, action: decision.action, triggered: decision.triggered }, "checks");
     if (decision.reply) return { reply: decision.reply };
     const extra = [...decision.headers];

@@ -98,8 +98,19 @@ const EXPECTED_DEFAULTS: Config = {
     },
     dmarcOverrides: {},
   },
+  queue: { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 },
+  outbound: { port: 25, maxConnectionsPerDomain: 4, messagesPerConnection: 50, tlsPolicy: {}, relays: [] },
   log: { level: "info" },
 };
+
+void test("outbound TLS policies and relays are checked", () => {
+  const c = parse('[outbound.tls_policy]\n"Bank.example" = "dane-only"\n[[outbound.relays]]\ndomains = ["*"]\nhost = "smtp.provider.example:587"\nuser = "me"\npassword_file = "relay.pw"\n');
+  assert.deepEqual(c.outbound.tlsPolicy, { "bank.example": "dane-only" });
+  assert.deepEqual(c.outbound.relays, [{ domains: ["*"], host: "smtp.provider.example", port: 587, tls: "required", user: "me", passwordFile: "/etc/wardmail/relay.pw" }]);
+  oneIssue('[outbound.tls_policy]\n"x.example" = "none"\n', 'outbound.tls_policy."x.example"', 2);
+  assert.ok(issuesOf('[[outbound.relays]]\ndomains = ["*"]\nhost = "nohostport"\n').some((i) => i.key === "outbound.relays[0].host"));
+  assert.ok(issuesOf('[[outbound.relays]]\ndomains = ["*"]\nhost = "h.example:25"\nuser = "x"\n').length > 0);
+});
 
 void test("ARC sealing keys come together", () => {
   const issues = issuesOf('[checks]\narc_seal_domain = "example.org"\n');

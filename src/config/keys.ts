@@ -334,6 +334,70 @@ const dmarcOverrides: Check = (v, path, ctx) => {
   return out;
 };
 
+const TLS_POLICIES = ["dane-only", "verify", "encrypt", "may"] as const;
+const tlsPolicies: Check = (v, path, ctx) => {
+  if (!isTable(v)) {
+    ctx.issue(path, `expected a table of "domain" = "dane-only" | "verify" | "encrypt" | "may", got ${describe(v)}`);
+    return undefined;
+  }
+  const out: Record<string, string> = {};
+  for (const [k, a] of Object.entries(v)) {
+    const d = parseDomain(k);
+    if (!d.ok) {
+      ctx.issue([...path, k], `expected ${d.expected}, got ${describe(k)}`);
+      continue;
+    }
+    const policy = oneOf(TLS_POLICIES)(a, [...path, k], ctx);
+    if (typeof policy === "string") out[d.value] = policy;
+  }
+  return out;
+};
+
+/** [[outbound.relays]]: smarthosts, globally ("*") or per destination domain. */
+const relays: Check = arrayOf("relay tables", (v, path, ctx) => {
+  if (!isTable(v)) {
+    ctx.issue(path, 'expected a table { domains = ["*"], host = "IP:port" or "name:port", tls = "required" | "may", user = "", password_file = "" }');
+    return undefined;
+  }
+  let ok = true;
+  for (const k of Object.keys(v)) {
+    if (!["domains", "host", "tls", "user", "password_file"].includes(k)) {
+      ctx.issue([...path, k], 'unknown key; a relay has "domains", "host", "tls", "user" and "password_file"');
+      ok = false;
+    }
+  }
+  const domains = Array.isArray(v.domains) ? v.domains : undefined;
+  if (!domains || domains.length === 0 || !domains.every((d) => typeof d === "string" && (d === "*" || parseDomain(d).ok))) {
+    ctx.issue([...path, "domains"], `expected a non-empty array of destination domains or "*", got ${describe(v.domains)}`);
+    ok = false;
+  }
+  const host = typeof v.host === "string" ? /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(v.host) : null;
+  if (!host || Number(host[2]) < 1 || Number(host[2]) > 65535) {
+    ctx.issue([...path, "host"], `expected "host:port" (a name or an IP address, IPv6 in brackets), got ${describe(v.host)}`);
+    ok = false;
+  }
+  const tlsMode = v.tls ?? "required";
+  if (tlsMode !== "required" && tlsMode !== "may") {
+    ctx.issue([...path, "tls"], `expected "required" or "may", got ${describe(v.tls)}`);
+    ok = false;
+  }
+  const user = v.user ?? "";
+  const pw = v.password_file ?? "";
+  if (typeof user !== "string" || typeof pw !== "string" || (user === "") !== (pw === "")) {
+    ctx.issue(path, "user and password_file go together (AUTH PLAIN over TLS to the relay)");
+    ok = false;
+  }
+  if (!ok || !host) return undefined;
+  return {
+    domains: (domains as string[]).map((d) => (d === "*" ? "*" : d.toLowerCase().replace(/\.$/, ""))),
+    host: (host[1] ?? "").replace(/^\[|\]$/g, "").toLowerCase(),
+    port: Number(host[2]),
+    tls: tlsMode,
+    user,
+    passwordFile: pw === "" ? "" : ctx.resolve(ctx.fileDir, pw as string),
+  };
+});
+
 // ---------------------------------------------------------------- table
 
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
@@ -588,6 +652,51 @@ export const FIELDS: readonly Field[] = [
     section: "checks", name: "dmarc_overrides", type: "table of strings", default: {},
     doc: '"domain" = "none" | "quarantine" | "reject": use this policy instead of the one the domain publishes when its DMARC check fails (the organizational domain of the From: domain is matched too).',
     check: dmarcOverrides,
+  },
+  {
+    section: "queue", name: "retry_min", type: "integer (seconds)", default: 300, min: 1, max: 86400,
+    doc: "Delay before the first retry of a deferred delivery; it doubles with each attempt (with up to 20 % random jitter) up to queue.retry_max.",
+    check: integer(1, 86400),
+  },
+  {
+    section: "queue", name: "retry_max", type: "integer (seconds)", default: 14400, min: 1, max: 86400,
+    doc: "Longest delay between two attempts.",
+    check: integer(1, 86400),
+  },
+  {
+    section: "queue", name: "lifetime", type: "integer (seconds)", default: 432000, min: 60, max: 2592000,
+    doc: "How long a message may stay in the queue; after that its undelivered recipients fail and the sender gets a bounce (DSN).",
+    check: integer(60, 2592000),
+  },
+  {
+    section: "queue", name: "delay_notice", type: "integer (seconds)", default: 14400, min: 0, max: 2592000,
+    doc: "After this long undelivered, the sender gets one delay notice (a DSN with Action: delayed) for recipients that asked for it (NOTIFY=DELAY, or no NOTIFY). 0: never.",
+    check: integer(0, 2592000),
+  },
+  {
+    section: "outbound", name: "port", type: "integer", default: 25, min: 1, max: 65535,
+    doc: "TCP port of the MX hosts Wardmail delivers to. 25 on the Internet; another port only for tests and special setups.",
+    check: integer(1, 65535),
+  },
+  {
+    section: "outbound", name: "max_connections_per_domain", type: "integer", default: 4, min: 1, max: 100,
+    doc: "Concurrent connections to one destination domain (per worker).",
+    check: integer(1, 100),
+  },
+  {
+    section: "outbound", name: "messages_per_connection", type: "integer", default: 50, min: 1, max: 10000,
+    doc: "Messages sent over one connection before it is closed (connection reuse).",
+    check: integer(1, 10000),
+  },
+  {
+    section: "outbound", name: "tls_policy", type: "table of strings", default: {},
+    doc: '"domain" = "dane-only" | "verify" | "encrypt" | "may": the TLS policy for that destination instead of the default (DANE when the domain has TLSA records, else MTA-STS when it publishes a policy, else opportunistic STARTTLS).',
+    check: tlsPolicies,
+  },
+  {
+    section: "outbound", name: "relays", type: "array of tables", default: [],
+    doc: 'Smarthosts: [[outbound.relays]] tables { domains = ["*"] or a list of destination domains, host = "host:port", tls = "required" (default) or "may", user and password_file for AUTH PLAIN }. Mail for a listed domain (or any, with "*") goes to that host instead of the MX.',
+    check: relays,
   },
   {
     section: "log", name: "level", type: "string", default: "info", values: LOG_LEVELS,

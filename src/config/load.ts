@@ -12,6 +12,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
+import type { RelayHost } from "./types.ts";
 import type { Limits } from "../limits/index.ts";
 import type { AliasTable, CheckContext, Field } from "./keys.ts";
 import { SECTIONS } from "./keys.ts";
@@ -244,6 +245,19 @@ function build(values: ReadonlyMap<string, unknown>): Config {
         : { arcSeal: { domain: get<string>("checks.arc_seal_domain"), selector: get<string>("checks.arc_seal_selector"), key: get<string>("checks.arc_seal_key") } }),
       actions: get("checks.actions"),
       dmarcOverrides: get("checks.dmarc_overrides"),
+    },
+    queue: {
+      retryMin: get("queue.retry_min"),
+      retryMax: get("queue.retry_max"),
+      lifetime: get("queue.lifetime"),
+      delayNotice: get("queue.delay_notice"),
+    },
+    outbound: {
+      port: get("outbound.port"),
+      maxConnectionsPerDomain: get("outbound.max_connections_per_domain"),
+      messagesPerConnection: get("outbound.messages_per_connection"),
+      tlsPolicy: get("outbound.tls_policy"),
+      relays: get<(RelayHost | undefined)[]>("outbound.relays").filter((r): r is RelayHost => r !== undefined),
     },
     log: { level: get("log.level") },
   };

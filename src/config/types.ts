@@ -18,6 +18,21 @@ export interface CertificatePair {
   readonly key: string;
 }
 
+/** Outbound TLS for a destination: DANE required; PKIX-verified TLS; TLS without verification; opportunistic. */
+export type TlsPolicy = "dane-only" | "verify" | "encrypt" | "may";
+
+export interface RelayHost {
+  /** Destination domains (lowercase) or ["*"]. */
+  readonly domains: readonly string[];
+  readonly host: string;
+  readonly port: number;
+  readonly tls: "required" | "may";
+  /** AUTH PLAIN user; "" for none. */
+  readonly user: string;
+  /** Absolute path of a file holding the password; "" for none. */
+  readonly passwordFile: string;
+}
+
 export type CheckAction = "reject" | "tempfail" | "quarantine" | "tag" | "ignore";
 export type BareLineEndingPolicy = "reject" | "normalize";
 export type EightBitPolicy = "accept" | "reject";
@@ -120,6 +135,21 @@ export interface Config {
     readonly actions: Readonly<Record<string, CheckAction>>;
     /** Domain → policy to use instead of the published one. */
     readonly dmarcOverrides: Readonly<Record<string, "none" | "quarantine" | "reject">>;
+  };
+  readonly queue: {
+    /** Seconds. */
+    readonly retryMin: number;
+    readonly retryMax: number;
+    readonly lifetime: number;
+    /** 0: no delay notices. */
+    readonly delayNotice: number;
+  };
+  readonly outbound: {
+    readonly port: number;
+    readonly maxConnectionsPerDomain: number;
+    readonly messagesPerConnection: number;
+    readonly tlsPolicy: Readonly<Record<string, TlsPolicy>>;
+    readonly relays: readonly RelayHost[];
   };
   readonly log: {
     readonly level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";

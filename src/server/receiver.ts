@@ -23,7 +23,7 @@ import type { Config } from "../config/types.ts";
 import type { Question } from "../protocol/session.ts";
 import { reply } from "../protocol/reply.ts";
 import { newQueueId, type Spool } from "../queue/index.ts";
-import type { Envelope, ReceivedInfo } from "../queue/types.ts";
+import type { Envelope, EnvelopeRecipient, ReceivedInfo } from "../queue/types.ts";
 import type { AuthGuard, AuthService } from "../submission/index.ts";
 import { checkFromHeader, Networks } from "../submission/index.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
@@ -218,7 +218,41 @@ export class Receiver implements SessionHost {
     return this.store(envelope, Buffer.concat([head, body]), info, quarantine);
   }
 
-  private async store(envelope: Envelope, content: Buffer, info: ConnectionInfo, quarantine?: string): Promise<HostAnswer> {
+  /**
+   * Aliases that reach other domains are expanded before the message is
+   * queued (as Postfix's virtual aliases in cleanup): each final target
+   * becomes its own envelope recipient with its own delivery state, so a
+   * retry for one remote target never sends again to the others. ORCPT
+   * keeps the address the client gave (RFC 3461 §4.2). Purely local aliases
+   * stay as they are and expand at local delivery.
+   */
+  private expandForwarding(envelope: Envelope): Envelope {
+    const isAccount = (a: string): boolean => this.accounts?.resolve(a) === a;
+    const out: EnvelopeRecipient[] = [];
+    const seen = new Set<string>();
+    const add = (r: EnvelopeRecipient): void => {
+      const key = r.address.toLowerCase();
+      if (seen.has(key)) return;
+      seen.add(key);
+      out.push(r);
+    };
+    let changed = false;
+    for (const r of envelope.recipients) {
+      const res = resolveRecipient(this.config.local, r.address, isAccount);
+      const direct = res.remote.length === 1 && res.remote[0] === r.address.toLowerCase() && res.mailboxes.length === 0;
+      if (res.remote.length === 0 || direct) {
+        add(r);
+        continue;
+      }
+      changed = true;
+      const dsn = { ...r.dsn, orcpt: r.dsn.orcpt ?? `rfc822;${r.address}` };
+      for (const a of [...res.mailboxes, ...res.discarded, ...res.remote]) add({ address: a, dsn });
+    }
+    return changed ? { ...envelope, recipients: out } : envelope;
+  }
+
+  private async store(given: Envelope, content: Buffer, info: ConnectionInfo, quarantine?: string): Promise<HostAnswer> {
+    const envelope = this.expandForwarding(given);
     const received: ReceivedInfo = {
       sessionId: info.sessionId,
       clientIp: info.clientIp,

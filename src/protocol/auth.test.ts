@@ -81,3 +81,13 @@ test("STARTTLS resets authentication state; a response line of 12288 octets is r
   const r = transcript([HELLO, "AUTH PLAIN\r\n", `${long}\r\n`, "AUTH PLAIN\r\n", `${long}AAAA\r\n`, "NOOP\r\n"], { auth: AUTH, tls: "active" });
   assert.deepEqual(codes(r), [220, 250, 334, 535, 334, 500, 250]);
 });
+
+test("REQUIRETLS (RFC 8689): offered and accepted only over TLS, kept in the envelope", () => {
+  const plain = transcript([HELLO, "MAIL FROM:<a@b.test> REQUIRETLS\r\n"]);
+  assert.ok(!plain.lines.some((l) => l.slice(4) === "REQUIRETLS"));
+  assert.ok(plain.lines.includes("530 5.7.10 REQUIRETLS needs TLS"));
+  const tls = transcript([HELLO, "MAIL FROM:<a@b.test> REQUIRETLS\r\nRCPT TO:<user@example.test>\r\nDATA\r\nx\r\n.\r\n"], { tls: "active" });
+  assert.ok(tls.lines.some((l) => l.slice(4) === "REQUIRETLS"));
+  assert.equal(tls.messages[0]?.envelope.requireTls, true);
+  assert.deepEqual(codes(transcript([HELLO, "MAIL FROM:<a@b.test> REQUIRETLS=yes\r\n"], { tls: "active" })), [220, 250, 501]);
+});

@@ -1,7 +1,8 @@
 /**
  * The ESMTP parameters of MAIL FROM and RCPT TO, checked: SIZE (RFC 1870),
  * BODY (RFC 6152; BINARYMIME is not offered), SMTPUTF8 (RFC 6531), RET and
- * ENVID (RFC 3461 §4.3, §4.4), NOTIFY and ORCPT (RFC 3461 §4.1, §4.2).
+ * ENVID (RFC 3461 §4.3, §4.4), NOTIFY and ORCPT (RFC 3461 §4.1, §4.2),
+ * REQUIRETLS (RFC 8689, over TLS only).
  * Input is the keyword → value map of address.ts; anything unknown or
  * malformed comes back as the Reply to send.
  */
@@ -14,6 +15,7 @@ export interface MailParams {
   readonly smtputf8: boolean;
   readonly ret?: "FULL" | "HDRS";
   readonly envid?: string;
+  readonly requireTls?: boolean;
 }
 
 const TOO_BIG = reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
@@ -23,11 +25,12 @@ const TOO_BIG = reply(552, "5.3.4", "Message size exceeds fixed maximum message 
  *   AUTH=<mailbox> parameter is then accepted (checked as xtext) and
  *   ignored, since we trust no other server's claim of who sent it.
  */
-export function mailParams(params: ReadonlyMap<string, string | undefined>, maxSize: number, authOffered = false): MailParams | Reply {
+export function mailParams(params: ReadonlyMap<string, string | undefined>, maxSize: number, authOffered = false, tlsActive = false): MailParams | Reply {
   let body: MailParams["body"];
   let smtputf8 = false;
   let ret: MailParams["ret"];
   let envid: string | undefined;
+  let requireTls = false;
   for (const [key, value] of params) {
     switch (key) {
       case "SIZE":
@@ -54,6 +57,12 @@ export function mailParams(params: ReadonlyMap<string, string | undefined>, maxS
         envid = decoded;
         break;
       }
+      case "REQUIRETLS":
+        // RFC 8689 §4.1: only offered, and only accepted, over TLS.
+        if (!tlsActive) return reply(530, "5.7.10", "REQUIRETLS needs TLS");
+        if (value !== undefined) return reply(501, "5.5.4", "REQUIRETLS takes no value");
+        requireTls = true;
+        break;
       case "AUTH":
         if (!authOffered) return reply(555, "5.5.4", `Unsupported parameter ${key}`);
         if (value === undefined || decodeXtext(value) === undefined) return reply(501, "5.5.4", "Bad AUTH parameter");
@@ -62,7 +71,7 @@ export function mailParams(params: ReadonlyMap<string, string | undefined>, maxS
         return reply(555, "5.5.4", `Unsupported parameter ${key}`);
     }
   }
-  return { ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}) };
+  return { ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}), ...(requireTls ? { requireTls } : {}) };
 }
 
 export function rcptParams(params: ReadonlyMap<string, string | undefined>): RecipientDsn | Reply {

@@ -35,6 +35,7 @@ interface Txn {
   smtputf8: boolean;
   ret?: "FULL" | "HDRS";
   envid?: string;
+  requireTls?: boolean;
   /** BDAT was used: DATA is no longer allowed in this transaction. */
   bdat?: BdatReceiver;
 }
@@ -154,7 +155,7 @@ export class SmtpSession {
     this.mode = "command";
     switch (q.type) {
       case "mail":
-        if (r.code < 300) this.txn = { mailFrom: q.envelope.mailFrom, recipients: [], body: q.envelope.body as Txn["body"], smtputf8: q.envelope.smtputf8, ret: q.envelope.ret, envid: q.envelope.envid };
+        if (r.code < 300) this.txn = { mailFrom: q.envelope.mailFrom, recipients: [], body: q.envelope.body as Txn["body"], smtputf8: q.envelope.smtputf8, ret: q.envelope.ret, envid: q.envelope.envid, ...(q.envelope.requireTls ? { requireTls: true } : {}) };
         break;
       case "rcpt":
         if (r.code < 300 && this.txn) this.txn.recipients.push({ address: address ?? q.path.address, dsn: q.dsn });
@@ -391,6 +392,7 @@ export class SmtpSession {
     const mechs = this.offeredMechanisms();
     if (mechs.length > 0) lines.push(`AUTH ${mechs.join(" ")}`);
     lines.push("8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN");
+    if (this.tls === "active") lines.push("REQUIRETLS");
     this.say(reply(250, "", ...lines));
   }
 
@@ -402,11 +404,11 @@ export class SmtpSession {
     const { path, params } = parsed;
     if (params.size > 0 && !this.esmtp) return this.say(reply(555, "5.5.4", "Parameters need EHLO"));
     if (this.opts.auth?.required && this.authUser === undefined) return this.say(this.tls === "active" ? R.authRequired : R.tlsFirst);
-    const mp = mailParams(params, this.opts.limits.max_message_size, this.offeredMechanisms().length > 0);
+    const mp = mailParams(params, this.opts.limits.max_message_size, this.offeredMechanisms().length > 0, this.tls === "active");
     if ("code" in mp) return this.say(mp);
-    const { body, smtputf8, ret, envid } = mp;
+    const { body, smtputf8, ret, envid, requireTls } = mp;
     if (path.utf8 && !smtputf8) return this.say(R.utf8Needed);
-    const envelope: Envelope = { mailFrom: path.address, recipients: [], body, smtputf8, ret, envid };
+    const envelope: Envelope = { mailFrom: path.address, recipients: [], body, smtputf8, ret, envid, ...(requireTls ? { requireTls } : {}) };
     this.ask({ type: "mail", path, envelope });
   }
 
@@ -570,6 +572,7 @@ export class SmtpSession {
       smtputf8: txn.smtputf8,
       ...(txn.ret ? { ret: txn.ret } : {}),
       ...(txn.envid !== undefined ? { envid: txn.envid } : {}),
+      ...(txn.requireTls ? { requireTls: true } : {}),
     };
   }
 

@@ -132,6 +132,10 @@ export function parseEnvelope(text: string): Envelope {
   if (ret !== undefined) env.ret = ret;
   const envid = optStr(o, "envid", "envelope");
   if (envid !== undefined) env.envid = envid;
+  if (o.requireTls !== undefined) {
+    if (o.requireTls !== true) fail("envelope.requireTls is not true");
+    env.requireTls = true;
+  }
   return env;
 }
 

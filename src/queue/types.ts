@@ -28,6 +28,8 @@ export interface Envelope {
   /** DSN RET= (FULL or HDRS) and ENVID= (xtext decoded). */
   readonly ret?: "FULL" | "HDRS";
   readonly envid?: string;
+  /** REQUIRETLS (RFC 8689) was given on MAIL FROM: deliver only over authenticated TLS. */
+  readonly requireTls?: boolean;
 }
 
 /** Facts about the SMTP session the message came in on. */

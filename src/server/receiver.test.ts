@@ -98,3 +98,15 @@ test("DMARC reject answers 550 5.7.1 at the end of DATA; submission and trusted 
     done();
   }
 });
+
+test("a message with more than 50 Received headers is refused as a loop (554 5.4.6)", async () => {
+  const { r, done } = setup({ name: "test" });
+  try {
+    const hops = (n: number): Buffer => Buffer.from(`${"Received: from a by b\r\n".repeat(n)}From: a@b.test\r\n\r\nx\r\n`);
+    const msg = (n: number) => ({ type: "message" as const, envelope: env("a@b.test", ["user@example.test"]), content: hops(n), eightBit: false });
+    assert.deepEqual([(await ask(r, msg(51), info({ listener: "submission" }))).reply.code], [554]);
+    assert.equal((await ask(r, msg(50), info({ listener: "submission" }))).reply.code, 250);
+  } finally {
+    done();
+  }
+});

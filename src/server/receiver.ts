@@ -42,6 +42,16 @@ const NOT_OWNER = reply(553, "5.7.1", "Sender address not owned by authenticated
 const MESSAGE_RATE = reply(451, "4.7.1", "Message rate limit exceeded for this account; try again later");
 const RCPT_RATE = reply(452, "4.7.1", "Recipient rate limit exceeded for this account; try again later");
 const NO_AUTH_SERVICE = reply(454, "4.7.0", "Temporary authentication failure");
+/** More Received: headers than this means a mail loop (Postfix's hopcount_limit is 50 too). */
+export const MAX_HOPS = 50;
+const TOO_MANY_HOPS = reply(554, "5.4.6", "Too many hops: mail loop detected");
+
+/** Received: header fields in the header block. */
+function receivedCount(content: Buffer): number {
+  let end = content.indexOf("\r\n\r\n");
+  if (end < 0) end = content.length;
+  return (content.subarray(0, end).toString("latin1").match(/^received[ \t]*:/gim) ?? []).length;
+}
 
 /** The account side the receiver needs (implemented by AccountStore). */
 export interface ReceiverAccounts extends AccountLookup {
@@ -185,6 +195,11 @@ export class Receiver implements SessionHost {
   }
 
   private message(envelope: Envelope, content: Buffer, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
+    // A mail loop: refuse at the door instead of bouncing later (as Postfix's hopcount_limit).
+    if (receivedCount(content) > MAX_HOPS) {
+      info.logger.warn({ from: envelope.mailFrom }, "too many Received headers (mail loop)");
+      return { reply: TOO_MANY_HOPS };
+    }
     const account = info.authUser;
     if (account !== undefined) {
       const refused = checkFromHeader(content, (a) => this.owns(account, a));

@@ -1,0 +1,432 @@
+/**
+ * Transcript tests of the outbound client core against a scripted server:
+ * a small in-memory SMTP responder that answers each command line (and the
+ * content after 354) through a handler, so every byte the client sends is
+ * checked and replies can be cut anywhere.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import type { Envelope } from "../queue/types.ts";
+import { ClientSession, command, encodeData, encodeXtext, type ClientAction, type ClientOptions, type OutboundMessage, type SessionResult } from "./client-session.ts";
+
+const EHLO_FULL = "250-mx.test hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n";
+const EHLO_BARE = "250-mx.test\r\n250 ENHANCEDSTATUSCODES\r\n";
+
+/** Answers one command (or "." for the content); undefined: the default answer. */
+type Handler = (cmd: string) => string | undefined;
+
+function defaults(ehlo: string): Handler {
+  return (cmd) => {
+    const verb = cmd.split(/[ :]/)[0]?.toUpperCase();
+    if (verb === "EHLO") return ehlo;
+    if (verb === "HELO") return "250 mx.test\r\n";
+    if (verb === "MAIL") return "250 2.1.0 Ok\r\n";
+    if (verb === "RCPT") return "250 2.1.5 Ok\r\n";
+    if (verb === "DATA") return "354 go ahead\r\n";
+    if (verb === ".") return "250 2.0.0 Ok: queued\r\n";
+    if (verb === "RSET") return "250 2.0.0 Ok\r\n";
+    if (verb === "QUIT") return "221 2.0.0 Bye\r\n";
+    return "502 5.5.2 what?\r\n";
+  };
+}
+
+interface Run {
+  /** Each write of the client, as latin1 text. */
+  writes: string[];
+  /** The content bytes sent after each 354 (with the terminator). */
+  contents: string[];
+  result: SessionResult | undefined;
+  closed: boolean;
+  starttls: number;
+  session: ClientSession;
+}
+
+interface RunOpts extends Partial<ClientOptions> {
+  ehlo?: string;
+  greeting?: string;
+  handler?: Handler;
+  /** How server output is cut into feeds. */
+  split?: "whole" | "byte";
+  /** Extra server bytes right after the reply to STARTTLS (must be dropped). */
+  afterStarttls?: string;
+}
+
+function run(o: RunOpts): Run {
+  const session = new ClientSession({ helo: "out.test", tls: "none", messages: [], ...o });
+  const base = defaults(o.ehlo ?? EHLO_FULL);
+  const answer = (cmd: string): string => o.handler?.(cmd) ?? base(cmd) ?? "";
+  const r: Run = { writes: [], contents: [], result: undefined, closed: false, starttls: 0, session };
+  let inData = false;
+  let pending = "";
+  let serverOut: string[] = [o.greeting ?? "220 mx.test ESMTP\r\n"];
+  const server = (data: string): void => {
+    r.writes.push(data);
+    let rest = data;
+    while (rest.length > 0) {
+      if (inData) {
+        pending += rest;
+        rest = "";
+        const end = pending.startsWith(".\r\n") ? 0 : pending.indexOf("\r\n.\r\n");
+        if (end < 0) break;
+        const cut = end === 0 ? 3 : end + 5;
+        r.contents.push(pending.slice(0, cut));
+        rest = pending.slice(cut);
+        pending = "";
+        inData = false;
+        serverOut.push(answer("."));
+        continue;
+      }
+      const nl = rest.indexOf("\r\n");
+      assert.ok(nl >= 0, `client wrote an unterminated line: ${JSON.stringify(rest)}`);
+      const line = rest.slice(0, nl);
+      assert.doesNotMatch(line, /[\r\n\0]/);
+      rest = rest.slice(nl + 2);
+      const a = answer(line);
+      serverOut.push(a);
+      if (a.startsWith("354")) inData = true;
+      if (/^STARTTLS$/i.test(line) && a.startsWith("220") && o.afterStarttls !== undefined) serverOut.push(o.afterStarttls);
+    }
+  };
+  const handle = (actions: ClientAction[]): void => {
+    for (const a of actions) {
+      if (a.kind === "send") server(a.data.toString("latin1"));
+      else if (a.kind === "close") r.closed = true;
+      else if (a.kind === "done") {
+        assert.equal(r.result, undefined, "done twice");
+        r.result = a.result;
+      } else {
+        r.starttls++;
+        // Bytes the server sent after its 220, in the same flight, are dropped by the client.
+        handle(session.feed(Buffer.from("250 injected\r\n")));
+        serverOut = [];
+        handle(session.tlsStarted({ version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", verified: true }));
+      }
+    }
+  };
+  for (let guard = 0; guard < 1000 && !r.closed && serverOut.length > 0; guard++) {
+    const flight = Buffer.from(serverOut.join(""), "latin1");
+    serverOut = [];
+    if (o.split === "byte") for (const b of flight) handle(session.feed(Buffer.from([b])));
+    else handle(session.feed(flight));
+  }
+  return r;
+}
+
+function env(over: Partial<Envelope> = {}, rcpts = ["b@example.org"]): Envelope {
+  return { mailFrom: "a@wardmail.test", recipients: rcpts.map((address) => ({ address, dsn: {} })), smtputf8: false, ...over };
+}
+function msg(content = "Subject: hi\r\n\r\nbody\r\n", e: Envelope = env(), extra: Partial<OutboundMessage> = {}): OutboundMessage {
+  return { envelope: e, content: Buffer.from(content, "utf8"), ...extra };
+}
+const finals = (r: Run, i = 0): string[] => r.result?.messages[i]?.recipients.map((x) => `${x.final} ${x.code} ${x.status}`) ?? [];
+
+test("pipelined: two messages on one connection, MAIL + RCPTs + DATA in one write", () => {
+  const r = run({ messages: [msg("one\r\n", env({}, ["b@example.org", "c@example.org"])), msg("two\r\n")] });
+  assert.deepEqual(r.writes, [
+    "EHLO out.test\r\n",
+    "MAIL FROM:<a@wardmail.test> SIZE=5\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n",
+    "one\r\n.\r\n",
+    "MAIL FROM:<a@wardmail.test> SIZE=5\r\nRCPT TO:<b@example.org>\r\nDATA\r\n",
+    "two\r\n.\r\n",
+    "QUIT\r\n",
+  ]);
+  assert.deepEqual(finals(r, 0), ["delivered 250 2.0.0", "delivered 250 2.0.0"]);
+  assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0"]);
+  assert.equal(r.result?.messages[0]?.recipients[0]?.text, "Ok: queued");
+  const c = r.result?.connection;
+  assert.equal(c?.greeting?.code, 220);
+  assert.equal(c?.esmtp, true);
+  assert.equal(c?.extensions.size, 1000);
+  assert.deepEqual(c?.extensions.keywords, ["PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES", "CHUNKING"]);
+  assert.equal(c?.error, undefined);
+  assert.ok(r.closed);
+});
+
+test("without PIPELINING one command per write; every byte split gives the same transcript", () => {
+  const messages = [msg("x\r\n", env({}, ["b@example.org", "c@example.org"]))];
+  const expected = ["EHLO out.test\r\n", "MAIL FROM:<a@wardmail.test>\r\n", "RCPT TO:<b@example.org>\r\n", "RCPT TO:<c@example.org>\r\n", "DATA\r\n", "x\r\n.\r\n", "QUIT\r\n"];
+  const multi = "250-2.0.0 queued\r\n250-2.0.0 as\r\n250 2.0.0 ABC\r\n";
+  for (const split of ["whole", "byte"] as const) {
+    const r = run({ messages, ehlo: EHLO_BARE, split, handler: (c) => (c === "." ? multi : undefined) });
+    assert.deepEqual(r.writes, expected);
+    assert.deepEqual(finals(r), ["delivered 250 2.0.0", "delivered 250 2.0.0"]);
+    assert.equal(r.result?.messages[0]?.recipients[0]?.text, "queued as ABC");
+  }
+});
+
+test("a multi-line EHLO reply cut at every byte is read the same", () => {
+  const ehlo = Buffer.from("250-mx.test\r\n250-PIPELINING\n250-SIZE\r\n250-DSN\r\n250 8BITMIME\r\n");
+  for (let cut = 0; cut <= ehlo.length; cut++) {
+    const s = new ClientSession({ helo: "out.test", tls: "none", messages: [] });
+    s.feed(Buffer.from("220 hi\r\n"));
+    const out = [...s.feed(ehlo.subarray(0, cut)), ...s.feed(ehlo.subarray(cut))];
+    assert.deepEqual(out.map((a) => (a.kind === "send" ? a.data.toString() : a.kind)), ["QUIT\r\n"], `cut ${cut}`);
+    const ext = s.result().connection.extensions;
+    assert.ok(ext.pipelining && ext.dsn && ext.eightBitMime && !ext.smtputf8, `cut ${cut}`);
+    assert.equal(ext.size, 0);
+  }
+});
+
+test("RCPT partial failures: each recipient gets its own verdict", () => {
+  const handler: Handler = (c) => (c.includes("<bad@") ? "550 5.1.1 No such user\r\n" : c.includes("<later@") ? "450 4.2.1 Try later\r\n" : undefined);
+  for (const ehlo of [EHLO_FULL, EHLO_BARE]) {
+    const r = run({ ehlo, handler, messages: [msg("x\r\n", env({}, ["bad@example.org", "ok@example.org", "later@example.org"]))] });
+    assert.deepEqual(finals(r), ["permanent 550 5.1.1", "delivered 250 2.0.0", "temporary 450 4.2.1"]);
+    assert.equal(r.contents.length, 1);
+  }
+});
+
+test("all RCPT refused: RSET, no content; pipelined DATA refused then RSET; a 354 anyway gets a lone dot", () => {
+  const refuse: Handler = (c) => (c.startsWith("RCPT") ? "550 5.1.1 No\r\n" : undefined);
+  const plain = run({ ehlo: EHLO_BARE, handler: refuse, messages: [msg()] });
+  assert.deepEqual(plain.writes, ["EHLO out.test\r\n", "MAIL FROM:<a@wardmail.test>\r\n", "RCPT TO:<b@example.org>\r\n", "RSET\r\n", "QUIT\r\n"]);
+  assert.deepEqual(finals(plain), ["permanent 550 5.1.1"]);
+
+  const piped = run({ handler: (c) => refuse(c) ?? (c === "DATA" ? "554 5.5.1 No valid recipients\r\n" : undefined), messages: [msg(), msg()] });
+  assert.deepEqual(piped.writes.slice(2), ["RSET\r\n", piped.writes[1], "RSET\r\n", "QUIT\r\n"]);
+  assert.deepEqual(piped.contents, []);
+
+  const broken = run({ handler: refuse, messages: [msg()] });
+  assert.deepEqual(broken.writes.slice(2), [".\r\n", "QUIT\r\n"]);
+  assert.deepEqual(finals(broken), ["permanent 550 5.1.1"]);
+});
+
+test("MAIL refused: every recipient gets the MAIL reply; the next message still goes", () => {
+  const handler: Handler = (c) => (c.startsWith("MAIL FROM:<a@") ? "451 4.3.0 Greylisted\r\n" : undefined);
+  for (const ehlo of [EHLO_FULL, EHLO_BARE]) {
+    const r = run({ ehlo, handler, messages: [msg("x\r\n", env({}, ["b@example.org", "c@example.org"])), msg("y\r\n", env({ mailFrom: "" }))] });
+    assert.deepEqual(finals(r, 0), ["temporary 451 4.3.0", "temporary 451 4.3.0"]);
+    assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0"]);
+    assert.ok(r.writes.some((w) => w.startsWith("MAIL FROM:<> ") || w === "MAIL FROM:<>\r\n"));
+  }
+});
+
+test("DATA 4xx / 5xx and a refusal after the content", () => {
+  const t = run({ handler: (c) => (c === "DATA" ? "451 4.3.0 Later\r\n" : undefined), messages: [msg()] });
+  assert.deepEqual(finals(t), ["temporary 451 4.3.0"]);
+  assert.deepEqual(t.writes.slice(-2), ["RSET\r\n", "QUIT\r\n"]);
+  const p = run({ ehlo: EHLO_BARE, handler: (c) => (c === "DATA" ? "554 5.7.1 Go away\r\n" : undefined), messages: [msg()] });
+  assert.deepEqual(finals(p), ["permanent 554 5.7.1"]);
+  const after = run({ handler: (c) => (c === "." ? "550 5.7.1 Spam\r\n" : undefined), messages: [msg(), msg()] });
+  assert.deepEqual([finals(after, 0), finals(after, 1)], [["permanent 550 5.7.1"], ["permanent 550 5.7.1"]]);
+  const noEnhanced = run({ handler: (c) => (c === "." ? "452 Disk full\r\n" : undefined), messages: [msg()] });
+  assert.deepEqual(finals(noEnhanced), ["temporary 452 4.0.0"]);
+});
+
+test("8-bit content without 8BITMIME: permanent 5.6.3, nothing sent for it; with 8BITMIME: BODY=8BITMIME", () => {
+  const r = run({ ehlo: EHLO_BARE, messages: [msg("Subject: caf\u00e9\r\n\r\n"), msg("plain\r\n")] });
+  assert.deepEqual(finals(r, 0), ["permanent 0 5.6.3"]);
+  assert.equal(r.result?.messages[0]?.recipients[0]?.text, "Remote server does not support 8BITMIME");
+  assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0"]);
+  assert.equal(r.writes.filter((w) => w.startsWith("MAIL")).length, 1);
+  assert.deepEqual(r.contents, ["plain\r\n.\r\n"]);
+  const ok = run({ messages: [msg("caf\u00e9\r\n")] });
+  assert.match(ok.writes[1] ?? "", /^MAIL FROM:<a@wardmail\.test> SIZE=7 BODY=8BITMIME\r\n/);
+  assert.equal(ok.contents[0], Buffer.from("caf\u00e9\r\n.\r\n").toString("latin1"));
+});
+
+test("SMTPUTF8 needed and missing: 5.6.7; offered: the SMTPUTF8 parameter", () => {
+  const utf = msg("x\r\n", env({ smtputf8: true }, ["j\u00f6rg@example.org"]));
+  const r = run({ ehlo: EHLO_BARE, messages: [utf, msg("x\r\n", env({}, ["\u00fc@example.org"]))] });
+  assert.deepEqual([finals(r, 0), finals(r, 1)], [["permanent 0 5.6.7"], ["permanent 0 5.6.7"]]);
+  assert.deepEqual(r.writes, ["EHLO out.test\r\n", "QUIT\r\n"]);
+  const ok = run({ messages: [utf] });
+  assert.equal(Buffer.from(ok.writes[1] ?? "", "latin1").toString("utf8").split("\r\n")[0], "MAIL FROM:<a@wardmail.test> SIZE=3 SMTPUTF8");
+  assert.deepEqual(finals(ok), ["delivered 250 2.0.0"]);
+});
+
+test("SIZE: announced limit exceeded is 5.3.4 before sending; SIZE= otherwise", () => {
+  const r = run({ messages: [msg("x".repeat(1001)), msg("x".repeat(1000))] });
+  assert.deepEqual(finals(r, 0), ["permanent 0 5.3.4"]);
+  assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0"]);
+  assert.match(r.writes[1] ?? "", /^MAIL FROM:<a@wardmail\.test> SIZE=1000\r\n/);
+});
+
+test("DSN parameters only when DSN is offered, values in xtext", () => {
+  const e: Envelope = {
+    mailFrom: "a@wardmail.test",
+    recipients: [{ address: "b@example.org", dsn: { notify: ["success", "FAILURE"], orcpt: "rfc822;b+x=y@example.org" } }, { address: "c@example.org", dsn: { notify: ["NEVER"] } }],
+    smtputf8: false,
+    ret: "HDRS",
+    envid: "id 1+=",
+  };
+  const r = run({ messages: [msg("x\r\n", e)] });
+  assert.equal(
+    r.writes[1],
+    "MAIL FROM:<a@wardmail.test> SIZE=3 RET=HDRS ENVID=id+201+2B+3D\r\nRCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx+3Dy@example.org\r\nRCPT TO:<c@example.org> NOTIFY=NEVER\r\nDATA\r\n",
+  );
+  const none = run({ ehlo: EHLO_BARE, messages: [msg("x\r\n", e)] });
+  assert.deepEqual(none.writes.slice(1, 4), ["MAIL FROM:<a@wardmail.test>\r\n", "RCPT TO:<b@example.org>\r\n", "RCPT TO:<c@example.org>\r\n"]);
+  assert.equal(encodeXtext("a\u00e9"), "a+C3+A9");
+});
+
+test("dot-stuffing and bare CR / LF normalisation: the exact bytes", () => {
+  const cases: [string, string][] = [
+    ["a\n.b\rc\r\n.", "a\r\n..b\r\nc\r\n..\r\n.\r\n"],
+    ["", "\r\n.\r\n"],
+    [".", "..\r\n.\r\n"],
+    ["x\r\n.\r\ny\r\n", "x\r\n..\r\ny\r\n.\r\n"],
+    ["a\n.\nb", "a\r\n..\r\nb\r\n.\r\n"],
+    ["a\r\r\n\n\r", "a\r\n\r\n\r\n\r\n.\r\n"],
+    ["..x\r\n", "...x\r\n.\r\n"],
+    ["end\r", "end\r\n.\r\n"],
+  ];
+  for (const [input, wire] of cases) assert.equal(encodeData(Buffer.from(input, "latin1")).toString("latin1"), wire, JSON.stringify(input));
+  const r = run({ messages: [msg("a\n.b\rc\r\n.")] });
+  assert.deepEqual(r.contents, ["a\r\n..b\r\nc\r\n..\r\n.\r\n"]);
+});
+
+test("property: encoded content has no bare CR or LF and its only lone-dot line is the terminator", () => {
+  const piece = fc.constantFrom("\r", "\n", ".", "\r\n", "\r\n.\r\n", "\n.\n", "a", "\u00e9", "..");
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 40 }), (parts) => {
+      const wire = encodeData(Buffer.from(parts.join(""), "utf8")).toString("utf8");
+      assert.ok(wire.endsWith("\r\n.\r\n"));
+      assert.doesNotMatch(wire.replace(/\r\n/g, ""), /[\r\n]/);
+      const lines = wire.split("\r\n").slice(0, -2);
+      assert.ok(!lines.includes("."));
+      const undone = lines.map((l) => (l.startsWith(".") ? l.slice(1) : l)).join("\r\n");
+      assert.equal(undone.replace(/\r\n/g, "\n"), parts.join("").replace(/\r\n|\r|\n/g, "\n").replace(/\n$/, ""));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test("hostile replies end the connection with a protocol error, never a crash", () => {
+  const hostile: [string, string][] = [
+    ["too many lines", "250-x\r\n".repeat(100) + "250 x\r\n"],
+    ["over-long line", "250 " + "x".repeat(2100) + "\r\n"],
+    ["over-long without end", "250-" + "x".repeat(5000)],
+    ["mixed codes", "250-a\r\n251 b\r\n"],
+    ["garbage", "HTTP/1.1 400 Bad Request\r\n"],
+    ["short code", "25 x\r\n"],
+    ["bad separator", "250x\r\n"],
+    ["control character", "250 a\0b\r\n"],
+    ["bare CR inside", "250 a\rb\r\n"],
+    ["class 1", "150 x\r\n"],
+  ];
+  for (const [name, ehlo] of hostile) {
+    const r = run({ ehlo, messages: [msg()] });
+    assert.deepEqual(finals(r), ["temporary 0 4.5.0"], name);
+    assert.match(r.result?.connection.error ?? "", /protocol error/, name);
+    assert.ok(r.closed, name);
+    assert.deepEqual(r.writes, ["EHLO out.test\r\n"], name);
+  }
+  // An extra reply desynchronises the pipeline: caught as a protocol error, never a false delivery.
+  const extra = run({ handler: (c) => (c === "." ? "250 2.0.0 ok\r\n250 2.0.0 extra\r\n" : undefined), messages: [msg(), msg()] });
+  assert.deepEqual(finals(extra, 0), ["delivered 250 2.0.0"]);
+  assert.deepEqual(finals(extra, 1), ["temporary 0 4.5.0"]);
+  // Liberal on input: bare LF line endings and empty text.
+  const lf = run({ greeting: "220\n", ehlo: "250-mx\n250-PIPELINING\n250 \n", handler: (c) => (c === "." ? "250\n" : undefined), messages: [msg()] });
+  assert.deepEqual(finals(lf), ["delivered 250 2.0.0"]);
+});
+
+test("greeting other than 220, EHLO refused, HELO fallback, 421 at any point", () => {
+  const g = run({ greeting: "554 5.3.2 No service\r\n", messages: [msg()] });
+  assert.deepEqual(g.writes, ["QUIT\r\n"]);
+  assert.deepEqual(finals(g), ["temporary 554 5.3.2"]);
+  const helo = run({ handler: (c) => (c.startsWith("EHLO") ? "502 5.5.1 No EHLO\r\n" : undefined), messages: [msg("caf\u00e9"), msg()] });
+  assert.deepEqual(helo.writes.slice(0, 3), ["EHLO out.test\r\n", "HELO out.test\r\n", "MAIL FROM:<a@wardmail.test>\r\n"]);
+  assert.equal(helo.result?.connection.esmtp, false);
+  assert.deepEqual([finals(helo, 0), finals(helo, 1)], [["permanent 0 5.6.3"], ["delivered 250 2.0.0"]]);
+  const busy = run({ handler: (c) => (c.startsWith("EHLO") ? "450 4.3.2 Busy\r\n" : undefined), messages: [msg()] });
+  assert.deepEqual(finals(busy), ["temporary 450 4.3.2"]);
+  const closing = run({ handler: (c) => (c.startsWith("RCPT TO:<c@") ? "421 4.4.2 Closing\r\n" : undefined), ehlo: EHLO_BARE, messages: [msg("x", env({}, ["b@example.org", "c@example.org"])), msg()] });
+  assert.deepEqual([finals(closing, 0), finals(closing, 1)], [["temporary 421 4.4.2", "temporary 421 4.4.2"], ["temporary 421 4.4.2"]]);
+  assert.ok(!closing.writes.includes("QUIT\r\n"));
+  assert.ok(closing.closed);
+});
+
+test("STARTTLS: plaintext after the 220 is dropped, EHLO again, extensions learnt anew", () => {
+  const before = "250-mx.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n";
+  let ehlos = 0;
+  const handler: Handler = (c) => {
+    if (c.startsWith("EHLO")) return ehlos++ === 0 ? before : "250-mx.test\r\n250-8BITMIME\r\n250 REQUIRETLS\r\n";
+    if (c === "STARTTLS") return "220 2.0.0 Ready\r\n";
+    return undefined;
+  };
+  const r = run({ tls: "opportunistic", handler, afterStarttls: "250 smuggled\r\n", messages: [msg("caf\u00e9\r\n", env(), { requireTls: true })] });
+  assert.equal(r.starttls, 1);
+  assert.deepEqual(r.writes, ["EHLO out.test\r\n", "STARTTLS\r\n", "EHLO out.test\r\n", "MAIL FROM:<a@wardmail.test> BODY=8BITMIME REQUIRETLS\r\n", "RCPT TO:<b@example.org>\r\n", "DATA\r\n", "caf\u00c3\u00a9\r\n.\r\n", "QUIT\r\n"]);
+  assert.deepEqual(finals(r), ["delivered 250 2.0.0"]);
+  assert.equal(r.result?.connection.tls?.version, "TLSv1.3");
+  assert.equal(r.result?.connection.extensions.pipelining, false);
+  // tls "none" ignores STARTTLS.
+  assert.equal(run({ tls: "none", ehlo: before, messages: [msg()] }).starttls, 0);
+});
+
+test("TLS required: not offered or refused → nothing sent; opportunistic goes on after a refusal", () => {
+  const notOffered = run({ tls: "required", ehlo: EHLO_FULL, messages: [msg()] });
+  assert.deepEqual(notOffered.writes, ["EHLO out.test\r\n", "QUIT\r\n"]);
+  assert.deepEqual(finals(notOffered), ["temporary 0 4.7.10"]);
+  assert.match(notOffered.result?.messages[0]?.recipients[0]?.text ?? "", /^TLS required but not available/);
+  const offers = "250-mx.test\r\n250 STARTTLS\r\n";
+  const refuse: Handler = (c) => (c === "STARTTLS" ? "454 4.7.0 TLS not available\r\n" : undefined);
+  const required = run({ tls: "required", ehlo: offers, handler: refuse, messages: [msg()] });
+  assert.deepEqual(required.writes, ["EHLO out.test\r\n", "STARTTLS\r\n", "QUIT\r\n"]);
+  assert.deepEqual(finals(required), ["temporary 0 4.7.10"]);
+  const opportunistic = run({ tls: "opportunistic", ehlo: offers, handler: refuse, messages: [msg()] });
+  assert.deepEqual(finals(opportunistic), ["delivered 250 2.0.0"]);
+});
+
+test("REQUIRETLS without TLS: 5.7.10, without the extension: 5.7.30; nothing sent", () => {
+  const r = run({ messages: [msg("x\r\n", env(), { requireTls: true })] });
+  assert.deepEqual(finals(r), ["permanent 0 5.7.10"]);
+  assert.deepEqual(r.writes, ["EHLO out.test\r\n", "QUIT\r\n"]);
+  const s = new ClientSession({ helo: "out.test", tls: "opportunistic", messages: [msg("x\r\n", env(), { requireTls: true })] });
+  s.feed(Buffer.from("220 hi\r\n"));
+  s.feed(Buffer.from("250-mx\r\n250 STARTTLS\r\n"));
+  assert.deepEqual(s.feed(Buffer.from("220 go\r\n")), [{ kind: "starttls" }]);
+  assert.equal(s.waitingFor(), "tls");
+  s.tlsStarted({ version: "TLSv1.3", cipher: "x" });
+  const out = s.feed(Buffer.from("250 mx\r\n"));
+  assert.equal(out[0]?.kind === "send" && out[0].data.toString(), "QUIT\r\n");
+  assert.deepEqual(s.result().messages[0]?.recipients.map((x) => x.status), ["5.7.30"]);
+});
+
+test("the host's TLS policy refuses the peer: QUIT over TLS, nothing sent", () => {
+  const s = new ClientSession({ helo: "out.test", tls: "required", messages: [msg()] });
+  s.feed(Buffer.from("220 hi\r\n"));
+  s.feed(Buffer.from("250-mx\r\n250 STARTTLS\r\n"));
+  s.feed(Buffer.from("220 go\r\n"));
+  const out = s.tlsRejected({ version: "TLSv1.2", cipher: "x", verified: false, error: "self-signed" }, "MTA-STS: certificate not valid");
+  assert.deepEqual(out.map((a) => (a.kind === "send" ? a.data.toString() : a.kind)), ["QUIT\r\n"]);
+  const end = s.feed(Buffer.from("221 bye\r\n"));
+  assert.deepEqual(end.map((a) => a.kind), ["done", "close"]);
+  const result = s.result();
+  assert.deepEqual(result.messages[0]?.recipients.map((x) => `${x.final} ${x.status}`), ["temporary 4.7.5"]);
+  assert.equal(result.connection.tls?.verified, false);
+  assert.deepEqual(s.feed(Buffer.from("250 more\r\n")), []);
+});
+
+test("lost connection, timeouts and failed TLS leave undecided recipients temporary", () => {
+  const s = new ClientSession({ helo: "out.test", tls: "none", messages: [msg(), msg()] });
+  assert.equal(s.waitingFor(), "greeting");
+  s.feed(Buffer.from("220 hi\r\n250 mx\r\n"));
+  s.feed(Buffer.from("250 ok\r\n250 ok\r\n354 go\r\n"));
+  assert.equal(s.waitingFor(), "data");
+  s.feed(Buffer.from("250 ok\r\n250 ok\r\n250 ok\r\n"));
+  assert.equal(s.waitingFor(), "reply");
+  const out = s.connectionLost("connection reset");
+  assert.deepEqual(out.map((a) => a.kind), ["done", "close"]);
+  assert.deepEqual(s.result().messages.map((m) => m.recipients[0]?.final), ["delivered", "temporary"]);
+  assert.deepEqual(s.timeout(), []);
+  const t = new ClientSession({ helo: "out.test", tls: "none", messages: [msg()] });
+  t.timeout();
+  assert.deepEqual(t.result().messages[0]?.recipients.map((x) => `${x.final} ${x.status} ${x.text}`), ["temporary 4.4.2 timeout waiting for the greeting"]);
+  const f = new ClientSession({ helo: "out.test", tls: "opportunistic", messages: [msg()] });
+  f.feed(Buffer.from("220 hi\r\n250-mx\r\n250 STARTTLS\r\n220 go\r\n"));
+  assert.deepEqual(f.tlsFailed("handshake failure").map((a) => a.kind), ["done", "close"]);
+  assert.equal(f.result().messages[0]?.recipients[0]?.text, "TLS handshake failed: handshake failure");
+});
+
+test("CR, LF or NUL never reach a command line", () => {
+  assert.throws(() => command("MAIL", "FROM:<a@b>\r\nRCPT TO:<x@y>"));
+  assert.throws(() => new ClientSession({ helo: "a\r\nb", tls: "none", messages: [] }));
+  const bad = msg("x\r\n", env({}, ["ok@example.org", "x@y>\r\nRSET"]));
+  const r = run({ messages: [msg("x\r\n", env({ mailFrom: "a@b\r\nDATA" })), bad, msg("x\r\n", env({ envid: "a\nb" }))] });
+  assert.deepEqual(finals(r, 0), ["permanent 0 5.1.7"]);
+  assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0", "permanent 0 5.1.3"]);
+  assert.equal(r.writes.filter((w) => w.startsWith("MAIL")).length, 1);
+});

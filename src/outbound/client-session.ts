@@ -1,0 +1,499 @@
+/**
+ * The I/O-free SMTP client core Wardmail delivers with: it drives ONE
+ * connection through greeting, EHLO (HELO when EHLO gets 5xx), STARTTLS
+ * (RFC 3207), one transaction per message and QUIT. Bytes in (feed), actions
+ * out: bytes to send, "start TLS now", "close", and "done" with the results.
+ * No sockets, files or clocks: src/outbound/connect.ts does that.
+ *
+ * RFCs: 5321 (SMTP), 2920 (PIPELINING: MAIL, every RCPT and DATA in one
+ * write, replies read in order), 3207 (STARTTLS: buffered plaintext dropped,
+ * everything learnt before forgotten, EHLO again), 1870 (SIZE), 6152
+ * (8BITMIME), 6531 (SMTPUTF8), 3461 (DSN: NOTIFY, ORCPT, RET, ENVID), 8689
+ * (REQUIRETLS), 2034/3463 (enhanced status codes).
+ *
+ * Trust: every reply is hostile (see wire.ts for the parser's limits); a
+ * protocol error ends the connection, never the process. The messages come
+ * from our own spool; still, each command refuses CR, LF and NUL in its
+ * values, and content is re-encoded so no bare CR or LF and no early
+ * "CRLF.CRLF" can reach the wire (SMTP smuggling, RFC 5321 §4.5.2).
+ *
+ * Results, per recipient: 2xx to RCPT then the reply after the content
+ * decides; RCPT 4xx temporary, 5xx permanent. code 0 marks a verdict of this
+ * client, not a server reply. Decisions:
+ * - Failures before any transaction (greeting other than 220, EHLO and HELO
+ *   refused, 421, protocol errors, lost connection, timeouts, TLS problems)
+ *   are temporary for every recipient: the scheduler tries the next MX or
+ *   later (as Postfix does with smtp_skip_5xx_greeting). The server's reply
+ *   is kept in code/status/text when there was one.
+ * - What the message needs and this server lacks is refused here, nothing is
+ *   sent for it, permanent with code 0: 8-bit content without 8BITMIME
+ *   (5.6.3; no conversion to 7 bit is done here), SMTPUTF8 (5.6.7), SIZE
+ *   (5.3.4), NUL in content or BINARYMIME (5.6.0 / 5.6.3), REQUIRETLS without
+ *   TLS (5.7.10) or without the REQUIRETLS extension (5.7.30). These describe
+ *   this server: the caller may try another MX before bouncing.
+ * - A message whose sender cannot be put in a command is permanent 5.1.7;
+ *   such a recipient is permanent 5.1.3 and the others go on.
+ * - A 354 with no accepted recipient (pipelining) gets a lone "." (RFC 2920
+ *   §3.1); a DATA refused after MAIL was accepted is followed by RSET.
+ */
+import type { Envelope } from "../queue/types.ts";
+import type { Reply } from "../protocol/reply.ts";
+import {
+  NO_EXTENSIONS,
+  ProtocolError,
+  ReplyParser,
+  checkValue,
+  command,
+  encodeData,
+  mailCommand,
+  needsSmtputf8,
+  parseExtensions,
+  rcptCommand,
+  replyStatus,
+  replyText,
+  scanContent,
+  type Extensions,
+} from "./wire.ts";
+
+export type { Extensions } from "./wire.ts";
+export { encodeData, encodeXtext, command } from "./wire.ts";
+
+export interface OutboundMessage {
+  readonly envelope: Envelope;
+  /** Content as stored: CRLF line endings expected (bare CR/LF are normalised anyway), not dot-stuffed. */
+  readonly content: Buffer;
+  /** RFC 8689: send only over TLS to a server offering REQUIRETLS, with the REQUIRETLS parameter. */
+  readonly requireTls?: boolean;
+}
+
+export type TlsPolicy = "none" | "opportunistic" | "required";
+
+export interface ClientOptions {
+  /** Our name for EHLO/HELO. */
+  readonly helo: string;
+  readonly tls: TlsPolicy;
+  readonly messages: readonly OutboundMessage[];
+  /** Longest reply line accepted, with its line ending (default 2048). */
+  readonly maxLineLength?: number;
+}
+
+export type Final = "delivered" | "temporary" | "permanent";
+
+export interface RecipientResult {
+  readonly address: string;
+  /** The server's reply code; 0 when the verdict is this client's own. */
+  readonly code: number;
+  /** Enhanced status code, e.g. "2.0.0", "4.4.2", "5.1.1". */
+  readonly status: string;
+  readonly text: string;
+  readonly final: Final;
+}
+
+export interface MessageResult {
+  readonly recipients: readonly RecipientResult[];
+}
+
+export interface TlsInfo {
+  readonly version: string;
+  readonly cipher: string;
+  /** The certificate chain and name verified (set by the host). */
+  readonly verified?: boolean;
+  readonly error?: string;
+}
+
+export interface ConnectionFacts {
+  readonly greeting?: Reply;
+  /** False after a fall-back to HELO. */
+  readonly esmtp: boolean;
+  readonly extensions: Extensions;
+  readonly tls?: TlsInfo;
+  /** Why the connection ended before its work was done, if it did. */
+  readonly error?: string;
+}
+
+export interface SessionResult {
+  readonly messages: readonly MessageResult[];
+  readonly connection: ConnectionFacts;
+}
+
+export type ClientAction =
+  | { readonly kind: "send"; readonly data: Buffer }
+  | { readonly kind: "starttls" }
+  | { readonly kind: "close" }
+  | { readonly kind: "done"; readonly result: SessionResult };
+
+/** What the session waits for; the host picks its timeout from this. */
+export type Waiting = "greeting" | "reply" | "data" | "tls" | "none";
+
+type Expect =
+  | { readonly kind: "greeting" | "ehlo" | "helo" | "starttls" | "mail" | "data" | "dot" | "lone-dot" | "rset" | "quit" }
+  | { readonly kind: "rcpt"; readonly index: number };
+
+interface Txn {
+  readonly msg: number;
+  readonly pipelined: boolean;
+  /** Recipient indices to send RCPT for, in order. */
+  readonly rcpts: readonly number[];
+  readonly rcptLines: readonly Buffer[];
+  next: number;
+  mail?: Reply;
+  readonly accepted: number[];
+}
+
+type Verdict = Omit<RecipientResult, "address">;
+
+const local = (status: string, text: string, final: Final): Verdict => ({ code: 0, status, text, final });
+
+function fromReply(r: Reply, final?: Final): Verdict {
+  const f: Final = final ?? (r.code < 400 ? "delivered" : r.code < 500 ? "temporary" : "permanent");
+  return { code: r.code, status: replyStatus(r), text: replyText(r), final: f };
+}
+
+const mailAccepted = (t: Txn): boolean => t.mail !== undefined && t.mail.code < 300;
+
+const TLS_REQUIRED = "TLS required but not available";
+
+export class ClientSession {
+  private readonly opts: ClientOptions;
+  private readonly parser: ReplyParser;
+  private readonly results: (Verdict | undefined)[][];
+  private readonly expects: Expect[] = [{ kind: "greeting" }];
+  private state: "open" | "tls" | "closed" = "open";
+  private greeting: Reply | undefined;
+  private ext: Extensions = NO_EXTENSIONS;
+  private esmtp = false;
+  private tlsInfo: TlsInfo | undefined;
+  private error: string | undefined;
+  private txn: Txn | undefined;
+  /** Index of the next message to start. */
+  private nextMsg = 0;
+  private replyCount = 0;
+
+  constructor(opts: ClientOptions) {
+    checkValue(opts.helo, "helo");
+    if (!/^[\x21-\x7e]+$/.test(opts.helo)) throw new Error("helo name must be printable ASCII without spaces");
+    this.opts = opts;
+    this.parser = new ReplyParser(opts.maxLineLength);
+    this.results = opts.messages.map((m) => m.envelope.recipients.map(() => undefined));
+  }
+
+  /** Replies consumed so far: the host restarts its timer when this moves. */
+  get replies(): number {
+    return this.replyCount;
+  }
+
+  /** What the session waits for now. */
+  waitingFor(): Waiting {
+    if (this.state === "closed") return "none";
+    if (this.state === "tls") return "tls";
+    const e = this.expects[0];
+    if (e === undefined) return "none";
+    return e.kind === "greeting" ? "greeting" : e.kind === "dot" ? "data" : "reply";
+  }
+
+  feed(chunk: Buffer): ClientAction[] {
+    if (this.state !== "open") return []; // closed, or plaintext after 220 to STARTTLS: dropped
+    const out: ClientAction[] = [];
+    try {
+      this.parser.append(chunk);
+      while (this.state === "open") {
+        const r = this.parser.next();
+        if (r === undefined) break;
+        this.replyCount++;
+        this.onReply(r, out);
+      }
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.fail(local("4.5.0", `protocol error: ${e.message}`, "temporary"), false, out);
+    }
+    return out;
+  }
+
+  /** The TLS handshake after STARTTLS succeeded: start over with EHLO (RFC 3207 §4.2). */
+  tlsStarted(facts: TlsInfo): ClientAction[] {
+    if (this.state !== "tls") return [];
+    this.state = "open";
+    this.tlsInfo = facts;
+    this.ext = NO_EXTENSIONS;
+    this.esmtp = false;
+    this.parser.discard();
+    const out: ClientAction[] = [];
+    this.send(out, command("EHLO", this.opts.helo), { kind: "ehlo" });
+    return out;
+  }
+
+  /** The TLS handshake failed: the connection is unusable. */
+  tlsFailed(reason: string): ClientAction[] {
+    if (this.state === "closed") return [];
+    const out: ClientAction[] = [];
+    this.fail(local("4.7.0", `TLS handshake failed: ${reason}`, "temporary"), false, out);
+    return out;
+  }
+
+  /** TLS is up but the host's policy (MTA-STS, DANE) refuses this peer: QUIT, send nothing. */
+  tlsRejected(facts: TlsInfo, reason: string): ClientAction[] {
+    if (this.state !== "tls") return [];
+    this.state = "open";
+    this.tlsInfo = facts;
+    this.parser.discard();
+    const out: ClientAction[] = [];
+    this.fail(local("4.7.5", `TLS peer refused: ${reason}`, "temporary"), true, out);
+    return out;
+  }
+
+  connectionLost(reason: string, status = "4.4.2"): ClientAction[] {
+    if (this.state === "closed") return [];
+    const out: ClientAction[] = [];
+    if (this.expects[0]?.kind === "quit") this.finish(out);
+    else this.fail(local(status, reason, "temporary"), false, out);
+    return out;
+  }
+
+  timeout(): ClientAction[] {
+    if (this.state === "closed") return [];
+    const out: ClientAction[] = [];
+    const w = this.waitingFor();
+    const what = w === "greeting" ? "the greeting" : w === "data" ? "the reply to the message content" : w === "tls" ? "the TLS handshake" : "a reply";
+    if (this.expects[0]?.kind === "quit") this.finish(out);
+    else this.fail(local("4.4.2", `timeout waiting for ${what}`, "temporary"), false, out);
+    return out;
+  }
+
+  /** The results so far (final once "done" was returned). */
+  result(): SessionResult {
+    const messages = this.opts.messages.map((m, i) => ({
+      recipients: m.envelope.recipients.map((r, j) => ({
+        address: r.address,
+        ...(this.results[i]?.[j] ?? local("4.4.2", "not attempted", "temporary")),
+      })),
+    }));
+    const connection: ConnectionFacts = {
+      ...(this.greeting ? { greeting: this.greeting } : {}),
+      esmtp: this.esmtp,
+      extensions: this.ext,
+      ...(this.tlsInfo ? { tls: this.tlsInfo } : {}),
+      ...(this.error !== undefined ? { error: this.error } : {}),
+    };
+    return { messages, connection };
+  }
+
+  private send(out: ClientAction[], data: Buffer, ...expect: Expect[]): void {
+    out.push({ kind: "send", data });
+    this.expects.push(...expect);
+  }
+
+  private onReply(r: Reply, out: ClientAction[]): void {
+    const e = this.expects.shift();
+    if (e === undefined) throw new ProtocolError(`unexpected reply ${r.code}`);
+    if (r.code === 421 && e.kind !== "quit") {
+      // Service closing (RFC 5321 §3.8): whatever we wait for is lost.
+      this.fail(fromReply(r, "temporary"), false, out);
+      return;
+    }
+    switch (e.kind) {
+      case "greeting":
+        if (r.code !== 220) return this.fail(fromReply(r, "temporary"), true, out);
+        this.greeting = r;
+        return this.send(out, command("EHLO", this.opts.helo), { kind: "ehlo" });
+      case "ehlo":
+        if (r.code >= 500) return this.send(out, command("HELO", this.opts.helo), { kind: "helo" });
+        if (r.code >= 300) return this.fail(fromReply(r, "temporary"), true, out);
+        this.esmtp = true;
+        this.ext = parseExtensions(r);
+        return this.afterHello(out);
+      case "helo":
+        if (r.code >= 300) return this.fail(fromReply(r, "temporary"), true, out);
+        this.ext = NO_EXTENSIONS;
+        return this.afterHello(out);
+      case "starttls":
+        if (r.code === 220) {
+          // RFC 3207 §4.2 / CVE-2011-0411 class: anything after the 220 is dropped.
+          this.parser.discard();
+          this.state = "tls";
+          out.push({ kind: "starttls" });
+          return;
+        }
+        if (this.opts.tls === "required") return this.fail(local("4.7.10", `${TLS_REQUIRED}: STARTTLS refused (${r.code} ${replyText(r)})`, "temporary"), true, out);
+        this.ext = { ...this.ext, starttls: false };
+        return this.nextMessage(out);
+      case "mail":
+        return this.onMail(r, out);
+      case "rcpt":
+        return this.onRcpt(e.index, r, out);
+      case "data":
+        return this.onData(r, out);
+      case "dot": {
+        const t = this.txn;
+        if (t === undefined || (r.code >= 300 && r.code < 400)) throw new ProtocolError(`unexpected reply ${r.code} after the content`);
+        for (const j of t.accepted) this.set(t.msg, j, fromReply(r));
+        this.txn = undefined;
+        return this.nextMessage(out);
+      }
+      case "lone-dot":
+        this.txn = undefined;
+        return this.nextMessage(out);
+      case "rset":
+        if (r.code >= 300) return this.fail(local("4.5.0", `RSET refused: ${r.code} ${replyText(r)}`, "temporary"), true, out);
+        return this.nextMessage(out);
+      case "quit":
+        return this.finish(out);
+    }
+  }
+
+  private afterHello(out: ClientAction[]): void {
+    if (this.tlsInfo === undefined && this.opts.tls !== "none") {
+      if (this.ext.starttls) return this.send(out, command("STARTTLS"), { kind: "starttls" });
+      if (this.opts.tls === "required") return this.fail(local("4.7.10", `${TLS_REQUIRED}: STARTTLS not offered`, "temporary"), true, out);
+    }
+    this.nextMessage(out);
+  }
+
+  private set(msg: number, rcpt: number, v: Verdict): void {
+    const row = this.results[msg];
+    if (row !== undefined && row[rcpt] === undefined) row[rcpt] = v;
+  }
+
+  private setAll(msg: number, v: Verdict): void {
+    const n = this.results[msg]?.length ?? 0;
+    for (let j = 0; j < n; j++) this.set(msg, j, v);
+  }
+
+  /** Starts the next message that can be sent here, or QUIT when there is none. */
+  private nextMessage(out: ClientAction[]): void {
+    while (this.nextMsg < this.opts.messages.length) {
+      const i = this.nextMsg++;
+      const m = this.opts.messages[i] as OutboundMessage;
+      const refusal = this.check(m);
+      if (refusal !== undefined) {
+        this.setAll(i, refusal);
+        continue;
+      }
+      let mailLine: Buffer;
+      try {
+        mailLine = mailCommand(m.envelope, m.content, m.requireTls === true, this.ext);
+      } catch (e) {
+        this.setAll(i, local("5.1.7", `cannot send sender address: ${(e as Error).message}`, "permanent"));
+        continue;
+      }
+      const rcpts: number[] = [];
+      const rcptLines: Buffer[] = [];
+      m.envelope.recipients.forEach((r, j) => {
+        try {
+          rcptLines.push(rcptCommand(r, this.ext));
+          rcpts.push(j);
+        } catch (e) {
+          this.set(i, j, local("5.1.3", `cannot send recipient address: ${(e as Error).message}`, "permanent"));
+        }
+      });
+      if (rcpts.length === 0) continue;
+      const t: Txn = { msg: i, pipelined: this.ext.pipelining, rcpts, rcptLines, next: 0, accepted: [] };
+      this.txn = t;
+      if (!t.pipelined) return this.send(out, mailLine, { kind: "mail" });
+      // RFC 2920: MAIL, every RCPT and DATA in one write; replies come in order.
+      t.next = rcpts.length;
+      const expects: Expect[] = [{ kind: "mail" }, ...rcpts.map((index) => ({ kind: "rcpt" as const, index })), { kind: "data" }];
+      return this.send(out, Buffer.concat([mailLine, ...rcptLines, command("DATA")]), ...expects);
+    }
+    this.send(out, command("QUIT"), { kind: "quit" });
+  }
+
+  /** What the message needs that this connection lacks; undefined when it can go. */
+  private check(m: OutboundMessage): Verdict | undefined {
+    const env = m.envelope;
+    if (m.requireTls === true) {
+      if (this.tlsInfo === undefined) return local("5.7.10", "REQUIRETLS: TLS is not active on this connection", "permanent");
+      if (!this.ext.requireTls) return local("5.7.30", "REQUIRETLS support required: remote server does not offer REQUIRETLS", "permanent");
+    }
+    if (env.body === "BINARYMIME") return local("5.6.3", "BINARYMIME content cannot be sent by this client", "permanent");
+    const { eightBit, nul } = scanContent(m.content);
+    if (nul) return local("5.6.0", "Message contains NUL characters", "permanent");
+    if (eightBit && !this.ext.eightBitMime) return local("5.6.3", "Remote server does not support 8BITMIME", "permanent");
+    if (needsSmtputf8(m.envelope) && !this.ext.smtputf8) return local("5.6.7", "Remote server does not support SMTPUTF8", "permanent");
+    const max = this.ext.size;
+    if (max !== undefined && max > 0 && m.content.length > max) {
+      return local("5.3.4", `Message too big for remote server (${m.content.length} > ${max} bytes)`, "permanent");
+    }
+    return undefined;
+  }
+
+  private onMail(r: Reply, out: ClientAction[]): void {
+    const t = this.txnOrThrow();
+    if (r.code >= 300 && r.code < 400) throw new ProtocolError(`unexpected reply ${r.code} to MAIL`);
+    t.mail = r;
+    if (r.code < 300) {
+      if (!t.pipelined) this.sendNextRcpt(t, out);
+      return;
+    }
+    this.setAll(t.msg, fromReply(r));
+    if (!t.pipelined) {
+      // No transaction was opened: go on with the next message.
+      this.txn = undefined;
+      this.nextMessage(out);
+    }
+    // Pipelined: the RCPT and DATA replies still come; they are read and ignored.
+  }
+
+  private onRcpt(j: number, r: Reply, out: ClientAction[]): void {
+    const t = this.txnOrThrow();
+    if (r.code >= 300 && r.code < 400) throw new ProtocolError(`unexpected reply ${r.code} to RCPT`);
+    if (mailAccepted(t)) {
+      if (r.code < 300) t.accepted.push(j);
+      else this.set(t.msg, j, fromReply(r));
+    }
+    if (!t.pipelined) this.sendNextRcpt(t, out);
+  }
+
+  private sendNextRcpt(t: Txn, out: ClientAction[]): void {
+    const line = t.rcptLines[t.next];
+    const index = t.rcpts[t.next];
+    if (line !== undefined && index !== undefined) {
+      t.next++;
+      return this.send(out, line, { kind: "rcpt", index });
+    }
+    if (t.accepted.length > 0) return this.send(out, command("DATA"), { kind: "data" });
+    // No recipient accepted: end the transaction without content.
+    this.send(out, command("RSET"), { kind: "rset" });
+    this.txn = undefined;
+  }
+
+  private onData(r: Reply, out: ClientAction[]): void {
+    const t = this.txnOrThrow();
+    if (r.code === 354) {
+      if (t.accepted.length === 0) return this.send(out, Buffer.from(".\r\n"), { kind: "lone-dot" });
+      const m = this.opts.messages[t.msg] as OutboundMessage;
+      return this.send(out, encodeData(m.content), { kind: "dot" });
+    }
+    if (r.code < 400) throw new ProtocolError(`unexpected reply ${r.code} to DATA`);
+    for (const j of t.accepted) this.set(t.msg, j, fromReply(r));
+    this.txn = undefined;
+    if (mailAccepted(t)) return this.send(out, command("RSET"), { kind: "rset" });
+    this.nextMessage(out);
+  }
+
+  private txnOrThrow(): Txn {
+    if (this.txn === undefined) throw new ProtocolError("reply outside a transaction");
+    return this.txn;
+  }
+
+  /**
+   * Ends the connection: every recipient not yet decided gets `v`. polite:
+   * the stream is still in step, so QUIT is sent and its reply awaited.
+   */
+  private fail(v: Verdict, polite: boolean, out: ClientAction[]): void {
+    this.error ??= `${v.code === 0 ? "" : `${v.code} `}${v.status} ${v.text}`;
+    for (let i = 0; i < this.results.length; i++) this.setAll(i, v);
+    this.txn = undefined;
+    this.nextMsg = this.opts.messages.length;
+    this.expects.length = 0;
+    if (polite && this.state === "open") return this.send(out, command("QUIT"), { kind: "quit" });
+    this.finish(out);
+  }
+
+  private finish(out: ClientAction[]): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.expects.length = 0;
+    this.parser.discard();
+    out.push({ kind: "done", result: this.result() }, { kind: "close" });
+  }
+}

@@ -1,5 +1,5 @@
 /**
- * The `wardmail` command. Subcommands: serve, config check, queue, user.
+ * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain.
  * Exit codes (documented in docs/cli.md and in --help):
  *   0  success
  *   1  the command ran and the answer is no (invalid config, unknown queue id or account)
@@ -12,6 +12,8 @@ import { createLogger } from "../log/index.ts";
 import { runPrimary } from "../server/index.ts";
 import { queueCommand, QUEUE_HELP } from "./queue.ts";
 import { userCommand, USER_HELP } from "./user.ts";
+import { dkimCommand, DKIM_HELP } from "./dkim.ts";
+import { domainCommand, DOMAIN_HELP } from "./domain.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -32,6 +34,12 @@ Commands:
   user <action> [ARGS] [--config FILE]
                                add|passwd|list|remove|disable|enable accounts, and their
                                alias, senders and app-password entries
+  dkim keygen --domain D [--selector S] [--force] [--config FILE]
+                               create DKIM keys (RSA-2048 + Ed25519) for D; prints the DNS records
+  dkim list [--json] [--config FILE]
+                               the DKIM key sets on disk
+  domain dns D [--mx HOST] [--ip ADDR] [--config FILE]
+                               every DNS record to publish for D (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)
@@ -82,6 +90,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await queueCommand(rest, io);
       case "user":
         return await userCommand(rest, io);
+      case "dkim":
+        return await dkimCommand(rest, io);
+      case "domain":
+        return await domainCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -155,4 +167,4 @@ async function config(args: string[], io: Io): Promise<number> {
   return result.readable ? EXIT.no : EXIT.usage;
 }
 
-export { QUEUE_HELP, USER_HELP };
+export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP };

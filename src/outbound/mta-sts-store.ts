@@ -1,0 +1,71 @@
+/**
+ * The MTA-STS policy cache on disk (RFC 8461 §5: a cached policy must
+ * survive restarts, or an attacker who blocks the policy fetch right after
+ * a restart downgrades delivery). One SQLite file for the server,
+ * `<dataDir>/mta-sts.sqlite`, shared by every worker (WAL, busy timeout).
+ * Rows are checked when read: a damaged row is ignored (a fresh fetch
+ * replaces it), never trusted.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { applySchema } from "../storage/index.ts";
+import type { MtaStsPolicy, MtaStsStore, StoredStsPolicy } from "./mta-sts.ts";
+
+const SCHEMA = `CREATE TABLE IF NOT EXISTS policies (domain TEXT PRIMARY KEY, policy TEXT NOT NULL, fetched_at INTEGER NOT NULL)`;
+
+export class SqliteMtaStsStore implements MtaStsStore {
+  private readonly db: DatabaseSync;
+  private readonly getStmt: StatementSync;
+  private readonly setStmt: StatementSync;
+
+  private constructor(db: DatabaseSync) {
+    this.db = db;
+    this.getStmt = db.prepare("SELECT policy, fetched_at FROM policies WHERE domain = ?");
+    this.setStmt = db.prepare("INSERT INTO policies (domain, policy, fetched_at) VALUES (?, ?, ?) ON CONFLICT(domain) DO UPDATE SET policy = excluded.policy, fetched_at = excluded.fetched_at");
+  }
+
+  static path(dataDir: string): string {
+    return join(dataDir, "mta-sts.sqlite");
+  }
+
+  static open(dataDir: string): SqliteMtaStsStore {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const path = SqliteMtaStsStore.path(dataDir);
+    try {
+      writeFileSync(path, "", { mode: 0o600, flag: "wx" });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const db = new DatabaseSync(path, { timeout: 5000 });
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = NORMAL");
+      applySchema(db, `MTA-STS cache ${path}`, SCHEMA, 1);
+      return new SqliteMtaStsStore(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  get(domain: string): StoredStsPolicy | undefined {
+    const row = this.getStmt.get(domain) as { policy: string; fetched_at: number } | undefined;
+    if (!row) return undefined;
+    try {
+      const p = JSON.parse(row.policy) as Partial<MtaStsPolicy>;
+      if ((p.mode !== "enforce" && p.mode !== "testing" && p.mode !== "none") || !Array.isArray(p.mx) || !p.mx.every((m) => typeof m === "string") || typeof p.maxAge !== "number" || typeof p.id !== "string") return undefined;
+      return { policy: { mode: p.mode, mx: p.mx, maxAge: p.maxAge, id: p.id }, fetchedAt: Number(row.fetched_at) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  set(domain: string, policy: MtaStsPolicy, fetchedAt: number): void {
+    this.setStmt.run(domain, JSON.stringify({ mode: policy.mode, mx: policy.mx, maxAge: policy.maxAge, id: policy.id }), fetchedAt);
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+}

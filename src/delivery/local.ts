@@ -10,19 +10,26 @@
  * it is `delivered`. A mailbox reached by several recipients of the message
  * (through aliases) is written once, and mailboxes already stored for
  * recipients delivered in an earlier attempt are not written again.
- * Outcomes: an address outside the local domains, or an alias with a target
- * there, is `deferred` ("remote delivery not implemented"; its local
- * mailboxes wait with it, so they are not stored twice later); an unknown
- * local address is `failed`; a filesystem error is `deferred` and retried
+ * Outcomes: an address outside the local domains goes to the remote
+ * transport (src/outbound) when there is one, with the local copies written
+ * meanwhile; without one, or for an alias with a target there (queued before
+ * aliases were expanded at receipt), it is `deferred` ("remote delivery not
+ * implemented"); an unknown local address is `failed`; a filesystem error is `deferred` and retried
  * with the spool's backoff. A mailbox write that failed while another of the
  * same recipient succeeded is retried with the recipient, so that mailbox may
- * get the message twice (at-least-once). Logs name queue id, recipient and
- * mailbox, never content.
+ * get the message twice (at-least-once). Past queue.lifetime every open
+ * recipient fails. Failures (and a delay notice) become DSNs to the sender
+ * (src/outbound/bounces.ts), queued before the outcome is recorded. Logs name
+ * queue id, recipient and mailbox, never content.
  */
 import type { Logger } from "pino";
-import type { ClaimedMessage, RecipientOutcome, Spool } from "../queue/index.ts";
+import type { ClaimedMessage, Spool } from "../queue/index.ts";
 import { deliverToMaildir } from "./maildir.ts";
 import { mailboxPath, resolveRecipient } from "./resolve.ts";
+import type { Config } from "../config/types.ts";
+import type { QueuedRecipient } from "../queue/types.ts";
+import type { RemoteOutcome } from "../outbound/transport.ts";
+import { dsnsFor } from "../outbound/bounces.ts";
 import type { LocalConfig } from "./resolve.ts";
 
 export const REMOTE_NOT_IMPLEMENTED = "remote delivery not implemented";
@@ -34,6 +41,10 @@ export interface LocalDeliveryOptions {
   readonly local: LocalConfig;
   /** True for an account address (accounts have a mailbox like local.mailboxes). */
   readonly isAccount?: (address: string) => boolean;
+  /** Delivery to other domains (src/outbound); without it such recipients stay deferred. */
+  readonly remote?: RemoteDeliverer;
+  /** Bounces (DSNs) and the queue lifetime; without it nothing is bounced. */
+  readonly bounces?: { readonly hostname: string; readonly queue: Config["queue"] };
   readonly logger: Logger;
   /** Messages in flight and concurrent Maildir writes (default 16). */
   readonly concurrency?: number;
@@ -41,6 +52,10 @@ export interface LocalDeliveryOptions {
   readonly pollMs?: number;
   /** Host name in Maildir file names (default os.hostname()). */
   readonly hostname?: string;
+}
+
+export interface RemoteDeliverer {
+  deliver(msg: ClaimedMessage, recipients: readonly QueuedRecipient[]): Promise<RemoteOutcome[]>;
 }
 
 export interface LocalDeliveryStats {
@@ -81,6 +96,8 @@ export class LocalDelivery {
   private readonly dataDir: string;
   private readonly local: LocalConfig;
   private readonly isAccount: ((address: string) => boolean) | undefined;
+  private readonly remote: RemoteDeliverer | undefined;
+  private readonly bounces: LocalDeliveryOptions["bounces"];
   private readonly log: Logger;
   private readonly concurrency: number;
   private readonly pollMs: number;
@@ -98,6 +115,8 @@ export class LocalDelivery {
     this.dataDir = opts.dataDir;
     this.local = opts.local;
     this.isAccount = opts.isAccount;
+    this.remote = opts.remote;
+    this.bounces = opts.bounces;
     this.log = opts.logger.child({ component: "local-delivery", shard: opts.spool.shard });
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.pollMs = Math.max(10, opts.pollMs ?? 1000);
@@ -165,7 +184,7 @@ export class LocalDelivery {
   }
 
   private async process(msg: ClaimedMessage): Promise<void> {
-    let outcomes: RecipientOutcome[];
+    let outcomes: RemoteOutcome[];
     try {
       outcomes = await this.deliver(msg);
     } catch (err) {
@@ -176,10 +195,29 @@ export class LocalDelivery {
         .map((r) => ({ index: r.index, result: "deferred" as const, error: `internal error: ${errorText(err)}` }));
     }
     if (this.spool.isClosed) return; // recovered as queued on the next open
+    // Bounces are queued (durably) before the outcomes that caused them are recorded.
+    if (this.bounces) {
+      for (const dsn of dsnsFor(msg, outcomes, this.bounces)) {
+        try {
+          const id = await this.spool.enqueue(dsn);
+          this.log.info({ queueId: msg.id, dsn: id, to: msg.envelope.mailFrom }, "delivery status notification queued");
+        } catch (err) {
+          this.log.error({ queueId: msg.id, err: errorText(err) }, "could not queue a DSN; the recipients stay deferred");
+          outcomes = outcomes.map((o) => (o.result === "failed" ? { ...o, result: "deferred" as const } : o));
+        }
+      }
+    }
+    if (this.spool.isClosed) return;
     this.spool.recordOutcome(msg.id, outcomes);
   }
 
-  private async deliver(msg: ClaimedMessage): Promise<RecipientOutcome[]> {
+  private async deliver(msg: ClaimedMessage): Promise<RemoteOutcome[]> {
+    const pendingAll = msg.recipients.filter((r) => r.state === "queued" || r.state === "deferred");
+    // Past its lifetime: every recipient still open fails (and is bounced).
+    if (this.bounces && Date.now() - msg.createdAt >= this.bounces.queue.lifetime * 1000) {
+      const hours = Math.round((Date.now() - msg.createdAt) / 3_600_000);
+      return pendingAll.map((r) => ({ index: r.index, result: "failed" as const, status: "4.4.7", error: `message expired after ${hours} h in the queue: ${r.lastError ?? msg.lastError ?? "not delivered"}` }));
+    }
     // Mailboxes already stored for recipients delivered in an earlier attempt.
     const stored = new Set<string>();
     for (const r of msg.recipients) {
@@ -190,7 +228,8 @@ export class LocalDelivery {
 
     const pending = msg.recipients.filter((r) => r.state === "queued" || r.state === "deferred");
     const plan = new Map<number, readonly string[]>(); // recipient index -> mailboxes to write
-    const outcomes = new Map<number, RecipientOutcome>();
+    const outcomes = new Map<number, RemoteOutcome>();
+    const remote: QueuedRecipient[] = [];
     for (const r of pending) {
       const res = resolveRecipient(this.local, r.address, this.isAccount);
       for (const s of res.skipped) {
@@ -199,7 +238,10 @@ export class LocalDelivery {
         }
       }
       if (res.remote.length > 0) {
-        outcomes.set(r.index, { index: r.index, result: "deferred", error: REMOTE_NOT_IMPLEMENTED });
+        // Aliases to other domains were expanded before queueing, so this is a recipient in another domain.
+        const direct = res.remote.length === 1 && res.mailboxes.length === 0 && res.remote[0] === r.address.toLowerCase();
+        if (this.remote && direct) remote.push(r);
+        else outcomes.set(r.index, { index: r.index, result: "deferred", error: REMOTE_NOT_IMPLEMENTED });
       } else if (res.mailboxes.length === 0 && res.discarded.length > 0) {
         // Only discarded targets: done, nothing to write (as Postfix's discard:).
         outcomes.set(r.index, { index: r.index, result: "delivered" });
@@ -210,6 +252,9 @@ export class LocalDelivery {
         plan.set(r.index, res.mailboxes.filter((m) => !stored.has(m)));
       }
     }
+
+    // Remote recipients go out while the local copies are written.
+    const remoteDone = remote.length > 0 && this.remote ? this.remote.deliver(msg, remote) : Promise.resolve([]);
 
     // One write per distinct mailbox.
     const writes = new Map<string, Promise<string | undefined>>(); // mailbox -> error text or undefined
@@ -228,6 +273,7 @@ export class LocalDelivery {
       outcomes.set(index, firstError === undefined ? { index, result: "delivered" } : { index, result: "deferred", error: firstError });
     }
 
+    for (const o of await remoteDone) outcomes.set(o.index, o);
     const list = [...outcomes.values()].sort((a, b) => a.index - b.index);
     for (const o of list) {
       const rcpt = msg.recipients[o.index]!.address;
@@ -235,6 +281,7 @@ export class LocalDelivery {
         this.counters.delivered++;
         const mailboxes = plan.get(o.index);
         if (mailboxes) this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailboxes }, "delivered locally");
+        else if (o.remoteMta !== undefined) this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mx: o.remoteMta }, "delivered to the remote MX");
         else this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt }, "discarded (local.discard)");
       } else if (o.result === "deferred") {
         this.counters.deferred++;

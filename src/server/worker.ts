@@ -11,9 +11,11 @@
  * reply, lets deliveries in flight finish, closes the spool, ends the thread.
  */
 import { parentPort } from "node:worker_threads";
+import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { loadConfig } from "../config/index.ts";
 import { LocalDelivery } from "../delivery/index.ts";
-import { createLogger } from "../log/index.ts";
+import { createLogger, type Logger } from "../log/index.ts";
+import { pino } from "pino";
 import { Spool } from "../queue/index.ts";
 import { TlsManager, resolveCertificatePairs } from "../tls/index.ts";
 import { join } from "node:path";
@@ -28,6 +30,7 @@ import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
 import { CheckRunner } from "../policy/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
+import { createOutbound } from "../outbound/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -49,10 +52,57 @@ async function sealingKey(path: string): Promise<string> {
   return pem;
 }
 
+/**
+ * Resolves once the log destination has written everything out (at most
+ * timeoutMs). The primary ends this thread as soon as it gets "stopped", and
+ * the destination is asynchronous (sonic-boom): a write still in flight is
+ * lost with the thread. logger.flush(cb) does not wait for it (it calls back
+ * at once when sonic-boom's minLength is 0, the default), so this waits for
+ * the stream's "drain", which it emits when its buffer is empty.
+ */
+async function logWritten(logger: Logger, timeoutMs: number): Promise<void> {
+  logger.flush();
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+    | { _writing?: unknown; once?: (event: string, listener: () => void) => unknown }
+    | undefined;
+  if (stream?._writing !== true || typeof stream.once !== "function") return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    stream.once?.("drain", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+const LOOP_DELAY_RESOLUTION_MS = 10;
+
+/**
+ * The histogram's samples are the intervals between timer ticks (resolution
+ * included); the delay is what a tick came late: the sample minus the
+ * resolution (never below 0), in milliseconds.
+ */
+function loopDelayStats(h: IntervalHistogram): { p50Ms: number; p99Ms: number; maxMs: number; samples: number; resolutionMs: number } {
+  const late = (ns: number): number => Math.round(Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS) * 1000) / 1000;
+  const count = h.count;
+  return {
+    p50Ms: count > 0 ? late(h.percentile(50)) : 0,
+    p99Ms: count > 0 ? late(h.percentile(99)) : 0,
+    maxMs: count > 0 ? late(h.max) : 0,
+    samples: count,
+    resolutionMs: LOOP_DELAY_RESOLUTION_MS,
+  };
+}
+
 export async function runWorker(data: WorkerData): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error("runWorker must run in a worker thread");
   const { configPath, shard } = data;
+  // Event loop delay of this thread from "ready" until "shutdown", logged once
+  // at stop ("event loop delay"): how late a 10 ms timer fired, so a check
+  // that blocks the loop shows up.
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  loopDelay.enable();
   const config = await loadConfig(configPath);
   const logger = createLogger({ level: config.log.level, base: { worker: shard } });
   const pairs = await resolveCertificatePairs(config, logger);
@@ -63,7 +113,17 @@ export async function runWorker(data: WorkerData): Promise<void> {
     watch: config.tls.watch,
     logger,
   });
-  const spool = Spool.open({ dataDir: config.server.dataDir, shard, maxBatch: config.spool.maxBatch, logger });
+  const spool = Spool.open({
+    dataDir: config.server.dataDir,
+    shard,
+    maxBatch: config.spool.maxBatch,
+    logger,
+    retryBaseMs: config.queue.retryMin * 1000,
+    retryMaxMs: config.queue.retryMax * 1000,
+    retryJitter: 0.2,
+    // The delivery agent fails expired recipients (with a DSN) at queue.lifetime; this is the backstop.
+    expireAfterMs: (config.queue.lifetime + 86_400) * 1000,
+  });
   // The shard files were created by whoever we are now; the unprivileged user must own them.
   await chownTo(config, join(config.server.dataDir, "spool"));
   const accounts = AccountStore.open(config.server.dataDir, { create: true, localDomains: config.local.domains });
@@ -90,11 +150,15 @@ export async function runWorker(data: WorkerData): Promise<void> {
       )
     : undefined;
   const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, ...(checks ? { checks } : {}) });
+  const outbound = createOutbound(config, resolver, logger);
+  for (const f of outbound.files) if (existsSync(f)) await chownTo(config, f);
   const delivery = new LocalDelivery({
     spool,
     dataDir: config.server.dataDir,
     local: config.local,
     isAccount: (a) => accounts.resolve(a) === a,
+    remote: outbound.transport,
+    bounces: { hostname: config.server.hostname, queue: config.queue },
     logger,
     hostname: config.server.hostname,
   });
@@ -105,22 +169,29 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const stop = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    loopDelay.disable();
     logger.info("worker stopping");
     await server.close(10_000);
     await delivery.stop();
     spool.close();
     accounts.close();
+    outbound.close();
     resolver.close();
     tls.close();
-    logger.flush();
+    logger.info(loopDelayStats(loopDelay), "event loop delay");
+    await logWritten(logger, 2000);
     port.postMessage({ type: "stopped", shard });
   };
   port.on("message", (m: unknown) => {
-    if (m === "go") delivery.start();
+    if (m === "go") {
+      delivery.start();
+      if (shard === 0) outbound.startReports(spool);
+    }
     else if (m === "reload") void tls.reload();
     else if (m === "shutdown") void stop();
   });
   const ready: WorkerReady = { type: "ready", shard, listeners };
+  loopDelay.reset(); // start-up (config, certificates, spool) is not what it is for
   port.postMessage(ready);
   logger.info({ listeners }, "worker ready");
 }

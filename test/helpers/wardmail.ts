@@ -91,7 +91,9 @@ export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> 
     `mailboxes = ${JSON.stringify(mailboxes)}`,
     // Tests talk only to loopback: sender authentication (which asks DNS) is
     // off unless the test brings its own [checks] and [dns] (a local DNS server).
-    ...(opts.checks === undefined ? ["[checks]", "enabled = false"] : [opts.checks]),
+    // Outbound delivery asks DNS too: without a test DNS server, a closed
+    // loopback port answers every question at once with a temporary error.
+    ...(opts.checks === undefined ? ["[checks]", "enabled = false", "[dns]", 'servers = ["127.0.0.1:9"]', "timeout = 200", "attempts = 1"] : [opts.checks]),
     opts.extra ?? "",
   ].join("\n");
   const configPath = join(dir, "wardmail.toml");

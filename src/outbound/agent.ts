@@ -1,0 +1,211 @@
+/**
+ * Wires the outbound parts into one RemoteTransport for a worker: the SMTP
+ * session (connect.ts), the TLS planner (operator policy, DANE, MTA-STS),
+ * the post-handshake verifiers, and DKIM signing with the keys on disk.
+ *
+ * TLS planning for one MX host (RFC 7672 §2.2, RFC 8461 §4, §5):
+ * - outbound.tls_policy for the domain wins: "dane-only" needs usable
+ *   TLSA records in a signed zone (else defer), "verify" needs a PKIX-valid
+ *   certificate for the MX name, "encrypt" any TLS, "may" opportunistic;
+ * - else DANE: a signed MX answer and signed TLSA records for the host →
+ *   the certificate must match them; signed but unusable TLSA → TLS
+ *   required, unauthenticated; a bogus or failed TLSA lookup → defer (an
+ *   attacker must not turn DANE off by blocking the query);
+ * - else MTA-STS "enforce": the MX name must match the policy (else this
+ *   host is skipped) and its certificate must be PKIX-valid for that name;
+ * - else opportunistic STARTTLS.
+ */
+import { readdir, stat } from "node:fs/promises";
+import type { TLSSocket } from "node:tls";
+import type { Config } from "../config/types.ts";
+import type { DnsResolver, TlsaRecord } from "../dns/index.ts";
+import { loadSigningKeys, signMessage, signingDomain, type SigningKeys } from "../dkim/index.ts";
+import type { Logger } from "../log/index.ts";
+import { deliverSession } from "./connect.ts";
+import { daneVerifier, tlsaFor } from "./dane.ts";
+import { checkCertificate, mxMatches, type MtaStsClient } from "./mta-sts.ts";
+import type { MxHost } from "./mx.ts";
+import { RemoteTransport, type SessionOutcome, type SessionRequest, type TlsRequirement } from "./transport.ts";
+import type { TlsRptStore } from "./tlsrpt.ts";
+
+export interface AgentOptions {
+  readonly config: Config;
+  /** Records every TLS session for TLS-RPT (RFC 8460); optional. */
+  readonly tlsrpt?: TlsRptStore;
+  readonly resolver: DnsResolver;
+  readonly mtaSts: MtaStsClient;
+  readonly logger: Logger;
+  /** Milliseconds; tests shorten them. */
+  readonly timeouts?: { connectMs: number; greetingMs: number; commandMs: number; dataMs: number };
+}
+
+const TIMEOUTS = { connectMs: 30_000, greetingMs: 300_000, commandMs: 300_000, dataMs: 600_000 };
+
+/** The TLS requirement for a destination MX host, or why mail must wait. */
+export async function planTls(
+  domain: string,
+  host: MxHost,
+  mxSecure: boolean,
+  deps: { config: Pick<Config, "outbound">; resolver: DnsResolver; mtaSts: MtaStsClient },
+): Promise<TlsRequirement | { defer: string }> {
+  const explicit = deps.config.outbound.tlsPolicy[domain];
+  if (explicit === "may") return { mode: "may", source: "policy" };
+  if (explicit === "encrypt") return { mode: "encrypt", source: "policy" };
+  if (explicit === "verify") return { mode: "verify", source: "policy" };
+  const secure = mxSecure && host.secure;
+  if (explicit === "dane-only" || secure) {
+    const t = await tlsaFor(deps.resolver, host.name, secure, deps.config.outbound.port);
+    const strings = t.state === "secure" ? t.records.map((r) => `${r.usage} ${r.selector} ${r.matchingType} ${r.data.toString("hex")}`) : [];
+    if (t.state === "secure") return t.usable ? { mode: "dane", source: "dane", tlsa: t.records, policyStrings: strings } : { mode: "encrypt", source: "dane", policyStrings: strings };
+    if (t.state === "bogus" || t.state === "error") return { defer: `DANE: TLSA lookup for ${host.name} failed (${t.reason}: ${t.detail})` };
+    if (explicit === "dane-only") return { defer: `DANE required by outbound.tls_policy but ${host.name} has no usable TLSA records (${t.detail})` };
+  }
+  const sts = await deps.mtaSts.lookup(domain);
+  if (sts.status === "valid" && sts.policy.mode === "enforce") {
+    if (!mxMatches(sts.policy, host.name)) return { defer: `MTA-STS: ${host.name} is not an MX of the ${domain} policy` };
+    const p = sts.policy;
+    const policyStrings = ["version: STSv1", `mode: ${p.mode}`, ...p.mx.map((m) => `mx: ${m}`), `max_age: ${p.maxAge}`];
+    return { mode: "verify", source: "mta-sts", policyId: p.id, policyStrings };
+  }
+  return { mode: "may", source: "opportunistic" };
+}
+
+/** The check run after the handshake for a TLS requirement. */
+function verifierFor(tls: TlsRequirement, host: string): ((s: TLSSocket) => { ok: boolean; reason?: string }) | undefined {
+  if (tls.mode === "verify") {
+    return (s) => {
+      const c = checkCertificate(s, host);
+      return c.ok ? { ok: true } : { ok: false, reason: `${c.reason}: ${c.detail}` };
+    };
+  }
+  if (tls.mode === "dane") {
+    const check = daneVerifier((tls.tlsa ?? []) as TlsaRecord[], host);
+    return (s) => {
+      const c = check(s);
+      return c.ok ? { ok: true } : { ok: false, reason: `${c.reason}: ${c.detail}` };
+    };
+  }
+  return undefined;
+}
+
+/** DKIM keys from disk, re-read when the key directory changes (checked at most every 30 s). */
+class Signer {
+  private keys: SigningKeys = new Map();
+  private checkedAt = 0;
+  private stamp = "";
+  private readonly dataDir: string;
+  private readonly log: Logger;
+
+  constructor(dataDir: string, log: Logger) {
+    this.dataDir = dataDir;
+    this.log = log;
+  }
+
+  private async refresh(): Promise<void> {
+    if (Date.now() - this.checkedAt < 30_000) return;
+    this.checkedAt = Date.now();
+    // Names, sizes and mtimes of the key files: a new, replaced (keygen --force) or removed key reloads.
+    let stamp = "";
+    try {
+      const parts: string[] = [];
+      for (const d of await readdir(`${this.dataDir}/dkim`, { withFileTypes: true })) {
+        if (!d.isDirectory()) continue;
+        for (const f of await readdir(`${this.dataDir}/dkim/${d.name}`)) {
+          const st = await stat(`${this.dataDir}/dkim/${d.name}/${f}`).catch(() => undefined);
+          parts.push(`${d.name}/${f}:${st?.size ?? 0}:${st?.mtimeMs ?? 0}`);
+        }
+      }
+      stamp = parts.sort().join(";");
+    } catch {
+      stamp = "";
+    }
+    if (stamp === this.stamp) return;
+    this.stamp = stamp;
+    try {
+      this.keys = stamp === "" ? new Map() : await loadSigningKeys(this.dataDir, (problem) => this.log.warn({ problem }, "DKIM key set skipped"));
+      this.log.info({ domains: [...this.keys.keys()] }, "DKIM signing keys loaded");
+    } catch (err) {
+      this.log.error({ err: err instanceof Error ? err.message : String(err) }, "DKIM keys could not be loaded; sending unsigned");
+      this.keys = new Map();
+    }
+  }
+
+  async sign(content: Buffer): Promise<Buffer> {
+    await this.refresh();
+    const domain = signingDomain(content, this.keys);
+    if (domain === undefined) return content;
+    try {
+      return await signMessage(content, this.keys, { domain });
+    } catch (err) {
+      this.log.warn({ domain, err: err instanceof Error ? err.message : String(err) }, "DKIM signing failed; sending unsigned");
+      return content;
+    }
+  }
+}
+
+const RESULT_TYPES = new Set(["starttls-not-supported", "certificate-host-mismatch", "certificate-expired", "certificate-not-trusted", "validation-failure", "tlsa-invalid", "dnssec-invalid", "dane-required", "sts-policy-fetch-error", "sts-policy-invalid", "sts-webpki-invalid"]);
+
+/**
+ * One TLS-RPT event per session that got as far as TLS (or should have):
+ * success when TLS came up (and passed its check); the failure type when the
+ * check refused the peer or STARTTLS was required and not offered. Sessions
+ * that failed before TLS for other reasons (connection refused) are not
+ * TLS results and are not recorded.
+ */
+function recordTls(store: TlsRptStore, req: SessionRequest, conn: { tls?: { version: string }; error?: string; extensions: { starttls: boolean } }, log: Logger): void {
+  const policyType = req.tls.source === "mta-sts" ? "sts" : req.tls.source === "dane" ? "tlsa" : "no-policy-found";
+  const reason = /TLS peer refused: ([a-z-]+):/.exec(conn.error ?? "")?.[1];
+  let result: string | undefined;
+  if (conn.tls && (reason === undefined || !RESULT_TYPES.has(reason))) result = "success";
+  else if (reason !== undefined && RESULT_TYPES.has(reason)) result = reason;
+  else if (!conn.tls && req.tls.mode !== "may" && conn.error !== undefined && /STARTTLS|TLS required/i.test(conn.error)) result = "starttls-not-supported";
+  if (result === undefined) return;
+  try {
+    store.record({ policyDomain: req.domain, policyType, policyStrings: policyType === "no-policy-found" ? [] : [...(req.tls.policyStrings ?? [])], mxHost: req.host, receivingIp: req.address, result: result as "success", ...(conn.error !== undefined ? { detail: conn.error } : {}) });
+  } catch (err) {
+    log.warn({ err: err instanceof Error ? err.message : String(err) }, "TLS-RPT event not recorded");
+  }
+}
+
+/** The RemoteTransport of a worker. */
+export function createTransport(opts: AgentOptions): RemoteTransport {
+  const { config, resolver, mtaSts, logger } = opts;
+  const timeouts = opts.timeouts ?? TIMEOUTS;
+  const signer = new Signer(config.server.dataDir, logger.child({ component: "dkim" }));
+  const session = async (req: SessionRequest) => {
+    const messages = req.messages.map((m) => ({
+      envelope: { ...m.msg.envelope, recipients: m.recipients.map((r) => ({ address: r.address, dsn: r.dsn })) },
+      content: m.content,
+      ...(m.requireTls ? { requireTls: true } : {}),
+    }));
+    const verify = verifierFor(req.tls, req.host);
+    const res = await deliverSession({
+      host: req.host,
+      address: req.address,
+      port: req.port,
+      helo: config.server.hostname,
+      tls: req.tls.mode === "may" ? "opportunistic" : "required",
+      tlsOptions: { servername: req.host },
+      ...(verify ? { verify } : {}),
+      timeouts,
+      messages,
+    });
+    const results = new Map<string, SessionOutcome[]>();
+    req.messages.forEach((m, i) => results.set(m.id, [...(res.messages[i]?.recipients ?? [])]));
+    const tls = res.connection.tls;
+    if (opts.tlsrpt) recordTls(opts.tlsrpt, req, res.connection, logger);
+    logger.info(
+      { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, tls: tls?.version, cipher: tls?.cipher, verified: tls?.verified, messages: req.messages.length, error: res.connection.error },
+      "outbound session",
+    );
+    return { results, ...(res.connection.error !== undefined ? { fatal: res.connection.error } : {}), ...(tls ? { tls: { version: tls.version, cipher: tls.cipher, verified: tls.verified === true } } : {}) };
+  };
+  return new RemoteTransport({
+    config,
+    resolver,
+    logger,
+    session,
+    plan: (domain, host, mxSecure) => planTls(domain, host, mxSecure, { config, resolver, mtaSts }),
+    sign: (content) => signer.sign(content),
+  });
+}

@@ -40,6 +40,12 @@ export interface LoadSpec {
   perConnectionMode?: "batch" | "exact";
   /** Body bytes per message (smtp-source -l; headers come on top). */
   size: number;
+  /**
+   * Send this ready-made message instead (smtp-source -F FILE, replacing -l):
+   * LF line ends in the file; smtp-source sends each line with CRLF,
+   * dot-stuffed, plus one empty line before the final dot.
+   */
+  messageFile?: string;
   from: string;
   to: string;
   helo: string;
@@ -67,7 +73,7 @@ export function smtpSourceArgs(spec: LoadSpec, sessions: number, messages: numbe
   const args = [
     "-s", String(sessions),
     "-m", String(messages),
-    "-l", String(spec.size),
+    ...(spec.messageFile !== undefined ? ["-F", spec.messageFile] : ["-l", String(spec.size)]),
     "-f", spec.from,
     "-t", spec.to,
     "-M", spec.helo,

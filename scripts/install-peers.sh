@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that Wardmail's integration tests and benchmarks
 # use as real peers (swaks, openssl, GNU gsasl, Postfix with smtp-source, Dovecot's imap
-# as a Maildir reader, socat).
+# as a Maildir reader, socat, Knot DNS (knotd, kdig) as a local authoritative
+# DNS server for sender authentication, dkimpy's dkimsign/dkimverify).
 # Idempotent: packages already present are not reinstalled; apt-get update runs
 # only when something is missing. Needs root (CI and the dev machines are root).
 set -euo pipefail
 
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -38,4 +39,15 @@ if command -v postfix >/dev/null && postfix status >/dev/null 2>&1; then postfix
 # Dovecot is only used as a reader of Wardmail's Maildirs (its imap binary in
 # PREAUTH mode); no daemon is wanted.
 if command -v doveadm >/dev/null && pgrep -x dovecot >/dev/null 2>&1; then doveadm stop >/dev/null 2>&1 || true; fi
+# Knot: tests and the benchmark run their own knotd (test/peers/knot.ts) on a
+# high loopback port; the system service must neither run nor start at boot.
+if command -v systemctl >/dev/null; then
+  systemctl stop knot >/dev/null 2>&1 || true
+  systemctl disable knot >/dev/null 2>&1 || true
+fi
+# Without systemd the package's SysV script may have started it.
+if [ -x /etc/init.d/knot ]; then
+  /etc/init.d/knot stop >/dev/null 2>&1 || true
+  if command -v update-rc.d >/dev/null; then update-rc.d knot disable >/dev/null 2>&1 || true; fi
+fi
 echo "install-peers: done"

@@ -25,7 +25,7 @@
  * what an operator can create here is a plain dot-atom, never something a
  * relay could reinterpret (%, !, quotes, source routes, address literals).
  */
-import { DatabaseSync, type SQLOutputValue } from "node:sqlite";
+import { DatabaseSync, type StatementSync, type SQLOutputValue } from "node:sqlite";
 import { createHash, randomInt, timingSafeEqual } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -278,16 +278,28 @@ export class AccountStore implements CredentialStore {
   }
 
 
+  /** Prepared statements by SQL text: preparing on every lookup cost ~6 % of a worker's CPU. */
+  readonly #statements = new Map<string, StatementSync>();
+
+  #prepared(sql: string): StatementSync {
+    let st = this.#statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
+  }
+
   #get(sql: string, ...params: (string | number)[]): Row | undefined {
-    return this.db.prepare(sql).get(...params);
+    return this.#prepared(sql).get(...params);
   }
 
   #all(sql: string, ...params: (string | number)[]): Row[] {
-    return this.db.prepare(sql).all(...params);
+    return this.#prepared(sql).all(...params);
   }
 
   #run(sql: string, ...params: (string | number | Buffer)[]): number {
-    return Number(this.db.prepare(sql).run(...params).changes);
+    return Number(this.#prepared(sql).run(...params).changes);
   }
 
   #requireLocal(address: string, what: string): void {

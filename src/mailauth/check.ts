@@ -87,11 +87,13 @@ export class SenderAuthCheck implements Check {
     });
     const heloSpf = input.state.get(HELO_KEY) as SPFResult | false | undefined;
     const dkimResults = res.dkim.results ?? [];
-    const dkim = dkimResults.some((r) => r.status.result === "pass")
+    // mailauth reports an unsigned message as one result "none": that is dkim.none, not a failure.
+    const signed = dkimResults.filter((r) => r.status.result !== "none");
+    const dkim = signed.some((r) => r.status.result === "pass")
       ? "pass"
-      : dkimResults.some((r) => r.status.result === "temperror")
+      : signed.some((r) => r.status.result === "temperror")
         ? "temperror"
-        : dkimResults.length > 0
+        : signed.length > 0
           ? "fail"
           : "none";
     const arc = result(res.arc);

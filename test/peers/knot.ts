@@ -1,0 +1,255 @@
+// A real authoritative DNS server (Knot DNS, knotd) on loopback, for the
+// sender-authentication tests and benchmark: Wardmail's resolver asks it for
+// the SPF, DKIM and DMARC records of made-up domains.
+//
+// Each instance lives in its own fresh temp dir:
+//   DIR/knot.conf          the config (knotd -c)
+//   DIR/zones/NAME.zone    one zone file per zone (origin = NAME)
+//   DIR/run                rundir (control socket knot.sock, no pid file)
+//   DIR/storage            database storage (timers, journal; unused here)
+// knotd runs in the foreground as a child of this process, as the current
+// user (no `server: user`, so no privilege drop), listening on
+// 127.0.0.1:PORT for UDP and TCP. The machine's own knot service is not used.
+//
+// Knot is authoritative only: a name outside its zones gets REFUSED, which a
+// resolver reports as a temporary DNS error. A domain that should have "no
+// records" therefore needs a zone of its own with only SOA and NS.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "./ports.ts";
+
+export const KNOTD_BIN = "/usr/sbin/knotd";
+export const KDIG_BIN = "/usr/bin/kdig";
+
+/** undefined when knotd and kdig run, else why not (for a test's `skip`). */
+export function knotMissing(): string | undefined {
+  for (const [bin, args] of [
+    [KNOTD_BIN, ["--version"]],
+    [KDIG_BIN, ["--version"]],
+  ] as const) {
+    const r = spawnSync(bin, [...args], { stdio: "ignore", timeout: 10_000 });
+    if (r.error !== undefined || r.status !== 0) {
+      return `${bin} cannot be run (${r.error?.message ?? `exit ${r.status}`}); install knot and knot-dnsutils with scripts/install-peers.sh`;
+    }
+  }
+  return undefined;
+}
+
+export interface Knot {
+  /** knotd answers on 127.0.0.1:port, UDP and TCP. */
+  readonly port: number;
+  readonly dir: string;
+  readonly pid: number;
+  /** knotd's own log (stderr) so far. */
+  log(): string;
+  /** SIGTERM, then SIGKILL after 5 s; removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+export interface KnotOptions {
+  /** Zone file text by origin ("good.test"). Each needs its SOA (zoneText() writes one). */
+  readonly zones: Readonly<Record<string, string>>;
+  /** Per attempt; default 10 s. */
+  readonly startTimeoutMs?: number;
+}
+
+// ------------------------------------------------------------- zone helpers
+
+/**
+ * One TXT value (UTF-8) as zone-file rdata: quoted character-strings of at
+ * most 255 octets each (RFC 1035 §3.3.14), `"` and backslash escaped,
+ * octets outside printable ASCII as backslash + 3 decimal digits (RFC 1035 §5.1).
+ */
+export function txtRdata(value: string): string {
+  const bytes = Buffer.from(value, "utf8");
+  const parts: string[] = [];
+  for (let i = 0; i < bytes.length || parts.length === 0; i += 255) {
+    let text = "";
+    for (const b of bytes.subarray(i, i + 255)) {
+      if (b === 0x22 || b === 0x5c) text += `\\${String.fromCharCode(b)}`;
+      else if (b < 0x20 || b > 0x7e) text += `\\${String(b).padStart(3, "0")}`;
+      else text += String.fromCharCode(b);
+    }
+    parts.push(`"${text}"`);
+  }
+  return parts.join(" ");
+}
+
+/** The DKIM key record value (RFC 6376 §3.6.1) for an RSA public key in SubjectPublicKeyInfo DER. */
+export function dkimTxt(publicKeyDer: Buffer, keyType: "rsa" | "ed25519" = "rsa"): string {
+  return `v=DKIM1; k=${keyType}; p=${publicKeyDer.toString("base64")}`;
+}
+
+/**
+ * A complete zone file for origin: $ORIGIN, $TTL 300, SOA, NS ns.ORIGIN with
+ * an A record 127.0.0.1, then `records` (zone-file lines relative to the
+ * origin, e.g. `@ TXT "v=spf1 -all"`).
+ */
+export function zoneText(origin: string, records: readonly string[] = []): string {
+  const o = origin.replace(/\.$/, "");
+  return [
+    `$ORIGIN ${o}.`,
+    "$TTL 300",
+    `@ IN SOA ns.${o}. hostmaster.${o}. 1 3600 600 86400 300`,
+    `@ IN NS ns.${o}.`,
+    "ns IN A 127.0.0.1",
+    ...records,
+    "",
+  ].join("\n");
+}
+
+// ------------------------------------------------------------- processes
+
+/** Running knotd children -> their temp dirs, for the exit hook. */
+const live = new Map<ChildProcess, string>();
+let hookInstalled = false;
+
+function installExitHook(): void {
+  if (hookInstalled) return;
+  hookInstalled = true;
+  process.on("exit", () => {
+    for (const [child, dir] of live) {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch {
+        /* best effort at exit */
+      }
+    }
+    live.clear();
+  });
+}
+
+function knotConf(dir: string, port: number, origins: readonly string[]): string {
+  const q = (s: string): string => JSON.stringify(s);
+  return [
+    "# Generated by test/peers/knot.ts",
+    "server:",
+    `    rundir: ${q(path.join(dir, "run"))}`,
+    `    listen: 127.0.0.1@${port}`,
+    "    udp-workers: 2",
+    "    tcp-workers: 1",
+    "    background-workers: 1",
+    "",
+    "database:",
+    `    storage: ${q(path.join(dir, "storage"))}`,
+    "",
+    "log:",
+    "  - target: stderr",
+    "    any: info",
+    "",
+    "template:",
+    "  - id: default",
+    `    storage: ${q(path.join(dir, "zones"))}`,
+    '    file: "%s.zone"',
+    // Read the zone files as written; never write them back or keep a journal.
+    "    zonefile-sync: -1",
+    "    zonefile-load: whole",
+    "    journal-content: none",
+    "",
+    "zone:",
+    ...origins.map((o) => `  - domain: ${o}`),
+    "",
+  ].join("\n");
+}
+
+/** Runs kdig once; resolves with its exit code and stdout. */
+function kdig(args: string[], timeoutMs = 5000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(KDIG_BIN, args, { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    c.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
+    c.once("error", () => {
+      clearTimeout(timer);
+      resolve({ code: -1, out });
+    });
+    c.once("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+/** True when knotd on port answers SOA for origin authoritatively (status NOERROR, AA), over UDP or TCP. */
+async function answersSoa(port: number, origin: string, tcp: boolean): Promise<boolean> {
+  const r = await kdig([`@127.0.0.1`, "-p", String(port), ...(tcp ? ["+tcp"] : []), "+time=1", "+retry=0", origin, "SOA"]);
+  return r.code === 0 && /status: NOERROR/.test(r.out) && /flags:[^;]*\baa\b/i.test(r.out) && /\bSOA\b/.test(r.out.split("ANSWER SECTION")[1] ?? "");
+}
+
+async function attempt(opts: KnotOptions, zones: ReadonlyMap<string, string>): Promise<Knot | { retry: string }> {
+  const origins = [...zones.keys()];
+  const dir = await mkdtemp(path.join(os.tmpdir(), "knot-"));
+  await mkdir(path.join(dir, "run"));
+  await mkdir(path.join(dir, "storage"));
+  await mkdir(path.join(dir, "zones"));
+  const port = await freePort();
+  for (const [o, text] of zones) await writeFile(path.join(dir, "zones", `${o}.zone`), text);
+  const confPath = path.join(dir, "knot.conf");
+  await writeFile(confPath, knotConf(dir, port, origins));
+
+  const child = spawn(KNOTD_BIN, ["-c", confPath], { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+  live.set(child, dir);
+  installExitHook();
+  let log = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    if (log.length < 1_000_000) log += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.once("error", (e) => {
+    log += `spawn error: ${e.message}\n`;
+  });
+
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    live.delete(child);
+    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 });
+  };
+
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);
+  const dead = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  // Ready when every zone answers over UDP and the first also over TCP.
+  let pending = [...origins];
+  while (Date.now() < deadline && !dead()) {
+    const still: string[] = [];
+    for (const o of pending) if (!(await answersSoa(port, o, false))) still.push(o);
+    pending = still;
+    if (pending.length === 0 && (await answersSoa(port, origins[0] ?? "", true))) {
+      return { port, dir, pid: child.pid!, log: () => log, stop };
+    }
+    await sleep(100);
+  }
+  const exitedEarly = dead();
+  await stop();
+  // A port taken in the meantime (knotd exits: "cannot bind address"): try another one.
+  if (/cannot bind|address already in use/i.test(log)) return { retry: log };
+  throw new Error(
+    `startKnot: knotd ${exitedEarly ? "exited" : "did not answer"} within ${opts.startTimeoutMs ?? 10_000} ms` +
+      `${pending.length > 0 ? ` (zones not loaded: ${pending.join(", ")})` : ""}\n--- knotd log:\n${log.split("\n").slice(-30).join("\n")}`,
+  );
+}
+
+/** Writes the config and zone files, runs knotd and waits until every zone answers SOA. */
+export async function startKnot(opts: KnotOptions): Promise<Knot> {
+  const zones = new Map(Object.entries(opts.zones).map(([o, text]) => [o.replace(/\.$/, "").toLowerCase(), text]));
+  if (zones.size === 0) throw new Error("startKnot: no zones");
+  let last = "";
+  for (let i = 0; i < 3; i++) {
+    const r = await attempt(opts, zones);
+    if (!("retry" in r)) return r;
+    last = r.retry;
+  }
+  throw new Error(`startKnot: could not bind a port in 3 attempts\n${last.split("\n").slice(-10).join("\n")}`);
+}

@@ -30,3 +30,26 @@ export function createLogger(opts: LogOptions): Logger {
     pino.destination({ dest: opts.destination ?? 1, sync: false }),
   );
 }
+
+/**
+ * Resolves once the log destination has written everything out (at most
+ * timeoutMs). The primary ends this thread as soon as it gets "stopped", and
+ * the destination is asynchronous (sonic-boom): a write still in flight is
+ * lost with the thread. logger.flush(cb) does not wait for it (it calls back
+ * at once when sonic-boom's minLength is 0, the default), so this waits for
+ * the stream's "drain", which it emits when its buffer is empty.
+ */
+export async function logWritten(logger: Logger, timeoutMs: number): Promise<void> {
+  logger.flush();
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+    | { _writing?: unknown; once?: (event: string, listener: () => void) => unknown }
+    | undefined;
+  if (stream?._writing !== true || typeof stream.once !== "function") return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    stream.once?.("drain", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

@@ -18,7 +18,7 @@ import net from "node:net";
 import os from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Config } from "../config/types.ts";
-import type { Logger } from "../log/index.ts";
+import { logWritten, type Logger } from "../log/index.ts";
 import { resolveCertificatePairs } from "../tls/index.ts";
 import type { BoundListener } from "./listeners.ts";
 import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
@@ -117,7 +117,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     }, 15_000);
     await Promise.all(exits);
     clearTimeout(timer);
-    logger.flush();
+    // process.exit() follows: wait until the last lines are written out.
+    await logWritten(logger, 2000);
   };
 
   process.on("SIGTERM", () => void stopAll().then(() => process.exit(0)));

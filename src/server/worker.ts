@@ -14,8 +14,7 @@ import { parentPort } from "node:worker_threads";
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { loadConfig } from "../config/index.ts";
 import { LocalDelivery } from "../delivery/index.ts";
-import { createLogger, type Logger } from "../log/index.ts";
-import { pino } from "pino";
+import { createLogger, logWritten } from "../log/index.ts";
 import { Spool } from "../queue/index.ts";
 import { TlsManager, resolveCertificatePairs } from "../tls/index.ts";
 import { join } from "node:path";
@@ -52,28 +51,6 @@ async function sealingKey(path: string): Promise<string> {
   return pem;
 }
 
-/**
- * Resolves once the log destination has written everything out (at most
- * timeoutMs). The primary ends this thread as soon as it gets "stopped", and
- * the destination is asynchronous (sonic-boom): a write still in flight is
- * lost with the thread. logger.flush(cb) does not wait for it (it calls back
- * at once when sonic-boom's minLength is 0, the default), so this waits for
- * the stream's "drain", which it emits when its buffer is empty.
- */
-async function logWritten(logger: Logger, timeoutMs: number): Promise<void> {
-  logger.flush();
-  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
-    | { _writing?: unknown; once?: (event: string, listener: () => void) => unknown }
-    | undefined;
-  if (stream?._writing !== true || typeof stream.once !== "function") return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
-    stream.once?.("drain", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
 
 const LOOP_DELAY_RESOLUTION_MS = 10;
 

@@ -2,12 +2,13 @@
 # Installs the Debian packages that Wardmail's integration tests and benchmarks
 # use as real peers (swaks, openssl, GNU gsasl, Postfix with smtp-source, Dovecot's imap
 # as a Maildir reader, socat, Knot DNS (knotd, kdig) as a local authoritative
-# DNS server for sender authentication, dkimpy's dkimsign/dkimverify).
+# DNS server for sender authentication, dkimpy's dkimsign/dkimverify, unbound
+# as a validating resolver and ldns-signzone for DNSSEC-signed test zones (DANE)).
 # Idempotent: packages already present are not reinstalled; apt-get update runs
 # only when something is missing. Needs root (CI and the dev machines are root).
 set -euo pipefail
 
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -49,5 +50,14 @@ fi
 if [ -x /etc/init.d/knot ]; then
   /etc/init.d/knot stop >/dev/null 2>&1 || true
   if command -v update-rc.d >/dev/null; then update-rc.d knot disable >/dev/null 2>&1 || true; fi
+fi
+# unbound: tests run their own validating instance (test/peers/unbound.ts).
+if command -v systemctl >/dev/null; then
+  systemctl stop unbound >/dev/null 2>&1 || true
+  systemctl disable unbound >/dev/null 2>&1 || true
+fi
+if [ -x /etc/init.d/unbound ]; then
+  /etc/init.d/unbound stop >/dev/null 2>&1 || true
+  if command -v update-rc.d >/dev/null; then update-rc.d unbound disable >/dev/null 2>&1 || true; fi
 fi
 echo "install-peers: done"

@@ -157,8 +157,8 @@ function knotConf(dir: string, port: number, origins: readonly string[]): string
   ].join("\n");
 }
 
-/** Runs kdig once; resolves with its exit code and stdout. */
-function kdig(args: string[], timeoutMs = 5000): Promise<{ code: number | null; out: string }> {
+/** Runs kdig once; resolves with its exit code and stdout (never rejects; killed after timeoutMs). */
+export function kdig(args: string[], timeoutMs = 5000): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const c = spawn(KDIG_BIN, args, { stdio: ["ignore", "pipe", "ignore"] });
     let out = "";

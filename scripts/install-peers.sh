@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that Wardmail's integration tests and benchmarks
 # use as real peers (swaks, openssl, GNU gsasl, Postfix with smtp-source, Dovecot's imap
-# as a Maildir reader, socat, Knot DNS (knotd, kdig) as a local authoritative
+# as a Maildir reader and its LMTP server, socat, Knot DNS (knotd, kdig) as a local authoritative
 # DNS server for sender authentication, dkimpy's dkimsign/dkimverify, unbound
 # as a validating resolver and ldns-signzone for DNSSEC-signed test zones (DANE)).
 # Idempotent: packages already present are not reinstalled; apt-get update runs
 # only when something is missing. Needs root (CI and the dev machines are root).
 set -euo pipefail
 
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils dovecot-lmtpd)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -63,6 +63,7 @@ const EXPECTED_DEFAULTS: Config = {
     discard: [],
     aliases: {},
     maildir: "/srv/wm/var/mail/%d/%n",
+    lmtp: {},
   },
   auth: {
     mechanisms: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"],
@@ -196,6 +197,7 @@ maildir = "/var/mail/%d/%n"
       "all@example.org": ["team@example.org"],
     },
     maildir: "/var/mail/%d/%n",
+    lmtp: {},
   });
 });
 
@@ -392,6 +394,20 @@ void test("alias cycles are errors at the first alias of the cycle", () => {
   // A chain that ends is fine, and so is a diamond.
   const ok = parse(`${LOCAL}"a@example.org" = ["b@example.org", "c@example.org"]\n"b@example.org" = ["c@example.org"]\n"c@example.org" = ["alice@example.org"]`);
   assert.deepEqual(ok.local.aliases["a@example.org"], ["b@example.org", "c@example.org"]);
+});
+
+void test("local.lmtp: TCP or unix socket per local domain; other domains, bad targets and duplicates are errors", () => {
+  const c = parse(`${LOCAL.replace('domains = ["example.org"]', 'domains = ["example.org", "example.net", "v6.example"]')}[local.lmtp]\n"Example.ORG." = "unix:/run/dovecot/lmtp"\n"example.net" = "127.0.0.1:24"\n"v6.example" = "[::1]:2424"\n`);
+  assert.deepEqual(c.local.lmtp, { "example.org": { path: "/run/dovecot/lmtp" }, "example.net": { host: "127.0.0.1", port: 24 }, "v6.example": { host: "::1", port: 2424 } });
+  const head = `${LOCAL}[local.lmtp]\n`;
+  assert.match(oneIssue(`${head}"other.org" = "127.0.0.1:24"`, 'local.lmtp."other.org"', 6).message, /other\.org is not a local domain; expected a domain listed in local\.domains/);
+  assert.match(oneIssue(`${head}"example.org" = "lmtp.example:24"`, 'local.lmtp."example.org"', 6).message, /expected an LMTP server/);
+  assert.match(oneIssue(`${head}"example.org" = "unix:run/lmtp"`, 'local.lmtp."example.org"', 6).message, /must be absolute/);
+  assert.match(oneIssue(`${head}"example.org" = "unix:/${"x".repeat(120)}"`, 'local.lmtp."example.org"', 6).message, /at most 107 bytes/);
+  assert.match(oneIssue(`${head}"example.org" = 24`, 'local.lmtp."example.org"', 6).message, /expected an LMTP server \(a string\), got 24/);
+  assert.match(oneIssue(`${head}"bad domain" = "127.0.0.1:24"`, 'local.lmtp."bad domain"', 6).message, /expected a domain name/);
+  assert.match(oneIssue(`${head}"example.org" = "127.0.0.1:24"\n"EXAMPLE.org" = "127.0.0.1:25"`, 'local.lmtp."EXAMPLE.org"', 7).message, /listed twice/);
+  assert.match(oneIssue('local.lmtp = "127.0.0.1:24"', "local.lmtp", 1).message, /expected a table/);
 });
 
 // ------------------------------------------------------------------ syntax errors, collection, formatting

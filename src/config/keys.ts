@@ -12,6 +12,7 @@ import { createSecureContext } from "node:tls";
 import { LIMIT_SPECS } from "../limits/index.ts";
 import type { PathSegment } from "./locate.ts";
 import type { Parsed } from "./syntax.ts";
+import type { LmtpTarget } from "./types.ts";
 import { describe, isTable, parseAccount, parseAddress, parseDomain, parseListen } from "./syntax.ts";
 
 /** Collects problems while checking; paths are full key paths. */
@@ -30,6 +31,18 @@ export interface AliasEntry {
   readonly key: string;
   readonly address: string;
   readonly targets: readonly (string | undefined)[];
+}
+
+/** One checked [local.lmtp] entry: the key as written, its normalised domain and where to deliver. */
+export interface LmtpEntry {
+  readonly key: string;
+  readonly domain: string;
+  readonly target: LmtpTarget;
+}
+
+/** The checked [local.lmtp] table (bad entries left out, already reported). */
+export interface LmtpTable {
+  readonly entries: readonly LmtpEntry[];
 }
 
 /** The checked [local.aliases] table; `complete` is false when some entry was dropped as bad. */
@@ -249,6 +262,50 @@ const aliases: Check = (v, path, ctx) => {
     out.push({ key, address: a.value, targets: list });
   }
   const table: AliasTable = { entries: out, complete };
+  return table;
+};
+
+/** Longest unix socket path (sun_path is 108 bytes with its NUL on Linux). */
+const MAX_SOCKET_PATH = 107;
+
+/** "IPv4:port", "[IPv6]:port" or "unix:/absolute/path" of an LMTP server. */
+export function parseLmtpTarget(input: string): Parsed<LmtpTarget> {
+  const expected = 'an LMTP server "IPv4:port", "[IPv6]:port" or "unix:/absolute/path/of/socket"';
+  if (input.startsWith("unix:")) {
+    const p = input.slice(5);
+    if (!p.startsWith("/") || /[\x00-\x1f\x7f]/.test(p)) return { ok: false, expected: `${expected} (the socket path must be absolute)` };
+    if (Buffer.byteLength(p) > MAX_SOCKET_PATH) return { ok: false, expected: `${expected} (a socket path of at most ${MAX_SOCKET_PATH} bytes)` };
+    return { ok: true, value: { path: p } };
+  }
+  const l = parseListen(input);
+  return l.ok ? { ok: true, value: { host: l.value.host, port: l.value.port } } : { ok: false, expected };
+}
+
+const lmtp: Check = (v, path, ctx) => {
+  if (!isTable(v)) {
+    ctx.issue(path, `expected a table of "domain" = "IP:port" or "unix:/path", got ${describe(v)}`);
+    return undefined;
+  }
+  const entries: LmtpEntry[] = [];
+  const seen = new Map<string, string>();
+  const target = parsedString(parseLmtpTarget, "an LMTP server");
+  for (const [key, value] of Object.entries(v)) {
+    const at = [...path, key];
+    const d = parseDomain(key);
+    if (!d.ok) {
+      ctx.issue(at, `expected ${d.expected}, got ${describe(key)}`);
+      continue;
+    }
+    const twin = seen.get(d.value);
+    if (twin !== undefined) {
+      ctx.issue(at, `domain ${d.value} is listed twice (also as ${JSON.stringify(twin)})`);
+      continue;
+    }
+    seen.set(d.value, key);
+    const t = target(value, at, ctx) as LmtpTarget | undefined;
+    if (t !== undefined) entries.push({ key, domain: d.value, target: t });
+  }
+  const table: LmtpTable = { entries };
   return table;
 };
 
@@ -513,6 +570,11 @@ export const FIELDS: readonly Field[] = [
     section: "local", name: "aliases", type: "table of arrays of strings", default: {},
     doc: '"alias@domain" = ["target@domain", ...]. The alias domain must be in local.domains and the alias must not also be a mailbox; targets may be mailboxes, other aliases or addresses in other domains. A target in a local domain must be a mailbox or an alias. Cycles are an error.',
     check: aliases,
+  },
+  {
+    section: "local", name: "lmtp", type: "table of strings", default: {},
+    doc: '"domain" = "IP:port" or "unix:/path/to/socket": deliver the mailboxes of that local domain over LMTP (RFC 2033) to a local server such as Dovecot instead of writing their Maildirs. The domain must be in local.domains.',
+    check: lmtp,
   },
   {
     section: "auth", name: "mechanisms", type: "array of strings", default: [...MECHANISMS], values: MECHANISMS,

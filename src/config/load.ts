@@ -14,13 +14,13 @@ import path from "node:path";
 import { parse, TomlError } from "smol-toml";
 import type { RelayHost } from "./types.ts";
 import type { Limits } from "../limits/index.ts";
-import type { AliasTable, CheckContext, Field } from "./keys.ts";
+import type { AliasTable, CheckContext, Field, LmtpTable } from "./keys.ts";
 import { SECTIONS } from "./keys.ts";
 import type { PathSegment } from "./locate.ts";
 import { keyPath, lineOf, scanKeyLines } from "./locate.ts";
 import { checkSemantics } from "./semantic.ts";
 import { describe, isTable } from "./syntax.ts";
-import type { CertificatePair, Config, ListenAddress } from "./types.ts";
+import type { CertificatePair, Config, ListenAddress, LmtpTarget } from "./types.ts";
 
 export interface ConfigIssue {
   /** Dotted key path, e.g. "limits.max_recipients"; "" for the file as a whole. */
@@ -182,6 +182,8 @@ function build(values: ReadonlyMap<string, unknown>): Config {
   for (const a of get<AliasTable>("local.aliases").entries) {
     aliases[a.address] = [...new Set(a.targets.filter((t) => t !== undefined))];
   }
+  const lmtp: Record<string, LmtpTarget> = {};
+  for (const e of get<LmtpTable>("local.lmtp").entries) lmtp[e.domain] = e.target;
   const config: Config = {
     server: {
       hostname: get("server.hostname"),
@@ -211,6 +213,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       discard: get("local.discard"),
       aliases,
       maildir: path.resolve(dataDir, get<string>("local.maildir")),
+      lmtp,
     },
     auth: {
       mechanisms: get("auth.mechanisms"),

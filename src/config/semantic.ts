@@ -1,6 +1,7 @@
 /**
  * Rules that span several config keys, run after every key has been checked
- * on its own: group needs user; mailboxes and aliases live in local domains;
+ * on its own: group needs user; mailboxes, aliases and LMTP domains live in
+ * local domains;
  * an alias is not also a mailbox; local alias targets exist; aliases have no
  * cycles; no two listeners collide on one address:port.
  *
@@ -12,7 +13,7 @@
  * `fromFile` says which keys the operator wrote, so messages about values
  * that came from the defaults can say so.
  */
-import type { AliasEntry, AliasTable, CheckContext } from "./keys.ts";
+import type { AliasEntry, AliasTable, CheckContext, LmtpTable } from "./keys.ts";
 import { domainOf, formatListen, listenOverlaps } from "./syntax.ts";
 import type { ListenAddress } from "./types.ts";
 
@@ -78,6 +79,12 @@ function checkLocal(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<
       ctx.issue(["local", "mailboxes", i], `${m} is not in a local domain; expected its domain to be listed in local.domains (${domainList})${hint}`);
     }
   });
+  const lmtp = values.get("local.lmtp") as LmtpTable | undefined;
+  for (const e of lmtp?.entries ?? []) {
+    if (!local.has(e.domain)) {
+      ctx.issue(["local", "lmtp", e.key], `${e.domain} is not a local domain; expected a domain listed in local.domains (${domainList})`);
+    }
+  }
   discard?.forEach((d, i) => {
     if (d !== undefined && !local.has(domainOf(d))) {
       ctx.issue(["local", "discard", i], `${d} is not in a local domain; expected its domain to be listed in local.domains (${domainList})`);

@@ -33,6 +33,9 @@ export interface RelayHost {
   readonly passwordFile: string;
 }
 
+/** Where a local domain's mail is delivered over LMTP: a TCP address (IP literal) or a unix socket (absolute path). */
+export type LmtpTarget = { readonly host: string; readonly port: number } | { readonly path: string };
+
 export type CheckAction = "reject" | "tempfail" | "quarantine" | "tag" | "ignore";
 export type BareLineEndingPolicy = "reject" | "normalize";
 export type EightBitPolicy = "accept" | "reject";
@@ -90,6 +93,8 @@ export interface Config {
     readonly discard: readonly string[];
     /** Maildir path template relative to dataDir (or absolute); %d domain, %n local part. */
     readonly maildir: string;
+    /** Local domain → LMTP server its mailboxes are delivered to instead of their Maildirs. */
+    readonly lmtp: Readonly<Record<string, LmtpTarget>>;
   };
   readonly auth: {
     readonly mechanisms: readonly string[];

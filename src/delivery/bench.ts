@@ -22,6 +22,7 @@ const local = {
   discard: [],
   aliases: {},
   maildir: "mail/%d/%n/Maildir",
+  lmtp: {},
 };
 const agent = new LocalDelivery({ spool, dataDir: dir, local, logger, concurrency });
 agent.start();

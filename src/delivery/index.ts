@@ -2,7 +2,8 @@
  * Delivery: public face of src/delivery/.
  *
  * - LocalDelivery: the agent that moves one spool shard's mail into local
- *   Maildirs (local.ts), using the `[local]` config (resolve.ts).
+ *   Maildirs (local.ts), using the `[local]` config (resolve.ts), or over
+ *   LMTP to a local store for the domains in local.lmtp (lmtp.ts).
  * - deliverToMaildir / ensureMaildir: Dovecot-compatible Maildir storage
  *   (maildir.ts).
  */
@@ -12,3 +13,5 @@ export { deliverToMaildir, ensureMaildir, escapeHostname, folderDirName, uniqueN
 export type { MaildirMessage, MaildirOptions, MaildirResult } from "./maildir.ts";
 export { resolveRecipient, mailboxPath, MAX_ALIAS_DEPTH } from "./resolve.ts";
 export type { Resolution, LocalConfig } from "./resolve.ts";
+export { deliverLmtp, describeTarget, LMTP_TIMEOUTS } from "./lmtp.ts";
+export type { LmtpMailboxResult, LmtpMessage, LmtpResult } from "./lmtp.ts";

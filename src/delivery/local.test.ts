@@ -22,6 +22,7 @@ const LOCAL: LocalConfig = {
   },
   discard: ["noreply@example.test"],
   maildir: "mail/%d/%n/Maildir",
+  lmtp: {},
 };
 
 test("resolveRecipient: discarded addresses, directly and through an alias", () => {

@@ -1,6 +1,7 @@
 /**
  * The local delivery agent of one spool shard: claims due messages, stores
- * them in the recipients' Maildirs, records per-recipient outcomes.
+ * them in the recipients' Maildirs (or hands them over LMTP to a local store
+ * for the domains in local.lmtp), records per-recipient outcomes.
  *
  * Woken by the spool's `onCommitted` and by a timer (every `pollMs`) for
  * deferred retries and operator releases. At most `concurrency` messages are
@@ -17,20 +18,34 @@
  * implemented"); an unknown local address is `failed`; a filesystem error is `deferred` and retried
  * with the spool's backoff. A mailbox write that failed while another of the
  * same recipient succeeded is retried with the recipient, so that mailbox may
- * get the message twice (at-least-once). Past queue.lifetime every open
- * recipient fails. Failures (and a delay notice) become DSNs to the sender
- * (src/outbound/bounces.ts), queued before the outcome is recorded. Logs name
- * queue id, recipient and mailbox, never content.
+ * get the message twice (at-least-once).
+ *
+ * LMTP (lmtp.ts, RFC 2033): a mailbox whose domain is in local.lmtp is not
+ * written here; each message goes in one LMTP session per server with all
+ * of its mailboxes there as recipients (sessions count against the same
+ * `concurrency` as Maildir writes). Per mailbox: 2xx stored; 4xx, a
+ * refused or lost connection, a timeout: temporary; 5xx: permanent. A
+ * recipient is deferred when any of its mailboxes is temporary (the others
+ * may get it again on the retry), else failed when any is permanent (with
+ * the LMTP reply as the DSN's status and diagnostic), else delivered.
+ *
+ * Past queue.lifetime every open recipient fails. Failures (and a delay
+ * notice) become DSNs to the sender (src/outbound/bounces.ts), queued before
+ * the outcome is recorded. Logs name queue id, recipient and mailbox, never
+ * content.
  */
+import { hostname as osHostname } from "node:os";
 import type { Logger } from "pino";
 import type { ClaimedMessage, Spool } from "../queue/index.ts";
 import { deliverToMaildir } from "./maildir.ts";
 import { mailboxPath, resolveRecipient } from "./resolve.ts";
-import type { Config } from "../config/types.ts";
+import type { Config, LmtpTarget } from "../config/types.ts";
 import type { QueuedRecipient } from "../queue/types.ts";
 import type { RemoteOutcome } from "../outbound/transport.ts";
 import { dsnsFor } from "../outbound/bounces.ts";
+import type { Timeouts } from "../outbound/connect.ts";
 import type { LocalConfig } from "./resolve.ts";
+import { deliverLmtp, describeTarget } from "./lmtp.ts";
 
 export const REMOTE_NOT_IMPLEMENTED = "remote delivery not implemented";
 
@@ -50,8 +65,10 @@ export interface LocalDeliveryOptions {
   readonly concurrency?: number;
   /** How often due (deferred, released) messages are looked for, in ms (default 1000). */
   readonly pollMs?: number;
-  /** Host name in Maildir file names (default os.hostname()). */
+  /** Host name in Maildir file names and LHLO (default os.hostname()). */
   readonly hostname?: string;
+  /** LMTP timeouts (default lmtp.ts LMTP_TIMEOUTS); tests shorten them. */
+  readonly lmtpTimeouts?: Timeouts;
 }
 
 export interface RemoteDeliverer {
@@ -65,7 +82,15 @@ export interface LocalDeliveryStats {
   readonly failed: number;
   /** Maildir files written. */
   readonly stored: number;
+  /** Mailboxes an LMTP server accepted the message for. */
+  readonly lmtp: number;
 }
+
+/** What became of one mailbox: stored, or why not. */
+type MailboxResult =
+  | { readonly kind: "ok" }
+  | { readonly kind: "temporary"; readonly error: string; readonly status?: string }
+  | { readonly kind: "permanent"; readonly error: string; readonly status: string; readonly diagnostic?: string };
 
 class Semaphore {
   private free: number;
@@ -102,13 +127,14 @@ export class LocalDelivery {
   private readonly concurrency: number;
   private readonly pollMs: number;
   private readonly hostname: string | undefined;
+  private readonly lmtpTimeouts: Timeouts | undefined;
   private readonly writes: Semaphore;
   private readonly inFlight = new Set<Promise<void>>();
   private running = false;
   private kickScheduled = false;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
-  private counters = { delivered: 0, deferred: 0, failed: 0, stored: 0 };
+  private counters = { delivered: 0, deferred: 0, failed: 0, stored: 0, lmtp: 0 };
 
   constructor(opts: LocalDeliveryOptions) {
     this.spool = opts.spool;
@@ -121,6 +147,7 @@ export class LocalDelivery {
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.pollMs = Math.max(10, opts.pollMs ?? 1000);
     this.hostname = opts.hostname;
+    this.lmtpTimeouts = opts.lmtpTimeouts;
     this.writes = new Semaphore(this.concurrency);
   }
 
@@ -256,21 +283,39 @@ export class LocalDelivery {
     // Remote recipients go out while the local copies are written.
     const remoteDone = remote.length > 0 && this.remote ? this.remote.deliver(msg, remote) : Promise.resolve([]);
 
-    // One write per distinct mailbox.
-    const writes = new Map<string, Promise<string | undefined>>(); // mailbox -> error text or undefined
+    // One write per distinct Maildir mailbox; one LMTP session per server for the others.
+    const writes = new Map<string, Promise<MailboxResult>>();
+    const lmtp = new Map<string, { target: LmtpTarget; mailboxes: string[] }>();
     for (const [index, mailboxes] of plan) {
       const rcpt = msg.recipients[index]!;
       for (const mailbox of mailboxes) {
-        if (writes.has(mailbox)) continue;
-        writes.set(mailbox, this.writes.run(() => this.store(msg, rcpt.address, mailbox)));
+        const target = this.lmtpTarget(mailbox);
+        if (target !== undefined) {
+          const key = describeTarget(target);
+          const group = lmtp.get(key) ?? { target, mailboxes: [] };
+          if (!group.mailboxes.includes(mailbox)) group.mailboxes.push(mailbox);
+          lmtp.set(key, group);
+        } else if (!writes.has(mailbox)) {
+          writes.set(mailbox, this.writes.run(() => this.store(msg, rcpt.address, mailbox)));
+        }
       }
     }
-    const results = new Map<string, string | undefined>();
+    const sessions = [...lmtp.values()].map((g) => this.writes.run(() => this.lmtp(msg, g.target, g.mailboxes)));
+    const results = new Map<string, MailboxResult>();
     for (const [mailbox, p] of writes) results.set(mailbox, await p);
+    for (const p of sessions) for (const [mailbox, r] of await p) results.set(mailbox, r);
 
     for (const [index, mailboxes] of plan) {
-      const firstError = mailboxes.map((m) => results.get(m)).find((e) => e !== undefined);
-      outcomes.set(index, firstError === undefined ? { index, result: "delivered" } : { index, result: "deferred", error: firstError });
+      const got = mailboxes.map((m) => results.get(m) ?? { kind: "temporary" as const, error: "not attempted" });
+      const temporary = got.find((r) => r.kind === "temporary");
+      const permanent = got.find((r) => r.kind === "permanent");
+      if (temporary !== undefined) {
+        outcomes.set(index, { index, result: "deferred", error: temporary.error, ...(temporary.status !== undefined ? { status: temporary.status } : {}) });
+      } else if (permanent !== undefined) {
+        outcomes.set(index, { index, result: "failed", error: permanent.error, status: permanent.status, ...(permanent.diagnostic !== undefined ? { diagnostic: permanent.diagnostic } : {}) });
+      } else {
+        outcomes.set(index, { index, result: "delivered" });
+      }
     }
 
     for (const o of await remoteDone) outcomes.set(o.index, o);
@@ -294,8 +339,43 @@ export class LocalDelivery {
     return list;
   }
 
-  /** Writes one copy; resolves with an error text instead of throwing. */
-  private async store(msg: ClaimedMessage, rcpt: string, mailbox: string): Promise<string | undefined> {
+  /** The LMTP server of a mailbox's domain, if it has one. */
+  private lmtpTarget(mailbox: string): LmtpTarget | undefined {
+    const table = this.local.lmtp;
+    const domain = mailbox.slice(mailbox.lastIndexOf("@") + 1);
+    return Object.hasOwn(table, domain) ? table[domain] : undefined;
+  }
+
+  /** One LMTP session for these mailboxes of the message; never throws. */
+  private async lmtp(msg: ClaimedMessage, target: LmtpTarget, mailboxes: readonly string[]): Promise<Map<string, MailboxResult>> {
+    const where = describeTarget(target);
+    const res = await deliverLmtp({
+      target,
+      helo: this.hostname ?? osHostname(),
+      message: { envelope: msg.envelope, content: msg.content },
+      mailboxes,
+      ...(this.lmtpTimeouts !== undefined ? { timeouts: this.lmtpTimeouts } : {}),
+    });
+    const out = new Map<string, MailboxResult>();
+    for (const r of res.mailboxes) {
+      const said = `${r.code === 0 ? "" : `${r.code} `}${r.status} ${r.text}`;
+      if (r.final === "delivered") {
+        this.counters.lmtp++;
+        out.set(r.mailbox, { kind: "ok" });
+      } else if (r.final === "temporary") {
+        out.set(r.mailbox, { kind: "temporary", error: `LMTP ${where}: ${said}`, status: r.status });
+      } else {
+        out.set(r.mailbox, { kind: "permanent", error: `LMTP ${where} said: ${said}`, status: r.status || "5.0.0", ...(r.code !== 0 ? { diagnostic: `smtp; ${said}` } : {}) });
+      }
+    }
+    const log = { queueId: msg.id, session: msg.received.sessionId, lmtp: where, mailboxes: res.mailboxes.map((r) => `${r.mailbox} ${r.final} ${r.code} ${r.status}`) };
+    if (res.error !== undefined) this.log.warn({ ...log, error: res.error }, "LMTP session failed");
+    else this.log.debug(log, "LMTP session done");
+    return out;
+  }
+
+  /** Writes one copy; resolves with the outcome instead of throwing. */
+  private async store(msg: ClaimedMessage, rcpt: string, mailbox: string): Promise<MailboxResult> {
     try {
       const dir = mailboxPath(this.dataDir, this.local.maildir, mailbox);
       // Quarantined mail (a DMARC quarantine verdict, say) goes to the mailbox's Junk folder.
@@ -307,10 +387,10 @@ export class LocalDelivery {
       );
       this.counters.stored++;
       this.log.debug({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailbox, file: res.name }, "stored in maildir");
-      return undefined;
+      return { kind: "ok" };
     } catch (err) {
       this.log.warn({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailbox, err: errorText(err) }, "maildir write failed");
-      return errorText(err);
+      return { kind: "temporary", error: errorText(err) };
     }
   }
 }

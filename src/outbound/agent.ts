@@ -14,7 +14,13 @@
  * - else MTA-STS "enforce": the MX name must match the policy (else this
  *   host is skipped) and its certificate must be PKIX-valid for that name;
  * - else opportunistic STARTTLS.
+ *
+ * Relay AUTH: each relay's password_file is read once, when the transport is
+ * made (before the worker drops its privileges, so the file may be
+ * root-only), its trailing line ending dropped. A file that cannot be read
+ * is logged (its path, never its content) and defers that relay's mail.
  */
+import { readFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import type { TLSSocket } from "node:tls";
 import type { Config } from "../config/types.ts";
@@ -25,7 +31,7 @@ import { deliverSession } from "./connect.ts";
 import { daneVerifier, tlsaFor } from "./dane.ts";
 import { checkCertificate, mxMatches, type MtaStsClient } from "./mta-sts.ts";
 import type { MxHost } from "./mx.ts";
-import { RemoteTransport, type SessionOutcome, type SessionRequest, type TlsRequirement } from "./transport.ts";
+import { RemoteTransport, type RelayAuth, type RelayCredentials, type SessionOutcome, type SessionRequest, type TlsRequirement } from "./transport.ts";
 import type { TlsRptStore } from "./tlsrpt.ts";
 
 export interface AgentOptions {
@@ -46,7 +52,7 @@ export async function planTls(
   domain: string,
   host: MxHost,
   mxSecure: boolean,
-  deps: { config: Pick<Config, "outbound">; resolver: DnsResolver; mtaSts: MtaStsClient },
+  deps: { config: Pick<Config, "outbound">; resolver: DnsResolver; mtaSts: MtaStsClient; reportStsFailure?: (domain: string, reason: string, detail: string) => void },
 ): Promise<TlsRequirement | { defer: string }> {
   const explicit = deps.config.outbound.tlsPolicy[domain];
   if (explicit === "may") return { mode: "may", source: "policy" };
@@ -61,6 +67,9 @@ export async function planTls(
     if (explicit === "dane-only") return { defer: `DANE required by outbound.tls_policy but ${host.name} has no usable TLSA records (${t.detail})` };
   }
   const sts = await deps.mtaSts.lookup(domain);
+  // RFC 8460 §4.3.2: a policy that could not be fetched or validated is a TLS-RPT failure too.
+  if (sts.status === "error") deps.reportStsFailure?.(domain, sts.reason, sts.detail);
+  else if (sts.status === "valid" && sts.failure) deps.reportStsFailure?.(domain, sts.failure.reason, sts.failure.detail);
   if (sts.status === "valid" && sts.policy.mode === "enforce") {
     if (!mxMatches(sts.policy, host.name)) return { defer: `MTA-STS: ${host.name} is not an MX of the ${domain} policy` };
     const p = sts.policy;
@@ -152,7 +161,7 @@ const RESULT_TYPES = new Set(["starttls-not-supported", "certificate-host-mismat
  * that failed before TLS for other reasons (connection refused) are not
  * TLS results and are not recorded.
  */
-function recordTls(store: TlsRptStore, req: SessionRequest, conn: { tls?: { version: string }; error?: string; extensions: { starttls: boolean } }, log: Logger): void {
+function recordTls(store: TlsRptStore, req: SessionRequest, conn: { tls?: { version: string }; error?: string; extensions: { starttls: boolean }; localAddress?: string }, log: Logger): void {
   const policyType = req.tls.source === "mta-sts" ? "sts" : req.tls.source === "dane" ? "tlsa" : "no-policy-found";
   const reason = /TLS peer refused: ([a-z-]+):/.exec(conn.error ?? "")?.[1];
   let result: string | undefined;
@@ -161,10 +170,40 @@ function recordTls(store: TlsRptStore, req: SessionRequest, conn: { tls?: { vers
   else if (!conn.tls && req.tls.mode !== "may" && conn.error !== undefined && /STARTTLS|TLS required/i.test(conn.error)) result = "starttls-not-supported";
   if (result === undefined) return;
   try {
-    store.record({ policyDomain: req.domain, policyType, policyStrings: policyType === "no-policy-found" ? [] : [...(req.tls.policyStrings ?? [])], mxHost: req.host, receivingIp: req.address, result: result as "success", ...(conn.error !== undefined ? { detail: conn.error } : {}) });
+    store.record({
+      policyDomain: req.domain,
+      policyType,
+      policyStrings: policyType === "no-policy-found" ? [] : [...(req.tls.policyStrings ?? [])],
+      mxHost: req.host,
+      receivingIp: req.address,
+      ...(conn.localAddress !== undefined ? { sendingIp: conn.localAddress } : {}),
+      result: result as "success",
+      ...(conn.error !== undefined ? { detail: conn.error } : {}),
+    });
   } catch (err) {
     log.warn({ err: err instanceof Error ? err.message : String(err) }, "TLS-RPT event not recorded");
   }
+}
+
+/** Reads every relay's password_file once; the result answers for a relay by its file. */
+export function loadRelayAuth(relays: Config["outbound"]["relays"], log: Logger, read: (file: string) => string = (f) => readFileSync(f, "utf8")): RelayAuth {
+  const byFile = new Map<string, RelayCredentials | { error: string }>();
+  for (const r of relays) {
+    if (r.user === "" || r.passwordFile === "" || byFile.has(`${r.user}\0${r.passwordFile}`)) continue;
+    let entry: RelayCredentials | { error: string };
+    try {
+      const password = read(r.passwordFile).replace(/\r?\n$/, "");
+      if (password === "") entry = { error: `password_file ${r.passwordFile} is empty` };
+      else if (/[\0\r\n]/.test(password)) entry = { error: `password_file ${r.passwordFile} holds more than one line` };
+      else entry = { user: r.user, password };
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      entry = { error: `cannot read password_file ${r.passwordFile}: ${e.code ?? "error"}` };
+    }
+    if ("error" in entry) log.error({ relay: r.host, user: r.user, reason: entry.error }, "relay AUTH credentials unavailable; mail for this relay stays queued");
+    byFile.set(`${r.user}\0${r.passwordFile}`, entry);
+  }
+  return (relay) => byFile.get(`${relay.user}\0${relay.passwordFile}`) ?? { error: "no password_file" };
 }
 
 /** The RemoteTransport of a worker. */
@@ -172,6 +211,7 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
   const { config, resolver, mtaSts, logger } = opts;
   const timeouts = opts.timeouts ?? TIMEOUTS;
   const signer = new Signer(config.server.dataDir, logger.child({ component: "dkim" }));
+  const relayAuth = loadRelayAuth(config.outbound.relays, logger);
   const session = async (req: SessionRequest) => {
     const messages = req.messages.map((m) => ({
       envelope: { ...m.msg.envelope, recipients: m.recipients.map((r) => ({ address: r.address, dsn: r.dsn })) },
@@ -187,25 +227,43 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
       tls: req.tls.mode === "may" ? "opportunistic" : "required",
       tlsOptions: { servername: req.host },
       ...(verify ? { verify } : {}),
+      ...(req.auth !== undefined ? { auth: req.auth } : {}),
       timeouts,
       messages,
     });
     const results = new Map<string, SessionOutcome[]>();
     req.messages.forEach((m, i) => results.set(m.id, [...(res.messages[i]?.recipients ?? [])]));
     const tls = res.connection.tls;
+    // Verified: for DANE and MTA-STS/verify, our own check after the handshake passed;
+    // otherwise whether the chain validated (PKIX) at all.
+    const refused = /TLS peer refused/.test(res.connection.error ?? "");
+    const verified = tls !== undefined && (req.tls.mode === "dane" || req.tls.mode === "verify" ? !refused : tls.verified === true);
     if (opts.tlsrpt) recordTls(opts.tlsrpt, req, res.connection, logger);
     logger.info(
-      { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, tls: tls?.version, cipher: tls?.cipher, verified: tls?.verified, messages: req.messages.length, error: res.connection.error },
+      { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, ...(req.auth !== undefined ? { authUser: req.auth.user } : {}), tls: tls?.version, cipher: tls?.cipher, verified, messages: req.messages.length, error: res.connection.error },
       "outbound session",
     );
-    return { results, ...(res.connection.error !== undefined ? { fatal: res.connection.error } : {}), ...(tls ? { tls: { version: tls.version, cipher: tls.cipher, verified: tls.verified === true } } : {}) };
+    return { results, ...(res.connection.error !== undefined ? { fatal: res.connection.error } : {}), ...(tls ? { tls: { version: tls.version, cipher: tls.cipher, verified } } : {}) };
   };
   return new RemoteTransport({
     config,
     resolver,
     logger,
     session,
-    plan: (domain, host, mxSecure) => planTls(domain, host, mxSecure, { config, resolver, mtaSts }),
+    plan: (domain, host, mxSecure) =>
+      planTls(domain, host, mxSecure, {
+        config,
+        resolver,
+        mtaSts,
+        reportStsFailure: (domain, reason, detail) => {
+          try {
+            opts.tlsrpt?.record({ policyDomain: domain, policyType: "sts", policyStrings: [], mxHost: "", result: reason as "success", detail });
+          } catch (err) {
+            logger.warn({ err: err instanceof Error ? err.message : String(err) }, "TLS-RPT event not recorded");
+          }
+        },
+      }),
     sign: (content) => signer.sign(content),
+    relayAuth,
   });
 }

@@ -430,3 +430,136 @@ test("CR, LF or NUL never reach a command line", () => {
   assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0", "permanent 0 5.1.3"]);
   assert.equal(r.writes.filter((w) => w.startsWith("MAIL")).length, 1);
 });
+
+// ------------------------------------------------------------------ AUTH PLAIN to a relay (RFC 4954, 4616)
+
+const AUTH = { user: "relay-user", password: "s3cret pw" };
+/** base64("\0relay-user\0s3cret pw"), written out so the test pins the exact bytes. */
+const AUTH_LINE = "AUTH PLAIN AHJlbGF5LXVzZXIAczNjcmV0IHB3\r\n";
+
+/** A relay: STARTTLS before TLS; after it the given EHLO reply; AUTH answered by `auth`. */
+function relay(after: string, auth: (c: string) => string | undefined = () => "235 2.7.0 Authentication successful\r\n"): Handler {
+  let ehlos = 0;
+  return (c) => {
+    if (c.startsWith("EHLO")) return ehlos++ === 0 ? "250-relay.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n" : after;
+    if (c === "STARTTLS") return "220 2.0.0 Ready\r\n";
+    if (c.startsWith("AUTH ") || c === "*") return auth(c);
+    return undefined;
+  };
+}
+
+/** Nothing the session hands back (results, errors, facts) may hold the password, plain or encoded. */
+function assertNoSecret(r: Run): void {
+  const text = JSON.stringify(r.result);
+  for (const s of [AUTH.password, Buffer.from(AUTH.password).toString("base64"), AUTH_LINE.slice(11, -2)]) assert.ok(!text.includes(s), `secret in ${text}`);
+}
+
+test("AUTH PLAIN after STARTTLS and the second EHLO: the exact bytes, 235 goes on to the mail", () => {
+  for (const split of ["whole", "byte"] as const) {
+    const r = run({ tls: "required", auth: AUTH, split, handler: relay("250-relay.test\r\n250-PIPELINING\r\n250-AUTH=PLAIN LOGIN\r\n250 AUTH LOGIN PLAIN\r\n"), messages: [msg("x\r\n")] });
+    assert.deepEqual(r.writes, ["EHLO out.test\r\n", "STARTTLS\r\n", "EHLO out.test\r\n", AUTH_LINE, "MAIL FROM:<a@wardmail.test>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n", "x\r\n.\r\n", "QUIT\r\n"]);
+    assert.deepEqual(finals(r), ["delivered 250 2.0.0"]);
+    assert.deepEqual(r.result?.connection.extensions.auth, ["PLAIN", "LOGIN"]);
+    assertNoSecret(r);
+  }
+  // The old "AUTH=" form alone is understood too.
+  const old = run({ tls: "required", auth: AUTH, handler: relay("250-relay.test\r\n250 AUTH=LOGIN PLAIN\r\n"), messages: [msg()] });
+  assert.equal(old.writes[3], AUTH_LINE);
+  assert.deepEqual(finals(old), ["delivered 250 2.0.0"]);
+});
+
+test("AUTH is never sent without TLS: STARTTLS missing or refused, tls none, HELO → temporary 4.7.11", () => {
+  const offersAuth = "250-relay.test\r\n250 AUTH PLAIN LOGIN\r\n";
+  const cases = [
+    run({ tls: "opportunistic", auth: AUTH, ehlo: offersAuth, messages: [msg()] }),
+    run({ tls: "none", auth: AUTH, ehlo: "250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n", messages: [msg()] }),
+    run({ tls: "opportunistic", auth: AUTH, ehlo: "250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n", handler: (c) => (c === "STARTTLS" ? "454 4.7.0 TLS not available\r\n" : undefined), messages: [msg()] }),
+  ];
+  for (const r of cases) {
+    assert.ok(!r.writes.some((w) => w.startsWith("AUTH") || w.startsWith("MAIL")), JSON.stringify(r.writes));
+    assert.equal(r.writes.at(-1), "QUIT\r\n");
+    assert.deepEqual(finals(r), ["temporary 0 4.7.11"]);
+    assert.match(r.result?.messages[0]?.recipients[0]?.text ?? "", /^AUTH needs TLS/);
+    assertNoSecret(r);
+  }
+  const helo = run({ tls: "none", auth: AUTH, ehlo: "500 5.5.1 no EHLO\r\n", messages: [msg()] });
+  assert.deepEqual(helo.writes, ["EHLO out.test\r\n", "HELO out.test\r\n", "QUIT\r\n"]);
+  assert.deepEqual(finals(helo), ["temporary 0 4.7.11"]);
+});
+
+test("AUTH refused: 535 is temporary 4.7.8 (a config mistake must not bounce), 4xx temporary, PLAIN missing, a challenge cancelled", () => {
+  const after = "250-relay.test\r\n250 AUTH PLAIN\r\n";
+  const refused = run({ tls: "required", auth: AUTH, handler: relay(after, () => "535 5.7.8 Error: authentication failed\r\n"), messages: [msg("x\r\n", env({}, ["b@example.org", "c@example.org"]))] });
+  assert.deepEqual(refused.writes.slice(3), [AUTH_LINE, "QUIT\r\n"]);
+  assert.deepEqual(finals(refused), ["temporary 535 4.7.8", "temporary 535 4.7.8"]);
+  assert.equal(refused.result?.messages[0]?.recipients[0]?.text, "relay refused our credentials: 535 5.7.8 Error: authentication failed");
+  assert.match(refused.result?.connection.error ?? "", /relay refused our credentials/);
+  assertNoSecret(refused);
+
+  const other5xx = run({ tls: "required", auth: AUTH, handler: relay(after, () => "504 5.5.4 Unrecognized authentication type\r\n"), messages: [msg()] });
+  assert.deepEqual(finals(other5xx), ["temporary 504 4.7.0"]);
+
+  const busy = run({ tls: "required", auth: AUTH, handler: relay(after, () => "454 4.7.0 Temporary authentication failure\r\n"), messages: [msg()] });
+  assert.deepEqual(finals(busy), ["temporary 454 4.7.0"]);
+  assert.match(busy.result?.messages[0]?.recipients[0]?.text ?? "", /^AUTH PLAIN failed: 454/);
+
+  const noPlain = run({ tls: "required", auth: AUTH, handler: relay("250-relay.test\r\n250 AUTH LOGIN CRAM-MD5\r\n"), messages: [msg()] });
+  assert.deepEqual(noPlain.writes.slice(3), ["QUIT\r\n"]);
+  assert.deepEqual(finals(noPlain), ["temporary 0 4.7.0"]);
+  assert.match(noPlain.result?.messages[0]?.recipients[0]?.text ?? "", /does not offer AUTH PLAIN \(offers LOGIN CRAM-MD5\)/);
+
+  const challenge = run({ tls: "required", auth: AUTH, handler: relay(after, (c) => (c === "*" ? "501 5.7.0 cancelled\r\n" : "334 \r\n")), messages: [msg()] });
+  assert.deepEqual(challenge.writes.slice(3), [AUTH_LINE, "*\r\n", "QUIT\r\n"]);
+  assert.deepEqual(finals(challenge), ["temporary 0 4.7.0"]);
+});
+
+test("AUTH credentials with NUL or empty are refused at construction, without the secret in the error", () => {
+  for (const auth of [{ user: "u", password: "pw\0x" }, { user: "u\0", password: "pw" }, { user: "", password: "pw" }, { user: "u", password: "" }]) {
+    assert.throws(() => new ClientSession({ helo: "out.test", tls: "required", messages: [], auth }), (e: Error) => !e.message.includes("pw"));
+  }
+});
+
+// ------------------------------------------------------------------ LMTP (RFC 2033)
+
+const LHLO = "250-dovecot.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n";
+
+test("LMTP: LHLO, pipelined RCPTs, then one reply per accepted recipient in RCPT order", () => {
+  for (const split of ["whole", "byte"] as const) {
+    let dots = 0;
+    const handler: Handler = (c) => {
+      if (c.startsWith("LHLO")) return LHLO;
+      if (c === "RCPT TO:<gone@example.org>") return "550 5.1.1 <gone@example.org> User doesn't exist\r\n";
+      // First message: replies for b, c (quota) and d (full), in RCPT order; second: its one recipient.
+      if (c === ".") return dots++ === 0 ? "250 2.0.0 <b@example.org> Saved\r\n452 4.2.2 <c@example.org> Quota exceeded\r\n552 5.2.2 <d@example.org> Mailbox full\r\n" : "250 2.0.0 <b@example.org> Saved\r\n";
+      return undefined;
+    };
+    const rcpts = ["b@example.org", "gone@example.org", "c@example.org", "d@example.org"];
+    const r = run({ lmtp: true, split, handler, messages: [msg("x\r\n", env({}, rcpts)), msg("y\r\n")] });
+    assert.equal(r.writes[0], "LHLO out.test\r\n");
+    assert.equal(r.writes[1], "MAIL FROM:<a@wardmail.test>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<gone@example.org>\r\nRCPT TO:<c@example.org>\r\nRCPT TO:<d@example.org>\r\nDATA\r\n");
+    assert.deepEqual(finals(r, 0), ["delivered 250 2.0.0", "permanent 550 5.1.1", "temporary 452 4.2.2", "permanent 552 5.2.2"]);
+    assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0"]);
+    assert.deepEqual(r.contents, ["x\r\n.\r\n", "y\r\n.\r\n"]);
+    assert.equal(r.writes.at(-1), "QUIT\r\n");
+    assert.equal(r.result?.connection.error, undefined);
+  }
+});
+
+test("LMTP: no HELO fall-back, no STARTTLS; losing the connection between per-recipient replies", () => {
+  const refused = run({ lmtp: true, handler: (c) => (c.startsWith("LHLO") ? "500 5.5.1 what?\r\n" : undefined), messages: [msg()] });
+  assert.deepEqual(refused.writes, ["LHLO out.test\r\n", "QUIT\r\n"]);
+  assert.deepEqual(finals(refused), ["temporary 500 5.5.1"]);
+  assert.throws(() => new ClientSession({ helo: "out.test", tls: "opportunistic", lmtp: true, messages: [] }), /LMTP/);
+
+  const s = new ClientSession({ helo: "out.test", tls: "none", lmtp: true, messages: [msg("x\r\n", env({}, ["b@example.org", "c@example.org"]))] });
+  s.feed(Buffer.from("220 lmtp\r\n"));
+  s.feed(Buffer.from(LHLO));
+  s.feed(Buffer.from("250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.1.5 ok\r\n354 go\r\n"));
+  assert.equal(s.waitingFor(), "data");
+  assert.deepEqual(s.feed(Buffer.from("250 2.0.0 <b@example.org> Saved\r\n")), []);
+  assert.equal(s.waitingFor(), "data");
+  const out = s.connectionLost("connection closed by the server");
+  const done = out.find((a) => a.kind === "done");
+  assert.ok(done?.kind === "done");
+  assert.deepEqual(done.result.messages[0]?.recipients.map((x) => `${x.final} ${x.status}`), ["delivered 2.0.0", "temporary 4.4.2"]);
+});

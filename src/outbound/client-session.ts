@@ -1,7 +1,8 @@
 /**
  * The I/O-free SMTP client core Wardmail delivers with: it drives ONE
  * connection through greeting, EHLO (HELO when EHLO gets 5xx), STARTTLS
- * (RFC 3207), one transaction per message and QUIT. Bytes in (feed), actions
+ * (RFC 3207), AUTH PLAIN to a relay (RFC 4954, 4616), one transaction per
+ * message and QUIT. With `lmtp` it speaks LMTP (RFC 2033) instead. Bytes in (feed), actions
  * out: bytes to send, "start TLS now", "close", and "done" with the results.
  * No sockets, files or clocks: src/outbound/connect.ts does that.
  *
@@ -35,11 +36,29 @@
  *   such a recipient is permanent 5.1.3 and the others go on.
  * - A 354 with no accepted recipient (pipelining) gets a lone "." (RFC 2920
  *   §3.1); a DATA refused after MAIL was accepted is followed by RSET.
+ *
+ * AUTH (options.auth, for a relay host): after the EHLO that follows
+ * STARTTLS, "AUTH PLAIN <base64(NUL user NUL password)>" when the server
+ * offers PLAIN; 235 goes on to the mail. Never over plaintext: without TLS
+ * the connection ends before any AUTH, every recipient temporary 4.7.11
+ * ("AUTH needs TLS"). PLAIN not offered: temporary 4.7.0. 535 (and any
+ * other 5xx): temporary 4.7.8, "relay refused our credentials": wrong
+ * credentials are the operator's configuration mistake, and a permanent
+ * verdict would bounce every queued message for it; temporary keeps the
+ * mail queued (the logs and delay notices show why) until it is fixed, and
+ * queue.lifetime still bounces it in the end. 4xx: temporary. The password
+ * never appears in results, errors or anything this class returns except
+ * the bytes to send.
+ *
+ * LMTP (options.lmtp, RFC 2033): LHLO instead of EHLO (no HELO fall-back,
+ * no STARTTLS: the server is local), and after the content one reply per
+ * accepted recipient, in RCPT order (§4.2), each deciding its recipient.
  */
 import type { Envelope } from "../queue/types.ts";
 import type { Reply } from "../protocol/reply.ts";
 import {
   NO_EXTENSIONS,
+  authPlainCommand,
   ProtocolError,
   ReplyParser,
   checkValue,
@@ -75,6 +94,10 @@ export interface ClientOptions {
   readonly messages: readonly OutboundMessage[];
   /** Longest reply line accepted, with its line ending (default 2048). */
   readonly maxLineLength?: number;
+  /** AUTH PLAIN with these credentials, only ever over TLS (a relay host). */
+  readonly auth?: { readonly user: string; readonly password: string };
+  /** Speak LMTP (RFC 2033): LHLO, a reply per recipient after the content; needs tls "none". */
+  readonly lmtp?: boolean;
 }
 
 export type Final = "delivered" | "temporary" | "permanent";
@@ -109,6 +132,8 @@ export interface ConnectionFacts {
   readonly tls?: TlsInfo;
   /** Why the connection ended before its work was done, if it did. */
   readonly error?: string;
+  /** Our address on this connection (set by the socket adapter), for TLS-RPT's sending-mta-ip. */
+  readonly localAddress?: string;
 }
 
 export interface SessionResult {
@@ -126,8 +151,8 @@ export type ClientAction =
 export type Waiting = "greeting" | "reply" | "data" | "tls" | "none";
 
 type Expect =
-  | { readonly kind: "greeting" | "ehlo" | "helo" | "starttls" | "mail" | "data" | "dot" | "lone-dot" | "rset" | "quit" }
-  | { readonly kind: "rcpt"; readonly index: number };
+  | { readonly kind: "greeting" | "ehlo" | "helo" | "starttls" | "auth" | "auth-cancel" | "mail" | "data" | "dot" | "lone-dot" | "rset" | "quit" }
+  | { readonly kind: "rcpt" | "lmtp-dot"; readonly index: number };
 
 interface Txn {
   readonly msg: number;
@@ -152,6 +177,8 @@ function fromReply(r: Reply, final?: Final): Verdict {
 const mailAccepted = (t: Txn): boolean => t.mail !== undefined && t.mail.code < 300;
 
 const TLS_REQUIRED = "TLS required but not available";
+export const AUTH_NEEDS_TLS = "AUTH needs TLS";
+export const AUTH_REFUSED = "relay refused our credentials";
 
 export class ClientSession {
   private readonly opts: ClientOptions;
@@ -168,10 +195,15 @@ export class ClientSession {
   /** Index of the next message to start. */
   private nextMsg = 0;
   private replyCount = 0;
+  /** The AUTH PLAIN command line, built once (it holds the secret: never logged, never in a result). */
+  private readonly authLine: Buffer | undefined;
+  private authed = false;
 
   constructor(opts: ClientOptions) {
     checkValue(opts.helo, "helo");
     if (!/^[\x21-\x7e]+$/.test(opts.helo)) throw new Error("helo name must be printable ASCII without spaces");
+    if (opts.lmtp === true && opts.tls !== "none") throw new Error("LMTP runs without STARTTLS: tls must be \"none\"");
+    this.authLine = opts.auth === undefined ? undefined : authPlainCommand(opts.auth.user, opts.auth.password);
     this.opts = opts;
     this.parser = new ReplyParser(opts.maxLineLength);
     this.results = opts.messages.map((m) => m.envelope.recipients.map(() => undefined));
@@ -188,7 +220,7 @@ export class ClientSession {
     if (this.state === "tls") return "tls";
     const e = this.expects[0];
     if (e === undefined) return "none";
-    return e.kind === "greeting" ? "greeting" : e.kind === "dot" ? "data" : "reply";
+    return e.kind === "greeting" ? "greeting" : e.kind === "dot" || e.kind === "lmtp-dot" ? "data" : "reply";
   }
 
   feed(chunk: Buffer): ClientAction[] {
@@ -216,6 +248,7 @@ export class ClientSession {
     this.tlsInfo = facts;
     this.ext = NO_EXTENSIONS;
     this.esmtp = false;
+    this.authed = false;
     this.parser.discard();
     const out: ClientAction[] = [];
     this.send(out, command("EHLO", this.opts.helo), { kind: "ehlo" });
@@ -294,9 +327,9 @@ export class ClientSession {
       case "greeting":
         if (r.code !== 220) return this.fail(fromReply(r, "temporary"), true, out);
         this.greeting = r;
-        return this.send(out, command("EHLO", this.opts.helo), { kind: "ehlo" });
+        return this.send(out, command(this.opts.lmtp === true ? "LHLO" : "EHLO", this.opts.helo), { kind: "ehlo" });
       case "ehlo":
-        if (r.code >= 500) return this.send(out, command("HELO", this.opts.helo), { kind: "helo" });
+        if (r.code >= 500 && this.opts.lmtp !== true) return this.send(out, command("HELO", this.opts.helo), { kind: "helo" });
         if (r.code >= 300) return this.fail(fromReply(r, "temporary"), true, out);
         this.esmtp = true;
         this.ext = parseExtensions(r);
@@ -315,7 +348,11 @@ export class ClientSession {
         }
         if (this.opts.tls === "required") return this.fail(local("4.7.10", `${TLS_REQUIRED}: STARTTLS refused (${r.code} ${replyText(r)})`, "temporary"), true, out);
         this.ext = { ...this.ext, starttls: false };
-        return this.nextMessage(out);
+        return this.ready(out);
+      case "auth":
+        return this.onAuth(r, out);
+      case "auth-cancel":
+        return this.fail(local("4.7.0", "AUTH PLAIN: the server asked for more than the initial response", "temporary"), true, out);
       case "mail":
         return this.onMail(r, out);
       case "rcpt":
@@ -326,6 +363,15 @@ export class ClientSession {
         const t = this.txn;
         if (t === undefined || (r.code >= 300 && r.code < 400)) throw new ProtocolError(`unexpected reply ${r.code} after the content`);
         for (const j of t.accepted) this.set(t.msg, j, fromReply(r));
+        this.txn = undefined;
+        return this.nextMessage(out);
+      }
+      case "lmtp-dot": {
+        // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+        const t = this.txn;
+        if (t === undefined || (r.code >= 300 && r.code < 400)) throw new ProtocolError(`unexpected reply ${r.code} after the content`);
+        this.set(t.msg, e.index, fromReply(r));
+        if (this.expects[0]?.kind === "lmtp-dot") return;
         this.txn = undefined;
         return this.nextMessage(out);
       }
@@ -345,7 +391,33 @@ export class ClientSession {
       if (this.ext.starttls) return this.send(out, command("STARTTLS"), { kind: "starttls" });
       if (this.opts.tls === "required") return this.fail(local("4.7.10", `${TLS_REQUIRED}: STARTTLS not offered`, "temporary"), true, out);
     }
-    this.nextMessage(out);
+    this.ready(out);
+  }
+
+  /** Greeted and TLS settled: AUTH when asked for, then the mail. */
+  private ready(out: ClientAction[]): void {
+    if (this.authLine === undefined || this.authed) return this.nextMessage(out);
+    // Never a password over plaintext, whatever the TLS policy said.
+    if (this.tlsInfo === undefined) return this.fail(local("4.7.11", `${AUTH_NEEDS_TLS}: TLS is not active, credentials not sent`, "temporary"), true, out);
+    if (!this.ext.auth.includes("PLAIN")) {
+      const offered = this.ext.auth.length > 0 ? `offers ${this.ext.auth.join(" ")}` : "offers no AUTH";
+      return this.fail(local("4.7.0", `relay does not offer AUTH PLAIN (${offered})`, "temporary"), true, out);
+    }
+    this.send(out, this.authLine, { kind: "auth" });
+  }
+
+  private onAuth(r: Reply, out: ClientAction[]): void {
+    if (r.code === 235) {
+      this.authed = true;
+      return this.nextMessage(out);
+    }
+    // A challenge after an initial response: cancel (RFC 4954 §4), then QUIT.
+    if (r.code === 334) return this.send(out, command("*"), { kind: "auth-cancel" });
+    if (r.code < 400) throw new ProtocolError(`unexpected reply ${r.code} to AUTH`);
+    const said = `${r.code} ${replyStatus(r)} ${replyText(r)}`;
+    // 5xx: temporary all the same (see the header): a configuration mistake must not bounce mail.
+    if (r.code >= 500) return this.fail({ code: r.code, status: r.code === 535 ? "4.7.8" : "4.7.0", text: `${r.code === 535 ? AUTH_REFUSED : "relay refused AUTH PLAIN"}: ${said}`, final: "temporary" }, true, out);
+    this.fail({ code: r.code, status: replyStatus(r), text: `AUTH PLAIN failed: ${said}`, final: "temporary" }, true, out);
   }
 
   private set(msg: number, rcpt: number, v: Verdict): void {
@@ -461,6 +533,7 @@ export class ClientSession {
     if (r.code === 354) {
       if (t.accepted.length === 0) return this.send(out, Buffer.from(".\r\n"), { kind: "lone-dot" });
       const m = this.opts.messages[t.msg] as OutboundMessage;
+      if (this.opts.lmtp === true) return this.send(out, encodeData(m.content), ...t.accepted.map((index) => ({ kind: "lmtp-dot" as const, index })));
       return this.send(out, encodeData(m.content), { kind: "dot" });
     }
     if (r.code < 400) throw new ProtocolError(`unexpected reply ${r.code} to DATA`);

@@ -95,12 +95,14 @@ test("smtp-sink: three messages over one pipelined connection arrive byte for by
 
 interface Seen {
   commands: string[];
+  /** Decoded AUTH PLAIN responses, with whether TLS was on. */
+  auth: { decoded: string; tls: boolean }[];
   messages: { data: string; tls: boolean }[];
 }
 
 /** A small SMTP server: optional STARTTLS with the given certificate, or no greeting at all. */
-async function smtpServer(t: { after(fn: () => unknown): void }, o: { cert?: { certPem: string; keyPem: string }; greet?: boolean; stallAfterData?: boolean }) {
-  const seen: Seen = { commands: [], messages: [] };
+async function smtpServer(t: { after(fn: () => unknown): void }, o: { cert?: { certPem: string; keyPem: string }; greet?: boolean; stallAfterData?: boolean; auth?: boolean }) {
+  const seen: Seen = { commands: [], auth: [], messages: [] };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((raw) => {
     sockets.add(raw);
@@ -130,7 +132,11 @@ async function smtpServer(t: { after(fn: () => unknown): void }, o: { cert?: { c
         buf = buf.slice(nl + 2);
         seen.commands.push((tlsOn ? "tls:" : "") + line);
         const verb = line.split(/[ :]/)[0]?.toUpperCase();
-        if (verb === "EHLO") sock.write(`250-mx.test\r\n250-PIPELINING\r\n${o.cert && !tlsOn ? "250-STARTTLS\r\n" : ""}250 8BITMIME\r\n`);
+        if (verb === "EHLO") sock.write(`250-mx.test\r\n250-PIPELINING\r\n${o.cert && !tlsOn ? "250-STARTTLS\r\n" : ""}${o.auth === true ? "250-AUTH LOGIN PLAIN\r\n" : ""}250 8BITMIME\r\n`);
+        else if (verb === "AUTH" && o.auth === true) {
+          seen.auth.push({ decoded: Buffer.from(line.split(" ")[2] ?? "", "base64").toString("utf8"), tls: tlsOn });
+          sock.write("235 2.7.0 Authentication successful\r\n");
+        }
         else if (verb === "STARTTLS" && o.cert && !tlsOn) {
           sock.write("220 2.0.0 Ready to start TLS\r\n");
           sock.removeListener("data", onData);
@@ -247,4 +253,21 @@ test("timeouts: a server that never greets, one that stalls after DATA; a refuse
   const c = await deliverSession(options(closedPort, { timeouts: fast }));
   assert.deepEqual(finals(c), ["temporary 4.4.1"]);
   assert.match(c.messages[0]?.recipients[0]?.text ?? "", /ECONNREFUSED/);
+});
+
+test("relay AUTH over real STARTTLS: credentials sent once, only over TLS; a plaintext-only server never sees them", async (t) => {
+  const cert = await certPromise;
+  const srv = await smtpServer(t, { cert, auth: true });
+  const auth = { user: "relay-user", password: "p\u00e4ss word" };
+  const r = await deliverSession(options(srv.port, { tls: "required", auth }));
+  assert.deepEqual(finals(r), ["delivered 2.0.0"]);
+  assert.deepEqual(srv.seen.auth, [{ decoded: "\0relay-user\0p\u00e4ss word", tls: true }]);
+  assert.ok(srv.seen.commands.findIndex((c) => c.startsWith("tls:AUTH PLAIN ")) > srv.seen.commands.indexOf("tls:EHLO out.wardmail.test"));
+  assert.ok(!JSON.stringify(r).includes("ss word"), JSON.stringify(r));
+
+  const plain = await smtpServer(t, { auth: true });
+  const p = await deliverSession(options(plain.port, { tls: "opportunistic", auth }));
+  assert.deepEqual(finals(p), ["temporary 4.7.11"]);
+  assert.deepEqual(plain.seen.auth, []);
+  assert.deepEqual(plain.seen.commands, ["EHLO out.wardmail.test", "QUIT"]);
 });

@@ -1,6 +1,7 @@
 /**
  * The socket adapter of the outbound client: one TCP connection to one
- * server address, driven by ClientSession (client-session.ts), with STARTTLS
+ * server address (or one unix socket, for LMTP to a local server), driven
+ * by ClientSession (client-session.ts), with STARTTLS
  * (RFC 3207) through node:tls and a timeout on every wait (RFC 5321
  * §4.5.3.2 suggests 5 min for the greeting, 5 min per command, 10 min for
  * the reply after the content; the caller chooses).
@@ -59,6 +60,12 @@ export interface DeliverOptions {
   readonly timeouts: Timeouts;
   readonly messages: readonly OutboundMessage[];
   readonly maxLineLength?: number;
+  /** AUTH PLAIN after STARTTLS (a relay host); never sent without TLS. */
+  readonly auth?: { readonly user: string; readonly password: string };
+  /** Speak LMTP (RFC 2033); tls must be "none". */
+  readonly lmtp?: boolean;
+  /** A unix socket to connect to instead of address:port (LMTP to a local server). */
+  readonly path?: string;
 }
 
 export type { SessionResult } from "./client-session.ts";
@@ -94,7 +101,14 @@ export function deliverSession(opts: DeliverOptions): Promise<SessionResult> {
   return new Promise<SessionResult>((resolve) => {
     let session: ClientSession;
     try {
-      session = new ClientSession({ helo: opts.helo, tls: opts.tls, messages: opts.messages, ...(opts.maxLineLength !== undefined ? { maxLineLength: opts.maxLineLength } : {}) });
+      session = new ClientSession({
+        helo: opts.helo,
+        tls: opts.tls,
+        messages: opts.messages,
+        ...(opts.maxLineLength !== undefined ? { maxLineLength: opts.maxLineLength } : {}),
+        ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
+        ...(opts.lmtp === true ? { lmtp: true } : {}),
+      });
     } catch (e) {
       resolve(failedResult(opts.messages, "4.3.5", `outbound client misconfigured: ${errorText(e)}`));
       return;
@@ -106,6 +120,7 @@ export function deliverSession(opts: DeliverOptions): Promise<SessionResult> {
     let lastReplies = -1;
     let raw: net.Socket | undefined;
     let secure: tls.TLSSocket | undefined;
+    const peer = opts.path !== undefined ? `unix:${opts.path}` : `${opts.address}:${opts.port}`;
 
     const stopTimer = (): void => {
       if (timer !== undefined) clearTimeout(timer);
@@ -125,10 +140,11 @@ export function deliverSession(opts: DeliverOptions): Promise<SessionResult> {
       sock.end(() => destroyAll());
       setTimeout(destroyAll, 2000).unref();
     };
+    let localAddress: string | undefined;
     const settle = (r: SessionResult): void => {
       if (settled) return;
       settled = true;
-      resolve(r);
+      resolve(localAddress === undefined ? r : { ...r, connection: { ...r.connection, localAddress } });
     };
     const armTimer = (force: boolean): void => {
       const w = session.waitingFor();
@@ -203,29 +219,33 @@ export function deliverSession(opts: DeliverOptions): Promise<SessionResult> {
     };
 
     try {
-      raw = net.connect({ host: opts.address, port: opts.port, ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}) });
+      raw =
+        opts.path !== undefined
+          ? net.connect({ path: opts.path })
+          : net.connect({ host: opts.address, port: opts.port, ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}) });
     } catch (e) {
-      settle(failedResult(opts.messages, "4.4.1", `cannot connect to ${opts.address}:${opts.port}: ${errorText(e)}`));
+      settle(failedResult(opts.messages, "4.4.1", `cannot connect to ${peer}: ${errorText(e)}`));
       return;
     }
     const sock = raw;
-    sock.setNoDelay(true);
+    if (opts.path === undefined) sock.setNoDelay(true);
     timer = setTimeout(() => {
       timer = undefined;
-      run(session.connectionLost(`connect to ${opts.address}:${opts.port} timed out`, "4.4.1"), false);
+      run(session.connectionLost(`connect to ${peer} timed out`, "4.4.1"), false);
     }, opts.timeouts.connectMs);
     sock.once("connect", () => {
       connected = true;
+      localAddress = sock.localAddress;
       armTimer(true);
     });
     sock.on("data", onData);
     sock.on("error", (e) => {
       if (secure !== undefined) return; // the TLS socket reports it
-      const where = connected ? "" : `connect to ${opts.address}:${opts.port}: `;
+      const where = connected ? "" : `connect to ${peer}: `;
       run(session.connectionLost(where + errorText(e), connected ? "4.4.2" : "4.4.1"), false);
     });
     sock.on("close", () => {
-      if (secure === undefined) run(session.connectionLost(connected ? "connection closed by the server" : `connect to ${opts.address}:${opts.port} failed`, connected ? "4.4.2" : "4.4.1"), false);
+      if (secure === undefined) run(session.connectionLost(connected ? "connection closed by the server" : `connect to ${peer} failed`, connected ? "4.4.2" : "4.4.1"), false);
     });
   });
 }

@@ -5,6 +5,7 @@
  * sends what is due for the days before today to each policy domain's rua
  * mailto: addresses, through the queue like any message.
  */
+import type { LookupFunction } from "node:net";
 import type { Config } from "../config/types.ts";
 import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
@@ -20,6 +21,34 @@ export { resolveMx } from "./mx.ts";
 export { SqliteMtaStsStore } from "./mta-sts-store.ts";
 export { TlsRptStore } from "./tlsrpt.ts";
 
+/** A net.LookupFunction over our DNS resolver: A first, then AAAA. */
+function resolverLookup(resolver: DnsResolver): LookupFunction {
+  return (hostname, options, callback) => {
+    const all = typeof options === "object" && options.all === true;
+    const family = typeof options === "object" ? options.family : undefined;
+    const types: ("A" | "AAAA")[] = family === 6 ? ["AAAA"] : family === 4 ? ["A"] : ["A", "AAAA"];
+    void (async () => {
+      const found: { address: string; family: 4 | 6 }[] = [];
+      let lastErr: unknown;
+      for (const t of types) {
+        try {
+          const a = await resolver.query(hostname, t);
+          for (const r of a.records as string[]) found.push({ address: r, family: t === "A" ? 4 : 6 });
+        } catch (err) {
+          lastErr = err;
+        }
+      }
+      if (found.length === 0) {
+        const e = Object.assign(new Error(`no address for ${hostname}`), { code: (lastErr as { code?: string } | undefined)?.code ?? "ENOTFOUND" });
+        callback(e, "", 4);
+        return;
+      }
+      if (all) (callback as unknown as (err: null, addresses: { address: string; family: number }[]) => void)(null, found);
+      else callback(null, found[0]?.address ?? "", found[0]?.family ?? 4);
+    })();
+  };
+}
+
 export interface Outbound {
   readonly transport: RemoteTransport;
   /** Files to give to the unprivileged user (created by root before the drop). */
@@ -32,7 +61,8 @@ export interface Outbound {
 export function createOutbound(config: Config, resolver: DnsResolver, logger: Logger): Outbound {
   const stsStore = SqliteMtaStsStore.open(config.server.dataDir);
   const tlsrpt = TlsRptStore.open(config.server.dataDir);
-  const mtaSts = new MtaStsClient({ resolver, store: stsStore });
+  // The policy host mta-sts.<domain> is looked up through our resolver too (one DNS for everything).
+  const mtaSts = new MtaStsClient({ resolver, store: stsStore, fetch: { lookup: resolverLookup(resolver) } });
   const log = logger.child({ component: "outbound" });
   const transport = createTransport({ config, resolver, mtaSts, logger: log, tlsrpt });
   let timer: NodeJS.Timeout | undefined;

@@ -2,7 +2,8 @@
  * The remote transport with a scripted SMTP session and a static zone:
  * batching per domain (one session for several messages), MX failover,
  * permanent and temporary outcomes, REQUIRETLS only over authenticated TLS,
- * loops back to ourselves, relays, a TLS policy that cannot be met.
+ * loops back to ourselves, relays (with AUTH credentials read once from
+ * their password files), a TLS policy that cannot be met.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,6 +14,11 @@ import type { ClaimedMessage } from "../queue/index.ts";
 import { RemoteTransport, type SessionRequest, type SessionOutcome, type TlsRequirement } from "./transport.ts";
 import { dsnsFor } from "./bounces.ts";
 import { parseDsn } from "./dsn-parse.ts";
+import { loadRelayAuth } from "./agent.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { captureLogger } from "../queue/test-util.ts";
 
 const config = parseConfig('[server]\nhostname = "mx.wardmail.test"\n[smtp]\nlisten = ["192.0.2.250:25"]\n[[outbound.relays]]\ndomains = ["relayed.test"]\nhost = "192.0.2.77:587"\n', { file: "/x/w.toml", env: {}, cwd: "/x" });
 const resolver = new StaticResolver({
@@ -127,4 +133,46 @@ test("bounces: failed recipients become one DSN to the sender (NOTIFY honoured, 
   assert.equal(dsnsFor(late, [{ index: 0, result: "deferred", error: "busy" }], { hostname: "h", queue }).length, 1);
   const later = { ...m, attempts: 7, createdAt: Date.now() - 9 * 3_600_000 };
   assert.equal(dsnsFor(later, [{ index: 0, result: "deferred", error: "busy" }], { hostname: "h", queue }).length, 0);
+});
+
+test("relay AUTH: the relay's credentials go with its sessions; unreadable ones defer without a session", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "wardmail-relay-auth-"));
+  try {
+    writeFileSync(join(dir, "relay.pw"), "pa ss word?\n");
+    const cfg = parseConfig(
+      `[[outbound.relays]]\ndomains = ["relayed.test"]\nhost = "192.0.2.77:587"\nuser = "me@relay"\npassword_file = "relay.pw"\n` +
+        `[[outbound.relays]]\ndomains = ["broken.test"]\nhost = "192.0.2.78:587"\nuser = "me"\npassword_file = "missing.pw"\n` +
+        `[[outbound.relays]]\ndomains = ["open.test"]\nhost = "192.0.2.79:25"\n`,
+      { file: join(dir, "w.toml"), env: {}, cwd: dir },
+    );
+    const log = captureLogger("info");
+    const relayAuth = loadRelayAuth(cfg.outbound.relays, log.logger);
+    const sessions: SessionRequest[] = [];
+    const t = new RemoteTransport({
+      config: cfg, resolver, logger: createLogger({ level: "silent" }),
+      session: (req) => {
+        sessions.push(req);
+        return Promise.resolve({ results: all(req, ok) });
+      },
+      plan: () => Promise.resolve({ mode: "may", source: "opportunistic" }),
+      sign: (c) => Promise.resolve(c),
+      relayAuth,
+    });
+    const m = message("m", ["x@relayed.test"]);
+    assert.deepEqual((await t.deliver(m, m.recipients)).map((o) => o.result), ["delivered"]);
+    assert.deepEqual(sessions[0]?.auth, { user: "me@relay", password: "pa ss word?" }); // one trailing newline dropped, nothing else
+    assert.equal(sessions[0]?.tls.mode, "encrypt");
+    const b = message("b", ["x@broken.test"]);
+    const out = await t.deliver(b, b.recipients);
+    assert.deepEqual(out.map((o) => [o.result, o.status]), [["deferred", "4.3.5"]]);
+    assert.match(out[0]?.error ?? "", /cannot read password_file .*missing\.pw: ENOENT/);
+    const o = message("o", ["x@open.test"]);
+    await t.deliver(o, o.recipients);
+    assert.equal(sessions.length, 2);
+    assert.equal(sessions[1]?.auth, undefined);
+    assert.ok(log.has("relay AUTH credentials unavailable; mail for this relay stays queued"));
+    assert.ok(!JSON.stringify(log.lines).includes("pa ss"), "the password is never logged");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

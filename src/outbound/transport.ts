@@ -15,8 +15,12 @@
  * REQUIRETLS messages (RFC 8689) go only over DANE- or MTA-STS-validated
  * TLS (or "verify"/"dane-only"), else they fail (5.7.10) and bounce.
  * The message is DKIM-signed just before it is sent (src/dkim).
+ * A relay with user and password_file gets AUTH PLAIN (only ever over TLS,
+ * client-session.ts); the password comes from `relayAuth` (read once when
+ * the transport is made, agent.ts); an unreadable password file defers the
+ * relay's mail (4.3.5) and the password never reaches a log or a result.
  */
-import type { Config, TlsPolicy } from "../config/types.ts";
+import type { Config, RelayHost, TlsPolicy } from "../config/types.ts";
 import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { ClaimedMessage, RecipientOutcome } from "../queue/index.ts";
@@ -49,8 +53,19 @@ export interface SessionRequest {
   readonly address: string;
   readonly port: number;
   readonly tls: TlsRequirement;
+  /** AUTH PLAIN credentials for a relay host (never logged). */
+  readonly auth?: RelayCredentials;
   readonly messages: readonly { readonly id: string; readonly msg: ClaimedMessage; readonly content: Buffer; readonly recipients: readonly QueuedRecipient[]; readonly requireTls: boolean }[];
 }
+
+/** AUTH PLAIN user and password for a relay host. */
+export interface RelayCredentials {
+  readonly user: string;
+  readonly password: string;
+}
+
+/** The credentials of a relay with a user, or why they cannot be had (no secret in it). */
+export type RelayAuth = (relay: RelayHost) => RelayCredentials | { readonly error: string };
 
 /** What TLS a session needs and how the peer is authenticated after the handshake. */
 export interface TlsRequirement {
@@ -79,12 +94,19 @@ export interface TransportOptions {
   readonly plan: TlsPlanner;
   /** Signs a message's content before it is sent (DKIM); returns it unchanged when there is no key. */
   readonly sign: (content: Buffer) => Promise<Buffer>;
+  /** Credentials of relays that have a user; without it such a relay's mail is deferred. */
+  readonly relayAuth?: RelayAuth;
 }
 
 interface Pending {
   readonly msg: ClaimedMessage;
   readonly recipients: QueuedRecipient[];
   readonly resolve: (o: RemoteOutcome[]) => void;
+}
+
+/** What happened with a recipient at a host: the server's reply, or our own verdict (code 0). */
+function describe(host: string, address: string, s: SessionOutcome): string {
+  return s.code === 0 ? `${host} [${address}]: ${s.status} ${s.text}`.trim() : `${host} [${address}] said: ${s.code} ${s.status} ${s.text}`.trim();
 }
 
 const domainOf = (address: string): string => address.slice(address.lastIndexOf("@") + 1).toLowerCase();
@@ -118,7 +140,7 @@ export class RemoteTransport {
 
   constructor(opts: TransportOptions) {
     this.opts = opts;
-    this.log = opts.logger.child({ component: "outbound" });
+    this.log = opts.logger;
   }
 
   /** Delivers the message to these recipients (all in other domains); resolves with one outcome per recipient. */
@@ -209,7 +231,7 @@ export class RemoteTransport {
           outcomes[i] = (chunk[i] as Pending).recipients.map((r, k) => outcomes[i]?.[k] ?? { index: r.index, result: "failed", error: `REQUIRETLS: no MTA-STS or DANE authenticated TLS to ${domain}`, status: "5.7.10" });
         }
         if (sendable.length === 0) break;
-        const res = await this.opts.session({ domain, host: host.name, address, port: route.port, tls, messages: sendable });
+        const res = await this.opts.session({ domain, host: host.name, address, port: route.port, tls, ...(route.auth !== undefined ? { auth: route.auth } : {}), messages: sendable });
         if (res.fatal !== undefined) lastReason = `${host.name} [${address}]: ${res.fatal}`;
         outcomes = outcomes.map((list, i) => {
           const p = chunk[i] as Pending;
@@ -219,13 +241,14 @@ export class RemoteTransport {
             const r = p.recipients[k] as QueuedRecipient;
             const s = got?.find((x) => x.address === r.address);
             if (s === undefined || s.final === "temporary") {
-              if (s) lastReason = `${host.name} [${address}] said: ${s.code} ${s.status} ${s.text}`.trim();
+              if (s) lastReason = describe(host.name, address, s);
               return undefined;
             }
-            const diagnostic = `smtp; ${s.code} ${s.status} ${s.text}`.trim();
+            // code 0: the verdict is this client's own (no reply from the server).
+            const diagnostic = s.code === 0 ? `x-wardmail; ${s.status} ${s.text}`.trim() : `smtp; ${s.code} ${s.status} ${s.text}`.trim();
             return s.final === "delivered"
               ? { index: r.index, result: "delivered", remoteMta: host.name, ...(res.tls ? {} : {}) }
-              : { index: r.index, result: "failed", error: `${host.name} [${address}] said: ${s.code} ${s.status} ${s.text}`, status: s.status || "5.0.0", diagnostic, remoteMta: host.name };
+              : { index: r.index, result: "failed", error: describe(host.name, address, s), status: s.status || "5.0.0", diagnostic, remoteMta: host.name };
           });
         });
         if (outcomes.every((list) => list.every((o) => o !== undefined))) break;
@@ -238,17 +261,23 @@ export class RemoteTransport {
 
   /** A relay host, or the MX hosts, of a domain. */
   private async route(domain: string): Promise<
-    | { hosts: readonly MxHost[]; secure: boolean; port: number; relay?: TlsRequirement }
+    | { hosts: readonly MxHost[]; secure: boolean; port: number; relay?: TlsRequirement; auth?: RelayCredentials }
     | { kind: "permanent" | "temporary"; status: string; reason: string }
   > {
     const relay = this.opts.config.outbound.relays.find((r) => r.domains.includes("*") || r.domains.includes(domain));
     if (relay) {
+      let auth: RelayCredentials | undefined;
+      if (relay.user !== "") {
+        const creds = this.opts.relayAuth?.(relay) ?? { error: "no credentials loaded" };
+        if ("error" in creds) return { kind: "temporary", status: "4.3.5", reason: `relay host ${relay.host}: AUTH credentials unavailable (${creds.error})` };
+        auth = creds;
+      }
       const isIp = /^[0-9.]+$|:/.test(relay.host);
       const hosts: MxHost[] = isIp
         ? [{ name: relay.host, preference: 0, addresses: [relay.host], secure: false }]
         : await resolveMx(this.opts.resolver, relay.host).then((r) => (r.kind === "hosts" ? r.hosts.map((h) => ({ ...h, name: relay.host })) : []));
       if (hosts.length === 0) return { kind: "temporary", status: "4.4.3", reason: `relay host ${relay.host} has no address` };
-      return { hosts, secure: false, port: relay.port, relay: { mode: relay.tls === "required" ? "encrypt" : "may", source: "relay" } };
+      return { hosts, secure: false, port: relay.port, relay: { mode: relay.tls === "required" ? "encrypt" : "may", source: "relay" }, ...(auth !== undefined ? { auth } : {}) };
     }
     const mx = await resolveMx(this.opts.resolver, domain);
     if (mx.kind !== "hosts") return mx;

@@ -1,8 +1,9 @@
 /**
  * The wire side of the outbound SMTP client, with no state beyond one reply:
  * the reply parser (RFC 5321 §4.2, enhanced codes RFC 2034/3463), the EHLO
- * keyword parser, command building, xtext (RFC 3461 §4) and the DATA encoder
- * (dot-stuffing, RFC 5321 §4.5.2).
+ * keyword parser (with the AUTH mechanisms, RFC 4954 §3), command building,
+ * AUTH PLAIN's initial response (RFC 4616), xtext (RFC 3461 §4) and the DATA
+ * encoder (dot-stuffing, RFC 5321 §4.5.2).
  *
  * Trust: replies come from a remote server and are hostile. Lines may end in
  * CRLF or a bare LF (servers are sloppy; we are liberal in what we read), but
@@ -136,6 +137,8 @@ export interface Extensions {
   readonly chunking: boolean;
   readonly enhancedStatusCodes: boolean;
   readonly requireTls: boolean;
+  /** RFC 4954: the SASL mechanisms after AUTH (or the old "AUTH=" form), upper case; empty when AUTH is not offered. */
+  readonly auth: readonly string[];
   /** Every keyword offered, upper case, in order. */
   readonly keywords: readonly string[];
 }
@@ -149,22 +152,36 @@ export const NO_EXTENSIONS: Extensions = {
   chunking: false,
   enhancedStatusCodes: false,
   requireTls: false,
+  auth: [],
   keywords: [],
 };
 
 /** Parses the lines after the first of a 250 EHLO reply (RFC 5321 §4.1.1.1). */
 export function parseExtensions(r: Reply): Extensions {
   const keywords: string[] = [];
+  const auth: string[] = [];
   let size: number | undefined;
+  const mechanisms = (params: readonly string[]): void => {
+    for (const p of params) {
+      const m = p.toUpperCase();
+      // RFC 4422 §3.1 mechanism names; a bounded list.
+      if (/^[A-Z0-9_-]{1,20}$/.test(m) && !auth.includes(m) && auth.length < 32) auth.push(m);
+    }
+  };
   for (const line of r.lines.slice(1)) {
     const [kw = "", ...params] = line.trim().split(/\s+/);
     const k = kw.toUpperCase();
+    // "AUTH=PLAIN LOGIN": the pre-RFC 4954 form some servers still send next to "AUTH".
+    if (k.startsWith("AUTH=")) {
+      mechanisms([k.slice(5), ...params]);
+      continue;
+    }
     if (!/^[A-Z0-9][A-Z0-9-]*$/.test(k)) continue;
     keywords.push(k);
     if (k === "SIZE") {
       const n = params[0];
       size = n !== undefined && /^\d{1,15}$/.test(n) ? Number(n) : 0;
-    }
+    } else if (k === "AUTH") mechanisms(params);
   }
   const has = (k: string): boolean => keywords.includes(k);
   return {
@@ -177,6 +194,7 @@ export function parseExtensions(r: Reply): Extensions {
     chunking: has("CHUNKING"),
     enhancedStatusCodes: has("ENHANCEDSTATUSCODES"),
     requireTls: has("REQUIRETLS"),
+    auth,
     keywords,
   };
 }
@@ -240,6 +258,17 @@ export function rcptCommand(r: EnvelopeRecipient, ext: Extensions): Buffer {
     }
   }
   return command(...parts);
+}
+
+/**
+ * "AUTH PLAIN <initial response>" (RFC 4954 §4, RFC 4616 §2): base64 of
+ * NUL user NUL password, no authorization identity. Throws (without the
+ * secret in the message) on a NUL in either, an empty user or password.
+ */
+export function authPlainCommand(user: string, password: string): Buffer {
+  if (user === "" || password === "") throw new Error("AUTH PLAIN needs a user and a password");
+  if (user.includes("\0") || password.includes("\0")) throw new Error("AUTH PLAIN user and password must not contain NUL");
+  return command("AUTH", "PLAIN", Buffer.from(`\0${user}\0${password}`, "utf8").toString("base64"));
 }
 
 /** RFC 3461 §4 xtext: bytes outside "!".."~", "+" and "=" become "+HH". */

@@ -13,6 +13,7 @@ const local = {
   aliases: { "team@example.test": ["user@example.test"] },
   discard: ["noreply@example.test"],
   maildir: "/tmp/%d/%n",
+  lmtp: {},
 };
 const accounts = { resolve: (a: string): string | undefined => ({ "alice@example.test": "alice@example.test", "al@example.test": "alice@example.test", "postmaster@localhost": "alice@example.test" })[a.toLowerCase()] };
 const r = new LocalRecipients(local, accounts);

@@ -63,6 +63,11 @@ export interface StartOptions {
    * an unprivileged `server.user` can reach the data directory inside it.
    */
   readonly dirMode?: number;
+  /**
+   * Extra environment variables for the server process (on top of this
+   * process's environment), e.g. NODE_EXTRA_CA_CERTS for a test CA.
+   */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> {
@@ -98,7 +103,7 @@ export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> 
   ].join("\n");
   const configPath = join(dir, "wardmail.toml");
   await writeFile(configPath, config + "\n");
-  return launch({ dir, dataDir, configPath, smtpPort, submissionPort, submissionsPort, bin: opts.dist ? DIST_BIN : BIN });
+  return launch({ dir, dataDir, configPath, smtpPort, submissionPort, submissionsPort, bin: opts.dist ? DIST_BIN : BIN, ...(opts.env !== undefined ? { env: opts.env } : {}) });
 }
 
 interface Layout {
@@ -109,11 +114,13 @@ interface Layout {
   submissionPort: number;
   submissionsPort: number;
   bin: string;
+  env?: Readonly<Record<string, string>>;
 }
 
 async function launch(l: Layout): Promise<Wardmail> {
   const child = spawn(process.execPath, [l.bin, "serve", "--config", l.configPath], {
     cwd: l.dir,
+    ...(l.env !== undefined ? { env: { ...process.env, ...l.env } } : {}),
     stdio: ["ignore", "pipe", "pipe"],
     detached: true, // its own process group, so kill9 reaches the workers too
   });

@@ -5,7 +5,9 @@
 //   DIR/queue                            queue_directory (Postfix creates the subdirs)
 //   DIR/data                             data_directory (owned by mail_owner)
 //   DIR/maillog                          maillog_file, written by the postlog service
-// so several instances can run at once (unique dirs, syslog_name and port).
+//   DIR/vmail/DOMAIN/LOCAL/              Maildirs of mode "mailbox" (virtual(8), owned by postfix)
+// so several instances can run at once (unique dirs, syslog_name and
+// address:port; any 127.0.0.0/8 address can be the listener's).
 // Postfix's default durability is kept: each queue file is fsynced before 250.
 // The machine's own /etc/postfix instance is never used or started.
 import { execFile as execFileCb, execFileSync } from "node:child_process";
@@ -31,8 +33,10 @@ export interface PostfixInstance {
   dir: string;
   /** config_directory: pass to `postfix -c`, `postconf -c`, `postqueue -c`. */
   configDir: string;
-  /** smtpd listens on 127.0.0.1:port. */
+  /** smtpd listens on host:port. */
   port: number;
+  /** The listener's address (127.0.0.1 unless opts.host said otherwise). */
+  host: string;
   logPath: string;
   queueDir: string;
   /** syslog_name of this instance; log lines look like `NAME/smtpd[PID]: ...`. */
@@ -49,19 +53,44 @@ export interface PostfixInstance {
   queueCount(): Promise<number>;
   /** Waits until queueCount() is 0. Rejects on timeout. */
   waitForEmptyQueue(timeoutMs?: number): Promise<void>;
+  /** Mode "mailbox": the messages stored for address (new/ and cur/ of its Maildir), oldest first; [] otherwise. */
+  mailbox(address: string): Promise<Buffer[]>;
+  /** Mode "mailbox": waits until address holds at least n messages; returns them (fewer on timeout). */
+  waitForMailbox(address: string, n: number, timeoutMs?: number): Promise<Buffer[]>;
 }
 
 export interface PostfixOptions {
-  /** smtpd on 127.0.0.1:port. If omitted, a free port is picked (and retried on a bind race). */
+  /** smtpd on host:port. If omitted, a free port is picked (and retried on a bind race). */
   port?: number;
-  /** discard: every accepted message goes to discard: (bench); relay: everything goes to relayhost. */
-  mode: "discard" | "relay";
+  /** The listener's loopback address (default 127.0.0.1); e.g. 127.0.0.2 to run a second peer on the same port. */
+  host?: string;
+  /**
+   * discard: every accepted message goes to discard: (bench); relay: everything
+   * goes to relayhost; mailbox: a receiving MX that stores mail for `mailboxes`
+   * in Maildirs (virtual(8)), refuses other addresses of their domains at RCPT
+   * (550 5.1.1) and every other domain (relay denied).
+   */
+  mode: "discard" | "relay" | "mailbox";
+  /** Mode "mailbox": the addresses (local@domain) that have a mailbox. */
+  mailboxes?: readonly string[];
+  /**
+   * smtpd offers STARTTLS with this key and certificate chain (PEM files that
+   * root can read): smtpd_tls_security_level = may, smtpd_tls_loglevel = 1 (the
+   * log shows "... TLS connection established from ..."). Without it smtpd
+   * offers no STARTTLS.
+   */
+  tls?: { certFile: string; keyFile: string };
   /** e.g. "[127.0.0.1]:2525"; required for relay mode. */
   relayhost?: string;
   /** smtp_tls_security_level for outbound mail in relay mode (default "none"). */
   tlsToRelay?: "none" | "may" | "encrypt";
   /** Extra or overriding main.cf parameters. */
   extraMain?: Record<string, string>;
+  /**
+   * Extra master.cf service lines, appended to the stock ones (e.g.
+   * "tlsproxy unix - - n - 0 tlsproxy" for smtp_tls_connection_reuse).
+   */
+  extraMaster?: string[];
   /** Milliseconds to wait for `postfix start` plus the listener (default 60000). */
   startTimeoutMs?: number;
 }
@@ -163,7 +192,7 @@ function installHooks(): void {
 
 let instanceCounter = 0;
 
-function mainCf(o: PostfixOptions, p: { dir: string; queueDir: string; dataDir: string; logPath: string; syslogName: string; port: number }): string {
+function mainCf(o: PostfixOptions, p: { dir: string; queueDir: string; dataDir: string; logPath: string; syslogName: string; port: number; vmailDir: string; owner: { uid: number; gid: number } }): string {
   const params = new Map<string, string>([
     ["compatibility_level", "3.6"],
     ["queue_directory", p.queueDir],
@@ -193,6 +222,25 @@ function mainCf(o: PostfixOptions, p: { dir: string; queueDir: string; dataDir: 
     params.set("default_transport", "discard:wardmail bench");
     params.set("relay_transport", "discard:wardmail bench");
     params.set("local_transport", "discard:wardmail bench");
+  } else if (o.mode === "mailbox") {
+    const boxes = (o.mailboxes ?? []).map((a) => a.toLowerCase());
+    if (boxes.length === 0) throw new Error("startPostfix: mailbox mode needs opts.mailboxes");
+    const domains = [...new Set(boxes.map((a) => a.slice(a.lastIndexOf("@") + 1)))];
+    params.set("virtual_mailbox_domains", domains.join(", "));
+    params.set("virtual_mailbox_base", p.vmailDir);
+    // "domain/local/": a Maildir (the trailing slash), under virtual_mailbox_base.
+    params.set("virtual_mailbox_maps", `inline:{ ${boxes.map((a) => `${a}=${a.slice(a.lastIndexOf("@") + 1)}/${a.slice(0, a.lastIndexOf("@"))}/`).join(", ")} }`);
+    params.set("virtual_uid_maps", `static:${p.owner.uid}`);
+    params.set("virtual_gid_maps", `static:${p.owner.gid}`);
+    params.set("virtual_minimum_uid", String(Math.min(100, p.owner.uid)));
+    params.set("virtual_transport", "virtual");
+    // Nothing else is ever delivered anywhere (bounces included).
+    params.set("default_transport", "discard:wardmail test peer");
+    params.set("relay_transport", "discard:wardmail test peer");
+    params.set("local_transport", "discard:wardmail test peer");
+    // A peer MX: mail from the test's loopback clients is not "ours to relay".
+    params.set("mynetworks", "");
+    params.set("smtpd_relay_restrictions", "reject_unauth_destination");
   } else {
     if (!o.relayhost) throw new Error("startPostfix: relay mode needs opts.relayhost, e.g. \"[127.0.0.1]:2525\"");
     params.set("relayhost", o.relayhost);
@@ -206,17 +254,25 @@ function mainCf(o: PostfixOptions, p: { dir: string; queueDir: string; dataDir: 
     params.set("maximal_backoff_time", "5s");
     params.set("smtp_connect_timeout", "5s");
   }
+  if (o.tls !== undefined) {
+    params.set("smtpd_tls_chain_files", `${o.tls.keyFile}, ${o.tls.certFile}`);
+    params.set("smtpd_tls_security_level", "may");
+    params.set("smtpd_tls_loglevel", "1");
+    params.set("smtpd_tls_received_header", "yes");
+  } else if (o.mode === "mailbox") {
+    params.set("smtpd_tls_security_level", "none");
+  }
   for (const [k, v] of Object.entries(o.extraMain ?? {})) params.set(k, v);
   let out = `# Generated by test/peers/postfix.ts for a throwaway loopback instance.\n`;
   for (const [k, v] of params) out += `${k} = ${v}\n`;
   return out;
 }
 
-function masterCf(port: number): string {
-  // Postfix's stock services, chroot off everywhere, smtpd only on 127.0.0.1:port.
+function masterCf(host: string, port: number, extra: readonly string[] = []): string {
+  // Postfix's stock services, chroot off everywhere, smtpd only on host:port.
   return `# Generated by test/peers/postfix.ts
 # service type  private unpriv  chroot  wakeup  maxproc command
-127.0.0.1:${port} inet n - n - - smtpd
+${host}:${port} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -241,7 +297,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-`;
+${extra.map((l) => `${l}\n`).join("")}`;
 }
 
 // --- start / stop -----------------------------------------------------------
@@ -316,6 +372,8 @@ async function countFiles(dir: string): Promise<number> {
 
 async function startOnce(opts: PostfixOptions, port: number): Promise<PostfixInstance> {
   const owner = lookupUser("postfix");
+  const host = opts.host ?? "127.0.0.1";
+  if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) throw new Error(`startPostfix: host ${host} is not a 127.0.0.0/8 address`);
   if (!postfixAvailable() || owner === undefined) throw new Error(POSTFIX_SKIP_REASON);
   const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
 
@@ -325,6 +383,7 @@ async function startOnce(opts: PostfixOptions, port: number): Promise<PostfixIns
   const queueDir = path.join(dir, "queue");
   const dataDir = path.join(dir, "data");
   const logPath = path.join(dir, "maillog");
+  const vmailDir = path.join(dir, "vmail");
   const syslogName = `wmpf${process.pid}x${++instanceCounter}p${port}`;
   const rec: Live = { dir, queueDir, configDir };
   live.add(rec);
@@ -354,8 +413,12 @@ async function startOnce(opts: PostfixOptions, port: number): Promise<PostfixIns
     await mkdir(dataDir, { mode: 0o700 });
     await chown(dataDir, owner.uid, owner.gid);
     await makeQueueDirs(queueDir, owner);
-    await writeFile(path.join(configDir, "main.cf"), mainCf(opts, { dir, queueDir, dataDir, logPath, syslogName, port }));
-    await writeFile(path.join(configDir, "master.cf"), masterCf(port));
+    if (opts.mode === "mailbox") {
+      await mkdir(vmailDir, { mode: 0o755 });
+      await chown(vmailDir, owner.uid, owner.gid);
+    }
+    await writeFile(path.join(configDir, "main.cf"), mainCf(opts, { dir, queueDir, dataDir, logPath, syslogName, port, vmailDir, owner }));
+    await writeFile(path.join(configDir, "master.cf"), masterCf(host, port, opts.extraMaster));
 
     const started = await runPostfix(configDir, "start", startTimeoutMs);
     if (!started.ok) {
@@ -377,6 +440,7 @@ async function startOnce(opts: PostfixOptions, port: number): Promise<PostfixIns
     }
     try {
       await waitForPort(port, startTimeoutMs, {
+        host,
         alive: () => (masterPid !== undefined && !isAlive(masterPid) ? "postfix master exited" : undefined),
       });
     } catch (e) {
@@ -392,10 +456,28 @@ async function startOnce(opts: PostfixOptions, port: number): Promise<PostfixIns
       for (const q of ["incoming", "active", "deferred", "hold", "maildrop"]) n += await countFiles(path.join(queueDir, q));
       return n;
     };
+    const mailbox = async (address: string): Promise<Buffer[]> => {
+      if (opts.mode !== "mailbox") return [];
+      const a = address.toLowerCase();
+      const box = path.join(vmailDir, a.slice(a.lastIndexOf("@") + 1), a.slice(0, a.lastIndexOf("@")));
+      const files: { file: string; mtime: number }[] = [];
+      for (const sub of ["new", "cur"]) {
+        let names: string[];
+        try {
+          names = await readdir(path.join(box, sub));
+        } catch {
+          continue;
+        }
+        for (const n of names) files.push({ file: path.join(box, sub, n), mtime: Number(n.split(".")[0]) || 0 });
+      }
+      files.sort((x, y) => x.mtime - y.mtime || x.file.localeCompare(y.file));
+      return Promise.all(files.map((f) => readFile(f.file)));
+    };
     return {
       dir,
       configDir,
       port,
+      host,
       logPath,
       queueDir,
       syslogName,
@@ -424,6 +506,15 @@ async function startOnce(opts: PostfixOptions, port: number): Promise<PostfixIns
           await sleep(100);
         }
       },
+      mailbox,
+      async waitForMailbox(address: string, n: number, timeoutMs = 10_000): Promise<Buffer[]> {
+        const deadline = Date.now() + timeoutMs;
+        while (true) {
+          const got = await mailbox(address);
+          if (got.length >= n || Date.now() >= deadline) return got;
+          await sleep(100);
+        }
+      },
     };
   } catch (e) {
     await stop();
@@ -442,7 +533,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
   let lastErr: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      return await startOnce(opts, await freePort());
+      return await startOnce(opts, await freePort(opts.host ?? "127.0.0.1"));
     } catch (e) {
       lastErr = e;
       if (!(e instanceof Error && (e as Error & { bindRace?: boolean }).bindRace)) throw e;

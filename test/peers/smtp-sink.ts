@@ -55,6 +55,8 @@ export interface SinkOptions {
   readonly fallback: SinkCert;
   /** The name in the greeting and EHLO reply. */
   readonly hostname?: string;
+  /** The reply to RCPT TO (the argument as given), e.g. a 4xx for a first attempt; undefined: 250. */
+  readonly rcptReply?: (rcpt: string) => string | undefined;
 }
 
 const MAX_LINE = 4096;
@@ -152,8 +154,12 @@ export async function startSmtpSink(opts: SinkOptions): Promise<SmtpSink> {
         } else if (verb === "RCPT") {
           if (from === undefined) sock.write("503 5.5.1 MAIL first\r\n");
           else {
-            rcpts.push(arg);
-            sock.write("250 2.1.5 Ok\r\n");
+            const custom = opts.rcptReply?.(arg);
+            if (custom !== undefined && !custom.startsWith("2")) sock.write(`${custom}\r\n`);
+            else {
+              rcpts.push(arg);
+              sock.write("250 2.1.5 Ok\r\n");
+            }
           }
         } else if (verb === "DATA") {
           if (rcpts.length === 0) sock.write("503 5.5.1 RCPT first\r\n");

@@ -302,43 +302,32 @@ export const checkActions: Check = (v, path, ctx) => {
   return out;
 };
 
-export const DMARC_OVERRIDES = ["none", "quarantine", "reject"] as const;
-export const dmarcOverrides: Check = (v, path, ctx) => {
-  if (!isTable(v)) {
-    ctx.issue(path, `expected a table of "domain" = "none" | "quarantine" | "reject", got ${describe(v)}`);
-    return undefined;
-  }
-  const out: Record<string, string> = {};
-  for (const [k, a] of Object.entries(v)) {
-    const d = parseDomain(k);
-    if (!d.ok) {
-      ctx.issue([...path, k], `expected ${d.expected}, got ${describe(k)}`);
-      continue;
+/** A table of "domain" = one of `values` (domains checked and normalised). */
+function domainTable(values: readonly string[]): Check {
+  return (v, path, ctx) => {
+    if (!isTable(v)) {
+      ctx.issue(path, `expected a table of "domain" = ${values.map((x) => JSON.stringify(x)).join(" | ")}, got ${describe(v)}`);
+      return undefined;
     }
-    const action = oneOf(DMARC_OVERRIDES)(a, [...path, k], ctx);
-    if (typeof action === "string") out[d.value] = action;
-  }
-  return out;
-};
+    const out: Record<string, string> = {};
+    for (const [k, a] of Object.entries(v)) {
+      const d = parseDomain(k);
+      if (!d.ok) {
+        ctx.issue([...path, k], `expected ${d.expected}, got ${describe(k)}`);
+        continue;
+      }
+      const value = oneOf(values)(a, [...path, k], ctx);
+      if (typeof value === "string") out[d.value] = value;
+    }
+    return out;
+  };
+}
+
+export const DMARC_OVERRIDES = ["none", "quarantine", "reject"] as const;
+export const dmarcOverrides: Check = domainTable(DMARC_OVERRIDES);
 
 export const TLS_POLICIES = ["dane-only", "verify", "encrypt", "may"] as const;
-export const tlsPolicies: Check = (v, path, ctx) => {
-  if (!isTable(v)) {
-    ctx.issue(path, `expected a table of "domain" = "dane-only" | "verify" | "encrypt" | "may", got ${describe(v)}`);
-    return undefined;
-  }
-  const out: Record<string, string> = {};
-  for (const [k, a] of Object.entries(v)) {
-    const d = parseDomain(k);
-    if (!d.ok) {
-      ctx.issue([...path, k], `expected ${d.expected}, got ${describe(k)}`);
-      continue;
-    }
-    const policy = oneOf(TLS_POLICIES)(a, [...path, k], ctx);
-    if (typeof policy === "string") out[d.value] = policy;
-  }
-  return out;
-};
+export const tlsPolicies: Check = domainTable(TLS_POLICIES);
 
 /** [[outbound.relays]]: smarthosts, globally ("*") or per destination domain. */
 export const relays: Check = arrayOf("relay tables", (v, path, ctx) => {

@@ -209,16 +209,17 @@ export class Receiver implements SessionHost {
       }
     }
     if (this.checked(info)) return this.checkedMessage(envelope, content, info);
-    return this.store(envelope, stripOwnAuthResults(content, this.authservId), info);
+    return this.store(this.expandForwarding(envelope), stripOwnAuthResults(content, this.authservId), info);
   }
 
   /** End of content on a checked connection: the DATA hooks, then the decision with MAIL's. */
-  private async checkedMessage(envelope: Envelope, content: Buffer, info: ConnectionInfo): Promise<HostAnswer> {
+  private async checkedMessage(given: Envelope, content: Buffer, info: ConnectionInfo): Promise<HostAnswer> {
     const state = info.scratch.checks ?? new Map<string, unknown>();
-    const recipients = envelope.recipients.map((r) => r.address);
-    // An alias that sends the message on to another domain: the check ARC-seals it.
-    const isAccount = (a: string): boolean => this.accounts?.resolve(a) === a;
-    if (recipients.some((r) => resolveRecipient(this.config.local, r, isAccount).remote.length > 0)) state.set(FORWARDING, true);
+    // Checked clients cannot relay, so an expansion means an alias sends the
+    // message on to another domain: the check then ARC-seals it.
+    const envelope = this.expandForwarding(given);
+    if (envelope !== given) state.set(FORWARDING, true);
+    const recipients = given.recipients.map((r) => r.address);
     const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients, content, state };
     // A check that failed or timed out: 451, whatever else was found (fail closed).
     const decision = await this.runPhases(["data"], input, info);
@@ -266,8 +267,8 @@ export class Receiver implements SessionHost {
     return changed ? { ...envelope, recipients: out } : envelope;
   }
 
-  private async store(given: Envelope, content: Buffer, info: ConnectionInfo, quarantine?: string): Promise<HostAnswer> {
-    const envelope = this.expandForwarding(given);
+  /** Queues the message (the envelope already expanded by expandForwarding). */
+  private async store(envelope: Envelope, content: Buffer, info: ConnectionInfo, quarantine?: string): Promise<HostAnswer> {
     const received: ReceivedInfo = {
       sessionId: info.sessionId,
       clientIp: info.clientIp,

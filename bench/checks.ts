@@ -47,6 +47,7 @@ import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./loa
 import { killWardmailSync, REPO_ROOT, startWardmail, type WardmailInstance } from "./wardmail.ts";
 import { dkimTxt, knotMissing, startKnot, txtRdata, zoneText, type Knot } from "../test/peers/knot.ts";
 import { SMTP_SOURCE_BIN } from "../test/peers/postfix.ts";
+import { median, fmt, table, caseName } from "./report.ts";
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, treeCpuSeconds } from "../test/peers/procs.ts";
 
 const DKIMSIGN = "/usr/bin/dkimsign";
@@ -178,23 +179,9 @@ function bodyText(size: number): string {
   return lines.join("\r\n") + "\r\n";
 }
 
-function median(xs: number[]): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
-const fmt = (x: number | null | undefined, digits = 0): string => (x === null || x === undefined ? "-" : x.toFixed(digits));
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")).join("\n");
-}
 
-function caseName(k: number): string {
-  return k === 1 ? "1 msg/conn" : `${k} msgs/conn`;
-}
 
 // ------------------------------------------------------------------ log reading
 

@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { POSTFIX_SKIP_REASON, postfixAvailable, POSTCONF_BIN, SMTP_SOURCE_BIN, startPostfix, type PostfixInstance } from "../test/peers/postfix.ts";
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
+import { median, fmt, table, caseName } from "./report.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
 
 type ServerName = "postfix" | "wardmail";
@@ -384,23 +385,9 @@ function contentionWarnings(cpu: CpuUse): string[] {
 
 // --- reporting ---------------------------------------------------------------------
 
-function median(xs: number[]): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
-const fmt = (x: number | null | undefined, digits = 0): string => (x === null || x === undefined ? "-" : x.toFixed(digits));
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")).join("\n");
-}
 
-function caseName(perConn: number): string {
-  return perConn === 1 ? "1 msg/conn" : `${perConn} msgs/conn`;
-}
 
 function machineInfo(): Record<string, unknown> {
   let postfixVersion = "unknown";

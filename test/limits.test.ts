@@ -69,6 +69,23 @@ class Conn extends SmtpWire {
   }
 }
 
+/**
+ * After a test that filled every connection slot and closed its clients:
+ * waits (at most 5 s) until the server has seen those closes and greets a
+ * new client again, so the next test does not race the teardown.
+ */
+async function slotsReleased(port: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const c = await Conn.open(port);
+    const g = await c.reply();
+    c.close();
+    if (g.code === 220) return;
+    if (Date.now() > deadline) assert.fail(`connection slots not released after 5 s: ${g.raw}`);
+    await sleep(50);
+  }
+}
+
 /** Runs fn on a greeted connection and always closes it. */
 async function withConn<T>(fn: (c: Conn) => Promise<T>): Promise<T> {
   const c = await Conn.greeted(server().smtpPort);
@@ -242,7 +259,7 @@ describe("limits over real sockets", () => {
     } finally {
       for (const s of raw) s.destroy();
     }
-    await sleep(200); // let the server see the closes before the next test
+    await slotsReleased(server().smtpPort); // the slots are per worker, shared by every listener
   });
 
   test("max_connections = 20 (one worker): the 21st gets 421 4.7.0 Too many connections and is closed; after closing some, a new one works", async () => {
@@ -284,6 +301,7 @@ describe("limits over real sockets", () => {
     } finally {
       for (const c of open) c.close();
     }
+    await slotsReleased(port);
   });
 
   test("max_connections: a refused client that keeps its side open does not keep a socket on the server", async () => {
@@ -326,6 +344,7 @@ describe("limits over real sockets", () => {
       refused?.destroy();
       for (const c of open) c.close();
     }
+    await slotsReleased(port);
   });
 
   test("an HTTP request gets 421 and the connection is closed", async () => {

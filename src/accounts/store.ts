@@ -31,7 +31,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dummyHash, hashPassword, verifyPassword } from "../auth/password.ts";
 import { deriveScramKeys, newScramSalt, SCRAM_ITERATIONS, type ScramKeys } from "../auth/scram-keys.ts";
-import { applySchema, writeTransaction } from "../storage/index.ts";
+import { applySchema, writeTransaction, enableWal } from "../storage/index.ts";
 import type { CredentialStore, ScramCredentials } from "../auth/types.ts";
 
 export const SCHEMA_VERSION = 1;
@@ -256,7 +256,7 @@ export class AccountStore implements CredentialStore {
     }
     const db = new DatabaseSync(path, { timeout: opts.busyTimeoutMs ?? 5000, enableForeignKeyConstraints: false });
     try {
-      db.exec("PRAGMA journal_mode = WAL");
+      enableWal(db);
       db.exec("PRAGMA synchronous = FULL");
       // Old password hashes must not linger in freed pages.
       db.exec("PRAGMA secure_delete = ON");

@@ -9,7 +9,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { applySchema } from "../storage/index.ts";
+import { applySchema, enableWal } from "../storage/index.ts";
 import type { MtaStsPolicy, MtaStsStore, StoredStsPolicy } from "./mta-sts.ts";
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS policies (domain TEXT PRIMARY KEY, policy TEXT NOT NULL, fetched_at INTEGER NOT NULL)`;
@@ -39,7 +39,7 @@ export class SqliteMtaStsStore implements MtaStsStore {
     }
     const db = new DatabaseSync(path, { timeout: 5000 });
     try {
-      db.exec("PRAGMA journal_mode = WAL");
+      enableWal(db);
       db.exec("PRAGMA synchronous = NORMAL");
       applySchema(db, `MTA-STS cache ${path}`, SCHEMA, 1);
       return new SqliteMtaStsStore(db);

@@ -42,7 +42,7 @@ import { domainToASCII } from "node:url";
 import { gzipSync } from "node:zlib";
 import type { DnsResolver } from "../dns/index.ts";
 import { DnsError } from "../dns/index.ts";
-import { applySchema, writeTransaction } from "../storage/index.ts";
+import { applySchema, writeTransaction, enableWal } from "../storage/index.ts";
 import { rfc5322Date } from "./dsn.ts";
 import type { TlsRptResultType } from "./mta-sts.ts";
 
@@ -228,7 +228,7 @@ export class TlsRptStore {
     }
     const db = new DatabaseSync(path, { timeout: 5000 });
     try {
-      db.exec("PRAGMA journal_mode = WAL");
+      enableWal(db);
       db.exec("PRAGMA synchronous = NORMAL");
       applySchema(db, `TLS-RPT database ${path}`, SCHEMA, SCHEMA_VERSION);
     } catch (err) {

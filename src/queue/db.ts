@@ -13,7 +13,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { applySchema } from "../storage/index.ts";
+import { applySchema, enableWal } from "../storage/index.ts";
 import { checkShard } from "./ids.ts";
 
 export const SCHEMA_VERSION = 1;
@@ -107,7 +107,7 @@ export function openShardDb(path: string, opts: OpenOptions): DatabaseSync {
   }
   const db = new DatabaseSync(path, { timeout: opts.busyTimeoutMs ?? 5000, enableForeignKeyConstraints: false });
   try {
-    db.exec("PRAGMA journal_mode = WAL");
+    enableWal(db);
     db.exec("PRAGMA synchronous = FULL");
     // Keep a large WAL from staying large after a burst.
     db.exec("PRAGMA journal_size_limit = 67108864");

@@ -19,9 +19,10 @@
  * configured, the message is ARC-sealed (a new ARC set on top) so the next
  * hop can trust our results.
  */
-import { arc, authenticate, dkimVerify, dmarc, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
+import { arc, authenticate, dmarc, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
+import { DkimKeyCache, verifyDkim } from "./verify.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -62,6 +63,8 @@ function result(r: { status?: { result?: string } } | false | undefined): string
 export class SenderAuthCheck implements Check {
   readonly name = "mailauth";
   private readonly opts: SenderAuthOptions;
+  /** Parsed DKIM/ARC key records, reused while their TXT record stays the same (verify.ts). */
+  private readonly keys = new DkimKeyCache();
 
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
@@ -126,7 +129,7 @@ export class SenderAuthCheck implements Check {
    */
   private async verify(content: Buffer, input: CheckInput): Promise<Verified> {
     const resolver = this.opts.resolver as never;
-    const dkim = await dkimVerify(content, { resolver, sender: input.mailFrom, strict: true });
+    const dkim = await verifyDkim(content, { resolver, sender: input.mailFrom, strict: true }, this.keys);
     const arcResult = await arc(dkim.arc as never, { resolver, strict: true, ip: input.clientIp });
     const spfResult = (input.state.get(SPF_KEY) as SPFResult | false | undefined) ?? false;
     const passing = (dkim.results ?? []).filter((r) => r.status.result === "pass");

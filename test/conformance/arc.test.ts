@@ -1,7 +1,8 @@
 /**
  * ARC (RFC 8617) conformance: the ValiMail validation and signing suites,
  * Mail::DKIM's maintained variants of both, and Stalwart's two real-world
- * sealed messages. Validation is mailauth's dkimVerify() (which collects the
+ * sealed messages. Validation is Wardmail's verifyDkim() (src/mailauth/verify.ts,
+ * mailauth's DkimVerifier as the server runs it, which collects the
  * ARC headers and verifies the newest ARC-Message-Signature) followed by arc();
  * sealing is sealMessage(); all with Wardmail's options (strict: true).
  *
@@ -10,10 +11,15 @@
 import assert from "node:assert/strict";
 import { createPublicKey, createVerify } from "node:crypto";
 import { test } from "node:test";
-import { arc, dkimVerify, sealMessage } from "mailauth";
+import { arc, sealMessage } from "mailauth";
 import type { ARCData, ARCResult, DKIMVerifyResult } from "mailauth";
+import { DkimKeyCache, verifyDkim } from "../../src/mailauth/index.ts";
 import { STRICT, Tally, Zone, crlf, loadYamlTests, stalwartMessageFile, str } from "./zones.ts";
 import type { ReasonTable } from "./zones.ts";
+
+
+/** One key-record cache for the whole file, as a server check has: records of every zone pass through it. */
+const KEYS = new DkimKeyCache();
 
 // ---------------------------------------------------------------------------
 // Skips and known failures, "<suite>/<test>" -> reason. Nothing is skipped:
@@ -51,7 +57,7 @@ function scenarioZone(doc: Record<string, unknown>): Zone {
 /** mailauth's ARC verdict for a message: the DKIM pass collects the chain, arc() decides. */
 async function validate(message: Buffer, zone: Zone): Promise<{ dkim: DKIMVerifyResult; arc: ARCResult }> {
   const resolver = zone.resolver();
-  const dkim = await dkimVerify(message, { resolver, strict: STRICT });
+  const dkim = await verifyDkim(message, { resolver, strict: STRICT }, KEYS);
   const result = await arc(dkim.arc as unknown as ARCData, { resolver, strict: STRICT });
   return { dkim, arc: result };
 }

@@ -1,0 +1,59 @@
+// Types for the parts of mailauth 7.1.0 (pinned exactly in package.json)
+// that src/mailauth/verify.ts builds on. They are mailauth's own modules,
+// not its typed public API: src/mailauth/verify.test.ts fails if an upgrade
+// changes any of them.
+
+declare module "mailauth/lib/dkim/dkim-verifier.js" {
+  import type { Writable } from "node:stream";
+
+  /** mailauth's per-message key lookup (tools.createKeyCache): one getPublicKey() per key record. */
+  export interface KeyLookup {
+    readonly resolver: unknown;
+    get(type: string, name: string, minBitLength: number | undefined, options?: { strict?: boolean; hashAlgo?: string }): Promise<unknown>;
+  }
+
+  export class DkimVerifier extends Writable {
+    constructor(options: object);
+    resolver: unknown;
+    keyCache: KeyLookup;
+    arc: object;
+    headers: unknown;
+    headerFrom: string[];
+    fromFields: number;
+    envelopeFrom: string | false;
+    results: unknown[];
+    seal: unknown;
+    /** MessageParser state: "header" until the empty line, then "body". */
+    state: string;
+    headerBytes: number;
+    lastByte: number | undefined;
+    emitHeaders(chunk?: Buffer): Promise<void>;
+    nextChunk(chunk: Buffer): Promise<void>;
+    processChunk(chunk: Buffer): Promise<void>;
+    ensureLinebreaks(input: Buffer): Generator<Buffer, void, unknown>;
+  }
+}
+
+declare module "mailauth/lib/tools.js" {
+  import type { Writable } from "node:stream";
+
+  export interface PublicKeyRecord {
+    publicKey: string;
+    rr: string;
+    modulusLength?: number;
+    keyType: string;
+    flags: string[];
+    testing: boolean;
+    warnings: string[];
+  }
+
+  export function getPublicKey(
+    type: string,
+    name: string,
+    minBitLength: number | undefined,
+    resolver: (name: string, rrtype: string) => Promise<unknown>,
+    options?: { strict?: boolean; hashAlgo?: string },
+  ): Promise<PublicKeyRecord>;
+  export function toALabel(name: string): string;
+  export function writeToStream(stream: Writable, input: Buffer): Promise<void>;
+}

@@ -70,6 +70,21 @@ function rcodeError(rcode: number): string {
   }
 }
 
+/**
+ * The DnsError for an answer (NXDOMAIN, NODATA, a failure), without a stack
+ * trace: these are expected outcomes (DMARC's tree walk meets an NXDOMAIN for
+ * nearly every message), and capturing a stack cost more than a cached lookup.
+ */
+function answerError(code: string, name: string, type: RRType, authenticated: boolean): DnsError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new DnsError(code, name, type, authenticated);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 export class WireResolver implements DnsResolver {
   readonly #servers: readonly Server[];
   readonly #timeoutMs: number;
@@ -132,7 +147,7 @@ export class WireResolver implements DnsResolver {
   }
 
   #deliver(outcome: Outcome, name: string, type: RRType): DnsAnswer {
-    if (outcome.kind === "error") throw new DnsError(outcome.code, name, type, outcome.authenticated);
+    if (outcome.kind === "error") throw answerError(outcome.code, name, type, outcome.authenticated);
     return { records: cloneRecords(outcome.records), ttl: outcome.ttl, authenticated: outcome.authenticated };
   }
 

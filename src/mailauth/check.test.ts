@@ -80,6 +80,39 @@ async function both(c: SenderAuthCheck, over: Partial<CheckInput>): Promise<{ ma
   return { mail: m.verdicts, data: d.verdicts, headers: d.headers ?? [] };
 }
 
+test("SPF at MAIL: evaluated once per sender and HELO per connection; temperror not kept", async () => {
+  const asked: string[] = [];
+  let failing = false;
+  const counting = async (name: string, type: string): Promise<unknown> => {
+    asked.push(`${type} ${name}`);
+    if (failing) throw Object.assign(new Error("ETIMEOUT"), { code: "ETIMEOUT" });
+    return resolver(name, type);
+  };
+  const c = new SenderAuthCheck({ resolver: counting, authservId: AUTHSERV, checks: { trustedArcSealers: [], dmarcOverrides: {} } });
+  const connection = new Map<string, unknown>();
+  assert.deepEqual((await c.mail(input({ connection }))).verdicts, ["spf.pass"]);
+  const first = asked.length;
+  assert.ok(first >= 2, "MAIL FROM and HELO identities asked");
+  // The next transaction on the connection: same identities, no new question, same result object.
+  const state = new Map<string, unknown>();
+  assert.deepEqual((await c.mail(input({ connection }, state))).verdicts, ["spf.pass"]);
+  assert.equal(asked.length, first);
+  // Another sender: its own evaluation (the HELO one is reused).
+  assert.deepEqual((await c.mail(input({ connection, mailFrom: "b@quar.test" }))).verdicts, ["spf.fail"]);
+  assert.ok(asked.length > first);
+  assert.equal(asked.filter((a) => a === "TXT mx.good.test").length, 1, "the HELO identity is asked once per connection");
+  // Another connection asks again.
+  const before = asked.length;
+  await c.mail(input({ connection: new Map() }));
+  assert.ok(asked.length > before);
+  // A temporary DNS failure is not kept for the rest of the connection.
+  const flaky = new Map<string, unknown>();
+  failing = true;
+  assert.deepEqual((await c.mail(input({ connection: flaky, mailFrom: "c@none.test" }))).verdicts, ["spf.temperror"]);
+  failing = false;
+  assert.deepEqual((await c.mail(input({ connection: flaky, mailFrom: "c@none.test" }))).verdicts, ["spf.fail"]);
+});
+
 test("SPF at MAIL: pass from the listed network, fail elsewhere; HELO identity in Authentication-Results", async () => {
   const c = check();
   assert.deepEqual((await c.mail(input({}))).verdicts, ["spf.pass"]);

@@ -7,8 +7,8 @@
  * void lookups). Every DNS question goes through the injected resolver.
  *
  * MAIL: SPF for the MAIL FROM identity (postmaster@HELO for <>) and for the
- * HELO identity; verdicts spf.<result> (so an operator can reject SPF fail
- * before DATA).
+ * HELO identity, each evaluated once per connection; verdicts spf.<result>
+ * (so an operator can reject SPF fail before DATA).
  * DATA: DKIM, ARC and DMARC (with the SPF result), verdicts dkim.<result>,
  * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
  * "dmarc.reject", "dmarc.quarantine" or "dmarc.none" by the policy that
@@ -38,6 +38,9 @@ export interface SenderAuthOptions {
 export const FORWARDING = "mailauth.forwarding";
 
 const SPF_KEY = "mailauth.spf";
+/** Connection state key prefix of the SPF results kept for the connection. */
+const SPF_MEMO = "mailauth.spf\0";
+const SPF_PER_CONNECTION = 32;
 
 /** What the DATA hook works from (a subset of mailauth's AuthenticateResult). */
 interface Verified {
@@ -73,7 +76,7 @@ export class SenderAuthCheck implements Check {
   readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
     const helo = heloIdentity(input.helo, input.clientIp);
     const resolver = this.opts.resolver as never;
-    const check = (sender: string): Promise<SPFResult> => spf({ sender, ip: input.clientIp, helo, mta: this.opts.authservId, resolver, strict: true });
+    const check = (sender: string): Promise<SPFResult> => this.spfOnce(input, sender, helo, () => spf({ sender, ip: input.clientIp, helo, mta: this.opts.authservId, resolver, strict: true }));
     // RFC 7208 §2.3: the HELO identity, checked as postmaster@HELO (not for
     // address literals). With <>, the MAIL FROM identity is that same one.
     const heloSender = helo.startsWith("[") ? undefined : `postmaster@${helo}`;
@@ -84,6 +87,32 @@ export class SenderAuthCheck implements Check {
     input.state.set(HELO_KEY, heloResult);
     return { verdicts: [`spf.${result(mailFrom)}`], notes: { spf: result(mailFrom), spfHelo: result(heloResult) } };
   };
+
+  /**
+   * One SPF evaluation per (sender, HELO) per connection: the client address
+   * is the connection's, so a second transaction with the same identities
+   * (the HELO identity is the same for every message of a connection) gets
+   * the same result. Results that may change on a retry (temperror) are not
+   * kept, and a connection keeps at most SPF_PER_CONNECTION of them.
+   */
+  private spfOnce(input: CheckInput, sender: string, helo: string, evaluate: () => Promise<SPFResult>): Promise<SPFResult> {
+    const memo = input.connection;
+    if (memo === undefined) return evaluate();
+    const key = `${SPF_MEMO}${helo}\0${sender}`;
+    const known = memo.get(key) as Promise<SPFResult> | undefined;
+    if (known !== undefined) return known;
+    const pending = evaluate();
+    if (memo.size < SPF_PER_CONNECTION) {
+      memo.set(key, pending);
+      pending.then(
+        (r) => {
+          if (result(r) === "temperror") memo.delete(key);
+        },
+        () => memo.delete(key),
+      );
+    }
+    return pending;
+  }
 
   readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
     const content = input.content ?? Buffer.alloc(0);

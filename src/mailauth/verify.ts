@@ -5,7 +5,8 @@
  *
  * 1. Parsed key records are kept between messages. mailauth parses the key
  *    record of every signature of every message again (base64, DER, a PEM
- *    export, the key size): the largest part of its cost per message. Here
+ *    export, the key size, then the PEM again inside crypto.verify): the
+ *    largest part of its cost per message. The key is kept as a KeyObject. Here
  *    the TXT record is still asked for every message through the resolver
  *    (so its TTL, a new key or a revoked one count at once) and the parse
  *    is reused when the record text, the minimum key size, the hash
@@ -23,6 +24,7 @@
  * function, and verify.test.ts compares it with mailauth's dkimVerify() on
  * generated messages (line ends, header shapes, keys) result for result.
  */
+import { createPublicKey } from "node:crypto";
 import { DkimVerifier, type KeyLookup } from "mailauth/lib/dkim/dkim-verifier.js";
 import { getPublicKey, toALabel, writeToStream, type PublicKeyRecord } from "mailauth/lib/tools.js";
 import type { DKIMVerifyOptions, DKIMVerifyResult } from "mailauth";
@@ -77,7 +79,7 @@ export class DkimKeyCache {
       this.#parsed.set(key, known);
       return known;
     }
-    const parsed = getPublicKey("DKIM", name, minBitLength, () => Promise.resolve(answer), options);
+    const parsed = getPublicKey("DKIM", name, minBitLength, () => Promise.resolve(answer), options).then(withKeyObject);
     this.#parsed.set(key, parsed);
     if (this.#parsed.size > this.#capacity) {
       const oldest = this.#parsed.keys().next();
@@ -88,6 +90,19 @@ export class DkimKeyCache {
     });
     return parsed;
   }
+}
+
+/**
+ * mailauth hands the key to crypto.verify() as PEM text, which parses it
+ * again for every signature; a KeyObject is parsed once. mailauth also
+ * reports the key in its result as `publicKey.toString()`: the KeyObject's
+ * toString gives that same PEM text.
+ */
+function withKeyObject(r: PublicKeyRecord): PublicKeyRecord {
+  const pem = r.publicKey;
+  const key = createPublicKey(pem);
+  Object.defineProperty(key, "toString", { value: () => pem, enumerable: false });
+  return { ...r, publicKey: key as unknown as string };
 }
 
 /** The record kept between messages is never handed out: each message gets its own arrays. */

@@ -30,6 +30,12 @@ export interface CheckInput {
   readonly content?: Buffer;
   /** Per-transaction scratch shared by the phases (e.g. the SPF result of MAIL for DATA). */
   readonly state: Map<string, unknown>;
+  /**
+   * Per-connection scratch, kept across the transactions of one connection
+   * (same client address), for results that only depend on what the
+   * connection fixes (e.g. SPF for a HELO name). Absent outside a connection.
+   */
+  readonly connection?: Map<string, unknown>;
   /** Aborted when the deadline passes. */
   readonly signal: AbortSignal;
 }

@@ -23,10 +23,12 @@ import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
 import type { SaslMechanism } from "../auth/types.ts";
 
-/** State the host keeps per connection: the SASL exchange, the current transaction's check state. */
+/** State the host keeps per connection: the SASL exchange, the check state of the transaction and of the connection. */
 export interface ConnectionScratch {
   sasl?: SaslMechanism;
   checks?: Map<string, unknown>;
+  /** The checks' per-connection state (CheckInput.connection). */
+  connectionChecks?: Map<string, unknown>;
 }
 
 /** Facts about the connection the host may need. */

@@ -123,7 +123,8 @@ export class Receiver implements SessionHost {
   private async checkedMail(from: string, info: ConnectionInfo): Promise<HostAnswer> {
     const state = new Map<string, unknown>();
     info.scratch.checks = state;
-    const d = await this.runPhases(["connect", "helo", "mail"], { clientIp: info.clientIp, helo: info.helo, mailFrom: from, recipients: [], state }, info);
+    const connection = (info.scratch.connectionChecks ??= new Map<string, unknown>());
+    const d = await this.runPhases(["connect", "helo", "mail"], { clientIp: info.clientIp, helo: info.helo, mailFrom: from, recipients: [], state, connection }, info);
     if (d.reply) {
       info.logger.info({ from, verdicts: d.verdicts, action: d.action }, "sender refused by policy");
       return { reply: d.reply };
@@ -186,7 +187,8 @@ export class Receiver implements SessionHost {
   /** The rcpt hooks, for one recipient: a reply refuses only this recipient. */
   private async checkedRcpt(address: string, info: ConnectionInfo): Promise<HostAnswer> {
     const state = info.scratch.checks ?? new Map<string, unknown>();
-    const d = await this.runPhases(["rcpt"], { clientIp: info.clientIp, helo: info.helo, mailFrom: "", recipients: [address], state }, info);
+    const connection = (info.scratch.connectionChecks ??= new Map<string, unknown>());
+    const d = await this.runPhases(["rcpt"], { clientIp: info.clientIp, helo: info.helo, mailFrom: "", recipients: [address], state, connection }, info);
     if (d.reply) {
       info.logger.info({ rcpt: address, verdicts: d.verdicts, action: d.action }, "recipient refused by policy");
       return { reply: d.reply };
@@ -220,7 +222,8 @@ export class Receiver implements SessionHost {
     const envelope = this.expandForwarding(given);
     if (envelope !== given) state.set(FORWARDING, true);
     const recipients = given.recipients.map((r) => r.address);
-    const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients, content, state };
+    const connection = (info.scratch.connectionChecks ??= new Map<string, unknown>());
+    const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients, content, state, connection };
     // A check that failed or timed out: 451, whatever else was found (fail closed).
     const decision = await this.runPhases(["data"], input, info);
     if (decision.failed) return { reply: decision.reply ?? CHECK_FAILED };
@@ -228,10 +231,9 @@ export class Receiver implements SessionHost {
     if (decision.reply) return { reply: decision.reply };
     const extra = [...decision.headers];
     if (decision.action === "tag" || decision.action === "quarantine") extra.push(`X-Wardmail-Verdict: ${decision.triggered.join(", ")} (${decision.action})`);
-    const head = Buffer.from(extra.map((h) => `${h}\r\n`).join(""), "utf8");
-    const body = stripOwnAuthResults(content, this.authservId);
+    const head = extra.map((h) => `${h}\r\n`).join("");
     const quarantine = decision.action === "quarantine" ? decision.triggered.join(",") : undefined;
-    return this.store(envelope, Buffer.concat([head, body]), info, quarantine);
+    return this.store(envelope, stripOwnAuthResults(content, this.authservId), info, quarantine, head);
   }
 
   /**
@@ -267,8 +269,12 @@ export class Receiver implements SessionHost {
     return changed ? { ...envelope, recipients: out } : envelope;
   }
 
-  /** Queues the message (the envelope already expanded by expandForwarding). */
-  private async store(envelope: Envelope, content: Buffer, info: ConnectionInfo, quarantine?: string): Promise<HostAnswer> {
+  /**
+   * Queues the message (the envelope already expanded by expandForwarding):
+   * our Received, then `head` (the checks' header fields, CRLF-ended), then
+   * the content, copied once.
+   */
+  private async store(envelope: Envelope, content: Buffer, info: ConnectionInfo, quarantine?: string, head = ""): Promise<HostAnswer> {
     const received: ReceivedInfo = {
       sessionId: info.sessionId,
       clientIp: info.clientIp,
@@ -283,7 +289,7 @@ export class Receiver implements SessionHost {
     };
     const id = newQueueId(this.shard, received.receivedAt);
     const only = envelope.recipients.length === 1 ? envelope.recipients[0]?.address : undefined;
-    const header = Buffer.from(receivedHeader(received, this.config.server.hostname, id, only), "utf8");
+    const header = Buffer.from(receivedHeader(received, this.config.server.hostname, id, only) + head, "utf8");
     const full = Buffer.concat([header, content], header.length + content.length);
     await this.spool.enqueue({ envelope, received, content: full }, id);
     if (info.authUser !== undefined) this.guard?.recordMessage(info.authUser, envelope.recipients.length);

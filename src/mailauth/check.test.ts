@@ -36,6 +36,7 @@ const ZONE: Record<string, Record<string, unknown[]>> = {
   "good.test": { TXT: [["v=spf1 ip4:192.0.2.0/24 -all"]] },
   "mx.good.test": { TXT: [["v=spf1 ip4:192.0.2.0/24 -all"]], A: ["192.0.2.10"] },
   "_dmarc.good.test": { TXT: [["v=DMARC1; p=reject"]] },
+  "_dmarc.multi.good.test": { TXT: [["v=DMARC1; p=reject"], ["v=DMARC1; p=quarantine"]] },
   "rsa._domainkey.good.test": { TXT: [[`v=DKIM1; k=rsa; p=${rsa2048.p}`]] },
   "ed._domainkey.good.test": { TXT: [[`v=DKIM1; k=ed25519; p=${ed.p}`]] },
   "weak._domainkey.good.test": { TXT: [[`v=DKIM1; k=rsa; p=${rsa512.p}`]] },
@@ -150,6 +151,17 @@ test("DMARC: a spoofed From of a p=reject domain is dmarc.reject; quarantine and
   const q = await both(o, { ...spoof, content: message("ceo@quar.test") });
   assert.equal(q.data[2], "dmarc.none");
   assert.match(q.headers[0] ?? "", /policy override none/);
+  // A subdomain inherits good.test's p=reject by the tree walk; an override for the subdomain itself comes first.
+  assert.equal((await both(c, { ...spoof, content: message("ceo@sub.good.test") })).data[2], "dmarc.reject");
+  const sub = check({ dmarcOverrides: { "sub.good.test": "none", "good.test": "quarantine" } });
+  assert.equal((await both(sub, { ...spoof, content: message("ceo@sub.good.test") })).data[2], "dmarc.none");
+  assert.equal((await both(sub, { ...spoof, content: message("ceo@other.good.test") })).data[2], "dmarc.quarantine");
+});
+
+test("DMARC: two DMARC records at the author domain: no policy (RFC 7489 §6.6.3), not the parent's", async () => {
+  const r = await both(check(), { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test", content: message("ceo@multi.good.test") });
+  assert.equal(r.data[2], "dmarc.none");
+  assert.match(r.headers[0] ?? "", /dmarc=none/);
 });
 
 test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrides a DMARC failure", async () => {

@@ -19,9 +19,10 @@
  * configured, the message is ARC-sealed (a new ARC set on top) so the next
  * hop can trust our results.
  */
-import { arc, authenticate, dmarc, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
+import { arc, authenticate, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
+import { authorDomain, evaluateDmarc, inheritedPastRecordSet, watchDmarcAnswers } from "./dmarc.ts";
 import { DkimKeyCache, verifyDkim } from "./verify.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
@@ -147,7 +148,7 @@ export class SenderAuthCheck implements Check {
     return {
       verdicts,
       headers,
-      notes: { dkim, arc, dmarc: dmarcVerdict.verdict, from: res.dmarc ? res.dmarc.domain : undefined },
+      notes: { dkim, arc, dmarc: dmarcVerdict.verdict, from: res.dmarc ? authorDomain(res.dmarc) : undefined },
     };
   };
 
@@ -161,36 +162,46 @@ export class SenderAuthCheck implements Check {
     const dkim = await verifyDkim(content, { resolver, sender: input.mailFrom, strict: true }, this.keys);
     const arcResult = await arc(dkim.arc as never, { resolver, strict: true, ip: input.clientIp });
     const spfResult = (input.state.get(SPF_KEY) as SPFResult | false | undefined) ?? false;
-    const passing = (dkim.results ?? []).filter((r) => r.status.result === "pass");
-    const dmarcResult =
-      dkim.headerFrom.length > 0
-        ? await dmarc({
-            headerFrom: dkim.headerFrom,
-            fromFields: dkim.fromFields,
-            spfDomains: spfResult && spfResult.status.result === "pass" && spfResult.domain ? [spfResult.domain] : [],
-            dkimDomains: passing.map((r) => ({ ...(r.id !== undefined ? { id: r.id } : {}), domain: r.signingDomain ?? "", ...(r.status.aligned !== undefined ? { aligned: r.status.aligned } : {}), ...(r.status.underSized !== undefined ? { underSized: r.status.underSized } : {}) })),
-            arcResult,
-            resolver,
-            strict: true,
-          })
-        : false;
+    const dmarcResult = await this.dmarc(dkim, spfResult, arcResult);
     return { dkim, spf: spfResult, arc: arcResult, dmarc: dmarcResult, headers: "" };
   }
 
-  /** mailauth's authenticate(), which also seals (ARC) the message for the next hop. */
+  /** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) over the other results. */
+  private async dmarc(dkim: DKIMVerifyResult, spfResult: SPFResult | false, arcResult: ARCResult | false): Promise<DMARCResult | false> {
+    if (dkim.headerFrom.length === 0) return false;
+    const passing = (dkim.results ?? []).filter((r) => r.status.result === "pass");
+    return evaluateDmarc({
+      headerFrom: dkim.headerFrom,
+      fromFields: dkim.fromFields,
+      spfDomains: spfResult && spfResult.status.result === "pass" && spfResult.domain ? [spfResult.domain] : [],
+      dkimDomains: passing.map((r) => ({ ...(r.id !== undefined ? { id: r.id } : {}), domain: r.signingDomain ?? "", ...(r.status.aligned !== undefined ? { aligned: r.status.aligned } : {}), ...(r.status.underSized !== undefined ? { underSized: r.status.underSized } : {}) })),
+      ...(arcResult ? { arcResult } : {}),
+      resolver: this.opts.resolver,
+      strict: true,
+    });
+  }
+
+  /**
+   * mailauth's authenticate(), which also seals (ARC) the message for the
+   * next hop. Its DMARC result is replaced by the guarded one (dmarc.ts) in
+   * the rare case the guard applies; the sealed ARC-Authentication-Results
+   * keep mailauth's.
+   */
   private async authenticateAndSeal(content: Buffer, input: CheckInput, helo: string): Promise<Verified> {
     const seal = this.opts.seal;
+    const watched = watchDmarcAnswers(this.opts.resolver);
     const res: AuthenticateResult = await authenticate(content, {
       sender: input.mailFrom,
       ip: input.clientIp,
       helo,
       mta: this.opts.authservId,
-      resolver: this.opts.resolver as never,
+      resolver: watched.resolver as never,
       disableBimi: true,
       strict: true,
       ...(seal ? { seal: { signingDomain: seal.domain, selector: seal.selector, privateKey: seal.privateKey } } : {}),
     });
-    return { dkim: res.dkim, spf: res.spf, arc: res.arc, dmarc: res.dmarc, headers: res.headers };
+    const dmarcResult = inheritedPastRecordSet(res.dmarc, watched.answers) ? await this.dmarc(res.dkim, res.spf, res.arc) : res.dmarc;
+    return { dkim: res.dkim, spf: res.spf, arc: res.arc, dmarc: dmarcResult, headers: res.headers };
   }
 
   /** The DMARC verdict: pass/none/temperror/permerror as they are; a failure as the policy that applies. */
@@ -200,8 +211,9 @@ export class SenderAuthCheck implements Check {
     const r = d.status.result;
     if (r !== "fail") return { verdict: `dmarc.${r}` };
     const overrides = this.opts.checks.dmarcOverrides;
-    const fromDomain = (d.domain || "").toLowerCase();
-    const override = overrides[fromDomain] ?? (d.policyDomain ? overrides[d.policyDomain.toLowerCase()] : undefined);
+    // The author domain's own override first, then the one of the domain whose policy applies, then the Organizational Domain's.
+    const candidates = [authorDomain(d), (d.policyDomain ?? "").toLowerCase(), (d.domain || "").toLowerCase()];
+    const override = candidates.map((c) => (c === "" ? undefined : overrides[c])).find((o) => o !== undefined);
     // d.policy is what applies to this domain (p, sp or np), already lowered
     // by mailauth when the record is in test mode (t=y, RFC 9989).
     let policy = override ?? d.policy;

@@ -5,3 +5,4 @@
 export { FORWARDING, SenderAuthCheck, type MailauthResolver, type SenderAuthOptions } from "./check.ts";
 export { authservIdOf, stripOwnAuthResults } from "./authres.ts";
 export { DkimKeyCache, verifyDkim, type TxtResolver } from "./verify.ts";
+export { evaluateDmarc } from "./dmarc.ts";

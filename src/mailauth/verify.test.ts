@@ -200,6 +200,12 @@ test("DkimKeyCache: bounded, least recently used out", async () => {
   zone["s3._domainkey.example.test"] = `v=DKIM1; k=ed25519; p=${ed.p}`;
   await lookup.get("DKIM", "s3._domainkey.example.test", 1024, { strict: true, hashAlgo: "sha256" });
   assert.equal(keys.size, 2);
+  // An oversized answer (a sender's TXT padding) is parsed but not kept.
+  zone["big._domainkey.example.test"] = `v=DKIM1; k=rsa; n=${"x".repeat(9000)}; p=${rsaA.p}`;
+  const roomy = new DkimKeyCache(10);
+  const big = (await roomy.forMessage(z.resolve).get("DKIM", "big._domainkey.example.test", 1024, { strict: true, hashAlgo: "sha256" })) as { keyType: string };
+  assert.equal(big.keyType, "rsa");
+  assert.equal(roomy.size, 0);
   // Each caller gets its own arrays.
   const a = (await lookup.get("DKIM", "s3._domainkey.example.test", 1024, { strict: true, hashAlgo: "sha256" })) as { flags: string[] };
   a.flags.push("changed");

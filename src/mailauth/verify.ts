@@ -13,7 +13,8 @@
  *    algorithm and the strict flag are all the same: the inputs of
  *    mailauth's getPublicKey(), whose result then is the same. Within one
  *    message each key record is asked for once, as mailauth does. Failed
- *    parses are not kept. The map is bounded (least recently used out).
+ *    parses and records over 8 KB are not kept; at most 512 records are
+ *    (least recently used out).
  * 2. Bare LFs (which mailauth turns into CRLF before canonicalization) are
  *    found with Buffer.indexOf instead of a loop over every byte in JS.
  * 3. The end of the header section is found with Buffer.indexOf in the
@@ -34,6 +35,8 @@ export type TxtResolver = (name: string, rrtype: string) => Promise<unknown>;
 const LF = 0x0a;
 const CR = 0x0d;
 const CRLF = Buffer.from("\r\n");
+/** Longest key record text (with the lookup options) kept between messages. */
+const MAX_KEPT_RECORD = 8192;
 
 /** Parsed DKIM key records shared by the messages one check verifies. */
 export class DkimKeyCache {
@@ -80,6 +83,8 @@ export class DkimKeyCache {
       return known;
     }
     const parsed = getPublicKey("DKIM", name, minBitLength, () => Promise.resolve(answer), options).then(withKeyObject);
+    // A key record is under 1 KB (RSA-4096: ~800 characters); a sender's oversized TXT answers are parsed, not kept.
+    if (key.length > MAX_KEPT_RECORD) return parsed;
     this.#parsed.set(key, parsed);
     if (this.#parsed.size > this.#capacity) {
       const oldest = this.#parsed.keys().next();

@@ -18,8 +18,9 @@
 //       off        [checks] enabled = false
 //       on         checks on, [dns] servers = the local Knot (answers cached
 //                  per worker for their TTL, as in production)
-//       on-nocache the same with dns.cache_size = 0: every message asks Knot
-//                  (6 questions per message)
+//       on-nocache the same with dns.cache_size = 0: every question goes to
+//                  Knot (per message the DKIM key, _dmarc.sender.test and
+//                  _dmarc.test; per connection the two SPF records)
 //     sends --warmup messages (not reported), then the measured load with
 //     smtp-source -F (bench/load.ts; more than 1 message per connection in
 //     --conn-mode batch by default, where the generator costs little, as the

@@ -105,7 +105,12 @@ export class DkimKeyCache {
  */
 function withKeyObject(r: PublicKeyRecord): PublicKeyRecord {
   const pem = r.publicKey;
-  const key = createPublicKey(pem);
+  let key;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    return r; // mailauth's own PEM, as mailauth would use it
+  }
   Object.defineProperty(key, "toString", { value: () => pem, enumerable: false });
   return { ...r, publicKey: key as unknown as string };
 }

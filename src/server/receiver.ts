@@ -31,6 +31,11 @@ import { receivedHeader } from "./received.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
 import { CHECK_FAILED, type CheckInput, type CheckRunner, type Decision, type Phase } from "../policy/index.ts";
 
+/** The checks' state for the whole connection (CheckInput.connection), made on first use. */
+function connectionState(info: ConnectionInfo): Map<string, unknown> {
+  return (info.scratch.connectionChecks ??= new Map<string, unknown>());
+}
+
 /** Transaction state key: the verdicts of every phase so far. */
 const VERDICTS = "receiver.verdicts";
 import { FORWARDING, stripOwnAuthResults } from "../mailauth/index.ts";
@@ -123,7 +128,7 @@ export class Receiver implements SessionHost {
   private async checkedMail(from: string, info: ConnectionInfo): Promise<HostAnswer> {
     const state = new Map<string, unknown>();
     info.scratch.checks = state;
-    const connection = (info.scratch.connectionChecks ??= new Map<string, unknown>());
+    const connection = connectionState(info);
     const d = await this.runPhases(["connect", "helo", "mail"], { clientIp: info.clientIp, helo: info.helo, mailFrom: from, recipients: [], state, connection }, info);
     if (d.reply) {
       info.logger.info({ from, verdicts: d.verdicts, action: d.action }, "sender refused by policy");
@@ -187,7 +192,7 @@ export class Receiver implements SessionHost {
   /** The rcpt hooks, for one recipient: a reply refuses only this recipient. */
   private async checkedRcpt(address: string, info: ConnectionInfo): Promise<HostAnswer> {
     const state = info.scratch.checks ?? new Map<string, unknown>();
-    const connection = (info.scratch.connectionChecks ??= new Map<string, unknown>());
+    const connection = connectionState(info);
     const d = await this.runPhases(["rcpt"], { clientIp: info.clientIp, helo: info.helo, mailFrom: "", recipients: [address], state, connection }, info);
     if (d.reply) {
       info.logger.info({ rcpt: address, verdicts: d.verdicts, action: d.action }, "recipient refused by policy");
@@ -222,7 +227,7 @@ export class Receiver implements SessionHost {
     const envelope = this.expandForwarding(given);
     if (envelope !== given) state.set(FORWARDING, true);
     const recipients = given.recipients.map((r) => r.address);
-    const connection = (info.scratch.connectionChecks ??= new Map<string, unknown>());
+    const connection = connectionState(info);
     const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients, content, state, connection };
     // A check that failed or timed out: 451, whatever else was found (fail closed).
     const decision = await this.runPhases(["data"], input, info);

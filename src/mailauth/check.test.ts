@@ -102,6 +102,17 @@ test("SPF at MAIL: evaluated once per sender and HELO per connection; temperror 
   assert.deepEqual((await c.mail(input({ connection, mailFrom: "b@quar.test" }))).verdicts, ["spf.fail"]);
   assert.ok(asked.length > first);
   assert.equal(asked.filter((a) => a === "TXT mx.good.test").length, 1, "the HELO identity is asked once per connection");
+  // After five minutes the connection asks again (a long-lived connection sees DNS changes).
+  const realNow = Date.now;
+  try {
+    const later = realNow() + 5 * 60_000 + 1;
+    Date.now = () => later;
+    const n = asked.length;
+    await c.mail(input({ connection }));
+    assert.ok(asked.length > n);
+  } finally {
+    Date.now = realNow;
+  }
   // Another connection asks again.
   const before = asked.length;
   await c.mail(input({ connection: new Map() }));
@@ -162,6 +173,9 @@ test("DMARC: two DMARC records at the author domain: no policy (RFC 7489 §6.6.3
   const r = await both(check(), { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test", content: message("ceo@multi.good.test") });
   assert.equal(r.data[2], "dmarc.none");
   assert.match(r.headers[0] ?? "", /dmarc=none/);
+  // The same with trailing dots on the From: domain (mailauth drops them all).
+  const dots = await both(check(), { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test", content: message("ceo@multi.good.test..") });
+  assert.equal(dots.data[2], "dmarc.none");
 });
 
 test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrides a DMARC failure", async () => {

@@ -42,6 +42,7 @@ const SPF_KEY = "mailauth.spf";
 /** Connection state key prefix of the SPF results kept for the connection. */
 const SPF_MEMO = "mailauth.spf\0";
 const SPF_PER_CONNECTION = 32;
+const SPF_KEPT_MS = 5 * 60_000;
 
 /** What the DATA hook works from (a subset of mailauth's AuthenticateResult). */
 interface Verified {
@@ -94,23 +95,26 @@ export class SenderAuthCheck implements Check {
    * is the connection's, so a second transaction with the same identities
    * (the HELO identity is the same for every message of a connection) gets
    * the same result. Results that may change on a retry (temperror) are not
-   * kept, and a connection keeps at most SPF_PER_CONNECTION of them.
+   * kept; a result is used for at most SPF_KEPT_MS (a long-lived connection
+   * sees DNS changes), and a connection keeps at most SPF_PER_CONNECTION.
    */
   private spfOnce(input: CheckInput, sender: string, helo: string, evaluate: () => Promise<SPFResult>): Promise<SPFResult> {
     const memo = input.connection;
     if (memo === undefined) return evaluate();
     const key = `${SPF_MEMO}${helo}\0${sender}`;
-    const known = memo.get(key) as Promise<SPFResult> | undefined;
-    if (known !== undefined) return known;
+    const now = Date.now();
+    const known = memo.get(key) as { readonly at: number; readonly result: Promise<SPFResult> } | undefined;
+    if (known !== undefined && now - known.at < SPF_KEPT_MS) return known.result;
     const pending = evaluate();
-    if (memo.size < SPF_PER_CONNECTION) {
-      memo.set(key, pending);
-      pending.then(
-        (r) => {
-          if (result(r) === "temperror") memo.delete(key);
-        },
-        () => memo.delete(key),
-      );
+    if (known !== undefined || memo.size < SPF_PER_CONNECTION) {
+      const entry = { at: now, result: pending };
+      memo.set(key, entry);
+      const forget = (): void => {
+        if (memo.get(key) === entry) memo.delete(key);
+      };
+      pending.then((r) => {
+        if (result(r) === "temperror") forget();
+      }, forget);
     }
     return pending;
   }
@@ -213,7 +217,7 @@ export class SenderAuthCheck implements Check {
     const overrides = this.opts.checks.dmarcOverrides;
     // The author domain's own override first, then the one of the domain whose policy applies, then the Organizational Domain's.
     const candidates = [authorDomain(d), (d.policyDomain ?? "").toLowerCase(), (d.domain || "").toLowerCase()];
-    const override = candidates.map((c) => (c === "" ? undefined : overrides[c])).find((o) => o !== undefined);
+    const override = candidates.map((c) => (c !== "" && Object.hasOwn(overrides, c) ? overrides[c] : undefined)).find((o) => o !== undefined);
     // d.policy is what applies to this domain (p, sp or np), already lowered
     // by mailauth when the record is in test mode (t=y, RFC 9989).
     let policy = override ?? d.policy;

@@ -30,7 +30,7 @@ function dmarcRecords(answer: unknown): number {
 
 /** The author (RFC5322.From) domain DMARC evaluated, lower case; "" when there is none. (`domain` is its Organizational Domain.) */
 export function authorDomain(result: DMARCResult | false): string {
-  return result ? (result.status.header?.from ?? "").toLowerCase().replace(/\.$/, "") : "";
+  return result ? (result.status.header?.from ?? "").toLowerCase().replace(/\.+$/, "") : "";
 }
 
 /** A resolver that records the `_dmarc` TXT answers it passes on. */
@@ -38,7 +38,7 @@ export function watchDmarcAnswers(resolver: Resolver): { resolver: Resolver; ans
   const answers = new Map<string, unknown>();
   const watching: Resolver = async (name, rrtype) => {
     const answer = await resolver(name, rrtype);
-    if (rrtype === "TXT" && /^_dmarc\./i.test(name)) answers.set(name.toLowerCase().replace(/\.$/, ""), answer);
+    if (rrtype === "TXT" && /^_dmarc\./i.test(name)) answers.set(name.toLowerCase().replace(/\.+$/, ""), answer);
     return answer;
   };
   return { resolver: watching, answers };
@@ -58,7 +58,7 @@ export async function evaluateDmarc(opts: Omit<DMARCOptions, "resolver"> & { res
   if (!first || !inheritedPastRecordSet(first, watched.answers)) return first;
   const own = `_dmarc.${authorDomain(first)}`;
   const stopping: Resolver = (name, rrtype) => {
-    if (rrtype === "TXT" && /^_dmarc\./i.test(name) && name.toLowerCase().replace(/\.$/, "") !== own) {
+    if (rrtype === "TXT" && /^_dmarc\./i.test(name) && name.toLowerCase().replace(/\.+$/, "") !== own) {
       return Promise.reject(Object.assign(new Error(`queryTXT ENOTFOUND ${name}`), { code: "ENOTFOUND" }));
     }
     return opts.resolver(name, rrtype);

@@ -213,6 +213,49 @@ test("DkimKeyCache: bounded, least recently used out", async () => {
   assert.deepEqual(b.flags, []);
 });
 
+test("DkimKeyCache: the lookup options are part of both keys; least recently used out first", async () => {
+  const keys = new DkimKeyCache(2);
+  const weak = rsa(768);
+  const zone: Zone = {
+    "h._domainkey.example.test": `v=DKIM1; k=rsa; h=sha256; p=${rsaA.p}`,
+    "w._domainkey.example.test": `v=DKIM1; k=rsa; p=${weak.p}`,
+  };
+  const z = zoneResolver(zone);
+  const lookup = keys.forMessage(z.resolve);
+  const get = (name: string, minBitLength: number, hashAlgo: string, on = lookup): Promise<unknown> => on.get("DKIM", `${name}._domainkey.example.test`, minBitLength, { strict: true, hashAlgo });
+  // h=sha256: fine for sha256, refused for sha1, in the same message and in the next one.
+  await get("h", 1024, "sha256");
+  await assert.rejects(get("h", 1024, "sha1"), /does not allow sha1/);
+  await assert.rejects(get("h", 1024, "sha1", keys.forMessage(z.resolve)), /does not allow sha1/);
+  // A 768-bit key: fine with a 512-bit minimum, too short with 1024.
+  await get("w", 512, "sha256");
+  await assert.rejects(get("w", 1024, "sha256"), /too short/);
+  await assert.rejects(get("w", 1024, "sha256", keys.forMessage(z.resolve)), /too short/);
+
+  // Reuse is visible as the same KeyObject; a new parse gives a new one.
+  const fresh = new DkimKeyCache(2);
+  const pick = async (name: string): Promise<unknown> => ((await fresh.forMessage(z.resolve).get("DKIM", `${name}._domainkey.example.test`, 512, { strict: true, hashAlgo: "sha256" })) as { publicKey: unknown }).publicKey;
+  zone["c._domainkey.example.test"] = `v=DKIM1; k=ed25519; p=${ed.p}`;
+  const a1 = await pick("h");
+  const w1 = await pick("w");
+  await new Promise((r) => setImmediate(r));
+  assert.equal(await pick("h"), a1, "kept");
+  await pick("c"); // evicts the least recently used: w, not h
+  await new Promise((r) => setImmediate(r));
+  assert.equal(await pick("h"), a1, "h was used more recently than w");
+  assert.notEqual(await pick("w"), w1, "w was evicted and parsed again");
+});
+
+test("DkimKeyCache: a record that does not parse gives every message its own error", async () => {
+  const keys = new DkimKeyCache();
+  const zone: Zone = { "r1._domainkey.example.test": "v=DKIM1; k=rsa; p=", "r2._domainkey.example.test": "v=DKIM1; k=rsa; p=" };
+  const z = zoneResolver(zone);
+  const errors = await Promise.all(["r1", "r2"].map((n) => keys.forMessage(z.resolve).get("DKIM", `${n}._domainkey.example.test`, 1024, { strict: true, hashAlgo: "sha256" }).catch((e: unknown) => e)));
+  assert.ok(errors[0] instanceof Error && errors[1] instanceof Error);
+  assert.notEqual(errors[0], errors[1]);
+  assert.equal(keys.size, 0);
+});
+
 test("verifyDkim: the ARC data goes on to arc() with the same result as mailauth's", async () => {
   const message = await sign("From: a@example.test\r\nSubject: s\r\n\r\nbody\r\n", "a", "relaxed/relaxed");
   const sealed = await sealMessage(Buffer.from(message), {

@@ -72,6 +72,15 @@ export class DkimKeyCache {
     };
   }
 
+  #keep(key: string, record: PublicKeyRecord): void {
+    this.#parsed.delete(key);
+    this.#parsed.set(key, Promise.resolve(record));
+    if (this.#parsed.size > this.#capacity) {
+      const oldest = this.#parsed.keys().next();
+      if (oldest.done !== true) this.#parsed.delete(oldest.value);
+    }
+  }
+
   async #lookup(resolver: TxtResolver, name: string, minBitLength: number | undefined, options: { strict?: boolean; hashAlgo?: string }): Promise<PublicKeyRecord> {
     // mailauth's getPublicKey() starts with this same question; its answer is the only input that can change.
     const answer = await resolver(toALabel(name), "TXT");
@@ -83,16 +92,16 @@ export class DkimKeyCache {
       return known;
     }
     const parsed = getPublicKey("DKIM", name, minBitLength, () => Promise.resolve(answer), options).then(withKeyObject);
-    // A key record is under 1 KB (RSA-4096: ~800 characters); a sender's oversized TXT answers are parsed, not kept.
-    if (key.length > MAX_KEPT_RECORD) return parsed;
-    this.#parsed.set(key, parsed);
-    if (this.#parsed.size > this.#capacity) {
-      const oldest = this.#parsed.keys().next();
-      if (oldest.done !== true) this.#parsed.delete(oldest.value);
+    // Kept once parsed: a record that does not parse is never shared, so
+    // every message gets its own error object (mailauth's ARC code writes
+    // to it). A key record is under 1 KB (RSA-4096: ~800 characters); a
+    // sender's oversized TXT answers are parsed, not kept.
+    if (key.length <= MAX_KEPT_RECORD) {
+      parsed.then(
+        (record) => this.#keep(key, record),
+        () => undefined,
+      );
     }
-    parsed.catch(() => {
-      if (this.#parsed.get(key) === parsed) this.#parsed.delete(key);
-    });
     return parsed;
   }
 }
@@ -158,7 +167,12 @@ class Verifier extends DkimVerifier {
   }
 }
 
-/** Offset just past the empty line that ends the header section, or -1 when the chunk has none. */
+/**
+ * Offset just past the empty line that ends the header section, or -1 when
+ * the chunk has none: mailauth's conditions, all of them. (Through
+ * verifyDkim, ensureLinebreaks has already made every LF a CRLF, so only the
+ * CRLF forms occur there; the LF forms keep the function exact on its own.)
+ */
 export function headerEnd(chunk: Buffer): number {
   if (chunk[0] === LF) return 1;
   if (chunk[0] === CR && chunk[1] === LF) return 2;

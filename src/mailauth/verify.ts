@@ -176,8 +176,9 @@ class Verifier extends DkimVerifier {
 export function headerEnd(chunk: Buffer): number {
   if (chunk[0] === LF) return 1;
   if (chunk[0] === CR && chunk[1] === LF) return 2;
-  const lflf = chunk.indexOf("\n\n");
+  // The usual form first; the other is then looked for only before it (not through the whole body).
   const lfcrlf = chunk.indexOf("\n\r\n");
+  const lflf = (lfcrlf < 0 ? chunk : chunk.subarray(0, lfcrlf + 2)).indexOf("\n\n");
   if (lflf < 0) return lfcrlf < 0 ? -1 : lfcrlf + 3;
   if (lfcrlf < 0) return lflf + 2;
   return Math.min(lflf + 2, lfcrlf + 3);

@@ -361,7 +361,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "checks", name: "dmarc_overrides", type: "table of strings", default: {},
-    doc: '"domain" = "none" | "quarantine" | "reject": use this policy instead of the one the domain publishes when its DMARC check fails (the organizational domain of the From: domain is matched too).',
+    doc: '"domain" = "none" | "quarantine" | "reject": use this policy instead of the one the domain publishes when its DMARC check fails (matched on the From: domain, else the domain whose DMARC record applies, else the organizational domain).',
     check: dmarcOverrides,
   },
   {

@@ -14,12 +14,11 @@
 // Knot is authoritative only: a name outside its zones gets REFUSED, which a
 // resolver reports as a temporary DNS error. A domain that should have "no
 // records" therefore needs a zone of its own with only SOA and NS.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { spawnDaemon, waitReady, withPortRetries } from "./daemon.ts";
 import { freePort } from "./ports.ts";
 
 export const KNOTD_BIN = "/usr/sbin/knotd";
@@ -104,26 +103,6 @@ export function zoneText(origin: string, records: readonly string[] = []): strin
 
 // ------------------------------------------------------------- processes
 
-/** Running knotd children -> their temp dirs, for the exit hook. */
-const live = new Map<ChildProcess, string>();
-let hookInstalled = false;
-
-function installExitHook(): void {
-  if (hookInstalled) return;
-  hookInstalled = true;
-  process.on("exit", () => {
-    for (const [child, dir] of live) {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      try {
-        rmSync(dir, { recursive: true, force: true });
-      } catch {
-        /* best effort at exit */
-      }
-    }
-    live.clear();
-  });
-}
-
 function knotConf(dir: string, port: number, origins: readonly string[]): string {
   const q = (s: string): string => JSON.stringify(s);
   return [
@@ -192,51 +171,24 @@ async function attempt(opts: KnotOptions, zones: ReadonlyMap<string, string>): P
   const confPath = path.join(dir, "knot.conf");
   await writeFile(confPath, knotConf(dir, port, origins));
 
-  const child = spawn(KNOTD_BIN, ["-c", confPath], { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
-  live.set(child, dir);
-  installExitHook();
-  let log = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    if (log.length < 1_000_000) log += d.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.once("error", (e) => {
-    log += `spawn error: ${e.message}\n`;
-  });
-
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(t);
-    }
-    live.delete(child);
-    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 });
-  };
-
-  const deadline = Date.now() + (opts.startTimeoutMs ?? 10_000);
-  const dead = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  const daemon = spawnDaemon(KNOTD_BIN, ["-c", confPath], dir);
+  const timeoutMs = opts.startTimeoutMs ?? 10_000;
   // Ready when every zone answers over UDP and the first also over TCP.
   let pending = [...origins];
-  while (Date.now() < deadline && !dead()) {
+  const ready = await waitReady(daemon, timeoutMs, async () => {
     const still: string[] = [];
     for (const o of pending) if (!(await answersSoa(port, o, false))) still.push(o);
     pending = still;
-    if (pending.length === 0 && (await answersSoa(port, origins[0] ?? "", true))) {
-      return { port, dir, pid: child.pid!, log: () => log, stop };
-    }
-    await sleep(100);
-  }
-  const exitedEarly = dead();
-  await stop();
+    return pending.length === 0 && (await answersSoa(port, origins[0] ?? "", true));
+  });
+  if (ready) return { port, dir, pid: daemon.pid, log: daemon.log, stop: daemon.stop };
+  const exitedEarly = daemon.dead();
+  await daemon.stop();
+  const log = daemon.log();
   // A port taken in the meantime (knotd exits: "cannot bind address"): try another one.
   if (/cannot bind|address already in use/i.test(log)) return { retry: log };
   throw new Error(
-    `startKnot: knotd ${exitedEarly ? "exited" : "did not answer"} within ${opts.startTimeoutMs ?? 10_000} ms` +
+    `startKnot: knotd ${exitedEarly ? "exited" : "did not answer"} within ${timeoutMs} ms` +
       `${pending.length > 0 ? ` (zones not loaded: ${pending.join(", ")})` : ""}\n--- knotd log:\n${log.split("\n").slice(-30).join("\n")}`,
   );
 }
@@ -245,11 +197,5 @@ async function attempt(opts: KnotOptions, zones: ReadonlyMap<string, string>): P
 export async function startKnot(opts: KnotOptions): Promise<Knot> {
   const zones = new Map(Object.entries(opts.zones).map(([o, text]) => [o.replace(/\.$/, "").toLowerCase(), text]));
   if (zones.size === 0) throw new Error("startKnot: no zones");
-  let last = "";
-  for (let i = 0; i < 3; i++) {
-    const r = await attempt(opts, zones);
-    if (!("retry" in r)) return r;
-    last = r.retry;
-  }
-  throw new Error(`startKnot: could not bind a port in 3 attempts\n${last.split("\n").slice(-10).join("\n")}`);
+  return withPortRetries("startKnot", () => attempt(opts, zones));
 }

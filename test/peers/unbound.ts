@@ -17,13 +17,12 @@
 // the root servers. Names under a trust anchor are validated (AD set when the
 // chain holds, SERVFAIL when it is bogus); names under no anchor are insecure
 // (answered without AD), as are those listed in `insecure` (domain-insecure).
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { KDIG_BIN, kdig } from "./knot.ts";
+import { spawnDaemon, waitReady, withPortRetries } from "./daemon.ts";
 import { freePort } from "./ports.ts";
 
 export const UNBOUND_BIN = "/usr/sbin/unbound";
@@ -64,26 +63,6 @@ export interface UnboundOptions {
   readonly insecure?: readonly string[];
   /** Per attempt; default 10 s. */
   readonly startTimeoutMs?: number;
-}
-
-/** Running unbound children -> their temp dirs, for the exit hook. */
-const live = new Map<ChildProcess, string>();
-let hookInstalled = false;
-
-function installExitHook(): void {
-  if (hookInstalled) return;
-  hookInstalled = true;
-  process.on("exit", () => {
-    for (const [child, dir] of live) {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      try {
-        rmSync(dir, { recursive: true, force: true });
-      } catch {
-        /* best effort at exit */
-      }
-    }
-    live.clear();
-  });
 }
 
 const fqdn = (zone: string): string => `${zone.replace(/\.$/, "").toLowerCase()}.`;
@@ -144,45 +123,17 @@ async function attempt(opts: UnboundOptions): Promise<Unbound | { retry: string 
     throw new Error(`startUnbound: unbound-checkconf rejected the config: ${check.stdout}${check.stderr}`);
   }
 
-  const child = spawn(UNBOUND_BIN, ["-d", "-c", confPath], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-  live.set(child, dir);
-  installExitHook();
-  let log = "";
-  const collect = (d: Buffer): void => {
-    if (log.length < 1_000_000) log += d.toString();
-  };
-  child.stdout?.on("data", collect);
-  child.stderr?.on("data", collect);
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.once("error", (e) => {
-    log += `spawn error: ${e.message}\n`;
-  });
-
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(t);
-    }
-    live.delete(child);
-    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 });
-  };
-
+  const daemon = spawnDaemon(UNBOUND_BIN, ["-d", "-c", confPath], dir, { stdout: true });
   const timeoutMs = opts.startTimeoutMs ?? 10_000;
-  const deadline = Date.now() + timeoutMs;
-  const dead = (): boolean => child.exitCode !== null || child.signalCode !== null;
   // Ready when it answers at all: "invalid." is one of unbound's built-in local zones (RFC 6761), answered at once.
-  while (Date.now() < deadline && !dead()) {
+  const ready = await waitReady(daemon, timeoutMs, async () => {
     const r = await kdig(["@127.0.0.1", "-p", String(port), "+time=1", "+retry=0", "ready.invalid.", "SOA"]);
-    if (/status: NXDOMAIN/.test(r.out)) return { port, dir, pid: child.pid!, log: () => log, stop };
-    await sleep(100);
-  }
-  const exitedEarly = dead();
-  await stop();
+    return /status: NXDOMAIN/.test(r.out);
+  });
+  if (ready) return { port, dir, pid: daemon.pid, log: daemon.log, stop: daemon.stop };
+  const exitedEarly = daemon.dead();
+  await daemon.stop();
+  const log = daemon.log();
   // A port taken in the meantime: try another one.
   if (/can't bind socket|address already in use|could not open ports/i.test(log)) return { retry: log };
   throw new Error(`startUnbound: unbound ${exitedEarly ? "exited" : "did not answer"} within ${timeoutMs} ms\n--- unbound log:\n${log.split("\n").slice(-30).join("\n")}`);
@@ -191,11 +142,5 @@ async function attempt(opts: UnboundOptions): Promise<Unbound | { retry: string 
 /** Writes the config and trust anchors, runs unbound and waits until it answers. */
 export async function startUnbound(opts: UnboundOptions): Promise<Unbound> {
   if (Object.keys(opts.stubs).length === 0) throw new Error("startUnbound: no stub zones");
-  let last = "";
-  for (let i = 0; i < 3; i++) {
-    const r = await attempt(opts);
-    if (!("retry" in r)) return r;
-    last = r.retry;
-  }
-  throw new Error(`startUnbound: could not bind a port in 3 attempts\n${last.split("\n").slice(-10).join("\n")}`);
+  return withPortRetries("startUnbound", () => attempt(opts));
 }

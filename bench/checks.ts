@@ -48,7 +48,7 @@ import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./loa
 import { killWardmailSync, REPO_ROOT, startWardmail, type WardmailInstance } from "./wardmail.ts";
 import { dkimTxt, knotMissing, startKnot, txtRdata, zoneText, type Knot } from "../test/peers/knot.ts";
 import { SMTP_SOURCE_BIN } from "../test/peers/postfix.ts";
-import { median, fmt, table, caseName } from "./report.ts";
+import { median, fmt, table, caseName, writeResult } from "./report.ts";
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, treeCpuSeconds } from "../test/peers/procs.ts";
 
 const DKIMSIGN = "/usr/bin/dkimsign";
@@ -553,11 +553,7 @@ async function main(): Promise<number> {
       targetMet,
       runs: records,
     };
-    await mkdir(path.dirname(opt.out), { recursive: true });
-    const text = `${JSON.stringify(result, null, 2)}\n`;
-    await writeFile(opt.out, text);
-    await writeFile(path.join(path.dirname(opt.out), `checks-${startedAt.replace(/[:.]/g, "-")}.json`), text);
-    console.log(`wrote ${path.relative(process.cwd(), opt.out) || opt.out}`);
+    await writeResult(opt.out, "checks", startedAt, result);
     return records.every((r) => r.ok) ? 0 : 1;
   } finally {
     killLoadChildren();

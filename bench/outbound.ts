@@ -34,7 +34,7 @@ import { parseArgs, promisify } from "node:util";
 import { POSTCONF_BIN, POSTFIX_SKIP_REASON, postfixAvailable, SMTP_SOURCE_BIN, startPostfix, type PostfixInstance } from "../test/peers/postfix.ts";
 import { cpuSecondsWithReaped, machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
-import { median, fmt, table } from "./report.ts";
+import { median, fmt, table, writeResult } from "./report.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
 
 const execFile = promisify(execFileCb);
@@ -1169,11 +1169,7 @@ async function main(): Promise<number> {
       summary,
       runs: records,
     };
-    await mkdir(path.dirname(opt.out), { recursive: true });
-    const text = `${JSON.stringify(result, null, 2)}\n`;
-    await writeFile(opt.out, text);
-    await writeFile(path.join(path.dirname(opt.out), `outbound-${startedAt.replace(/[:.]/g, "-")}.json`), text);
-    console.log(`wrote ${path.relative(process.cwd(), opt.out) || opt.out}`);
+    await writeResult(opt.out, "outbound", startedAt, result);
     if (opt.cpuProf !== undefined) console.log(`Wardmail CPU profiles: ${opt.cpuProf} (written when the server stops)`);
     return records.length > 0 && records.every((r) => r.ok) ? 0 : 1;
   } finally {

@@ -1,5 +1,7 @@
 // Small helpers the benchmark scripts share for their reports: median,
-// number formatting, aligned text tables, case names.
+// number formatting, aligned text tables, case names, the JSON result file.
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
 
 export function median(xs: number[]): number | null {
   if (xs.length === 0) return null;
@@ -18,4 +20,16 @@ export function table(rows: string[][]): string {
 
 export function caseName(perConn: number): string {
   return perConn === 1 ? "1 msg/conn" : `${perConn} msgs/conn`;
+}
+
+/**
+ * Writes a bench's JSON result to `out` and a copy named PREFIX-<start time>.json
+ * beside it (bench/out/ keeps every run), and says where.
+ */
+export async function writeResult(out: string, prefix: string, startedAt: string, result: unknown): Promise<void> {
+  await mkdir(path.dirname(out), { recursive: true });
+  const text = `${JSON.stringify(result, null, 2)}\n`;
+  await writeFile(out, text);
+  await writeFile(path.join(path.dirname(out), `${prefix}-${startedAt.replace(/[:.]/g, "-")}.json`), text);
+  console.log(`wrote ${path.relative(process.cwd(), out) || out}`);
 }

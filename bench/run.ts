@@ -7,14 +7,14 @@
 // See bench/README.md for what is measured and how it is verified.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir, open, stat, writeFile } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { POSTFIX_SKIP_REASON, postfixAvailable, POSTCONF_BIN, SMTP_SOURCE_BIN, startPostfix, type PostfixInstance } from "../test/peers/postfix.ts";
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
-import { median, fmt, table, caseName } from "./report.ts";
+import { median, fmt, table, caseName, writeResult } from "./report.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
 
 type ServerName = "postfix" | "wardmail";
@@ -585,11 +585,7 @@ async function main(): Promise<number> {
       wardmailPeakRssMiBWholeBench: wmPeakWhole,
       runs: records,
     };
-    await mkdir(path.dirname(opt.out), { recursive: true });
-    const text = `${JSON.stringify(result, null, 2)}\n`;
-    await writeFile(opt.out, text);
-    await writeFile(path.join(path.dirname(opt.out), `bench-${startedAt.replace(/[:.]/g, "-")}.json`), text);
-    console.log(`wrote ${path.relative(process.cwd(), opt.out) || opt.out}`);
+    await writeResult(opt.out, "bench", startedAt, result);
     return records.every((r) => r.ok) ? 0 : 1;
   } finally {
     killLoadChildren();

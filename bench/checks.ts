@@ -38,7 +38,7 @@
 // Needs: knotd and kdig (knot, knot-dnsutils), /usr/bin/dkimsign
 // (python3-dkim), /usr/sbin/smtp-source (postfix), a built dist/
 // (`npm run build`). Loopback only.
-import { spawn } from "node:child_process";
+import { exec } from "../test/peers/exec.ts";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -142,26 +142,6 @@ function parseOptions(argv: string[]): Options {
 
 // ------------------------------------------------------------------ helpers
 
-function pipe(cmd: string, args: string[], input: string, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    c.stdout.on("data", (d: Buffer) => (stdout += d.toString("latin1")));
-    c.stderr.on("data", (d: Buffer) => (stderr += d.toString("latin1")));
-    c.stdin.on("error", () => undefined);
-    c.stdin.end(input, "latin1");
-    const timer = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
-    c.once("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    c.once("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** About `size` bytes of body text in 76-character lines, CRLF. */
 function bodyText(size: number): string {
@@ -439,7 +419,8 @@ async function main(): Promise<number> {
       ].join("\r\n") +
       "\r\n" +
       bodyText(opt.size);
-    const signed = await pipe(DKIMSIGN, ["sel", DOMAIN, keyPath], unsigned);
+    const run = await exec(DKIMSIGN, ["sel", DOMAIN, keyPath], { input: Buffer.from(unsigned, "latin1"), timeoutMs: 30_000 });
+    const signed = { code: run.code, stdout: run.stdout.toString("latin1"), stderr: run.stderr.toString("latin1") };
     if (signed.code !== 0 || !signed.stdout.startsWith("DKIM-Signature:")) throw new Error(`dkimsign failed (${signed.code}): ${signed.stderr}`);
     const messageFile = path.join(tmp, "signed.eml");
     await writeFile(messageFile, signed.stdout.replace(/\r\n/g, "\n"), "latin1");

@@ -32,6 +32,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { exec, type ExecResult } from "./peers/exec.ts";
 import { chmod, cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import * as https from "node:https";
 import { tmpdir } from "node:os";
@@ -89,31 +90,10 @@ const token = (name: string): string => `${name}-${Math.random().toString(36).sl
 
 // ---------------------------------------------------------------- helpers
 
-interface Proc {
-  code: number | null;
-  out: string;
-}
+/** A tool with stdin input; `out` has stdout and stderr. */
+const pipe = (cmd: string, args: string[], input: string | Buffer, timeoutMs = 20_000): Promise<ExecResult> => exec(cmd, args, { input, timeoutMs });
 
 /** Runs cmd with input on stdin; killed (by its PID) after timeoutMs. */
-function pipe(cmd: string, args: string[], input: string | Buffer, timeoutMs = 20_000): Promise<Proc> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    c.stdout.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    c.stderr.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    c.stdin.on("error", () => undefined);
-    c.stdin.end(input);
-    const timer = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
-    c.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    c.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
 
 /** Submits a message as alice over implicit TLS with swaks; asserts the final 250. */
 async function submit(to: string, subject: string): Promise<void> {

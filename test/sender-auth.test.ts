@@ -26,7 +26,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { exec } from "./peers/exec.ts";
 import { generateKeyPairSync } from "node:crypto";
 import dgram from "node:dgram";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -50,33 +50,13 @@ const skip =
 
 // ---------------------------------------------------------------- helpers
 
-interface Proc {
-  code: number | null;
-  stdout: Buffer;
-  stderr: string;
+/** A tool with stdin input: stdout as bytes, stderr as text. */
+async function pipe(cmd: string, args: string[], input: string | Buffer, timeoutMs = 20_000): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  const r = await exec(cmd, args, { input, timeoutMs });
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr.toString("latin1") };
 }
 
 /** Runs cmd with input on stdin; stdout as bytes; killed (by its PID) after timeoutMs. */
-function pipe(cmd: string, args: string[], input: string | Buffer, timeoutMs = 20_000): Promise<Proc> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    let stderr = "";
-    c.stdout.on("data", (d: Buffer) => out.push(d));
-    c.stderr.on("data", (d: Buffer) => (stderr += d.toString("latin1")));
-    c.stdin.on("error", () => undefined);
-    c.stdin.end(input);
-    const timer = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
-    c.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    c.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out), stderr });
-    });
-  });
-}
 
 /** A message with CRLF line ends. */
 function message(headers: string[], body: string[]): string {

@@ -11,7 +11,8 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
+import { exec } from "./peers/exec.ts";
 import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
@@ -32,34 +33,12 @@ function requireBinary(cmd: string, args: string[]): void {
   }
 }
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
+/** openssl with stdin input; stdout and stderr as latin1 text. */
+async function run(cmd: string, args: string[], input: string, timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const r = await exec(cmd, args, { input, timeoutMs });
+  return { code: r.code, stdout: r.stdout.toString("latin1"), stderr: r.stderr.toString("latin1") };
 }
 
-/** Runs a command with stdin input; kills it (by its own PID) after timeoutMs. */
-function run(cmd: string, args: string[], input: string, timeoutMs = 10_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    c.stdout.on("data", (d: Buffer) => (stdout += d.toString("latin1")));
-    c.stderr.on("data", (d: Buffer) => (stderr += d.toString("latin1")));
-    c.stdin.on("error", () => undefined); // the peer may exit before reading everything
-    c.stdin.end(input);
-    const timer = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
-    c.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    c.on("close", (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
 
 
 function connectPlain(port: number): Promise<net.Socket> {

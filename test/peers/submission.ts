@@ -5,7 +5,8 @@
  * implicit TLS), AUTH PLAIN and a SCRAM-SHA-256 attempt with a wrong proof,
  * and the queue as `wardmail queue list --json` shows it.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
+import { exec } from "./exec.ts";
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
@@ -35,26 +36,11 @@ export interface Run {
 }
 
 /** Runs a command with stdin input (or /dev/null); kills it (by its own PID) after timeoutMs. */
-export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    // stdin is a pipe closed after `input` (or at once: like </dev/null).
-    const c = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    c.stdout.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    c.stderr.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    c.stdin.on("error", () => undefined); // the peer may exit before reading everything
-    c.stdin.end(opts.input ?? "");
-    const timer = setTimeout(() => c.kill("SIGKILL"), opts.timeoutMs ?? 20_000);
-    c.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    c.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
+export async function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+  const r = await exec(cmd, args, opts);
+  return { code: r.code, out: r.out };
 }
+
 
 /** Runs swaks (EHLO name client.test, 10 s timeout); its transcript is in `out`. */
 export function swaks(args: string[], timeoutMs = 20_000): Promise<Run> {

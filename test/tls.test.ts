@@ -22,6 +22,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import tls from "node:tls";
 import { generateCertificate } from "../src/tls/index.ts";
 import { SmtpWire } from "./peers/smtp-client.ts";
+import { tlsClient } from "./peers/submission.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
 // ---------------------------------------------------------------- helpers
@@ -52,30 +53,6 @@ function connectPlain(port: number): Promise<net.Socket> {
   });
 }
 
-/** TLS client over an existing socket (STARTTLS) or a fresh connection (implicit TLS). */
-function tlsConnect(opts: { socket?: net.Socket; port?: number; servername?: string }): Promise<tls.TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({
-      ...(opts.socket ? { socket: opts.socket } : { host: "127.0.0.1", port: opts.port }),
-      ...(opts.servername !== undefined ? { servername: opts.servername } : {}),
-      rejectUnauthorized: false,
-    });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error("TLS handshake timeout"));
-    }, 5000);
-    const onError = (e: Error): void => {
-      clearTimeout(timer);
-      reject(e);
-    };
-    s.once("secureConnect", () => {
-      clearTimeout(timer);
-      s.removeListener("error", onError);
-      resolve(s);
-    });
-    s.once("error", onError);
-  });
-}
 
 /** Plain connect, greeting, EHLO, STARTTLS, handshake: a SmtpWire on the TLS socket (EHLO not yet sent again). */
 async function starttls(port: number, servername?: string): Promise<SmtpWire> {
@@ -91,13 +68,13 @@ async function starttls(port: number, servername?: string): Promise<SmtpWire> {
     plain.close();
     throw err;
   }
-  const secure = await tlsConnect({ socket: plain.detach(), ...(servername !== undefined ? { servername } : {}) });
+  const secure = await tlsClient({ socket: plain.detach(), ...(servername !== undefined ? { servername } : {}) });
   return new SmtpWire(secure);
 }
 
 /** Implicit TLS: handshake, then the greeting is read. */
 async function implicitTls(port: number, servername?: string): Promise<SmtpWire> {
-  const s = await tlsConnect({ port, ...(servername !== undefined ? { servername } : {}) });
+  const s = await tlsClient({ port, ...(servername !== undefined ? { servername } : {}) });
   const wire = new SmtpWire(s);
   const greet = await wire.reply();
   assert.equal(greet.code, 220);
@@ -261,7 +238,7 @@ describe("STARTTLS command injection (CVE-2011-0411 class)", () => {
       plain.close();
       throw err;
     }
-    return new SmtpWire(await tlsConnect({ socket: plain.detach() }));
+    return new SmtpWire(await tlsClient({ socket: plain.detach() }));
   }
 
   test("pipelined RSET after STARTTLS is never answered; EHLO after TLS works, without STARTTLS", async () => {

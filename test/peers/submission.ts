@@ -115,10 +115,15 @@ function connectTcp(port: number, localAddress: string | undefined): Promise<net
   });
 }
 
-function handshake(socket: net.Socket, opts: SessionOptions): Promise<tls.TLSSocket> {
+/**
+ * A TLS client over an existing socket (STARTTLS) or a new connection to
+ * 127.0.0.1:port (implicit TLS), 5 s for the handshake. The certificate is
+ * checked only when `ca` is given.
+ */
+export function tlsClient(opts: { socket?: net.Socket; port?: number; servername?: string; ca?: string | Buffer }): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     const s = tls.connect({
-      socket,
+      ...(opts.socket ? { socket: opts.socket } : { host: "127.0.0.1", port: opts.port }),
       ...(opts.ca !== undefined ? { ca: opts.ca, rejectUnauthorized: true } : { rejectUnauthorized: false }),
       ...(opts.servername !== undefined ? { servername: opts.servername } : {}),
     });
@@ -137,6 +142,11 @@ function handshake(socket: net.Socket, opts: SessionOptions): Promise<tls.TLSSoc
     });
     s.once("error", onError);
   });
+}
+
+/** tlsClient over `socket` with the session's CA and name. */
+function handshake(socket: net.Socket, opts: SessionOptions): Promise<tls.TLSSocket> {
+  return tlsClient({ socket, ...(opts.ca !== undefined ? { ca: opts.ca } : {}), ...(opts.servername !== undefined ? { servername: opts.servername } : {}) });
 }
 
 async function expectCode(wire: SmtpWire, r: Promise<SmtpReply>, code: number, what: string): Promise<SmtpReply> {

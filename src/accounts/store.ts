@@ -25,13 +25,13 @@
  * what an operator can create here is a plain dot-atom, never something a
  * relay could reinterpret (%, !, quotes, source routes, address literals).
  */
-import { DatabaseSync, type StatementSync, type SQLOutputValue } from "node:sqlite";
+import type { DatabaseSync, StatementSync, SQLOutputValue } from "node:sqlite";
 import { createHash, randomInt, timingSafeEqual } from "node:crypto";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { dummyHash, hashPassword, verifyPassword } from "../auth/password.ts";
 import { deriveScramKeys, newScramSalt, SCRAM_ITERATIONS, type ScramKeys } from "../auth/scram-keys.ts";
-import { applySchema, writeTransaction, enableWal } from "../storage/index.ts";
+import { openDatabase, writeTransaction } from "../storage/index.ts";
 import type { CredentialStore, ScramCredentials } from "../auth/types.ts";
 
 export const SCHEMA_VERSION = 1;
@@ -241,31 +241,18 @@ export class AccountStore implements CredentialStore {
   /** Opens (with create: true, creates) `<dataDir>/accounts.sqlite`. */
   static open(dataDir: string, opts: AccountStoreOptions): AccountStore {
     const path = AccountStore.path(dataDir);
-    if (opts.create) {
-      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      // Password hashes: the file is 0600 (SQLite gives -wal and -shm the
-      // database file's permissions). An empty file is a valid empty database.
-      try {
-        writeFileSync(path, "", { mode: 0o600, flag: "wx" });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      }
-    } else if (!existsSync(path)) {
-      // DatabaseSync would create it.
-      throw new Error(`no accounts database at ${path}`);
-    }
-    const db = new DatabaseSync(path, { timeout: opts.busyTimeoutMs ?? 5000, enableForeignKeyConstraints: false });
-    try {
-      enableWal(db);
-      db.exec("PRAGMA synchronous = FULL");
+    // Password hashes: the file is created 0600.
+    const db = openDatabase(path, {
+      create: opts.create,
+      what: "accounts database",
+      schema: SCHEMA,
+      version: SCHEMA_VERSION,
       // Old password hashes must not linger in freed pages.
-      db.exec("PRAGMA secure_delete = ON");
-      applySchema(db, `accounts database ${path}`, SCHEMA, SCHEMA_VERSION);
-      return new AccountStore(db, path, opts.localDomains);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+      pragmas: ["synchronous = FULL", "secure_delete = ON"],
+      ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}),
+      foreignKeys: false,
+    });
+    return new AccountStore(db, path, opts.localDomains);
   }
 
   close(): void {

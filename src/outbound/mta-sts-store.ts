@@ -6,10 +6,9 @@
  * Rows are checked when read: a damaged row is ignored (a fresh fetch
  * replaces it), never trusted.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { applySchema, enableWal } from "../storage/index.ts";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { openDatabase } from "../storage/index.ts";
 import type { MtaStsPolicy, MtaStsStore, StoredStsPolicy } from "./mta-sts.ts";
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS policies (domain TEXT PRIMARY KEY, policy TEXT NOT NULL, fetched_at INTEGER NOT NULL)`;
@@ -30,23 +29,8 @@ export class SqliteMtaStsStore implements MtaStsStore {
   }
 
   static open(dataDir: string): SqliteMtaStsStore {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const path = SqliteMtaStsStore.path(dataDir);
-    try {
-      writeFileSync(path, "", { mode: 0o600, flag: "wx" });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    const db = new DatabaseSync(path, { timeout: 5000 });
-    try {
-      enableWal(db);
-      db.exec("PRAGMA synchronous = NORMAL");
-      applySchema(db, `MTA-STS cache ${path}`, SCHEMA, 1);
-      return new SqliteMtaStsStore(db);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+    return new SqliteMtaStsStore(openDatabase(path, { create: true, what: "MTA-STS cache", schema: SCHEMA, version: 1, pragmas: ["synchronous = NORMAL"] }));
   }
 
   get(domain: string): StoredStsPolicy | undefined {

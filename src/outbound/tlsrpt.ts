@@ -33,16 +33,15 @@
  * rua delivery (only mailto: is used), receiving-mx-helo (not recorded).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import type { StatementSync } from "node:sqlite";
 import { domainToASCII } from "node:url";
 import { gzipSync } from "node:zlib";
 import type { DnsResolver } from "../dns/index.ts";
 import { DnsError } from "../dns/index.ts";
-import { applySchema, writeTransaction, enableWal } from "../storage/index.ts";
+import { openDatabase, writeTransaction } from "../storage/index.ts";
 import { rfc5322Date } from "./dsn.ts";
 import type { TlsRptResultType } from "./mta-sts.ts";
 
@@ -219,22 +218,8 @@ export class TlsRptStore {
 
   /** Opens (creating when missing, mode 0600) `<dataDir>/tlsrpt.sqlite`. */
   static open(dataDir: string): TlsRptStore {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const path = join(dataDir, "tlsrpt.sqlite");
-    try {
-      writeFileSync(path, "", { mode: 0o600, flag: "wx" });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    const db = new DatabaseSync(path, { timeout: 5000 });
-    try {
-      enableWal(db);
-      db.exec("PRAGMA synchronous = NORMAL");
-      applySchema(db, `TLS-RPT database ${path}`, SCHEMA, SCHEMA_VERSION);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+    const db = openDatabase(path, { create: true, what: "TLS-RPT database", schema: SCHEMA, version: SCHEMA_VERSION, pragmas: ["synchronous = NORMAL"] });
     return new TlsRptStore(db);
   }
 

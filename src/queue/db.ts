@@ -10,10 +10,10 @@
  * afford to lose, see spool.ts). The schema version is kept in
  * `PRAGMA user_version`; a file written by a newer Wardmail is refused.
  */
-import { DatabaseSync } from "node:sqlite";
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import type { DatabaseSync } from "node:sqlite";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { applySchema, enableWal } from "../storage/index.ts";
+import { openDatabase } from "../storage/index.ts";
 import { checkShard } from "./ids.ts";
 
 export const SCHEMA_VERSION = 1;
@@ -91,33 +91,21 @@ export interface OpenOptions {
 
 /** Opens a shard database with Wardmail's settings and schema. */
 export function openShardDb(path: string, opts: OpenOptions): DatabaseSync {
-  if (opts.create) {
-    mkdirSync(join(path, ".."), { recursive: true, mode: 0o700 });
-    // The spool holds mail: create the file 0600 (SQLite gives its -wal and
-    // -shm files the database file's permissions). An empty file is a valid
-    // empty database.
-    try {
-      writeFileSync(path, "", { mode: 0o600, flag: "wx" });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-  } else {
-    // DatabaseSync would create a missing file; the admin side must not.
-    if (!existsSync(path)) throw new Error(`no spool database at ${path}`);
-  }
-  const db = new DatabaseSync(path, { timeout: opts.busyTimeoutMs ?? 5000, enableForeignKeyConstraints: false });
-  try {
-    enableWal(db);
-    db.exec("PRAGMA synchronous = FULL");
-    // Keep a large WAL from staying large after a burst.
-    db.exec("PRAGMA journal_size_limit = 67108864");
-    // Deleted content is not overwritten: that tripled the cost of completing
-    // a message. Freed pages (and the WAL) may hold delivered mail until reused.
-    db.exec("PRAGMA secure_delete = OFF");
-    applySchema(db, `spool database ${path}`, SCHEMA, SCHEMA_VERSION);
-    return db;
-  } catch (err) {
-    db.close();
-    throw err;
-  }
+  // The spool holds mail: the file is created 0600.
+  return openDatabase(path, {
+    create: opts.create,
+    what: "spool database",
+    schema: SCHEMA,
+    version: SCHEMA_VERSION,
+    pragmas: [
+      "synchronous = FULL",
+      // Keep a large WAL from staying large after a burst.
+      "journal_size_limit = 67108864",
+      // Deleted content is not overwritten: that tripled the cost of completing
+      // a message. Freed pages (and the WAL) may hold delivered mail until reused.
+      "secure_delete = OFF",
+    ],
+    ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}),
+    foreignKeys: false,
+  });
 }

@@ -8,10 +8,11 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { loadConfig, type Config } from "../config/index.ts";
+import type { Config } from "../config/index.ts";
 import { chownTo } from "../server/privileges.ts";
 import { DkimKeyError, dkimDir, dkimRecords, generateDomainKeys, inspectKeys, normalizeDomain, normalizeSelector, txtLine, type DomainKeySet } from "../dkim/index.ts";
 import type { Io } from "./main.ts";
+import { loadCommandConfig } from "./load-config.ts";
 
 const EXIT_CODES = `Exit codes: 0 done, 1 answer is no (keys exist already, refused domain or selector,
 unusable key files), 2 usage error, 3 cannot read the config or read/write the key directory.
@@ -99,13 +100,8 @@ export async function dkimCommand(args: string[], io: Io): Promise<number> {
     return usage(io, action, "--domain, --selector and --force are for keygen only", help);
   }
 
-  let config: Config;
-  try {
-    config = await loadConfig(values.config);
-  } catch (err) {
-    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
-    return 3;
-  }
+  const config = await loadCommandConfig(values.config, io);
+  if (config === undefined) return 3;
   return action === "keygen"
     ? keygen(config, io, values.domain as string, values.selector, values.force === true)
     : list(config, io, values.json === true);

@@ -8,9 +8,9 @@
  */
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
-import { loadConfig, type Config } from "../config/index.ts";
 import { dkimRecords, inspectKeys, normalizeDomain, txtLine, zoneLine, type DomainKeySet } from "../dkim/index.ts";
 import type { Io } from "./main.ts";
+import { loadCommandConfig } from "./load-config.ts";
 
 const EXIT_CODES = `Exit codes: 0 done, 1 answer is no (refused domain, host or address; server.hostname
 is not a public name and no --mx), 2 usage error, 3 cannot read the config or the key directory.
@@ -64,13 +64,8 @@ export async function domainCommand(args: string[], io: Io): Promise<number> {
   const badIp = ips.find((a) => isIP(a) === 0);
   if (badIp !== undefined) return no(io, `not an IP address: ${JSON.stringify(badIp.slice(0, 100))}`);
 
-  let config: Config;
-  try {
-    config = await loadConfig(values.config);
-  } catch (err) {
-    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
-    return 3;
-  }
+  const config = await loadCommandConfig(values.config, io);
+  if (config === undefined) return 3;
   const mxArg = values.mx ?? config.server.hostname;
   const mx = normalizeDomain(mxArg);
   if (mx === undefined) {

@@ -8,9 +8,9 @@
 import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { loadConfig } from "../config/index.ts";
 import { DamagedRecordError, isQueueId, QueueAdmin, type QueueEntry } from "../queue/index.ts";
 import type { Io } from "./main.ts";
+import { loadCommandConfig } from "./load-config.ts";
 
 export const QUEUE_HELP = `Usage: wardmail queue <action> [ID] [--json] [--config FILE]
 
@@ -56,13 +56,8 @@ export async function queueCommand(args: string[], io: Io): Promise<number> {
     io.err(`wardmail queue: not a queue id: ${JSON.stringify(id.slice(0, 64))}\n`);
     return 1;
   }
-  let config;
-  try {
-    config = await loadConfig(values.config);
-  } catch (err) {
-    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
-    return 3;
-  }
+  const config = await loadCommandConfig(values.config, io);
+  if (config === undefined) return 3;
   if (!existsSync(join(config.server.dataDir, "spool"))) {
     if (action === "list") {
       io.out(values.json ? "[]\n" : "queue is empty\n");

@@ -12,10 +12,11 @@
  */
 import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
-import { loadConfig, type Config } from "../config/index.ts";
+import type { Config } from "../config/index.ts";
 import { AccountError, AccountStore, type AccountInfo } from "../accounts/index.ts";
 import { chownTo } from "../server/privileges.ts";
 import type { Io } from "./main.ts";
+import { loadCommandConfig } from "./load-config.ts";
 
 export const USER_HELP = `Usage: wardmail user <action> [ARGS] [--config FILE]
 
@@ -243,13 +244,8 @@ export async function userCommand(args: string[], io: Io): Promise<number> {
     return 2;
   }
 
-  let config: Config;
-  try {
-    config = await loadConfig(values.config);
-  } catch (err) {
-    io.err(`${err instanceof Error ? err.message : String(err)}\n`);
-    return 3;
-  }
+  const config = await loadCommandConfig(values.config, io);
+  if (config === undefined) return 3;
   const dataDir = config.server.dataDir;
   const p = params as unknown as [string, string]; // length checked against spec.args above
 

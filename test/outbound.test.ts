@@ -246,6 +246,20 @@ function sessions(mx: string): Record<string, unknown>[] {
   return logLines(need(w, "wardmail").output(), "outbound session").filter((l) => l.mx === mx);
 }
 
+/**
+ * Waits for a session to mx that ended without an error: its line is logged
+ * when the session closes, which can be after the peer has the message.
+ */
+async function okSession(mx: string, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = sessions(mx).find((l) => l.error === undefined);
+    if (ok) return ok;
+    if (Date.now() > deadline) assert.fail(`no error-free outbound session to ${mx} within ${timeoutMs} ms: ${JSON.stringify(sessions(mx))}\n${need(w, "wardmail").output().slice(-3000)}`);
+    await sleep(100);
+  }
+}
+
 /** Waits until the server has logged at least n outbound sessions to mx. */
 async function waitSessions(mx: string, n: number, timeoutMs = 10_000): Promise<Record<string, unknown>[]> {
   const deadline = Date.now() + timeoutMs;
@@ -414,8 +428,7 @@ describe("outbound delivery to real MX hosts", { skip }, () => {
     assert.deepEqual((await dkimpyVerify(tampered)).results, ["0 fail", "1 fail"]);
 
     // Wardmail's own account of the session.
-    const session = sessions("mx.peer.test").find((l) => l.error === undefined);
-    assert.ok(session, need(w, "wardmail").output().slice(-3000));
+    const session = await okSession("mx.peer.test");
     assert.match(String(session.tls), /^TLSv1\.[23]$/);
     assert.equal(session.tlsSource, "opportunistic");
     assert.equal(session.port, port);
@@ -544,8 +557,7 @@ describe("outbound delivery to real MX hosts", { skip }, () => {
     const got = await good.waitForMailbox("eve@sts.test", 1, 15_000);
     assert.ok(got.some((m) => m.toString("latin1").includes(subject)), `not delivered\n${need(w, "wardmail").output().slice(-3000)}`);
     assert.ok((policyHits.get("mta-sts.sts.test") ?? 0) >= 1, "the policy was never fetched");
-    const ok = sessions("mx.sts.test").find((l) => l.error === undefined);
-    assert.ok(ok, JSON.stringify(sessions("mx.sts.test")));
+    const ok = await okSession("mx.sts.test");
     assert.equal(ok.tlsPolicy, "verify");
     assert.equal(ok.tlsSource, "mta-sts");
     assert.equal(ok.verified, true);
@@ -559,8 +571,7 @@ describe("outbound delivery to real MX hosts", { skip }, () => {
     const got = await peer.waitForMailbox("gus@stsfetch.test", 1, 15_000);
     assert.ok(got.some((m) => m.toString("latin1").includes(subject)), `not delivered\n${need(w, "wardmail").output().slice(-3000)}`);
     assert.ok((policyHits.get("mta-sts.stsfetch.test") ?? 0) >= 1, "the policy fetch was never tried");
-    const session = sessions("mx.stsfetch.test").find((l) => l.error === undefined);
-    assert.ok(session, JSON.stringify(sessions("mx.stsfetch.test")));
+    const session = await okSession("mx.stsfetch.test");
     assert.equal(session.tlsSource, "opportunistic");
   });
 

@@ -12,8 +12,25 @@ declare module "mailauth/lib/dkim/dkim-verifier.js" {
     get(type: string, name: string, minBitLength: number | undefined, options?: { strict?: boolean; hashAlgo?: string }): Promise<unknown>;
   }
 
+  /** The parts of a prepared signature header (prepareSignature()) that verify.ts reads. */
+  export interface SignatureHeader {
+    type: string;
+    parsed?: { bh?: { value?: unknown } };
+    bodyHashKey?: string;
+    fallbackBodyHashKey?: string;
+  }
+
+  /** The parts of verifySignature()'s result that verify.ts reads or sets. */
+  export interface SignatureResult {
+    status: { result: string; comment?: string | boolean };
+    bodyHashExpecting?: unknown;
+  }
+
   export class DkimVerifier extends Writable {
     constructor(options: object);
+    /** Body hashes by key; `hash` is the base64 digest once the body has ended. */
+    bodyHashes: Map<string, { hash?: unknown }>;
+    verifySignature(signatureHeader: SignatureHeader, fallback?: boolean): Promise<SignatureResult>;
     resolver: unknown;
     keyCache: KeyLookup;
     arc: object;

@@ -70,7 +70,8 @@ test("a missing peer skips the test and the run passes when peers are not requir
   assert.match(r.out, /^# skipped 1$/m);
 });
 
-for (const env of [{ CI: "true" }, { WARDMAIL_REQUIRE_PEERS: "1" }]) {
+const REQUIRING: Record<string, string>[] = [{ CI: "true" }, { WARDMAIL_REQUIRE_PEERS: "1" }];
+for (const env of REQUIRING) {
   test(`a missing peer fails the run with ${Object.entries(env)[0]?.join("=")}, naming the package`, () => {
     const r = runFixture(env);
     assert.equal(r.code, 1, r.out);

@@ -1,8 +1,8 @@
 /**
  * DKIM verification, and the ARC data that goes with it, by mailauth's own
  * DkimVerifier: the same steps and results as mailauth's dkimVerify(), with
- * three changes to how the work is done (1-3) and one to the order of the
- * steps (4).
+ * three changes to how the work is done (1-3), one to the order of the
+ * steps (4) and one to the alignment guess (5).
  *
  * 1. Parsed key records are kept between messages. mailauth parses the key
  *    record of every signature of every message again (base64, DER, a PEM
@@ -30,6 +30,11 @@
  *    key of the wrong type or size, a DNS error), that result is reported,
  *    as the RFC's order gives it; when the key is usable, mailauth's body
  *    hash failure stands. Either way the signature does not pass.
+ * 5. The per-signature alignment guess (`status.aligned`, made before
+ *    DMARC runs; the DMARC verdict does not read it) uses registrableDomain()
+ *    (psl.ts): mailauth's PSL lookup, except that a name with an empty
+ *    first label (`.example.com`) has no Organizational Domain and aligns
+ *    with nothing but itself.
  *
  * The conformance suites (test/conformance/dkim, arc) verify through this
  * function, and verify.test.ts compares it with mailauth's dkimVerify() on
@@ -38,6 +43,7 @@
 import { createPublicKey } from "node:crypto";
 import { DkimVerifier, type KeyLookup, type SignatureHeader, type SignatureResult } from "mailauth/lib/dkim/dkim-verifier.js";
 import { getPublicKey, toALabel, writeToStream, type PublicKeyRecord } from "mailauth/lib/tools.js";
+import { relaxedAlignment } from "./psl.ts";
 import type { DKIMVerifyOptions, DKIMVerifyResult } from "mailauth";
 
 export type TxtResolver = (name: string, rrtype: string) => Promise<unknown>;
@@ -155,8 +161,18 @@ class Verifier extends DkimVerifier {
     Object.defineProperty(this.arc, "keyCache", { value: keys, enumerable: false, configurable: true, writable: true });
   }
 
-  /** Change 4 (see the top of the file): the key step is judged before the body hash. */
+  /** Changes 4 and 5 (see the top of the file). */
   override async verifySignature(sig: SignatureHeader, fallback?: boolean): Promise<SignatureResult> {
+    const result = await this.#keyFirst(sig, fallback);
+    // mailauth's condition and form: getAlignment(from, [d])?.domain || false.
+    if (sig.type === "DKIM" && this.headerFrom?.length) {
+      result.status.aligned = relaxedAlignment(this.headerFrom[0]?.split("@").pop() ?? "", sig.signingDomain ?? "") || false;
+    }
+    return result;
+  }
+
+  /** Change 4: the key step is judged before the body hash. */
+  async #keyFirst(sig: SignatureHeader, fallback?: boolean): Promise<SignatureResult> {
     const result = await super.verifySignature(sig, fallback);
     if (sig.type !== "DKIM" || result.status.comment !== BODY_HASH_FAILED) return result;
     const bh = sig.parsed?.bh;

@@ -49,7 +49,7 @@ export function rootMissing(why: string): string | undefined {
 
 /** The message a required peer's failure carries. */
 export function requiredMessage(reason: string): string {
-  return `missing test peer: ${reason}. Peers are required here (CI=true or WARDMAIL_REQUIRE_PEERS=1); unset both to skip instead`;
+  return `missing test peer: ${reason}. Peers are required here (CI=true or WARDMAIL_REQUIRE_PEERS=1; WARDMAIL_REQUIRE_PEERS=0 skips instead)`;
 }
 
 /**

@@ -40,10 +40,11 @@ import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { ldnsMissing, replaceRdata, signZone } from "./peers/dnssec.ts";
 import { kdig, knotMissing, startKnot, zoneText, type Knot } from "./peers/knot.ts";
 import { startSmtpSink, type SinkMessage, type SmtpSink } from "./peers/smtp-sink.ts";
-import { logLines, missingBinary, queueList, swaks } from "./peers/submission.ts";
+import { logLines, queueList, swaks } from "./peers/submission.ts";
+import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { startUnbound, unboundMissing, type Unbound } from "./peers/unbound.ts";
 
-const skip = knotMissing() ?? unboundMissing() ?? ldnsMissing() ?? missingBinary("swaks", ["--version"]) ?? missingBinary("openssl", ["version"]);
+const skip = peerSkip(knotMissing(), unboundMissing(), ldnsMissing(), binaryMissing("swaks", ["--version"], "swaks"), binaryMissing("openssl", ["version"], "openssl"));
 
 const SENDER = "alice@example.test";
 const PASSWORD = "alice-dane-password-1";

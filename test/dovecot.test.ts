@@ -13,14 +13,18 @@ import { chown, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { sendOneMessage } from "./peers/smtp-client.ts";
+import { peerSkip, rootMissing } from "./helpers/peers.ts";
 
 const IMAP = "/usr/lib/dovecot/imap";
-const isRoot = process.getuid?.() === 0;
+/** Root (Wardmail drops to nobody and Dovecot runs as nobody), and Dovecot's imap. */
+const SKIP = peerSkip(
+  rootMissing("Wardmail drops to nobody and Dovecot runs as nobody"),
+  existsSync(IMAP) ? undefined : `${IMAP} is missing: install the Debian package dovecot-imapd`,
+);
 let w: Wardmail | undefined;
 
 before(async () => {
-  if (!isRoot) return;
-  assert.ok(existsSync(IMAP), `${IMAP} is missing: run scripts/install-peers.sh (package dovecot-imapd)`);
+  if (SKIP !== false) return;
   w = await startWardmail({ dirMode: 0o755, serverExtra: 'user = "nobody"', workers: 1 });
 });
 
@@ -56,11 +60,8 @@ async function imap(home: string, commands: string[]): Promise<string> {
   });
 }
 
-test("Dovecot's imap lists and returns the messages Wardmail delivered, byte for byte", async (t) => {
-  if (!isRoot || !w) {
-    t.skip("needs root: Wardmail drops to nobody and Dovecot runs as nobody");
-    return;
-  }
+test("Dovecot's imap lists and returns the messages Wardmail delivered, byte for byte", { skip: SKIP }, async () => {
+  assert.ok(w, "wardmail not started");
   const bodies = [
     "First line\r\n.leading dot kept\r\n\r\nlast line\r\n",
     "Zweite Nachricht: Grüße, 8-bit UTF-8 ✓\r\n  indented\r\n",

@@ -21,9 +21,14 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { freePort, waitForPort } from "./peers/ports.ts";
+import { peerSkip, rootMissing } from "./helpers/peers.ts";
 
 const LMTP = "/usr/lib/dovecot/lmtp";
-const isRoot = process.getuid?.() === 0;
+/** Root (Dovecot's master runs as root and stores as nobody), and Dovecot's LMTP server. */
+const SKIP = peerSkip(
+  rootMissing("Dovecot's master runs as root and stores as nobody"),
+  existsSync(LMTP) ? undefined : `${LMTP} is missing: install the Debian package dovecot-lmtpd`,
+);
 const NOBODY = 65534;
 
 let base = "";
@@ -67,7 +72,7 @@ async function startDovecot(port: number): Promise<void> {
 }
 
 before(async () => {
-  if (!isRoot || !existsSync(LMTP)) return;
+  if (SKIP !== false) return;
   base = await mkdtemp(join(tmpdir(), "wardmail-lmtp-"));
   await chmod(base, 0o755); // Dovecot stores as nobody under it
   const port = await freePort();
@@ -138,9 +143,7 @@ function split(raw: Buffer): { headers: string; body: string } {
   return { headers: text.slice(0, end + 1), body: text.slice(end + 2) };
 }
 
-test("Wardmail hands mail for LMTP domains to Dovecot; Dovecot's unknown user fails and is bounced", async (t) => {
-  if (!isRoot) return t.skip("needs root: Dovecot's master runs as root and stores as nobody");
-  assert.ok(existsSync(LMTP), `${LMTP} is missing: run scripts/install-peers.sh (package dovecot-lmtpd)`);
+test("Wardmail hands mail for LMTP domains to Dovecot; Dovecot's unknown user fails and is bounced", { skip: SKIP }, async () => {
   assert.ok(w, "wardmail not started");
   const token = "lmtp-7e31";
   const body = `Hello over LMTP ${token}\r\n.a line that starts with a dot\r\nGr\u00fc\u00dfe, 8-bit \u2713\r\n`;

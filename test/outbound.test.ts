@@ -47,8 +47,10 @@ import { conformanceFile } from "./helpers/conformance.ts";
 import { BIN, startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { knotMissing, startKnot, txtRdata, zoneText, type Knot } from "./peers/knot.ts";
 import { freePort, waitForPort } from "./peers/ports.ts";
-import { POSTFIX_SKIP_REASON, postfixAvailable, SMTP_SINK_BIN as SMTP_SINK, startPostfix, type PostfixInstance, type PostfixOptions } from "./peers/postfix.ts";
-import { loggedIn, logLines, mailWith, missingBinary, queueList, swaks, swaksReply, type QueueSummary } from "./peers/submission.ts";
+import { postfixMissing, SMTP_SINK_BIN as SMTP_SINK, startPostfix, type PostfixInstance, type PostfixOptions } from "./peers/postfix.ts";
+import { binaryMissing, peerSkip } from "./helpers/peers.ts";
+import { pythonMissing } from "../src/dkim/test-util.ts";
+import { loggedIn, logLines, mailWith, queueList, swaks, swaksReply, type QueueSummary } from "./peers/submission.ts";
 
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-dkim lives (not a pyenv shim)
 const ALICE = "alice@example.test";
@@ -57,13 +59,14 @@ const SELECTOR = "s1";
 const POLICY_IP = "127.0.0.7";
 const POLICY_HOSTS = ["mta-sts.sts.test", "mta-sts.stsbad.test", "mta-sts.stsfetch.test"];
 
-const skip =
-  knotMissing() ??
-  (postfixAvailable() ? undefined : POSTFIX_SKIP_REASON) ??
-  missingBinary("swaks", ["--version"]) ??
-  missingBinary(SMTP_SINK, ["-h"]) ??
-  missingBinary("openssl", ["version"]) ??
-  missingBinary(PYTHON, ["-c", "import dkim, dns.resolver"]);
+const skip = peerSkip(
+  knotMissing(),
+  postfixMissing(),
+  binaryMissing("swaks", ["--version"], "swaks"),
+  binaryMissing(SMTP_SINK, ["-h"], "postfix"),
+  binaryMissing("openssl", ["version"], "openssl"),
+  pythonMissing("dkim, dns.resolver", "python3-dkim"),
+);
 
 // ---------------------------------------------------------------- state
 
@@ -310,7 +313,7 @@ async function keygen(dir: string): Promise<{ dataDir: string; lines: string[] }
 // ---------------------------------------------------------------- setup
 
 before(async () => {
-  if (skip !== undefined) return;
+  if (skip !== false) return;
   work = await mkdtemp(join(tmpdir(), "wardmail-outbound-"));
   certs = await CertFactory.create();
   const f = certs;

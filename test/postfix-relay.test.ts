@@ -16,10 +16,11 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
-import { POSTFIX_SKIP_REASON, postfixAvailable, startPostfix, type PostfixInstance } from "./peers/postfix.ts";
+import { postfixMissing, startPostfix, type PostfixInstance } from "./peers/postfix.ts";
+import { peerSkip } from "./helpers/peers.ts";
 import { RawSmtpClient } from "./peers/smtp-client.ts";
 
-const AVAILABLE = postfixAvailable();
+const SKIP = peerSkip(postfixMissing());
 
 const MAILBOXES = ["relay@example.test", "bounces@example.test", "postmaster@example.test"];
 
@@ -32,7 +33,7 @@ function servers(): { w: Wardmail; pf: PostfixInstance } {
 }
 
 before(async () => {
-  if (!AVAILABLE) return;
+  if (SKIP !== false) return;
   // One worker: the relay test does not need more, and it starts faster.
   w = await startWardmail({ mailboxes: MAILBOXES, workers: 1 });
   pf = await startPostfix({ mode: "relay", relayhost: `[127.0.0.1]:${w.smtpPort}`, tlsToRelay: "may" });
@@ -132,7 +133,7 @@ const BODY = Buffer.concat([
 
 // ---------------------------------------------------------------- tests
 
-describe("Postfix relays to Wardmail", { skip: AVAILABLE ? false : POSTFIX_SKIP_REASON }, () => {
+describe("Postfix relays to Wardmail", { skip: SKIP }, () => {
   test("over STARTTLS: delivered to the Maildir, body byte-identical, ESMTPS with TLS in Received, Postfix logs status=sent", async () => {
     const { w, pf } = servers();
     const relay = `127.0.0.1[127.0.0.1]:${w.smtpPort}`;

@@ -35,18 +35,21 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { dkimTxt, knotMissing, startKnot, txtRdata, zoneText, type Knot } from "./peers/knot.ts";
-import { logLines, missingBinary } from "./peers/submission.ts";
+import { logLines } from "./peers/submission.ts";
+import { binaryMissing, peerSkip } from "./helpers/peers.ts";
+import { pythonMissing } from "../src/dkim/test-util.ts";
 
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-dkim lives (not a pyenv shim)
 const DKIMSIGN = "/usr/bin/dkimsign";
 const AUTHSERV = "mx.example.test";
 const HELO = "mta.good.test";
 
-const skip =
-  knotMissing() ??
-  missingBinary("swaks", ["--version"]) ??
-  missingBinary(DKIMSIGN, ["--help"]) ??
-  missingBinary(PYTHON, ["-c", "import dkim, dns.resolver"]);
+const skip = peerSkip(
+  knotMissing(),
+  binaryMissing("swaks", ["--version"], "swaks"),
+  binaryMissing(DKIMSIGN, ["--help"], "python3-dkim"),
+  pythonMissing("dkim, dns.resolver", "python3-dkim"),
+);
 
 // ---------------------------------------------------------------- helpers
 

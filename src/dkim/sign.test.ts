@@ -20,8 +20,9 @@ import { dkimSign, dkimVerify } from "mailauth";
 import { conformanceFile } from "../../test/helpers/conformance.ts";
 import { DkimSignError, fromDomain, generateDomainKeys, loadSigningKeys, signMessage, signWith, signingDomain, txtLine, type DomainKeySet, type SigningKeys } from "./index.ts";
 import { dkimpyVerify, pythonMissing, txtResolver, txtStrings } from "./test-util.ts";
+import { peerSkip } from "../../test/helpers/peers.ts";
 
-const noDkimpy = pythonMissing("dkim, nacl");
+const noDkimpy = peerSkip(pythonMissing("dkim, nacl", "python3-dkim"));
 const SIGN_TIME = new Date("2026-11-27T12:00:00Z");
 
 let dir: string;

@@ -4,16 +4,16 @@
  * and Python run as a child process: Debian's dkimpy (python3-dkim) as an
  * independent verifier, fed the key records by a dnsfunc instead of DNS.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import type { DNSResolver } from "mailauth";
+import { binaryMissing } from "../../test/helpers/peers.ts";
 
 /** Debian's python3, where python3-dkim lives (not a pyenv shim earlier in PATH). */
 export const PYTHON = "/usr/bin/python3";
 
-/** undefined when `import <modules>` works in PYTHON, else why not (for a test's `skip`). */
-export function pythonMissing(modules: string): string | undefined {
-  const r = spawnSync(PYTHON, ["-c", `import ${modules}`], { stdio: "ignore", timeout: 20_000 });
-  return r.error === undefined && r.status === 0 ? undefined : `${PYTHON} cannot import ${modules} (install python3 and python3-dkim)`;
+/** undefined when `import <modules>` works in PYTHON, else why not, naming the Debian package `pkg` (for peerSkip in test/helpers/peers.ts). */
+export function pythonMissing(modules: string, pkg: string): string | undefined {
+  return binaryMissing(PYTHON, ["-c", `import ${modules}`], pkg, { exitZero: true });
 }
 
 /** Runs PYTHON -c code with args, input on stdin; resolves with stdout (throws on a non-zero exit). */

@@ -6,3 +6,4 @@ export { FORWARDING, SenderAuthCheck, type MailauthResolver, type SenderAuthOpti
 export { authservIdOf, stripOwnAuthResults } from "./authres.ts";
 export { DkimKeyCache, verifyDkim, type TxtResolver } from "./verify.ts";
 export { evaluateDmarc } from "./dmarc.ts";
+export { registrableDomain } from "./psl.ts";

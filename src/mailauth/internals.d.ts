@@ -12,8 +12,26 @@ declare module "mailauth/lib/dkim/dkim-verifier.js" {
     get(type: string, name: string, minBitLength: number | undefined, options?: { strict?: boolean; hashAlgo?: string }): Promise<unknown>;
   }
 
+  /** The parts of a prepared signature header (prepareSignature()) that verify.ts reads. */
+  export interface SignatureHeader {
+    type: string;
+    signingDomain?: string;
+    parsed?: { bh?: { value?: unknown } };
+    bodyHashKey?: string;
+    fallbackBodyHashKey?: string;
+  }
+
+  /** The parts of verifySignature()'s result that verify.ts reads or sets. */
+  export interface SignatureResult {
+    status: { result: string; comment?: string | boolean; aligned?: string | false };
+    bodyHashExpecting?: unknown;
+  }
+
   export class DkimVerifier extends Writable {
     constructor(options: object);
+    /** Body hashes by key; `hash` is the base64 digest once the body has ended. */
+    bodyHashes: Map<string, { hash?: unknown }>;
+    verifySignature(signatureHeader: SignatureHeader, fallback?: boolean): Promise<SignatureResult>;
     resolver: unknown;
     keyCache: KeyLookup;
     arc: object;
@@ -55,5 +73,11 @@ declare module "mailauth/lib/tools.js" {
     options?: { strict?: boolean; hashAlgo?: string },
   ): Promise<PublicKeyRecord>;
   export function toALabel(name: string): string;
+  /** Lower case, A-labels, no trailing dots (the form getAlignment compares). */
+  export function formatDomain(domain: string): string;
+  /** The first entry of domainList aligned with fromDomain (PSL-relaxed unless strict), else false. */
+  export function getAlignment(fromDomain: string, domainList: string[], strict?: boolean): { domain: string } | false;
+  /** The tldts options of getAlignment(): ICANN and private rules. */
+  export const TLDTS_OPTS: { allowIcannDomains: boolean; allowPrivateDomains: boolean };
   export function writeToStream(stream: Writable, input: Buffer): Promise<void>;
 }

@@ -275,6 +275,34 @@ test("verifyDkim: the ARC data goes on to arc() with the same result as mailauth
   assert.deepEqual(JSON.parse(JSON.stringify(a)), JSON.parse(JSON.stringify(b)));
 });
 
+test("verifyDkim: the key step comes before the body hash (RFC 6376 §6.1.2 before §6.1.3)", async () => {
+  const signed = await sign("From: a@example.test\r\nSubject: s\r\n\r\nbody\r\n", "ed", "relaxed/relaxed");
+  const tampered = Buffer.from(`${signed}tampered\r\n`);
+  const status = async (zone: Zone): Promise<{ ours: unknown; theirs: unknown; expecting: unknown }> => {
+    const ours = await verifyDkim(tampered, { resolver: zoneResolver(zone).resolve, strict: true } as never, new DkimKeyCache());
+    const theirs = await dkimVerify(tampered, { resolver: zoneResolver(zone).resolve as never, strict: true });
+    const o = ours.results[0] as unknown as { status: { result: string; comment?: string }; bodyHashExpecting?: unknown };
+    const t = theirs.results[0] as unknown as { status: { result: string; comment?: string }; bodyHashExpecting?: unknown };
+    assert.equal(t.status.comment, "body hash did not verify", "mailauth compares the body hash first");
+    assert.equal(o.bodyHashExpecting, t.bodyHashExpecting, "bh= as the signature has it");
+    return { ours: { result: o.status.result, comment: o.status.comment }, theirs: t.status.result, expecting: o.bodyHashExpecting };
+  };
+  // A usable key: the body hash failure stands.
+  assert.deepEqual((await status(ZONE)).ours, { result: "fail", comment: "body hash did not verify" });
+  // No key record, a key of the wrong length, a key of another type, a DNS error: the key step's result.
+  const without = { ...ZONE };
+  delete without["ed._domainkey.example.test"];
+  assert.deepEqual((await status(without)).ours, { result: "neutral", comment: "no key" });
+  const short = { ...ZONE, "ed._domainkey.example.test": `v=DKIM1; k=ed25519; p=${Buffer.alloc(31, 1).toString("base64")}` };
+  assert.equal(((await status(short)).ours as { result: string }).result, "neutral");
+  const rsaKey = { ...ZONE, "ed._domainkey.example.test": `v=DKIM1; k=rsa; p=${rsaA.p}` };
+  assert.deepEqual((await status(rsaKey)).ours, { result: "neutral", comment: "inappropriate key algorithm" });
+  const failing = (name: string, type: string): Promise<unknown> =>
+    name.startsWith("ed._domainkey") ? Promise.reject(Object.assign(new Error("timeout"), { code: "ETIMEOUT" })) : zoneResolver(ZONE).resolve(name, type);
+  const ours = await verifyDkim(tampered, { resolver: failing, strict: true } as never, new DkimKeyCache());
+  assert.equal((ours.results[0] as unknown as { status: { result: string } }).status.result, "temperror");
+});
+
 test("mailauth internals verify.ts builds on are still there (pinned mailauth 7.1.0)", () => {
   const v = new DkimVerifier({ resolver: () => Promise.resolve([]) });
   assert.equal(typeof v.keyCache.get, "function");
@@ -283,7 +311,8 @@ test("mailauth internals verify.ts builds on are still there (pinned mailauth 7.
   assert.equal(v.headerBytes, 0);
   const generatorFunction: unknown = Object.getPrototypeOf(function* () {});
   assert.equal(Object.getPrototypeOf(Object.getOwnPropertyDescriptor(Object.getPrototypeOf(DkimVerifier.prototype), "ensureLinebreaks")?.value), generatorFunction);
-  for (const m of ["processChunk", "emitHeaders", "nextChunk"] as const) assert.equal(typeof DkimVerifier.prototype[m], "function", m);
+  assert.ok(v.bodyHashes instanceof Map);
+  for (const m of ["processChunk", "emitHeaders", "nextChunk", "verifySignature"] as const) assert.equal(typeof DkimVerifier.prototype[m], "function", m);
   assert.equal(typeof getPublicKey, "function");
   assert.equal(typeof writeToStream, "function");
   assert.equal(toALabel("exämple.test"), "xn--exmple-cua.test");

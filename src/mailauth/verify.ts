@@ -1,7 +1,8 @@
 /**
  * DKIM verification, and the ARC data that goes with it, by mailauth's own
  * DkimVerifier: the same steps and results as mailauth's dkimVerify(), with
- * three changes to how the work is done and none to what is decided.
+ * three changes to how the work is done (1-3), one to the order of the
+ * steps (4) and one to the alignment guess (5).
  *
  * 1. Parsed key records are kept between messages. mailauth parses the key
  *    record of every signature of every message again (base64, DER, a PEM
@@ -20,14 +21,29 @@
  * 3. The end of the header section is found with Buffer.indexOf in the
  *    first chunk instead of a byte loop that copies an array per byte;
  *    when it is not in the first chunk, mailauth's own loop runs.
+ * 4. The key comes before the body hash, as in RFC 6376 §6.1: the key is
+ *    fetched and checked (6.1.2) before the body hash is compared (6.1.3).
+ *    mailauth compares the body hash first and, when it differs, reports
+ *    `fail (body hash did not verify)` without asking for the key. Here a
+ *    DKIM-Signature whose body hash differs is looked at again with its key:
+ *    when the key step fails (no record, a record that does not parse, a
+ *    key of the wrong type or size, a DNS error), that result is reported,
+ *    as the RFC's order gives it; when the key is usable, mailauth's body
+ *    hash failure stands. Either way the signature does not pass.
+ * 5. The per-signature alignment guess (`status.aligned`, made before
+ *    DMARC runs; the DMARC verdict does not read it) uses registrableDomain()
+ *    (psl.ts): mailauth's PSL lookup, except that a name with an empty
+ *    first label (`.example.com`) has no Organizational Domain and aligns
+ *    with nothing but itself.
  *
  * The conformance suites (test/conformance/dkim, arc) verify through this
  * function, and verify.test.ts compares it with mailauth's dkimVerify() on
  * generated messages (line ends, header shapes, keys) result for result.
  */
 import { createPublicKey } from "node:crypto";
-import { DkimVerifier, type KeyLookup } from "mailauth/lib/dkim/dkim-verifier.js";
+import { DkimVerifier, type KeyLookup, type SignatureHeader, type SignatureResult } from "mailauth/lib/dkim/dkim-verifier.js";
 import { getPublicKey, toALabel, writeToStream, type PublicKeyRecord } from "mailauth/lib/tools.js";
+import { relaxedAlignment } from "./psl.ts";
 import type { DKIMVerifyOptions, DKIMVerifyResult } from "mailauth";
 
 export type TxtResolver = (name: string, rrtype: string) => Promise<unknown>;
@@ -35,6 +51,14 @@ export type TxtResolver = (name: string, rrtype: string) => Promise<unknown>;
 const LF = 0x0a;
 const CR = 0x0d;
 const CRLF = Buffer.from("\r\n");
+/** mailauth's comment for a body hash that differs from bh=. */
+const BODY_HASH_FAILED = "body hash did not verify";
+/**
+ * Outcomes of mailauth's verifySignature() that come after a usable key:
+ * the signature checked (pass, fail), its times, or the rsa-sha1 refusal
+ * (which mailauth decides before the key). Every other outcome is the key step's.
+ */
+const KEY_USABLE = new Set(["bad signature", "expired", "invalid expiration", "weak algorithm"]);
 /** Longest key record text (with the lookup options) kept between messages. */
 const MAX_KEPT_RECORD = 8192;
 
@@ -135,6 +159,38 @@ class Verifier extends DkimVerifier {
     this.keyCache = keys;
     // mailauth hands its key lookup to the ARC validation the same way (a hidden property).
     Object.defineProperty(this.arc, "keyCache", { value: keys, enumerable: false, configurable: true, writable: true });
+  }
+
+  /** Changes 4 and 5 (see the top of the file). */
+  override async verifySignature(sig: SignatureHeader, fallback?: boolean): Promise<SignatureResult> {
+    const result = await this.#keyFirst(sig, fallback);
+    // mailauth's condition and form: getAlignment(from, [d])?.domain || false.
+    if (sig.type === "DKIM" && this.headerFrom?.length) {
+      result.status.aligned = relaxedAlignment(this.headerFrom[0]?.split("@").pop() ?? "", sig.signingDomain ?? "") || false;
+    }
+    return result;
+  }
+
+  /** Change 4: the key step is judged before the body hash. */
+  async #keyFirst(sig: SignatureHeader, fallback?: boolean): Promise<SignatureResult> {
+    const result = await super.verifySignature(sig, fallback);
+    if (sig.type !== "DKIM" || result.status.comment !== BODY_HASH_FAILED) return result;
+    const bh = sig.parsed?.bh;
+    const computed = this.bodyHashes.get((fallback === true ? sig.fallbackBodyHashKey : sig.bodyHashKey) ?? "")?.hash;
+    if (bh === undefined || typeof computed !== "string") return result;
+    // mailauth's own steps once more, past its body hash comparison, to the key.
+    const claimed = bh.value;
+    bh.value = computed;
+    let keyed: SignatureResult;
+    try {
+      keyed = await super.verifySignature(sig, fallback);
+    } finally {
+      bh.value = claimed;
+    }
+    const { result: outcome, comment } = keyed.status;
+    if (outcome === "pass" || (typeof comment === "string" && KEY_USABLE.has(comment))) return result;
+    keyed.bodyHashExpecting = claimed;
+    return keyed;
   }
 
   /** mailauth's MessageParser.ensureLinebreaks, the same chunks, found with indexOf. */

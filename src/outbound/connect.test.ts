@@ -19,6 +19,7 @@ import type { Envelope } from "../queue/types.ts";
 import { generateCertificate } from "../tls/selfsigned.ts";
 import type { OutboundMessage } from "./client-session.ts";
 import { deliverSession, type DeliverOptions } from "./connect.ts";
+import { peerSkip } from "../../test/helpers/peers.ts";
 
 const SMTP_SINK = "/usr/sbin/smtp-sink";
 const TIMEOUTS = { connectMs: 2000, greetingMs: 2000, commandMs: 2000, dataMs: 2000 };
@@ -46,7 +47,7 @@ function freePort(): Promise<number> {
   });
 }
 
-test("smtp-sink: three messages over one pipelined connection arrive byte for byte", { skip: existsSync(SMTP_SINK) ? false : "smtp-sink not installed" }, async (t) => {
+test("smtp-sink: three messages over one pipelined connection arrive byte for byte", { skip: peerSkip(existsSync(SMTP_SINK) ? undefined : `${SMTP_SINK} is missing: install the Debian package postfix`) }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "wardmail-sink-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await chmod(dir, 0o777); // smtp-sink drops to "nobody" when started as root

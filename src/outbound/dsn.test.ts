@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { MAX_RETURNED_CONTENT, buildDsn, headerSection, type BuiltDsn, type DsnOptions, type DsnRecipient } from "./dsn.ts";
 import { DsnParseError, parseDsn } from "./dsn-parse.ts";
 import { pythonMissing, runPython } from "../dkim/test-util.ts";
+import { peerSkip } from "../../test/helpers/peers.ts";
 
 const ORIGINAL = Buffer.from(
   [
@@ -331,7 +332,7 @@ describe("parseDsn", () => {
   });
 });
 
-const noPython = pythonMissing("email");
+const noPython = peerSkip(pythonMissing("email", "python3"));
 const PY_PARSE = `
 import sys, json, email, email.policy
 m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { StaticResolver } from "../dns/index.ts";
 import { conformanceFile } from "../../test/helpers/conformance.ts";
+import { skipOrFail } from "../../test/helpers/peers.ts";
 import { FAILURE_TYPES, TlsRptStore, parseTlsRptRecord, reportFilename, reportJson, reportMessage, tlsRptFor } from "./tlsrpt.ts";
 import type { TlsRptEvent } from "./tlsrpt.ts";
 import { contentType, readReportMessage } from "./tlsrpt-read.ts";
@@ -366,7 +367,7 @@ test("reportMessage: read back by python3's email package", (t) => {
   ].join("\n");
   const res = spawnSync("python3", ["-c", py], { input: raw, encoding: "utf8", timeout: 30_000 });
   if (res.error && (res.error as NodeJS.ErrnoException).code === "ENOENT") {
-    t.skip("python3 not installed");
+    skipOrFail(t, "python3 cannot be run: install the Debian package python3");
     return;
   }
   assert.equal(res.status, 0, res.stderr);

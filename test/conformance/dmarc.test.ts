@@ -4,8 +4,9 @@
  * (src/mailauth/dmarc.ts: mailauth's dmarc() with a guard for a DMARC record
  * set at the author domain) with Wardmail's options (strict: true) and a zone
  * resolver, checking only the keys each case
- * states; and the Public Suffix List's own algorithm tests against the
- * registrable-domain function mailauth uses for its PSL-based alignment.
+ * states; and the Public Suffix List's own algorithm tests against
+ * registrableDomain() (src/mailauth/psl.ts), the registrable-domain function
+ * of verifyDkim's PSL-based alignment guess.
  *
  *   node --test test/conformance/dmarc.test.ts
  *
@@ -18,13 +19,13 @@
  * function is tldts.getDomain() with ICANN and PRIVATE sections, from the
  * tldts 7.4.15 package mailauth depends on, which bundles its own PSL snapshot
  * (not the shared public_suffix_list.dat; the package does not record its date).
+ * Wardmail's verifyDkim makes the `aligned` guess with registrableDomain():
+ * that same call, except that a name with an empty first label has none.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
 import type { DMARCResult } from "mailauth";
-import { evaluateDmarc } from "../../src/mailauth/index.ts";
+import { evaluateDmarc, registrableDomain } from "../../src/mailauth/index.ts";
 import { conformanceFile } from "../helpers/conformance.ts";
 import { STRICT, Tally, Zone } from "./zones.ts";
 import type { ReasonTable } from "./zones.ts";
@@ -36,12 +37,10 @@ import type { ReasonTable } from "./zones.ts";
 
 const SKIP: ReasonTable = {};
 
-const LEADING_DOT =
-  "tldts drops a leading dot and returns the registrable domain of the rest; the PSL algorithm tests give null for a name whose first label is empty (it is not a domain name). mailauth's PSL-based alignment guess would align such a malformed name";
-const KNOWN: ReasonTable = {
-  "line 13: .example.com -> null": LEADING_DOT,
-  "line 14: .example.example -> null": LEADING_DOT,
-};
+// psl-tests lines 13 and 14 (a leading dot -> null) pass through
+// registrableDomain (src/mailauth/psl.ts), which refuses an empty first label
+// that tldts would drop.
+const KNOWN: ReasonTable = {};
 
 interface DmarcCase {
   id: string;
@@ -143,15 +142,9 @@ const appliedRecord = (r: DMARCResult): Record<string, unknown> | undefined =>
 // ---------------------------------------------------------------------------
 // psl-tests.txt: "<input> <registrable domain>" per line, `null` = none.
 
-interface Tldts {
-  getDomain(url: string | null, options?: { allowIcannDomains?: boolean; allowPrivateDomains?: boolean }): string | null;
-}
-
 {
-  const tally = new Tally("DMARC psl-tests (tldts.getDomain as mailauth calls it)");
-  // tldts as mailauth resolves it, with mailauth's options (lib/tools.js TLDTS_OPTS)
-  const tldts = createRequire(fileURLToPath(import.meta.resolve("mailauth")))("tldts") as Tldts;
-  const options = { allowIcannDomains: true, allowPrivateDomains: true };
+  // registrableDomain: tldts as mailauth resolves and calls it (lib/tools.js TLDTS_OPTS), used for verifyDkim's alignment guess.
+  const tally = new Tally("DMARC psl-tests (registrableDomain, src/mailauth/psl.ts)");
   const lines = readFileSync(conformanceFile("dmarc", "psl-tests.txt"), "utf8").split("\n");
   lines.forEach((line, index) => {
     const m = /^(\S+)\s+(\S+)\s*$/.exec(line.trim());
@@ -159,7 +152,7 @@ interface Tldts {
     const [, input = "", expected = ""] = m;
     const id = `line ${index + 1}: ${input} -> ${expected}`;
     tally.case(id, { skip: SKIP[id], todo: KNOWN[id] }, () => {
-      const got = tldts.getDomain(input === "null" ? null : input, options);
+      const got = registrableDomain(input === "null" ? null : input);
       assert.equal(got, expected === "null" ? null : expected);
     });
   });

@@ -48,10 +48,18 @@ Object.assign(SKIP, {
     "expects IPv4 client 10.1.2.3 to match `ip6:::ffff:10.1.2.3`; RFC 7208 §5 evaluates an IPv4 (or IPv4-mapped) client with the IPv4 mechanisms only, which the openspf suite asserts in rfc7208/cidr6-0-ip4 and cidr6-ip4",
 });
 
-const KNOWN: ReasonTable = {
+/**
+ * Cases whose expected exp= text differs from mailauth's only in the letter
+ * case of a DNS name. Skipped in the count, and checked by an uncounted test
+ * that compares the result exactly and the explanation without case.
+ */
+const LETTER_CASE_ONLY: ReasonTable = {
   "rfc7208/v-macro-ip6":
-    "mailauth expands %{i} of an IPv6 client with lower-case nibbles (…e.b.a.b.e.f.a.c.ip6.arpa); the suite expects the upper-case form of the RFC 7208 §7.4 example. Only visible in exp= text: DNS names compare case-insensitively",
+    "expects the %{ir} nibbles of client CAFE:BABE::1 in upper case (…E.B.A.B.E.F.A.C.ip6.arpa), pyspf's form. RFC 7208 §7.4's own example writes them in lower case (2001:db8::cb01 gives 1.0.b.c.0.0…8.b.d.0.1.0.0.2.ip6, as Stalwart's macro.yml transcribes it), which is mailauth's form; DNS names compare case-insensitively (RFC 4343), so no query and no result differs. %{c} and %{v} (\"ip6\") match. The uncounted test \"…letter case aside\" checks the result and the text",
 };
+Object.assign(SKIP, LETTER_CASE_ONLY);
+
+const KNOWN: ReasonTable = {};
 
 /**
  * MX_NAMES: Stalwart's harness names the host of each `mx:` address
@@ -180,16 +188,18 @@ function openSpfSuite(label: string, file: string): void {
     const zone = openSpfZone(doc.zonedata);
     for (const [name, t] of Object.entries(doc.tests)) {
       const id = `${label}/${name}`;
-      tally.case(id, { skip: SKIP[id], todo: KNOWN[id] }, async () => {
-        const mta = t.receiver ?? "unknown"; // pyspf's default receiver, used by %{r}
-        const r: SPFResult = await spf({
-          sender: t.mailfrom ?? "",
-          ip: t.host,
-          helo: t.helo,
-          mta,
-          resolver: zone.resolver(),
-          strict: STRICT,
+      const mta = t.receiver ?? "unknown"; // pyspf's default receiver, used by %{r}
+      const check = (): Promise<SPFResult> => spf({ sender: t.mailfrom ?? "", ip: t.host, helo: t.helo, mta, resolver: zone.resolver(), strict: STRICT });
+      if (LETTER_CASE_ONLY[id] !== undefined) {
+        test(`${id}: the result, and the explanation letter case aside (not counted)`, async () => {
+          const r = await check();
+          assert.ok(lower(t.result).includes(r.status.result), `result ${r.status.result}, expected ${lower(t.result).join("|")}`);
+          assert.ok(t.explanation !== undefined && t.explanation !== "DEFAULT", "the case states an explanation");
+          assert.equal(r.explanation?.toLowerCase(), t.explanation.toLowerCase(), "explanation");
         });
+      }
+      tally.case(id, { skip: SKIP[id], todo: KNOWN[id] }, async () => {
+        const r: SPFResult = await check();
         const why = `${doc.description ?? ""} [${String(t.spec ?? "")}]: ${r.status.comment ?? ""}`;
         assert.ok(lower(t.result).includes(r.status.result), `result ${r.status.result}, expected ${lower(t.result).join("|")} — ${why}`);
         if (t.explanation !== undefined) {

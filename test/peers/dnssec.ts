@@ -8,7 +8,8 @@
 // (DNSKEY flags 257) that signs everything (ldns-signzone uses a lone KSK as
 // the ZSK too); NSEC for denial. Each signZone() call makes a fresh key in its
 // own temp dir, which is removed before it returns.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
+import { binaryMissing } from "../helpers/peers.ts";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -16,16 +17,10 @@ import path from "node:path";
 export const LDNS_KEYGEN_BIN = "/usr/bin/ldns-keygen";
 export const LDNS_SIGNZONE_BIN = "/usr/bin/ldns-signzone";
 
-/** undefined when ldns-keygen and ldns-signzone run, else why not (for a test's `skip`). */
+/** undefined when ldns-keygen and ldns-signzone run, else why not, naming the package (for peerSkip in test/helpers/peers.ts). */
 export function ldnsMissing(): string | undefined {
-  for (const bin of [LDNS_KEYGEN_BIN, LDNS_SIGNZONE_BIN]) {
-    // -v prints the version and exits 0.
-    const r = spawnSync(bin, ["-v"], { stdio: "ignore", timeout: 10_000 });
-    if (r.error !== undefined || r.status !== 0) {
-      return `${bin} cannot be run (${r.error?.message ?? `exit ${r.status}`}); install ldnsutils with scripts/install-peers.sh`;
-    }
-  }
-  return undefined;
+  // -v prints the version and exits 0.
+  return binaryMissing(LDNS_KEYGEN_BIN, ["-v"], "ldnsutils", { exitZero: true }) ?? binaryMissing(LDNS_SIGNZONE_BIN, ["-v"], "ldnsutils", { exitZero: true });
 }
 
 export interface SignedZone {

@@ -14,7 +14,8 @@
 // Knot is authoritative only: a name outside its zones gets REFUSED, which a
 // resolver reports as a temporary DNS error. A domain that should have "no
 // records" therefore needs a zone of its own with only SOA and NS.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
+import { binaryMissing } from "../helpers/peers.ts";
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -24,18 +25,9 @@ import { freePort } from "./ports.ts";
 export const KNOTD_BIN = "/usr/sbin/knotd";
 export const KDIG_BIN = "/usr/bin/kdig";
 
-/** undefined when knotd and kdig run, else why not (for a test's `skip`). */
+/** undefined when knotd and kdig run, else why not, naming the package (for peerSkip in test/helpers/peers.ts). */
 export function knotMissing(): string | undefined {
-  for (const [bin, args] of [
-    [KNOTD_BIN, ["--version"]],
-    [KDIG_BIN, ["--version"]],
-  ] as const) {
-    const r = spawnSync(bin, [...args], { stdio: "ignore", timeout: 10_000 });
-    if (r.error !== undefined || r.status !== 0) {
-      return `${bin} cannot be run (${r.error?.message ?? `exit ${r.status}`}); install knot and knot-dnsutils with scripts/install-peers.sh`;
-    }
-  }
-  return undefined;
+  return binaryMissing(KNOTD_BIN, ["--version"], "knot", { exitZero: true }) ?? binaryMissing(KDIG_BIN, ["--version"], "knot-dnsutils", { exitZero: true });
 }
 
 export interface Knot {

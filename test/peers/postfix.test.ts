@@ -2,18 +2,17 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { test } from "node:test";
-import { POSTFIX_SKIP_REASON, postfixAvailable, startPostfix, type PostfixInstance } from "./postfix.ts";
+import { postfixMissing, startPostfix, type PostfixInstance } from "./postfix.ts";
+import { peerSkip } from "../helpers/peers.ts";
 import { canConnect, freePort } from "./ports.ts";
 import { isAlive } from "./procs.ts";
 import { sendOneMessage } from "./smtp-client.ts";
 
+const SKIP = peerSkip(postfixMissing());
+
 const body = "From: <a@client.test>\r\nTo: <sink@bench.test>\r\nSubject: peer test\r\n\r\nhello\r\n.leading dot\r\n";
 
-void test("discard-mode Postfix accepts one message over raw SMTP and stops cleanly", async (t) => {
-  if (!postfixAvailable()) {
-    t.skip(POSTFIX_SKIP_REASON);
-    return;
-  }
+void test("discard-mode Postfix accepts one message over raw SMTP and stops cleanly", { skip: SKIP }, async (t) => {
   const pf = await startPostfix({ mode: "discard" });
   t.after(() => pf.stop());
 
@@ -40,11 +39,7 @@ void test("discard-mode Postfix accepts one message over raw SMTP and stops clea
   if (masterPid !== undefined) assert.equal(isAlive(masterPid), false, "master gone");
 });
 
-void test("two instances at once: relay-mode Postfix relays to a discard-mode Postfix", async (t) => {
-  if (!postfixAvailable()) {
-    t.skip(POSTFIX_SKIP_REASON);
-    return;
-  }
+void test("two instances at once: relay-mode Postfix relays to a discard-mode Postfix", { skip: SKIP }, async (t) => {
   const started: PostfixInstance[] = [];
   t.after(async () => {
     for (const p of started) await p.stop();

@@ -26,7 +26,7 @@ export const POSTFIX_BIN = "/usr/sbin/postfix";
 export const POSTCONF_BIN = "/usr/sbin/postconf";
 export const SMTP_SOURCE_BIN = "/usr/sbin/smtp-source";
 export const SMTP_SINK_BIN = "/usr/sbin/smtp-sink";
-export const POSTFIX_SKIP_REASON = "postfix not installed: run scripts/install-peers.sh";
+export const POSTFIX_SKIP_REASON = "postfix (postfix, postconf, smtp-source, smtp-sink, its master and user) is not installed: install the Debian package postfix (scripts/install-peers.sh installs every test peer)";
 
 export interface PostfixInstance {
   /** The temp dir holding everything of this instance (removed by stop()). */
@@ -96,6 +96,11 @@ export interface PostfixOptions {
 }
 
 /** True if the Postfix binaries and its mail_owner account exist on this machine. */
+/** undefined when postfixAvailable(), else POSTFIX_SKIP_REASON (for peerSkip in test/helpers/peers.ts). */
+export function postfixMissing(): string | undefined {
+  return postfixAvailable() ? undefined : POSTFIX_SKIP_REASON;
+}
+
 export function postfixAvailable(): boolean {
   if (![POSTFIX_BIN, POSTCONF_BIN, SMTP_SOURCE_BIN].every((p) => existsSync(p))) return false;
   if (!existsSync("/usr/lib/postfix/sbin/master")) return false;

@@ -23,11 +23,6 @@ export function requireBinary(cmd: string, args: string[]): void {
   }
 }
 
-/** undefined when cmd runs, else why not (for a test's `skip`). */
-export function missingBinary(cmd: string, args: string[]): string | undefined {
-  const r = spawnSync(cmd, args, { stdio: "ignore", timeout: 10_000 });
-  return r.error === undefined ? undefined : `${cmd} cannot be run (${r.error.message}); install it with scripts/install-peers.sh`;
-}
 
 export interface Run {
   code: number | null;

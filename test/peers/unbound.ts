@@ -18,6 +18,7 @@
 // chain holds, SERVFAIL when it is bogus); names under no anchor are insecure
 // (answered without AD), as are those listed in `insecure` (domain-insecure).
 import { spawnSync } from "node:child_process";
+import { binaryMissing } from "../helpers/peers.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -28,19 +29,9 @@ import { freePort } from "./ports.ts";
 export const UNBOUND_BIN = "/usr/sbin/unbound";
 export const UNBOUND_CHECKCONF_BIN = "/usr/sbin/unbound-checkconf";
 
-/** undefined when unbound (and kdig, used to see it is up) run, else why not (for a test's `skip`). */
+/** undefined when unbound (and kdig, used to see it is up) run, else why not, naming the package (for peerSkip in test/helpers/peers.ts). */
 export function unboundMissing(): string | undefined {
-  for (const [bin, args] of [
-    [UNBOUND_BIN, ["-V"]],
-    [UNBOUND_CHECKCONF_BIN, ["-h"]],
-    [KDIG_BIN, ["--version"]],
-  ] as const) {
-    const r = spawnSync(bin, [...args], { stdio: "ignore", timeout: 10_000 });
-    if (r.error !== undefined) {
-      return `${bin} cannot be run (${r.error.message}); install unbound and knot-dnsutils with scripts/install-peers.sh`;
-    }
-  }
-  return undefined;
+  return binaryMissing(UNBOUND_BIN, ["-V"], "unbound") ?? binaryMissing(UNBOUND_CHECKCONF_BIN, ["-h"], "unbound") ?? binaryMissing(KDIG_BIN, ["--version"], "knot-dnsutils");
 }
 
 export interface Unbound {

@@ -110,6 +110,8 @@ export interface Config {
     readonly accountMaxFailures: number;
     readonly accountWindow: number;
     readonly accountLock: number;
+    /** Seconds a successful login keeps its client exempt from the account's lock; 0: no exemption. */
+    readonly knownNetworkWindow: number;
   };
   readonly relay: {
     /** "address/prefix" networks that may relay without AUTH. */

@@ -237,7 +237,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "auth", name: "failure_delay", type: "integer (milliseconds)", default: 1000, min: 0, max: 60000,
-    doc: "Delay before the reply to a failed AUTH; it doubles with each further failure from the same client address (or IPv6 /64) in the window, up to auth.max_failure_delay.",
+    doc: "Delay before the reply to a failed AUTH; it doubles with each further attempt from the same client address (or IPv6 /64), or naming the same user, in their windows, up to auth.max_failure_delay.",
     check: integer(0, 60000),
   },
   {

@@ -100,7 +100,7 @@ export interface Config {
     readonly mechanisms: readonly string[];
     /** Offer AUTH on the MX listener too (after STARTTLS). */
     readonly onMx: boolean;
-    /** Milliseconds before a failed AUTH's reply; doubles per further failure from the client. */
+    /** Milliseconds before a failed AUTH's reply; doubles per further attempt of the client or the name. */
     readonly failureDelay: number;
     readonly maxFailureDelay: number;
     readonly ipMaxFailures: number;

@@ -14,8 +14,10 @@
  * the attempt as a failure in advance. A burst of parallel attempts from one
  * client therefore checks at most ip_max_failures secrets, however many
  * connections it opens. A success gives its reservation back (success());
- * a failure has nothing left to record. A refused attempt checks nothing,
- * so its reply (454 4.7.0) is the same whatever the password.
+ * a failure has nothing left to record (nor has an exchange abandoned after
+ * its check: a SCRAM client that leaves after a matching proof stays
+ * counted). A refused attempt checks nothing, so its reply (454 4.7.0) is
+ * the same whatever the password.
  *
  * - every failure delays its reply: failure_delay, doubled for each earlier
  *   attempt of the client or the name in their windows, capped at

@@ -12,9 +12,9 @@
  *   account logged in successfully recently (auth.known_network_window);
  *   failures during the lock do not make it last longer.
  *
- * Servers: `burst` (default limits: 10 failures per address; delays 10-100
- * ms) and `lockout` (default 30 failures per name; lock 5 s so the test can
- * watch it end). Source addresses: 127.0.0.20-21 (bursts), 127.0.1.x (the
+ * Servers (two worker threads each; delays 10-100 ms): `burst` (default
+ * 10 failures per address), `lockout` (default 30 failures per name and
+ * 900 s lock) and `shortlock` (a 6 s lock, so the test can watch it end). Source addresses: 127.0.0.20-21 (bursts), 127.0.1.x (the
  * owner's network), 127.0.2.x and 127.0.3.x (strangers).
  */
 import { after, before, describe, test } from "node:test";
@@ -28,10 +28,11 @@ const PW = { alice: "alice-password-1", bob: "bob-password-22", carol: "carol-pa
 const BLOCKED = "454 4.7.0 Too many failed authentication attempts; try again later";
 const BAD = "535 5.7.8 Authentication credentials invalid";
 const OK = "235 2.7.0 Authentication successful";
-const LOCK_SECONDS = 5;
+const LOCK_SECONDS = 6;
 
 let burst: Wardmail | undefined;
 let lockout: Wardmail | undefined;
+let shortlock: Wardmail | undefined;
 
 function need(s: Wardmail | undefined): Wardmail {
   assert.ok(s, "server not started");
@@ -42,11 +43,12 @@ before(async () => {
   requireBinary("swaks", ["--version"]);
   const started = await Promise.allSettled([
     startWardmail({ workers: 2, extra: "[auth]\nfailure_delay = 10\nmax_failure_delay = 100\n" }),
+    startWardmail({ workers: 2, extra: "[auth]\nfailure_delay = 10\nmax_failure_delay = 100\n" }),
     startWardmail({ workers: 2, extra: `[auth]\nfailure_delay = 10\nmax_failure_delay = 100\naccount_lock = ${LOCK_SECONDS}\n` }),
   ]);
-  [burst, lockout] = started.map((r) => (r.status === "fulfilled" ? r.value : undefined));
+  [burst, lockout, shortlock] = started.map((r) => (r.status === "fulfilled" ? r.value : undefined));
   for (const r of started) if (r.status === "rejected") throw r.reason;
-  for (const s of [need(burst), need(lockout)]) {
+  for (const s of [need(burst), need(lockout), need(shortlock)]) {
     const st = AccountStore.open(s.dataDir, { create: true, localDomains: DOMAINS });
     try {
       for (const [name, pw] of Object.entries(PW)) await st.addAccount(`${name}@example.test`, pw);
@@ -57,7 +59,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const s of [burst, lockout]) await s?.stop().then(() => s.cleanup());
+  for (const s of [burst, lockout, shortlock]) await s?.stop().then(() => s.cleanup());
 });
 
 /** One AUTH PLAIN (no authzid) on a new implicit-TLS connection from localAddress: the reply line (without CRLF) and its time. */
@@ -152,15 +154,14 @@ function countBy(xs: string[]): Record<string, number> {
 
 describe("an account under attack from many addresses (account_max_failures = 30)", () => {
   /** 30 wrong guesses at user, in parallel, one from each of 127.0.<net>.<first>..<first+29>. */
-  async function distributed(user: string, net: number, first: number): Promise<string[]> {
-    const s = need(lockout);
+  async function distributed(s: Wardmail, user: string, net: number, first: number): Promise<string[]> {
     return Promise.all(Array.from({ length: 30 }, async (_, i) => (await attempt(s, `127.0.${net}.${first + i}`, user, `wrong-guess-${i}`)).line));
   }
 
   test("the owner keeps logging in from the address it logged in from before; strangers are refused whatever the password", async () => {
     const s = need(lockout);
     assert.equal((await attempt(s, "127.0.1.1", "bob@example.test", PW.bob)).line, OK);
-    const guesses = await distributed("bob@example.test", 2, 1);
+    const guesses = await distributed(s, "bob@example.test", 2, 1);
     assert.deepEqual(countBy(guesses), { [BAD]: 30 });
     // Locked for strangers: the right password gets the same 454 as a wrong one, from a new address.
     assert.equal((await attempt(s, "127.0.2.100", "bob@example.test", "wrong-guess-x")).line, BLOCKED);
@@ -174,12 +175,12 @@ describe("an account under attack from many addresses (account_max_failures = 30
   });
 
   test(`failures during the lock do not extend it: ${LOCK_SECONDS} s after it began, the owner logs in from a new address`, async () => {
-    const s = need(lockout);
-    const guesses = await distributed("carol@example.test", 2, 101);
+    const s = need(shortlock);
+    const guesses = await distributed(s, "carol@example.test", 2, 101);
     const locked = Date.now();
     assert.deepEqual(countBy(guesses), { [BAD]: 30 });
     // 30 more from other addresses during the lock (enough to start a new lock if they were counted).
-    const during = await distributed("carol@example.test", 3, 101);
+    const during = await distributed(s, "carol@example.test", 3, 101);
     assert.ok(Date.now() - locked < LOCK_SECONDS * 1000, `the second wave took ${Date.now() - locked} ms, longer than the lock`);
     assert.deepEqual(countBy(during), { [BLOCKED]: 30 });
     await new Promise((r) => setTimeout(r, locked + LOCK_SECONDS * 1000 + 300 - Date.now()));

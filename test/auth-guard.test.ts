@@ -4,9 +4,10 @@
  *
  * - A race and a password oracle: a burst of parallel AUTH PLAIN from one
  *   address (60 connections through the TLS client helper, 20 swaks
- *   processes over STARTTLS) must check at most ip_max_failures (10)
- *   secrets, counted from the server's log lines, and once the client is
- *   blocked the right password must get the very reply the wrong ones get.
+ *   processes over STARTTLS; 30 SCRAM-SHA-256 exchanges) must check at most
+ *   ip_max_failures (10) secrets, counted from the server's log lines, and
+ *   once the client is blocked the right password must get the very reply
+ *   the wrong ones get.
  * - Anyone can lock any account: failures naming an account from 30
  *   addresses lock it for strangers, but not for a client address where the
  *   account logged in successfully recently (auth.known_network_window);
@@ -21,7 +22,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { AccountStore } from "../src/accounts/index.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
-import { logLines, openSession, requireBinary, swaks, swaksReply } from "./peers/submission.ts";
+import { logLines, openSession, requireBinary, scramWrongProof, swaks, swaksReply } from "./peers/submission.ts";
 
 const DOMAINS = ["example.test", "localhost"];
 const PW = { alice: "alice-password-1", bob: "bob-password-22", carol: "carol-password-3" };
@@ -143,6 +144,27 @@ describe("a burst of parallel AUTH from one address (ip_max_failures = 10)", () 
     assert.ok(log.failed <= 10, `${log.failed} wrong passwords were checked (limit 10)`);
     for (const r of runs) assert.ok(r.right ? r.line === OK || r.line === BLOCKED : r.line === BAD || r.line === BLOCKED, JSON.stringify(r));
     assert.ok(runs.filter((r) => !r.right && r.line === BLOCKED).length >= 20 - 10 - right.size);
+  });
+});
+
+describe("a burst of parallel SCRAM-SHA-256 exchanges from one address", () => {
+  test("30 wrong proofs at once: at most 10 proofs checked, the rest refused with 454 before the proof", async (t) => {
+    const s = need(burst);
+    const ip = "127.0.0.23";
+    const lines = await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const { wire } = await openSession(s.submissionsPort, { tls: "implicit", localAddress: ip });
+        try {
+          return (await scramWrongProof(wire, "carol@example.test")).raw.trimEnd();
+        } finally {
+          wire.close();
+        }
+      }),
+    );
+    const log = await authLog(s, ip, 30);
+    t.diagnostic(`verified: ${log.failed} proofs of 30; replies ${JSON.stringify(countBy(lines.map((l) => l.slice(0, 3))))}`);
+    assert.ok(log.failed <= 10, `${log.failed} proofs were checked (limit 10)`);
+    assert.deepEqual(countBy(lines), { [BAD]: log.failed, [BLOCKED]: 30 - log.failed });
   });
 });
 

@@ -215,3 +215,31 @@ void test("LOGIN: empty, NUL-bearing, over-long or non-UTF-8 answers are malform
   await twice.step(undefined);
   assert.deepEqual(await twice.step(undefined), MALFORMED);
 });
+
+void test("PLAIN and LOGIN ask admit once, with the user name as sent, before the store; refused, nothing is checked and any password fails alike", async () => {
+  for (const allow of [true, false]) {
+    const asked: string[] = [];
+    const context: SaslContext = { ...ctx(), admit: (u) => (asked.push(u), allow) };
+    checks.length = 0;
+    const results: SaslStep[] = [];
+    for (const pw of ["alice pw", "wrong pw"]) {
+      results.push(await mech("PLAIN", context).step(text(`\0Alice@example.org\0${pw}`)));
+      const login = mech("LOGIN", context);
+      await login.step(text("Alice@example.org"));
+      results.push(await login.step(text(pw)));
+    }
+    assert.deepEqual(asked, ["Alice@example.org", "Alice@example.org", "Alice@example.org", "Alice@example.org"]);
+    if (allow) {
+      assert.deepEqual(results.map((r) => r.kind), ["success", "success", "failure", "failure"]);
+      assert.equal(checks.length, 4);
+    } else {
+      const refused: SaslStep = { kind: "failure", reason: "refused", user: "Alice@example.org" };
+      assert.deepEqual(results, [refused, refused, refused, refused]);
+      assert.deepEqual(checks, []);
+    }
+  }
+  // Malformed messages never get as far as admit.
+  const asked: string[] = [];
+  await mech("PLAIN", { ...ctx(), admit: (u) => (asked.push(u), true) }).step(text("no separators"));
+  assert.deepEqual(asked, []);
+});

@@ -51,12 +51,14 @@ export function createMechanism(name: string, ctx: SaslContext, options: Mechani
 const octets = (text: string): number => Buffer.byteLength(text, "utf8");
 
 /**
- * Checks `password` for `username` and, when the store accepts it, the
+ * Asks ctx.admit (nothing is checked when it refuses), then checks
+ * `password` for `username` and, when the store accepts it, the
  * authzid (empty when the mechanism has none). The authzid is judged only
  * after the credentials passed, so a refused authzid never tells a stranger
  * anything about the account.
  */
 async function verify(ctx: SaslContext, username: string, password: string, authzid: string): Promise<SaslStep> {
+  if (ctx.admit !== undefined && !ctx.admit(username)) return failure("refused", username);
   const account = await ctx.store.checkPassword(username, password);
   if (account === undefined) return failure("credentials", username);
   if (!authzidAllowed(authzid, username, account)) return failure("authzid", username);

@@ -373,3 +373,26 @@ void test("the iteration count and salt come from the store", async () => {
   const serverFirst = challengeText(await mech("SCRAM-SHA-256", ctx()).step(text("n,,n=user,r=abc")));
   assert.match(serverFirst, /,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096$/);
 });
+
+void test("admit is asked once, with the user name, right before the proof is checked; refused, the right and a wrong proof fail alike", async () => {
+  for (const allow of [true, false]) {
+    const asked: string[] = [];
+    const context: SaslContext = { ...ctx(), admit: (u) => (asked.push(u), allow) };
+    const right = await exchange(new ScramClient("alice@example.org", "alice pw"), { context });
+    const wrong = await exchange(new ScramClient("alice@example.org", "not it"), { context });
+    assert.deepEqual(asked, ["alice@example.org", "alice@example.org"]);
+    if (allow) {
+      assert.deepEqual(right.result, { kind: "success", account: "alice@example.org" });
+      assert.equal(wrong.result.kind, "failure");
+    } else {
+      assert.deepEqual(right.result, { kind: "failure", reason: "refused", user: "alice@example.org" });
+      assert.deepEqual(wrong.result, right.result);
+      assert.equal(right.verified, false);
+    }
+  }
+  // A client-first that fails (a refused binding) never gets as far as admit.
+  const asked: string[] = [];
+  const context: SaslContext = { ...ctx(randomBytes(32)), admit: (u) => (asked.push(u), true) };
+  assert.equal((await exchange(new ScramClient("alice@example.org", "alice pw", { flag: "y" }), { context })).result.kind, "failure");
+  assert.deepEqual(asked, []);
+});

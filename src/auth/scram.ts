@@ -296,6 +296,8 @@ export class ScramServer implements SaslMechanism {
     if (final.channelBinding !== cbindInput.toString("base64")) return failure("channel-binding");
     if (final.nonce !== state.nonce) return failure("malformed");
     // RFC 5802 §3: AuthMessage = client-first-message-bare "," server-first-message "," client-final-message-without-proof
+    // The proof is the secret: the guard decides before it is checked.
+    if (this.#ctx.admit !== undefined && !this.#ctx.admit(first.username)) return failure("refused", first.username);
     const authMessage = `${first.bare},${state.serverFirst},${final.withoutProof}`;
     const match = matchProof(state.creds?.keys ?? [DUMMY_KEYS], authMessage, final.proof);
     if (state.creds === undefined || match === undefined) return failure("credentials", first.username);

@@ -39,9 +39,11 @@ export type SaslStep =
    * either way); "malformed": the client's message broke the mechanism's
    * syntax (501 5.5.2); "authzid": the client asked to act as someone else
    * (535 5.7.8); "channel-binding": the channel binding did not match or a
-   * downgrade was detected (535 5.7.8).
+   * downgrade was detected (535 5.7.8); "refused": SaslContext.admit said
+   * no, so no secret was checked (the server's reply is the same whatever
+   * the password).
    */
-  | { readonly kind: "failure"; readonly reason: "credentials" | "malformed" | "authzid" | "channel-binding"; readonly user?: string };
+  | { readonly kind: "failure"; readonly reason: "credentials" | "malformed" | "authzid" | "channel-binding" | "refused"; readonly user?: string };
 
 export interface SaslMechanism {
   readonly name: string;
@@ -63,4 +65,12 @@ export interface SaslContext {
   readonly channelBinding: Buffer | undefined;
   /** Server secret used to make a stable fake SCRAM salt for unknown users. */
   readonly fakeSaltKey: Buffer;
+  /**
+   * Asked once per exchange with the user name as sent, right before a
+   * secret is checked (PLAIN and LOGIN: before checkPassword; SCRAM: before
+   * the proof). False: the mechanism fails with "refused" and checks
+   * nothing. The server's brute-force guard reserves the attempt here.
+   * Absent: every attempt is checked.
+   */
+  readonly admit?: (username: string) => boolean;
 }

@@ -76,6 +76,7 @@ const EXPECTED_DEFAULTS: Config = {
     accountMaxFailures: 30,
     accountWindow: 900,
     accountLock: 900,
+    knownNetworkWindow: 604800,
   },
   relay: { trustedNetworks: [] },
   accounts: { maxMessagesPerHour: 200, maxRecipientsPerHour: 1000 },

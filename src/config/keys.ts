@@ -237,7 +237,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "auth", name: "failure_delay", type: "integer (milliseconds)", default: 1000, min: 0, max: 60000,
-    doc: "Delay before the reply to a failed AUTH; it doubles with each further failure from the same client address (or IPv6 /64) in the window, up to auth.max_failure_delay.",
+    doc: "Delay before the reply to a failed AUTH; it doubles with each further attempt from the same client address (or IPv6 /64), or naming the same user, in their windows, up to auth.max_failure_delay.",
     check: integer(0, 60000),
   },
   {
@@ -247,7 +247,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "auth", name: "ip_max_failures", type: "integer", default: 10, min: 1, max: 100000,
-    doc: "Failed AUTH attempts from one client address (IPv6: one /64) within auth.ip_window after which that client is blocked from AUTH for auth.ip_block seconds.",
+    doc: "Failed AUTH attempts from one client address (IPv6: one /64) within auth.ip_window after which that client is blocked from AUTH for auth.ip_block seconds. An attempt counts before its password is checked (a success is given back), so parallel connections get no more passwords checked.",
     check: integer(1, 100000),
   },
   {
@@ -262,7 +262,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "auth", name: "account_max_failures", type: "integer", default: 30, min: 1, max: 100000,
-    doc: "Failed AUTH attempts naming one user (from any address) within auth.account_window after which that user is locked for auth.account_lock seconds. Counted for unknown names too, so a lockout never tells whether a user exists.",
+    doc: "Failed AUTH attempts naming one user (from any address) within auth.account_window after which that user is locked for auth.account_lock seconds, except from clients in auth.known_network_window. Counted for unknown names too, so a lockout never tells whether a user exists.",
     check: integer(1, 100000),
   },
   {
@@ -272,8 +272,13 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "auth", name: "account_lock", type: "integer (seconds)", default: 900, min: 1, max: 86400,
-    doc: "How long a user stays locked.",
+    doc: "How long a user stays locked. Attempts refused during the lock are not counted, so they cannot extend it.",
     check: integer(1, 86400),
+  },
+  {
+    section: "auth", name: "known_network_window", type: "integer (seconds)", default: 604800, min: 0, max: 7776000,
+    doc: "A client address (IPv6: its /64) where an account logged in successfully within this many seconds is not subject to that account's lock (it still has its own ip_max_failures). 0: the lock holds for every client.",
+    check: integer(0, 7776000),
   },
   {
     section: "relay", name: "trusted_networks", type: "array of strings", default: [],

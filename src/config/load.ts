@@ -226,6 +226,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       accountMaxFailures: get("auth.account_max_failures"),
       accountWindow: get("auth.account_window"),
       accountLock: get("auth.account_lock"),
+      knownNetworkWindow: get("auth.known_network_window"),
     },
     relay: { trustedNetworks: get("relay.trusted_networks") },
     accounts: {

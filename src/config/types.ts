@@ -100,7 +100,7 @@ export interface Config {
     readonly mechanisms: readonly string[];
     /** Offer AUTH on the MX listener too (after STARTTLS). */
     readonly onMx: boolean;
-    /** Milliseconds before a failed AUTH's reply; doubles per further failure from the client. */
+    /** Milliseconds before a failed AUTH's reply; doubles per further attempt of the client or the name. */
     readonly failureDelay: number;
     readonly maxFailureDelay: number;
     readonly ipMaxFailures: number;
@@ -110,6 +110,8 @@ export interface Config {
     readonly accountMaxFailures: number;
     readonly accountWindow: number;
     readonly accountLock: number;
+    /** Seconds a successful login keeps its client exempt from the account's lock; 0: no exemption. */
+    readonly knownNetworkWindow: number;
   };
   readonly relay: {
     /** "address/prefix" networks that may relay without AUTH. */

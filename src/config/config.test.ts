@@ -54,6 +54,7 @@ const EXPECTED_DEFAULTS: Config = {
     max_connections: 1000,
     tls_handshake_timeout: 30,
     max_commands: 10000,
+    min_free_space: 104857600,
   },
   protocol: { bareLineEndings: "reject", eightBitWithout8bitmime: "accept" },
   spool: { maxBatch: 256 },

@@ -15,12 +15,13 @@ import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { loadConfig } from "../config/index.ts";
 import { LocalDelivery } from "../delivery/index.ts";
 import { createLogger, logWritten } from "../log/index.ts";
-import { Spool } from "../queue/index.ts";
+import { FreeSpace, Spool } from "../queue/index.ts";
 import { TlsManager, resolveCertificatePairs } from "../tls/index.ts";
 import { join } from "node:path";
 import { SmtpServer, type BoundListener } from "./listeners.ts";
 import { chownTo } from "./privileges.ts";
 import { Receiver } from "./receiver.ts";
+import { StorageGuard } from "./storage-guard.ts";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createPrivateKey } from "node:crypto";
@@ -139,7 +140,10 @@ export async function runWorker(data: WorkerData): Promise<void> {
     logger,
     hostname: config.server.hostname,
   });
-  const server = new SmtpServer({ config, logger, host: receiver, tls, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
+  // limits.min_free_space at MAIL, 452 4.3.1 for a spool write that ran out of space.
+  const space = new FreeSpace({ dir: join(config.server.dataDir, "spool"), floor: config.limits.min_free_space, logger });
+  const host = new StorageGuard(receiver, space);
+  const server = new SmtpServer({ config, logger, host, tls, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
   const listeners = await server.listen();
 
   let stopping = false;

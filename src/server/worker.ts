@@ -28,7 +28,7 @@ import { createPrivateKey } from "node:crypto";
 import { AccountStore, ACCOUNTS_FILE } from "../accounts/index.ts";
 import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
-import { CheckRunner } from "../policy/index.ts";
+import { CheckRunner, DnsblCheck } from "../policy/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
 import { createOutbound } from "../outbound/index.ts";
 
@@ -111,17 +111,22 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const guard = new AuthGuard(accounts.db, config);
   const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
   const resolver = createResolver(config.dns);
-  const checks = config.checks.enabled
+  // DNSBL first: its connect hook runs before SPF at MAIL.
+  const dnsbl = config.dnsbl.zones.length > 0
+    ? [new DnsblCheck({ zones: config.dnsbl.zones, threshold: config.dnsbl.threshold, timeoutMs: config.dnsbl.timeout * 1000, resolver })]
+    : [];
+  const checks = config.checks.enabled || dnsbl.length > 0
     ? new CheckRunner(
         [
-          new SenderAuthCheck({
+          ...dnsbl,
+          ...(!config.checks.enabled ? [] : [new SenderAuthCheck({
             resolver: (name, type) => resolver.resolve(name, type),
             authservId: config.checks.authservId || config.server.hostname,
             checks: config.checks,
             ...(config.checks.arcSeal
               ? { seal: { domain: config.checks.arcSeal.domain, selector: config.checks.arcSeal.selector, privateKey: await sealingKey(config.checks.arcSeal.key) } }
               : {}),
-          }),
+          })]),
         ],
         config.checks.actions,
         config.checks.timeout * 1000,

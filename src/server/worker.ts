@@ -111,7 +111,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const guard = new AuthGuard(accounts.db, config);
   const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
   const resolver = createResolver(config.dns);
-  // DNSBL first: its connect hook runs before SPF at MAIL.
+  // DNSBL: a connect hook, run at MAIL before the mail phase (SPF), which a listing then skips.
   const dnsbl = config.dnsbl.zones.length > 0
     ? [new DnsblCheck({ zones: config.dnsbl.zones, threshold: config.dnsbl.threshold, timeoutMs: config.dnsbl.timeout * 1000, resolver })]
     : [];

@@ -283,6 +283,7 @@ export const VERDICT_DEFAULTS: Readonly<Record<string, (typeof CHECK_ACTIONS)[nu
   "dmarc.reject": "reject",
   "dmarc.quarantine": "quarantine",
   "dmarc.temperror": "tag",
+  "dnsbl.listed": "reject",
 };
 
 export const checkActions: Check = (v, path, ctx) => {

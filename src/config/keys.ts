@@ -36,6 +36,7 @@ import {
   tlsPolicies,
 } from "./checkers.ts";
 export { VERDICT_DEFAULTS, parseLmtpTarget } from "./checkers.ts";
+import { dnsblZones } from "./dnsbl.ts";
 
 /** Collects problems while checking; paths are full key paths. */
 export interface CheckContext {
@@ -368,6 +369,21 @@ export const FIELDS: readonly Field[] = [
     section: "checks", name: "dmarc_overrides", type: "table of strings", default: {},
     doc: '"domain" = "none" | "quarantine" | "reject": use this policy instead of the one the domain publishes when its DMARC check fails (matched on the From: domain, else the domain whose DMARC record applies, else the organizational domain).',
     check: dmarcOverrides,
+  },
+  {
+    section: "dnsbl", name: "zones", type: "array of tables", default: [],
+    doc: 'DNS lists asked about each client of the MX listener (not authenticated, not in relay.trusted_networks), each { zone = "bl.example.org", weight = 1, answers = [] }: weight is added to the client\'s score when the zone lists its address (negative for an allowlist, DNSWL), answers the 127.0.0.0/8 addresses or networks that count (empty: any). Error codes (127.0.0.1, 127.0.0.255, 127.255.255.0/24, anything outside 127.0.0.0/8) never count and are logged as errors. Empty: no lookups.',
+    check: dnsblZones,
+  },
+  {
+    section: "dnsbl", name: "threshold", type: "integer", default: 1, min: 1, max: 1000,
+    doc: 'A client whose score (the summed weights of the zones listing it) reaches this gets the verdict "dnsbl.listed" (checks.actions; default reject: 550 5.7.1 at MAIL).',
+    check: integer(1, 1000),
+  },
+  {
+    section: "dnsbl", name: "timeout", type: "integer (seconds)", default: 5, min: 1, max: 60,
+    doc: "Time for all lookups of one client. A lookup that fails or times out counts as not listed (fail open, logged). Must be below checks.timeout.",
+    check: integer(1, 60),
   },
   {
     section: "queue", name: "retry_min", type: "integer (seconds)", default: 300, min: 1, max: 86400,

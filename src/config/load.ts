@@ -12,7 +12,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
-import type { RelayHost } from "./types.ts";
+import type { DnsblZone, RelayHost } from "./types.ts";
 import type { Limits } from "../limits/index.ts";
 import type { AliasTable, CheckContext, Field, LmtpTable } from "./keys.ts";
 import { SECTIONS } from "./keys.ts";
@@ -249,6 +249,11 @@ function build(values: ReadonlyMap<string, unknown>): Config {
         : { arcSeal: { domain: get<string>("checks.arc_seal_domain"), selector: get<string>("checks.arc_seal_selector"), key: get<string>("checks.arc_seal_key") } }),
       actions: get("checks.actions"),
       dmarcOverrides: get("checks.dmarc_overrides"),
+    },
+    dnsbl: {
+      zones: get<(DnsblZone | undefined)[]>("dnsbl.zones").filter((z): z is DnsblZone => z !== undefined),
+      threshold: get("dnsbl.threshold"),
+      timeout: get("dnsbl.timeout"),
     },
     queue: {
       retryMin: get("queue.retry_min"),

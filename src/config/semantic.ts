@@ -26,6 +26,17 @@ export function checkSemantics(
   checkLocal(values, fromFile, ctx);
   checkListeners(values, fromFile, ctx);
   checkArcSeal(values, ctx);
+  checkDnsblTimeout(values, fromFile, ctx);
+}
+
+/** DNSBL lookups fail open only if they end before the checks' deadline (which fails closed). */
+function checkDnsblTimeout(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<string>, ctx: CheckContext): void {
+  const zones = values.get("dnsbl.zones") as readonly unknown[] | undefined;
+  const dnsbl = values.get("dnsbl.timeout");
+  const checks = values.get("checks.timeout");
+  if (zones === undefined || zones.length === 0 || typeof dnsbl !== "number" || typeof checks !== "number" || dnsbl < checks) return;
+  const note = fromFile.has("dnsbl.timeout") ? "" : " (a default value)";
+  ctx.issue(["dnsbl", "timeout"], `${dnsbl} is not below checks.timeout (${checks})${note}; expected a DNSBL timeout shorter than the checks' deadline, so that a slow list lets the client in (fail open) instead of answering 451`);
 }
 
 /** ARC sealing needs its domain, selector and key together. */

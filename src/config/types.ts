@@ -36,6 +36,16 @@ export interface RelayHost {
 /** Where a local domain's mail is delivered over LMTP: a TCP address (IP literal) or a unix socket (absolute path). */
 export type LmtpTarget = { readonly host: string; readonly port: number } | { readonly path: string };
 
+/** One DNS list asked about each client address (config [dnsbl] zones). */
+export interface DnsblZone {
+  /** The list's zone (lowercase), e.g. "zen.spamhaus.org". */
+  readonly zone: string;
+  /** Added to the client's score when listed; negative for an allowlist (DNSWL). */
+  readonly weight: number;
+  /** "127.x.y.z/prefix" networks of the answers that count; empty: any answer that is not an error code. */
+  readonly answers: readonly string[];
+}
+
 export type CheckAction = "reject" | "tempfail" | "quarantine" | "tag" | "ignore";
 export type BareLineEndingPolicy = "reject" | "normalize";
 export type EightBitPolicy = "accept" | "reject";
@@ -142,6 +152,15 @@ export interface Config {
     readonly actions: Readonly<Record<string, CheckAction>>;
     /** Domain → policy to use instead of the published one. */
     readonly dmarcOverrides: Readonly<Record<string, "none" | "quarantine" | "reject">>;
+  };
+  /** DNS block- and allowlists asked about each MX client (postscreen-style weights and threshold). */
+  readonly dnsbl: {
+    /** Empty: no DNSBL lookups. */
+    readonly zones: readonly DnsblZone[];
+    /** A client whose summed weights reach this is listed (verdict "dnsbl.listed"). */
+    readonly threshold: number;
+    /** Seconds for all lookups of one client; then it is accepted (fail open). */
+    readonly timeout: number;
   };
   readonly queue: {
     /** Seconds. */

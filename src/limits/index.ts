@@ -90,6 +90,14 @@ export const LIMIT_SPECS = {
     unit: "count",
     doc: "Commands per connection, so one connection cannot stay forever. Then `421 4.7.0 Too many commands` and close.",
   },
+  min_free_space: {
+    key: "min_free_space",
+    default: 100 * 1024 * 1024,
+    min: 0,
+    max: 1024 * 1024 * 1024 * 1024,
+    unit: "bytes",
+    doc: "Free space that must stay on the spool's file system (as Postfix's `queue_minfree`). Below it `MAIL` gets `452 4.3.1 Insufficient system storage` on every listener (free space is read with statfs at most once a second). A message whose spool write runs out of space gets `452 4.3.1` at the end of DATA, never `250`. 0 turns the floor off (the write-time check stays).",
+  },
 } as const satisfies Record<string, LimitSpec>;
 
 export type LimitName = keyof typeof LIMIT_SPECS;

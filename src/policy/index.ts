@@ -12,6 +12,12 @@
  * Fail closed: a hook that throws or misses its deadline makes the whole
  * phase a temporary failure (451 4.7.0), never "continue". Its error goes to
  * the log only; the client sees a generic text.
+ *
+ * A hook may also name the reply of a reject for one of its verdicts (the
+ * DNSBL check names the client and the lists) and hand over log lines at
+ * their own level; the runner writes them with the check's name.
+ *
+ * Checks: SPF/DKIM/ARC/DMARC (src/mailauth), DNSBL/DNSWL (dnsbl.ts).
  */
 import type { CheckAction } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
@@ -46,6 +52,19 @@ export interface CheckOutcome {
   readonly headers?: readonly string[];
   /** Facts for the log line. */
   readonly notes?: Readonly<Record<string, unknown>>;
+  /**
+   * Lines for the log at their own level (e.g. a DNSBL answering with an
+   * error code: "error"), written by the runner with the check's name.
+   */
+  readonly logs?: readonly CheckLog[];
+  /** The reply to give when this verdict makes the action a reject (default: by the verdict's prefix). */
+  readonly replies?: Readonly<Record<string, Reply>>;
+}
+
+export interface CheckLog {
+  readonly level: "error" | "warn" | "info";
+  readonly msg: string;
+  readonly fields?: Readonly<Record<string, unknown>>;
 }
 
 export type CheckHook = (input: CheckInput) => Promise<CheckOutcome>;
@@ -69,18 +88,22 @@ export interface Decision {
   readonly headers: readonly string[];
   /** A check threw or missed its deadline (the action is then tempfail). */
   readonly failed?: boolean;
+  /** Replies the checks asked for, by verdict (CheckOutcome.replies). */
+  readonly replies?: ReadonlyMap<string, Reply>;
 }
 
 const SEVERITY: Record<CheckAction, number> = { ignore: 0, tag: 1, quarantine: 2, tempfail: 3, reject: 4 };
 
 export const CHECK_FAILED = reply(451, "4.7.0", "Temporary failure checking the message; try again later");
 const TEMPFAIL = reply(451, "4.7.1", "Sender authentication could not be completed; try again later");
+const TEMPFAIL_DNSBL = reply(451, "4.7.1", "Service temporarily unavailable; client listed by a DNS blocklist; try again later");
 
 /** The reply for a reject, by the verdict that caused it (RFC 7372 codes where they exist). */
 function rejectReply(verdict: string): Reply {
   if (verdict.startsWith("spf.")) return reply(550, "5.7.23", `SPF validation failed (${verdict})`);
   if (verdict.startsWith("dmarc.")) return reply(550, "5.7.1", `Message rejected by the sender domain's DMARC policy (${verdict})`);
   if (verdict.startsWith("dkim.")) return reply(550, "5.7.20", `No valid DKIM signature (${verdict})`);
+  if (verdict.startsWith("dnsbl.")) return reply(550, "5.7.1", "Service unavailable; client blocked by a DNS blocklist");
   return reply(550, "5.7.1", `Message rejected by policy (${verdict})`);
 }
 
@@ -119,6 +142,7 @@ export class CheckRunner {
     clearTimeout(timer);
     const verdicts: string[] = [];
     const headers: string[] = [];
+    const replies = new Map<string, Reply>();
     for (const [i, r] of results.entries()) {
       const name = hooks[i]?.name ?? "?";
       if (r.status === "rejected") {
@@ -129,12 +153,14 @@ export class CheckRunner {
       verdicts.push(...r.value.verdicts);
       headers.push(...(r.value.headers ?? []));
       if (r.value.notes) log.debug({ check: name, phase, ...r.value.notes }, "check result");
+      for (const l of r.value.logs ?? []) log[l.level]({ check: name, phase, ...l.fields }, l.msg);
+      for (const [v, rep] of Object.entries(r.value.replies ?? {})) replies.set(v, rep);
     }
-    return this.decide(verdicts, headers);
+    return this.decide(verdicts, headers, replies);
   }
 
-  /** Maps verdicts to the most severe action. */
-  decide(verdicts: readonly string[], headers: readonly string[] = []): Decision {
+  /** Maps verdicts to the most severe action; `replies` (by verdict) overrides the default reject reply. */
+  decide(verdicts: readonly string[], headers: readonly string[] = [], replies?: ReadonlyMap<string, Reply>): Decision {
     let action: CheckAction = "ignore";
     let triggered: string[] = [];
     for (const v of verdicts) {
@@ -147,7 +173,10 @@ export class CheckRunner {
       }
     }
     const first = triggered[0] ?? "";
-    const r = action === "reject" ? rejectReply(first) : action === "tempfail" ? TEMPFAIL : undefined;
-    return { action, ...(r ? { reply: r } : {}), verdicts, triggered, headers };
+    const r = action === "reject" ? (replies?.get(first) ?? rejectReply(first)) : action === "tempfail" ? (first.startsWith("dnsbl.") ? TEMPFAIL_DNSBL : TEMPFAIL) : undefined;
+    return { action, ...(r ? { reply: r } : {}), verdicts, triggered, headers, ...(replies && replies.size > 0 ? { replies } : {}) };
   }
 }
+
+export { DnsblCheck, reversedName, errorCode } from "./dnsbl.ts";
+export type { DnsblOptions, DnsblResult, ZoneResult } from "./dnsbl.ts";

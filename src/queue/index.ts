@@ -15,3 +15,5 @@ export { QueueAdmin } from "./admin.ts";
 export { DamagedRecordError, RECORD_VERSION, MAX_CONTENT_BYTES } from "./record.ts";
 export { newQueueId, isQueueId, shardOfId } from "./ids.ts";
 export { shardPath, listShards } from "./db.ts";
+export { FreeSpace, isStorageFull } from "./free-space.ts";
+export type { FreeSpaceOptions } from "./free-space.ts";

@@ -144,6 +144,22 @@ test("a failing commit rejects every promise of its batch and stores none of it"
   assert.ok(spool.get(okBefore) && spool.get(okAfter));
 });
 
+test("failed commits (a full disk, say) do not use up the handoff: the next durable message is still handed over", async (t) => {
+  const { dir, spool } = withSpool(t);
+  const other = rawDb(dir);
+  t.after(() => other.close());
+  spool.enableHandoff();
+  other.exec("CREATE TRIGGER fail_all BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+  // More failed handoff messages than the handoff holds (1024).
+  for (let round = 0; round < 5; round++) {
+    const results = await Promise.allSettled(Array.from({ length: 256 }, () => spool.enqueue(sampleMessage({ size: 100 }))));
+    assert.ok(results.every((r) => r.status === "rejected"));
+  }
+  other.exec("DROP TRIGGER fail_all");
+  const id = await spool.enqueue(sampleMessage());
+  assert.deepEqual(spool.takeFresh(10).map((m) => m.id), [id]);
+});
+
 test("a commit that cannot get the write lock within busy_timeout rejects", async (t) => {
   const { dir, spool } = withSpool(t, { busyTimeoutMs: 50 });
   const other = rawDb(dir);

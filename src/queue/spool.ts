@@ -310,6 +310,8 @@ export class Spool extends ShardStore {
       }, false);
     } catch (err) {
       if (batch.length > 0) this.counters.failedCommits++;
+      // Their handoff places are free again (a full disk must not leave the handoff used up).
+      for (const m of batch) if (m.handoff) this.pendingHandoffs--;
       this.log.error({ err, messages: batch.length, outcomes: outcomes.length }, "spool commit failed");
       const e = new Error("spool commit failed", { cause: err });
       for (const m of batch) m.reject(e);

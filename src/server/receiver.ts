@@ -146,7 +146,7 @@ export class Receiver implements SessionHost {
       if (!checks.has(phase)) continue;
       const d = await checks.run(phase, input, info.logger);
       if (d.failed) return d;
-      last = checks.decide([...seen, ...d.verdicts], d.headers);
+      last = checks.decide([...seen, ...d.verdicts], d.headers, d.replies);
       // A refused recipient's verdicts do not follow the transaction.
       if (phase !== "data" && last.reply) return last;
       seen.push(...d.verdicts);

@@ -15,19 +15,20 @@ import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { loadConfig } from "../config/index.ts";
 import { LocalDelivery } from "../delivery/index.ts";
 import { createLogger, logWritten } from "../log/index.ts";
-import { Spool } from "../queue/index.ts";
+import { FreeSpace, Spool } from "../queue/index.ts";
 import { TlsManager, resolveCertificatePairs } from "../tls/index.ts";
 import { join } from "node:path";
 import { SmtpServer, type BoundListener } from "./listeners.ts";
 import { chownTo } from "./privileges.ts";
 import { Receiver } from "./receiver.ts";
+import { StorageGuard } from "./storage-guard.ts";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createPrivateKey } from "node:crypto";
 import { AccountStore, ACCOUNTS_FILE } from "../accounts/index.ts";
 import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
-import { CheckRunner } from "../policy/index.ts";
+import { CheckRunner, DnsblCheck } from "../policy/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
 import { createOutbound } from "../outbound/index.ts";
 
@@ -110,17 +111,22 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const guard = new AuthGuard(accounts.db, config);
   const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
   const resolver = createResolver(config.dns);
-  const checks = config.checks.enabled
+  // DNSBL: a connect hook, run at MAIL before the mail phase (SPF), which a listing then skips.
+  const dnsbl = config.dnsbl.zones.length > 0
+    ? [new DnsblCheck({ zones: config.dnsbl.zones, threshold: config.dnsbl.threshold, timeoutMs: config.dnsbl.timeout * 1000, resolver })]
+    : [];
+  const checks = config.checks.enabled || dnsbl.length > 0
     ? new CheckRunner(
         [
-          new SenderAuthCheck({
+          ...dnsbl,
+          ...(!config.checks.enabled ? [] : [new SenderAuthCheck({
             resolver: (name, type) => resolver.resolve(name, type),
             authservId: config.checks.authservId || config.server.hostname,
             checks: config.checks,
             ...(config.checks.arcSeal
               ? { seal: { domain: config.checks.arcSeal.domain, selector: config.checks.arcSeal.selector, privateKey: await sealingKey(config.checks.arcSeal.key) } }
               : {}),
-          }),
+          })]),
         ],
         config.checks.actions,
         config.checks.timeout * 1000,
@@ -139,7 +145,10 @@ export async function runWorker(data: WorkerData): Promise<void> {
     logger,
     hostname: config.server.hostname,
   });
-  const server = new SmtpServer({ config, logger, host: receiver, tls, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
+  // limits.min_free_space at MAIL, 452 4.3.1 for a spool write that ran out of space.
+  const space = new FreeSpace({ dir: join(config.server.dataDir, "spool"), floor: config.limits.min_free_space, logger });
+  const host = new StorageGuard(receiver, space);
+  const server = new SmtpServer({ config, logger, host, tls, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
   const listeners = await server.listen();
 
   let stopping = false;

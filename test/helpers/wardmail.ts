@@ -68,12 +68,14 @@ export interface StartOptions {
    * process's environment), e.g. NODE_EXTRA_CA_CERTS for a test CA.
    */
   readonly env?: Readonly<Record<string, string>>;
+  /** Data directory instead of DIR/data, e.g. a small file system the test mounted (the test removes it). */
+  readonly dataDir?: string;
 }
 
 export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> {
   const dir = await mkdtemp(join(tmpdir(), "wardmail-test-"));
   if (opts.dirMode !== undefined) await chmod(dir, opts.dirMode);
-  const dataDir = join(dir, "data");
+  const dataDir = opts.dataDir ?? join(dir, "data");
   const [smtpPort, submissionPort, submissionsPort] = [await freePort(), await freePort(), await freePort()];
   const domains = opts.domains ?? ["example.test", "localhost"];
   const mailboxes = opts.mailboxes ?? ["user@example.test", "other@example.test", "postmaster@example.test"];

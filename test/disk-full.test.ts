@@ -24,6 +24,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { RawSmtpClient, type SmtpReply } from "./peers/smtp-client.ts";
 import { logLines, mailWith, queueList } from "./peers/submission.ts";
+import { peerSkip, rootMissing } from "./helpers/peers.ts";
 
 const MiB = 1024 * 1024;
 
@@ -40,7 +41,8 @@ function umount(dir: string): void {
 
 /** Why these tests cannot run here, or undefined: root, and a tmpfs mount that works. */
 function whySkip(): string | undefined {
-  if (process.getuid?.() !== 0) return "needs root to mount a tmpfs (mount -t tmpfs); CI runs as root";
+  const notRoot = rootMissing("mounts a tmpfs (mount -t tmpfs)");
+  if (notRoot !== undefined) return notRoot;
   const probe = mkdtempSync(join(tmpdir(), "wardmail-tmpfs-probe-"));
   try {
     const err = mountTmpfs(probe, "1m");
@@ -51,7 +53,7 @@ function whySkip(): string | undefined {
   }
 }
 
-const skip = whySkip();
+const skip = peerSkip(whySkip());
 const mounts: string[] = [];
 const dirs: string[] = [];
 const servers: Wardmail[] = [];

@@ -22,9 +22,10 @@ import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { knotMissing, startKnot, zoneText, type Knot } from "./peers/knot.ts";
-import { logLines, mailWith, missingBinary, swaks, swaksReply } from "./peers/submission.ts";
+import { logLines, mailWith, swaks, swaksReply } from "./peers/submission.ts";
+import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 
-const skip = knotMissing() ?? missingBinary("swaks", ["--version"]);
+const skip = peerSkip(knotMissing(), binaryMissing("swaks", ["--version"], "swaks"));
 
 const DNSBL = `[dnsbl]
 zones = [{ zone = "bl.test", weight = 2 }, { zone = "wl.test", weight = -3 }]

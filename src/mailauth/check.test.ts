@@ -13,7 +13,7 @@ import { dkimSign, sealMessage } from "mailauth";
 import { CheckRunner, type CheckInput } from "../policy/index.ts";
 import { createLogger } from "../log/index.ts";
 import { FORWARDING, SenderAuthCheck } from "./check.ts";
-import { authservIdOf, stripOwnAuthResults } from "./authres.ts";
+import { authservIdOf, stripOwnHeaders } from "./authres.ts";
 import { VERDICT_DEFAULTS } from "../config/keys.ts";
 
 const log = createLogger({ level: "silent" });
@@ -173,9 +173,9 @@ test("DMARC: two DMARC records at the author domain: no policy (RFC 7489 §6.6.3
   const r = await both(check(), { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test", content: message("ceo@multi.good.test") });
   assert.equal(r.data[2], "dmarc.none");
   assert.match(r.headers[0] ?? "", /dmarc=none/);
-  // The same with trailing dots on the From: domain (mailauth drops them all).
+  // Trailing dots on the From: domain are not a domain name (RFC 5322 dot-atom): an invalid From:, never a quiet none.
   const dots = await both(check(), { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test", content: message("ceo@multi.good.test..") });
-  assert.equal(dots.data[2], "dmarc.none");
+  assert.deepEqual(dots.data.slice(2), ["dmarc.permerror", "from.invalid"]);
 });
 
 test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrides a DMARC failure", async () => {
@@ -241,9 +241,9 @@ test("incoming Authentication-Results that claim our authserv-id are removed, ot
       "Authentication-Results: (comment) \"mx.wardmail.test\" 1;\r\n\tdmarc=pass\r\n" +
       "Subject: s\r\n\r\nAuthentication-Results: mx.wardmail.test; body text stays\r\n",
   );
-  const out = stripOwnAuthResults(msg, AUTHSERV).toString();
+  const out = stripOwnHeaders(msg, AUTHSERV).toString();
   assert.equal(out, "Received: from x\r\nAuthentication-Results: other.example; spf=pass\r\nSubject: s\r\n\r\nAuthentication-Results: mx.wardmail.test; body text stays\r\n");
-  assert.equal(stripOwnAuthResults(Buffer.from("Subject: x\r\n\r\nb\r\n"), AUTHSERV).toString(), "Subject: x\r\n\r\nb\r\n");
+  assert.equal(stripOwnHeaders(Buffer.from("Subject: x\r\n\r\nb\r\n"), AUTHSERV).toString(), "Subject: x\r\n\r\nb\r\n");
   assert.equal(authservIdOf(" example.org 1; none"), "example.org");
   assert.equal(authservIdOf(" (c (nested)) ex.org;"), "ex.org");
   assert.equal(authservIdOf(""), undefined);

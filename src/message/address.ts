@@ -38,12 +38,17 @@ class Invalid extends Error {}
 
 const SPECIALS = "<>@,:;.";
 
-/** Tokens of the value; comments go to `comments` with the index of the token they follow. */
-function tokenize(value: string, comments: { at: number; text: string }[]): Token[] {
-  const out: Token[] = [];
+/**
+ * A lazy tokenizer: next() adds the next token to `out` (false at the end),
+ * so a list that goes wrong early costs little. Comments go to `comments`
+ * with the index of the token they come before.
+ */
+function tokenizer(value: string, out: Token[], comments: { at: number; text: string }[]): () => boolean {
   let i = 0;
   const n = value.length;
-  while (i < n) {
+  return () => {
+  const before = out.length;
+  while (i < n && out.length === before) {
     const c = value[i] as string;
     if (c === " " || c === "\t" || c === "\r" || c === "\n") {
       i++;
@@ -99,8 +104,12 @@ function tokenize(value: string, comments: { at: number; text: string }[]): Toke
       out.push({ t: "atom", v: value.slice(s, i) });
     }
   }
-  return out;
+  return out.length > before;
+  };
 }
+
+/** Longest address field value parsed; a longer one is invalid (no real list comes near). */
+export const MAX_FIELD_CHARS = 65536;
 
 const LABEL = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/;
 
@@ -115,20 +124,19 @@ export function canonicalDomain(text: string): string | undefined {
 
 /** Parses an address-list (From:, Sender:, Resent-From:, ...). */
 export function parseAddressList(value: string): AddressList {
+  if (value.length > MAX_FIELD_CHARS) return { ok: false, reason: "too long" };
   const comments: { at: number; text: string }[] = [];
-  let tokens: Token[];
-  try {
-    tokens = tokenize(value, comments);
-  } catch (e) {
-    if (e instanceof Invalid) return { ok: false, reason: e.message };
-    throw e;
-  }
+  const tokens: Token[] = [];
+  const more = tokenizer(value, tokens, comments);
   const mailboxes: Mailbox[] = [];
   let i = 0;
   let c = 0; // next comment not yet given to a mailbox
-  const peek = (): Token | undefined => tokens[i];
+  const peek = (): Token | undefined => {
+    while (i >= tokens.length && more());
+    return tokens[i];
+  };
   const isSpecial = (v: string): boolean => {
-    const t = tokens[i];
+    const t = peek();
     return t !== undefined && t.t === "special" && t.v === v;
   };
   const expect = (v: string): void => {
@@ -226,10 +234,10 @@ export function parseAddressList(value: string): AddressList {
   };
   try {
     let first = true;
-    while (i < tokens.length) {
+    while (peek() !== undefined) {
       if (!first) expect(",");
       first = false;
-      if (i >= tokens.length) break;
+      if (peek() === undefined) break;
       if (isSpecial(",")) continue; // obs-addr-list: empty elements
       address(undefined);
     }
@@ -238,6 +246,7 @@ export function parseAddressList(value: string): AddressList {
     throw e;
   }
   // Comments after the last mailbox belong to it.
+  while (more());
   const rest = takeComments();
   const last = mailboxes.at(-1);
   if (last !== undefined && rest.length > 0) mailboxes[mailboxes.length - 1] = { ...last, comments: [...last.comments, ...rest] };

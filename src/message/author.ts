@@ -33,6 +33,9 @@ export interface Author {
   readonly problem?: AuthorProblem;
 }
 
+/** Fields of one name parsed; the rest are only counted (the answer is already "duplicate"). */
+const MAX_PARSED_FIELDS = 10;
+
 /** The mailboxes of every field named `name` (canonical), and whether one of them was invalid or empty. */
 export function mailboxesOf(content: Buffer, name: string, fields: readonly HeaderField[] = headerFields(content)): { mailboxes: Mailbox[]; fields: number; invalid: boolean } {
   const mailboxes: Mailbox[] = [];
@@ -40,7 +43,7 @@ export function mailboxesOf(content: Buffer, name: string, fields: readonly Head
   let invalid = false;
   for (const f of fields) {
     if (f.name !== name) continue;
-    count++;
+    if (++count > MAX_PARSED_FIELDS) continue;
     const list = parseAddressList(fieldValue(content, f));
     if (!list.ok || list.mailboxes.length === 0) invalid = true;
     if (list.ok) mailboxes.push(...list.mailboxes);

@@ -71,7 +71,7 @@ export function readerForm(text: string): string {
     .normalize("NFKC")
     .replace(CONFUSABLE_CHARS, (c) => CONFUSABLES[c] ?? c)
     .replace(/[\p{Cf}\p{M}]/gu, "")
-    .split(/(\s+)/) // odd indices: runs of white space (a split, so linear)
-    .map((part, i, all) => (i % 2 === 0 ? part : /[@.]$/.test(all[i - 1] ?? "") || /^[@.]/.test(all[i + 1] ?? "") ? "" : " "))
-    .join("");
+    .replace(/\s+/g, (run: string, at: number, all: string) => (AT_OR_DOT.has(all[at - 1] ?? "") || AT_OR_DOT.has(all[at + run.length] ?? "") ? "" : " "));
 }
+
+const AT_OR_DOT = new Set(["@", "."]);

@@ -184,8 +184,8 @@ export class SenderAuthCheck implements Check {
     const author = authorOf(content);
     const dmarcs = await this.dmarcAll(author, res);
     const dmarcVerdict = this.strictest(dmarcs);
-    const verdicts = [`dkim.${dkim}`, `arc.${arc}`, dmarcVerdict.verdict];
-    if (author.problem !== undefined) verdicts.push(`from.${author.problem}`);
+    // A From: problem first: it is the reason a refusal names when DMARC fails too.
+    const verdicts = [`dkim.${dkim}`, `arc.${arc}`, ...(author.problem !== undefined ? [`from.${author.problem}`] : []), dmarcVerdict.verdict];
     const local = this.localAuthor(author, dmarcs, res);
     if (local !== undefined) verdicts.push(local);
     // Authentication-Results: one resinfo per result, our authserv-id first.

@@ -143,17 +143,21 @@ export function parseAddressList(value: string): AddressList {
     if (!isSpecial(v)) throw new Invalid(`expected ${JSON.stringify(v)}`);
     i++;
   };
-  /** word *("." word), as written. */
+  /**
+   * Words and dots, as written. Dots are not checked (RFC 5322 §3.4.1 wants
+   * word *("." word), but "a..b" and "a.@" are real mailboxes at some
+   * providers); the domain is what the author checks depend on.
+   */
   const localPart = (words: Token[]): string => {
-    if (words.length === 0) throw new Invalid("empty local part");
+    if (!words.some((w) => w.t !== "special")) throw new Invalid("empty local part");
     let out = "";
-    let wantWord = true;
+    let word = false;
     for (const w of words) {
-      if (wantWord !== (w.t !== "special")) throw new Invalid("bad local part");
+      const isWord = w.t !== "special";
+      if (isWord && word) throw new Invalid("bad local part"); // two words without a dot between them
       out += w.t === "quoted" ? `"${w.v.replace(/(["\\])/g, "\\$1")}"` : w.v;
-      wantWord = !wantWord;
+      word = isWord;
     }
-    if (wantWord) throw new Invalid("local part ends with a dot");
     return out;
   };
   const domain = (): string => {
@@ -182,6 +186,27 @@ export function parseAddressList(value: string): AddressList {
     return words;
   };
   const nameOf = (words: Token[]): string => decodeEncodedWords(words.map((w) => w.v).join(" "));
+  /**
+   * True when the tokens from i up to the next "<" hold only words, dots
+   * and "@": an unquoted name with "@" in it before an angle address
+   * ("a@b.test <a@b.test>", common from scripts) is a display name, as
+   * readers show it. Looks no further than the next delimiter, which this
+   * mailbox consumes anyway (so linear).
+   */
+  const nameBeforeAngle = (): boolean => {
+    for (let j = i; ; j++) {
+      while (j >= tokens.length && more());
+      const t = tokens[j];
+      if (t === undefined) return false;
+      if (t.t === "special" && t.v === "<") return true;
+      if (t.t === "special" && t.v !== "." && t.v !== "@") return false;
+    }
+  };
+  const displayName = (): Token[] => {
+    const words: Token[] = [];
+    while (!isSpecial("<")) words.push(tokens[i++] as Token);
+    return words;
+  };
   const takeComments = (): string[] => {
     const out: string[] = [];
     while (c < comments.length && (comments[c]?.at ?? 0) <= i) out.push(comments[c++]?.text ?? "");
@@ -193,7 +218,7 @@ export function parseAddressList(value: string): AddressList {
   };
   /** A mailbox (or, when allowed, a group) starting at i. */
   const address = (groupName: string | undefined): void => {
-    const words = phrase();
+    const words = nameBeforeAngle() ? displayName() : phrase();
     if (isSpecial("<")) {
       i++;
       // obs-route: "@" domain *("," ["@" domain]) ":"

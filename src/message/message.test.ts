@@ -48,6 +48,11 @@ test("address lists: mailboxes, groups, obs-route, comments and encoded words; a
     const r = parseAddressList(bad);
     assert.equal(r.ok, false, bad);
   }
+  // Real-world forms that readers show as intended: a name with "@" before an angle address, dots in a local part.
+  const loose = parseAddressList("noreply@site.test <noreply@site.test>, a..b.@carrier.test");
+  assert.ok(loose.ok);
+  assert.deepEqual(loose.mailboxes.map((m) => [m.address, m.name]), [["noreply@site.test", "noreply @ site . test"], ["a..b.@carrier.test", ""]]);
+  assert.equal(readerForm(loose.mailboxes[0]?.name ?? ""), "noreply@site.test");
   // An empty value parses to no mailbox (the author calls that invalid).
   assert.deepEqual(parseAddressList(" "), { ok: true, mailboxes: [] });
 });

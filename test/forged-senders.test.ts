@@ -6,6 +6,7 @@
  *   bank.test      SPF -all, DMARC p=reject: the domain the spoofs claim
  *   mine.test      SPF ip4:127.0.0.0/8 -all, no DMARC: the sender's own domain
  *   example.test   SPF ip4:192.0.2.1 -all, no DMARC: OUR local domain
+ *   free.test      nothing (SOA only)
  *   test           the parent (DMARC's tree walk gets NXDOMAIN, not REFUSED)
  *
  * Every variant of "no single author" (two From: fields either way round,
@@ -16,6 +17,10 @@
  * relay.trusted_networks (127.0.0.5) may use it, a normal message is
  * delivered, and forged Authentication-Results (folded before the colon,
  * trailing dot on the id), Received-SPF and X-Wardmail-Verdict are gone.
+ *
+ * A second server (`relaxed`) tags from.multiple_domains and
+ * from.duplicate instead of refusing: the operator switch. There the
+ * strictest DMARC policy of the author domains still refuses a spoof.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -33,22 +38,23 @@ const skip = knotMissing() ?? missingBinary("swaks", ["--version"]);
 let workDir = "";
 let knot: Knot;
 let mx: Wardmail;
+let relaxed: Wardmail;
 
 /** Sends msg (CRLF lines, UTF-8) with swaks, byte for byte, from `source` (default 127.0.0.1). */
-async function send(from: string, to: string, lines: string[], source = "127.0.0.1"): Promise<string> {
+async function send(from: string, to: string, lines: string[], source = "127.0.0.1", server = mx): Promise<string> {
   const file = join(workDir, `msg-${Math.random().toString(36).slice(2)}.eml`);
   await writeFile(file, `${lines.join("\r\n")}\r\n.\r\n`, "utf8");
   const r = await run("swaks", [
-    "--timeout", "10", "--helo", "client.mine.test", "--server", "127.0.0.1", "--port", String(mx.smtpPort),
+    "--timeout", "10", "--helo", "client.mine.test", "--server", "127.0.0.1", "--port", String(server.smtpPort),
     "--local-interface", source, "--from", from, "--to", to, "--no-data-fixup", "--data", `@${file}`,
   ], { timeoutMs: 20_000 });
   return r.out;
 }
 
-async function waitFor(address: string, n: number, timeoutMs = 10_000): Promise<string[]> {
+async function waitFor(address: string, n: number, timeoutMs = 10_000, server = mx): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const files = await mx.maildir(address);
+    const files = await server.maildir(address);
     if (files.length >= n || Date.now() > deadline) return files;
     await sleep(50);
   }
@@ -62,20 +68,31 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
         "bank.test": zoneText("bank.test", ['@ TXT "v=spf1 -all"', '_dmarc TXT "v=DMARC1; p=reject"']),
         "mine.test": zoneText("mine.test", ['@ TXT "v=spf1 ip4:127.0.0.0/8 -all"']),
         "example.test": zoneText("example.test", ['@ TXT "v=spf1 ip4:192.0.2.1 -all"']),
+        "free.test": zoneText("free.test"),
         test: zoneText("test"),
       },
     });
-    mx = await startWardmail({
-      workers: 1,
-      mailboxes: ["victim@example.test", "normal@example.test", "local@example.test", "trusted@example.test", "headers@example.test"],
-      checks: [`[checks]`, `authserv_id = "${AUTHSERV}"`, `[dns]`, `servers = ["127.0.0.1:${knot.port}"]`].join("\n"),
-      extra: '[relay]\ntrusted_networks = ["127.0.0.5/32"]',
-    });
+    const checks = (actions: string): string => [`[checks]`, `authserv_id = "${AUTHSERV}"`, actions, `[dns]`, `servers = ["127.0.0.1:${knot.port}"]`].join("\n");
+    [mx, relaxed] = await Promise.all([
+      startWardmail({
+        workers: 1,
+        mailboxes: ["victim@example.test", "normal@example.test", "local@example.test", "trusted@example.test", "headers@example.test"],
+        checks: checks(""),
+        extra: '[relay]\ntrusted_networks = ["127.0.0.5/32"]',
+      }),
+      startWardmail({
+        workers: 1,
+        mailboxes: ["victim@example.test", "tagged@example.test"],
+        checks: checks('[checks.actions]\n"from.multiple_domains" = "tag"\n"from.duplicate" = "tag"'),
+      }),
+    ]);
   });
 
   after(async () => {
-    await mx?.stop();
-    await mx?.cleanup();
+    for (const w of [mx, relaxed]) {
+      await w?.stop();
+      await w?.cleanup();
+    }
     await knot?.stop();
     if (workDir) await rm(workDir, { recursive: true, force: true });
   });
@@ -160,5 +177,22 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     assert.match(head, /^Received-SPF: pass /m);
     assert.equal((head.match(/^Authentication-Results:/gim) ?? []).length, 2, head);
     assert.match(head, /^Authentication-Results: other\.example; dkim=pass header\.d=elsewhere\.test$/m);
+  });
+
+  test("the operator switch: with from.* tagged, authors in two free domains are delivered tagged; a p=reject author is still refused", async () => {
+    const two = await send("me@mine.test", "tagged@example.test", ["From: me@mine.test, Friend <f@free.test>", "To: tagged@example.test", "Subject: two authors", "", "x"], "127.0.0.1", relaxed);
+    assert.equal(swaksReply(two, ".")?.code, 250, two);
+    const files = await waitFor("tagged@example.test", 1, 10_000, relaxed);
+    assert.equal(files.length, 1);
+    const text = await readFile(files[0] as string, "latin1");
+    assert.match(text, /^X-Wardmail-Verdict: from\.multiple_domains \(tag\)$/m);
+    assert.match(text, /dmarc=none[^;]*header\.from=mine\.test;[\s\S]*dmarc=none[^;]*header\.from=free\.test/);
+    for (const head of [["From: me@mine.test, Bank <ceo@bank.test>"], ["From: me@mine.test", "From: ceo@bank.test"]]) {
+      const out = await send("me@mine.test", "victim@example.test", [...head, ...body], "127.0.0.1", relaxed);
+      const end = swaksReply(out, ".");
+      assert.equal(end?.code, 550, out);
+      assert.match(end?.line ?? "", /dmarc\.reject/, out);
+    }
+    assert.deepEqual(await relaxed.maildir("victim@example.test"), []);
   });
 });

@@ -519,6 +519,36 @@ describe("sender ownership (alice: alias ali@, sender alice.news@other.test and 
     });
   }
 
+  // Names a reader sees as another address, and originators hidden from a naive check: swaks sends
+  // the message byte for byte (a UTF-8 file, --no-data-fixup) after AUTH PLAIN over implicit TLS.
+  const forgedCases = [
+    { what: "a B-encoded name that decodes to an address", head: ["From: =?utf-8?B?Y2VvQGJhbmsudGVzdA==?= <alice@example.test>"], reply: "550 5.7.1" },
+    { what: "a Q-encoded name that decodes to an address", head: ["From: =?utf-8?Q?ceo=40bank=2Etest?= <alice@example.test>"], reply: "550 5.7.1" },
+    { what: "an encoded word in a quoted name", head: ['From: "=?utf-8?Q?ceo=40bank=2Etest?=" <alice@example.test>'], reply: "550 5.7.1" },
+    { what: "an encoded word in a comment", head: ["From: alice@example.test (=?utf-8?B?Y2VvQGJhbmsudGVzdA==?=)"], reply: "550 5.7.1" },
+    { what: "a fullwidth at sign", head: ['From: "ceo\uFF20bank.test" <alice@example.test>'], reply: "550 5.7.1" },
+    { what: "spaces around the at sign", head: ['From: "ceo @ bank.test" <alice@example.test>'], reply: "550 5.7.1" },
+    { what: "a second From: behind a byte-order mark", head: ["From: alice@example.test", "\uFEFFFrom: ceo@bank.test"], reply: "550 5.6.0" },
+    { what: "a foreign Sender:", head: ["From: alice@example.test", "Sender: ceo@bank.test"], reply: "550 5.7.1" },
+    { what: "a foreign Resent-From:", head: ["From: alice@example.test", "Resent-From: ceo@bank.test"], reply: "550 5.7.1" },
+    { what: "a UTF-8 name and an owned Sender: (delivered)", head: ["From: =?utf-8?Q?Alice_M=C3=BCller?= <alice@example.test>", "Sender: ali@example.test"], reply: "250 2.0.0" },
+  ];
+  for (const [i, c] of forgedCases.entries()) {
+    test(`swaks: ${c.what} → ${c.reply} at the end of DATA`, async () => {
+      const s = need(main);
+      const t = token(`forged-${i}`);
+      const file = join(certDir, `${t}.eml`);
+      await writeFile(file, [...c.head, "To: inbox@example.test", `Subject: ${t}`, "", "body", "."].join("\r\n") + "\r\n", "utf8");
+      const r = await swaks([
+        "--server", `127.0.0.1:${s.submissionsPort}`, "--tlsc", "--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", PW.alice,
+        "--from", "alice@example.test", "--to", "inbox@example.test", "--no-data-fixup", "--data", `@${file}`,
+      ]);
+      assert.match(r.out, /<~ {2}235 2\.7\.0 /, r.out);
+      assert.equal(swaksReply(r.out, ".")?.line.slice(0, 9), c.reply, r.out);
+      if (c.reply.startsWith("250")) await mailWith(s, "inbox@example.test", t);
+    });
+  }
+
   test("an authenticated client is still refused relay tricks: % hack and address literal 550 5.7.1", async () => {
     const s = need(main);
     const { wire } = await loggedIn(s.submissionsPort, "alice@example.test", PW.alice, { tls: "implicit" });

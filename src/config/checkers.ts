@@ -284,6 +284,13 @@ export const VERDICT_DEFAULTS: Readonly<Record<string, (typeof CHECK_ACTIONS)[nu
   "dmarc.quarantine": "quarantine",
   "dmarc.temperror": "tag",
   "dnsbl.listed": "reject",
+  "from.missing": "reject",
+  "from.duplicate": "reject",
+  "from.invalid": "reject",
+  "from.multiple_domains": "reject",
+  "local.mail_from": "reject",
+  "local.from": "reject",
+  "local.temperror": "tempfail",
 };
 
 export const checkActions: Check = (v, path, ctx) => {

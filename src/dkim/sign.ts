@@ -18,8 +18,8 @@
  * refused (RFC 5322 §3.6 requires one; signing two would let either show).
  */
 import { createHash, sign } from "node:crypto";
-import { domainToASCII } from "node:url";
 import type { DomainKeySet, SigningKeys } from "./keys.ts";
+import { authorOf } from "../message/index.ts";
 
 /** Header fields signed when present (lowercase), besides List-*. */
 export const SIGNED_FIELDS: readonly string[] = [
@@ -190,45 +190,13 @@ function signatureHeader(s: SignatureInput): { unsigned: string; withB: (b: stri
 
 /**
  * The domain of the single From address (lowercase A-label), or undefined
- * when there is no From field, several, or addresses in several domains.
+ * when there is no From field, several, one that does not parse, or
+ * addresses in several domains: src/message's author, the same the MX's
+ * DMARC and submission's sender ownership use.
  */
 export function fromDomain(content: Buffer): string | undefined {
-  const froms = parseHeader(content).fields.filter((f) => f.name === "from");
-  if (froms.length !== 1) return undefined;
-  const raw = (froms[0] as Field).raw;
-  const value = Buffer.from(raw.slice(raw.indexOf(":") + 1), "latin1").toString("utf8");
-  const domains = new Set<string>();
-  for (const m of stripCommentsAndQuotes(value).matchAll(/@\s*([^\s<>,;:@()"[\]\\]+)/g)) {
-    const d = domainToASCII((m[1] as string).replace(/\.$/, "")).toLowerCase();
-    if (d === "") return undefined;
-    domains.add(d);
-  }
-  return domains.size === 1 ? [...domains][0] : undefined;
-}
-
-/** Removes quoted strings and (nested) comments, so that an "@" inside them is not taken for an address. */
-function stripCommentsAndQuotes(s: string): string {
-  let out = "";
-  let depth = 0;
-  let quoted = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i] as string;
-    if (c === "\\" && (quoted || depth > 0)) {
-      i++;
-      continue;
-    }
-    if (quoted) {
-      if (c === '"') quoted = false;
-      continue;
-    }
-    if (c === "(") depth++;
-    else if (c === ")" && depth > 0) depth--;
-    else if (depth === 0) {
-      if (c === '"') quoted = true;
-      else out += c;
-    }
-  }
-  return out;
+  const author = authorOf(content);
+  return author.problem === undefined ? author.domains[0] : undefined;
 }
 
 /** Which domain signs: the From address's domain when we have keys for exactly that domain (no parent-domain match). */

@@ -9,6 +9,7 @@
  * authserv-id = value (RFC 2045: token or quoted-string). Comments in
  * parentheses may nest; quoted-strings may hold quoted-pairs.
  */
+import { removeFields } from "../message/index.ts";
 
 /** Skips CFWS (white space and nested comments) from i; returns the next index. */
 function skipCfws(s: string, i: number): number {
@@ -56,29 +57,33 @@ export function authservIdOf(value: string): string | undefined {
   return i > start ? value.slice(start, i).toLowerCase() : undefined;
 }
 
+/** An authserv-id for comparison: lower case, without trailing dots ("MX.Example.test." is "mx.example.test"). */
+function sameId(id: string): string {
+  return id.toLowerCase().replace(/\.+$/, "");
+}
+
 /**
- * Removes every Authentication-Results header field whose authserv-id is
- * ours (case-insensitive). Only the header block is touched; the body and
- * the other fields stay byte for byte.
+ * Header fields Wardmail writes itself and trusts, so an incoming copy is a
+ * forgery: Received-SPF and X-Wardmail-Verdict (all of them: we add ours),
+ * Return-Path (the final delivery adds it, RFC 5321 §4.4; Postfix drops it
+ * too), and Authentication-Results claiming our authserv-id.
  */
-export function stripOwnAuthResults(content: Buffer, authservId: string): Buffer {
-  const ours = authservId.toLowerCase();
-  let end = content.indexOf("\r\n\r\n");
-  end = end < 0 ? content.length : end + 2; // keep the CRLF that ends the last field
-  const head = content.subarray(0, end).toString("latin1");
-  if (!/^authentication-results[ \t]*:/im.test(head)) return content;
-  // Split into fields: a field is a line plus its continuation lines.
-  const fields = head.split(/\r\n(?![ \t])/);
-  const kept: string[] = [];
-  let removed = false;
-  for (const f of fields) {
-    const m = /^authentication-results[ \t]*:([\s\S]*)$/i.exec(f);
-    if (m && authservIdOf(m[1] ?? "") === ours) {
-      removed = true;
-      continue;
-    }
-    kept.push(f);
-  }
-  if (!removed) return content;
-  return Buffer.concat([Buffer.from(kept.join("\r\n"), "latin1"), content.subarray(end)]);
+const OURS = new Set(["received-spf", "x-wardmail-verdict", "return-path"]);
+
+/**
+ * Removes every header field we write ourselves (OURS, and the
+ * Authentication-Results whose authserv-id is ours, with or without a
+ * trailing dot, in any case), in every spelling the reader of src/message
+ * knows (a byte-order mark or folding before the colon does not hide a
+ * field). Only the header section is touched; the body and the other
+ * fields stay byte for byte.
+ */
+export function stripOwnHeaders(content: Buffer, authservId: string): Buffer {
+  const ours = sameId(authservId);
+  return removeFields(content, (f, value) => {
+    if (OURS.has(f.name)) return true;
+    if (f.name !== "authentication-results") return false;
+    const id = authservIdOf(value());
+    return id !== undefined && sameId(id) === ours;
+  });
 }

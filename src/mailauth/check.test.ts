@@ -13,7 +13,7 @@ import { dkimSign, sealMessage } from "mailauth";
 import { CheckRunner, type CheckInput } from "../policy/index.ts";
 import { createLogger } from "../log/index.ts";
 import { FORWARDING, SenderAuthCheck } from "./check.ts";
-import { authservIdOf, stripOwnAuthResults } from "./authres.ts";
+import { authservIdOf, stripOwnHeaders } from "./authres.ts";
 import { VERDICT_DEFAULTS } from "../config/keys.ts";
 
 const log = createLogger({ level: "silent" });
@@ -169,13 +169,77 @@ test("DMARC: a spoofed From of a p=reject domain is dmarc.reject; quarantine and
   assert.equal((await both(sub, { ...spoof, content: message("ceo@other.good.test") })).data[2], "dmarc.quarantine");
 });
 
+/** A message with the given header lines (CRLF-joined) on top of To/Subject, and a body. */
+function raw(head: string): Buffer {
+  return Buffer.from(`${head}\r\nTo: user@example.test\r\nSubject: hello\r\n\r\nHello.\r\n`);
+}
+
+test("no single author: every variant gets a from.* verdict and DMARC for every author domain, the strictest wins", async () => {
+  const c = check();
+  const spoof = { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test" };
+  const cases: [string, string[]][] = [
+    ["From: me@none.test\r\nFrom: ceo@good.test", ["from.duplicate", "dmarc.reject"]],
+    ["From: ceo@good.test\r\nFrom: me@none.test", ["from.duplicate", "dmarc.reject"]],
+    ["From: me@none.test, Bank <ceo@good.test>", ["from.multiple_domains", "dmarc.reject"]],
+    ["From: Friends: me@none.test, ceo@good.test;", ["from.multiple_domains", "dmarc.reject"]],
+    ["From:\r\nFrom: ceo@good.test", ["from.duplicate", "dmarc.reject"]],
+    ["From: =?utf-8?Q?ceo=40good=2Etest?=", ["from.invalid", "dmarc.permerror"]],
+    ["\uFEFFFrom: ceo@good.test", ["dmarc.reject"]],
+    ["From: me@none.test\r\n\uFEFFFrom: ceo@good.test", ["from.duplicate", "dmarc.reject"]],
+    ["Sender: ceo@good.test", ["from.missing", "dmarc.permerror"]],
+    ["From: ceo", ["from.invalid", "dmarc.permerror"]],
+    ["From: <>", ["from.invalid", "dmarc.permerror"]],
+    ["From: Bank of Test", ["from.invalid", "dmarc.permerror"]],
+    ["From: a@none.test, b@quar.test", ["from.multiple_domains", "dmarc.quarantine"]],
+  ];
+  for (const [head, want] of cases) {
+    const r = await both(c, { ...spoof, content: raw(head) });
+    assert.deepEqual(r.data.slice(2), want, head);
+    if (want.includes("dmarc.permerror")) assert.match(r.headers[0] ?? "", /dmarc=permerror \(/, head);
+  }
+  // Each author domain has its own dmarc resinfo.
+  const two = await both(c, { ...spoof, content: raw("From: a@none.test, b@good.test") });
+  assert.match(two.headers[0] ?? "", /dmarc=none[^;]*header\.from=none\.test;[\s\S]*dmarc=fail[^;]*header\.from=good\.test/);
+  // The runner's replies: 5.6.0 for a malformed From:, 5.7.1 for several author domains.
+  const runner = new CheckRunner([c], VERDICT_DEFAULTS, 5000);
+  assert.equal(runner.decide(["from.invalid", "dmarc.permerror"]).reply?.status, "5.6.0");
+  assert.equal(runner.decide(["from.missing", "dmarc.permerror"]).reply?.status, "5.6.0");
+  assert.equal(runner.decide(["from.duplicate", "dmarc.reject"]).reply?.status, "5.6.0");
+  assert.equal(runner.decide(["from.multiple_domains", "dmarc.none"]).reply?.status, "5.7.1");
+  // With the from.* verdicts relaxed, each domain's policy still applies.
+  const relaxed = new CheckRunner([c], { ...VERDICT_DEFAULTS, "from.multiple_domains": "tag", "from.duplicate": "tag" }, 5000);
+  assert.equal(relaxed.decide(["from.duplicate", "dmarc.reject"]).action, "reject");
+  assert.equal(relaxed.decide(["dmarc.none", "from.multiple_domains"]).action, "tag");
+});
+
+test("our own domains from outside: MAIL FROM needs SPF pass, From: needs DMARC pass or an aligned DKIM/SPF pass", async () => {
+  const local = new SenderAuthCheck({ resolver, authservId: AUTHSERV, checks: { trustedArcSealers: [], dmarcOverrides: {} }, localDomains: ["good.test", "none.test", "Example.TEST"] });
+  // MAIL FROM in a local domain from a client its SPF does not list; from a listed one; a domain without SPF.
+  assert.deepEqual((await local.mail(input({ clientIp: "198.51.100.7" }))).verdicts, ["spf.fail", "local.mail_from"]);
+  assert.deepEqual((await local.mail(input({}))).verdicts, ["spf.pass"]);
+  assert.deepEqual((await local.mail(input({ mailFrom: "x@example.test" }))).verdicts, ["spf.none", "local.mail_from"]);
+  assert.deepEqual((await local.mail(input({ mailFrom: "" }))).verdicts.filter((v) => v.startsWith("local.")), []);
+  // From: a local domain with p=none (DMARC fails, no signature): local.from even though DMARC says none.
+  const spoof = { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test" };
+  assert.deepEqual((await both(local, { ...spoof, content: message("ceo@none.test") })).data.slice(2), ["dmarc.none", "local.from"]);
+  // No DMARC record at all.
+  assert.deepEqual((await both(local, { ...spoof, content: message("ceo@example.test") })).data.slice(2), ["dmarc.none", "local.from"]);
+  // Signed by the domain: accepted.
+  const ok = await both(local, { ...spoof, content: await signed(message("a@good.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]) });
+  assert.deepEqual(ok.data, ["dkim.pass", "arc.none", "dmarc.pass"]);
+  // The runner refuses with 5.7.1.
+  assert.equal(new CheckRunner([local], VERDICT_DEFAULTS, 5000).decide(["spf.fail", "local.mail_from"]).reply?.status, "5.7.1");
+  // Without local domains (the default check), nothing of the kind.
+  assert.deepEqual((await check().mail(input({ clientIp: "198.51.100.7" }))).verdicts, ["spf.fail"]);
+});
+
 test("DMARC: two DMARC records at the author domain: no policy (RFC 7489 §6.6.3), not the parent's", async () => {
   const r = await both(check(), { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test", content: message("ceo@multi.good.test") });
   assert.equal(r.data[2], "dmarc.none");
   assert.match(r.headers[0] ?? "", /dmarc=none/);
-  // The same with trailing dots on the From: domain (mailauth drops them all).
+  // Trailing dots on the From: domain are not a domain name (RFC 5322 dot-atom): an invalid From:, never a quiet none.
   const dots = await both(check(), { clientIp: "198.51.100.7", mailFrom: "bounce@elsewhere.test", content: message("ceo@multi.good.test..") });
-  assert.equal(dots.data[2], "dmarc.none");
+  assert.deepEqual(dots.data.slice(2), ["from.invalid", "dmarc.permerror"]);
 });
 
 test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrides a DMARC failure", async () => {
@@ -241,9 +305,23 @@ test("incoming Authentication-Results that claim our authserv-id are removed, ot
       "Authentication-Results: (comment) \"mx.wardmail.test\" 1;\r\n\tdmarc=pass\r\n" +
       "Subject: s\r\n\r\nAuthentication-Results: mx.wardmail.test; body text stays\r\n",
   );
-  const out = stripOwnAuthResults(msg, AUTHSERV).toString();
+  const out = stripOwnHeaders(msg, AUTHSERV).toString();
   assert.equal(out, "Received: from x\r\nAuthentication-Results: other.example; spf=pass\r\nSubject: s\r\n\r\nAuthentication-Results: mx.wardmail.test; body text stays\r\n");
-  assert.equal(stripOwnAuthResults(Buffer.from("Subject: x\r\n\r\nb\r\n"), AUTHSERV).toString(), "Subject: x\r\n\r\nb\r\n");
+  // Every spelling of a header we write ourselves goes: folded before the colon, a trailing dot on the
+  // id, a byte-order mark, and Received-SPF, X-Wardmail-Verdict and Return-Path whatever they say.
+  const forged = Buffer.from(
+    "Authentication-Results\r\n : mx.wardmail.test; dkim=pass\r\n" +
+      "Authentication-Results: MX.wardmail.test.; dmarc=pass\r\n" +
+      "\uFEFFAuthentication-Results: mx.wardmail.test; spf=pass\r\n" +
+      "Received-SPF: pass (forged)\r\n" +
+      "received-spf : pass\r\n" +
+      "X-Wardmail-Verdict: none (ignore)\r\n" +
+      "Return-Path: <ceo@bank.test>\r\n" +
+      "Authentication-Results: mx.wardmail.test.other; dkim=pass\r\n" +
+      "Subject: s\r\n\r\nReceived-SPF: in the body\r\n",
+  );
+  assert.equal(stripOwnHeaders(forged, AUTHSERV).toString(), "Authentication-Results: mx.wardmail.test.other; dkim=pass\r\nSubject: s\r\n\r\nReceived-SPF: in the body\r\n");
+  assert.equal(stripOwnHeaders(Buffer.from("Subject: x\r\n\r\nb\r\n"), AUTHSERV).toString(), "Subject: x\r\n\r\nb\r\n");
   assert.equal(authservIdOf(" example.org 1; none"), "example.org");
   assert.equal(authservIdOf(" (c (nested)) ex.org;"), "ex.org");
   assert.equal(authservIdOf(""), undefined);

@@ -13,7 +13,24 @@
  * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
  * "dmarc.reject", "dmarc.quarantine" or "dmarc.none" by the policy that
  * applies (the domain's, lowered by mailauth for t=y, or the operator's
- * override), unless a trusted ARC sealer vouches for the message. Headers: Authentication-Results (RFC 8601) with our
+ * override), unless a trusted ARC sealer vouches for the message.
+ *
+ * The author (RFC5322.From) is ours to find, not mailauth's: src/message
+ * reads the From: field(s) in every spelling, and a message without
+ * exactly one From: field holding valid mailboxes gets the verdict
+ * from.missing, from.duplicate, from.invalid or from.multiple_domains
+ * (RFC 7489 §6.6.1, RFC 9989 §5.3.1 let a receiver refuse them), never a
+ * quiet dmarc=none. DMARC is evaluated for every author domain found (at
+ * most MAX_AUTHOR_DOMAINS; more count as failing under reject) and the
+ * strictest result is the verdict, so an operator who accepts such
+ * messages still gets each domain's policy applied.
+ *
+ * Our own domains (local.domains) from outside: MAIL FROM in one of them
+ * without SPF pass is local.mail_from; a From: in one of them without
+ * DMARC pass, a verifying DKIM signature of that domain or SPF pass for it
+ * is local.from; a temporary DNS error on the way is local.temperror.
+ *
+ * Headers: Authentication-Results (RFC 8601) with our
  * authserv-id, then Received-SPF (RFC 7208 §9.1). When the host marks the
  * message as forwarded to another domain (FORWARDING) and a sealing key is
  * configured, the message is ARC-sealed (a new ARC set on top) so the next
@@ -22,7 +39,8 @@
 import { arc, authenticate, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
-import { authorDomain, evaluateDmarc, inheritedPastRecordSet, watchDmarcAnswers } from "./dmarc.ts";
+import { authorOf, canonicalDomain, type Author } from "../message/index.ts";
+import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { DkimKeyCache, verifyDkim } from "./verify.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
@@ -31,6 +49,8 @@ export interface SenderAuthOptions {
   readonly resolver: MailauthResolver;
   readonly authservId: string;
   readonly checks: Pick<Config["checks"], "trustedArcSealers" | "dmarcOverrides">;
+  /** Our own domains (local.domains): mail from outside that claims them must be authenticated. */
+  readonly localDomains?: readonly string[];
   /** ARC sealing key for forwarded mail (the state key FORWARDING set by the host); undefined: no sealing. */
   readonly seal?: { readonly domain: string; readonly selector: string; readonly privateKey: string };
 }
@@ -49,10 +69,22 @@ interface Verified {
   readonly dkim: DKIMVerifyResult;
   readonly spf: SPFResult | false;
   readonly arc: ARCResult | false;
-  readonly dmarc: DMARCResult | false;
   /** mailauth's own header block (only the ARC set is taken from it, when sealing). */
   readonly headers: string;
 }
+
+/** Author domains DMARC is evaluated for; a message naming more gets dmarc.reject for the rest. */
+export const MAX_AUTHOR_DOMAINS = 10;
+
+/** Strictest first: the verdict of a message with several author domains is the first of these any of them got. */
+const DMARC_SEVERITY = ["dmarc.reject", "dmarc.quarantine", "dmarc.temperror", "dmarc.permerror", "dmarc.none", "dmarc.pass"];
+
+const PROBLEM_TEXT: Record<string, string> = {
+  missing: "no From: field",
+  duplicate: "more than one From: field",
+  invalid: "From: field without a valid address",
+  multiple_domains: "From: mailboxes in more than one domain",
+};
 const HELO_KEY = "mailauth.helo";
 
 /** "192.0.2.1" → the HELO identity mailauth expects for an address literal. */
@@ -71,8 +103,18 @@ export class SenderAuthCheck implements Check {
   /** Parsed DKIM/ARC key records, reused while their TXT record stays the same (verify.ts). */
   private readonly keys = new DkimKeyCache();
 
+  /** Our own domains, canonical. */
+  private readonly local: ReadonlySet<string>;
+
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
+    this.local = new Set((opts.localDomains ?? []).map((d) => canonicalDomain(d.replace(/\.+$/, "")) ?? d.toLowerCase()));
+  }
+
+  /** True when the address (local@domain) is in one of our domains. */
+  private isLocal(address: string): boolean {
+    const d = canonicalDomain(address.slice(address.lastIndexOf("@") + 1).replace(/\.+$/, ""));
+    return d !== undefined && this.local.has(d);
   }
 
   readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
@@ -87,7 +129,10 @@ export class SenderAuthCheck implements Check {
     const heloResult = sameIdentity ? mailFrom : heloOwn;
     input.state.set(SPF_KEY, mailFrom);
     input.state.set(HELO_KEY, heloResult);
-    return { verdicts: [`spf.${result(mailFrom)}`], notes: { spf: result(mailFrom), spfHelo: result(heloResult) } };
+    const verdicts = [`spf.${result(mailFrom)}`];
+    // One of our domains from outside: only a client our SPF record names may use it.
+    if (input.mailFrom !== "" && this.isLocal(input.mailFrom) && result(mailFrom) !== "pass") verdicts.push(result(mailFrom) === "temperror" ? "local.temperror" : "local.mail_from");
+    return { verdicts, notes: { spf: result(mailFrom), spfHelo: result(heloResult) } };
   };
 
   /**
@@ -136,15 +181,21 @@ export class SenderAuthCheck implements Check {
           ? "fail"
           : "none";
     const arc = result(res.arc);
-    const dmarcVerdict = this.dmarcVerdict(res);
-    const verdicts = [`dkim.${dkim}`, `arc.${arc}`, dmarcVerdict.verdict];
+    const author = authorOf(content);
+    const dmarcs = await this.dmarcAll(author, res);
+    const dmarcVerdict = this.strictest(dmarcs);
+    // A From: problem first: it is the reason a refusal names when DMARC fails too.
+    const verdicts = [`dkim.${dkim}`, `arc.${arc}`, ...(author.problem !== undefined ? [`from.${author.problem}`] : []), dmarcVerdict.verdict];
+    const local = this.localAuthor(author, dmarcs, res);
+    if (local !== undefined) verdicts.push(local);
     // Authentication-Results: one resinfo per result, our authserv-id first.
     const parts: string[] = [];
     for (const r of dkimResults) if (r.info) parts.push(r.info);
     if (res.spf && res.spf.info) parts.push(res.spf.info);
     if (heloSpf) parts.push(`spf=${result(heloSpf)} smtp.helo=${helo}`);
     if (res.arc && res.arc.info) parts.push(res.arc.info);
-    if (res.dmarc && res.dmarc.info) parts.push(res.dmarc.info + (dmarcVerdict.comment ? ` (${dmarcVerdict.comment})` : ""));
+    for (const d of dmarcs) if (d.result && d.result.info) parts.push(d.result.info + (d.verdict.comment ? ` (${d.verdict.comment})` : ""));
+    if (author.problem !== undefined && author.problem !== "multiple_domains") parts.push(`dmarc=permerror (${PROBLEM_TEXT[author.problem] ?? author.problem})`);
     // ARC set first (RFC 8617 §5.1: the new set goes on top), when mailauth sealed the message.
     const arcSet = res.headers.split(/\r\n(?![ \t])/).filter((h) => /^ARC-/i.test(h));
     const headers = [...arcSet, `Authentication-Results: ${this.opts.authservId};${parts.length === 0 ? " none" : parts.map((p) => `\r\n ${fold(p)}`).join(";")}`];
@@ -152,7 +203,7 @@ export class SenderAuthCheck implements Check {
     return {
       verdicts,
       headers,
-      notes: { dkim, arc, dmarc: dmarcVerdict.verdict, from: res.dmarc ? authorDomain(res.dmarc) : undefined },
+      notes: { dkim, arc, dmarc: dmarcVerdict.verdict, from: author.domains.join(","), ...(author.problem !== undefined ? { fromProblem: author.problem } : {}) },
     };
   };
 
@@ -166,17 +217,63 @@ export class SenderAuthCheck implements Check {
     const dkim = await verifyDkim(content, { resolver, sender: input.mailFrom, strict: true }, this.keys);
     const arcResult = await arc(dkim.arc as never, { resolver, strict: true, ip: input.clientIp });
     const spfResult = (input.state.get(SPF_KEY) as SPFResult | false | undefined) ?? false;
-    const dmarcResult = await this.dmarc(dkim, spfResult, arcResult);
-    return { dkim, spf: spfResult, arc: arcResult, dmarc: dmarcResult, headers: "" };
+    return { dkim, spf: spfResult, arc: arcResult, headers: "" };
   }
 
-  /** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) over the other results. */
-  private async dmarc(dkim: DKIMVerifyResult, spfResult: SPFResult | false, arcResult: ARCResult | false): Promise<DMARCResult | false> {
-    if (dkim.headerFrom.length === 0) return false;
+  /** DMARC for each author domain (at most MAX_AUTHOR_DOMAINS; the rest count as failing under reject). */
+  private async dmarcAll(author: Author, res: Verified): Promise<{ domain: string; result: DMARCResult | false; verdict: { verdict: string; comment?: string } }[]> {
+    const evaluated = author.domains.slice(0, MAX_AUTHOR_DOMAINS);
+    const out = await Promise.all(
+      evaluated.map(async (domain) => {
+        const mailbox = author.mailboxes.find((m) => m.domain === domain)?.address ?? `postmaster@${domain}`;
+        const r = await this.dmarc(mailbox, res.dkim, res.spf, res.arc);
+        return { domain, result: r, verdict: this.dmarcVerdict(r, res) };
+      }),
+    );
+    for (const domain of author.domains.slice(MAX_AUTHOR_DOMAINS)) out.push({ domain, result: false, verdict: { verdict: "dmarc.reject", comment: `not evaluated: more than ${MAX_AUTHOR_DOMAINS} author domains` } });
+    return out;
+  }
+
+  /** The strictest DMARC verdict over the author domains; dmarc.permerror without any. */
+  private strictest(dmarcs: readonly { verdict: { verdict: string; comment?: string } }[]): { verdict: string; comment?: string } {
+    let best: { verdict: string; comment?: string } = { verdict: "dmarc.permerror" };
+    let rank = dmarcs.length === 0 ? -1 : Infinity;
+    for (const d of dmarcs) {
+      const r = DMARC_SEVERITY.indexOf(d.verdict.verdict);
+      const at = r < 0 ? DMARC_SEVERITY.length : r;
+      if (at < rank) {
+        rank = at;
+        best = d.verdict;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * local.from when an author domain is one of ours and the message is not
+   * authenticated for it: no DMARC pass, no verifying DKIM signature with
+   * that d=, no SPF pass for it. local.temperror when DMARC could not tell.
+   */
+  private localAuthor(author: Author, dmarcs: readonly { domain: string; result: DMARCResult | false }[], res: Verified): string | undefined {
+    let verdict: string | undefined;
+    for (const domain of author.domains) {
+      if (!this.local.has(domain)) continue;
+      const d = dmarcs.find((x) => x.domain === domain)?.result;
+      if (d && d.status.result === "pass") continue;
+      if ((res.dkim.results ?? []).some((r) => r.status.result === "pass" && (r.signingDomain ?? "").toLowerCase().replace(/\.+$/, "") === domain)) continue;
+      if (res.spf && res.spf.status.result === "pass" && (res.spf.domain ?? "").toLowerCase() === domain) continue;
+      if (d && d.status.result === "temperror") verdict ??= "local.temperror";
+      else return "local.from";
+    }
+    return verdict;
+  }
+
+  /** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) for one author mailbox. */
+  private async dmarc(author: string, dkim: DKIMVerifyResult, spfResult: SPFResult | false, arcResult: ARCResult | false): Promise<DMARCResult | false> {
     const passing = (dkim.results ?? []).filter((r) => r.status.result === "pass");
     return evaluateDmarc({
-      headerFrom: dkim.headerFrom,
-      fromFields: dkim.fromFields,
+      headerFrom: [author],
+      fromFields: 1,
       spfDomains: spfResult && spfResult.status.result === "pass" && spfResult.domain ? [spfResult.domain] : [],
       dkimDomains: passing.map((r) => ({ ...(r.id !== undefined ? { id: r.id } : {}), domain: r.signingDomain ?? "", ...(r.status.aligned !== undefined ? { aligned: r.status.aligned } : {}), ...(r.status.underSized !== undefined ? { underSized: r.status.underSized } : {}) })),
       ...(arcResult ? { arcResult } : {}),
@@ -187,31 +284,29 @@ export class SenderAuthCheck implements Check {
 
   /**
    * mailauth's authenticate(), which also seals (ARC) the message for the
-   * next hop. Its DMARC result is replaced by the guarded one (dmarc.ts) in
-   * the rare case the guard applies; the sealed ARC-Authentication-Results
-   * keep mailauth's.
+   * next hop. Its DMARC result is not used: DMARC is evaluated again for
+   * our author (dmarcAll; the answers come from the DNS cache); the sealed
+   * ARC-Authentication-Results keep mailauth's.
    */
   private async authenticateAndSeal(content: Buffer, input: CheckInput, helo: string): Promise<Verified> {
     const seal = this.opts.seal;
-    const watched = watchDmarcAnswers(this.opts.resolver);
     const res: AuthenticateResult = await authenticate(content, {
       sender: input.mailFrom,
       ip: input.clientIp,
       helo,
       mta: this.opts.authservId,
-      resolver: watched.resolver as never,
+      resolver: this.opts.resolver as never,
       disableBimi: true,
       strict: true,
       ...(seal ? { seal: { signingDomain: seal.domain, selector: seal.selector, privateKey: seal.privateKey } } : {}),
     });
-    const dmarcResult = inheritedPastRecordSet(res.dmarc, watched.answers) ? await this.dmarc(res.dkim, res.spf, res.arc) : res.dmarc;
-    return { dkim: res.dkim, spf: res.spf, arc: res.arc, dmarc: dmarcResult, headers: res.headers };
+    return { dkim: res.dkim, spf: res.spf, arc: res.arc, headers: res.headers };
   }
 
   /** The DMARC verdict: pass/none/temperror/permerror as they are; a failure as the policy that applies. */
-  private dmarcVerdict(res: Verified): { verdict: string; comment?: string } {
-    const d = res.dmarc;
-    if (!d) return { verdict: "dmarc.none" };
+  private dmarcVerdict(d: DMARCResult | false, res: Verified): { verdict: string; comment?: string } {
+    // Our author parser found a domain mailauth would not take: an error, never a quiet none.
+    if (!d) return { verdict: "dmarc.permerror" };
     const r = d.status.result;
     if (r !== "fail") return { verdict: `dmarc.${r}` };
     const overrides = this.opts.checks.dmarcOverrides;

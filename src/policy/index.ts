@@ -104,6 +104,9 @@ function rejectReply(verdict: string): Reply {
   if (verdict.startsWith("dmarc.")) return reply(550, "5.7.1", `Message rejected by the sender domain's DMARC policy (${verdict})`);
   if (verdict.startsWith("dkim.")) return reply(550, "5.7.20", `No valid DKIM signature (${verdict})`);
   if (verdict.startsWith("dnsbl.")) return reply(550, "5.7.1", "Service unavailable; client blocked by a DNS blocklist");
+  if (verdict === "from.multiple_domains") return reply(550, "5.7.1", `From: header names authors in more than one domain (${verdict})`);
+  if (verdict.startsWith("from.")) return reply(550, "5.6.0", `Message must have exactly one From: header with a valid address (${verdict})`);
+  if (verdict.startsWith("local.")) return reply(550, "5.7.1", `Sender in a local domain is not authenticated (${verdict})`);
   return reply(550, "5.7.1", `Message rejected by policy (${verdict})`);
 }
 

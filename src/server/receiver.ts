@@ -14,8 +14,9 @@
  *   trusted network: at MAIL (SPF) and at the end of content. Their
  *   decision rejects, tempfails, quarantines (Junk folder) or tags.
  * - End of content: an authenticated account's From: header must be its
- *   own (550 5.7.1); incoming Authentication-Results claiming our
- *   authserv-id are removed, the checks' headers and the Received header go
+ *   own (550 5.7.1); the header fields we write ourselves are removed
+ *   (Authentication-Results claiming our authserv-id, Received-SPF,
+ *   X-Wardmail-Verdict, Return-Path), the checks' headers and the Received header go
  *   on top and the message is handed to the spool; the 250 goes out only
  *   once the spool says the message is durable.
  */
@@ -38,7 +39,7 @@ function connectionState(info: ConnectionInfo): Map<string, unknown> {
 
 /** Transaction state key: the verdicts of every phase so far. */
 const VERDICTS = "receiver.verdicts";
-import { FORWARDING, stripOwnAuthResults } from "../mailauth/index.ts";
+import { FORWARDING, stripOwnHeaders } from "../mailauth/index.ts";
 import { resolveRecipient } from "../delivery/index.ts";
 
 const SENDER_OK: HostAnswer = { reply: reply(250, "2.1.0", "Sender ok") };
@@ -216,7 +217,7 @@ export class Receiver implements SessionHost {
       }
     }
     if (this.checked(info)) return this.checkedMessage(envelope, content, info);
-    return this.store(this.expandForwarding(envelope), stripOwnAuthResults(content, this.authservId), info);
+    return this.store(this.expandForwarding(envelope), stripOwnHeaders(content, this.authservId), info);
   }
 
   /** End of content on a checked connection: the DATA hooks, then the decision with MAIL's. */
@@ -238,7 +239,7 @@ export class Receiver implements SessionHost {
     if (decision.action === "tag" || decision.action === "quarantine") extra.push(`X-Wardmail-Verdict: ${decision.triggered.join(", ")} (${decision.action})`);
     const head = extra.map((h) => `${h}\r\n`).join("");
     const quarantine = decision.action === "quarantine" ? decision.triggered.join(",") : undefined;
-    return this.store(envelope, stripOwnAuthResults(content, this.authservId), info, quarantine, head);
+    return this.store(envelope, stripOwnHeaders(content, this.authservId), info, quarantine, head);
   }
 
   /**

@@ -123,6 +123,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
             resolver: (name, type) => resolver.resolve(name, type),
             authservId: config.checks.authservId || config.server.hostname,
             checks: config.checks,
+            localDomains: config.local.domains,
             ...(config.checks.arcSeal
               ? { seal: { domain: config.checks.arcSeal.domain, selector: config.checks.arcSeal.selector, privateKey: await sealingKey(config.checks.arcSeal.key) } }
               : {}),

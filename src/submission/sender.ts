@@ -1,52 +1,78 @@
 /**
- * Sender ownership for authenticated submission: the From: header of the
- * message must name only addresses the account may use (its own, its
- * aliases, its listed senders). The header is read from the message's header
- * block only; exactly one From: field (RFC 5322 §3.6) with at least one
- * address, else the message is refused as malformed. A display name that
- * holds an address ("ceo@bank.test" <me@here.test>) must name an address the
- * account owns as well: readers see the name, so it is a forgery otherwise.
+ * Sender ownership for authenticated submission: every originator the
+ * message names must be one the account may use (its own address, its
+ * aliases, its listed senders).
+ *
+ * The author is src/message's, the same reader DMARC uses on the MX: the
+ * header section only, every spelling of a field name (a byte-order mark
+ * or folding before the colon does not hide a second From:). Exactly one
+ * From: field with valid mailboxes (RFC 5322 §3.6), else 550 5.6.0.
+ *
+ * Originator fields checked (a deliberate choice: each of them is shown to
+ * readers as who sent the message, e.g. "X on behalf of Y"): From:,
+ * Sender: (at most one field), Resent-From: and Resent-Sender: (RFC 5322
+ * §3.6.6, any number of resent blocks). Every mailbox in them must be
+ * owned; one that does not parse is refused (5.6.0). Reply-To: is not an
+ * originator and is not checked.
+ *
+ * What a reader sees beside the address counts too: a display name or
+ * comment that reads as an address must name an owned one. It is read as
+ * a reader would (src/message/rfc2047.ts readerForm): encoded words
+ * decoded (B and Q, in phrases, quoted strings and comments), NFKC, "@"
+ * and "." look-alikes mapped, format characters and marks dropped, white
+ * space around "@" and "." ignored. So "=?utf-8?B?Y2VvQGJhbmsudGVzdA==?=",
+ * "ceo＠bank.test" and "ceo @ bank.test" all read as ceo@bank.test.
  */
-import addressparser from "nodemailer/lib/addressparser/index.js";
+import { authorOf, headerFields, mailboxesOf, readerForm, type Mailbox } from "../message/index.ts";
 import { reply, type Reply } from "../protocol/reply.ts";
 
 const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authenticated user");
 const NO_FROM = reply(550, "5.6.0", "Message must have exactly one From: header with an address");
+const BAD_ORIGINATOR = reply(550, "5.6.0", "Sender: and Resent- originator headers must hold valid addresses (one Sender: at most)");
 
-/** The header block (up to the empty line), unfolded, as latin1 text. */
-function headerFields(content: Buffer): string[] {
-  let end = content.indexOf("\r\n\r\n");
-  if (end < 0) end = content.length;
-  const text = content.subarray(0, end).toString("utf8");
-  return text.replace(/\r\n(?=[ \t])/g, "").split("\r\n");
-}
+/** Originator fields besides From: (canonical names). */
+const OTHER_ORIGINATORS = ["sender", "resent-from", "resent-sender"] as const;
 
-/** The addresses of the From: field(s): undefined when there is not exactly one field with at least one address. */
-export function fromAddresses(content: Buffer): string[] | undefined {
-  const froms = headerFields(content).filter((l) => /^from[ \t]*:/i.test(l));
-  if (froms.length !== 1) return undefined;
-  const value = (froms[0] ?? "").replace(/^from[ \t]*:/i, "");
+const STOP = /[\s<>"'(),;:@[\]]/;
+
+/** The addresses a reader would see in a name or comment (linear: each "@" looks at its own run of characters on each side). */
+export function addressesIn(text: string): string[] {
+  const s = readerForm(text);
   const out: string[] = [];
-  const add = (a: { address?: string; name?: string }): void => {
-    out.push(a.address ?? "");
-    // A display name that looks like an address ("boss@bank.test" <me@here>)
-    // is what a reader sees: it must be ownable too.
-    for (const m of (a.name ?? "").matchAll(/[^\s<>"'(),;:@]+@[^\s<>"'(),;:@]+\.[^\s<>"'(),;:@]+/g)) out.push(m[0]);
-  };
-  for (const item of addressparser(value) as { address?: string; name?: string; group?: { address?: string; name?: string }[] }[]) {
-    if (item.group !== undefined) for (const g of item.group) add(g);
-    else add(item);
+  for (let at = s.indexOf("@"); at >= 0; at = s.indexOf("@", at + 1)) {
+    let l = at;
+    while (l > 0 && !STOP.test(s[l - 1] as string)) l--;
+    let r = at + 1;
+    while (r < s.length && !STOP.test(s[r] as string)) r++;
+    const local = s.slice(l, at);
+    const domain = s.slice(at + 1, r).replace(/\.+$/, "");
+    if (local !== "" && /[^.]\.[^.]/.test(domain)) out.push(`${local}@${domain}`);
   }
-  return out.length > 0 ? out : undefined;
+  return out;
 }
 
-/** undefined when every From: address passes `owns`; else the reply refusing the message. */
+/** The addresses of the From: field: undefined when there is not exactly one field with valid mailboxes. */
+export function fromAddresses(content: Buffer): string[] | undefined {
+  const author = authorOf(content);
+  return author.problem === undefined || author.problem === "multiple_domains" ? author.mailboxes.map((m) => m.address) : undefined;
+}
+
+/** undefined when every originator address (and every address a name shows) passes `owns`; else the reply refusing the message. */
 export function checkFromHeader(content: Buffer, owns: (address: string) => boolean): Reply | undefined {
-  const list = fromAddresses(content);
-  if (list === undefined) return NO_FROM;
-  for (const a of list) {
-    // Anything the parser could not make into a plain local@domain is refused, not guessed at.
-    if (!/^[^\s@"<>]+@[^\s@"<>]+$/.test(a) || !owns(a)) return NOT_OWNED;
+  const fields = headerFields(content);
+  const author = authorOf(content, fields);
+  if (author.problem !== undefined && author.problem !== "multiple_domains") return NO_FROM;
+  const mailboxes: Mailbox[] = [...author.mailboxes];
+  for (const name of OTHER_ORIGINATORS) {
+    const found = mailboxesOf(content, name, fields);
+    if (found.invalid || (name === "sender" && found.fields > 1)) return BAD_ORIGINATOR;
+    mailboxes.push(...found.mailboxes);
+  }
+  for (const m of mailboxes) {
+    if (!owns(m.address)) return NOT_OWNED;
+    for (const text of [m.name, ...m.comments]) {
+      for (const shown of addressesIn(text)) if (!owns(shown)) return NOT_OWNED;
+    }
   }
   return undefined;
 }

@@ -104,3 +104,32 @@ test("From: header ownership", () => {
   // Only the header block counts: a From: line in the body is not a header.
   assert.deepEqual(fromAddresses(msg("From: alice@example.test")), ["alice@example.test"]);
 });
+
+test("From: ownership sees what a reader sees: encoded words, look-alikes, spaces, a BOM-hidden From:, other originators", () => {
+  const ok = (h: string): void => assert.equal(checkFromHeader(msg(h), owns), undefined, h);
+  const refuse = (h: string, status: string): void => assert.equal(checkFromHeader(msg(h), owns)?.status, status, h);
+  // Names that decode or normalise to another address.
+  refuse("From: =?utf-8?B?Y2VvQGJhbmsudGVzdA==?= <alice@example.test>", "5.7.1");
+  refuse("From: =?utf-8?Q?ceo=40bank=2Etest?= <alice@example.test>", "5.7.1");
+  refuse('From: "=?utf-8?Q?ceo=40bank=2Etest?=" <alice@example.test>', "5.7.1");
+  refuse("From: alice@example.test (=?utf-8?B?Y2VvQGJhbmsudGVzdA==?=)", "5.7.1");
+  refuse('From: "ceo\uFF20bank.test" <alice@example.test>', "5.7.1");
+  refuse('From: "ceo @ bank.test" <alice@example.test>', "5.7.1");
+  refuse('From: "ceo@bank\u3002test" <alice@example.test>', "5.7.1");
+  refuse('From: "c\u200Beo@bank.test" <alice@example.test>', "5.7.1");
+  // The whole From: as an encoded word is no address at all.
+  refuse("From: =?utf-8?Q?ceo=40bank=2Etest?=", "5.6.0");
+  // A second From: behind a byte-order mark, or folded before its colon.
+  refuse("From: alice@example.test\r\n\uFEFFFrom: ceo@bank.test", "5.6.0");
+  refuse("From: alice@example.test\r\nFrom\r\n : ceo@bank.test", "5.6.0");
+  // Sender:, Resent-From:, Resent-Sender: are originators too.
+  refuse("From: alice@example.test\r\nSender: ceo@bank.test", "5.7.1");
+  refuse("From: alice@example.test\r\nResent-From: Bank <ceo@bank.test>", "5.7.1");
+  refuse("From: alice@example.test\r\nResent-Sender: ceo@bank.test", "5.7.1");
+  refuse("From: alice@example.test\r\nSender: alice@example.test\r\nSender: sales@example.test", "5.6.0");
+  refuse("From: alice@example.test\r\nSender: Bank of Test", "5.6.0");
+  ok("From: alice@example.test\r\nSender: sales@example.test\r\nResent-From: Sales <sales@example.test>");
+  ok("From: =?utf-8?Q?Alice_M=C3=BCller?= <alice@example.test>\r\nReply-To: someone@else.test");
+  ok('From: "Alice @ Home" <alice@example.test>');
+  ok('From: "alice\uFF20example.test" <alice@example.test>');
+});

@@ -1,0 +1,60 @@
+/**
+ * The author of a message: the mailboxes of its From: field (RFC 5322
+ * §3.6.2) and their domains, the one answer both DMARC on the MX (RFC 7489
+ * §3.1, RFC 9989 §5.3.1: the Author Domain) and sender ownership on
+ * submission work from.
+ *
+ * RFC 5322 §3.6 allows exactly one From: field, with at least one mailbox.
+ * Anything else is a problem, never "no author" quietly:
+ * - "missing": no From: field;
+ * - "duplicate": more than one From: field (also when one is empty, or
+ *   hidden behind a byte-order mark: header.ts reads every spelling);
+ * - "invalid": a From: field without a mailbox, or one that does not parse
+ *   (a bare name, "<>", an encoded word standing for an address, a domain
+ *   literal, a name that is not a domain);
+ * - "multiple_domains": one valid field whose mailboxes (groups included)
+ *   are in more than one domain (RFC 9989 §5.3.1: no single Author Domain).
+ * `domains` always lists the distinct domains of every valid mailbox of
+ * every From: field, so a caller may still apply the strictest policy of
+ * all of them.
+ */
+import { parseAddressList, type Mailbox } from "./address.ts";
+import { fieldValue, headerFields, type HeaderField } from "./header.ts";
+
+export type AuthorProblem = "missing" | "duplicate" | "invalid" | "multiple_domains";
+
+export interface Author {
+  /** The mailboxes of the From: field; with a problem, those of every From: field that parsed. */
+  readonly mailboxes: readonly Mailbox[];
+  /** Distinct domains of `mailboxes`, in order of appearance. */
+  readonly domains: readonly string[];
+  /** How many From: fields the header section has. */
+  readonly fields: number;
+  readonly problem?: AuthorProblem;
+}
+
+/** Fields of one name parsed; the rest are only counted (the answer is already "duplicate"). */
+const MAX_PARSED_FIELDS = 10;
+
+/** The mailboxes of every field named `name` (canonical), and whether one of them was invalid or empty. */
+export function mailboxesOf(content: Buffer, name: string, fields: readonly HeaderField[] = headerFields(content)): { mailboxes: Mailbox[]; fields: number; invalid: boolean } {
+  const mailboxes: Mailbox[] = [];
+  let count = 0;
+  let invalid = false;
+  for (const f of fields) {
+    if (f.name !== name) continue;
+    if (++count > MAX_PARSED_FIELDS) continue;
+    const list = parseAddressList(fieldValue(content, f));
+    if (!list.ok || list.mailboxes.length === 0) invalid = true;
+    if (list.ok) mailboxes.push(...list.mailboxes);
+  }
+  return { mailboxes, fields: count, invalid };
+}
+
+export function authorOf(content: Buffer, fields: readonly HeaderField[] = headerFields(content)): Author {
+  const from = mailboxesOf(content, "from", fields);
+  const domains = [...new Set(from.mailboxes.map((m) => m.domain))];
+  const problem: AuthorProblem | undefined =
+    from.fields === 0 ? "missing" : from.fields > 1 ? "duplicate" : from.invalid ? "invalid" : domains.length > 1 ? "multiple_domains" : undefined;
+  return { mailboxes: from.mailboxes, domains, fields: from.fields, ...(problem !== undefined ? { problem } : {}) };
+}

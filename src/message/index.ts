@@ -1,0 +1,9 @@
+/**
+ * The message header section: fields with one canonical name for every
+ * spelling, their removal, address lists, encoded words, and the author
+ * (From:) that DMARC and submission's sender ownership both use.
+ */
+export { canonicalName, fieldValue, fieldValues, headerEnd, headerFields, removeFields, type HeaderField } from "./header.ts";
+export { canonicalDomain, MAX_MAILBOXES, parseAddressList, type AddressList, type Mailbox } from "./address.ts";
+export { authorOf, mailboxesOf, type Author, type AuthorProblem } from "./author.ts";
+export { decodeEncodedWords, readerForm } from "./rfc2047.ts";

@@ -480,6 +480,7 @@ void test("session tickets: none on \"mx\" (also after SNI picks another pair); 
       assert.equal((await ticketRound(t, sub1.port, { maxVersion, servername, session })).reused, true);
       assert.equal((await ticketRound(t, sub2.port, { maxVersion, servername, session })).reused, true, "same ticketKeys, other manager");
       assert.equal((await ticketRound(t, sub3.port, { maxVersion, servername, session })).reused, false, "other ticketKeys");
+      assert.equal((await ticketRound(t, mx.port, { maxVersion, servername, session })).reused, false, "a submission ticket offered to the mx");
     }
   }
   await assert.rejects(manager(t, [a], { ticketKeys: Buffer.alloc(47) }), /ticketKeys must be 48 bytes/);

@@ -31,7 +31,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import tls from "node:tls";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
-import { POSTCONF_BIN, POSTFIX_SKIP_REASON, postfixAvailable, SMTP_SOURCE_BIN, startPostfix, type PostfixInstance } from "../test/peers/postfix.ts";
+import { BENCH_IN_FLOW_DELAY, inFlowDelayValue, postconfValue, POSTCONF_BIN, POSTFIX_SKIP_REASON, postfixAvailable, SMTP_SOURCE_BIN, startPostfix, type PostfixInstance } from "../test/peers/postfix.ts";
 import { cpuSecondsWithReaped, machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
 import { median, fmt, table, writeResult } from "./report.ts";
@@ -398,6 +398,8 @@ interface Options {
   tls: "encrypt" | "may";
   /** Postfix: smtp_tls_connection_reuse (reuse of TLS connections through tlsproxy). */
   postfixTlsReuse: boolean;
+  /** Postfix: in_flow_delay (BENCH_IN_FLOW_DELAY: tuned for throughput). */
+  postfixInFlowDelay: string;
   /** Wardmail: outbound.messages_per_connection and outbound.max_connections_per_domain. */
   messagesPerConnection: number;
   maxConnectionsPerDomain: number;
@@ -429,6 +431,7 @@ function usage(msg?: string): never {
   --only NAME           postfix | wardmail
   --tls MODE            encrypt (default: STARTTLS required on both sides) | may
   --postfix-tls-reuse B yes (default) | no: Postfix smtp_tls_connection_reuse
+  --postfix-in-flow-delay T  Postfix in_flow_delay (default ${BENCH_IN_FLOW_DELAY}, tuned for throughput; 1s is Postfix's default)
   --messages-per-connection N   Wardmail outbound.messages_per_connection (default 50)
   --max-connections-per-domain N Wardmail outbound.max_connections_per_domain (default 4)
   --workers N           Wardmail server.workers (default 0: one per CPU)
@@ -457,6 +460,7 @@ function parseOptions(argv: string[]): Options {
         only: { type: "string" },
         tls: { type: "string" },
         "postfix-tls-reuse": { type: "string" },
+        "postfix-in-flow-delay": { type: "string" },
         "messages-per-connection": { type: "string" },
         "max-connections-per-domain": { type: "string" },
         workers: { type: "string" },
@@ -492,6 +496,7 @@ function parseOptions(argv: string[]): Options {
     out: values.out ?? path.join(REPO_ROOT, "bench", "out", "outbound-latest.json"),
     tls: "encrypt",
     postfixTlsReuse: true,
+    postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),
     messagesPerConnection: int("messages-per-connection", values["messages-per-connection"], 50, 1, 10_000),
     maxConnectionsPerDomain: int("max-connections-per-domain", values["max-connections-per-domain"], 4, 1, 100),
     workers: int("workers", values.workers, 0, 0, 64),
@@ -598,6 +603,8 @@ function startPostfixOutbound(o: Options, sinkPort: number): Promise<PostfixInst
     extraMain: {
       // TLS connections are cached and reused only through tlsproxy (Postfix >= 3.4).
       smtp_tls_connection_reuse: o.postfixTlsReuse ? "yes" : "no",
+      // Tuned for throughput (see BENCH_IN_FLOW_DELAY): smtpd never waits for the queue manager.
+      in_flow_delay: o.postfixInFlowDelay,
       // Back to Postfix's defaults (relay mode shortens them for the tests); nothing is deferred here anyway.
       queue_run_delay: "300s",
       minimal_backoff_time: "300s",
@@ -1037,7 +1044,7 @@ async function main(): Promise<number> {
     if (servers.includes("postfix")) {
       pf = await startPostfixOutbound(opt, sink.port);
       console.log(
-        `postfix ${String(machine.postfix)}: 127.0.0.1:${pf.port}, relayhost [127.0.0.1]:${sink.port}, smtp_tls_security_level=${opt.tls}, smtp_tls_connection_reuse=${opt.postfixTlsReuse ? "yes" : "no"}, dir ${pf.dir}`,
+        `postfix ${String(machine.postfix)}: 127.0.0.1:${pf.port}, relayhost [127.0.0.1]:${sink.port}, smtp_tls_security_level=${opt.tls}, smtp_tls_connection_reuse=${opt.postfixTlsReuse ? "yes" : "no"}, in_flow_delay=${postconfValue(pf.configDir, "in_flow_delay")}, dir ${pf.dir}`,
       );
     }
     if (servers.includes("wardmail")) {
@@ -1157,6 +1164,7 @@ async function main(): Promise<number> {
         tls: opt.tls,
         sinkKey: opt.sinkKey,
         postfixTlsConnectionReuse: opt.postfixTlsReuse,
+        postfixInFlowDelay: opt.postfixInFlowDelay,
         wardmail: {
           command: wm ? `${wm.command.command} ${wm.command.args.join(" ")}` : null,
           messagesPerConnection: opt.messagesPerConnection,

@@ -11,7 +11,7 @@ import { open, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { POSTFIX_SKIP_REASON, postfixAvailable, POSTCONF_BIN, SMTP_SOURCE_BIN, startPostfix, type PostfixInstance } from "../test/peers/postfix.ts";
+import { BENCH_IN_FLOW_DELAY, inFlowDelayValue, postconfValue, POSTFIX_SKIP_REASON, postfixAvailable, POSTCONF_BIN, SMTP_SOURCE_BIN, startPostfix, type PostfixInstance } from "../test/peers/postfix.ts";
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
 import { median, fmt, table, caseName, writeResult } from "./report.ts";
@@ -34,6 +34,8 @@ interface Options {
   connMode: "batch" | "exact";
   /** What Wardmail does with the mail after the 250: discard (as Postfix here) or Maildir. */
   wardmailDelivery: "discard" | "maildir";
+  /** Postfix's in_flow_delay (BENCH_IN_FLOW_DELAY: tuned for throughput). */
+  postfixInFlowDelay: string;
 }
 
 function usage(msg?: string): never {
@@ -50,6 +52,7 @@ function usage(msg?: string): never {
   --warmup N        warm-up messages per server before measuring, not reported (default 200; 0 = none)
   --timeout-s N     hard limit for one run's load (default 180)
   --only NAME       postfix | wardmail: run one server only
+  --postfix-in-flow-delay T  Postfix in_flow_delay (default ${BENCH_IN_FLOW_DELAY}, tuned for throughput; 1s is Postfix's default)
   --out FILE        JSON result (default bench/out/latest.json)
   --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})`);
@@ -74,6 +77,7 @@ function parseOptions(argv: string[]): Options {
         "wardmail-cmd": { type: "string" },
         "conn-mode": { type: "string" },
         "wardmail-delivery": { type: "string" },
+        "postfix-in-flow-delay": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -103,6 +107,7 @@ function parseOptions(argv: string[]): Options {
     wardmailCmd: values["wardmail-cmd"],
     connMode: "exact",
     wardmailDelivery: "discard",
+    postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),
   };
   const d = values["wardmail-delivery"];
   if (d !== undefined) {
@@ -445,8 +450,8 @@ async function main(): Promise<number> {
   try {
     // Start only the servers being measured.
     if (servers.includes("postfix")) {
-      pf = await startPostfix({ mode: "discard" });
-      console.log(`postfix ${String(machine.postfix)}: 127.0.0.1:${pf.port} (discard after durable queueing), dir ${pf.dir}`);
+      pf = await startPostfix({ mode: "discard", extraMain: { in_flow_delay: opt.postfixInFlowDelay } });
+      console.log(`postfix ${String(machine.postfix)}: 127.0.0.1:${pf.port} (discard after durable queueing, in_flow_delay = ${postconfValue(pf.configDir, "in_flow_delay")}), dir ${pf.dir}`);
     }
     if (servers.includes("wardmail")) {
       const template = opt.wardmailCmd;
@@ -518,7 +523,7 @@ async function main(): Promise<number> {
     const wmPeakWhole = wm ? wmRssWhole.stop() / MiB : null;
 
     // Table.
-    const rows: string[][] = [["case", "run", "Postfix msg/s", "Wardmail msg/s", "ratio W/P", "Wardmail peak RSS MB", "Postfix PSS MB"]];
+    const rows: string[][] = [["case", "run", `Postfix msg/s (in_flow_delay ${opt.postfixInFlowDelay})`, "Wardmail msg/s", "ratio W/P", "Wardmail peak RSS MB", "Postfix PSS MB"]];
     const summary: Record<string, unknown>[] = [];
     for (const perConn of opt.cases) {
       const ratios: number[] = [];
@@ -557,7 +562,7 @@ async function main(): Promise<number> {
     );
     for (const s of summary) {
       console.log(
-        `median ${String(s.case).padEnd(12)} Postfix ${fmt(s.postfixMedianMsgsPerSec as number | null)} msg/s, Wardmail ${fmt(s.wardmailMedianMsgsPerSec as number | null)} msg/s, ratio W/P ${fmt(s.medianRatio as number | null, 2)}` +
+        `median ${String(s.case).padEnd(12)} Postfix (in_flow_delay ${opt.postfixInFlowDelay}) ${fmt(s.postfixMedianMsgsPerSec as number | null)} msg/s, Wardmail ${fmt(s.wardmailMedianMsgsPerSec as number | null)} msg/s, ratio W/P ${fmt(s.medianRatio as number | null, 2)}` +
           `; server CPU per message: Postfix ${fmt(s.postfixMedianCpuMsPerMsg as number | null, 2)} ms, Wardmail ${fmt(s.wardmailMedianCpuMsPerMsg as number | null, 2)} ms`,
       );
     }
@@ -580,6 +585,7 @@ async function main(): Promise<number> {
         timeoutMs: opt.timeoutMs,
         loadGenerator: SMTP_SOURCE_BIN,
         postfix: "discard mode: durable queue file (fsync) before 250, then discard: transport",
+        postfixInFlowDelay: opt.postfixInFlowDelay,
       },
       summary,
       wardmailPeakRssMiBWholeBench: wmPeakWhole,

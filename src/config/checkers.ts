@@ -145,6 +145,32 @@ export const ciphers: Check = (v, path, ctx) => {
   }
 };
 
+/**
+ * An OpenSSL group list ("X25519MLKEM768/X25519:P-256"). The keyword DEFAULT
+ * is refused (CVE-2026-2673): the list must name its groups. Each name must
+ * be one OpenSSL knows, unless marked optional with "?".
+ */
+export const groups: Check = (v, path, ctx) => {
+  const s = text("an OpenSSL group list", v, path, ctx);
+  if (s === undefined) return undefined;
+  const names = s.split(/[:/]/).map((g) => g.trim().replace(/^[?*-]+/, ""));
+  if (names.some((g) => g.toUpperCase() === "DEFAULT")) {
+    ctx.issue(path, 'must not contain "DEFAULT" (CVE-2026-2673): name the groups, e.g. "X25519MLKEM768/X25519:P-256/X448:P-384:P-521"');
+    return undefined;
+  }
+  if (names.some((g) => g === "")) {
+    ctx.issue(path, `expected group names separated by ":" or "/", got ${describe(v)}`);
+    return undefined;
+  }
+  try {
+    createSecureContext({ ecdhCurve: s, minVersion: "TLSv1.2" });
+    return s;
+  } catch {
+    ctx.issue(path, `expected an OpenSSL group list of groups OpenSSL knows (e.g. X25519MLKEM768, X25519, P-256), got ${describe(v)}`);
+    return undefined;
+  }
+};
+
 export const maildir: Check = (v, path, ctx) => {
   const s = text("a path template", v, path, ctx);
   if (s === undefined) return undefined;

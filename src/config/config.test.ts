@@ -42,6 +42,8 @@ const EXPECTED_DEFAULTS: Config = {
     ciphers:
       "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" +
       "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+    groups: "X25519MLKEM768/X25519:P-256/X448:P-384:P-521",
+    mxSessionTickets: false,
     watch: true,
   },
   limits: {
@@ -316,6 +318,18 @@ void test("bad enum values are errors listing the allowed values", () => {
   const t = oneIssue('[tls]\nmin_version = "TLSv1.1"', "tls.min_version", 2);
   assert.match(t.message, /below TLSv1\.2 are not allowed/);
   assert.equal(parse('tls.min_version = "TLSv1.3"').tls.minVersion, "TLSv1.3");
+});
+
+void test("tls.groups: DEFAULT is refused (CVE-2026-2673), unknown groups are errors, the post-quantum hybrid is first by default", () => {
+  assert.equal(parse("").tls.groups.split(/[:/]/)[0], "X25519MLKEM768");
+  for (const bad of ["DEFAULT", "X25519MLKEM768:DEFAULT", "default", "X25519/?DEFAULT", "*DEFAULT:X25519"]) {
+    assert.match(oneIssue(`[tls]\ngroups = "${bad}"`, "tls.groups", 2).message, /must not contain "DEFAULT" \(CVE-2026-2673\)/, bad);
+  }
+  assert.match(oneIssue('[tls]\ngroups = "X25519:NOT-A-GROUP"', "tls.groups", 2).message, /groups OpenSSL knows/);
+  assert.match(oneIssue('[tls]\ngroups = "X25519::P-256"', "tls.groups", 2).message, /group names separated/);
+  assert.equal(parse('tls.groups = "X25519:?NOT-A-GROUP"').tls.groups, "X25519:?NOT-A-GROUP");
+  assert.equal(parse('tls.groups = "P-256"').tls.groups, "P-256");
+  assert.equal(parse("tls.mx_session_tickets = true").tls.mxSessionTickets, true);
 });
 
 void test("strings with their own syntax: hostname, accounts, ciphers, maildir", () => {

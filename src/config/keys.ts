@@ -20,6 +20,7 @@ import {
   certificates,
   checkActions,
   ciphers,
+  groups,
   dmarcOverrides,
   integer,
   listen,
@@ -114,6 +115,9 @@ const DEFAULT_CIPHERS =
   "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" +
   "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
+/** OpenSSL 3.5's own default order, without the finite-field groups, written out (never "DEFAULT"). */
+const DEFAULT_GROUPS = "X25519MLKEM768/X25519:P-256/X448:P-384:P-521";
+
 const listenField = (section: string, def: string, role: string): Field => ({
   section,
   name: "listen",
@@ -170,6 +174,16 @@ export const FIELDS: readonly Field[] = [
     section: "tls", name: "ciphers", type: "string", default: DEFAULT_CIPHERS,
     doc: "OpenSSL cipher list for TLS 1.2 (TLS 1.3 uses OpenSSL's default suites). Must name at least one cipher OpenSSL knows.",
     check: ciphers,
+  },
+  {
+    section: "tls", name: "groups", type: "string", default: DEFAULT_GROUPS,
+    doc: 'Key exchange groups the server accepts, in OpenSSL\'s list syntax: ":" separates groups, "/" separates preference tuples (OpenSSL 3.5). The default prefers the post-quantum hybrid X25519MLKEM768 (asking the client for it with a HelloRetryRequest when the client supports it but sent no key share for it), then X25519 or P-256, then X448, P-384 or P-521. "DEFAULT" is refused (CVE-2026-2673); name the groups.',
+    check: groups,
+  },
+  {
+    section: "tls", name: "mx_session_tickets", type: "boolean", default: false,
+    doc: "Issue TLS session tickets on the smtp (MX) listener. Off by default: Microsoft's SMTP client aborts STARTTLS when a TLS 1.3 server sends a NewSessionTicket, and MTAs seldom resume. When off, TLS 1.3 sends no ticket and TLS 1.2 answers with an empty one (RFC 5077 §3.3). The submission listeners always issue tickets (clients that reconnect resume; the key is shared by all worker threads and made anew at each start).",
+    check: boolean,
   },
   {
     section: "tls", name: "watch", type: "boolean", default: true,

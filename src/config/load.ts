@@ -199,6 +199,8 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       certificates: get<CertificatePair[]>("tls.certificates"),
       minVersion: get("tls.min_version"),
       ciphers: get("tls.ciphers"),
+      groups: get("tls.groups"),
+      mxSessionTickets: get("tls.mx_session_tickets"),
       watch: get("tls.watch"),
     },
     limits,

@@ -74,6 +74,10 @@ export interface Config {
     readonly minVersion: "TLSv1.2" | "TLSv1.3";
     /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults). */
     readonly ciphers: string;
+    /** OpenSSL group list for key exchange (never "DEFAULT"). */
+    readonly groups: string;
+    /** Issue session tickets on the MX listener (off: none on TLS 1.3, an empty one on TLS 1.2). */
+    readonly mxSessionTickets: boolean;
     /** Watch certificate files and reload on change (SIGHUP always reloads). */
     readonly watch: boolean;
   };

@@ -226,7 +226,8 @@ export class Connection {
     plain.removeListener("data", this.onData);
     plain.removeAllListeners("timeout");
     plain.pause();
-    const secure = new tls.TLSSocket(plain, { isServer: true, ...manager.serverOptions() });
+    // The MX gets contexts without session tickets (unless tls.mx_session_tickets).
+    const secure = new tls.TLSSocket(plain, { isServer: true, ...manager.serverOptions(this.opts.listener === "smtp" ? "mx" : "submission") });
     this.socket = secure;
     secure.setTimeout(this.opts.handshakeTimeoutMs);
     const onTimeout = (): void => {

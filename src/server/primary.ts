@@ -13,13 +13,14 @@
  * cannot bind again after privileges were dropped (a port below 1024), the
  * whole server exits non-zero so that the service manager restarts it.
  */
+import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Config } from "../config/types.ts";
 import { logWritten, type Logger } from "../log/index.ts";
-import { resolveCertificatePairs } from "../tls/index.ts";
+import { TICKET_KEYS_LENGTH, resolveCertificatePairs } from "../tls/index.ts";
 import type { BoundListener } from "./listeners.ts";
 import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
 import type { WorkerData, WorkerReady } from "./worker.ts";
@@ -52,6 +53,10 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   await assertAddressesFree(config);
 
   const n = workerCount(config);
+  // One session ticket key for every worker (a restarted one too), so that a
+  // submission client resumes whichever thread accepts it. In memory only:
+  // a new start makes a new key and old tickets fall back to a full handshake.
+  const ticketKeys = randomBytes(TICKET_KEYS_LENGTH);
   const workers = new Map<number, Worker>();
   let stopping = false;
   let dropped = false;
@@ -59,7 +64,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
 
   const start = (shard: number): Promise<WorkerReady> =>
     new Promise((resolve, reject) => {
-      const workerData: WorkerData = { configPath: opts.configPath, shard };
+      const workerData: WorkerData = { configPath: opts.configPath, shard, ticketKeys };
       const w = new Worker(WORKER_ENTRY, { workerData, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
       workers.set(shard, w);
       let ready = false;

@@ -41,6 +41,8 @@ export interface WorkerReady {
 export interface WorkerData {
   readonly configPath: string | undefined;
   readonly shard: number;
+  /** Session ticket keys shared by every worker (TICKET_KEYS_LENGTH bytes; a Uint8Array after the copy to the thread). */
+  readonly ticketKeys?: Uint8Array;
 }
 
 /** Reads the ARC sealing key and refuses one that cannot seal (not RSA, or under 1024 bits). */
@@ -75,7 +77,7 @@ function loopDelayStats(h: IntervalHistogram): { p50Ms: number; p99Ms: number; m
 export async function runWorker(data: WorkerData): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error("runWorker must run in a worker thread");
-  const { configPath, shard } = data;
+  const { configPath, shard, ticketKeys } = data;
   // Event loop delay of this thread from "ready" until "shutdown", logged once
   // at stop ("event loop delay"): how late a 10 ms timer fired, so a check
   // that blocks the loop shows up.
@@ -88,6 +90,9 @@ export async function runWorker(data: WorkerData): Promise<void> {
     pairs: [...pairs],
     minVersion: config.tls.minVersion,
     ciphers: config.tls.ciphers,
+    groups: config.tls.groups,
+    mxSessionTickets: config.tls.mxSessionTickets,
+    ...(ticketKeys !== undefined ? { ticketKeys: Buffer.from(ticketKeys) } : {}),
     watch: config.tls.watch,
     logger,
   });

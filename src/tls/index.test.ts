@@ -9,7 +9,7 @@ import pino from "pino";
 import { TlsManager, resolveCertificatePairs, selfSignedDir } from "./index.ts";
 
 const logger = pino({ level: "silent" });
-const tlsSection = { minVersion: "TLSv1.2" as const, ciphers: "ECDHE-ECDSA-AES256-GCM-SHA384", watch: false };
+const tlsSection = { minVersion: "TLSv1.2" as const, ciphers: "ECDHE-ECDSA-AES256-GCM-SHA384", groups: "X25519MLKEM768/X25519:P-256", mxSessionTickets: false, watch: false };
 
 void test("no operator certificates: a self-signed pair in <dataDir>/tls, usable by TlsManager", async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), "wardmail-tlsi-"));

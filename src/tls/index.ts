@@ -15,8 +15,8 @@ import type { Logger } from "pino";
 import type { CertificatePair, Config } from "../config/types.ts";
 import { ensureSelfSigned } from "./selfsigned.ts";
 
-export { TlsManager, certificateNames, describeTls, installReloadSignal } from "./manager.ts";
-export type { LoadedCertificateInfo, TlsManagerOptions, TlsMinVersion } from "./manager.ts";
+export { TICKET_KEYS_LENGTH, TlsManager, certificateNames, describeTls, installReloadSignal } from "./manager.ts";
+export type { LoadedCertificateInfo, TlsListener, TlsManagerOptions, TlsMinVersion } from "./manager.ts";
 export { SELF_SIGNED_CERT, SELF_SIGNED_KEY, ensureSelfSigned, generateCertificate, selfSignedNames } from "./selfsigned.ts";
 export type { GenerateOptions, GeneratedCertificate } from "./selfsigned.ts";
 

@@ -13,7 +13,7 @@ import * as tls from "node:tls";
 import pino from "pino";
 import type { CertificatePair } from "../config/types.ts";
 import { TlsManager, describeTls, installReloadSignal } from "./manager.ts";
-import type { TlsManagerOptions } from "./manager.ts";
+import type { TlsListener, TlsManagerOptions } from "./manager.ts";
 import { generateCertificate } from "./selfsigned.ts";
 
 const CIPHERS = [
@@ -110,10 +110,10 @@ async function tlsServer(t: TestContext, opts: tls.TlsOptions, m?: TlsManager): 
 }
 
 /** STARTTLS-style echo server: plain TCP wrapped with new tls.TLSSocket per connection. */
-async function wrapServer(t: TestContext, m: TlsManager): Promise<Listening> {
+async function wrapServer(t: TestContext, m: TlsManager, listener: TlsListener = "submission"): Promise<Listening> {
   const sessions: Listening["sessions"] = [];
   const server = net.createServer((raw) => {
-    const s = new tls.TLSSocket(raw, { isServer: true, ...m.serverOptions() });
+    const s = new tls.TLSSocket(raw, { isServer: true, ...m.serverOptions(listener) });
     s.on("secure", () => {
       sessions.push(describeTls(s));
       s.pipe(s);
@@ -432,4 +432,66 @@ void test("create() fails with an error naming the bad file", async (t) => {
     e.message.startsWith(`TLS key file ${join(dir, "junk.key")} does not contain`),
   );
   await assert.rejects(TlsManager.create({ ...opts, ciphers: "NOT-A-CIPHER", pairs: [a] }), /TLS context for .*a\.crt/);
+});
+
+/**
+ * One echo round trip (so TLS 1.3 tickets have arrived), then close. Returns
+ * the last session the client was given, if any, and whether this handshake
+ * resumed `session`.
+ */
+async function ticketRound(t: TestContext, port: number, opts: tls.ConnectionOptions): Promise<{ session: Buffer | undefined; reused: boolean }> {
+  let session: Buffer | undefined;
+  const c = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const s = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...opts }, () => resolve(s));
+    // TLS 1.2's session comes with the handshake, before the connect callback.
+    s.on("session", (b: Buffer) => (session = b));
+    s.once("error", reject);
+    t.after(() => s.destroy());
+  });
+  const reused = c.isSessionReused();
+  await echo(c, "ping");
+  await sleep(20);
+  c.destroy();
+  return { session, reused };
+}
+
+void test("session tickets: none on \"mx\" (also after SNI picks another pair); \"submission\" resumes, across managers sharing ticketKeys only", async (t) => {
+  const dir = await tempDir(t);
+  const a = await writePair(dir, "a", ["a.test"]);
+  const b = await writePair(dir, "b", ["b.test"]);
+  const keys = Buffer.alloc(48, 7);
+  const m1 = await manager(t, [a, b], { ticketKeys: keys });
+  const m2 = await manager(t, [a, b], { ticketKeys: Buffer.from(keys) });
+  const m3 = await manager(t, [a, b]);
+  const mx = await wrapServer(t, m1, "mx");
+  const [sub1, sub2, sub3] = [await wrapServer(t, m1), await wrapServer(t, m2), await wrapServer(t, m3)];
+  for (const maxVersion of ["TLSv1.3", "TLSv1.2"] as const) {
+    for (const servername of ["a.test", "b.test"]) {
+      const first = await ticketRound(t, mx.port, { maxVersion, servername });
+      if (first.session !== undefined) {
+        const again = await ticketRound(t, mx.port, { maxVersion, servername, session: first.session });
+        assert.equal(again.reused, false, `mx ${maxVersion} ${servername} resumed`);
+      }
+      if (maxVersion === "TLSv1.3") assert.equal(first.session, undefined, `mx ${servername}: a TLS 1.3 ticket was sent`);
+
+      const got = await ticketRound(t, sub1.port, { maxVersion, servername });
+      assert.ok(got.session, `submission ${maxVersion} ${servername}: no ticket`);
+      const session = got.session;
+      assert.equal((await ticketRound(t, sub1.port, { maxVersion, servername, session })).reused, true);
+      assert.equal((await ticketRound(t, sub2.port, { maxVersion, servername, session })).reused, true, "same ticketKeys, other manager");
+      assert.equal((await ticketRound(t, sub3.port, { maxVersion, servername, session })).reused, false, "other ticketKeys");
+      assert.equal((await ticketRound(t, mx.port, { maxVersion, servername, session })).reused, false, "a submission ticket offered to the mx");
+    }
+  }
+  await assert.rejects(manager(t, [a], { ticketKeys: Buffer.alloc(47) }), /ticketKeys must be 48 bytes/);
+});
+
+void test("mxSessionTickets: the MX issues tickets and resumes like submission", async (t) => {
+  const dir = await tempDir(t);
+  const a = await writePair(dir, "a", ["a.test"]);
+  const m = await manager(t, [a], { mxSessionTickets: true });
+  const mx = await wrapServer(t, m, "mx");
+  const got = await ticketRound(t, mx.port, { servername: "a.test" });
+  assert.ok(got.session);
+  assert.equal((await ticketRound(t, mx.port, { servername: "a.test", session: got.session })).reused, true);
 });

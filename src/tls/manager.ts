@@ -7,20 +7,35 @@
  *   with Wardmail's safe defaults (TLS 1.2 minimum, the configured TLS 1.2
  *   cipher list, OpenSSL's TLS 1.3 suites, server cipher order, no
  *   renegotiation). Any problem throws an error naming the file.
- * - `serverOptions()` gives options for `tls.createServer()` or
- *   `new tls.TLSSocket(sock, { isServer: true, ...serverOptions() })`. The
- *   SNI callback picks the certificate whose SAN (or CN when there is no DNS
- *   SAN) matches the requested name: exact first, then a one-label wildcard;
- *   no SNI or no match → the first pair. Call it per connection to get the
- *   current default context (TLSSocket); a `tls.Server` built from it should
- *   be `attach()`ed so reloads also replace its no-SNI default.
+ * - `serverOptions(listener)` gives options for
+ *   `new tls.TLSSocket(sock, { isServer: true, ...serverOptions("mx") })`
+ *   (or `tls.createServer()`, "submission" only). The SNI callback picks the
+ *   certificate whose SAN (or CN when there is no DNS SAN) matches the
+ *   requested name: exact first, then a one-label wildcard; no SNI or no
+ *   match → the first pair. Call it per connection to get the current
+ *   default context (TLSSocket); a `tls.Server` built from it should be
+ *   `attach()`ed so reloads also replace its no-SNI default.
+ * - Session tickets: "submission" contexts issue them, encrypted with
+ *   `ticketKeys` (shared by every worker thread, so a client resumes
+ *   whichever thread accepts it). "mx" contexts issue none unless
+ *   `mxSessionTickets`: Microsoft's SMTP client aborts STARTTLS when a
+ *   TLS 1.3 server sends a NewSessionTicket (golang/go#70232). OpenSSL's
+ *   SSL_OP_NO_TICKET cannot do it (TLS 1.3 then sends stateful tickets) and
+ *   Node has no SSL_CTX_set_num_tickets, so a ticket-key callback declines
+ *   every ticket: TLS 1.3 then sends no NewSessionTicket, TLS 1.2 an empty
+ *   one (RFC 5077 §3.3), and no offered ticket is ever accepted. That
+ *   callback is Node's internal `SecureContext#enableTicketKeyCallback`;
+ *   `create()` throws when a Node version lacks it, and test/tls-tickets.test.ts
+ *   checks the wire with openssl s_client.
+ * - `groups` is the OpenSSL key exchange group list (X25519MLKEM768 first by
+ *   default, from the config); it never holds "DEFAULT" (the config refuses it).
  * - `reload()` re-reads all files. On any error the old contexts stay and the
  *   error is logged; the result says whether the new files are in use.
  *   Established sessions are never touched; only new handshakes see the change.
  * - With `watch`, changes in the files' directories trigger a debounced reload
  *   (directories are watched, so replace-by-rename and symlink swaps work).
  */
-import { X509Certificate, constants as cryptoConstants, createPrivateKey } from "node:crypto";
+import { X509Certificate, constants as cryptoConstants, createPrivateKey, randomBytes } from "node:crypto";
 import { watch as fsWatch } from "node:fs";
 import type { FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -36,6 +51,12 @@ export interface TlsManagerOptions {
   readonly minVersion: TlsMinVersion;
   /** OpenSSL cipher list for TLS 1.2. */
   readonly ciphers: string;
+  /** OpenSSL group list (e.g. "X25519MLKEM768/X25519:P-256"). Absent: OpenSSL's default. */
+  readonly groups?: string;
+  /** Issue session tickets on "mx" contexts too (default false). */
+  readonly mxSessionTickets?: boolean;
+  /** 48 bytes encrypting the "submission" session tickets (default: random, this manager only). */
+  readonly ticketKeys?: Buffer;
   readonly watch: boolean;
   readonly logger: Logger;
   /** Debounce for file-change reloads, in ms (default 200). */
@@ -52,19 +73,52 @@ export interface LoadedCertificateInfo {
   readonly fingerprint256: string;
 }
 
+/** Which listener a context serves: "mx" may differ in session tickets. */
+export type TlsListener = "mx" | "submission";
+
+interface Contexts {
+  readonly mx: tls.SecureContext;
+  readonly submission: tls.SecureContext;
+}
+
 interface LoadedPair {
   readonly info: LoadedCertificateInfo;
   readonly certPem: Buffer;
   readonly keyPem: Buffer;
-  readonly context: tls.SecureContext;
+  readonly contexts: Contexts;
 }
 
 interface State {
   readonly pairs: readonly [LoadedPair, ...LoadedPair[]];
-  /** Exact DNS name → context (first pair wins). */
-  readonly exact: ReadonlyMap<string, tls.SecureContext>;
-  /** Parent domain of a `*.parent` wildcard → context (first pair wins). */
-  readonly wildcard: ReadonlyMap<string, tls.SecureContext>;
+  /** Exact DNS name → contexts (first pair wins). */
+  readonly exact: ReadonlyMap<string, Contexts>;
+  /** Parent domain of a `*.parent` wildcard → contexts (first pair wins). */
+  readonly wildcard: ReadonlyMap<string, Contexts>;
+}
+
+/** Length of Node's ticketKeys: 16 bytes key name, 16 HMAC, 16 AES. */
+export const TICKET_KEYS_LENGTH = 48;
+
+/** Node's native SecureContext, as far as the ticket-key callback needs it (not in @types/node). */
+interface NativeTicketContext {
+  enableTicketKeyCallback?: () => void;
+  onticketkeycallback?: (name: Buffer, iv: Buffer, encrypt: boolean) => unknown[];
+}
+
+/**
+ * Makes `context` decline every session ticket: the callback answers 0
+ * ("no ticket" when encrypting, "unknown ticket" when decrypting). Node's
+ * native callback wants 16-byte HMAC and AES keys even then; they are never
+ * used to protect anything.
+ */
+function declineTickets(context: tls.SecureContext): void {
+  const native = (context as unknown as { context: NativeTicketContext }).context;
+  if (typeof native.enableTicketKeyCallback !== "function") {
+    throw new Error("TLS: this Node.js has no ticket-key callback; cannot turn session tickets off on the MX listener (set tls.mx_session_tickets = true to run anyway)");
+  }
+  const unused = Buffer.alloc(16);
+  native.onticketkeycallback = (name, iv) => [0, unused, unused, name, iv];
+  native.enableTicketKeyCallback();
 }
 
 /**
@@ -72,6 +126,20 @@ interface State {
  * none). Node would otherwise allow 3 client renegotiations per 10 minutes.
  */
 const SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
+
+/** Wardmail's safe defaults for one certificate pair; the same ticket keys for every context. */
+function contextOptions(opts: TlsManagerOptions, cert: Buffer, key: Buffer, ticketKeys: Buffer): tls.SecureContextOptions {
+  return {
+    cert,
+    key,
+    minVersion: opts.minVersion,
+    ciphers: opts.ciphers,
+    ...(opts.groups !== undefined ? { ecdhCurve: opts.groups } : {}),
+    honorCipherOrder: true,
+    secureOptions: SECURE_OPTIONS,
+    ticketKeys,
+  };
+}
 
 function normalizeName(name: string): string {
   return name.trim().toLowerCase().replace(/\.$/, "");
@@ -118,27 +186,36 @@ export class TlsManager {
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   readonly #servers = new Set<tls.Server>();
+  readonly #ticketKeys: Buffer;
   readonly #sni = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
-    cb(null, this.contextFor(servername));
+    cb(null, this.contextFor(servername, "submission"));
+  };
+  readonly #sniMx = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
+    cb(null, this.contextFor(servername, "mx"));
   };
 
-  private constructor(opts: TlsManagerOptions, state: State) {
+  private constructor(opts: TlsManagerOptions, state: State, ticketKeys: Buffer) {
     this.#opts = opts;
     this.#logger = opts.logger;
     this.#state = state;
+    this.#ticketKeys = ticketKeys;
   }
 
   static async create(opts: TlsManagerOptions): Promise<TlsManager> {
     if (opts.pairs.length === 0) throw new Error("TLS: no certificate configured");
-    const state = await TlsManager.#load(opts);
-    const manager = new TlsManager(opts, state);
+    if (opts.ticketKeys !== undefined && opts.ticketKeys.length !== TICKET_KEYS_LENGTH) {
+      throw new Error(`TLS: ticketKeys must be ${TICKET_KEYS_LENGTH} bytes`);
+    }
+    const ticketKeys = opts.ticketKeys ?? randomBytes(TICKET_KEYS_LENGTH);
+    const state = await TlsManager.#load(opts, ticketKeys);
+    const manager = new TlsManager(opts, state, ticketKeys);
     manager.#logLoaded("TLS certificate loaded");
     if (opts.watch) manager.#startWatching();
     return manager;
   }
 
   /** Read, check and build one pair. Throws with the offending file named. */
-  static async #loadPair(pair: CertificatePair, opts: TlsManagerOptions): Promise<LoadedPair> {
+  static async #loadPair(pair: CertificatePair, opts: TlsManagerOptions, ticketKeys: Buffer): Promise<LoadedPair> {
     let certPem: Buffer;
     let keyPem: Buffer;
     try {
@@ -166,16 +243,16 @@ export class TlsManager {
     if (!x509.checkPrivateKey(key)) {
       throw new Error(`TLS key file ${pair.key} does not match certificate file ${pair.cert}`);
     }
-    let context: tls.SecureContext;
+    let contexts: Contexts;
     try {
-      context = tls.createSecureContext({
-        cert: certPem,
-        key: keyPem,
-        minVersion: opts.minVersion,
-        ciphers: opts.ciphers,
-        honorCipherOrder: true,
-        secureOptions: SECURE_OPTIONS,
-      });
+      const base = contextOptions(opts, certPem, keyPem, ticketKeys);
+      const submission = tls.createSecureContext(base);
+      let mx = submission;
+      if (opts.mxSessionTickets !== true) {
+        mx = tls.createSecureContext(base);
+        declineTickets(mx);
+      }
+      contexts = { mx, submission };
     } catch (err) {
       throw new Error(`TLS context for ${pair.cert} / ${pair.key} cannot be built (${errnoText(err)})`);
     }
@@ -187,24 +264,24 @@ export class TlsManager {
       validTo: x509.validToDate,
       fingerprint256: x509.fingerprint256,
     };
-    return { info, certPem, keyPem, context };
+    return { info, certPem, keyPem, contexts };
   }
 
-  static async #load(opts: TlsManagerOptions): Promise<State> {
+  static async #load(opts: TlsManagerOptions, ticketKeys: Buffer): Promise<State> {
     const loaded: LoadedPair[] = [];
-    for (const pair of opts.pairs) loaded.push(await TlsManager.#loadPair(pair, opts));
+    for (const pair of opts.pairs) loaded.push(await TlsManager.#loadPair(pair, opts, ticketKeys));
     const [first, ...rest] = loaded;
     if (first === undefined) throw new Error("TLS: no certificate configured");
-    const exact = new Map<string, tls.SecureContext>();
-    const wildcard = new Map<string, tls.SecureContext>();
+    const exact = new Map<string, Contexts>();
+    const wildcard = new Map<string, Contexts>();
     for (const p of loaded) {
       for (const name of p.info.names) {
         if (name.startsWith("*.")) {
           const parent = name.slice(2);
           // "*.org"-style or malformed patterns are never honoured.
-          if (parent.includes(".") && !parent.includes("*") && !wildcard.has(parent)) wildcard.set(parent, p.context);
+          if (parent.includes(".") && !parent.includes("*") && !wildcard.has(parent)) wildcard.set(parent, p.contexts);
         } else if (!name.includes("*") && !exact.has(name)) {
-          exact.set(name, p.context);
+          exact.set(name, p.contexts);
         }
       }
     }
@@ -220,20 +297,20 @@ export class TlsManager {
     }
   }
 
-  /** The context a handshake for `servername` gets (undefined/empty: the default). */
-  contextFor(servername: string | undefined | null): tls.SecureContext {
+  /** The context a handshake for `servername` gets (undefined/empty: the default) on `listener`. */
+  contextFor(servername: string | undefined | null, listener: TlsListener = "submission"): tls.SecureContext {
     const state = this.#state;
     if (servername !== undefined && servername !== null && servername !== "") {
       const name = normalizeName(servername);
       const hit = state.exact.get(name);
-      if (hit !== undefined) return hit;
+      if (hit !== undefined) return hit[listener];
       const dot = name.indexOf(".");
       if (dot > 0) {
         const w = state.wildcard.get(name.slice(dot + 1));
-        if (w !== undefined) return w;
+        if (w !== undefined) return w[listener];
       }
     }
-    return state.pairs[0].context;
+    return state.pairs[0].contexts[listener];
   }
 
   /** What is loaded now, first (default) certificate first. */
@@ -244,26 +321,21 @@ export class TlsManager {
   /** Options for the server's own default context (used by tls.Server for no-SNI handshakes). */
   #defaultContextOptions(): tls.SecureContextOptions {
     const first = this.#state.pairs[0];
-    return {
-      cert: first.certPem,
-      key: first.keyPem,
-      minVersion: this.#opts.minVersion,
-      ciphers: this.#opts.ciphers,
-      honorCipherOrder: true,
-      secureOptions: SECURE_OPTIONS,
-    };
+    return contextOptions(this.#opts, first.certPem, first.keyPem, this.#ticketKeys);
   }
 
   /**
-   * Options for `tls.createServer(opts)` or `new tls.TLSSocket(sock, { isServer: true, ...opts })`.
-   * `secureContext` (honoured by TLSSocket) and `cert`/`key` (honoured by tls.Server) both
-   * carry the current default certificate.
+   * Options for `new tls.TLSSocket(sock, { isServer: true, ...opts })`, or for
+   * `tls.createServer(opts)` with "submission" (a tls.Server's own context
+   * issues tickets whatever the listener). `secureContext` (honoured by
+   * TLSSocket) and `cert`/`key` (honoured by tls.Server) both carry the
+   * current default certificate.
    */
-  serverOptions(): tls.TlsOptions & { secureContext: tls.SecureContext } {
+  serverOptions(listener: TlsListener = "submission"): tls.TlsOptions & { secureContext: tls.SecureContext } {
     return {
       ...this.#defaultContextOptions(),
-      secureContext: this.#state.pairs[0].context,
-      SNICallback: this.#sni,
+      secureContext: this.#state.pairs[0].contexts[listener],
+      SNICallback: listener === "mx" ? this.#sniMx : this.#sni,
       requestCert: false,
       rejectUnauthorized: false,
     };
@@ -287,7 +359,7 @@ export class TlsManager {
   async #reloadNow(): Promise<boolean> {
     let next: State;
     try {
-      next = await TlsManager.#load(this.#opts);
+      next = await TlsManager.#load(this.#opts, this.#ticketKeys);
     } catch (err) {
       this.#logger.error({ err: (err as Error).message }, "TLS reload failed; keeping the previous certificates");
       return false;

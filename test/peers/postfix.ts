@@ -28,6 +28,21 @@ export const SMTP_SOURCE_BIN = "/usr/sbin/smtp-source";
 export const SMTP_SINK_BIN = "/usr/sbin/smtp-sink";
 export const POSTFIX_SKIP_REASON = "postfix (postfix, postconf, smtp-source, smtp-sink, its master and user) is not installed: install the Debian package postfix (scripts/install-peers.sh installs every test peer)";
 
+/**
+ * in_flow_delay for the benches' Postfix: 0, as an operator tuning Postfix for
+ * throughput sets it. Postfix's default (1s) makes smtpd sleep up to a second
+ * before each message whenever the queue manager lags behind cleanup; in a
+ * throughput bench with 10 messages per connection that left Postfix idle
+ * about half the time. The benches take `--postfix-in-flow-delay 1s` to
+ * measure the default.
+ */
+export const BENCH_IN_FLOW_DELAY = "0";
+
+/** A value for in_flow_delay: a whole number of seconds, with or without "s" ("0", "1s"); else undefined. */
+export function inFlowDelayValue(v: string): string | undefined {
+  return /^\d{1,4}s?$/.test(v) ? v : undefined;
+}
+
 export interface PostfixInstance {
   /** The temp dir holding everything of this instance (removed by stop()). */
   dir: string;

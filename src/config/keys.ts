@@ -406,7 +406,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "outbound", name: "relays", type: "array of tables", default: [],
-    doc: 'Smarthosts: [[outbound.relays]] tables { domains = ["*"] or a list of destination domains, host = "host:port", tls = "required" (default) or "may", user and password_file for AUTH PLAIN }. Mail for a listed domain (or any, with "*") goes to that host instead of the MX.',
+    doc: 'Smarthosts: [[outbound.relays]] tables { domains = ["*"] or a list of destination domains, host = "host:port", tls, ca_file, user and password_file for AUTH PLAIN }. Mail for a listed domain (or any, with "*") goes to that host instead of the MX. tls = "required" (default): TLS with the relay\'s certificate verified against its host name (or IP address) by the system CAs, or by the CAs in ca_file (a PEM file, relative to the config file); "encrypt": TLS without checking the certificate (an explicit opt-out, open to an active man in the middle); "may": opportunistic. user/password_file need tls = "required": AUTH is never sent over TLS that was not verified.',
     check: relays,
   },
   {

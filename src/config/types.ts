@@ -26,8 +26,11 @@ export interface RelayHost {
   readonly domains: readonly string[];
   readonly host: string;
   readonly port: number;
-  readonly tls: "required" | "may";
-  /** AUTH PLAIN user; "" for none. */
+  /** "required": TLS with the certificate verified for `host`; "encrypt": TLS, certificate not checked; "may": opportunistic. */
+  readonly tls: "required" | "encrypt" | "may";
+  /** Absolute path of a PEM file of CAs trusted for this relay instead of the system's; "" for the system's. */
+  readonly caFile: string;
+  /** AUTH PLAIN user; "" for none (a user needs tls "required"). */
   readonly user: string;
   /** Absolute path of a file holding the password; "" for none. */
   readonly passwordFile: string;

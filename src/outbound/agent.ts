@@ -15,6 +15,10 @@
  *   host is skipped) and its certificate must be PKIX-valid for that name;
  * - else opportunistic STARTTLS.
  *
+ * Relays: tls = "required" verifies the relay's certificate for its host
+ * (name or IP address) with node's checks, against the relay's ca_file
+ * (read once, here) when it has one, else the system CAs.
+ *
  * Relay AUTH: each relay's password_file is read once, when the transport is
  * made (before the worker drops its privileges, so the file may be
  * root-only), its trailing line ending dropped. A file that cannot be read
@@ -22,6 +26,7 @@
  */
 import { readFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
+import { isIP } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Config } from "../config/types.ts";
 import type { DnsResolver, TlsaRecord } from "../dns/index.ts";
@@ -81,6 +86,16 @@ export async function planTls(
 
 /** The check run after the handshake for a TLS requirement. */
 function verifierFor(tls: TlsRequirement, host: string): ((s: TLSSocket) => { ok: boolean; reason?: string }) | undefined {
+  if (tls.mode === "verify" && tls.source === "relay") {
+    // node's own check: chain to the system CAs (or the relay's ca_file) and the name
+    // (or IP address) of relay.host; unlike MTA-STS, an IP-address relay is allowed.
+    return (s) => {
+      if (s.authorized) return { ok: true };
+      const raw: unknown = s.authorizationError;
+      const code = typeof raw === "string" ? raw : raw instanceof Error ? raw.message : "certificate not verified";
+      return { ok: false, reason: `${code === "ERR_TLS_CERT_ALTNAME_INVALID" ? "certificate-host-mismatch" : "certificate-not-trusted"}: relay certificate not valid for ${host} (${code})` };
+    };
+  }
   if (tls.mode === "verify") {
     return (s) => {
       const c = checkCertificate(s, host);
@@ -206,13 +221,32 @@ export function loadRelayAuth(relays: Config["outbound"]["relays"], log: Logger,
   return (relay) => byFile.get(`${relay.user}\0${relay.passwordFile}`) ?? { error: "no password_file" };
 }
 
+/** Reads every relay's ca_file once (PEM); a file that cannot be read is logged and its relay's mail waits. */
+function loadRelayCas(relays: Config["outbound"]["relays"], log: Logger): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of relays) {
+    if (r.caFile === "" || out.has(r.caFile)) continue;
+    try {
+      const pem = readFileSync(r.caFile, "utf8");
+      if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw Object.assign(new Error("no PEM certificate"), { code: "no PEM certificate" });
+      out.set(r.caFile, pem);
+    } catch (err) {
+      log.error({ relay: r.host, caFile: r.caFile, reason: (err as NodeJS.ErrnoException).code ?? "error" }, "relay ca_file unreadable; mail for this relay stays queued");
+    }
+  }
+  return out;
+}
+
 /** The RemoteTransport of a worker. */
 export function createTransport(opts: AgentOptions): RemoteTransport {
   const { config, resolver, mtaSts, logger } = opts;
   const timeouts = opts.timeouts ?? TIMEOUTS;
   const signer = new Signer(config.server.dataDir, logger.child({ component: "dkim" }));
   const relayAuth = loadRelayAuth(config.outbound.relays, logger);
+  const relayCas = loadRelayCas(config.outbound.relays, logger);
   const session = async (req: SessionRequest) => {
+    const ca = req.tls.caFile !== undefined ? relayCas.get(req.tls.caFile) : undefined;
+    if (req.tls.caFile !== undefined && ca === undefined) return { results: new Map<string, SessionOutcome[]>(), fatal: `relay ${req.host}: ca_file ${req.tls.caFile} unreadable; not sending` };
     const messages = req.messages.map((m) => ({
       envelope: { ...m.msg.envelope, recipients: m.recipients.map((r) => ({ address: r.address, dsn: r.dsn })) },
       content: m.content,
@@ -225,7 +259,8 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
       port: req.port,
       helo: config.server.hostname,
       tls: req.tls.mode === "may" ? "opportunistic" : "required",
-      tlsOptions: { servername: req.host },
+      // SNI and node's name check take the host; an IP literal is never an SNI name (connect.ts).
+      tlsOptions: { ...(isIP(req.host) === 0 ? { servername: req.host } : {}), ...(ca !== undefined ? { ca } : {}) },
       ...(verify ? { verify } : {}),
       ...(req.auth !== undefined ? { auth: req.auth } : {}),
       timeouts,

@@ -101,7 +101,7 @@ test("a relay host takes the domain's mail; a TLS policy that cannot be met defe
   const { t, sessions } = transport((req) => all(req, ok));
   const m = message("m", ["x@relayed.test"]);
   assert.deepEqual((await t.deliver(m, m.recipients)).map((o) => o.result), ["delivered"]);
-  assert.deepEqual([sessions[0]?.address, sessions[0]?.port, sessions[0]?.tls.mode], ["192.0.2.77", 587, "encrypt"]);
+  assert.deepEqual([sessions[0]?.address, sessions[0]?.port, sessions[0]?.tls.mode], ["192.0.2.77", 587, "verify"]); // tls = "required": the relay certificate is verified
   const { t: t2, sessions: s2 } = transport((req) => all(req, ok), { defer: "MTA-STS: mx1 not in policy" });
   const d = message("d", ["x@one.test"]);
   const out = await t2.deliver(d, d.recipients);
@@ -161,7 +161,7 @@ test("relay AUTH: the relay's credentials go with its sessions; unreadable ones 
     const m = message("m", ["x@relayed.test"]);
     assert.deepEqual((await t.deliver(m, m.recipients)).map((o) => o.result), ["delivered"]);
     assert.deepEqual(sessions[0]?.auth, { user: "me@relay", password: "pa ss word?" }); // one trailing newline dropped, nothing else
-    assert.equal(sessions[0]?.tls.mode, "encrypt");
+    assert.equal(sessions[0]?.tls.mode, "verify"); // AUTH only to a verified relay
     const b = message("b", ["x@broken.test"]);
     const out = await t.deliver(b, b.recipients);
     assert.deepEqual(out.map((o) => [o.result, o.status]), [["deferred", "4.3.5"]]);

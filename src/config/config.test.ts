@@ -79,7 +79,7 @@ const EXPECTED_DEFAULTS: Config = {
   },
   relay: { trustedNetworks: [] },
   accounts: { maxMessagesPerHour: 200, maxRecipientsPerHour: 1000 },
-  dns: { servers: [], timeout: 2000, attempts: 3, cacheSize: 10000 },
+  dns: { servers: [], timeout: 2000, attempts: 3, cacheSize: 10000, trustAd: "loopback" },
   checks: {
     enabled: true,
     authservId: "",

@@ -311,6 +311,11 @@ export const FIELDS: readonly Field[] = [
     check: integer(0, 1000000),
   },
   {
+    section: "dns", name: "trust_ad", type: "string", default: "loopback", values: ["loopback", "always", "never"],
+    doc: 'Whose AD bit (answer validated with DNSSEC) to believe; DANE and the MX "secure" flag rest on it. "loopback": only when every DNS server is on loopback (a validating resolver on this host); "always": the servers even when not on loopback (the path to them must be trusted, RFC 4035 §4.9.3); "never": DANE off. When the AD bit is not believed, DANE is off and a warning is logged at start-up.',
+    check: oneOf(["loopback", "always", "never"]),
+  },
+  {
     section: "checks", name: "enabled", type: "boolean", default: true,
     doc: "Verify inbound mail on the MX listener: SPF (MAIL FROM and HELO), DKIM, ARC and DMARC, and add Authentication-Results. Submission (authenticated) mail is not checked.",
     check: boolean,

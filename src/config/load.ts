@@ -237,6 +237,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       timeout: get("dns.timeout"),
       attempts: get("dns.attempts"),
       cacheSize: get("dns.cache_size"),
+      trustAd: get("dns.trust_ad"),
     },
     checks: {
       enabled: get("checks.enabled"),

@@ -129,6 +129,8 @@ export interface Config {
     readonly timeout: number;
     readonly attempts: number;
     readonly cacheSize: number;
+    /** Whose AD bit is believed: "loopback" (every server on loopback), "always", "never". */
+    readonly trustAd: "loopback" | "always" | "never";
   };
   readonly checks: {
     readonly enabled: boolean;

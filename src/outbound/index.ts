@@ -7,7 +7,7 @@
  */
 import type { LookupFunction } from "node:net";
 import type { Config } from "../config/types.ts";
-import type { DnsResolver } from "../dns/index.ts";
+import { adTrusted, resolverServers, type DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { Spool } from "../queue/index.ts";
 import { createTransport } from "./agent.ts";
@@ -64,6 +64,16 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
   // The policy host mta-sts.<domain> is looked up through our resolver too (one DNS for everything).
   const mtaSts = new MtaStsClient({ resolver, store: stsStore, fetch: { lookup: resolverLookup(resolver) } });
   const log = logger.child({ component: "outbound" });
+  const servers = resolverServers(config.dns);
+  if (!adTrusted(servers, config.dns.trustAd)) {
+    // The resolver clears an AD bit it does not believe (src/dns), so DANE never applies; say so once, at start.
+    log.warn(
+      { dnsServers: servers.map((s) => `${s.host}:${s.port}`), trustAd: config.dns.trustAd },
+      config.dns.trustAd === "never"
+        ? "DANE is off: the AD bit of the DNS servers is not trusted (dns.trust_ad = \"never\")"
+        : "DANE is off: the AD bit of the DNS servers is not trusted (not every server is on loopback); run a validating resolver on loopback, or set dns.trust_ad = \"always\" for one on a trusted path",
+    );
+  }
   const transport = createTransport({ config, resolver, mtaSts, logger: log, tlsrpt });
   let timer: NodeJS.Timeout | undefined;
   const sendReports = async (spool: Spool): Promise<void> => {

@@ -135,6 +135,29 @@ test("bounces: failed recipients become one DSN to the sender (NOTIFY honoured, 
   assert.equal(dsnsFor(later, [{ index: 0, result: "deferred", error: "busy" }], { hostname: "h", queue }).length, 0);
 });
 
+test("a bounced REQUIRETLS message comes back as RET=HDRS would (RFC 8689 §5): its header only, even with RET=FULL; its body never", () => {
+  const queue = { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
+  const canary = "BODY-CANARY-7f3a9c";
+  const base = message("rt", ["a@one.test"], { ret: "FULL" });
+  const m = { ...base, content: Buffer.from(`From: alice@example.test\r\nSubject: for your eyes only\r\n\r\n${canary}\r\n`) };
+  const failed = [{ index: 0, result: "failed" as const, status: "5.7.10", error: "REQUIRETLS: no MTA-STS or DANE authenticated TLS" }];
+  // Control: the same message without REQUIRETLS comes back whole with RET=FULL.
+  const full = dsnsFor(m, failed, { hostname: "mx.wardmail.test", queue })[0]?.content.toString("latin1") ?? "";
+  assert.ok(full.includes(canary) && full.includes("Content-Type: message/rfc822"), full);
+  for (const ret of ["FULL", "HDRS", undefined] as const) {
+    const { ret: _drop, ...envelope } = m.envelope;
+    const rt = { ...m, envelope: { ...envelope, requireTls: true, ...(ret !== undefined ? { ret } : {}) } };
+    const dsns = dsnsFor(rt, failed, { hostname: "mx.wardmail.test", queue });
+    assert.equal(dsns.length, 1);
+    const text = dsns[0]?.content.toString("latin1") ?? "";
+    assert.ok(!text.includes(canary), `the body of a REQUIRETLS message is in its DSN (RET=${ret}):\n${text}`);
+    assert.ok(!text.includes("message/rfc822"), text);
+    const parsed = parseDsn(dsns[0]?.content ?? Buffer.alloc(0));
+    assert.equal(parsed.returned?.type, "text/rfc822-headers", text);
+    assert.match(parsed.returned?.content.toString("latin1") ?? "", /^Subject: for your eyes only\r$/m);
+  }
+});
+
 test("relay AUTH: the relay's credentials go with its sessions; unreadable ones defer without a session", async () => {
   const dir = mkdtempSync(join(tmpdir(), "wardmail-relay-auth-"));
   try {

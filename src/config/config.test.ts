@@ -100,7 +100,7 @@ const EXPECTED_DEFAULTS: Config = {
     dmarcOverrides: {},
   },
   queue: { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 },
-  outbound: { port: 25, maxConnectionsPerDomain: 4, messagesPerConnection: 50, tlsPolicy: {}, relays: [] },
+  outbound: { port: 25, maxConnectionsPerDomain: 4, messagesPerConnection: 50, tlsPolicy: {}, tlsrptInterval: 3600, relays: [] },
   log: { level: "info" },
 };
 

@@ -405,6 +405,11 @@ export const FIELDS: readonly Field[] = [
     check: integer(1, 10000),
   },
   {
+    section: "outbound", name: "tlsrpt_interval", type: "integer (seconds)", default: 3600, min: 1, max: 86400,
+    doc: "How often the TLS-RPT job (RFC 8460) looks for finished UTC days to report; a day's reports go out at its first run after midnight UTC. The first run is a minute after start (or this interval, when shorter).",
+    check: integer(1, 86400),
+  },
+  {
     section: "outbound", name: "tls_policy", type: "table of strings", default: {},
     doc: '"domain" = "dane-only" | "verify" | "encrypt" | "may": the TLS policy for that destination instead of the default (DANE when the domain has TLSA records, else MTA-STS when it publishes a policy, else opportunistic STARTTLS).',
     check: tlsPolicies,

@@ -159,6 +159,8 @@ export interface Config {
     readonly maxConnectionsPerDomain: number;
     readonly messagesPerConnection: number;
     readonly tlsPolicy: Readonly<Record<string, TlsPolicy>>;
+    /** Seconds between two runs of the TLS-RPT report job. */
+    readonly tlsrptInterval: number;
     readonly relays: readonly RelayHost[];
   };
   readonly log: {

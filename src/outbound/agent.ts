@@ -13,6 +13,10 @@
  *   attacker must not turn DANE off by blocking the query);
  * - else MTA-STS "enforce": the MX name must match the policy (else this
  *   host is skipped) and its certificate must be PKIX-valid for that name;
+ * - else MTA-STS "testing": delivered as opportunistic STARTTLS, but the MX
+ *   name and certificate are checked as under "enforce" and what fails goes
+ *   to TLS-RPT under policy type "sts" with its real result type
+ *   (certificate-host-mismatch, starttls-not-supported...), RFC 8461 §5;
  * - else opportunistic STARTTLS.
  *
  * Relays: tls = "required" verifies the relay's certificate for its host
@@ -75,10 +79,15 @@ export async function planTls(
   // RFC 8460 §4.3.2: a policy that could not be fetched or validated is a TLS-RPT failure too.
   if (sts.status === "error") deps.reportStsFailure?.(domain, sts.reason, sts.detail);
   else if (sts.status === "valid" && sts.failure) deps.reportStsFailure?.(domain, sts.failure.reason, sts.failure.detail);
-  if (sts.status === "valid" && sts.policy.mode === "enforce") {
-    if (!mxMatches(sts.policy, host.name)) return { defer: `MTA-STS: ${host.name} is not an MX of the ${domain} policy` };
+  if (sts.status === "valid" && (sts.policy.mode === "enforce" || sts.policy.mode === "testing")) {
     const p = sts.policy;
     const policyStrings = ["version: STSv1", `mode: ${p.mode}`, ...p.mx.map((m) => `mx: ${m}`), `max_age: ${p.maxAge}`];
+    const inPolicy = mxMatches(p, host.name);
+    if (p.mode === "testing") {
+      // RFC 8461 §5: deliver as without MTA-STS, but check as under enforce and report what fails (TLS-RPT, policy type sts).
+      return { mode: "may", source: "mta-sts-testing", policyId: p.id, policyStrings, ...(inPolicy ? {} : { stsMxMismatch: `${host.name} is not an MX of the ${domain} policy` }) };
+    }
+    if (!inPolicy) return { defer: `MTA-STS: ${host.name} is not an MX of the ${domain} policy` };
     return { mode: "verify", source: "mta-sts", policyId: p.id, policyStrings };
   }
   return { mode: "may", source: "opportunistic" };
@@ -176,11 +185,26 @@ const RESULT_TYPES = new Set(["starttls-not-supported", "certificate-host-mismat
  * that failed before TLS for other reasons (connection refused) are not
  * TLS results and are not recorded.
  */
-function recordTls(store: TlsRptStore, req: SessionRequest, conn: { tls?: { version: string }; error?: string; extensions: { starttls: boolean }; localAddress?: string }, log: Logger): void {
-  const policyType = req.tls.source === "mta-sts" ? "sts" : req.tls.source === "dane" ? "tlsa" : "no-policy-found";
+function recordTls(
+  store: TlsRptStore,
+  req: SessionRequest,
+  conn: { tls?: { version: string }; error?: string; esmtp: boolean; extensions: { starttls: boolean }; localAddress?: string },
+  log: Logger,
+  testingFailure?: { reason: string; detail: string },
+): void {
+  const testing = req.tls.source === "mta-sts-testing";
+  const policyType = req.tls.source === "mta-sts" || testing ? "sts" : req.tls.source === "dane" ? "tlsa" : "no-policy-found";
   const reason = /TLS peer refused: ([a-z-]+):/.exec(conn.error ?? "")?.[1];
   let result: string | undefined;
-  if (conn.tls && (reason === undefined || !RESULT_TYPES.has(reason))) result = "success";
+  let detail = conn.error;
+  if (testing && conn.tls && testingFailure !== undefined) {
+    // Delivered all the same (testing), but it is the failure enforce would have deferred for.
+    result = testingFailure.reason;
+    detail = testingFailure.detail;
+  } else if (testing && !conn.tls && conn.esmtp && !conn.extensions.starttls) {
+    result = "starttls-not-supported";
+    detail = "the MX does not offer STARTTLS (policy mode testing: sent without TLS)";
+  } else if (conn.tls && (reason === undefined || !RESULT_TYPES.has(reason))) result = "success";
   else if (reason !== undefined && RESULT_TYPES.has(reason)) result = reason;
   else if (!conn.tls && req.tls.mode !== "may" && conn.error !== undefined && /STARTTLS|TLS required/i.test(conn.error)) result = "starttls-not-supported";
   if (result === undefined) return;
@@ -193,7 +217,7 @@ function recordTls(store: TlsRptStore, req: SessionRequest, conn: { tls?: { vers
       receivingIp: req.address,
       ...(conn.localAddress !== undefined ? { sendingIp: conn.localAddress } : {}),
       result: result as "success",
-      ...(conn.error !== undefined ? { detail: conn.error } : {}),
+      ...(detail !== undefined ? { detail } : {}),
     });
   } catch (err) {
     log.warn({ err: err instanceof Error ? err.message : String(err) }, "TLS-RPT event not recorded");
@@ -252,7 +276,16 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
       content: m.content,
       ...(m.requireTls ? { requireTls: true } : {}),
     }));
-    const verify = verifierFor(req.tls, req.host);
+    // MTA-STS testing: the enforce check runs, but only to report (TLS-RPT); it never stops delivery.
+    let testingFailure: { reason: string; detail: string } | undefined = req.tls.stsMxMismatch !== undefined ? { reason: "validation-failure", detail: req.tls.stsMxMismatch } : undefined;
+    const verify =
+      req.tls.source === "mta-sts-testing"
+        ? (s: TLSSocket) => {
+            const c = checkCertificate(s, req.host);
+            if (!c.ok) testingFailure = { reason: c.reason, detail: c.detail };
+            return { ok: true };
+          }
+        : verifierFor(req.tls, req.host);
     const res = await deliverSession({
       host: req.host,
       address: req.address,
@@ -273,9 +306,9 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
     // otherwise whether the chain validated (PKIX) at all.
     const refused = /TLS peer refused/.test(res.connection.error ?? "");
     const verified = tls !== undefined && (req.tls.mode === "dane" || req.tls.mode === "verify" ? !refused : tls.verified === true);
-    if (opts.tlsrpt) recordTls(opts.tlsrpt, req, res.connection, logger);
+    if (opts.tlsrpt) recordTls(opts.tlsrpt, req, res.connection, logger, testingFailure);
     logger.info(
-      { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, ...(req.auth !== undefined ? { authUser: req.auth.user } : {}), tls: tls?.version, cipher: tls?.cipher, verified, messages: req.messages.length, error: res.connection.error },
+      { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, ...(req.auth !== undefined ? { authUser: req.auth.user } : {}), tls: tls?.version, cipher: tls?.cipher, verified, messages: req.messages.length, error: res.connection.error, ...(testingFailure !== undefined ? { stsTestingFailure: `${testingFailure.reason}: ${testingFailure.detail}` } : {}) },
       "outbound session",
     );
     return { results, ...(res.connection.error !== undefined ? { fatal: res.connection.error } : {}), ...(tls ? { tls: { version: tls.version, cipher: tls.cipher, verified } } : {}) };

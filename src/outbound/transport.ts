@@ -72,7 +72,7 @@ export type RelayAuth = (relay: RelayHost) => RelayCredentials | { readonly erro
 /** What TLS a session needs and how the peer is authenticated after the handshake. */
 export interface TlsRequirement {
   readonly mode: "may" | "encrypt" | "verify" | "dane";
-  /** Why (for logs and Received/TLS-RPT): "policy", "mta-sts", "dane", "opportunistic", "relay". */
+  /** Why (for logs and Received/TLS-RPT): "policy", "mta-sts", "mta-sts-testing", "dane", "opportunistic", "relay". */
   readonly source: string;
   /** DANE TLSA records to check the peer against (mode "dane"). */
   readonly tlsa?: readonly unknown[];
@@ -80,6 +80,8 @@ export interface TlsRequirement {
   readonly policyId?: string;
   /** The policy as TLS-RPT shows it (RFC 8460 §4.4 policy-string): the MTA-STS policy lines or the TLSA records. */
   readonly policyStrings?: readonly string[];
+  /** MTA-STS testing: the MX is not one the policy names (reported to TLS-RPT, delivery goes on). */
+  readonly stsMxMismatch?: string;
   /** A relay's own CA file (outbound.relays ca_file) to verify it with instead of the system CAs. */
   readonly caFile?: string;
 }

@@ -6,8 +6,11 @@
  * relay's address (an active man in the middle with a valid certificate of
  * its own): the mail is deferred, and the sink never sees AUTH or MAIL.
  * The other is for the relay's address: the mail is delivered after AUTH
- * over TLS. Mail comes in on the MX port from a trusted network; the relay
- * hosts are IP addresses, so no DNS is asked.
+ * over TLS. Two more relay domains: one whose ca_file cannot be read (its
+ * mail waits, nothing is sent), and one with tls = "encrypt", the explicit
+ * opt-out, to the wrong-name relay without AUTH (delivered). Mail comes in
+ * on the MX port from a trusted network; the relay hosts are IP addresses,
+ * so no DNS is asked.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -44,7 +47,21 @@ before(async () => {
   ];
   w = await startWardmail({
     workers: 1,
-    extra: ["[relay]", 'trusted_networks = ["127.0.0.1/32"]', ...relay("good.test", good.port), ...relay("mitm.test", mitm.port), ""].join("\n"),
+    extra: [
+      "[relay]",
+      'trusted_networks = ["127.0.0.1/32"]',
+      ...relay("good.test", good.port),
+      ...relay("mitm.test", mitm.port),
+      "[[outbound.relays]]",
+      'domains = ["noca.test"]',
+      `host = "127.0.0.1:${good.port}"`,
+      `ca_file = "${join(certs.dir, "missing-ca.pem")}"`,
+      "[[outbound.relays]]",
+      'domains = ["optout.test"]',
+      `host = "127.0.0.1:${mitm.port}"`,
+      'tls = "encrypt"',
+      "",
+    ].join("\n"),
   });
 });
 
@@ -90,4 +107,20 @@ test("a relay whose certificate is for another name: deferred, no AUTH and no ma
   assert.ok(!sessions.some((s) => s.commands.some((c) => /^(tls:)?(AUTH|MAIL)/.test(c))), JSON.stringify(sessions.map((s) => s.commands)));
   assert.equal((mitm as SmtpSink).messages().length, 0);
   assert.ok(!server.output().includes(PASSWORD), "the password reached the log");
+});
+
+test('a relay whose ca_file cannot be read: its mail waits, no session; tls = "encrypt" (opt-out): sent to the unverified relay, without AUTH', async () => {
+  const server = w as Wardmail;
+  const goodSessions = (good as SmtpSink).sessions.length;
+  for (const to of ["carl@noca.test", "olga@optout.test"]) {
+    const replies = await sendOneMessage({ port: server.smtpPort, from: "a@sender.test", to: [to], body: `Subject: relay tls\r\n\r\nrelay-token ${to}\r\n` });
+    assert.ok(replies.some((r) => r.code === 250 && /queued as/.test(r.lines[0] ?? "")), JSON.stringify(replies));
+  }
+  const got = await (mitm as SmtpSink).waitForMessage("relay-token olga@optout.test", 20_000);
+  assert.ok(got?.tls, `not delivered over TLS to the opt-out relay\n${server.output().slice(-3000)}`);
+  assert.deepEqual((mitm as SmtpSink).sessions.flatMap((s) => s.auths), []);
+  const err = await lastErrorOf(server, "carl@noca.test", 20_000);
+  assert.match(err, /ca_file .*missing-ca\.pem unreadable/, err);
+  assert.match(server.output(), /"msg":"relay ca_file unreadable; mail for this relay stays queued"/);
+  assert.equal((good as SmtpSink).sessions.length, goodSessions, "a session was opened to the relay without its CA");
 });

@@ -6,15 +6,20 @@
  *                 certificate for another name (mx.elsewhere.test)
  *   HTTPS         mta-sts.ststest.test on 127.0.0.12:443: "mode: testing", mx: mx.ststest.test
  *   Postfix #2    mx.reports.test on 127.0.0.13:P: the report address's MX, stores in a Maildir
+ *   Postfix #3    mx.plain.ststest2.test on 127.0.0.14:P, no STARTTLS
+ *   HTTPS         mta-sts.ststest2.test (same server): "mode: testing", mx: mx.plain.ststest2.test
  * Zones: ststest.test (MX, _mta-sts TXT, mta-sts A, _smtp._tls TXT
- * rua=mailto:tlsrpt@reports.test) and reports.test (MX). Wardmail trusts
+ * rua=mailto:tlsrpt@reports.test), ststest2.test (MX, _mta-sts TXT,
+ * mta-sts A) and reports.test (MX). Wardmail trusts
  * the test CA (NODE_EXTRA_CA_CERTS), takes mail from 127.0.0.1 on its MX
  * port (relay.trusted_networks), and runs its report job every second
  * (outbound.tlsrpt_interval = 1).
  *
  * 1. Mail to ann@ststest.test is delivered (testing: deliver anyway), and
  *    today's TLS-RPT data for ststest.test has policy type sts with
- *    result certificate-host-mismatch, not no-policy-found.
+ *    result certificate-host-mismatch, not no-policy-found; mail to
+ *    bea@ststest2.test is delivered without TLS, recorded as sts,
+ *    starttls-not-supported.
  * 2. The report job sends a finished day's report: the one thing a test
  *    cannot wait for is midnight UTC, so the test moves today's recorded
  *    rows in <dataDir>/tlsrpt.sqlite to yesterday (what the date change
@@ -33,7 +38,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CertFactory, type Issued } from "../src/outbound/mta-sts-testing.ts";
-import { TlsRptStore, utcDay } from "../src/outbound/tlsrpt.ts";
+import { TlsRptStore, utcDay, type TlsReport } from "../src/outbound/tlsrpt.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { exec } from "./peers/exec.ts";
 import { knotMissing, startKnot, txtRdata, zoneText, type Knot } from "./peers/knot.ts";
@@ -46,6 +51,7 @@ const PYTHON = "/usr/bin/python3";
 const MX_IP = "127.0.0.11";
 const POLICY_IP = "127.0.0.12";
 const REPORTS_IP = "127.0.0.13";
+const PLAIN_IP = "127.0.0.14";
 const RUA = "tlsrpt@reports.test";
 const skip = knotMissing() ?? (postfixAvailable() ? undefined : POSTFIX_SKIP_REASON) ?? missingBinary("openssl", ["version"]) ?? missingBinary(PYTHON, ["-c", "import email, gzip, json"]);
 
@@ -54,6 +60,7 @@ let certs: CertFactory | undefined;
 let knot: Knot | undefined;
 let mx: PostfixInstance | undefined;
 let reports: PostfixInstance | undefined;
+let plain: PostfixInstance | undefined;
 let policy: https.Server | undefined;
 let w: Wardmail | undefined;
 
@@ -62,9 +69,10 @@ function need<T>(v: T | undefined, what: string): T {
   return v;
 }
 
-async function startPolicyServer(cert: Issued, body: string): Promise<https.Server> {
+async function startPolicyServer(cert: Issued, bodies: Readonly<Record<string, string>>): Promise<https.Server> {
   const server = https.createServer({ key: cert.key, cert: cert.chain }, (req, res) => {
-    if (req.url !== "/.well-known/mta-sts.txt" || !/^mta-sts\.ststest\.test(:\d+)?$/i.test(req.headers.host ?? "")) {
+    const body = req.url === "/.well-known/mta-sts.txt" ? bodies[(req.headers.host ?? "").toLowerCase().replace(/:\d+$/, "")] : undefined;
+    if (body === undefined) {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");
       return;
     }
@@ -98,6 +106,25 @@ async function pythonReadsReport(raw: Buffer): Promise<{ headers: Record<string,
   return JSON.parse(r.out.trim().split("\n").at(-1) ?? "{}") as Awaited<ReturnType<typeof pythonReadsReport>>;
 }
 
+/**
+ * Today's TLS-RPT report for domain, once one is there: the session's row (and
+ * its log line) is written when the session closes, which can be just after
+ * the peer stored the mail. At most 5 s.
+ */
+async function todaysReport(dataDir: string, domain: string): Promise<TlsReport> {
+  const store = TlsRptStore.open(dataDir);
+  try {
+    for (let i = 0; ; i++) {
+      const r = store.report(utcDay(Date.now()), domain, { name: "mx.example.test", contact: "postmaster@mx.example.test" });
+      if (r !== undefined) return r;
+      assert.ok(i < 50, `no TLS-RPT data for ${domain}`);
+      await sleep(100);
+    }
+  } finally {
+    store.close();
+  }
+}
+
 before(async () => {
   if (skip !== undefined) return;
   work = await mkdtemp(join(tmpdir(), "wardmail-tlsrpt-"));
@@ -109,7 +136,7 @@ before(async () => {
   const [wrong, reportsCert, policyCert] = await Promise.all([
     certs.make({ names: ["mx.elsewhere.test"], issuer: ca }),
     certs.make({ names: ["mx.reports.test"], issuer: ca }),
-    certs.make({ names: ["mta-sts.ststest.test"], issuer: ca }),
+    certs.make({ names: ["mta-sts.ststest.test", "mta-sts.ststest2.test"], issuer: ca }),
   ]);
   const started = await Promise.allSettled([
     startKnot({
@@ -121,12 +148,17 @@ before(async () => {
           `mta-sts A ${POLICY_IP}`,
           `_smtp._tls TXT ${txtRdata(`v=TLSRPTv1; rua=mailto:${RUA}`)}`,
         ]),
+        "ststest2.test": zoneText("ststest2.test", ["@ MX 10 mx.plain", `mx.plain A ${PLAIN_IP}`, `_mta-sts TXT ${txtRdata("v=STSv1; id=testing2")}`, `mta-sts A ${POLICY_IP}`]),
         "reports.test": zoneText("reports.test", ["@ MX 10 mx", `mx A ${REPORTS_IP}`]),
       },
     }).then((k) => (knot = k)),
     startPostfix({ mode: "mailbox", host: MX_IP, port, mailboxes: ["ann@ststest.test"], tls: { certFile: wrong.certPath, keyFile: wrong.keyPath } }).then((p) => (mx = p)),
     startPostfix({ mode: "mailbox", host: REPORTS_IP, port, mailboxes: [RUA], tls: { certFile: reportsCert.certPath, keyFile: reportsCert.keyPath } }).then((p) => (reports = p)),
-    startPolicyServer(policyCert, "version: STSv1\nmode: testing\nmx: mx.ststest.test\nmax_age: 86400\n").then((s) => (policy = s)),
+    startPostfix({ mode: "mailbox", host: PLAIN_IP, port, mailboxes: ["bea@ststest2.test"] }).then((p) => (plain = p)),
+    startPolicyServer(policyCert, {
+      "mta-sts.ststest.test": "version: STSv1\nmode: testing\nmx: mx.ststest.test\nmax_age: 86400\n",
+      "mta-sts.ststest2.test": "version: STSv1\nmode: testing\nmx: mx.plain.ststest2.test\nmax_age: 86400\n",
+    }).then((s) => (policy = s)),
   ]);
   for (const r of started) if (r.status === "rejected") throw r.reason;
   w = await startWardmail({
@@ -144,6 +176,7 @@ after(async () => {
     w?.stop().then(() => w?.cleanup()),
     mx?.stop(),
     reports?.stop(),
+    plain?.stop(),
     knot?.stop(),
     policy !== undefined
       ? new Promise<void>((resolve) => {
@@ -163,24 +196,32 @@ describe("TLS-RPT: an MTA-STS testing failure, reported by mail to the rua of th
     assert.ok(replies.some((r) => r.code === 250 && /queued as/.test(r.lines[0] ?? "")), JSON.stringify(replies));
     const got = await need(mx, "mx postfix").waitForMailbox("ann@ststest.test", 1, 20_000);
     assert.ok(got.some((m) => m.toString("latin1").includes("sts-testing-token")), `not delivered\n${server.output().slice(-3000)}`);
-    const session = logLines(server.output(), "outbound session").find((l) => l.mx === "mx.ststest.test");
+    const r = await todaysReport(server.dataDir, "ststest.test");
+    assert.deepEqual(r.policies.map((p) => p.policyType), ["sts"], JSON.stringify(r));
+    const p = r.policies[0];
+    assert.ok(p);
+    assert.deepEqual(p.policyStrings, ["version: STSv1", "mode: testing", "mx: mx.ststest.test", "max_age: 86400"]);
+    assert.equal(p.successCount, 0, JSON.stringify(p));
+    assert.equal(p.failureCount, 1, JSON.stringify(p));
+    assert.deepEqual(p.failureDetails.map((d) => d.resultType), ["certificate-host-mismatch"], JSON.stringify(p));
+    let session: Record<string, unknown> | undefined;
+    for (let i = 0; i < 50 && session === undefined; i++) {
+      session = logLines(server.output(), "outbound session").find((l) => l.mx === "mx.ststest.test");
+      if (session === undefined) await sleep(100);
+    }
     assert.equal(session?.tlsSource, "mta-sts-testing", JSON.stringify(session));
     assert.match(String(session?.stsTestingFailure), /^certificate-host-mismatch: /, JSON.stringify(session));
+  });
 
-    const store = TlsRptStore.open(server.dataDir);
-    try {
-      const r = store.report(utcDay(Date.now()), "ststest.test", { name: "mx.example.test", contact: "postmaster@mx.example.test" });
-      assert.ok(r, "no TLS-RPT data for ststest.test");
-      assert.deepEqual(r.policies.map((p) => p.policyType), ["sts"], JSON.stringify(r));
-      const p = r.policies[0];
-      assert.ok(p);
-      assert.deepEqual(p.policyStrings, ["version: STSv1", "mode: testing", "mx: mx.ststest.test", "max_age: 86400"]);
-      assert.equal(p.successCount, 0, JSON.stringify(p));
-      assert.equal(p.failureCount, 1, JSON.stringify(p));
-      assert.deepEqual(p.failureDetails.map((d) => d.resultType), ["certificate-host-mismatch"], JSON.stringify(p));
-    } finally {
-      store.close();
-    }
+  test("MTA-STS testing, MX without STARTTLS: delivered in plaintext, recorded as policy type sts, starttls-not-supported", async () => {
+    const server = need(w, "wardmail");
+    const replies = await sendOneMessage({ port: server.smtpPort, from: "alice@example.test", to: ["bea@ststest2.test"], body: "Subject: sts testing 2\r\n\r\nsts-testing-plain-token\r\n" });
+    assert.ok(replies.some((r) => r.code === 250 && /queued as/.test(r.lines[0] ?? "")), JSON.stringify(replies));
+    const got = await need(plain, "plain postfix").waitForMailbox("bea@ststest2.test", 1, 20_000);
+    assert.ok(got.some((m) => m.toString("latin1").includes("sts-testing-plain-token")), `not delivered\n${server.output().slice(-3000)}`);
+    const r = await todaysReport(server.dataDir, "ststest2.test");
+    assert.deepEqual(r.policies.map((p) => [p.policyType, p.successCount, p.failureCount]), [["sts", 0, 1]], JSON.stringify(r));
+    assert.deepEqual(r.policies[0]?.failureDetails.map((d) => [d.resultType, d.receivingIp]), [["starttls-not-supported", PLAIN_IP]], JSON.stringify(r));
   });
 
   test("the report job mails the finished day's report to the rua; Python reads RFC 8460 headers and the gzipped JSON", async () => {

@@ -18,6 +18,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CertFactory } from "../src/outbound/mta-sts-testing.ts";
+import { TlsRptStore, utcDay } from "../src/outbound/tlsrpt.ts";
 import { QueueAdmin } from "../src/queue/index.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { startSmtpSink, type SmtpSink } from "./peers/smtp-sink.ts";
@@ -107,6 +108,13 @@ test("a relay whose certificate is for another name: deferred, no AUTH and no ma
   assert.ok(!sessions.some((s) => s.commands.some((c) => /^(tls:)?(AUTH|MAIL)/.test(c))), JSON.stringify(sessions.map((s) => s.commands)));
   assert.equal((mitm as SmtpSink).messages().length, 0);
   assert.ok(!server.output().includes(PASSWORD), "the password reached the log");
+  // A smarthost is not the destination's MX: nothing for the destinations' TLS-RPT.
+  const store = TlsRptStore.open(server.dataDir);
+  try {
+    for (const d of ["good.test", "mitm.test"]) assert.equal(store.report(utcDay(Date.now()), d, { name: "x.test", contact: "postmaster@x.test" }), undefined, d);
+  } finally {
+    store.close();
+  }
 });
 
 test('a relay whose ca_file cannot be read: its mail waits, no session; tls = "encrypt" (opt-out): sent to the unverified relay, without AUTH', async () => {

@@ -183,7 +183,7 @@ const RESULT_TYPES = new Set(["starttls-not-supported", "certificate-host-mismat
  * success when TLS came up (and passed its check); the failure type when the
  * check refused the peer or STARTTLS was required and not offered. Sessions
  * that failed before TLS for other reasons (connection refused) are not
- * TLS results and are not recorded.
+ * TLS results and are not recorded, nor are sessions to a relay host.
  */
 function recordTls(
   store: TlsRptStore,
@@ -192,6 +192,8 @@ function recordTls(
   log: Logger,
   testingFailure?: { reason: string; detail: string },
 ): void {
+  // A smarthost is not the domain's MX: its sessions say nothing about the domain's policy, and its rua must not learn our routing.
+  if (req.tls.source === "relay") return;
   const testing = req.tls.source === "mta-sts-testing";
   const policyType = req.tls.source === "mta-sts" || testing ? "sts" : req.tls.source === "dane" ? "tlsa" : "no-policy-found";
   const reason = /TLS peer refused: ([a-z-]+):/.exec(conn.error ?? "")?.[1];

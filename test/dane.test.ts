@@ -355,7 +355,10 @@ describe("DANE: signed zones (ldns-signzone), Knot, a validating Unbound, Wardma
       extra: `[relay]\ntrusted_networks = ["127.0.0.1/32"]\n[outbound]\nport = ${port}\n[queue]\nretry_min = 3600\nretry_max = 7200\n`,
     });
     try {
-      const warned = w2.output().split("\n").filter((l) => l.includes("DANE is off: the AD bit of the DNS servers is not trusted")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      // The worker logs it while it builds its outbound transport, which can be just after "ready".
+      const warnings = (): Record<string, unknown>[] => w2.output().split("\n").filter((l) => l.includes("DANE is off: the AD bit of the DNS servers is not trusted")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      for (let i = 0; i < 100 && warnings().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      const warned = warnings();
       assert.ok(warned.length >= 1, w2.output().slice(-3000));
       for (const l of warned) assert.ok((l.level === 40 || l.level === "warn") && l.trustAd === "never", JSON.stringify(l));
       const tok = token("untrusted-ad");

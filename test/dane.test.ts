@@ -27,6 +27,10 @@
  * In bogus.test and expired.test the (unauthenticated) TLSA would match the
  * sink: a client that ignored validation would deliver, and fail the test.
  *
+ * A second Wardmail with dns.trust_ad = "never" asks the same Unbound: it
+ * does not believe the AD bit, warns at start-up that DANE is off, and
+ * delivers badtlsa.test opportunistically (the TLSA is not applied).
+ *
  * One of each (sink, knot, unbound, Wardmail with one worker) for the file,
  * started in before(). Retries are an hour away, so a deferred message stays
  * deferred with its first error while the file runs.
@@ -37,6 +41,7 @@ import { randomBytes } from "node:crypto";
 import { AccountStore } from "../src/accounts/index.ts";
 import { CertFactory, tlsaData, type Issued } from "../src/outbound/mta-sts-testing.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
+import { sendOneMessage } from "./peers/smtp-client.ts";
 import { ldnsMissing, replaceRdata, signZone } from "./peers/dnssec.ts";
 import { kdig, knotMissing, startKnot, zoneText, type Knot } from "./peers/knot.ts";
 import { startSmtpSink, type SinkMessage, type SmtpSink } from "./peers/smtp-sink.ts";
@@ -341,6 +346,37 @@ describe("DANE: signed zones (ldns-signzone), Knot, a validating Unbound, Wardma
     assert.ok(refused.length >= 1, w.output().slice(-3000));
     assert.equal(logLines(w.output(), "outbound session").filter((l) => l.mx === "mx.bogus.test").length, 0);
     nothingSentTo("rcpt@bogus.test");
+  });
+
+  test('dns.trust_ad = "never": the AD bit is not believed, DANE is off (start-up warning), badtlsa.test goes opportunistically', async () => {
+    const { unbound, sink } = up();
+    const w2 = await startWardmail({
+      workers: 1,
+      checks: `[checks]\nenabled = false\n[dns]\nservers = ["127.0.0.1:${unbound.port}"]\ntimeout = 2000\nattempts = 2\ntrust_ad = "never"\n`,
+      extra: `[relay]\ntrusted_networks = ["127.0.0.1/32"]\n[outbound]\nport = ${port}\n[queue]\nretry_min = 3600\nretry_max = 7200\n`,
+    });
+    try {
+      // The worker logs it while it builds its outbound transport, which can be just after "ready".
+      const warnings = (): Record<string, unknown>[] => w2.output().split("\n").filter((l) => l.includes("DANE is off: the AD bit of the DNS servers is not trusted")).map((l) => JSON.parse(l) as Record<string, unknown>);
+      for (let i = 0; i < 100 && warnings().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      const warned = warnings();
+      assert.ok(warned.length >= 1, w2.output().slice(-3000));
+      for (const l of warned) assert.ok((l.level === 40 || l.level === "warn") && l.trustAd === "never", JSON.stringify(l));
+      const tok = token("untrusted-ad");
+      const replies = await sendOneMessage({ port: w2.smtpPort, from: "a@sender.test", to: ["rcpt2@badtlsa.test"], body: `Subject: ${tok}\r\n\r\n${tok}\r\n` });
+      assert.ok(replies.some((r) => r.code === 250 && /queued as/.test(r.lines[0] ?? "")), JSON.stringify(replies));
+      const m = await sink.waitForMessage(tok, 15_000);
+      assert.ok(m, `not delivered\n${w2.output().slice(-3000)}`);
+      assert.equal(m.tls, true);
+      const s = logLines(w2.output(), "outbound session").find((l) => l.mx === "mx.badtlsa.test");
+      assert.equal(s?.tlsPolicy, "may", JSON.stringify(s));
+      assert.equal(s?.tlsSource, "opportunistic", JSON.stringify(s));
+      // The first Wardmail (trust_ad "loopback", Unbound on 127.0.0.1) logged no such warning.
+      assert.ok(!up().w.output().includes("DANE is off"));
+    } finally {
+      await w2.stop();
+      await w2.cleanup();
+    }
   });
 
   test("expired.test, every signature expired: the MX lookup fails (SERVFAIL), deferred, no connection", async () => {

@@ -22,7 +22,9 @@ const seen = new Map<string, number>();
 
 before(async () => {
   certs = await CertFactory.create();
-  const leaf = await certs.make({ names: ["relay.later.test"] });
+  // The relay is verified (tls = "required"): a certificate for its address from a CA in ca_file.
+  const ca = await certs.caCert("Retry Test CA");
+  const leaf = await certs.make({ names: ["relay.later.test", "127.0.0.1"], issuer: ca });
   sink = await startSmtpSink({
     fallback: { key: leaf.key, cert: leaf.cert },
     rcptReply: (rcpt) => {
@@ -40,6 +42,7 @@ before(async () => {
       'domains = ["later.test"]',
       `host = "127.0.0.1:${sink.port}"`,
       'tls = "required"',
+      `ca_file = "${ca.certPath}"`,
       "[queue]",
       "retry_min = 1",
       "retry_max = 2",

@@ -113,13 +113,14 @@ async function submit(to: string, subject: string): Promise<void> {
   assert.equal(end?.code, 250, `end of data not accepted:\n${r.out}`);
 }
 
-/** Submits a message as alice over implicit TLS with MAIL FROM ... REQUIRETLS (raw client: swaks has no such option). */
+/** Submits a message as alice over implicit TLS with MAIL FROM ... RET=FULL REQUIRETLS (raw client: swaks has no such option). */
 async function submitRequireTls(to: string, subject: string): Promise<void> {
   const s = need(w, "wardmail");
   const sess = await loggedIn(s.submissionsPort, ALICE, ALICE_PW, { tls: "implicit" });
   try {
     assert.ok(sess.ehlo.lines.includes("REQUIRETLS"), `no REQUIRETLS in EHLO: ${sess.ehlo.raw}`);
-    const mail = await sess.wire.command(`MAIL FROM:<${ALICE}> REQUIRETLS`);
+    // RET=FULL asks for the whole message back in a bounce; REQUIRETLS overrides it (RFC 8689 §5).
+    const mail = await sess.wire.command(`MAIL FROM:<${ALICE}> RET=FULL REQUIRETLS`);
     assert.equal(mail.code, 250, mail.raw);
     const rcpt = await sess.wire.command(`RCPT TO:<${to}>`);
     assert.equal(rcpt.code, 250, rcpt.raw);
@@ -525,8 +526,9 @@ describe("outbound delivery to real MX hosts", { skip }, () => {
     // Never handed to the peer.
     assert.equal((await need(peers.peer, "peer postfix").mailbox("rt@peer.test")).length, 0);
     assert.doesNotMatch(await need(peers.peer, "peer postfix").readLog(), /rt@peer\.test/);
-    // The bounce returns the header only: the body stays off the (possibly unprotected) way back.
+    // The bounce returns the header only, despite RET=FULL: the body stays off the (possibly unprotected) way back.
     assert.ok(!raw.includes("Secret."), raw);
+    assert.equal(dsn.returned?.type, "text/rfc822-headers", raw);
     assert.ok(dsn.returned?.content.toString("latin1").includes(`Subject: ${subject}`), raw);
   });
 

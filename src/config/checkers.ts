@@ -366,13 +366,13 @@ export const tlsPolicies: Check = domainTable(TLS_POLICIES);
 /** [[outbound.relays]]: smarthosts, globally ("*") or per destination domain. */
 export const relays: Check = arrayOf("relay tables", (v, path, ctx) => {
   if (!isTable(v)) {
-    ctx.issue(path, 'expected a table { domains = ["*"], host = "IP:port" or "name:port", tls = "required" | "may", user = "", password_file = "" }');
+    ctx.issue(path, 'expected a table { domains = ["*"], host = "IP:port" or "name:port", tls = "required" | "encrypt" | "may", ca_file = "", user = "", password_file = "" }');
     return undefined;
   }
   let ok = true;
   for (const k of Object.keys(v)) {
-    if (!["domains", "host", "tls", "user", "password_file"].includes(k)) {
-      ctx.issue([...path, k], 'unknown key; a relay has "domains", "host", "tls", "user" and "password_file"');
+    if (!["domains", "host", "tls", "ca_file", "user", "password_file"].includes(k)) {
+      ctx.issue([...path, k], 'unknown key; a relay has "domains", "host", "tls", "ca_file", "user" and "password_file"');
       ok = false;
     }
   }
@@ -387,14 +387,22 @@ export const relays: Check = arrayOf("relay tables", (v, path, ctx) => {
     ok = false;
   }
   const tlsMode = v.tls ?? "required";
-  if (tlsMode !== "required" && tlsMode !== "may") {
-    ctx.issue([...path, "tls"], `expected "required" or "may", got ${describe(v.tls)}`);
+  if (tlsMode !== "required" && tlsMode !== "encrypt" && tlsMode !== "may") {
+    ctx.issue([...path, "tls"], `expected "required" (verified certificate), "encrypt" (TLS, certificate not checked) or "may", got ${describe(v.tls)}`);
+    ok = false;
+  }
+  const ca = v.ca_file ?? "";
+  if (typeof ca !== "string") {
+    ctx.issue([...path, "ca_file"], `expected the path of a PEM file of CA certificates, got ${describe(v.ca_file)}`);
     ok = false;
   }
   const user = v.user ?? "";
   const pw = v.password_file ?? "";
   if (typeof user !== "string" || typeof pw !== "string" || (user === "") !== (pw === "")) {
     ctx.issue(path, "user and password_file go together (AUTH PLAIN over TLS to the relay)");
+    ok = false;
+  } else if (user !== "" && tlsMode !== "required") {
+    ctx.issue([...path, "tls"], `AUTH (user = ${JSON.stringify(user)}) needs tls = "required": the password is only ever sent over TLS with the relay's certificate verified`);
     ok = false;
   }
   if (!ok || !host) return undefined;
@@ -403,6 +411,7 @@ export const relays: Check = arrayOf("relay tables", (v, path, ctx) => {
     host: (host[1] ?? "").replace(/^\[|\]$/g, "").toLowerCase(),
     port: Number(host[2]),
     tls: tlsMode,
+    caFile: ca === "" ? "" : ctx.resolve(ctx.fileDir, ca as string),
     user,
     passwordFile: pw === "" ? "" : ctx.resolve(ctx.fileDir, pw as string),
   };

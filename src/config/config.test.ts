@@ -83,7 +83,7 @@ const EXPECTED_DEFAULTS: Config = {
   },
   relay: { trustedNetworks: [] },
   accounts: { maxMessagesPerHour: 200, maxRecipientsPerHour: 1000 },
-  dns: { servers: [], timeout: 2000, attempts: 3, cacheSize: 10000 },
+  dns: { servers: [], timeout: 2000, attempts: 3, cacheSize: 10000, trustAd: "loopback" },
   checks: {
     enabled: true,
     authservId: "",
@@ -113,17 +113,22 @@ const EXPECTED_DEFAULTS: Config = {
   },
   dnsbl: { zones: [], threshold: 1, timeout: 5 },
   queue: { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 },
-  outbound: { port: 25, maxConnectionsPerDomain: 4, messagesPerConnection: 50, tlsPolicy: {}, relays: [] },
+  outbound: { port: 25, maxConnectionsPerDomain: 4, messagesPerConnection: 50, tlsPolicy: {}, tlsrptInterval: 3600, relays: [] },
   log: { level: "info" },
 };
 
 void test("outbound TLS policies and relays are checked", () => {
   const c = parse('[outbound.tls_policy]\n"Bank.example" = "dane-only"\n[[outbound.relays]]\ndomains = ["*"]\nhost = "smtp.provider.example:587"\nuser = "me"\npassword_file = "relay.pw"\n');
   assert.deepEqual(c.outbound.tlsPolicy, { "bank.example": "dane-only" });
-  assert.deepEqual(c.outbound.relays, [{ domains: ["*"], host: "smtp.provider.example", port: 587, tls: "required", user: "me", passwordFile: "/etc/wardmail/relay.pw" }]);
+  assert.deepEqual(c.outbound.relays, [{ domains: ["*"], host: "smtp.provider.example", port: 587, tls: "required", caFile: "", user: "me", passwordFile: "/etc/wardmail/relay.pw" }]);
   oneIssue('[outbound.tls_policy]\n"x.example" = "none"\n', 'outbound.tls_policy."x.example"', 2);
   assert.ok(issuesOf('[[outbound.relays]]\ndomains = ["*"]\nhost = "nohostport"\n').some((i) => i.key === "outbound.relays[0].host"));
   assert.ok(issuesOf('[[outbound.relays]]\ndomains = ["*"]\nhost = "h.example:25"\nuser = "x"\n').length > 0);
+  // A private CA for the relay; TLS without verification only when asked for, and never with AUTH.
+  const ca = parse('[[outbound.relays]]\ndomains = ["*"]\nhost = "relay.example:25"\nca_file = "relay-ca.pem"\n[[outbound.relays]]\ndomains = ["x.example"]\nhost = "10.0.0.1:25"\ntls = "encrypt"\n');
+  assert.deepEqual(ca.outbound.relays.map((r) => [r.tls, r.caFile]), [["required", "/etc/wardmail/relay-ca.pem"], ["encrypt", ""]]);
+  for (const tls of ["encrypt", "may"]) oneIssue(`[[outbound.relays]]\ndomains = ["*"]\nhost = "h.example:25"\ntls = "${tls}"\nuser = "me"\npassword_file = "p"\n`, "outbound.relays[0].tls", 4);
+  oneIssue('[[outbound.relays]]\ndomains = ["*"]\nhost = "h.example:25"\ntls = "none"\n', "outbound.relays[0].tls", 4);
 });
 
 void test("ARC sealing keys come together", () => {

@@ -331,6 +331,11 @@ export const FIELDS: readonly Field[] = [
     check: integer(0, 1000000),
   },
   {
+    section: "dns", name: "trust_ad", type: "string", default: "loopback", values: ["loopback", "always", "never"],
+    doc: 'Whose AD bit (answer validated with DNSSEC) to believe; DANE and the MX "secure" flag rest on it. "loopback": only when every DNS server is on loopback (a validating resolver on this host); "always": the servers even when not on loopback (the path to them must be trusted, RFC 4035 §4.9.3); "never": DANE off. When the AD bit is not believed, DANE is off and a warning is logged at start-up.',
+    check: oneOf(["loopback", "always", "never"]),
+  },
+  {
     section: "checks", name: "enabled", type: "boolean", default: true,
     doc: "Verify inbound mail on the MX listener: SPF (MAIL FROM and HELO), DKIM, ARC and DMARC, and add Authentication-Results. Submission (authenticated) mail is not checked.",
     check: boolean,
@@ -435,13 +440,18 @@ export const FIELDS: readonly Field[] = [
     check: integer(1, 10000),
   },
   {
+    section: "outbound", name: "tlsrpt_interval", type: "integer (seconds)", default: 3600, min: 1, max: 86400,
+    doc: "How often the TLS-RPT job (RFC 8460) looks for finished UTC days to report; a day's reports go out at its first run after midnight UTC. The first run is a minute after start (or this interval, when shorter).",
+    check: integer(1, 86400),
+  },
+  {
     section: "outbound", name: "tls_policy", type: "table of strings", default: {},
     doc: '"domain" = "dane-only" | "verify" | "encrypt" | "may": the TLS policy for that destination instead of the default (DANE when the domain has TLSA records, else MTA-STS when it publishes a policy, else opportunistic STARTTLS).',
     check: tlsPolicies,
   },
   {
     section: "outbound", name: "relays", type: "array of tables", default: [],
-    doc: 'Smarthosts: [[outbound.relays]] tables { domains = ["*"] or a list of destination domains, host = "host:port", tls = "required" (default) or "may", user and password_file for AUTH PLAIN }. Mail for a listed domain (or any, with "*") goes to that host instead of the MX.',
+    doc: 'Smarthosts: [[outbound.relays]] tables { domains = ["*"] or a list of destination domains, host = "host:port", tls, ca_file, user and password_file for AUTH PLAIN }. Mail for a listed domain (or any, with "*") goes to that host instead of the MX. tls = "required" (default): TLS with the relay\'s certificate verified against its host name (or IP address) by the system CAs, or by the CAs in ca_file (a PEM file, relative to the config file); "encrypt": TLS without checking the certificate (an explicit opt-out, open to an active man in the middle); "may": opportunistic. user/password_file need tls = "required": AUTH is never sent over TLS that was not verified.',
     check: relays,
   },
   {

@@ -240,6 +240,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       timeout: get("dns.timeout"),
       attempts: get("dns.attempts"),
       cacheSize: get("dns.cache_size"),
+      trustAd: get("dns.trust_ad"),
     },
     checks: {
       enabled: get("checks.enabled"),
@@ -268,6 +269,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       maxConnectionsPerDomain: get("outbound.max_connections_per_domain"),
       messagesPerConnection: get("outbound.messages_per_connection"),
       tlsPolicy: get("outbound.tls_policy"),
+      tlsrptInterval: get("outbound.tlsrpt_interval"),
       relays: get<(RelayHost | undefined)[]>("outbound.relays").filter((r): r is RelayHost => r !== undefined),
     },
     log: { level: get("log.level") },

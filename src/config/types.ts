@@ -26,8 +26,11 @@ export interface RelayHost {
   readonly domains: readonly string[];
   readonly host: string;
   readonly port: number;
-  readonly tls: "required" | "may";
-  /** AUTH PLAIN user; "" for none. */
+  /** "required": TLS with the certificate verified for `host`; "encrypt": TLS, certificate not checked; "may": opportunistic. */
+  readonly tls: "required" | "encrypt" | "may";
+  /** Absolute path of a PEM file of CAs trusted for this relay instead of the system's; "" for the system's. */
+  readonly caFile: string;
+  /** AUTH PLAIN user; "" for none (a user needs tls "required"). */
   readonly user: string;
   /** Absolute path of a file holding the password; "" for none. */
   readonly passwordFile: string;
@@ -142,6 +145,8 @@ export interface Config {
     readonly timeout: number;
     readonly attempts: number;
     readonly cacheSize: number;
+    /** Whose AD bit is believed: "loopback" (every server on loopback), "always", "never". */
+    readonly trustAd: "loopback" | "always" | "never";
   };
   readonly checks: {
     readonly enabled: boolean;
@@ -179,6 +184,8 @@ export interface Config {
     readonly maxConnectionsPerDomain: number;
     readonly messagesPerConnection: number;
     readonly tlsPolicy: Readonly<Record<string, TlsPolicy>>;
+    /** Seconds between two runs of the TLS-RPT report job. */
+    readonly tlsrptInterval: number;
     readonly relays: readonly RelayHost[];
   };
   readonly log: {

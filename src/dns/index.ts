@@ -8,8 +8,10 @@
  *
  * Tests use StaticResolver (a zone in memory) instead.
  *
- * What it trusts: the configured recursive resolvers, including their AD bit
- * (RFC 4035 §3.2.3, RFC 6840 §5.7). Everything in a response is checked
+ * What it trusts: the configured recursive resolvers, and their AD bit
+ * (RFC 4035 §3.2.3, RFC 6840 §5.7) only over a trusted path: when every
+ * server is on loopback, or the operator says so (dns.trust_ad); otherwise
+ * the AD bit is cleared and DANE is off. Everything in a response is checked
  * against the question (RFC 5452 defences: random id and port, connected
  * socket, id/question/QR match). RFCs: 1035 (messages, UDP/TCP), 6891 (EDNS0,
  * 1232-octet payload), 7766 (TCP after TC=1), 2308 (negative caching), 2181
@@ -26,8 +28,8 @@
  */
 export type { DnsAnswer, DnsResolver, MxRecord, RRType, SoaRecord, TlsaRecord } from "./types.ts";
 export { DnsError } from "./types.ts";
-export { WireResolver } from "./wire-resolver.ts";
-export type { WireResolverOptions } from "./wire-resolver.ts";
+export { WireResolver, adTrusted, isLoopback } from "./wire-resolver.ts";
+export type { AdTrust, WireResolverOptions } from "./wire-resolver.ts";
 export { StaticResolver } from "./static-resolver.ts";
 export type { StaticResolverOptions, StaticZone, ZoneEntry } from "./static-resolver.ts";
-export { createResolver, mailauthResolver, systemNameservers } from "./system.ts";
+export { createResolver, mailauthResolver, resolverServers, systemNameservers } from "./system.ts";

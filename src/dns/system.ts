@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import type { Server } from "./transport.ts";
 import type { DnsResolver } from "./types.ts";
-import { WireResolver } from "./wire-resolver.ts";
+import { WireResolver, type AdTrust } from "./wire-resolver.ts";
 
 const MAXNS = 3;
 const FALLBACK: Server = { host: "127.0.0.1", port: 53 };
@@ -46,13 +46,21 @@ export function createResolver(config: {
   readonly timeout: number;
   readonly attempts: number;
   readonly cacheSize: number;
+  /** dns.trust_ad; "loopback" when absent. */
+  readonly trustAd?: AdTrust;
 }): WireResolver {
   return new WireResolver({
-    servers: config.servers.length > 0 ? config.servers : systemNameservers(),
+    servers: resolverServers(config),
     timeoutMs: config.timeout,
     attempts: config.attempts,
     cacheSize: config.cacheSize,
+    ...(config.trustAd !== undefined ? { trustAd: config.trustAd } : {}),
   });
+}
+
+/** The servers the resolver asks: dns.servers, else those of /etc/resolv.conf. */
+export function resolverServers(config: { readonly servers: readonly { readonly host: string; readonly port: number }[] }): { host: string; port: number }[] {
+  return config.servers.length > 0 ? config.servers.map((s) => ({ host: s.host, port: s.port })) : systemNameservers();
 }
 
 /**

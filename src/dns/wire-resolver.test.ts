@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import dns from "node:dns";
-import { DnsError, WireResolver } from "./index.ts";
+import { DnsError, WireResolver, adTrusted, createResolver, isLoopback } from "./index.ts";
 import type { TestDnsServer, TestZone } from "./test-util.ts";
 import { SPOOF_A, startTestDnsServer } from "./test-util.ts";
 
@@ -232,6 +232,33 @@ void test("AD=1 is reported as authenticated, for answers and for denials", asyn
   assert.equal(err.authenticated, true);
   server.ad = false;
   assert.equal((await r.query("www.example.test", "A")).authenticated, false);
+});
+
+void test("the AD bit is believed only from loopback servers unless dns.trust_ad says otherwise; an unbelieved one is cleared", async (t) => {
+  const server = await startTestDnsServer(zone());
+  server.ad = true;
+  const make = (trustAd?: "loopback" | "always" | "never"): WireResolver => {
+    const r = new WireResolver({ servers: [server], timeoutMs: 1000, attempts: 1, cacheSize: 100, ...(trustAd !== undefined ? { trustAd } : {}) });
+    t.after(() => r.close());
+    return r;
+  };
+  t.after(() => server.close());
+  // The test server is on 127.0.0.1: believed by default and with "always", cleared with "never" (answers and denials).
+  for (const [trust, want] of [[undefined, true], ["always", true], ["never", false]] as const) {
+    const r = make(trust);
+    assert.equal(r.adTrusted, want, String(trust));
+    assert.equal((await r.query("example.test", "A")).authenticated, want, String(trust));
+    assert.equal((await rejectsWith(r.query("nowhere.example.test", "TLSA"), "ENOTFOUND")).authenticated, want, String(trust));
+  }
+  // Servers off loopback (never queried here): not believed unless "always"; one off-loopback server among loopback ones is enough to distrust.
+  const remote = { servers: [{ host: "192.0.2.53", port: 53 }], timeout: 500, attempts: 1, cacheSize: 10 };
+  const off = createResolver(remote);
+  const mixed = createResolver({ ...remote, servers: [{ host: "127.0.0.1", port: 53 }, { host: "2001:db8::53", port: 53 }] });
+  const vouched = createResolver({ ...remote, trustAd: "always" });
+  t.after(() => [off, mixed, vouched].forEach((r) => r.close()));
+  assert.deepEqual([off.adTrusted, mixed.adTrusted, vouched.adTrusted], [false, false, true]);
+  assert.deepEqual(["127.0.0.1", "127.53.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0", "::", "10.0.0.53", "::ffff:10.0.0.53", "fe80::1%eth0"].map(isLoopback), [true, true, true, true, false, false, false, false, false]);
+  assert.equal(adTrusted([]), false);
 });
 
 void test("bad names and unsupported types are rejected without a query", async (t) => {

@@ -3,9 +3,13 @@
  * (RFC 1035), with a cache, for the whole server (SPF/DKIM/DMARC via
  * mailauth, MX and TLSA lookups for delivery).
  *
- * Trusts the configured recursive resolvers (it validates no DNSSEC itself:
- * `authenticated` is their AD bit, RFC 4035 §3.2.3 / RFC 6840 §5.7, meaningful
- * only over a trusted path such as loopback). Trusts nothing else: responses
+ * Trusts the configured recursive resolvers' answers; it validates no
+ * DNSSEC itself, so `authenticated` is their AD bit (RFC 4035 §3.2.3, RFC
+ * 6840 §5.7), which means something only over a trusted path (RFC 4035
+ * §4.9.3, RFC 7672 §1.3): by default (trustAd "loopback") only when every
+ * server is on loopback; "always" when the operator vouches for the path;
+ * "never". An untrusted AD bit is cleared on every answer, so nothing above
+ * (DANE, the MX "secure" flag) ever sees it. Trusts nothing else: responses
  * must match id, question and QR (see packet.ts), and are read over a socket
  * connected to the server; names are checked before anything is sent.
  *
@@ -41,6 +45,30 @@ export interface WireResolverOptions {
   readonly cacheSize: number;
   /** Clock in milliseconds (tests inject one); Date.now by default. */
   readonly now?: () => number;
+  /** Whose AD bit to believe: "loopback" (default: only when every server is on loopback), "always", "never". */
+  readonly trustAd?: AdTrust;
+}
+
+/** dns.trust_ad: whose AD bit (DNSSEC validated) Wardmail believes. */
+export type AdTrust = "loopback" | "always" | "never";
+
+const LOOPBACK = new net.BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+LOOPBACK.addSubnet("::ffff:127.0.0.0", 104, "ipv6");
+
+/** True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: addresses that never leave this host. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/%.*$/, "");
+  const family = net.isIP(h);
+  return family !== 0 && LOOPBACK.check(h, family === 4 ? "ipv4" : "ipv6");
+}
+
+/** Whether the AD bit of these servers is believed, under trust. */
+export function adTrusted(servers: readonly { readonly host: string }[], trust: AdTrust = "loopback"): boolean {
+  if (trust === "never") return false;
+  if (trust === "always") return true;
+  return servers.length > 0 && servers.every((s) => isLoopback(s.host));
 }
 
 type Outcome =
@@ -93,6 +121,8 @@ export class WireResolver implements DnsResolver {
   readonly #cache: TtlCache<Entry>;
   readonly #inflight = new Map<string, Promise<Outcome>>();
   readonly #abort = new AbortController();
+  /** Whether the servers' AD bit is believed (see the header); false clears it on every answer. */
+  readonly adTrusted: boolean;
 
   constructor(opts: WireResolverOptions) {
     if (opts.servers.length === 0) throw new RangeError("WireResolver needs at least one server");
@@ -108,6 +138,7 @@ export class WireResolver implements DnsResolver {
     this.#attempts = opts.attempts;
     this.#now = opts.now ?? Date.now;
     this.#cache = new TtlCache<Entry>(opts.cacheSize, this.#now);
+    this.adTrusted = adTrusted(this.#servers, opts.trustAd);
   }
 
   async resolve(name: string, rrtype: string): Promise<unknown[]> {
@@ -180,6 +211,7 @@ export class WireResolver implements DnsResolver {
         continue;
       }
       const res = result.value;
+      const ad = res.authenticated && this.adTrusted;
       if (res.rcode !== RCODE.NOERROR && res.rcode !== RCODE.NXDOMAIN) {
         lastCode = rcodeError(res.rcode);
         continue;
@@ -190,9 +222,9 @@ export class WireResolver implements DnsResolver {
         continue;
       }
       if (reading.kind === "negative") {
-        return { kind: "error", code: reading.code, authenticated: res.authenticated, negativeTtl: reading.ttl };
+        return { kind: "error", code: reading.code, authenticated: ad, negativeTtl: reading.ttl };
       }
-      return { kind: "answer", records: reading.records, ttl: Math.min(reading.ttl, 86400), authenticated: res.authenticated };
+      return { kind: "answer", records: reading.records, ttl: Math.min(reading.ttl, 86400), authenticated: ad };
     }
     return { kind: "error", code: lastCode, authenticated: false };
   }

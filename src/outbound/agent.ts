@@ -13,7 +13,15 @@
  *   attacker must not turn DANE off by blocking the query);
  * - else MTA-STS "enforce": the MX name must match the policy (else this
  *   host is skipped) and its certificate must be PKIX-valid for that name;
+ * - else MTA-STS "testing": delivered as opportunistic STARTTLS, but the MX
+ *   name and certificate are checked as under "enforce" and what fails goes
+ *   to TLS-RPT under policy type "sts" with its real result type
+ *   (certificate-host-mismatch, starttls-not-supported...), RFC 8461 §5;
  * - else opportunistic STARTTLS.
+ *
+ * Relays: tls = "required" verifies the relay's certificate for its host
+ * (name or IP address) with node's checks, against the relay's ca_file
+ * (read once, here) when it has one, else the system CAs.
  *
  * Relay AUTH: each relay's password_file is read once, when the transport is
  * made (before the worker drops its privileges, so the file may be
@@ -22,6 +30,7 @@
  */
 import { readFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
+import { isIP } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Config } from "../config/types.ts";
 import type { DnsResolver, TlsaRecord } from "../dns/index.ts";
@@ -70,10 +79,15 @@ export async function planTls(
   // RFC 8460 §4.3.2: a policy that could not be fetched or validated is a TLS-RPT failure too.
   if (sts.status === "error") deps.reportStsFailure?.(domain, sts.reason, sts.detail);
   else if (sts.status === "valid" && sts.failure) deps.reportStsFailure?.(domain, sts.failure.reason, sts.failure.detail);
-  if (sts.status === "valid" && sts.policy.mode === "enforce") {
-    if (!mxMatches(sts.policy, host.name)) return { defer: `MTA-STS: ${host.name} is not an MX of the ${domain} policy` };
+  if (sts.status === "valid" && (sts.policy.mode === "enforce" || sts.policy.mode === "testing")) {
     const p = sts.policy;
     const policyStrings = ["version: STSv1", `mode: ${p.mode}`, ...p.mx.map((m) => `mx: ${m}`), `max_age: ${p.maxAge}`];
+    const inPolicy = mxMatches(p, host.name);
+    if (p.mode === "testing") {
+      // RFC 8461 §5: deliver as without MTA-STS, but check as under enforce and report what fails (TLS-RPT, policy type sts).
+      return { mode: "may", source: "mta-sts-testing", policyId: p.id, policyStrings, ...(inPolicy ? {} : { stsMxMismatch: `${host.name} is not an MX of the ${domain} policy` }) };
+    }
+    if (!inPolicy) return { defer: `MTA-STS: ${host.name} is not an MX of the ${domain} policy` };
     return { mode: "verify", source: "mta-sts", policyId: p.id, policyStrings };
   }
   return { mode: "may", source: "opportunistic" };
@@ -81,6 +95,16 @@ export async function planTls(
 
 /** The check run after the handshake for a TLS requirement. */
 function verifierFor(tls: TlsRequirement, host: string): ((s: TLSSocket) => { ok: boolean; reason?: string }) | undefined {
+  if (tls.mode === "verify" && tls.source === "relay") {
+    // node's own check: chain to the system CAs (or the relay's ca_file) and the name
+    // (or IP address) of relay.host; unlike MTA-STS, an IP-address relay is allowed.
+    return (s) => {
+      if (s.authorized) return { ok: true };
+      const raw: unknown = s.authorizationError;
+      const code = typeof raw === "string" ? raw : raw instanceof Error ? raw.message : "certificate not verified";
+      return { ok: false, reason: `${code === "ERR_TLS_CERT_ALTNAME_INVALID" ? "certificate-host-mismatch" : "certificate-not-trusted"}: relay certificate not valid for ${host} (${code})` };
+    };
+  }
   if (tls.mode === "verify") {
     return (s) => {
       const c = checkCertificate(s, host);
@@ -159,13 +183,30 @@ const RESULT_TYPES = new Set(["starttls-not-supported", "certificate-host-mismat
  * success when TLS came up (and passed its check); the failure type when the
  * check refused the peer or STARTTLS was required and not offered. Sessions
  * that failed before TLS for other reasons (connection refused) are not
- * TLS results and are not recorded.
+ * TLS results and are not recorded, nor are sessions to a relay host.
  */
-function recordTls(store: TlsRptStore, req: SessionRequest, conn: { tls?: { version: string }; error?: string; extensions: { starttls: boolean }; localAddress?: string }, log: Logger): void {
-  const policyType = req.tls.source === "mta-sts" ? "sts" : req.tls.source === "dane" ? "tlsa" : "no-policy-found";
+function recordTls(
+  store: TlsRptStore,
+  req: SessionRequest,
+  conn: { tls?: { version: string }; error?: string; esmtp: boolean; extensions: { starttls: boolean }; localAddress?: string },
+  log: Logger,
+  testingFailure?: { reason: string; detail: string },
+): void {
+  // A smarthost is not the domain's MX: its sessions say nothing about the domain's policy, and its rua must not learn our routing.
+  if (req.tls.source === "relay") return;
+  const testing = req.tls.source === "mta-sts-testing";
+  const policyType = req.tls.source === "mta-sts" || testing ? "sts" : req.tls.source === "dane" ? "tlsa" : "no-policy-found";
   const reason = /TLS peer refused: ([a-z-]+):/.exec(conn.error ?? "")?.[1];
   let result: string | undefined;
-  if (conn.tls && (reason === undefined || !RESULT_TYPES.has(reason))) result = "success";
+  let detail = conn.error;
+  if (testing && conn.tls && testingFailure !== undefined) {
+    // Delivered all the same (testing), but it is the failure enforce would have deferred for.
+    result = testingFailure.reason;
+    detail = testingFailure.detail;
+  } else if (testing && !conn.tls && conn.esmtp && !conn.extensions.starttls) {
+    result = "starttls-not-supported";
+    detail = "the MX does not offer STARTTLS (policy mode testing: sent without TLS)";
+  } else if (conn.tls && (reason === undefined || !RESULT_TYPES.has(reason))) result = "success";
   else if (reason !== undefined && RESULT_TYPES.has(reason)) result = reason;
   else if (!conn.tls && req.tls.mode !== "may" && conn.error !== undefined && /STARTTLS|TLS required/i.test(conn.error)) result = "starttls-not-supported";
   if (result === undefined) return;
@@ -178,7 +219,7 @@ function recordTls(store: TlsRptStore, req: SessionRequest, conn: { tls?: { vers
       receivingIp: req.address,
       ...(conn.localAddress !== undefined ? { sendingIp: conn.localAddress } : {}),
       result: result as "success",
-      ...(conn.error !== undefined ? { detail: conn.error } : {}),
+      ...(detail !== undefined ? { detail } : {}),
     });
   } catch (err) {
     log.warn({ err: err instanceof Error ? err.message : String(err) }, "TLS-RPT event not recorded");
@@ -206,26 +247,55 @@ export function loadRelayAuth(relays: Config["outbound"]["relays"], log: Logger,
   return (relay) => byFile.get(`${relay.user}\0${relay.passwordFile}`) ?? { error: "no password_file" };
 }
 
+/** Reads every relay's ca_file once (PEM); a file that cannot be read is logged and its relay's mail waits. */
+function loadRelayCas(relays: Config["outbound"]["relays"], log: Logger): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of relays) {
+    if (r.caFile === "" || out.has(r.caFile)) continue;
+    try {
+      const pem = readFileSync(r.caFile, "utf8");
+      if (!pem.includes("-----BEGIN CERTIFICATE-----")) throw Object.assign(new Error("no PEM certificate"), { code: "no PEM certificate" });
+      out.set(r.caFile, pem);
+    } catch (err) {
+      log.error({ relay: r.host, caFile: r.caFile, reason: (err as NodeJS.ErrnoException).code ?? "error" }, "relay ca_file unreadable; mail for this relay stays queued");
+    }
+  }
+  return out;
+}
+
 /** The RemoteTransport of a worker. */
 export function createTransport(opts: AgentOptions): RemoteTransport {
   const { config, resolver, mtaSts, logger } = opts;
   const timeouts = opts.timeouts ?? TIMEOUTS;
   const signer = new Signer(config.server.dataDir, logger.child({ component: "dkim" }));
   const relayAuth = loadRelayAuth(config.outbound.relays, logger);
+  const relayCas = loadRelayCas(config.outbound.relays, logger);
   const session = async (req: SessionRequest) => {
+    const ca = req.tls.caFile !== undefined ? relayCas.get(req.tls.caFile) : undefined;
+    if (req.tls.caFile !== undefined && ca === undefined) return { results: new Map<string, SessionOutcome[]>(), fatal: `relay ${req.host}: ca_file ${req.tls.caFile} unreadable; not sending` };
     const messages = req.messages.map((m) => ({
       envelope: { ...m.msg.envelope, recipients: m.recipients.map((r) => ({ address: r.address, dsn: r.dsn })) },
       content: m.content,
       ...(m.requireTls ? { requireTls: true } : {}),
     }));
-    const verify = verifierFor(req.tls, req.host);
+    // MTA-STS testing: the enforce check runs, but only to report (TLS-RPT); it never stops delivery.
+    let testingFailure: { reason: string; detail: string } | undefined = req.tls.stsMxMismatch !== undefined ? { reason: "validation-failure", detail: req.tls.stsMxMismatch } : undefined;
+    const verify =
+      req.tls.source === "mta-sts-testing"
+        ? (s: TLSSocket) => {
+            const c = checkCertificate(s, req.host);
+            if (!c.ok) testingFailure = { reason: c.reason, detail: c.detail };
+            return { ok: true };
+          }
+        : verifierFor(req.tls, req.host);
     const res = await deliverSession({
       host: req.host,
       address: req.address,
       port: req.port,
       helo: config.server.hostname,
       tls: req.tls.mode === "may" ? "opportunistic" : "required",
-      tlsOptions: { servername: req.host },
+      // SNI and node's name check take the host; an IP literal is never an SNI name (connect.ts).
+      tlsOptions: { ...(isIP(req.host) === 0 ? { servername: req.host } : {}), ...(ca !== undefined ? { ca } : {}) },
       ...(verify ? { verify } : {}),
       ...(req.auth !== undefined ? { auth: req.auth } : {}),
       timeouts,
@@ -238,9 +308,9 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
     // otherwise whether the chain validated (PKIX) at all.
     const refused = /TLS peer refused/.test(res.connection.error ?? "");
     const verified = tls !== undefined && (req.tls.mode === "dane" || req.tls.mode === "verify" ? !refused : tls.verified === true);
-    if (opts.tlsrpt) recordTls(opts.tlsrpt, req, res.connection, logger);
+    if (opts.tlsrpt) recordTls(opts.tlsrpt, req, res.connection, logger, testingFailure);
     logger.info(
-      { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, ...(req.auth !== undefined ? { authUser: req.auth.user } : {}), tls: tls?.version, cipher: tls?.cipher, verified, messages: req.messages.length, error: res.connection.error },
+      { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, ...(req.auth !== undefined ? { authUser: req.auth.user } : {}), tls: tls?.version, cipher: tls?.cipher, verified, messages: req.messages.length, error: res.connection.error, ...(testingFailure !== undefined ? { stsTestingFailure: `${testingFailure.reason}: ${testingFailure.detail}` } : {}) },
       "outbound session",
     );
     return { results, ...(res.connection.error !== undefined ? { fatal: res.connection.error } : {}), ...(tls ? { tls: { version: tls.version, cipher: tls.cipher, verified } } : {}) };

@@ -7,6 +7,9 @@
  * - A deferred recipient gets one delay notice when the message first
  *   passes queue.delay_notice (NOTIFY=DELAY, or no NOTIFY).
  * - Never a DSN to the null sender <> (RFC 5321 §6.1: no bounce loops).
+ * - A REQUIRETLS message (RFC 8689 §5) is returned as if RET=HDRS: its
+ *   header only, whatever RET it asked for, because the way back to the
+ *   sender need not be protected by TLS; its body never travels in a DSN.
  * - The DSN itself is queued like any message, from <> to the sender, and
  *   is queued before the outcome that caused it is recorded: a crash in
  *   between gives at most a second DSN, never none.
@@ -67,7 +70,7 @@ export function dsnsFor(msg: ClaimedMessage, outcomes: readonly RemoteOutcome[],
         arrivalDate: new Date(msg.createdAt),
         recipients: list,
         original: msg.content,
-        ret: msg.envelope.ret,
+        ret: msg.envelope.requireTls === true ? "HDRS" : msg.envelope.ret,
         now: new Date(now),
       });
     } catch {

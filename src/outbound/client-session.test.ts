@@ -50,6 +50,8 @@ interface RunOpts extends Partial<ClientOptions> {
   split?: "whole" | "byte";
   /** Extra server bytes right after the reply to STARTTLS (must be dropped). */
   afterStarttls?: string;
+  /** The TLS facts the host reports after the handshake (default: verified). */
+  tlsFacts?: { version: string; cipher: string; verified?: boolean; error?: string };
 }
 
 function run(o: RunOpts): Run {
@@ -100,7 +102,7 @@ function run(o: RunOpts): Run {
         // Bytes the server sent after its 220, in the same flight, are dropped by the client.
         handle(session.feed(Buffer.from("250 injected\r\n")));
         serverOut = [];
-        handle(session.tlsStarted({ version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", verified: true }));
+        handle(session.tlsStarted(o.tlsFacts ?? { version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", verified: true }));
       }
     }
   };
@@ -485,6 +487,20 @@ test("AUTH is never sent without TLS: STARTTLS missing or refused, tls none, HEL
   const helo = run({ tls: "none", auth: AUTH, ehlo: "500 5.5.1 no EHLO\r\n", messages: [msg()] });
   assert.deepEqual(helo.writes, ["EHLO out.test\r\n", "HELO out.test\r\n", "QUIT\r\n"]);
   assert.deepEqual(finals(helo), ["temporary 0 4.7.11"]);
+});
+
+test("AUTH is never sent over TLS whose certificate was not verified (a man in the middle would get it) → temporary 4.7.11", () => {
+  const after = "250-relay.test\r\n250 AUTH PLAIN\r\n";
+  for (const facts of [
+    { version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", verified: false, error: "ERR_TLS_CERT_ALTNAME_INVALID" },
+    { version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256" },
+  ]) {
+    const r = run({ tls: "required", auth: AUTH, tlsFacts: facts, handler: relay(after), messages: [msg()] });
+    assert.deepEqual(r.writes, ["EHLO out.test\r\n", "STARTTLS\r\n", "EHLO out.test\r\n", "QUIT\r\n"]);
+    assert.deepEqual(finals(r), ["temporary 0 4.7.11"]);
+    assert.match(r.result?.messages[0]?.recipients[0]?.text ?? "", /^AUTH needs a verified certificate/);
+    assertNoSecret(r);
+  }
 });
 
 test("AUTH refused: 535 is temporary 4.7.8 (a config mistake must not bounce), 4xx temporary, PLAIN missing, a challenge cancelled", () => {

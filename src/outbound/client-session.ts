@@ -41,7 +41,10 @@
  * STARTTLS, "AUTH PLAIN <base64(NUL user NUL password)>" when the server
  * offers PLAIN; 235 goes on to the mail. Never over plaintext: without TLS
  * the connection ends before any AUTH, every recipient temporary 4.7.11
- * ("AUTH needs TLS"). PLAIN not offered: temporary 4.7.0. 535 (and any
+ * ("AUTH needs TLS"). Never over TLS whose certificate was not verified
+ * (TlsInfo.verified, set by the host after the chain and the name check):
+ * an active man in the middle would get the password; temporary 4.7.11
+ * ("AUTH needs a verified certificate"), credentials not sent. PLAIN not offered: temporary 4.7.0. 535 (and any
  * other 5xx): temporary 4.7.8, "relay refused our credentials": wrong
  * credentials are the operator's configuration mistake, and a permanent
  * verdict would bounce every queued message for it; temporary keeps the
@@ -179,6 +182,7 @@ const mailAccepted = (t: Txn): boolean => t.mail !== undefined && t.mail.code < 
 const TLS_REQUIRED = "TLS required but not available";
 export const AUTH_NEEDS_TLS = "AUTH needs TLS";
 export const AUTH_REFUSED = "relay refused our credentials";
+export const AUTH_NEEDS_VERIFIED_TLS = "AUTH needs a verified certificate";
 
 export class ClientSession {
   private readonly opts: ClientOptions;
@@ -399,6 +403,10 @@ export class ClientSession {
     if (this.authLine === undefined || this.authed) return this.nextMessage(out);
     // Never a password over plaintext, whatever the TLS policy said.
     if (this.tlsInfo === undefined) return this.fail(local("4.7.11", `${AUTH_NEEDS_TLS}: TLS is not active, credentials not sent`, "temporary"), true, out);
+    if (this.tlsInfo.verified !== true) {
+      const why = this.tlsInfo.error !== undefined ? ` (${this.tlsInfo.error})` : "";
+      return this.fail(local("4.7.11", `${AUTH_NEEDS_VERIFIED_TLS}: the relay's certificate was not verified${why}, credentials not sent`, "temporary"), true, out);
+    }
     if (!this.ext.auth.includes("PLAIN")) {
       const offered = this.ext.auth.length > 0 ? `offers ${this.ext.auth.join(" ")}` : "offers no AUTH";
       return this.fail(local("4.7.0", `relay does not offer AUTH PLAIN (${offered})`, "temporary"), true, out);

@@ -260,8 +260,9 @@ test("relay AUTH over real STARTTLS: credentials sent once, only over TLS; a pla
   const cert = await certPromise;
   const srv = await smtpServer(t, { cert, auth: true });
   const auth = { user: "relay-user", password: "p\u00e4ss word" };
-  const r = await deliverSession(options(srv.port, { tls: "required", auth }));
+  const r = await deliverSession(options(srv.port, { tls: "required", auth, tlsOptions: { ca: cert.certPem } }));
   assert.deepEqual(finals(r), ["delivered 2.0.0"]);
+  assert.equal(r.connection.tls?.verified, true);
   assert.deepEqual(srv.seen.auth, [{ decoded: "\0relay-user\0p\u00e4ss word", tls: true }]);
   assert.ok(srv.seen.commands.findIndex((c) => c.startsWith("tls:AUTH PLAIN ")) > srv.seen.commands.indexOf("tls:EHLO out.wardmail.test"));
   assert.ok(!JSON.stringify(r).includes("ss word"), JSON.stringify(r));
@@ -271,4 +272,22 @@ test("relay AUTH over real STARTTLS: credentials sent once, only over TLS; a pla
   assert.deepEqual(finals(p), ["temporary 4.7.11"]);
   assert.deepEqual(plain.seen.auth, []);
   assert.deepEqual(plain.seen.commands, ["EHLO out.wardmail.test", "QUIT"]);
+});
+
+test("relay AUTH over TLS whose certificate does not verify (untrusted, or for another name): never sent", async (t) => {
+  const cert = await certPromise;
+  const srv = await smtpServer(t, { cert, auth: true });
+  const auth = { user: "relay-user", password: "secret-pw" };
+  // Untrusted: no CA given, the self-signed certificate is not in the system store.
+  const untrusted = await deliverSession(options(srv.port, { tls: "required", auth }));
+  // Trusted CA but another name than the one the certificate is for.
+  const otherName = await deliverSession(options(srv.port, { host: "relay.elsewhere.test", tls: "required", auth, tlsOptions: { ca: cert.certPem } }));
+  for (const r of [untrusted, otherName]) {
+    assert.deepEqual(finals(r), ["temporary 4.7.11"]);
+    assert.match(r.messages[0]?.recipients[0]?.text ?? "", /AUTH needs a verified certificate/);
+    assert.equal(r.connection.tls?.verified, false);
+    assert.ok(!JSON.stringify(r).includes("secret-pw"));
+  }
+  assert.deepEqual(srv.seen.auth, []);
+  assert.ok(!srv.seen.commands.some((c) => /AUTH|MAIL/.test(c)), JSON.stringify(srv.seen.commands));
 });

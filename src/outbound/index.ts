@@ -1,13 +1,15 @@
 /**
  * Outbound delivery: the worker builds one with createOutbound() and hands
  * its transport to the shard's delivery agent (src/delivery). Also runs
- * the daily TLS-RPT reports (RFC 8460 §5): on shard 0 only, once an hour it
- * sends what is due for the days before today to each policy domain's rua
- * mailto: addresses, through the queue like any message.
+ * the daily TLS-RPT reports (RFC 8460 §5): on shard 0 only, every
+ * outbound.tlsrpt_interval (an hour by default; the first run a minute after
+ * start, or sooner when the interval is shorter) it sends what is due for the
+ * days before today to each policy domain's rua mailto: addresses, through
+ * the queue like any message.
  */
 import type { LookupFunction } from "node:net";
 import type { Config } from "../config/types.ts";
-import type { DnsResolver } from "../dns/index.ts";
+import { adTrusted, resolverServers, type DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { Spool } from "../queue/index.ts";
 import { createTransport } from "./agent.ts";
@@ -53,7 +55,7 @@ export interface Outbound {
   readonly transport: RemoteTransport;
   /** Files to give to the unprivileged user (created by root before the drop). */
   readonly files: readonly string[];
-  /** Starts the hourly TLS-RPT report job (shard 0). */
+  /** Starts the TLS-RPT report job, every outbound.tlsrpt_interval seconds (shard 0). */
   startReports(spool: Spool): void;
   close(): void;
 }
@@ -64,6 +66,16 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
   // The policy host mta-sts.<domain> is looked up through our resolver too (one DNS for everything).
   const mtaSts = new MtaStsClient({ resolver, store: stsStore, fetch: { lookup: resolverLookup(resolver) } });
   const log = logger.child({ component: "outbound" });
+  const servers = resolverServers(config.dns);
+  if (!adTrusted(servers, config.dns.trustAd)) {
+    // The resolver clears an AD bit it does not believe (src/dns), so DANE never applies; say so once, at start.
+    log.warn(
+      { dnsServers: servers.map((s) => `${s.host}:${s.port}`), trustAd: config.dns.trustAd },
+      config.dns.trustAd === "never"
+        ? "DANE is off: the AD bit of the DNS servers is not trusted (dns.trust_ad = \"never\")"
+        : "DANE is off: the AD bit of the DNS servers is not trusted (not every server is on loopback); run a validating resolver on loopback, or set dns.trust_ad = \"always\" for one on a trusted path",
+    );
+  }
   const transport = createTransport({ config, resolver, mtaSts, logger: log, tlsrpt });
   let timer: NodeJS.Timeout | undefined;
   const sendReports = async (spool: Spool): Promise<void> => {
@@ -95,12 +107,21 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
     transport,
     files: [SqliteMtaStsStore.path(config.server.dataDir), `${config.server.dataDir}/tlsrpt.sqlite`].flatMap((f) => [f, `${f}-wal`, `${f}-shm`]),
     startReports(spool: Spool): void {
+      // One run at a time: two overlapping runs would both see a day as pending and send its report twice.
+      let running = false;
       const run = (): void => {
-        sendReports(spool).catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, "TLS-RPT reports failed; will try again"));
+        if (running) return;
+        running = true;
+        sendReports(spool)
+          .catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, "TLS-RPT reports failed; will try again"))
+          .finally(() => {
+            running = false;
+          });
       };
-      timer = setInterval(run, 3_600_000);
+      const every = config.outbound.tlsrptInterval * 1000;
+      timer = setInterval(run, every);
       timer.unref();
-      setTimeout(run, 60_000).unref();
+      setTimeout(run, Math.min(60_000, every)).unref();
     },
     close(): void {
       if (timer) clearInterval(timer);

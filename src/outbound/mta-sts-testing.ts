@@ -9,7 +9,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
+import { isIP, type AddressInfo } from "node:net";
 import * as https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,7 +38,7 @@ export function openssl(args: readonly string[], input?: Buffer): Promise<Buffer
 }
 
 export interface CertOptions {
-  /** DNS subjectAltNames (none → no SAN extension). */
+  /** subjectAltNames: DNS names, or IP addresses (an IP SAN); none → no SAN extension. */
   readonly names?: readonly string[];
   readonly cn?: string;
   /** Signing CA (absent → self-signed). */
@@ -81,7 +81,7 @@ export class CertFactory {
     const ext = o.ca
       ? ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign", "subjectKeyIdentifier=hash"]
       : ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment", "extendedKeyUsage=serverAuth"];
-    if (o.names !== undefined && o.names.length > 0) ext.push(`subjectAltName=${o.names.map((n) => `DNS:${n}`).join(",")}`);
+    if (o.names !== undefined && o.names.length > 0) ext.push(`subjectAltName=${o.names.map((n) => (isIP(n) !== 0 ? `IP:${n}` : `DNS:${n}`)).join(",")}`);
     if (o.issuer !== undefined) ext.push(o.noAki === true ? "authorityKeyIdentifier=none" : "authorityKeyIdentifier=keyid");
     await writeFile(extPath, ext.join("\n") + "\n");
     const keyArgs = o.keyType === "rsa" ? ["-newkey", "rsa:2048"] : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];

@@ -101,7 +101,7 @@ test("a relay host takes the domain's mail; a TLS policy that cannot be met defe
   const { t, sessions } = transport((req) => all(req, ok));
   const m = message("m", ["x@relayed.test"]);
   assert.deepEqual((await t.deliver(m, m.recipients)).map((o) => o.result), ["delivered"]);
-  assert.deepEqual([sessions[0]?.address, sessions[0]?.port, sessions[0]?.tls.mode], ["192.0.2.77", 587, "encrypt"]);
+  assert.deepEqual([sessions[0]?.address, sessions[0]?.port, sessions[0]?.tls.mode], ["192.0.2.77", 587, "verify"]); // tls = "required": the relay certificate is verified
   const { t: t2, sessions: s2 } = transport((req) => all(req, ok), { defer: "MTA-STS: mx1 not in policy" });
   const d = message("d", ["x@one.test"]);
   const out = await t2.deliver(d, d.recipients);
@@ -135,6 +135,29 @@ test("bounces: failed recipients become one DSN to the sender (NOTIFY honoured, 
   assert.equal(dsnsFor(later, [{ index: 0, result: "deferred", error: "busy" }], { hostname: "h", queue }).length, 0);
 });
 
+test("a bounced REQUIRETLS message comes back as RET=HDRS would (RFC 8689 §5): its header only, even with RET=FULL; its body never", () => {
+  const queue = { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
+  const canary = "BODY-CANARY-7f3a9c";
+  const base = message("rt", ["a@one.test"], { ret: "FULL" });
+  const m = { ...base, content: Buffer.from(`From: alice@example.test\r\nSubject: for your eyes only\r\n\r\n${canary}\r\n`) };
+  const failed = [{ index: 0, result: "failed" as const, status: "5.7.10", error: "REQUIRETLS: no MTA-STS or DANE authenticated TLS" }];
+  // Control: the same message without REQUIRETLS comes back whole with RET=FULL.
+  const full = dsnsFor(m, failed, { hostname: "mx.wardmail.test", queue })[0]?.content.toString("latin1") ?? "";
+  assert.ok(full.includes(canary) && full.includes("Content-Type: message/rfc822"), full);
+  for (const ret of ["FULL", "HDRS", undefined] as const) {
+    const { ret: _drop, ...envelope } = m.envelope;
+    const rt = { ...m, envelope: { ...envelope, requireTls: true, ...(ret !== undefined ? { ret } : {}) } };
+    const dsns = dsnsFor(rt, failed, { hostname: "mx.wardmail.test", queue });
+    assert.equal(dsns.length, 1);
+    const text = dsns[0]?.content.toString("latin1") ?? "";
+    assert.ok(!text.includes(canary), `the body of a REQUIRETLS message is in its DSN (RET=${ret}):\n${text}`);
+    assert.ok(!text.includes("message/rfc822"), text);
+    const parsed = parseDsn(dsns[0]?.content ?? Buffer.alloc(0));
+    assert.equal(parsed.returned?.type, "text/rfc822-headers", text);
+    assert.match(parsed.returned?.content.toString("latin1") ?? "", /^Subject: for your eyes only\r$/m);
+  }
+});
+
 test("relay AUTH: the relay's credentials go with its sessions; unreadable ones defer without a session", async () => {
   const dir = mkdtempSync(join(tmpdir(), "wardmail-relay-auth-"));
   try {
@@ -161,7 +184,7 @@ test("relay AUTH: the relay's credentials go with its sessions; unreadable ones 
     const m = message("m", ["x@relayed.test"]);
     assert.deepEqual((await t.deliver(m, m.recipients)).map((o) => o.result), ["delivered"]);
     assert.deepEqual(sessions[0]?.auth, { user: "me@relay", password: "pa ss word?" }); // one trailing newline dropped, nothing else
-    assert.equal(sessions[0]?.tls.mode, "encrypt");
+    assert.equal(sessions[0]?.tls.mode, "verify"); // AUTH only to a verified relay
     const b = message("b", ["x@broken.test"]);
     const out = await t.deliver(b, b.recipients);
     assert.deepEqual(out.map((o) => [o.result, o.status]), [["deferred", "4.3.5"]]);

@@ -15,8 +15,10 @@
  * REQUIRETLS messages (RFC 8689) go only over DANE- or MTA-STS-validated
  * TLS (or "verify"/"dane-only"), else they fail (5.7.10) and bounce.
  * The message is DKIM-signed just before it is sent (src/dkim).
- * A relay with user and password_file gets AUTH PLAIN (only ever over TLS,
- * client-session.ts); the password comes from `relayAuth` (read once when
+ * A relay's certificate is verified for its host name by default (mode
+ * "verify", agent.ts), against its ca_file when it has one; tls = "encrypt"
+ * is the operator's explicit opt-out. A relay with user and password_file
+ * gets AUTH PLAIN (only ever over verified TLS, client-session.ts); the password comes from `relayAuth` (read once when
  * the transport is made, agent.ts); an unreadable password file defers the
  * relay's mail (4.3.5) and the password never reaches a log or a result.
  */
@@ -70,7 +72,7 @@ export type RelayAuth = (relay: RelayHost) => RelayCredentials | { readonly erro
 /** What TLS a session needs and how the peer is authenticated after the handshake. */
 export interface TlsRequirement {
   readonly mode: "may" | "encrypt" | "verify" | "dane";
-  /** Why (for logs and Received/TLS-RPT): "policy", "mta-sts", "dane", "opportunistic", "relay". */
+  /** Why (for logs and Received/TLS-RPT): "policy", "mta-sts", "mta-sts-testing", "dane", "opportunistic", "relay". */
   readonly source: string;
   /** DANE TLSA records to check the peer against (mode "dane"). */
   readonly tlsa?: readonly unknown[];
@@ -78,6 +80,10 @@ export interface TlsRequirement {
   readonly policyId?: string;
   /** The policy as TLS-RPT shows it (RFC 8460 §4.4 policy-string): the MTA-STS policy lines or the TLSA records. */
   readonly policyStrings?: readonly string[];
+  /** MTA-STS testing: the MX is not one the policy names (reported to TLS-RPT, delivery goes on). */
+  readonly stsMxMismatch?: string;
+  /** A relay's own CA file (outbound.relays ca_file) to verify it with instead of the system CAs. */
+  readonly caFile?: string;
 }
 
 /** Runs one SMTP session; implemented over src/outbound/connect.ts. */
@@ -277,7 +283,10 @@ export class RemoteTransport {
         ? [{ name: relay.host, preference: 0, addresses: [relay.host], secure: false }]
         : await resolveMx(this.opts.resolver, relay.host).then((r) => (r.kind === "hosts" ? r.hosts.map((h) => ({ ...h, name: relay.host })) : []));
       if (hosts.length === 0) return { kind: "temporary", status: "4.4.3", reason: `relay host ${relay.host} has no address` };
-      return { hosts, secure: false, port: relay.port, relay: { mode: relay.tls === "required" ? "encrypt" : "may", source: "relay" }, ...(auth !== undefined ? { auth } : {}) };
+      // "required": the certificate must verify for relay.host (agent.ts); "encrypt" is the operator's explicit opt-out.
+      const mode = relay.tls === "required" ? "verify" : relay.tls === "encrypt" ? "encrypt" : "may";
+      const requirement: TlsRequirement = { mode, source: "relay", ...(relay.caFile !== "" ? { caFile: relay.caFile } : {}) };
+      return { hosts, secure: false, port: relay.port, relay: requirement, ...(auth !== undefined ? { auth } : {}) };
     }
     const mx = await resolveMx(this.opts.resolver, domain);
     if (mx.kind !== "hosts") return mx;

@@ -33,8 +33,10 @@ export interface SinkSession {
   servername: string | undefined;
   /** The TLS version once STARTTLS completed. */
   tls: string | undefined;
-  /** Command lines, prefixed "tls:" once TLS is up. */
+  /** Command lines, prefixed "tls:" once TLS is up (an AUTH line without its credentials). */
   readonly commands: string[];
+  /** Decoded AUTH PLAIN credentials ("\0user\0password"), with whether TLS was up. */
+  readonly auths: { readonly decoded: string; readonly tls: boolean }[];
   readonly messages: SinkMessage[];
   closed: boolean;
 }
@@ -57,6 +59,8 @@ export interface SinkOptions {
   readonly hostname?: string;
   /** The reply to RCPT TO (the argument as given), e.g. a 4xx for a first attempt; undefined: 250. */
   readonly rcptReply?: (rcpt: string) => string | undefined;
+  /** Offer AUTH PLAIN (after STARTTLS only) and accept any credentials (a relay host); recorded in `auths`. */
+  readonly auth?: boolean;
 }
 
 const MAX_LINE = 4096;
@@ -79,7 +83,7 @@ export async function startSmtpSink(opts: SinkOptions): Promise<SmtpSink> {
   const server = net.createServer((raw) => {
     sockets.add(raw);
     raw.on("error", () => undefined);
-    const s: SinkSession = { id: sessions.length + 1, servername: undefined, tls: undefined, commands: [], messages: [], closed: false };
+    const s: SinkSession = { id: sessions.length + 1, servername: undefined, tls: undefined, commands: [], auths: [], messages: [], closed: false };
     sessions.push(s);
     raw.on("close", () => {
       sockets.delete(raw);
@@ -118,12 +122,15 @@ export async function startSmtpSink(opts: SinkOptions): Promise<SmtpSink> {
         }
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 2);
-        s.commands.push((s.tls !== undefined ? "tls:" : "") + line);
         const verb = (line.split(/[ :]/)[0] ?? "").toUpperCase();
+        s.commands.push((s.tls !== undefined ? "tls:" : "") + (verb === "AUTH" ? line.split(" ").slice(0, 2).join(" ") : line));
         const arg = (/<([^>]*)>/.exec(line)?.[1] ?? "").toLowerCase();
         if (verb === "EHLO" || verb === "HELO") {
           reset();
-          sock.write(`250-${me}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n${s.tls === undefined ? "250-STARTTLS\r\n" : ""}250 SIZE 1048576\r\n`);
+          sock.write(`250-${me}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n${s.tls === undefined ? "250-STARTTLS\r\n" : ""}${opts.auth === true && s.tls !== undefined ? "250-AUTH PLAIN\r\n" : ""}250 SIZE 1048576\r\n`);
+        } else if (verb === "AUTH" && opts.auth === true) {
+          s.auths.push({ decoded: Buffer.from(line.split(" ")[2] ?? "", "base64").toString("utf8"), tls: s.tls !== undefined });
+          sock.write("235 2.7.0 Authentication successful\r\n");
         } else if (verb === "STARTTLS" && s.tls === undefined) {
           sock.write("220 2.0.0 Ready to start TLS\r\n");
           raw.removeListener("data", onData);

@@ -43,9 +43,10 @@ import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { exec } from "./peers/exec.ts";
 import { knotMissing, startKnot, txtRdata, zoneText, type Knot } from "./peers/knot.ts";
 import { freePort } from "./peers/ports.ts";
-import { POSTFIX_SKIP_REASON, postfixAvailable, startPostfix, type PostfixInstance } from "./peers/postfix.ts";
+import { postfixMissing, startPostfix, type PostfixInstance } from "./peers/postfix.ts";
 import { sendOneMessage } from "./peers/smtp-client.ts";
-import { logLines, missingBinary } from "./peers/submission.ts";
+import { logLines } from "./peers/submission.ts";
+import { binaryMissing, peerSkip, rootMissing } from "./helpers/peers.ts";
 
 const PYTHON = "/usr/bin/python3";
 const MX_IP = "127.0.0.11";
@@ -53,7 +54,13 @@ const POLICY_IP = "127.0.0.12";
 const REPORTS_IP = "127.0.0.13";
 const PLAIN_IP = "127.0.0.14";
 const RUA = "tlsrpt@reports.test";
-const skip = knotMissing() ?? (postfixAvailable() ? undefined : POSTFIX_SKIP_REASON) ?? missingBinary("openssl", ["version"]) ?? missingBinary(PYTHON, ["-c", "import email, gzip, json"]);
+const skip = peerSkip(
+  knotMissing(),
+  postfixMissing(),
+  rootMissing("serves the MTA-STS policy on 127.0.0.12:443"),
+  binaryMissing("openssl", ["version"], "openssl"),
+  binaryMissing(PYTHON, ["-c", "import email, gzip, json"], "python3", { exitZero: true }),
+);
 
 let work = "";
 let certs: CertFactory | undefined;
@@ -126,7 +133,7 @@ async function todaysReport(dataDir: string, domain: string): Promise<TlsReport>
 }
 
 before(async () => {
-  if (skip !== undefined) return;
+  if (skip !== false) return;
   work = await mkdtemp(join(tmpdir(), "wardmail-tlsrpt-"));
   certs = await CertFactory.create();
   const ca = await certs.caCert("Wardmail TLS-RPT test CA");

@@ -278,7 +278,7 @@ describe("serve", () => {
       assert.equal((await c.command("MAIL FROM:<a@sender.test>")).code, 250);
       assert.equal((await c.command("RCPT TO:<postmaster@example.test>")).code, 250);
       assert.equal((await c.command("DATA")).code, 354);
-      const done = await c.sendData("Subject: defaults\r\n\r\ndefault mailbox\r\n");
+      const done = await c.sendData("From: a@sender.test\r\nSubject: defaults\r\n\r\ndefault mailbox\r\n");
       assert.equal(done.code, 250, done.raw);
       assert.match(done.lines[0] ?? "", /queued as \S+/);
     } finally {

@@ -5,8 +5,13 @@
  * with SO_REUSEPORT, so the kernel spreads connections over the workers and
  * no process has to pass sockets around.
  *
- * Limits enforced here: total open connections per worker (past it: 421 and
- * close), the TLS handshake timeout for implicit TLS.
+ * Limits enforced here: total open connections per worker and per listener
+ * group (MX, submission), where a full group first closes its session idle
+ * longest (past it: 421 and close); per client, shared by all workers
+ * (clients.ts): open connections, connection rate, messages and recipients
+ * per minute on the MX port, and the memory of early talkers (pregreet);
+ * the TLS handshake timeout for implicit TLS. Clients in
+ * relay.trusted_networks are exempt from the per-client limits.
  */
 import net from "node:net";
 import type { Config, ListenAddress } from "../config/types.ts";
@@ -15,6 +20,9 @@ import type { SessionOptions, TlsMode } from "../protocol/session.ts";
 import type { TlsManager } from "../tls/index.ts";
 import { Networks } from "../submission/networks.ts";
 import { Connection, type SessionHost } from "./connection.ts";
+import type { ClientGroup, ClientTable } from "./clients.ts";
+import type { Question } from "../protocol/session.ts";
+import { reply, type Reply } from "../protocol/reply.ts";
 
 export type Role = "smtp" | "submission" | "submissions";
 
@@ -30,11 +38,21 @@ export interface SmtpServerDeps {
   readonly logger: Logger;
   readonly host: SessionHost;
   readonly tls: TlsManager | undefined;
+  /** Per-client counters shared by all workers. */
+  readonly clients: ClientTable;
   /** Prefix for session ids, unique per worker. */
   readonly idPrefix: string;
 }
 
 const TOO_MANY = "421 4.7.0 Too many connections, try again later\r\n";
+const CLIENT_TOO_MANY = "421 4.7.0 Too many connections from your address, try again later\r\n";
+const EARLY_TALKER = "554 5.5.1 Protocol error: you talked before the greeting ended\r\n";
+const TOO_MANY_MESSAGES = reply(421, "4.7.0", "Too many messages from your address, try again later");
+const TOO_MANY_RECIPIENTS = reply(421, "4.7.0", "Too many recipients from your address, try again later");
+/** A busy listener closes a session only when it made no progress for this long. */
+const EVICT_IDLE_MS = 10_000;
+/** Pressure: a listener group above this share of its connection limit. */
+const STRESS_SHARE = 0.8;
 /**
  * A refused socket is destroyed this long after its 421, whatever the client
  * does: one that never closes its side must not hold a descriptor beyond
@@ -46,6 +64,7 @@ export class SmtpServer {
   private readonly deps: SmtpServerDeps;
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<Connection>();
+  private readonly groups: Record<ClientGroup, Set<Connection>> = { mx: new Set(), submission: new Set() };
   private counter = 0;
   private stopping = false;
   private readonly trusted: Networks;
@@ -95,13 +114,57 @@ export class SmtpServer {
     return net.createServer((s) => this.accept(s, role, mode));
   }
 
+  private cap(group: ClientGroup): number {
+    const { limits } = this.deps.config;
+    return group === "mx" ? limits.max_mx_connections : limits.max_submission_connections;
+  }
+
+  /** Near a connection limit: the sessions get shorter timeouts. */
+  private underPressure(group: ClientGroup): boolean {
+    const { limits } = this.deps.config;
+    return this.groups[group].size >= STRESS_SHARE * this.cap(group) || this.connections.size >= STRESS_SHARE * limits.max_connections;
+  }
+
+  /** Closes the session of pool idle longest (at least EVICT_IDLE_MS); false when none is. */
+  private evictIdle(pool: Set<Connection>): boolean {
+    const now = Date.now();
+    let victim: Connection | undefined;
+    let longest = EVICT_IDLE_MS;
+    for (const c of pool) {
+      const idle = c.idleFor(now);
+      if (idle >= longest) {
+        longest = idle;
+        victim = c;
+      }
+    }
+    victim?.evict();
+    return victim !== undefined;
+  }
+
+  private refuse(socket: net.Socket, text: string): void {
+    socket.on("error", () => socket.destroy());
+    socket.end(text);
+    setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+  }
+
   private accept(socket: net.Socket, role: Role, mode: TlsMode): void {
     const { config, logger } = this.deps;
-    if (this.stopping || this.connections.size >= config.limits.max_connections) {
-      socket.on("error", () => socket.destroy());
-      socket.end(this.stopping ? "421 4.3.2 Server shutting down\r\n" : TOO_MANY);
-      setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
-      return;
+    const { limits } = config;
+    const group: ClientGroup = role === "smtp" ? "mx" : "submission";
+    if (this.stopping) return this.refuse(socket, "421 4.3.2 Server shutting down\r\n");
+    const totalFull = this.connections.size >= limits.max_connections;
+    if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group])) {
+      return this.refuse(socket, TOO_MANY);
+    }
+    const ip = socket.remoteAddress ?? "";
+    const trusted = this.trusted.has(ip);
+    if (!trusted) {
+      const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx");
+      if (r !== "ok") {
+        const limit = r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
+        logger.warn({ ip, listener: role, limit }, "client limit");
+        return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY);
+      }
     }
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;
     const log = logger.child({ session: sessionId });
@@ -123,15 +186,41 @@ export class SmtpServer {
       dataTimeoutMs: config.limits.data_timeout * 1000,
       handshakeTimeoutMs: config.limits.tls_handshake_timeout * 1000,
       implicitTls: role === "submissions",
+      commandTimeoutMs: limits.command_timeout * 1000,
+      sessionTimeoutMs: limits.session_timeout * 1000,
+      stressTimeoutMs: limits.stress_timeout * 1000,
+      minDataRate: limits.min_data_rate,
+      errorDelayMs: limits.error_delay,
+      pregreetMs: role === "smtp" && !trusted ? limits.pregreet_delay : 0,
+      underPressure: () => this.underPressure(group),
+      ...(role === "smtp" && !trusted ? { gate: (q: Question, authenticated: boolean) => this.rates(q, authenticated, ip, log) } : {}),
+      onEarlyTalker: () => {
+        logger.warn({ ip, listener: role, limit: "pregreet_delay" }, "pregreet");
+        if (limits.pregreet_ban_time > 0) this.deps.clients.ban(ip, limits.pregreet_ban_time);
+      },
+      trusted,
       logger: log,
       sessionId,
       onClose: () => {
         this.connections.delete(conn);
+        this.groups[group].delete(conn);
+        if (!trusted) this.deps.clients.release(ip, group);
         log.debug("disconnect");
       },
     });
     this.connections.add(conn);
+    this.groups[group].add(conn);
     conn.start();
+  }
+
+  /** Messages and recipients per client per minute on the MX port (authenticated clients exempt). */
+  private rates(q: Question, authenticated: boolean, ip: string, log: Logger): Reply | undefined {
+    if (authenticated || (q.type !== "mail" && q.type !== "rcpt")) return undefined;
+    const { limits } = this.deps.config;
+    const messages = q.type === "mail";
+    if (this.deps.clients.take(ip, messages ? "messages" : "recipients", messages ? limits.messages_per_client_per_minute : limits.recipients_per_client_per_minute)) return undefined;
+    log.warn({ ip, listener: "smtp", limit: messages ? "messages_per_client_per_minute" : "recipients_per_client_per_minute" }, "client limit");
+    return messages ? TOO_MANY_MESSAGES : TOO_MANY_RECIPIENTS;
   }
 
   /**

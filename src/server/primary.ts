@@ -21,6 +21,7 @@ import type { Config } from "../config/types.ts";
 import { logWritten, type Logger } from "../log/index.ts";
 import { resolveCertificatePairs } from "../tls/index.ts";
 import type { BoundListener } from "./listeners.ts";
+import { ClientTable, tableSlots } from "./clients.ts";
 import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
 import type { WorkerData, WorkerReady } from "./worker.ts";
 
@@ -52,6 +53,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   await assertAddressesFree(config);
 
   const n = workerCount(config);
+  // Per-client counters shared by all workers (and by a restarted worker's successor).
+  const clients = ClientTable.allocate(tableSlots(config.limits.max_connections, n));
   const workers = new Map<number, Worker>();
   let stopping = false;
   let dropped = false;
@@ -59,7 +62,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
 
   const start = (shard: number): Promise<WorkerReady> =>
     new Promise((resolve, reject) => {
-      const workerData: WorkerData = { configPath: opts.configPath, shard };
+      const workerData: WorkerData = { configPath: opts.configPath, shard, clients };
       const w = new Worker(WORKER_ENTRY, { workerData, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
       workers.set(shard, w);
       let ready = false;

@@ -20,6 +20,7 @@ import { TlsManager, resolveCertificatePairs } from "../tls/index.ts";
 import { join } from "node:path";
 import { SmtpServer, type BoundListener } from "./listeners.ts";
 import { chownTo } from "./privileges.ts";
+import { ClientTable } from "./clients.ts";
 import { Receiver } from "./receiver.ts";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -40,6 +41,8 @@ export interface WorkerReady {
 export interface WorkerData {
   readonly configPath: string | undefined;
   readonly shard: number;
+  /** The per-client counters shared by all workers (clients.ts). */
+  readonly clients: SharedArrayBuffer;
 }
 
 /** Reads the ARC sealing key and refuses one that cannot seal (not RSA, or under 1024 bits). */
@@ -139,7 +142,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
     logger,
     hostname: config.server.hostname,
   });
-  const server = new SmtpServer({ config, logger, host: receiver, tls, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
+  const clients = new ClientTable(data.clients, config.limits.client_ipv6_prefix);
+  const server = new SmtpServer({ config, logger, host: receiver, tls, clients, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
   const listeners = await server.listen();
 
   let stopping = false;

@@ -137,7 +137,7 @@ export const LIMIT_SPECS = {
     min: 1,
     max: 100000,
     unit: "count",
-    doc: "Open connections on the MX listener per worker thread, within `max_connections`: an MX flood leaves the rest to submission. Past it the connection idle longest (no complete command for 10 s) is closed with `421 4.7.0`, or, when none is, the new one gets `421 4.7.0 Too many connections` and is closed.",
+    doc: "Open connections on the MX listener per worker thread, within `max_connections`: an MX flood leaves the rest to submission. Past it the connection idle longest (no reply and no content for 2 s) is closed with `421 4.7.0`, or, when none is, the new one gets `421 4.7.0 Too many connections` and is closed.",
   },
   max_submission_connections: {
     key: "max_submission_connections",

@@ -50,7 +50,7 @@ const EARLY_TALKER = "554 5.5.1 Protocol error: you talked before the greeting e
 const TOO_MANY_MESSAGES = reply(421, "4.7.0", "Too many messages from your address, try again later");
 const TOO_MANY_RECIPIENTS = reply(421, "4.7.0", "Too many recipients from your address, try again later");
 /** A busy listener closes a session only when it made no progress for this long. */
-const EVICT_IDLE_MS = 10_000;
+const EVICT_IDLE_MS = 2000;
 /** Pressure: a listener group above this share of its connection limit. */
 const STRESS_SHARE = 0.8;
 /**

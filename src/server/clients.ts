@@ -31,7 +31,7 @@ export type RateKind = "messages" | "recipients";
 
 const SLOT = 24; // Int32 fields per slot
 const F_TAG = 0; // 0 empty, 4 IPv4, 6 IPv6
-const F_KEY = 1; // 4 words
+// fields 1-4: the key (4 words)
 const F_OPEN = 5; // + group (2 fields)
 const F_SEEN = 7;
 const F_BAN = 8;

@@ -3,8 +3,8 @@
  * with two workers: per-client limits shared by the workers (a one-address
  * flood is capped while swaks from another address delivers and a swaks
  * AUTH over implicit TLS logs in), the connection and message rates, the
- * pregreet test (an early talker gets 554 5.5.1 and is remembered; swaks is
- * not affected), a command trickled byte by byte, content below the minimum
+ * pregreet test (an early talker gets 554 5.5.1 and is remembered, a client
+ * that waited is remembered too and greeted at once; swaks is not affected), a command trickled byte by byte, content below the minimum
  * rate, the tarpit, and a slowloris from many addresses (127.0.0.N sources)
  * that leaves MX and submission usable.
  */
@@ -163,7 +163,14 @@ describe("pregreet", () => {
     assert.match(ok.raw, /^220-mx\.example\.test ESMTP\r\n220 mx\.example\.test ESMTP\r\n$/);
     assert.ok(Date.now() - t0 >= LIMITS.pregreet_delay - 20);
     ok.wire.close();
+    // It passed: for pregreet_pass_time it is greeted at once, in one line.
+    const t1 = Date.now();
+    const passed = await firstReply(s.smtpPort, "127.0.0.7");
+    assert.match(passed.raw, /^220 mx\.example\.test ESMTP\r\n$/);
+    assert.ok(Date.now() - t1 < LIMITS.pregreet_delay, "a passed client waited for the greeting");
+    passed.wire.close();
     await deliverWithSwaks("127.0.0.7", "after pregreet");
+    await deliverWithSwaks("127.0.0.12", "pregreet on swaks' first connection");
   });
 });
 

@@ -63,6 +63,7 @@ const EXPECTED_DEFAULTS: Config = {
     max_submission_connections: 300,
     pregreet_delay: 1000,
     pregreet_ban_time: 3600,
+    pregreet_pass_time: 86400,
     command_timeout: 60,
     session_timeout: 3600,
     min_data_rate: 1024,

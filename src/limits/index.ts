@@ -163,6 +163,14 @@ export const LIMIT_SPECS = {
     unit: "seconds",
     doc: "How long an early talker is remembered: its new MX connections get `554 5.5.1` at once and are closed.",
   },
+  pregreet_pass_time: {
+    key: "pregreet_pass_time",
+    default: 86400,
+    min: 0,
+    max: 604800,
+    unit: "seconds",
+    doc: "How long a client that passed the pregreet test is remembered: its MX connections get the greeting without the pause (as Postfix's `postscreen_greet_ttl`). 0: every connection is tested.",
+  },
   command_timeout: {
     key: "command_timeout",
     default: 60,

@@ -36,6 +36,7 @@ const F_OPEN = 5; // + group (2 fields)
 const F_SEEN = 7;
 const F_BAN = 8;
 const F_RATE = 9; // 4 rates × (minute, current, previous): conn mx, conn submission, messages, recipients
+const F_PASS = 21; // passed the pregreet test until (seconds)
 const RATE_CONN_MX = 0;
 const RATE_CONN_SUB = 1;
 const RATE_MESSAGES = 2;
@@ -116,6 +117,23 @@ export class ClientTable {
       this.a[s + F_BAN] = now + seconds;
       return undefined;
     });
+  }
+
+  /**
+   * Remembers that ip passed the pregreet test, for seconds. Unlike an early
+   * talker, a pass does not keep the slot: it may be forgotten when the slot
+   * is reused, which costs only another test.
+   */
+  pass(ip: string, seconds: number): void {
+    this.locked(ip, undefined, (s, now) => {
+      this.a[s + F_PASS] = now + seconds;
+      return undefined;
+    });
+  }
+
+  /** ip passed the pregreet test recently. */
+  passed(ip: string): boolean {
+    return this.locked(ip, false, (s, now) => (this.a[s + F_PASS] ?? 0) > now);
   }
 
   /** Open connections of ip's group (for tests and logs). */

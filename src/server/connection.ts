@@ -100,6 +100,8 @@ export interface ConnectionOptions {
   readonly gate?: (q: Question, authenticated: boolean) => Reply | undefined;
   /** The client sent before the greeting ended. */
   readonly onEarlyTalker?: () => void;
+  /** The client waited for the whole split greeting. */
+  readonly onPregreetPassed?: () => void;
   /** A trusted client: no tarpit. */
   readonly trusted: boolean;
   readonly logger: Logger;
@@ -160,6 +162,8 @@ export class Connection {
       this.handle(this.session.greetingStart());
       this.greetTimer = setTimeout(() => {
         this.greetTimer = undefined;
+        if (this.ended) return;
+        this.opts.onPregreetPassed?.();
         this.handle(this.session.greetingDone());
       }, this.opts.pregreetMs);
       return;

@@ -191,12 +191,15 @@ export class SmtpServer {
       stressTimeoutMs: limits.stress_timeout * 1000,
       minDataRate: limits.min_data_rate,
       errorDelayMs: limits.error_delay,
-      pregreetMs: role === "smtp" && !trusted ? limits.pregreet_delay : 0,
+      pregreetMs: role === "smtp" && !trusted && !this.deps.clients.passed(ip) ? limits.pregreet_delay : 0,
       underPressure: () => this.underPressure(group),
       ...(role === "smtp" && !trusted ? { gate: (q: Question, authenticated: boolean) => this.rates(q, authenticated, ip, log) } : {}),
       onEarlyTalker: () => {
         logger.warn({ ip, listener: role, limit: "pregreet_delay" }, "pregreet");
         if (limits.pregreet_ban_time > 0) this.deps.clients.ban(ip, limits.pregreet_ban_time);
+      },
+      onPregreetPassed: () => {
+        if (limits.pregreet_pass_time > 0) this.deps.clients.pass(ip, limits.pregreet_pass_time);
       },
       trusted,
       logger: log,

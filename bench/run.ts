@@ -34,6 +34,8 @@ interface Options {
   connMode: "batch" | "exact";
   /** What Wardmail does with the mail after the 250: discard (as Postfix here) or Maildir. */
   wardmailDelivery: "discard" | "maildir";
+  /** --wardmail-limits: [limits] for Wardmail on top of bench/wardmail.ts BENCH_LIMITS. */
+  wardmailLimits: Record<string, number>;
 }
 
 function usage(msg?: string): never {
@@ -52,7 +54,9 @@ function usage(msg?: string): never {
   --only NAME       postfix | wardmail: run one server only
   --out FILE        JSON result (default bench/out/latest.json)
   --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
-                    (whitespace-separated; placeholders {config} {smtpPort} {dataDir})`);
+                    (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
+  --wardmail-limits L  extra [limits] for Wardmail, "key=value,key=value" (e.g. pregreet_delay=0
+                    to measure the pregreet pause, pregreet_pass_time=0 to pay it on every connection)`);
   process.exit(2);
 }
 
@@ -74,6 +78,7 @@ function parseOptions(argv: string[]): Options {
         "wardmail-cmd": { type: "string" },
         "conn-mode": { type: "string" },
         "wardmail-delivery": { type: "string" },
+        "wardmail-limits": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -103,7 +108,13 @@ function parseOptions(argv: string[]): Options {
     wardmailCmd: values["wardmail-cmd"],
     connMode: "exact",
     wardmailDelivery: "discard",
+    wardmailLimits: {},
   };
+  for (const kv of (values["wardmail-limits"] ?? "").split(",").filter((x) => x.trim() !== "")) {
+    const [k, v] = kv.split("=").map((x) => x.trim());
+    if (!k || !/^[a-z_0-9]+$/.test(k) || !Number.isInteger(Number(v))) usage(`--wardmail-limits: bad entry ${kv}`);
+    o.wardmailLimits[k] = Number(v);
+  }
   const d = values["wardmail-delivery"];
   if (d !== undefined) {
     if (d !== "discard" && d !== "maildir") usage("--wardmail-delivery must be discard or maildir");
@@ -452,9 +463,10 @@ async function main(): Promise<number> {
       const template = opt.wardmailCmd;
       wm = await startWardmail(
         template === undefined
-          ? { delivery: opt.wardmailDelivery }
+          ? { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits }
           : {
               delivery: opt.wardmailDelivery,
+              limits: opt.wardmailLimits,
               command: (p: WardmailPaths): Command => {
                 const [command, ...args] = template
                   .trim()

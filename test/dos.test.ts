@@ -104,8 +104,9 @@ describe("per-client limits", () => {
     // While the flood holds its connections, others are served.
     await deliverWithSwaks("127.0.0.3", "during flood");
     await loginWithSwaks();
+    // Logged for fail2ban, once per client and limit every 10 s (a flood must not flood the log).
     const logged = logLines(s.output(), "client limit").filter((l) => l.ip === "127.0.0.2" && l.limit === "max_connections_per_client");
-    assert.equal(logged.length, refused.length);
+    assert.ok(logged.length >= 1 && logged.length <= 2, `${logged.length} log lines`);
     for (const r of results) r.wire.close();
   });
 

@@ -97,7 +97,7 @@ export const LIMIT_SPECS = {
     min: 1,
     max: 100000,
     unit: "count",
-    doc: "Open connections from one client (an IPv4 address, or an IPv6 prefix of `client_ipv6_prefix` bits), all workers together, counted apart for the MX listener and for the submission listeners. Past it: `421 4.7.0 Too many connections from your address` and close, logged as `client limit` with `ip` and `limit`. Clients in `relay.trusted_networks` are exempt.",
+    doc: "Open connections from one client (an IPv4 address, or an IPv6 prefix of `client_ipv6_prefix` bits), all workers together, counted apart for the MX listener and for the submission listeners. Past it: `421 4.7.0 Too many connections from your address` and close, logged as `client limit` with `ip` and `limit` (for fail2ban; one line per client and limit every 10 s, `suppressed` counting the refusals in between). Clients in `relay.trusted_networks` are exempt.",
   },
   connections_per_client_per_minute: {
     key: "connections_per_client_per_minute",
@@ -137,7 +137,7 @@ export const LIMIT_SPECS = {
     min: 1,
     max: 100000,
     unit: "count",
-    doc: "Open connections on the MX listener per worker thread, within `max_connections`: an MX flood leaves the rest to submission. Past it the connection idle longest (no reply and no content for 2 s) is closed with `421 4.7.0`, or, when none is, the new one gets `421 4.7.0 Too many connections` and is closed.",
+    doc: "Open connections on the MX listener per worker thread, within `max_connections`: an MX flood leaves the rest to submission. Past it the session that made no progress for longest (no reply sent, no content received; not one waiting for the server) is closed with `421 4.7.0` to make room, or, when none can be, the new one gets `421 4.7.0 Too many connections` and is closed.",
   },
   max_submission_connections: {
     key: "max_submission_connections",

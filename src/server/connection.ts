@@ -171,15 +171,15 @@ export class Connection {
     this.handle(this.session.greeting());
   }
 
-  /** How long the session has made no progress (ms); Infinity-safe for a connection that cannot be closed now. */
+  /** How long the session has made no progress (ms); -1 while it cannot be closed (a question, the tarpit or the pregreet pause is ours to finish). */
   idleFor(now: number): number {
-    if (this.ended || this.session.waiting || this.delaying) return -1;
+    if (this.ended || this.session.waiting || this.delaying || this.greetTimer !== undefined) return -1;
     return now - this.progressAt;
   }
 
   /** Closed to make room on a busy listener. */
   evict(): void {
-    this.log.info({ ip: this.clientIp }, "idle session closed: listener busy");
+    this.log.debug({ ip: this.clientIp }, "idle session closed: listener busy");
     this.handle(this.session.abort(BUSY));
   }
 

@@ -49,8 +49,8 @@ const CLIENT_TOO_MANY = "421 4.7.0 Too many connections from your address, try a
 const EARLY_TALKER = "554 5.5.1 Protocol error: you talked before the greeting ended\r\n";
 const TOO_MANY_MESSAGES = reply(421, "4.7.0", "Too many messages from your address, try again later");
 const TOO_MANY_RECIPIENTS = reply(421, "4.7.0", "Too many recipients from your address, try again later");
-/** A busy listener closes a session only when it made no progress for this long. */
-const EVICT_IDLE_MS = 2000;
+/** A refused client is logged once per limit in this time (a flood must not flood the log). */
+const LOG_EVERY_MS = 10_000;
 /** Pressure: a listener group above this share of its connection limit. */
 const STRESS_SHARE = 0.8;
 /**
@@ -65,6 +65,8 @@ export class SmtpServer {
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<Connection>();
   private readonly groups: Record<ClientGroup, Set<Connection>> = { mx: new Set(), submission: new Set() };
+  /** Per "ip limit": when it was last logged and the refusals since (bounded: cleared at 10,000 entries). */
+  private readonly logged = new Map<string, { at: number; suppressed: number }>();
   private counter = 0;
   private stopping = false;
   private readonly trusted: Networks;
@@ -125,11 +127,16 @@ export class SmtpServer {
     return this.groups[group].size >= STRESS_SHARE * this.cap(group) || this.connections.size >= STRESS_SHARE * limits.max_connections;
   }
 
-  /** Closes the session of pool idle longest (at least EVICT_IDLE_MS); false when none is. */
+  /**
+   * Closes the session of pool that made no progress for longest (no reply
+   * sent, no content received); false when none can be closed now (all
+   * wait for a question, a tarpit or the pregreet pause). Slow and idle
+   * clients go first: a working session makes progress every round trip.
+   */
   private evictIdle(pool: Set<Connection>): boolean {
     const now = Date.now();
     let victim: Connection | undefined;
-    let longest = EVICT_IDLE_MS;
+    let longest = -1;
     for (const c of pool) {
       const idle = c.idleFor(now);
       if (idle >= longest) {
@@ -139,6 +146,24 @@ export class SmtpServer {
     }
     victim?.evict();
     return victim !== undefined;
+  }
+
+  /**
+   * The line fail2ban matches ("client limit" or "pregreet", with ip and
+   * limit): at most one per client and limit every LOG_EVERY_MS, carrying
+   * how many refusals were not logged since the last one.
+   */
+  private logLimit(ip: string, listener: Role, limit: string, msg: string): void {
+    const key = `${ip} ${limit}`;
+    const now = Date.now();
+    const last = this.logged.get(key);
+    if (last && now - last.at < LOG_EVERY_MS) {
+      last.suppressed++;
+      return;
+    }
+    if (this.logged.size >= 10_000) this.logged.clear();
+    this.deps.logger.warn({ ip, listener, limit, ...(last && last.suppressed > 0 ? { suppressed: last.suppressed } : {}) }, msg);
+    this.logged.set(key, { at: now, suppressed: 0 });
   }
 
   private refuse(socket: net.Socket, text: string): void {
@@ -162,7 +187,7 @@ export class SmtpServer {
       const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx");
       if (r !== "ok") {
         const limit = r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
-        logger.warn({ ip, listener: role, limit }, "client limit");
+        this.logLimit(ip, role, limit, "client limit");
         return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY);
       }
     }
@@ -193,9 +218,9 @@ export class SmtpServer {
       errorDelayMs: limits.error_delay,
       pregreetMs: role === "smtp" && !trusted && !this.deps.clients.passed(ip) ? limits.pregreet_delay : 0,
       underPressure: () => this.underPressure(group),
-      ...(role === "smtp" && !trusted ? { gate: (q: Question, authenticated: boolean) => this.rates(q, authenticated, ip, log) } : {}),
+      ...(role === "smtp" && !trusted ? { gate: (q: Question, authenticated: boolean) => this.rates(q, authenticated, ip) } : {}),
       onEarlyTalker: () => {
-        logger.warn({ ip, listener: role, limit: "pregreet_delay" }, "pregreet");
+        this.logLimit(ip, role, "pregreet_delay", "pregreet");
         if (limits.pregreet_ban_time > 0) this.deps.clients.ban(ip, limits.pregreet_ban_time);
       },
       onPregreetPassed: () => {
@@ -217,12 +242,12 @@ export class SmtpServer {
   }
 
   /** Messages and recipients per client per minute on the MX port (authenticated clients exempt). */
-  private rates(q: Question, authenticated: boolean, ip: string, log: Logger): Reply | undefined {
+  private rates(q: Question, authenticated: boolean, ip: string): Reply | undefined {
     if (authenticated || (q.type !== "mail" && q.type !== "rcpt")) return undefined;
     const { limits } = this.deps.config;
     const messages = q.type === "mail";
     if (this.deps.clients.take(ip, messages ? "messages" : "recipients", messages ? limits.messages_per_client_per_minute : limits.recipients_per_client_per_minute)) return undefined;
-    log.warn({ ip, listener: "smtp", limit: messages ? "messages_per_client_per_minute" : "recipients_per_client_per_minute" }, "client limit");
+    this.logLimit(ip, "smtp", messages ? "messages_per_client_per_minute" : "recipients_per_client_per_minute", "client limit");
     return messages ? TOO_MANY_MESSAGES : TOO_MANY_RECIPIENTS;
   }
 

@@ -139,6 +139,7 @@ export class Connection {
   /** Errors already tarpitted. */
   private errorsSeen = 0;
   private delaying = false;
+  private handshaking = false;
 
   constructor(socket: Socket, opts: ConnectionOptions) {
     this.socket = socket;
@@ -171,10 +172,15 @@ export class Connection {
     this.handle(this.session.greeting());
   }
 
-  /** How long the session has made no progress (ms); -1 while it cannot be closed (a question, the tarpit or the pregreet pause is ours to finish). */
+  /** How long the session has made no progress (ms); -1 while it cannot be closed (a question, the tarpit, a TLS handshake or the pregreet pause is ours to finish). */
   idleFor(now: number): number {
-    if (this.ended || this.session.waiting || this.delaying || this.greetTimer !== undefined) return -1;
+    if (this.ended || this.session.waiting || this.delaying || this.handshaking || this.greetTimer !== undefined) return -1;
     return now - this.progressAt;
+  }
+
+  /** A client in relay.trusted_networks. */
+  get trusted(): boolean {
+    return this.opts.trusted;
   }
 
   /** Closed to make room on a busy listener. */
@@ -186,16 +192,27 @@ export class Connection {
   private input(chunk: Buffer): void {
     const now = Date.now();
     if (this.inContent) this.spendBudget(now, chunk.length);
+    const talked = this.session.earlyTalker;
     const actions = this.session.feed(chunk);
-    if (this.session.earlyTalker) this.opts.onEarlyTalker?.();
+    if (this.session.earlyTalker && !talked) this.opts.onEarlyTalker?.();
     // A command line must end within command_timeout of its first byte.
     if (!this.session.receivingContent && chunk[chunk.length - 1] !== 0x0a && !this.session.closed) {
-      this.commandTimer ??= setTimeout(() => this.handle(this.session.timeout()), this.timeout(this.opts.commandTimeoutMs));
+      this.commandTimer ??= setTimeout(() => this.slowCommand(), this.timeout(this.opts.commandTimeoutMs));
     } else {
       clearTimeout(this.commandTimer);
       this.commandTimer = undefined;
     }
     this.handle(actions);
+  }
+
+  /** command_timeout: not while the server itself is busy with a question or the tarpit (the partial line waits behind it). */
+  private slowCommand(): void {
+    if (this.session.waiting || this.delaying) {
+      this.commandTimer = setTimeout(() => this.slowCommand(), 1000);
+      return;
+    }
+    this.commandTimer = undefined;
+    this.handle(this.session.timeout());
   }
 
   /** A timeout, cut to stress_timeout under pressure. */
@@ -215,6 +232,8 @@ export class Connection {
   private armDataTimer(): void {
     clearTimeout(this.dataTimer);
     this.dataTimer = setTimeout(() => {
+      // The content is complete (its question may be open): the rate no longer applies.
+      if (!this.session.receivingContent) return;
       this.log.info({ ip: this.clientIp }, "content below min_data_rate");
       this.handle(this.session.timeout());
     }, Math.max(0, this.dataBudgetMs));
@@ -402,7 +421,8 @@ export class Connection {
     plain.pause();
     const secure = new tls.TLSSocket(plain, { isServer: true, ...manager.serverOptions() });
     this.socket = secure;
-    secure.setTimeout(this.opts.handshakeTimeoutMs);
+    secure.setTimeout(this.timeout(this.opts.handshakeTimeoutMs));
+    this.handshaking = true;
     const onTimeout = (): void => {
       this.log.debug("TLS handshake timeout");
       this.destroy();
@@ -410,6 +430,7 @@ export class Connection {
     secure.once("timeout", onTimeout);
     secure.once("secure", () => {
       secure.removeListener("timeout", onTimeout);
+      this.handshaking = false;
       this.tlsInfo = describeTls(secure);
       // RFC 9266: tls-exporter is defined for TLS 1.3 (for 1.2 only with the
       // extended master secret, which Node cannot confirm): SCRAM-*-PLUS

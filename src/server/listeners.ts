@@ -18,7 +18,7 @@ import type { Config, ListenAddress } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
 import type { SessionOptions, TlsMode } from "../protocol/session.ts";
 import type { TlsManager } from "../tls/index.ts";
-import { Networks } from "../submission/networks.ts";
+import { Networks, clientKey } from "../submission/networks.ts";
 import { Connection, type SessionHost } from "./connection.ts";
 import type { ClientGroup, ClientTable } from "./clients.ts";
 import type { Question } from "../protocol/session.ts";
@@ -49,6 +49,10 @@ const CLIENT_TOO_MANY = "421 4.7.0 Too many connections from your address, try a
 const EARLY_TALKER = "554 5.5.1 Protocol error: you talked before the greeting ended\r\n";
 const TOO_MANY_MESSAGES = reply(421, "4.7.0", "Too many messages from your address, try again later");
 const TOO_MANY_RECIPIENTS = reply(421, "4.7.0", "Too many recipients from your address, try again later");
+/** A full listener closes a session only when it made no progress for this long (working sessions make progress every round trip). */
+const EVICT_IDLE_MS = 1000;
+/** ... or, from a client holding more connections than the newcomer's, this long. */
+const FAIR_IDLE_MS = 250;
 /** A refused client is logged once per limit in this time (a flood must not flood the log). */
 const LOG_EVERY_MS = 10_000;
 /** Pressure: a listener group above this share of its connection limit. */
@@ -65,6 +69,8 @@ export class SmtpServer {
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<Connection>();
   private readonly groups: Record<ClientGroup, Set<Connection>> = { mx: new Set(), submission: new Set() };
+  /** The client key (IPv4 address, IPv6 /64) of each open connection, for fair eviction. */
+  private readonly keys = new Map<Connection, string>();
   /** Per "ip limit": when it was last logged and the refusals since (bounded: cleared at 10,000 entries). */
   private readonly logged = new Map<string, { at: number; suppressed: number }>();
   private counter = 0;
@@ -128,22 +134,44 @@ export class SmtpServer {
   }
 
   /**
-   * Closes the session of pool that made no progress for longest (no reply
-   * sent, no content received); false when none can be closed now (all
-   * wait for a question, a tarpit or the pregreet pause). Slow and idle
-   * clients go first: a working session makes progress every round trip.
+   * Makes room in a full pool for a newcomer from client `key`; false when
+   * nothing can be closed now. First, fairness: an idle session (no
+   * progress for FAIR_IDLE_MS) of the untrusted client holding the most
+   * connections, at least two more than the newcomer's client, so that many
+   * connections from few addresses give way to a client that has none.
+   * Else the session that made no progress for longest, at least
+   * EVICT_IDLE_MS. Never a session waiting for a question, the tarpit, a
+   * TLS handshake or the pregreet pause (idleFor() < 0). A working session
+   * makes progress every round trip, so slow and idle clients go first.
    */
-  private evictIdle(pool: Set<Connection>): boolean {
+  private evictIdle(pool: Set<Connection>, key: string): boolean {
     const now = Date.now();
-    let victim: Connection | undefined;
-    let longest = -1;
+    const counts = new Map<string, number>();
+    for (const c of pool) {
+      const k = this.keys.get(c) ?? "";
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+    const floor = (counts.get(key) ?? 0) + 2;
+    let fair: Connection | undefined;
+    let fairCount = 0;
+    let fairIdle = 0;
+    let oldest: Connection | undefined;
+    let longest = EVICT_IDLE_MS;
     for (const c of pool) {
       const idle = c.idleFor(now);
+      if (idle < 0) continue;
       if (idle >= longest) {
         longest = idle;
-        victim = c;
+        oldest = c;
+      }
+      const n = counts.get(this.keys.get(c) ?? "") ?? 0;
+      if (!c.trusted && idle >= FAIR_IDLE_MS && n >= floor && (n > fairCount || (n === fairCount && idle > fairIdle))) {
+        fair = c;
+        fairCount = n;
+        fairIdle = idle;
       }
     }
+    const victim = fair ?? oldest;
     victim?.evict();
     return victim !== undefined;
   }
@@ -177,10 +205,6 @@ export class SmtpServer {
     const { limits } = config;
     const group: ClientGroup = role === "smtp" ? "mx" : "submission";
     if (this.stopping) return this.refuse(socket, "421 4.3.2 Server shutting down\r\n");
-    const totalFull = this.connections.size >= limits.max_connections;
-    if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group])) {
-      return this.refuse(socket, TOO_MANY);
-    }
     const ip = socket.remoteAddress ?? "";
     const trusted = this.trusted.has(ip);
     if (!trusted) {
@@ -190,6 +214,13 @@ export class SmtpServer {
         this.logLimit(ip, role, limit, "client limit");
         return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY);
       }
+    }
+    const key = clientKey(ip);
+    const totalFull = this.connections.size >= limits.max_connections;
+    if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group], key)) {
+      if (!trusted) this.deps.clients.release(ip, group);
+      this.logLimit("", role, totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections", "listener full");
+      return this.refuse(socket, TOO_MANY);
     }
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;
     const log = logger.child({ session: sessionId });
@@ -232,12 +263,14 @@ export class SmtpServer {
       onClose: () => {
         this.connections.delete(conn);
         this.groups[group].delete(conn);
+        this.keys.delete(conn);
         if (!trusted) this.deps.clients.release(ip, group);
         log.debug("disconnect");
       },
     });
     this.connections.add(conn);
     this.groups[group].add(conn);
+    this.keys.set(conn, key);
     conn.start();
   }
 

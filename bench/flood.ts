@@ -232,6 +232,7 @@ async function main(): Promise<void> {
   const defaults = Object.fromEntries(Object.values(LIMIT_SPECS).map((s) => [s.key, s.default]));
   const wm = await startWardmail({ limits: defaults, extra: '[relay]\ntrusted_networks = ["127.0.0.1/32"]' });
   const runs: Record<string, unknown>[] = [];
+  let loopDelay: unknown[] = [];
   try {
     console.log(`wardmail pid ${wm.pid}: MX 127.0.0.1:${wm.paths.smtpPort}, submission ${wm.paths.submissionPort}`);
     await wellBehaved(wm.paths.smtpPort); // warm-up
@@ -266,8 +267,14 @@ async function main(): Promise<void> {
       if (under.code !== 0) console.log(under.out);
     }
   } finally {
-    await wm.stop();
+    // Each worker logs its event loop delay (from ready to stop) when it stops.
+    const log = await wm.stopAndReadLog();
+    loopDelay = log
+      .split("\n")
+      .filter((l) => l.includes('"msg":"event loop delay"'))
+      .map((l) => JSON.parse(l) as unknown);
   }
+  console.log(`event loop delay per worker: ${JSON.stringify(loopDelay)}`);
   const ratios = runs.filter((r) => (r.quiet as { ok: boolean }).ok && (r.underAttack as { ok: boolean }).ok).map((r) => r.ratio as number);
   const med = median(ratios);
   const result = {
@@ -277,6 +284,7 @@ async function main(): Promise<void> {
     options: values,
     limits: "defaults (src/limits); the well-behaved client 127.0.0.1 in relay.trusted_networks",
     runs,
+    eventLoopDelay: loopDelay,
     medianRatio: med,
     target: 0.8,
     withinTarget: med !== null && med >= 0.8 && ratios.length === runs.length,

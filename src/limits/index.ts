@@ -137,7 +137,7 @@ export const LIMIT_SPECS = {
     min: 1,
     max: 100000,
     unit: "count",
-    doc: "Open connections on the MX listener per worker thread, within `max_connections`: an MX flood leaves the rest to submission. Past it a session is closed with `421 4.7.0` to make room: an idle one (no progress for 0.25 s) of the client holding the most connections, if that is at least two more than the newcomer's client holds, else the one that made no progress (no reply sent, no content received) for longest, at least 1 s; never one waiting for the server or in its TLS handshake, or, when none can be, the new one gets `421 4.7.0 Too many connections` and is closed.",
+    doc: "Open connections on the MX listener per worker thread, within `max_connections`: an MX flood leaves the rest to submission. Past it a session is closed with `421 4.7.0` to make room: an idle one (no progress for 0.25 s) of the client holding the most connections, if that is at least two more than the newcomer's client holds, else, when the newcomer's client holds no connection there (or is trusted), the one that made no progress (no reply sent, no content received) for longest, at least 1 s; never one waiting for the server or in its TLS handshake, or, when none can be, the new one gets `421 4.7.0 Too many connections` and is closed.",
   },
   max_submission_connections: {
     key: "max_submission_connections",

@@ -139,19 +139,23 @@ export class SmtpServer {
    * progress for FAIR_IDLE_MS) of the untrusted client holding the most
    * connections, at least two more than the newcomer's client, so that many
    * connections from few addresses give way to a client that has none.
-   * Else the session that made no progress for longest, at least
-   * EVICT_IDLE_MS. Never a session waiting for a question, the tarpit, a
+   * Else, for a newcomer whose client holds no connection here (or is
+   * trusted), the session that made no progress for longest, at least
+   * EVICT_IDLE_MS: a client that already holds some is refused instead, so
+   * that closed slow sessions coming back cannot keep evicting each other
+   * (each eviction costs two sessions' work). Never a session waiting for a question, the tarpit, a
    * TLS handshake or the pregreet pause (idleFor() < 0). A working session
    * makes progress every round trip, so slow and idle clients go first.
    */
-  private evictIdle(pool: Set<Connection>, key: string): boolean {
+  private evictIdle(pool: Set<Connection>, key: string, trusted: boolean): boolean {
     const now = Date.now();
     const counts = new Map<string, number>();
     for (const c of pool) {
       const k = this.keys.get(c) ?? "";
       counts.set(k, (counts.get(k) ?? 0) + 1);
     }
-    const floor = (counts.get(key) ?? 0) + 2;
+    const mine = counts.get(key) ?? 0;
+    const floor = mine + 2;
     let fair: Connection | undefined;
     let fairCount = 0;
     let fairIdle = 0;
@@ -171,7 +175,7 @@ export class SmtpServer {
         fairIdle = idle;
       }
     }
-    const victim = fair ?? oldest;
+    const victim = fair ?? (mine === 0 || trusted ? oldest : undefined);
     victim?.evict();
     return victim !== undefined;
   }
@@ -217,7 +221,7 @@ export class SmtpServer {
     }
     const key = clientKey(ip);
     const totalFull = this.connections.size >= limits.max_connections;
-    if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group], key)) {
+    if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group], key, trusted)) {
       if (!trusted) this.deps.clients.release(ip, group);
       this.logLimit("", role, totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections", "listener full");
       return this.refuse(socket, TOO_MANY);

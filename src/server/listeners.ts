@@ -251,7 +251,7 @@ export class SmtpServer {
       stressTimeoutMs: limits.stress_timeout * 1000,
       minDataRate: limits.min_data_rate,
       errorDelayMs: limits.error_delay,
-      pregreetMs: role === "smtp" && !trusted && !this.deps.clients.passed(ip) ? limits.pregreet_delay : 0,
+      pregreetMs: role === "smtp" && !trusted && limits.pregreet_delay > 0 && !this.deps.clients.passed(ip) ? limits.pregreet_delay : 0,
       underPressure: () => this.underPressure(group),
       ...(role === "smtp" && !trusted ? { gate: (q: Question, authenticated: boolean) => this.rates(q, authenticated, ip) } : {}),
       onEarlyTalker: () => {

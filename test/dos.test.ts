@@ -30,10 +30,13 @@ const LIMITS = {
   stress_timeout: 3,
   error_delay: 300,
   max_errors: 5,
+  session_timeout: 10,
 };
 const PASSWORD = "erin-password-9";
 
 let w: Wardmail | undefined;
+/** A client that is never idle (NOOP every second), started in before(): what ends its session, and when. */
+let keeper: Promise<{ last: string; ms: number }> | undefined;
 const server = (): Wardmail => {
   assert.ok(w, "server not started");
   return w;
@@ -45,6 +48,22 @@ before(async () => {
   w = await startWardmail({ workers: 2, extra });
   const add = await w.cli(["user", "add", "erin@example.test", "--password-stdin", "--config", w.configPath], `${PASSWORD}\n`);
   assert.equal(add.code, 0, add.stdout + add.stderr);
+  keeper = (async () => {
+    const c = await firstReply(w.smtpPort, "127.0.0.13");
+    const t0 = Date.now();
+    let last = "";
+    try {
+      for (;;) {
+        last = (await c.wire.command("NOOP", 5000)).raw;
+        if (!last.startsWith("250 ")) break;
+        await sleep(1000);
+      }
+    } catch {
+      /* closed */
+    }
+    c.wire.close();
+    return { last, ms: Date.now() - t0 };
+  })();
 });
 
 after(async () => {
@@ -245,6 +264,15 @@ describe("slow clients", () => {
   });
 });
 
+describe("session_timeout", () => {
+  test("a client that is never idle is closed at session_timeout with 421 4.4.2", { timeout: 30_000 }, async () => {
+    assert.ok(keeper);
+    const { last, ms } = await keeper;
+    assert.match(last, /^421 4\.4\.2 Session time limit/);
+    assert.ok(ms >= LIMITS.session_timeout * 1000 - 1500 && ms < LIMITS.session_timeout * 1000 + 3000, `closed after ${ms} ms`);
+  });
+});
+
 describe("slowloris from many addresses", () => {
   test("hundreds of trickling connections leave MX delivery and submission login usable", { timeout: 60_000 }, async () => {
     const s = server();
@@ -289,6 +317,9 @@ describe("slowloris from many addresses", () => {
       assert.ok(open >= 2 * (LIMITS.max_mx_connections + LIMITS.max_submission_connections) * 0.5, `only ${open} slowloris connections open`);
       await deliverWithSwaks("127.0.0.11", "during slowloris");
       await loginWithSwaks();
+      // The listeners were full: room was made for these two, or a newcomer was refused.
+      const full = logLines(s.output(), "listener full");
+      assert.ok(full.some((l) => l.listener === "smtp") && full.some((l) => l.listener === "submission"), "the listeners were never full");
     } finally {
       stop = true;
       for (const c of clients) c.close();

@@ -59,8 +59,10 @@ test("a full table fails open: a client it cannot hold is not counted", () => {
   const t = table(8);
   for (let i = 1; i <= 8; i++) assert.equal(t.connect(`10.0.0.${i}`, "mx", 1, 100, true), "ok");
   // Every slot holds an open connection: the ninth client is let through, uncounted.
+  assert.equal(t.untracked, 0);
   assert.equal(t.connect("10.0.0.9", "mx", 1, 100, true), "ok");
   assert.equal(t.connect("10.0.0.9", "mx", 1, 100, true), "ok");
+  assert.equal(t.untracked, 2); // the listener logs "client table full"
   assert.equal(t.connect("10.0.0.1", "mx", 1, 100, true), "concurrency");
 });
 

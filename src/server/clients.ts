@@ -58,6 +58,8 @@ export class ClientTable {
   private readonly slots: number;
   private readonly prefix6: number;
   private readonly key = new Int32Array(5);
+  /** Calls (in this thread) that found no free slot and let the client through uncounted. */
+  untracked = 0;
 
   /** A new, empty table's memory (done once, in the primary). */
   static allocate(slots: number): SharedArrayBuffer {
@@ -171,7 +173,10 @@ export class ClientTable {
     this.lock();
     try {
       const s = this.find(now);
-      if (s < 0) return fallback;
+      if (s < 0) {
+        this.untracked++;
+        return fallback;
+      }
       this.a[s + F_SEEN] = now;
       return fn(s, now);
     } finally {

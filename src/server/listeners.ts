@@ -73,6 +73,8 @@ export class SmtpServer {
   private readonly keys = new Map<Connection, string>();
   /** Per "ip limit": when it was last logged and the refusals since (bounded: cleared at 10,000 entries). */
   private readonly logged = new Map<string, { at: number; suppressed: number }>();
+  /** clients.untracked when it was last reported. */
+  private untrackedSeen = 0;
   private counter = 0;
   private stopping = false;
   private readonly trusted: Networks;
@@ -218,6 +220,11 @@ export class SmtpServer {
         this.logLimit(ip, role, limit, "client limit");
         return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY);
       }
+    }
+    if (this.deps.clients.untracked !== this.untrackedSeen) {
+      // The table is full (clients.ts fails open): the operator should know.
+      this.logLimit("", role, "client table", "client table full: clients not counted");
+      this.untrackedSeen = this.deps.clients.untracked;
     }
     const key = clientKey(ip);
     const totalFull = this.connections.size >= limits.max_connections;

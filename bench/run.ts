@@ -36,6 +36,8 @@ interface Options {
   wardmailDelivery: "discard" | "maildir";
   /** Postfix's in_flow_delay (BENCH_IN_FLOW_DELAY: tuned for throughput). */
   postfixInFlowDelay: string;
+  /** --wardmail-limits: [limits] for Wardmail on top of bench/wardmail.ts BENCH_LIMITS. */
+  wardmailLimits: Record<string, number>;
 }
 
 function usage(msg?: string): never {
@@ -55,7 +57,9 @@ function usage(msg?: string): never {
   --postfix-in-flow-delay T  Postfix in_flow_delay (default ${BENCH_IN_FLOW_DELAY}, tuned for throughput; 1s is Postfix's default)
   --out FILE        JSON result (default bench/out/latest.json)
   --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
-                    (whitespace-separated; placeholders {config} {smtpPort} {dataDir})`);
+                    (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
+  --wardmail-limits L  extra [limits] for Wardmail, "key=value,key=value" (e.g. pregreet_delay=0
+                    to measure the pregreet pause, pregreet_pass_time=0 to pay it on every connection)`);
   process.exit(2);
 }
 
@@ -78,6 +82,7 @@ function parseOptions(argv: string[]): Options {
         "conn-mode": { type: "string" },
         "wardmail-delivery": { type: "string" },
         "postfix-in-flow-delay": { type: "string" },
+        "wardmail-limits": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -108,7 +113,13 @@ function parseOptions(argv: string[]): Options {
     connMode: "exact",
     wardmailDelivery: "discard",
     postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),
+    wardmailLimits: {},
   };
+  for (const kv of (values["wardmail-limits"] ?? "").split(",").filter((x) => x.trim() !== "")) {
+    const [k, v] = kv.split("=").map((x) => x.trim());
+    if (!k || !/^[a-z_0-9]+$/.test(k) || !Number.isInteger(Number(v))) usage(`--wardmail-limits: bad entry ${kv}`);
+    o.wardmailLimits[k] = Number(v);
+  }
   const d = values["wardmail-delivery"];
   if (d !== undefined) {
     if (d !== "discard" && d !== "maildir") usage("--wardmail-delivery must be discard or maildir");
@@ -457,9 +468,10 @@ async function main(): Promise<number> {
       const template = opt.wardmailCmd;
       wm = await startWardmail(
         template === undefined
-          ? { delivery: opt.wardmailDelivery }
+          ? { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits }
           : {
               delivery: opt.wardmailDelivery,
+              limits: opt.wardmailLimits,
               command: (p: WardmailPaths): Command => {
                 const [command, ...args] = template
                   .trim()

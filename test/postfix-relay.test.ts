@@ -9,6 +9,9 @@
  * so Postfix bounces it; the bounce goes back to the sender's mailbox, which
  * is itself on Wardmail.
  *
+ * Wardmail runs the pregreet test (split greeting, 1 s pause) on every
+ * connection: Postfix is never taken for an early talker.
+ *
  * One Wardmail and one Postfix, started in before() (Postfix needs
  * Wardmail's port first) and stopped in after().
  */
@@ -35,11 +38,14 @@ function servers(): { w: Wardmail; pf: PostfixInstance } {
 before(async () => {
   if (SKIP !== false) return;
   // One worker: the relay test does not need more, and it starts faster.
-  w = await startWardmail({ mailboxes: MAILBOXES, workers: 1 });
+  // The pregreet test at its default pause, on every connection (no memory
+  // of passes): Postfix, a real MTA, waits for the whole greeting.
+  w = await startWardmail({ mailboxes: MAILBOXES, workers: 1, extra: "[limits]\npregreet_delay = 1000\npregreet_pass_time = 0" });
   pf = await startPostfix({ mode: "relay", relayhost: `[127.0.0.1]:${w.smtpPort}`, tlsToRelay: "may" });
 });
 
 after(async () => {
+  if (w) assert.ok(!w.output().includes('"msg":"pregreet"'), "Postfix was taken for an early talker");
   await pf?.stop();
   if (w) {
     await w.stop();

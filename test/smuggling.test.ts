@@ -113,9 +113,11 @@ function exchange(port: number, writes: Buffer[], pauseMs = 40, timeoutMs = 8000
     };
     sock.on("data", (d: Buffer) => {
       out = Buffer.concat([out, d]);
-      if (!started && out.includes("\r\n")) {
+      // The whole greeting first: on the MX port it may be split (220-, a pause, 220), and a
+      // client that talks before its end is refused as an early talker (pregreet test).
+      if (!started && /^220 [^\r\n]*\r\n/m.test(out.toString("latin1"))) {
         started = true;
-        assert.match(out.toString("latin1"), /^220 /);
+        assert.match(out.toString("latin1"), /^(220-[^\r\n]*\r\n)*220 /);
         void writeAll();
       }
     });
@@ -185,7 +187,7 @@ for (const policy of POLICIES) {
           const before = (await w.maildir("user@example.test")).length;
           const { lines, output } = await exchange(w.smtpPort, v.writes);
           const ctx = `${p.id} ${policy} ${v.name}:\n${output}`;
-          assert.match(lines[0] ?? "", /^220 /, ctx);
+          assert.match(output, /^(220-[^\r\n]*\r\n)*220 /, ctx);
           // The genuine transaction opened; the smuggled one never did.
           assert.equal(count(lines, /^250 2\.1\.0 /), 1, ctx);
           assert.equal(count(lines, /^250 2\.1\.5 /), 1, ctx);

@@ -11,7 +11,7 @@ export interface LimitSpec {
   readonly default: number;
   readonly min: number;
   readonly max: number;
-  readonly unit: "bytes" | "count" | "seconds";
+  readonly unit: "bytes" | "count" | "seconds" | "milliseconds" | "bits" | "bytes per second";
   /** Where it is enforced and what the client sees. */
   readonly doc: string;
 }
@@ -97,6 +97,127 @@ export const LIMIT_SPECS = {
     max: 1024 * 1024 * 1024 * 1024,
     unit: "bytes",
     doc: "Free space that must stay on the spool's file system (as Postfix's `queue_minfree`). Below it `MAIL` gets `452 4.3.1 Insufficient system storage` on every listener (free space is read with statfs at most once a second). A message whose spool write runs out of space gets `452 4.3.1` at the end of DATA, never `250`. 0 turns the floor off (the write-time check stays).",
+  },
+  // ---- per client and per listener (denial of service); src/server/clients.ts, listeners.ts, connection.ts
+  max_connections_per_client: {
+    key: "max_connections_per_client",
+    default: 30,
+    min: 1,
+    max: 100000,
+    unit: "count",
+    doc: "Open connections from one client (an IPv4 address, or an IPv6 prefix of `client_ipv6_prefix` bits), all workers together, counted apart for the MX listener and for the submission listeners. Past it: `421 4.7.0 Too many connections from your address` and close, logged as `client limit` with `ip` and `limit` (for fail2ban; one line per client and limit every 10 s, `suppressed` counting the refusals in between). Clients in `relay.trusted_networks` are exempt.",
+  },
+  connections_per_client_per_minute: {
+    key: "connections_per_client_per_minute",
+    default: 120,
+    min: 1,
+    max: 1000000,
+    unit: "count",
+    doc: "New connections from one client per minute (a sliding window), all workers together, counted apart for MX and submission. Past it: `421 4.7.0 Too many connections from your address` and close, logged as `client limit`. Clients in `relay.trusted_networks` are exempt.",
+  },
+  messages_per_client_per_minute: {
+    key: "messages_per_client_per_minute",
+    default: 120,
+    min: 1,
+    max: 1000000,
+    unit: "count",
+    doc: "Transactions (`MAIL` commands) from one client per minute on the MX listener, all workers together. Past it: `421 4.7.0 Too many messages from your address` and close, logged as `client limit`. Authenticated clients and `relay.trusted_networks` are exempt.",
+  },
+  recipients_per_client_per_minute: {
+    key: "recipients_per_client_per_minute",
+    default: 600,
+    min: 1,
+    max: 1000000,
+    unit: "count",
+    doc: "`RCPT` commands (accepted or not) from one client per minute on the MX listener, all workers together. Past it: `421 4.7.0 Too many recipients from your address` and close, logged as `client limit`. Authenticated clients and `relay.trusted_networks` are exempt.",
+  },
+  client_ipv6_prefix: {
+    key: "client_ipv6_prefix",
+    default: 64,
+    min: 32,
+    max: 128,
+    unit: "bits",
+    doc: "IPv6 clients are counted per prefix of this length (one subscriber usually has a whole /64), for the per-client limits and the pregreet memory.",
+  },
+  max_mx_connections: {
+    key: "max_mx_connections",
+    default: 800,
+    min: 1,
+    max: 100000,
+    unit: "count",
+    doc: "Open connections on the MX listener per worker thread, within `max_connections`: an MX flood leaves the rest to submission. Past it a session is closed with `421 4.7.0` to make room: an idle one (no progress for 0.25 s) of the client holding the most connections, if that is at least two more than the newcomer's client holds, else, when the newcomer's client holds no connection there (or is trusted), the one that made no progress (no reply sent, no content received) for longest, at least 1 s; never one waiting for the server or in its TLS handshake, or, when none can be, the new one gets `421 4.7.0 Too many connections` and is closed.",
+  },
+  max_submission_connections: {
+    key: "max_submission_connections",
+    default: 300,
+    min: 1,
+    max: 100000,
+    unit: "count",
+    doc: "Open connections on the submission listeners (STARTTLS and implicit TLS together) per worker thread, within `max_connections`, handled as `max_mx_connections`.",
+  },
+  pregreet_delay: {
+    key: "pregreet_delay",
+    default: 1000,
+    min: 0,
+    max: 30000,
+    unit: "milliseconds",
+    doc: "On the MX listener the greeting is sent in two parts (`220-` first, then after this pause the final `220 `). A client that sends anything before the greeting ends (an early talker, as spam bots are) gets `554 5.5.1` and is closed, logged as `pregreet`; 0 turns the test off. Clients in `relay.trusted_networks` are not tested.",
+  },
+  pregreet_ban_time: {
+    key: "pregreet_ban_time",
+    default: 3600,
+    min: 0,
+    max: 86400,
+    unit: "seconds",
+    doc: "How long an early talker is remembered: its new MX connections get `554 5.5.1` at once and are closed.",
+  },
+  pregreet_pass_time: {
+    key: "pregreet_pass_time",
+    default: 86400,
+    min: 0,
+    max: 604800,
+    unit: "seconds",
+    doc: "How long a client that passed the pregreet test is remembered: its MX connections get the greeting without the pause (as Postfix's `postscreen_greet_ttl`). 0: every connection is tested.",
+  },
+  command_timeout: {
+    key: "command_timeout",
+    default: 60,
+    min: 1,
+    max: 3600,
+    unit: "seconds",
+    doc: "Time allowed from the first byte of a command line (or SASL response) to its CRLF, however often bytes come. Then `421 4.4.2 Timeout` and close.",
+  },
+  session_timeout: {
+    key: "session_timeout",
+    default: 3600,
+    min: 10,
+    max: 86400,
+    unit: "seconds",
+    doc: "Longest time one connection may last. Then `421 4.4.2` and close (after the reply to a message being committed).",
+  },
+  min_data_rate: {
+    key: "min_data_rate",
+    default: 1024,
+    min: 1,
+    max: 1000000000,
+    unit: "bytes per second",
+    doc: "Least average rate of DATA and BDAT content. The content phase starts with a budget of `data_timeout` seconds; time spends it, each byte received adds 1/`min_data_rate` s, never above `data_timeout`. When it runs out: `421 4.4.2 Timeout` and close; the partial message is dropped.",
+  },
+  stress_timeout: {
+    key: "stress_timeout",
+    default: 10,
+    min: 1,
+    max: 3600,
+    unit: "seconds",
+    doc: "Under pressure (a listener of the worker above 80% of its connection limit) the idle, command and data timeouts are cut to this, as Postfix's stress-adaptive settings do.",
+  },
+  error_delay: {
+    key: "error_delay",
+    default: 1000,
+    min: 0,
+    max: 60000,
+    unit: "milliseconds",
+    doc: "Tarpit: the reply to the n-th error of a session (unknown recipient, refused relay, bad command, ...) is delayed by n times this (n counted up to 30), so that dictionary attacks and recipient harvesting are slow; at `max_errors` the client gets `421 4.7.0`. Not for authenticated and trusted clients.",
   },
 } as const satisfies Record<string, LimitSpec>;
 

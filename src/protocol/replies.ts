@@ -28,6 +28,7 @@ export const R = {
   utf8Needed: reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"),
   tooManyRcpts: reply(452, "4.5.3", "Too many recipients"),
   timeout: reply(421, "4.4.2", "Timeout, closing connection"),
+  earlyTalker: reply(554, "5.5.1", "Protocol error: you talked before the greeting ended"),
   shutdown: reply(421, "4.3.2", "Server shutting down, try again later"),
   overflow: reply(421, "4.7.0", "Too much pipelined input, closing connection"),
   authUnavailable: reply(502, "5.5.1", "AUTH not available on this service"),

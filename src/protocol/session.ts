@@ -40,7 +40,7 @@ interface Txn {
   bdat?: BdatReceiver;
 }
 
-type Mode = "command" | "data" | "bdat" | "sasl" | "waiting" | "tls-pending" | "closed";
+type Mode = "pregreet" | "command" | "data" | "bdat" | "sasl" | "waiting" | "tls-pending" | "closed";
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -75,6 +75,7 @@ export class SmtpSession {
   private saslMechanism = "";
   /** tls-exporter channel binding is available (TLS 1.3): -PLUS mechanisms may be offered. */
   private channelBinding = false;
+  private talkedEarly = false;
 
   constructor(opts: SessionOptions) {
     this.opts = opts;
@@ -86,6 +87,42 @@ export class SmtpSession {
   greeting(tls?: TlsFacts): Action[] {
     if (tls) this.channelBinding = tls.channelBinding;
     this.emit(reply(220, "", `${this.opts.hostname} ESMTP`));
+    return this.flush();
+  }
+
+  /**
+   * The pregreet test (Postfix postscreen): the first line of a multi-line
+   * greeting (`220-`); the adapter waits, then calls greetingDone(). A byte
+   * that comes before is an early talker: `554 5.5.1` and close.
+   */
+  greetingStart(): Action[] {
+    this.out += `220-${this.opts.hostname} ESMTP\r\n`;
+    this.mode = "pregreet";
+    return this.flush();
+  }
+
+  /** The last line of the greeting begun with greetingStart(); input is read from now on. */
+  greetingDone(): Action[] {
+    if (this.mode !== "pregreet") return [];
+    this.mode = "command";
+    this.emit(reply(220, "", `${this.opts.hostname} ESMTP`));
+    return this.flush();
+  }
+
+  /** The client sent before the greeting ended (see greetingStart). */
+  get earlyTalker(): boolean {
+    return this.talkedEarly;
+  }
+
+  /** Error replies so far (the adapter's tarpit grows with it). */
+  get errorCount(): number {
+    return this.errors;
+  }
+
+  /** A limit of the adapter (rate, session time): the reply (a 421) and close. */
+  abort(r: Reply): Action[] {
+    if (this.mode === "closed") return [];
+    this.closeWith(r);
     return this.flush();
   }
 
@@ -125,6 +162,10 @@ export class SmtpSession {
       case "closed":
       case "tls-pending":
         return [];
+      case "pregreet":
+        this.talkedEarly = true;
+        this.closeWith(R.earlyTalker);
+        return this.flush();
       case "waiting":
         if (this.leftover.length + chunk.length > MAX_PENDING) {
           this.leftover = Buffer.alloc(0);
@@ -239,6 +280,7 @@ export class SmtpSession {
           this.leftover = Buffer.from(buf.subarray(pos));
           return;
         case "tls-pending":
+        case "pregreet":
         case "closed":
           // Everything after STARTTLS (or after close) is discarded.
           return;

@@ -4,6 +4,15 @@
  * the idle / data / handshake timeouts, and passes the core's questions to
  * the host (policy and spool).
  *
+ * Slow and hostile clients (the limits are in src/limits): a command line
+ * must be complete within command_timeout of its first byte, however often
+ * bytes come; content must come at min_data_rate on average (a budget of
+ * data_timeout, spent by time, refilled by bytes); a session lasts at most
+ * session_timeout. Under pressure (the listener near its connection limit)
+ * these timeouts are cut to stress_timeout. Error replies are delayed more
+ * and more (tarpit: n × error_delay for the n-th error). On the MX port the
+ * greeting can be split (pregreet test): a byte before its end gets 554.
+ *
  * Guarantees:
  * - While a question is open (e.g. the spool commit before a 250) the socket
  *   is paused, so a pipelining client cannot make us buffer without bound.
@@ -18,7 +27,7 @@ import type { Socket } from "node:net";
 import tls from "node:tls";
 import type { Logger } from "../log/index.ts";
 import { SmtpSession, type Action, type Question, type SessionOptions } from "../protocol/session.ts";
-import { TEMPORARY_FAILURE, SmtpError, type Reply } from "../protocol/reply.ts";
+import { TEMPORARY_FAILURE, SmtpError, reply, type Reply } from "../protocol/reply.ts";
 import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
 import type { SaslMechanism } from "../auth/types.ts";
@@ -70,10 +79,38 @@ export interface ConnectionOptions {
   readonly handshakeTimeoutMs: number;
   /** Implicit TLS (RFC 8314): the handshake comes before the greeting. */
   readonly implicitTls: boolean;
+  /** Time to complete one command line once its first byte came. */
+  readonly commandTimeoutMs: number;
+  /** Longest session. */
+  readonly sessionTimeoutMs: number;
+  /** The idle, command and data timeouts under pressure. */
+  readonly stressTimeoutMs: number;
+  /** Least average content rate (bytes per second). */
+  readonly minDataRate: number;
+  /** Tarpit step: the n-th error reply waits n × this; 0 = none. */
+  readonly errorDelayMs: number;
+  /** The pause inside a split greeting (pregreet test); 0 = a plain greeting. */
+  readonly pregreetMs: number;
+  /** The listener is near its connection limit: shorter timeouts. */
+  readonly underPressure: () => boolean;
+  /**
+   * Asked before a question reaches the host: a reply (e.g. 421 over a
+   * per-client rate) answers it instead. Undefined: the host answers.
+   */
+  readonly gate?: (q: Question, authenticated: boolean) => Reply | undefined;
+  /** The client sent before the greeting ended. */
+  readonly onEarlyTalker?: () => void;
+  /** The client waited for the whole split greeting. */
+  readonly onPregreetPassed?: () => void;
+  /** A trusted client: no tarpit. */
+  readonly trusted: boolean;
   readonly logger: Logger;
   readonly sessionId: string;
   readonly onClose: () => void;
 }
+
+const BUSY = reply(421, "4.7.0", "Server busy, closing idle connection");
+const SESSION_OVER = reply(421, "4.4.2", "Session time limit reached, closing connection");
 
 export class Connection {
   private socket: Socket;
@@ -87,7 +124,22 @@ export class Connection {
   /** Read once: each read of remoteAddress is a getpeername() system call. */
   private readonly clientIp: string;
   private readonly clientPort: number;
-  private readonly onData = (chunk: Buffer): void => this.handle(this.session.feed(chunk));
+  private readonly onData = (chunk: Buffer): void => this.input(chunk);
+  /** Timers of the slow-client limits (cleared at the end). */
+  private commandTimer: NodeJS.Timeout | undefined;
+  private dataTimer: NodeJS.Timeout | undefined;
+  private sessionTimer: NodeJS.Timeout | undefined;
+  private greetTimer: NodeJS.Timeout | undefined;
+  /** Content phase: the rate budget (ms) left at dataAt. */
+  private inContent = false;
+  private dataBudgetMs = 0;
+  private dataAt = 0;
+  /** Last reply, or last content bytes: what "idle" is measured from when a busy listener closes idle sessions. */
+  private progressAt = Date.now();
+  /** Errors already tarpitted. */
+  private errorsSeen = 0;
+  private delaying = false;
+  private handshaking = false;
 
   constructor(socket: Socket, opts: ConnectionOptions) {
     this.socket = socket;
@@ -100,13 +152,109 @@ export class Connection {
 
   /** Starts the session: the TLS handshake first for implicit TLS, then the greeting, then reading. */
   start(): void {
+    this.sessionTimer = setTimeout(() => this.sessionOver(), this.opts.sessionTimeoutMs);
     if (this.opts.implicitTls) {
       this.socket.on("error", () => this.destroy());
       this.handshake(() => this.handle(this.session.greeting({ channelBinding: this.channelBinding !== undefined })));
       return;
     }
     this.wire(this.socket);
+    if (this.opts.pregreetMs > 0) {
+      this.handle(this.session.greetingStart());
+      this.greetTimer = setTimeout(() => {
+        this.greetTimer = undefined;
+        if (this.ended) return;
+        this.opts.onPregreetPassed?.();
+        this.handle(this.session.greetingDone());
+      }, this.opts.pregreetMs);
+      return;
+    }
     this.handle(this.session.greeting());
+  }
+
+  /** How long the session has made no progress (ms); -1 while it cannot be closed (a question, the tarpit, a TLS handshake or the pregreet pause is ours to finish). */
+  idleFor(now: number): number {
+    if (this.ended || this.session.waiting || this.delaying || this.handshaking || this.greetTimer !== undefined) return -1;
+    return now - this.progressAt;
+  }
+
+  /** A client in relay.trusted_networks. */
+  get trusted(): boolean {
+    return this.opts.trusted;
+  }
+
+  /** Closed to make room on a busy listener. */
+  evict(): void {
+    this.log.debug({ ip: this.clientIp }, "idle session closed: listener busy");
+    this.handle(this.session.abort(BUSY));
+  }
+
+  private input(chunk: Buffer): void {
+    const now = Date.now();
+    if (this.inContent) this.spendBudget(now, chunk.length);
+    const talked = this.session.earlyTalker;
+    const actions = this.session.feed(chunk);
+    if (this.session.earlyTalker && !talked) this.opts.onEarlyTalker?.();
+    // A command line must end within command_timeout of its first byte.
+    if (!this.session.receivingContent && chunk[chunk.length - 1] !== 0x0a && !this.session.closed) {
+      this.commandTimer ??= setTimeout(() => this.slowCommand(), this.timeout(this.opts.commandTimeoutMs));
+    } else {
+      clearTimeout(this.commandTimer);
+      this.commandTimer = undefined;
+    }
+    this.handle(actions);
+  }
+
+  /** command_timeout: not while the server itself is busy with a question or the tarpit (the partial line waits behind it). */
+  private slowCommand(): void {
+    if (this.session.waiting || this.delaying) {
+      this.commandTimer = setTimeout(() => this.slowCommand(), 1000);
+      return;
+    }
+    this.commandTimer = undefined;
+    this.handle(this.session.timeout());
+  }
+
+  /** A timeout, cut to stress_timeout under pressure. */
+  private timeout(ms: number): number {
+    return this.opts.underPressure() ? Math.min(ms, this.opts.stressTimeoutMs) : ms;
+  }
+
+  /** Content rate: time spends the budget, bytes refill it (1/min_data_rate s each), up to data_timeout. */
+  private spendBudget(now: number, bytes: number): void {
+    const cap = this.timeout(this.opts.dataTimeoutMs);
+    this.dataBudgetMs = Math.min(cap, this.dataBudgetMs - (now - this.dataAt) + (bytes * 1000) / this.opts.minDataRate);
+    this.dataAt = now;
+    this.progressAt = now;
+    this.armDataTimer();
+  }
+
+  private armDataTimer(): void {
+    clearTimeout(this.dataTimer);
+    this.dataTimer = setTimeout(() => {
+      // The content is complete (its question may be open): the rate no longer applies.
+      if (!this.session.receivingContent) return;
+      this.log.info({ ip: this.clientIp }, "content below min_data_rate");
+      this.handle(this.session.timeout());
+    }, Math.max(0, this.dataBudgetMs));
+  }
+
+  private sessionOver(): void {
+    if (this.ended) return;
+    // A message being committed gets its reply first.
+    if (this.session.waiting || this.delaying) {
+      this.sessionTimer = setTimeout(() => this.sessionOver(), 1000);
+      return;
+    }
+    this.log.info({ ip: this.clientIp }, "session_timeout reached");
+    this.handle(this.session.abort(SESSION_OVER));
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.commandTimer);
+    clearTimeout(this.dataTimer);
+    clearTimeout(this.sessionTimer);
+    clearTimeout(this.greetTimer);
   }
 
   /** Graceful stop: 421 to the client unless a message is being committed. */
@@ -128,8 +276,18 @@ export class Connection {
   }
 
   private armTimer(): void {
-    const ms = this.session.receivingContent ? this.opts.dataTimeoutMs : this.opts.idleTimeoutMs;
+    const content = this.session.receivingContent;
+    const ms = this.timeout(content ? this.opts.dataTimeoutMs : this.opts.idleTimeoutMs);
     this.socket.setTimeout(ms);
+    if (content && !this.inContent) {
+      this.inContent = true;
+      this.dataBudgetMs = ms;
+      this.dataAt = Date.now();
+      this.armDataTimer();
+    } else if (!content && this.inContent) {
+      this.inContent = false;
+      clearTimeout(this.dataTimer);
+    }
   }
 
   private info(): ConnectionInfo {
@@ -149,6 +307,40 @@ export class Connection {
   }
 
   private handle(actions: Action[]): void {
+    if (actions.length === 0) {
+      if (!this.delaying) this.armTimer();
+      return;
+    }
+    const delay = this.tarpit();
+    if (delay > 0) {
+      // Tarpit: nothing is read or written until the delay is over.
+      this.delaying = true;
+      this.socket.pause();
+      this.socket.setTimeout(0);
+      setTimeout(() => {
+        this.delaying = false;
+        if (this.ended) return;
+        if (!this.session.waiting && !this.session.closed) this.socket.resume();
+        this.perform(actions);
+      }, delay).unref();
+      return;
+    }
+    this.perform(actions);
+  }
+
+  /** The delay owed for the error replies since the last call: n × error_delay for the n-th (n at most 30). */
+  private tarpit(): number {
+    const errors = this.session.errorCount;
+    let delay = 0;
+    if (this.opts.errorDelayMs > 0 && !this.opts.trusted && this.session.authenticated === undefined) {
+      for (let n = this.errorsSeen + 1; n <= errors; n++) delay += Math.min(n, 30) * this.opts.errorDelayMs;
+    }
+    this.errorsSeen = errors;
+    return delay;
+  }
+
+  private perform(actions: Action[]): void {
+    this.progressAt = Date.now();
     let out = "";
     for (const a of actions) {
       switch (a.kind) {
@@ -180,7 +372,8 @@ export class Connection {
     this.socket.pause();
     let result: HostAnswer | Promise<HostAnswer>;
     try {
-      result = this.opts.host.answer(q, this.info());
+      const refused = this.opts.gate?.(q, this.session.authenticated !== undefined);
+      result = refused ? { reply: refused } : this.opts.host.answer(q, this.info());
     } catch (err) {
       result = { reply: this.failure(err) };
     }
@@ -229,7 +422,8 @@ export class Connection {
     // The MX gets contexts without session tickets (unless tls.mx_session_tickets).
     const secure = new tls.TLSSocket(plain, { isServer: true, ...manager.serverOptions(this.opts.listener === "smtp" ? "mx" : "submission") });
     this.socket = secure;
-    secure.setTimeout(this.opts.handshakeTimeoutMs);
+    secure.setTimeout(this.timeout(this.opts.handshakeTimeoutMs));
+    this.handshaking = true;
     const onTimeout = (): void => {
       this.log.debug("TLS handshake timeout");
       this.destroy();
@@ -237,6 +431,7 @@ export class Connection {
     secure.once("timeout", onTimeout);
     secure.once("secure", () => {
       secure.removeListener("timeout", onTimeout);
+      this.handshaking = false;
       this.tlsInfo = describeTls(secure);
       // RFC 9266: tls-exporter is defined for TLS 1.3 (for 1.2 only with the
       // extended master secret, which Node cannot confirm): SCRAM-*-PLUS
@@ -261,6 +456,7 @@ export class Connection {
   private end(): void {
     if (this.ended) return;
     this.ended = true;
+    this.clearTimers();
     this.socket.setTimeout(0);
     this.socket.end();
     // A client that never reads must not hold the socket forever.
@@ -269,6 +465,7 @@ export class Connection {
   }
 
   private destroy(): void {
+    this.clearTimers();
     if (!this.socket.destroyed) this.socket.destroy();
     if (!this.ended) {
       this.ended = true;

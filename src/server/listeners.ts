@@ -5,16 +5,24 @@
  * with SO_REUSEPORT, so the kernel spreads connections over the workers and
  * no process has to pass sockets around.
  *
- * Limits enforced here: total open connections per worker (past it: 421 and
- * close), the TLS handshake timeout for implicit TLS.
+ * Limits enforced here: total open connections per worker and per listener
+ * group (MX, submission), where a full group first closes its session idle
+ * longest (past it: 421 and close); per client, shared by all workers
+ * (clients.ts): open connections, connection rate, messages and recipients
+ * per minute on the MX port, and the memory of early talkers (pregreet);
+ * the TLS handshake timeout for implicit TLS. Clients in
+ * relay.trusted_networks are exempt from the per-client limits.
  */
 import net from "node:net";
 import type { Config, ListenAddress } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
 import type { SessionOptions, TlsMode } from "../protocol/session.ts";
 import type { TlsManager } from "../tls/index.ts";
-import { Networks } from "../submission/networks.ts";
+import { Networks, clientKey } from "../submission/networks.ts";
 import { Connection, type SessionHost } from "./connection.ts";
+import type { ClientGroup, ClientTable } from "./clients.ts";
+import type { Question } from "../protocol/session.ts";
+import { reply, type Reply } from "../protocol/reply.ts";
 
 export type Role = "smtp" | "submission" | "submissions";
 
@@ -30,11 +38,25 @@ export interface SmtpServerDeps {
   readonly logger: Logger;
   readonly host: SessionHost;
   readonly tls: TlsManager | undefined;
+  /** Per-client counters shared by all workers. */
+  readonly clients: ClientTable;
   /** Prefix for session ids, unique per worker. */
   readonly idPrefix: string;
 }
 
 const TOO_MANY = "421 4.7.0 Too many connections, try again later\r\n";
+const CLIENT_TOO_MANY = "421 4.7.0 Too many connections from your address, try again later\r\n";
+const EARLY_TALKER = "554 5.5.1 Protocol error: you talked before the greeting ended\r\n";
+const TOO_MANY_MESSAGES = reply(421, "4.7.0", "Too many messages from your address, try again later");
+const TOO_MANY_RECIPIENTS = reply(421, "4.7.0", "Too many recipients from your address, try again later");
+/** A full listener closes a session only when it made no progress for this long (working sessions make progress every round trip). */
+const EVICT_IDLE_MS = 1000;
+/** ... or, from a client holding more connections than the newcomer's, this long. */
+const FAIR_IDLE_MS = 250;
+/** A refused client is logged once per limit in this time (a flood must not flood the log). */
+const LOG_EVERY_MS = 10_000;
+/** Pressure: a listener group above this share of its connection limit. */
+const STRESS_SHARE = 0.8;
 /**
  * A refused socket is destroyed this long after its 421, whatever the client
  * does: one that never closes its side must not hold a descriptor beyond
@@ -46,6 +68,13 @@ export class SmtpServer {
   private readonly deps: SmtpServerDeps;
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<Connection>();
+  private readonly groups: Record<ClientGroup, Set<Connection>> = { mx: new Set(), submission: new Set() };
+  /** The client key (IPv4 address, IPv6 /64) of each open connection, for fair eviction. */
+  private readonly keys = new Map<Connection, string>();
+  /** Per "ip limit": when it was last logged and the refusals since (bounded: cleared at 10,000 entries). */
+  private readonly logged = new Map<string, { at: number; suppressed: number }>();
+  /** clients.untracked when it was last reported. */
+  private untrackedSeen = 0;
   private counter = 0;
   private stopping = false;
   private readonly trusted: Networks;
@@ -95,13 +124,114 @@ export class SmtpServer {
     return net.createServer((s) => this.accept(s, role, mode));
   }
 
+  private cap(group: ClientGroup): number {
+    const { limits } = this.deps.config;
+    return group === "mx" ? limits.max_mx_connections : limits.max_submission_connections;
+  }
+
+  /** Near a connection limit: the sessions get shorter timeouts. */
+  private underPressure(group: ClientGroup): boolean {
+    const { limits } = this.deps.config;
+    return this.groups[group].size >= STRESS_SHARE * this.cap(group) || this.connections.size >= STRESS_SHARE * limits.max_connections;
+  }
+
+  /**
+   * Makes room in a full pool for a newcomer from client `key`; false when
+   * nothing can be closed now. First, fairness: an idle session (no
+   * progress for FAIR_IDLE_MS) of the untrusted client holding the most
+   * connections, at least two more than the newcomer's client, so that many
+   * connections from few addresses give way to a client that has none.
+   * Else, for a newcomer whose client holds no connection here (or is
+   * trusted), the session that made no progress for longest, at least
+   * EVICT_IDLE_MS: a client that already holds some is refused instead, so
+   * that closed slow sessions coming back cannot keep evicting each other
+   * (each eviction costs two sessions' work). Never a session waiting for a question, the tarpit, a
+   * TLS handshake or the pregreet pause (idleFor() < 0). A working session
+   * makes progress every round trip, so slow and idle clients go first.
+   */
+  private evictIdle(pool: Set<Connection>, key: string, trusted: boolean): boolean {
+    const now = Date.now();
+    const counts = new Map<string, number>();
+    for (const c of pool) {
+      const k = this.keys.get(c) ?? "";
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+    const mine = counts.get(key) ?? 0;
+    const floor = mine + 2;
+    let fair: Connection | undefined;
+    let fairCount = 0;
+    let fairIdle = 0;
+    let oldest: Connection | undefined;
+    let longest = EVICT_IDLE_MS;
+    for (const c of pool) {
+      const idle = c.idleFor(now);
+      if (idle < 0) continue;
+      if (idle >= longest) {
+        longest = idle;
+        oldest = c;
+      }
+      const n = counts.get(this.keys.get(c) ?? "") ?? 0;
+      if (!c.trusted && idle >= FAIR_IDLE_MS && n >= floor && (n > fairCount || (n === fairCount && idle > fairIdle))) {
+        fair = c;
+        fairCount = n;
+        fairIdle = idle;
+      }
+    }
+    const victim = fair ?? (mine === 0 || trusted ? oldest : undefined);
+    victim?.evict();
+    return victim !== undefined;
+  }
+
+  /**
+   * The line fail2ban matches ("client limit" or "pregreet", with ip and
+   * limit): at most one per client and limit every LOG_EVERY_MS, carrying
+   * how many refusals were not logged since the last one.
+   */
+  private logLimit(ip: string, listener: Role, limit: string, msg: string): void {
+    const key = `${ip} ${limit}`;
+    const now = Date.now();
+    const last = this.logged.get(key);
+    if (last && now - last.at < LOG_EVERY_MS) {
+      last.suppressed++;
+      return;
+    }
+    if (this.logged.size >= 10_000) this.logged.clear();
+    this.deps.logger.warn({ ip, listener, limit, ...(last && last.suppressed > 0 ? { suppressed: last.suppressed } : {}) }, msg);
+    this.logged.set(key, { at: now, suppressed: 0 });
+  }
+
+  private refuse(socket: net.Socket, text: string): void {
+    socket.on("error", () => socket.destroy());
+    socket.end(text);
+    setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+  }
+
   private accept(socket: net.Socket, role: Role, mode: TlsMode): void {
     const { config, logger } = this.deps;
-    if (this.stopping || this.connections.size >= config.limits.max_connections) {
-      socket.on("error", () => socket.destroy());
-      socket.end(this.stopping ? "421 4.3.2 Server shutting down\r\n" : TOO_MANY);
-      setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
-      return;
+    const { limits } = config;
+    const group: ClientGroup = role === "smtp" ? "mx" : "submission";
+    if (this.stopping) return this.refuse(socket, "421 4.3.2 Server shutting down\r\n");
+    const ip = socket.remoteAddress ?? "";
+    const trusted = this.trusted.has(ip);
+    if (!trusted) {
+      const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx");
+      if (r !== "ok") {
+        const limit = r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
+        this.logLimit(ip, role, limit, "client limit");
+        return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY);
+      }
+    }
+    if (this.deps.clients.untracked !== this.untrackedSeen) {
+      // The table is full (clients.ts fails open): the operator should know.
+      this.logLimit("", role, "client table", "client table full: clients not counted");
+      this.untrackedSeen = this.deps.clients.untracked;
+    }
+    const key = clientKey(ip);
+    const totalFull = this.connections.size >= limits.max_connections;
+    if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group], key, trusted)) {
+      if (!trusted) this.deps.clients.release(ip, group);
+      this.logLimit("", role, totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections", "listener full");
+      return this.refuse(socket, TOO_MANY);
     }
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;
     const log = logger.child({ session: sessionId });
@@ -123,15 +253,46 @@ export class SmtpServer {
       dataTimeoutMs: config.limits.data_timeout * 1000,
       handshakeTimeoutMs: config.limits.tls_handshake_timeout * 1000,
       implicitTls: role === "submissions",
+      commandTimeoutMs: limits.command_timeout * 1000,
+      sessionTimeoutMs: limits.session_timeout * 1000,
+      stressTimeoutMs: limits.stress_timeout * 1000,
+      minDataRate: limits.min_data_rate,
+      errorDelayMs: limits.error_delay,
+      pregreetMs: role === "smtp" && !trusted && limits.pregreet_delay > 0 && !this.deps.clients.passed(ip) ? limits.pregreet_delay : 0,
+      underPressure: () => this.underPressure(group),
+      ...(role === "smtp" && !trusted ? { gate: (q: Question, authenticated: boolean) => this.rates(q, authenticated, ip) } : {}),
+      onEarlyTalker: () => {
+        this.logLimit(ip, role, "pregreet_delay", "pregreet");
+        if (limits.pregreet_ban_time > 0) this.deps.clients.ban(ip, limits.pregreet_ban_time);
+      },
+      onPregreetPassed: () => {
+        if (limits.pregreet_pass_time > 0) this.deps.clients.pass(ip, limits.pregreet_pass_time);
+      },
+      trusted,
       logger: log,
       sessionId,
       onClose: () => {
         this.connections.delete(conn);
+        this.groups[group].delete(conn);
+        this.keys.delete(conn);
+        if (!trusted) this.deps.clients.release(ip, group);
         log.debug("disconnect");
       },
     });
     this.connections.add(conn);
+    this.groups[group].add(conn);
+    this.keys.set(conn, key);
     conn.start();
+  }
+
+  /** Messages and recipients per client per minute on the MX port (authenticated clients exempt). */
+  private rates(q: Question, authenticated: boolean, ip: string): Reply | undefined {
+    if (authenticated || (q.type !== "mail" && q.type !== "rcpt")) return undefined;
+    const { limits } = this.deps.config;
+    const messages = q.type === "mail";
+    if (this.deps.clients.take(ip, messages ? "messages" : "recipients", messages ? limits.messages_per_client_per_minute : limits.recipients_per_client_per_minute)) return undefined;
+    this.logLimit(ip, "smtp", messages ? "messages_per_client_per_minute" : "recipients_per_client_per_minute", "client limit");
+    return messages ? TOO_MANY_MESSAGES : TOO_MANY_RECIPIENTS;
   }
 
   /**

@@ -22,6 +22,7 @@ import type { Config } from "../config/types.ts";
 import { logWritten, type Logger } from "../log/index.ts";
 import { TICKET_KEYS_LENGTH, resolveCertificatePairs } from "../tls/index.ts";
 import type { BoundListener } from "./listeners.ts";
+import { ClientTable, tableSlots } from "./clients.ts";
 import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
 import type { WorkerData, WorkerReady } from "./worker.ts";
 
@@ -57,6 +58,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   // submission client resumes whichever thread accepts it. In memory only:
   // a new start makes a new key and old tickets fall back to a full handshake.
   const ticketKeys = randomBytes(TICKET_KEYS_LENGTH);
+  // Per-client counters shared by all workers (and by a restarted worker's successor).
+  const clients = ClientTable.allocate(tableSlots(config.limits.max_connections, n));
   const workers = new Map<number, Worker>();
   let stopping = false;
   let dropped = false;
@@ -64,7 +67,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
 
   const start = (shard: number): Promise<WorkerReady> =>
     new Promise((resolve, reject) => {
-      const workerData: WorkerData = { configPath: opts.configPath, shard, ticketKeys };
+      const workerData: WorkerData = { configPath: opts.configPath, shard, ticketKeys, clients };
       const w = new Worker(WORKER_ENTRY, { workerData, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
       workers.set(shard, w);
       let ready = false;

@@ -20,6 +20,7 @@ import { TlsManager, resolveCertificatePairs } from "../tls/index.ts";
 import { join } from "node:path";
 import { SmtpServer, type BoundListener } from "./listeners.ts";
 import { chownTo } from "./privileges.ts";
+import { ClientTable } from "./clients.ts";
 import { Receiver } from "./receiver.ts";
 import { StorageGuard } from "./storage-guard.ts";
 import { existsSync } from "node:fs";
@@ -43,6 +44,8 @@ export interface WorkerData {
   readonly shard: number;
   /** Session ticket keys shared by every worker (TICKET_KEYS_LENGTH bytes; a Uint8Array after the copy to the thread). */
   readonly ticketKeys?: Uint8Array;
+  /** The per-client counters shared by all workers (clients.ts). */
+  readonly clients: SharedArrayBuffer;
 }
 
 /** Reads the ARC sealing key and refuses one that cannot seal (not RSA, or under 1024 bits). */
@@ -154,7 +157,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
   // limits.min_free_space at MAIL, 452 4.3.1 for a spool write that ran out of space.
   const space = new FreeSpace({ dir: join(config.server.dataDir, "spool"), floor: config.limits.min_free_space, logger });
   const host = new StorageGuard(receiver, space);
-  const server = new SmtpServer({ config, logger, host, tls, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
+  const clients = new ClientTable(data.clients, config.limits.client_ipv6_prefix);
+  const server = new SmtpServer({ config, logger, host, tls, clients, idPrefix: `${shard.toString(36)}${Date.now().toString(36)}` });
   const listeners = await server.listen();
 
   let stopping = false;

@@ -72,6 +72,32 @@ export interface StartOptions {
   readonly dataDir?: string;
 }
 
+/**
+ * Limits for tests unless the test sets them: a short pregreet pause (every
+ * MX test still goes through the split greeting), no tarpit, and per-client
+ * rates out of the way (the tests connect from one address, many times).
+ * test/dos.test.ts sets its own.
+ */
+export const TEST_LIMITS: Readonly<Record<string, number>> = {
+  pregreet_delay: 100,
+  error_delay: 0,
+  connections_per_client_per_minute: 1_000_000,
+  messages_per_client_per_minute: 1_000_000,
+  recipients_per_client_per_minute: 1_000_000,
+};
+
+/** extra with TEST_LIMITS added to its [limits] table (or a new one), for the keys it does not set. */
+export function withTestLimits(extra: string): string {
+  const lines = Object.entries(TEST_LIMITS)
+    .filter(([k]) => !new RegExp(`^\\s*${k}\\s*=`, "m").test(extra))
+    .map(([k, v]) => `${k} = ${v}`);
+  if (lines.length === 0) return extra;
+  const header = /^\[limits\][ \t]*$/m.exec(extra);
+  if (!header) return `${extra}\n[limits]\n${lines.join("\n")}\n`;
+  const at = header.index + header[0].length;
+  return `${extra.slice(0, at)}\n${lines.join("\n")}${extra.slice(at)}`;
+}
+
 export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> {
   const dir = await mkdtemp(join(tmpdir(), "wardmail-test-"));
   if (opts.dirMode !== undefined) await chmod(dir, opts.dirMode);
@@ -101,7 +127,7 @@ export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> 
     // Outbound delivery asks DNS too: without a test DNS server, a closed
     // loopback port answers every question at once with a temporary error.
     ...(opts.checks === undefined ? ["[checks]", "enabled = false", "[dns]", 'servers = ["127.0.0.1:9"]', "timeout = 200", "attempts = 1"] : [opts.checks]),
-    opts.extra ?? "",
+    withTestLimits(opts.extra ?? ""),
   ].join("\n");
   const configPath = join(dir, "wardmail.toml");
   await writeFile(configPath, config + "\n");

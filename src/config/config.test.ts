@@ -47,6 +47,7 @@ const EXPECTED_DEFAULTS: Config = {
   limits: {
     max_line_length: 2048,
     max_message_size: 26214400,
+    max_header_size: 102400,
     max_recipients: 100,
     max_errors: 10,
     idle_timeout: 300,
@@ -54,6 +55,8 @@ const EXPECTED_DEFAULTS: Config = {
     max_connections: 1000,
     tls_handshake_timeout: 30,
     max_commands: 10000,
+    memory_budget: 2147483648,
+    worker_heap_limit: 536870912,
   },
   protocol: { bareLineEndings: "reject", eightBitWithout8bitmime: "accept" },
   spool: { maxBatch: 256 },

@@ -55,5 +55,6 @@ declare module "mailauth/lib/tools.js" {
     options?: { strict?: boolean; hashAlgo?: string },
   ): Promise<PublicKeyRecord>;
   export function toALabel(name: string): string;
+  export function parseHeaders(buf: Buffer): { parsed: { key: string | null; casedKey: string | undefined; line: Buffer }[]; original: Buffer };
   export function writeToStream(stream: Writable, input: Buffer): Promise<void>;
 }

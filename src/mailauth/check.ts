@@ -9,7 +9,8 @@
  * MAIL: SPF for the MAIL FROM identity (postmaster@HELO for <>) and for the
  * HELO identity, each evaluated once per connection; verdicts spf.<result>
  * (so an operator can reject SPF fail before DATA).
- * DATA: DKIM, ARC and DMARC (with the SPF result), verdicts dkim.<result>,
+ * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in a
+ * verifier thread that the check's deadline ends: offload.ts), verdicts dkim.<result>,
  * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
  * "dmarc.reject", "dmarc.quarantine" or "dmarc.none" by the policy that
  * applies (the domain's, lowered by mailauth for t=y, or the operator's
@@ -19,11 +20,12 @@
  * configured, the message is ARC-sealed (a new ARC set on top) so the next
  * hop can trust our results.
  */
-import { arc, authenticate, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
+import { spf, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
-import { authorDomain, evaluateDmarc, inheritedPastRecordSet, watchDmarcAnswers } from "./dmarc.ts";
-import { DkimKeyCache, verifyDkim } from "./verify.ts";
+import type { Verified } from "./content.ts";
+import { authorDomain } from "./dmarc.ts";
+import { VerifierThread } from "./offload.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -44,15 +46,6 @@ const SPF_MEMO = "mailauth.spf\0";
 const SPF_PER_CONNECTION = 32;
 const SPF_KEPT_MS = 5 * 60_000;
 
-/** What the DATA hook works from (a subset of mailauth's AuthenticateResult). */
-interface Verified {
-  readonly dkim: DKIMVerifyResult;
-  readonly spf: SPFResult | false;
-  readonly arc: ARCResult | false;
-  readonly dmarc: DMARCResult | false;
-  /** mailauth's own header block (only the ARC set is taken from it, when sealing). */
-  readonly headers: string;
-}
 const HELO_KEY = "mailauth.helo";
 
 /** "192.0.2.1" → the HELO identity mailauth expects for an address literal. */
@@ -68,11 +61,17 @@ function result(r: { status?: { result?: string } } | false | undefined): string
 export class SenderAuthCheck implements Check {
   readonly name = "mailauth";
   private readonly opts: SenderAuthOptions;
-  /** Parsed DKIM/ARC key records, reused while their TXT record stays the same (verify.ts). */
-  private readonly keys = new DkimKeyCache();
+  /** DKIM, ARC and DMARC run in a thread the check's deadline can end (offload.ts). */
+  private readonly verifier: VerifierThread;
 
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
+    this.verifier = new VerifierThread(opts.resolver);
+  }
+
+  /** Ends the verifier thread. */
+  close(): void {
+    this.verifier.close();
   }
 
   readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
@@ -123,7 +122,9 @@ export class SenderAuthCheck implements Check {
     const content = input.content ?? Buffer.alloc(0);
     const helo = heloIdentity(input.helo, input.clientIp);
     const sealing = this.opts.seal !== undefined && input.state.get(FORWARDING) === true;
-    const res = sealing ? await this.authenticateAndSeal(content, input, helo) : await this.verify(content, input);
+    const spfResult = (input.state.get(SPF_KEY) as SPFResult | false | undefined) ?? false;
+    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, spf: spfResult, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}) };
+    const res = await this.verifier.verify(content, task, input.signal);
     const heloSpf = input.state.get(HELO_KEY) as SPFResult | false | undefined;
     const dkimResults = res.dkim.results ?? [];
     // mailauth reports an unsigned message as one result "none": that is dkim.none, not a failure.
@@ -155,58 +156,6 @@ export class SenderAuthCheck implements Check {
       notes: { dkim, arc, dmarc: dmarcVerdict.verdict, from: res.dmarc ? authorDomain(res.dmarc) : undefined },
     };
   };
-
-  /**
-   * DKIM, ARC and DMARC without running SPF again: the SPF result of MAIL
-   * (kept in the state) is the one DMARC uses. The same steps as mailauth's
-   * authenticate(), which costs a third SPF evaluation per message.
-   */
-  private async verify(content: Buffer, input: CheckInput): Promise<Verified> {
-    const resolver = this.opts.resolver as never;
-    const dkim = await verifyDkim(content, { resolver, sender: input.mailFrom, strict: true }, this.keys);
-    const arcResult = await arc(dkim.arc as never, { resolver, strict: true, ip: input.clientIp });
-    const spfResult = (input.state.get(SPF_KEY) as SPFResult | false | undefined) ?? false;
-    const dmarcResult = await this.dmarc(dkim, spfResult, arcResult);
-    return { dkim, spf: spfResult, arc: arcResult, dmarc: dmarcResult, headers: "" };
-  }
-
-  /** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) over the other results. */
-  private async dmarc(dkim: DKIMVerifyResult, spfResult: SPFResult | false, arcResult: ARCResult | false): Promise<DMARCResult | false> {
-    if (dkim.headerFrom.length === 0) return false;
-    const passing = (dkim.results ?? []).filter((r) => r.status.result === "pass");
-    return evaluateDmarc({
-      headerFrom: dkim.headerFrom,
-      fromFields: dkim.fromFields,
-      spfDomains: spfResult && spfResult.status.result === "pass" && spfResult.domain ? [spfResult.domain] : [],
-      dkimDomains: passing.map((r) => ({ ...(r.id !== undefined ? { id: r.id } : {}), domain: r.signingDomain ?? "", ...(r.status.aligned !== undefined ? { aligned: r.status.aligned } : {}), ...(r.status.underSized !== undefined ? { underSized: r.status.underSized } : {}) })),
-      ...(arcResult ? { arcResult } : {}),
-      resolver: this.opts.resolver,
-      strict: true,
-    });
-  }
-
-  /**
-   * mailauth's authenticate(), which also seals (ARC) the message for the
-   * next hop. Its DMARC result is replaced by the guarded one (dmarc.ts) in
-   * the rare case the guard applies; the sealed ARC-Authentication-Results
-   * keep mailauth's.
-   */
-  private async authenticateAndSeal(content: Buffer, input: CheckInput, helo: string): Promise<Verified> {
-    const seal = this.opts.seal;
-    const watched = watchDmarcAnswers(this.opts.resolver);
-    const res: AuthenticateResult = await authenticate(content, {
-      sender: input.mailFrom,
-      ip: input.clientIp,
-      helo,
-      mta: this.opts.authservId,
-      resolver: watched.resolver as never,
-      disableBimi: true,
-      strict: true,
-      ...(seal ? { seal: { signingDomain: seal.domain, selector: seal.selector, privateKey: seal.privateKey } } : {}),
-    });
-    const dmarcResult = inheritedPastRecordSet(res.dmarc, watched.answers) ? await this.dmarc(res.dkim, res.spf, res.arc) : res.dmarc;
-    return { dkim: res.dkim, spf: res.spf, arc: res.arc, dmarc: dmarcResult, headers: res.headers };
-  }
 
   /** The DMARC verdict: pass/none/temperror/permerror as they are; a failure as the policy that applies. */
   private dmarcVerdict(res: Verified): { verdict: string; comment?: string } {

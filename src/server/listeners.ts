@@ -123,6 +123,7 @@ export class SmtpServer {
       dataTimeoutMs: config.limits.data_timeout * 1000,
       handshakeTimeoutMs: config.limits.tls_handshake_timeout * 1000,
       implicitTls: role === "submissions",
+      memoryBudget: config.limits.memory_budget,
       logger: log,
       sessionId,
       onClose: () => {

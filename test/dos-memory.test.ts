@@ -229,3 +229,23 @@ void test("pipelined EHLOs whose replies are never read: the server stops readin
     console.log(`flood: ${(sent / MiB).toFixed(0)} of ${(total / MiB).toFixed(0)} MiB written by the clients`);
   });
 });
+
+void test("at or above its memory budget the server greets new connections with 421 4.3.2 and closes them", async () => {
+  // 64 MiB, the smallest budget the config allows: below what an idle server uses.
+  const small = await startWardmail({ workers: 1, extra: "[limits]\nmemory_budget = 67108864" });
+  try {
+    assert.ok(rss(small.process.pid as number) >= 64 * MiB);
+    const s = await SmtpWire.open(small.smtpPort);
+    try {
+      const greeting = await s.reply();
+      assert.equal(greeting.code, 421);
+      assert.match(greeting.raw, /^421 4\.3\.2 /);
+      await s.closedByServer();
+    } finally {
+      s.close();
+    }
+  } finally {
+    await small.stop();
+    await small.cleanup();
+  }
+});

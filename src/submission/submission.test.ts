@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { AuthGuard, serverSecret } from "./guard.ts";
 import { clientKey, Networks } from "./networks.ts";
-import { checkFromHeader, fromAddresses } from "./sender.ts";
+import { addressesIn, checkFromHeader, fromAddresses } from "./sender.ts";
 
 const AUTH = {
   mechanisms: ["PLAIN"],
@@ -149,4 +149,25 @@ test("From: header ownership", () => {
   assert.equal(checkFromHeader(msg("To: x@y.test"), owns)?.status, "5.6.0");
   // Only the header block counts: a From: line in the body is not a header.
   assert.deepEqual(fromAddresses(msg("From: alice@example.test")), ["alice@example.test"]);
+});
+
+test("addressesIn: what the display-name regex finds, in linear time", () => {
+  const re = /[^\s<>"'(),;:@]+@[^\s<>"'(),;:@]+\.[^\s<>"'(),;:@]+/g;
+  const alphabet = ["a", "b", ".", "@", " ", "<", '"', ":", "x.y", "@@", ".."];
+  let seed = 11;
+  const rand = (n: number): number => {
+    seed = (seed * 1664525 + 1013904223) >>> 0;
+    return seed % n;
+  };
+  for (let i = 0; i < 20_000; i++) {
+    let s = "";
+    for (let j = rand(16); j > 0; j--) s += alphabet[rand(alphabet.length)];
+    assert.deepEqual(addressesIn(s), [...s.matchAll(re)].map((m) => m[0]), JSON.stringify(s));
+  }
+  // 100 KB without "@" (and with one at the end): the regex took seconds here.
+  for (const name of ["a".repeat(100_000), "a".repeat(100_000) + "@"]) {
+    const t0 = performance.now();
+    assert.deepEqual(addressesIn(name), []);
+    assert.ok(performance.now() - t0 < 100);
+  }
 });

@@ -70,6 +70,10 @@ function watchRss(pid: number): { stop(): number } {
  * `attack` runs: every one must get 250; returns the slowest transaction.
  */
 async function whileServing(port: number, attack: () => Promise<void>): Promise<number> {
+  return whileServingOn(port, attack);
+}
+
+async function whileServingOn(port: number, attack: () => Promise<void>): Promise<number> {
   let done = false;
   let slowest = 0;
   let sent = 0;
@@ -117,8 +121,8 @@ async function writeAll(s: SmtpWire, data: Buffer): Promise<void> {
 }
 
 /** One transaction whose content is `content` (ending in CRLF); resolves with the reply to the end of DATA and how long it took after the last byte. */
-async function sendContent(content: Buffer): Promise<{ reply: SmtpReply; ms: number }> {
-  const s = await SmtpWire.open(server().smtpPort);
+async function sendContent(content: Buffer, port = server().smtpPort): Promise<{ reply: SmtpReply; ms: number }> {
+  const s = await SmtpWire.open(port);
   try {
     assert.equal((await s.reply()).code, 220);
     assert.equal((await s.command("EHLO attacker.example")).code, 250);
@@ -247,5 +251,31 @@ void test("at or above its memory budget the server greets new connections with 
   } finally {
     await small.stop();
     await small.cleanup();
+  }
+});
+
+void test("with sender authentication on: a 100 KiB folded header is verified at once; a message that costs mailauth seconds gets 451 at the check deadline while others go through", async () => {
+  // DNS at a closed port: every question fails at once (spf.temperror, tagged), so the checks run to the end.
+  const checked = await startWardmail({ workers: 1, checks: '[checks]\ntimeout = 2\n[dns]\nservers = ["127.0.0.1:9"]\ntimeout = 200\nattempts = 1' });
+  try {
+    const port = checked.smtpPort;
+    const folded = Buffer.from("From: <a@attacker.example>\r\nSubject: x\r\n" + " a\r\n".repeat(25_000) + "\r\nbody\r\n", "latin1");
+    await sendContent(Buffer.from("Subject: warm up\r\n\r\nhello\r\n"), port);
+    const r = await sendContent(folded, port);
+    assert.equal(r.reply.code, 250, r.reply.raw);
+    assert.ok(r.ms < 1000, `answered after ${r.ms} ms`);
+    // A blank run inside h=: a regex in mailauth is quadratic on it (seconds of CPU).
+    const slow = Buffer.from("DKIM-Signature: v=1; a=rsa-sha256; d=attacker.example; s=s; bh=AAAA; b=AAAA; h=from:a" + " ".repeat(80_000) + "b\r\nFrom: <a@attacker.example>\r\n\r\nbody\r\n", "latin1");
+    const slowest = await whileServingOn(port, async () => {
+      const s = await sendContent(slow, port);
+      assert.equal(s.reply.code, 451, s.reply.raw);
+      assert.match(s.reply.raw, /^451 4\.7\.0 /);
+      assert.ok(s.ms < 4000, `answered after ${s.ms} ms`);
+    });
+    console.log(`slow verification: slowest good transaction ${slowest.toFixed(0)} ms`);
+    assert.ok(slowest < 1500, `a well-behaved transaction took ${slowest} ms`);
+  } finally {
+    await checked.stop();
+    await checked.cleanup();
   }
 });

@@ -9,8 +9,8 @@
  * MAIL: SPF for the MAIL FROM identity (postmaster@HELO for <>) and for the
  * HELO identity, each evaluated once per connection; verdicts spf.<result>
  * (so an operator can reject SPF fail before DATA).
- * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in a
- * verifier thread that the check's deadline ends: offload.ts), verdicts dkim.<result>,
+ * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in
+ * verifier threads that the check's deadline ends: offload.ts), verdicts dkim.<result>,
  * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
  * "dmarc.reject", "dmarc.quarantine" or "dmarc.none" by the policy that
  * applies (the domain's, lowered by mailauth for t=y, or the operator's
@@ -25,7 +25,7 @@ import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import type { Verified } from "./content.ts";
 import { authorDomain } from "./dmarc.ts";
-import { VerifierThread } from "./offload.ts";
+import { VerifierPool } from "./offload.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -61,15 +61,15 @@ function result(r: { status?: { result?: string } } | false | undefined): string
 export class SenderAuthCheck implements Check {
   readonly name = "mailauth";
   private readonly opts: SenderAuthOptions;
-  /** DKIM, ARC and DMARC run in a thread the check's deadline can end (offload.ts). */
-  private readonly verifier: VerifierThread;
+  /** DKIM, ARC and DMARC run in threads the check's deadline can end (offload.ts). */
+  private readonly verifier: VerifierPool;
 
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
-    this.verifier = new VerifierThread(opts.resolver);
+    this.verifier = new VerifierPool(opts.resolver);
   }
 
-  /** Ends the verifier thread. */
+  /** Ends the verifier threads. */
   close(): void {
     this.verifier.close();
   }

@@ -4,7 +4,7 @@
 // the next message is verified by a fresh thread.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { VerifierThread } from "./offload.ts";
+import { VerifierPool, VerifierThread } from "./offload.ts";
 
 const resolver = (): Promise<never> => Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
 const task = { mailFrom: "a@example.org", clientIp: "192.0.2.1", helo: "client.example", authservId: "mx.example.test", spf: false as const };
@@ -38,5 +38,25 @@ void test("a verification past its deadline is stopped in its thread; the event 
     assert.equal(next.dkim.results?.[0]?.status.result, "none");
   } finally {
     v.close();
+  }
+});
+
+void test("the pool: a message slow to verify does not hold up the next one, which gets its own thread", async () => {
+  const pool = new VerifierPool(resolver);
+  try {
+    const plain = Buffer.from("From: a@example.org\r\n\r\nbody\r\n");
+    await pool.verify(plain, task);
+    const slow = pool.verify(slowMessage(), task, AbortSignal.timeout(3000));
+    slow.catch(() => undefined);
+    const t0 = performance.now();
+    const quick = await pool.verify(plain, task);
+    const took = performance.now() - t0;
+    assert.equal(quick.dkim.results?.[0]?.status.result, "none");
+    assert.ok(took < 2000, `the plain message waited ${took} ms`);
+    assert.equal(pool.size, 2);
+    await assert.rejects(slow, /deadline/);
+    assert.equal(pool.size, 1, "one idle thread is kept, the other ended");
+  } finally {
+    pool.close();
   }
 });

@@ -11,15 +11,21 @@
  * AbortSignal) the thread is ended: every task it had fails (the runner
  * answers 451 4.7.0, fail closed) and the next task starts a new thread.
  *
- * Bounds: one thread per session thread, started on first use; its heap is
- * capped (HEAP_MB); each task holds one copy of the content (at most
- * limits.max_message_size).
+ * A message that is slow to verify must not hold up the others: the pool
+ * (VerifierPool) gives each task an idle thread, starting one when none is
+ * idle, up to MAX_THREADS; only past that do tasks share a thread.
+ *
+ * Bounds: at most MAX_THREADS threads per session thread, started on use,
+ * and one kept when idle; each heap is capped (HEAP_MB); each task holds
+ * one copy of the content (at most limits.max_message_size).
  */
 import { Worker } from "node:worker_threads";
 import type { ContentTask, Resolver, Verified } from "./content.ts";
 
-/** Heap of the verifier thread (its old generation). */
+/** Heap of a verifier thread (its old generation). */
 const HEAP_MB = 256;
+/** Verifier threads per session thread. */
+export const MAX_THREADS = 4;
 // Compiled to dist/*.js for production, run from src/*.ts in development.
 const ENTRY = new URL(`./thread.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
 
@@ -41,6 +47,11 @@ export class VerifierThread {
 
   constructor(resolver: Resolver) {
     this.resolver = resolver;
+  }
+
+  /** Tasks in flight. */
+  get busy(): number {
+    return this.pending.size;
   }
 
   /** Verifies one message in the thread; rejects when the thread fails or `signal` aborts (the thread is then ended). */
@@ -114,5 +125,42 @@ export class VerifierThread {
     const tasks = [...this.pending.values()];
     this.pending.clear();
     for (const p of tasks) p.reject(err);
+  }
+}
+
+/** Up to MAX_THREADS verifier threads: each task goes to an idle one (see the module comment). */
+export class VerifierPool {
+  private readonly threads: VerifierThread[] = [];
+  private readonly resolver: Resolver;
+
+  constructor(resolver: Resolver) {
+    this.resolver = resolver;
+  }
+
+  /** Verifies one message in an idle thread (a new one if none is idle, up to MAX_THREADS; else the least busy). */
+  async verify(content: Buffer, task: ContentTask, signal?: AbortSignal): Promise<Verified> {
+    let t = this.threads.find((x) => x.busy === 0);
+    if (t === undefined && this.threads.length < MAX_THREADS) {
+      t = new VerifierThread(this.resolver);
+      this.threads.push(t);
+    }
+    t ??= this.threads.reduce((a, b) => (b.busy < a.busy ? b : a));
+    try {
+      return await t.verify(content, task, signal);
+    } finally {
+      // Keep one idle thread (with its parsed keys); end the other idle ones.
+      if (t.busy === 0 && this.threads.some((x) => x !== t && x.busy === 0)) {
+        t.close();
+        this.threads.splice(this.threads.indexOf(t), 1);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.threads.length;
+  }
+
+  close(): void {
+    for (const t of this.threads.splice(0)) t.close();
   }
 }

@@ -122,11 +122,7 @@ interface PendingOutcome {
 
 /** Most durable messages kept in memory for the delivery agent. */
 const HANDOFF_MAX = 1024;
-/**
- * Most content bytes kept in memory for the delivery agent (handed off and
- * waiting to be durable); past it a message is simply claimed back from the
- * database when due. An internal memory bound, not a client-visible limit.
- */
+/** Content bytes kept in memory for the delivery agent (past it: claimed from the database when due). */
 const HANDOFF_MAX_BYTES = 64 * 1024 * 1024;
 /** How far the first attempt of a handed-off message is leased in the database. */
 const HANDOFF_LEASE_MS = 10 * 60_000;
@@ -266,10 +262,7 @@ export class Spool extends ShardStore {
       const queueId = id ?? newQueueId(this.shard, createdAt);
       const size = msg.content.byteLength;
       const handoff = this.handoffOn && this.handoff.length + this.pendingHandoffs < HANDOFF_MAX && this.handoffBytes + size <= this.handoffMaxBytes;
-      if (handoff) {
-        this.pendingHandoffs++;
-        this.handoffBytes += size;
-      }
+      if (handoff) [this.pendingHandoffs, this.handoffBytes] = [this.pendingHandoffs + 1, this.handoffBytes + size];
       prepared = {
         id: queueId,
         msg,

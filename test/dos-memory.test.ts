@@ -283,7 +283,7 @@ void test("with sender authentication on: a 100 KiB folded header and deep MIME 
       assert.ok(s.ms < 4000, `answered after ${s.ms} ms`);
     });
     console.log(`slow verification: slowest good transaction ${slowest.toFixed(0)} ms`);
-    assert.ok(slowest < 1500, `a well-behaved transaction took ${slowest} ms`);
+    assert.ok(slowest < 2500, `a well-behaved transaction took ${slowest} ms`);
   } finally {
     await checked.stop();
     await checked.cleanup();

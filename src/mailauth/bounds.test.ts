@@ -56,7 +56,7 @@ void test("the worst shapes of a 100 KiB header section parse in linear time", (
     const small = timed(shape(25600)); // ~100 KiB
     const large = timed(shape(102400)); // ~400 KiB
     // Four times the input: linear is ~4x, quadratic ~16x; and well under a second.
-    assert.ok(small < 300, `${small} ms for 100 KiB`);
+    assert.ok(small < 500, `${small} ms for 100 KiB`);
     assert.ok(large < Math.max(small, 5) * 9, `100 KiB: ${small} ms, 400 KiB: ${large} ms`);
   }
 });

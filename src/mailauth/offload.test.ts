@@ -33,7 +33,7 @@ void test("a verification past its deadline is stopped in its thread; the event 
     const took = performance.now() - t0;
     clearInterval(tick);
     assert.ok(took < 2000, `stopped after ${took} ms`);
-    assert.ok(late < 200, `the event loop was ${late} ms late`);
+    assert.ok(late < 500, `the event loop was ${late} ms late`);
     const next = await v.verify(Buffer.from("From: a@example.org\r\n\r\nbody\r\n"), task);
     assert.equal(next.dkim.results?.[0]?.status.result, "none");
   } finally {

@@ -49,6 +49,7 @@ const EXPECTED_DEFAULTS: Config = {
   limits: {
     max_line_length: 2048,
     max_message_size: 26214400,
+    max_header_size: 102400,
     max_recipients: 100,
     max_errors: 10,
     idle_timeout: 300,
@@ -72,6 +73,8 @@ const EXPECTED_DEFAULTS: Config = {
     min_data_rate: 1024,
     stress_timeout: 10,
     error_delay: 1000,
+    memory_budget: 2147483648,
+    worker_heap_limit: 536870912,
   },
   protocol: { bareLineEndings: "reject", eightBitWithout8bitmime: "accept" },
   spool: { maxBatch: 256 },

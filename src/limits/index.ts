@@ -34,6 +34,14 @@ export const LIMIT_SPECS = {
     unit: "bytes",
     doc: "Largest message accepted, announced as `SIZE`. `MAIL ... SIZE=` above it gets `552 5.3.4` at once; DATA or BDAT that grows past it is read and discarded to its end, then `552 5.3.4`.",
   },
+  max_header_size: {
+    key: "max_header_size",
+    default: 100 * 1024,
+    min: 1024,
+    max: 1024 * 1024,
+    unit: "bytes",
+    doc: "Largest header section of a message (its header fields up to the empty line; Postfix's `header_size_limit` is 100 KB too). Enforced by the DATA/BDAT receiver before anything parses the header: the rest is read and discarded to its end, then `552 5.3.4 Message header too large`.",
+  },
   max_recipients: {
     key: "max_recipients",
     default: 100,
@@ -218,6 +226,22 @@ export const LIMIT_SPECS = {
     max: 60000,
     unit: "milliseconds",
     doc: "Tarpit: the reply to the n-th error of a session (unknown recipient, refused relay, bad command, ...) is delayed by n times this (n counted up to 30), so that dictionary attacks and recipient harvesting are slow; at `max_errors` the client gets `421 4.7.0`. Not for authenticated and trusted clients.",
+  },
+  memory_budget: {
+    key: "memory_budget",
+    default: 2 * 1024 * 1024 * 1024,
+    min: 64 * 1024 * 1024,
+    max: 1024 * 1024 * 1024 * 1024,
+    unit: "bytes",
+    doc: "Resident memory (RSS) of the whole server process, all threads together. At or above it, a new connection gets `421 4.3.2 Server busy, try again later` and is closed, and `MAIL` gets `451 4.3.1 Insufficient system resources`; transactions already under way and mail already accepted go on. Raise it with `server.workers` (each worker thread costs about 30 MB at rest).",
+  },
+  worker_heap_limit: {
+    key: "worker_heap_limit",
+    default: 512 * 1024 * 1024,
+    min: 64 * 1024 * 1024,
+    max: 64 * 1024 * 1024 * 1024,
+    unit: "bytes",
+    doc: "Largest JavaScript heap (old generation) of each worker thread (`resourceLimits` of worker_threads). A worker that hits it is ended and restarted on its own spool shard, which loses nothing already acknowledged; the sessions it held are cut.",
   },
 } as const satisfies Record<string, LimitSpec>;
 

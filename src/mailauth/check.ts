@@ -9,7 +9,8 @@
  * MAIL: SPF for the MAIL FROM identity (postmaster@HELO for <>) and for the
  * HELO identity, each evaluated once per connection; verdicts spf.<result>
  * (so an operator can reject SPF fail before DATA).
- * DATA: DKIM, ARC and DMARC (with the SPF result), verdicts dkim.<result>,
+ * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in
+ * verifier threads that the check's deadline ends: offload.ts), verdicts dkim.<result>,
  * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
  * "dmarc.reject", "dmarc.quarantine" or "dmarc.none" by the policy that
  * applies (the domain's, lowered by mailauth for t=y, or the operator's
@@ -36,12 +37,13 @@
  * configured, the message is ARC-sealed (a new ARC set on top) so the next
  * hop can trust our results.
  */
-import { arc, authenticate, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
+import { spf, type ARCResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { authorOf, canonicalDomain, type Author } from "../message/index.ts";
+import type { Verified } from "./content.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
-import { DkimKeyCache, verifyDkim } from "./verify.ts";
+import { VerifierPool } from "./offload.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -63,15 +65,6 @@ const SPF_KEY = "mailauth.spf";
 const SPF_MEMO = "mailauth.spf\0";
 const SPF_PER_CONNECTION = 32;
 const SPF_KEPT_MS = 5 * 60_000;
-
-/** What the DATA hook works from (a subset of mailauth's AuthenticateResult). */
-interface Verified {
-  readonly dkim: DKIMVerifyResult;
-  readonly spf: SPFResult | false;
-  readonly arc: ARCResult | false;
-  /** mailauth's own header block (only the ARC set is taken from it, when sealing). */
-  readonly headers: string;
-}
 
 /** Author domains DMARC is evaluated for; a message naming more gets dmarc.reject for the rest. */
 export const MAX_AUTHOR_DOMAINS = 10;
@@ -100,8 +93,8 @@ function result(r: { status?: { result?: string } } | false | undefined): string
 export class SenderAuthCheck implements Check {
   readonly name = "mailauth";
   private readonly opts: SenderAuthOptions;
-  /** Parsed DKIM/ARC key records, reused while their TXT record stays the same (verify.ts). */
-  private readonly keys = new DkimKeyCache();
+  /** DKIM, ARC and DMARC run in threads the check's deadline can end (offload.ts). */
+  private readonly verifier: VerifierPool;
 
   /** Our own domains, canonical. */
   private readonly local: ReadonlySet<string>;
@@ -109,6 +102,12 @@ export class SenderAuthCheck implements Check {
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
     this.local = new Set((opts.localDomains ?? []).map((d) => canonicalDomain(d.replace(/\.+$/, "")) ?? d.toLowerCase()));
+    this.verifier = new VerifierPool(opts.resolver);
+  }
+
+  /** Ends the verifier threads. */
+  close(): void {
+    this.verifier.close();
   }
 
   /** True when the address (local@domain) is in one of our domains. */
@@ -168,7 +167,9 @@ export class SenderAuthCheck implements Check {
     const content = input.content ?? Buffer.alloc(0);
     const helo = heloIdentity(input.helo, input.clientIp);
     const sealing = this.opts.seal !== undefined && input.state.get(FORWARDING) === true;
-    const res = sealing ? await this.authenticateAndSeal(content, input, helo) : await this.verify(content, input);
+    const spfResult = (input.state.get(SPF_KEY) as SPFResult | false | undefined) ?? false;
+    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, spf: spfResult, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}) };
+    const res = await this.verifier.verify(content, task, input.signal);
     const heloSpf = input.state.get(HELO_KEY) as SPFResult | false | undefined;
     const dkimResults = res.dkim.results ?? [];
     // mailauth reports an unsigned message as one result "none": that is dkim.none, not a failure.
@@ -206,19 +207,6 @@ export class SenderAuthCheck implements Check {
       notes: { dkim, arc, dmarc: dmarcVerdict.verdict, from: author.domains.join(","), ...(author.problem !== undefined ? { fromProblem: author.problem } : {}) },
     };
   };
-
-  /**
-   * DKIM, ARC and DMARC without running SPF again: the SPF result of MAIL
-   * (kept in the state) is the one DMARC uses. The same steps as mailauth's
-   * authenticate(), which costs a third SPF evaluation per message.
-   */
-  private async verify(content: Buffer, input: CheckInput): Promise<Verified> {
-    const resolver = this.opts.resolver as never;
-    const dkim = await verifyDkim(content, { resolver, sender: input.mailFrom, strict: true }, this.keys);
-    const arcResult = await arc(dkim.arc as never, { resolver, strict: true, ip: input.clientIp });
-    const spfResult = (input.state.get(SPF_KEY) as SPFResult | false | undefined) ?? false;
-    return { dkim, spf: spfResult, arc: arcResult, headers: "" };
-  }
 
   /** DMARC for each author domain (at most MAX_AUTHOR_DOMAINS; the rest count as failing under reject). */
   private async dmarcAll(author: Author, res: Verified): Promise<{ domain: string; result: DMARCResult | false; verdict: { verdict: string; comment?: string } }[]> {
@@ -280,27 +268,6 @@ export class SenderAuthCheck implements Check {
       resolver: this.opts.resolver,
       strict: true,
     });
-  }
-
-  /**
-   * mailauth's authenticate(), which also seals (ARC) the message for the
-   * next hop. Its DMARC result is not used: DMARC is evaluated again for
-   * our author (dmarcAll; the answers come from the DNS cache); the sealed
-   * ARC-Authentication-Results keep mailauth's.
-   */
-  private async authenticateAndSeal(content: Buffer, input: CheckInput, helo: string): Promise<Verified> {
-    const seal = this.opts.seal;
-    const res: AuthenticateResult = await authenticate(content, {
-      sender: input.mailFrom,
-      ip: input.clientIp,
-      helo,
-      mta: this.opts.authservId,
-      resolver: this.opts.resolver as never,
-      disableBimi: true,
-      strict: true,
-      ...(seal ? { seal: { signingDomain: seal.domain, selector: seal.selector, privateKey: seal.privateKey } } : {}),
-    });
-    return { dkim: res.dkim, spf: res.spf, arc: res.arc, headers: res.headers };
   }
 
   /** The DMARC verdict: pass/none/temperror/permerror as they are; a failure as the policy that applies. */

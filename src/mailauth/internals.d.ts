@@ -79,5 +79,6 @@ declare module "mailauth/lib/tools.js" {
   export function getAlignment(fromDomain: string, domainList: string[], strict?: boolean): { domain: string } | false;
   /** The tldts options of getAlignment(): ICANN and private rules. */
   export const TLDTS_OPTS: { allowIcannDomains: boolean; allowPrivateDomains: boolean };
+  export function parseHeaders(buf: Buffer): { parsed: { key: string | null; casedKey: string | undefined; line: Buffer }[]; original: Buffer };
   export function writeToStream(stream: Writable, input: Buffer): Promise<void>;
 }

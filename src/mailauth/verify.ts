@@ -41,6 +41,8 @@
  * generated messages (line ends, header shapes, keys) result for result.
  */
 import { createPublicKey } from "node:crypto";
+// Linear header parsing and the signature caps, for every DkimVerifier (bounds.ts).
+import "./bounds.ts";
 import { DkimVerifier, type KeyLookup, type SignatureHeader, type SignatureResult } from "mailauth/lib/dkim/dkim-verifier.js";
 import { getPublicKey, toALabel, writeToStream, type PublicKeyRecord } from "mailauth/lib/tools.js";
 import { relaxedAlignment } from "./psl.ts";

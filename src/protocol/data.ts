@@ -11,9 +11,13 @@
  * - NUL is always refused (RFC 5321 §4.5.2 text; no BINARYMIME here).
  * - The output has clean CRLF line endings and is dot-unstuffed.
  * - Past the size limit the rest is read and discarded, so the stream stays
- *   in sync, and the result says "size".
- * Memory: output is kept as slices of the input plus small constants, capped
- * by the size limit.
+ *   in sync, and the result says "size"; a header section (up to the first
+ *   empty line) longer than its limit likewise gives "header" (Postfix's
+ *   header_size_limit): no parser downstream ever sees an unbounded header.
+ * Memory: the output is copied into 64 KB blocks, so what is held is the
+ * content itself plus one block, whatever the line structure (dot-led
+ * lines, 1-byte lines, one huge line); capped by the size limit. CPU: one
+ * pass over each byte.
  */
 import type { BareLineEndingPolicy } from "../config/types.ts";
 
@@ -24,7 +28,7 @@ const CRLF = Buffer.from("\r\n");
 const DOT_BUF = Buffer.from(".");
 const DOT_CRLF = Buffer.from(".\r\n");
 
-export type ContentProblem = "size" | "bare-line-ending" | "nul";
+export type ContentProblem = "size" | "header" | "bare-line-ending" | "nul";
 
 /** The outcome of a finished DATA or BDAT transfer. */
 export interface ContentResult {
@@ -36,37 +40,92 @@ export interface ContentResult {
   readonly eightBit: boolean;
 }
 
-/** Collects output slices, counts bytes, and turns to discarding on a problem. */
+/** Output is copied into blocks of this size: the count of blocks stays small whatever the line structure. */
+const BLOCK = 64 * 1024;
+
+/**
+ * Collects the output, counts bytes, watches the header section, and turns
+ * to discarding on a problem. Output is copied into blocks (never kept as
+ * views of the input: a view per dot-led line costs ~30 times the line, and
+ * a view keeps the whole socket read buffer it points into alive), so the
+ * memory held is the content plus at most one block.
+ */
 class Sink {
   private readonly parts: Buffer[] = [];
+  private block: Buffer | undefined;
+  private used = 0;
   private size = 0;
   problem: ContentProblem | undefined;
   eightBit = false;
   private readonly maxSize: number;
+  private readonly maxHeader: number;
+  /** Bytes of "\r\n\r\n" matched at the end of the output; the content start counts as after a CRLF. */
+  private headerEnd = 2;
+  private inHeader = true;
 
-  constructor(maxSize: number) {
+  constructor(maxSize: number, maxHeader: number) {
     this.maxSize = maxSize;
+    this.maxHeader = maxHeader;
   }
 
   push(b: Buffer): void {
     if (this.problem !== undefined || b.length === 0) return;
+    if (this.inHeader) this.watchHeader(b);
     this.size += b.length;
-    if (this.size > this.maxSize) {
-      this.fail("size");
-      return;
+    if (this.size > this.maxSize) this.fail("size");
+    if (this.problem !== undefined) return;
+    this.copy(b);
+  }
+
+  /** Finds the empty line that ends the header section; fails "header" when the section passes maxHeader. */
+  private watchHeader(b: Buffer): void {
+    let m = this.headerEnd;
+    for (let i = 0; i < b.length; i++) {
+      const c = b[i];
+      m = c === (m === 0 || m === 2 ? CR : LF) ? m + 1 : c === CR ? 1 : 0;
+      if (m === 4) {
+        this.inHeader = false;
+        return;
+      }
+      // A byte at or past the limit that is not the CR of the empty line.
+      if (m !== 3 && this.size + i >= this.maxHeader) {
+        this.fail("header");
+        return;
+      }
     }
-    this.parts.push(b);
+    this.headerEnd = m;
+  }
+
+  private copy(b: Buffer): void {
+    let off = 0;
+    while (off < b.length) {
+      if (this.block === undefined || this.used === this.block.length) {
+        if (this.block !== undefined) this.parts.push(this.block);
+        // Small messages get a small block; then BLOCK-sized ones.
+        this.block = Buffer.allocUnsafe(this.parts.length === 0 ? Math.min(BLOCK, Math.max(b.length - off, 4096)) : BLOCK);
+        this.used = 0;
+      }
+      const n = b.copy(this.block, this.used, off);
+      this.used += n;
+      off += n;
+    }
   }
 
   fail(p: ContentProblem): void {
     if (this.problem !== undefined) return;
     this.problem = p;
     this.parts.length = 0;
+    this.block = undefined;
   }
 
   result(): ContentResult {
     if (this.problem !== undefined) return { problem: this.problem, content: Buffer.alloc(0), eightBit: this.eightBit };
-    return { content: Buffer.concat(this.parts, this.size), eightBit: this.eightBit };
+    const last = this.block === undefined ? [] : [this.block.subarray(0, this.used)];
+    const all = [...this.parts, ...last];
+    const content = all.length === 1 ? (all[0] as Buffer) : Buffer.concat(all, this.size);
+    this.parts.length = 0;
+    this.block = undefined;
+    return { content, eightBit: this.eightBit };
   }
 }
 
@@ -90,8 +149,9 @@ export class DataReceiver {
   private readonly normalize: boolean;
   done = false;
 
-  constructor(maxSize: number, policy: BareLineEndingPolicy) {
-    this.sink = new Sink(maxSize);
+  /** maxHeader: the longest header section (its fields, without the empty line that ends it). */
+  constructor(maxSize: number, policy: BareLineEndingPolicy, maxHeader: number) {
+    this.sink = new Sink(maxSize, maxHeader);
     this.normalize = policy === "normalize";
   }
 
@@ -244,8 +304,9 @@ export class BdatReceiver {
   /** Bytes left in the current chunk. */
   remaining = 0;
 
-  constructor(maxSize: number, policy: BareLineEndingPolicy) {
-    this.sink = new Sink(maxSize);
+  /** maxHeader: the longest header section (its fields, without the empty line that ends it). */
+  constructor(maxSize: number, policy: BareLineEndingPolicy, maxHeader: number) {
+    this.sink = new Sink(maxSize, maxHeader);
     this.normalize = policy === "normalize";
   }
 

@@ -22,6 +22,7 @@ export const R = {
   tooManyCommands: reply(421, "4.7.0", "Too many commands, closing connection"),
   foreign: reply(421, "4.7.0", "This is an SMTP server, closing connection"),
   tooBig: reply(552, "5.3.4", "Message size exceeds fixed maximum message size"),
+  headerTooBig: reply(552, "5.3.4", "Message header too large"),
   bareContent: reply(550, "5.6.0", "Message contains bare CR or LF; lines must end with CRLF; closing connection"),
   nulContent: reply(550, "5.6.0", "Message contains NUL characters; closing connection"),
   eightBit: reply(550, "5.6.1", "8-bit content requires BODY=8BITMIME"),

@@ -12,7 +12,7 @@ export type TlsMode = "none" | "available" | "active";
 export interface SessionOptions {
   /** Our name in the greeting and EHLO reply. */
   readonly hostname: string;
-  readonly limits: Pick<Limits, "max_line_length" | "max_message_size" | "max_recipients" | "max_errors" | "max_commands">;
+  readonly limits: Pick<Limits, "max_line_length" | "max_message_size" | "max_header_size" | "max_recipients" | "max_errors" | "max_commands">;
   readonly bareLineEndings: BareLineEndingPolicy;
   readonly eightBitWithout8bitmime: EightBitPolicy;
   /** none: no STARTTLS offered; available: offered; active: implicit TLS. */

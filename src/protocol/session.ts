@@ -476,7 +476,7 @@ export class SmtpSession {
     if (txn.bdat) return this.say(R.dataAfterBdat);
     if (txn.recipients.length === 0) return this.say(R.noRcpt);
     this.emit(reply(354, "", "End data with <CR><LF>.<CR><LF>"));
-    this.data = new DataReceiver(this.opts.limits.max_message_size, this.opts.bareLineEndings);
+    this.data = new DataReceiver(this.opts.limits.max_message_size, this.opts.bareLineEndings, this.opts.limits.max_header_size);
     this.mode = "data";
   }
 
@@ -506,6 +506,8 @@ export class SmtpSession {
     switch (result.problem) {
       case "size":
         return R.tooBig;
+      case "header":
+        return R.headerTooBig;
       case "bare-line-ending":
         return R.bareContent;
       case "nul":
@@ -545,10 +547,10 @@ export class SmtpSession {
     if (!err && txn && txn.recipients.length === 0) err = R.noRcpt;
     this.bdatError = err;
     if (err || !txn) {
-      this.bdatDiscard = new BdatReceiver(0, "normalize");
+      this.bdatDiscard = new BdatReceiver(0, "normalize", 0);
       this.bdatDiscard.startChunk(size);
     } else {
-      txn.bdat ??= new BdatReceiver(this.opts.limits.max_message_size, this.opts.bareLineEndings);
+      txn.bdat ??= new BdatReceiver(this.opts.limits.max_message_size, this.opts.bareLineEndings, this.opts.limits.max_header_size);
       txn.bdat.startChunk(size);
     }
     this.mode = "bdat";

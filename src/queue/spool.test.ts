@@ -226,6 +226,24 @@ test("handoff: durable messages reach the delivery agent from memory, and after 
   assert.deepEqual(spool.claimDue(Date.now(), 10).map((m) => m.id).sort(), [id, late].sort());
 });
 
+test("handoff: the memory handoff is capped in bytes; what does not fit is due in the database, never lost", async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const log = captureLogger();
+  const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger, handoffMaxBytes: 10_000 });
+  t.after(() => spool.close());
+  spool.enableHandoff();
+  const ids = await Promise.all([1, 2, 3, 4, 5].map(() => spool.enqueue(sampleMessage({ size: 3000 }))));
+  // Three of 3000 bytes fit in 10,000; the other two wait in the database, due now.
+  const fresh = spool.takeFresh(10).map((m) => m.id);
+  assert.equal(fresh.length, 3);
+  const due = spool.claimDue(Date.now(), 10).map((m) => m.id);
+  assert.deepEqual([...fresh, ...due].sort(), [...ids].sort());
+  // Taken messages no longer count: the next one is handed off again.
+  const next = await spool.enqueue(sampleMessage({ size: 3000 }));
+  assert.deepEqual(spool.takeFresh(10).map((m) => m.id), [next]);
+});
+
 test("recovery: messages active when the process died are queued again on open", async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);

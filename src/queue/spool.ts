@@ -54,6 +54,8 @@ export interface SpoolOptions {
   readonly maxBatch?: number;
   /** A batch whose contents reach this many bytes is committed at once (default 32 MiB). */
   readonly maxBatchBytes?: number;
+  /** Content bytes kept in memory for the delivery agent (default 64 MiB). */
+  readonly handoffMaxBytes?: number;
   /** SQLite busy timeout in ms (default 5000). */
   readonly busyTimeoutMs?: number;
   /** First retry delay after a deferral (default 60 s), doubling per attempt... */
@@ -120,6 +122,8 @@ interface PendingOutcome {
 
 /** Most durable messages kept in memory for the delivery agent. */
 const HANDOFF_MAX = 1024;
+/** Content bytes kept in memory for the delivery agent (past it: claimed from the database when due). */
+const HANDOFF_MAX_BYTES = 64 * 1024 * 1024;
 /** How far the first attempt of a handed-off message is leased in the database. */
 const HANDOFF_LEASE_MS = 10 * 60_000;
 
@@ -142,6 +146,7 @@ function freshEntry(m: PendingMessage, shard: number): ClaimedMessage {
 export class Spool extends ShardStore {
   private readonly maxBatch: number;
   private readonly maxBatchBytes: number;
+  private readonly handoffMaxBytes: number;
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
   private readonly retryJitter: number;
@@ -170,6 +175,8 @@ export class Spool extends ShardStore {
   private handoff: ClaimedMessage[] = [];
   /** Handoff messages not yet durable. */
   private pendingHandoffs = 0;
+  /** Content bytes of the handoff messages, durable or not yet. */
+  private handoffBytes = 0;
   private handoffOn = false;
   /** Committed to the WAL, waiting for the fdatasync that makes them durable. */
   private awaitingSync: PendingMessage[] = [];
@@ -185,6 +192,7 @@ export class Spool extends ShardStore {
     super(db, opts.shard, path, opts.logger);
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);
+    this.handoffMaxBytes = opts.handoffMaxBytes ?? HANDOFF_MAX_BYTES;
     this.retryBaseMs = opts.retryBaseMs ?? 60_000;
     this.retryMaxMs = opts.retryMaxMs ?? 3_600_000;
     this.retryJitter = Math.min(Math.max(opts.retryJitter ?? 0.1, 0), 1);
@@ -252,8 +260,9 @@ export class Spool extends ShardStore {
       // only the shard is checked here, so no query runs per message.
       if (id !== undefined && shardOfId(id) !== this.shard) throw new Error(`queue id ${id} is not of shard ${this.shard}`);
       const queueId = id ?? newQueueId(this.shard, createdAt);
-      const handoff = this.handoffOn && this.handoff.length + this.pendingHandoffs < HANDOFF_MAX;
-      if (handoff) this.pendingHandoffs++;
+      const size = msg.content.byteLength;
+      const handoff = this.handoffOn && this.handoff.length + this.pendingHandoffs < HANDOFF_MAX && this.handoffBytes + size <= this.handoffMaxBytes;
+      if (handoff) [this.pendingHandoffs, this.handoffBytes] = [this.pendingHandoffs + 1, this.handoffBytes + size];
       prepared = {
         id: queueId,
         msg,
@@ -310,10 +319,10 @@ export class Spool extends ShardStore {
       }, false);
     } catch (err) {
       if (batch.length > 0) this.counters.failedCommits++;
-      // Their handoff places are free again (a full disk must not leave the handoff used up).
-      for (const m of batch) if (m.handoff) this.pendingHandoffs--;
       this.log.error({ err, messages: batch.length, outcomes: outcomes.length }, "spool commit failed");
       const e = new Error("spool commit failed", { cause: err });
+      // Their handoff places are free again (a full disk must not leave the handoff used up).
+      this.dropHandoffs(batch);
       for (const m of batch) m.reject(e);
       this.requeueOutcomes(outcomes);
       return;
@@ -360,6 +369,7 @@ export class Spool extends ShardStore {
       if (!m.handoff) continue;
       this.pendingHandoffs--;
       if (!this.isClosed) this.handoff.push(freshEntry(m, this.shard));
+      else this.handoffBytes -= m.content.byteLength;
     }
     for (const m of batch) m.resolve(m.id);
     this.events.emit("committed", batch.length);
@@ -371,11 +381,20 @@ export class Spool extends ShardStore {
    * is better than a 250 for mail that a power cut could lose.
    */
   private syncFailed(batch: readonly PendingMessage[], err: unknown): void {
-    for (const m of batch) if (m.handoff) this.pendingHandoffs--;
+    this.dropHandoffs(batch);
     this.counters.failedCommits++;
     this.log.error({ err, messages: batch.length }, "spool fsync failed");
     const e = new Error("spool fsync failed", { cause: err });
     for (const m of batch) m.reject(e);
+  }
+
+  /** Handoff messages of a batch that will never be durable: no longer counted. */
+  private dropHandoffs(batch: readonly PendingMessage[]): void {
+    for (const m of batch) {
+      if (!m.handoff) continue;
+      this.pendingHandoffs--;
+      this.handoffBytes -= m.content.byteLength;
+    }
   }
 
   private forgetClaims(outcomes: readonly PendingOutcome[]): void {
@@ -420,6 +439,7 @@ export class Spool extends ShardStore {
     const out: ClaimedMessage[] = [];
     while (out.length < limit && this.handoff.length > 0) {
       const m = this.handoff.shift() as ClaimedMessage;
+      this.handoffBytes -= m.size;
       // Past its lease the database path owns it (claimDue may have taken it).
       if (m.nextAttemptAt <= now || this.claimed.has(m.id)) continue;
       this.claimed.add(m.id);
@@ -563,6 +583,7 @@ export class Spool extends ShardStore {
     for (const m of this.pending) m.reject(new Error("spool is closed"));
     this.pending = [];
     this.handoff = []; // still queued in the database: due at the next open
+    this.handoffBytes = 0;
     this.pendingBytes = 0;
     // Whatever is committed but not yet synced is synced now, before closing.
     if (this.awaitingSync.length > 0 || this.syncing) {

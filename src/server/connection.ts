@@ -16,6 +16,15 @@
  * Guarantees:
  * - While a question is open (e.g. the spool commit before a 250) the socket
  *   is paused, so a pipelining client cannot make us buffer without bound.
+ * - Output is backpressured: input is fed to the core in slices of
+ *   FEED_SLICE bytes, and once more than OUTPUT_HIGH_WATER bytes of replies
+ *   wait in the socket (a client that does not read them) the rest of the
+ *   read is held and the socket paused until it drains. Replies held per
+ *   connection stay below OUTPUT_HIGH_WATER plus the replies to one slice;
+ *   input held, below one read. (A client that never reads meets the idle
+ *   timeout.)
+ * - At or above the process memory budget (limits.memory_budget) a new
+ *   connection gets 421 4.3.2 instead of the greeting.
  * - STARTTLS: the core has thrown away every plaintext byte after the
  *   command; this adapter stops reading plaintext before it writes the 220,
  *   then hands the raw socket to TLS. Nothing read before the handshake can
@@ -31,6 +40,13 @@ import { TEMPORARY_FAILURE, SmtpError, reply, type Reply } from "../protocol/rep
 import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
 import type { SaslMechanism } from "../auth/types.ts";
+import { formatReply } from "../protocol/reply.ts";
+import { MEMORY_BUSY_CONNECT, overMemoryBudget } from "./memory.ts";
+
+/** Replies waiting in the socket above which the connection stops reading. */
+const OUTPUT_HIGH_WATER = 64 * 1024;
+/** Input is fed to the core in slices of this size, so one read cannot make more than one slice's replies at once. */
+const FEED_SLICE = 4096;
 
 /** State the host keeps per connection: the SASL exchange, the check state of the transaction and of the connection. */
 export interface ConnectionScratch {
@@ -107,6 +123,8 @@ export interface ConnectionOptions {
   readonly logger: Logger;
   readonly sessionId: string;
   readonly onClose: () => void;
+  /** limits.memory_budget in bytes; undefined: not checked. */
+  readonly memoryBudget?: number;
 }
 
 const BUSY = reply(421, "4.7.0", "Server busy, closing idle connection");
@@ -124,7 +142,6 @@ export class Connection {
   /** Read once: each read of remoteAddress is a getpeername() system call. */
   private readonly clientIp: string;
   private readonly clientPort: number;
-  private readonly onData = (chunk: Buffer): void => this.input(chunk);
   /** Timers of the slow-client limits (cleared at the end). */
   private commandTimer: NodeJS.Timeout | undefined;
   private dataTimer: NodeJS.Timeout | undefined;
@@ -140,6 +157,9 @@ export class Connection {
   private errorsSeen = 0;
   private delaying = false;
   private handshaking = false;
+  /** Input read but not yet fed to the core, while the client does not read its replies. */
+  private held: Buffer | undefined;
+  private readonly onData = (chunk: Buffer): void => this.feed(chunk);
 
   constructor(socket: Socket, opts: ConnectionOptions) {
     this.socket = socket;
@@ -152,6 +172,13 @@ export class Connection {
 
   /** Starts the session: the TLS handshake first for implicit TLS, then the greeting, then reading. */
   start(): void {
+    if (this.opts.memoryBudget !== undefined && overMemoryBudget(this.opts.memoryBudget)) {
+      this.log.warn({ rss: process.memoryUsage.rss(), budget: this.opts.memoryBudget }, "memory budget reached; connection refused");
+      this.socket.on("error", () => this.destroy());
+      this.write(formatReply(MEMORY_BUSY_CONNECT));
+      this.end();
+      return;
+    }
     this.sessionTimer = setTimeout(() => this.sessionOver(), this.opts.sessionTimeoutMs);
     if (this.opts.implicitTls) {
       this.socket.on("error", () => this.destroy());
@@ -272,7 +299,45 @@ export class Connection {
       this.destroy();
     });
     socket.on("close", () => this.destroy());
+    socket.on("drain", () => this.drained());
     this.armTimer();
+  }
+
+  /** Feeds input to the core slice by slice; holds the rest while replies back up. */
+  private feed(chunk: Buffer): void {
+    const socket = this.socket;
+    let pos = 0;
+    while (pos < chunk.length) {
+      // Ended, or STARTTLS replaced the socket (the core discards the rest anyway).
+      if (this.ended || this.socket !== socket) return;
+      // While a question is open the core would only buffer it: hold it here.
+      if (this.session.waiting || this.congested()) {
+        this.held = chunk.subarray(pos);
+        this.socket.pause();
+        return;
+      }
+      const end = Math.min(chunk.length, pos + FEED_SLICE);
+      this.input(chunk.subarray(pos, end));
+      pos = end;
+    }
+  }
+
+  private congested(): boolean {
+    return this.socket.writableLength > OUTPUT_HIGH_WATER;
+  }
+
+  /** The client read its replies (or a question was answered): go on with held input, then read again. */
+  private drained(): void {
+    const held = this.held;
+    this.held = undefined;
+    if (held !== undefined) this.feed(held);
+    this.resumeReading();
+  }
+
+  /** Reads again unless a question is open, input is held, or the replies still back up. */
+  private resumeReading(): void {
+    if (this.ended || this.held !== undefined || this.session.waiting || this.session.closed || this.congested()) return;
+    this.socket.resume();
   }
 
   private armTimer(): void {
@@ -396,8 +461,8 @@ export class Connection {
   private resume(r: HostAnswer): void {
     if (this.ended) return;
     const actions = this.session.answer(r.reply, r.address);
-    if (!this.session.waiting && !this.session.closed) this.socket.resume();
     this.handle(actions);
+    this.drained();
   }
 
   private startTls(): void {
@@ -418,6 +483,8 @@ export class Connection {
     }
     plain.removeListener("data", this.onData);
     plain.removeAllListeners("timeout");
+    plain.removeAllListeners("drain");
+    this.held = undefined;
     plain.pause();
     // The MX gets contexts without session tickets (unless tls.mx_session_tickets).
     const secure = new tls.TLSSocket(plain, { isServer: true, ...manager.serverOptions(this.opts.listener === "smtp" ? "mx" : "submission") });

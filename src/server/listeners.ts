@@ -269,6 +269,7 @@ export class SmtpServer {
         if (limits.pregreet_pass_time > 0) this.deps.clients.pass(ip, limits.pregreet_pass_time);
       },
       trusted,
+      memoryBudget: config.limits.memory_budget,
       logger: log,
       sessionId,
       onClose: () => {

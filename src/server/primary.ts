@@ -68,7 +68,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const start = (shard: number): Promise<WorkerReady> =>
     new Promise((resolve, reject) => {
       const workerData: WorkerData = { configPath: opts.configPath, shard, ticketKeys, clients };
-      const w = new Worker(WORKER_ENTRY, { workerData, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
+      const w = new Worker(WORKER_ENTRY, { workerData, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB, maxOldGenerationSizeMb: Math.floor(config.limits.worker_heap_limit / 1048576) } });
       workers.set(shard, w);
       let ready = false;
       let lastError: Error | undefined;

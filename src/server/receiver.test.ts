@@ -110,3 +110,19 @@ test("a message with more than 50 Received headers is refused as a loop (554 5.4
     done();
   }
 });
+
+test("memory budget: at or above limits.memory_budget MAIL gets 451 4.3.1 and nothing is asked of the checks", async () => {
+  // The smallest budget the config allows; this test process is above it.
+  assert.ok(process.memoryUsage.rss() >= 64 * 1024 * 1024, "precondition: the test process uses at least 64 MiB");
+  let asked = 0;
+  const check: Check = { name: "test", mail: () => (asked++, Promise.resolve({ verdicts: [] })) };
+  const { r, done } = setup(check, "[limits]\nmemory_budget = 67108864");
+  try {
+    const answer = await ask(r, { type: "mail", path: path("a@b.test"), envelope: env("a@b.test", []) }, info());
+    assert.equal(answer.reply.code, 451);
+    assert.equal(answer.reply.status, "4.3.1");
+    assert.equal(asked, 0);
+  } finally {
+    done();
+  }
+});

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { AuthGuard, serverSecret } from "./guard.ts";
 import { clientKey, Networks } from "./networks.ts";
-import { checkFromHeader, fromAddresses } from "./sender.ts";
+import { addressesIn, checkFromHeader, fromAddresses } from "./sender.ts";
 
 const AUTH = {
   mechanisms: ["PLAIN"],
@@ -132,4 +132,13 @@ test("From: ownership sees what a reader sees: encoded words, look-alikes, space
   ok("From: =?utf-8?Q?Alice_M=C3=BCller?= <alice@example.test>\r\nReply-To: someone@else.test");
   ok('From: "Alice @ Home" <alice@example.test>');
   ok('From: "alice\uFF20example.test" <alice@example.test>');
+});
+
+test("addressesIn: linear time on long names", () => {
+  // 100 KB without "@" (and with one at the end, and many): a backtracking regex took seconds here.
+  for (const name of ["a".repeat(100_000), "a".repeat(100_000) + "@", "a@".repeat(50_000)]) {
+    const t0 = performance.now();
+    addressesIn(name);
+    assert.ok(performance.now() - t0 < 200);
+  }
 });

@@ -1,0 +1,62 @@
+// The verifier thread: a message whose verification takes seconds of CPU
+// (a regex inside mailauth that is quadratic on a long run of blanks in an
+// h= tag) neither blocks the event loop nor outlives the check's deadline;
+// the next message is verified by a fresh thread.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { VerifierPool, VerifierThread } from "./offload.ts";
+
+const resolver = (): Promise<never> => Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
+const task = { mailFrom: "a@example.org", clientIp: "192.0.2.1", helo: "client.example", authservId: "mx.example.test", spf: false as const };
+
+/** A 100 KiB header section that costs mailauth seconds: h= holds one name with 100,000 blanks inside. */
+function slowMessage(): Buffer {
+  const sig = "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s; bh=AAAA; b=AAAA; h=from:a" + " ".repeat(100_000) + "b\r\n";
+  return Buffer.from(sig + "From: a@example.org\r\n\r\nbody\r\n", "latin1");
+}
+
+void test("a verification past its deadline is stopped in its thread; the event loop stays free; the next one works", async () => {
+  const v = new VerifierThread(resolver);
+  try {
+    // Warm up (the thread starts on first use).
+    const first = await v.verify(Buffer.from("From: a@example.org\r\n\r\nbody\r\n"), task);
+    assert.equal(first.dkim.results?.[0]?.status.result, "none");
+    let late = 0;
+    let last = performance.now();
+    const tick = setInterval(() => {
+      const now = performance.now();
+      late = Math.max(late, now - last - 10);
+      last = now;
+    }, 10);
+    const t0 = performance.now();
+    await assert.rejects(v.verify(slowMessage(), task, AbortSignal.timeout(500)), /deadline/);
+    const took = performance.now() - t0;
+    clearInterval(tick);
+    assert.ok(took < 2000, `stopped after ${took} ms`);
+    assert.ok(late < 500, `the event loop was ${late} ms late`);
+    const next = await v.verify(Buffer.from("From: a@example.org\r\n\r\nbody\r\n"), task);
+    assert.equal(next.dkim.results?.[0]?.status.result, "none");
+  } finally {
+    v.close();
+  }
+});
+
+void test("the pool: a message slow to verify does not hold up the next one, which gets its own thread", async () => {
+  const pool = new VerifierPool(resolver);
+  try {
+    const plain = Buffer.from("From: a@example.org\r\n\r\nbody\r\n");
+    await pool.verify(plain, task);
+    const slow = pool.verify(slowMessage(), task, AbortSignal.timeout(3000));
+    slow.catch(() => undefined);
+    const t0 = performance.now();
+    const quick = await pool.verify(plain, task);
+    const took = performance.now() - t0;
+    assert.equal(quick.dkim.results?.[0]?.status.result, "none");
+    assert.ok(took < 2000, `the plain message waited ${took} ms`);
+    assert.equal(pool.size, 2);
+    await assert.rejects(slow, /deadline/);
+    assert.equal(pool.size, 1, "one idle thread is kept, the other ended");
+  } finally {
+    pool.close();
+  }
+});

@@ -1,0 +1,67 @@
+// The DATA/BDAT receivers' bounds: the header section limit (exact at its
+// edge, whatever the chunking) and output copied out of the input (never
+// views of it), so memory is the content's size whatever the line structure.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { BdatReceiver, DataReceiver } from "./data.ts";
+
+const MAX = 1 << 20;
+
+function viaData(content: string, maxHeader: number, step = 0): ReturnType<DataReceiver["result"]> {
+  const rx = new DataReceiver(MAX, "reject", maxHeader);
+  const input = Buffer.from(content + ".\r\n", "latin1");
+  const size = step > 0 ? step : input.length;
+  for (let i = 0; i < input.length && !rx.done; i += size) rx.push(input.subarray(0, Math.min(i + size, input.length)), i);
+  assert.ok(rx.done);
+  return rx.result();
+}
+
+function viaBdat(content: string, maxHeader: number): ReturnType<BdatReceiver["result"]> {
+  const rx = new BdatReceiver(MAX, "reject", maxHeader);
+  const input = Buffer.from(content, "latin1");
+  rx.startChunk(input.length);
+  rx.push(input, 0);
+  return rx.result();
+}
+
+/** A header section of exactly n bytes (fields with their CRLF), then the empty line and a body. */
+function message(n: number): string {
+  const field = "X: " + "a".repeat(n - 5) + "\r\n";
+  assert.equal(field.length, n);
+  return field + "\r\nbody\r\n";
+}
+
+void test("a header section of exactly max_header_size passes, one byte more is refused, whatever the chunking", () => {
+  for (const step of [0, 1, 2, 3, 7, 64]) {
+    assert.equal(viaData(message(1024), 1024, step).problem, undefined, `step ${step}`);
+    assert.equal(viaData(message(1025), 1024, step).problem, "header", `step ${step}`);
+  }
+  assert.equal(viaBdat(message(1024), 1024).problem, undefined);
+  assert.equal(viaBdat(message(1025), 1024).problem, "header");
+});
+
+void test("the header limit counts the header section only: a large body passes, a header with no end does not", () => {
+  const body = "x".repeat(70) + "\r\n";
+  assert.equal(viaData("Subject: s\r\n\r\n" + body.repeat(1000), 1024).problem, undefined);
+  // No empty line at all: the whole content is header.
+  assert.equal(viaData(body.repeat(20), 1024).problem, "header");
+  // An empty header section (content starts with the empty line).
+  assert.equal(viaData("\r\n" + body.repeat(1000), 1024).problem, undefined);
+  // One field folded over many lines is one header section too.
+  assert.equal(viaData("Subject: x\r\n" + " a\r\n".repeat(1000) + "\r\nbody\r\n", 1024).problem, "header");
+});
+
+void test("content is copied out of the input: dot-led lines, 1-byte lines and one huge line come out whole", () => {
+  const shapes = ["..\r\n".repeat(50_000), "a\r\n".repeat(50_000), "y".repeat(300_000) + "\r\n"];
+  for (const body of shapes) {
+    const input = Buffer.from("Subject: s\r\n\r\n" + body + ".\r\n", "latin1");
+    const rx = new DataReceiver(MAX, "reject", 1024);
+    // Socket-sized reads, as the adapter gets them.
+    for (let i = 0; i < input.length && !rx.done; i += 65536) rx.push(input.subarray(0, Math.min(i + 65536, input.length)), i);
+    const r = rx.result();
+    assert.equal(r.problem, undefined);
+    const expected = "Subject: s\r\n\r\n" + body.replace(/^\./gm, "");
+    assert.equal(r.content.toString("latin1"), expected);
+    assert.notEqual(r.content.buffer, input.buffer, "the content must not be a view of the input");
+  }
+});

@@ -20,10 +20,14 @@
  * a reader would (src/message/rfc2047.ts readerForm): encoded words
  * decoded (B and Q, in phrases, quoted strings and comments), NFKC, "@"
  * and "." look-alikes mapped, format characters and marks dropped, white
- * space around "@" and "." ignored. So "=?utf-8?B?Y2VvQGJhbmsudGVzdA==?=",
- * "ceo＠bank.test" and "ceo @ bank.test" all read as ceo@bank.test.
+ * space around "@" and "." ignored, quotation marks looked through. So
+ * "=?utf-8?B?Y2VvQGJhbmsudGVzdA==?=", "ceo＠bank.test", "ceo @ bank.test"
+ * and "'ceo'@bank.test" all read as ceo@bank.test. Each originator field
+ * is also read whole that way (not only the parsed names), so an encoded
+ * word the address parser splits at a special ("=?utf-8?q?ceo=40bank.test?=")
+ * or a name spread over several encoded words is seen decoded as one text.
  */
-import { authorOf, headerFields, mailboxesOf, readerForm, type Mailbox } from "../message/index.ts";
+import { authorOf, canonicalDomain, fieldValue, headerFields, mailboxesOf, readerForm, type Mailbox } from "../message/index.ts";
 import { reply, type Reply } from "../protocol/reply.ts";
 
 const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authenticated user");
@@ -33,11 +37,16 @@ const BAD_ORIGINATOR = reply(550, "5.6.0", "Sender: and Resent- originator heade
 /** Originator fields besides From: (canonical names). */
 const OTHER_ORIGINATORS = ["sender", "resent-from", "resent-sender"] as const;
 
-const STOP = /[\s<>"'(),;:@[\]]/;
+const STOP = /[\s<>(),;:@[\]]/;
+/**
+ * Quotation marks a reader looks through: '"ceo"@bank.test', "'ceo'@bank.test"
+ * and "“ceo”@bank.test" all read as ceo@bank.test.
+ */
+const QUOTES = /["'`\u2018-\u201f\u00ab\u00bb\u2039\u203a\u300c-\u300f\uff02\uff07]/g;
 
-/** The addresses a reader would see in a name or comment (linear: each "@" looks at its own run of characters on each side). */
+/** The addresses a reader would see in a text (linear: each "@" looks at its own run of characters on each side); domains in canonical (A-label) form. */
 export function addressesIn(text: string): string[] {
-  const s = readerForm(text);
+  const s = readerForm(text).replace(QUOTES, "");
   const out: string[] = [];
   for (let at = s.indexOf("@"); at >= 0; at = s.indexOf("@", at + 1)) {
     let l = at;
@@ -46,7 +55,7 @@ export function addressesIn(text: string): string[] {
     while (r < s.length && !STOP.test(s[r] as string)) r++;
     const local = s.slice(l, at);
     const domain = s.slice(at + 1, r).replace(/\.+$/, "");
-    if (local !== "" && /[^.]\.[^.]/.test(domain)) out.push(`${local}@${domain}`);
+    if (local !== "" && /[^.]\.[^.]/.test(domain)) out.push(`${local}@${canonicalDomain(domain) ?? domain}`);
   }
   return out;
 }
@@ -67,6 +76,13 @@ export function checkFromHeader(content: Buffer, owns: (address: string) => bool
     const found = mailboxesOf(content, name, fields);
     if (found.invalid || (name === "sender" && found.fields > 1)) return BAD_ORIGINATOR;
     mailboxes.push(...found.mailboxes);
+  }
+  // The whole field as a reader may take it: a name split into several
+  // encoded words, or one holding specials ("=?utf-8?q?ceo?= =?utf-8?q?=40bank.test?="),
+  // reads as an address only once the field is decoded as one text.
+  for (const f of fields) {
+    if (f.name !== "from" && !(OTHER_ORIGINATORS as readonly string[]).includes(f.name)) continue;
+    for (const shown of addressesIn(fieldValue(content, f))) if (!owns(shown)) return NOT_OWNED;
   }
   for (const m of mailboxes) {
     if (!owns(m.address)) return NOT_OWNED;

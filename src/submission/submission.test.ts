@@ -133,3 +133,27 @@ test("From: ownership sees what a reader sees: encoded words, look-alikes, space
   ok('From: "Alice @ Home" <alice@example.test>');
   ok('From: "alice\uFF20example.test" <alice@example.test>');
 });
+
+test("From: ownership reads the whole field: encoded words split at specials or over several words, quoted local parts in names", () => {
+  const ok = (h: string): void => assert.equal(checkFromHeader(msg(h), owns), undefined, h);
+  const refuse = (h: string): void => assert.equal(checkFromHeader(msg(h), owns)?.status, "5.7.1", h);
+  // The tokenizer splits an unquoted encoded word at "." or "_": decoded whole, it is an address.
+  refuse("From: =?utf-8?q?ceo=40bank.test?= <alice@example.test>");
+  refuse("From: =?utf-8?q?ceo?= =?utf-8?q?=40bank.test?= <alice@example.test>");
+  refuse("From: =?UTF-8*en?Q?ceo=40bank.test?= <alice@example.test>");
+  refuse("From: =?UTF-8?Q?ceo_=40_bank_._test?= <alice@example.test>");
+  refuse("Sender: =?utf-8?q?ceo=40bank.test?= <alice@example.test>\r\nFrom: alice@example.test");
+  // Quotation marks around the local part do not hide the address from a reader.
+  refuse(`From: "'ceo'@bank.test" <alice@example.test>`);
+  refuse('From: "\\"ceo\\"@bank.test" <alice@example.test>');
+  refuse('From: "\u201Cceo\u201D@bank.test" <alice@example.test>');
+  // An IDN in a name is compared in its A-label form.
+  refuse('From: "ceo@b\u00e4nk.test" <alice@example.test>');
+  // Owned addresses in every form a field may take still pass.
+  ok("From: =?utf-8?q?Alice_M=C3=BCller?= <alice@example.test>");
+  ok("From: Alice . Smith <alice@example.test>");
+  ok("From: <@relay.test,@other.test:alice@example.test>");
+  ok("From: alice@example.test(Alice)");
+  ok('From: "Alice \'Al\' Smith" <alice@example.test>');
+  ok("From: alice @ example.test");
+});

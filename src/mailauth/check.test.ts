@@ -322,6 +322,16 @@ test("incoming Authentication-Results that claim our authserv-id are removed, ot
   );
   assert.equal(stripOwnHeaders(forged, AUTHSERV).toString(), "Authentication-Results: mx.wardmail.test.other; dkim=pass\r\nSubject: s\r\n\r\nReceived-SPF: in the body\r\n");
   assert.equal(stripOwnHeaders(Buffer.from("Subject: x\r\n\r\nb\r\n"), AUTHSERV).toString(), "Subject: x\r\n\r\nb\r\n");
+  // An id that only looks like ours to a reader is ours too: zero-width characters, full-width dots, U-labels.
+  const lookalike = Buffer.from(
+    "Authentication-Results: mx.wardmail.test\u200B; dkim=pass\r\n" +
+      "Authentication-Results: mx\uFF0Ewardmail\u3002test; dkim=pass\r\n" +
+      "Authentication-Results: \uFEFFmx.wardmail.test; dkim=pass\r\n" +
+      "Subject: s\r\n\r\nb\r\n",
+  );
+  assert.equal(stripOwnHeaders(lookalike, AUTHSERV).toString(), "Subject: s\r\n\r\nb\r\n");
+  const idn = Buffer.from("Authentication-Results: xn--mx-wardml-22a.test; dkim=pass\r\nAuthentication-Results: mx-wardmäl.test; dkim=pass\r\nSubject: s\r\n\r\nb\r\n");
+  assert.equal(stripOwnHeaders(idn, "MX-Wardmäl.test").toString(), "Subject: s\r\n\r\nb\r\n");
   assert.equal(authservIdOf(" example.org 1; none"), "example.org");
   assert.equal(authservIdOf(" (c (nested)) ex.org;"), "ex.org");
   assert.equal(authservIdOf(""), undefined);

@@ -45,6 +45,7 @@ const ZONE: Record<string, Record<string, unknown[]>> = {
   "none.test": { TXT: [["v=spf1 -all"]] },
   "_dmarc.none.test": { TXT: [["v=DMARC1; p=none"]] },
   "arc._domainkey.list.test": { TXT: [[`v=DKIM1; k=rsa; p=${sealer.p}`]] },
+  "rsa._domainkey.example.test": { TXT: [[`v=DKIM1; k=rsa; p=${rsa2048.p}`]] },
 };
 
 async function resolver(name: string, type: string): Promise<unknown> {
@@ -64,8 +65,8 @@ function message(from: string, extra = ""): Buffer {
   return Buffer.from(`${extra}From: ${from}\r\nTo: user@example.test\r\nSubject: hello\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\nHello.\r\n`);
 }
 
-async function signed(msg: Buffer, signatures: { selector: string; privateKey: string; algorithm?: string }[]): Promise<Buffer> {
-  const r = await dkimSign(msg, { signingDomain: "good.test", selector: "x", privateKey: "", signatureData: signatures.map((s) => ({ signingDomain: "good.test", ...s })) } as never);
+async function signed(msg: Buffer, signatures: { selector: string; privateKey: string; algorithm?: string }[], signingDomain = "good.test"): Promise<Buffer> {
+  const r = await dkimSign(msg, { signingDomain, selector: "x", privateKey: "", signatureData: signatures.map((s) => ({ signingDomain, ...s })) } as never);
   assert.deepEqual(r.errors, []);
   return Buffer.concat([Buffer.from(r.signatures), msg]);
 }
@@ -229,6 +230,19 @@ test("our own domains from outside: MAIL FROM needs SPF pass, From: needs DMARC 
   assert.deepEqual(ok.data, ["dkim.pass", "arc.none", "dmarc.pass"]);
   // The runner refuses with 5.7.1.
   assert.equal(new CheckRunner([local], VERDICT_DEFAULTS, 5000).decide(["spf.fail", "local.mail_from"]).reply?.status, "5.7.1");
+  // A subdomain of ours is ours too (a reader trusts it as much): MAIL FROM and From:.
+  assert.deepEqual((await local.mail(input({ mailFrom: "x@mail.Example.test" }))).verdicts, ["spf.none", "local.mail_from"]);
+  assert.deepEqual((await local.mail(input({ mailFrom: "x@notexample.test" }))).verdicts, ["spf.none"]);
+  assert.deepEqual((await both(local, { ...spoof, content: message("it@mail.example.test") })).data.slice(2), ["dmarc.none", "local.from"]);
+  assert.deepEqual((await both(local, { ...spoof, content: message("it@notexample.test") })).data.slice(2), ["dmarc.none"]);
+  // A subdomain signed by its parent domain of ours (relaxed alignment): accepted.
+  const sub = await both(local, { ...spoof, content: await signed(message("a@sub.good.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]) });
+  assert.deepEqual(sub.data, ["dkim.pass", "arc.none", "dmarc.pass"]);
+  // Without a DMARC record: a signature of our parent domain vouches for its subdomain, a foreign one does not.
+  const parent = await both(local, { ...spoof, content: await signed(message("it@mail.example.test"), [{ selector: "rsa", privateKey: rsa2048.priv }], "example.test") });
+  assert.deepEqual(parent.data, ["dkim.pass", "arc.none", "dmarc.none"]);
+  const foreign = await both(local, { ...spoof, content: await signed(message("it@mail.example.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]) });
+  assert.deepEqual(foreign.data, ["dkim.pass", "arc.none", "dmarc.none", "local.from"]);
   // Without local domains (the default check), nothing of the kind.
   assert.deepEqual((await check().mail(input({ clientIp: "198.51.100.7" }))).verdicts, ["spf.fail"]);
 });

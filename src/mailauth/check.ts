@@ -25,9 +25,10 @@
  * strictest result is the verdict, so an operator who accepts such
  * messages still gets each domain's policy applied.
  *
- * Our own domains (local.domains) from outside: MAIL FROM in one of them
- * without SPF pass is local.mail_from; a From: in one of them without
- * DMARC pass, a verifying DKIM signature of that domain or SPF pass for it
+ * Our own domains (local.domains, and their subdomains) from outside: MAIL
+ * FROM in one of them without SPF pass is local.mail_from; a From: in one
+ * of them without DMARC pass, a verifying DKIM signature of that domain or
+ * SPF pass for it (or for a parent or subdomain of it within our domains)
  * is local.from; a temporary DNS error on the way is local.temperror.
  *
  * Headers: Authentication-Results (RFC 8601) with our
@@ -111,10 +112,35 @@ export class SenderAuthCheck implements Check {
     this.local = new Set((opts.localDomains ?? []).map((d) => canonicalDomain(d.replace(/\.+$/, "")) ?? d.toLowerCase()));
   }
 
-  /** True when the address (local@domain) is in one of our domains. */
+  /**
+   * True when the domain (canonical) is one of ours or a subdomain of one:
+   * a reader takes "it@mail.example.org" for someone of example.org as
+   * readily as "it@example.org".
+   */
+  private ours(domain: string): boolean {
+    for (let d = domain; ; ) {
+      if (this.local.has(d)) return true;
+      const dot = d.indexOf(".");
+      if (dot < 0) return false;
+      d = d.slice(dot + 1);
+    }
+  }
+
+  /** True when the address (local@domain) is in one of our domains or a subdomain of one. */
   private isLocal(address: string): boolean {
     const d = canonicalDomain(address.slice(address.lastIndexOf("@") + 1).replace(/\.+$/, ""));
-    return d !== undefined && this.local.has(d);
+    return d !== undefined && this.ours(d);
+  }
+
+  /**
+   * A passing identity (DKIM d= or the SPF domain) vouches for an author
+   * domain of ours when it is that domain, or one of the two is a subdomain
+   * of the other within our domains (relaxed alignment, RFC 7489 §3.1).
+   */
+  private vouches(identity: string, domain: string): boolean {
+    const id = identity.toLowerCase().replace(/\.+$/, "");
+    if (id === domain) return true;
+    return this.ours(id) && (domain.endsWith(`.${id}`) || id.endsWith(`.${domain}`));
   }
 
   readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
@@ -250,18 +276,19 @@ export class SenderAuthCheck implements Check {
   }
 
   /**
-   * local.from when an author domain is one of ours and the message is not
-   * authenticated for it: no DMARC pass, no verifying DKIM signature with
-   * that d=, no SPF pass for it. local.temperror when DMARC could not tell.
+   * local.from when an author domain is one of ours (or a subdomain of one)
+   * and the message is not authenticated for it: no DMARC pass, no
+   * verifying DKIM signature that vouches for it, no SPF pass for it.
+   * local.temperror when DMARC could not tell.
    */
   private localAuthor(author: Author, dmarcs: readonly { domain: string; result: DMARCResult | false }[], res: Verified): string | undefined {
     let verdict: string | undefined;
     for (const domain of author.domains) {
-      if (!this.local.has(domain)) continue;
+      if (!this.ours(domain)) continue;
       const d = dmarcs.find((x) => x.domain === domain)?.result;
       if (d && d.status.result === "pass") continue;
-      if ((res.dkim.results ?? []).some((r) => r.status.result === "pass" && (r.signingDomain ?? "").toLowerCase().replace(/\.+$/, "") === domain)) continue;
-      if (res.spf && res.spf.status.result === "pass" && (res.spf.domain ?? "").toLowerCase() === domain) continue;
+      if ((res.dkim.results ?? []).some((r) => r.status.result === "pass" && this.vouches(r.signingDomain ?? "", domain))) continue;
+      if (res.spf && res.spf.status.result === "pass" && this.vouches(res.spf.domain ?? "", domain)) continue;
       if (d && d.status.result === "temperror") verdict ??= "local.temperror";
       else return "local.from";
     }

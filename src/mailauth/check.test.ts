@@ -270,6 +270,11 @@ test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrid
   const trusted = await both(check({ trustedArcSealers: ["list.test"] }), { ...spoof, content });
   assert.deepEqual(trusted.data.slice(1), ["arc.pass", "dmarc.none"]);
   assert.match(trusted.headers[0] ?? "", /overridden by trusted ARC sealer list\.test/);
+  // Our own domain through a trusted list (our user wrote to it): not refused as an own-domain spoof.
+  const ours = (sealers: string[]): SenderAuthCheck =>
+    new SenderAuthCheck({ resolver, authservId: AUTHSERV, checks: { trustedArcSealers: sealers, dmarcOverrides: {} }, localDomains: ["good.test"] });
+  assert.deepEqual((await both(ours(["list.test"]), { ...spoof, content })).data.slice(1), ["arc.pass", "dmarc.none"]);
+  assert.deepEqual((await both(ours([]), { ...spoof, content })).data.slice(1), ["arc.pass", "dmarc.reject", "local.from"]);
 });
 
 test("a message forwarded to another domain is ARC-sealed; the next hop validates our seal", async () => {

@@ -278,8 +278,9 @@ export class SenderAuthCheck implements Check {
   /**
    * local.from when an author domain is one of ours (or a subdomain of one)
    * and the message is not authenticated for it: no DMARC pass, no
-   * verifying DKIM signature that vouches for it, no SPF pass for it.
-   * local.temperror when DMARC could not tell.
+   * verifying DKIM signature that vouches for it, no SPF pass for it, no
+   * trusted ARC sealer that saw DMARC pass. local.temperror when DMARC
+   * could not tell.
    */
   private localAuthor(author: Author, dmarcs: readonly { domain: string; result: DMARCResult | false }[], res: Verified): string | undefined {
     let verdict: string | undefined;
@@ -287,6 +288,8 @@ export class SenderAuthCheck implements Check {
       if (!this.ours(domain)) continue;
       const d = dmarcs.find((x) => x.domain === domain)?.result;
       if (d && d.status.result === "pass") continue;
+      // A trusted ARC sealer (a list our users write to) saw DMARC pass before it changed the message.
+      if (this.trustedArc(res)) continue;
       if ((res.dkim.results ?? []).some((r) => r.status.result === "pass" && this.vouches(r.signingDomain ?? "", domain))) continue;
       if (res.spf && res.spf.status.result === "pass" && this.vouches(res.spf.domain ?? "", domain)) continue;
       if (d && d.status.result === "temperror") verdict ??= "local.temperror";

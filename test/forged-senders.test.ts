@@ -13,7 +13,9 @@
  * two addresses in one field, a group, an empty From: before a forged one,
  * the whole From: as an encoded word, a byte-order mark before the name,
  * no From:, "ceo", "<>", a bare name) is refused, as are our own domain in
- * MAIL FROM or From: from an unauthenticated client; a client in
+ * MAIL FROM or From: from an unauthenticated client (a subdomain of it
+ * too; shown in the display name of a foreign address it goes to Junk);
+ * a client in
  * relay.trusted_networks (127.0.0.5) may use it, a normal message is
  * delivered, and forged Authentication-Results (folded before the colon,
  * trailing dot on the id), Received-SPF and X-Wardmail-Verdict are gone.
@@ -77,7 +79,7 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     [mx, relaxed] = await Promise.all([
       startWardmail({
         workers: 1,
-        mailboxes: ["victim@example.test", "normal@example.test", "local@example.test", "trusted@example.test", "headers@example.test"],
+        mailboxes: ["victim@example.test", "normal@example.test", "local@example.test", "trusted@example.test", "headers@example.test", "named@example.test"],
         checks: checks(""),
         extra: '[relay]\ntrusted_networks = ["127.0.0.5/32"]',
       }),
@@ -147,6 +149,27 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     assert.equal(end?.enhanced, "5.7.1", from);
     assert.match(end?.line ?? "", /local\.from/);
     assert.deepEqual(await mx.maildir("local@example.test"), []);
+  });
+
+  test("our own domain as a subdomain, or shown in the display name of a foreign address: refused, or quarantined to Junk", async () => {
+    const mail = await send("it@mail.example.test", "local@example.test", ["From: me@mine.test", "To: local@example.test", "Subject: hi", "", "x"]);
+    assert.equal(swaksReply(mail, "MAIL FROM:")?.code, 550, mail);
+    assert.match(swaksReply(mail, "MAIL FROM:")?.line ?? "", /local\.mail_from/);
+    const sub = await send("me@mine.test", "local@example.test", ["From: IT <it@mail.EXAMPLE.test>", "To: local@example.test", "Subject: hi", "", "x"]);
+    assert.equal(swaksReply(sub, ".")?.code, 550, sub);
+    assert.match(swaksReply(sub, ".")?.line ?? "", /local\.from/);
+    assert.deepEqual(await mx.maildir("local@example.test"), []);
+    const named = await send("me@mine.test", "named@example.test", ['From: "=?utf-8?q?ceo=40example.test?=" <me@mine.test>', "To: named@example.test", "Subject: wire", "", "x"]);
+    assert.equal(swaksReply(named, ".")?.code, 250, named);
+    const deadline = Date.now() + 10_000;
+    let files: string[] = [];
+    while (files.length === 0 && Date.now() < deadline) {
+      files = await mx.maildir("named@example.test", ".Junk").catch(() => []);
+      if (files.length === 0) await sleep(50);
+    }
+    assert.equal(files.length, 1, mx.output().slice(-2000));
+    assert.match(await readFile(files[0] as string, "utf8"), /^X-Wardmail-Verdict: local\.from_name \(quarantine\)$/m);
+    assert.deepEqual(await mx.maildir("named@example.test"), []);
   });
 
   test("a client in relay.trusted_networks may use our own domain", async () => {

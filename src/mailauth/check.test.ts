@@ -243,6 +243,15 @@ test("our own domains from outside: MAIL FROM needs SPF pass, From: needs DMARC 
   assert.deepEqual(parent.data, ["dkim.pass", "arc.none", "dmarc.none"]);
   const foreign = await both(local, { ...spoof, content: await signed(message("it@mail.example.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]) });
   assert.deepEqual(foreign.data, ["dkim.pass", "arc.none", "dmarc.none", "local.from"]);
+  // A name that shows a reader an address of ours while the address is elsewhere: local.from_name (quarantine by default).
+  const named = async (from: string): Promise<readonly string[]> => (await both(local, { ...spoof, content: message(from) })).data.slice(2);
+  assert.deepEqual(await named('"ceo@example.test" <x@elsewhere.test>'), ["dmarc.none", "local.from_name"]);
+  assert.deepEqual(await named("=?utf-8?q?ceo=40example.test?= <x@elsewhere.test>"), ["dmarc.none", "local.from_name"]);
+  assert.deepEqual(await named('"ceo\uFF20Example\u3002test" <x@elsewhere.test>'), ["dmarc.none", "local.from_name"]);
+  assert.deepEqual(await named("x@elsewhere.test (ceo@mail.example.test)"), ["dmarc.none", "local.from_name"]);
+  assert.deepEqual(await named('"ceo@elsewhere.test" <x@elsewhere.test>'), ["dmarc.none"]);
+  assert.deepEqual(await named('"The CEO" <x@elsewhere.test>'), ["dmarc.none"]);
+  assert.equal(new CheckRunner([local], VERDICT_DEFAULTS, 5000).decide(["dmarc.none", "local.from_name"]).action, "quarantine");
   // Without local domains (the default check), nothing of the kind.
   assert.deepEqual((await check().mail(input({ clientIp: "198.51.100.7" }))).verdicts, ["spf.fail"]);
 });
@@ -275,6 +284,15 @@ test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrid
     new SenderAuthCheck({ resolver, authservId: AUTHSERV, checks: { trustedArcSealers: sealers, dmarcOverrides: {} }, localDomains: ["good.test"] });
   assert.deepEqual((await both(ours(["list.test"]), { ...spoof, content })).data.slice(1), ["arc.pass", "dmarc.none"]);
   assert.deepEqual((await both(ours([]), { ...spoof, content })).data.slice(1), ["arc.pass", "dmarc.reject", "local.from"]);
+  // A trusted list that shows our user's address in the name ("'alice@good.test' via List"): not local.from_name.
+  const viaOriginal = message(`"'ceo@good.test' via List" <l@list.test>`, "List-Id: <l.list.test>\r\n");
+  const viaSeal = await sealMessage(viaOriginal, {
+    signingDomain: "list.test", selector: "arc", privateKey: sealer.priv, cv: "none",
+    authResults: "list.test; dkim=pass header.d=good.test; spf=pass smtp.mailfrom=good.test; dmarc=pass header.from=good.test",
+  });
+  const via = Buffer.concat([viaSeal, viaOriginal]);
+  assert.ok(!(await both(ours(["list.test"]), { ...spoof, content: via })).data.includes("local.from_name"));
+  assert.ok((await both(ours([]), { ...spoof, content: via })).data.includes("local.from_name"));
 });
 
 test("a message forwarded to another domain is ARC-sealed; the next hop validates our seal", async () => {

@@ -29,7 +29,9 @@
  * FROM in one of them without SPF pass is local.mail_from; a From: in one
  * of them without DMARC pass, a verifying DKIM signature of that domain or
  * SPF pass for it (or for a parent or subdomain of it within our domains)
- * is local.from; a temporary DNS error on the way is local.temperror.
+ * is local.from; a temporary DNS error on the way is local.temperror; a
+ * From: whose display name or comment shows a reader an address in one of
+ * them while its address is elsewhere is local.from_name.
  *
  * Headers: Authentication-Results (RFC 8601) with our
  * authserv-id, then Received-SPF (RFC 7208 §9.1). When the host marks the
@@ -40,7 +42,7 @@
 import { arc, authenticate, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
-import { authorOf, canonicalDomain, type Author } from "../message/index.ts";
+import { addressesIn, authorOf, canonicalDomain, fieldValue, headerFields, type Author } from "../message/index.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { DkimKeyCache, verifyDkim } from "./verify.ts";
 
@@ -207,13 +209,15 @@ export class SenderAuthCheck implements Check {
           ? "fail"
           : "none";
     const arc = result(res.arc);
-    const author = authorOf(content);
+    const fields = headerFields(content);
+    const author = authorOf(content, fields);
     const dmarcs = await this.dmarcAll(author, res);
     const dmarcVerdict = this.strictest(dmarcs);
     // A From: problem first: it is the reason a refusal names when DMARC fails too.
     const verdicts = [`dkim.${dkim}`, `arc.${arc}`, ...(author.problem !== undefined ? [`from.${author.problem}`] : []), dmarcVerdict.verdict];
     const local = this.localAuthor(author, dmarcs, res);
     if (local !== undefined) verdicts.push(local);
+    else if (this.localName(content, fields, author, res)) verdicts.push("local.from_name");
     // Authentication-Results: one resinfo per result, our authserv-id first.
     const parts: string[] = [];
     for (const r of dkimResults) if (r.info) parts.push(r.info);
@@ -296,6 +300,26 @@ export class SenderAuthCheck implements Check {
       else return "local.from";
     }
     return verdict;
+  }
+
+  /**
+   * local.from_name: the From: field shows a reader an address in one of
+   * our domains (in a display name or comment, decoded and normalised as
+   * src/message addressesIn reads it: "ceo@example.org" <x@elsewhere.test>)
+   * while no author mailbox is in that domain. Many readers show only the
+   * name. A trusted ARC sealer that saw DMARC pass vouches for the message
+   * (a list that writes "'alice@example.org' via List").
+   */
+  private localName(content: Buffer, fields: ReturnType<typeof headerFields>, author: Author, res: Verified): boolean {
+    if (this.local.size === 0) return false;
+    for (const f of fields) {
+      if (f.name !== "from") continue;
+      for (const shown of addressesIn(fieldValue(content, f))) {
+        const domain = shown.slice(shown.lastIndexOf("@") + 1);
+        if (this.ours(domain) && !author.domains.includes(domain)) return !this.trustedArc(res);
+      }
+    }
+    return false;
   }
 
   /** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) for one author mailbox. */

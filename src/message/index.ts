@@ -7,3 +7,4 @@ export { canonicalName, fieldValue, fieldValues, headerEnd, headerFields, remove
 export { canonicalDomain, MAX_MAILBOXES, parseAddressList, type AddressList, type Mailbox } from "./address.ts";
 export { authorOf, mailboxesOf, type Author, type AuthorProblem } from "./author.ts";
 export { decodeEncodedWords, readerForm } from "./rfc2047.ts";
+export { addressesIn } from "./shown.ts";

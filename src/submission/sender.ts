@@ -17,7 +17,7 @@
  *
  * What a reader sees beside the address counts too: a display name or
  * comment that reads as an address must name an owned one. It is read as
- * a reader would (src/message/rfc2047.ts readerForm): encoded words
+ * a reader would (src/message/shown.ts addressesIn): encoded words
  * decoded (B and Q, in phrases, quoted strings and comments), NFKC, "@"
  * and "." look-alikes mapped, format characters and marks dropped, white
  * space around "@" and "." ignored, quotation marks looked through. So
@@ -27,7 +27,7 @@
  * word the address parser splits at a special ("=?utf-8?q?ceo=40bank.test?=")
  * or a name spread over several encoded words is seen decoded as one text.
  */
-import { authorOf, canonicalDomain, fieldValue, headerFields, mailboxesOf, readerForm, type Mailbox } from "../message/index.ts";
+import { addressesIn, authorOf, fieldValue, headerFields, mailboxesOf, type Mailbox } from "../message/index.ts";
 import { reply, type Reply } from "../protocol/reply.ts";
 
 const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authenticated user");
@@ -36,29 +36,6 @@ const BAD_ORIGINATOR = reply(550, "5.6.0", "Sender: and Resent- originator heade
 
 /** Originator fields besides From: (canonical names). */
 const OTHER_ORIGINATORS = ["sender", "resent-from", "resent-sender"] as const;
-
-const STOP = /[\s<>(),;:@[\]]/;
-/**
- * Quotation marks a reader looks through: '"ceo"@bank.test', "'ceo'@bank.test"
- * and "“ceo”@bank.test" all read as ceo@bank.test.
- */
-const QUOTES = /["'`\u2018-\u201f\u00ab\u00bb\u2039\u203a\u300c-\u300f\uff02\uff07]/g;
-
-/** The addresses a reader would see in a text (linear: each "@" looks at its own run of characters on each side); domains in canonical (A-label) form. */
-export function addressesIn(text: string): string[] {
-  const s = readerForm(text).replace(QUOTES, "");
-  const out: string[] = [];
-  for (let at = s.indexOf("@"); at >= 0; at = s.indexOf("@", at + 1)) {
-    let l = at;
-    while (l > 0 && !STOP.test(s[l - 1] as string)) l--;
-    let r = at + 1;
-    while (r < s.length && !STOP.test(s[r] as string)) r++;
-    const local = s.slice(l, at);
-    const domain = s.slice(at + 1, r).replace(/\.+$/, "");
-    if (local !== "" && /[^.]\.[^.]/.test(domain)) out.push(`${local}@${canonicalDomain(domain) ?? domain}`);
-  }
-  return out;
-}
 
 /** The addresses of the From: field: undefined when there is not exactly one field with valid mailboxes. */
 export function fromAddresses(content: Buffer): string[] | undefined {

@@ -82,6 +82,10 @@ test("encoded words: B and Q, adjacent words joined, unknown charsets left as th
   assert.equal(decodeEncodedWords("=?UTF-8?Q?ceo=40bank=2Etest?="), "ceo@bank.test");
   assert.equal(decodeEncodedWords("=?iso-8859-1?q?J=F6rg_M?= =?utf-8*de?q?=C3=BCller?= x"), "Jörg Müller x");
   assert.equal(decodeEncodedWords("=?x-no-such?q?a?="), "=?x-no-such?q?a?=");
+  // UTF-7 (RFC 2152), which TextDecoder does not know and some readers decode: "+" base64 of UTF-16BE "-".
+  assert.equal(decodeEncodedWords("=?utf-7?q?ceo+AEA-bank.test?="), "ceo@bank.test");
+  assert.equal(decodeEncodedWords("=?UTF-7?B?" + Buffer.from("ceo+AEA-bank.test a+-b").toString("base64") + "?="), "ceo@bank.test a+b");
+  assert.equal(decodeEncodedWords("=?unicode-1-1-utf-7?q?J+APY-rg?="), "J\u00f6rg");
 });
 
 test("the reader's form: decoded, NFKC, look-alikes of @ and . mapped, format characters dropped, spaces around @ and . ignored", () => {

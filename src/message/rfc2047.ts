@@ -23,11 +23,27 @@ function decodeWord(charset: string, encoding: string, text: string): string | u
       "latin1",
     );
   }
+  const cs = charset.toLowerCase();
+  if (cs === "utf-7" || cs === "unicode-1-1-utf-7") return decodeUtf7(bytes.toString("latin1"));
   try {
-    return new TextDecoder(charset.toLowerCase()).decode(bytes);
+    return new TextDecoder(cs).decode(bytes);
   } catch {
     return undefined; // unknown charset: left as it is
   }
+}
+
+/**
+ * UTF-7 (RFC 2152), which TextDecoder does not know but some readers
+ * decode in headers: "+" base64 of UTF-16BE "-"; "+-" is "+". Linear.
+ */
+function decodeUtf7(text: string): string {
+  return text.replace(/\+([A-Za-z0-9+/]*)-?/g, (_, b64: string) => {
+    if (b64 === "") return "+";
+    const bytes = Buffer.from(b64, "base64");
+    let out = "";
+    for (let i = 0; i + 1 < bytes.length; i += 2) out += String.fromCharCode(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
+    return out;
+  });
 }
 
 /** Text with every encoded word decoded. */

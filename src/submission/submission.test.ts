@@ -147,6 +147,8 @@ test("From: ownership reads the whole field: encoded words split at specials or 
   refuse(`From: "'ceo'@bank.test" <alice@example.test>`);
   refuse('From: "\\"ceo\\"@bank.test" <alice@example.test>');
   refuse('From: "\u201Cceo\u201D@bank.test" <alice@example.test>');
+  // UTF-7, a charset TextDecoder does not know but some readers decode.
+  refuse("From: =?utf-7?q?ceo+AEA-bank.test?= <alice@example.test>");
   // An IDN in a name is compared in its A-label form.
   refuse('From: "ceo@b\u00e4nk.test" <alice@example.test>');
   // Owned addresses in every form a field may take still pass.

@@ -149,6 +149,9 @@ test("From: ownership reads the whole field: encoded words split at specials or 
   refuse('From: "\u201Cceo\u201D@bank.test" <alice@example.test>');
   // UTF-7, a charset TextDecoder does not know but some readers decode.
   refuse("From: =?utf-7?q?ceo+AEA-bank.test?= <alice@example.test>");
+  // A charset nobody knows: readers fall back to a default one.
+  refuse("From: =?x-no-such?q?ceo=40bank=2Etest?= <alice@example.test>");
+  refuse("From: =?iso-2022-kr?q?ceo=40bank=2Etest?= <alice@example.test>");
   // An IDN in a name is compared in its A-label form.
   refuse('From: "ceo@b\u00e4nk.test" <alice@example.test>');
   // Owned addresses in every form a field may take still pass.

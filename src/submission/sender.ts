@@ -12,8 +12,11 @@
  * readers as who sent the message, e.g. "X on behalf of Y"): From:,
  * Sender: (at most one field), Resent-From: and Resent-Sender: (RFC 5322
  * §3.6.6, any number of resent blocks). Every mailbox in them must be
- * owned; one that does not parse is refused (5.6.0). Reply-To: is not an
- * originator and is not checked.
+ * owned; one that does not parse is refused (5.6.0), and so is an
+ * originator field whose name is not written plainly (a byte-order mark,
+ * white space or folding before the colon): the shared reader takes it
+ * for the field, the DKIM signer, the next hop and a reader may not.
+ * Reply-To: is not an originator and is not checked.
  *
  * What a reader sees beside the address counts too: a display name or
  * comment that reads as an address must name an owned one. It is read as
@@ -34,6 +37,10 @@ const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authent
 const NO_FROM = reply(550, "5.6.0", "Message must have exactly one From: header with an address");
 const BAD_ORIGINATOR = reply(550, "5.6.0", "Sender: and Resent- originator headers must hold valid addresses (one Sender: at most)");
 
+const ODD_NAME = reply(550, "5.6.0", "Originator header field names must be written plainly (no space, folding or invisible character before the colon)");
+/** A field name as RFC 5322 §3.6 writes it: letters and hyphens, nothing before the colon. */
+const PLAIN_NAME = /^[A-Za-z-]+$/;
+
 /** Originator fields besides From: (canonical names). */
 const OTHER_ORIGINATORS = ["sender", "resent-from", "resent-sender"] as const;
 
@@ -46,6 +53,13 @@ export function fromAddresses(content: Buffer): string[] | undefined {
 /** undefined when every originator address (and every address a name shows) passes `owns`; else the reply refusing the message. */
 export function checkFromHeader(content: Buffer, owns: (address: string) => boolean): Reply | undefined {
   const fields = headerFields(content);
+  // An originator field must be spelled plainly ("From:", any case): the
+  // DKIM signer, the next hop's DMARC and the recipient's reader may not
+  // see a "\uFEFFFrom:", "From :" or a name folded before its colon as From.
+  for (const f of fields) {
+    if (f.name !== "from" && !(OTHER_ORIGINATORS as readonly string[]).includes(f.name)) continue;
+    if (!PLAIN_NAME.test(content.toString("latin1", f.start, f.colon))) return ODD_NAME;
+  }
   const author = authorOf(content, fields);
   if (author.problem !== undefined && author.problem !== "multiple_domains") return NO_FROM;
   const mailboxes: Mailbox[] = [...author.mailboxes];

@@ -122,6 +122,13 @@ test("From: ownership sees what a reader sees: encoded words, look-alikes, space
   // A second From: behind a byte-order mark, or folded before its colon.
   refuse("From: alice@example.test\r\n\uFEFFFrom: ceo@bank.test", "5.6.0");
   refuse("From: alice@example.test\r\nFrom\r\n : ceo@bank.test", "5.6.0");
+  // A single originator field in a spelling the DKIM signer, the next hop or a reader may not take for it.
+  refuse("\uFEFFFrom: alice@example.test", "5.6.0");
+  refuse("From : alice@example.test", "5.6.0");
+  refuse("From\r\n : alice@example.test", "5.6.0");
+  refuse("Fr\u00ADom: alice@example.test", "5.6.0");
+  refuse("From: alice@example.test\r\nSender\t: alice@example.test", "5.6.0");
+  ok("FROM: alice@example.test\r\nresent-from: alice@example.test");
   // Sender:, Resent-From:, Resent-Sender: are originators too.
   refuse("From: alice@example.test\r\nSender: ceo@bank.test", "5.7.1");
   refuse("From: alice@example.test\r\nResent-From: Bank <ceo@bank.test>", "5.7.1");

@@ -71,7 +71,12 @@ test("the author: one From: with mailboxes in one domain, else a problem (and ev
   assert.deepEqual(a("From: Friends: me@example.org, ceo@bank.test;"), { problem: "multiple_domains", domains: ["example.org", "bank.test"] });
   assert.deepEqual(a("From:\r\nFrom: ceo@bank.test"), { problem: "duplicate", domains: ["bank.test"] });
   assert.deepEqual(a("From: =?utf-8?Q?ceo=40bank=2Etest?="), { problem: "invalid", domains: [] });
-  assert.deepEqual(a("\uFEFFFrom: ceo@bank.test"), { domains: ["bank.test"] });
+  // A From: whose name other readers may not take for From: (the domain still counts for DMARC).
+  assert.deepEqual(a("\uFEFFFrom: ceo@bank.test"), { problem: "invalid", domains: ["bank.test"] });
+  assert.deepEqual(a("Fr\u00ADom: ceo@bank.test"), { problem: "invalid", domains: ["bank.test"] });
+  // Obsolete white space or folding before the colon is still a From: (RFC 5322 §4.5).
+  assert.deepEqual(a("From : ceo@bank.test"), { domains: ["bank.test"] });
+  assert.deepEqual(a("FROM\r\n : ceo@bank.test"), { domains: ["bank.test"] });
   assert.deepEqual(a("From: me@example.org\r\n\uFEFFFrom: ceo@bank.test"), { problem: "duplicate", domains: ["example.org", "bank.test"] });
   assert.deepEqual(a("Subject: none"), { problem: "missing", domains: [] });
   for (const h of ["From: ceo", "From: <>", "From: Bank of Test", "From: undisclosed:;", "From:"]) assert.deepEqual(a(h), { problem: "invalid", domains: [] }, h);

@@ -44,11 +44,11 @@ let mx: Wardmail;
 let relaxed: Wardmail;
 
 /** Sends msg (CRLF lines, UTF-8) with swaks, byte for byte, from `source` (default 127.0.0.1). */
-async function send(from: string, to: string, lines: string[], source = "127.0.0.1", server = mx): Promise<string> {
+async function send(from: string, to: string, lines: string[], source = "127.0.0.1", server = mx, helo = "client.mine.test"): Promise<string> {
   const file = join(workDir, `msg-${Math.random().toString(36).slice(2)}.eml`);
   await writeFile(file, `${lines.join("\r\n")}\r\n.\r\n`, "utf8");
   const r = await run("swaks", [
-    "--timeout", "10", "--helo", "client.mine.test", "--server", "127.0.0.1", "--port", String(server.smtpPort),
+    "--timeout", "10", "--helo", helo, "--server", "127.0.0.1", "--port", String(server.smtpPort),
     "--local-interface", source, "--from", from, "--to", to, "--no-data-fixup", "--data", `@${file}`,
   ], { timeoutMs: 20_000 });
   return r.out;
@@ -79,7 +79,7 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     [mx, relaxed] = await Promise.all([
       startWardmail({
         workers: 1,
-        mailboxes: ["victim@example.test", "normal@example.test", "local@example.test", "trusted@example.test", "headers@example.test", "named@example.test"],
+        mailboxes: ["victim@example.test", "normal@example.test", "local@example.test", "trusted@example.test", "headers@example.test", "named@example.test", "helo@example.test"],
         checks: checks(""),
         extra: '[relay]\ntrusted_networks = ["127.0.0.5/32"]',
       }),
@@ -202,6 +202,17 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     assert.match(head, /^Received-SPF: pass /m);
     assert.equal((head.match(/^Authentication-Results:/gim) ?? []).length, 2, head);
     assert.match(head, /^Authentication-Results: other\.example; dkim=pass header\.d=elsewhere\.test$/m);
+  });
+
+  test("a HELO name with a semicolon adds no result of its own to our Authentication-Results (quoted)", async () => {
+    const out = await send("me@mine.test", "helo@example.test", ["From: me@mine.test", "To: helo@example.test", "Subject: helo", "", "x"], "127.0.0.1", mx, "x;dmarc=pass");
+    assert.equal(swaksReply(out, ".")?.code, 250, out);
+    const files = await waitFor("helo@example.test", 1);
+    assert.equal(files.length, 1);
+    const text = await readFile(files[0] as string, "latin1");
+    const ar = /^Authentication-Results: [^\r\n]*(?:\r\n[ \t][^\r\n]*)*/m.exec(text)?.[0] ?? "";
+    assert.match(ar, /smtp\.helo="x;dmarc=pass";/, ar);
+    assert.doesNotMatch(ar.replace(/"[^"]*"/g, '""'), /;\s*dmarc=pass/, ar);
   });
 
   test("the operator switch: with from.* tagged, authors in two free domains are delivered tagged; a p=reject author is still refused", async () => {

@@ -374,3 +374,36 @@ test("incoming Authentication-Results that claim our authserv-id are removed, ot
   assert.equal(authservIdOf(" (c (nested)) ex.org;"), "ex.org");
   assert.equal(authservIdOf(""), undefined);
 });
+
+test("a client's HELO name cannot add results to our Authentication-Results: it is quoted unless it is a token", async () => {
+  for (const helo of ["x;dmarc=pass", "(c)dkim=pass;", 'a"b;spf=pass', "[192.0.2.1]"]) {
+    const r = await both(check(), { clientIp: "198.51.100.7", helo, mailFrom: "bounce@elsewhere.test", content: message("ceo@none.test") });
+    const ar = (r.headers.find((h) => h.startsWith("Authentication-Results:")) ?? "").replace(/\r\n\s*/g, " ");
+    // Split into resinfos as an RFC 8601 reader does: at ";" outside quoted strings and comments.
+    const resinfos: string[] = [];
+    let cur = "";
+    let quoted = false;
+    let depth = 0;
+    for (let i = 0; i < ar.length; i++) {
+      const ch = ar[i] as string;
+      if (quoted && ch === "\\") {
+        cur += ch + (ar[++i] ?? "");
+        continue;
+      }
+      if (ch === '"' && depth === 0) quoted = !quoted;
+      else if (!quoted && ch === "(") depth++;
+      else if (!quoted && ch === ")") depth--;
+      if (ch === ";" && !quoted && depth === 0) {
+        resinfos.push(cur.trim());
+        cur = "";
+      } else cur += ch;
+    }
+    resinfos.push(cur.trim());
+    const methods = resinfos.slice(1).map((x) => /^([a-z-]+)=/.exec(x)?.[1]);
+    // An address literal has no HELO identity to check (RFC 7208 §2.3).
+    assert.deepEqual(methods, helo.startsWith("[") ? ["dkim", "spf", "arc", "dmarc"] : ["dkim", "spf", "spf", "arc", "dmarc"], `${helo}: ${ar}`);
+    if (!helo.startsWith("[")) assert.match(resinfos.find((x) => x.includes("smtp.helo=")) ?? "", /^spf=\w+ smtp\.helo="(?:[^"\\]|\\.)*"$/, helo);
+  }
+  const plain = await both(check(), { clientIp: "198.51.100.7", helo: "mx.good.test", mailFrom: "bounce@elsewhere.test", content: message("ceo@none.test") });
+  assert.match(plain.headers.find((h) => h.startsWith("Authentication-Results:")) ?? "", /smtp\.helo=mx\.good\.test;/);
+});

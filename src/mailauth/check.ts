@@ -222,7 +222,7 @@ export class SenderAuthCheck implements Check {
     const parts: string[] = [];
     for (const r of dkimResults) if (r.info) parts.push(r.info);
     if (res.spf && res.spf.info) parts.push(res.spf.info);
-    if (heloSpf) parts.push(`spf=${result(heloSpf)} smtp.helo=${helo}`);
+    if (heloSpf) parts.push(`spf=${result(heloSpf)} smtp.helo=${pvalue(helo)}`);
     if (res.arc && res.arc.info) parts.push(res.arc.info);
     for (const d of dmarcs) if (d.result && d.result.info) parts.push(d.result.info + (d.verdict.comment ? ` (${d.verdict.comment})` : ""));
     if (author.problem !== undefined && author.problem !== "multiple_domains") parts.push(`dmarc=permerror (${PROBLEM_TEXT[author.problem] ?? author.problem})`);
@@ -387,6 +387,15 @@ export class SenderAuthCheck implements Check {
     const aar = arc.authenticationResults as { dmarc?: { result?: string } } | undefined;
     return aar?.dmarc?.result === "pass";
   }
+}
+
+/**
+ * A client-given text as an Authentication-Results property value (RFC
+ * 8601 §2.2 pvalue: a token, else a quoted-string), so that "EHLO
+ * x;dmarc=pass" cannot add a result of its own to our header.
+ */
+export function pvalue(text: string): string {
+  return /^[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+$/.test(text) ? text : `"${text.replace(/[\\"]/g, "\\$&")}"`;
 }
 
 /** Folds one resinfo at spaces so no line passes 78 characters where that is possible (RFC 5322 §2.1.1). */

@@ -42,7 +42,7 @@
 import { arc, authenticate, spf, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
-import { addressesIn, authorOf, canonicalDomain, fieldValue, headerFields, type Author } from "../message/index.ts";
+import { addressesIn, authorOf, canonicalDomain, fieldValue, headerFields, MAX_PARSED_FIELDS, type Author } from "../message/index.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { DkimKeyCache, verifyDkim } from "./verify.ts";
 
@@ -312,8 +312,11 @@ export class SenderAuthCheck implements Check {
    */
   private localName(content: Buffer, fields: ReturnType<typeof headerFields>, author: Author, res: Verified): boolean {
     if (this.local.size === 0) return false;
+    let seen = 0;
     for (const f of fields) {
       if (f.name !== "from") continue;
+      // Bounded like the author (more From: fields are from.duplicate anyway).
+      if (++seen > MAX_PARSED_FIELDS) break;
       for (const shown of addressesIn(fieldValue(content, f))) {
         const domain = shown.slice(shown.lastIndexOf("@") + 1);
         if (this.ours(domain) && !author.domains.includes(domain)) return !this.trustedArc(res);

@@ -35,8 +35,8 @@ export interface Author {
   readonly problem?: AuthorProblem;
 }
 
-/** Fields of one name parsed; the rest are only counted (the answer is already "duplicate"). */
-const MAX_PARSED_FIELDS = 10;
+/** Fields of one name parsed; the rest are only counted (callers refuse more: a From: "duplicate", submission more Resent- fields). */
+export const MAX_PARSED_FIELDS = 10;
 
 /**
  * The field's name is letters and hyphens, then at most white space or

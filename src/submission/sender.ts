@@ -30,12 +30,12 @@
  * word the address parser splits at a special ("=?utf-8?q?ceo=40bank.test?=")
  * or a name spread over several encoded words is seen decoded as one text.
  */
-import { addressesIn, authorOf, fieldValue, headerFields, mailboxesOf, type Mailbox } from "../message/index.ts";
+import { addressesIn, authorOf, fieldValue, headerFields, mailboxesOf, MAX_MAILBOXES, MAX_PARSED_FIELDS, type Mailbox } from "../message/index.ts";
 import { reply, type Reply } from "../protocol/reply.ts";
 
 const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authenticated user");
 const NO_FROM = reply(550, "5.6.0", "Message must have exactly one From: header with an address");
-const BAD_ORIGINATOR = reply(550, "5.6.0", "Sender: and Resent- originator headers must hold valid addresses (one Sender: at most)");
+const BAD_ORIGINATOR = reply(550, "5.6.0", "Originator headers must hold valid addresses (one Sender: at most, at most 10 of each Resent- field)");
 
 const ODD_NAME = reply(550, "5.6.0", "Originator header field names must be written plainly (no space, folding or invisible character before the colon)");
 /** A field name as RFC 5322 §3.6 writes it: letters and hyphens, nothing before the colon. */
@@ -65,15 +65,20 @@ export function checkFromHeader(content: Buffer, owns: (address: string) => bool
   const mailboxes: Mailbox[] = [...author.mailboxes];
   for (const name of OTHER_ORIGINATORS) {
     const found = mailboxesOf(content, name, fields);
-    if (found.invalid || (name === "sender" && found.fields > 1)) return BAD_ORIGINATOR;
+    // More fields than are parsed would leave the rest unchecked: refused (no real message has 11 resent blocks).
+    if (found.invalid || (name === "sender" && found.fields > 1) || found.fields > MAX_PARSED_FIELDS) return BAD_ORIGINATOR;
     mailboxes.push(...found.mailboxes);
   }
   // The whole field as a reader may take it: a name split into several
   // encoded words, or one holding specials ("=?utf-8?q?ceo?= =?utf-8?q?=40bank.test?="),
   // reads as an address only once the field is decoded as one text.
+  // Bounded: at most 1 + 1 + 2 × MAX_PARSED_FIELDS fields (above), each
+  // showing at most MAX_MAILBOXES distinct addresses, each asked about once.
   for (const f of fields) {
     if (f.name !== "from" && !(OTHER_ORIGINATORS as readonly string[]).includes(f.name)) continue;
-    for (const shown of addressesIn(fieldValue(content, f))) if (!owns(shown)) return NOT_OWNED;
+    const shown = new Set(addressesIn(fieldValue(content, f)).map((a) => a.toLowerCase()));
+    if (shown.size > MAX_MAILBOXES) return BAD_ORIGINATOR;
+    for (const a of shown) if (!owns(a)) return NOT_OWNED;
   }
   for (const m of mailboxes) {
     if (!owns(m.address)) return NOT_OWNED;

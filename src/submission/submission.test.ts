@@ -159,6 +159,17 @@ test("From: ownership reads the whole field: encoded words split at specials or 
   // A charset nobody knows: readers fall back to a default one.
   refuse("From: =?x-no-such?q?ceo=40bank=2Etest?= <alice@example.test>");
   refuse("From: =?iso-2022-kr?q?ceo=40bank=2Etest?= <alice@example.test>");
+  // More Resent- fields than are parsed: refused, never an unchecked eleventh.
+  const resent = "From: alice@example.test\r\n" + "Resent-From: alice@example.test\r\n".repeat(10);
+  assert.equal(checkFromHeader(msg(`${resent}Resent-From: CEO <ceo@bank.test>`), owns)?.status, "5.6.0");
+  assert.equal(checkFromHeader(msg(`${resent}Resent-From: Alice <alice@example.test>`), owns)?.status, "5.6.0");
+  assert.equal(checkFromHeader(msg(resent), owns), undefined);
+  // A field that shows more than MAX_MAILBOXES addresses is refused without asking about each.
+  let asked = 0;
+  const counting = (a: string): boolean => (asked++, owns(a));
+  const many = `From: "${Array.from({ length: 150 }, (_, i) => `x${i}@example.test`).join(" ")}" <alice@example.test>`;
+  assert.equal(checkFromHeader(msg(many), counting)?.status, "5.6.0");
+  assert.ok(asked <= 1, String(asked));
   // An IDN in a name is compared in its A-label form.
   refuse('From: "ceo@b\u00e4nk.test" <alice@example.test>');
   // Owned addresses in every form a field may take still pass.

@@ -13,7 +13,9 @@
  * two addresses in one field, a group, an empty From: before a forged one,
  * the whole From: as an encoded word, a byte-order mark before the name,
  * no From:, "ceo", "<>", a bare name) is refused, as are our own domain in
- * MAIL FROM or From: from an unauthenticated client; a client in
+ * MAIL FROM or From: from an unauthenticated client (a subdomain of it
+ * too; shown in the display name of a foreign address it goes to Junk);
+ * a client in
  * relay.trusted_networks (127.0.0.5) may use it, a normal message is
  * delivered, and forged Authentication-Results (folded before the colon,
  * trailing dot on the id), Received-SPF and X-Wardmail-Verdict are gone.
@@ -42,11 +44,11 @@ let mx: Wardmail;
 let relaxed: Wardmail;
 
 /** Sends msg (CRLF lines, UTF-8) with swaks, byte for byte, from `source` (default 127.0.0.1). */
-async function send(from: string, to: string, lines: string[], source = "127.0.0.1", server = mx): Promise<string> {
+async function send(from: string, to: string, lines: string[], source = "127.0.0.1", server = mx, helo = "client.mine.test"): Promise<string> {
   const file = join(workDir, `msg-${Math.random().toString(36).slice(2)}.eml`);
   await writeFile(file, `${lines.join("\r\n")}\r\n.\r\n`, "utf8");
   const r = await run("swaks", [
-    "--timeout", "10", "--helo", "client.mine.test", "--server", "127.0.0.1", "--port", String(server.smtpPort),
+    "--timeout", "10", "--helo", helo, "--server", "127.0.0.1", "--port", String(server.smtpPort),
     "--local-interface", source, "--from", from, "--to", to, "--no-data-fixup", "--data", `@${file}`,
   ], { timeoutMs: 20_000 });
   return r.out;
@@ -77,7 +79,7 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     [mx, relaxed] = await Promise.all([
       startWardmail({
         workers: 1,
-        mailboxes: ["victim@example.test", "normal@example.test", "local@example.test", "trusted@example.test", "headers@example.test"],
+        mailboxes: ["victim@example.test", "normal@example.test", "local@example.test", "trusted@example.test", "headers@example.test", "named@example.test", "helo@example.test"],
         checks: checks(""),
         extra: '[relay]\ntrusted_networks = ["127.0.0.5/32"]',
       }),
@@ -107,7 +109,8 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     { name: "group syntax", head: ["From: Friends: me@mine.test, ceo@bank.test;"], status: "5.7.1" },
     { name: "an empty From: then a forged one", head: ["From:", "From: ceo@bank.test"], status: "5.6.0" },
     { name: "the whole From: as an encoded word", head: ["From: =?utf-8?Q?ceo=40bank=2Etest?="], status: "5.6.0" },
-    { name: "a byte-order mark before the header name", head: ["\uFEFFFrom: ceo@bank.test"], status: "5.7.1" },
+    { name: "a byte-order mark before the header name", head: ["\uFEFFFrom: ceo@bank.test"], status: "5.6.0" },
+    { name: "the only From: behind a byte-order mark, the spoof in Sender:", head: ["\uFEFFFrom: me@mine.test", "Sender: ceo@bank.test"], status: "5.6.0" },
     { name: "a second From: behind a byte-order mark", head: ["From: me@mine.test", "\uFEFFFrom: ceo@bank.test"], status: "5.6.0" },
     { name: "no From: at all", head: ["Sender: ceo@bank.test"], status: "5.6.0" },
     { name: "From: ceo", head: ["From: ceo"], status: "5.6.0" },
@@ -149,6 +152,27 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     assert.deepEqual(await mx.maildir("local@example.test"), []);
   });
 
+  test("our own domain as a subdomain, or shown in the display name of a foreign address: refused, or quarantined to Junk", async () => {
+    const mail = await send("it@mail.example.test", "local@example.test", ["From: me@mine.test", "To: local@example.test", "Subject: hi", "", "x"]);
+    assert.equal(swaksReply(mail, "MAIL FROM:")?.code, 550, mail);
+    assert.match(swaksReply(mail, "MAIL FROM:")?.line ?? "", /local\.mail_from/);
+    const sub = await send("me@mine.test", "local@example.test", ["From: IT <it@mail.EXAMPLE.test>", "To: local@example.test", "Subject: hi", "", "x"]);
+    assert.equal(swaksReply(sub, ".")?.code, 550, sub);
+    assert.match(swaksReply(sub, ".")?.line ?? "", /local\.from/);
+    assert.deepEqual(await mx.maildir("local@example.test"), []);
+    const named = await send("me@mine.test", "named@example.test", ['From: "=?utf-8?q?ceo=40example.test?=" <me@mine.test>', "To: named@example.test", "Subject: wire", "", "x"]);
+    assert.equal(swaksReply(named, ".")?.code, 250, named);
+    const deadline = Date.now() + 10_000;
+    let files: string[] = [];
+    while (files.length === 0 && Date.now() < deadline) {
+      files = await mx.maildir("named@example.test", ".Junk").catch(() => []);
+      if (files.length === 0) await sleep(50);
+    }
+    assert.equal(files.length, 1, mx.output().slice(-2000));
+    assert.match(await readFile(files[0] as string, "utf8"), /^X-Wardmail-Verdict: local\.from_name \(quarantine\)$/m);
+    assert.deepEqual(await mx.maildir("named@example.test"), []);
+  });
+
   test("a client in relay.trusted_networks may use our own domain", async () => {
     const out = await send("app@example.test", "trusted@example.test", ["From: app@example.test", "To: trusted@example.test", "Subject: from the app", "", "x"], "127.0.0.5");
     assert.equal(swaksReply(out, ".")?.code, 250, out);
@@ -178,6 +202,17 @@ describe("forged senders on the MX: refused against a p=reject domain served by 
     assert.match(head, /^Received-SPF: pass /m);
     assert.equal((head.match(/^Authentication-Results:/gim) ?? []).length, 2, head);
     assert.match(head, /^Authentication-Results: other\.example; dkim=pass header\.d=elsewhere\.test$/m);
+  });
+
+  test("a HELO name with a semicolon adds no result of its own to our Authentication-Results (quoted)", async () => {
+    const out = await send("me@mine.test", "helo@example.test", ["From: me@mine.test", "To: helo@example.test", "Subject: helo", "", "x"], "127.0.0.1", mx, "x;dmarc=pass");
+    assert.equal(swaksReply(out, ".")?.code, 250, out);
+    const files = await waitFor("helo@example.test", 1);
+    assert.equal(files.length, 1);
+    const text = await readFile(files[0] as string, "latin1");
+    const ar = /^Authentication-Results: [^\r\n]*(?:\r\n[ \t][^\r\n]*)*/m.exec(text)?.[0] ?? "";
+    assert.match(ar, /smtp\.helo="x;dmarc=pass";/, ar);
+    assert.doesNotMatch(ar.replace(/"[^"]*"/g, '""'), /;\s*dmarc=pass/, ar);
   });
 
   test("the operator switch: with from.* tagged, authors in two free domains are delivered tagged; a p=reject author is still refused", async () => {

@@ -529,8 +529,13 @@ describe("sender ownership (alice: alias ali@, sender alice.news@other.test and 
     { what: "a fullwidth at sign", head: ['From: "ceo\uFF20bank.test" <alice@example.test>'], reply: "550 5.7.1" },
     { what: "spaces around the at sign", head: ['From: "ceo @ bank.test" <alice@example.test>'], reply: "550 5.7.1" },
     { what: "a second From: behind a byte-order mark", head: ["From: alice@example.test", "\uFEFFFrom: ceo@bank.test"], reply: "550 5.6.0" },
+    { what: "the only From: behind a byte-order mark (a spelling the signer and readers may not take for From)", head: ["\uFEFFFrom: alice@example.test"], reply: "550 5.6.0" },
+    { what: "a foreign 11th Resent-From: (only 10 are parsed)", head: ["From: alice@example.test", ...Array<string>(10).fill("Resent-From: alice@example.test"), "Resent-From: ceo@bank.test"], reply: "550 5.6.0" },
     { what: "a foreign Sender:", head: ["From: alice@example.test", "Sender: ceo@bank.test"], reply: "550 5.7.1" },
     { what: "a foreign Resent-From:", head: ["From: alice@example.test", "Resent-From: ceo@bank.test"], reply: "550 5.7.1" },
+    { what: "an unquoted encoded word with a literal dot (split by the address parser)", head: ["From: =?utf-8?q?ceo=40bank.test?= <alice@example.test>"], reply: "550 5.7.1" },
+    { what: "an address spread over two encoded words", head: ["From: =?utf-8?q?ceo?= =?utf-8?q?=40bank=2Etest?= <alice@example.test>"], reply: "550 5.7.1" },
+    { what: "a quoted local part in the name", head: ['From: "\\"ceo\\"@bank.test" <alice@example.test>'], reply: "550 5.7.1" },
     { what: "a UTF-8 name and an owned Sender: (delivered)", head: ["From: =?utf-8?Q?Alice_M=C3=BCller?= <alice@example.test>", "Sender: ali@example.test"], reply: "250 2.0.0" },
   ];
   for (const [i, c] of forgedCases.entries()) {

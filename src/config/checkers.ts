@@ -316,6 +316,7 @@ export const VERDICT_DEFAULTS: Readonly<Record<string, (typeof CHECK_ACTIONS)[nu
   "from.multiple_domains": "reject",
   "local.mail_from": "reject",
   "local.from": "reject",
+  "local.from_name": "quarantine",
   "local.temperror": "tempfail",
 };
 

@@ -125,6 +125,7 @@ const EXPECTED_DEFAULTS: Config = {
       "from.multiple_domains": "reject",
       "local.mail_from": "reject",
       "local.from": "reject",
+      "local.from_name": "quarantine",
       "local.temperror": "tempfail",
     },
     dmarcOverrides: {},

@@ -337,7 +337,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "checks", name: "enabled", type: "boolean", default: true,
-    doc: "Verify inbound mail on the MX listener: SPF (MAIL FROM and HELO), DKIM, ARC and DMARC, and add Authentication-Results. Submission (authenticated) mail is not checked.",
+    doc: "Verify inbound mail on the MX listener: SPF (MAIL FROM and HELO), DKIM, ARC and DMARC, the From: field (from.*) and the use of our own domains (local.*), and add Authentication-Results. Submission (authenticated) mail is not checked. false turns all of them off; relax single verdicts in checks.actions instead.",
     check: boolean,
   },
   {

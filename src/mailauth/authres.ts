@@ -9,7 +9,7 @@
  * authserv-id = value (RFC 2045: token or quoted-string). Comments in
  * parentheses may nest; quoted-strings may hold quoted-pairs.
  */
-import { removeFields } from "../message/index.ts";
+import { canonicalDomain, readerForm, removeFields } from "../message/index.ts";
 
 /** Skips CFWS (white space and nested comments) from i; returns the next index. */
 function skipCfws(s: string, i: number): number {
@@ -57,9 +57,16 @@ export function authservIdOf(value: string): string | undefined {
   return i > start ? value.slice(start, i).toLowerCase() : undefined;
 }
 
-/** An authserv-id for comparison: lower case, without trailing dots ("MX.Example.test." is "mx.example.test"). */
+/**
+ * An authserv-id for comparison, as a reader would take it: NFKC, format
+ * characters (zero-width, byte-order mark) and look-alikes of "." dropped or
+ * mapped (src/message readerForm), lower case, without trailing dots, a
+ * Unicode domain in its A-label form. "MX.Example.test.", "mx\u200B.example.test"
+ * and "mx\uFF0Eexample.test" are all "mx.example.test".
+ */
 function sameId(id: string): string {
-  return id.toLowerCase().replace(/\.+$/, "");
+  const read = readerForm(id).toLowerCase().replace(/\.+$/, "");
+  return canonicalDomain(read) ?? read;
 }
 
 /**

@@ -45,6 +45,7 @@ const ZONE: Record<string, Record<string, unknown[]>> = {
   "none.test": { TXT: [["v=spf1 -all"]] },
   "_dmarc.none.test": { TXT: [["v=DMARC1; p=none"]] },
   "arc._domainkey.list.test": { TXT: [[`v=DKIM1; k=rsa; p=${sealer.p}`]] },
+  "rsa._domainkey.example.test": { TXT: [[`v=DKIM1; k=rsa; p=${rsa2048.p}`]] },
 };
 
 async function resolver(name: string, type: string): Promise<unknown> {
@@ -64,8 +65,8 @@ function message(from: string, extra = ""): Buffer {
   return Buffer.from(`${extra}From: ${from}\r\nTo: user@example.test\r\nSubject: hello\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\nHello.\r\n`);
 }
 
-async function signed(msg: Buffer, signatures: { selector: string; privateKey: string; algorithm?: string }[]): Promise<Buffer> {
-  const r = await dkimSign(msg, { signingDomain: "good.test", selector: "x", privateKey: "", signatureData: signatures.map((s) => ({ signingDomain: "good.test", ...s })) } as never);
+async function signed(msg: Buffer, signatures: { selector: string; privateKey: string; algorithm?: string }[], signingDomain = "good.test"): Promise<Buffer> {
+  const r = await dkimSign(msg, { signingDomain, selector: "x", privateKey: "", signatureData: signatures.map((s) => ({ signingDomain, ...s })) } as never);
   assert.deepEqual(r.errors, []);
   return Buffer.concat([Buffer.from(r.signatures), msg]);
 }
@@ -184,7 +185,8 @@ test("no single author: every variant gets a from.* verdict and DMARC for every 
     ["From: Friends: me@none.test, ceo@good.test;", ["from.multiple_domains", "dmarc.reject"]],
     ["From:\r\nFrom: ceo@good.test", ["from.duplicate", "dmarc.reject"]],
     ["From: =?utf-8?Q?ceo=40good=2Etest?=", ["from.invalid", "dmarc.permerror"]],
-    ["\uFEFFFrom: ceo@good.test", ["dmarc.reject"]],
+    ["\uFEFFFrom: ceo@good.test", ["from.invalid", "dmarc.reject"]],
+    ["\uFEFFFrom: me@none.test\r\nSender: ceo@good.test", ["from.invalid", "dmarc.none"]],
     ["From: me@none.test\r\n\uFEFFFrom: ceo@good.test", ["from.duplicate", "dmarc.reject"]],
     ["Sender: ceo@good.test", ["from.missing", "dmarc.permerror"]],
     ["From: ceo", ["from.invalid", "dmarc.permerror"]],
@@ -229,6 +231,28 @@ test("our own domains from outside: MAIL FROM needs SPF pass, From: needs DMARC 
   assert.deepEqual(ok.data, ["dkim.pass", "arc.none", "dmarc.pass"]);
   // The runner refuses with 5.7.1.
   assert.equal(new CheckRunner([local], VERDICT_DEFAULTS, 5000).decide(["spf.fail", "local.mail_from"]).reply?.status, "5.7.1");
+  // A subdomain of ours is ours too (a reader trusts it as much): MAIL FROM and From:.
+  assert.deepEqual((await local.mail(input({ mailFrom: "x@mail.Example.test" }))).verdicts, ["spf.none", "local.mail_from"]);
+  assert.deepEqual((await local.mail(input({ mailFrom: "x@notexample.test" }))).verdicts, ["spf.none"]);
+  assert.deepEqual((await both(local, { ...spoof, content: message("it@mail.example.test") })).data.slice(2), ["dmarc.none", "local.from"]);
+  assert.deepEqual((await both(local, { ...spoof, content: message("it@notexample.test") })).data.slice(2), ["dmarc.none"]);
+  // A subdomain signed by its parent domain of ours (relaxed alignment): accepted.
+  const sub = await both(local, { ...spoof, content: await signed(message("a@sub.good.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]) });
+  assert.deepEqual(sub.data, ["dkim.pass", "arc.none", "dmarc.pass"]);
+  // Without a DMARC record: a signature of our parent domain vouches for its subdomain, a foreign one does not.
+  const parent = await both(local, { ...spoof, content: await signed(message("it@mail.example.test"), [{ selector: "rsa", privateKey: rsa2048.priv }], "example.test") });
+  assert.deepEqual(parent.data, ["dkim.pass", "arc.none", "dmarc.none"]);
+  const foreign = await both(local, { ...spoof, content: await signed(message("it@mail.example.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]) });
+  assert.deepEqual(foreign.data, ["dkim.pass", "arc.none", "dmarc.none", "local.from"]);
+  // A name that shows a reader an address of ours while the address is elsewhere: local.from_name (quarantine by default).
+  const named = async (from: string): Promise<readonly string[]> => (await both(local, { ...spoof, content: message(from) })).data.slice(2);
+  assert.deepEqual(await named('"ceo@example.test" <x@elsewhere.test>'), ["dmarc.none", "local.from_name"]);
+  assert.deepEqual(await named("=?utf-8?q?ceo=40example.test?= <x@elsewhere.test>"), ["dmarc.none", "local.from_name"]);
+  assert.deepEqual(await named('"ceo\uFF20Example\u3002test" <x@elsewhere.test>'), ["dmarc.none", "local.from_name"]);
+  assert.deepEqual(await named("x@elsewhere.test (ceo@mail.example.test)"), ["dmarc.none", "local.from_name"]);
+  assert.deepEqual(await named('"ceo@elsewhere.test" <x@elsewhere.test>'), ["dmarc.none"]);
+  assert.deepEqual(await named('"The CEO" <x@elsewhere.test>'), ["dmarc.none"]);
+  assert.equal(new CheckRunner([local], VERDICT_DEFAULTS, 5000).decide(["dmarc.none", "local.from_name"]).action, "quarantine");
   // Without local domains (the default check), nothing of the kind.
   assert.deepEqual((await check().mail(input({ clientIp: "198.51.100.7" }))).verdicts, ["spf.fail"]);
 });
@@ -256,6 +280,20 @@ test("a passing ARC chain sealed by a trusted sealer that saw dmarc=pass overrid
   const trusted = await both(check({ trustedArcSealers: ["list.test"] }), { ...spoof, content });
   assert.deepEqual(trusted.data.slice(1), ["arc.pass", "dmarc.none"]);
   assert.match(trusted.headers[0] ?? "", /overridden by trusted ARC sealer list\.test/);
+  // Our own domain through a trusted list (our user wrote to it): not refused as an own-domain spoof.
+  const ours = (sealers: string[]): SenderAuthCheck =>
+    new SenderAuthCheck({ resolver, authservId: AUTHSERV, checks: { trustedArcSealers: sealers, dmarcOverrides: {} }, localDomains: ["good.test"] });
+  assert.deepEqual((await both(ours(["list.test"]), { ...spoof, content })).data.slice(1), ["arc.pass", "dmarc.none"]);
+  assert.deepEqual((await both(ours([]), { ...spoof, content })).data.slice(1), ["arc.pass", "dmarc.reject", "local.from"]);
+  // A trusted list that shows our user's address in the name ("'alice@good.test' via List"): not local.from_name.
+  const viaOriginal = message(`"'ceo@good.test' via List" <l@list.test>`, "List-Id: <l.list.test>\r\n");
+  const viaSeal = await sealMessage(viaOriginal, {
+    signingDomain: "list.test", selector: "arc", privateKey: sealer.priv, cv: "none",
+    authResults: "list.test; dkim=pass header.d=good.test; spf=pass smtp.mailfrom=good.test; dmarc=pass header.from=good.test",
+  });
+  const via = Buffer.concat([viaSeal, viaOriginal]);
+  assert.ok(!(await both(ours(["list.test"]), { ...spoof, content: via })).data.includes("local.from_name"));
+  assert.ok((await both(ours([]), { ...spoof, content: via })).data.includes("local.from_name"));
 });
 
 test("a message forwarded to another domain is ARC-sealed; the next hop validates our seal", async () => {
@@ -322,7 +360,50 @@ test("incoming Authentication-Results that claim our authserv-id are removed, ot
   );
   assert.equal(stripOwnHeaders(forged, AUTHSERV).toString(), "Authentication-Results: mx.wardmail.test.other; dkim=pass\r\nSubject: s\r\n\r\nReceived-SPF: in the body\r\n");
   assert.equal(stripOwnHeaders(Buffer.from("Subject: x\r\n\r\nb\r\n"), AUTHSERV).toString(), "Subject: x\r\n\r\nb\r\n");
+  // An id that only looks like ours to a reader is ours too: zero-width characters, full-width dots, U-labels.
+  const lookalike = Buffer.from(
+    "Authentication-Results: mx.wardmail.test\u200B; dkim=pass\r\n" +
+      "Authentication-Results: mx\uFF0Ewardmail\u3002test; dkim=pass\r\n" +
+      "Authentication-Results: \uFEFFmx.wardmail.test; dkim=pass\r\n" +
+      "Subject: s\r\n\r\nb\r\n",
+  );
+  assert.equal(stripOwnHeaders(lookalike, AUTHSERV).toString(), "Subject: s\r\n\r\nb\r\n");
+  const idn = Buffer.from("Authentication-Results: xn--mx-wardml-22a.test; dkim=pass\r\nAuthentication-Results: mx-wardmäl.test; dkim=pass\r\nSubject: s\r\n\r\nb\r\n");
+  assert.equal(stripOwnHeaders(idn, "MX-Wardmäl.test").toString(), "Subject: s\r\n\r\nb\r\n");
   assert.equal(authservIdOf(" example.org 1; none"), "example.org");
   assert.equal(authservIdOf(" (c (nested)) ex.org;"), "ex.org");
   assert.equal(authservIdOf(""), undefined);
+});
+
+test("a client's HELO name cannot add results to our Authentication-Results: it is quoted unless it is a token", async () => {
+  for (const helo of ["x;dmarc=pass", "(c)dkim=pass;", 'a"b;spf=pass', "[192.0.2.1]"]) {
+    const r = await both(check(), { clientIp: "198.51.100.7", helo, mailFrom: "bounce@elsewhere.test", content: message("ceo@none.test") });
+    const ar = (r.headers.find((h) => h.startsWith("Authentication-Results:")) ?? "").replace(/\r\n\s*/g, " ");
+    // Split into resinfos as an RFC 8601 reader does: at ";" outside quoted strings and comments.
+    const resinfos: string[] = [];
+    let cur = "";
+    let quoted = false;
+    let depth = 0;
+    for (let i = 0; i < ar.length; i++) {
+      const ch = ar[i] as string;
+      if (quoted && ch === "\\") {
+        cur += ch + (ar[++i] ?? "");
+        continue;
+      }
+      if (ch === '"' && depth === 0) quoted = !quoted;
+      else if (!quoted && ch === "(") depth++;
+      else if (!quoted && ch === ")") depth--;
+      if (ch === ";" && !quoted && depth === 0) {
+        resinfos.push(cur.trim());
+        cur = "";
+      } else cur += ch;
+    }
+    resinfos.push(cur.trim());
+    const methods = resinfos.slice(1).map((x) => /^([a-z-]+)=/.exec(x)?.[1]);
+    // An address literal has no HELO identity to check (RFC 7208 §2.3).
+    assert.deepEqual(methods, helo.startsWith("[") ? ["dkim", "spf", "arc", "dmarc"] : ["dkim", "spf", "spf", "arc", "dmarc"], `${helo}: ${ar}`);
+    if (!helo.startsWith("[")) assert.match(resinfos.find((x) => x.includes("smtp.helo=")) ?? "", /^spf=\w+ smtp\.helo="(?:[^"\\]|\\.)*"$/, helo);
+  }
+  const plain = await both(check(), { clientIp: "198.51.100.7", helo: "mx.good.test", mailFrom: "bounce@elsewhere.test", content: message("ceo@none.test") });
+  assert.match(plain.headers.find((h) => h.startsWith("Authentication-Results:")) ?? "", /smtp\.helo=mx\.good\.test;/);
 });

@@ -26,10 +26,13 @@
  * strictest result is the verdict, so an operator who accepts such
  * messages still gets each domain's policy applied.
  *
- * Our own domains (local.domains) from outside: MAIL FROM in one of them
- * without SPF pass is local.mail_from; a From: in one of them without
- * DMARC pass, a verifying DKIM signature of that domain or SPF pass for it
- * is local.from; a temporary DNS error on the way is local.temperror.
+ * Our own domains (local.domains, and their subdomains) from outside: MAIL
+ * FROM in one of them without SPF pass is local.mail_from; a From: in one
+ * of them without DMARC pass, a verifying DKIM signature of that domain or
+ * SPF pass for it (or for a parent or subdomain of it within our domains)
+ * is local.from; a temporary DNS error on the way is local.temperror; a
+ * From: whose display name or comment shows a reader an address in one of
+ * them while its address is elsewhere is local.from_name.
  *
  * Headers: Authentication-Results (RFC 8601) with our
  * authserv-id, then Received-SPF (RFC 7208 §9.1). When the host marks the
@@ -40,7 +43,7 @@
 import { spf, type ARCResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
 import type { Config } from "../config/types.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
-import { authorOf, canonicalDomain, type Author } from "../message/index.ts";
+import { addressesIn, authorOf, canonicalDomain, fieldValue, headerFields, MAX_PARSED_FIELDS, type Author } from "../message/index.ts";
 import type { Verified } from "./content.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { VerifierPool } from "./offload.ts";
@@ -110,10 +113,35 @@ export class SenderAuthCheck implements Check {
     this.verifier.close();
   }
 
-  /** True when the address (local@domain) is in one of our domains. */
+  /**
+   * True when the domain (canonical) is one of ours or a subdomain of one:
+   * a reader takes "it@mail.example.org" for someone of example.org as
+   * readily as "it@example.org".
+   */
+  private ours(domain: string): boolean {
+    for (let d = domain; ; ) {
+      if (this.local.has(d)) return true;
+      const dot = d.indexOf(".");
+      if (dot < 0) return false;
+      d = d.slice(dot + 1);
+    }
+  }
+
+  /** True when the address (local@domain) is in one of our domains or a subdomain of one. */
   private isLocal(address: string): boolean {
     const d = canonicalDomain(address.slice(address.lastIndexOf("@") + 1).replace(/\.+$/, ""));
-    return d !== undefined && this.local.has(d);
+    return d !== undefined && this.ours(d);
+  }
+
+  /**
+   * A passing identity (DKIM d= or the SPF domain) vouches for an author
+   * domain of ours when it is that domain, or one of the two is a subdomain
+   * of the other within our domains (relaxed alignment, RFC 7489 §3.1).
+   */
+  private vouches(identity: string, domain: string): boolean {
+    const id = identity.toLowerCase().replace(/\.+$/, "");
+    if (id === domain) return true;
+    return this.ours(id) && (domain.endsWith(`.${id}`) || id.endsWith(`.${domain}`));
   }
 
   readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
@@ -182,18 +210,20 @@ export class SenderAuthCheck implements Check {
           ? "fail"
           : "none";
     const arc = result(res.arc);
-    const author = authorOf(content);
+    const fields = headerFields(content);
+    const author = authorOf(content, fields);
     const dmarcs = await this.dmarcAll(author, res);
     const dmarcVerdict = this.strictest(dmarcs);
     // A From: problem first: it is the reason a refusal names when DMARC fails too.
     const verdicts = [`dkim.${dkim}`, `arc.${arc}`, ...(author.problem !== undefined ? [`from.${author.problem}`] : []), dmarcVerdict.verdict];
     const local = this.localAuthor(author, dmarcs, res);
     if (local !== undefined) verdicts.push(local);
+    else if (this.localName(content, fields, author, res)) verdicts.push("local.from_name");
     // Authentication-Results: one resinfo per result, our authserv-id first.
     const parts: string[] = [];
     for (const r of dkimResults) if (r.info) parts.push(r.info);
     if (res.spf && res.spf.info) parts.push(res.spf.info);
-    if (heloSpf) parts.push(`spf=${result(heloSpf)} smtp.helo=${helo}`);
+    if (heloSpf) parts.push(`spf=${result(heloSpf)} smtp.helo=${pvalue(helo)}`);
     if (res.arc && res.arc.info) parts.push(res.arc.info);
     for (const d of dmarcs) if (d.result && d.result.info) parts.push(d.result.info + (d.verdict.comment ? ` (${d.verdict.comment})` : ""));
     if (author.problem !== undefined && author.problem !== "multiple_domains") parts.push(`dmarc=permerror (${PROBLEM_TEXT[author.problem] ?? author.problem})`);
@@ -238,22 +268,49 @@ export class SenderAuthCheck implements Check {
   }
 
   /**
-   * local.from when an author domain is one of ours and the message is not
-   * authenticated for it: no DMARC pass, no verifying DKIM signature with
-   * that d=, no SPF pass for it. local.temperror when DMARC could not tell.
+   * local.from when an author domain is one of ours (or a subdomain of one)
+   * and the message is not authenticated for it: no DMARC pass, no
+   * verifying DKIM signature that vouches for it, no SPF pass for it, no
+   * trusted ARC sealer that saw DMARC pass. local.temperror when DMARC
+   * could not tell.
    */
   private localAuthor(author: Author, dmarcs: readonly { domain: string; result: DMARCResult | false }[], res: Verified): string | undefined {
     let verdict: string | undefined;
     for (const domain of author.domains) {
-      if (!this.local.has(domain)) continue;
+      if (!this.ours(domain)) continue;
       const d = dmarcs.find((x) => x.domain === domain)?.result;
       if (d && d.status.result === "pass") continue;
-      if ((res.dkim.results ?? []).some((r) => r.status.result === "pass" && (r.signingDomain ?? "").toLowerCase().replace(/\.+$/, "") === domain)) continue;
-      if (res.spf && res.spf.status.result === "pass" && (res.spf.domain ?? "").toLowerCase() === domain) continue;
+      // A trusted ARC sealer (a list our users write to) saw DMARC pass before it changed the message.
+      if (this.trustedArc(res)) continue;
+      if ((res.dkim.results ?? []).some((r) => r.status.result === "pass" && this.vouches(r.signingDomain ?? "", domain))) continue;
+      if (res.spf && res.spf.status.result === "pass" && this.vouches(res.spf.domain ?? "", domain)) continue;
       if (d && d.status.result === "temperror") verdict ??= "local.temperror";
       else return "local.from";
     }
     return verdict;
+  }
+
+  /**
+   * local.from_name: the From: field shows a reader an address in one of
+   * our domains (in a display name or comment, decoded and normalised as
+   * src/message addressesIn reads it: "ceo@example.org" <x@elsewhere.test>)
+   * while no author mailbox is in that domain. Many readers show only the
+   * name. A trusted ARC sealer that saw DMARC pass vouches for the message
+   * (a list that writes "'alice@example.org' via List").
+   */
+  private localName(content: Buffer, fields: ReturnType<typeof headerFields>, author: Author, res: Verified): boolean {
+    if (this.local.size === 0) return false;
+    let seen = 0;
+    for (const f of fields) {
+      if (f.name !== "from") continue;
+      // Bounded like the author (more From: fields are from.duplicate anyway).
+      if (++seen > MAX_PARSED_FIELDS) break;
+      for (const shown of addressesIn(fieldValue(content, f))) {
+        const domain = shown.slice(shown.lastIndexOf("@") + 1);
+        if (this.ours(domain) && !author.domains.includes(domain)) return !this.trustedArc(res);
+      }
+    }
+    return false;
   }
 
   /** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) for one author mailbox. */
@@ -300,6 +357,15 @@ export class SenderAuthCheck implements Check {
     const aar = arc.authenticationResults as { dmarc?: { result?: string } } | undefined;
     return aar?.dmarc?.result === "pass";
   }
+}
+
+/**
+ * A client-given text as an Authentication-Results property value (RFC
+ * 8601 §2.2 pvalue: a token, else a quoted-string), so that "EHLO
+ * x;dmarc=pass" cannot add a result of its own to our header.
+ */
+export function pvalue(text: string): string {
+  return /^[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+$/.test(text) ? text : `"${text.replace(/[\\"]/g, "\\$&")}"`;
 }
 
 /** Folds one resinfo at spaces so no line passes 78 characters where that is possible (RFC 5322 §2.1.1). */

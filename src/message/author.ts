@@ -11,7 +11,9 @@
  *   hidden behind a byte-order mark: header.ts reads every spelling);
  * - "invalid": a From: field without a mailbox, or one that does not parse
  *   (a bare name, "<>", an encoded word standing for an address, a domain
- *   literal, a name that is not a domain);
+ *   literal, a name that is not a domain), or whose field name is not
+ *   written plainly (a byte-order mark or another invisible character in
+ *   it: other readers may not take it for From:);
  * - "multiple_domains": one valid field whose mailboxes (groups included)
  *   are in more than one domain (RFC 9989 §5.3.1: no single Author Domain).
  * `domains` always lists the distinct domains of every valid mailbox of
@@ -33,8 +35,19 @@ export interface Author {
   readonly problem?: AuthorProblem;
 }
 
-/** Fields of one name parsed; the rest are only counted (the answer is already "duplicate"). */
-const MAX_PARSED_FIELDS = 10;
+/** Fields of one name parsed; the rest are only counted (callers refuse more: a From: "duplicate", submission more Resent- fields). */
+export const MAX_PARSED_FIELDS = 10;
+
+/**
+ * The field's name is letters and hyphens, then at most white space or
+ * folding before the colon (RFC 5322 §3.6, §4.5): not "\uFEFFFrom" or
+ * "Fr\u00ADom", which this reader takes for From: but a DKIM verifier, the
+ * next hop or the recipient's reader may not (and may then show another
+ * field, such as Sender:, as the author).
+ */
+function plainlyNamed(content: Buffer, f: HeaderField): boolean {
+  return /^[A-Za-z-]+[ \t\r\n]*$/.test(content.toString("latin1", f.start, f.colon));
+}
 
 /** The mailboxes of every field named `name` (canonical), and whether one of them was invalid or empty. */
 export function mailboxesOf(content: Buffer, name: string, fields: readonly HeaderField[] = headerFields(content)): { mailboxes: Mailbox[]; fields: number; invalid: boolean } {
@@ -45,7 +58,7 @@ export function mailboxesOf(content: Buffer, name: string, fields: readonly Head
     if (f.name !== name) continue;
     if (++count > MAX_PARSED_FIELDS) continue;
     const list = parseAddressList(fieldValue(content, f));
-    if (!list.ok || list.mailboxes.length === 0) invalid = true;
+    if (!list.ok || list.mailboxes.length === 0 || !plainlyNamed(content, f)) invalid = true;
     if (list.ok) mailboxes.push(...list.mailboxes);
   }
   return { mailboxes, fields: count, invalid };

@@ -71,17 +71,27 @@ test("the author: one From: with mailboxes in one domain, else a problem (and ev
   assert.deepEqual(a("From: Friends: me@example.org, ceo@bank.test;"), { problem: "multiple_domains", domains: ["example.org", "bank.test"] });
   assert.deepEqual(a("From:\r\nFrom: ceo@bank.test"), { problem: "duplicate", domains: ["bank.test"] });
   assert.deepEqual(a("From: =?utf-8?Q?ceo=40bank=2Etest?="), { problem: "invalid", domains: [] });
-  assert.deepEqual(a("\uFEFFFrom: ceo@bank.test"), { domains: ["bank.test"] });
+  // A From: whose name other readers may not take for From: (the domain still counts for DMARC).
+  assert.deepEqual(a("\uFEFFFrom: ceo@bank.test"), { problem: "invalid", domains: ["bank.test"] });
+  assert.deepEqual(a("Fr\u00ADom: ceo@bank.test"), { problem: "invalid", domains: ["bank.test"] });
+  // Obsolete white space or folding before the colon is still a From: (RFC 5322 §4.5).
+  assert.deepEqual(a("From : ceo@bank.test"), { domains: ["bank.test"] });
+  assert.deepEqual(a("FROM\r\n : ceo@bank.test"), { domains: ["bank.test"] });
   assert.deepEqual(a("From: me@example.org\r\n\uFEFFFrom: ceo@bank.test"), { problem: "duplicate", domains: ["example.org", "bank.test"] });
   assert.deepEqual(a("Subject: none"), { problem: "missing", domains: [] });
   for (const h of ["From: ceo", "From: <>", "From: Bank of Test", "From: undisclosed:;", "From:"]) assert.deepEqual(a(h), { problem: "invalid", domains: [] }, h);
 });
 
-test("encoded words: B and Q, adjacent words joined, unknown charsets left as they are", () => {
+test("encoded words: B and Q, adjacent words joined, unknown charsets read as UTF-8", () => {
   assert.equal(decodeEncodedWords("=?utf-8?B?Y2VvQGJhbmsudGVzdA==?="), "ceo@bank.test");
   assert.equal(decodeEncodedWords("=?UTF-8?Q?ceo=40bank=2Etest?="), "ceo@bank.test");
   assert.equal(decodeEncodedWords("=?iso-8859-1?q?J=F6rg_M?= =?utf-8*de?q?=C3=BCller?= x"), "Jörg Müller x");
-  assert.equal(decodeEncodedWords("=?x-no-such?q?a?="), "=?x-no-such?q?a?=");
+  // An unknown charset is read as a reader's fallback would (UTF-8), not left encoded to hide an address.
+  assert.equal(decodeEncodedWords("=?x-no-such?q?ceo=40bank.test?="), "ceo@bank.test");
+  // UTF-7 (RFC 2152), which TextDecoder does not know and some readers decode: "+" base64 of UTF-16BE "-".
+  assert.equal(decodeEncodedWords("=?utf-7?q?ceo+AEA-bank.test?="), "ceo@bank.test");
+  assert.equal(decodeEncodedWords("=?UTF-7?B?" + Buffer.from("ceo+AEA-bank.test a+-b").toString("base64") + "?="), "ceo@bank.test a+b");
+  assert.equal(decodeEncodedWords("=?unicode-1-1-utf-7?q?J+APY-rg?="), "J\u00f6rg");
 });
 
 test("the reader's form: decoded, NFKC, look-alikes of @ and . mapped, format characters dropped, spaces around @ and . ignored", () => {

@@ -5,15 +5,17 @@
  *
  * Decoding is lenient on purpose: readers decode encoded words in places
  * RFC 2047 does not allow (inside quoted strings, without white space
- * around), so we decode wherever they are. An unknown charset is left
- * encoded. Linear: one regular expression pass without nested repetition.
+ * around), so we decode wherever they are. An unknown charset is read as
+ * UTF-8 (readers fall back to a default charset rather than show the
+ * encoded word, and "@" and "." are the same bytes in every ASCII-based
+ * one). Linear: one regular expression pass without nested repetition.
  */
 
 const ENCODED_WORD = /=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=/g;
 /** White space between two encoded words is not shown (RFC 2047 §6.2). */
 const BETWEEN_WORDS = /(\?=)[ \t\r\n]+(?==\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)/g;
 
-function decodeWord(charset: string, encoding: string, text: string): string | undefined {
+function decodeWord(charset: string, encoding: string, text: string): string {
   let bytes: Buffer;
   if (encoding === "b" || encoding === "B") {
     bytes = Buffer.from(text, "base64");
@@ -23,17 +25,36 @@ function decodeWord(charset: string, encoding: string, text: string): string | u
       "latin1",
     );
   }
+  const cs = charset.toLowerCase();
+  if (cs === "utf-7" || cs === "unicode-1-1-utf-7") return decodeUtf7(bytes.toString("latin1"));
   try {
-    return new TextDecoder(charset.toLowerCase()).decode(bytes);
+    const decoder = new TextDecoder(cs);
+    // The WHATWG "replacement" encoding (iso-2022-kr, hz-gb-2312, ...) yields one U+FFFD; readers that know the charset show ASCII as it is.
+    if (decoder.encoding !== "replacement") return decoder.decode(bytes);
+    return new TextDecoder("utf-8").decode(bytes);
   } catch {
-    return undefined; // unknown charset: left as it is
+    return new TextDecoder("utf-8").decode(bytes); // unknown charset: as a reader's fallback would
   }
+}
+
+/**
+ * UTF-7 (RFC 2152), which TextDecoder does not know but some readers
+ * decode in headers: "+" base64 of UTF-16BE "-"; "+-" is "+". Linear.
+ */
+function decodeUtf7(text: string): string {
+  return text.replace(/\+([A-Za-z0-9+/]*)-?/g, (_, b64: string) => {
+    if (b64 === "") return "+";
+    const bytes = Buffer.from(b64, "base64");
+    let out = "";
+    for (let i = 0; i + 1 < bytes.length; i += 2) out += String.fromCharCode(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
+    return out;
+  });
 }
 
 /** Text with every encoded word decoded. */
 export function decodeEncodedWords(text: string): string {
   if (!text.includes("=?")) return text;
-  return text.replace(BETWEEN_WORDS, "$1").replace(ENCODED_WORD, (whole, charset: string, enc: string, body: string) => decodeWord(charset, enc, body) ?? whole);
+  return text.replace(BETWEEN_WORDS, "$1").replace(ENCODED_WORD, (_, charset: string, enc: string, body: string) => decodeWord(charset, enc, body));
 }
 
 /**

@@ -106,6 +106,14 @@ test("a message with more than 50 Received headers is refused as a loop (554 5.4
     const msg = (n: number) => ({ type: "message" as const, envelope: env("a@b.test", ["user@example.test"]), content: hops(n), eightBit: false });
     assert.deepEqual([(await ask(r, msg(51), info({ listener: "submission" }))).reply.code], [554]);
     assert.equal((await ask(r, msg(50), info({ listener: "submission" }))).reply.code, 250);
+    // Every spelling the shared header reader knows counts (a byte-order mark, folding before the colon, case);
+    // a Received: line in the body does not.
+    const spelled = ["\uFEFFReceived: from a by b\r\n", "Received\r\n : from a by b\r\n", "RECEIVED : from a by b\r\n"];
+    const mixed = (n: number): Buffer =>
+      Buffer.from(`${Array.from({ length: n }, (_, i) => spelled[i % spelled.length]).join("")}From: a@b.test\r\n\r\nReceived: from c by d\r\n`);
+    const mixedMsg = (n: number) => ({ ...msg(0), content: mixed(n) });
+    assert.equal((await ask(r, mixedMsg(51), info({ listener: "submission" }))).reply.code, 554);
+    assert.equal((await ask(r, mixedMsg(50), info({ listener: "submission" }))).reply.code, 250);
   } finally {
     done();
   }

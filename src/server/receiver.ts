@@ -42,6 +42,7 @@ function connectionState(info: ConnectionInfo): Map<string, unknown> {
 const VERDICTS = "receiver.verdicts";
 import { FORWARDING, stripOwnHeaders } from "../mailauth/index.ts";
 import { resolveRecipient } from "../delivery/index.ts";
+import { headerFields } from "../message/index.ts";
 
 const SENDER_OK: HostAnswer = { reply: reply(250, "2.1.0", "Sender ok") };
 const RCPT_OK = reply(250, "2.1.5", "Recipient ok");
@@ -53,11 +54,11 @@ const NO_AUTH_SERVICE = reply(454, "4.7.0", "Temporary authentication failure");
 export const MAX_HOPS = 50;
 const TOO_MANY_HOPS = reply(554, "5.4.6", "Too many hops: mail loop detected");
 
-/** Received: header fields in the header block. */
+/** Received: header fields in the header section, in every spelling the shared header reader knows (src/message). */
 function receivedCount(content: Buffer): number {
-  let end = content.indexOf("\r\n\r\n");
-  if (end < 0) end = content.length;
-  return (content.subarray(0, end).toString("latin1").match(/^received[ \t]*:/gim) ?? []).length;
+  let n = 0;
+  for (const f of headerFields(content)) if (f.name === "received") n++;
+  return n;
 }
 
 /** The account side the receiver needs (implemented by AccountStore). */

@@ -12,44 +12,37 @@
  * readers as who sent the message, e.g. "X on behalf of Y"): From:,
  * Sender: (at most one field), Resent-From: and Resent-Sender: (RFC 5322
  * §3.6.6, any number of resent blocks). Every mailbox in them must be
- * owned; one that does not parse is refused (5.6.0). Reply-To: is not an
- * originator and is not checked.
+ * owned; one that does not parse is refused (5.6.0), and so is an
+ * originator field whose name is not written plainly (a byte-order mark,
+ * white space or folding before the colon): the shared reader takes it
+ * for the field, the DKIM signer, the next hop and a reader may not.
+ * Reply-To: is not an originator and is not checked.
  *
  * What a reader sees beside the address counts too: a display name or
  * comment that reads as an address must name an owned one. It is read as
- * a reader would (src/message/rfc2047.ts readerForm): encoded words
+ * a reader would (src/message/shown.ts addressesIn): encoded words
  * decoded (B and Q, in phrases, quoted strings and comments), NFKC, "@"
  * and "." look-alikes mapped, format characters and marks dropped, white
- * space around "@" and "." ignored. So "=?utf-8?B?Y2VvQGJhbmsudGVzdA==?=",
- * "ceo＠bank.test" and "ceo @ bank.test" all read as ceo@bank.test.
+ * space around "@" and "." ignored, quotation marks looked through. So
+ * "=?utf-8?B?Y2VvQGJhbmsudGVzdA==?=", "ceo＠bank.test", "ceo @ bank.test"
+ * and "'ceo'@bank.test" all read as ceo@bank.test. Each originator field
+ * is also read whole that way (not only the parsed names), so an encoded
+ * word the address parser splits at a special ("=?utf-8?q?ceo=40bank.test?=")
+ * or a name spread over several encoded words is seen decoded as one text.
  */
-import { authorOf, headerFields, mailboxesOf, readerForm, type Mailbox } from "../message/index.ts";
+import { addressesIn, authorOf, fieldValue, headerFields, mailboxesOf, MAX_MAILBOXES, MAX_PARSED_FIELDS, type Mailbox } from "../message/index.ts";
 import { reply, type Reply } from "../protocol/reply.ts";
 
 const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authenticated user");
 const NO_FROM = reply(550, "5.6.0", "Message must have exactly one From: header with an address");
-const BAD_ORIGINATOR = reply(550, "5.6.0", "Sender: and Resent- originator headers must hold valid addresses (one Sender: at most)");
+const BAD_ORIGINATOR = reply(550, "5.6.0", "Originator headers must hold valid addresses (one Sender: at most, at most 10 of each Resent- field)");
+
+const ODD_NAME = reply(550, "5.6.0", "Originator header field names must be written plainly (no space, folding or invisible character before the colon)");
+/** A field name as RFC 5322 §3.6 writes it: letters and hyphens, nothing before the colon. */
+const PLAIN_NAME = /^[A-Za-z-]+$/;
 
 /** Originator fields besides From: (canonical names). */
 const OTHER_ORIGINATORS = ["sender", "resent-from", "resent-sender"] as const;
-
-const STOP = /[\s<>"'(),;:@[\]]/;
-
-/** The addresses a reader would see in a name or comment (linear: each "@" looks at its own run of characters on each side). */
-export function addressesIn(text: string): string[] {
-  const s = readerForm(text);
-  const out: string[] = [];
-  for (let at = s.indexOf("@"); at >= 0; at = s.indexOf("@", at + 1)) {
-    let l = at;
-    while (l > 0 && !STOP.test(s[l - 1] as string)) l--;
-    let r = at + 1;
-    while (r < s.length && !STOP.test(s[r] as string)) r++;
-    const local = s.slice(l, at);
-    const domain = s.slice(at + 1, r).replace(/\.+$/, "");
-    if (local !== "" && /[^.]\.[^.]/.test(domain)) out.push(`${local}@${domain}`);
-  }
-  return out;
-}
 
 /** The addresses of the From: field: undefined when there is not exactly one field with valid mailboxes. */
 export function fromAddresses(content: Buffer): string[] | undefined {
@@ -60,13 +53,32 @@ export function fromAddresses(content: Buffer): string[] | undefined {
 /** undefined when every originator address (and every address a name shows) passes `owns`; else the reply refusing the message. */
 export function checkFromHeader(content: Buffer, owns: (address: string) => boolean): Reply | undefined {
   const fields = headerFields(content);
+  // An originator field must be spelled plainly ("From:", any case): the
+  // DKIM signer, the next hop's DMARC and the recipient's reader may not
+  // see a "\uFEFFFrom:", "From :" or a name folded before its colon as From.
+  for (const f of fields) {
+    if (f.name !== "from" && !(OTHER_ORIGINATORS as readonly string[]).includes(f.name)) continue;
+    if (!PLAIN_NAME.test(content.toString("latin1", f.start, f.colon))) return ODD_NAME;
+  }
   const author = authorOf(content, fields);
   if (author.problem !== undefined && author.problem !== "multiple_domains") return NO_FROM;
   const mailboxes: Mailbox[] = [...author.mailboxes];
   for (const name of OTHER_ORIGINATORS) {
     const found = mailboxesOf(content, name, fields);
-    if (found.invalid || (name === "sender" && found.fields > 1)) return BAD_ORIGINATOR;
+    // More fields than are parsed would leave the rest unchecked: refused (no real message has 11 resent blocks).
+    if (found.invalid || (name === "sender" && found.fields > 1) || found.fields > MAX_PARSED_FIELDS) return BAD_ORIGINATOR;
     mailboxes.push(...found.mailboxes);
+  }
+  // The whole field as a reader may take it: a name split into several
+  // encoded words, or one holding specials ("=?utf-8?q?ceo?= =?utf-8?q?=40bank.test?="),
+  // reads as an address only once the field is decoded as one text.
+  // Bounded: at most 1 + 1 + 2 × MAX_PARSED_FIELDS fields (above), each
+  // showing at most MAX_MAILBOXES distinct addresses, each asked about once.
+  for (const f of fields) {
+    if (f.name !== "from" && !(OTHER_ORIGINATORS as readonly string[]).includes(f.name)) continue;
+    const shown = new Set(addressesIn(fieldValue(content, f)).map((a) => a.toLowerCase()));
+    if (shown.size > MAX_MAILBOXES) return BAD_ORIGINATOR;
+    for (const a of shown) if (!owns(a)) return NOT_OWNED;
   }
   for (const m of mailboxes) {
     if (!owns(m.address)) return NOT_OWNED;

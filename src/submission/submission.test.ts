@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { AuthGuard, serverSecret } from "./guard.ts";
 import { clientKey, Networks } from "./networks.ts";
-import { addressesIn, checkFromHeader, fromAddresses } from "./sender.ts";
+import { addressesIn } from "../message/index.ts";
+import { checkFromHeader, fromAddresses } from "./sender.ts";
 
 const AUTH = {
   mechanisms: ["PLAIN"],
@@ -122,6 +123,13 @@ test("From: ownership sees what a reader sees: encoded words, look-alikes, space
   // A second From: behind a byte-order mark, or folded before its colon.
   refuse("From: alice@example.test\r\n\uFEFFFrom: ceo@bank.test", "5.6.0");
   refuse("From: alice@example.test\r\nFrom\r\n : ceo@bank.test", "5.6.0");
+  // A single originator field in a spelling the DKIM signer, the next hop or a reader may not take for it.
+  refuse("\uFEFFFrom: alice@example.test", "5.6.0");
+  refuse("From : alice@example.test", "5.6.0");
+  refuse("From\r\n : alice@example.test", "5.6.0");
+  refuse("Fr\u00ADom: alice@example.test", "5.6.0");
+  refuse("From: alice@example.test\r\nSender\t: alice@example.test", "5.6.0");
+  ok("FROM: alice@example.test\r\nresent-from: alice@example.test");
   // Sender:, Resent-From:, Resent-Sender: are originators too.
   refuse("From: alice@example.test\r\nSender: ceo@bank.test", "5.7.1");
   refuse("From: alice@example.test\r\nResent-From: Bank <ceo@bank.test>", "5.7.1");
@@ -132,6 +140,46 @@ test("From: ownership sees what a reader sees: encoded words, look-alikes, space
   ok("From: =?utf-8?Q?Alice_M=C3=BCller?= <alice@example.test>\r\nReply-To: someone@else.test");
   ok('From: "Alice @ Home" <alice@example.test>');
   ok('From: "alice\uFF20example.test" <alice@example.test>');
+});
+
+test("From: ownership reads the whole field: encoded words split at specials or over several words, quoted local parts in names", () => {
+  const ok = (h: string): void => assert.equal(checkFromHeader(msg(h), owns), undefined, h);
+  const refuse = (h: string): void => assert.equal(checkFromHeader(msg(h), owns)?.status, "5.7.1", h);
+  // The tokenizer splits an unquoted encoded word at "." or "_": decoded whole, it is an address.
+  refuse("From: =?utf-8?q?ceo=40bank.test?= <alice@example.test>");
+  refuse("From: =?utf-8?q?ceo?= =?utf-8?q?=40bank.test?= <alice@example.test>");
+  refuse("From: =?UTF-8*en?Q?ceo=40bank.test?= <alice@example.test>");
+  refuse("From: =?UTF-8?Q?ceo_=40_bank_._test?= <alice@example.test>");
+  refuse("Sender: =?utf-8?q?ceo=40bank.test?= <alice@example.test>\r\nFrom: alice@example.test");
+  // Quotation marks around the local part do not hide the address from a reader.
+  refuse(`From: "'ceo'@bank.test" <alice@example.test>`);
+  refuse('From: "\\"ceo\\"@bank.test" <alice@example.test>');
+  refuse('From: "\u201Cceo\u201D@bank.test" <alice@example.test>');
+  // UTF-7, a charset TextDecoder does not know but some readers decode.
+  refuse("From: =?utf-7?q?ceo+AEA-bank.test?= <alice@example.test>");
+  // A charset nobody knows: readers fall back to a default one.
+  refuse("From: =?x-no-such?q?ceo=40bank=2Etest?= <alice@example.test>");
+  refuse("From: =?iso-2022-kr?q?ceo=40bank=2Etest?= <alice@example.test>");
+  // More Resent- fields than are parsed: refused, never an unchecked eleventh.
+  const resent = "From: alice@example.test\r\n" + "Resent-From: alice@example.test\r\n".repeat(10);
+  assert.equal(checkFromHeader(msg(`${resent}Resent-From: CEO <ceo@bank.test>`), owns)?.status, "5.6.0");
+  assert.equal(checkFromHeader(msg(`${resent}Resent-From: Alice <alice@example.test>`), owns)?.status, "5.6.0");
+  assert.equal(checkFromHeader(msg(resent), owns), undefined);
+  // A field that shows more than MAX_MAILBOXES addresses is refused without asking about each.
+  let asked = 0;
+  const counting = (a: string): boolean => (asked++, owns(a));
+  const many = `From: "${Array.from({ length: 150 }, (_, i) => `x${i}@example.test`).join(" ")}" <alice@example.test>`;
+  assert.equal(checkFromHeader(msg(many), counting)?.status, "5.6.0");
+  assert.ok(asked <= 1, String(asked));
+  // An IDN in a name is compared in its A-label form.
+  refuse('From: "ceo@b\u00e4nk.test" <alice@example.test>');
+  // Owned addresses in every form a field may take still pass.
+  ok("From: =?utf-8?q?Alice_M=C3=BCller?= <alice@example.test>");
+  ok("From: Alice . Smith <alice@example.test>");
+  ok("From: <@relay.test,@other.test:alice@example.test>");
+  ok("From: alice@example.test(Alice)");
+  ok('From: "Alice \'Al\' Smith" <alice@example.test>');
+  ok("From: alice @ example.test");
 });
 
 test("addressesIn: linear time on long names", () => {

@@ -13,13 +13,14 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DIST_BIN, ROOT } from "./helpers/wardmail.ts";
 import { freePort } from "./peers/ports.ts";
 import { RawSmtpClient } from "./peers/smtp-client.ts";
+import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 
 const LAUNCHER = join(ROOT, "bin", "wardmail");
 let dir = "";
@@ -135,4 +136,31 @@ test("serve logs each warning as a JSON line with key and line at start, then se
     if (child.exitCode === null) child.kill("SIGTERM");
     assert.equal(await exited, 0);
   }
+});
+
+test("docs/deploy.md's config, with a CA-issued certificate for its host name, passes --strict; self-signed, it does not", { skip: peerSkip(binaryMissing("openssl", ["version"], "openssl", { exitZero: true })) }, async () => {
+  const doc = await readFile(join(ROOT, "docs", "deploy.md"), "utf8");
+  const toml = /```toml\n([\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(toml !== undefined && toml.includes('hostname = "mx.example.org"'), "the config block of docs/deploy.md");
+  const etc = join(dir, "etc");
+  await mkdir(join(etc, "tls"), { recursive: true });
+  const f = join(etc, "wardmail.toml");
+  await writeFile(f, toml);
+  const openssl = (args: string[]): void => {
+    const r = spawnSync("openssl", args, { cwd: etc, encoding: "utf8", timeout: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+  };
+  // A CA, and a certificate it issued for mx.example.org (what certbot's files would be).
+  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=Test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+  openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tls/privkey.pem", "-out", "leaf.csr", "-subj", "/CN=mx.example.org"]);
+  await writeFile(join(etc, "leaf.ext"), "subjectAltName=DNS:mx.example.org\nextendedKeyUsage=serverAuth\n");
+  openssl(["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30", "-extfile", "leaf.ext", "-out", "tls/fullchain.pem"]);
+  const r = check(["--strict", f]);
+  assert.deepEqual([r.status, r.stdout, r.stderr], [0, `${f}: valid\n`, ""]);
+  // The same config with a self-signed certificate: one warning, and --strict refuses it.
+  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tls/privkey.pem", "-out", "tls/fullchain.pem", "-days", "30", "-subj", "/CN=mx.example.org", "-addext", "subjectAltName=DNS:mx.example.org"]);
+  const self = check(["--strict", f]);
+  assert.equal(self.status, 1);
+  const line = toml.split("\n").findIndex((l) => l.startsWith("certificates")) + 1;
+  assert.equal(self.stderr, `${f}:${line}: tls.certificates[0].cert: warning: ${join(etc, "tls", "fullchain.pem")} is self-signed; mail clients refuse it, and senders that enforce MTA-STS or DANE (unless its TLSA record names it) do not deliver; expected a certificate from a CA\n`);
 });

@@ -137,7 +137,7 @@ async function serve(args: string[], io: Io): Promise<number> {
   let cfg;
   let warnings;
   try {
-    ({ config: cfg, warnings } = await loadConfigWithWarnings(values.config));
+    ({ config: cfg, warnings } = await loadConfigWithWarnings(values.config, process.env, { asRoot: process.getuid?.() === 0 }));
   } catch (err) {
     if (err instanceof ConfigError) {
       io.err(`${err.message}\n`);

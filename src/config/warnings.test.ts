@@ -184,3 +184,14 @@ test("certificates: self-signed, expired, soon expiring, not yet valid, not nami
   const later = await loadConfigWithWarnings(file, {}, { nameservers: () => [], now: Date.now() + 30 * 86_400_000 });
   assert.match(later.warnings[0]?.message ?? "", new RegExp(`^${c2} expired on \\d{4}-.*; clients refuse it$`));
 });
+
+test("serve as root without server.user: a warning at server.user (config check does not know who will serve)", async () => {
+  const file = await write("root.toml", '[server]\nworkers = 1\n');
+  const asRoot = await loadConfigWithWarnings(file, {}, { ...LOOPBACK_DNS, asRoot: true });
+  assert.deepEqual(asRoot.warnings, [
+    { key: "server.user", line: 1, message: 'empty while serve runs as root, so it keeps root after binding; expected an unprivileged user (e.g. "wardmail"), or start it as that user with CAP_NET_BIND_SERVICE (deploy/wardmail.service) (a default value)' },
+  ]);
+  assert.deepEqual((await loadConfigWithWarnings(file, {}, LOOPBACK_DNS)).warnings, []);
+  const named = await write("root2.toml", '[server]\nuser = "nobody"\n');
+  assert.deepEqual((await loadConfigWithWarnings(named, {}, { ...LOOPBACK_DNS, asRoot: true })).warnings, []);
+});

@@ -38,6 +38,8 @@ export interface WarningOptions {
   readonly nameservers?: () => readonly { readonly host: string }[];
   /** Milliseconds since the epoch, for certificate dates; default Date.now(). */
   readonly now?: number;
+  /** serve runs as root (uid 0): warn when server.user would keep it so. */
+  readonly asRoot?: boolean;
 }
 
 /** A certificate expiring sooner than this gets a warning. */
@@ -161,6 +163,9 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
       warn(["smtp", "listen", index], `${formatListen(addr)} is public but not on port 25; other mail servers deliver to port 25 only (unless a firewall forwards it)`);
     }
   });
+  if (opts.asRoot === true && config.server.user === "") {
+    warn(["server", "user"], 'empty while serve runs as root, so it keeps root after binding; expected an unprivileged user (e.g. "wardmail"), or start it as that user with CAP_NET_BIND_SERVICE (deploy/wardmail.service)');
+  }
   const publicMx = config.smtp.listen.some((a) => !isLoopback(a.host));
   if (config.auth.onMx && config.smtp.listen.length > 0) {
     warn(["auth", "on_mx"], "AUTH is offered on the MX listener, where the whole Internet connects and guesses passwords; expected false: clients log in on submission (465/587)");

@@ -4,12 +4,13 @@
 # as a Maildir reader and its LMTP server, socat, Knot DNS (knotd, kdig) as a local authoritative
 # DNS server for sender authentication, dkimpy's dkimsign/dkimverify, unbound
 # as a validating resolver and ldns-signzone for DNSSEC-signed test zones (DANE),
-# testssl.sh for the TLS scan of our listeners).
+# testssl.sh for the TLS scan of our listeners, systemd for systemd-analyze
+# verify/security on deploy/wardmail.service; no systemd needs to run).
 # Idempotent: packages already present are not reinstalled; apt-get update runs
 # only when something is missing. Needs root (CI and the dev machines are root).
 set -euo pipefail
 
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils dovecot-lmtpd testssl.sh)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils dovecot-lmtpd testssl.sh systemd)
 
 missing=()
 for p in "${PKGS[@]}"; do

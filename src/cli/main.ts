@@ -1,5 +1,5 @@
 /**
- * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain.
+ * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain, backup.
  * Exit codes (documented in docs/cli.md and in --help):
  *   0  success
  *   1  the command ran and the answer is no (invalid config, unknown queue id or account)
@@ -7,13 +7,14 @@
  *   3  could not start or could not read what it needs (config error, port in use, unreadable file)
  */
 import { parseArgs } from "node:util";
-import { checkConfigFile, ConfigError, formatIssues, loadConfig } from "../config/index.ts";
+import { checkConfigFile, ConfigError, formatIssues, loadConfigWithWarnings } from "../config/index.ts";
 import { createLogger } from "../log/index.ts";
 import { runPrimary } from "../server/index.ts";
 import { queueCommand, QUEUE_HELP } from "./queue.ts";
 import { userCommand, USER_HELP } from "./user.ts";
 import { dkimCommand, DKIM_HELP } from "./dkim.ts";
 import { domainCommand, DOMAIN_HELP } from "./domain.ts";
+import { backupCommand, BACKUP_HELP } from "./backup.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -28,7 +29,7 @@ const MAIN_HELP = `Usage: wardmail <command> [options]
 
 Commands:
   serve [--config FILE]        start the mail server (embedded defaults without --config)
-  config check FILE            validate a config file; every error names key, line and what was expected
+  config check FILE [--strict] validate a config file; every error and warning names key and line
   queue <action> [ID] [--json] [--config FILE]
                                list|show|hold|release|retry|delete messages in the queue
   user <action> [ARGS] [--config FILE]
@@ -40,12 +41,14 @@ Commands:
                                the DKIM key sets on disk
   domain dns D [--mx HOST] [--ip ADDR] [--config FILE]
                                every DNS record to publish for D (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)
+  backup DIR [--config FILE]   copy the queue, accounts, DKIM keys and Maildirs into DIR, while serving
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)
   --version                    print the version
 
-Exit codes: 0 success, 1 answer is no (invalid config, unknown id or account), 2 usage error, 3 cannot start/read.
+Exit codes: 0 success, 1 answer is no (invalid config, unknown id or account), 2 usage error, 3 cannot start/read
+(also: started by a Node.js older than 24; run the launcher bin/wardmail).
 Environment: WARDMAIL_HOME sets the default data directory (else ./var).
 `;
 
@@ -58,16 +61,28 @@ self-signed certificate generated once, local domains localhost and
 example.test with the mailbox postmaster. A config file holds only what differs
 from those defaults (see docs/configuration.md).
 
-It prints what it listens on (stderr) and logs JSON lines (stdout).
+It prints what it listens on (stderr) and logs JSON lines (stdout), first a
+"config warning" line for each warning that config check would print.
 Signals: SIGTERM/SIGINT stop gracefully, SIGHUP reloads certificates.
 Exit codes: 0 stopped cleanly, 2 usage error, 3 could not start.
 `;
 
-const CONFIG_HELP = `Usage: wardmail config check FILE
+const CONFIG_HELP = `Usage: wardmail config check FILE [--strict]
 
 Validates FILE against the schema (unknown keys are errors) and prints every
-problem as FILE:LINE: KEY: what was expected.
-Exit codes: 0 valid, 1 invalid, 2 usage error or unreadable file.
+problem as FILE:LINE: KEY: what was expected (stderr).
+
+A valid config may still get warnings, FILE:LINE: KEY: warning: ... (stderr):
+things a public server should not keep, such as a listener off loopback with
+the host name localhost, the self-signed certificate or the demo domains,
+trusted networks with public addresses, DANE off for want of a validating
+resolver on loopback, AUTH on the MX listener. LINE is 0 for a default value.
+
+Options:
+  --strict    warnings make the config invalid (exit 1)
+
+Exit codes: 0 valid (with or without warnings), 1 invalid (or warnings with
+--strict), 2 usage error or unreadable file.
 `;
 
 export async function main(argv: string[], io: Io): Promise<number> {
@@ -94,6 +109,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await dkimCommand(rest, io);
       case "domain":
         return await domainCommand(rest, io);
+      case "backup":
+        return await backupCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -118,8 +135,9 @@ async function serve(args: string[], io: Io): Promise<number> {
     return EXIT.ok;
   }
   let cfg;
+  let warnings;
   try {
-    cfg = await loadConfig(values.config);
+    ({ config: cfg, warnings } = await loadConfigWithWarnings(values.config, process.env, { asRoot: process.getuid?.() === 0 }));
   } catch (err) {
     if (err instanceof ConfigError) {
       io.err(`${err.message}\n`);
@@ -128,6 +146,8 @@ async function serve(args: string[], io: Io): Promise<number> {
     throw err;
   }
   const logger = createLogger({ level: cfg.log.level, base: { role: "primary" } });
+  const file = values.config ?? "<defaults>";
+  for (const w of warnings) logger.warn({ file, line: w.line, configKey: w.key, warning: w.message }, `config warning: ${formatIssues(file, [w])}`);
   try {
     await runPrimary({ config: cfg, configPath: values.config, logger, print: (l) => io.err(`${l}\n`) });
   } catch (err) {
@@ -148,7 +168,11 @@ async function config(args: string[], io: Io): Promise<number> {
     io.err(`wardmail config: unknown action '${sub}'\n\n${CONFIG_HELP}`);
     return EXIT.usage;
   }
-  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { help: { type: "boolean", short: "h" } } });
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { help: { type: "boolean", short: "h" }, strict: { type: "boolean" } },
+  });
   if (values.help) {
     io.out(CONFIG_HELP);
     return EXIT.ok;
@@ -160,11 +184,17 @@ async function config(args: string[], io: Io): Promise<number> {
   }
   const result = await checkConfigFile(file);
   if (result.ok) {
-    io.out(`${file}: valid\n`);
+    const n = result.warnings.length;
+    if (n > 0) io.err(formatIssues(file, result.warnings, "warning: ") + "\n");
+    if (n > 0 && values.strict === true) {
+      io.out(`${file}: invalid under --strict: ${n} warning${n === 1 ? "" : "s"}\n`);
+      return EXIT.no;
+    }
+    io.out(`${file}: valid${n > 0 ? ` with ${n} warning${n === 1 ? "" : "s"}` : ""}\n`);
     return EXIT.ok;
   }
   io.err(formatIssues(file, result.issues) + "\n");
   return result.readable ? EXIT.no : EXIT.usage;
 }
 
-export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP };
+export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP };

@@ -15,11 +15,13 @@ export type {
 export type { ConfigKey } from "./keys.ts";
 export { CONFIG_KEYS, tomlLiteral } from "./keys.ts";
 export type { CheckResult, ConfigIssue, ParseOptions } from "./load.ts";
+export type { WarningOptions } from "./warnings.ts";
 export {
   checkConfigFile,
   ConfigError,
   defaultConfig,
   formatIssues,
   loadConfig,
+  loadConfigWithWarnings,
   parseConfig,
 } from "./load.ts";

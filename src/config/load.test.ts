@@ -49,7 +49,7 @@ void test("loadConfig reads a file; certificate paths resolve against its direct
   assert.equal(c.server.hostname, "mx.example.org");
   assert.equal(c.server.dataDir, "/var/lib/wardmail-test");
   assert.deepEqual(c.tls.certificates, [{ cert: path.join(dir, "tls/cert.pem"), key: path.join(dir, "tls/key.pem") }]);
-  assert.deepEqual(await checkConfigFile(file), { ok: true, issues: [], readable: true });
+  assert.deepEqual(await checkConfigFile(file), { ok: true, issues: [], warnings: [], readable: true });
 });
 
 void test("a missing certificate file is an error with its key and line", async () => {

@@ -19,6 +19,7 @@ import { SECTIONS } from "./keys.ts";
 import type { PathSegment } from "./locate.ts";
 import { keyPath, lineOf, scanKeyLines } from "./locate.ts";
 import { checkSemantics } from "./semantic.ts";
+import { configWarnings, type WarningOptions } from "./warnings.ts";
 import { describe, isTable } from "./syntax.ts";
 import type { CertificatePair, Config, ListenAddress, LmtpTarget } from "./types.ts";
 
@@ -31,9 +32,9 @@ export interface ConfigIssue {
   message: string;
 }
 
-/** "file:line: key: message", one issue a line. */
-export function formatIssues(file: string, issues: readonly ConfigIssue[]): string {
-  return issues.map((i) => `${file}:${i.line}: ${i.key === "" ? "" : `${i.key}: `}${i.message}`).join("\n");
+/** "file:line: key: message", one issue a line; warnings as "file:line: key: warning: message". */
+export function formatIssues(file: string, issues: readonly ConfigIssue[], prefix = ""): string {
+  return issues.map((i) => `${file}:${i.line}: ${i.key === "" ? "" : `${i.key}: `}${prefix}${i.message}`).join("\n");
 }
 
 export class ConfigError extends Error {
@@ -65,6 +66,8 @@ interface Outcome {
   /** Certificate files to look for, with the key path that named them. */
   files: { path: PathSegment[]; file: string }[];
   lines: ReadonlyMap<string, number>;
+  /** Dotted keys the file wrote. */
+  fromFile: ReadonlySet<string>;
 }
 
 function editDistance(a: string, b: string): number {
@@ -99,7 +102,7 @@ function collect(source: string, opts: ParseOptions): Outcome {
     if (!(err instanceof TomlError)) throw err;
     const what = (err.message.split("\n")[0] ?? "").replace(/^Invalid TOML document:\s*/, "");
     issues.push({ key: "", line: err.line, message: `TOML syntax error at column ${err.column}: ${what}` });
-    return { issues, files, lines: new Map() };
+    return { issues, files, lines: new Map(), fromFile: new Set() };
   }
   const lines = scanKeyLines(source);
   const ctx: CheckContext = {
@@ -153,8 +156,8 @@ function collect(source: string, opts: ParseOptions): Outcome {
   });
   const arcKey = values.get("checks.arc_seal_key");
   if (typeof arcKey === "string" && arcKey !== "") files.push({ path: ["checks", "arc_seal_key"], file: arcKey });
-  if (issues.length > 0) return { issues: sortIssues(issues), files, lines };
-  return { config: build(values), issues, files, lines };
+  if (issues.length > 0) return { issues: sortIssues(issues), files, lines, fromFile };
+  return { config: build(values), issues, files, lines, fromFile };
 }
 
 function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
@@ -341,28 +344,44 @@ async function checkFiles(out: Outcome): Promise<ConfigIssue[]> {
  * ConfigError for an unreadable file (key "", line 0) or any problem in it.
  */
 export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
-  if (file === undefined) return defaultConfig(env);
-  const read = await readConfigFile(file);
-  if (!read.ok) throw new ConfigError(file, [read.issue]);
-  const out = collect(read.text, { file, env });
-  if (out.config === undefined) throw new ConfigError(file, out.issues);
+  return (await loadConfigWithWarnings(file, env)).config;
+}
+
+/** loadConfig, and the warnings about the config (warnings.ts) for `serve` to log. */
+export async function loadConfigWithWarnings(
+  file: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  opts?: WarningOptions,
+): Promise<{ config: Config; warnings: ConfigIssue[] }> {
+  const read: ReadResult = file === undefined ? { ok: true, text: "" } : await readConfigFile(file);
+  const name = file ?? "<defaults>";
+  if (!read.ok) throw new ConfigError(name, [read.issue]);
+  const out = collect(read.text, { file: name, env });
+  if (out.config === undefined) throw new ConfigError(name, out.issues);
   const fileIssues = await checkFiles(out);
-  if (fileIssues.length > 0) throw new ConfigError(file, fileIssues);
-  return out.config;
+  if (fileIssues.length > 0) throw new ConfigError(name, fileIssues);
+  return { config: out.config, warnings: await warningsOf(out, out.config, opts) };
+}
+
+function warningsOf(out: Outcome, config: Config, opts: WarningOptions | undefined): Promise<ConfigIssue[]> {
+  return configWarnings(config, { line: (p) => lineOf(out.lines, p), written: (k) => out.fromFile.has(k) }, opts);
 }
 
 export interface CheckResult {
   ok: boolean;
   issues: ConfigIssue[];
+  /** Warnings about a valid config (warnings.ts); empty when it is not valid. */
+  warnings: ConfigIssue[];
   /** False when the file could not be read at all (for `wardmail config check`: exit 2). */
   readable: boolean;
 }
 
 /** Checks a config file and reports every problem found, without throwing. */
-export async function checkConfigFile(file: string): Promise<CheckResult> {
+export async function checkConfigFile(file: string, opts?: WarningOptions): Promise<CheckResult> {
   const read = await readConfigFile(file);
-  if (!read.ok) return { ok: false, issues: [read.issue], readable: false };
+  if (!read.ok) return { ok: false, issues: [read.issue], warnings: [], readable: false };
   const out = collect(read.text, { file });
   const issues = sortIssues([...out.issues, ...(await checkFiles(out))]);
-  return { ok: issues.length === 0, issues, readable: true };
+  const warnings = issues.length === 0 && out.config !== undefined ? await warningsOf(out, out.config, opts) : [];
+  return { ok: issues.length === 0, issues, warnings, readable: true };
 }

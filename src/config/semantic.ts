@@ -3,7 +3,8 @@
  * on its own: group needs user; mailboxes, aliases and LMTP domains live in
  * local domains;
  * an alias is not also a mailbox; local alias targets exist; aliases have no
- * cycles; no two listeners collide on one address:port.
+ * cycles; no two listeners collide on one address:port; no trusted network
+ * is all of IPv4 or IPv6.
  *
  * Input is the map of normalised values by dotted key ("local.domains");
  * a key whose own check failed is absent, and rules needing it are skipped.
@@ -16,6 +17,7 @@
 import type { AliasEntry, AliasTable, CheckContext, LmtpTable } from "./keys.ts";
 import { domainOf, formatListen, listenOverlaps } from "./syntax.ts";
 import type { ListenAddress } from "./types.ts";
+import { coversEverything } from "./warnings.ts";
 
 export function checkSemantics(
   values: ReadonlyMap<string, unknown>,
@@ -27,6 +29,18 @@ export function checkSemantics(
   checkListeners(values, fromFile, ctx);
   checkArcSeal(values, ctx);
   checkDnsblTimeout(values, fromFile, ctx);
+  checkTrustedNetworks(values, ctx);
+}
+
+/** Trusting every address as a relay client makes an open relay: refused, whatever else is set. */
+function checkTrustedNetworks(values: ReadonlyMap<string, unknown>, ctx: CheckContext): void {
+  const networks = values.get("relay.trusted_networks") as readonly (string | undefined)[] | undefined;
+  networks?.forEach((n, i) => {
+    const family = n === undefined ? undefined : coversEverything(n);
+    if (family !== undefined) {
+      ctx.issue(["relay", "trusted_networks", i], `${n} is every ${family} address: the whole Internet could relay through this server without AUTH (an open relay); expected only networks you control`);
+    }
+  });
 }
 
 /** DNSBL lookups fail open only if they end before the checks' deadline (which fails closed). */

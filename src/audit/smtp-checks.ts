@@ -81,6 +81,8 @@ const VERSION_RE = /\b\d+\.\d+(?:\.\d+)*\b/;
 export function surveyFindings(s: Survey, opts: { submission: boolean; port: number; implicitTls: boolean }): Finding[] {
   const out: Finding[] = [];
   const banner = [...s.greeting.lines].join(" ");
+  // The first word is the host name: "mx.postfix.example" names no software.
+  const afterHost = banner.replace(/^\S*\s*/, "");
   if (!opts.implicitTls && !s.ext.starttls) {
     out.push({
       id: "tls.starttls.missing",
@@ -91,9 +93,9 @@ export function surveyFindings(s: Survey, opts: { submission: boolean; port: num
       fix: "configure a certificate and offer STARTTLS (Postfix: smtpd_tls_chain_files and smtpd_tls_security_level = may on port 25, encrypt on 587)",
     });
   }
-  const software = SOFTWARE_RE.exec(banner);
+  const software = SOFTWARE_RE.exec(afterHost);
   if (software !== null) {
-    const version = VERSION_RE.exec(banner.slice(software.index));
+    const version = VERSION_RE.exec(afterHost.slice(software.index));
     out.push({
       id: version !== null ? "banner.version" : "banner.software",
       severity: version !== null ? "low" : "info",

@@ -203,7 +203,7 @@ export function tlsFindings(s: TlsSurvey, opts: { names: readonly string[]; subm
       severity: "low",
       title: "TLS 1.3 session tickets are sent on the MX port",
       evidence: `${m.tickets ?? 0} NewSessionTicket message(s) after the handshake (${m.protocol ?? ""})`,
-      fix: "turn off session tickets on port 25: MTAs rarely resume, and Microsoft's SMTP client aborts STARTTLS when a TLS 1.3 server sends them (Postfix: tls_session_ticket_cipher =, smtpd_tls_session_cache_timeout = 0)",
+      fix: "send no session tickets on port 25: MTAs rarely resume, and Microsoft's SMTP client aborts STARTTLS when a TLS 1.3 server sends them (OpenSSL-based servers: SSL_OP_NO_TICKET and SSL_CTX_set_num_tickets(0); Postfix 3.7's tls_ssl_options = NO_TICKET does not stop TLS 1.3 tickets)",
     });
   }
   if (m.ok && m.cert !== undefined) out.push(...certFindings(m, opts));

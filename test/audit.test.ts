@@ -86,7 +86,8 @@ describe("audit server against Postfix", { skip: SKIP }, () => {
   before(async () => {
     const results = await Promise.allSettled([
       // Debian's defaults as an MX: no TLS, relay only for mynetworks (empty here: the prober is "the internet").
-      startPostfix({ mode: "mailbox", mailboxes: ["postmaster@example.test"] }),
+      // myorigin example.test: "postmaster" alone is postmaster@example.test, a mailbox (for VRFY).
+      startPostfix({ mode: "mailbox", mailboxes: ["postmaster@example.test"], extraMain: { myorigin: "example.test" } }),
       // An open relay for the prober: loopback is in mynetworks.
       startPostfix({ mode: "discard", extraMain: { mynetworks: "127.0.0.0/8", smtpd_relay_restrictions: "permit_mynetworks, reject" } }),
       // Bare newlines allowed (3.7.11's default, written out), mail for audit@example.test kept.
@@ -113,6 +114,11 @@ describe("audit server against Postfix", { skip: SKIP }, () => {
     assert.deepEqual(report.checks.find((c) => c.id === "tls"), { id: "tls", ran: false, note: "no STARTTLS" });
     // Postfix's Debian banner names the software without a version.
     assert.equal(severityOf(report, "banner.software"), "info");
+    // VRFY is on by default: 252 for postmaster, 550 for a random name.
+    assert.equal(severityOf(report, "smtp.vrfy"), "medium");
+    assert.match(report.findings.find((f) => f.id === "smtp.vrfy")?.evidence ?? "", /^VRFY postmaster: 252 .*; VRFY <random>: 550 /);
+    // Postfix accepts MAIL before HELO unless smtpd_helo_required = yes.
+    assert.equal(severityOf(report, "smtp.mail-before-ehlo"), "low");
     for (const f of report.findings) for (const k of ["id", "severity", "area", "title", "evidence", "fix"] as const) assert.equal(typeof f[k], "string");
   });
 
@@ -209,6 +215,25 @@ describe("audit server against Wardmail", () => {
     // Bare CR/LF are refused by default: whatever arrived holds no smuggled message.
     await new Promise((r) => setTimeout(r, 500));
     for (const f of await w.maildir("audit@example.test")) assert.doesNotMatch(await readFile(f, "latin1"), /SMUGGLED/);
+  });
+
+  test("submission (587 STARTTLS, 465 implicit TLS): AUTH only after TLS, no relay without AUTH; a self-signed certificate is high for mail clients", async () => {
+    assert.ok(w);
+    for (const args of [["server", `127.0.0.1:${w.submissionPort}`, "--submission"], ["server", `127.0.0.1:${w.submissionsPort}`, "--submission", "--implicit-tls"]]) {
+      const { code, report } = await auditJson(args);
+      const ctx = JSON.stringify(report, null, 1);
+      assert.equal(report.target, `${args.includes("--implicit-tls") ? "smtps" : "smtp"}://127.0.0.1:${args[1]?.split(":")[1]}`);
+      for (const c of ["survey", "mail-before-ehlo", "relay", "tls"]) assert.equal(report.checks.find((x) => x.id === c)?.ran, true, `${c}: ${ctx}`);
+      assert.deepEqual(
+        report.findings.filter((f) => f.severity === "critical" || f.severity === "high").map((f) => f.id),
+        ["tls.cert.self-signed"],
+        ctx,
+      );
+      assert.equal(code, 1);
+      for (const id of ["auth.before-tls", "auth.missing", "relay.open", "tls.starttls.missing"]) assert.ok(!ids(report).includes(id), `${id}: ${ctx}`);
+      assert.equal(report.areas.authentication, "A");
+      assert.equal(report.areas.relay, "A");
+    }
   });
 
   test("the text report: grades, findings with evidence and fix, no colour when not on a terminal", async () => {

@@ -152,14 +152,15 @@ export function surveyFindings(s: Survey, opts: { submission: boolean; port: num
   if (s.vrfy !== undefined) {
     const k = s.vrfy.known.code;
     const u = s.vrfy.unknown.code;
-    if ((k === 250 || k === 251) && u >= 500) {
+    // 252 ("cannot verify, will try") for one and 550 for the other tells them apart as well as 250 does.
+    if (k >= 250 && k <= 252 && u >= 500) {
       out.push({
         id: "smtp.vrfy",
         severity: "medium",
         area: "relay",
         title: "VRFY tells existing users from unknown ones",
         evidence: `VRFY postmaster: ${text(s.vrfy.known)}; VRFY <random>: ${text(s.vrfy.unknown)}`,
-        fix: "disable VRFY (Postfix: disable_vrfy_command = yes) or answer 252",
+        fix: "disable VRFY (Postfix: disable_vrfy_command = yes) or answer every VRFY alike (252)",
       });
     }
   }

@@ -95,7 +95,7 @@ export class Probe {
     });
     sock.setNoDelay(true);
     const p = new Probe(sock, target, lifetimeMs);
-    if (target.implicitTls) await p.handshake(tlsOptions);
+    if (target.implicitTls) await p.handshake(tlsOptions); // destroys the connection when it fails
     return p;
   }
 
@@ -178,21 +178,30 @@ export class Probe {
       socket: raw,
     });
     this.secure = t;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new ProbeError(`TLS handshake timed out after ${this.target.timeoutMs} ms`, "tls")), this.target.timeoutMs);
-      t.once("secureConnect", () => {
-        clearTimeout(timer);
-        resolve();
+    // Errors after a failed handshake must not go unhandled.
+    t.on("error", () => undefined);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new ProbeError(`TLS handshake timed out after ${this.target.timeoutMs} ms`, "tls")), this.target.timeoutMs);
+        t.once("secureConnect", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        t.once("error", (e) => {
+          clearTimeout(timer);
+          reject(new ProbeError(errText(e), "tls"));
+        });
+        t.once("close", () => {
+          clearTimeout(timer);
+          reject(new ProbeError("connection closed during the TLS handshake", "tls"));
+        });
       });
-      t.once("error", (e) => {
-        clearTimeout(timer);
-        reject(new ProbeError(errText(e), "tls"));
-      });
-      t.once("close", () => {
-        clearTimeout(timer);
-        reject(new ProbeError("connection closed during the TLS handshake", "tls"));
-      });
-    });
+    } catch (e) {
+      // A failed handshake ends the connection: nothing more can be said on it.
+      this.fail(e as ProbeError);
+      this.destroy();
+      throw e;
+    }
     t.on("data", this.onData);
     t.on("error", (e) => this.fail(new ProbeError(errText(e), "closed")));
     t.on("close", () => this.fail(new ProbeError("connection closed by the server", "closed")));

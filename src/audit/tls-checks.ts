@@ -59,7 +59,10 @@ export async function tlsHandshake(target: ProbeTarget, options: tls.ConnectionO
       await probe.handshake(options);
     }
     const t = probe.tls as tls.TLSSocket;
-    t.on("session", () => tickets++);
+    // TLS 1.2 reports its session once, tickets or not; TLS 1.3 once per NewSessionTicket.
+    t.on("session", () => {
+      if (t.getProtocol() === "TLSv1.3") tickets++;
+    });
     const c = t.getCipher() as tls.CipherNameAndProtocol | undefined;
     const ek = t.getEphemeralKeyInfo() as { name?: string; type?: string; size?: number } | null;
     const err = t.authorizationError as unknown;

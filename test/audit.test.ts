@@ -16,19 +16,25 @@
  * - Wardmail (the test helper's config: the embedded defaults on free
  *   ports): no high or critical finding, exit 0; with --send-to, no variant
  *   ends DATA and no smuggled message arrives.
+ * - Postfix with SASL AUTH through a private Dovecot auth service and no
+ *   TLS (smtpd_tls_auth_only = no, Dovecot's disable_plaintext_auth = no):
+ *   auth.before-tls is critical, because "AUTH PLAIN" (no credential) gets
+ *   334 in clear text; VRFY of an unqualified random name is refused as
+ *   relaying there, which is not user enumeration.
  * - An unreachable port exits 3, a bad argument 2.
  *
  * Exim is not here: installing exim4 removes Postfix from Debian machines.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BIN, startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { postfixMissing, startPostfix, type PostfixInstance } from "./peers/postfix.ts";
-import { peerSkip } from "./helpers/peers.ts";
+import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { freePort } from "./peers/ports.ts";
 
 const SKIP = peerSkip(postfixMissing());
@@ -165,6 +171,73 @@ describe("audit server against Postfix", { skip: SKIP }, () => {
       if (s !== null) delivered.add(s[1] as string);
     }
     assert.deepEqual([...delivered].sort(), [...reported].sort());
+  });
+});
+
+const SASL_SKIP = peerSkip(postfixMissing(), binaryMissing("dovecot", ["--version"], "dovecot-core"));
+
+describe("audit server against Postfix with SASL AUTH in clear text", { skip: SASL_SKIP }, () => {
+  let base = "";
+  let dovecot: ChildProcess | undefined;
+  let pf: PostfixInstance | undefined;
+  before(async () => {
+    base = await mkdtemp(join(tmpdir(), "wardmail-audit-sasl-"));
+    await chmod(base, 0o755);
+    for (const d of ["run", "state"]) await mkdir(join(base, d));
+    await writeFile(join(base, "users"), "alice@example.test:{PLAIN}a long password\n");
+    const conf = join(base, "dovecot.conf");
+    await writeFile(
+      conf,
+      [
+        `base_dir = ${base}/run`,
+        `state_dir = ${base}/state`,
+        `log_path = ${base}/dovecot.log`,
+        "protocols =",
+        "ssl = no",
+        "disable_plaintext_auth = no",
+        "auth_mechanisms = plain login",
+        `passdb {\n  driver = passwd-file\n  args = ${base}/users\n}`,
+        "userdb {\n  driver = static\n  args = uid=65534 gid=65534 home=/nonexistent\n}",
+        "service auth {\n  unix_listener auth-postfix {\n    mode = 0666\n  }\n}",
+        "",
+      ].join("\n"),
+    );
+    dovecot = spawn("dovecot", ["-F", "-c", conf], { stdio: "ignore" });
+    const socket = join(base, "run", "auth-postfix");
+    for (let i = 0; i < 200 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(existsSync(socket), "Dovecot's auth socket did not appear");
+    pf = await startPostfix({
+      mode: "mailbox",
+      mailboxes: ["alice@example.test"],
+      extraMain: { smtpd_sasl_auth_enable: "yes", smtpd_sasl_type: "dovecot", smtpd_sasl_path: socket },
+    });
+  });
+  after(async () => {
+    await pf?.stop();
+    const p = dovecot;
+    if (p !== undefined && p.exitCode === null) {
+      const exited = new Promise((r) => p.once("exit", r));
+      p.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (p.exitCode === null) p.kill("SIGKILL");
+    }
+    if (base !== "") await rm(base, { recursive: true, force: true });
+  });
+
+  test("AUTH offered and accepted before TLS: critical; AUTH on the MX port: low; no credential was sent", async () => {
+    assert.ok(pf);
+    const { code, report } = await auditJson(["server", `127.0.0.1:${pf.port}`]);
+    assert.equal(code, 1);
+    assert.equal(severityOf(report, "auth.before-tls"), "critical");
+    assert.match(report.findings.find((f) => f.id === "auth.before-tls")?.evidence ?? "", /offers AUTH PLAIN LOGIN; "AUTH PLAIN" before TLS got 334/);
+    assert.equal(severityOf(report, "auth.port25"), "low");
+    assert.equal(report.areas.authentication, "F");
+    // "VRFY <random>" got "554 5.7.1 Relay access denied": not an answer about users.
+    assert.ok(!ids(report).includes("smtp.vrfy"), ids(report).join(" "));
+    // The AUTH was cancelled with "*": Postfix logs an aborted authentication, never a failed one.
+    const log = await pf.waitForLog(/SASL PLAIN authentication aborted/);
+    assert.ok(log);
+    assert.doesNotMatch(await pf.readLog(), /authentication failed/);
   });
 });
 

@@ -118,7 +118,7 @@ export function surveyFindings(s: Survey, opts: { submission: boolean; port: num
     });
   }
   const authTls = s.extTls?.auth ?? [];
-  if (!opts.submission && opts.port === 25 && (authTls.length > 0 || s.ext.auth.length > 0)) {
+  if (!opts.submission && (authTls.length > 0 || s.ext.auth.length > 0)) {
     out.push({
       id: "auth.port25",
       severity: "low",
@@ -152,8 +152,11 @@ export function surveyFindings(s: Survey, opts: { submission: boolean; port: num
   if (s.vrfy !== undefined) {
     const k = s.vrfy.known.code;
     const u = s.vrfy.unknown.code;
-    // 252 ("cannot verify, will try") for one and 550 for the other tells them apart as well as 250 does.
-    if (k >= 250 && k <= 252 && u >= 500) {
+    // 252 ("cannot verify, will try") for one and "no such user" for the other tells them apart as
+    // well as 250 does. "No such user" is 5.1.x, or a bare 550 without an enhanced code; a 5.7.x
+    // (e.g. relay denied for an unqualified name) says nothing about the user.
+    const unknownUser = u >= 500 && (s.vrfy.unknown.status.startsWith("5.1.") || (s.vrfy.unknown.status === "" && u === 550));
+    if (k >= 250 && k <= 252 && unknownUser) {
       out.push({
         id: "smtp.vrfy",
         severity: "medium",

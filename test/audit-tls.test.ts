@@ -10,7 +10,11 @@
  *   1.1, 1.3 offered or not, and anonymous suites, must match the audit's
  *   tls.version.tls10 / tls11 / tls13 and tls.cipher.anonymous;
  * - `openssl s_client -tls1_2 -cipher kRSA` must connect exactly when the
- *   audit reports tls.cipher.no-forward-secrecy.
+ *   audit reports tls.cipher.no-forward-secrecy;
+ * - testssl's `-R` client-initiated renegotiation verdict must match
+ *   tls.renegotiation.client (both Postfix set-ups refuse it: Postfix sets
+ *   SSL_OP_NO_RENEGOTIATION; no peer here accepts it, so only the refusal is
+ *   proven).
  * And the certificate findings are what the certificate is: self-signed,
  * RSA 2048 (no key-size finding), a name that is not the server's.
  */
@@ -57,7 +61,7 @@ async function testssl(dir: string, name: string, port: number): Promise<Map<str
   const json = join(dir, `${name}.json`);
   const r = await exec(
     "testssl",
-    ["--quiet", "--color", "0", "--warnings", "batch", "--nodns", "none", "--connect-timeout", "10", "--openssl-timeout", "10", "--jsonfile", json, "-p", "-s", "-t", "smtp", `127.0.0.1:${port}`],
+    ["--quiet", "--color", "0", "--warnings", "batch", "--nodns", "none", "--connect-timeout", "10", "--openssl-timeout", "10", "--jsonfile", json, "-p", "-s", "-R", "-t", "smtp", `127.0.0.1:${port}`],
     { timeoutMs: 240_000 },
   );
   let rows: { id: string; finding: string }[];
@@ -117,6 +121,13 @@ describe("audit TLS findings agree with testssl and openssl", { skip: SKIP, time
       assert.equal(!has("tls.version.tls13"), offered(ts, "TLS1_3"), "TLS 1.3");
       assert.equal(has("tls.cipher.anonymous"), offered(ts, "cipherlist_aNULL"), "aNULL");
       assert.equal(has("tls.cipher.no-forward-secrecy"), await kRsaConnects(pf.port), "kRSA");
+      // Client-initiated renegotiation: testssl says "not vulnerable" exactly when the audit saw it refused.
+      const reneg = ts.get("secure_client_renego");
+      assert.ok(reneg !== undefined, "testssl reported no secure_client_renego");
+      const summary = audit.findings.find((f) => f.id === "tls.summary")?.evidence ?? "";
+      assert.match(summary, /client renegotiation (accepted|refused);/);
+      assert.equal(has("tls.renegotiation.client"), !/not vulnerable/i.test(reneg), `testssl: ${reneg}; audit: ${summary}`);
+      assert.equal(/client renegotiation accepted/.test(summary), has("tls.renegotiation.client"));
       // The configurations really differ, so the agreement is not vacuous.
       assert.equal(has("tls.version.tls10"), name === "defaults");
       assert.equal(has("tls.cipher.no-forward-secrecy"), name === "defaults");

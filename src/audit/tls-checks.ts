@@ -10,11 +10,12 @@
  *   server's choice);
  * - TLS 1.2 suites without forward secrecy (kRSA), anonymous suites (aNULL)
  *   and CBC suites with forward secrecy;
- * - the post-quantum hybrid X25519MLKEM768 as the only group offered.
+ * - the post-quantum hybrid X25519MLKEM768 as the only group offered;
+ * - client-initiated renegotiation on TLS 1.2.
  *
  * Not tested, because Node's OpenSSL cannot offer them as a client: SSLv2,
- * SSLv3, RC4, DES/3DES, NULL and export suites, TLS compression; nor
- * client-initiated renegotiation (see docs/audit.md for the tools that do).
+ * SSLv3, RC4, DES/3DES, NULL and export suites, TLS compression, insecure
+ * (pre-RFC 5746) renegotiation (see docs/audit.md for the tools that do).
  */
 import { X509Certificate } from "node:crypto";
 import net from "node:net";
@@ -96,6 +97,8 @@ export interface TlsSurvey {
   readonly anon: HandshakeResult;
   readonly cbc: HandshakeResult;
   readonly pq: HandshakeResult;
+  /** Client-initiated renegotiation on TLS 1.2: accepted, refused, or not tried (no TLS 1.2). */
+  readonly renegotiation: "accepted" | "refused" | "untested";
 }
 
 /** Runs every TLS handshake probe, one after the other. `progress` names each. */
@@ -114,7 +117,47 @@ export async function surveyTls(target: ProbeTarget, progress: (what: string) =>
   const cbc = await tlsHandshake(target, { ...tls12, ciphers: "ECDHE:!AESGCM:!CHACHA20:!AESCCM:!ARIAGCM:@SECLEVEL=0" });
   progress("TLS: post-quantum key exchange");
   const pq = await tlsHandshake(target, { minVersion: "TLSv1.3", ecdhCurve: "X25519MLKEM768" });
-  return { main, versions, nonFs, anon, cbc, pq };
+  progress("TLS: client-initiated renegotiation");
+  const renegotiation = versions.get("TLSv1.2")?.ok === true ? await renegotiationProbe(target) : "untested";
+  return { main, versions, nonFs, anon, cbc, pq, renegotiation };
+}
+
+/**
+ * A TLS 1.2 session, then a client-initiated renegotiation (RFC 5746 secure
+ * renegotiation; OpenSSL refuses insecure renegotiation itself). Refused
+ * when the server answers with a no_renegotiation alert, fails it, or does
+ * not complete it within the timeout.
+ */
+async function renegotiationProbe(target: ProbeTarget): Promise<"accepted" | "refused" | "untested"> {
+  let probe: Probe | undefined;
+  const options: tls.ConnectionOptions = { minVersion: "TLSv1.2", maxVersion: "TLSv1.2", ciphers: LEGACY };
+  try {
+    if (target.implicitTls) ({ probe } = await openGreeted(target, options));
+    else {
+      ({ probe } = await openGreeted(target));
+      const { ext } = await probe.ehlo();
+      if (ext === undefined || !ext.starttls || (await probe.cmd("STARTTLS")).code !== 220) return "untested";
+      await probe.handshake(options);
+    }
+    const t = probe.tls as tls.TLSSocket;
+    const ms = target.timeoutMs;
+    return await new Promise<"accepted" | "refused">((resolve) => {
+      const timer = setTimeout(() => resolve("refused"), ms);
+      const started = t.renegotiate({ rejectUnauthorized: false }, (err) => {
+        clearTimeout(timer);
+        resolve(err ? "refused" : "accepted");
+      });
+      if (started === false) {
+        clearTimeout(timer);
+        resolve("refused");
+      }
+    });
+  } catch (e) {
+    if (e instanceof ProbeError && e.kind !== "tls") throw e;
+    return "untested";
+  } finally {
+    probe?.destroy();
+  }
 }
 
 const DAY = 86_400_000;
@@ -198,6 +241,15 @@ export function tlsFindings(s: TlsSurvey, opts: { names: readonly string[]; subm
       title: "no post-quantum key exchange (X25519MLKEM768)",
       evidence: s.pq.error ?? "handshake offering only X25519MLKEM768 failed",
       fix: "use OpenSSL 3.5 or later and add X25519MLKEM768 to the server's groups (Postfix 3.10: tls_eecdh_auto_curves)",
+    });
+  }
+  if (s.renegotiation === "accepted") {
+    add({
+      id: "tls.renegotiation.client",
+      severity: "low",
+      title: "client-initiated renegotiation is accepted",
+      evidence: "a TLS 1.2 session renegotiated at the client's request",
+      fix: "refuse client-initiated renegotiation (OpenSSL: SSL_OP_NO_RENEGOTIATION): each one costs the server a handshake (denial of service)",
     });
   }
   if (m.ok && !opts.submission && opts.port !== 465 && (m.tickets ?? 0) > 0) {
@@ -297,7 +349,7 @@ export function tlsSummary(s: TlsSurvey): Finding | undefined {
     severity: "info",
     area: "transport",
     title: "TLS as a modern client gets it",
-    evidence: `${m.protocol ?? ""} ${m.cipher ?? ""}${m.group !== undefined ? ` group ${m.group}` : ""}; versions accepted: ${versions.join(", ") || "none"}; certificate CN=${m.cert?.subject?.CN ?? ""} valid to ${m.cert?.valid_to ?? ""}`,
+    evidence: `${m.protocol ?? ""} ${m.cipher ?? ""}${m.group !== undefined ? ` group ${m.group}` : ""}; versions accepted: ${versions.join(", ") || "none"}; client renegotiation ${s.renegotiation}; certificate CN=${m.cert?.subject?.CN ?? ""} valid to ${m.cert?.valid_to ?? ""}`,
     fix: "nothing to do",
   };
 }

@@ -21,7 +21,9 @@
  *   auth.before-tls is critical, because "AUTH PLAIN" (no credential) gets
  *   334 in clear text; VRFY of an unqualified random name is refused as
  *   relaying there, which is not user enumeration.
- * - An unreachable port exits 3, a bad argument 2.
+ * - An unreachable port exits 3, a bad argument 2; hostile listeners in
+ *   this process (silence, endless replies, a line without end) end within
+ *   the timeout or the reply limits, exit 3.
  *
  * Exim is not here: installing exim4 removes Postfix from Debian machines.
  */
@@ -36,6 +38,7 @@ import { BIN, startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { postfixMissing, startPostfix, type PostfixInstance } from "./peers/postfix.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { freePort } from "./peers/ports.ts";
+import net from "node:net";
 
 const SKIP = peerSkip(postfixMissing());
 
@@ -327,6 +330,68 @@ describe("audit server: exit codes without a server", () => {
     assert.equal(r.code, 3, r.stdout + r.stderr);
     assert.match(r.stderr, /unreachable: 127\.0\.0\.1:\d+: connect to .*ECONNREFUSED/);
     assert.equal(r.stdout, "");
+  });
+
+  /** A hostile server on loopback: `onConnect` decides what it does with each connection. */
+  async function hostile(onConnect: (s: net.Socket) => void): Promise<{ port: number; close: () => Promise<void> }> {
+    const sockets = new Set<net.Socket>();
+    const srv = net.createServer((s) => {
+      sockets.add(s);
+      s.on("error", () => undefined);
+      s.on("close", () => sockets.delete(s));
+      onConnect(s);
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as net.AddressInfo).port;
+    return {
+      port,
+      close: () =>
+        new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          srv.close(() => r());
+        }),
+    };
+  }
+
+  test("hostile servers: silence, an endless reply, a flood of bytes: each ends within its bound with exit 3", async () => {
+    const cases: { name: string; on: (s: net.Socket) => void; re: RegExp; maxMs: number }[] = [
+      { name: "no greeting", on: () => undefined, re: /no reply within 2000 ms/, maxMs: 8000 },
+      {
+        name: "endless multi-line greeting",
+        on: (s) => {
+          const tick = setInterval(() => (s.destroyed ? clearInterval(tick) : s.write("220-more\r\n".repeat(50))), 5);
+        },
+        re: /too many lines/,
+        maxMs: 8000,
+      },
+      {
+        name: "a line without end",
+        on: (s) => {
+          const tick = setInterval(() => (s.destroyed ? clearInterval(tick) : s.write("220 " + "x".repeat(4096))), 5);
+        },
+        re: /reply line too long/,
+        maxMs: 8000,
+      },
+      {
+        name: "greeting, then silence after EHLO",
+        on: (s) => void s.write("220 mx.hostile.test ESMTP\r\n"),
+        re: /no reply within 2000 ms/,
+        maxMs: 8000,
+      },
+    ];
+    for (const c of cases) {
+      const h = await hostile(c.on);
+      try {
+        const t0 = Date.now();
+        const r = await audit(["server", `127.0.0.1:${h.port}`, "--timeout", "2"]);
+        const ms = Date.now() - t0;
+        assert.equal(r.code, 3, `${c.name}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, c.re, c.name);
+        assert.ok(ms < c.maxMs, `${c.name}: took ${ms} ms`);
+      } finally {
+        await h.close();
+      }
+    }
   });
 
   test("usage errors: exit 2", async () => {

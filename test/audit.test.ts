@@ -116,7 +116,8 @@ describe("audit server against Postfix", { skip: SKIP }, () => {
     assert.equal(report.schema, 1);
     assert.equal(report.target, `smtp://127.0.0.1:${plain.port}`);
     assert.equal(severityOf(report, "tls.starttls.missing"), "high");
-    assert.ok(!ids(report).some((i) => i.startsWith("relay.")), ids(report).join(" "));
+    assert.ok(!ids(report).some((i) => i.startsWith("relay.") && i !== "relay.summary"), ids(report).join(" "));
+    assert.equal(report.findings.find((f) => f.id === "relay.summary")?.title, "relay battery: 10 forms, 0 accepted, 10 refused, 0 not tried");
     assert.equal(report.areas.transport, "D");
     assert.equal(report.areas.relay === "F", false);
     assert.equal(report.grade, "D");
@@ -139,6 +140,7 @@ describe("audit server against Postfix", { skip: SKIP }, () => {
     assert.match(report.findings.find((f) => f.id === "relay.open")?.evidence ?? "", /RCPT TO:<wardmail-relay-test@example\.com> got 250/);
     assert.equal(report.areas.relay, "F");
     assert.equal(report.grade, "F");
+    assert.match(report.findings.find((f) => f.id === "relay.summary")?.title ?? "", /^relay battery: 10 forms, ([1-9]|10) accepted, \d+ refused, 0 not tried$/);
     // Nothing was ever sent for delivery: the relay probes end with RSET, never DATA.
     assert.equal(await relay.queueCount(), 0);
     assert.doesNotMatch(await relay.readLog(), /\bqueued as\b|status=sent/);
@@ -270,6 +272,8 @@ describe("audit server against Wardmail", () => {
     // What the TLS survey saw: TLS 1.2 and 1.3 only, the post-quantum hybrid, no tickets on the MX.
     const summary = report.findings.find((f) => f.id === "tls.summary")?.evidence ?? "";
     assert.match(summary, /TLSv1\.3 .* group X25519MLKEM768; versions accepted: TLSv1\.2, TLSv1\.3;/);
+    // Every relay form was tried and refused.
+    assert.equal(report.findings.find((f) => f.id === "relay.summary")?.title, "relay battery: 10 forms, 0 accepted, 10 refused, 0 not tried");
     for (const id of ["tls.version.tls10", "tls.version.tls11", "tls.tickets.port25", "tls.pq.missing", "tls.starttls.injection", "relay.open", "tls.cert.name"]) {
       assert.ok(!ids(report).includes(id), id);
     }
@@ -309,6 +313,8 @@ describe("audit server against Wardmail", () => {
       for (const id of ["auth.before-tls", "auth.missing", "relay.open", "tls.starttls.missing"]) assert.ok(!ids(report).includes(id), `${id}: ${ctx}`);
       assert.equal(report.areas.authentication, "A");
       assert.equal(report.areas.relay, "A");
+      // Without AUTH, MAIL itself is refused on submission.
+      assert.match(report.findings.find((f) => f.id === "relay.summary")?.evidence ?? "", /^plain: MAIL 530; percent: MAIL 530;/);
     }
   });
 

@@ -281,24 +281,54 @@ const PER_CONNECTION = 4;
  */
 export async function relayCheck(target: ProbeTarget, opts: { local: string; sender: string; tls: boolean; submission: boolean }): Promise<Finding[]> {
   const tricks = relayTricks(opts.local, target.address);
-  const accepted: { id: string; rcpt: string; reply: Reply }[] = [];
-  const refused: string[] = [];
-  for (let i = 0; i < tricks.length; i += PER_CONNECTION) {
-    const { probe } = await openSession(target, { tls: opts.tls });
-    try {
-      for (const t of tricks.slice(i, i + PER_CONNECTION)) {
-        if (!probe.usable) break;
-        const m = await probe.cmd("MAIL", `FROM:<${opts.sender}>`);
-        if (m.code >= 200 && m.code < 300) {
-          const r = await probe.cmd("RCPT", `TO:<${t.rcpt}>`);
-          if (r.code >= 200 && r.code < 300) accepted.push({ ...t, reply: r });
-          else refused.push(`${t.id}: ${r.code}`);
-        } else refused.push(`${t.id}: MAIL ${m.code}`);
-        await probe.cmd("RSET");
+  let accepted: { id: string; rcpt: string; reply: Reply }[] = [];
+  let refused: string[] = [];
+  let untried: string[] = [];
+  let useTls = opts.tls;
+  // A server that wants STARTTLS before MAIL (530) gets the battery again over TLS, once.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    accepted = [];
+    refused = [];
+    untried = [];
+    let needTls = false;
+    for (let i = 0; i < tricks.length && !needTls; i += PER_CONNECTION) {
+      const batch = tricks.slice(i, i + PER_CONNECTION);
+      let probe;
+      try {
+        ({ probe } = await openSession(target, { tls: useTls }));
+      } catch (e) {
+        if (!(e instanceof ProbeError)) throw e;
+        untried.push(...batch.map((t) => `${t.id} (${e.message})`));
+        continue;
       }
-    } finally {
-      await probe.finish(false);
+      try {
+        for (const t of batch) {
+          if (!probe.usable) {
+            untried.push(`${t.id} (connection ended)`);
+            continue;
+          }
+          const m = await probe.cmd("MAIL", `FROM:<${opts.sender}>`);
+          if (m.code === 530 && !useTls && !target.implicitTls) {
+            needTls = true;
+            break;
+          }
+          if (m.code >= 200 && m.code < 300) {
+            const r = await probe.cmd("RCPT", `TO:<${t.rcpt}>`);
+            if (r.code >= 200 && r.code < 300) accepted.push({ ...t, reply: r });
+            else refused.push(`${t.id}: ${r.code}${r.status !== "" ? ` ${r.status}` : ""}`);
+          } else refused.push(`${t.id}: MAIL ${m.code}`);
+          await probe.cmd("RSET");
+        }
+      } catch (e) {
+        if (!(e instanceof ProbeError)) throw e;
+        const done = new Set([...accepted.map((a) => a.id), ...refused.map((r) => r.split(":")[0])]);
+        untried.push(...batch.filter((t) => !done.has(t.id)).map((t) => `${t.id} (${e.message})`));
+      } finally {
+        await probe.finish(false);
+      }
     }
+    if (!needTls) break;
+    useTls = true;
   }
   const where = opts.submission ? "without AUTH on submission" : "from the internet";
   const out: Finding[] = [];
@@ -323,5 +353,13 @@ export async function relayCheck(target: ProbeTarget, opts: { local: string; sen
       fix: "refuse recipients with %, !, quoted @, source routes and foreign IP literals for non-local destinations (Postfix: allow_percent_hack = no, swap_bangpath = no, reject_unauth_destination)",
     });
   }
+  out.push({
+    id: "relay.summary",
+    severity: "info",
+    area: "relay",
+    title: `relay battery${useTls ? " over TLS" : ""}: ${tricks.length} forms, ${accepted.length} accepted, ${refused.length} refused, ${untried.length} not tried`,
+    evidence: [...accepted.map((a) => `${a.id}: ${a.reply.code}`), ...refused, ...untried.map((u) => `not tried: ${u}`)].join("; "),
+    fix: untried.length > 0 ? "forms not tried could not be sent (the server ended the connection): run the audit again later" : "nothing to do",
+  });
   return out;
 }

@@ -156,7 +156,7 @@ async function renegotiationProbe(target: ProbeTarget): Promise<"accepted" | "re
     if (e instanceof ProbeError && e.kind !== "tls") throw e;
     return "untested";
   } finally {
-    probe?.destroy();
+    await probe?.finish(false);
   }
 }
 

@@ -143,6 +143,15 @@ async function renegotiationProbe(target: ProbeTarget): Promise<"accepted" | "re
     const ms = target.timeoutMs;
     return await new Promise<"accepted" | "refused">((resolve) => {
       const timer = setTimeout(() => resolve("refused"), ms);
+      // A refusal usually comes as a no_renegotiation alert: an error on the socket, not the callback.
+      t.once("error", () => {
+        clearTimeout(timer);
+        resolve("refused");
+      });
+      t.once("close", () => {
+        clearTimeout(timer);
+        resolve("refused");
+      });
       const started = t.renegotiate({ rejectUnauthorized: false }, (err) => {
         clearTimeout(timer);
         resolve(err ? "refused" : "accepted");

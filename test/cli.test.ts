@@ -147,6 +147,8 @@ describe("help and usage errors", () => {
       [["config", "--help"], /^Usage: wardmail config check FILE/],
       [["config", "check", "--help"], /^Usage: wardmail config check FILE/],
       [["queue", "--help"], /^Usage: wardmail queue <action>/],
+      [["audit", "--help"], /^Usage: wardmail audit server HOST\[:PORT\]/],
+      [["audit", "server", "--help"], /^Usage: wardmail audit server HOST\[:PORT\]/],
     ];
     const runs = await Promise.all(helps.map(([args]) => cli(args)));
     const binary = await wardmail(["--help"]);

@@ -1,5 +1,5 @@
 /**
- * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain, backup.
+ * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain, backup, audit.
  * Exit codes (documented in docs/cli.md and in --help):
  *   0  success
  *   1  the command ran and the answer is no (invalid config, unknown queue id or account)
@@ -15,6 +15,7 @@ import { userCommand, USER_HELP } from "./user.ts";
 import { dkimCommand, DKIM_HELP } from "./dkim.ts";
 import { domainCommand, DOMAIN_HELP } from "./domain.ts";
 import { backupCommand, BACKUP_HELP } from "./backup.ts";
+import { auditCommand, AUDIT_HELP } from "./audit.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -42,13 +43,16 @@ Commands:
   domain dns D [--mx HOST] [--ip ADDR] [--config FILE]
                                every DNS record to publish for D (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)
   backup DIR [--config FILE]   copy the queue, accounts, DKIM keys and Maildirs into DIR, while serving
+  audit server HOST[:PORT] [--submission] [--send-to ADDR] [--json] [--html FILE]
+                               grade any SMTP server: TLS, injection, open relay, AUTH, smuggling
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)
   --version                    print the version
 
-Exit codes: 0 success, 1 answer is no (invalid config, unknown id or account), 2 usage error, 3 cannot start/read
-(also: started by a Node.js older than 24; run the launcher bin/wardmail).
+Exit codes: 0 success, 1 answer is no (invalid config, unknown id or account; audit: a high or
+critical finding), 2 usage error, 3 cannot start/read (audit: target unreachable; also: started
+by a Node.js older than 24; run the launcher bin/wardmail).
 Environment: WARDMAIL_HOME sets the default data directory (else ./var).
 `;
 
@@ -111,6 +115,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await domainCommand(rest, io);
       case "backup":
         return await backupCommand(rest, io);
+      case "audit":
+        return await auditCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -197,4 +203,4 @@ async function config(args: string[], io: Io): Promise<number> {
   return result.readable ? EXIT.no : EXIT.usage;
 }
 
-export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP };
+export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP };

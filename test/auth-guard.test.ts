@@ -42,10 +42,13 @@ function need(s: Wardmail | undefined): Wardmail {
 
 before(async () => {
   requireBinary("swaks", ["--version"]);
+  // The bursts come from one address: the per-client connection cap (max_connections_per_client,
+  // proven in dos.test.ts) is raised so that every AUTH reaches the guard under test.
+  const burstLimits = "[limits]\nmax_connections_per_client = 1000\n";
   const started = await Promise.allSettled([
-    startWardmail({ workers: 2, extra: "[auth]\nfailure_delay = 10\nmax_failure_delay = 100\n" }),
-    startWardmail({ workers: 2, extra: "[auth]\nfailure_delay = 10\nmax_failure_delay = 100\n" }),
-    startWardmail({ workers: 2, extra: `[auth]\nfailure_delay = 10\nmax_failure_delay = 100\naccount_lock = ${LOCK_SECONDS}\n` }),
+    startWardmail({ workers: 2, extra: `[auth]\nfailure_delay = 10\nmax_failure_delay = 100\n${burstLimits}` }),
+    startWardmail({ workers: 2, extra: `[auth]\nfailure_delay = 10\nmax_failure_delay = 100\n${burstLimits}` }),
+    startWardmail({ workers: 2, extra: `[auth]\nfailure_delay = 10\nmax_failure_delay = 100\naccount_lock = ${LOCK_SECONDS}\n${burstLimits}` }),
   ]);
   [burst, lockout, shortlock] = started.map((r) => (r.status === "fulfilled" ? r.value : undefined));
   for (const r of started) if (r.status === "rejected") throw r.reason;

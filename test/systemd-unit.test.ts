@@ -23,7 +23,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DIST_BIN, ROOT } from "./helpers/wardmail.ts";
 import { binaryMissing, peerSkip, rootMissing } from "./helpers/peers.ts";
@@ -175,13 +175,19 @@ describe("Wardmail under the unit's restrictions", { skip: peerSkip(...RUN_MISSI
       config,
     ];
     // ProtectSystem=strict + ReadWritePaths=<data> + PrivateTmp=yes, by hand.
+    const underTmp = !relative("/tmp", ROOT).startsWith("..");
+    const stash = join(dir, "host-tmp");
+    if (underTmp) await mkdir(stash);
     const script = [
       "set -e",
       "mount --make-rprivate /",
       `mount --bind '${data}' '${data}'`,
       "mount -o remount,bind,ro /",
       `mount -o remount,bind,rw '${data}'`,
+      // A checkout under /tmp (a CI clone may be there) stays visible, read-only, through the fresh /tmp.
+      ...(underTmp ? [`mount --bind /tmp '${stash}'`] : []),
       "mount -t tmpfs -o mode=1777 tmpfs /tmp",
+      ...(underTmp ? [`mkdir -p '${ROOT}'`, `mount --bind '${join(stash, relative("/tmp", ROOT))}' '${ROOT}'`, `mount -o remount,bind,ro '${ROOT}'`] : []),
       `exec ${setpriv.map((a) => `'${a}'`).join(" ")}`,
     ].join("\n");
     child = spawn("unshare", ["--mount", "sh", "-c", script], { cwd: "/", stdio: ["ignore", "pipe", "pipe"] });

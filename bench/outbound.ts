@@ -16,7 +16,8 @@
 //   messages, connections, messages per connection and TLS versions per
 //   EHLO name, i.e. per server. Both servers must use STARTTLS to it
 //   (Postfix smtp_tls_security_level = encrypt, Wardmail relay tls =
-//   "required") and may reuse connections (Postfix
+//   "encrypt": TLS required, certificate not verified on either side; the
+//   sink's certificate is self-signed) and may reuse connections (Postfix
 //   smtp_tls_connection_reuse = yes through tlsproxy, Wardmail
 //   outbound.messages_per_connection).
 //
@@ -577,7 +578,7 @@ max_connections_per_domain = ${o.maxConnectionsPerDomain}
 [[outbound.relays]]
 domains = ["*"]
 host = "127.0.0.1:${sinkPort}"
-tls = "${o.tls === "encrypt" ? "required" : "may"}"
+tls = "${o.tls === "encrypt" ? "encrypt" : "may"}"
 `;
 }
 
@@ -1050,7 +1051,7 @@ async function main(): Promise<number> {
     if (servers.includes("wardmail")) {
       wm = await startWardmailOutbound(opt, sink.port);
       console.log(
-        `wardmail: 127.0.0.1:${wm.paths.smtpPort} pid ${wm.pid}, relay 127.0.0.1:${sink.port} tls=${opt.tls === "encrypt" ? "required" : "may"}, messages_per_connection=${opt.messagesPerConnection}, max_connections_per_domain=${opt.maxConnectionsPerDomain}, dir ${wm.paths.dir}`,
+        `wardmail: 127.0.0.1:${wm.paths.smtpPort} pid ${wm.pid}, relay 127.0.0.1:${sink.port} tls=${opt.tls === "encrypt" ? "encrypt" : "may"}, messages_per_connection=${opt.messagesPerConnection}, max_connections_per_domain=${opt.maxConnectionsPerDomain}, dir ${wm.paths.dir}`,
       );
     }
     const ctx: Ctx = {

@@ -41,7 +41,7 @@ import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
 import type { SaslMechanism } from "../auth/types.ts";
 import { formatReply } from "../protocol/reply.ts";
-import { MEMORY_BUSY_CONNECT, overMemoryBudget } from "./memory.ts";
+import { MEMORY_BUSY_CONNECT, overMemoryBudget, residentSet } from "./memory.ts";
 
 /** Replies waiting in the socket above which the connection stops reading. */
 const OUTPUT_HIGH_WATER = 64 * 1024;
@@ -173,7 +173,7 @@ export class Connection {
   /** Starts the session: the TLS handshake first for implicit TLS, then the greeting, then reading. */
   start(): void {
     if (this.opts.memoryBudget !== undefined && overMemoryBudget(this.opts.memoryBudget)) {
-      this.log.warn({ rss: process.memoryUsage.rss(), budget: this.opts.memoryBudget }, "memory budget reached; connection refused");
+      this.log.warn({ rss: residentSet(), budget: this.opts.memoryBudget }, "memory budget reached; connection refused");
       this.socket.on("error", () => this.destroy());
       this.write(formatReply(MEMORY_BUSY_CONNECT));
       this.end();

@@ -29,7 +29,7 @@ import type { AuthGuard, AuthService } from "../submission/index.ts";
 import { checkFromHeader, Networks } from "../submission/index.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 import { receivedHeader } from "./received.ts";
-import { MEMORY_BUSY_MAIL, overMemoryBudget } from "./memory.ts";
+import { MEMORY_BUSY_MAIL, overMemoryBudget, residentSet } from "./memory.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
 import { CHECK_FAILED, type CheckInput, type CheckRunner, type Decision, type Phase } from "../policy/index.ts";
 
@@ -110,7 +110,7 @@ export class Receiver implements SessionHost {
       case "mail":
         // At the memory budget nothing new is taken on (src/server/memory.ts).
         if (overMemoryBudget(this.config.limits.memory_budget)) {
-          info.logger.warn({ rss: process.memoryUsage.rss() }, "memory budget reached; MAIL refused");
+          info.logger.warn({ rss: residentSet() }, "memory budget reached; MAIL refused");
           return { reply: MEMORY_BUSY_MAIL };
         }
         if (this.checked(info)) return this.checkedMail(q.envelope.mailFrom, info);

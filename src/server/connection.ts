@@ -145,6 +145,9 @@ export class Connection {
   /** Timers of the slow-client limits (cleared at the end). */
   private commandTimer: NodeJS.Timeout | undefined;
   private dataTimer: NodeJS.Timeout | undefined;
+  /** When dataTimer fires, and when the content budget actually runs out (ms since the epoch). */
+  private dataTimerAt = 0;
+  private dataDeadline = 0;
   private sessionTimer: NodeJS.Timeout | undefined;
   private greetTimer: NodeJS.Timeout | undefined;
   /** Content phase: the rate budget (ms) left at dataAt. */
@@ -256,14 +259,39 @@ export class Connection {
     this.armDataTimer();
   }
 
+  /**
+   * The budget runs out at dataAt + dataBudgetMs. One timer serves many
+   * reads: it is re-armed only when the deadline comes earlier than it fires
+   * (a cap cut under pressure); a later deadline is found when it fires.
+   */
   private armDataTimer(): void {
+    this.dataDeadline = this.dataAt + Math.max(0, this.dataBudgetMs);
+    if (this.dataTimer !== undefined && this.dataTimerAt <= this.dataDeadline) return;
     clearTimeout(this.dataTimer);
-    this.dataTimer = setTimeout(() => {
-      // The content is complete (its question may be open): the rate no longer applies.
-      if (!this.session.receivingContent) return;
-      this.log.info({ ip: this.clientIp }, "content below min_data_rate");
-      this.handle(this.session.timeout());
-    }, Math.max(0, this.dataBudgetMs));
+    this.setDataTimer(Date.now());
+  }
+
+  private setDataTimer(now: number): void {
+    this.dataTimerAt = this.dataDeadline;
+    this.dataTimer = setTimeout(() => this.dataTimerFired(), Math.max(0, this.dataDeadline - now));
+  }
+
+  private dataTimerFired(): void {
+    this.dataTimer = undefined;
+    // The content is complete (its question may be open): the rate no longer applies.
+    if (!this.session.receivingContent) return;
+    const now = Date.now();
+    if (now < this.dataDeadline) {
+      this.setDataTimer(now);
+      return;
+    }
+    this.log.info({ ip: this.clientIp }, "content below min_data_rate");
+    this.handle(this.session.timeout());
+  }
+
+  private clearDataTimer(): void {
+    clearTimeout(this.dataTimer);
+    this.dataTimer = undefined;
   }
 
   private sessionOver(): void {
@@ -279,7 +307,7 @@ export class Connection {
 
   private clearTimers(): void {
     clearTimeout(this.commandTimer);
-    clearTimeout(this.dataTimer);
+    this.clearDataTimer();
     clearTimeout(this.sessionTimer);
     clearTimeout(this.greetTimer);
   }
@@ -351,7 +379,7 @@ export class Connection {
       this.armDataTimer();
     } else if (!content && this.inContent) {
       this.inContent = false;
-      clearTimeout(this.dataTimer);
+      this.clearDataTimer();
     }
   }
 

@@ -69,6 +69,13 @@ function sameId(id: string): string {
   return canonicalDomain(read) ?? read;
 }
 
+/** The server's own authserv-id, compared in every message: its sameId() kept (the config's value does not change while it runs). */
+let ownIdCache: { id: string; same: string } | undefined;
+function ownId(id: string): string {
+  if (ownIdCache?.id !== id) ownIdCache = { id, same: sameId(id) };
+  return ownIdCache.same;
+}
+
 /**
  * Header fields Wardmail writes itself and trusts, so an incoming copy is a
  * forgery: Received-SPF and X-Wardmail-Verdict (all of them: we add ours),
@@ -86,7 +93,7 @@ const OURS = new Set(["received-spf", "x-wardmail-verdict", "return-path"]);
  * fields stay byte for byte.
  */
 export function stripOwnHeaders(content: Buffer, authservId: string): Buffer {
-  const ours = sameId(authservId);
+  const ours = ownId(authservId);
   return removeFields(content, (f, value) => {
     if (OURS.has(f.name)) return true;
     if (f.name !== "authentication-results") return false;

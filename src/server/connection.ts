@@ -371,7 +371,8 @@ export class Connection {
   private armTimer(): void {
     const content = this.session.receivingContent;
     const ms = this.timeout(content ? this.opts.dataTimeoutMs : this.opts.idleTimeoutMs);
-    this.socket.setTimeout(ms);
+    // The socket restarts its inactivity timer on every read and write itself: set it only when the value changes (not once per 4 KB slice).
+    if (this.socket.timeout !== ms) this.socket.setTimeout(ms);
     if (content && !this.inContent) {
       this.inContent = true;
       this.dataBudgetMs = ms;

@@ -9,7 +9,7 @@
  * authserv-id = value (RFC 2045: token or quoted-string). Comments in
  * parentheses may nest; quoted-strings may hold quoted-pairs.
  */
-import { canonicalDomain, readerForm, removeFields } from "../message/index.ts";
+import { canonicalDomain, readerForm, removeFields, type HeaderField } from "../message/index.ts";
 
 /** Skips CFWS (white space and nested comments) from i; returns the next index. */
 function skipCfws(s: string, i: number): number {
@@ -92,12 +92,12 @@ const OURS = new Set(["received-spf", "x-wardmail-verdict", "return-path"]);
  * field). Only the header section is touched; the body and the other
  * fields stay byte for byte.
  */
-export function stripOwnHeaders(content: Buffer, authservId: string): Buffer {
+export function stripOwnHeaders(content: Buffer, authservId: string, fields?: readonly HeaderField[]): Buffer {
   const ours = ownId(authservId);
   return removeFields(content, (f, value) => {
     if (OURS.has(f.name)) return true;
     if (f.name !== "authentication-results") return false;
     const id = authservIdOf(value());
     return id !== undefined && sameId(id) === ours;
-  });
+  }, fields);
 }

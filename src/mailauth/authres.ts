@@ -9,7 +9,7 @@
  * authserv-id = value (RFC 2045: token or quoted-string). Comments in
  * parentheses may nest; quoted-strings may hold quoted-pairs.
  */
-import { canonicalDomain, readerForm, removeFields } from "../message/index.ts";
+import { canonicalDomain, readerForm, removeFields, type HeaderField } from "../message/index.ts";
 
 /** Skips CFWS (white space and nested comments) from i; returns the next index. */
 function skipCfws(s: string, i: number): number {
@@ -69,6 +69,13 @@ function sameId(id: string): string {
   return canonicalDomain(read) ?? read;
 }
 
+/** The server's own authserv-id, compared in every message: its sameId() kept (the config's value does not change while it runs). */
+let ownIdCache: { id: string; same: string } | undefined;
+function ownId(id: string): string {
+  if (ownIdCache?.id !== id) ownIdCache = { id, same: sameId(id) };
+  return ownIdCache.same;
+}
+
 /**
  * Header fields Wardmail writes itself and trusts, so an incoming copy is a
  * forgery: Received-SPF and X-Wardmail-Verdict (all of them: we add ours),
@@ -85,12 +92,12 @@ const OURS = new Set(["received-spf", "x-wardmail-verdict", "return-path"]);
  * field). Only the header section is touched; the body and the other
  * fields stay byte for byte.
  */
-export function stripOwnHeaders(content: Buffer, authservId: string): Buffer {
-  const ours = sameId(authservId);
+export function stripOwnHeaders(content: Buffer, authservId: string, fields?: readonly HeaderField[]): Buffer {
+  const ours = ownId(authservId);
   return removeFields(content, (f, value) => {
     if (OURS.has(f.name)) return true;
     if (f.name !== "authentication-results") return false;
     const id = authservIdOf(value());
     return id !== undefined && sameId(id) === ours;
-  });
+  }, fields);
 }

@@ -86,12 +86,12 @@ export function fieldValues(content: Buffer, name: string, fields: readonly Head
   return fields.filter((f) => f.name === name).map((f) => fieldValue(content, f));
 }
 
-/** The content without the header fields `drop` selects; the same Buffer when none is dropped. */
-export function removeFields(content: Buffer, drop: (field: HeaderField, value: () => string) => boolean): Buffer {
+/** The content without the header fields `drop` selects; the same Buffer when none is dropped. `fields`: headerFields(content), when the caller has it already. */
+export function removeFields(content: Buffer, drop: (field: HeaderField, value: () => string) => boolean, fields: readonly HeaderField[] = headerFields(content)): Buffer {
   const parts: Buffer[] = [];
   let kept = 0;
   let removed = false;
-  for (const f of headerFields(content)) {
+  for (const f of fields) {
     if (!drop(f, () => fieldValue(content, f))) continue;
     removed = true;
     if (f.start > kept) parts.push(content.subarray(kept, f.start));

@@ -65,3 +65,26 @@ void test("content is copied out of the input: dot-led lines, 1-byte lines and o
     assert.notEqual(r.content.buffer, input.buffer, "the content must not be a view of the input");
   }
 });
+
+void test("content of every size around the block edges comes out whole, in reads of any size", () => {
+  const sizes = [0, 1, 4095, 8191, 8192, 8193, 10_240, 16_384, 32_769, 65_535, 65_536, 65_537, 131_073, 200_000];
+  for (const n of sizes) {
+    // Lines of 1 to 97 bytes, some dot-led, so the output comes in spans of many lengths.
+    let body = "";
+    for (let i = 0; body.length < n; i++) body += (i % 7 === 0 ? ".." : "") + "x".repeat(i % 97) + "\r\n";
+    const text = "Subject: s\r\n\r\n" + body + ".\r\n";
+    // Buffer.alloc is never from the shared pool, so a buffer of its own tells a copy from a view.
+    const input = Buffer.alloc(text.length);
+    input.write(text, "latin1");
+    const expected = "Subject: s\r\n\r\n" + body.replace(/^\./gm, "");
+    for (const step of [1000, 4096, 65_536, input.length]) {
+      const rx = new DataReceiver(MAX, "reject", 1024);
+      for (let i = 0; i < input.length && !rx.done; i += step) rx.push(input.subarray(0, Math.min(i + step, input.length)), i);
+      assert.ok(rx.done);
+      const r = rx.result();
+      assert.equal(r.problem, undefined);
+      assert.equal(r.content.toString("latin1"), expected, `size ${n}, reads of ${step}`);
+      assert.notEqual(r.content.buffer, input.buffer, "the content must not be a view of the input");
+    }
+  }
+});

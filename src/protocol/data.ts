@@ -14,10 +14,11 @@
  *   in sync, and the result says "size"; a header section (up to the first
  *   empty line) longer than its limit likewise gives "header" (Postfix's
  *   header_size_limit): no parser downstream ever sees an unbounded header.
- * Memory: the output is copied into 64 KB blocks, so what is held is the
- * content itself plus one block, whatever the line structure (dot-led
- * lines, 1-byte lines, one huge line); capped by the size limit. CPU: one
- * pass over each byte.
+ * Memory: the output is copied into 64 KB blocks (the first starts at 8 KB
+ * and doubles, so a small message takes one small buffer and no concat),
+ * so what is held is the content itself plus one block, whatever the line
+ * structure (dot-led lines, 1-byte lines, one huge line); capped by the size
+ * limit. CPU: one pass over each byte.
  */
 import type { BareLineEndingPolicy } from "../config/types.ts";
 
@@ -42,6 +43,8 @@ export interface ContentResult {
 
 /** Output is copied into blocks of this size: the count of blocks stays small whatever the line structure. */
 const BLOCK = 64 * 1024;
+/** The first block's smallest size; it doubles up to BLOCK while the content is in one block. */
+const FIRST_BLOCK = 8 * 1024;
 
 /**
  * Collects the output, counts bytes, watches the header section, and turns
@@ -99,13 +102,20 @@ class Sink {
   private copy(b: Buffer): void {
     let off = 0;
     while (off < b.length) {
-      if (this.block === undefined || this.used === this.block.length) {
-        if (this.block !== undefined) this.parts.push(this.block);
-        // Small messages get a small block; then BLOCK-sized ones.
-        this.block = Buffer.allocUnsafe(this.parts.length === 0 ? Math.min(BLOCK, Math.max(b.length - off, 4096)) : BLOCK);
-        this.used = 0;
+      const block = this.block;
+      if (block === undefined || this.used === block.length) {
+        if (block !== undefined && this.parts.length === 0 && block.length < BLOCK) {
+          // The first block grows (doubling, up to BLOCK) instead of starting a second: a message under BLOCK ends in one buffer, returned without a concat.
+          const grown = Buffer.allocUnsafe(Math.min(BLOCK, Math.max(2 * block.length, this.used + b.length - off)));
+          block.copy(grown, 0, 0, this.used);
+          this.block = grown;
+        } else {
+          if (block !== undefined) this.parts.push(block);
+          this.block = Buffer.allocUnsafe(this.parts.length === 0 ? Math.min(BLOCK, Math.max(b.length - off, FIRST_BLOCK)) : BLOCK);
+          this.used = 0;
+        }
       }
-      const n = b.copy(this.block, this.used, off);
+      const n = b.copy(this.block as Buffer, this.used, off);
       this.used += n;
       off += n;
     }

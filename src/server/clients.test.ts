@@ -32,6 +32,27 @@ test("IPv6 clients are counted per prefix", () => {
   assert.equal(t48.connect("2001:db8:2::1", "mx", 1, 1000, true), "ok");
 });
 
+test("keys stay right when asked again and again, interleaved, past the key cache's size", () => {
+  const t = table(1 << 17, 64);
+  const ips = (round: number): string[] => {
+    const out: string[] = [];
+    for (let i = 0; i < 5000; i++) out.push(i % 2 === 0 ? `10.${(i >> 8) & 255}.${i & 255}.${round}` : `2001:db8:${i.toString(16)}::${round + 1}`);
+    return out;
+  };
+  // Two rounds: the IPv4 addresses differ per round, the IPv6 ones share their /64.
+  for (const round of [1, 2]) for (const ip of ips(round)) assert.equal(t.connect(ip, "mx", 2, 1000, true), "ok", ip);
+  for (const ip of ips(3)) {
+    const v6 = ip.includes(":");
+    assert.equal(t.open(ip, "mx"), v6 ? 2 : 0, ip);
+    assert.equal(t.connect(ip, "mx", 2, 1000, true), v6 ? "concurrency" : "ok", ip);
+  }
+  assert.equal(t.open("10.0.0.1", "mx"), 1);
+  assert.equal(t.open("::ffff:10.0.0.1", "mx"), 1);
+  assert.equal(t.open("not an address", "mx"), 0);
+  assert.equal(t.connect("not an address", "mx", 0, 0, true), "ok"); // no key: not counted
+  assert.equal(t.untracked, 0, "every client found a slot");
+});
+
 test("connection, message and recipient rates per minute", () => {
   const t = table();
   for (let i = 0; i < 5; i++) {

@@ -45,6 +45,7 @@ const HEADER = 4; // lock, slot count, epoch (seconds)
 const PROBE = 64;
 const STALE_S = 120;
 const SPIN_LIMIT = 10_000_000;
+const KEY_CACHE = 4096;
 
 /** Slots for a server: enough for every connection of every worker several times over. */
 export function tableSlots(maxConnections: number, workers: number): number {
@@ -58,6 +59,8 @@ export class ClientTable {
   private readonly slots: number;
   private readonly prefix6: number;
   private readonly key = new Int32Array(5);
+  /** Keys of recently seen addresses (this thread's; at most KEY_CACHE, then started again). */
+  private readonly keyCache = new Map<string, Int32Array | null>();
   /** Calls (in this thread) that found no free slot and let the client through uncounted. */
   untracked = 0;
 
@@ -222,6 +225,20 @@ export class ClientTable {
 
   /** Fills this.key with [tag, 4 words] for ip; false for something that is no IP address. */
   private makeKey(ip: string): boolean {
+    // A connection asks several times (connect, pregreet pass, each MAIL and RCPT, release): the parsed key is kept.
+    const cached = this.keyCache.get(ip);
+    if (cached !== undefined) {
+      if (cached === null) return false;
+      this.key.set(cached);
+      return true;
+    }
+    const ok = this.parseKey(ip);
+    if (this.keyCache.size >= KEY_CACHE) this.keyCache.clear();
+    this.keyCache.set(ip, ok ? this.key.slice() : null);
+    return ok;
+  }
+
+  private parseKey(ip: string): boolean {
     const p = plainIp(ip);
     const k = this.key;
     if (isIPv4(p)) {

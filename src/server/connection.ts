@@ -41,7 +41,7 @@ import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
 import type { SaslMechanism } from "../auth/types.ts";
 import { formatReply } from "../protocol/reply.ts";
-import { MEMORY_BUSY_CONNECT, overMemoryBudget } from "./memory.ts";
+import { MEMORY_BUSY_CONNECT, overMemoryBudget, residentSet } from "./memory.ts";
 
 /** Replies waiting in the socket above which the connection stops reading. */
 const OUTPUT_HIGH_WATER = 64 * 1024;
@@ -145,6 +145,9 @@ export class Connection {
   /** Timers of the slow-client limits (cleared at the end). */
   private commandTimer: NodeJS.Timeout | undefined;
   private dataTimer: NodeJS.Timeout | undefined;
+  /** When dataTimer fires, and when the content budget actually runs out (ms since the epoch). */
+  private dataTimerAt = 0;
+  private dataDeadline = 0;
   private sessionTimer: NodeJS.Timeout | undefined;
   private greetTimer: NodeJS.Timeout | undefined;
   /** Content phase: the rate budget (ms) left at dataAt. */
@@ -173,7 +176,7 @@ export class Connection {
   /** Starts the session: the TLS handshake first for implicit TLS, then the greeting, then reading. */
   start(): void {
     if (this.opts.memoryBudget !== undefined && overMemoryBudget(this.opts.memoryBudget)) {
-      this.log.warn({ rss: process.memoryUsage.rss(), budget: this.opts.memoryBudget }, "memory budget reached; connection refused");
+      this.log.warn({ rss: residentSet(), budget: this.opts.memoryBudget }, "memory budget reached; connection refused");
       this.socket.on("error", () => this.destroy());
       this.write(formatReply(MEMORY_BUSY_CONNECT));
       this.end();
@@ -256,14 +259,39 @@ export class Connection {
     this.armDataTimer();
   }
 
+  /**
+   * The budget runs out at dataAt + dataBudgetMs. One timer serves many
+   * reads: it is re-armed only when the deadline comes earlier than it fires
+   * (a cap cut under pressure); a later deadline is found when it fires.
+   */
   private armDataTimer(): void {
+    this.dataDeadline = this.dataAt + Math.max(0, this.dataBudgetMs);
+    if (this.dataTimer !== undefined && this.dataTimerAt <= this.dataDeadline) return;
     clearTimeout(this.dataTimer);
-    this.dataTimer = setTimeout(() => {
-      // The content is complete (its question may be open): the rate no longer applies.
-      if (!this.session.receivingContent) return;
-      this.log.info({ ip: this.clientIp }, "content below min_data_rate");
-      this.handle(this.session.timeout());
-    }, Math.max(0, this.dataBudgetMs));
+    this.setDataTimer(Date.now());
+  }
+
+  private setDataTimer(now: number): void {
+    this.dataTimerAt = this.dataDeadline;
+    this.dataTimer = setTimeout(() => this.dataTimerFired(), Math.max(0, this.dataDeadline - now));
+  }
+
+  private dataTimerFired(): void {
+    this.dataTimer = undefined;
+    // The content is complete (its question may be open): the rate no longer applies.
+    if (!this.session.receivingContent) return;
+    const now = Date.now();
+    if (now < this.dataDeadline) {
+      this.setDataTimer(now);
+      return;
+    }
+    this.log.info({ ip: this.clientIp }, "content below min_data_rate");
+    this.handle(this.session.timeout());
+  }
+
+  private clearDataTimer(): void {
+    clearTimeout(this.dataTimer);
+    this.dataTimer = undefined;
   }
 
   private sessionOver(): void {
@@ -279,7 +307,7 @@ export class Connection {
 
   private clearTimers(): void {
     clearTimeout(this.commandTimer);
-    clearTimeout(this.dataTimer);
+    this.clearDataTimer();
     clearTimeout(this.sessionTimer);
     clearTimeout(this.greetTimer);
   }
@@ -343,7 +371,8 @@ export class Connection {
   private armTimer(): void {
     const content = this.session.receivingContent;
     const ms = this.timeout(content ? this.opts.dataTimeoutMs : this.opts.idleTimeoutMs);
-    this.socket.setTimeout(ms);
+    // The socket restarts its inactivity timer on every read and write itself: set it only when the value changes (not once per 4 KB slice).
+    if (this.socket.timeout !== ms) this.socket.setTimeout(ms);
     if (content && !this.inContent) {
       this.inContent = true;
       this.dataBudgetMs = ms;
@@ -351,7 +380,7 @@ export class Connection {
       this.armDataTimer();
     } else if (!content && this.inContent) {
       this.inContent = false;
-      clearTimeout(this.dataTimer);
+      this.clearDataTimer();
     }
   }
 

@@ -29,7 +29,7 @@ import type { AuthGuard, AuthService } from "../submission/index.ts";
 import { checkFromHeader, Networks } from "../submission/index.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 import { receivedHeader } from "./received.ts";
-import { MEMORY_BUSY_MAIL, overMemoryBudget } from "./memory.ts";
+import { MEMORY_BUSY_MAIL, overMemoryBudget, residentSet } from "./memory.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
 import { CHECK_FAILED, type CheckInput, type CheckRunner, type Decision, type Phase } from "../policy/index.ts";
 
@@ -42,7 +42,7 @@ function connectionState(info: ConnectionInfo): Map<string, unknown> {
 const VERDICTS = "receiver.verdicts";
 import { FORWARDING, stripOwnHeaders } from "../mailauth/index.ts";
 import { resolveRecipient } from "../delivery/index.ts";
-import { headerFields } from "../message/index.ts";
+import { headerFields, type HeaderField } from "../message/index.ts";
 
 const SENDER_OK: HostAnswer = { reply: reply(250, "2.1.0", "Sender ok") };
 const RCPT_OK = reply(250, "2.1.5", "Recipient ok");
@@ -55,9 +55,9 @@ export const MAX_HOPS = 50;
 const TOO_MANY_HOPS = reply(554, "5.4.6", "Too many hops: mail loop detected");
 
 /** Received: header fields in the header section, in every spelling the shared header reader knows (src/message). */
-function receivedCount(content: Buffer): number {
+function receivedCount(fields: readonly HeaderField[]): number {
   let n = 0;
-  for (const f of headerFields(content)) if (f.name === "received") n++;
+  for (const f of fields) if (f.name === "received") n++;
   return n;
 }
 
@@ -110,7 +110,7 @@ export class Receiver implements SessionHost {
       case "mail":
         // At the memory budget nothing new is taken on (src/server/memory.ts).
         if (overMemoryBudget(this.config.limits.memory_budget)) {
-          info.logger.warn({ rss: process.memoryUsage.rss() }, "memory budget reached; MAIL refused");
+          info.logger.warn({ rss: residentSet() }, "memory budget reached; MAIL refused");
           return { reply: MEMORY_BUSY_MAIL };
         }
         if (this.checked(info)) return this.checkedMail(q.envelope.mailFrom, info);
@@ -211,7 +211,9 @@ export class Receiver implements SessionHost {
 
   private message(envelope: Envelope, content: Buffer, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     // A mail loop: refuse at the door instead of bouncing later (as Postfix's hopcount_limit).
-    if (receivedCount(content) > MAX_HOPS) {
+    // The header section is read once here, for the hop count and for removing the fields we write ourselves.
+    const fields = headerFields(content);
+    if (receivedCount(fields) > MAX_HOPS) {
       info.logger.warn({ from: envelope.mailFrom }, "too many Received headers (mail loop)");
       return { reply: TOO_MANY_HOPS };
     }
@@ -223,12 +225,12 @@ export class Receiver implements SessionHost {
         return { reply: refused };
       }
     }
-    if (this.checked(info)) return this.checkedMessage(envelope, content, info);
-    return this.store(this.expandForwarding(envelope), stripOwnHeaders(content, this.authservId), info);
+    if (this.checked(info)) return this.checkedMessage(envelope, content, fields, info);
+    return this.store(this.expandForwarding(envelope), stripOwnHeaders(content, this.authservId, fields), info);
   }
 
   /** End of content on a checked connection: the DATA hooks, then the decision with MAIL's. */
-  private async checkedMessage(given: Envelope, content: Buffer, info: ConnectionInfo): Promise<HostAnswer> {
+  private async checkedMessage(given: Envelope, content: Buffer, fields: readonly HeaderField[], info: ConnectionInfo): Promise<HostAnswer> {
     const state = info.scratch.checks ?? new Map<string, unknown>();
     // Checked clients cannot relay, so an expansion means an alias sends the
     // message on to another domain: the check then ARC-seals it.
@@ -246,7 +248,7 @@ export class Receiver implements SessionHost {
     if (decision.action === "tag" || decision.action === "quarantine") extra.push(`X-Wardmail-Verdict: ${decision.triggered.join(", ")} (${decision.action})`);
     const head = extra.map((h) => `${h}\r\n`).join("");
     const quarantine = decision.action === "quarantine" ? decision.triggered.join(",") : undefined;
-    return this.store(envelope, stripOwnHeaders(content, this.authservId), info, quarantine, head);
+    return this.store(envelope, stripOwnHeaders(content, this.authservId, fields), info, quarantine, head);
   }
 
   /**

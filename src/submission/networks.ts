@@ -55,6 +55,8 @@ function ipv6Groups(ip: string): string[] | undefined {
 /** "ip:192.0.2.1" or "net:2001:db8:0:1::/64": the key failures from a client are counted under. */
 export function clientKey(ip: string): string {
   const p = plainIp(ip);
+  // Every IPv6 address has a colon, no IPv4 address does: the common case skips the IPv6 parser.
+  if (!p.includes(":")) return `ip:${p}`;
   const groups = ipv6Groups(p);
   if (groups) return `net:${groups.slice(0, 4).join(":")}::/64`;
   return `ip:${p}`;

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SmtpWire } from "./peers/smtp-client.ts";
-import { logLines, requireBinary, swaks } from "./peers/submission.ts";
+import { logLines, requireBinary, swaks, waitForLog } from "./peers/submission.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
 const LIMITS = {
@@ -144,7 +144,7 @@ describe("per-client limits", () => {
     assert.deepEqual(firsts.slice(0, n), new Array<string>(n).fill("220-"));
     // The sliding window may let one more through when a minute ends during the loop.
     assert.deepEqual(firsts.slice(n + 1), ["421 ", "421 "]);
-    assert.ok(logLines(s.output(), "client limit").some((l) => l.ip === "127.0.0.4" && l.limit === "connections_per_client_per_minute"));
+    assert.ok(await waitForLog(() => s.output(), "client limit", (l) => l.ip === "127.0.0.4" && l.limit === "connections_per_client_per_minute"));
   });
 
   test("messages per minute on the MX: past the limit 421 4.7.0 and close", async () => {
@@ -175,7 +175,7 @@ describe("pregreet", () => {
     const again = await firstReply(s.smtpPort, "127.0.0.6");
     assert.match(again.raw, /^554 5\.5\.1 /);
     again.wire.close();
-    assert.ok(logLines(s.output(), "pregreet").some((l) => l.ip === "127.0.0.6"));
+    assert.ok(await waitForLog(() => s.output(), "pregreet", (l) => l.ip === "127.0.0.6"));
     // A client that waits for the greeting gets it whole, after the pause.
     const t0 = Date.now();
     const ok = await firstReply(s.smtpPort, "127.0.0.7");

@@ -285,3 +285,17 @@ export function logLines(output: string, msg: string): Record<string, unknown>[]
     .filter((l) => l.startsWith("{") && l.includes(`"msg":"${msg}"`))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
+
+/**
+ * True once a log line `msg` matching `pred` is in the output, false after
+ * `timeoutMs`: the server writes a line when the event is handled, which can
+ * be after the client has seen its reply.
+ */
+export async function waitForLog(output: () => string, msg: string, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (logLines(output(), msg).some(pred)) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -22,7 +22,7 @@ import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { knotMissing, startKnot, zoneText, type Knot } from "./peers/knot.ts";
-import { logLines, mailWith, swaks, swaksReply } from "./peers/submission.ts";
+import { logLines, mailWith, swaks, swaksReply, waitForLog } from "./peers/submission.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 
 const skip = peerSkip(knotMissing(), binaryMissing("swaks", ["--version"], "swaks"));
@@ -49,13 +49,8 @@ function send(port: number, from: string, token: string, extra: string[] = []) {
 
 /** Waits until the server logged msg with the given field values (at most 10 s). */
 async function logged(w: Wardmail, msg: string, fields: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const line = logLines(w.output(), msg).find((l) => Object.entries(fields).every(([k, v]) => JSON.stringify(l[k]) === JSON.stringify(v)));
-    if (line) return line;
-    if (Date.now() > deadline) assert.fail(`no "${msg}" ${JSON.stringify(fields)} in the log:\n${w.output().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const line = await waitForLog(() => w.output(), msg, (l) => Object.entries(fields).every(([k, v]) => JSON.stringify(l[k]) === JSON.stringify(v)), 10_000);
+  return line ?? assert.fail(`no "${msg}" ${JSON.stringify(fields)} in the log:\n${w.output().slice(-3000)}`);
 }
 
 describe("DNSBL and DNSWL with a real DNS server", { skip }, () => {
@@ -106,7 +101,7 @@ describe("DNSBL and DNSWL with a real DNS server", { skip }, () => {
     assert.deepEqual(line.listedBy, ["bl.test"]);
     assert.equal(line.score, 2);
     // The second connection was answered from the cache.
-    assert.ok(logLines(w.output(), "client listed by DNSBL").some((l) => l.client === "127.0.0.2" && l.cached === true));
+    await logged(w, "client listed by DNSBL", { client: "127.0.0.2", cached: true });
     assert.equal((await w.maildir("user@example.test")).filter((f) => f.includes("dnsbl-listed")).length, 0);
   });
 

@@ -287,15 +287,15 @@ export function logLines(output: string, msg: string): Record<string, unknown>[]
 }
 
 /**
- * True once a log line `msg` matching `pred` is in the output, false after
- * `timeoutMs`: the server writes a line when the event is handled, which can
- * be after the client has seen its reply.
+ * The first log line `msg` matching `pred`, once it is in the output, or
+ * undefined after `timeoutMs`: the server writes a line when the event is
+ * handled, which can be after the client has seen its reply.
  */
-export async function waitForLog(output: () => string, msg: string, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 5000): Promise<boolean> {
+export async function waitForLog(output: () => string, msg: string, pred: (l: Record<string, unknown>) => boolean, timeoutMs = 5000): Promise<Record<string, unknown> | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (logLines(output(), msg).some(pred)) return true;
-    if (Date.now() >= deadline) return false;
+    const line = logLines(output(), msg).find(pred);
+    if (line !== undefined || Date.now() >= deadline) return line;
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -35,7 +35,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { dkimTxt, knotMissing, startKnot, txtRdata, zoneText, type Knot } from "./peers/knot.ts";
-import { logLines } from "./peers/submission.ts";
+import { logLines, waitForLog } from "./peers/submission.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { pythonMissing } from "../src/dkim/test-util.ts";
 
@@ -381,7 +381,7 @@ describe("sender authentication: SPF, DKIM, DMARC against Knot DNS, dkimpy and s
     assert.equal(mail?.code, 550, r.out);
     assert.equal(mail?.enhanced, "5.7.23", r.out);
     assert.equal(replyTo(r.out, "RCPT TO:"), undefined, "swaks went on after the refused MAIL");
-    const refused = logLines(strict.output(), "sender refused by policy").find((l) => l.from === "x@strict.test");
+    const refused = await waitForLog(() => strict.output(), "sender refused by policy", (l) => l.from === "x@strict.test");
     assert.deepEqual(refused?.verdicts, ["spf.fail"]);
     // The same message on the default server is only tagged.
     const r2 = await send(main.smtpPort, "x@strict.test", "strict@example.test", msg);

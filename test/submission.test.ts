@@ -28,7 +28,7 @@ import { AccountStore } from "../src/accounts/index.ts";
 import { generateCertificate } from "../src/tls/index.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
-import { authMechanisms, authPlain, loggedIn, logLines, mailWith, openSession, queueList, requireBinary, run } from "./peers/submission.ts";
+import { authMechanisms, authPlain, loggedIn, logLines, mailWith, openSession, queueList, requireBinary, run, waitForLog } from "./peers/submission.ts";
 import { scramWrongProof, swaks, swaksReply, wardmailReceived as received, type SessionOptions } from "./peers/submission.ts";
 
 // ---------------------------------------------------------------- setup
@@ -265,6 +265,8 @@ describe("AUTH needs TLS and is not offered on the MX port", () => {
     } finally {
       wire.close();
     }
+    await waitForLog(() => s.output(), "auth failed", (l) => l.user === "nobody-here@example.test");
+    await waitForLog(() => s.output(), "auth failed", (l) => l.user === "alice@example.test" && l.mechanism === "PLAIN");
     const failed = logLines(s.output(), "auth failed");
     assert.ok(failed.some((l) => l.user === "alice@example.test" && l.mechanism === "PLAIN" && l.ip === "127.0.0.1"), JSON.stringify(failed));
     assert.ok(failed.some((l) => l.user === "nobody-here@example.test"), JSON.stringify(failed));
@@ -420,6 +422,9 @@ describe("brute-force guard", () => {
     const other = await loggedIn(s.submissionsPort, "alice@example.test", PW.alice, { tls: "implicit" });
     other.wire.close();
 
+    // The server writes its lines after the client has its reply: wait for the fifth.
+    await waitForLog(() => s.output(), "auth failed", (l) => l.ip === "127.0.0.2" && logLines(s.output(), "auth failed").filter((x) => x.ip === "127.0.0.2").length >= 5);
+    await waitForLog(() => s.output(), "auth blocked", (l) => l.ip === "127.0.0.2" && l.scope === "client");
     const failed = logLines(s.output(), "auth failed").filter((l) => l.ip === "127.0.0.2");
     assert.equal(failed.length, 5, JSON.stringify(failed));
     for (const l of failed) assert.deepEqual([l.user, l.mechanism, typeof l.reason], ["alice@example.test", "SCRAM-SHA-256", "string"]);
@@ -448,7 +453,7 @@ describe("brute-force guard", () => {
     }
     assert.match(await attempt("127.0.0.6", "bob@example.test", PW.bob), /^454 4\.7\.0 /);
     assert.match(await attempt("127.0.0.6", "alice@example.test", PW.alice), /^235 2\.7\.0 /);
-    assert.ok(logLines(s.output(), "auth blocked").some((l) => l.scope === "user" && l.user === "bob@example.test"), s.output().slice(-3000));
+    assert.ok(await waitForLog(() => s.output(), "auth blocked", (l) => l.scope === "user" && l.user === "bob@example.test"), s.output().slice(-3000));
   });
 
   // Guesses through an alias count for its account: the lock then holds for

@@ -17,7 +17,8 @@
  * DNSBL check names the client and the lists) and hand over log lines at
  * their own level; the runner writes them with the check's name.
  *
- * Checks: SPF/DKIM/ARC/DMARC (src/mailauth), DNSBL/DNSWL (dnsbl.ts).
+ * Checks: SPF/DKIM/ARC/DMARC (src/mailauth), DNSBL/DNSWL (dnsbl.ts); which
+ * check runs on which road is decided in src/server/checks.ts.
  */
 import type { CheckAction } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
@@ -32,6 +33,12 @@ export interface CheckInput {
   /** "" for the null reverse-path. */
   readonly mailFrom: string;
   readonly recipients: readonly string[];
+  /** The listener that took the connection ("smtp", "submission", "submissions"); absent outside a connection. */
+  readonly listener?: string;
+  /** The account of a successful AUTH on the connection. */
+  readonly authUser?: string;
+  /** The connection's TLS, when it has one. */
+  readonly tls?: { readonly version: string; readonly cipher: string };
   /** The message as received (data phase only), CRLF, no dot-stuffing. */
   readonly content?: Buffer;
   /** Per-transaction scratch shared by the phases (e.g. the SPF result of MAIL for DATA). */
@@ -160,6 +167,25 @@ export class CheckRunner {
       for (const [v, rep] of Object.entries(r.value.replies ?? {})) replies.set(v, rep);
     }
     return this.decide(verdicts, headers, replies);
+  }
+
+  /**
+   * Two decisions on one message (the inbound checks', then the content
+   * checks'): the more severe action wins with its reply; headers and
+   * verdicts add up.
+   */
+  static merge(a: Decision, b: Decision): Decision {
+    const first = SEVERITY[b.action] > SEVERITY[a.action] ? b : a;
+    const triggered = a.action === b.action && a.action !== "ignore" ? [...a.triggered, ...b.triggered] : first.triggered;
+    const replies = new Map([...(a.replies ?? []), ...(b.replies ?? [])]);
+    return {
+      action: first.action,
+      ...(first.reply ? { reply: first.reply } : {}),
+      verdicts: [...a.verdicts, ...b.verdicts],
+      triggered,
+      headers: [...a.headers, ...b.headers],
+      ...(replies.size > 0 ? { replies } : {}),
+    };
   }
 
   /** Maps verdicts to the most severe action; `replies` (by verdict) overrides the default reject reply. */

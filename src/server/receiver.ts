@@ -13,6 +13,9 @@
  *   on mail from the MX listener that is neither authenticated nor from a
  *   trusted network: at MAIL (SPF) and at the end of content. Their
  *   decision rejects, tempfails, quarantines (Junk folder) or tags.
+ * - Content checks (src/server/checks.ts: what a message carries, e.g.
+ *   antivirus) run on every message, whatever the listener and the client,
+ *   after the inbound checks; the most severe action of both wins.
  * - End of content: an authenticated account's From: header must be its
  *   own (550 5.7.1); the header fields we write ourselves are removed
  *   (Authentication-Results claiming our authserv-id, Received-SPF,
@@ -31,7 +34,7 @@ import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 import { receivedHeader } from "./received.ts";
 import { MEMORY_BUSY_MAIL, overMemoryBudget, residentSet } from "./memory.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
-import { CHECK_FAILED, type CheckInput, type CheckRunner, type Decision, type Phase } from "../policy/index.ts";
+import { CHECK_FAILED, CheckRunner, type CheckInput, type Decision, type Phase } from "../policy/index.ts";
 
 /** The checks' state for the whole connection (CheckInput.connection), made on first use. */
 function connectionState(info: ConnectionInfo): Map<string, unknown> {
@@ -75,6 +78,8 @@ export interface ReceiverDeps {
   readonly guard?: AuthGuard;
   /** Policy checks for inbound (MX) mail; undefined: none. */
   readonly checks?: CheckRunner;
+  /** Checks of every message's content, whatever its source (src/server/checks.ts); undefined: none. */
+  readonly contentChecks?: CheckRunner;
 }
 
 export class Receiver implements SessionHost {
@@ -86,6 +91,7 @@ export class Receiver implements SessionHost {
   private readonly guard: AuthGuard | undefined;
   private readonly trusted: Networks;
   private readonly checks: CheckRunner | undefined;
+  private readonly contentChecks: CheckRunner | undefined;
   private readonly authservId: string;
   readonly recipients: LocalRecipients;
 
@@ -98,6 +104,7 @@ export class Receiver implements SessionHost {
     this.guard = deps.guard;
     this.trusted = new Networks(deps.config.relay.trustedNetworks);
     this.checks = deps.checks;
+    this.contentChecks = deps.contentChecks;
     this.authservId = deps.config.checks.authservId || deps.config.server.hostname;
     this.recipients = new LocalRecipients(deps.config.local, deps.accounts);
   }
@@ -116,7 +123,7 @@ export class Receiver implements SessionHost {
         if (this.checked(info)) return this.checkedMail(q.envelope.mailFrom, info);
         return this.mail(q.envelope.mailFrom, info);
       case "rcpt":
-        return this.rcpt(q.path.address, q.envelope.recipients.length, info);
+        return this.rcpt(q.path.address, q.envelope.mailFrom, q.envelope.recipients.length, info);
       case "message":
         return this.message(q.envelope, q.content, info);
     }
@@ -137,7 +144,7 @@ export class Receiver implements SessionHost {
     const state = new Map<string, unknown>();
     info.scratch.checks = state;
     const connection = connectionState(info);
-    const d = await this.runPhases(["connect", "helo", "mail"], { clientIp: info.clientIp, helo: info.helo, mailFrom: from, recipients: [], state, connection }, info);
+    const d = await this.runPhases(["connect", "helo", "mail"], { ...this.inputOf(info), mailFrom: from, recipients: [], state, connection }, info);
     if (d.reply) {
       info.logger.info({ from, verdicts: d.verdicts, action: d.action }, "sender refused by policy");
       return { reply: d.reply };
@@ -146,8 +153,7 @@ export class Receiver implements SessionHost {
   }
 
   /** Runs the hooks of the phases in order, stops at a reply; verdicts add up in the transaction state. */
-  private async runPhases(phases: readonly Phase[], input: Omit<CheckInput, "signal">, info: ConnectionInfo): Promise<Decision> {
-    const checks = this.checks as CheckRunner;
+  private async runPhases(phases: readonly Phase[], input: Omit<CheckInput, "signal">, info: ConnectionInfo, checks = this.checks as CheckRunner): Promise<Decision> {
     const seen = (input.state.get(VERDICTS) as string[] | undefined) ?? [];
     let last: Decision | undefined;
     for (const phase of phases) {
@@ -161,6 +167,17 @@ export class Receiver implements SessionHost {
       input.state.set(VERDICTS, seen);
     }
     return last ?? checks.decide(seen);
+  }
+
+  /** What every check sees of the connection. */
+  private inputOf(info: ConnectionInfo): Pick<CheckInput, "clientIp" | "helo" | "listener" | "authUser" | "tls"> {
+    return {
+      clientIp: info.clientIp,
+      helo: info.helo,
+      listener: info.listener,
+      ...(info.authUser !== undefined ? { authUser: info.authUser } : {}),
+      ...(info.tls ? { tls: info.tls } : {}),
+    };
   }
 
   private mail(from: string, info: ConnectionInfo): HostAnswer {
@@ -181,7 +198,7 @@ export class Receiver implements SessionHost {
     return this.accounts?.maySendAs(account, address) ?? false;
   }
 
-  private rcpt(address: string, pending: number, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
+  private rcpt(address: string, from: string, pending: number, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     const account = info.authUser;
     const relay = account !== undefined || this.trusted.has(info.clientIp);
     if (account !== undefined && this.guard && !this.guard.mayAddRecipient(account, pending)) {
@@ -193,15 +210,15 @@ export class Receiver implements SessionHost {
       info.logger.info({ rcpt: address, code: v.reply.code }, "recipient refused");
       return { reply: v.reply };
     }
-    if (this.checked(info) && this.checks?.has("rcpt")) return this.checkedRcpt(v.address, info);
+    if (this.checked(info) && this.checks?.has("rcpt")) return this.checkedRcpt(v.address, from, info);
     return { reply: RCPT_OK, address: v.address };
   }
 
   /** The rcpt hooks, for one recipient: a reply refuses only this recipient. */
-  private async checkedRcpt(address: string, info: ConnectionInfo): Promise<HostAnswer> {
+  private async checkedRcpt(address: string, from: string, info: ConnectionInfo): Promise<HostAnswer> {
     const state = info.scratch.checks ?? new Map<string, unknown>();
     const connection = connectionState(info);
-    const d = await this.runPhases(["rcpt"], { clientIp: info.clientIp, helo: info.helo, mailFrom: "", recipients: [address], state, connection }, info);
+    const d = await this.runPhases(["rcpt"], { ...this.inputOf(info), mailFrom: from, recipients: [address], state, connection }, info);
     if (d.reply) {
       info.logger.info({ rcpt: address, verdicts: d.verdicts, action: d.action }, "recipient refused by policy");
       return { reply: d.reply };
@@ -225,11 +242,15 @@ export class Receiver implements SessionHost {
         return { reply: refused };
       }
     }
-    if (this.checked(info)) return this.checkedMessage(envelope, content, fields, info);
+    if (this.checked(info) || this.contentChecks !== undefined) return this.checkedMessage(envelope, content, fields, info);
     return this.store(this.expandForwarding(envelope), stripOwnHeaders(content, this.authservId, fields), info);
   }
 
-  /** End of content on a checked connection: the DATA hooks, then the decision with MAIL's. */
+  /**
+   * End of content with checks to run: the inbound DATA hooks (on a checked
+   * connection), then the content checks (every message); the decision
+   * includes MAIL's verdicts.
+   */
   private async checkedMessage(given: Envelope, content: Buffer, fields: readonly HeaderField[], info: ConnectionInfo): Promise<HostAnswer> {
     const state = info.scratch.checks ?? new Map<string, unknown>();
     // Checked clients cannot relay, so an expansion means an alias sends the
@@ -238,10 +259,19 @@ export class Receiver implements SessionHost {
     if (envelope !== given) state.set(FORWARDING, true);
     const recipients = given.recipients.map((r) => r.address);
     const connection = connectionState(info);
-    const input = { clientIp: info.clientIp, helo: info.helo, mailFrom: envelope.mailFrom, recipients, content, state, connection };
-    // A check that failed or timed out: 451, whatever else was found (fail closed).
-    const decision = await this.runPhases(["data"], input, info);
-    if (decision.failed) return { reply: decision.reply ?? CHECK_FAILED };
+    const input = { ...this.inputOf(info), mailFrom: envelope.mailFrom, recipients, content, state, connection };
+    let decision: Decision | undefined;
+    if (this.checked(info)) {
+      // A check that failed or timed out: 451, whatever else was found (fail closed).
+      decision = await this.runPhases(["data"], input, info);
+      if (decision.failed) return { reply: decision.reply ?? CHECK_FAILED };
+    }
+    if (this.contentChecks !== undefined && !decision?.reply) {
+      const d = await this.contentChecks.run("data", { ...input, state: new Map<string, unknown>() }, info.logger);
+      if (d.failed) return { reply: d.reply ?? CHECK_FAILED };
+      decision = decision ? CheckRunner.merge(decision, d) : d;
+    }
+    if (decision === undefined) return this.store(envelope, stripOwnHeaders(content, this.authservId, fields), info);
     info.logger.info({ from: envelope.mailFrom, verdicts: decision.verdicts, action: decision.action, triggered: decision.triggered }, "checks");
     if (decision.reply) return { reply: decision.reply };
     const extra = [...decision.headers];

@@ -24,13 +24,10 @@ import { ClientTable } from "./clients.ts";
 import { Receiver } from "./receiver.ts";
 import { StorageGuard } from "./storage-guard.ts";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { createPrivateKey } from "node:crypto";
 import { AccountStore, ACCOUNTS_FILE } from "../accounts/index.ts";
 import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
-import { CheckRunner, DnsblCheck } from "../policy/index.ts";
-import { SenderAuthCheck } from "../mailauth/index.ts";
+import { contentChecks, inboundChecks } from "./checks.ts";
 import { createOutbound } from "../outbound/index.ts";
 
 export interface WorkerReady {
@@ -47,16 +44,6 @@ export interface WorkerData {
   /** The per-client counters shared by all workers (clients.ts). */
   readonly clients: SharedArrayBuffer;
 }
-
-/** Reads the ARC sealing key and refuses one that cannot seal (not RSA, or under 1024 bits). */
-async function sealingKey(path: string): Promise<string> {
-  const pem = await readFile(path, "utf8");
-  const key = createPrivateKey(pem);
-  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (key.asymmetricKeyType !== "rsa" || bits < 1024) throw new Error(`checks.arc_seal_key ${path}: expected an RSA private key of at least 1024 bits`);
-  return pem;
-}
-
 
 const LOOP_DELAY_RESOLUTION_MS = 10;
 
@@ -119,29 +106,9 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const guard = new AuthGuard(accounts.db, config);
   const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
   const resolver = createResolver(config.dns);
-  // DNSBL: a connect hook, run at MAIL before the mail phase (SPF), which a listing then skips.
-  const dnsbl = config.dnsbl.zones.length > 0
-    ? [new DnsblCheck({ zones: config.dnsbl.zones, threshold: config.dnsbl.threshold, timeoutMs: config.dnsbl.timeout * 1000, resolver })]
-    : [];
-  const checks = config.checks.enabled || dnsbl.length > 0
-    ? new CheckRunner(
-        [
-          ...dnsbl,
-          ...(!config.checks.enabled ? [] : [new SenderAuthCheck({
-            resolver: (name, type) => resolver.resolve(name, type),
-            authservId: config.checks.authservId || config.server.hostname,
-            checks: config.checks,
-            localDomains: config.local.domains,
-            ...(config.checks.arcSeal
-              ? { seal: { domain: config.checks.arcSeal.domain, selector: config.checks.arcSeal.selector, privateKey: await sealingKey(config.checks.arcSeal.key) } }
-              : {}),
-          })]),
-        ],
-        config.checks.actions,
-        config.checks.timeout * 1000,
-      )
-    : undefined;
-  const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, ...(checks ? { checks } : {}) });
+  const checks = await inboundChecks({ config, resolver, logger });
+  const content = await contentChecks({ config, resolver, logger });
+  const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
   const outbound = createOutbound(config, resolver, logger);
   for (const f of outbound.files) if (existsSync(f)) await chownTo(config, f);
   const delivery = new LocalDelivery({

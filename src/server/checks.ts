@@ -1,0 +1,64 @@
+/**
+ * The policy checks of each road, assembled in one place (src/policy has the
+ * interface and the runner).
+ *
+ * - inbound: mail from the MX listener that is neither authenticated nor
+ *   from a trusted network. DNSBL (connect), sender authentication (SPF at
+ *   MAIL; DKIM, ARC, DMARC and the From: rules at the end of content).
+ * - content: every message, whatever the listener and the client (MX,
+ *   submission, trusted networks): the checks that look at what a message
+ *   carries, not at who sent it. They run at the end of content only, after
+ *   the inbound checks; the most severe action of both wins.
+ *
+ * A new check is one module in its own folder and one line in the list of
+ * its road here.
+ */
+import { readFile } from "node:fs/promises";
+import { createPrivateKey } from "node:crypto";
+import type { Config } from "../config/types.ts";
+import type { DnsResolver } from "../dns/index.ts";
+import type { Logger } from "../log/index.ts";
+import { SenderAuthCheck } from "../mailauth/index.ts";
+import { CheckRunner, DnsblCheck, type Check } from "../policy/index.ts";
+
+export interface CheckDeps {
+  readonly config: Config;
+  readonly resolver: DnsResolver;
+  readonly logger: Logger;
+}
+
+/** Reads the ARC sealing key and refuses one that cannot seal (not RSA, or under 1024 bits). */
+async function sealingKey(path: string): Promise<string> {
+  const pem = await readFile(path, "utf8");
+  const key = createPrivateKey(pem);
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (key.asymmetricKeyType !== "rsa" || bits < 1024) throw new Error(`checks.arc_seal_key ${path}: expected an RSA private key of at least 1024 bits`);
+  return pem;
+}
+
+/** The checks of unauthenticated, untrusted MX mail; undefined when there are none. */
+export async function inboundChecks({ config, resolver }: CheckDeps): Promise<CheckRunner | undefined> {
+  const checks: Check[] = [];
+  // DNSBL: a connect hook, run at MAIL before the mail phase (SPF), which a listing then skips.
+  if (config.dnsbl.zones.length > 0) {
+    checks.push(new DnsblCheck({ zones: config.dnsbl.zones, threshold: config.dnsbl.threshold, timeoutMs: config.dnsbl.timeout * 1000, resolver }));
+  }
+  if (config.checks.enabled) {
+    checks.push(new SenderAuthCheck({
+      resolver: (name, type) => resolver.resolve(name, type),
+      authservId: config.checks.authservId || config.server.hostname,
+      checks: config.checks,
+      localDomains: config.local.domains,
+      ...(config.checks.arcSeal
+        ? { seal: { domain: config.checks.arcSeal.domain, selector: config.checks.arcSeal.selector, privateKey: await sealingKey(config.checks.arcSeal.key) } }
+        : {}),
+    }));
+  }
+  return checks.length > 0 ? new CheckRunner(checks, config.checks.actions, config.checks.timeout * 1000) : undefined;
+}
+
+/** The checks of every message's content, whatever its source; undefined when there are none. */
+export async function contentChecks({ config }: CheckDeps): Promise<CheckRunner | undefined> {
+  const checks: Check[] = [];
+  return Promise.resolve(checks.length > 0 ? new CheckRunner(checks, config.checks.actions, config.checks.timeout * 1000) : undefined);
+}

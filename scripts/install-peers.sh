@@ -10,7 +10,7 @@
 # only when something is missing. Needs root (CI and the dev machines are root).
 set -euo pipefail
 
-PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils dovecot-lmtpd testssl.sh systemd)
+PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils dovecot-lmtpd testssl.sh systemd clamav-daemon rspamd gnupg sq dovecot-sqlite pebble)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -55,4 +55,6 @@ if just_installed postfix; then stop_service postfix; fi
 if just_installed dovecot-imapd || just_installed dovecot-lmtpd; then stop_service dovecot; fi
 if just_installed knot; then stop_service knot; fi
 if just_installed unbound; then stop_service unbound; fi
+if just_installed clamav-daemon; then stop_service clamav-daemon; stop_service clamav-freshclam; fi
+if just_installed rspamd; then stop_service rspamd; fi
 echo "install-peers: done"

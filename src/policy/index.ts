@@ -39,6 +39,12 @@ export interface CheckInput {
   readonly authUser?: string;
   /** The connection's TLS, when it has one. */
   readonly tls?: { readonly version: string; readonly cipher: string };
+  /**
+   * For the content checks: what the inbound checks of this message decided
+   * before them (their verdicts, and header fields such as
+   * Authentication-Results). Absent when no inbound check ran.
+   */
+  readonly earlier?: { readonly verdicts: readonly string[]; readonly headers: readonly string[] };
   /** The message as received (data phase only), CRLF, no dot-stuffing. */
   readonly content?: Buffer;
   /** Per-transaction scratch shared by the phases (e.g. the SPF result of MAIL for DATA). */

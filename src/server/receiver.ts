@@ -267,7 +267,8 @@ export class Receiver implements SessionHost {
       if (decision.failed) return { reply: decision.reply ?? CHECK_FAILED };
     }
     if (this.contentChecks !== undefined && !decision?.reply) {
-      const d = await this.contentChecks.run("data", { ...input, state: new Map<string, unknown>() }, info.logger);
+      const earlier = decision ? { earlier: { verdicts: decision.verdicts, headers: decision.headers } } : {};
+      const d = await this.contentChecks.run("data", { ...input, ...earlier, state: new Map<string, unknown>() }, info.logger);
       if (d.failed) return { reply: d.reply ?? CHECK_FAILED };
       decision = decision ? CheckRunner.merge(decision, d) : d;
     }

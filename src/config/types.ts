@@ -4,6 +4,8 @@
  * the operator's TOML file. Paths here are already absolute.
  */
 import type { Limits } from "../limits/index.ts";
+import type { BareLineEndingPolicy, EightBitPolicy } from "../protocol/index.ts";
+export type { BareLineEndingPolicy, EightBitPolicy };
 
 /** "host:port" parsed; host is an IP literal (v4 or v6 without brackets). */
 export interface ListenAddress {
@@ -50,8 +52,6 @@ export interface DnsblZone {
 }
 
 export type CheckAction = "reject" | "tempfail" | "quarantine" | "tag" | "ignore";
-export type BareLineEndingPolicy = "reject" | "normalize";
-export type EightBitPolicy = "accept" | "reject";
 
 export interface Config {
   readonly server: {

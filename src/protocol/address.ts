@@ -9,7 +9,8 @@
  * control characters, lengths capped as RFC 5321 §4.5.3.1 says. Returns a
  * Reply on error so the caller can answer without guessing.
  */
-import { reply, type Reply } from "./reply.ts";
+import { type Reply } from "./reply.ts";
+import { R } from "./replies.ts";
 
 export interface ParsedPath {
   /** "" for the null path <>; else local@domain as given (local part unquoted form kept). */
@@ -100,7 +101,6 @@ function parseLocal(local: string, allowUtf8: boolean): boolean {
   return true;
 }
 
-const BAD_PATH = (what: string) => reply(501, "5.1.7", `Bad address syntax: ${what}`);
 
 /**
  * Parses "<path> params..." (what follows "FROM:" or "TO:").
@@ -110,35 +110,35 @@ const BAD_PATH = (what: string) => reply(501, "5.1.7", `Bad address syntax: ${wh
 export function parsePathAndParams(input: string, allowNull: boolean, postmasterOk: boolean): ParsedArgs | Reply {
   // RFC 5321 has no space after the colon; common clients send one. Accept spaces only.
   const s = input.replace(/^ +/, "");
-  if (!s.startsWith("<")) return BAD_PATH("address must be in angle brackets");
+  if (!s.startsWith("<")) return R.badPath("address must be in angle brackets");
   const close = s.indexOf(">");
-  if (close < 0) return BAD_PATH("missing '>'");
+  if (close < 0) return R.badPath("missing '>'");
   const inner = s.slice(1, close);
   const rest = s.slice(close + 1);
-  if (rest.length > 0 && !rest.startsWith(" ")) return BAD_PATH("unexpected text after '>'");
-  if (Buffer.byteLength(inner) > MAX_PATH) return reply(501, "5.1.7", "Address too long");
+  if (rest.length > 0 && !rest.startsWith(" ")) return R.badPath("unexpected text after '>'");
+  if (Buffer.byteLength(inner) > MAX_PATH) return R.addressTooLong;
   // Spaces can only be valid inside a quoted local part (checked by parseLocal).
-  if (/[\x00-\x1f\x7f]/.test(inner)) return BAD_PATH("control character in address");
+  if (/[\x00-\x1f\x7f]/.test(inner)) return R.badPath("control character in address");
 
   const params = parseParams(rest);
   if (!(params instanceof Map)) return params;
 
   if (inner === "") {
-    if (!allowNull) return BAD_PATH("empty address");
+    if (!allowNull) return R.badPath("empty address");
     return { path: { address: "", local: "", domain: "", utf8: false }, params };
   }
-  if (inner.startsWith("@")) return reply(501, "5.1.3", "Source routes are not accepted");
+  if (inner.startsWith("@")) return R.sourceRoute;
 
   const utf8 = /[^\x00-\x7f]/.test(inner);
   if (postmasterOk && inner.toLowerCase() === "postmaster") {
     return { path: { address: inner, local: inner, domain: "", utf8: false }, params };
   }
   const at = inner.lastIndexOf("@");
-  if (at <= 0) return BAD_PATH("missing domain");
+  if (at <= 0) return R.badPath("missing domain");
   const local = inner.slice(0, at);
   const domain = inner.slice(at + 1);
-  if (!parseLocal(local, true)) return BAD_PATH("invalid local part");
-  if (!isAddressLiteral(domain) && !isValidDomain(domain, true)) return BAD_PATH("invalid domain");
+  if (!parseLocal(local, true)) return R.badPath("invalid local part");
+  if (!isAddressLiteral(domain) && !isValidDomain(domain, true)) return R.badPath("invalid domain");
   return { path: { address: inner, local, domain, utf8 }, params };
 }
 
@@ -152,11 +152,11 @@ export function parseParams(rest: string): Map<string, string | undefined> | Rep
     const eq = part.indexOf("=");
     const key = (eq < 0 ? part : part.slice(0, eq)).toUpperCase();
     const value = eq < 0 ? undefined : part.slice(eq + 1);
-    if (!KEYWORD.test(key)) return reply(501, "5.5.4", "Bad parameter syntax");
+    if (!KEYWORD.test(key)) return R.badParamSyntax;
     if (value !== undefined && (value.length === 0 || /[\x00-\x20=\x7f]/.test(value))) {
-      return reply(501, "5.5.4", `Bad value for ${key}`);
+      return R.badParamValue(key);
     }
-    if (map.has(key)) return reply(501, "5.5.4", `Duplicate parameter ${key}`);
+    if (map.has(key)) return R.duplicateParam(key);
     map.set(key, value);
   }
   return map;

@@ -20,7 +20,7 @@
  * structure (dot-led lines, 1-byte lines, one huge line); capped by the size
  * limit. CPU: one pass over each byte.
  */
-import type { BareLineEndingPolicy } from "../config/types.ts";
+import type { BareLineEndingPolicy } from "./session-types.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;

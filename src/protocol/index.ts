@@ -5,3 +5,5 @@ export { parsePathAndParams, parseParams, decodeXtext, isValidDomain, type Parse
 export { mailParams, rcptParams, type MailParams } from "./params.ts";
 export { COMMANDS, FOREIGN_VERBS, type Verb, type CommandSpec } from "./commands.ts";
 export { reply, formatReply, SmtpError, TEMPORARY_FAILURE, type Reply } from "./reply.ts";
+export type { Envelope, EnvelopeRecipient, RecipientDsn } from "./envelope.ts";
+export type { AuthOptions, BareLineEndingPolicy, EightBitPolicy, ProtocolLimits, TlsFacts } from "./session-types.ts";

@@ -6,9 +6,10 @@
  * Input is the keyword → value map of address.ts; anything unknown or
  * malformed comes back as the Reply to send.
  */
-import type { RecipientDsn } from "../queue/types.ts";
+import type { RecipientDsn } from "./envelope.ts";
 import { decodeXtext } from "./address.ts";
-import { reply, type Reply } from "./reply.ts";
+import { type Reply } from "./reply.ts";
+import { R } from "./replies.ts";
 
 export interface MailParams {
   readonly body?: "7BIT" | "8BITMIME";
@@ -18,7 +19,6 @@ export interface MailParams {
   readonly requireTls?: boolean;
 }
 
-const TOO_BIG = reply(552, "5.3.4", "Message size exceeds fixed maximum message size");
 
 /**
  * @param authOffered AUTH is offered in this session: the RFC 4954 §5
@@ -34,41 +34,41 @@ export function mailParams(params: ReadonlyMap<string, string | undefined>, maxS
   for (const [key, value] of params) {
     switch (key) {
       case "SIZE":
-        if (value === undefined || !/^\d{1,15}$/.test(value)) return reply(501, "5.5.4", "Bad SIZE value");
-        if (Number(value) > maxSize) return TOO_BIG;
+        if (value === undefined || !/^\d{1,15}$/.test(value)) return R.badSize;
+        if (Number(value) > maxSize) return R.tooBig;
         break;
       case "BODY":
         if (value?.toUpperCase() === "7BIT") body = "7BIT";
         else if (value?.toUpperCase() === "8BITMIME") body = "8BITMIME";
-        else return reply(555, "5.5.4", "Unsupported BODY type");
+        else return R.unsupportedBody;
         break;
       case "SMTPUTF8":
-        if (value !== undefined) return reply(501, "5.5.4", "SMTPUTF8 takes no value");
+        if (value !== undefined) return R.smtputf8Value;
         smtputf8 = true;
         break;
       case "RET":
         if (value?.toUpperCase() === "FULL") ret = "FULL";
         else if (value?.toUpperCase() === "HDRS") ret = "HDRS";
-        else return reply(501, "5.5.4", "RET must be FULL or HDRS");
+        else return R.badRet;
         break;
       case "ENVID": {
         const decoded = value === undefined ? undefined : decodeXtext(value);
-        if (decoded === undefined || decoded.length > 100 || !/^[\x20-\x7e]+$/.test(decoded)) return reply(501, "5.5.4", "Bad ENVID value");
+        if (decoded === undefined || decoded.length > 100 || !/^[\x20-\x7e]+$/.test(decoded)) return R.badEnvid;
         envid = decoded;
         break;
       }
       case "REQUIRETLS":
         // RFC 8689 §4.1: only offered, and only accepted, over TLS.
-        if (!tlsActive) return reply(530, "5.7.10", "REQUIRETLS needs TLS");
-        if (value !== undefined) return reply(501, "5.5.4", "REQUIRETLS takes no value");
+        if (!tlsActive) return R.requireTlsNeedsTls;
+        if (value !== undefined) return R.requireTlsValue;
         requireTls = true;
         break;
       case "AUTH":
-        if (!authOffered) return reply(555, "5.5.4", `Unsupported parameter ${key}`);
-        if (value === undefined || decodeXtext(value) === undefined) return reply(501, "5.5.4", "Bad AUTH parameter");
+        if (!authOffered) return R.unsupportedParam(key);
+        if (value === undefined || decodeXtext(value) === undefined) return R.badAuthParam;
         break;
       default:
-        return reply(555, "5.5.4", `Unsupported parameter ${key}`);
+        return R.unsupportedParam(key);
     }
   }
   return { ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}), ...(requireTls ? { requireTls } : {}) };
@@ -84,7 +84,7 @@ export function rcptParams(params: ReadonlyMap<string, string | undefined>): Rec
         const ok =
           (items.length === 1 && items[0] === "NEVER") ||
           (items.every((i) => i === "SUCCESS" || i === "FAILURE" || i === "DELAY") && new Set(items).size === items.length);
-        if (!ok) return reply(501, "5.5.4", "Bad NOTIFY value");
+        if (!ok) return R.badNotify;
         notify = items;
         break;
       }
@@ -93,13 +93,13 @@ export function rcptParams(params: ReadonlyMap<string, string | undefined>): Rec
         const type = semi > 0 ? (value as string).slice(0, semi) : "";
         const decoded = semi > 0 ? decodeXtext((value as string).slice(semi + 1)) : undefined;
         if (!/^[A-Za-z0-9-]+$/.test(type) || decoded === undefined || decoded.length === 0 || decoded.length > 500) {
-          return reply(501, "5.5.4", "Bad ORCPT value");
+          return R.badOrcpt;
         }
         orcpt = `${type.toLowerCase()};${decoded}`;
         break;
       }
       default:
-        return reply(555, "5.5.4", `Unsupported parameter ${key}`);
+        return R.unsupportedParam(key);
     }
   }
   return { ...(notify ? { notify } : {}), ...(orcpt ? { orcpt } : {}) };

@@ -2,17 +2,30 @@
  * The types the protocol core shares with its host: options, the questions
  * it asks, the actions it returns. See session.ts.
  */
-import type { BareLineEndingPolicy, EightBitPolicy } from "../config/types.ts";
-import type { Limits } from "../limits/index.ts";
-import type { Envelope, RecipientDsn } from "../queue/types.ts";
 import type { ParsedPath } from "./address.ts";
+import type { Envelope, RecipientDsn } from "./envelope.ts";
+
+/** Bare CR or LF in a command line or content: refuse it, or take it as a line end. */
+export type BareLineEndingPolicy = "reject" | "normalize";
+/** 8-bit content without BODY=8BITMIME: accept it (as most MTAs) or refuse it. */
+export type EightBitPolicy = "accept" | "reject";
+
+/** The limits the protocol core enforces (src/limits registers them with the rest). */
+export interface ProtocolLimits {
+  readonly max_line_length: number;
+  readonly max_message_size: number;
+  readonly max_header_size: number;
+  readonly max_recipients: number;
+  readonly max_errors: number;
+  readonly max_commands: number;
+}
 
 export type TlsMode = "none" | "available" | "active";
 
 export interface SessionOptions {
   /** Our name in the greeting and EHLO reply. */
   readonly hostname: string;
-  readonly limits: Pick<Limits, "max_line_length" | "max_message_size" | "max_header_size" | "max_recipients" | "max_errors" | "max_commands">;
+  readonly limits: ProtocolLimits;
   readonly bareLineEndings: BareLineEndingPolicy;
   readonly eightBitWithout8bitmime: EightBitPolicy;
   /** none: no STARTTLS offered; available: offered; active: implicit TLS. */

@@ -8,6 +8,12 @@
  * this message) before the session goes on. It never touches a socket, a file
  * or a clock; the adapter in src/server does that.
  *
+ * State: one discriminated union (State) that carries what each state needs
+ * (the content receiver while reading DATA or a BDAT chunk, the open
+ * question while waiting, the mechanism during a SASL exchange); the
+ * connection facts (TLS, EHLO name, account) and the open transaction (the
+ * envelope being built, one object) live beside it.
+ *
  * Trust: everything fed in is hostile. Lines end only on CRLF (policy
  * "normalize" also takes a bare CR or LF, "reject" refuses the line); each
  * line is capped; over-long lines and over-size content are read and discarded
@@ -15,32 +21,43 @@
  * byte already received is thrown away (CVE-2011-0411 class). While a question
  * is open no input is processed; input that keeps coming is capped.
  */
-import type { Envelope, EnvelopeRecipient } from "../queue/types.ts";
+import type { Envelope, EnvelopeRecipient } from "./envelope.ts";
 import { parsePathAndParams } from "./address.ts";
 import { decodeSaslLine, parseAuthCommand } from "./sasl-frame.ts";
 import { mailParams, rcptParams } from "./params.ts";
-import { COMMANDS, FOREIGN_VERBS } from "./commands.ts";
+import { COMMANDS, FOREIGN_VERBS, HELP_VERBS, type Verb } from "./commands.ts";
 import { BdatReceiver, DataReceiver, type ContentResult } from "./data.ts";
-import { formatReply, reply, type Reply } from "./reply.ts";
+import { formatReply, type Reply } from "./reply.ts";
 import { LineReader } from "./lines.ts";
 import { R } from "./replies.ts";
 
 export type { Action, AuthOptions, Question, SessionOptions, TlsFacts, TlsMode } from "./session-types.ts";
 import type { Action, Question, SessionOptions, TlsFacts, TlsMode } from "./session-types.ts";
 
+/** The envelope of the open transaction, built in place (recipients appended as they are accepted). */
+type OpenEnvelope = Omit<Envelope, "recipients"> & { recipients: EnvelopeRecipient[] };
+
 interface Txn {
-  mailFrom: string;
-  recipients: EnvelopeRecipient[];
-  body?: "7BIT" | "8BITMIME";
-  smtputf8: boolean;
-  ret?: "FULL" | "HDRS";
-  envid?: string;
-  requireTls?: boolean;
-  /** BDAT was used: DATA is no longer allowed in this transaction. */
+  readonly envelope: OpenEnvelope;
+  /** BDAT was used: the content so far; DATA is no longer allowed in this transaction. */
   bdat?: BdatReceiver;
 }
 
-type Mode = "pregreet" | "command" | "data" | "bdat" | "sasl" | "waiting" | "tls-pending" | "closed";
+type State =
+  /** The greeting's first line is out; a byte now is an early talker. */
+  | { readonly kind: "pregreet" }
+  | { readonly kind: "command" }
+  /** A SASL exchange: the next line is the client's response. */
+  | { readonly kind: "sasl"; readonly mechanism: string }
+  | { readonly kind: "data"; readonly rx: DataReceiver }
+  /** Reading a BDAT chunk; `refusal`: the command failed, the chunk is read and dropped, then this is the reply. */
+  | { readonly kind: "bdat"; readonly rx: BdatReceiver; readonly last: boolean; readonly refusal?: Reply }
+  | { readonly kind: "waiting"; readonly question: Question }
+  | { readonly kind: "tls-pending" }
+  | { readonly kind: "closed" };
+
+const COMMAND: State = { kind: "command" };
+const CLOSED: State = { kind: "closed" };
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -49,18 +66,16 @@ const MAX_PENDING = 1024 * 1024;
 /** RFC 4954 §4: a SASL response line may be up to 12288 octets. */
 const SASL_LINE = 12288;
 
-
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 export class SmtpSession {
   private readonly opts: SessionOptions;
-  private mode: Mode = "command";
+  private state: State = COMMAND;
   private tls: TlsMode;
   /** Client's EHLO/HELO name; undefined until given (and again after STARTTLS). */
   private heloName: string | undefined;
   private esmtp = false;
   private txn: Txn | undefined;
-  private data: DataReceiver | undefined;
   /** Unprocessed input (a partial line, or input that came while waiting). */
   private leftover: Buffer = Buffer.alloc(0);
   private readonly lines: LineReader;
@@ -68,14 +83,32 @@ export class SmtpSession {
   private commands = 0;
   private out = "";
   private actions: Action[] = [];
-  private pendingQuestion: Question | undefined;
   /** The account a successful AUTH named. */
   private authUser: string | undefined;
-  /** The mechanism of the SASL exchange in progress. */
-  private saslMechanism = "";
   /** tls-exporter channel binding is available (TLS 1.3): -PLUS mechanisms may be offered. */
   private channelBinding = false;
   private talkedEarly = false;
+
+  /** The handler of each verb of the command table (commands.ts); `refusal` only for verbs that sync (BDAT). */
+  private static readonly HANDLERS: Readonly<Record<Verb, (s: SmtpSession, arg: string, refusal?: Reply) => void>> = {
+    EHLO: (s, arg) => s.ehlo(arg, true),
+    HELO: (s, arg) => s.ehlo(arg, false),
+    MAIL: (s, arg) => s.mail(arg),
+    RCPT: (s, arg) => s.rcpt(arg),
+    DATA: (s, arg) => s.dataCmd(arg),
+    BDAT: (s, arg, refusal) => s.bdat(arg, refusal),
+    RSET: (s, arg) => s.rset(arg),
+    NOOP: (s) => s.say(R.ok),
+    QUIT: (s) => {
+      s.emit(R.bye);
+      s.close();
+    },
+    HELP: (s) => s.say(R.help(HELP_VERBS)),
+    VRFY: (s, arg) => s.say(arg.trim() === "" ? R.vrfySyntax : R.vrfy),
+    EXPN: (s) => s.say(R.expn),
+    STARTTLS: (s, arg) => s.starttls(arg),
+    AUTH: (s, arg) => s.auth(arg),
+  };
 
   constructor(opts: SessionOptions) {
     this.opts = opts;
@@ -86,7 +119,7 @@ export class SmtpSession {
   /** The greeting; call once when the connection (or the implicit TLS handshake) is up. */
   greeting(tls?: TlsFacts): Action[] {
     if (tls) this.channelBinding = tls.channelBinding;
-    this.emit(reply(220, "", `${this.opts.hostname} ESMTP`));
+    this.emit(R.greeting(this.opts.hostname));
     return this.flush();
   }
 
@@ -97,15 +130,15 @@ export class SmtpSession {
    */
   greetingStart(): Action[] {
     this.out += `220-${this.opts.hostname} ESMTP\r\n`;
-    this.mode = "pregreet";
+    this.state = { kind: "pregreet" };
     return this.flush();
   }
 
   /** The last line of the greeting begun with greetingStart(); input is read from now on. */
   greetingDone(): Action[] {
-    if (this.mode !== "pregreet") return [];
-    this.mode = "command";
-    this.emit(reply(220, "", `${this.opts.hostname} ESMTP`));
+    if (this.state.kind !== "pregreet") return [];
+    this.state = COMMAND;
+    this.emit(R.greeting(this.opts.hostname));
     return this.flush();
   }
 
@@ -121,7 +154,7 @@ export class SmtpSession {
 
   /** A limit of the adapter (rate, session time): the reply (a 421) and close. */
   abort(r: Reply): Action[] {
-    if (this.mode === "closed") return [];
+    if (this.state.kind === "closed") return [];
     this.closeWith(r);
     return this.flush();
   }
@@ -143,22 +176,22 @@ export class SmtpSession {
   }
 
   get closed(): boolean {
-    return this.mode === "closed";
+    return this.state.kind === "closed";
   }
 
   /** True while the session waits for an answer: the adapter should stop reading. */
   get waiting(): boolean {
-    return this.mode === "waiting";
+    return this.state.kind === "waiting";
   }
 
   /** True while content (DATA or BDAT) is being received: the data timeout applies. */
   get receivingContent(): boolean {
-    return this.mode === "data" || this.mode === "bdat";
+    return this.state.kind === "data" || this.state.kind === "bdat";
   }
 
   /** Feeds bytes from the client. */
   feed(chunk: Buffer): Action[] {
-    switch (this.mode) {
+    switch (this.state.kind) {
       case "closed":
       case "tls-pending":
         return [];
@@ -189,17 +222,16 @@ export class SmtpSession {
    * host's normalised form of <postmaster>).
    */
   answer(r: Reply, address?: string): Action[] {
-    if (this.mode === "closed") return [];
-    const q = this.pendingQuestion;
-    if (this.mode !== "waiting" || q === undefined) throw new Error("no question is open");
-    this.pendingQuestion = undefined;
-    this.mode = "command";
+    if (this.state.kind === "closed") return [];
+    if (this.state.kind !== "waiting") throw new Error("no question is open");
+    const q = this.state.question;
+    this.state = COMMAND;
     switch (q.type) {
       case "mail":
-        if (r.code < 300) this.txn = { mailFrom: q.envelope.mailFrom, recipients: [], body: q.envelope.body as Txn["body"], smtputf8: q.envelope.smtputf8, ret: q.envelope.ret, envid: q.envelope.envid, ...(q.envelope.requireTls ? { requireTls: true } : {}) };
+        if (r.code < 300) this.txn = { envelope: { ...q.envelope, recipients: [] } };
         break;
       case "rcpt":
-        if (r.code < 300 && this.txn) this.txn.recipients.push({ address: address ?? q.path.address, dsn: q.dsn });
+        if (r.code < 300 && this.txn) this.txn.envelope.recipients.push({ address: address ?? q.path.address, dsn: q.dsn });
         break;
       case "message":
         this.txn = undefined;
@@ -208,7 +240,7 @@ export class SmtpSession {
         if (r.code === 334) {
           // A challenge: the next line is the client's response.
           this.emit(r);
-          this.mode = "sasl";
+          this.state = { kind: "sasl", mechanism: q.mechanism };
           this.resumeInput();
           return this.flush();
         }
@@ -222,7 +254,7 @@ export class SmtpSession {
 
   /** Goes on with input that came while a question was open. */
   private resumeInput(): void {
-    if ((this.mode === "command" || this.mode === "sasl") && this.leftover.length > 0) {
+    if ((this.state.kind === "command" || this.state.kind === "sasl") && this.leftover.length > 0) {
       const buf = this.leftover;
       this.leftover = Buffer.alloc(0);
       this.run(buf, 0);
@@ -231,11 +263,11 @@ export class SmtpSession {
 
   /** The TLS handshake after STARTTLS finished: state is reset (RFC 3207 §4.2). */
   tlsStarted(tls?: TlsFacts): Action[] {
-    if (this.mode !== "tls-pending") throw new Error("STARTTLS was not requested");
+    if (this.state.kind !== "tls-pending") throw new Error("STARTTLS was not requested");
     this.tls = "active";
     this.channelBinding = tls?.channelBinding ?? false;
     this.authUser = undefined;
-    this.mode = "command";
+    this.state = COMMAND;
     this.heloName = undefined;
     this.esmtp = false;
     this.txn = undefined;
@@ -245,14 +277,14 @@ export class SmtpSession {
 
   /** The adapter's idle or data timer fired. */
   timeout(): Action[] {
-    if (this.mode === "closed") return [];
+    if (this.state.kind === "closed") return [];
     this.closeWith(R.timeout);
     return this.flush();
   }
 
   /** The server is stopping. */
   shutdown(): Action[] {
-    if (this.mode === "closed") return [];
+    if (this.state.kind === "closed") return [];
     this.closeWith(R.shutdown);
     return this.flush();
   }
@@ -261,20 +293,23 @@ export class SmtpSession {
 
   private run(buf: Buffer, pos: number): void {
     while (pos < buf.length) {
-      switch (this.mode) {
+      const state = this.state;
+      switch (state.kind) {
         case "command":
         case "sasl":
-          pos = this.readCommand(buf, pos);
+          pos = this.readCommand(buf, pos, state.kind === "sasl" ? state.mechanism : undefined);
           if (pos < 0) return; // need more input; leftover saved
           break;
-        case "data": {
-          const rx = this.data as DataReceiver;
-          pos = rx.push(buf, pos);
-          if (rx.done) this.finishData(rx.result());
+        case "data":
+          pos = state.rx.push(buf, pos);
+          if (state.rx.done) {
+            this.state = COMMAND;
+            this.finishContent(state.rx.result());
+          }
           break;
-        }
         case "bdat":
-          pos = this.readBdat(buf, pos);
+          pos = state.rx.push(buf, pos);
+          if (state.rx.remaining === 0) this.bdatChunkDone(state);
           break;
         case "waiting":
           this.leftover = Buffer.from(buf.subarray(pos));
@@ -288,20 +323,24 @@ export class SmtpSession {
     }
   }
 
-  /** Reads one command (or SASL response) line from buf at pos; returns the new position, or -1 when more input is needed. */
-  private readCommand(buf: Buffer, pos: number): number {
-    const max = this.mode === "sasl" ? Math.max(SASL_LINE, this.opts.limits.max_line_length) : this.opts.limits.max_line_length;
+  /**
+   * Reads one command (or, with `sasl` the mechanism in progress, one SASL
+   * response) line from buf at pos; returns the new position, or -1 when
+   * more input is needed.
+   */
+  private readCommand(buf: Buffer, pos: number, sasl: string | undefined): number {
+    const max = sasl !== undefined ? Math.max(SASL_LINE, this.opts.limits.max_line_length) : this.opts.limits.max_line_length;
     const ev = this.lines.read(buf, pos, max);
     switch (ev.kind) {
       case "more":
         if (ev.keep) this.leftover = Buffer.from(buf.subarray(pos));
         return ev.keep ? -1 : buf.length;
       case "too-long":
-        if (this.mode === "sasl") this.mode = "command"; // the exchange is over
+        if (sasl !== undefined) this.state = COMMAND; // the exchange is over
         this.say(R.lineTooLong);
         return ev.next;
       case "line":
-        if (this.mode === "sasl") this.saslLine(ev.line);
+        if (sasl !== undefined) this.saslLine(ev.line, sasl);
         else this.command(ev.line);
         return ev.next;
     }
@@ -313,20 +352,13 @@ export class SmtpSession {
       this.closeWith(R.tooManyCommands);
       return;
     }
-    if (raw.includes(CR) || raw.includes(LF)) {
-      this.say(R.bareEol);
-      return;
-    }
-    if (raw.includes(0)) {
-      this.say(R.badBytes);
-      return;
-    }
+    if (raw.includes(CR) || raw.includes(LF)) return this.say(R.bareEol);
+    if (raw.includes(0)) return this.say(R.badBytes);
     let line: string;
     try {
       line = STRICT_UTF8.decode(raw);
     } catch {
-      this.say(R.badBytes);
-      return;
+      return this.say(R.badBytes);
     }
     const sp = line.indexOf(" ");
     const verb = (sp < 0 ? line : line.slice(0, sp)).toUpperCase();
@@ -337,51 +369,11 @@ export class SmtpSession {
       else this.say(R.unknown);
       return;
     }
-    if (spec.needsHelo && this.heloName === undefined) {
-      // BDAT must still consume its chunk to stay in sync.
-      if (verb === "BDAT") return this.bdat(arg, R.heloFirst);
-      this.say(R.heloFirst);
-      return;
-    }
-    if (spec.esmtpOnly && !this.esmtp) {
-      if (verb === "BDAT") return this.bdat(arg, R.ehloFirst);
-      this.say(R.ehloFirst);
-      return;
-    }
-    switch (spec.verb) {
-      case "EHLO":
-      case "HELO":
-        return this.ehlo(arg, spec.verb === "EHLO");
-      case "MAIL":
-        return this.mail(arg);
-      case "RCPT":
-        return this.rcpt(arg);
-      case "DATA":
-        return this.dataCmd(arg);
-      case "BDAT":
-        return this.bdat(arg, undefined);
-      case "RSET":
-        if (arg.trim() !== "") return this.say(R.noArgs("RSET"));
-        this.txn = undefined;
-        return this.say(R.ok);
-      case "NOOP":
-        return this.say(R.ok);
-      case "QUIT":
-        this.emit(R.bye);
-        this.close();
-        return;
-      case "HELP":
-        return this.say(reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH"));
-      case "VRFY":
-        if (arg.trim() === "") return this.say(reply(501, "5.5.4", "Syntax: VRFY address"));
-        return this.say(reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"));
-      case "EXPN":
-        return this.say(reply(502, "5.5.1", "EXPN not available"));
-      case "STARTTLS":
-        return this.starttls(arg);
-      case "AUTH":
-        return this.auth(arg);
-    }
+    const refusal = spec.needs !== "nothing" && this.heloName === undefined ? R.heloFirst : spec.needs === "ehlo" && !this.esmtp ? R.ehloFirst : undefined;
+    const handler = SmtpSession.HANDLERS[spec.verb];
+    // A verb that carries data (BDAT) must still read it to stay in sync: its handler gets the refusal.
+    if (refusal !== undefined && !spec.syncs) return this.say(refusal);
+    handler(this, arg, refusal);
   }
 
   // ---- AUTH (RFC 4954) ----
@@ -401,32 +393,27 @@ export class SmtpSession {
     if (this.txn) return this.say(R.authInTxn);
     const cmd = parseAuthCommand(arg, this.offeredMechanisms());
     if ("code" in cmd) return this.say(cmd);
-    this.saslMechanism = cmd.mechanism;
     this.ask({ type: "auth", mechanism: cmd.mechanism, response: cmd.response, first: true });
   }
 
   /** A client line during a SASL exchange: "*" cancels, else base64. Never logged, never parsed as a command. */
-  private saslLine(raw: Buffer): void {
-    this.mode = "command";
+  private saslLine(raw: Buffer, mechanism: string): void {
+    this.state = COMMAND;
     this.commands++;
     const response = decodeSaslLine(raw);
     if ("code" in response) return this.say(response);
-    this.ask({ type: "auth", mechanism: this.saslMechanism, response, first: false });
+    this.ask({ type: "auth", mechanism, response, first: false });
   }
+
+  // ---- the other verbs ----
 
   private ehlo(arg: string, extended: boolean): void {
     const name = arg.trim();
-    if (name === "" || name.length > 255 || /[\s\x00-\x1f\x7f]/.test(name)) {
-      this.say(reply(501, "5.5.4", `Syntax: ${extended ? "EHLO" : "HELO"} hostname`));
-      return;
-    }
+    if (name === "" || name.length > 255 || /[\s\x00-\x1f\x7f]/.test(name)) return this.say(R.heloSyntax(extended ? "EHLO" : "HELO"));
     this.heloName = name;
     this.esmtp = extended;
     this.txn = undefined;
-    if (!extended) {
-      this.say(reply(250, "", this.opts.hostname));
-      return;
-    }
+    if (!extended) return this.say(R.helo(this.opts.hostname));
     // STARTTLS and AUTH early, as Postfix lists them: some clients (GNU
     // gsasl) only recognise "250-STARTTLS", never the last line "250 STARTTLS".
     const lines = [`${this.opts.hostname} greets ${name}`, "PIPELINING", `SIZE ${this.opts.limits.max_message_size}`];
@@ -435,38 +422,45 @@ export class SmtpSession {
     if (mechs.length > 0) lines.push(`AUTH ${mechs.join(" ")}`);
     lines.push("8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN");
     if (this.tls === "active") lines.push("REQUIRETLS");
-    this.say(reply(250, "", ...lines));
+    this.say(R.ehlo(lines));
+  }
+
+  private rset(arg: string): void {
+    if (arg.trim() !== "") return this.say(R.noArgs("RSET"));
+    this.txn = undefined;
+    this.say(R.ok);
   }
 
   private mail(arg: string): void {
     if (this.txn) return this.say(R.nested);
-    if (!/^FROM:/i.test(arg)) return this.say(reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"));
+    if (!/^FROM:/i.test(arg)) return this.say(R.mailSyntax);
     const parsed = parsePathAndParams(arg.slice(5), true, false);
     if ("code" in parsed) return this.say(parsed);
     const { path, params } = parsed;
-    if (params.size > 0 && !this.esmtp) return this.say(reply(555, "5.5.4", "Parameters need EHLO"));
+    if (params.size > 0 && !this.esmtp) return this.say(R.paramsNeedEhlo);
     if (this.opts.auth?.required && this.authUser === undefined) return this.say(this.tls === "active" ? R.authRequired : R.tlsFirst);
     const mp = mailParams(params, this.opts.limits.max_message_size, this.offeredMechanisms().length > 0, this.tls === "active");
     if ("code" in mp) return this.say(mp);
     const { body, smtputf8, ret, envid, requireTls } = mp;
     if (path.utf8 && !smtputf8) return this.say(R.utf8Needed);
-    const envelope: Envelope = { mailFrom: path.address, recipients: [], body, smtputf8, ret, envid, ...(requireTls ? { requireTls } : {}) };
+    const envelope: Envelope = { mailFrom: path.address, recipients: [], ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}), ...(requireTls ? { requireTls } : {}) };
     this.ask({ type: "mail", path, envelope });
   }
 
   private rcpt(arg: string): void {
     const txn = this.txn;
     if (!txn) return this.say(R.mailFirst);
-    if (!/^TO:/i.test(arg)) return this.say(reply(501, "5.5.4", "Syntax: RCPT TO:<address>"));
+    if (!/^TO:/i.test(arg)) return this.say(R.rcptSyntax);
     const parsed = parsePathAndParams(arg.slice(3), false, true);
     if ("code" in parsed) return this.say(parsed);
     const { path, params } = parsed;
-    if (params.size > 0 && !this.esmtp) return this.say(reply(555, "5.5.4", "Parameters need EHLO"));
+    if (params.size > 0 && !this.esmtp) return this.say(R.paramsNeedEhlo);
     const dsn = rcptParams(params);
     if ("code" in dsn) return this.say(dsn);
-    if (path.utf8 && !txn.smtputf8) return this.say(R.utf8Needed);
-    if (txn.recipients.length >= this.opts.limits.max_recipients) return this.say(R.tooManyRcpts);
-    this.ask({ type: "rcpt", path, dsn, envelope: this.envelope(txn) });
+    if (path.utf8 && !txn.envelope.smtputf8) return this.say(R.utf8Needed);
+    if (txn.envelope.recipients.length >= this.opts.limits.max_recipients) return this.say(R.tooManyRcpts);
+    // The transaction's own envelope, not a copy: valid until the question is answered.
+    this.ask({ type: "rcpt", path, dsn, envelope: txn.envelope });
   }
 
   private dataCmd(arg: string): void {
@@ -474,16 +468,9 @@ export class SmtpSession {
     const txn = this.txn;
     if (!txn) return this.say(R.mailFirst);
     if (txn.bdat) return this.say(R.dataAfterBdat);
-    if (txn.recipients.length === 0) return this.say(R.noRcpt);
-    this.emit(reply(354, "", "End data with <CR><LF>.<CR><LF>"));
-    this.data = new DataReceiver(this.opts.limits.max_message_size, this.opts.bareLineEndings, this.opts.limits.max_header_size);
-    this.mode = "data";
-  }
-
-  private finishData(result: ContentResult): void {
-    this.data = undefined;
-    this.mode = "command";
-    this.finishContent(result);
+    if (txn.envelope.recipients.length === 0) return this.say(R.noRcpt);
+    this.emit(R.startData);
+    this.state = { kind: "data", rx: new DataReceiver(this.opts.limits.max_message_size, this.opts.bareLineEndings, this.opts.limits.max_header_size) };
   }
 
   /** Checks finished content and asks the host to store it. */
@@ -499,7 +486,8 @@ export class SmtpSession {
       if (result.problem === "bare-line-ending" || result.problem === "nul") this.close();
       return;
     }
-    this.ask({ type: "message", envelope: this.envelope(txn), content: result.content, eightBit: result.eightBit });
+    // The transaction ends with this question: its envelope is handed over as it is.
+    this.ask({ type: "message", envelope: txn.envelope, content: result.content, eightBit: result.eightBit });
   }
 
   private contentProblem(result: ContentResult, txn: Txn): Reply | undefined {
@@ -515,90 +503,57 @@ export class SmtpSession {
       case undefined:
         break;
     }
-    if (result.eightBit && this.opts.eightBitWithout8bitmime === "reject" && txn.body !== "8BITMIME" && !txn.smtputf8) {
-      return R.eightBit;
-    }
+    const env = txn.envelope;
+    if (result.eightBit && this.opts.eightBitWithout8bitmime === "reject" && env.body !== "8BITMIME" && !env.smtputf8) return R.eightBit;
     return undefined;
   }
 
   // ---- BDAT (RFC 3030) ----
 
-  private bdatLast = false;
-  /** The reply to give after the chunk when the command itself failed. */
-  private bdatError: Reply | undefined;
-  private bdatDiscard: BdatReceiver | undefined;
-
   /**
    * BDAT: the chunk is always read to its end before the reply, even when the
-   * command fails, so the stream stays in sync. A size that cannot be parsed
-   * leaves no way to find the chunk's end: the connection is closed.
+   * command fails (`refusal` from the command table, or no transaction), so
+   * the stream stays in sync. A size that cannot be parsed leaves no way to
+   * find the chunk's end: the connection is closed.
    */
-  private bdat(arg: string, error: Reply | undefined): void {
+  private bdat(arg: string, refusal: Reply | undefined): void {
     const m = /^(\d{1,15})( +LAST)? *$/i.exec(arg);
-    if (!m) {
-      this.closeWith(reply(501, "5.5.4", "Syntax: BDAT size [LAST]; closing connection"));
-      return;
-    }
+    if (!m) return this.closeWith(R.bdatSyntax);
     const size = Number(m[1]);
-    this.bdatLast = m[2] !== undefined;
-    let err = error;
+    const last = m[2] !== undefined;
     const txn = this.txn;
-    if (!err && !txn) err = R.mailFirst;
-    if (!err && txn && txn.recipients.length === 0) err = R.noRcpt;
-    this.bdatError = err;
-    if (err || !txn) {
-      this.bdatDiscard = new BdatReceiver(0, "normalize", 0);
-      this.bdatDiscard.startChunk(size);
+    const err = refusal ?? (!txn ? R.mailFirst : txn.envelope.recipients.length === 0 ? R.noRcpt : undefined);
+    let state: State & { kind: "bdat" };
+    if (err !== undefined || !txn) {
+      const discard = new BdatReceiver(0, "normalize", 0);
+      discard.startChunk(size);
+      state = { kind: "bdat", rx: discard, last, refusal: err ?? R.mailFirst };
     } else {
       txn.bdat ??= new BdatReceiver(this.opts.limits.max_message_size, this.opts.bareLineEndings, this.opts.limits.max_header_size);
       txn.bdat.startChunk(size);
+      state = { kind: "bdat", rx: txn.bdat, last };
     }
-    this.mode = "bdat";
-    if (size === 0) this.bdatChunkDone();
+    this.state = state;
+    if (size === 0) this.bdatChunkDone(state);
   }
 
-  private readBdat(buf: Buffer, pos: number): number {
-    const rx = this.bdatDiscard ?? this.txn?.bdat;
-    if (!rx) {
-      this.mode = "command";
-      return pos;
-    }
-    const next = rx.push(buf, pos);
-    if (rx.remaining === 0) this.bdatChunkDone();
-    return next;
-  }
-
-  private bdatChunkDone(): void {
-    this.mode = "command";
-    if (this.bdatError || this.bdatDiscard) {
-      const err = this.bdatError ?? R.mailFirst;
-      this.bdatDiscard = undefined;
-      this.bdatError = undefined;
+  private bdatChunkDone(state: State & { kind: "bdat" }): void {
+    this.state = COMMAND;
+    if (state.refusal !== undefined) {
       this.txn = undefined;
-      this.say(err);
-      return;
-    }
-    const txn = this.txn as Txn;
-    const rx = txn.bdat as BdatReceiver;
-    if (this.bdatLast) {
-      this.finishContent(rx.result());
-      return;
+      return this.say(state.refusal);
     }
     // Fail early on a problem so the client stops sending chunks.
-    const problem = rx.problem;
-    if (problem) {
-      this.finishContent(rx.result());
-      return;
-    }
-    this.say(reply(250, "2.0.0", "Chunk received"));
+    if (state.last || state.rx.problem) return this.finishContent(state.rx.result());
+    this.say(R.chunkReceived);
   }
 
   private starttls(arg: string): void {
     if (arg.trim() !== "") return this.say(R.noArgs("STARTTLS"));
-    if (this.tls === "active") return this.say(reply(503, "5.5.1", "TLS already active"));
-    if (this.tls === "none") return this.say(reply(454, "4.7.0", "TLS not available"));
-    this.emit(reply(220, "2.0.0", "Ready to start TLS"));
-    this.mode = "tls-pending";
+    if (this.tls === "active") return this.say(R.tlsActive);
+    if (this.tls === "none") return this.say(R.tlsUnavailable);
+    this.emit(R.startTls);
+    this.state = { kind: "tls-pending" };
     this.txn = undefined;
     // Whatever the client sent after STARTTLS in plaintext is thrown away.
     this.leftover = Buffer.alloc(0);
@@ -608,21 +563,8 @@ export class SmtpSession {
 
   // ---- helpers ----
 
-  private envelope(txn: Txn): Envelope {
-    return {
-      mailFrom: txn.mailFrom,
-      recipients: txn.recipients.slice(),
-      ...(txn.body ? { body: txn.body } : {}),
-      smtputf8: txn.smtputf8,
-      ...(txn.ret ? { ret: txn.ret } : {}),
-      ...(txn.envid !== undefined ? { envid: txn.envid } : {}),
-      ...(txn.requireTls ? { requireTls: true } : {}),
-    };
-  }
-
   private ask(q: Question): void {
-    this.pendingQuestion = q;
-    this.mode = "waiting";
+    this.state = { kind: "waiting", question: q };
     if (this.out) this.actions.push({ kind: "send", data: this.out });
     this.out = "";
     this.actions.push({ kind: "ask", question: q });
@@ -640,7 +582,7 @@ export class SmtpSession {
   }
 
   private emit(r: Reply): void {
-    if (this.mode === "closed") return;
+    if (this.state.kind === "closed") return;
     this.out += formatReply(r);
   }
 
@@ -650,19 +592,16 @@ export class SmtpSession {
   }
 
   private close(): void {
-    if (this.mode === "closed") return;
-    this.mode = "closed";
+    if (this.state.kind === "closed") return;
+    this.state = CLOSED;
     this.leftover = Buffer.alloc(0);
-    this.data = undefined;
     this.txn = undefined;
-    this.pendingQuestion = undefined;
-    this.saslMechanism = "";
   }
 
   private flush(): Action[] {
     if (this.out) this.actions.push({ kind: "send", data: this.out });
     this.out = "";
-    if (this.mode === "closed" && !this.actions.some((a) => a.kind === "close")) this.actions.push({ kind: "close" });
+    if (this.state.kind === "closed" && !this.actions.some((a) => a.kind === "close")) this.actions.push({ kind: "close" });
     const a = this.actions;
     this.actions = [];
     return a;

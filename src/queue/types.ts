@@ -4,33 +4,8 @@
  * already CRLF-clean and dot-unstuffed, with Wardmail's Received header on top.
  */
 
-/** DSN parameters of one recipient (RFC 3461 §4). */
-export interface RecipientDsn {
-  /** NOTIFY values, e.g. ["SUCCESS","FAILURE"] or ["NEVER"]; absent when not given. */
-  readonly notify?: readonly string[];
-  /** ORCPT as given: "rfc822;user@example.org" (xtext decoded). */
-  readonly orcpt?: string;
-}
-
-export interface EnvelopeRecipient {
-  /** The address as the client gave it in RCPT TO (without angle brackets). */
-  readonly address: string;
-  readonly dsn: RecipientDsn;
-}
-
-export interface Envelope {
-  /** Reverse path without angle brackets; "" is the null sender <>. */
-  readonly mailFrom: string;
-  readonly recipients: readonly EnvelopeRecipient[];
-  /** BODY= value given on MAIL FROM, when given. */
-  readonly body?: "7BIT" | "8BITMIME" | "BINARYMIME";
-  readonly smtputf8: boolean;
-  /** DSN RET= (FULL or HDRS) and ENVID= (xtext decoded). */
-  readonly ret?: "FULL" | "HDRS";
-  readonly envid?: string;
-  /** REQUIRETLS (RFC 8689) was given on MAIL FROM: deliver only over authenticated TLS. */
-  readonly requireTls?: boolean;
-}
+export type { Envelope, EnvelopeRecipient, RecipientDsn } from "../protocol/index.ts";
+import type { Envelope, RecipientDsn } from "../protocol/index.ts";
 
 /** Facts about the SMTP session the message came in on. */
 export interface ReceivedInfo {

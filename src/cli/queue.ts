@@ -141,7 +141,7 @@ function formatDetails(e: QueueEntry): string {
     `state:     ${e.state}`,
     `size:      ${e.size}`,
     `from:      <${e.envelope.mailFrom}>`,
-    `received:  ${new Date(e.createdAt).toISOString()} from ${e.received.clientIp} (${e.received.helo}) via ${e.received.listener}${e.received.tls ? ` ${e.received.tls.version}` : ""}`,
+    `received:  ${new Date(e.createdAt).toISOString()} from ${e.received.clientIp || "local"} (${e.received.helo}) via ${e.received.listener}${e.received.tls ? ` ${e.received.tls.version}` : ""}`,
     `next try:  ${new Date(e.nextAttemptAt).toISOString()} (attempts ${e.attempts})`,
     ...e.recipients.map((r) => `rcpt:      <${r.address}> ${r.state}${r.lastError ? ` (${r.lastError})` : ""}`),
   ];

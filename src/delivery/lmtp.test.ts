@@ -16,6 +16,7 @@ import { captureLogger, sampleMessage, tempDir } from "../queue/test-util.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
 import { LocalDelivery } from "./local.ts";
 import { mailboxPath, type LocalConfig } from "./resolve.ts";
+import { MessageSink } from "../sink/index.ts";
 
 const TIMEOUTS = { connectMs: 1000, greetingMs: 1000, commandMs: 1000, dataMs: 1000 };
 
@@ -154,7 +155,7 @@ function agentFor(t: { after: (fn: () => Promise<void> | void) => void }, lmtp: 
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const local = { ...LOCAL, lmtp };
   const queue = { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
-  const agent = new LocalDelivery({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test", lmtpTimeouts: TIMEOUTS, bounces: { hostname: "mx.test", queue } });
+  const agent = new LocalDelivery({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test", lmtpTimeouts: TIMEOUTS, bounces: { hostname: "mx.test", queue, sink: new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local }) } });
   t.after(async () => {
     await agent.stop();
     spool.close();

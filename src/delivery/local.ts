@@ -43,6 +43,7 @@ import type { Config, LmtpTarget } from "../config/types.ts";
 import type { QueuedRecipient } from "../queue/types.ts";
 import type { RemoteOutcome } from "../outbound/transport.ts";
 import { dsnsFor } from "../outbound/bounces.ts";
+import type { MessageSink } from "../sink/index.ts";
 import type { Timeouts } from "../outbound/connect.ts";
 import type { LocalConfig } from "./resolve.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
@@ -59,7 +60,8 @@ export interface LocalDeliveryOptions {
   /** Delivery to other domains (src/outbound); without it such recipients stay deferred. */
   readonly remote?: RemoteDeliverer;
   /** Bounces (DSNs) and the queue lifetime; without it nothing is bounced. */
-  readonly bounces?: { readonly hostname: string; readonly queue: Config["queue"] };
+  /** DSNs: queued through `sink` (the one road into the queue), as a local origin. */
+  readonly bounces?: { readonly hostname: string; readonly queue: Config["queue"]; readonly sink: MessageSink };
   readonly logger: Logger;
   /** Messages in flight and concurrent Maildir writes (default 16). */
   readonly concurrency?: number;
@@ -226,7 +228,10 @@ export class LocalDelivery {
     if (this.bounces) {
       for (const dsn of dsnsFor(msg, outcomes, this.bounces)) {
         try {
-          const id = await this.spool.enqueue(dsn);
+          const { recipients, ...head } = dsn.envelope;
+          const t = this.bounces.sink.begin(head, { kind: "local", source: "dsn", ref: msg.id });
+          for (const r of recipients) t.add(r);
+          const { id } = await t.commit(dsn.content);
           this.log.info({ queueId: msg.id, dsn: id, to: msg.envelope.mailFrom }, "delivery status notification queued");
         } catch (err) {
           this.log.error({ queueId: msg.id, err: errorText(err) }, "could not queue a DSN; the recipients stay deferred");

@@ -16,7 +16,13 @@
  */
 import type { Config } from "../config/types.ts";
 import type { ClaimedMessage } from "../queue/index.ts";
-import type { IncomingMessage, QueuedRecipient } from "../queue/types.ts";
+import type { Envelope, QueuedRecipient } from "../queue/types.ts";
+
+/** A message Wardmail writes itself, to queue through the sink (src/sink) as a local origin. */
+export interface LocalMessage {
+  readonly envelope: Envelope;
+  readonly content: Buffer;
+}
 import { buildDsn, type DsnRecipient } from "./dsn.ts";
 import type { RemoteOutcome } from "./transport.ts";
 
@@ -36,7 +42,7 @@ export function delayNoticeDue(msg: ClaimedMessage, now: number, queue: Config["
 }
 
 /** The DSNs (0, 1 or 2: failures and delays) to queue for these outcomes. */
-export function dsnsFor(msg: ClaimedMessage, outcomes: readonly RemoteOutcome[], opts: { hostname: string; queue: Config["queue"]; now?: number }): IncomingMessage[] {
+export function dsnsFor(msg: ClaimedMessage, outcomes: readonly RemoteOutcome[], opts: { hostname: string; queue: Config["queue"]; now?: number }): LocalMessage[] {
   if (msg.envelope.mailFrom === "") return [];
   const now = opts.now ?? Date.now();
   const failed: DsnRecipient[] = [];
@@ -57,7 +63,7 @@ export function dsnsFor(msg: ClaimedMessage, outcomes: readonly RemoteOutcome[],
       delayed.push({ ...base, action: "delayed", status: o.status ?? "4.0.0", diagnostic: o.diagnostic ?? `x-wardmail; ${o.error ?? "deferred"}`, willRetryUntil: new Date(msg.createdAt + opts.queue.lifetime * 1000) });
     }
   }
-  const out: IncomingMessage[] = [];
+  const out: LocalMessage[] = [];
   for (const list of [failed, delayed]) {
     if (list.length === 0) continue;
     let dsn;
@@ -81,7 +87,6 @@ export function dsnsFor(msg: ClaimedMessage, outcomes: readonly RemoteOutcome[],
     if (!dsn) continue;
     out.push({
       envelope: { mailFrom: "", recipients: [{ address: dsn.rcptTo, dsn: { notify: ["NEVER"] } }], smtputf8: dsn.smtputf8, ...(dsn.body === "8BITMIME" ? { body: "8BITMIME" as const } : {}) },
-      received: { sessionId: `dsn-${msg.id}`, clientIp: "127.0.0.1", clientPort: 0, helo: opts.hostname, protocol: "local", listener: "dsn", receivedAt: now },
       content: dsn.content,
     });
   }

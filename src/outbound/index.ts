@@ -11,7 +11,7 @@ import type { LookupFunction } from "node:net";
 import type { Config } from "../config/types.ts";
 import { adTrusted, resolverServers, type DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { Spool } from "../queue/index.ts";
+import type { MessageSink } from "../sink/index.ts";
 import { createTransport } from "./agent.ts";
 import { MtaStsClient } from "./mta-sts.ts";
 import { SqliteMtaStsStore } from "./mta-sts-store.ts";
@@ -56,7 +56,7 @@ export interface Outbound {
   /** Files to give to the unprivileged user (created by root before the drop). */
   readonly files: readonly string[];
   /** Starts the TLS-RPT report job, every outbound.tlsrpt_interval seconds (shard 0). */
-  startReports(spool: Spool): void;
+  startReports(sink: MessageSink): void;
   close(): void;
 }
 
@@ -78,7 +78,7 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
   }
   const transport = createTransport({ config, resolver, mtaSts, logger: log, tlsrpt });
   let timer: NodeJS.Timeout | undefined;
-  const sendReports = async (spool: Spool): Promise<void> => {
+  const sendReports = async (sink: MessageSink): Promise<void> => {
     const host = config.server.hostname;
     for (const { day, domain } of tlsrpt.pendingDays(utcDay(Date.now()))) {
       const report = tlsrpt.report(day, domain, { name: host, contact: `postmaster@${host}` });
@@ -92,11 +92,9 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
         const json = reportJson(report);
         for (const to of rec.record.mailto) {
           const content = reportMessage({ report, json, from: `tlsrpt-noreply@${host}`, to, ourDomain: host });
-          await spool.enqueue({
-            envelope: { mailFrom: `tlsrpt-noreply@${host}`, recipients: [{ address: to, dsn: { notify: ["NEVER"] } }], smtputf8: false },
-            received: { sessionId: `tlsrpt-${day}`, clientIp: "127.0.0.1", clientPort: 0, helo: host, protocol: "local", listener: "tlsrpt", receivedAt: Date.now() },
-            content,
-          });
+          const t = sink.begin({ mailFrom: `tlsrpt-noreply@${host}`, smtputf8: false }, { kind: "local", source: "tlsrpt", ref: day });
+          t.add({ address: to, dsn: { notify: ["NEVER"] } });
+          await t.commit(content);
           log.info({ day, domain, to }, "TLS-RPT report queued");
         }
       }
@@ -106,13 +104,13 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
   return {
     transport,
     files: [SqliteMtaStsStore.path(config.server.dataDir), `${config.server.dataDir}/tlsrpt.sqlite`].flatMap((f) => [f, `${f}-wal`, `${f}-shm`]),
-    startReports(spool: Spool): void {
+    startReports(sink: MessageSink): void {
       // One run at a time: two overlapping runs would both see a day as pending and send its report twice.
       let running = false;
       const run = (): void => {
         if (running) return;
         running = true;
-        sendReports(spool)
+        sendReports(sink)
           .catch((err: unknown) => log.error({ err: err instanceof Error ? err.message : String(err) }, "TLS-RPT reports failed; will try again"))
           .finally(() => {
             running = false;

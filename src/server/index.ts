@@ -6,4 +6,3 @@ export { SmtpServer, type BoundListener, type Role } from "./listeners.ts";
 export { Connection, type SessionHost, type ConnectionInfo, type HostAnswer } from "./connection.ts";
 export { Receiver } from "./receiver.ts";
 export { LocalRecipients } from "./recipients.ts";
-export { receivedHeader, rfc5322Date } from "./received.ts";

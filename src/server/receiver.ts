@@ -17,21 +17,19 @@
  *   antivirus) run on every message, whatever the listener and the client,
  *   after the inbound checks; the most severe action of both wins.
  * - End of content: an authenticated account's From: header must be its
- *   own (550 5.7.1); the header fields we write ourselves are removed
- *   (Authentication-Results claiming our authserv-id, Received-SPF,
- *   X-Wardmail-Verdict, Return-Path), the checks' headers and the Received header go
- *   on top and the message is handed to the spool; the 250 goes out only
- *   once the spool says the message is durable.
+ *   own (550 5.7.1); then the message goes into a sink transaction
+ *   (src/sink: alias expansion, our Received header, removal of the header
+ *   fields we write ourselves) with the checks' header fields, and the 250
+ *   goes out only once the sink says the message is durable.
  */
 import type { Config } from "../config/types.ts";
 import type { Question } from "../protocol/session.ts";
-import { reply } from "../protocol/reply.ts";
-import { newQueueId, type Spool } from "../queue/index.ts";
-import type { Envelope, EnvelopeRecipient, ReceivedInfo } from "../queue/types.ts";
+import { reply, type Reply } from "../protocol/reply.ts";
+import type { Envelope } from "../queue/types.ts";
+import type { MessageSink, SinkTransaction } from "../sink/index.ts";
 import type { AuthGuard, AuthService } from "../submission/index.ts";
 import { checkFromHeader, Networks } from "../submission/index.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
-import { receivedHeader } from "./received.ts";
 import { MEMORY_BUSY_MAIL, overMemoryBudget, residentSet } from "./memory.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
 import { CHECK_FAILED, CheckRunner, type CheckInput, type Decision, type Phase } from "../policy/index.ts";
@@ -43,8 +41,7 @@ function connectionState(info: ConnectionInfo): Map<string, unknown> {
 
 /** Transaction state key: the verdicts of every phase so far. */
 const VERDICTS = "receiver.verdicts";
-import { FORWARDING, stripOwnHeaders } from "../mailauth/index.ts";
-import { resolveRecipient } from "../delivery/index.ts";
+import { FORWARDING } from "../mailauth/index.ts";
 import { headerFields, type HeaderField } from "../message/index.ts";
 
 const SENDER_OK: HostAnswer = { reply: reply(250, "2.1.0", "Sender ok") };
@@ -71,8 +68,8 @@ export interface ReceiverAccounts extends AccountLookup {
 
 export interface ReceiverDeps {
   readonly config: Config;
-  readonly spool: Spool;
-  readonly shard: number;
+  /** The one road into the queue. */
+  readonly sink: MessageSink;
   readonly accounts?: ReceiverAccounts;
   readonly auth?: AuthService;
   readonly guard?: AuthGuard;
@@ -84,8 +81,7 @@ export interface ReceiverDeps {
 
 export class Receiver implements SessionHost {
   private readonly config: Config;
-  private readonly spool: Spool;
-  private readonly shard: number;
+  private readonly sink: MessageSink;
   private readonly accounts: ReceiverAccounts | undefined;
   private readonly auth: AuthService | undefined;
   private readonly guard: AuthGuard | undefined;
@@ -97,8 +93,7 @@ export class Receiver implements SessionHost {
 
   constructor(deps: ReceiverDeps) {
     this.config = deps.config;
-    this.spool = deps.spool;
-    this.shard = deps.shard;
+    this.sink = deps.sink;
     this.accounts = deps.accounts;
     this.auth = deps.auth;
     this.guard = deps.guard;
@@ -242,8 +237,29 @@ export class Receiver implements SessionHost {
         return { reply: refused };
       }
     }
-    if (this.checked(info) || this.contentChecks !== undefined) return this.checkedMessage(envelope, content, fields, info);
-    return this.store(this.expandForwarding(envelope), stripOwnHeaders(content, this.authservId, fields), info);
+    const txn = this.begin(envelope, info);
+    if (this.checked(info) || this.contentChecks !== undefined) return this.checkedMessage(txn, envelope, content, fields, info);
+    return this.commit(txn, content, fields, info);
+  }
+
+  /** A sink transaction for the message, its recipients added (aliases resolved there, once). */
+  private begin(envelope: Envelope, info: ConnectionInfo): SinkTransaction {
+    const { recipients, ...head } = envelope;
+    const txn = this.sink.begin(head, {
+      kind: "smtp",
+      session: {
+        sessionId: info.sessionId,
+        clientIp: info.clientIp,
+        clientPort: info.clientPort,
+        helo: info.helo,
+        protocol: info.protocol,
+        ...(info.tls ? { tls: info.tls } : {}),
+        listener: info.listener,
+        ...(info.authUser !== undefined ? { auth: info.authUser } : {}),
+      },
+    });
+    for (const r of recipients) txn.add(r);
+    return txn;
   }
 
   /**
@@ -251,98 +267,46 @@ export class Receiver implements SessionHost {
    * connection), then the content checks (every message); the decision
    * includes MAIL's verdicts.
    */
-  private async checkedMessage(given: Envelope, content: Buffer, fields: readonly HeaderField[], info: ConnectionInfo): Promise<HostAnswer> {
+  private async checkedMessage(txn: SinkTransaction, given: Envelope, content: Buffer, fields: readonly HeaderField[], info: ConnectionInfo): Promise<HostAnswer> {
     const state = info.scratch.checks ?? new Map<string, unknown>();
     // Checked clients cannot relay, so an expansion means an alias sends the
     // message on to another domain: the check then ARC-seals it.
-    const envelope = this.expandForwarding(given);
-    if (envelope !== given) state.set(FORWARDING, true);
+    if (txn.forwards) state.set(FORWARDING, true);
     const recipients = given.recipients.map((r) => r.address);
     const connection = connectionState(info);
-    const input = { ...this.inputOf(info), mailFrom: envelope.mailFrom, recipients, content, state, connection };
+    const input = { ...this.inputOf(info), mailFrom: given.mailFrom, recipients, content, state, connection };
     let decision: Decision | undefined;
     if (this.checked(info)) {
       // A check that failed or timed out: 451, whatever else was found (fail closed).
       decision = await this.runPhases(["data"], input, info);
-      if (decision.failed) return { reply: decision.reply ?? CHECK_FAILED };
+      if (decision.failed) return this.refuse(txn, decision.reply ?? CHECK_FAILED);
     }
     if (this.contentChecks !== undefined && !decision?.reply) {
       const earlier = decision ? { earlier: { verdicts: decision.verdicts, headers: decision.headers } } : {};
       const d = await this.contentChecks.run("data", { ...input, ...earlier, state: new Map<string, unknown>() }, info.logger);
-      if (d.failed) return { reply: d.reply ?? CHECK_FAILED };
+      if (d.failed) return this.refuse(txn, d.reply ?? CHECK_FAILED);
       decision = decision ? CheckRunner.merge(decision, d) : d;
     }
-    if (decision === undefined) return this.store(envelope, stripOwnHeaders(content, this.authservId, fields), info);
-    info.logger.info({ from: envelope.mailFrom, verdicts: decision.verdicts, action: decision.action, triggered: decision.triggered }, "checks");
-    if (decision.reply) return { reply: decision.reply };
+    if (decision === undefined) return this.commit(txn, content, fields, info);
+    info.logger.info({ from: given.mailFrom, verdicts: decision.verdicts, action: decision.action, triggered: decision.triggered }, "checks");
+    if (decision.reply) return this.refuse(txn, decision.reply);
     const extra = [...decision.headers];
     if (decision.action === "tag" || decision.action === "quarantine") extra.push(`X-Wardmail-Verdict: ${decision.triggered.join(", ")} (${decision.action})`);
     const head = extra.map((h) => `${h}\r\n`).join("");
     const quarantine = decision.action === "quarantine" ? decision.triggered.join(",") : undefined;
-    return this.store(envelope, stripOwnHeaders(content, this.authservId, fields), info, quarantine, head);
+    return this.commit(txn, content, fields, info, { head, ...(quarantine !== undefined ? { quarantine } : {}) });
   }
 
-  /**
-   * Aliases that reach other domains are expanded before the message is
-   * queued (as Postfix's virtual aliases in cleanup): each final target
-   * becomes its own envelope recipient with its own delivery state, so a
-   * retry for one remote target never sends again to the others. ORCPT
-   * keeps the address the client gave (RFC 3461 §4.2). Purely local aliases
-   * stay as they are and expand at local delivery.
-   */
-  private expandForwarding(envelope: Envelope): Envelope {
-    const isAccount = (a: string): boolean => this.accounts?.resolve(a) === a;
-    const out: EnvelopeRecipient[] = [];
-    const seen = new Set<string>();
-    const add = (r: EnvelopeRecipient): void => {
-      const key = r.address.toLowerCase();
-      if (seen.has(key)) return;
-      seen.add(key);
-      out.push(r);
-    };
-    let changed = false;
-    for (const r of envelope.recipients) {
-      const res = resolveRecipient(this.config.local, r.address, isAccount);
-      const direct = res.remote.length === 1 && res.remote[0] === r.address.toLowerCase() && res.mailboxes.length === 0;
-      if (res.remote.length === 0 || direct) {
-        add(r);
-        continue;
-      }
-      changed = true;
-      const dsn = { ...r.dsn, orcpt: r.dsn.orcpt ?? `rfc822;${r.address}` };
-      for (const a of [...res.mailboxes, ...res.discarded, ...res.remote]) add({ address: a, dsn });
-    }
-    return changed ? { ...envelope, recipients: out } : envelope;
+  private refuse(txn: SinkTransaction, r: Reply): HostAnswer {
+    txn.abort();
+    return { reply: r };
   }
 
-  /**
-   * Queues the message (the envelope already expanded by expandForwarding):
-   * our Received, then `head` (the checks' header fields, CRLF-ended), then
-   * the content, copied once.
-   */
-  private async store(envelope: Envelope, content: Buffer, info: ConnectionInfo, quarantine?: string, head = ""): Promise<HostAnswer> {
-    const received: ReceivedInfo = {
-      sessionId: info.sessionId,
-      clientIp: info.clientIp,
-      clientPort: info.clientPort,
-      helo: info.helo,
-      protocol: info.protocol,
-      ...(info.tls ? { tls: info.tls } : {}),
-      listener: info.listener,
-      ...(info.authUser !== undefined ? { auth: info.authUser } : {}),
-      ...(quarantine !== undefined ? { quarantine } : {}),
-      receivedAt: Date.now(),
-    };
-    const id = newQueueId(this.shard, received.receivedAt);
-    const only = envelope.recipients.length === 1 ? envelope.recipients[0]?.address : undefined;
-    const header = Buffer.from(receivedHeader(received, this.config.server.hostname, id, only) + head, "utf8");
-    const full = Buffer.concat([header, content], header.length + content.length);
-    await this.spool.enqueue({ envelope, received, content: full }, id);
+  /** Queues the message through the sink; the 250 names the queue id. */
+  private async commit(txn: SinkTransaction, content: Buffer, fields: readonly HeaderField[], info: ConnectionInfo, opts: { head?: string; quarantine?: string } = {}): Promise<HostAnswer> {
+    const { id, size, envelope } = await txn.commit(content, { ...opts, fields });
     if (info.authUser !== undefined) this.guard?.recordMessage(info.authUser, envelope.recipients.length);
-    info.logger.info(
-      { queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size: full.length, tls: info.tls?.version, user: info.authUser },
-      "message accepted",
-    );
+    info.logger.info({ queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size, tls: info.tls?.version, user: info.authUser }, "message accepted");
     return { reply: reply(250, "2.0.0", `Ok: queued as ${id}`) };
   }
 }

@@ -22,6 +22,7 @@ import { SmtpServer, type BoundListener } from "./listeners.ts";
 import { chownTo } from "./privileges.ts";
 import { ClientTable } from "./clients.ts";
 import { Receiver } from "./receiver.ts";
+import { MessageSink } from "../sink/index.ts";
 import { StorageGuard } from "./storage-guard.ts";
 import { existsSync } from "node:fs";
 import { AccountStore, ACCOUNTS_FILE } from "../accounts/index.ts";
@@ -108,7 +109,15 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const resolver = createResolver(config.dns);
   const checks = await inboundChecks({ config, resolver, logger });
   const content = await contentChecks({ config, resolver, logger });
-  const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
+  const sink = new MessageSink({
+    spool,
+    shard,
+    hostname: config.server.hostname,
+    authservId: config.checks.authservId || config.server.hostname,
+    local: config.local,
+    isAccount: (a) => accounts.resolve(a) === a,
+  });
+  const receiver = new Receiver({ config, sink, accounts, auth, guard, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
   const outbound = createOutbound(config, resolver, logger);
   for (const f of outbound.files) if (existsSync(f)) await chownTo(config, f);
   const delivery = new LocalDelivery({
@@ -117,7 +126,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     local: config.local,
     isAccount: (a) => accounts.resolve(a) === a,
     remote: outbound.transport,
-    bounces: { hostname: config.server.hostname, queue: config.queue },
+    bounces: { hostname: config.server.hostname, queue: config.queue, sink },
     logger,
     hostname: config.server.hostname,
   });
@@ -148,7 +157,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   port.on("message", (m: unknown) => {
     if (m === "go") {
       delivery.start();
-      if (shard === 0) outbound.startReports(spool);
+      if (shard === 0) outbound.startReports(sink);
     }
     else if (m === "reload") void tls.reload();
     else if (m === "shutdown") void stop();

@@ -77,12 +77,12 @@ interface Attempt {
 }
 
 /** One transaction to user@example.test carrying token, with `size` bytes of body. */
-async function attempt(port: number, token: string, size = 0): Promise<Attempt> {
+async function attempt(port: number, token: string, size = 0, declare?: number): Promise<Attempt> {
   const c = await RawSmtpClient.connect(port);
   try {
     assert.equal((await c.readReply()).code, 220);
     assert.equal((await c.command("EHLO client.wardmail.test")).code, 250);
-    const mail = await c.command("MAIL FROM:<sender@client.test>");
+    const mail = await c.command(`MAIL FROM:<sender@client.test>${declare !== undefined ? ` SIZE=${declare}` : ""}`);
     if (mail.code !== 250) return { mail };
     assert.equal((await c.command("RCPT TO:<user@example.test>")).code, 250);
     assert.equal((await c.command("DATA")).code, 354);
@@ -143,6 +143,15 @@ describe("disk full", { skip }, () => {
     const free = await freeBytes(data);
     assert.ok(free >= floor && free < floor + MiB, `free space ${free} just above the floor ${floor}`);
     await sleep(1100);
+    // Declared with SIZE= (RFC 1870), the same message is refused at MAIL already.
+    const declared = await attempt(w.smtpPort, "token-declared", 2 * MiB, 2 * MiB);
+    assert.equal(says(declared.mail), "452 4.3.1", declared.mail.raw);
+    assert.equal(declared.end, undefined);
+    // A small declared size still passes MAIL there.
+    const small = await attempt(w.smtpPort, "token-small-declared", 0, 1000);
+    assert.equal(says(small.mail), "250 2.1.0", small.mail.raw);
+    assert.equal(says(small.end), "250 2.0.0", small.end?.raw);
+    accepted.push("token-small-declared");
     const big = await attempt(w.smtpPort, "token-enospc", 2 * MiB);
     assert.equal(says(big.mail), "250 2.1.0");
     assert.equal(says(big.end), "452 4.3.1", big.end?.raw);

@@ -12,6 +12,8 @@ import { type Reply } from "./reply.ts";
 import { R } from "./replies.ts";
 
 export interface MailParams {
+  /** SIZE= as declared (RFC 1870), when given. */
+  readonly size?: number;
   readonly body?: "7BIT" | "8BITMIME";
   readonly smtputf8: boolean;
   readonly ret?: "FULL" | "HDRS";
@@ -31,11 +33,13 @@ export function mailParams(params: ReadonlyMap<string, string | undefined>, maxS
   let ret: MailParams["ret"];
   let envid: string | undefined;
   let requireTls = false;
+  let size: number | undefined;
   for (const [key, value] of params) {
     switch (key) {
       case "SIZE":
         if (value === undefined || !/^\d{1,15}$/.test(value)) return R.badSize;
         if (Number(value) > maxSize) return R.tooBig;
+        size = Number(value);
         break;
       case "BODY":
         if (value?.toUpperCase() === "7BIT") body = "7BIT";
@@ -71,7 +75,7 @@ export function mailParams(params: ReadonlyMap<string, string | undefined>, maxS
         return R.unsupportedParam(key);
     }
   }
-  return { ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}), ...(requireTls ? { requireTls } : {}) };
+  return { ...(size !== undefined ? { size } : {}), ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}), ...(requireTls ? { requireTls } : {}) };
 }
 
 export function rcptParams(params: ReadonlyMap<string, string | undefined>): RecipientDsn | Reply {

@@ -53,7 +53,8 @@ export interface TlsFacts {
 
 /** What the session asks its host; answer with session.answer(reply). */
 export type Question =
-  | { readonly type: "mail"; readonly path: ParsedPath; readonly envelope: Envelope }
+  /** `size`: the SIZE= the client declared (RFC 1870), for a host that compares it with the space it has. */
+  | { readonly type: "mail"; readonly path: ParsedPath; readonly envelope: Envelope; readonly size?: number }
   | { readonly type: "rcpt"; readonly path: ParsedPath; readonly dsn: RecipientDsn; readonly envelope: Envelope }
   | { readonly type: "message"; readonly envelope: Envelope; readonly content: Buffer; readonly eightBit: boolean }
   /**

@@ -441,10 +441,10 @@ export class SmtpSession {
     if (this.opts.auth?.required && this.authUser === undefined) return this.say(this.tls === "active" ? R.authRequired : R.tlsFirst);
     const mp = mailParams(params, this.opts.limits.max_message_size, this.offeredMechanisms().length > 0, this.tls === "active");
     if ("code" in mp) return this.say(mp);
-    const { body, smtputf8, ret, envid, requireTls } = mp;
+    const { size, body, smtputf8, ret, envid, requireTls } = mp;
     if (path.utf8 && !smtputf8) return this.say(R.utf8Needed);
     const envelope: Envelope = { mailFrom: path.address, recipients: [], ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}), ...(requireTls ? { requireTls } : {}) };
-    this.ask({ type: "mail", path, envelope });
+    this.ask({ type: "mail", path, envelope, ...(size !== undefined ? { size } : {}) });
   }
 
   private rcpt(arg: string): void {

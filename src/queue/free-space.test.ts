@@ -64,6 +64,9 @@ test("FreeSpace: below the floor or not, one statfs per ttl, answered synchronou
 
     const low = new FreeSpace({ dir, floor: 1, logger: log.logger, now: () => now });
     assert.equal(await low.below(), false);
+    // A declared size (MAIL SIZE=) that would take the space below the floor.
+    assert.equal(low.below(free * 2), true);
+    assert.equal(low.below(1024), false);
     const off = new FreeSpace({ dir, floor: 0, logger: log.logger });
     assert.equal(off.below(), false, "0 turns the floor off");
     const missing = new FreeSpace({ dir: join(dir, "gone"), floor: 1, logger: log.logger });

@@ -66,16 +66,17 @@ export class FreeSpace {
   }
 
   /**
-   * True when the free space is below the floor. Synchronous while the last
+   * True when the free space is below the floor, or would be once `need`
+   * bytes (a message's declared SIZE) are written. Synchronous while the last
    * statfs answer is fresh, else a promise that resolves after one statfs
    * (shared by every caller meanwhile).
    */
-  below(): boolean | Promise<boolean> {
+  below(need = 0): boolean | Promise<boolean> {
     if (this.floor <= 0) return false;
     const last = this.last;
-    if (last !== undefined && this.now() - last.at < this.ttlMs) return this.judge(last.free);
+    if (last !== undefined && this.now() - last.at < this.ttlMs) return this.judge(last.free, need);
     this.refreshing ??= this.refresh().finally(() => (this.refreshing = undefined));
-    return this.refreshing.then(() => this.judge(this.last?.free));
+    return this.refreshing.then(() => this.judge(this.last?.free, need));
   }
 
   /** Free bytes of the last statfs (undefined before the first or after a failure). */
@@ -83,8 +84,9 @@ export class FreeSpace {
     return this.last?.free;
   }
 
-  private judge(free: number | undefined): boolean {
-    return free !== undefined && free < this.floor;
+  /** Below the floor, or below it once `need` more bytes are written. */
+  private judge(free: number | undefined, need = 0): boolean {
+    return free !== undefined && free - need < this.floor;
   }
 
   private async refresh(): Promise<void> {

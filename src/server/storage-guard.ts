@@ -8,6 +8,9 @@
  *   Postfix's queue_minfree. The client tries again later; nothing is
  *   accepted that the spool may not be able to hold, and the space left
  *   keeps local delivery and outcome records going, which frees space.
+ *   A client that declared SIZE= (RFC 1870) gets the same 452 when the
+ *   message would take the free space below the floor (RFC 1870 §6.3:
+ *   452 for a size the server cannot take now but might later).
  * - End of content: a message whose spool commit failed because the disk or
  *   a quota is full (ENOSPC, EDQUOT, SQLITE_FULL; see isStorageFull) gets
  *   `452 4.3.1` too, never a 250 (the spool resolves only after a durable
@@ -33,10 +36,10 @@ export class StorageGuard implements SessionHost {
 
   answer(q: Question, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     if (q.type === "mail") {
-      const below = this.space.below();
+      const below = this.space.below(q.size ?? 0);
       if (below === false) return this.host.answer(q, info);
-      if (below === true) return this.refuse(info);
-      return below.then((b) => (b ? this.refuse(info) : this.host.answer(q, info)));
+      if (below === true) return this.refuse(info, q.size);
+      return below.then((b) => (b ? this.refuse(info, q.size) : this.host.answer(q, info)));
     }
     if (q.type === "message") {
       return Promise.resolve(this.host.answer(q, info)).catch((err: unknown) => {
@@ -48,8 +51,8 @@ export class StorageGuard implements SessionHost {
     return this.host.answer(q, info);
   }
 
-  private refuse(info: ConnectionInfo): HostAnswer {
-    info.logger.info({ free: this.space.free, floor: this.space.floor }, "MAIL refused: free space below limits.min_free_space");
+  private refuse(info: ConnectionInfo, size?: number): HostAnswer {
+    info.logger.info({ free: this.space.free, floor: this.space.floor, ...(size !== undefined ? { size } : {}) }, "MAIL refused: free space below limits.min_free_space");
     return { reply: STORAGE_FULL };
   }
 }

@@ -104,7 +104,7 @@ export const LIMIT_SPECS = {
     min: 0,
     max: 1024 * 1024 * 1024 * 1024,
     unit: "bytes",
-    doc: "Free space that must stay on the spool's file system (as Postfix's `queue_minfree`). Below it `MAIL` gets `452 4.3.1 Insufficient system storage` on every listener (free space is read with statfs at most once a second). A message whose spool write runs out of space gets `452 4.3.1` at the end of DATA, never `250`. 0 turns the floor off (the write-time check stays).",
+    doc: "Free space that must stay on the spool's file system (as Postfix's `queue_minfree`). Below it `MAIL` gets `452 4.3.1 Insufficient system storage` on every listener (free space is read with statfs at most once a second); so does a `MAIL` whose declared `SIZE=` (RFC 1870) would take the free space below it. A message whose spool write runs out of space gets `452 4.3.1` at the end of DATA, never `250`. 0 turns the floor off (the write-time check stays).",
   },
   // ---- per client and per listener (denial of service); src/server/clients.ts, listeners.ts, connection.ts
   max_connections_per_client: {

@@ -11,6 +11,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
+import tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SmtpWire } from "./peers/smtp-client.ts";
 import { logLines, requireBinary, swaks, waitForLog } from "./peers/submission.ts";
@@ -127,6 +128,34 @@ describe("per-client limits", () => {
     const logged = logLines(s.output(), "client limit").filter((l) => l.ip === "127.0.0.2" && l.limit === "max_connections_per_client");
     assert.ok(logged.length >= 1 && logged.length <= 2, `${logged.length} log lines`);
     for (const r of results) r.wire.close();
+  });
+
+  test("on the implicit-TLS port a refused connection is closed without a plaintext 421; the TLS clients within the cap are greeted inside TLS", async () => {
+    const s = server();
+    const n = LIMITS.max_connections_per_client + 4;
+    // Real TLS clients from one address, all at once: the ones within the cap complete the handshake.
+    const held = await Promise.all(Array.from({ length: n }, () => new Promise<{ tls: boolean; sock: tls.TLSSocket }>((resolve) => {
+      const plain = net.connect({ host: "127.0.0.1", port: s.submissionsPort, localAddress: "127.0.0.14" });
+      plain.on("error", () => undefined);
+      const sock = tls.connect({ socket: plain, rejectUnauthorized: false });
+      sock.once("secureConnect", () => resolve({ tls: true, sock }));
+      sock.once("error", () => resolve({ tls: false, sock }));
+      sock.once("close", () => resolve({ tls: false, sock }));
+      setTimeout(() => resolve({ tls: false, sock }), 5000).unref();
+    })));
+    assert.equal(held.filter((h) => h.tls).length, LIMITS.max_connections_per_client);
+    // One more, raw: it receives nothing at all (no plaintext refusal into a TLS client), then the close.
+    const raw = net.connect({ host: "127.0.0.1", port: s.submissionsPort, localAddress: "127.0.0.14" });
+    const got: Buffer[] = [];
+    raw.on("data", (b: Buffer) => got.push(b));
+    raw.on("error", () => undefined);
+    const closed = await new Promise<boolean>((resolve) => {
+      raw.once("close", () => resolve(true));
+      setTimeout(() => resolve(false), 5000).unref();
+    });
+    assert.equal(closed, true, "the refused connection was not closed");
+    assert.equal(Buffer.concat(got).length, 0, Buffer.concat(got).toString("latin1"));
+    for (const h of held) h.sock.destroy();
   });
 
   test("new connections per minute from one address are capped", async () => {

@@ -200,9 +200,16 @@ export class SmtpServer {
     this.logged.set(key, { at: now, suppressed: 0 });
   }
 
-  private refuse(socket: net.Socket, text: string): void {
+  /**
+   * Refuses a connection before its session: the 421 text, then close. On
+   * the implicit-TLS port (465) the client speaks TLS first, so a plaintext
+   * 421 would only reach its TLS stack as garbage and a handshake would
+   * cost the flood's CPU: the connection is closed without a word.
+   */
+  private refuse(socket: net.Socket, text: string, implicitTls: boolean): void {
     socket.on("error", () => socket.destroy());
-    socket.end(text);
+    if (implicitTls) socket.end();
+    else socket.end(text);
     setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
   }
 
@@ -210,7 +217,8 @@ export class SmtpServer {
     const { config, logger } = this.deps;
     const { limits } = config;
     const group: ClientGroup = role === "smtp" ? "mx" : "submission";
-    if (this.stopping) return this.refuse(socket, "421 4.3.2 Server shutting down\r\n");
+    const implicitTls = role === "submissions";
+    if (this.stopping) return this.refuse(socket, "421 4.3.2 Server shutting down\r\n", implicitTls);
     const ip = socket.remoteAddress ?? "";
     const trusted = this.trusted.has(ip);
     if (!trusted) {
@@ -218,7 +226,7 @@ export class SmtpServer {
       if (r !== "ok") {
         const limit = r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
         this.logLimit(ip, role, limit, "client limit");
-        return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY);
+        return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY, implicitTls);
       }
     }
     if (this.deps.clients.untracked !== this.untrackedSeen) {
@@ -231,7 +239,7 @@ export class SmtpServer {
     if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group], key, trusted)) {
       if (!trusted) this.deps.clients.release(ip, group);
       this.logLimit("", role, totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections", "listener full");
-      return this.refuse(socket, TOO_MANY);
+      return this.refuse(socket, TOO_MANY, implicitTls);
     }
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;
     const log = logger.child({ session: sessionId });
@@ -252,7 +260,7 @@ export class SmtpServer {
       idleTimeoutMs: config.limits.idle_timeout * 1000,
       dataTimeoutMs: config.limits.data_timeout * 1000,
       handshakeTimeoutMs: config.limits.tls_handshake_timeout * 1000,
-      implicitTls: role === "submissions",
+      implicitTls,
       commandTimeoutMs: limits.command_timeout * 1000,
       sessionTimeoutMs: limits.session_timeout * 1000,
       stressTimeoutMs: limits.stress_timeout * 1000,

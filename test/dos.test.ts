@@ -267,6 +267,30 @@ describe("slow clients", () => {
     }
   });
 
+  test("BDAT in tiny chunks below min_data_rate is closed: the rate runs across the chunks of a transaction", async () => {
+    const s = server();
+    const c = await firstReply(s.smtpPort, "127.0.0.15");
+    for (const cmd of ["EHLO client.test", "MAIL FROM:<a@sender.test>", "RCPT TO:<user@example.test>"]) assert.equal((await c.wire.command(cmd)).code, 250);
+    const t0 = Date.now();
+    let last = "";
+    try {
+      // One byte per chunk, a chunk every 700 ms: each chunk and each command line is quick, the transaction is not.
+      for (let i = 0; i < 20 && Date.now() - t0 < 12_000; i++) {
+        c.wire.send("BDAT 1\r\nx");
+        const r = await c.wire.reply(5000).catch(() => undefined);
+        last = r?.raw ?? last;
+        if (r === undefined || !r.raw.startsWith("250 ")) break;
+        await sleep(700);
+      }
+      const took = Date.now() - t0;
+      assert.match(last, /^421 4\.4\.2 /, last);
+      // The budget: data_timeout (3 s) plus 1 ms per byte: closed at the first chunk after about 3 s.
+      assert.ok(took >= 2500 && took < 6000, `closed after ${took} ms`);
+    } finally {
+      c.wire.close();
+    }
+  });
+
   test("tarpit: each error reply comes later than the one before, then 421", async () => {
     const s = server();
     const c = await firstReply(s.smtpPort, "127.0.0.10");

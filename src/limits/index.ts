@@ -209,7 +209,7 @@ export const LIMIT_SPECS = {
     min: 1,
     max: 1000000000,
     unit: "bytes per second",
-    doc: "Least average rate of DATA and BDAT content. The content phase starts with a budget of `data_timeout` seconds; time spends it, each byte received adds 1/`min_data_rate` s, never above `data_timeout`. When it runs out: `421 4.4.2 Timeout` and close; the partial message is dropped.",
+    doc: "Least average rate of DATA and BDAT content. The content phase starts with a budget of `data_timeout` seconds; time spends it, each byte received adds 1/`min_data_rate` s, never above `data_timeout`. With BDAT the phase runs from the first chunk of a transaction to its last, the command lines between chunks included, so many tiny chunks cannot restart it. When it runs out: `421 4.4.2 Timeout` and close; the partial message is dropped.",
   },
   stress_timeout: {
     key: "stress_timeout",

@@ -184,9 +184,16 @@ export class SmtpSession {
     return this.state.kind === "waiting";
   }
 
-  /** True while content (DATA or BDAT) is being received: the data timeout applies. */
+  /**
+   * True while content is being received: during DATA, and from the first
+   * BDAT chunk of a transaction to its last (the command lines between
+   * chunks included, so tiny chunks cannot restart the data rate), not
+   * while the finished content waits for its answer. The data timeout and
+   * the content rate apply.
+   */
   get receivingContent(): boolean {
-    return this.state.kind === "data" || this.state.kind === "bdat";
+    const k = this.state.kind;
+    return k === "data" || k === "bdat" || (this.txn?.bdat !== undefined && k !== "waiting" && k !== "closed" && k !== "tls-pending");
   }
 
   /** Feeds bytes from the client. */

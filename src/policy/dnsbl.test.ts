@@ -141,3 +141,25 @@ test("the runner turns the verdict into the check's reply; tag instead of reject
   assert.equal(tag.action, "tag");
   assert.equal(tag.reply, undefined);
 });
+
+test("prefetch at connect: the lookup starts before MAIL, the hook then asks nothing more and still logs the result once", async () => {
+  const { check, asked } = setup({ "2.0.0.127.bl.test": { A: ["127.0.0.2"] }, "4.0.0.127.bl.test": { A: ["127.255.255.254"] } });
+  const runner = new CheckRunner([check], VERDICT_DEFAULTS, 1000);
+  runner.prefetch("127.0.0.2");
+  runner.prefetch("127.0.0.4");
+  assert.equal(asked.length, 4, "both zones asked for both clients at connect");
+  // The hook (at MAIL) finds the answers: no second query; the log lines come now, once.
+  const listed = await check.connect(input("127.0.0.2"));
+  const bad = await check.connect(input("127.0.0.4"));
+  assert.equal(asked.length, 4);
+  assert.deepEqual(listed.verdicts, ["dnsbl.listed"]);
+  assert.ok(listed.logs?.some((l) => l.msg === "client listed by DNSBL" && l.fields?.cached === false));
+  assert.ok(bad.logs?.some((l) => l.level === "error"), "the error code is reported by the first hook that uses the prefetched result");
+  // A second MAIL: from the cache, its error no longer repeated.
+  const again = await check.connect(input("127.0.0.4"));
+  assert.equal(again.logs?.some((l) => l.level === "error"), false);
+  assert.equal(asked.length, 4);
+  // Prefetch of a cached client asks nothing.
+  runner.prefetch("127.0.0.2");
+  assert.equal(asked.length, 4);
+});

@@ -34,7 +34,9 @@
  * minutes when nothing was listed, as the resolver's negative caching), at
  * most MAX_CACHE entries, the oldest dropped first. A result with a failed
  * lookup is not cached. Concurrent connections from one address share one
- * lookup.
+ * lookup. The lookup starts when the client connects (prefetch), so the
+ * answer is usually there by MAIL; its log lines are written once, by the
+ * first MAIL that uses it.
  *
  * Trusts: the configured resolver's answers, after the checks above. Who is
  * looked up at all is the receiver's choice: MX clients that are neither
@@ -135,7 +137,8 @@ export class DnsblCheck implements Check {
   private readonly timeoutMs: number;
   private readonly resolver: Pick<DnsResolver, "query">;
   private readonly now: () => number;
-  private readonly cache = new Map<string, { result: DnsblResult; expires: number }>();
+  /** reported: its log lines were given to a connect hook (a prefetched result has not been yet). */
+  private readonly cache = new Map<string, { result: DnsblResult; expires: number; reported: boolean }>();
   private readonly inFlight = new Map<string, Promise<{ result: DnsblResult; ttl: number | undefined }>>();
 
   constructor(opts: DnsblOptions) {
@@ -146,10 +149,24 @@ export class DnsblCheck implements Check {
     this.now = opts.now ?? Date.now;
   }
 
+  /**
+   * Starts the lookup when the client connects, so that the connect hook,
+   * run at MAIL, finds the result waiting (or in flight) instead of
+   * starting it then. Never throws.
+   */
+  readonly prefetch = (clientIp: string): void => {
+    if (this.cached(clientIp) === undefined) this.lookup(clientIp).catch(() => undefined);
+  };
+
   readonly connect = async (input: CheckInput): Promise<CheckOutcome> => {
     const ip = input.clientIp;
-    const cached = this.cached(ip);
-    const { result, fresh } = cached ? { result: cached, fresh: false } : { result: await this.lookup(ip), fresh: true };
+    const hit = this.cached(ip);
+    const { result, fresh } = hit ? { result: hit.result, fresh: !hit.reported } : { result: await this.lookup(ip), fresh: true };
+    if (hit) hit.reported = true;
+    else {
+      const entry = this.cache.get(ip);
+      if (entry) entry.reported = true;
+    }
     const listedBy = result.zones.filter((z) => z.status === "listed");
     const logs: CheckLog[] = [];
     if (fresh) {
@@ -170,10 +187,10 @@ export class DnsblCheck implements Check {
     return { verdicts: ["dnsbl.listed"], logs, notes: fields, replies: { "dnsbl.listed": refusal } };
   };
 
-  private cached(ip: string): DnsblResult | undefined {
+  private cached(ip: string): { result: DnsblResult; expires: number; reported: boolean } | undefined {
     const hit = this.cache.get(ip);
     if (hit === undefined) return undefined;
-    if (hit.expires > this.now()) return hit.result;
+    if (hit.expires > this.now()) return hit;
     this.cache.delete(ip);
     return undefined;
   }
@@ -188,7 +205,7 @@ export class DnsblCheck implements Check {
     const { result, ttl } = await p;
     if (ttl !== undefined && !this.cache.has(ip)) {
       if (this.cache.size >= MAX_CACHE) this.cache.delete(this.cache.keys().next().value as string);
-      this.cache.set(ip, { result, expires: this.now() + ttl * 1000 });
+      this.cache.set(ip, { result, expires: this.now() + ttl * 1000, reported: false });
     }
     return result;
   }

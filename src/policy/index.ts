@@ -84,6 +84,8 @@ export type CheckHook = (input: CheckInput) => Promise<CheckOutcome>;
 
 export interface Check {
   readonly name: string;
+  /** Starts work for a new connection early (e.g. a DNS lookup) whose result a hook uses later. Must not throw. */
+  readonly prefetch?: (clientIp: string) => void;
   readonly connect?: CheckHook;
   readonly helo?: CheckHook;
   readonly mail?: CheckHook;
@@ -134,6 +136,17 @@ export class CheckRunner {
     this.checks = checks;
     this.actions = actions;
     this.timeoutMs = timeoutMs;
+  }
+
+  /** A client connected: the checks start what they can early (Check.prefetch). */
+  prefetch(clientIp: string): void {
+    for (const c of this.checks) {
+      try {
+        c.prefetch?.(clientIp);
+      } catch {
+        // Only a head start: the hook does the work again if this failed.
+      }
+    }
   }
 
   /** True when some check has a hook for this phase. */

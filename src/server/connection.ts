@@ -83,6 +83,8 @@ export interface HostAnswer {
 /** What the connection asks about; implemented by the receiver (policy + spool). */
 export interface SessionHost {
   answer(q: Question, info: ConnectionInfo): HostAnswer | Promise<HostAnswer>;
+  /** The connection is accepted (before the greeting): the host may start work early (DNSBL lookups). */
+  connected?(info: ConnectionInfo): void;
 }
 
 export interface ConnectionOptions {
@@ -178,11 +180,13 @@ export class Connection {
     if (this.opts.memoryBudget !== undefined && overMemoryBudget(this.opts.memoryBudget)) {
       this.log.warn({ rss: residentSet(), budget: this.opts.memoryBudget }, "memory budget reached; connection refused");
       this.socket.on("error", () => this.destroy());
-      this.write(formatReply(MEMORY_BUSY_CONNECT));
+      // Implicit TLS: no plaintext into a TLS client (listeners.ts refuses the same way).
+      if (!this.opts.implicitTls) this.write(formatReply(MEMORY_BUSY_CONNECT));
       this.end();
       return;
     }
     this.sessionTimer = setTimeout(() => this.sessionOver(), this.opts.sessionTimeoutMs);
+    this.opts.host.connected?.(this.info());
     if (this.opts.implicitTls) {
       this.socket.on("error", () => this.destroy());
       this.handshake(() => this.handle(this.session.greeting({ channelBinding: this.channelBinding !== undefined })));

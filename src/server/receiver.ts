@@ -104,6 +104,11 @@ export class Receiver implements SessionHost {
     this.recipients = new LocalRecipients(deps.config.local, deps.accounts);
   }
 
+  /** A checked client connected: its connect-time lookups (DNSBL) start now, to be ready by MAIL. */
+  connected(info: ConnectionInfo): void {
+    if (this.checked(info)) this.checks?.prefetch(info.clientIp);
+  }
+
   answer(q: Question, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     switch (q.type) {
       case "auth":

@@ -34,6 +34,10 @@ export class StorageGuard implements SessionHost {
     this.space = space;
   }
 
+  connected(info: ConnectionInfo): void {
+    this.host.connected?.(info);
+  }
+
   answer(q: Question, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     if (q.type === "mail") {
       const below = this.space.below(q.size ?? 0);

@@ -165,6 +165,9 @@ export class Connection {
   /** Input read but not yet fed to the core, while the client does not read its replies. */
   private held: Buffer | undefined;
   private readonly onData = (chunk: Buffer): void => this.feed(chunk);
+  /** Replies of this turn not yet written (see write()). */
+  private outBuf = "";
+  private flushQueued = false;
 
   constructor(socket: Socket, opts: ConnectionOptions) {
     this.socket = socket;
@@ -355,7 +358,7 @@ export class Connection {
   }
 
   private congested(): boolean {
-    return this.socket.writableLength > OUTPUT_HIGH_WATER;
+    return this.socket.writableLength + this.outBuf.length > OUTPUT_HIGH_WATER;
   }
 
   /** The client read its replies (or a question was answered): go on with held input, then read again. */
@@ -508,6 +511,8 @@ export class Connection {
    * goes to the core until TLS is up.
    */
   private handshake(then: () => void): void {
+    // The 220 to STARTTLS goes out on the plain socket, before it is wrapped.
+    this.flushOut();
     const manager = this.opts.tls;
     const plain = this.socket;
     if (!manager) {
@@ -548,13 +553,37 @@ export class Connection {
     secure.once("close", () => this.destroy());
   }
 
+  /**
+   * Replies are gathered for the rest of the current turn of the event loop
+   * and written in one socket write (a microtask flushes them): a pipelined
+   * batch whose questions are answered at once (MAIL, RCPT, ...) costs one
+   * write, not one per reply (RFC 2920 §3.1 lets a server hold replies while
+   * it has input to process). Nothing waits longer than this turn: an
+   * answer that must wait for I/O (a spool commit) leaves the turn first.
+   * Closing and STARTTLS flush at once.
+   */
   private write(data: string): void {
+    if (this.ended || this.socket.destroyed) return;
+    this.outBuf += data;
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flushOut();
+    });
+  }
+
+  private flushOut(): void {
+    const data = this.outBuf;
+    if (data === "") return;
+    this.outBuf = "";
     if (this.ended || this.socket.destroyed) return;
     this.socket.write(data, "utf8");
   }
 
   private end(): void {
     if (this.ended) return;
+    this.flushOut();
     this.ended = true;
     this.clearTimers();
     this.socket.setTimeout(0);

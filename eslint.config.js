@@ -27,4 +27,20 @@ export default tseslint.config(
       "eqeqeq": ["error", "always"],
     },
   },
+  {
+    // Folder boundaries: code in one folder of src/ reaches another only through
+    // its public face (index.ts); test helpers live in test/, not in src/.
+    files: ["src/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            { regex: "^\\.\\./[a-z0-9-]+/(?!index\\.ts$)[^/]+$", message: "Import another folder of src/ through its index.ts." },
+            { regex: "(^|/)(test-util|testing)\\.ts$", message: "Test helpers live in test/helpers." },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -25,7 +25,7 @@ import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { Spool, type IncomingMessage } from "../src/queue/index.ts";
 import { AccountStore } from "../src/accounts/index.ts";
-import { sampleMessage, tempDir } from "../src/queue/test-util.ts";
+import { sampleMessage, tempDir } from "../test/helpers/queue.ts";
 
 const MAX_FRAME = 64 * 1024 * 1024;
 

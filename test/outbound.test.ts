@@ -49,7 +49,7 @@ import { knotMissing, startKnot, txtRdata, zoneText, type Knot } from "./peers/k
 import { freePort, waitForPort } from "./peers/ports.ts";
 import { postfixMissing, SMTP_SINK_BIN as SMTP_SINK, startPostfix, type PostfixInstance, type PostfixOptions } from "./peers/postfix.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
-import { pythonMissing } from "../src/dkim/test-util.ts";
+import { pythonMissing } from "./helpers/dkim.ts";
 import { loggedIn, logLines, mailWith, queueList, swaks, swaksReply, type QueueSummary } from "./peers/submission.ts";
 
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-dkim lives (not a pyenv shim)

@@ -37,7 +37,7 @@ import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { dkimTxt, knotMissing, startKnot, txtRdata, zoneText, type Knot } from "./peers/knot.ts";
 import { logLines, waitForLog } from "./peers/submission.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
-import { pythonMissing } from "../src/dkim/test-util.ts";
+import { pythonMissing } from "./helpers/dkim.ts";
 
 const PYTHON = "/usr/bin/python3"; // Debian's, where python3-dkim lives (not a pyenv shim)
 const DKIMSIGN = "/usr/bin/dkimsign";

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deriveScramKeys } from "../auth/scram-keys.ts";
+import { deriveScramKeys } from "../auth/index.ts";
 import { AccountError, AccountStore, generateAppSecret, normalizeAddress } from "./index.ts";
 
 const DOMAINS = ["example.test", "other.test"];

@@ -29,10 +29,10 @@ import type { DatabaseSync, StatementSync, SQLOutputValue } from "node:sqlite";
 import { createHash, randomInt, timingSafeEqual } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { dummyHash, hashPassword, verifyPassword } from "../auth/password.ts";
-import { deriveScramKeys, newScramSalt, SCRAM_ITERATIONS, type ScramKeys } from "../auth/scram-keys.ts";
+import { dummyHash, hashPassword, verifyPassword } from "../auth/index.ts";
+import { deriveScramKeys, newScramSalt, SCRAM_ITERATIONS, type ScramKeys } from "../auth/index.ts";
 import { openDatabase, writeTransaction } from "../storage/index.ts";
-import type { CredentialStore, ScramCredentials } from "../auth/types.ts";
+import type { CredentialStore, ScramCredentials } from "../auth/index.ts";
 
 export const SCHEMA_VERSION = 1;
 export const ACCOUNTS_FILE = "accounts.sqlite";

@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { conformanceFile } from "../../test/helpers/conformance.ts";
 import { EOD_VARIANTS, gradeFindings, inboundVariants, sanitize, toHtml, toJson, toText, type Finding, type Report } from "./index.ts";
 import { relayTricks } from "./smtp-checks.ts";
-import { parseTarget } from "../cli/audit.ts";
+import { parseTarget } from "../cli/index.ts";
 
 const f = (id: string, severity: Finding["severity"], area: Finding["area"]): Finding => ({ id, severity, area, title: id, evidence: "e", fix: "x" });
 

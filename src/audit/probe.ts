@@ -13,8 +13,8 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import type { Reply } from "../protocol/reply.ts";
-import { ProtocolError, ReplyParser, command, parseExtensions, replyText, type Extensions } from "../outbound/wire.ts";
+import type { Reply } from "../protocol/index.ts";
+import { ProtocolError, ReplyParser, command, parseExtensions, replyText, type Extensions } from "../outbound/index.ts";
 
 /** A connection to the audited server failed, timed out or broke the protocol. */
 export class ProbeError extends Error {

@@ -19,8 +19,8 @@
  * not sent.
  */
 import { randomBytes } from "node:crypto";
-import type { Reply } from "../protocol/reply.ts";
-import { replyText } from "../outbound/wire.ts";
+import type { Reply } from "../protocol/index.ts";
+import { replyText } from "../outbound/index.ts";
 import type { Finding } from "./types.ts";
 import { openSession, type ProbeTarget } from "./probe.ts";
 

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dkimVerify } from "mailauth";
 import { defaultSelector, loadSigningKeys, signMessage } from "../dkim/index.ts";
-import { txtResolver, txtStrings } from "../dkim/test-util.ts";
+import { txtResolver, txtStrings } from "../../test/helpers/dkim.ts";
 import { main } from "./main.ts";
 
 interface Run {

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Config } from "../config/index.ts";
-import { chownTo } from "../server/privileges.ts";
+import { chownTo } from "../server/index.ts";
 import { DkimKeyError, dkimDir, dkimRecords, generateDomainKeys, inspectKeys, normalizeDomain, normalizeSelector, txtLine, type DomainKeySet } from "../dkim/index.ts";
 import type { Io } from "./main.ts";
 import { loadCommandConfig } from "./load-config.ts";

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pythonMissing, runPython, txtStrings } from "../dkim/test-util.ts";
+import { pythonMissing, runPython, txtStrings } from "../../test/helpers/dkim.ts";
 import { peerSkip } from "../../test/helpers/peers.ts";
 import { main } from "./main.ts";
 

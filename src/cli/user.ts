@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import type { Config } from "../config/index.ts";
 import { AccountError, AccountStore, type AccountInfo } from "../accounts/index.ts";
-import { chownTo } from "../server/privileges.ts";
+import { chownTo } from "../server/index.ts";
 import type { Io } from "./main.ts";
 import { loadCommandConfig } from "./load-config.ts";
 

@@ -25,3 +25,8 @@ export {
   loadConfigWithWarnings,
   parseConfig,
 } from "./load.ts";
+export type { LmtpTarget } from "./types.ts";
+export { VERDICT_DEFAULTS } from "./keys.ts";
+export type { RelayHost, TlsPolicy } from "./types.ts";
+export type { DnsblZone } from "./types.ts";
+export type { CheckAction } from "./types.ts";

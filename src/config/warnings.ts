@@ -18,8 +18,8 @@
 import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
-import { systemNameservers } from "../dns/system.ts";
-import { adTrusted, isLoopback } from "../dns/wire-resolver.ts";
+import { systemNameservers } from "../dns/index.ts";
+import { adTrusted, isLoopback } from "../dns/index.ts";
 import type { ConfigIssue } from "./load.ts";
 import type { PathSegment } from "./locate.ts";
 import { formatListen } from "./syntax.ts";

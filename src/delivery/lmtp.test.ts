@@ -12,7 +12,7 @@ import { existsSync, readdirSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { Spool } from "../queue/index.ts";
-import { captureLogger, sampleMessage, tempDir } from "../queue/test-util.ts";
+import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
 import { LocalDelivery } from "./local.ts";
 import { mailboxPath, type LocalConfig } from "./resolve.ts";

@@ -15,9 +15,9 @@
  * (wire.ts limits). The content goes as stored: the LMTP server adds
  * Return-Path and Delivered-To itself.
  */
-import type { LmtpTarget } from "../config/types.ts";
-import type { Envelope } from "../queue/types.ts";
-import { deliverSession, type Timeouts } from "../outbound/connect.ts";
+import type { LmtpTarget } from "../config/index.ts";
+import type { Envelope } from "../queue/index.ts";
+import { deliverSession, type Timeouts } from "../outbound/index.ts";
 
 /** Generous: a local store may be slow (quota, Sieve, fsync), but never silent for ever. */
 export const LMTP_TIMEOUTS: Timeouts = { connectMs: 10_000, greetingMs: 60_000, commandMs: 120_000, dataMs: 600_000 };

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Spool } from "../queue/index.ts";
-import { captureLogger, sampleMessage, tempDir } from "../queue/test-util.ts";
+import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import { LocalDelivery, REMOTE_NOT_IMPLEMENTED } from "./local.ts";
 import { mailboxPath, resolveRecipient } from "./resolve.ts";
 import type { LocalConfig } from "./resolve.ts";

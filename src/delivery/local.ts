@@ -39,12 +39,12 @@ import type { Logger } from "pino";
 import type { ClaimedMessage, Spool } from "../queue/index.ts";
 import { deliverToMaildir } from "./maildir.ts";
 import { mailboxPath, resolveRecipient } from "./resolve.ts";
-import type { Config, LmtpTarget } from "../config/types.ts";
-import type { QueuedRecipient } from "../queue/types.ts";
-import type { RemoteOutcome } from "../outbound/transport.ts";
-import { dsnsFor } from "../outbound/bounces.ts";
+import type { Config, LmtpTarget } from "../config/index.ts";
+import type { QueuedRecipient } from "../queue/index.ts";
+import type { RemoteOutcome } from "../outbound/index.ts";
+import { dsnsFor } from "../outbound/index.ts";
 import type { MessageSink } from "../sink/index.ts";
-import type { Timeouts } from "../outbound/connect.ts";
+import type { Timeouts } from "../outbound/index.ts";
 import type { LocalConfig } from "./resolve.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
 

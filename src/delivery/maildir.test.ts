@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { deliverToMaildir, ensureMaildir, escapeHostname, folderDirName } from "./maildir.ts";
-import { sampleMessage, tempDir } from "../queue/test-util.ts";
+import { sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 
 const NAME_RE = /^(\d+)\.M(\d{1,6})P(\d+)Q(\d+)\.([^/:]+),S=(\d+)$/;
 

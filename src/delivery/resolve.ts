@@ -17,7 +17,7 @@
  * part that could leave its directory (`/`, `..`, NUL...) is refused.
  */
 import { isAbsolute, resolve } from "node:path";
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 
 export type LocalConfig = Config["local"];
 

@@ -25,7 +25,7 @@ import {
   txtLine,
   txtRdata,
 } from "./index.ts";
-import { txtStrings } from "./test-util.ts";
+import { txtStrings } from "../../test/helpers/dkim.ts";
 
 let dir: string;
 before(async () => {

@@ -19,7 +19,7 @@ import fc from "fast-check";
 import { dkimSign, dkimVerify } from "mailauth";
 import { conformanceFile } from "../../test/helpers/conformance.ts";
 import { DkimSignError, fromDomain, generateDomainKeys, loadSigningKeys, signMessage, signWith, signingDomain, txtLine, type DomainKeySet, type SigningKeys } from "./index.ts";
-import { dkimpyVerify, pythonMissing, txtResolver, txtStrings } from "./test-util.ts";
+import { dkimpyVerify, pythonMissing, txtResolver, txtStrings } from "../../test/helpers/dkim.ts";
 import { peerSkip } from "../../test/helpers/peers.ts";
 
 const noDkimpy = peerSkip(pythonMissing("dkim, nacl", "python3-dkim"));

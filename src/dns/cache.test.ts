@@ -5,8 +5,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DnsError, WireResolver } from "./index.ts";
 import { TtlCache } from "./cache.ts";
-import type { TestDnsServer } from "./test-util.ts";
-import { startTestDnsServer } from "./test-util.ts";
+import type { TestDnsServer } from "../../test/helpers/dns.ts";
+import { startTestDnsServer } from "../../test/helpers/dns.ts";
 
 interface Clock {
   t: number;

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { spf } from "mailauth";
 import type { DNSResolver } from "mailauth";
 import { WireResolver, createResolver, mailauthResolver, systemNameservers } from "./index.ts";
-import { startTestDnsServer } from "./test-util.ts";
+import { startTestDnsServer } from "../../test/helpers/dns.ts";
 
 void test("systemNameservers reads nameserver lines: IPv4, IPv6, scope stripped, comments skipped", () => {
   const conf = [

@@ -1,12 +1,12 @@
-// Tests for WireResolver against a real DNS server on loopback (test-util.ts):
+// Tests for WireResolver against a real DNS server on loopback (test/helpers/dns.ts):
 // record shapes (compared with node:dns itself), CNAME chains, negative
 // answers, timeouts and failover, TCP after TC=1, spoofed datagrams, the AD bit.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import dns from "node:dns";
 import { DnsError, WireResolver, adTrusted, createResolver, isLoopback } from "./index.ts";
-import type { TestDnsServer, TestZone } from "./test-util.ts";
-import { SPOOF_A, startTestDnsServer } from "./test-util.ts";
+import type { TestDnsServer, TestZone } from "../../test/helpers/dns.ts";
+import { SPOOF_A, startTestDnsServer } from "../../test/helpers/dns.ts";
 
 const cert = Buffer.from("00112233445566778899aabbccddeeff", "hex");
 

@@ -14,7 +14,7 @@ import { CheckRunner, type CheckInput } from "../policy/index.ts";
 import { createLogger } from "../log/index.ts";
 import { FORWARDING, SenderAuthCheck } from "./check.ts";
 import { authservIdOf, stripOwnHeaders } from "./authres.ts";
-import { VERDICT_DEFAULTS } from "../config/keys.ts";
+import { VERDICT_DEFAULTS } from "../config/index.ts";
 
 const log = createLogger({ level: "silent" });
 

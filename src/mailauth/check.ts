@@ -41,7 +41,7 @@
  * hop can trust our results.
  */
 import { spf, type ARCResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { addressesIn, authorOf, canonicalDomain, fieldValue, headerFields, MAX_PARSED_FIELDS, type Author } from "../message/index.ts";
 import type { Verified } from "./content.ts";

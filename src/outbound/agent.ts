@@ -32,7 +32,7 @@ import { readFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import type { TLSSocket } from "node:tls";
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 import type { DnsResolver, TlsaRecord } from "../dns/index.ts";
 import { loadSigningKeys, signMessage, signingDomain, type SigningKeys } from "../dkim/index.ts";
 import type { Logger } from "../log/index.ts";

@@ -14,9 +14,9 @@
  *   is queued before the outcome that caused it is recorded: a crash in
  *   between gives at most a second DSN, never none.
  */
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 import type { ClaimedMessage } from "../queue/index.ts";
-import type { Envelope, QueuedRecipient } from "../queue/types.ts";
+import type { Envelope, QueuedRecipient } from "../queue/index.ts";
 
 /** A message Wardmail writes itself, to queue through the sink (src/sink) as a local origin. */
 export interface LocalMessage {

@@ -57,8 +57,8 @@
  * no STARTTLS: the server is local), and after the content one reply per
  * accepted recipient, in RCPT order (§4.2), each deciding its recipient.
  */
-import type { Envelope } from "../queue/types.ts";
-import type { Reply } from "../protocol/reply.ts";
+import type { Envelope } from "../queue/index.ts";
+import type { Reply } from "../protocol/index.ts";
 import {
   NO_EXTENSIONS,
   authPlainCommand,

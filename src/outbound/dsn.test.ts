@@ -10,7 +10,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { MAX_RETURNED_CONTENT, buildDsn, headerSection, type BuiltDsn, type DsnOptions, type DsnRecipient } from "./dsn.ts";
 import { DsnParseError, parseDsn } from "./dsn-parse.ts";
-import { pythonMissing, runPython } from "../dkim/test-util.ts";
+import { pythonMissing, runPython } from "../../test/helpers/dkim.ts";
 import { peerSkip } from "../../test/helpers/peers.ts";
 
 const ORIGINAL = Buffer.from(

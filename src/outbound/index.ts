@@ -8,7 +8,7 @@
  * the queue like any message.
  */
 import type { LookupFunction } from "node:net";
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 import { adTrusted, resolverServers, type DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { MessageSink } from "../sink/index.ts";
@@ -128,3 +128,9 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
     },
   };
 }
+export { ProtocolError, ReplyParser, command, parseExtensions, replyText } from "./wire.ts";
+export type { Extensions } from "./wire.ts";
+export { deliverSession } from "./connect.ts";
+export type { Timeouts } from "./connect.ts";
+export type { RemoteOutcome } from "./transport.ts";
+export { dsnsFor } from "./bounces.ts";

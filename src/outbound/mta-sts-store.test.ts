@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { statSync } from "node:fs";
-import { tempDir } from "../queue/test-util.ts";
+import { tempDir } from "../../test/helpers/queue.ts";
 import { SqliteMtaStsStore } from "./mta-sts-store.ts";
 
 test("MTA-STS policies survive a reopen; damaged rows are ignored; the file is 0600", () => {

@@ -18,7 +18,7 @@ import { loadRelayAuth } from "./agent.ts";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { captureLogger } from "../queue/test-util.ts";
+import { captureLogger } from "../../test/helpers/queue.ts";
 
 const config = parseConfig('[server]\nhostname = "mx.wardmail.test"\n[smtp]\nlisten = ["192.0.2.250:25"]\n[[outbound.relays]]\ndomains = ["relayed.test"]\nhost = "192.0.2.77:587"\n', { file: "/x/w.toml", env: {}, cwd: "/x" });
 const resolver = new StaticResolver({

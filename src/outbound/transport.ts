@@ -22,11 +22,11 @@
  * the transport is made, agent.ts); an unreadable password file defers the
  * relay's mail (4.3.5) and the password never reaches a log or a result.
  */
-import type { Config, RelayHost, TlsPolicy } from "../config/types.ts";
+import type { Config, RelayHost, TlsPolicy } from "../config/index.ts";
 import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { ClaimedMessage, RecipientOutcome } from "../queue/index.ts";
-import type { QueuedRecipient } from "../queue/types.ts";
+import type { QueuedRecipient } from "../queue/index.ts";
 import { resolveMx, type MxHost } from "./mx.ts";
 
 /** One recipient's result as the delivery agent records it. */

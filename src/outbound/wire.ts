@@ -16,8 +16,8 @@
  * in every value (they throw); message content is sent so that no bare CR or
  * LF reaches the wire and the only "CRLF . CRLF" is the terminator.
  */
-import type { Reply } from "../protocol/reply.ts";
-import type { Envelope, EnvelopeRecipient } from "../queue/types.ts";
+import type { Reply } from "../protocol/index.ts";
+import type { Envelope, EnvelopeRecipient } from "../queue/index.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;

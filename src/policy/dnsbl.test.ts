@@ -9,10 +9,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { StaticResolver, WireResolver, type StaticZone } from "../dns/index.ts";
-import { captureLogger } from "../queue/test-util.ts";
+import { captureLogger } from "../../test/helpers/queue.ts";
 import { DnsblCheck, MAX_CACHE, errorCode, reversedName } from "./dnsbl.ts";
 import { CheckRunner, type CheckInput } from "./index.ts";
-import { VERDICT_DEFAULTS } from "../config/keys.ts";
+import { VERDICT_DEFAULTS } from "../config/index.ts";
 
 function input(clientIp: string): CheckInput {
   return { clientIp, helo: "h.test", mailFrom: "", recipients: [], state: new Map(), signal: new AbortController().signal };

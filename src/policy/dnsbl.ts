@@ -43,9 +43,9 @@
  * authenticated nor in relay.trusted_networks.
  */
 import { isIPv4, isIPv6 } from "node:net";
-import type { DnsblZone } from "../config/types.ts";
+import type { DnsblZone } from "../config/index.ts";
 import type { DnsResolver } from "../dns/index.ts";
-import { reply, type Reply } from "../protocol/reply.ts";
+import { reply, type Reply } from "../protocol/index.ts";
 import type { Check, CheckInput, CheckLog, CheckOutcome } from "./index.ts";
 
 /** Most client addresses whose result is kept (per worker). */

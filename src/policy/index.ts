@@ -20,9 +20,9 @@
  * Checks: SPF/DKIM/ARC/DMARC (src/mailauth), DNSBL/DNSWL (dnsbl.ts); which
  * check runs on which road is decided in src/server/checks.ts.
  */
-import type { CheckAction } from "../config/types.ts";
+import type { CheckAction } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
-import { reply, type Reply } from "../protocol/reply.ts";
+import { reply, type Reply } from "../protocol/index.ts";
 
 export type Phase = "connect" | "helo" | "mail" | "rcpt" | "data";
 

@@ -7,7 +7,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { codes, TEST_PLAIN, transcript } from "./testing.ts";
+import { codes, TEST_PLAIN, transcript } from "../../test/helpers/transcript.ts";
 
 const AUTH = { mechanisms: ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"], required: true };
 const HELLO = "EHLO client.test\r\n";

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { DEFAULT_LIMITS } from "../limits/index.ts";
-import { TEST_PLAIN, transcript } from "./testing.ts";
+import { TEST_PLAIN, transcript } from "../../test/helpers/transcript.ts";
 import type { SessionOptions } from "./session.ts";
 
 const pieces = [

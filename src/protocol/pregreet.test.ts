@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SmtpSession, type Action } from "./session.ts";
-import { sessionOptions } from "./testing.ts";
+import { sessionOptions } from "../../test/helpers/transcript.ts";
 
 const sent = (actions: Action[]): string => actions.map((a) => (a.kind === "send" ? a.data : `<${a.kind}>`)).join("");
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { codes, transcript } from "./testing.ts";
+import { codes, transcript } from "../../test/helpers/transcript.ts";
 
 const HELLO = "EHLO client.test\r\n";
 const ENV = "MAIL FROM:<a@sender.test>\r\nRCPT TO:<user@example.test>\r\n";

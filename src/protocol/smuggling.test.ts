@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { conformanceFile } from "../../test/helpers/conformance.ts";
-import { transcript } from "./testing.ts";
+import { transcript } from "../../test/helpers/transcript.ts";
 
 const file = conformanceFile("smuggling", "eod-payloads.json");
 const table = JSON.parse(readFileSync(file, "utf8")) as { payloads: { id: string; hex: string }[] };

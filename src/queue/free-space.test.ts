@@ -9,7 +9,7 @@ import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { FreeSpace, isStorageFull } from "./free-space.ts";
-import { captureLogger, tempDir } from "./test-util.ts";
+import { captureLogger, tempDir } from "../../test/helpers/queue.ts";
 
 test("isStorageFull: SQLite's SQLITE_FULL (as node:sqlite reports it), ENOSPC and EDQUOT in the cause chain; nothing else", () => {
   const { dir, cleanup } = tempDir();

@@ -9,7 +9,7 @@ import { QueueAdmin } from "./admin.ts";
 import { shardPath } from "./db.ts";
 import { isQueueId, newQueueId, shardOfId, timeOfId } from "./ids.ts";
 import { canonicalJson, DamagedRecordError, RECORD_VERSION, recordChecksum } from "./record.ts";
-import { captureLogger, sampleMessage, tempDir } from "./test-util.ts";
+import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import type { IncomingMessage } from "./types.ts";
 
 function withSpool(t: { after: (fn: () => void) => void }, extra: Partial<Parameters<typeof Spool.open>[0]> = {}) {

@@ -15,7 +15,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { createPrivateKey } from "node:crypto";
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";

@@ -23,7 +23,7 @@
  * the current minute's count.
  */
 import { isIPv4, isIPv6 } from "node:net";
-import { plainIp } from "../submission/networks.ts";
+import { plainIp } from "../submission/index.ts";
 
 /** Counter groups: the MX listener and the submission listeners are counted apart. */
 export type ClientGroup = "mx" | "submission";

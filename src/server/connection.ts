@@ -35,12 +35,12 @@
 import type { Socket } from "node:net";
 import tls from "node:tls";
 import type { Logger } from "../log/index.ts";
-import { SmtpSession, type Action, type Question, type SessionOptions } from "../protocol/session.ts";
-import { TEMPORARY_FAILURE, SmtpError, reply, type Reply } from "../protocol/reply.ts";
+import { SmtpSession, type Action, type Question, type SessionOptions } from "../protocol/index.ts";
+import { TEMPORARY_FAILURE, SmtpError, reply, type Reply } from "../protocol/index.ts";
 import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
-import type { SaslMechanism } from "../auth/types.ts";
-import { formatReply } from "../protocol/reply.ts";
+import type { SaslMechanism } from "../auth/index.ts";
+import { formatReply } from "../protocol/index.ts";
 import { MEMORY_BUSY_CONNECT, overMemoryBudget, residentSet } from "./memory.ts";
 
 /** Replies waiting in the socket above which the connection stops reading. */

@@ -14,15 +14,15 @@
  * relay.trusted_networks are exempt from the per-client limits.
  */
 import net from "node:net";
-import type { Config, ListenAddress } from "../config/types.ts";
+import type { Config, ListenAddress } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
-import type { SessionOptions, TlsMode } from "../protocol/session.ts";
+import type { SessionOptions, TlsMode } from "../protocol/index.ts";
 import type { TlsManager } from "../tls/index.ts";
-import { Networks, clientKey } from "../submission/networks.ts";
+import { Networks, clientKey } from "../submission/index.ts";
 import { Connection, type SessionHost } from "./connection.ts";
 import type { ClientGroup, ClientTable } from "./clients.ts";
-import type { Question } from "../protocol/session.ts";
-import { reply, type Reply } from "../protocol/reply.ts";
+import type { Question } from "../protocol/index.ts";
+import { reply, type Reply } from "../protocol/index.ts";
 
 export type Role = "smtp" | "submission" | "submissions";
 

@@ -8,7 +8,7 @@
  * at MAIL) instead of growing; what is under way goes on, and mail already
  * accepted is never dropped.
  */
-import { reply } from "../protocol/reply.ts";
+import { reply } from "../protocol/index.ts";
 
 /** The reply to MAIL while the process is at or above its memory budget. */
 export const MEMORY_BUSY_MAIL = reply(451, "4.3.1", "Insufficient system resources, try again later");

@@ -18,7 +18,7 @@ import { mkdir } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import { Worker } from "node:worker_threads";
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 import { logWritten, type Logger } from "../log/index.ts";
 import { TICKET_KEYS_LENGTH, resolveCertificatePairs } from "../tls/index.ts";
 import type { BoundListener } from "./listeners.ts";

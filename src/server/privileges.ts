@@ -8,7 +8,7 @@
 import { execFileSync } from "node:child_process";
 import { lchown, lstat, readdir, realpath } from "node:fs/promises";
 import { join } from "node:path";
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 
 function isRoot(): boolean {

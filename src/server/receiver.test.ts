@@ -9,12 +9,12 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../config/index.ts";
 import { CheckRunner, type Check, type CheckOutcome } from "../policy/index.ts";
 import { Spool } from "../queue/index.ts";
-import { captureLogger, tempDir } from "../queue/test-util.ts";
+import { captureLogger, tempDir } from "../../test/helpers/queue.ts";
 import type { ConnectionInfo } from "./connection.ts";
 import { Receiver } from "./receiver.ts";
-import type { Question } from "../protocol/session.ts";
+import type { Question } from "../protocol/index.ts";
 import { MessageSink } from "../sink/index.ts";
-import { VERDICT_DEFAULTS } from "../config/keys.ts";
+import { VERDICT_DEFAULTS } from "../config/index.ts";
 
 function setup(check: Check, extra = "") {
   const { dir, cleanup } = tempDir();

@@ -22,10 +22,10 @@
  *   fields we write ourselves) with the checks' header fields, and the 250
  *   goes out only once the sink says the message is durable.
  */
-import type { Config } from "../config/types.ts";
-import type { Question } from "../protocol/session.ts";
-import { reply, type Reply } from "../protocol/reply.ts";
-import type { Envelope } from "../queue/types.ts";
+import type { Config } from "../config/index.ts";
+import type { Question } from "../protocol/index.ts";
+import { reply, type Reply } from "../protocol/index.ts";
+import type { Envelope } from "../queue/index.ts";
 import type { MessageSink, SinkTransaction } from "../sink/index.ts";
 import type { AuthGuard, AuthService } from "../submission/index.ts";
 import { checkFromHeader, Networks } from "../submission/index.ts";

@@ -17,8 +17,8 @@
  * to us). <postmaster> without a domain (RFC 5321 §4.5.1) maps to the first
  * local domain that has a postmaster.
  */
-import type { Config } from "../config/types.ts";
-import { reply, type Reply } from "../protocol/reply.ts";
+import type { Config } from "../config/index.ts";
+import { reply, type Reply } from "../protocol/index.ts";
 
 export type RecipientVerdict = { readonly ok: true; readonly address: string } | { readonly ok: false; readonly reply: Reply };
 

@@ -18,8 +18,8 @@
  *
  * Everything else goes to the wrapped host unchanged.
  */
-import { reply } from "../protocol/reply.ts";
-import type { Question } from "../protocol/session.ts";
+import { reply } from "../protocol/index.ts";
+import type { Question } from "../protocol/index.ts";
 import { isStorageFull, type FreeSpace } from "../queue/index.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 

@@ -6,7 +6,7 @@
  * Client-supplied text (the EHLO name) is hostile: anything but printable
  * ASCII is replaced, so the header can never be split or smuggle a line.
  */
-import type { ReceivedInfo } from "../queue/types.ts";
+import type { ReceivedInfo } from "../queue/index.ts";
 
 function printable(s: string): string {
   return s.replace(/[^\x21-\x7e]/g, "?").replace(/[()\\]/g, "?").slice(0, 255);

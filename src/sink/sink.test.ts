@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parseConfig } from "../config/index.ts";
 import { Spool } from "../queue/index.ts";
-import { captureLogger, tempDir } from "../queue/test-util.ts";
+import { captureLogger, tempDir } from "../../test/helpers/queue.ts";
 import { MessageSink } from "./index.ts";
 
 function setup() {

@@ -25,7 +25,7 @@ import { resolveRecipient, type LocalConfig } from "../delivery/index.ts";
 import { stripOwnHeaders } from "../mailauth/index.ts";
 import type { HeaderField } from "../message/index.ts";
 import { newQueueId, type Spool } from "../queue/index.ts";
-import type { Envelope, EnvelopeRecipient, ReceivedInfo } from "../queue/types.ts";
+import type { Envelope, EnvelopeRecipient, ReceivedInfo } from "../queue/index.ts";
 import { receivedHeader } from "./received.ts";
 
 /** Where a message comes from. */

@@ -17,10 +17,10 @@
  * the user name as typed (capped) and the mechanism.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { createMechanism } from "../auth/sasl.ts";
-import type { CredentialStore, SaslMechanism } from "../auth/types.ts";
+import { createMechanism } from "../auth/index.ts";
+import type { CredentialStore, SaslMechanism } from "../auth/index.ts";
 import type { Logger } from "../log/index.ts";
-import { reply, type Reply } from "../protocol/reply.ts";
+import { reply, type Reply } from "../protocol/index.ts";
 import type { Attempt, AuthGuard, Refusal } from "./guard.ts";
 import { clientKey } from "./networks.ts";
 

@@ -37,7 +37,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { Config } from "../config/types.ts";
+import type { Config } from "../config/index.ts";
 import { writeTransaction } from "../storage/index.ts";
 
 const SCHEMA = `

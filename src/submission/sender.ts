@@ -31,7 +31,7 @@
  * or a name spread over several encoded words is seen decoded as one text.
  */
 import { addressesIn, authorOf, fieldValue, headerFields, mailboxesOf, MAX_MAILBOXES, MAX_PARSED_FIELDS, type Mailbox } from "../message/index.ts";
-import { reply, type Reply } from "../protocol/reply.ts";
+import { reply, type Reply } from "../protocol/index.ts";
 
 const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authenticated user");
 const NO_FROM = reply(550, "5.6.0", "Message must have exactly one From: header with an address");

@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 import type { Logger } from "pino";
-import type { CertificatePair, Config } from "../config/types.ts";
+import type { CertificatePair, Config } from "../config/index.ts";
 import { ensureSelfSigned } from "./selfsigned.ts";
 
 export { TICKET_KEYS_LENGTH, TlsManager, certificateNames, describeTls, installReloadSignal } from "./manager.ts";

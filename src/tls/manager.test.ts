@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tls from "node:tls";
 import pino from "pino";
-import type { CertificatePair } from "../config/types.ts";
+import type { CertificatePair } from "../config/index.ts";
 import { TlsManager, describeTls, installReloadSignal } from "./manager.ts";
 import type { TlsListener, TlsManagerOptions } from "./manager.ts";
 import { generateCertificate } from "./selfsigned.ts";

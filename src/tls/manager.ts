@@ -42,7 +42,7 @@ import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import * as tls from "node:tls";
 import type { Logger } from "pino";
-import type { CertificatePair } from "../config/types.ts";
+import type { CertificatePair } from "../config/index.ts";
 
 export type TlsMinVersion = "TLSv1.2" | "TLSv1.3";
 

@@ -2,11 +2,11 @@
  * Enqueue throughput measurement (not a test): N concurrent producers each
  * enqueue 10 KB messages back to back for a few seconds against a real shard
  * file in a temp directory, then the delivery side drains what was queued.
- * Run: node src/queue/bench.ts [producers=50] [seconds=2] [sizeBytes=10240] [maxBatch=256]
+ * Run: node bench/enqueue.ts [producers=50] [seconds=2] [sizeBytes=10240] [maxBatch=256]
  */
 import pino from "pino";
-import { Spool } from "./spool.ts";
-import { sampleMessage, tempDir } from "./test-util.ts";
+import { Spool } from "../src/queue/spool.ts";
+import { sampleMessage, tempDir } from "../test/helpers/queue.ts";
 
 const producers = Number(process.argv[2] ?? 50);
 const seconds = Number(process.argv[3] ?? 2);

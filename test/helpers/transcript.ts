@@ -4,10 +4,10 @@
  * policy), feeds writes in order and records what the session sent and which
  * messages it handed over. No sockets, no clocks.
  */
-import { DEFAULT_LIMITS } from "../limits/index.ts";
-import type { Envelope } from "../queue/types.ts";
-import { reply } from "./reply.ts";
-import { SmtpSession, type Action, type SessionOptions } from "./session.ts";
+import { DEFAULT_LIMITS } from "../../src/limits/index.ts";
+import type { Envelope } from "../../src/queue/index.ts";
+import { reply } from "../../src/protocol/reply.ts";
+import { SmtpSession, type Action, type SessionOptions } from "../../src/protocol/session.ts";
 
 export interface Delivered {
   readonly envelope: Envelope;

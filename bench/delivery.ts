@@ -2,12 +2,12 @@
  * End-to-end throughput measurement (not a test): producers enqueue 10 KB
  * messages for a few seconds while the local agent delivers them to Maildirs
  * in a temp directory (every file and directory fsynced), then the backlog
- * drains. Run: node src/delivery/bench.ts [producers=50] [seconds=2] [concurrency=16]
+ * drains. Run: node bench/delivery.ts [producers=50] [seconds=2] [concurrency=16]
  */
 import pino from "pino";
-import { Spool } from "../queue/index.ts";
-import { sampleMessage, tempDir } from "../queue/test-util.ts";
-import { LocalDelivery } from "./local.ts";
+import { Spool } from "../src/queue/index.ts";
+import { sampleMessage, tempDir } from "../test/helpers/queue.ts";
+import { LocalDelivery } from "../src/delivery/local.ts";
 
 const producers = Number(process.argv[2] ?? 50);
 const seconds = Number(process.argv[3] ?? 2);

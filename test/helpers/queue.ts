@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import pino from "pino";
 import type { Logger } from "pino";
-import type { IncomingMessage, RecipientDsn } from "./types.ts";
+import type { IncomingMessage, RecipientDsn } from "../../src/queue/types.ts";
 
 export function tempDir(prefix = "wardmail-test-"): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));

@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import type { DNSResolver } from "mailauth";
-import { binaryMissing } from "../../test/helpers/peers.ts";
+import { binaryMissing } from "./peers.ts";
 
 /** Debian's python3, where python3-dkim lives (not a pyenv shim earlier in PATH). */
 export const PYTHON = "/usr/bin/python3";

@@ -8,9 +8,9 @@
  */
 import dgram from "node:dgram";
 import net from "node:net";
-import type { PacketRecord, PacketQuestion } from "./packet.ts";
-import { dnsPacket } from "./packet.ts";
-import { asciiLower } from "./types.ts";
+import type { PacketRecord, PacketQuestion } from "../../src/dns/packet.ts";
+import { dnsPacket } from "../../src/dns/packet.ts";
+import { asciiLower } from "../../src/dns/types.ts";
 
 /** Zone: lower-case name → type → rdata values (dns-packet's `data` shapes). */
 export type TestZone = Record<string, { readonly ttl?: number; readonly [type: string]: unknown }>;

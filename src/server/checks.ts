@@ -20,6 +20,7 @@ import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
 import { CheckRunner, DnsblCheck, type Check } from "../policy/index.ts";
+import { SpamCheck } from "../spam/index.ts";
 
 export interface CheckDeps {
   readonly config: Config;
@@ -60,5 +61,6 @@ export async function inboundChecks({ config, resolver }: CheckDeps): Promise<Ch
 /** The checks of every message's content, whatever its source; undefined when there are none. */
 export async function contentChecks({ config }: CheckDeps): Promise<CheckRunner | undefined> {
   const checks: Check[] = [];
+  if (config.spam.rspamd !== "") checks.push(new SpamCheck({ url: config.spam.rspamd, timeoutMs: config.spam.timeout * 1000, maxSize: config.spam.maxSize, authservId: config.checks.authservId || config.server.hostname }));
   return Promise.resolve(checks.length > 0 ? new CheckRunner(checks, config.checks.actions, config.checks.timeout * 1000) : undefined);
 }

@@ -106,7 +106,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const guard = new AuthGuard(accounts.db, config);
   const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
   const resolver = createResolver(config.dns);
-  const checks = await inboundChecks({ config, resolver, logger });
+  const checks = await inboundChecks({ config, resolver, logger, accounts });
   const content = await contentChecks({ config, resolver, logger });
   const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
   const outbound = createOutbound(config, resolver, logger);

@@ -16,6 +16,9 @@
  * - Content checks (src/server/checks.ts: what a message carries, e.g.
  *   antivirus) run on every message, whatever the listener and the client,
  *   after the inbound checks; the most severe action of both wins.
+ * - Compromised accounts (src/spam/hold.ts): an account whose sending
+ *   jumps far above its usual level is held; its messages are accepted and
+ *   queued on hold; refused recipients at RCPT count towards the hold.
  * - End of content: an authenticated account's From: header must be its
  *   own (550 5.7.1); the header fields we write ourselves are removed
  *   (Authentication-Results claiming our authserv-id, Received-SPF,
@@ -35,6 +38,7 @@ import { receivedHeader } from "./received.ts";
 import { MEMORY_BUSY_MAIL, overMemoryBudget, residentSet } from "./memory.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
 import { CHECK_FAILED, CheckRunner, type CheckInput, type Decision, type Phase } from "../policy/index.ts";
+import type { AccountHold } from "../spam/index.ts";
 
 /** The checks' state for the whole connection (CheckInput.connection), made on first use. */
 function connectionState(info: ConnectionInfo): Map<string, unknown> {
@@ -80,6 +84,8 @@ export interface ReceiverDeps {
   readonly checks?: CheckRunner;
   /** Checks of every message's content, whatever its source (src/server/checks.ts); undefined: none. */
   readonly contentChecks?: CheckRunner;
+  /** The hold of accounts that look compromised (src/spam/hold.ts); undefined: none. */
+  readonly hold?: AccountHold;
 }
 
 export class Receiver implements SessionHost {
@@ -92,6 +98,7 @@ export class Receiver implements SessionHost {
   private readonly trusted: Networks;
   private readonly checks: CheckRunner | undefined;
   private readonly contentChecks: CheckRunner | undefined;
+  private readonly hold: AccountHold | undefined;
   private readonly authservId: string;
   readonly recipients: LocalRecipients;
 
@@ -105,6 +112,7 @@ export class Receiver implements SessionHost {
     this.trusted = new Networks(deps.config.relay.trustedNetworks);
     this.checks = deps.checks;
     this.contentChecks = deps.contentChecks;
+    this.hold = deps.hold;
     this.authservId = deps.config.checks.authservId || deps.config.server.hostname;
     this.recipients = new LocalRecipients(deps.config.local, deps.accounts);
   }
@@ -207,6 +215,7 @@ export class Receiver implements SessionHost {
     }
     const v = this.recipients.check(address, relay);
     if (!v.ok) {
+      if (account !== undefined) this.hold?.recordRefused(account);
       info.logger.info({ rcpt: address, code: v.reply.code }, "recipient refused");
       return { reply: v.reply };
     }
@@ -316,6 +325,19 @@ export class Receiver implements SessionHost {
   }
 
   /**
+   * A submitting account that is held, or that this message puts on hold
+   * (src/spam/hold.ts): its message is accepted and queued on hold, so
+   * nothing is lost and the sender sees no difference. A new hold is logged
+   * as a warning with its reason.
+   */
+  private heldAccount(account: string, recipients: number, id: string, info: ConnectionInfo): boolean {
+    const h = this.hold?.check(account, recipients);
+    if (h === undefined) return false;
+    if (h.started) info.logger.warn({ user: account, reason: h.hold.reason, queueId: id }, "account held: its messages are queued on hold until `wardmail user release`");
+    return true;
+  }
+
+  /**
    * Queues the message (the envelope already expanded by expandForwarding):
    * our Received, then `head` (the checks' header fields, CRLF-ended), then
    * the content, copied once.
@@ -334,13 +356,14 @@ export class Receiver implements SessionHost {
       receivedAt: Date.now(),
     };
     const id = newQueueId(this.shard, received.receivedAt);
+    const held = info.authUser !== undefined ? this.heldAccount(info.authUser, envelope.recipients.length, id, info) : false;
     const only = envelope.recipients.length === 1 ? envelope.recipients[0]?.address : undefined;
     const header = Buffer.from(receivedHeader(received, this.config.server.hostname, id, only) + head, "utf8");
     const full = Buffer.concat([header, content], header.length + content.length);
-    await this.spool.enqueue({ envelope, received, content: full }, id);
+    await this.spool.enqueue({ envelope, received, content: full, ...(held ? { hold: true } : {}) }, id);
     if (info.authUser !== undefined) this.guard?.recordMessage(info.authUser, envelope.recipients.length);
     info.logger.info(
-      { queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size: full.length, tls: info.tls?.version, user: info.authUser },
+      { queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size: full.length, tls: info.tls?.version, user: info.authUser, ...(held ? { held: true } : {}) },
       "message accepted",
     );
     return { reply: reply(250, "2.0.0", `Ok: queued as ${id}`) };

@@ -29,6 +29,7 @@ import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
 import { contentChecks, inboundChecks } from "./checks.ts";
 import { createOutbound } from "../outbound/index.ts";
+import { AccountHold } from "../spam/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -108,7 +109,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const resolver = createResolver(config.dns);
   const checks = await inboundChecks({ config, resolver, logger, accounts });
   const content = await contentChecks({ config, resolver, logger });
-  const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
+  const hold = new AccountHold(accounts.db, config.accountHold);
+  const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, hold, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
   const outbound = createOutbound(config, resolver, logger);
   for (const f of outbound.files) if (existsSync(f)) await chownTo(config, f);
   const delivery = new LocalDelivery({
@@ -120,6 +122,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     bounces: { hostname: config.server.hostname, queue: config.queue },
     logger,
     hostname: config.server.hostname,
+    onPermanentFailures: (account, count) => hold.recordRefused(account, count),
   });
   // limits.min_free_space at MAIL, 452 4.3.1 for a spool write that ran out of space.
   const space = new FreeSpace({ dir: join(config.server.dataDir, "spool"), floor: config.limits.min_free_space, logger });

@@ -4,3 +4,4 @@
  */
 export { SpamCheck, scoreHeader, SPAM_HEADER, type SpamCheckOptions } from "./check.ts";
 export { RspamdClient, RspamdError, parseAnswer, MAX_ANSWER, type RspamdResult, type RspamdAction, type RspamdRequest } from "./rspamd.ts";
+export { AccountHold, type Hold, type Level } from "./hold.ts";

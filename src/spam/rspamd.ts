@@ -12,7 +12,9 @@
  * CR, LF and other control characters are refused anyway (Node's http
  * refuses them too).
  *
- * One keep-alive agent per client, at most MAX_SOCKETS connections; the
+ * One keep-alive agent per client, at most MAX_SOCKETS connections (rspamd
+ * 3.4 answers "Connection: close", so today each request opens its own
+ * loopback connection; the agent then only bounds them); the
  * event loop is never blocked: the body is streamed out, the answer
  * collected in chunks and parsed once (at most MAX_ANSWER bytes).
  */

@@ -53,7 +53,7 @@ flag('WM_IP', function(task) local ip = task:get_from_ip(); return ip ~= nil and
 flag('WM_AR', function(task) return task:get_header('Authentication-Results') ~= nil end)
 `;
 
-function config(dir: string, port: number): string {
+function config(dir: string, port: number, workers: number): string {
   return `options {
   pidfile = "${dir}/rspamd.pid";
   filters = "";
@@ -70,7 +70,7 @@ function config(dir: string, port: number): string {
 logging { type = "console"; level = "error"; }
 actions { reject = 15; soft_reject = 10; rewrite_subject = 8; add_header = 6; greylist = 4; }
 lua = "${dir}/test.lua";
-worker "normal" { bind_socket = "127.0.0.1:${port}"; count = 1; mime = true; }
+worker "normal" { bind_socket = "127.0.0.1:${port}"; count = ${workers}; mime = true; }
 `;
 }
 
@@ -83,12 +83,13 @@ async function pong(port: number): Promise<boolean> {
   }
 }
 
-export async function startRspamd(): Promise<Rspamd> {
+/** Starts rspamd with `workers` normal worker processes (default 1). */
+export async function startRspamd(opts: { workers?: number } = {}): Promise<Rspamd> {
   return withPortRetries<Rspamd>("rspamd", async () => {
     const dir = await mkdtemp(join(tmpdir(), "wardmail-rspamd-"));
     const port = await freePort();
     await writeFile(join(dir, "test.lua"), LUA);
-    await writeFile(join(dir, "rspamd.conf"), config(dir, port));
+    await writeFile(join(dir, "rspamd.conf"), config(dir, port, opts.workers ?? 1));
     await mkdir(join(dir, "db"));
     const daemon = spawnDaemon("rspamd", ["-f", "-i", "-c", join(dir, "rspamd.conf")], dir, { stdout: true });
     if (!(await waitReady(daemon, 30_000, () => pong(port)))) {

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseAnswer, RspamdError, scoreHeader } from "./index.ts";
 import { parseConfig, ConfigError } from "../config/index.ts";
+import type { Logger } from "../log/index.ts";
 
 test("parseAnswer keeps action, score, threshold and symbols (highest score first)", () => {
   const r = parseAnswer(JSON.stringify({ is_skipped: false, score: 7.5, required_score: 15, action: "add header", symbols: { B: { score: 1 }, A: { score: 6.5 }, "bad name!": { score: 9 } } }));
@@ -33,4 +34,35 @@ test("[spam] rspamd: an http:// address, normalised; anything else is named", ()
     assert.throws(() => parse(`[spam]\nrspamd = "${v}"\n`), (e: unknown) => e instanceof ConfigError && e.issues[0]?.key === "spam.rspamd" && why.test(e.issues[0].message), v);
   }
   assert.throws(() => parse('[checks]\ntimeout = 5\n[spam]\nrspamd = "http://127.0.0.1:11333"\ntimeout = 5\n'), (e: unknown) => e instanceof ConfigError && e.issues[0]?.key === "spam.timeout");
+});
+
+test("rspamd unreachable: spam.error with its header and log line; the operator may make it a 451", async () => {
+  const { SpamCheck } = await import("./index.ts");
+  const { CheckRunner } = await import("../policy/index.ts");
+  const net = await import("node:net");
+  // A port that was free a moment ago: nothing listens there.
+  const port = await new Promise<number>((resolve) => {
+    const srv = net.createServer().listen(0, "127.0.0.1", () => {
+      const a = srv.address();
+      srv.close(() => resolve(typeof a === "object" && a !== null ? a.port : 0));
+    });
+  });
+  const check = new SpamCheck({ url: `http://127.0.0.1:${port}`, timeoutMs: 2000, maxSize: 1 << 20, authservId: "mx.test" });
+  const input = { clientIp: "192.0.2.1", helo: "h.test", mailFrom: "a@h.test", recipients: ["b@mx.test", "ü@mx.test"], content: Buffer.from("From: a@h.test\r\n\r\nx\r\n"), state: new Map<string, unknown>() };
+  const out = await check.data({ ...input, signal: AbortSignal.timeout(5000) });
+  assert.deepEqual(out.verdicts, ["spam.error"]);
+  assert.deepEqual(out.headers, ["X-Wardmail-Spam: error (rspamd unavailable)"]);
+  assert.equal(out.logs?.[0]?.level, "warn");
+  const logs: string[] = [];
+  const logger = { error: () => {}, warn: (_: unknown, m: string) => logs.push(m), info: () => {}, debug: () => {} } as unknown as Logger;
+  const d = await new CheckRunner([check], { "spam.error": "tempfail" }, 5000).run("data", input, logger);
+  assert.equal(d.action, "tempfail");
+  assert.equal(d.reply?.code, 451);
+  assert.match(d.reply?.lines.join(" ") ?? "", /Spam filter unavailable/);
+  assert.deepEqual(logs, ["rspamd failed; verdict spam.error"]);
+  // Too big: not sent at all.
+  const big = new SpamCheck({ url: `http://127.0.0.1:${port}`, timeoutMs: 2000, maxSize: 1024, authservId: "mx.test" });
+  const skipped = await big.data({ ...input, content: Buffer.alloc(2048, 0x61), signal: AbortSignal.timeout(5000) });
+  assert.deepEqual(skipped.verdicts, []);
+  assert.deepEqual(skipped.headers, ["X-Wardmail-Spam: skipped (size 2048 over 1024)"]);
 });

@@ -56,9 +56,10 @@ export class RspamdError extends Error {}
 
 const SAFE = /^[\x21-\x7e\x80-\uffff][\x20-\x7e\x80-\uffff]*$/;
 
+/** A request header value: control characters refused; non-ASCII (SMTPUTF8 addresses) sent as its UTF-8 bytes, as rspamd reads them. */
 function headerValue(v: string): string {
   if (!SAFE.test(v)) throw new RspamdError("refusing a header value with control characters");
-  return v;
+  return /^[\x20-\x7e]*$/.test(v) ? v : Buffer.from(v, "utf8").toString("latin1");
 }
 
 const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);

@@ -70,7 +70,7 @@ const round = (n: number): number => Math.round(n * 100) / 100;
 export class AccountHold {
   private readonly policy: Config["accountHold"];
   private readonly now: () => number;
-  private readonly sql: Record<"get" | "put" | "del" | "all" | "usage" | "history" | "refusals" | "refuse", StatementSync>;
+  private readonly sql: Record<"get" | "put" | "del" | "all" | "usage" | "history" | "refusals" | "prune" | "refuse", StatementSync>;
 
   constructor(db: DatabaseSync, policy: Config["accountHold"], now: () => number = Date.now) {
     this.policy = policy;
@@ -85,6 +85,7 @@ export class AccountHold {
       usage: p("SELECT hour, messages, recipients FROM account_usage WHERE account = ? AND hour >= ?"),
       history: p("SELECT coalesce(sum(messages), 0) AS m, coalesce(sum(recipients), 0) AS r FROM account_usage WHERE account = ? AND hour >= ? AND hour < ?"),
       refusals: p("SELECT hour, refused FROM account_refusals WHERE account = ? AND hour >= ?"),
+      prune: p("DELETE FROM account_refusals WHERE account = ? AND hour < ?"),
       refuse: p("INSERT INTO account_refusals (account, hour, refused) VALUES (?, ?, ?) ON CONFLICT(account, hour) DO UPDATE SET refused = refused + excluded.refused"),
     };
   }
@@ -112,7 +113,11 @@ export class AccountHold {
 
   /** Counts recipients of the account that were refused (at our RCPT, or permanently by the next hop). */
   recordRefused(account: string, count = 1): void {
-    if (count > 0) this.sql.refuse.run(account.toLowerCase(), Math.floor(this.now() / HOUR), count);
+    if (count <= 0) return;
+    const hour = Math.floor(this.now() / HOUR);
+    // Only the last hour counts: older rows of the account go (the table stays small).
+    this.sql.prune.run(account.toLowerCase(), hour - 1);
+    this.sql.refuse.run(account.toLowerCase(), hour, count);
   }
 
   /** The last hour (sliding) of the account. */

@@ -7,7 +7,9 @@
  * held in the queue (`wardmail queue list` shows them held), the server logs
  * "account held" with the reason, `wardmail user list` and `user show` say
  * why; `wardmail user release` ends the hold and the held messages are
- * delivered. bob, with no history but under the floor, is never held.
+ * delivered. bob, with no history but under the floor, is never held;
+ * carol, whose recipients are mostly refused (unknown local users, a
+ * harvesting pattern), is held for that.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -32,11 +34,12 @@ function submit(user: string, subject: string) {
 
 describe("compromised-account hold", { skip }, () => {
   before(async () => {
-    w = await startWardmail({ workers: 1, extra: "[accounts]\nhold_factor = 5\nhold_min_messages = 5\nhold_history = 7\n" });
+    w = await startWardmail({ workers: 1, extra: "[accounts]\nhold_factor = 5\nhold_min_messages = 5\nhold_history = 7\nhold_refused_min = 3\n" });
     const st = AccountStore.open(w.dataDir, { create: true, localDomains: ["example.test", "localhost"] });
     try {
       await st.addAccount("alice@example.test", PW);
       await st.addAccount("bob@example.test", PW);
+      await st.addAccount("carol@example.test", PW);
     } finally {
       st.close();
     }
@@ -99,5 +102,17 @@ describe("compromised-account hold", { skip }, () => {
     for (let i = 0; i < 3; i++) assert.match((await submit("bob@example.test", `bob-${i}`)).out, QUEUED);
     assert.equal((await queueList(s)).filter((q) => q.state === "held").length, 0);
     assert.doesNotMatch((await s.cli(["user", "show", "bob@example.test", "--config", s.configPath])).stdout, /held since/);
+  });
+
+  test("an account whose recipients are mostly refused is held", async () => {
+    const s = need();
+    const r = await swaks(["--server", `127.0.0.1:${s.submissionPort}`, "--tls", "--auth", "PLAIN", "--auth-user", "carol@example.test", "--auth-password", PW,
+      "--from", "carol@example.test", "--to", "nobody1@example.test,nobody2@example.test,nobody3@example.test,user@example.test", "--header", "Subject: harvest"]);
+    assert.match(r.out, /<[*~]\* 550 5\.1\.1/, r.out);
+    const id = QUEUED.exec(r.out)?.[1];
+    assert.ok(id, r.out);
+    assert.equal((await queueList(s)).find((q) => q.id === id)?.state, "held");
+    const line = await waitForLog(() => s.output(), "account held: its messages are queued on hold until `wardmail user release`", (l) => l.user === "carol@example.test", 10_000);
+    assert.match(String(line?.reason), /^3 of 3 recipients refused in the last hour \(at least 50 %\)$/);
   });
 });

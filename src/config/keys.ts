@@ -312,6 +312,36 @@ export const FIELDS: readonly Field[] = [
     check: integer(1, 10000000),
   },
   {
+    section: "accounts", name: "hold_factor", type: "integer", default: 10, min: 0, max: 10000,
+    doc: "An account whose messages or recipients in the last hour exceed this many times its usual hourly level (and the hold_min_* floors) is held. 0: no volume hold.",
+    check: integer(0, 10000),
+  },
+  {
+    section: "accounts", name: "hold_min_messages", type: "integer", default: 50, min: 1, max: 1000000,
+    doc: "Messages in the last hour below which an account is never held for volume.",
+    check: integer(1, 1000000),
+  },
+  {
+    section: "accounts", name: "hold_min_recipients", type: "integer", default: 200, min: 1, max: 10000000,
+    doc: "Recipients in the last hour below which an account is never held for volume.",
+    check: integer(1, 10000000),
+  },
+  {
+    section: "accounts", name: "hold_history", type: "integer (days)", default: 14, min: 1, max: 90,
+    doc: "Days of past sending (hourly counts) that make an account's usual level: the mean per hour over this many days.",
+    check: integer(1, 90),
+  },
+  {
+    section: "accounts", name: "hold_refused_percent", type: "integer", default: 50, min: 0, max: 100,
+    doc: "An account whose recipients in the last hour were refused (at our RCPT, or permanently by the remote server) at least this often, in percent, is held. 0: no hold for refusals.",
+    check: integer(0, 100),
+  },
+  {
+    section: "accounts", name: "hold_refused_min", type: "integer", default: 20, min: 1, max: 1000000,
+    doc: "Refused recipients in the last hour below which an account is never held for refusals.",
+    check: integer(1, 1000000),
+  },
+  {
     section: "dns", name: "servers", type: "array of strings", default: [],
     doc: 'DNS servers (recursive resolvers) to ask, each "IP", "IP:port" or "[IPv6]:port", tried in order. Empty: the nameservers of /etc/resolv.conf.',
     check: arrayOf("DNS servers", stringElement(parseDnsServer, "a DNS server"), (a) => `${a.host}:${a.port}`),
@@ -429,36 +459,6 @@ export const FIELDS: readonly Field[] = [
     section: "impersonation", name: "external_tag", type: "boolean", default: false,
     doc: "Add an X-Wardmail-External header to every message that did not come from us (MX, not authenticated, not trusted), so mail clients and filters can mark it.",
     check: boolean,
-  },
-  {
-    section: "accounts", name: "hold_factor", type: "integer", default: 10, min: 0, max: 10000,
-    doc: "An account whose messages or recipients in the last hour exceed this many times its usual hourly level (and the hold_min_* floors) is held. 0: no volume hold.",
-    check: integer(0, 10000),
-  },
-  {
-    section: "accounts", name: "hold_min_messages", type: "integer", default: 50, min: 1, max: 1000000,
-    doc: "Messages in the last hour below which an account is never held for volume.",
-    check: integer(1, 1000000),
-  },
-  {
-    section: "accounts", name: "hold_min_recipients", type: "integer", default: 200, min: 1, max: 10000000,
-    doc: "Recipients in the last hour below which an account is never held for volume.",
-    check: integer(1, 10000000),
-  },
-  {
-    section: "accounts", name: "hold_history", type: "integer (days)", default: 14, min: 1, max: 90,
-    doc: "Days of past sending (hourly counts) that make an account's usual level: the mean per hour over this many days.",
-    check: integer(1, 90),
-  },
-  {
-    section: "accounts", name: "hold_refused_percent", type: "integer", default: 50, min: 0, max: 100,
-    doc: "An account whose recipients in the last hour were refused (at our RCPT, or permanently by the remote server) at least this often, in percent, is held. 0: no hold for refusals.",
-    check: integer(0, 100),
-  },
-  {
-    section: "accounts", name: "hold_refused_min", type: "integer", default: 20, min: 1, max: 1000000,
-    doc: "Refused recipients in the last hour below which an account is never held for refusals.",
-    check: integer(1, 1000000),
   },
   {
     section: "queue", name: "retry_min", type: "integer (seconds)", default: 300, min: 1, max: 86400,

@@ -9,8 +9,9 @@
  *   external-sender tag; end of content).
  * - content: every message, whatever the listener and the client (MX,
  *   submission, trusted networks): the checks that look at what a message
- *   carries, not at who sent it: spam scoring by rspamd (src/spam). They run at the end of content only, after
+ *   carries, not at who sent it. They run at the end of content only, after
  *   the inbound checks; the most severe action of both wins.
+ *   Spam scoring by rspamd (src/spam).
  *
  * A new check is one module in its own folder and one line in the list of
  * its road here.

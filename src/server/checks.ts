@@ -4,9 +4,9 @@
  *
  * - inbound: mail from the MX listener that is neither authenticated nor
  *   from a trusted network. DNSBL (connect), sender authentication (SPF at
- *   MAIL; DKIM, ARC, DMARC and the From: rules at the end of content),
- *   impersonation (lookalike From: domains, local display names, the
- *   external-sender tag; end of content).
+ *   MAIL; DKIM, ARC, DMARC and the From: rules at the end of content).
+ *   Impersonation (lookalike From: domains, local display names, the
+ *   external-sender tag; end of content: src/impersonation).
  * - content: every message, whatever the listener and the client (MX,
  *   submission, trusted networks): the checks that look at what a message
  *   carries, not at who sent it. They run at the end of content only, after

@@ -82,9 +82,9 @@ function ownId(id: string): string {
  * Return-Path (the final delivery adds it, RFC 5321 §4.4; Postfix drops it
  * too), and Authentication-Results claiming our authserv-id.
  */
-const OURS = new Set(["received-spf", "x-wardmail-verdict", "return-path",
-  // The spam score (src/spam), impersonation and external-sender tags (src/impersonation).
-  "x-wardmail-spam", "x-wardmail-impersonation", "x-wardmail-external"]);
+const OURS = new Set(["received-spf", "x-wardmail-verdict", "return-path"]);
+// The spam score (src/spam), the impersonation and external-sender tags (src/impersonation).
+for (const name of ["x-wardmail-spam", "x-wardmail-impersonation", "x-wardmail-external"]) OURS.add(name);
 
 /**
  * Removes every header field we write ourselves (OURS, and the

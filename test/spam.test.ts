@@ -139,4 +139,16 @@ describe("spam scoring with a real rspamd", { skip }, () => {
     assert.match(ours.headers?.[0] ?? "", /WM_RCPT/, "an SMTPUTF8 recipient goes over as UTF-8");
     assert.deepEqual(ours.verdicts, []);
   });
+
+  // Last: stops the shared rspamd.
+  test("rspamd stopped while Wardmail runs: the next message is accepted and tagged", async () => {
+    const w = need(main);
+    await need(rspamd).stop();
+    const t = token("stopped");
+    const r = await mx(w, t);
+    assert.match(r.out, QUEUED, r.out);
+    const h = headersOf(await mailWith(w, "user@example.test", t));
+    assert.match(h, /X-Wardmail-Spam: error \(rspamd unavailable\)/);
+    assert.match(h, /X-Wardmail-Verdict: spam\.error \(tag\)/);
+  });
 });

@@ -101,7 +101,7 @@ describe("spam scoring with a real rspamd", { skip }, () => {
     assert.match(h, /X-Wardmail-Spam: score=[0-9.]+ required=15\.00 action="no action" symbols=.*WM_USER/);
   });
 
-  test("rspamd's add header is a tag; greylist and soft reject are 451 4.7.1", async () => {
+  test("rspamd's add header and rewrite subject are tags; greylist and soft reject are 451 4.7.1", async () => {
     const w = need(main);
     const t = token("addheader");
     const r = await mx(w, t, ["--header", "X-Test-Score: 7"]);
@@ -113,8 +113,10 @@ describe("spam scoring with a real rspamd", { skip }, () => {
     assert.match(grey.out, /<[*~]\* 451 4\.7\.1 Greylisted; try again later/, grey.out);
     const soft = await mx(w, token("soft"), ["--header", "X-Test-Score: 12"]);
     assert.match(soft.out, /<[*~]\* 451 4\.7\.1 Message deferred by the spam filter/, soft.out);
-    const rw = await mx(w, token("rewrite"), ["--body", `${gtube("Z")}\n`]);
+    const rt = token("rewrite");
+    const rw = await mx(w, rt, ["--body", `${gtube("Z")}\n`]);
     assert.match(rw.out, QUEUED, rw.out);
+    assert.match(headersOf(await mailWith(w, "user@example.test", rt)), /X-Wardmail-Verdict: spam\.rewrite_subject \(tag\)/);
   });
 
   test("rspamd down: accepted and tagged (spam.error = tag), the failure logged", async () => {

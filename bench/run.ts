@@ -15,9 +15,10 @@ import { BENCH_IN_FLOW_DELAY, inFlowDelayValue, postconfValue, POSTFIX_SKIP_REAS
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
 import { median, fmt, table, caseName, writeResult } from "./report.ts";
+import { loopDelayText, RSPAMD_SERVER, spamSummary, startSpamBench, type SpamBench } from "./spam.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
 
-type ServerName = "postfix" | "wardmail";
+type ServerName = "postfix" | "wardmail" | typeof RSPAMD_SERVER;
 
 interface Options {
   runs: number;
@@ -38,6 +39,8 @@ interface Options {
   postfixInFlowDelay: string;
   /** --wardmail-limits: [limits] for Wardmail on top of bench/wardmail.ts BENCH_LIMITS. */
   wardmailLimits: Record<string, number>;
+  /** --rspamd: also a Wardmail with spam scoring by a real rspamd (bench/spam.ts). */
+  rspamd: boolean;
 }
 
 function usage(msg?: string): never {
@@ -59,7 +62,8 @@ function usage(msg?: string): never {
   --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
   --wardmail-limits L  extra [limits] for Wardmail, "key=value,key=value" (e.g. pregreet_delay=0
-                    to measure the pregreet pause, pregreet_pass_time=0 to pay it on every connection)`);
+                    to measure the pregreet pause, pregreet_pass_time=0 to pay it on every connection)
+  --rspamd          also measure a Wardmail with [spam] rspamd on (a real rspamd, test config), same run`);
   process.exit(2);
 }
 
@@ -83,6 +87,7 @@ function parseOptions(argv: string[]): Options {
         "wardmail-delivery": { type: "string" },
         "postfix-in-flow-delay": { type: "string" },
         "wardmail-limits": { type: "string" },
+        rspamd: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -114,6 +119,7 @@ function parseOptions(argv: string[]): Options {
     wardmailDelivery: "discard",
     postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),
     wardmailLimits: {},
+    rspamd: values.rspamd === true,
   };
   for (const kv of (values["wardmail-limits"] ?? "").split(",").filter((x) => x.trim() !== "")) {
     const [k, v] = kv.split("=").map((x) => x.trim());
@@ -226,6 +232,8 @@ interface RunRecord {
   cpu: CpuUse;
   /** Server CPU milliseconds per message. */
   serverCpuMsPerMsg: number | null;
+  /** wardmail+rspamd: rspamd's CPU milliseconds per message. */
+  rspamdCpuMsPerMsg?: number | null;
   /** Not failures: CPU contention from the generator or other processes (see contentionWarnings). */
   warnings: string[];
   load: LoadResult;
@@ -401,6 +409,17 @@ function contentionWarnings(cpu: CpuUse): string[] {
 
 // --- reporting ---------------------------------------------------------------------
 
+/** The wardmail+rspamd runs of one case: median rate, Wardmail's and rspamd's CPU per message. */
+function rspamdSummary(records: readonly RunRecord[], perConn: number): Record<string, number | null> {
+  const rs = records.filter((r) => r.server === RSPAMD_SERVER && r.perConnection === perConn && r.ok);
+  const nums = (xs: (number | null | undefined)[]): number[] => xs.filter((x): x is number => typeof x === "number");
+  return {
+    rspamdMedianMsgsPerSec: median(nums(rs.map((r) => r.msgsPerSec))),
+    rspamdWardmailMedianCpuMsPerMsg: median(nums(rs.map((r) => r.serverCpuMsPerMsg))),
+    rspamdMedianCpuMsPerMsg: median(nums(rs.map((r) => r.rspamdCpuMsPerMsg))),
+  };
+}
+
 
 
 
@@ -439,11 +458,14 @@ async function main(): Promise<number> {
     return 1;
   }
   const servers: ServerName[] = opt.only ? [opt.only] : ["postfix", "wardmail"];
+  if (opt.rspamd && opt.only !== "postfix") servers.push(RSPAMD_SERVER);
   const machine = machineInfo();
   const startedAt = new Date().toISOString();
 
   let pf: PostfixInstance | undefined;
   let wm: WardmailInstance | undefined;
+  let wmR: WardmailInstance | undefined;
+  let spam: SpamBench | undefined;
   const emergency = (): void => {
     killLoadChildren();
     killWardmailSync();
@@ -483,6 +505,11 @@ async function main(): Promise<number> {
       );
       console.log(`wardmail: 127.0.0.1:${wm.paths.smtpPort} pid ${wm.pid}, dir ${wm.paths.dir}`);
     }
+    if (servers.includes(RSPAMD_SERVER)) {
+      spam = await startSpamBench();
+      wmR = await startWardmail({ delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, extra: spam.extra });
+      console.log(`wardmail+rspamd: 127.0.0.1:${wmR.paths.smtpPort} pid ${wmR.pid}, rspamd ${spam.rspamd.url} pid ${spam.rspamd.daemon.pid}`);
+    }
     // Postfix's tree has ~60 processes: sampling it costs ~4 ms, so every 500 ms
     // (its memory is a steady process pool); Wardmail's costs ~0.2 ms: 100 ms.
     const pfRss = new RssSampler(() => (pf?.masterPid !== undefined ? [pf.masterPid] : []), { intervalMs: 500 });
@@ -502,8 +529,15 @@ async function main(): Promise<number> {
       helo: "client.bench.test",
       timeoutMs: opt.timeoutMs,
     });
+    const wmRRss = new RssSampler(() => (wmR ? [wmR.pid] : []));
+    const scanning = async (perConn: number, messages: number): Promise<Omit<RunRecord, "run" | "order">> => {
+      const { value, rspamdCpuMsPerMsg } = await spam!.measure(messages, () => runWardmailOnce(wmR!, spec(wmR!.paths.smtpPort, perConn, messages), wmRRss));
+      return { ...value, server: RSPAMD_SERVER, rspamdCpuMsPerMsg: value.load.ok ? rspamdCpuMsPerMsg : null };
+    };
     const once = async (server: ServerName, perConn: number, messages: number): Promise<Omit<RunRecord, "run" | "order">> =>
-      server === "postfix" ? runPostfixOnce(pf!, spec(pf!.port, perConn, messages), pfRss) : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
+      server === "postfix" ? runPostfixOnce(pf!, spec(pf!.port, perConn, messages), pfRss)
+      : server === RSPAMD_SERVER ? scanning(perConn, messages)
+      : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
 
     if (opt.warmup > 0) {
       for (const s of servers) {
@@ -565,6 +599,7 @@ async function main(): Promise<number> {
         postfixMedianCpuMsPerMsg: median(pCpu),
         wardmailMedianCpuMsPerMsg: median(wCpu),
         okRuns: { postfix: pRates.length, wardmail: wRates.length },
+        ...(spam ? rspamdSummary(records, perConn) : {}),
       });
     }
     console.log(`\n${table(rows)}`);
@@ -577,6 +612,10 @@ async function main(): Promise<number> {
         `median ${String(s.case).padEnd(12)} Postfix (in_flow_delay ${opt.postfixInFlowDelay}) ${fmt(s.postfixMedianMsgsPerSec as number | null)} msg/s, Wardmail ${fmt(s.wardmailMedianMsgsPerSec as number | null)} msg/s, ratio W/P ${fmt(s.medianRatio as number | null, 2)}` +
           `; server CPU per message: Postfix ${fmt(s.postfixMedianCpuMsPerMsg as number | null, 2)} ms, Wardmail ${fmt(s.wardmailMedianCpuMsPerMsg as number | null, 2)} ms`,
       );
+    }
+    for (const s of summary) {
+      if (s.rspamdMedianMsgsPerSec === undefined) continue;
+      console.log(spamSummary({ case: String(s.case), wardmail: s.wardmailMedianMsgsPerSec as number | null, scanning: s.rspamdMedianMsgsPerSec as number | null, postfix: s.postfixMedianMsgsPerSec as number | null, serverCpu: s.rspamdWardmailMedianCpuMsPerMsg as number | null, rspamdCpu: s.rspamdMedianCpuMsPerMsg as number | null }));
     }
     if (wmPeakWhole !== null) console.log(`Wardmail peak RSS over the whole bench: ${wmPeakWhole.toFixed(1)} MiB`);
 
@@ -607,7 +646,10 @@ async function main(): Promise<number> {
     return records.every((r) => r.ok) ? 0 : 1;
   } finally {
     killLoadChildren();
-    if (wm) await wm.stop();
+    if (wm && spam) console.log(loopDelayText("wardmail", await wm.stopAndReadLog()));
+    else if (wm) await wm.stop();
+    if (wmR) console.log(loopDelayText(RSPAMD_SERVER, await wmR.stopAndReadLog()));
+    if (spam) await spam.rspamd.stop();
     if (pf) await pf.stop();
   }
 }

@@ -17,6 +17,8 @@ import { AccountError, AccountStore, type AccountInfo } from "../accounts/index.
 import { chownTo } from "../server/index.ts";
 import type { Io } from "./main.ts";
 import { loadCommandConfig } from "./load-config.ts";
+import { heldText, holdsOf, releaseAccount, showText } from "./user-hold.ts";
+import type { Hold } from "../spam/index.ts";
 
 export const USER_HELP = `Usage: wardmail user <action> [ARGS] [--config FILE]
 
@@ -29,6 +31,8 @@ Actions:
   passwd ADDRESS                    set a new password; revokes the account's app passwords
   list [--json]                     every account with its aliases, senders and app passwords
   remove ADDRESS                    remove an account with its aliases, senders and app passwords
+  show ADDRESS [--json]             one account: aliases, senders, app passwords, and whether it is held
+  release ADDRESS                   end the hold of an account held as compromised and release its held messages
   disable ADDRESS                   the account can no longer log in (mail to it still arrives)
   enable ADDRESS                    undo disable
   alias add ALIAS ACCOUNT           ALIAS (in a local domain) is another address of ACCOUNT:
@@ -108,6 +112,32 @@ names. --json prints an array of { address, created, disabled, aliases,
 senders, appPasswords: [{ name, created }] } (created: ms since the epoch).
 
 ${JSON_COMMON}`,
+  },
+  show: {
+    args: ["ADDRESS"],
+    json: true,
+    read: true,
+    help: `Usage: wardmail user show ADDRESS [--json] [--config FILE]
+
+Prints one account: created, login enabled or disabled, sending ("held since
+... because ..." when the account was held as compromised, see
+accounts.hold_factor), aliases, senders and app password names. --json prints
+{ address, created, disabled, aliases, senders, appPasswords, held } with held
+{ since, reason } or null.
+
+${JSON_COMMON}`,
+  },
+  release: {
+    args: ["ADDRESS"],
+    help: `Usage: wardmail user release ADDRESS [--config FILE]
+
+Ends the hold of an account that was held as compromised (its sending jumped
+far above its usual level, or many of its recipients were refused) and
+releases its held messages for delivery. Change its password first if it was
+stolen; delete spam from the queue (wardmail queue list, queue delete) before
+releasing.
+
+${COMMON}`,
   },
   remove: {
     args: ["ADDRESS"],
@@ -270,7 +300,7 @@ export async function userCommand(args: string[], io: Io): Promise<number> {
   }
   let code: number;
   try {
-    code = await run(key, p, store, io, stdin, values.json === true, values["password-stdin"] === true);
+    code = await run(key, p, store, io, stdin, values.json === true, values["password-stdin"] === true, config);
   } catch (err) {
     if (err instanceof AccountError) {
       io.err(`wardmail user: ${err.message}\n`);
@@ -299,7 +329,7 @@ function isSqliteError(err: unknown): err is Error {
   return err instanceof Error && "code" in err && err.code === "ERR_SQLITE_ERROR";
 }
 
-async function run(key: string, p: [string, string], store: AccountStore, io: Io, stdin: NodeJS.ReadableStream, json: boolean, fromStdin: boolean): Promise<number> {
+async function run(key: string, p: [string, string], store: AccountStore, io: Io, stdin: NodeJS.ReadableStream, json: boolean, fromStdin: boolean, config: Config): Promise<number> {
   switch (key) {
     case "add": {
       const address = store.checkNewAccount(p[0]); // before asking for a password
@@ -321,9 +351,22 @@ async function run(key: string, p: [string, string], store: AccountStore, io: Io
       return 0;
     }
     case "list": {
-      const accounts = store.list();
+      const holds = new Map(holdsOf(store, config).list().map((h) => [h.account, h]));
+      const accounts = store.list().map((a) => ({ ...a, held: holds.get(a.address) ?? null }));
       if (json) io.out(JSON.stringify(accounts) + "\n");
       else io.out(accounts.length === 0 ? "no accounts\n" : accounts.map(line).join("") + `${accounts.length} account${accounts.length === 1 ? "" : "s"}\n`);
+      return 0;
+    }
+    case "show": {
+      const info = account(store, p[0]);
+      const held = holdsOf(store, config).held(info.address);
+      io.out(json ? JSON.stringify({ ...info, held: held ? { since: held.since, reason: held.reason } : null }) + "\n" : showText(info, held));
+      return 0;
+    }
+    case "release": {
+      const address = store.requireAccount(p[0]);
+      const { hold, released } = releaseAccount(holdsOf(store, config), config.server.dataDir, address);
+      io.out(`${hold ? `released ${address} (${heldText(hold)})` : `${address} was not held`}; ${released.length} held message${released.length === 1 ? "" : "s"} released${released.length > 0 ? `: ${released.join(", ")}` : ""}\n`);
       return 0;
     }
     case "remove":
@@ -384,9 +427,10 @@ function account(store: AccountStore, address: string): AccountInfo {
   return info;
 }
 
-function line(a: AccountInfo): string {
+function line(a: AccountInfo & { held?: Hold | null }): string {
   let s = a.address;
   if (a.disabled) s += "  (disabled)";
+  if (a.held) s += `  (${heldText(a.held)})`;
   if (a.aliases.length > 0) s += `  aliases: ${a.aliases.join(", ")}`;
   if (a.senders.length > 0) s += `  senders: ${a.senders.join(", ")}`;
   if (a.appPasswords.length > 0) s += `  app passwords: ${a.appPasswords.map((x) => x.name).join(", ")}`;

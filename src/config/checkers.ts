@@ -318,6 +318,14 @@ export const VERDICT_DEFAULTS: Readonly<Record<string, (typeof CHECK_ACTIONS)[nu
   "local.from": "reject",
   "local.from_name": "quarantine",
   "local.temperror": "tempfail",
+  "spam.reject": "reject",
+  "spam.soft_reject": "tempfail",
+  "spam.greylist": "tempfail",
+  "spam.add_header": "tag",
+  "spam.rewrite_subject": "tag",
+  "spam.error": "tag",
+  "impersonation.domain": "tag",
+  "impersonation.name": "tag",
 };
 
 export const checkActions: Check = (v, path, ctx) => {

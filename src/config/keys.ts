@@ -38,6 +38,7 @@ import {
 } from "./checkers.ts";
 export { VERDICT_DEFAULTS, parseLmtpTarget } from "./checkers.ts";
 import { dnsblZones } from "./dnsbl.ts";
+import { rspamdUrl } from "./spam.ts";
 
 /** Collects problems while checking; paths are full key paths. */
 export interface CheckContext {
@@ -311,6 +312,36 @@ export const FIELDS: readonly Field[] = [
     check: integer(1, 10000000),
   },
   {
+    section: "accounts", name: "hold_factor", type: "integer", default: 10, min: 0, max: 10000,
+    doc: "An account whose messages or recipients in the last hour exceed this many times its usual hourly level (and the hold_min_* floors) is held. 0: no volume hold.",
+    check: integer(0, 10000),
+  },
+  {
+    section: "accounts", name: "hold_min_messages", type: "integer", default: 50, min: 1, max: 1000000,
+    doc: "Messages in the last hour below which an account is never held for volume.",
+    check: integer(1, 1000000),
+  },
+  {
+    section: "accounts", name: "hold_min_recipients", type: "integer", default: 200, min: 1, max: 10000000,
+    doc: "Recipients in the last hour below which an account is never held for volume.",
+    check: integer(1, 10000000),
+  },
+  {
+    section: "accounts", name: "hold_history", type: "integer (days)", default: 14, min: 1, max: 90,
+    doc: "Days of past sending (hourly counts) that make an account's usual level: the mean per hour over this many days.",
+    check: integer(1, 90),
+  },
+  {
+    section: "accounts", name: "hold_refused_percent", type: "integer", default: 50, min: 0, max: 100,
+    doc: "An account whose recipients in the last hour were refused (at our RCPT, or permanently by the remote server) at least this often, in percent, is held. 0: no hold for refusals.",
+    check: integer(0, 100),
+  },
+  {
+    section: "accounts", name: "hold_refused_min", type: "integer", default: 20, min: 1, max: 1000000,
+    doc: "Refused recipients in the last hour below which an account is never held for refusals.",
+    check: integer(1, 1000000),
+  },
+  {
     section: "dns", name: "servers", type: "array of strings", default: [],
     doc: 'DNS servers (recursive resolvers) to ask, each "IP", "IP:port" or "[IPv6]:port", tried in order. Empty: the nameservers of /etc/resolv.conf.',
     check: arrayOf("DNS servers", stringElement(parseDnsServer, "a DNS server"), (a) => `${a.host}:${a.port}`),
@@ -403,6 +434,31 @@ export const FIELDS: readonly Field[] = [
     section: "dnsbl", name: "timeout", type: "integer (seconds)", default: 5, min: 1, max: 60,
     doc: "Time for all lookups of one client. A lookup that fails or times out counts as not listed (fail open, logged). Must be below checks.timeout.",
     check: integer(1, 60),
+  },
+  {
+    section: "spam", name: "rspamd", type: "string", default: "",
+    doc: 'The rspamd normal worker that scores every message (MX and submission) over its HTTP protocol (/checkv2), e.g. "http://127.0.0.1:11333". Empty: no spam scanning. Its actions are the verdicts spam.reject, spam.soft_reject, spam.greylist, spam.add_header, spam.rewrite_subject; rspamd unreachable or failing is spam.error (default: accept and tag).',
+    check: rspamdUrl,
+  },
+  {
+    section: "spam", name: "timeout", type: "integer (seconds)", default: 10, min: 1, max: 120,
+    doc: "Time rspamd has for one message; then the message gets the verdict spam.error. Must be below checks.timeout.",
+    check: integer(1, 120),
+  },
+  {
+    section: "spam", name: "max_size", type: "integer (bytes)", default: 20971520, min: 1024, max: 1073741824,
+    doc: "Messages larger than this are not sent to rspamd (the score header says skipped); spam seldom comes that big.",
+    check: integer(1024, 1073741824),
+  },
+  {
+    section: "impersonation", name: "enabled", type: "boolean", default: true,
+    doc: "Look at the From: of mail from outside (MX, not authenticated, not trusted): a domain that looks like one of local.domains (verdict impersonation.domain) or a display name that is a local account's (impersonation.name).",
+    check: boolean,
+  },
+  {
+    section: "impersonation", name: "external_tag", type: "boolean", default: false,
+    doc: "Add an X-Wardmail-External header to every message that did not come from us (MX, not authenticated, not trusted), so mail clients and filters can mark it.",
+    check: boolean,
   },
   {
     section: "queue", name: "retry_min", type: "integer (seconds)", default: 300, min: 1, max: 86400,

@@ -238,6 +238,14 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       maxMessagesPerHour: get("accounts.max_messages_per_hour"),
       maxRecipientsPerHour: get("accounts.max_recipients_per_hour"),
     },
+    accountHold: {
+      holdFactor: get("accounts.hold_factor"),
+      holdMinMessages: get("accounts.hold_min_messages"),
+      holdMinRecipients: get("accounts.hold_min_recipients"),
+      holdHistory: get("accounts.hold_history"),
+      holdRefusedPercent: get("accounts.hold_refused_percent"),
+      holdRefusedMin: get("accounts.hold_refused_min"),
+    },
     dns: {
       servers: get<ListenAddress[]>("dns.servers"),
       timeout: get("dns.timeout"),
@@ -260,6 +268,15 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       zones: get<(DnsblZone | undefined)[]>("dnsbl.zones").filter((z): z is DnsblZone => z !== undefined),
       threshold: get("dnsbl.threshold"),
       timeout: get("dnsbl.timeout"),
+    },
+    spam: {
+      rspamd: get("spam.rspamd"),
+      timeout: get("spam.timeout"),
+      maxSize: get("spam.max_size"),
+    },
+    impersonation: {
+      enabled: get("impersonation.enabled"),
+      externalTag: get("impersonation.external_tag"),
     },
     queue: {
       retryMin: get("queue.retry_min"),

@@ -29,6 +29,7 @@ export function checkSemantics(
   checkListeners(values, fromFile, ctx);
   checkArcSeal(values, ctx);
   checkDnsblTimeout(values, fromFile, ctx);
+  checkSpamTimeout(values, fromFile, ctx);
   checkTrustedNetworks(values, ctx);
 }
 
@@ -41,6 +42,16 @@ function checkTrustedNetworks(values: ReadonlyMap<string, unknown>, ctx: CheckCo
       ctx.issue(["relay", "trusted_networks", i], `${n} is every ${family} address: the whole Internet could relay through this server without AUTH (an open relay); expected only networks you control`);
     }
   });
+}
+
+/** rspamd's answer must come before the checks' deadline, so that rspamd down is spam.error (the operator's action), not 451. */
+function checkSpamTimeout(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<string>, ctx: CheckContext): void {
+  const url = values.get("spam.rspamd");
+  const spam = values.get("spam.timeout");
+  const checks = values.get("checks.timeout");
+  if (url === undefined || url === "" || typeof spam !== "number" || typeof checks !== "number" || spam < checks) return;
+  const note = fromFile.has("spam.timeout") ? "" : " (a default value)";
+  ctx.issue(["spam", "timeout"], `${spam} is not below checks.timeout (${checks})${note}; expected an rspamd timeout shorter than the checks' deadline, so that a slow rspamd gives the verdict "spam.error" (checks.actions) instead of 451`);
 }
 
 /** DNSBL lookups fail open only if they end before the checks' deadline (which fails closed). */

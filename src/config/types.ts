@@ -138,6 +138,18 @@ export interface Config {
     readonly maxMessagesPerHour: number;
     readonly maxRecipientsPerHour: number;
   };
+  /** Compromised-account hold (src/spam/hold.ts), keys accounts.hold_*. */
+  readonly accountHold: {
+    /** 0 turns the volume rule off. */
+    readonly holdFactor: number;
+    readonly holdMinMessages: number;
+    readonly holdMinRecipients: number;
+    /** Days. */
+    readonly holdHistory: number;
+    /** Percent; 0 turns the refusal rule off. */
+    readonly holdRefusedPercent: number;
+    readonly holdRefusedMin: number;
+  };
   readonly dns: {
     /** "ip:port" of the resolvers; empty: /etc/resolv.conf. */
     readonly servers: readonly ListenAddress[];
@@ -170,6 +182,20 @@ export interface Config {
     readonly threshold: number;
     /** Seconds for all lookups of one client; then it is accepted (fail open). */
     readonly timeout: number;
+  };
+  /** Spam scoring by rspamd (src/spam). */
+  readonly spam: {
+    /** "http://host:port" of rspamd's normal worker; "" = off. */
+    readonly rspamd: string;
+    /** Seconds. */
+    readonly timeout: number;
+    /** Bytes; larger messages are not scanned. */
+    readonly maxSize: number;
+  };
+  /** Lookalike domains and display names of local accounts in mail from outside (src/impersonation). */
+  readonly impersonation: {
+    readonly enabled: boolean;
+    readonly externalTag: boolean;
   };
   readonly queue: {
     /** Seconds. */

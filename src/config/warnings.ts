@@ -178,6 +178,11 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
       warn(["relay", "trusted_networks", index], `${network} includes public addresses: every host in it may relay through this server without AUTH and skips the sender checks; expected only networks you control (loopback, your LAN, one address of your own server)`);
     }
   });
+  // rspamd gets every message in plain HTTP (its workers have no TLS).
+  const rspamdHost = config.spam.rspamd === "" ? "" : new URL(config.spam.rspamd).hostname.replace(/^\[|\]$/g, "");
+  if (net.isIP(rspamdHost) !== 0 && includesPublic(`${rspamdHost}/${net.isIPv4(rspamdHost) ? 32 : 128}`)) {
+    warn(["spam", "rspamd"], `${rspamdHost} is a public address: every message goes there in plain HTTP (rspamd's workers have no TLS); expected rspamd on loopback or a private network`);
+  }
   await certificateWarnings(config, opts.now ?? Date.now(), first !== undefined, warn);
   return out.sort((a, b) => a.line - b.line);
 }

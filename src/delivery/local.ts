@@ -63,6 +63,8 @@ export interface LocalDeliveryOptions {
   /** DSNs: queued through `sink` (the one road into the queue), as a local origin. */
   readonly bounces?: { readonly hostname: string; readonly queue: Config["queue"]; readonly sink: MessageSink };
   readonly logger: Logger;
+  /** Told the submitting account (received.auth) and how many of its recipients failed permanently (src/spam/hold.ts counts them). */
+  readonly onPermanentFailures?: (account: string, count: number) => void;
   /** Messages in flight and concurrent Maildir writes (default 16). */
   readonly concurrency?: number;
   /** How often due (deferred, released) messages are looked for, in ms (default 1000). */
@@ -125,6 +127,7 @@ export class LocalDelivery {
   private readonly isAccount: ((address: string) => boolean) | undefined;
   private readonly remote: RemoteDeliverer | undefined;
   private readonly bounces: LocalDeliveryOptions["bounces"];
+  private readonly onPermanentFailures: LocalDeliveryOptions["onPermanentFailures"];
   private readonly log: Logger;
   private readonly concurrency: number;
   private readonly pollMs: number;
@@ -145,6 +148,7 @@ export class LocalDelivery {
     this.isAccount = opts.isAccount;
     this.remote = opts.remote;
     this.bounces = opts.bounces;
+    this.onPermanentFailures = opts.onPermanentFailures;
     this.log = opts.logger.child({ component: "local-delivery", shard: opts.spool.shard });
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.pollMs = Math.max(10, opts.pollMs ?? 1000);
@@ -240,6 +244,11 @@ export class LocalDelivery {
       }
     }
     if (this.spool.isClosed) return;
+    const auth = msg.received.auth;
+    if (auth !== undefined && this.onPermanentFailures !== undefined) {
+      const permanent = outcomes.filter((o) => o.result === "failed" && (o.status ?? "5").startsWith("5")).length;
+      if (permanent > 0) this.onPermanentFailures(auth, permanent);
+    }
     this.spool.recordOutcome(msg.id, outcomes);
   }
 

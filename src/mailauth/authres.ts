@@ -83,6 +83,8 @@ function ownId(id: string): string {
  * too), and Authentication-Results claiming our authserv-id.
  */
 const OURS = new Set(["received-spf", "x-wardmail-verdict", "return-path"]);
+// The spam score (src/spam), the impersonation and external-sender tags (src/impersonation).
+for (const name of ["x-wardmail-spam", "x-wardmail-impersonation", "x-wardmail-external"]) OURS.add(name);
 
 /**
  * Removes every header field we write ourselves (OURS, and the

@@ -70,7 +70,7 @@ export interface CheckOutcome {
    * error code: "error"), written by the runner with the check's name.
    */
   readonly logs?: readonly CheckLog[];
-  /** The reply to give when this verdict makes the action a reject (default: by the verdict's prefix). */
+  /** The reply to give when this verdict makes the action a reject or a tempfail (default: by the verdict's prefix). */
   readonly replies?: Readonly<Record<string, Reply>>;
 }
 
@@ -221,7 +221,7 @@ export class CheckRunner {
       }
     }
     const first = triggered[0] ?? "";
-    const r = action === "reject" ? (replies?.get(first) ?? rejectReply(first)) : action === "tempfail" ? (first.startsWith("dnsbl.") ? TEMPFAIL_DNSBL : TEMPFAIL) : undefined;
+    const r = action === "reject" ? (replies?.get(first) ?? rejectReply(first)) : action === "tempfail" ? (replies?.get(first) ?? (first.startsWith("dnsbl.") ? TEMPFAIL_DNSBL : TEMPFAIL)) : undefined;
     return { action, ...(r ? { reply: r } : {}), verdicts, triggered, headers, ...(replies && replies.size > 0 ? { replies } : {}) };
   }
 }

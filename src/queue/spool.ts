@@ -155,6 +155,7 @@ export class Spool extends ShardStore {
   private readonly w: {
     insertMessage: StatementSync;
     insertContent: StatementSync;
+    holdNew: StatementSync;
     insertRecipient: StatementSync;
     due: StatementSync;
     claim: StatementSync;
@@ -202,6 +203,7 @@ export class Spool extends ShardStore {
       insertMessage: p(`INSERT INTO messages (id, version, state, envelope, received, size, created_at, next_attempt_at,
                           attempts, last_error, checksum) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, NULL, ?)`),
       insertContent: p("INSERT INTO contents (message_id, content) VALUES (?, ?)"),
+      holdNew: p("UPDATE messages SET state = 'held' WHERE id = ?"),
       insertRecipient: p("INSERT INTO recipients (message_id, idx, address, dsn, state, attempts) VALUES (?, ?, ?, ?, 'queued', 0)"),
       // Pick ids by the partial index first, then join only their contents.
       due: p(`SELECT m.*, c.content FROM (
@@ -261,7 +263,7 @@ export class Spool extends ShardStore {
       if (id !== undefined && shardOfId(id) !== this.shard) throw new Error(`queue id ${id} is not of shard ${this.shard}`);
       const queueId = id ?? newQueueId(this.shard, createdAt);
       const size = msg.content.byteLength;
-      const handoff = this.handoffOn && this.handoff.length + this.pendingHandoffs < HANDOFF_MAX && this.handoffBytes + size <= this.handoffMaxBytes;
+      const handoff = msg.hold !== true && this.handoffOn && this.handoff.length + this.pendingHandoffs < HANDOFF_MAX && this.handoffBytes + size <= this.handoffMaxBytes;
       if (handoff) [this.pendingHandoffs, this.handoffBytes] = [this.pendingHandoffs + 1, this.handoffBytes + size];
       prepared = {
         id: queueId,
@@ -313,6 +315,7 @@ export class Spool extends ShardStore {
           this.w.insertMessage.run(m.id, RECORD_VERSION, m.envelopeJson, m.receivedJson, m.content.byteLength, m.createdAt,
             m.nextAttemptAt, m.checksum);
           this.w.insertContent.run(m.id, m.content);
+          if (m.msg.hold === true) this.w.holdNew.run(m.id);
           m.recipients.forEach((r, idx) => this.w.insertRecipient.run(m.id, idx, r.address, r.dsnJson));
         }
         return d;

@@ -32,6 +32,8 @@ export interface IncomingMessage {
   readonly received: ReceivedInfo;
   /** Full message content: Received header first, CRLF line endings, no dot-stuffing. */
   readonly content: Buffer;
+  /** Queue it on hold (state "held"), e.g. from an account held as compromised; released by `wardmail queue release`. */
+  readonly hold?: boolean;
 }
 
 /** Per-recipient state (design §2.5). */

@@ -5,10 +5,13 @@
  * - inbound: mail from the MX listener that is neither authenticated nor
  *   from a trusted network. DNSBL (connect), sender authentication (SPF at
  *   MAIL; DKIM, ARC, DMARC and the From: rules at the end of content).
+ *   Impersonation (lookalike From: domains, local display names, the
+ *   external-sender tag; end of content: src/impersonation).
  * - content: every message, whatever the listener and the client (MX,
  *   submission, trusted networks): the checks that look at what a message
  *   carries, not at who sent it. They run at the end of content only, after
  *   the inbound checks; the most severe action of both wins.
+ *   Spam scoring by rspamd (src/spam).
  *
  * A new check is one module in its own folder and one line in the list of
  * its road here.
@@ -20,11 +23,15 @@ import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
 import { CheckRunner, DnsblCheck, type Check } from "../policy/index.ts";
+import { SpamCheck } from "../spam/index.ts";
+import { ImpersonationCheck } from "../impersonation/index.ts";
 
 export interface CheckDeps {
   readonly config: Config;
   readonly resolver: DnsResolver;
   readonly logger: Logger;
+  /** The accounts (for the local names the impersonation check compares display names with). */
+  readonly accounts?: { list(): readonly { readonly address: string; readonly aliases: readonly string[] }[] };
 }
 
 /** Reads the ARC sealing key and refuses one that cannot seal (not RSA, or under 1024 bits). */
@@ -37,7 +44,7 @@ async function sealingKey(path: string): Promise<string> {
 }
 
 /** The checks of unauthenticated, untrusted MX mail; undefined when there are none. */
-export async function inboundChecks({ config, resolver }: CheckDeps): Promise<CheckRunner | undefined> {
+export async function inboundChecks({ config, resolver, accounts }: CheckDeps): Promise<CheckRunner | undefined> {
   const checks: Check[] = [];
   // DNSBL: a connect hook, run at MAIL before the mail phase (SPF), which a listing then skips.
   if (config.dnsbl.zones.length > 0) {
@@ -54,11 +61,25 @@ export async function inboundChecks({ config, resolver }: CheckDeps): Promise<Ch
         : {}),
     }));
   }
+  // After sender authentication, so its header fields come below Authentication-Results.
+  if (config.impersonation.enabled || config.impersonation.externalTag) checks.push(impersonationCheck(config, accounts));
   return checks.length > 0 ? new CheckRunner(checks, config.checks.actions, config.checks.timeout * 1000) : undefined;
+}
+
+/** Lookalike domains and local display names (src/impersonation); local names from the config and the accounts. */
+function impersonationCheck(config: Config, accounts: CheckDeps["accounts"]): ImpersonationCheck {
+  const local = config.local;
+  return new ImpersonationCheck({
+    localDomains: local.domains,
+    enabled: config.impersonation.enabled,
+    externalTag: config.impersonation.externalTag,
+    localAddresses: () => [...local.mailboxes, ...Object.keys(local.aliases), ...(accounts?.list() ?? []).flatMap((a) => [a.address, ...a.aliases])],
+  });
 }
 
 /** The checks of every message's content, whatever its source; undefined when there are none. */
 export async function contentChecks({ config }: CheckDeps): Promise<CheckRunner | undefined> {
   const checks: Check[] = [];
+  if (config.spam.rspamd !== "") checks.push(new SpamCheck({ url: config.spam.rspamd, timeoutMs: config.spam.timeout * 1000, maxSize: config.spam.maxSize, authservId: config.checks.authservId || config.server.hostname }));
   return Promise.resolve(checks.length > 0 ? new CheckRunner(checks, config.checks.actions, config.checks.timeout * 1000) : undefined);
 }

@@ -16,6 +16,9 @@
  * - Content checks (src/server/checks.ts: what a message carries, e.g.
  *   antivirus) run on every message, whatever the listener and the client,
  *   after the inbound checks; the most severe action of both wins.
+ * - Compromised accounts (src/spam/hold.ts): an account whose sending
+ *   jumps far above its usual level is held; its messages are accepted and
+ *   queued on hold; refused recipients at RCPT count towards the hold.
  * - End of content: an authenticated account's From: header must be its
  *   own (550 5.7.1); then the message goes into a sink transaction
  *   (src/sink: alias expansion, our Received header, removal of the header
@@ -33,6 +36,7 @@ import type { ConnectionInfo, HostAnswer, SessionHost } from "./connection.ts";
 import { MEMORY_BUSY_MAIL, overMemoryBudget, residentSet } from "./memory.ts";
 import { LocalRecipients, type AccountLookup } from "./recipients.ts";
 import { CHECK_FAILED, CheckRunner, type CheckInput, type Decision, type Phase } from "../policy/index.ts";
+import type { AccountHold } from "../spam/index.ts";
 
 /** The checks' state for the whole connection (CheckInput.connection), made on first use. */
 function connectionState(info: ConnectionInfo): Map<string, unknown> {
@@ -77,6 +81,8 @@ export interface ReceiverDeps {
   readonly checks?: CheckRunner;
   /** Checks of every message's content, whatever its source (src/server/checks.ts); undefined: none. */
   readonly contentChecks?: CheckRunner;
+  /** The hold of accounts that look compromised (src/spam/hold.ts); undefined: none. */
+  readonly hold?: AccountHold;
 }
 
 export class Receiver implements SessionHost {
@@ -88,6 +94,7 @@ export class Receiver implements SessionHost {
   private readonly trusted: Networks;
   private readonly checks: CheckRunner | undefined;
   private readonly contentChecks: CheckRunner | undefined;
+  private readonly hold: AccountHold | undefined;
   private readonly authservId: string;
   readonly recipients: LocalRecipients;
 
@@ -100,6 +107,7 @@ export class Receiver implements SessionHost {
     this.trusted = new Networks(deps.config.relay.trustedNetworks);
     this.checks = deps.checks;
     this.contentChecks = deps.contentChecks;
+    this.hold = deps.hold;
     this.authservId = deps.config.checks.authservId || deps.config.server.hostname;
     this.recipients = new LocalRecipients(deps.config.local, deps.accounts);
   }
@@ -207,6 +215,7 @@ export class Receiver implements SessionHost {
     }
     const v = this.recipients.check(address, relay);
     if (!v.ok) {
+      if (account !== undefined) this.hold?.recordRefused(account);
       info.logger.info({ rcpt: address, code: v.reply.code }, "recipient refused");
       return { reply: v.reply };
     }
@@ -307,11 +316,21 @@ export class Receiver implements SessionHost {
     return { reply: r };
   }
 
-  /** Queues the message through the sink; the 250 names the queue id. */
+  /**
+   * Queues the message through the sink; the 250 names the queue id. A
+   * submitting account that is held, or that this message puts on hold
+   * (src/spam/hold.ts): its message is accepted and queued on hold, so
+   * nothing is lost and the sender sees no difference. A new hold is logged
+   * as a warning with its reason.
+   */
   private async commit(txn: SinkTransaction, content: Buffer, fields: readonly HeaderField[], info: ConnectionInfo, opts: { head?: string; quarantine?: string } = {}): Promise<HostAnswer> {
-    const { id, size, envelope } = await txn.commit(content, { ...opts, fields });
-    if (info.authUser !== undefined) this.guard?.recordMessage(info.authUser, envelope.recipients.length);
-    info.logger.info({ queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size, tls: info.tls?.version, user: info.authUser }, "message accepted");
+    const account = info.authUser;
+    const h = account !== undefined ? this.hold?.check(account, txn.envelope.recipients.length) : undefined;
+    const held = h !== undefined;
+    const { id, size, envelope } = await txn.commit(content, { ...opts, fields, ...(held ? { hold: true } : {}) });
+    if (h?.started) info.logger.warn({ user: account, reason: h.hold.reason, queueId: id }, "account held: its messages are queued on hold until `wardmail user release`");
+    if (account !== undefined) this.guard?.recordMessage(account, envelope.recipients.length);
+    info.logger.info({ queueId: id, from: envelope.mailFrom, rcpts: envelope.recipients.length, size, tls: info.tls?.version, user: account, ...(held ? { held: true } : {}) }, "message accepted");
     return { reply: reply(250, "2.0.0", `Ok: queued as ${id}`) };
   }
 }

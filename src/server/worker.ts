@@ -30,6 +30,7 @@ import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
 import { contentChecks, inboundChecks } from "./checks.ts";
 import { createOutbound } from "../outbound/index.ts";
+import { AccountHold } from "../spam/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -107,7 +108,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const guard = new AuthGuard(accounts.db, config);
   const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
   const resolver = createResolver(config.dns);
-  const checks = await inboundChecks({ config, resolver, logger });
+  const checks = await inboundChecks({ config, resolver, logger, accounts });
   const content = await contentChecks({ config, resolver, logger });
   const sink = new MessageSink({
     spool,
@@ -117,7 +118,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
     local: config.local,
     isAccount: (a) => accounts.resolve(a) === a,
   });
-  const receiver = new Receiver({ config, sink, accounts, auth, guard, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
+  const hold = new AccountHold(accounts.db, config.accountHold);
+  const receiver = new Receiver({ config, sink, accounts, auth, guard, hold, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
   const outbound = createOutbound(config, resolver, logger);
   for (const f of outbound.files) if (existsSync(f)) await chownTo(config, f);
   const delivery = new LocalDelivery({
@@ -129,6 +131,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     bounces: { hostname: config.server.hostname, queue: config.queue, sink },
     logger,
     hostname: config.server.hostname,
+    onPermanentFailures: (account, count) => hold.recordRefused(account, count),
   });
   // limits.min_free_space at MAIL, 452 4.3.1 for a spool write that ran out of space.
   const space = new FreeSpace({ dir: join(config.server.dataDir, "spool"), floor: config.limits.min_free_space, logger });

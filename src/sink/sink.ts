@@ -45,6 +45,8 @@ export interface CommitOptions {
   readonly quarantine?: string;
   /** The header section of the content, already read (saves reading it again). */
   readonly fields?: readonly HeaderField[];
+  /** Queue the message on hold (an account held as compromised, src/spam/hold.ts): not delivered until released. */
+  readonly hold?: boolean;
 }
 
 export interface Committed {
@@ -150,7 +152,7 @@ export class SinkTransaction {
       };
       full = opts.head ? Buffer.concat([Buffer.from(opts.head, "utf8"), content]) : content;
     }
-    await this.opts.spool.enqueue({ envelope, received, content: full }, id);
+    await this.opts.spool.enqueue({ envelope, received, content: full, ...(opts.hold === true ? { hold: true } : {}) }, id);
     return { id, size: full.length, envelope };
   }
 

@@ -1,0 +1,257 @@
+/**
+ * `wardmail send` against a running Wardmail, checked by independent tools:
+ * keys made at test time with gpg (ed25519/cv25519, the signer's protected
+ * by a passphrase) and openssl (a test CA and S/MIME certificates with email
+ * SANs); the message read back from the recipient's Maildir; `gpg --decrypt`
+ * reports a good signature (GOODSIG/VALIDSIG) and the body; `gpg --verify`
+ * checks a PGP/MIME multipart/signed; `openssl cms -decrypt` then
+ * `openssl cms -verify` checks S/MIME; the server log shows the mechanism
+ * (SCRAM-SHA-256-PLUS). A missing recipient key with --encrypt refuses to
+ * send. WKD: a loopback HTTPS server and a test DNS server, the hash path
+ * compared with gpg's own --with-wkd-hash.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:https";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AccountStore } from "../src/accounts/index.ts";
+import { generateCertificate } from "../src/tls/index.ts";
+import { startTestDnsServer, type TestDnsServer } from "../src/dns/test-util.ts";
+import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
+import { binaryMissing, peerSkip } from "./helpers/peers.ts";
+import { exec } from "./peers/exec.ts";
+import { waitForLog } from "./peers/submission.ts";
+import { freePort } from "./peers/ports.ts";
+
+const missing = peerSkip(binaryMissing("gpg", ["--version"], "gnupg"), binaryMissing("openssl", ["version"], "openssl"));
+const PW = "alice-password-1";
+const PASSPHRASE = "alice key passphrase";
+const BODY = "Hello Bob,\nthe plan is in the attachment.\nGr\u00fc\u00dfe, Alice\n";
+
+let s: Wardmail | undefined;
+let dir = "";
+let home = "";
+let dns: TestDnsServer | undefined;
+let wkd: Server | undefined;
+let wkdPort = 0;
+const wkdRequests: string[] = [];
+let wkdKey: Buffer = Buffer.alloc(0);
+
+function need(): Wardmail {
+  assert.ok(s, "server not started");
+  return s;
+}
+
+async function sh(cmd: string, args: string[], input?: string | Buffer): Promise<{ code: number | null; stdout: Buffer; out: string }> {
+  const r = await exec(cmd, args, { ...(input !== undefined ? { input } : {}), timeoutMs: 60_000 });
+  return { code: r.code, stdout: r.stdout, out: r.out };
+}
+
+async function ok(cmd: string, args: string[], input?: string): Promise<Buffer> {
+  const r = await sh(cmd, args, input);
+  assert.equal(r.code, 0, `${cmd} ${args.join(" ")}: ${r.out}`);
+  return r.stdout;
+}
+
+const gpg = (...args: string[]): string[] => ["--homedir", home, "--batch", "--no-tty", "--pinentry-mode", "loopback", ...args];
+
+before(async () => {
+  if (missing !== false) return;
+  dir = await mkdtemp(join(tmpdir(), "wardmail-send-"));
+  home = join(dir, "gnupg");
+  await mkdir(home, { mode: 0o700 });
+  await mkdir(join(dir, "keyring"));
+  await mkdir(join(dir, "smime-keyring"));
+  // OpenPGP keys: alice signs (passphrase), bob and dave receive.
+  await ok("gpg", gpg("--passphrase", PASSPHRASE, "--quick-gen-key", "Alice <alice@example.test>", "future-default", "default", "1d"));
+  await ok("gpg", gpg("--passphrase", "", "--quick-gen-key", "Bob <bob@example.test>", "future-default", "default", "1d"));
+  await ok("gpg", gpg("--passphrase", "", "--quick-gen-key", "Dave <dave@example.test>", "future-default", "default", "1d"));
+  await writeFile(join(dir, "alice-secret.asc"), await ok("gpg", gpg("--passphrase", PASSPHRASE, "--armor", "--export-secret-keys", "alice@example.test")));
+  await writeFile(join(dir, "keyring", "bob.asc"), await ok("gpg", gpg("--armor", "--export", "bob@example.test")));
+  wkdKey = await ok("gpg", gpg("--export", "dave@example.test"));
+  await writeFile(join(dir, "passphrase"), PASSPHRASE + "\n", { mode: 0o600 });
+  await writeFile(join(dir, "password"), PW + "\n", { mode: 0o600 });
+  // S/MIME: a test CA, certificates for alice and bob (email SAN, emailProtection).
+  const o = (...a: string[]): Promise<Buffer> => ok("openssl", a);
+  const ca = join(dir, "ca.pem");
+  await o("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "ca.key"), "-out", ca, "-subj", "/CN=Wardmail Test CA", "-days", "2", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
+  for (const u of ["alice", "bob"]) {
+    const ext = join(dir, `${u}.ext`);
+    await writeFile(ext, `subjectAltName=email:${u}@example.test\nextendedKeyUsage=emailProtection\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE\n`);
+    await o("req", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, `${u}.key`), "-out", join(dir, `${u}.csr`), "-subj", `/CN=${u}`);
+    await o("x509", "-req", "-in", join(dir, `${u}.csr`), "-CA", ca, "-CAkey", join(dir, "ca.key"), "-CAcreateserial", "-days", "2", "-out", join(dir, `${u}.crt`), "-extfile", ext);
+  }
+  await writeFile(join(dir, "alice-smime.pem"), Buffer.concat([await readFile(join(dir, "alice.key")), await readFile(join(dir, "alice.crt"))]));
+  await writeFile(join(dir, "smime-keyring", "bob.pem"), await readFile(join(dir, "bob.crt")));
+  await writeFile(join(dir, "plan.pdf"), Buffer.from("%PDF-1.4 not really a pdf\n\u0000\u0001binary"));
+
+  // The server certificate (mx.example.test, 127.0.0.1) and the WKD one (openpgpkey.example.test); --ca-file trusts both.
+  const serverCert = await generateCertificate(["mx.example.test", "127.0.0.1"]);
+  const wkdCert = await generateCertificate(["openpgpkey.example.test"]);
+  await writeFile(join(dir, "server.crt"), serverCert.certPem);
+  await writeFile(join(dir, "server.key"), serverCert.keyPem, { mode: 0o600 });
+  await writeFile(join(dir, "trust.pem"), serverCert.certPem + wkdCert.certPem);
+  await writeFile(join(dir, "server-only.pem"), serverCert.certPem);
+  s = await startWardmail({
+    mailboxes: ["alice@example.test", "bob@example.test", "carol@example.test", "dave@example.test"],
+    extra: `[tls]\ncertificates = [ { cert = ${JSON.stringify(join(dir, "server.crt"))}, key = ${JSON.stringify(join(dir, "server.key"))} } ]\nwatch = false\n`,
+  });
+  const st = AccountStore.open(s.dataDir, { create: true, localDomains: ["example.test", "localhost"] });
+  try {
+    await st.addAccount("alice@example.test", PW);
+  } finally {
+    st.close();
+  }
+  // WKD for example.test: DNS answers openpgpkey.example.test = 127.0.0.1; HTTPS serves dave's key only.
+  dns = await startTestDnsServer({ "openpgpkey.example.test": { A: ["127.0.0.1"] } });
+  wkdPort = await freePort();
+  wkd = createServer({ cert: wkdCert.certPem, key: wkdCert.keyPem }, (req, res) => {
+    wkdRequests.push(req.url ?? "");
+    if ((req.url ?? "").endsWith("?l=dave")) {
+      res.writeHead(200, { "content-type": "application/octet-stream" }).end(wkdKey);
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => wkd?.listen(wkdPort, "127.0.0.1", r));
+});
+
+after(async () => {
+  await s?.stop().then(() => s?.cleanup());
+  await dns?.close();
+  await new Promise<void>((r) => (wkd ? wkd.close(() => r()) : r()));
+  if (home) await sh("gpgconf", ["--homedir", home, "--kill", "all"]).catch(() => undefined);
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** `wardmail send` with the options every test needs; extra options after. */
+function send(args: string[], body = BODY): ReturnType<Wardmail["cli"]> {
+  return need().cli(["send", "--from", "alice@example.test", "--password-file", join(dir, "password"), "--ca-file", join(dir, "trust.pem"), "--tls-name", "mx.example.test", ...args], body);
+}
+
+const submission = (): string => `127.0.0.1:${need().submissionPort}`;
+const submissions = (): string => `127.0.0.1:${need().submissionsPort}`;
+
+/** The newest message in the Maildir of address, once there are n. */
+async function delivered(address: string, n: number): Promise<string> {
+  const files = await need().waitForMail(address, n, 15_000);
+  assert.ok(files.length >= n, `${address}: ${files.length} messages, expected ${n}`);
+  const texts = await Promise.all(files.map(async (f) => ({ f, t: await readFile(f, "latin1") })));
+  texts.sort((a, b) => a.f.localeCompare(b.f));
+  const all = texts.map((x) => x.t);
+  return all[all.length - 1] as string;
+}
+
+function subjectHeader(msg: string): string | undefined {
+  const head = msg.split(/\r?\n\r?\n/, 1)[0] ?? "";
+  return /^Subject: (.*)$/im.exec(head)?.[1];
+}
+
+describe("wardmail send", { skip: missing }, () => {
+  test("PGP/MIME --sign --encrypt over STARTTLS with SCRAM-SHA-256-PLUS: gpg decrypts, reports a good signature and the body", async () => {
+    const r = await send(["--server", submission(), "--to", "bob@example.test", "--subject", "Secret plan", "--attach", join(dir, "plan.pdf"), "--sign", "--encrypt", "--keyring", join(dir, "keyring"), "--secret-key", join(dir, "alice-secret.asc"), "--passphrase-file", join(dir, "passphrase"), "--no-wkd"]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /over TLSv1\.3 with SCRAM-SHA-256-PLUS: 250/);
+    assert.ok(await waitForLog(() => need().output(), "auth ok", (l) => l.mechanism === "SCRAM-SHA-256-PLUS" && l.user === "alice@example.test"), need().output().slice(-2000));
+    assert.doesNotMatch(r.stdout + r.stderr + need().output(), /alice-password-1|alice key passphrase/);
+    const msg = await delivered("bob@example.test", 1);
+    assert.match(msg, /Content-Type: multipart\/encrypted;[\s\S]*protocol="application\/pgp-encrypted"/);
+    assert.equal(subjectHeader(msg), "[...]", "header protection: the outer Subject is hidden");
+    assert.doesNotMatch(msg, /Secret plan|the plan is in/);
+    const file = join(dir, "pgp-encrypted.eml");
+    await writeFile(file, msg, "latin1");
+    const d = await sh("gpg", gpg("--status-fd", "2", "--decrypt", file));
+    assert.equal(d.code, 0, d.out);
+    assert.match(d.out, /\[GNUPG:\] DECRYPTION_OKAY/);
+    assert.match(d.out, /\[GNUPG:\] GOODSIG [0-9A-F]+ Alice <alice@example\.test>/);
+    assert.match(d.out, /\[GNUPG:\] VALIDSIG /);
+    const inner = d.stdout.toString("utf8");
+    assert.match(inner, /hp="cipher"/);
+    assert.match(inner, /^Subject: Secret plan\r?$/m);
+    assert.match(inner, /the plan is in the attachment\./);
+    assert.match(inner, /Gr=C3=BC=C3=9Fe, Alice/);
+    assert.match(inner, /Content-Type: application\/pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename="plan\.pdf"/);
+  });
+
+  test("PGP/MIME --sign only over implicit TLS: multipart/signed that gpg --verify accepts", async () => {
+    const r = await send(["--server", submissions(), "--implicit-tls", "--to", "bob@example.test", "--subject", "Signed note", "--sign", "--secret-key", join(dir, "alice-secret.asc"), "--passphrase-file", join(dir, "passphrase")]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const msg = await delivered("bob@example.test", 2);
+    assert.equal(subjectHeader(msg), "Signed note");
+    const boundary = /boundary="([^"]+)"/.exec(msg)?.[1];
+    assert.ok(boundary, msg);
+    assert.match(msg, /micalg=pgp-sha(256|384|512)/);
+    const parts = msg.split(new RegExp(`\\r?\\n?--${boundary.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?:--)?\\r?\\n`));
+    const signed = (parts[1] ?? "").replace(/\r?\n/g, "\r\n");
+    const sig = (parts[2] ?? "").split(/\r?\n\r?\n/).slice(1).join("\n\n");
+    await writeFile(join(dir, "signed.part"), signed, "latin1");
+    await writeFile(join(dir, "signed.asc"), sig, "latin1");
+    const v = await sh("gpg", gpg("--status-fd", "2", "--verify", join(dir, "signed.asc"), join(dir, "signed.part")));
+    assert.equal(v.code, 0, v.out);
+    assert.match(v.out, /\[GNUPG:\] GOODSIG [0-9A-F]+ Alice <alice@example\.test>/);
+  });
+
+  test("S/MIME --sign --encrypt: openssl cms -decrypt then -verify succeed; the body is inside", async () => {
+    const r = await send(["--server", submission(), "--to", "bob@example.test", "--subject", "S/MIME plan", "--sign", "--encrypt", "--smime", "--keyring", join(dir, "smime-keyring"), "--secret-key", join(dir, "alice-smime.pem")]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const msg = await delivered("bob@example.test", 3);
+    assert.match(msg, /Content-Type: application\/pkcs7-mime; smime-type=enveloped-data/);
+    assert.equal(subjectHeader(msg), "[...]");
+    const file = join(dir, "smime.eml");
+    await writeFile(file, msg, "latin1");
+    const dec = join(dir, "smime-decrypted.eml");
+    await ok("openssl", ["cms", "-decrypt", "-in", file, "-recip", join(dir, "bob.crt"), "-inkey", join(dir, "bob.key"), "-out", dec]);
+    const v = await sh("openssl", ["cms", "-verify", "-in", dec, "-CAfile", join(dir, "ca.pem"), "-purpose", "smimesign"]);
+    assert.equal(v.code, 0, v.out);
+    assert.match(v.out, /Verification successful/);
+    assert.match(v.out, /the plan is in the attachment\./);
+    assert.match(v.out, /^Subject: S\/MIME plan\r?$/m);
+  });
+
+  test("--encrypt with a recipient whose key is missing: exit 1, names the recipient, nothing sent", async () => {
+    const before = (await need().maildir("carol@example.test")).length + (await need().maildir("bob@example.test")).length;
+    for (const smime of [false, true]) {
+      const r = await send(["--server", submission(), "--to", "bob@example.test", "--to", "carol@example.test", "--subject", "Not for Carol", "--encrypt", "--no-wkd", "--keyring", join(dir, smime ? "smime-keyring" : "keyring"), ...(smime ? ["--smime"] : [])]);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stderr, /carol@example\.test: no (OpenPGP key|S\/MIME certificate) for carol@example\.test/);
+      assert.match(r.stderr, /nothing was sent/);
+      assert.doesNotMatch(r.stderr, /bob@example\.test:/);
+    }
+    await new Promise((res) => setTimeout(res, 500));
+    assert.equal((await need().maildir("carol@example.test")).length + (await need().maildir("bob@example.test")).length, before);
+  });
+
+  test("WKD: dave's key fetched from https://openpgpkey.example.test (names through --dns), gpg decrypts", async () => {
+    const hash = /^\s+([a-z0-9]{32})@example\.test$/m.exec((await ok("gpg", gpg("--with-wkd-hash", "--list-keys", "dave@example.test"))).toString())?.[1];
+    assert.ok(hash, "gpg --with-wkd-hash");
+    const d = need();
+    const r = await send(["--server", submission(), "--to", "dave@example.test", "--subject", "Via WKD", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stderr, /key for dave@example\.test from its Web Key Directory/);
+    assert.ok(wkdRequests.includes(`/.well-known/openpgpkey/example.test/hu/${hash}?l=dave`), JSON.stringify(wkdRequests));
+    const files = await d.waitForMail("dave@example.test", 1, 15_000);
+    const file = files[0] as string;
+    const dec = await sh("gpg", gpg("--status-fd", "2", "--decrypt", file));
+    assert.equal(dec.code, 0, dec.out);
+    assert.match(dec.stdout.toString(), /the plan is in the attachment\./);
+    // carol has no key in WKD (404): refused, nothing sent.
+    const no = await send(["--server", submission(), "--to", "carol@example.test", "--subject", "No key", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
+    assert.equal(no.code, 1, no.stdout + no.stderr);
+    assert.match(no.stderr, /carol@example\.test: .*WKD: .*HTTP 404/);
+  });
+
+  test("certificate checks: an untrusted server certificate fails (exit 3); --insecure-tls sends; a wrong password is refused (exit 1)", async () => {
+    const untrusted = await need().cli(["send", "--server", submissions(), "--implicit-tls", "--from", "alice@example.test", "--to", "bob@example.test", "--subject", "x", "--password-file", join(dir, "password")], "hi\n");
+    assert.equal(untrusted.code, 3, untrusted.stdout + untrusted.stderr);
+    assert.match(untrusted.stderr, /certificate/);
+    const wrongName = await send(["--server", submissions(), "--implicit-tls", "--tls-name", "other.example.test", "--to", "bob@example.test", "--subject", "x"]);
+    assert.equal(wrongName.code, 3, wrongName.stdout + wrongName.stderr);
+    const insecure = await need().cli(["send", "--server", submission(), "--insecure-tls", "--from", "alice@example.test", "--to", "carol@example.test", "--subject", "Plain", "--password-file", join(dir, "password")], "plain text\n");
+    assert.equal(insecure.code, 0, insecure.stdout + insecure.stderr);
+    await writeFile(join(dir, "wrong"), "not-the-password\n");
+    const wrong = await send(["--server", submission(), "--to", "bob@example.test", "--subject", "x", "--password-file", join(dir, "wrong")]);
+    assert.equal(wrong.code, 1, wrong.stdout + wrong.stderr);
+    assert.match(wrong.stderr, /535/);
+    assert.doesNotMatch(wrong.stderr + wrong.stdout, /not-the-password/);
+  });
+});

@@ -65,6 +65,8 @@ export function base64Lines(data: Buffer | Uint8Array): string {
 /** Quoted-printable (RFC 2045 §6.7) of UTF-8 text; line breaks become CRLF, lines at most 76 characters. */
 export function quotedPrintable(text: string): string {
   const lines = canonicalCrlf(text).split(CRLF);
+  // A final line break ends the last line; it does not start an empty one.
+  if (lines.length > 1 && lines[lines.length - 1] === "") lines.pop();
   const out: string[] = [];
   for (const line of lines) {
     const bytes = Buffer.from(line, "utf8");

@@ -45,13 +45,15 @@ function attributes(msg: string): Map<string, string> {
 /** One exchange: first() gives the client-first message, final(serverFirst) the client-final, verify(serverFinal) checks the server. */
 export class ScramClient {
   private readonly gs2: string;
-  private readonly cnonce = randomBytes(24).toString("base64").replace(/,/g, "-");
+  private readonly cnonce: string;
   private readonly bare: string;
   private serverSignature: Buffer | undefined;
   private readonly password: string;
   private readonly cb: ChannelBinding;
 
-  constructor(user: string, password: string, cb: ChannelBinding) {
+  /** nonce: FOR TESTS only (a published exchange); 24 random bytes otherwise. */
+  constructor(user: string, password: string, cb: ChannelBinding, nonce?: string) {
+    this.cnonce = nonce ?? randomBytes(24).toString("base64");
     this.password = password;
     this.cb = cb;
     this.gs2 = cb.kind === "plus" ? "p=tls-exporter,," : cb.kind === "supported-not-used" ? "y,," : "n,,";

@@ -25,7 +25,7 @@ import { exec } from "./peers/exec.ts";
 import { waitForLog } from "./peers/submission.ts";
 import { freePort } from "./peers/ports.ts";
 
-const missing = peerSkip(binaryMissing("gpg", ["--version"], "gnupg"), binaryMissing("openssl", ["version"], "openssl"));
+const missing = peerSkip(binaryMissing("gpgconf", ["--version"], "gnupg"), binaryMissing("gpg", ["--version"], "gnupg"), binaryMissing("openssl", ["version"], "openssl"));
 const PW = "alice-password-1";
 const PASSPHRASE = "alice key passphrase";
 const BODY = "Hello Bob,\nthe plan is in the attachment.\nGr\u00fc\u00dfe, Alice\n";
@@ -68,6 +68,9 @@ before(async () => {
   await ok("gpg", gpg("--passphrase", PASSPHRASE, "--quick-gen-key", "Alice <alice@example.test>", "future-default", "default", "1d"));
   await ok("gpg", gpg("--passphrase", "", "--quick-gen-key", "Bob <bob@example.test>", "future-default", "default", "1d"));
   await ok("gpg", gpg("--passphrase", "", "--quick-gen-key", "Dave <dave@example.test>", "future-default", "default", "1d"));
+  // erin's key expires a second after it is made: expired by the time the tests run.
+  await ok("gpg", gpg("--passphrase", "", "--quick-gen-key", "Erin <erin@example.test>", "future-default", "default", "seconds=1"));
+  await writeFile(join(dir, "keyring", "erin.asc"), await ok("gpg", gpg("--armor", "--export", "erin@example.test")));
   await writeFile(join(dir, "alice-secret.asc"), await ok("gpg", gpg("--passphrase", PASSPHRASE, "--armor", "--export-secret-keys", "alice@example.test")));
   await writeFile(join(dir, "keyring", "bob.asc"), await ok("gpg", gpg("--armor", "--export", "bob@example.test")));
   wkdKey = await ok("gpg", gpg("--export", "dave@example.test"));
@@ -217,6 +220,9 @@ describe("wardmail send", { skip: missing }, () => {
       assert.match(r.stderr, /nothing was sent/);
       assert.doesNotMatch(r.stderr, /bob@example\.test:/);
     }
+    const expired = await send(["--server", submission(), "--to", "erin@example.test", "--subject", "Expired", "--encrypt", "--no-wkd", "--keyring", join(dir, "keyring")]);
+    assert.equal(expired.code, 1, expired.stdout + expired.stderr);
+    assert.match(expired.stderr, /erin@example\.test: OpenPGP key [0-9A-F]{40}: expired/);
     await new Promise((res) => setTimeout(res, 500));
     assert.equal((await need().maildir("carol@example.test")).length + (await need().maildir("bob@example.test")).length, before);
   });

@@ -5,7 +5,9 @@
  * SEND_HELP and docs/cli.md. Exit codes: 0 sent; 1 refused (a recipient key
  * is missing under --encrypt, or the server said no); 2 usage error;
  * 3 cannot (unreadable file or key, no terminal for a prompt, no
- * connection, TLS or certificate failure, protocol error).
+ * connection, TLS or certificate failure, protocol error). No terminal to
+ * ask a password or passphrase on (and no file given) is a usage error (2),
+ * as for `wardmail user add`.
  */
 import { lookup } from "node:dns/promises";
 import { readFile } from "node:fs/promises";
@@ -65,8 +67,9 @@ Options:
   --wkd-port PORT         HTTPS port for WKD (default 443; for tests)
   --timeout S             seconds for each connection step and each WKD lookup (default 30, 1-300)
 Exit codes: 0 sent, 1 refused (a missing recipient key under --encrypt, or the
-server refused AUTH, the sender, a recipient or the message), 2 usage error,
-3 cannot (unreadable file or key, no terminal, no connection, TLS failure).
+server refused AUTH, the sender, a recipient or the message), 2 usage error
+(also: no terminal to ask a password on and no file), 3 cannot (unreadable
+file or key, wrong passphrase, no connection, TLS or certificate failure).
 `;
 
 export interface SendIo {
@@ -78,7 +81,8 @@ export interface SendIo {
 class UsageError extends Error {}
 class Refused extends Error {}
 
-const ADDRESS = /^[^\s@<>(),;:"\\[\]]+@[A-Za-z0-9.-]+$/;
+/** ASCII addresses only (no SMTPUTF8): local@domain, without the characters that would need quoting. */
+const ADDRESS = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$/;
 
 function parseHostPort(s: string, defaultPort: number | undefined, what: string): { host: string; port: number } {
   const m = /^\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?$/.exec(s) ?? /^([^:[\]]+)(?::(\d{1,5}))?$/.exec(s);
@@ -147,7 +151,11 @@ export async function sendCommand(args: string[], io: SendIo): Promise<number> {
       io.err(`wardmail send: ${err.message}\n`);
       return err.kind === "refused" ? SEND_EXIT.refused : SEND_EXIT.cannot;
     }
-    if (err instanceof KeyError || err instanceof PromptError) {
+    if (err instanceof PromptError) {
+      io.err(`wardmail send: ${err.message}\n`);
+      return SEND_EXIT.usage;
+    }
+    if (err instanceof KeyError) {
       io.err(`wardmail send: ${err.message}\n`);
       return SEND_EXIT.cannot;
     }

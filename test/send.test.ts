@@ -11,6 +11,7 @@
  * compared with gpg's own --with-wkd-hash.
  */
 import { after, before, describe, test } from "node:test";
+import { spawn } from "node:child_process";
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:https";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -19,13 +20,13 @@ import { join } from "node:path";
 import { AccountStore } from "../src/accounts/index.ts";
 import { generateCertificate } from "../src/tls/index.ts";
 import { startTestDnsServer, type TestDnsServer } from "../src/dns/test-util.ts";
-import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
+import { BIN, startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { exec } from "./peers/exec.ts";
 import { waitForLog } from "./peers/submission.ts";
 import { freePort } from "./peers/ports.ts";
 
-const missing = peerSkip(binaryMissing("gpgconf", ["--version"], "gnupg"), binaryMissing("gpg", ["--version"], "gnupg"), binaryMissing("openssl", ["version"], "openssl"));
+const missing = peerSkip(binaryMissing("script", ["--version"], "util-linux"), binaryMissing("gpgconf", ["--version"], "gnupg"), binaryMissing("gpg", ["--version"], "gnupg"), binaryMissing("openssl", ["version"], "openssl"));
 const PW = "alice-password-1";
 const PASSPHRASE = "alice key passphrase";
 const BODY = "Hello Bob,\nthe plan is in the attachment.\nGr\u00fc\u00dfe, Alice\n";
@@ -99,7 +100,7 @@ before(async () => {
   await writeFile(join(dir, "server-only.pem"), serverCert.certPem);
   s = await startWardmail({
     mailboxes: ["alice@example.test", "bob@example.test", "carol@example.test", "dave@example.test"],
-    extra: `[tls]\ncertificates = [ { cert = ${JSON.stringify(join(dir, "server.crt"))}, key = ${JSON.stringify(join(dir, "server.key"))} } ]\nwatch = false\n`,
+    extra: `[auth]\nfailure_delay = 10\n[tls]\ncertificates = [ { cert = ${JSON.stringify(join(dir, "server.crt"))}, key = ${JSON.stringify(join(dir, "server.key"))} } ]\nwatch = false\n`,
   });
   const st = AccountStore.open(s.dataDir, { create: true, localDomains: ["example.test", "localhost"] });
   try {
@@ -108,12 +109,16 @@ before(async () => {
     st.close();
   }
   // WKD for example.test: DNS answers openpgpkey.example.test = 127.0.0.1; HTTPS serves dave's key only.
-  dns = await startTestDnsServer({ "openpgpkey.example.test": { A: ["127.0.0.1"] } });
+  dns = await startTestDnsServer({ "openpgpkey.example.test": { A: ["127.0.0.1"] }, "mx.example.test": { A: ["127.0.0.1"] } });
   wkdPort = await freePort();
   wkd = createServer({ cert: wkdCert.certPem, key: wkdCert.keyPem }, (req, res) => {
     wkdRequests.push(req.url ?? "");
-    if ((req.url ?? "").endsWith("?l=dave")) {
+    const url = req.url ?? "";
+    // dave: his key; mallory: dave's key (not carrying mallory's address); big: more than 256 KiB.
+    if (url.endsWith("?l=dave") || url.endsWith("?l=mallory")) {
       res.writeHead(200, { "content-type": "application/octet-stream" }).end(wkdKey);
+    } else if (url.endsWith("?l=big")) {
+      res.writeHead(200, { "content-type": "application/octet-stream" }).end(Buffer.alloc(300 * 1024, 0x99));
     } else res.writeHead(404).end();
   });
   await new Promise<void>((r) => wkd?.listen(wkdPort, "127.0.0.1", r));
@@ -211,6 +216,30 @@ describe("wardmail send", { skip: missing }, () => {
     assert.match(v.out, /^Subject: S\/MIME plan\r?$/m);
   });
 
+  test("S/MIME --sign only (multipart/signed, openssl cms -verify) and --encrypt only (openssl cms -decrypt)", async () => {
+    const signed = await send(["--server", submission(), "--to", "bob@example.test", "--subject", "S/MIME signed", "--sign", "--smime", "--secret-key", join(dir, "alice-smime.pem")]);
+    assert.equal(signed.code, 0, signed.stdout + signed.stderr);
+    const msg = await delivered("bob@example.test", 4);
+    assert.match(msg, /Content-Type: multipart\/signed;[\s\S]*protocol="application\/pkcs7-signature"/);
+    assert.equal(subjectHeader(msg), "S/MIME signed");
+    await writeFile(join(dir, "smime-signed.eml"), msg, "latin1");
+    const v = await sh("openssl", ["cms", "-verify", "-in", join(dir, "smime-signed.eml"), "-CAfile", join(dir, "ca.pem"), "-purpose", "smimesign"]);
+    assert.equal(v.code, 0, v.out);
+    assert.match(v.out, /Verification successful/);
+    // Tampering with one byte of the signed part breaks it.
+    await writeFile(join(dir, "smime-tampered.eml"), msg.replace("the plan is in", "the plan is at"), "latin1");
+    const t = await sh("openssl", ["cms", "-verify", "-in", join(dir, "smime-tampered.eml"), "-CAfile", join(dir, "ca.pem"), "-purpose", "smimesign"]);
+    assert.notEqual(t.code, 0, t.out);
+    const enc = await send(["--server", submission(), "--to", "bob@example.test", "--subject", "S/MIME encrypted", "--encrypt", "--smime", "--keyring", join(dir, "smime-keyring")]);
+    assert.equal(enc.code, 0, enc.stdout + enc.stderr);
+    const emsg = await delivered("bob@example.test", 5);
+    await writeFile(join(dir, "smime-enc.eml"), emsg, "latin1");
+    const d = await sh("openssl", ["cms", "-decrypt", "-in", join(dir, "smime-enc.eml"), "-recip", join(dir, "bob.crt"), "-inkey", join(dir, "bob.key")]);
+    assert.equal(d.code, 0, d.out);
+    assert.match(d.out, /^Subject: S\/MIME encrypted\r?$/m);
+    assert.match(d.out, /the plan is in the attachment\./);
+  });
+
   test("--encrypt with a recipient whose key is missing: exit 1, names the recipient, nothing sent", async () => {
     const before = (await need().maildir("carol@example.test")).length + (await need().maildir("bob@example.test")).length;
     for (const smime of [false, true]) {
@@ -231,7 +260,8 @@ describe("wardmail send", { skip: missing }, () => {
     const hash = /^\s+([a-z0-9]{32})@example\.test$/m.exec((await ok("gpg", gpg("--with-wkd-hash", "--list-keys", "dave@example.test"))).toString())?.[1];
     assert.ok(hash, "gpg --with-wkd-hash");
     const d = need();
-    const r = await send(["--server", submission(), "--to", "dave@example.test", "--subject", "Via WKD", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
+    // The server by name too: mx.example.test resolved through --dns.
+    const r = await send(["--server", `mx.example.test:${d.submissionPort}`, "--to", "dave@example.test", "--subject", "Via WKD", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stderr, /key for dave@example\.test from its Web Key Directory/);
     assert.ok(wkdRequests.includes(`/.well-known/openpgpkey/example.test/hu/${hash}?l=dave`), JSON.stringify(wkdRequests));
@@ -244,6 +274,12 @@ describe("wardmail send", { skip: missing }, () => {
     const no = await send(["--server", submission(), "--to", "carol@example.test", "--subject", "No key", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
     assert.equal(no.code, 1, no.stdout + no.stderr);
     assert.match(no.stderr, /carol@example\.test: .*WKD: .*HTTP 404/);
+    const wrongKey = await send(["--server", submission(), "--to", "mallory@example.test", "--subject", "No key", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
+    assert.equal(wrongKey.code, 1, wrongKey.stdout + wrongKey.stderr);
+    assert.match(wrongKey.stderr, /mallory@example\.test: .*WKD: the key from https:\/\/openpgpkey\.example\.test does not carry mallory@example\.test/);
+    const big = await send(["--server", submission(), "--to", "big@example.test", "--subject", "No key", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
+    assert.equal(big.code, 1, big.stdout + big.stderr);
+    assert.match(big.stderr, /big@example\.test: .*WKD: .*larger than 262144 bytes/);
   });
 
   test("certificate checks: an untrusted server certificate fails (exit 3); --insecure-tls sends; a wrong password is refused (exit 1)", async () => {
@@ -259,5 +295,38 @@ describe("wardmail send", { skip: missing }, () => {
     assert.equal(wrong.code, 1, wrong.stdout + wrong.stderr);
     assert.match(wrong.stderr, /535/);
     assert.doesNotMatch(wrong.stderr + wrong.stdout, /not-the-password/);
+  });
+
+  test("passphrase and password asked on the terminal (a pty from script(1)), not echoed; the body still from stdin", async () => {
+    const body = join(dir, "body.txt");
+    await writeFile(body, BODY);
+    const q = (a: string): string => `'${a.replace(/'/g, "'\\''")}'`;
+    const cmd = [process.execPath, BIN, "send", "--server", submission(), "--from", "alice@example.test", "--to", "bob@example.test", "--subject", "Typed", "--ca-file", join(dir, "trust.pem"), "--tls-name", "mx.example.test", "--sign", "--secret-key", join(dir, "alice-secret.asc")].map(q).join(" ") + ` < ${q(body)}`;
+    const child = spawn("script", ["-q", "-e", "-c", cmd, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    const until = async (re: RegExp): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!re.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.match(out, re);
+    };
+    try {
+      await until(/Passphrase for the secret key: /);
+      child.stdin.write(PASSPHRASE + "\r");
+      await until(/Password for alice@example\.test: /);
+      child.stdin.write(PW + "\r");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+      const code = await exited;
+      clearTimeout(timer);
+      assert.equal(code, 0, out);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+    assert.match(out, /sent \(signed, PGP\/MIME\) to bob@example\.test/);
+    assert.doesNotMatch(out, /alice-password-1|alice key passphrase/);
+    const msg = await delivered("bob@example.test", 6);
+    assert.equal(subjectHeader(msg), "Typed");
   });
 });

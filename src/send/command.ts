@@ -220,7 +220,9 @@ async function run(args: string[], io: SendIo): Promise<number> {
   const ca = values["ca-file"] !== undefined ? await readFile(values["ca-file"]).catch((e: NodeJS.ErrnoException) => Promise.reject(new KeyError(`cannot read --ca-file ${values["ca-file"]}: ${e.code ?? e.message}`))) : undefined;
 
   // Everything that can fail locally is done before connecting.
-  const text = await readStdin(io.stdin ?? process.stdin);
+  const stdin = io.stdin ?? process.stdin;
+  if ((stdin as { isTTY?: boolean }).isTTY === true) io.err("wardmail send: type the message, then Ctrl-D on a line of its own\n");
+  const text = await readStdin(stdin);
   const attachments: Attachment[] = [];
   let total = 0;
   for (const file of values.attach ?? []) {

@@ -4,7 +4,8 @@
  * by a passphrase) and openssl (a test CA and S/MIME certificates with email
  * SANs); the message read back from the recipient's Maildir; `gpg --decrypt`
  * reports a good signature (GOODSIG/VALIDSIG) and the body; `gpg --verify`
- * checks a PGP/MIME multipart/signed; `openssl cms -decrypt` then
+ * checks a PGP/MIME multipart/signed; Sequoia (`sq decrypt`, `sq verify`)
+ * agrees as a second OpenPGP implementation; `openssl cms -decrypt` then
  * `openssl cms -verify` checks S/MIME; the server log shows the mechanism
  * (SCRAM-SHA-256-PLUS). A missing recipient key with --encrypt refuses to
  * send. WKD: a loopback HTTPS server and a test DNS server, the hash path
@@ -26,7 +27,7 @@ import { exec } from "./peers/exec.ts";
 import { waitForLog } from "./peers/submission.ts";
 import { freePort } from "./peers/ports.ts";
 
-const missing = peerSkip(binaryMissing("script", ["--version"], "util-linux"), binaryMissing("gpgconf", ["--version"], "gnupg"), binaryMissing("gpg", ["--version"], "gnupg"), binaryMissing("openssl", ["version"], "openssl"));
+const missing = peerSkip(binaryMissing("sq", ["--version"], "sq"), binaryMissing("script", ["--version"], "util-linux"), binaryMissing("gpgconf", ["--version"], "gnupg"), binaryMissing("gpg", ["--version"], "gnupg"), binaryMissing("openssl", ["version"], "openssl"));
 const PW = "alice-password-1";
 const PASSPHRASE = "alice key passphrase";
 const BODY = "Hello Bob,\nthe plan is in the attachment.\nGr\u00fc\u00dfe, Alice\n";
@@ -74,6 +75,9 @@ before(async () => {
   await writeFile(join(dir, "keyring", "erin.asc"), await ok("gpg", gpg("--armor", "--export", "erin@example.test")));
   await writeFile(join(dir, "alice-secret.asc"), await ok("gpg", gpg("--passphrase", PASSPHRASE, "--armor", "--export-secret-keys", "alice@example.test")));
   await writeFile(join(dir, "keyring", "bob.asc"), await ok("gpg", gpg("--armor", "--export", "bob@example.test")));
+  // For Sequoia (sq), a second OpenPGP implementation: bob's secret key, alice's certificate.
+  await writeFile(join(dir, "bob-secret.asc"), await ok("gpg", gpg("--passphrase", "", "--armor", "--export-secret-keys", "bob@example.test")));
+  await writeFile(join(dir, "alice.asc"), await ok("gpg", gpg("--armor", "--export", "alice@example.test")));
   wkdKey = await ok("gpg", gpg("--export", "dave@example.test"));
   await writeFile(join(dir, "passphrase"), PASSPHRASE + "\n", { mode: 0o600 });
   await writeFile(join(dir, "password"), PW + "\n", { mode: 0o600 });
@@ -178,6 +182,14 @@ describe("wardmail send", { skip: missing }, () => {
     assert.match(inner, /^Subject: Secret plan\r?$/m);
     assert.match(inner, /the plan is in the attachment\./);
     assert.match(inner, /Gr=C3=BC=C3=9Fe, Alice/);
+    // Sequoia agrees: decrypts with bob's key and verifies alice's signature.
+    const armored = /-----BEGIN PGP MESSAGE-----[\s\S]*?-----END PGP MESSAGE-----/.exec(msg)?.[0];
+    assert.ok(armored, "armored OpenPGP message in the MIME structure");
+    await writeFile(join(dir, "pgp-encrypted.asc"), armored.replace(/\r\n/g, "\n") + "\n");
+    const sq = await sh("sq", ["decrypt", "--recipient-key", join(dir, "bob-secret.asc"), "--signer-cert", join(dir, "alice.asc"), join(dir, "pgp-encrypted.asc")]);
+    assert.equal(sq.code, 0, sq.out);
+    assert.match(sq.out, /Good signature/);
+    assert.match(sq.stdout.toString(), /the plan is in the attachment\./);
     assert.match(inner, /Content-Type: application\/pdf\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename="plan\.pdf"/);
   });
 
@@ -197,6 +209,9 @@ describe("wardmail send", { skip: missing }, () => {
     const v = await sh("gpg", gpg("--status-fd", "2", "--verify", join(dir, "signed.asc"), join(dir, "signed.part")));
     assert.equal(v.code, 0, v.out);
     assert.match(v.out, /\[GNUPG:\] GOODSIG [0-9A-F]+ Alice <alice@example\.test>/);
+    const sq = await sh("sq", ["verify", "--signer-cert", join(dir, "alice.asc"), "--detached", join(dir, "signed.asc"), join(dir, "signed.part")]);
+    assert.equal(sq.code, 0, sq.out);
+    assert.match(sq.out, /Good signature/);
   });
 
   test("S/MIME --sign --encrypt: openssl cms -decrypt then -verify succeed; the body is inside", async () => {

@@ -218,6 +218,11 @@ export function chooseMechanism(offered: readonly string[], tls13: boolean): str
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64");
 const unb64 = (r: Reply): string => Buffer.from((r.lines[0] ?? "").trim(), "base64").toString("utf8");
 
+/** RFC 4954 §4: "*" cancels the exchange; its reply (501) is awaited so the server sees it before we hang up. */
+async function cancel(w: Wire, mech: string): Promise<void> {
+  await w.ask("*\r\n", `AUTH ${mech} cancel`).catch(() => undefined);
+}
+
 async function authenticate(w: Wire, sock: tls.TLSSocket, ext: Extensions, o: SubmitOptions): Promise<string> {
   const tls13 = sock.getProtocol() === "TLSv1.3";
   const mech = chooseMechanism(ext.auth, tls13);
@@ -237,7 +242,7 @@ async function authenticate(w: Wire, sock: tls.TLSSocket, ext: Extensions, o: Su
   try {
     final = await scram.final(unb64(r));
   } catch (err) {
-    w.write("*\r\n");
+    await cancel(w, mech);
     throw new SubmitError("cannot", `AUTH ${mech}: ${(err as Error).message}`);
   }
   r = await w.ask(b64(final) + "\r\n", `AUTH ${mech}`);
@@ -246,7 +251,7 @@ async function authenticate(w: Wire, sock: tls.TLSSocket, ext: Extensions, o: Su
       scram.verify(unb64(r));
     } catch (err) {
       if (err instanceof ScramError) {
-        w.write("*\r\n");
+        await cancel(w, mech);
         throw new SubmitError("cannot", `AUTH ${mech}: ${err.message}`);
       }
       throw err;

@@ -40,6 +40,7 @@ let wkd: Server | undefined;
 let wkdPort = 0;
 const wkdRequests: string[] = [];
 let wkdKey: Buffer = Buffer.alloc(0);
+let frankKey: Buffer = Buffer.alloc(0);
 
 function need(): Wardmail {
   assert.ok(s, "server not started");
@@ -79,6 +80,8 @@ before(async () => {
   await writeFile(join(dir, "bob-secret.asc"), await ok("gpg", gpg("--passphrase", "", "--armor", "--export-secret-keys", "bob@example.test")));
   await writeFile(join(dir, "alice.asc"), await ok("gpg", gpg("--armor", "--export", "alice@example.test")));
   wkdKey = await ok("gpg", gpg("--export", "dave@example.test"));
+  await ok("gpg", gpg("--passphrase", "", "--quick-gen-key", "Frank <frank@direct.test>", "future-default", "default", "1d"));
+  frankKey = await ok("gpg", gpg("--export", "frank@direct.test"));
   await writeFile(join(dir, "passphrase"), PASSPHRASE + "\n", { mode: 0o600 });
   await writeFile(join(dir, "password"), PW + "\n", { mode: 0o600 });
   // S/MIME: a test CA, certificates for alice and bob (email SAN, emailProtection).
@@ -93,11 +96,15 @@ before(async () => {
   }
   await writeFile(join(dir, "alice-smime.pem"), Buffer.concat([await readFile(join(dir, "alice.key")), await readFile(join(dir, "alice.crt"))]));
   await writeFile(join(dir, "smime-keyring", "bob.pem"), await readFile(join(dir, "bob.crt")));
+  // carol's certificate is for TLS servers only (extended key usage serverAuth): not usable for mail.
+  await writeFile(join(dir, "carol.ext"), "subjectAltName=email:carol@example.test\nextendedKeyUsage=serverAuth\n");
+  await o("req", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "carol.key"), "-out", join(dir, "carol.csr"), "-subj", "/CN=carol");
+  await o("x509", "-req", "-in", join(dir, "carol.csr"), "-CA", ca, "-CAkey", join(dir, "ca.key"), "-CAcreateserial", "-days", "2", "-out", join(dir, "smime-keyring", "carol.crt"), "-extfile", join(dir, "carol.ext"));
   await writeFile(join(dir, "plan.pdf"), Buffer.from("%PDF-1.4 not really a pdf\n\u0000\u0001binary"));
 
   // The server certificate (mx.example.test, 127.0.0.1) and the WKD one (openpgpkey.example.test); --ca-file trusts both.
   const serverCert = await generateCertificate(["mx.example.test", "127.0.0.1"]);
-  const wkdCert = await generateCertificate(["openpgpkey.example.test"]);
+  const wkdCert = await generateCertificate(["openpgpkey.example.test", "direct.test"]);
   await writeFile(join(dir, "server.crt"), serverCert.certPem);
   await writeFile(join(dir, "server.key"), serverCert.keyPem, { mode: 0o600 });
   await writeFile(join(dir, "trust.pem"), serverCert.certPem + wkdCert.certPem);
@@ -113,7 +120,7 @@ before(async () => {
     st.close();
   }
   // WKD for example.test: DNS answers openpgpkey.example.test = 127.0.0.1; HTTPS serves dave's key only.
-  dns = await startTestDnsServer({ "openpgpkey.example.test": { A: ["127.0.0.1"] }, "mx.example.test": { A: ["127.0.0.1"] } });
+  dns = await startTestDnsServer({ "openpgpkey.example.test": { A: ["127.0.0.1"] }, "mx.example.test": { A: ["127.0.0.1"] }, "direct.test": { A: ["127.0.0.1"] } });
   wkdPort = await freePort();
   wkd = createServer({ cert: wkdCert.certPem, key: wkdCert.keyPem }, (req, res) => {
     wkdRequests.push(req.url ?? "");
@@ -121,6 +128,8 @@ before(async () => {
     // dave: his key; mallory: dave's key (not carrying mallory's address); big: more than 256 KiB.
     if (url.endsWith("?l=dave") || url.endsWith("?l=mallory")) {
       res.writeHead(200, { "content-type": "application/octet-stream" }).end(wkdKey);
+    } else if (url.startsWith("/.well-known/openpgpkey/hu/") && url.endsWith("?l=frank")) {
+      res.writeHead(200, { "content-type": "application/octet-stream" }).end(frankKey);
     } else if (url.endsWith("?l=big")) {
       res.writeHead(200, { "content-type": "application/octet-stream" }).end(Buffer.alloc(300 * 1024, 0x99));
     } else res.writeHead(404).end();
@@ -260,7 +269,7 @@ describe("wardmail send", { skip: missing }, () => {
     for (const smime of [false, true]) {
       const r = await send(["--server", submission(), "--to", "bob@example.test", "--to", "carol@example.test", "--subject", "Not for Carol", "--encrypt", "--no-wkd", "--keyring", join(dir, smime ? "smime-keyring" : "keyring"), ...(smime ? ["--smime"] : [])]);
       assert.equal(r.code, 1, r.stdout + r.stderr);
-      assert.match(r.stderr, /carol@example\.test: no (OpenPGP key|S\/MIME certificate) for carol@example\.test/);
+      assert.match(r.stderr, smime ? /carol@example\.test: certificate [0-9A-F]+: not for email protection/ : /carol@example\.test: no OpenPGP key for carol@example\.test/);
       assert.match(r.stderr, /nothing was sent/);
       assert.doesNotMatch(r.stderr, /bob@example\.test:/);
     }
@@ -271,7 +280,7 @@ describe("wardmail send", { skip: missing }, () => {
     assert.equal((await need().maildir("carol@example.test")).length + (await need().maildir("bob@example.test")).length, before);
   });
 
-  test("WKD: dave's key fetched from https://openpgpkey.example.test (names through --dns), gpg decrypts", async () => {
+  test("WKD: advanced method (openpgpkey.example.test) and direct method (direct.test), names through --dns; gpg decrypts; 404, a key without the address and an oversized answer refused", async () => {
     const hash = /^\s+([a-z0-9]{32})@example\.test$/m.exec((await ok("gpg", gpg("--with-wkd-hash", "--list-keys", "dave@example.test"))).toString())?.[1];
     assert.ok(hash, "gpg --with-wkd-hash");
     const d = need();
@@ -292,6 +301,11 @@ describe("wardmail send", { skip: missing }, () => {
     const wrongKey = await send(["--server", submission(), "--to", "mallory@example.test", "--subject", "No key", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
     assert.equal(wrongKey.code, 1, wrongKey.stdout + wrongKey.stderr);
     assert.match(wrongKey.stderr, /mallory@example\.test: .*WKD: the key from https:\/\/openpgpkey\.example\.test does not carry mallory@example\.test/);
+    // direct.test has no openpgpkey. name: the direct method on direct.test itself.
+    const direct = await send(["--server", submission(), "--to", "frank@direct.test", "--subject", "Direct", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
+    assert.equal(direct.code, 0, direct.stdout + direct.stderr);
+    const frankHash = /^\s+([a-z0-9]{32})@direct\.test$/m.exec((await ok("gpg", gpg("--with-wkd-hash", "--list-keys", "frank@direct.test"))).toString())?.[1];
+    assert.ok(wkdRequests.includes(`/.well-known/openpgpkey/hu/${frankHash ?? "?"}?l=frank`), JSON.stringify(wkdRequests));
     const big = await send(["--server", submission(), "--to", "big@example.test", "--subject", "No key", "--encrypt", "--dns", `127.0.0.1:${dns?.port ?? 0}`, "--wkd-port", String(wkdPort)]);
     assert.equal(big.code, 1, big.stdout + big.stderr);
     assert.match(big.stderr, /big@example\.test: .*WKD: .*larger than 262144 bytes/);

@@ -153,14 +153,17 @@ function send(args: string[], body = BODY): ReturnType<Wardmail["cli"]> {
 const submission = (): string => `127.0.0.1:${need().submissionPort}`;
 const submissions = (): string => `127.0.0.1:${need().submissionsPort}`;
 
-/** The newest message in the Maildir of address, once there are n. */
+const seenFiles = new Set<string>();
+
+/** The message that arrived in the Maildir of address since the last call, once there are n (read in full). */
 async function delivered(address: string, n: number): Promise<string> {
   const files = await need().waitForMail(address, n, 15_000);
   assert.ok(files.length >= n, `${address}: ${files.length} messages, expected ${n}`);
-  const texts = await Promise.all(files.map(async (f) => ({ f, t: await readFile(f, "latin1") })));
-  texts.sort((a, b) => a.f.localeCompare(b.f));
-  const all = texts.map((x) => x.t);
-  return all[all.length - 1] as string;
+  const fresh = files.filter((f) => !seenFiles.has(f));
+  assert.equal(fresh.length, 1, `${address}: expected one new message, got ${fresh.length}`);
+  const file = fresh[0] as string;
+  seenFiles.add(file);
+  return readFile(file, "latin1");
 }
 
 function subjectHeader(msg: string): string | undefined {

@@ -155,15 +155,20 @@ const submissions = (): string => `127.0.0.1:${need().submissionsPort}`;
 
 const seenFiles = new Set<string>();
 
-/** The message that arrived in the Maildir of address since the last call, once there are n (read in full). */
-async function delivered(address: string, n: number): Promise<string> {
-  const files = await need().waitForMail(address, n, 15_000);
-  assert.ok(files.length >= n, `${address}: ${files.length} messages, expected ${n}`);
-  const fresh = files.filter((f) => !seenFiles.has(f));
-  assert.equal(fresh.length, 1, `${address}: expected one new message, got ${fresh.length}`);
-  const file = fresh[0] as string;
-  seenFiles.add(file);
-  return readFile(file, "latin1");
+/** The one message that arrived in the Maildir of address since the last call (waits up to 15 s). */
+async function delivered(address: string): Promise<string> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const fresh = (await need().maildir(address)).filter((f) => !seenFiles.has(f));
+    if (fresh.length > 0) {
+      assert.equal(fresh.length, 1, `${address}: expected one new message, got ${fresh.length}`);
+      const file = fresh[0] as string;
+      seenFiles.add(file);
+      return readFile(file, "latin1");
+    }
+    assert.ok(Date.now() < deadline, `no new message for ${address}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 function subjectHeader(msg: string): string | undefined {
@@ -178,7 +183,7 @@ describe("wardmail send", { skip: missing }, () => {
     assert.match(r.stdout, /over TLSv1\.3 with SCRAM-SHA-256-PLUS: 250/);
     assert.ok(await waitForLog(() => need().output(), "auth ok", (l) => l.mechanism === "SCRAM-SHA-256-PLUS" && l.user === "alice@example.test"), need().output().slice(-2000));
     assert.doesNotMatch(r.stdout + r.stderr + need().output(), /alice-password-1|alice key passphrase/);
-    const msg = await delivered("bob@example.test", 1);
+    const msg = await delivered("bob@example.test");
     assert.match(msg, /Content-Type: multipart\/encrypted;[\s\S]*protocol="application\/pgp-encrypted"/);
     assert.equal(subjectHeader(msg), "[...]", "header protection: the outer Subject is hidden");
     assert.doesNotMatch(msg, /Secret plan|the plan is in/);
@@ -208,7 +213,7 @@ describe("wardmail send", { skip: missing }, () => {
   test("PGP/MIME --sign only over implicit TLS: multipart/signed that gpg --verify accepts", async () => {
     const r = await send(["--server", submissions(), "--implicit-tls", "--to", "bob@example.test", "--subject", "Signed note", "--sign", "--secret-key", join(dir, "alice-secret.asc"), "--passphrase-file", join(dir, "passphrase")]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    const msg = await delivered("bob@example.test", 2);
+    const msg = await delivered("bob@example.test");
     assert.equal(subjectHeader(msg), "Signed note");
     const boundary = /boundary="([^"]+)"/.exec(msg)?.[1];
     assert.ok(boundary, msg);
@@ -221,6 +226,9 @@ describe("wardmail send", { skip: missing }, () => {
     const v = await sh("gpg", gpg("--status-fd", "2", "--verify", join(dir, "signed.asc"), join(dir, "signed.part")));
     assert.equal(v.code, 0, v.out);
     assert.match(v.out, /\[GNUPG:\] GOODSIG [0-9A-F]+ Alice <alice@example\.test>/);
+    // micalg names the hash gpg found in the signature (VALIDSIG field 9: 8 SHA-256, 9 SHA-384, 10 SHA-512).
+    const hashAlgo = /\[GNUPG:\] VALIDSIG (?:\S+ ){7}(\d+)/.exec(v.out)?.[1];
+    assert.equal(/micalg=(pgp-sha\d+)/.exec(msg)?.[1], { "8": "pgp-sha256", "9": "pgp-sha384", "10": "pgp-sha512" }[hashAlgo ?? ""], v.out);
     const sq = await sh("sq", ["verify", "--signer-cert", join(dir, "alice.asc"), "--detached", join(dir, "signed.asc"), join(dir, "signed.part")]);
     assert.equal(sq.code, 0, sq.out);
     assert.match(sq.out, /Good signature/);
@@ -229,7 +237,7 @@ describe("wardmail send", { skip: missing }, () => {
   test("S/MIME --sign --encrypt: openssl cms -decrypt then -verify succeed; the body is inside", async () => {
     const r = await send(["--server", submission(), "--to", "bob@example.test", "--subject", "S/MIME plan", "--sign", "--encrypt", "--smime", "--keyring", join(dir, "smime-keyring"), "--secret-key", join(dir, "alice-smime.pem")]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    const msg = await delivered("bob@example.test", 3);
+    const msg = await delivered("bob@example.test");
     assert.match(msg, /Content-Type: application\/pkcs7-mime; smime-type=enveloped-data/);
     assert.equal(subjectHeader(msg), "[...]");
     const file = join(dir, "smime.eml");
@@ -246,7 +254,7 @@ describe("wardmail send", { skip: missing }, () => {
   test("S/MIME --sign only (multipart/signed, openssl cms -verify) and --encrypt only (openssl cms -decrypt)", async () => {
     const signed = await send(["--server", submission(), "--to", "bob@example.test", "--subject", "S/MIME signed", "--sign", "--smime", "--secret-key", join(dir, "alice-smime.pem")]);
     assert.equal(signed.code, 0, signed.stdout + signed.stderr);
-    const msg = await delivered("bob@example.test", 4);
+    const msg = await delivered("bob@example.test");
     assert.match(msg, /Content-Type: multipart\/signed;[\s\S]*protocol="application\/pkcs7-signature"/);
     assert.equal(subjectHeader(msg), "S/MIME signed");
     await writeFile(join(dir, "smime-signed.eml"), msg, "latin1");
@@ -259,7 +267,7 @@ describe("wardmail send", { skip: missing }, () => {
     assert.notEqual(t.code, 0, t.out);
     const enc = await send(["--server", submission(), "--to", "bob@example.test", "--subject", "S/MIME encrypted", "--encrypt", "--smime", "--keyring", join(dir, "smime-keyring")]);
     assert.equal(enc.code, 0, enc.stdout + enc.stderr);
-    const emsg = await delivered("bob@example.test", 5);
+    const emsg = await delivered("bob@example.test");
     await writeFile(join(dir, "smime-enc.eml"), emsg, "latin1");
     const d = await sh("openssl", ["cms", "-decrypt", "-in", join(dir, "smime-enc.eml"), "-recip", join(dir, "bob.crt"), "-inkey", join(dir, "bob.key")]);
     assert.equal(d.code, 0, d.out);
@@ -358,7 +366,7 @@ describe("wardmail send", { skip: missing }, () => {
     }
     assert.match(out, /sent \(signed, PGP\/MIME\) to bob@example\.test/);
     assert.doesNotMatch(out, /alice-password-1|alice key passphrase/);
-    const msg = await delivered("bob@example.test", 6);
+    const msg = await delivered("bob@example.test");
     assert.equal(subjectHeader(msg), "Typed");
   });
 });

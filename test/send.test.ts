@@ -24,6 +24,7 @@ import { startTestDnsServer, type TestDnsServer } from "../src/dns/test-util.ts"
 import { BIN, startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { exec } from "./peers/exec.ts";
+import { certFor, pemCertificates } from "../src/send/index.ts";
 import { waitForLog } from "./peers/submission.ts";
 import { freePort } from "./peers/ports.ts";
 
@@ -74,6 +75,12 @@ before(async () => {
   // erin's key expires a second after it is made: expired by the time the tests run.
   await ok("gpg", gpg("--passphrase", "", "--quick-gen-key", "Erin <erin@example.test>", "future-default", "default", "seconds=1"));
   await writeFile(join(dir, "keyring", "erin.asc"), await ok("gpg", gpg("--armor", "--export", "erin@example.test")));
+  // grace's key is revoked with the revocation certificate gpg made with it (openpgp-revocs.d).
+  await ok("gpg", gpg("--passphrase", "", "--quick-gen-key", "Grace <grace@example.test>", "future-default", "default", "1d"));
+  const graceFpr = /^fpr:+([0-9A-F]{40}):/m.exec((await ok("gpg", gpg("--with-colons", "--fingerprint", "grace@example.test"))).toString())?.[1] ?? "";
+  const rev = (await readFile(join(home, "openpgp-revocs.d", `${graceFpr}.rev`), "utf8")).replace(/^:-----BEGIN/m, "-----BEGIN");
+  await ok("gpg", gpg("--import"), rev);
+  await writeFile(join(dir, "keyring", "grace.asc"), await ok("gpg", gpg("--armor", "--export", "grace@example.test")));
   await writeFile(join(dir, "alice-secret.asc"), await ok("gpg", gpg("--passphrase", PASSPHRASE, "--armor", "--export-secret-keys", "alice@example.test")));
   await writeFile(join(dir, "keyring", "bob.asc"), await ok("gpg", gpg("--armor", "--export", "bob@example.test")));
   // For Sequoia (sq), a second OpenPGP implementation: bob's secret key, alice's certificate.
@@ -275,7 +282,7 @@ describe("wardmail send", { skip: missing }, () => {
     assert.match(d.out, /the plan is in the attachment\./);
   });
 
-  test("--encrypt with a recipient whose key is missing: exit 1, names the recipient, nothing sent", async () => {
+  test("--encrypt with a recipient whose key is missing, expired, revoked or not for email: exit 1, names the recipient, nothing sent", async () => {
     const before = (await need().maildir("carol@example.test")).length + (await need().maildir("bob@example.test")).length;
     for (const smime of [false, true]) {
       const r = await send(["--server", submission(), "--to", "bob@example.test", "--to", "carol@example.test", "--subject", "Not for Carol", "--encrypt", "--no-wkd", "--keyring", join(dir, smime ? "smime-keyring" : "keyring"), ...(smime ? ["--smime"] : [])]);
@@ -287,6 +294,16 @@ describe("wardmail send", { skip: missing }, () => {
     const expired = await send(["--server", submission(), "--to", "erin@example.test", "--subject", "Expired", "--encrypt", "--no-wkd", "--keyring", join(dir, "keyring")]);
     assert.equal(expired.code, 1, expired.stdout + expired.stderr);
     assert.match(expired.stderr, /erin@example\.test: OpenPGP key [0-9A-F]{40}: expired/);
+    const revoked = await send(["--server", submission(), "--to", "grace@example.test", "--subject", "Revoked", "--encrypt", "--no-wkd", "--keyring", join(dir, "keyring")]);
+    assert.equal(revoked.code, 1, revoked.stdout + revoked.stderr);
+    assert.match(revoked.stderr, /grace@example\.test: OpenPGP key [0-9A-F]{40}: revoked/);
+    // Certificates are checked against their dates: bob's (2 days) is expired three days from now.
+    const [bobCert] = pemCertificates(await readFile(join(dir, "bob.crt"), "utf8"));
+    assert.ok(bobCert);
+    assert.equal(certFor([bobCert], "bob@example.test").ok, true);
+    const later = certFor([bobCert], "bob@example.test", new Date(Date.now() + 3 * 86_400_000));
+    assert.ok(!later.ok && /expired/.test(later.reason), JSON.stringify(later));
+    assert.ok(!certFor([bobCert], "alice@example.test").ok);
     await new Promise((res) => setTimeout(res, 500));
     assert.equal((await need().maildir("carol@example.test")).length + (await need().maildir("bob@example.test")).length, before);
   });

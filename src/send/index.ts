@@ -11,7 +11,7 @@ export type { Attachment, Entity, Envelope } from "./compose.ts";
 export { encryptPgpMime, signPgpMime, signedBytes } from "./pgp.ts";
 export { cmsEncrypt, cmsSignDetached, encryptSmime, signSmime } from "./smime.ts";
 export type { SmimeSigner } from "./smime.ts";
-export { certFor, loadKeyring, pgpKeyFor, readPgpSecretKey, readSmimeIdentity } from "./keyring.ts";
+export { certFor, loadKeyring, pemCertificates, pgpKeyFor, readPgpSecretKey, readSmimeIdentity } from "./keyring.ts";
 export { wkdLookup, wkdUrls, zbase32 } from "./wkd.ts";
 export { ScramClient } from "./scram.ts";
 export { submit, SubmitError } from "./smtp.ts";

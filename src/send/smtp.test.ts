@@ -11,6 +11,9 @@ import tls from "node:tls";
 import { after, before, test } from "node:test";
 import { generateCertificate } from "../tls/index.ts";
 import { submit, SubmitError, type SubmitOptions } from "./smtp.ts";
+import { createMechanism } from "../auth/sasl.ts";
+import { deriveScramKeys } from "../auth/scram-keys.ts";
+import type { SaslMechanism } from "../auth/types.ts";
 
 let cert = { certPem: "", keyPem: "" };
 
@@ -32,7 +35,7 @@ after(() => {
 });
 
 /** A server that greets, offers `ehlo` lines, and answers each line with handler. */
-async function scripted(ehlo: string[], handler: Handler, greet = "220 mx.example.test ESMTP\r\n"): Promise<Scripted> {
+async function scripted(ehlo: string[], handler: Handler, greet = "220 mx.example.test ESMTP\r\n", maxVersion: tls.SecureVersion = "TLSv1.3"): Promise<Scripted> {
   const seen: string[] = [];
   const server = net.createServer((raw) => {
     let sock: net.Socket = raw;
@@ -42,7 +45,7 @@ async function scripted(ehlo: string[], handler: Handler, greet = "220 mx.exampl
       send: (s: string) => sock.write(s),
       starttls: () => {
         raw.removeAllListeners("data");
-        const t = new tls.TLSSocket(raw, { isServer: true, cert: cert.certPem, key: cert.keyPem });
+        const t = new tls.TLSSocket(raw, { isServer: true, cert: cert.certPem, key: cert.keyPem, secureContext: tls.createSecureContext({ cert: cert.certPem, key: cert.keyPem, maxVersion }) });
         sock = t;
         buf = "";
         t.on("data", onData);
@@ -174,4 +177,49 @@ test("certificate: untrusted or for another name fails before AUTH; --insecure-t
 test("a server that sends an endless reply line is cut off", async () => {
   const s = await scripted([], () => undefined, "220-" + "x".repeat(10_000) + "\r\n");
   await assert.rejects(submit(opts(s.port)), (e: unknown) => e instanceof SubmitError && e.kind === "cannot" && /too long/.test(e.message));
+});
+
+/** Wardmail's own SCRAM server (src/auth) for alice, without channel binding (as a server on TLS 1.2, or one that offers no -PLUS). */
+async function wardmailScram(): Promise<Handler> {
+  const salt = Buffer.from("0123456789abcdef");
+  const creds = { account: "alice@example.test", salt, iterations: 4096, keys: [await deriveScramKeys("secret-password", salt, 4096)] };
+  const store = { checkPassword: () => Promise.resolve(undefined), scramCredentials: (u: string) => (u === "alice@example.test" ? creds : undefined) };
+  let mech: SaslMechanism | undefined;
+  const answer = (step: Awaited<ReturnType<SaslMechanism["step"]>>, io: Parameters<Handler>[1]): void => {
+    if (step.kind === "challenge") io.send(`334 ${step.data.toString("base64")}\r\n`);
+    else {
+      mech = undefined;
+      io.send(step.kind === "success" ? "235 2.7.0 ok\r\n" : "535 5.7.8 no\r\n");
+    }
+  };
+  return starttlsThen((line, io) => {
+    const m = /^AUTH (SCRAM-SHA-256) (\S+)$/i.exec(line);
+    if (m) {
+      io.state.first = Buffer.from(m[2] as string, "base64").toString();
+      mech = createMechanism("SCRAM-SHA-256", { store, channelBinding: undefined, fakeSaltKey: Buffer.alloc(32) });
+      void mech?.step(Buffer.from(m[2] as string, "base64")).then((st) => answer(st, io));
+    } else if (mech !== undefined) {
+      void mech.step(Buffer.from(line, "base64")).then((st) => answer(st, io));
+    } else if (/^DATA/i.test(line)) io.send("354 go\r\n");
+    else io.send(line === "." ? "250 2.0.0 queued\r\n" : "250 2.1.0 ok\r\n");
+  });
+}
+
+test("SCRAM-SHA-256 with Wardmail's SCRAM server: on TLS 1.2 the client sends 'n' (no -PLUS), on TLS 1.3 without -PLUS offered 'y'", async () => {
+  for (const [maxVersion, flag] of [["TLSv1.2", "n,,"], ["TLSv1.3", "y,,"]] as const) {
+    const handler = await wardmailScram();
+    let first = "";
+    // On TLS 1.2 it even offers -PLUS (as a tls-unique server might): the client cannot bind there and does not use it.
+    const auth = maxVersion === "TLSv1.2" ? "250-AUTH SCRAM-SHA-256-PLUS SCRAM-SHA-256 PLAIN" : "250-AUTH SCRAM-SHA-256 PLAIN";
+    const s = await scripted(["250-STARTTLS", auth], (line, io) => {
+      handler(line, io);
+      first = io.state.first ?? first;
+    }, undefined, maxVersion);
+    const r = await submit(opts(s.port));
+    assert.equal(r.mechanism, "SCRAM-SHA-256", maxVersion);
+    assert.equal(r.tlsVersion, maxVersion);
+    assert.ok(first.startsWith(flag), `${maxVersion}: ${first}`);
+    const wrong = await submit(opts(s.port, { password: "wrong-password" })).then(() => undefined, (e: unknown) => e);
+    assert.ok(wrong instanceof SubmitError && wrong.kind === "refused" && /535/.test(wrong.message), String(wrong));
+  }
 });

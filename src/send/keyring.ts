@@ -9,7 +9,7 @@
  *
  * Certificates in the keyring are trusted as they are (the operator put
  * them there, as with a GnuPG keyring): no chain is built to a CA.
- * Bounded: at most MAX_FILES files of MAX_FILE_BYTES each are read.
+ * Bounded: at most MAX_FILES files of MAX_FILE_BYTES each, MAX_KEYRING_BYTES in all.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
@@ -18,6 +18,8 @@ import * as openpgp from "openpgp";
 
 export const MAX_FILES = 2000;
 export const MAX_FILE_BYTES = 1024 * 1024;
+/** All key files of a keyring together. */
+export const MAX_KEYRING_BYTES = 64 * 1024 * 1024;
 
 export interface Keyring {
   readonly pgp: readonly openpgp.PublicKey[];
@@ -73,6 +75,7 @@ export async function loadKeyring(dir: string): Promise<Keyring> {
   const pgp: openpgp.PublicKey[] = [];
   const certs: X509Certificate[] = [];
   const skipped: string[] = [];
+  let total = 0;
   for (const name of names) {
     if (!/\.(asc|gpg|pgp|key|pem|crt|cer)$/i.test(name)) continue;
     const file = join(dir, name);
@@ -80,10 +83,13 @@ export async function loadKeyring(dir: string): Promise<Keyring> {
       const st = await stat(file);
       if (!st.isFile()) continue;
       const data = await readBounded(file, "key file");
+      total += data.length;
+      if (total > MAX_KEYRING_BYTES) throw new KeyError(`keyring ${dir} holds more than ${MAX_KEYRING_BYTES} bytes of keys`);
       const text = data.toString("latin1");
       if (text.includes("-----BEGIN CERTIFICATE-----")) certs.push(...pemCertificates(text));
       else pgp.push(...(await readPgpKeys(data)));
     } catch (err) {
+      if (err instanceof KeyError && total > MAX_KEYRING_BYTES) throw err;
       skipped.push(`${file}: ${err instanceof Error ? err.message : String(err)}`);
     }
   }

@@ -10,7 +10,6 @@
  * as for `wardmail user add`.
  */
 import { lookup } from "node:dns/promises";
-import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import type * as openpgp from "openpgp";
@@ -217,7 +216,7 @@ async function run(args: string[], io: SendIo): Promise<number> {
   if (!Number.isInteger(wkdPort) || wkdPort < 1 || wkdPort > 65535) throw new UsageError("--wkd-port: expected a port 1-65535");
   const timeoutMs = timeoutS * 1000;
   const resolve = resolver(values.dns, timeoutMs);
-  const ca = values["ca-file"] !== undefined ? await readFile(values["ca-file"]).catch((e: NodeJS.ErrnoException) => Promise.reject(new KeyError(`cannot read --ca-file ${values["ca-file"]}: ${e.code ?? e.message}`))) : undefined;
+  const ca = values["ca-file"] !== undefined ? await readBounded(values["ca-file"], "CA file") : undefined;
 
   // Everything that can fail locally is done before connecting.
   const stdin = io.stdin ?? process.stdin;

@@ -149,6 +149,7 @@ describe("help and usage errors", () => {
       [["queue", "--help"], /^Usage: wardmail queue <action>/],
       [["audit", "--help"], /^Usage: wardmail audit server HOST\[:PORT\]/],
       [["audit", "server", "--help"], /^Usage: wardmail audit server HOST\[:PORT\]/],
+      [["send", "--help"], /^Usage: wardmail send --server HOST:PORT/],
     ];
     const runs = await Promise.all(helps.map(([args]) => cli(args)));
     const binary = await wardmail(["--help"]);

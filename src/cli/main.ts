@@ -16,6 +16,7 @@ import { dkimCommand, DKIM_HELP } from "./dkim.ts";
 import { domainCommand, DOMAIN_HELP } from "./domain.ts";
 import { backupCommand, BACKUP_HELP } from "./backup.ts";
 import { auditCommand, AUDIT_HELP } from "./audit.ts";
+import { sendCommand, SEND_HELP } from "../send/index.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -45,6 +46,8 @@ Commands:
   backup DIR [--config FILE]   copy the queue, accounts, DKIM keys and Maildirs into DIR, while serving
   audit server HOST[:PORT] [--submission] [--send-to ADDR] [--json] [--html FILE]
                                grade any SMTP server: TLS, injection, open relay, AUTH, smuggling
+  send --server HOST:PORT --from A --to B --subject S [--sign] [--encrypt] [--smime] ... < body
+                               compose, sign and encrypt (PGP/MIME or S/MIME) and submit a message
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)
@@ -117,6 +120,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await backupCommand(rest, io);
       case "audit":
         return await auditCommand(rest, io);
+      case "send":
+        return await sendCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -204,3 +209,4 @@ async function config(args: string[], io: Io): Promise<number> {
 }
 
 export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP };
+export { SEND_HELP };

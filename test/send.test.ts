@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AccountStore } from "../src/accounts/index.ts";
 import { generateCertificate } from "../src/tls/index.ts";
-import { startTestDnsServer, type TestDnsServer } from "../src/dns/test-util.ts";
+import { startTestDnsServer, type TestDnsServer } from "./helpers/dns.ts";
 import { BIN, startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { exec } from "./peers/exec.ts";

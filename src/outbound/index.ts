@@ -130,8 +130,6 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
     },
   };
 }
-export { ProtocolError, ReplyParser, command, parseExtensions, replyText } from "./wire.ts";
-export type { Extensions } from "./wire.ts";
 export { deliverSession } from "./connect.ts";
 export type { Timeouts } from "./connect.ts";
 export type { RemoteOutcome } from "./transport.ts";

@@ -11,9 +11,9 @@ import tls from "node:tls";
 import { after, before, test } from "node:test";
 import { generateCertificate } from "../tls/index.ts";
 import { submit, SubmitError, type SubmitOptions } from "./smtp.ts";
-import { createMechanism } from "../auth/sasl.ts";
-import { deriveScramKeys } from "../auth/scram-keys.ts";
-import type { SaslMechanism } from "../auth/types.ts";
+import { createMechanism } from "../auth/index.ts";
+import { deriveScramKeys } from "../auth/index.ts";
+import type { SaslMechanism } from "../auth/index.ts";
 
 let cert = { certPem: "", keyPem: "" };
 

@@ -130,3 +130,6 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
     },
   };
 }
+export { checkCertificate, fetchStsPolicy, mxMatches, parseStsPolicy, parseStsRecord, type MtaStsPolicy, type StsFetchResult } from "./mta-sts.ts";
+export { tlsaFor, usableTlsa, verifyDane, type TlsaLookup } from "./dane.ts";
+export { parseTlsRptRecord } from "./tlsrpt.ts";

@@ -107,7 +107,7 @@ export async function auditDomain(o: DomainAuditOptions): Promise<Report> {
       const address = h.addresses[0] as string;
       progress(`server audit of ${h.name}`);
       try {
-        const r = await auditServer({ host: h.name, address, port: smtpPort, submission: false, timeoutMs: o.timeoutMs, helo, progress: (w) => progress(`${h.name}: ${w}`), now });
+        const r = await auditServer({ host: h.name, address, port: smtpPort, submission: false, timeoutMs: o.timeoutMs, helo, progress: (w) => progress(`${h.name}: ${w}`), now, ...(o.ca !== undefined ? { ca: o.ca } : {}) });
         servers.push({ host: h.name, address, target: r.target, grade: r.grade, areas: r.areas });
         for (const x of r.findings) findings.push({ ...x, evidence: `${h.name}: ${x.evidence}` });
         for (const c of r.checks) checks.push({ ...c, id: `${h.name}:${c.id}` });

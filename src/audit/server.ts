@@ -7,6 +7,7 @@
  * connection fails is reported as not run (with the reason) and the others
  * go on; only the first connection failing makes the target unreachable.
  */
+import { rootCertificates } from "node:tls";
 import type { Area, Finding, Report } from "./types.ts";
 import { finding, gradeFindings, sortFindings } from "./types.ts";
 import { ProbeError, type ProbeTarget } from "./probe.ts";
@@ -30,6 +31,8 @@ export interface ServerAuditOptions {
   readonly sendTo?: string;
   readonly progress?: (what: string) => void;
   readonly now?: () => Date;
+  /** Extra trusted CAs (PEM) on top of Node's CA set, for the certificate check (--ca-file). */
+  readonly ca?: string;
 }
 
 /** The target could not be reached at all (no connection, no 220 greeting). */
@@ -91,7 +94,7 @@ export async function auditServer(o: ServerAuditOptions): Promise<Report> {
   );
   if (target.implicitTls || s.ext.starttls) {
     await run("tls", "TLS", async () => {
-      const t = await surveyTls(target, progress);
+      const t = await surveyTls(target, progress, o.ca !== undefined ? [...rootCertificates, o.ca] : undefined);
       const out = tlsFindings(t, { names: certificateNames(target, s.announced), submission: o.submission, port: o.port, now: now() });
       return [...out, ...opt(tlsSummary(t))];
     });

@@ -40,7 +40,7 @@ Options:
   --timeout S       seconds to wait for each reply, connect and handshake (default 10, 1-120)
   --dns HOST:PORT   ask this DNS resolver (both commands; its AD bit is believed, so use a validating one)
   --dkim-selector S domain: a DKIM selector to check (repeatable; default: a list of common ones)
-  --ca-file FILE    domain: extra trusted CAs (PEM) for the MTA-STS policy host and the MX certificates
+  --ca-file FILE    extra trusted CAs (PEM) for the certificate checks (server, MX, MTA-STS policy host)
   --no-server       domain: skip the server audit of the MX hosts
   --smtp-port P     domain: connect to the MX hosts on P instead of 25 (tests; TLSA is then _P._tcp)
   --mta-sts-port P  domain: fetch the MTA-STS policy from port P instead of 443 (tests)
@@ -113,7 +113,7 @@ export async function auditCommand(args: string[], io: Io, env: { isTty: boolean
     }
   }
   if (kind === "domain") return domainCommand(targetArg, values, dns, io, env);
-  for (const name of ["dkim-selector", "ca-file", "no-server", "smtp-port", "mta-sts-port"] as const) {
+  for (const name of ["dkim-selector", "no-server", "smtp-port", "mta-sts-port"] as const) {
     if (values[name] !== undefined) {
       io.err(`wardmail audit server: --${name} is an option of \`audit domain\`\n`);
       return 2;
@@ -140,6 +140,8 @@ export async function auditCommand(args: string[], io: Io, env: { isTty: boolean
     io.err("wardmail audit: --helo takes a host name\n");
     return 2;
   }
+  const ca = await readCa(values["ca-file"], io);
+  if (ca === false) return 2;
   let address = t.host;
   if (isIP(t.host) === 0) {
     try {
@@ -162,6 +164,7 @@ export async function auditCommand(args: string[], io: Io, env: { isTty: boolean
       ...(values.helo !== undefined ? { helo: values.helo } : {}),
       ...(values.from !== undefined ? { from: values.from } : {}),
       ...(values["send-to"] !== undefined ? { sendTo: values["send-to"] } : {}),
+      ...(ca !== undefined ? { ca } : {}),
       progress,
     });
   } catch (e) {
@@ -188,6 +191,23 @@ async function output(report: Report, values: { json?: boolean | undefined; html
     }
   }
   return report.findings.some(isSerious) ? 1 : 0;
+}
+
+/** The PEM of --ca-file (undefined without it), or false after printing why it is unusable. */
+async function readCa(file: string | undefined, io: Io): Promise<string | undefined | false> {
+  if (file === undefined) return undefined;
+  let ca: string;
+  try {
+    ca = await readFile(file, "utf8");
+  } catch (e) {
+    io.err(`wardmail audit: cannot read --ca-file: ${e instanceof Error ? e.message : String(e)}\n`);
+    return false;
+  }
+  if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
+    io.err("wardmail audit: --ca-file holds no PEM certificate\n");
+    return false;
+  }
+  return ca;
 }
 
 function resolverFor(dns: { host: string; port: number } | undefined, timeoutMs: number): WireResolver {
@@ -274,19 +294,8 @@ async function domainCommand(domainArg: string, values: Values, dns: { host: str
     }
     ports[name] = n;
   }
-  let ca: string | undefined;
-  if (values["ca-file"] !== undefined) {
-    try {
-      ca = await readFile(values["ca-file"], "utf8");
-    } catch (e) {
-      io.err(`wardmail audit domain: cannot read --ca-file: ${e instanceof Error ? e.message : String(e)}\n`);
-      return 2;
-    }
-    if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
-      io.err("wardmail audit domain: --ca-file holds no PEM certificate\n");
-      return 2;
-    }
-  }
+  const ca = await readCa(values["ca-file"], io);
+  if (ca === false) return 2;
   const resolver = resolverFor(dns, timeout * 1000);
   const progress = env.stderrTty ? (what: string): void => io.err(`\r\x1b[2K... ${what}`) : (): void => undefined;
   let report: Report;

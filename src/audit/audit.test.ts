@@ -85,8 +85,9 @@ const REPORT: Report = {
 
 test("JSON: the documented schema, nothing more", () => {
   const j = JSON.parse(toJson(REPORT)) as Record<string, unknown>;
-  assert.deepEqual(Object.keys(j), ["schema", "target", "grade", "areas", "findings", "checks", "startedAt", "durationMs"]);
+  assert.deepEqual(Object.keys(j), ["schema", "kind", "target", "grade", "areas", "findings", "checks", "startedAt", "durationMs"]);
   assert.equal(j.schema, 1);
+  assert.equal(j.kind, "server");
   assert.deepEqual(Object.keys((j.findings as object[])[0] as object), ["id", "severity", "area", "title", "evidence", "fix"]);
 });
 

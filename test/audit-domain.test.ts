@@ -19,6 +19,8 @@
  *               another key, no TLS-RPT → each finding with its severity, exit 1
  *   plain.test  unsigned, null MX: mx.null, dnssec.unsigned (exit 0; no server audit)
  *   missing.test: no SPF, no DMARC (exit 1)
+ *   listing.test, errors.test, clean.test: DNSBL zones (127.0.0.1 listed, an
+ *               error code 127.255.255.254, nothing), given with --dnsbl
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -143,6 +145,10 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
       "plain.test": zoneText("plain.test", ["@ IN MX 0 .", `@ IN TXT ${txtRdata("v=spf1 -all")}`, `_dmarc IN TXT ${txtRdata("v=DMARC1; p=reject")}`]),
       "missing.test": zoneText("missing.test", ["@ IN MX 10 mx", "mx IN A 127.0.0.1"]),
       "0.0.127.in-addr.arpa": zoneText("0.0.127.in-addr.arpa", ["1 IN PTR mx.good.test."]),
+      // DNSBLs: one lists 127.0.0.1, one answers Spamhaus's "open resolver" error code, one lists nothing.
+      "listing.test": zoneText("listing.test", ["1.0.0.127 IN A 127.0.0.2"]),
+      "errors.test": zoneText("errors.test", ["1.0.0.127 IN A 127.255.255.254"]),
+      "clean.test": zoneText("clean.test"),
     };
     knot = await startKnot({ zones });
     const k = knot;
@@ -161,7 +167,7 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
   });
 
   test("a well-configured domain: nothing high or critical, exit 0", async () => {
-    const { code, report } = await auditDomain("good.test", ["--dkim-selector", "s1"]);
+    const { code, report } = await auditDomain("good.test", ["--dkim-selector", "s1", "--dnsbl", "clean.test"]);
     if (process.env.AUDIT_DUMP !== undefined) console.log(JSON.stringify(report, null, 1));
     assert.equal(code, 0, dump(report));
     assert.equal(report.schema, 1);
@@ -170,7 +176,7 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
     assert.equal(report.areas.domain, "A", dump(report));
     for (const id of ["spf.ok", "dmarc.ok", "dkim.key", "mta-sts.ok", "tlsrpt.ok", "dane.ok"]) assert.equal(sev(report, id), "info", `${id}\n${dump(report)}`);
     assert.match(report.findings.find((f) => f.id === "dkim.key")?.title ?? "", /rsa 2048 bits/);
-    for (const id of ["dnssec.unsigned", "mx.ptr.missing", "mx.fcrdns", "dane.mismatch", "mta-sts.mx-mismatch", "mta-sts.mx-certificate"]) assert.equal(sev(report, id), undefined, `${id}\n${dump(report)}`);
+    for (const id of ["dnssec.unsigned", "dnsbl.listed", "dnsbl.error", "mx.ptr.missing", "mx.fcrdns", "dane.mismatch", "mta-sts.mx-mismatch", "mta-sts.mx-certificate"]) assert.equal(sev(report, id), undefined, `${id}\n${dump(report)}`);
     // The MX was audited as a server too, on its port.
     assert.deepEqual(report.servers?.map((s) => [s.host, s.address]), [["mx.good.test", "127.0.0.1"]]);
     assert.ok(report.checks.some((c) => c.id === "mx.good.test:relay" && c.ran), JSON.stringify(report.checks));
@@ -180,7 +186,7 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
   });
 
   test("a broken domain: +all, p=none, a 1024-bit key, MTA-STS for another MX, a TLSA for another key, no TLS-RPT", async () => {
-    const { code, report } = await auditDomain("bad.test", ["--no-server"]);
+    const { code, report } = await auditDomain("bad.test", ["--no-server", "--dnsbl", "listing.test", "--dnsbl", "errors.test", "--dnsbl", "clean.test"]);
     assert.equal(code, 1, dump(report));
     assert.equal(sev(report, "spf.all.pass"), "critical", dump(report));
     assert.equal(sev(report, "dmarc.policy.none"), "medium");
@@ -190,6 +196,11 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
     assert.match(report.findings.find((f) => f.id === "mta-sts.mx-mismatch")?.fix ?? "", /mx: mx\.bad\.test/);
     assert.equal(sev(report, "dane.mismatch"), "high");
     assert.equal(sev(report, "tlsrpt.missing"), "low");
+    // Listed by one DNSBL; the error code of another is not a listing.
+    assert.deepEqual(report.findings.filter((f) => f.id.startsWith("dnsbl.")).map((f) => [f.id, f.severity, f.evidence]), [
+      ["dnsbl.listed", "high", "1.0.0.127.listing.test A 127.0.0.2"],
+      ["dnsbl.error", "info", "1.0.0.127.errors.test A 127.255.255.254: 127.255.255.x: query refused (Spamhaus: 252 bad name, 254 public or open resolver, 255 too many queries)"],
+    ]);
     // The PTR of 127.0.0.1 names mx.good.test, which resolves back: confirmed, but not the MX name.
     assert.equal(sev(report, "mx.ptr.name"), "info");
     assert.equal(report.areas.domain, "F");
@@ -208,13 +219,14 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
   });
 
   test("no SPF, no DMARC, no DKIM under the common selectors: high, high, medium; exit 1", async () => {
-    const { code, report } = await auditDomain("missing.test", ["--no-server"]);
+    const { code, report } = await auditDomain("missing.test", ["--no-server", "--no-dnsbl"]);
     assert.equal(code, 1, dump(report));
     assert.equal(sev(report, "spf.missing"), "high");
     assert.equal(sev(report, "dmarc.missing"), "high");
     assert.equal(sev(report, "dkim.none-found"), "medium");
     assert.equal(sev(report, "mta-sts.missing"), "medium");
     assert.equal(sev(report, "dnssec.unsigned"), "medium");
+    assert.deepEqual(report.checks.find((c) => c.id === "dnsbl"), { id: "dnsbl", ran: false, note: "--no-dnsbl" });
   });
 
   test("usage and unreachable: a bad domain name or --dns exits 2, a domain the resolver refuses exits 3", async () => {

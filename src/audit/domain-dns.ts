@@ -2,7 +2,10 @@
  * The DNS side of the domain audit: one answer type over the injected
  * resolver (records, the AD bit, or what went wrong), and the checks of the
  * MX set (MX present, null MX, each MX host's A/AAAA, PTR and
- * forward-confirmed reverse DNS of each address) and of DNSSEC.
+ * forward-confirmed reverse DNS of each address), of DNSSEC, and the DNSBL
+ * listing of each MX address (RFC 5782; error answers such as Spamhaus's
+ * "open resolver" 127.255.255.254 are reported as errors, not listings,
+ * with src/policy's errorCode).
  *
  * Everything in an answer is hostile: TXT strings are joined and shown
  * through sanitize() (in finding()), lists are capped (MAX_MX hosts,
@@ -11,6 +14,7 @@
  */
 import { isIP } from "node:net";
 import { DnsError, type DnsResolver, type MxRecord, type RRType } from "../dns/index.ts";
+import { errorCode, reversedName } from "../policy/index.ts";
 import type { Finding } from "./types.ts";
 
 export const MAX_MX = 8;
@@ -178,12 +182,7 @@ export async function surveyMx(resolver: DnsResolver, domain: string): Promise<M
 
 /** The PTR name of an address (in-addr.arpa / ip6.arpa). */
 export function reverseName(address: string): string {
-  if (isIP(address) === 4) return `${address.split(".").reverse().join(".")}.in-addr.arpa`;
-  const parts = address.split("::");
-  const head = (parts[0] ?? "").split(":").filter((x) => x !== "");
-  const tail = parts.length > 1 ? (parts[1] ?? "").split(":").filter((x) => x !== "") : [];
-  const groups = [...head, ...Array<string>(8 - head.length - tail.length).fill("0"), ...tail];
-  return `${groups.map((g) => g.padStart(4, "0")).join("").split("").reverse().join(".")}.ip6.arpa`;
+  return reversedName(address, isIP(address) === 4 ? "in-addr.arpa" : "ip6.arpa") ?? address;
 }
 
 /** PTR and forward-confirmed reverse DNS (RFC 8601 §3 "iprev") of each MX address. */
@@ -263,6 +262,42 @@ export async function dnssecFindings(resolver: DnsResolver, domain: string, mx: 
         evidence: `${h.name} A/AAAA answered without the AD bit`,
         fix: `sign the zone of ${h.name} (DNSSEC) to enable DANE for it`,
       });
+    }
+  }
+  return findings;
+}
+
+/** Lists asked by default (--dnsbl replaces them): widely used, free for low-volume queries. */
+export const DEFAULT_DNSBLS: readonly string[] = ["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org", "psbl.surriel.com"];
+
+/** Each MX address under each DNSBL zone: listed (high), error answers and failed lookups (info). */
+export async function dnsblFindings(resolver: DnsResolver, hosts: readonly MxHost[], zones: readonly string[]): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  for (const h of hosts) {
+    for (const address of h.addresses) {
+      for (const zone of zones) {
+        const name = reversedName(address, zone);
+        if (name === undefined) continue;
+        const a = await ask(resolver, name, "A");
+        if (!a.ok) {
+          if (!a.none) findings.push({ id: "dnsbl.error", severity: "info", area: "domain", title: `DNSBL ${zone} could not be asked about ${address}`, evidence: `${name} A: ${describeFailure(a)}`, fix: "nothing to do; rerun with a resolver the list answers (--dns)" });
+          continue;
+        }
+        const answers = a.records.filter((x): x is string => typeof x === "string").slice(0, 8);
+        const errors = answers.map((x) => errorCode(x)).filter((x): x is string => x !== undefined);
+        if (errors.length > 0) {
+          findings.push({ id: "dnsbl.error", severity: "info", area: "domain", title: `DNSBL ${zone} answered with an error code for ${address}, not a listing`, evidence: `${name} A ${answers.join(", ")}: ${errors[0] ?? ""}`, fix: "nothing to do; ask the list through your own resolver (--dns), not a public one" });
+          continue;
+        }
+        findings.push({
+          id: "dnsbl.listed",
+          severity: "high",
+          area: "domain",
+          title: `MX address ${address} (${h.name}) is listed by ${zone}: mail it sends is refused by many receivers`,
+          evidence: `${name} A ${answers.join(", ")}`,
+          fix: `find out why (an open relay, a compromised account, a shared address) and request removal from ${zone}`,
+        });
+      }
     }
   }
   return findings;

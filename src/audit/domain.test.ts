@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { StaticResolver, type StaticZone } from "../dns/index.ts";
 import { commonSelectors, dkimFindings, dmarcFindings, parseTags, spfFindings } from "./domain-auth.ts";
-import { ptrFindings, reverseName, surveyMx } from "./domain-dns.ts";
+import { dnsblFindings, ptrFindings, reverseName, surveyMx } from "./domain-dns.ts";
 import { tlsRptFindings } from "./domain-transport.ts";
 import type { Finding } from "./types.ts";
 
@@ -99,4 +99,18 @@ test("TLS-RPT: missing, invalid, present", async () => {
   assert.deepEqual(sevs(await tlsRptFindings(r({}), "a.test")), { "tlsrpt.missing": "low" });
   assert.deepEqual(sevs(await tlsRptFindings(r({ "_smtp._tls.a.test": { TXT: ["v=TLSRPTv1; rua=ftp://x"] } }), "a.test")), { "tlsrpt.invalid": "medium" });
   assert.deepEqual(sevs(await tlsRptFindings(r({ "_smtp._tls.a.test": { TXT: ["v=TLSRPTv1; rua=mailto:t@a.test"] } }), "a.test")), { "tlsrpt.ok": "info" });
+});
+
+test("DNSBL: a listing is high, an error code or a failed lookup is info, NXDOMAIN is nothing", async () => {
+  const hosts = [{ name: "mx.a.test", priority: 10, addresses: ["192.0.2.1"], secure: false }];
+  const zone: StaticZone = {
+    "1.2.0.192.bl.test": { A: ["127.0.0.2"] },
+    "1.2.0.192.spamhaus.test": { A: ["127.255.255.254"] },
+    "1.2.0.192.down.test": "SERVFAIL",
+  };
+  const fs = await dnsblFindings(r(zone), hosts, ["bl.test", "spamhaus.test", "down.test", "clean.test"]);
+  assert.deepEqual(
+    fs.map((f) => [f.id, f.severity]),
+    [["dnsbl.listed", "high"], ["dnsbl.error", "info"], ["dnsbl.error", "info"]],
+  );
 });

@@ -1,6 +1,6 @@
 /**
  * `auditDomain`: the DNS and policy checks of one mail domain (MX, PTR and
- * FCrDNS, DNSSEC, SPF, DMARC, DKIM, MTA-STS, TLS-RPT, DANE; see
+ * FCrDNS, DNSBL, DNSSEC, SPF, DMARC, DKIM, MTA-STS, TLS-RPT, DANE; see
  * domain-dns.ts, domain-auth.ts, domain-transport.ts), then the server audit
  * (server.ts) of each MX host on its first address, port 25. Every query
  * goes through the injected resolver; nothing is asked in parallel, so a
@@ -14,7 +14,7 @@ import type { DnsResolver } from "../dns/index.ts";
 import { DnsError } from "../dns/index.ts";
 import type { MtaStsPolicy } from "../outbound/index.ts";
 import { dkimFindings, dmarcFindings, spfFindings } from "./domain-auth.ts";
-import { dnssecFindings, ptrFindings, surveyMx, type MxSurvey } from "./domain-dns.ts";
+import { DEFAULT_DNSBLS, dnsblFindings, dnssecFindings, ptrFindings, surveyMx, type MxSurvey } from "./domain-dns.ts";
 import { mtaStsFindings, mxTlsFindings, tlsRptFindings } from "./domain-transport.ts";
 import { auditServer, UnreachableError } from "./server.ts";
 import type { Area, Finding, Report, ServerSummary } from "./types.ts";
@@ -33,6 +33,8 @@ export interface DomainAuditOptions {
   readonly mtaStsPort?: number;
   /** Extra trust anchors (PEM) for the policy host and the MX certificates. */
   readonly ca?: string;
+  /** DNSBL zones to ask about each MX address (default DEFAULT_DNSBLS; empty: none). */
+  readonly dnsbls?: readonly string[];
   /** Run the server audit of each MX (default true). */
   readonly servers?: boolean;
   readonly timeoutMs: number;
@@ -77,6 +79,9 @@ export async function auditDomain(o: DomainAuditOptions): Promise<Report> {
   findings.push(...mx.findings);
   const receives = mx.kind === "mx" || mx.kind === "implicit";
   if (receives) await run("ptr", () => ptrFindings(o.resolver, mx.hosts));
+  const dnsbls = o.dnsbls ?? DEFAULT_DNSBLS;
+  if (receives && dnsbls.length > 0) await run("dnsbl", () => dnsblFindings(o.resolver, mx.hosts, dnsbls));
+  else checks.push({ id: "dnsbl", ran: false, note: dnsbls.length === 0 ? "--no-dnsbl" : `no MX host (${mx.kind})` });
   if (o.adTrusted) await run("dnssec", () => dnssecFindings(o.resolver, domain, mx));
   else checks.push({ id: "dnssec", ran: false, note: "the resolver's AD bit is not trusted: use a validating resolver on loopback or --dns HOST:PORT" });
   await run("spf", () => spfFindings(o.resolver, domain, { nullMx: mx.kind === "null" }));

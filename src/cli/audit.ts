@@ -42,6 +42,9 @@ Options:
   --dkim-selector S domain: a DKIM selector to check (repeatable; default: a list of common ones)
   --ca-file FILE    extra trusted CAs (PEM) for the certificate checks (server, MX, MTA-STS policy host)
   --no-server       domain: skip the server audit of the MX hosts
+  --dnsbl ZONE      domain: a DNS blocklist to ask about each MX address (repeatable; default:
+                    zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org, psbl.surriel.com)
+  --no-dnsbl        domain: ask no DNS blocklist
   --smtp-port P     domain: connect to the MX hosts on P instead of 25 (tests; TLSA is then _P._tcp)
   --mta-sts-port P  domain: fetch the MTA-STS policy from port P instead of 443 (tests)
   --json            print the report as JSON (schema in docs/audit.md)
@@ -90,6 +93,8 @@ export async function auditCommand(args: string[], io: Io, env: { isTty: boolean
       "dkim-selector": { type: "string", multiple: true },
       "ca-file": { type: "string" },
       "no-server": { type: "boolean" },
+      dnsbl: { type: "string", multiple: true },
+      "no-dnsbl": { type: "boolean" },
       "smtp-port": { type: "string" },
       "mta-sts-port": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -113,7 +118,7 @@ export async function auditCommand(args: string[], io: Io, env: { isTty: boolean
     }
   }
   if (kind === "domain") return domainCommand(targetArg, values, dns, io, env);
-  for (const name of ["dkim-selector", "no-server", "smtp-port", "mta-sts-port"] as const) {
+  for (const name of ["dkim-selector", "no-server", "smtp-port", "mta-sts-port", "dnsbl", "no-dnsbl"] as const) {
     if (values[name] !== undefined) {
       io.err(`wardmail audit server: --${name} is an option of \`audit domain\`\n`);
       return 2;
@@ -249,6 +254,8 @@ type Values = {
   "dkim-selector"?: string[] | undefined;
   "ca-file"?: string | undefined;
   "no-server"?: boolean | undefined;
+  dnsbl?: string[] | undefined;
+  "no-dnsbl"?: boolean | undefined;
   "smtp-port"?: string | undefined;
   "mta-sts-port"?: string | undefined;
   submission?: boolean | undefined;
@@ -283,6 +290,12 @@ async function domainCommand(domainArg: string, values: Values, dns: { host: str
     io.err(`wardmail audit domain: --dkim-selector takes a selector (labels of letters, digits, hyphens), at most 20: ${JSON.stringify((bad ?? "").slice(0, 100))}\n`);
     return 2;
   }
+  const dnsbls = values.dnsbl ?? [];
+  const badZone = dnsbls.find((z) => !DOMAIN_RE.test(z));
+  if (badZone !== undefined || dnsbls.length > 10 || (values["no-dnsbl"] === true && dnsbls.length > 0)) {
+    io.err(`wardmail audit domain: --dnsbl takes a zone name, at most 10, and not with --no-dnsbl: ${JSON.stringify((badZone ?? "").slice(0, 100))}\n`);
+    return 2;
+  }
   const ports: Record<string, number | undefined> = {};
   for (const name of ["smtp-port", "mta-sts-port"] as const) {
     const v = values[name];
@@ -307,6 +320,7 @@ async function domainCommand(domainArg: string, values: Values, dns: { host: str
       dkimSelectors: selectors,
       timeoutMs: timeout * 1000,
       servers: values["no-server"] !== true,
+      ...(values["no-dnsbl"] === true ? { dnsbls: [] } : dnsbls.length > 0 ? { dnsbls } : {}),
       progress,
       ...(ports["smtp-port"] !== undefined ? { smtpPort: ports["smtp-port"] } : {}),
       ...(ports["mta-sts-port"] !== undefined ? { mtaStsPort: ports["mta-sts-port"] } : {}),

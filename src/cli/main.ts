@@ -45,6 +45,8 @@ Commands:
   backup DIR [--config FILE]   copy the queue, accounts, DKIM keys and Maildirs into DIR, while serving
   audit server HOST[:PORT] [--submission] [--send-to ADDR] [--json] [--html FILE]
                                grade any SMTP server: TLS, injection, open relay, AUTH, smuggling
+  audit domain DOMAIN [--dns HOST:PORT] [--dkim-selector S] [--json] [--html FILE]
+                               grade a mail domain's DNS (SPF, DKIM, DMARC, MTA-STS, DANE...) and each MX
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)

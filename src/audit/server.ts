@@ -2,7 +2,8 @@
  * `auditServer`: every check of one SMTP listener, in order, each on its own
  * connection, one connection at a time (polite to the audited server):
  * survey (greeting, EHLO, AUTH, VRFY/EXPN, extensions), STARTTLS
- * injection, a transaction before EHLO, the relay battery, the TLS
+ * injection, a transaction before EHLO, pipelining desynchronisation, the
+ * relay battery, the TLS
  * handshakes, and SMTP smuggling when `sendTo` is given. A check whose
  * connection fails is reported as not run (with the reason) and the others
  * go on; only the first connection failing makes the target unreachable.
@@ -14,6 +15,7 @@ import { ProbeError, type ProbeTarget } from "./probe.ts";
 import { beforeEhloCheck, injectionCheck, relayCheck, survey, surveyFindings, type Survey } from "./smtp-checks.ts";
 import { certificateNames, surveyTls, tlsFindings, tlsSummary } from "./tls-checks.ts";
 import { smugglingCheck } from "./smuggling.ts";
+import { pipeliningCheck } from "./pipelining.ts";
 
 export interface ServerAuditOptions {
   readonly host: string;
@@ -89,6 +91,7 @@ export async function auditServer(o: ServerAuditOptions): Promise<Report> {
   if (!target.implicitTls && s.ext.starttls) await run("starttls-injection", "STARTTLS injection", async () => opt(await injectionCheck(target)));
   await run("mail-before-ehlo", "a transaction before EHLO", async () => opt(await beforeEhloCheck(target)));
   const local = s.announced ?? (o.host.includes(".") ? o.host : "localhost");
+  await run("pipelining", "pipelining desynchronisation", () => pipeliningCheck(target, local));
   await run("relay", "open relay battery", () =>
     relayCheck(target, { local, sender: o.from ?? "", tls: o.submission || target.implicitTls, submission: o.submission }),
   );

@@ -26,7 +26,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CertFactory, policyServer, tlsaData, type Issued, type PolicyServer } from "../src/outbound/mta-sts-testing.ts";
 import { BIN, startWardmail, type Wardmail } from "./helpers/wardmail.ts";
@@ -167,7 +167,9 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
   });
 
   test("a well-configured domain: nothing high or critical, exit 0", async () => {
-    const { code, report } = await auditDomain("good.test", ["--dkim-selector", "s1", "--dnsbl", "clean.test"]);
+    assert.ok(certs);
+    const html = join(certs.dir, "good.html");
+    const { code, report } = await auditDomain("good.test", ["--dkim-selector", "s1", "--dnsbl", "clean.test", "--html", html]);
     if (process.env.AUDIT_DUMP !== undefined) console.log(JSON.stringify(report, null, 1));
     assert.equal(code, 0, dump(report));
     assert.equal(report.schema, 1);
@@ -183,6 +185,10 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
     // With the test CA (--ca-file) the MX's certificate verifies in the server audit too.
     assert.equal(sev(report, "tls.cert.untrusted") ?? sev(report, "tls.cert.self-signed"), undefined, dump(report));
     assert.ok(["A", "B"].includes(report.grade), `${report.grade}\n${dump(report)}`);
+    const page = await readFile(html, "utf8");
+    assert.match(page, /<title>Wardmail audit of good\.test<\/title>/);
+    assert.match(page, /<h2>MX hosts<\/h2><table><tr><td>mx\.good\.test \(127\.0\.0\.1\)<\/td>/);
+    assert.doesNotMatch(page, /<script|src=|href=/i);
   });
 
   test("a broken domain: +all, p=none, a 1024-bit key, MTA-STS for another MX, a TLSA for another key, no TLS-RPT", async () => {

@@ -115,15 +115,18 @@ async function withStartTls<T>(target: ProbeTarget, ca: string[] | undefined, in
 }
 
 /** DANE (TLSA under DNSSEC, matched against the live chain) and, under an MTA-STS policy, the MX certificate as a sender checks it. */
-export async function mxTlsFindings(resolver: DnsResolver, hosts: readonly MxHost[], policy: MtaStsPolicy | undefined, o: TransportOptions): Promise<Finding[]> {
+export async function mxTlsFindings(resolver: DnsResolver, hosts: readonly MxHost[], policy: MtaStsPolicy | undefined, o: TransportOptions & { readonly dane: boolean }): Promise<Finding[]> {
   const out: Finding[] = [];
   const ca = trust(o.ca);
   for (const h of hosts) {
     const tlsaName = `_${o.smtpPort}._tcp.${h.name}`;
-    const tlsa = await tlsaFor(resolver, h.name, h.secure, o.smtpPort);
+    // Without a believed AD bit nothing is known about DNSSEC: no DANE findings at all.
+    const tlsa = o.dane ? await tlsaFor(resolver, h.name, h.secure, o.smtpPort) : ({ state: "insecure", detail: "AD bit not trusted" } as const);
     const wantsSts = policy !== undefined && policy.mode !== "none";
     if (tlsa.state === "insecure") {
-      if (h.secure) {
+      if (!o.dane) {
+        /* DNSSEC unknown: nothing to say about TLSA */
+      } else if (h.secure) {
         out.push(f("dane.missing", "low", `MX ${h.name} is DNSSEC-signed but has no TLSA record: senders cannot authenticate it with DANE`, `${tlsaName} TLSA: ${tlsa.detail}`, `publish ${tlsaName}. TLSA 3 1 1 <SHA-256 of the certificate's public key> (and a second record for the next key)`));
       } else {
         const plain = await ask(resolver, tlsaName, "TLSA");

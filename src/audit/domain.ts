@@ -101,7 +101,7 @@ export async function auditDomain(o: DomainAuditOptions): Promise<Report> {
       checks.push({ id: "mta-sts", ran: false, note: `DNS: ${e.code} ${e.hostname}` });
     }
     await run("tlsrpt", () => tlsRptFindings(o.resolver, domain));
-    if (o.adTrusted || policy !== undefined) await run("dane", () => mxTlsFindings(o.resolver, mx.hosts, policy, transport));
+    if (o.adTrusted || policy !== undefined) await run(o.adTrusted ? "dane" : "mx-certificate", () => mxTlsFindings(o.resolver, mx.hosts, policy, { ...transport, dane: o.adTrusted }));
     if (!o.adTrusted) checks.push({ id: "dane", ran: false, note: "the resolver's AD bit is not trusted" });
   } else for (const id of ["mta-sts", "tlsrpt", "dane"]) checks.push({ id, ran: false, note: `no MX host (${mx.kind})` });
 

@@ -97,8 +97,8 @@ describe("audit server against Postfix", { skip: SKIP }, () => {
       // Debian's defaults as an MX: no TLS, relay only for mynetworks (empty here: the prober is "the internet").
       // myorigin example.test: "postmaster" alone is postmaster@example.test, a mailbox (for VRFY).
       startPostfix({ mode: "mailbox", mailboxes: ["postmaster@example.test"], extraMain: { myorigin: "example.test" } }),
-      // An open relay for the prober: loopback is in mynetworks.
-      startPostfix({ mode: "discard", extraMain: { mynetworks: "127.0.0.0/8", smtpd_relay_restrictions: "permit_mynetworks, reject" } }),
+      // An open relay for the prober: loopback is in mynetworks. It refuses unannounced pipelining (3.9's default).
+      startPostfix({ mode: "discard", extraMain: { mynetworks: "127.0.0.0/8", smtpd_relay_restrictions: "permit_mynetworks, reject", smtpd_forbid_unauth_pipelining: "yes" } }),
       // Bare newlines allowed (3.7.11's default, written out), mail for audit@example.test kept.
       startPostfix({ mode: "mailbox", mailboxes: ["audit@example.test"], extraMain: { smtpd_forbid_bare_newline: "no" } }),
     ]);
@@ -129,6 +129,11 @@ describe("audit server against Postfix", { skip: SKIP }, () => {
     assert.match(report.findings.find((f) => f.id === "smtp.vrfy")?.evidence ?? "", /^VRFY postmaster: 252 .*; VRFY <random>: 550 /);
     // Postfix accepts MAIL before HELO unless smtpd_helo_required = yes.
     assert.equal(severityOf(report, "smtp.mail-before-ehlo"), "low");
+    // 3.7's default smtpd_forbid_unauth_pipelining = no: MAIL sent with EHLO, before its reply, is taken;
+    // an announced pipelined group gets one reply per command.
+    assert.equal(severityOf(report, "smtp.pipelining.early"), "low");
+    assert.match(report.findings.find((f) => f.id === "smtp.pipelining.early")?.evidence ?? "", /\| 250 (2\.1\.0 )?Ok$/);
+    assert.equal(severityOf(report, "smtp.pipelining.desync"), undefined);
     for (const f of report.findings) for (const k of ["id", "severity", "area", "title", "evidence", "fix"] as const) assert.equal(typeof f[k], "string");
   });
 
@@ -140,6 +145,9 @@ describe("audit server against Postfix", { skip: SKIP }, () => {
     assert.match(report.findings.find((f) => f.id === "relay.open")?.evidence ?? "", /RCPT TO:<wardmail-relay-test@example\.com> got 250/);
     assert.equal(report.areas.relay, "F");
     assert.equal(report.grade, "F");
+    // smtpd_forbid_unauth_pipelining = yes: the early MAIL is refused, no pipelining finding.
+    assert.equal(report.checks.find((c) => c.id === "pipelining")?.ran, true);
+    assert.ok(!ids(report).some((i) => i.startsWith("smtp.pipelining.")), ids(report).join(" "));
     assert.match(report.findings.find((f) => f.id === "relay.summary")?.title ?? "", /^relay battery: 10 forms, ([1-9]|10) accepted, \d+ refused, 0 not tried$/);
     // Nothing was ever sent for delivery: the relay probes end with RSET, never DATA.
     assert.equal(await relay.queueCount(), 0);
@@ -268,7 +276,11 @@ describe("audit server against Wardmail", () => {
       report.findings.filter((f) => f.severity === "critical" || f.severity === "high"),
       [],
     );
-    for (const c of ["survey", "starttls-injection", "mail-before-ehlo", "relay", "tls"]) assert.equal(report.checks.find((x) => x.id === c)?.ran, true, c);
+    // Pipelined groups get one reply per command. The only relay finding above info may be that a
+    // command sent with EHLO, before its reply, is taken (Wardmail does not enforce synchronisation).
+    assert.equal(severityOf(report, "smtp.pipelining.desync"), undefined);
+    assert.deepEqual(report.findings.filter((f) => f.area === "relay" && f.severity !== "info" && f.id !== "smtp.pipelining.early").map((f) => f.id), []);
+    for (const c of ["survey", "starttls-injection", "mail-before-ehlo", "pipelining", "relay", "tls"]) assert.equal(report.checks.find((x) => x.id === c)?.ran, true, c);
     // What the TLS survey saw: TLS 1.2 and 1.3 only, the post-quantum hybrid, no tickets on the MX.
     const summary = report.findings.find((f) => f.id === "tls.summary")?.evidence ?? "";
     assert.match(summary, /TLSv1\.3 .* group X25519MLKEM768; versions accepted: TLSv1\.2, TLSv1\.3;/);
@@ -322,7 +334,8 @@ describe("audit server against Wardmail", () => {
     assert.ok(w);
     const r = await audit(["server", `127.0.0.1:${w.smtpPort}`, "--timeout", "5"]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /^Wardmail audit of smtp:\/\/127\.0\.0\.1:\d+\noverall grade: [A-C]\n {2}transport \(TLS\) +[A-C]\n {2}relay\/abuse +A\n {2}authentication +A\n/);
+    // relay/abuse B: Wardmail takes a command pipelined with EHLO before its reply (smtp.pipelining.early, low).
+    assert.match(r.stdout, /^Wardmail audit of smtp:\/\/127\.0\.0\.1:\d+\noverall grade: [A-C]\n {2}transport \(TLS\) +[A-C]\n {2}relay\/abuse +[AB]\n {2}authentication +A\n/);
     assert.match(r.stdout, /evidence: /);
     assert.doesNotMatch(r.stdout, /\x1b\[/);
     assert.equal(r.stderr, "");

@@ -85,8 +85,9 @@ const REPORT: Report = {
 
 test("JSON: the documented schema, nothing more", () => {
   const j = JSON.parse(toJson(REPORT)) as Record<string, unknown>;
-  assert.deepEqual(Object.keys(j), ["schema", "target", "grade", "areas", "findings", "checks", "startedAt", "durationMs"]);
+  assert.deepEqual(Object.keys(j), ["schema", "kind", "target", "grade", "areas", "findings", "checks", "startedAt", "durationMs"]);
   assert.equal(j.schema, 1);
+  assert.equal(j.kind, "server");
   assert.deepEqual(Object.keys((j.findings as object[])[0] as object), ["id", "severity", "area", "title", "evidence", "fix"]);
 });
 
@@ -106,4 +107,24 @@ test("HTML: self-contained, every value escaped", () => {
   assert.match(page, /&#60;script&#62;alert\(&#34;x&#34;\)/);
   assert.doesNotMatch(page, /src=|href=/i);
   assert.match(page, /Content-Security-Policy" content="default-src 'none'/);
+});
+
+test("a domain report: kind and servers in JSON, each MX's grade in the text and the page", () => {
+  const domain: Report = {
+    ...REPORT,
+    target: "example.org",
+    kind: "domain",
+    areas: { ...REPORT.areas, domain: "B" },
+    servers: [
+      { host: "mx1.example.org", address: "192.0.2.1", target: "smtp://mx1.example.org:25", grade: "C", areas: { transport: "C", relay: "A", authentication: "A" } },
+      { host: "mx2.example.org", address: "192.0.2.2", target: "smtp://mx2.example.org:25", grade: "F", areas: {}, error: "192.0.2.2:25: ECONNREFUSED" },
+    ],
+  };
+  const j = JSON.parse(toJson(domain)) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(j), ["schema", "kind", "target", "grade", "areas", "findings", "checks", "servers", "startedAt", "durationMs"]);
+  assert.equal(j.kind, "domain");
+  const t = toText(domain, { colour: false });
+  assert.match(t, /^ {2}MX mx1\.example\.org \(192\.0\.2\.1\): C \(transport C, relay A, authentication A\)$/m);
+  assert.match(t, /^ {2}MX mx2\.example\.org \(192\.0\.2\.2\): F unreachable: 192\.0\.2\.2:25: ECONNREFUSED$/m);
+  assert.match(toHtml(domain), /<h2>MX hosts<\/h2>/);
 });

@@ -15,11 +15,13 @@ export function toJson(r: Report): string {
     JSON.stringify(
       {
         schema: SCHEMA_VERSION,
+        kind: r.kind ?? "server",
         target: r.target,
         grade: r.grade,
         areas: r.areas,
         findings: r.findings.map((f) => ({ id: f.id, severity: f.severity, area: f.area, title: f.title, evidence: f.evidence, fix: f.fix })),
         checks: r.checks,
+        ...(r.servers !== undefined ? { servers: r.servers } : {}),
         startedAt: r.startedAt,
         durationMs: r.durationMs,
       },
@@ -51,6 +53,10 @@ export function toText(r: Report, opts: { colour: boolean }): string {
   for (const a of AREAS) {
     const g = r.areas[a];
     if (g !== undefined) lines.push(`  ${AREA_TITLES[a].padEnd(18)} ${c(g, g)}`);
+  }
+  for (const sv of r.servers ?? []) {
+    const per = AREAS.filter((a) => sv.areas[a] !== undefined).map((a) => `${a} ${sv.areas[a] ?? "-"}`).join(", ");
+    lines.push(`  MX ${sv.host} (${sv.address}): ${c(sv.grade, sv.grade)}${per !== "" ? ` (${per})` : ""}${sv.error !== undefined ? ` unreachable: ${sv.error}` : ""}`);
   }
   const counts = SEVERITIES.map((s) => `${r.findings.filter((f) => f.severity === s).length} ${s}`).join(", ");
   lines.push("", `findings: ${counts}`);
@@ -112,6 +118,7 @@ export function toHtml(r: Report): string {
 <h1>Wardmail audit of ${esc(r.target)}</h1>
 <p>Overall grade ${badge(r.grade)} &middot; started ${esc(r.startedAt)} &middot; ${(r.durationMs / 1000).toFixed(1)} s</p>
 <table>${areas}</table>
+${(r.servers ?? []).length > 0 ? `<h2>MX hosts</h2><table>${(r.servers ?? []).map((sv) => `<tr><td>${esc(sv.host)} (${esc(sv.address)})</td><td>${badge(sv.grade)}</td><td>${esc(sv.error ?? "")}</td></tr>`).join("")}</table>` : ""}
 <h2>Findings</h2>
 <table>${findings}</table>
 ${skipped !== "" ? `<h2>Not run</h2><ul>${skipped}</ul>` : ""}

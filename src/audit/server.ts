@@ -2,17 +2,20 @@
  * `auditServer`: every check of one SMTP listener, in order, each on its own
  * connection, one connection at a time (polite to the audited server):
  * survey (greeting, EHLO, AUTH, VRFY/EXPN, extensions), STARTTLS
- * injection, a transaction before EHLO, the relay battery, the TLS
+ * injection, a transaction before EHLO, pipelining desynchronisation, the
+ * relay battery, the TLS
  * handshakes, and SMTP smuggling when `sendTo` is given. A check whose
  * connection fails is reported as not run (with the reason) and the others
  * go on; only the first connection failing makes the target unreachable.
  */
+import { rootCertificates } from "node:tls";
 import type { Area, Finding, Report } from "./types.ts";
 import { finding, gradeFindings, sortFindings } from "./types.ts";
 import { ProbeError, type ProbeTarget } from "./probe.ts";
 import { beforeEhloCheck, injectionCheck, relayCheck, survey, surveyFindings, type Survey } from "./smtp-checks.ts";
 import { certificateNames, surveyTls, tlsFindings, tlsSummary } from "./tls-checks.ts";
 import { smugglingCheck } from "./smuggling.ts";
+import { pipeliningCheck } from "./pipelining.ts";
 
 export interface ServerAuditOptions {
   readonly host: string;
@@ -30,6 +33,8 @@ export interface ServerAuditOptions {
   readonly sendTo?: string;
   readonly progress?: (what: string) => void;
   readonly now?: () => Date;
+  /** Extra trusted CAs (PEM) on top of Node's CA set, for the certificate check (--ca-file). */
+  readonly ca?: string;
 }
 
 /** The target could not be reached at all (no connection, no 220 greeting). */
@@ -86,12 +91,13 @@ export async function auditServer(o: ServerAuditOptions): Promise<Report> {
   if (!target.implicitTls && s.ext.starttls) await run("starttls-injection", "STARTTLS injection", async () => opt(await injectionCheck(target)));
   await run("mail-before-ehlo", "a transaction before EHLO", async () => opt(await beforeEhloCheck(target)));
   const local = s.announced ?? (o.host.includes(".") ? o.host : "localhost");
+  await run("pipelining", "pipelining desynchronisation", () => pipeliningCheck(target, local));
   await run("relay", "open relay battery", () =>
     relayCheck(target, { local, sender: o.from ?? "", tls: o.submission || target.implicitTls, submission: o.submission }),
   );
   if (target.implicitTls || s.ext.starttls) {
     await run("tls", "TLS", async () => {
-      const t = await surveyTls(target, progress);
+      const t = await surveyTls(target, progress, o.ca !== undefined ? [...rootCertificates, o.ca] : undefined);
       const out = tlsFindings(t, { names: certificateNames(target, s.announced), submission: o.submission, port: o.port, now: now() });
       return [...out, ...opt(tlsSummary(t))];
     });

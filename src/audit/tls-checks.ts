@@ -102,9 +102,10 @@ export interface TlsSurvey {
 }
 
 /** Runs every TLS handshake probe, one after the other. `progress` names each. */
-export async function surveyTls(target: ProbeTarget, progress: (what: string) => void): Promise<TlsSurvey> {
+export async function surveyTls(target: ProbeTarget, progress: (what: string) => void, ca?: readonly string[]): Promise<TlsSurvey> {
   progress("TLS: default handshake and certificate");
-  const main = await tlsHandshake(target, {});
+  // `ca`: the trust anchors the certificate is verified against (default: Node's CA set and NODE_EXTRA_CA_CERTS).
+  const main = await tlsHandshake(target, ca !== undefined ? { ca: [...ca] } : {});
   const versions = new Map<tls.SecureVersion, HandshakeResult>();
   for (const v of VERSIONS) {
     progress(`TLS: protocol ${v}`);

@@ -38,14 +38,29 @@ export interface Finding {
 
 export type Grade = "A" | "B" | "C" | "D" | "F" | "-";
 
-export interface Report {
-  /** What was audited, e.g. "smtp://127.0.0.1:25". */
+/** One MX host's server audit inside a domain audit. */
+export interface ServerSummary {
+  readonly host: string;
+  readonly address: string;
   readonly target: string;
+  readonly grade: Grade;
+  readonly areas: Readonly<Partial<Record<Area, Grade>>>;
+  /** Why the server could not be audited (unreachable). */
+  readonly error?: string;
+}
+
+export interface Report {
+  /** What was audited, e.g. "smtp://127.0.0.1:25", or a domain name. */
+  readonly target: string;
+  /** "domain" for a domain audit; absent for a server audit. */
+  readonly kind?: "server" | "domain";
   readonly grade: Grade;
   readonly areas: Readonly<Partial<Record<Area, Grade>>>;
   readonly findings: readonly Finding[];
   /** The checks that ran (ids), and those that could not run with the reason. */
   readonly checks: readonly { readonly id: string; readonly ran: boolean; readonly note?: string }[];
+  /** Domain audit: each MX host's server audit. */
+  readonly servers?: readonly ServerSummary[];
   readonly startedAt: string;
   readonly durationMs: number;
 }

@@ -48,6 +48,8 @@ Commands:
                                grade any SMTP server: TLS, injection, open relay, AUTH, smuggling
   send --server HOST:PORT --from A --to B --subject S [--sign] [--encrypt] [--smime] ... < body
                                compose, sign and encrypt (PGP/MIME or S/MIME) and submit a message
+  audit domain DOMAIN [--dns HOST:PORT] [--dkim-selector S] [--json] [--html FILE]
+                               grade a mail domain's DNS (SPF, DKIM, DMARC, MTA-STS, DANE...) and each MX
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)

@@ -134,3 +134,6 @@ export { deliverSession } from "./connect.ts";
 export type { Timeouts } from "./connect.ts";
 export type { RemoteOutcome } from "./transport.ts";
 export { dsnsFor } from "./bounces.ts";
+export { checkCertificate, fetchStsPolicy, mxMatches, parseStsPolicy, parseStsRecord, type MtaStsPolicy, type StsFetchResult } from "./mta-sts.ts";
+export { tlsaFor, usableTlsa, verifyDane, type TlsaLookup } from "./dane.ts";
+export { parseTlsRptRecord } from "./tlsrpt.ts";

@@ -178,6 +178,9 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
       warn(["relay", "trusted_networks", index], `${network} includes public addresses: every host in it may relay through this server without AUTH and skips the sender checks; expected only networks you control (loopback, your LAN, one address of your own server)`);
     }
   });
+  if (!config.spool.encrypt) {
+    warn(["spool", "encrypt"], "false: queued mail (content, senders, recipients) is written to the spool files in plaintext, readable by anyone who gets a copy of them; expected true");
+  }
   await certificateWarnings(config, opts.now ?? Date.now(), first !== undefined, warn);
   return out.sort((a, b) => a.line - b.line);
 }

@@ -90,6 +90,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     dataDir: config.server.dataDir,
     shard,
     maxBatch: config.spool.maxBatch,
+    encrypt: config.spool.encrypt,
     logger,
     retryBaseMs: config.queue.retryMin * 1000,
     retryMaxMs: config.queue.retryMax * 1000,

@@ -16,6 +16,7 @@ import { dkimCommand, DKIM_HELP } from "./dkim.ts";
 import { domainCommand, DOMAIN_HELP } from "./domain.ts";
 import { backupCommand, BACKUP_HELP } from "./backup.ts";
 import { auditCommand, AUDIT_HELP } from "./audit.ts";
+import { spoolCommand, SPOOL_HELP } from "./spool.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -43,6 +44,8 @@ Commands:
   domain dns D [--mx HOST] [--ip ADDR] [--config FILE]
                                every DNS record to publish for D (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)
   backup DIR [--config FILE]   copy the queue, accounts, DKIM keys and Maildirs into DIR, while serving
+  spool rotate-key [--prune] | keys [--json] [--config FILE]
+                               add a new key for the encrypted spool; list the keys
   audit server HOST[:PORT] [--submission] [--send-to ADDR] [--json] [--html FILE]
                                grade any SMTP server: TLS, injection, open relay, AUTH, smuggling
 
@@ -117,6 +120,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await backupCommand(rest, io);
       case "audit":
         return await auditCommand(rest, io);
+      case "spool":
+        return await spoolCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -204,3 +209,4 @@ async function config(args: string[], io: Io): Promise<number> {
 }
 
 export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP };
+export { SPOOL_HELP };

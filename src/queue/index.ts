@@ -16,6 +16,6 @@ export { DamagedRecordError, RECORD_VERSION, SEALED_RECORD_VERSION, MAX_CONTENT_
 export { newQueueId, isQueueId, shardOfId } from "./ids.ts";
 export { shardPath, listShards } from "./db.ts";
 export { FreeSpace, isStorageFull } from "./free-space.ts";
-export { SpoolKeyring, KEY_FILE, keyFilePath, PRUNE_GRACE_MS, SEAL_OVERHEAD } from "./keyring.ts";
+export { SpoolKeyring, KEY_FILE, keyFilePath, PRUNE_GRACE_MS, SEAL_OVERHEAD, readKeyFile, writeKeyUnion, hasSealedRecords } from "./keyring.ts";
 export type { KeyInfo, KeyringOptions } from "./keyring.ts";
 export type { FreeSpaceOptions } from "./free-space.ts";

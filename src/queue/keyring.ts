@@ -366,3 +366,38 @@ function aad(part: string, id: string, header: Buffer): Buffer {
   const p = Buffer.from(`${part}\0${id}`, "utf8");
   return Buffer.concat([AAD_TAG, p, header]);
 }
+
+/** The parsed key file of a data directory, or undefined when there is none (for backups). */
+export function readKeyFile(dataDir: string): { current: number; keys: SpoolKey[] } | undefined {
+  const path = keyFilePath(dataDir);
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  return parseKeyFile(text, path);
+}
+
+/**
+ * Writes a key file holding every key of `sets` (the current key of the last
+ * one) to a new file `path`, 0600. A backup reads the key file before and
+ * after its spool snapshots and keeps both: a key added or pruned meanwhile is
+ * in one of them, so every record of the snapshot has its key.
+ */
+export function writeKeyUnion(path: string, sets: readonly { current: number; keys: readonly SpoolKey[] }[]): number {
+  const byId = new Map<number, SpoolKey>();
+  for (const set of sets) for (const k of set.keys) byId.set(k.id, k);
+  const last = sets.at(-1);
+  if (!last) throw new Error("no key set to write");
+  const keys = [...byId.values()].sort((a, b) => a.id - b.id);
+  const fd = openSync(path, "wx", 0o600);
+  try {
+    writeSync(fd, serialise(last.current, keys));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  return keys.length;
+}

@@ -17,7 +17,8 @@ import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./loa
 import { median, fmt, table, caseName, writeResult } from "./report.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
 
-type ServerName = "postfix" | "wardmail";
+/** "wardmail-plain": a second Wardmail with spool.encrypt = false (--spool-plain), to price the encrypted spool. */
+type ServerName = "postfix" | "wardmail" | "wardmail-plain";
 
 interface Options {
   runs: number;
@@ -38,6 +39,8 @@ interface Options {
   postfixInFlowDelay: string;
   /** --wardmail-limits: [limits] for Wardmail on top of bench/wardmail.ts BENCH_LIMITS. */
   wardmailLimits: Record<string, number>;
+  /** --spool-plain: also a Wardmail with spool.encrypt = false. */
+  spoolPlain: boolean;
 }
 
 function usage(msg?: string): never {
@@ -56,6 +59,7 @@ function usage(msg?: string): never {
   --only NAME       postfix | wardmail: run one server only
   --postfix-in-flow-delay T  Postfix in_flow_delay (default ${BENCH_IN_FLOW_DELAY}, tuned for throughput; 1s is Postfix's default)
   --out FILE        JSON result (default bench/out/latest.json)
+  --spool-plain     also run a second Wardmail with spool.encrypt = false (same run, alternating): the cost of the encrypted spool
   --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
   --wardmail-limits L  extra [limits] for Wardmail, "key=value,key=value" (e.g. pregreet_delay=0
@@ -82,6 +86,7 @@ function parseOptions(argv: string[]): Options {
         "conn-mode": { type: "string" },
         "wardmail-delivery": { type: "string" },
         "postfix-in-flow-delay": { type: "string" },
+        "spool-plain": { type: "boolean" },
         "wardmail-limits": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -114,6 +119,7 @@ function parseOptions(argv: string[]): Options {
     wardmailDelivery: "discard",
     postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),
     wardmailLimits: {},
+    spoolPlain: values["spool-plain"] === true,
   };
   for (const kv of (values["wardmail-limits"] ?? "").split(",").filter((x) => x.trim() !== "")) {
     const [k, v] = kv.split("=").map((x) => x.trim());
@@ -342,7 +348,7 @@ async function runPostfixOnce(pf: PostfixInstance, spec: LoadSpec, rss: RssSampl
   };
 }
 
-async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSampler): Promise<Omit<RunRecord, "run" | "order">> {
+async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSampler, name: ServerName = "wardmail"): Promise<Omit<RunRecord, "run" | "order">> {
   const before = await wm.waitSettled(120_000);
   rss.start();
   const { value: load, cpu } = await measureCpu(wm.pid, () => runLoad(spec));
@@ -361,7 +367,7 @@ async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSam
   }
   if (wm.child.exitCode !== null || wm.child.signalCode !== null) notes.push("wardmail exited during the run");
   return {
-    server: "wardmail",
+    server: name,
     perConnection: spec.perConnection,
     ok: load.ok && ok !== false,
     messages: spec.messages,
@@ -439,11 +445,13 @@ async function main(): Promise<number> {
     return 1;
   }
   const servers: ServerName[] = opt.only ? [opt.only] : ["postfix", "wardmail"];
+  if (opt.spoolPlain && servers.includes("wardmail")) servers.push("wardmail-plain");
   const machine = machineInfo();
   const startedAt = new Date().toISOString();
 
   let pf: PostfixInstance | undefined;
   let wm: WardmailInstance | undefined;
+  let wmPlain: WardmailInstance | undefined;
   const emergency = (): void => {
     killLoadChildren();
     killWardmailSync();
@@ -464,14 +472,14 @@ async function main(): Promise<number> {
       pf = await startPostfix({ mode: "discard", extraMain: { in_flow_delay: opt.postfixInFlowDelay } });
       console.log(`postfix ${String(machine.postfix)}: 127.0.0.1:${pf.port} (discard after durable queueing, in_flow_delay = ${postconfValue(pf.configDir, "in_flow_delay")}), dir ${pf.dir}`);
     }
-    if (servers.includes("wardmail")) {
+    const launch = (extra?: string): Promise<WardmailInstance> => {
       const template = opt.wardmailCmd;
-      wm = await startWardmail(
+      const base = { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, ...(extra !== undefined ? { extra } : {}) };
+      return startWardmail(
         template === undefined
-          ? { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits }
+          ? base
           : {
-              delivery: opt.wardmailDelivery,
-              limits: opt.wardmailLimits,
+              ...base,
               command: (p: WardmailPaths): Command => {
                 const [command, ...args] = template
                   .trim()
@@ -481,12 +489,20 @@ async function main(): Promise<number> {
               },
             },
       );
-      console.log(`wardmail: 127.0.0.1:${wm.paths.smtpPort} pid ${wm.pid}, dir ${wm.paths.dir}`);
+    };
+    if (servers.includes("wardmail")) {
+      wm = await launch();
+      console.log(`wardmail: 127.0.0.1:${wm.paths.smtpPort} pid ${wm.pid}, dir ${wm.paths.dir} (encrypted spool)`);
+    }
+    if (servers.includes("wardmail-plain")) {
+      wmPlain = await launch("[spool]\nencrypt = false\n");
+      console.log(`wardmail-plain: 127.0.0.1:${wmPlain.paths.smtpPort} pid ${wmPlain.pid}, dir ${wmPlain.paths.dir} (spool.encrypt = false)`);
     }
     // Postfix's tree has ~60 processes: sampling it costs ~4 ms, so every 500 ms
     // (its memory is a steady process pool); Wardmail's costs ~0.2 ms: 100 ms.
     const pfRss = new RssSampler(() => (pf?.masterPid !== undefined ? [pf.masterPid] : []), { intervalMs: 500 });
     const wmRss = new RssSampler(() => (wm ? [wm.pid] : []));
+    const wmPlainRss = new RssSampler(() => (wmPlain ? [wmPlain.pid] : []));
     const wmRssWhole = new RssSampler(() => (wm ? [wm.pid] : []));
     if (wm) wmRssWhole.start();
 
@@ -503,7 +519,11 @@ async function main(): Promise<number> {
       timeoutMs: opt.timeoutMs,
     });
     const once = async (server: ServerName, perConn: number, messages: number): Promise<Omit<RunRecord, "run" | "order">> =>
-      server === "postfix" ? runPostfixOnce(pf!, spec(pf!.port, perConn, messages), pfRss) : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
+      server === "postfix"
+        ? runPostfixOnce(pf!, spec(pf!.port, perConn, messages), pfRss)
+        : server === "wardmail-plain"
+          ? runWardmailOnce(wmPlain!, spec(wmPlain!.paths.smtpPort, perConn, messages), wmPlainRss, "wardmail-plain")
+          : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
 
     if (opt.warmup > 0) {
       for (const s of servers) {
@@ -524,7 +544,7 @@ async function main(): Promise<number> {
           records.push(r);
           const problems = [...r.load.errors, ...r.verify.notes, ...r.warnings];
           console.log(
-            `  ${caseName(perConn)} run ${run} ${s.padEnd(8)} ${fmt(r.msgsPerSec).padStart(6)} msg/s  ${(r.wallMs / 1000).toFixed(2)} s  peak RSS ${fmt(r.peakRssMiB, 1)} MiB, PSS after ${fmt(r.pssAfterRunMiB, 1)} MiB in ${r.processesAfterRun} processes` +
+            `  ${caseName(perConn)} run ${run} ${s.padEnd(14)} ${fmt(r.msgsPerSec).padStart(6)} msg/s  ${(r.wallMs / 1000).toFixed(2)} s  peak RSS ${fmt(r.peakRssMiB, 1)} MiB, PSS after ${fmt(r.pssAfterRunMiB, 1)} MiB in ${r.processesAfterRun} processes` +
               `\n      CPU s: server ${r.cpu.serverS.toFixed(2)} (${fmt(r.serverCpuMsPerMsg, 2)} ms/msg), smtp-source ${r.cpu.generatorS.toFixed(2)}, ` +
               `bench ${r.cpu.benchS.toFixed(2)}, other ${r.cpu.otherS.toFixed(2)}, machine ${r.cpu.machineS.toFixed(2)} of ${r.cpu.capacityS.toFixed(2)}` +
               `${r.verify.ok === true ? "  verified" : ""}${r.ok ? "" : "  NOT OK"}${problems.length ? `\n      ${problems.join("\n      ")}` : ""}`,
@@ -535,7 +555,9 @@ async function main(): Promise<number> {
     const wmPeakWhole = wm ? wmRssWhole.stop() / MiB : null;
 
     // Table.
-    const rows: string[][] = [["case", "run", `Postfix msg/s (in_flow_delay ${opt.postfixInFlowDelay})`, "Wardmail msg/s", "ratio W/P", "Wardmail peak RSS MB", "Postfix PSS MB"]];
+    const plain = servers.includes("wardmail-plain");
+    const rows: string[][] = [["case", "run", `Postfix msg/s (in_flow_delay ${opt.postfixInFlowDelay})`, "Wardmail msg/s", "ratio W/P", "Wardmail peak RSS MB", "Postfix PSS MB",
+      ...(plain ? ["Wardmail plain-spool msg/s", "ratio encrypted/plain"] : [])]];
     const summary: Record<string, unknown>[] = [];
     for (const perConn of opt.cases) {
       const ratios: number[] = [];
@@ -543,6 +565,9 @@ async function main(): Promise<number> {
       const wRates: number[] = [];
       const pCpu: number[] = [];
       const wCpu: number[] = [];
+      const plainRates: number[] = [];
+      const encRatios: number[] = [];
+      const plainCpu: number[] = [];
       for (let run = 1; run <= opt.runs; run++) {
         const p = records.find((r) => r.server === "postfix" && r.perConnection === perConn && r.run === run);
         const w = records.find((r) => r.server === "wardmail" && r.perConnection === perConn && r.run === run);
@@ -554,7 +579,13 @@ async function main(): Promise<number> {
         if (ratio) ratios.push(ratio);
         if (p?.ok && p.serverCpuMsPerMsg !== null) pCpu.push(p.serverCpuMsPerMsg);
         if (w?.ok && w.serverCpuMsPerMsg !== null) wCpu.push(w.serverCpuMsPerMsg);
-        rows.push([caseName(perConn), String(run), fmt(pr), fmt(wr), fmt(ratio, 2), fmt(w?.peakRssMiB, 1), fmt(p?.pssAfterRunMiB, 1)]);
+        const q = records.find((r) => r.server === "wardmail-plain" && r.perConnection === perConn && r.run === run);
+        const qr = q?.ok ? q.msgsPerSec : null;
+        const encRatio = wr && qr ? wr / qr : null;
+        if (qr) plainRates.push(qr);
+        if (encRatio) encRatios.push(encRatio);
+        if (q?.ok && q.serverCpuMsPerMsg !== null) plainCpu.push(q.serverCpuMsPerMsg);
+        rows.push([caseName(perConn), String(run), fmt(pr), fmt(wr), fmt(ratio, 2), fmt(w?.peakRssMiB, 1), fmt(p?.pssAfterRunMiB, 1), ...(plain ? [fmt(qr), fmt(encRatio, 3)] : [])]);
       }
       summary.push({
         case: caseName(perConn),
@@ -564,7 +595,10 @@ async function main(): Promise<number> {
         medianRatio: median(ratios),
         postfixMedianCpuMsPerMsg: median(pCpu),
         wardmailMedianCpuMsPerMsg: median(wCpu),
-        okRuns: { postfix: pRates.length, wardmail: wRates.length },
+        okRuns: { postfix: pRates.length, wardmail: wRates.length, ...(plain ? { wardmailPlain: plainRates.length } : {}) },
+        ...(plain
+          ? { wardmailPlainMedianMsgsPerSec: median(plainRates), medianRatioEncryptedOverPlain: median(encRatios), wardmailPlainMedianCpuMsPerMsg: median(plainCpu) }
+          : {}),
       });
     }
     console.log(`\n${table(rows)}`);
@@ -575,7 +609,10 @@ async function main(): Promise<number> {
     for (const s of summary) {
       console.log(
         `median ${String(s.case).padEnd(12)} Postfix (in_flow_delay ${opt.postfixInFlowDelay}) ${fmt(s.postfixMedianMsgsPerSec as number | null)} msg/s, Wardmail ${fmt(s.wardmailMedianMsgsPerSec as number | null)} msg/s, ratio W/P ${fmt(s.medianRatio as number | null, 2)}` +
-          `; server CPU per message: Postfix ${fmt(s.postfixMedianCpuMsPerMsg as number | null, 2)} ms, Wardmail ${fmt(s.wardmailMedianCpuMsPerMsg as number | null, 2)} ms`,
+          `; server CPU per message: Postfix ${fmt(s.postfixMedianCpuMsPerMsg as number | null, 2)} ms, Wardmail ${fmt(s.wardmailMedianCpuMsPerMsg as number | null, 2)} ms` +
+          (plain
+            ? `\n       Wardmail plain spool ${fmt(s.wardmailPlainMedianMsgsPerSec as number | null)} msg/s (${fmt(s.wardmailPlainMedianCpuMsPerMsg as number | null, 2)} ms CPU/msg), encrypted/plain ${fmt(s.medianRatioEncryptedOverPlain as number | null, 3)}`
+            : ""),
       );
     }
     if (wmPeakWhole !== null) console.log(`Wardmail peak RSS over the whole bench: ${wmPeakWhole.toFixed(1)} MiB`);
@@ -608,6 +645,7 @@ async function main(): Promise<number> {
   } finally {
     killLoadChildren();
     if (wm) await wm.stop();
+    if (wmPlain) await wmPlain.stop();
     if (pf) await pf.stop();
   }
 }

@@ -26,7 +26,7 @@
  * bytes. So a field moved to another record or another column, or whose key
  * id was changed, fails to open, as does any changed byte.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
 import { closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DamagedRecordError, SEALED_RECORD_VERSION } from "./record.ts";
@@ -168,6 +168,8 @@ export interface KeyringOptions {
 export class SpoolKeyring {
   readonly path: string;
   private keys = new Map<number, SpoolKey>();
+  /** The same keys as KeyObjects: createCipheriv with one costs ~1.5 µs instead of ~11 µs with raw bytes. */
+  private keyObjects = new Map<number, KeyObject>();
   private currentId = 0;
   private stamp: FileStamp | undefined;
   private lastCheck = 0;
@@ -219,6 +221,7 @@ export class SpoolKeyring {
     }
     const { current, keys } = parseKeyFile(readFileSync(this.path, "utf8"), this.path);
     this.keys = new Map(keys.map((k) => [k.id, k]));
+    this.keyObjects = new Map(keys.map((k) => [k.id, createSecretKey(k.key)]));
     this.currentId = current;
     this.stamp = stamp;
     this.lastCheck = Date.now();
@@ -255,13 +258,13 @@ export class SpoolKeyring {
   /** Seals one field of record `id` under the current key. */
   seal(part: string, id: string, plaintext: Uint8Array): Buffer {
     this.refresh();
-    const key = this.keys.get(this.currentId) as SpoolKey;
+    const key = this.keyObjects.get(this.currentId) as KeyObject;
     const out = Buffer.allocUnsafe(SEAL_OVERHEAD + plaintext.byteLength);
     out[0] = SEAL_FORMAT;
-    out.writeUInt32BE(key.id, 1);
+    out.writeUInt32BE(this.currentId, 1);
     const nonce = randomBytes(NONCE);
     nonce.copy(out, HEADER);
-    const cipher = createCipheriv("aes-256-gcm", key.key, nonce);
+    const cipher = createCipheriv("aes-256-gcm", key, nonce);
     cipher.setAAD(aad(part, id, out.subarray(0, HEADER)));
     let n = HEADER + NONCE;
     n += cipher.update(plaintext).copy(out, n);
@@ -275,13 +278,13 @@ export class SpoolKeyring {
     const buf = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
     if (buf.length < SEAL_OVERHEAD || buf[0] !== SEAL_FORMAT) throw new DamagedRecordError(`${part} is not a sealed field`);
     const keyId = buf.readUInt32BE(1);
-    let key = this.keys.get(keyId);
+    let key = this.keyObjects.get(keyId);
     if (!key) {
       this.refresh(true);
-      key = this.keys.get(keyId);
+      key = this.keyObjects.get(keyId);
       if (!key) throw new DamagedRecordError(`${part} is sealed with unknown spool key ${keyId}`);
     }
-    const decipher = createDecipheriv("aes-256-gcm", key.key, buf.subarray(HEADER, HEADER + NONCE), { authTagLength: TAG });
+    const decipher = createDecipheriv("aes-256-gcm", key, buf.subarray(HEADER, HEADER + NONCE), { authTagLength: TAG });
     decipher.setAAD(aad(part, id, buf.subarray(0, HEADER)));
     decipher.setAuthTag(buf.subarray(buf.length - TAG));
     try {

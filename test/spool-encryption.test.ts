@@ -16,6 +16,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -182,5 +183,16 @@ describe("encrypted spool", { skip: peerSkip(SWAKS_MISSING) }, () => {
     // The set-aside copy still needs key 1: it is kept.
     const keys = await w.cli(["spool", "keys", "--json", "--config", w.configPath]);
     assert.ok((JSON.parse(keys.stdout) as { id: number; needed: boolean }[]).some((k) => k.id === 1 && k.needed));
+  });
+
+  test("wardmail spool: exit 1 with a clear message where serve never ran (no key file); exit 2 for a wrong action", async () => {
+    const config = join(w.dir, "empty.toml");
+    await writeFile(config, `[server]\ndata_dir = ${JSON.stringify(join(w.dir, "empty-data"))}\n`);
+    const none = await w.cli(["spool", "rotate-key", "--config", config]);
+    assert.equal(none.code, 1, none.stderr);
+    assert.match(none.stderr, /no key file .*spool\.keys \(wardmail serve creates it on its first start\)/);
+    const bad = await w.cli(["spool", "rotate", "--config", config]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown action 'rotate'/);
   });
 });

@@ -153,6 +153,10 @@ describe("root binds, then drops to nobody", { skip: SKIP }, () => {
       assert.equal(st.uid, nobodyUid, `${p} owner is ${st.uid}`);
       assert.equal(st.gid, nobodyGid, `${p} group is ${st.gid}`);
     }
+    // The spool key: made by root at start, given to nobody, readable by it alone.
+    const key = await stat(join(s.dataDir, "spool.keys"));
+    assert.equal(key.uid, nobodyUid);
+    assert.equal(key.mode & 0o777, 0o600);
   });
 
   test("after a restart: a message due at start-up is delivered as nobody, and chown does not follow symlinks", async (t) => {

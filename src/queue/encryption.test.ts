@@ -183,8 +183,8 @@ test("a record naming a key the running spool has not read yet is opened after r
   t.after(() => other.close());
   const cli = SpoolKeyring.open(dir, { create: false });
   cli?.rotate();
-  // Shard 1 sealed nothing yet: its next seal happens after the rotation, but within the second; force a fresh look.
-  (other as unknown as { keyring: SpoolKeyring }).keyring.refresh(true);
+  // Within the second, only a forced look (SIGHUP) sees the new key.
+  other.refreshKeys();
   const id = await other.enqueue(sampleMessage());
   other.close();
   // Copy shard 1's record into shard 0's reader: state.spool still holds only key 1 in memory.
@@ -233,5 +233,15 @@ test("the key file: created once, reused, refused when others may read it; seale
   const { writeFileSync } = await import("node:fs");
   writeFileSync(keyFilePath(dir), saved, { mode: 0o600 });
   state.spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
+  assert.equal(state.spool.get(id)?.id, id);
+});
+
+test("refreshKeys (SIGHUP): an invalid key file is reported and the keys in memory stay in use", async (t) => {
+  const { dir, state, log } = setup(t);
+  const { writeFileSync } = await import("node:fs");
+  writeFileSync(keyFilePath(dir), "not json", { mode: 0o600 });
+  state.spool.refreshKeys();
+  assert.ok(log.lines.some((l) => l.msg === "spool key file not reloaded; the keys already read stay in use"));
+  const id = await state.spool.enqueue(sampleMessage());
   assert.equal(state.spool.get(id)?.id, id);
 });

@@ -227,17 +227,22 @@ export class SpoolKeyring {
     this.lastCheck = Date.now();
   }
 
-  /** Re-reads the file when it changed; a file that became unreadable keeps the keys in memory. */
-  refresh(force = false): void {
+  /**
+   * Re-reads the file when it changed (or now, with force). A file that became
+   * unreadable or invalid keeps the keys in memory; the error is returned.
+   */
+  refresh(force = false): Error | undefined {
     const now = Date.now();
-    if (!force && now - this.lastCheck < RELOAD_CHECK_MS) return;
+    if (!force && now - this.lastCheck < RELOAD_CHECK_MS) return undefined;
     this.lastCheck = now;
     try {
       const s = stampOf(this.path);
-      if (this.stamp && s.ino === this.stamp.ino && s.size === this.stamp.size && s.mtimeMs === this.stamp.mtimeMs) return;
+      if (!force && this.stamp && s.ino === this.stamp.ino && s.size === this.stamp.size && s.mtimeMs === this.stamp.mtimeMs) return undefined;
       this.load();
-    } catch {
+      return undefined;
+    } catch (err) {
       // Keep sealing with the key we have; opening a record under an unknown key fails as damaged.
+      return err as Error;
     }
   }
 

@@ -596,6 +596,14 @@ export class Spool extends ShardStore {
     return done;
   }
 
+  /** Re-reads the key file now (SIGHUP), when this spool has one; an unreadable file keeps the keys in memory. */
+  refreshKeys(): void {
+    if (!this.encrypt) return;
+    const err = this.keyring.refresh(true);
+    if (err) this.log.error({ err }, "spool key file not reloaded; the keys already read stay in use");
+    else this.log.info({ keyId: this.keyring.currentKeyId }, "spool key file reloaded");
+  }
+
   /** A delivery error as stored: sealed when encryption is on (remote replies may quote addresses). */
   private errorColumn(id: string, part: string, error: string | null): string | Buffer | null {
     if (error === null || !this.encrypt) return error;

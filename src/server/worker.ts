@@ -153,6 +153,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
     }
     else if (m === "reload") void tls.reload();
     else if (m === "shutdown") void stop();
+    // SIGHUP also re-reads the spool key file at once (it is looked at once a second anyway).
+    if (m === "reload") spool.refreshKeys();
   });
   const ready: WorkerReady = { type: "ready", shard, listeners };
   loopDelay.reset(); // start-up (config, certificates, spool) is not what it is for

@@ -193,18 +193,39 @@ test("a record naming a key the running spool has not read yet is opened after r
   assert.equal(admin.get(id)?.id, id);
 });
 
-test("plaintext records of an older spool stay readable after encryption is turned on; new ones are sealed", async (t) => {
+test("plaintext records of an older spool are sealed in place when encryption is on: nothing of them is left in the files", async (t) => {
   const { dir, log, state } = setup(t, { encrypt: false });
-  const plain = await state.spool.enqueue(sampleMessage());
+  const canary = randomBytes(12).toString("hex");
+  const plain = await state.spool.enqueue(canaryMessage(canary));
+  const deferred = await state.spool.enqueue(canaryMessage(canary));
+  const broken = await state.spool.enqueue(sampleMessage());
+  state.spool.claimDue(Date.now(), 10);
+  state.spool.recordOutcome(deferred, [{ index: 0, result: "deferred", error: `451 <to-${canary}@example.test> later` }]);
+  state.spool.recordOutcome(plain, []);
+  state.spool.recordOutcome(broken, []);
   state.spool.close();
-  state.spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  const sealed = await state.spool.enqueue(sampleMessage());
   const raw = rawDb(dir);
-  t.after(() => raw.close());
-  const versions = Object.fromEntries(raw.prepare("SELECT id, version FROM messages").all().map((r) => [String(r.id), Number(r.version)]));
-  assert.deepEqual(versions, { [plain]: RECORD_VERSION, [sealed]: SEALED_RECORD_VERSION });
-  assert.deepEqual(state.spool.claimDue(Date.now(), 10).map((m) => m.id).sort(), [plain, sealed].sort());
-  assert.equal(state.spool.damagedCount(), 0);
+  raw.prepare("UPDATE messages SET checksum = x'00' WHERE id = ?").run(broken);
+  raw.close();
+  assert.notDeepEqual(spoolFilesWith(dir, canary), [], "the plaintext format does hold the canary");
+  state.spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
+  assert.ok(log.lines.some((l) => l.msg === "plaintext spool records sealed" && l.sealed === 2 && l.damaged === 1));
+  const db = rawDb(dir);
+  t.after(() => db.close());
+  const versions = Object.fromEntries(db.prepare("SELECT id, version FROM messages").all().map((r) => [String(r.id), Number(r.version)]));
+  assert.deepEqual(versions, { [plain]: SEALED_RECORD_VERSION, [deferred]: SEALED_RECORD_VERSION });
+  assert.deepEqual(spoolFilesWith(dir, canary), []);
+  const got = new Map(state.spool.claimDue(Date.now() + 86_400_000, 10).map((m) => [m.id, m]));
+  assert.deepEqual([...got.keys()].sort(), [plain, deferred].sort());
+  assert.equal(got.get(deferred)?.recipients[0]?.lastError, `451 <to-${canary}@example.test> later`);
+  assert.ok(got.get(plain)?.content.includes(Buffer.from(`body ${canary}`)));
+  assert.equal(state.spool.damaged()[0]?.id, broken);
+  assert.equal(Number(db.prepare("SELECT count(*) AS n FROM messages WHERE version = ?").get(RECORD_VERSION)?.n), 0);
+  // A plaintext record that turns up after that (here: one turned back into format 1 by hand) was not written by the server: set aside.
+  const forged = await state.spool.enqueue(sampleMessage());
+  db.exec(`UPDATE messages SET version = ${RECORD_VERSION}, envelope = '{}' WHERE id = '${forged}'`);
+  assert.deepEqual(state.spool.claimDue(Date.now(), 10), []);
+  assert.match(state.spool.damaged().find((d) => d.id === forged)?.reason ?? "", /^plaintext record in an encrypted spool/);
 });
 
 test("the key file: created once, reused, refused when others may read it; sealed records without it are not set aside", async (t) => {

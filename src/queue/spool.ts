@@ -47,6 +47,7 @@ import type { Logger } from "pino";
 import type { IncomingMessage, MessageState } from "./types.ts";
 import { checkIncoming, packMeta, RECORD_VERSION, recordChecksum, SEALED_RECORD_VERSION } from "./record.ts";
 import { SpoolKeyring } from "./keyring.ts";
+import { sealPlaintextRecords } from "./migrate.ts";
 import { openShardDb, shardPath } from "./db.ts";
 import { newQueueId, shardOfId } from "./ids.ts";
 import { DamagedRecordError } from "./record.ts";
@@ -254,6 +255,7 @@ export class Spool extends ShardStore {
     const spool = new Spool(opts);
     try {
       spool.recover();
+      if (spool.encrypt) spool.sealOldRecords();
     } catch (err) {
       spool.close();
       throw err;
@@ -272,6 +274,17 @@ export class Spool extends ShardStore {
     const counts = this.counts();
     this.log.info({ recovered: n, queued: counts.queued, deferred: counts.deferred, held: counts.held, path: this.path,
       encrypt: this.encrypt, ...(this.encrypt ? { keyId: this.keyring.currentKeyId } : {}) }, "spool opened");
+  }
+
+  /** Plaintext records (an older Wardmail, or encryption off before) are sealed in place (migrate.ts). */
+  private sealOldRecords(): void {
+    const { sealed, damaged } = sealPlaintextRecords(this.db, this.keyring, {
+      verify: (row) => void this.verifyRow(row),
+      moveAside: (id, reason) => void this.moveAside(id, reason),
+      transaction: (fn) => this.transaction(fn),
+    });
+    if (sealed + damaged > 0) this.log.info({ sealed, damaged, path: this.path }, "plaintext spool records sealed");
+    this.acceptPlaintext = false;
   }
 
   /**

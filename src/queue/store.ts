@@ -107,6 +107,12 @@ export class ShardStore {
   private durableMode = true;
   private closed = false;
   private ring: SpoolKeyring | undefined;
+  /**
+   * Whether verifyRow accepts plaintext (format 1) records. The writer turns
+   * it off once it has sealed the old ones at open (encryption on): a
+   * plaintext record found after that was not written by Wardmail.
+   */
+  protected acceptPlaintext = true;
 
   /** Use `ShardStore.openFile` or `Spool.open`. The file is `<dataDir>/spool/shard-<shard>.db`. */
   constructor(db: DatabaseSync, shard: number, path: string, logger: Logger, keyring?: SpoolKeyring) {
@@ -238,6 +244,7 @@ export class ShardStore {
     if (version === SEALED_RECORD_VERSION) {
       content = this.keyring.open("content", id, content);
     } else {
+      if (!this.acceptPlaintext) throw new DamagedRecordError("plaintext record in an encrypted spool (not written by this server)");
       const checksum = asBlob(row.checksum ?? null, "checksum");
       if (!recordChecksum(version, id, envelopeJson, receivedJson, content).equals(checksum)) {
         throw new DamagedRecordError("checksum mismatch");

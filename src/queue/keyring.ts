@@ -161,7 +161,7 @@ export function hasSealedRecords(dataDir: string): boolean {
 export interface KeyringOptions {
   /** Create the file with a first key when it is missing (the server: yes; the CLI: no). */
   readonly create: boolean;
-  /** Called on a temporary file before it replaces the key file (chown to the server's user). */
+  /** Called on the new file before it gets its name (e.g. chown to the server's user). */
   readonly prepare?: (tmpPath: string) => void;
 }
 
@@ -190,10 +190,8 @@ export class SpoolKeyring {
       ring.load();
       return ring;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || !opts.create) {
-        if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-        throw err;
-      }
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      if (!opts.create) return undefined;
     }
     if (hasSealedRecords(dataDir)) {
       throw new Error(`spool key file ${ring.path} is missing but the spool holds encrypted records: restore the key file (from a backup) before starting; a new key could not read them`);

@@ -18,7 +18,8 @@ import { median, fmt, table, caseName, writeResult } from "./report.ts";
 import { loopDelayText, RSPAMD_SERVER, spamSummary, startSpamBench, type SpamBench } from "./spam.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
 
-type ServerName = "postfix" | "wardmail" | typeof RSPAMD_SERVER;
+/** "wardmail-plain": a second Wardmail with spool.encrypt = false (--spool-plain), to price the encrypted spool. */
+type ServerName = "postfix" | "wardmail" | "wardmail-plain" | typeof RSPAMD_SERVER;
 
 interface Options {
   runs: number;
@@ -41,6 +42,8 @@ interface Options {
   wardmailLimits: Record<string, number>;
   /** --rspamd: also a Wardmail with spam scoring by a real rspamd (bench/spam.ts). */
   rspamd: boolean;
+  /** --spool-plain: also a Wardmail with spool.encrypt = false. */
+  spoolPlain: boolean;
 }
 
 function usage(msg?: string): never {
@@ -59,6 +62,7 @@ function usage(msg?: string): never {
   --only NAME       postfix | wardmail: run one server only
   --postfix-in-flow-delay T  Postfix in_flow_delay (default ${BENCH_IN_FLOW_DELAY}, tuned for throughput; 1s is Postfix's default)
   --out FILE        JSON result (default bench/out/latest.json)
+  --spool-plain     also run a second Wardmail with spool.encrypt = false (same run, alternating): the cost of the encrypted spool
   --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
   --wardmail-limits L  extra [limits] for Wardmail, "key=value,key=value" (e.g. pregreet_delay=0
@@ -86,6 +90,7 @@ function parseOptions(argv: string[]): Options {
         "conn-mode": { type: "string" },
         "wardmail-delivery": { type: "string" },
         "postfix-in-flow-delay": { type: "string" },
+        "spool-plain": { type: "boolean" },
         "wardmail-limits": { type: "string" },
         rspamd: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -120,6 +125,7 @@ function parseOptions(argv: string[]): Options {
     postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),
     wardmailLimits: {},
     rspamd: values.rspamd === true,
+    spoolPlain: values["spool-plain"] === true,
   };
   for (const kv of (values["wardmail-limits"] ?? "").split(",").filter((x) => x.trim() !== "")) {
     const [k, v] = kv.split("=").map((x) => x.trim());
@@ -350,7 +356,7 @@ async function runPostfixOnce(pf: PostfixInstance, spec: LoadSpec, rss: RssSampl
   };
 }
 
-async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSampler): Promise<Omit<RunRecord, "run" | "order">> {
+async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSampler, name: ServerName = "wardmail"): Promise<Omit<RunRecord, "run" | "order">> {
   const before = await wm.waitSettled(120_000);
   rss.start();
   const { value: load, cpu } = await measureCpu(wm.pid, () => runLoad(spec));
@@ -369,7 +375,7 @@ async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSam
   }
   if (wm.child.exitCode !== null || wm.child.signalCode !== null) notes.push("wardmail exited during the run");
   return {
-    server: "wardmail",
+    server: name,
     perConnection: spec.perConnection,
     ok: load.ok && ok !== false,
     messages: spec.messages,
@@ -459,6 +465,7 @@ async function main(): Promise<number> {
   }
   const servers: ServerName[] = opt.only ? [opt.only] : ["postfix", "wardmail"];
   if (opt.rspamd && opt.only !== "postfix") servers.push(RSPAMD_SERVER);
+  if (opt.spoolPlain && servers.includes("wardmail")) servers.push("wardmail-plain");
   const machine = machineInfo();
   const startedAt = new Date().toISOString();
 
@@ -466,6 +473,7 @@ async function main(): Promise<number> {
   let wm: WardmailInstance | undefined;
   let wmR: WardmailInstance | undefined;
   let spam: SpamBench | undefined;
+  let wmPlain: WardmailInstance | undefined;
   const emergency = (): void => {
     killLoadChildren();
     killWardmailSync();
@@ -486,14 +494,14 @@ async function main(): Promise<number> {
       pf = await startPostfix({ mode: "discard", extraMain: { in_flow_delay: opt.postfixInFlowDelay } });
       console.log(`postfix ${String(machine.postfix)}: 127.0.0.1:${pf.port} (discard after durable queueing, in_flow_delay = ${postconfValue(pf.configDir, "in_flow_delay")}), dir ${pf.dir}`);
     }
-    if (servers.includes("wardmail")) {
+    const launch = (extra?: string): Promise<WardmailInstance> => {
       const template = opt.wardmailCmd;
-      wm = await startWardmail(
+      const base = { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, ...(extra !== undefined ? { extra } : {}) };
+      return startWardmail(
         template === undefined
-          ? { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits }
+          ? base
           : {
-              delivery: opt.wardmailDelivery,
-              limits: opt.wardmailLimits,
+              ...base,
               command: (p: WardmailPaths): Command => {
                 const [command, ...args] = template
                   .trim()
@@ -503,7 +511,14 @@ async function main(): Promise<number> {
               },
             },
       );
-      console.log(`wardmail: 127.0.0.1:${wm.paths.smtpPort} pid ${wm.pid}, dir ${wm.paths.dir}`);
+    };
+    if (servers.includes("wardmail")) {
+      wm = await launch();
+      console.log(`wardmail: 127.0.0.1:${wm.paths.smtpPort} pid ${wm.pid}, dir ${wm.paths.dir} (encrypted spool)`);
+    }
+    if (servers.includes("wardmail-plain")) {
+      wmPlain = await launch("[spool]\nencrypt = false\n");
+      console.log(`wardmail-plain: 127.0.0.1:${wmPlain.paths.smtpPort} pid ${wmPlain.pid}, dir ${wmPlain.paths.dir} (spool.encrypt = false)`);
     }
     if (servers.includes(RSPAMD_SERVER)) {
       spam = await startSpamBench();
@@ -514,6 +529,7 @@ async function main(): Promise<number> {
     // (its memory is a steady process pool); Wardmail's costs ~0.2 ms: 100 ms.
     const pfRss = new RssSampler(() => (pf?.masterPid !== undefined ? [pf.masterPid] : []), { intervalMs: 500 });
     const wmRss = new RssSampler(() => (wm ? [wm.pid] : []));
+    const wmPlainRss = new RssSampler(() => (wmPlain ? [wmPlain.pid] : []));
     const wmRssWhole = new RssSampler(() => (wm ? [wm.pid] : []));
     if (wm) wmRssWhole.start();
 
@@ -535,9 +551,13 @@ async function main(): Promise<number> {
       return { ...value, server: RSPAMD_SERVER, rspamdCpuMsPerMsg: value.load.ok ? rspamdCpuMsPerMsg : null };
     };
     const once = async (server: ServerName, perConn: number, messages: number): Promise<Omit<RunRecord, "run" | "order">> =>
-      server === "postfix" ? runPostfixOnce(pf!, spec(pf!.port, perConn, messages), pfRss)
-      : server === RSPAMD_SERVER ? scanning(perConn, messages)
-      : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
+      server === "postfix"
+        ? runPostfixOnce(pf!, spec(pf!.port, perConn, messages), pfRss)
+        : server === RSPAMD_SERVER
+          ? scanning(perConn, messages)
+          : server === "wardmail-plain"
+            ? runWardmailOnce(wmPlain!, spec(wmPlain!.paths.smtpPort, perConn, messages), wmPlainRss, "wardmail-plain")
+            : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
 
     if (opt.warmup > 0) {
       for (const s of servers) {
@@ -558,7 +578,7 @@ async function main(): Promise<number> {
           records.push(r);
           const problems = [...r.load.errors, ...r.verify.notes, ...r.warnings];
           console.log(
-            `  ${caseName(perConn)} run ${run} ${s.padEnd(8)} ${fmt(r.msgsPerSec).padStart(6)} msg/s  ${(r.wallMs / 1000).toFixed(2)} s  peak RSS ${fmt(r.peakRssMiB, 1)} MiB, PSS after ${fmt(r.pssAfterRunMiB, 1)} MiB in ${r.processesAfterRun} processes` +
+            `  ${caseName(perConn)} run ${run} ${s.padEnd(14)} ${fmt(r.msgsPerSec).padStart(6)} msg/s  ${(r.wallMs / 1000).toFixed(2)} s  peak RSS ${fmt(r.peakRssMiB, 1)} MiB, PSS after ${fmt(r.pssAfterRunMiB, 1)} MiB in ${r.processesAfterRun} processes` +
               `\n      CPU s: server ${r.cpu.serverS.toFixed(2)} (${fmt(r.serverCpuMsPerMsg, 2)} ms/msg), smtp-source ${r.cpu.generatorS.toFixed(2)}, ` +
               `bench ${r.cpu.benchS.toFixed(2)}, other ${r.cpu.otherS.toFixed(2)}, machine ${r.cpu.machineS.toFixed(2)} of ${r.cpu.capacityS.toFixed(2)}` +
               `${r.verify.ok === true ? "  verified" : ""}${r.ok ? "" : "  NOT OK"}${problems.length ? `\n      ${problems.join("\n      ")}` : ""}`,
@@ -569,7 +589,9 @@ async function main(): Promise<number> {
     const wmPeakWhole = wm ? wmRssWhole.stop() / MiB : null;
 
     // Table.
-    const rows: string[][] = [["case", "run", `Postfix msg/s (in_flow_delay ${opt.postfixInFlowDelay})`, "Wardmail msg/s", "ratio W/P", "Wardmail peak RSS MB", "Postfix PSS MB"]];
+    const plain = servers.includes("wardmail-plain");
+    const rows: string[][] = [["case", "run", `Postfix msg/s (in_flow_delay ${opt.postfixInFlowDelay})`, "Wardmail msg/s", "ratio W/P", "Wardmail peak RSS MB", "Postfix PSS MB",
+      ...(plain ? ["Wardmail plain-spool msg/s", "ratio encrypted/plain"] : [])]];
     const summary: Record<string, unknown>[] = [];
     for (const perConn of opt.cases) {
       const ratios: number[] = [];
@@ -577,6 +599,9 @@ async function main(): Promise<number> {
       const wRates: number[] = [];
       const pCpu: number[] = [];
       const wCpu: number[] = [];
+      const plainRates: number[] = [];
+      const encRatios: number[] = [];
+      const plainCpu: number[] = [];
       for (let run = 1; run <= opt.runs; run++) {
         const p = records.find((r) => r.server === "postfix" && r.perConnection === perConn && r.run === run);
         const w = records.find((r) => r.server === "wardmail" && r.perConnection === perConn && r.run === run);
@@ -588,7 +613,13 @@ async function main(): Promise<number> {
         if (ratio) ratios.push(ratio);
         if (p?.ok && p.serverCpuMsPerMsg !== null) pCpu.push(p.serverCpuMsPerMsg);
         if (w?.ok && w.serverCpuMsPerMsg !== null) wCpu.push(w.serverCpuMsPerMsg);
-        rows.push([caseName(perConn), String(run), fmt(pr), fmt(wr), fmt(ratio, 2), fmt(w?.peakRssMiB, 1), fmt(p?.pssAfterRunMiB, 1)]);
+        const q = records.find((r) => r.server === "wardmail-plain" && r.perConnection === perConn && r.run === run);
+        const qr = q?.ok ? q.msgsPerSec : null;
+        const encRatio = wr && qr ? wr / qr : null;
+        if (qr) plainRates.push(qr);
+        if (encRatio) encRatios.push(encRatio);
+        if (q?.ok && q.serverCpuMsPerMsg !== null) plainCpu.push(q.serverCpuMsPerMsg);
+        rows.push([caseName(perConn), String(run), fmt(pr), fmt(wr), fmt(ratio, 2), fmt(w?.peakRssMiB, 1), fmt(p?.pssAfterRunMiB, 1), ...(plain ? [fmt(qr), fmt(encRatio, 3)] : [])]);
       }
       summary.push({
         case: caseName(perConn),
@@ -598,8 +629,11 @@ async function main(): Promise<number> {
         medianRatio: median(ratios),
         postfixMedianCpuMsPerMsg: median(pCpu),
         wardmailMedianCpuMsPerMsg: median(wCpu),
-        okRuns: { postfix: pRates.length, wardmail: wRates.length },
+        okRuns: { postfix: pRates.length, wardmail: wRates.length, ...(plain ? { wardmailPlain: plainRates.length } : {}) },
         ...(spam ? rspamdSummary(records, perConn) : {}),
+        ...(plain
+          ? { wardmailPlainMedianMsgsPerSec: median(plainRates), medianRatioEncryptedOverPlain: median(encRatios), wardmailPlainMedianCpuMsPerMsg: median(plainCpu) }
+          : {}),
       });
     }
     console.log(`\n${table(rows)}`);
@@ -610,7 +644,10 @@ async function main(): Promise<number> {
     for (const s of summary) {
       console.log(
         `median ${String(s.case).padEnd(12)} Postfix (in_flow_delay ${opt.postfixInFlowDelay}) ${fmt(s.postfixMedianMsgsPerSec as number | null)} msg/s, Wardmail ${fmt(s.wardmailMedianMsgsPerSec as number | null)} msg/s, ratio W/P ${fmt(s.medianRatio as number | null, 2)}` +
-          `; server CPU per message: Postfix ${fmt(s.postfixMedianCpuMsPerMsg as number | null, 2)} ms, Wardmail ${fmt(s.wardmailMedianCpuMsPerMsg as number | null, 2)} ms`,
+          `; server CPU per message: Postfix ${fmt(s.postfixMedianCpuMsPerMsg as number | null, 2)} ms, Wardmail ${fmt(s.wardmailMedianCpuMsPerMsg as number | null, 2)} ms` +
+          (plain
+            ? `\n       Wardmail plain spool ${fmt(s.wardmailPlainMedianMsgsPerSec as number | null)} msg/s (${fmt(s.wardmailPlainMedianCpuMsPerMsg as number | null, 2)} ms CPU/msg), encrypted/plain ${fmt(s.medianRatioEncryptedOverPlain as number | null, 3)}`
+            : ""),
       );
     }
     for (const s of summary) {
@@ -648,6 +685,7 @@ async function main(): Promise<number> {
     killLoadChildren();
     if (wm && spam) console.log(loopDelayText("wardmail", await wm.stopAndReadLog()));
     else if (wm) await wm.stop();
+    if (wmPlain) await wmPlain.stop();
     if (wmR) console.log(loopDelayText(RSPAMD_SERVER, await wmR.stopAndReadLog()));
     if (spam) await spam.rspamd.stop();
     if (pf) await pf.stop();

@@ -60,9 +60,10 @@ describe("wardmail backup", () => {
     const manifest = JSON.parse(await readFile(join(backup, "wardmail-backup.json"), "utf8")) as { dataDir: string; databases: { path: string }[]; files: number };
     assert.equal(manifest.dataDir, w.dataDir);
     assert.deepEqual(manifest.databases.map((d) => d.path).sort(), ["accounts.sqlite", "mta-sts.sqlite", "spool/shard-0.db", "tlsrpt.sqlite"]);
-    // 2 DKIM keys, 2 self-signed files, 1 Maildir message.
-    assert.equal(manifest.files, 5);
-    for (const f of ["accounts.sqlite", "spool/shard-0.db", "dkim/example.test/bk.rsa.pem"]) assert.equal((await stat(join(backup, f))).mode & 0o777, 0o600, f);
+    // 2 DKIM keys, 2 self-signed files, 1 Maildir message, the spool key file (the queue in the copy is encrypted).
+    assert.equal(manifest.files, 6);
+    assert.match(r.stdout, /^spool\.keys: 1 spool keys /m);
+    for (const f of ["accounts.sqlite", "spool/shard-0.db", "dkim/example.test/bk.rsa.pem", "spool.keys"]) assert.equal((await stat(join(backup, f))).mode & 0o777, 0o600, f);
     assert.deepEqual(await readdir(join(backup, "mail", "example.test", "user")), ["cur", "new", "tmp"]);
   });
 

@@ -153,6 +153,16 @@ describe("root binds, then drops to nobody", { skip: SKIP }, () => {
       assert.equal(st.uid, nobodyUid, `${p} owner is ${st.uid}`);
       assert.equal(st.gid, nobodyGid, `${p} group is ${st.gid}`);
     }
+    // The spool key: made by root at start, given to nobody, readable by it alone.
+    const key = await stat(join(s.dataDir, "spool.keys"));
+    assert.equal(key.uid, nobodyUid);
+    assert.equal(key.mode & 0o777, 0o600);
+    // rotate-key run by root keeps it so (the next test's messages are sealed with the new key).
+    const r = await s.cli(["spool", "rotate-key", "--config", s.configPath]);
+    assert.equal(r.code, 0, r.stderr);
+    const rotated = await stat(join(s.dataDir, "spool.keys"));
+    assert.equal(rotated.uid, nobodyUid);
+    assert.equal(rotated.mode & 0o777, 0o600);
   });
 
   test("after a restart: a message due at start-up is delivered as nobody, and chown does not follow symlinks", async (t) => {

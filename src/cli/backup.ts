@@ -7,6 +7,9 @@
  *   with `VACUUM INTO`: each a consistent snapshot as of one read
  *   transaction, WAL included, while the server keeps writing.
  * - DKIM keys and the self-signed certificate: copied file by file.
+ * - The spool key file `spool.keys`: without it the copied queue (encrypted
+ *   at rest) cannot be read, so it is in the backup, which is therefore as
+ *   secret as the data directory (docs/deploy.md).
  * - Maildirs (under `local.maildir`'s root): `new/` and `cur/` of every
  *   folder, not `tmp/` (deliveries in progress). A message delivered or
  *   moved by an IMAP server during the copy may be missing from it or be
@@ -24,14 +27,17 @@ import { parseArgs } from "node:util";
 import type { Config } from "../config/index.ts";
 import type { Io } from "./main.ts";
 import { loadCommandConfig } from "./load-config.ts";
+import { KEY_FILE, readKeyFile, writeKeyUnion } from "../queue/index.ts";
 
 export const BACKUP_HELP = `Usage: wardmail backup DIR [--config FILE]
 
 Copies what Wardmail keeps into DIR, laid out like the data directory, while
 the server runs: the queue (spool/shard-N.db), accounts.sqlite, mta-sts.sqlite
 and tlsrpt.sqlite as consistent SQLite snapshots (VACUUM INTO), the DKIM keys
-(dkim/), the self-signed certificate (tls/) and the Maildirs (new/ and cur/ of
-every folder; mail delivered or moved during the copy may be missing). DIR
+(dkim/), the self-signed certificate (tls/), the spool key (spool.keys: the
+queue is encrypted with it, so the backup is as secret as the data directory)
+and the Maildirs (new/ and cur/ of every folder; mail delivered or moved
+during the copy may be missing). DIR
 must not exist or be empty; it is created 0700, its files 0600. A list of what
 was copied goes to DIR/wardmail-backup.json.
 
@@ -50,6 +56,8 @@ interface Copied {
   files: number;
   bytes: number;
   skipped: string[];
+  /** Keys in the copied spool key file (0: none copied). */
+  spoolKeys?: number;
 }
 
 const DATABASES = ["accounts.sqlite", "mta-sts.sqlite", "tlsrpt.sqlite"];
@@ -95,8 +103,16 @@ export async function backupCommand(args: string[], io: Io): Promise<number> {
   const copied: Copied = { databases: [], files: 0, bytes: 0, skipped: [] };
   try {
     for (const name of DATABASES) await snapshot(data, dir, name, copied);
+    // The spool key file is read before and after the shard snapshots and both are kept (writeKeyUnion).
+    const keysBefore = readKeyFile(data);
     for (const name of (await readdir(join(data, "spool")).catch(() => [] as string[])).sort()) {
       if (/^shard-\d+\.db$/.test(name)) await snapshot(data, dir, join("spool", name), copied);
+    }
+    const keysAfter = readKeyFile(data);
+    const keySets = [keysBefore, keysAfter].filter((k) => k !== undefined);
+    if (keySets.length > 0) {
+      copied.spoolKeys = writeKeyUnion(join(dir, KEY_FILE), keySets);
+      copied.files++;
     }
     if (existsSync(join(data, "dkim"))) await copyTree(join(data, "dkim"), join(dir, "dkim"), copied, false);
     if (existsSync(join(data, "tls"))) await copyTree(join(data, "tls"), join(dir, "tls"), copied, false);
@@ -112,6 +128,7 @@ export async function backupCommand(args: string[], io: Io): Promise<number> {
       files: copied.files,
       fileBytes: copied.bytes,
       vanished: copied.skipped,
+      spoolKeys: copied.spoolKeys ?? 0,
     };
     await writeFile(join(dir, "wardmail-backup.json"), JSON.stringify(manifest, null, 2) + "\n", { mode: 0o600 });
   } catch (err) {
@@ -119,6 +136,7 @@ export async function backupCommand(args: string[], io: Io): Promise<number> {
   }
   for (const d of copied.databases) io.out(`${d.path}: ${d.bytes} bytes (snapshot)\n`);
   io.out(`${copied.files} files, ${copied.bytes} bytes copied (DKIM keys, certificates, Maildirs)\n`);
+  if (copied.spoolKeys !== undefined) io.out(`${KEY_FILE}: ${copied.spoolKeys} spool keys (the backup holds the key to its queue: keep it as secret as the data directory)\n`);
   if (copied.skipped.length > 0) io.out(`${copied.skipped.length} files vanished during the copy (moved or deleted meanwhile)\n`);
   io.out(`backup in ${dir}\n`);
   return 0;

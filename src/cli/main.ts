@@ -17,6 +17,7 @@ import { domainCommand, DOMAIN_HELP } from "./domain.ts";
 import { backupCommand, BACKUP_HELP } from "./backup.ts";
 import { auditCommand, AUDIT_HELP } from "./audit.ts";
 import { sendCommand, SEND_HELP } from "../send/index.ts";
+import { spoolCommand, SPOOL_HELP } from "./spool.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -44,6 +45,8 @@ Commands:
   domain dns D [--mx HOST] [--ip ADDR] [--config FILE]
                                every DNS record to publish for D (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)
   backup DIR [--config FILE]   copy the queue, accounts, DKIM keys and Maildirs into DIR, while serving
+  spool rotate-key [--prune] | keys [--json] [--config FILE]
+                               add a new key for the encrypted spool; list the keys
   audit server HOST[:PORT] [--submission] [--send-to ADDR] [--json] [--html FILE]
                                grade any SMTP server: TLS, injection, open relay, AUTH, smuggling
   send --server HOST:PORT --from A --to B --subject S [--sign] [--encrypt] [--smime] ... < body
@@ -124,6 +127,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await auditCommand(rest, io);
       case "send":
         return await sendCommand(rest, io);
+      case "spool":
+        return await spoolCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -212,3 +217,4 @@ async function config(args: string[], io: Io): Promise<number> {
 
 export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP };
 export { SEND_HELP };
+export { SPOOL_HELP };

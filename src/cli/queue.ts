@@ -1,5 +1,5 @@
 /**
- * `wardmail queue list|show ID|hold ID|release ID|retry ID|delete ID [--json] [--config FILE]`.
+ * `wardmail queue list|show ID|hold ID|release ID|retry ID|delete ID|damaged [--json] [--config FILE]`.
  * Works on the spool shards under the configured data directory, safely while
  * the server runs (SQLite WAL, busy timeout); the workers see the change at
  * their next scheduling pass. `show` prints the envelope and headers, never
@@ -21,6 +21,8 @@ Actions:
   release ID        release a held message (due now)
   retry ID          make a queued or deferred message due now
   delete ID         remove a message from the queue for good
+  damaged           records set aside because they failed their checks (tampered,
+                    undecryptable): id, when, why; list also counts them
 
 Options:
   --json            machine-readable output
@@ -45,8 +47,8 @@ export async function queueCommand(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const [action, id, ...extra] = positionals;
-  const needsId = action !== "list";
-  const known = ["list", "show", "hold", "release", "retry", "delete"];
+  const needsId = action !== "list" && action !== "damaged";
+  const known = ["list", "show", "hold", "release", "retry", "delete", "damaged"];
   if (action === undefined || !known.includes(action) || (needsId && id === undefined) || (!needsId && id !== undefined) || extra.length > 0) {
     io.err(`wardmail queue: ${action === undefined ? "missing action" : known.includes(action) ? "wrong arguments" : `unknown action '${action}'`}\n\n${QUEUE_HELP}`);
     return 2;
@@ -59,8 +61,8 @@ export async function queueCommand(args: string[], io: Io): Promise<number> {
   const config = await loadCommandConfig(values.config, io);
   if (config === undefined) return 3;
   if (!existsSync(join(config.server.dataDir, "spool"))) {
-    if (action === "list") {
-      io.out(values.json ? "[]\n" : "queue is empty\n");
+    if (action === "list" || action === "damaged") {
+      io.out(values.json ? "[]\n" : action === "list" ? "queue is empty\n" : "no damaged records\n");
       return 0;
     }
     io.err(`wardmail queue: no such message ${id}\n`);
@@ -73,6 +75,15 @@ export async function queueCommand(args: string[], io: Io): Promise<number> {
         const entries = admin.list();
         if (values.json) io.out(JSON.stringify(entries.map(summary)) + "\n");
         else io.out(entries.length === 0 ? "queue is empty\n" : table(entries));
+        const damaged = admin.damaged().length;
+        if (!values.json && damaged > 0) io.out(`${damaged} damaged record${damaged === 1 ? "" : "s"} set aside (wardmail queue damaged)\n`);
+        return 0;
+      }
+      case "damaged": {
+        const list = admin.damaged();
+        if (values.json) io.out(JSON.stringify(list.map((d) => ({ id: d.id, shard: d.shard, detectedAt: new Date(d.detectedAt).toISOString(), reason: d.reason }))) + "\n");
+        else if (list.length === 0) io.out("no damaged records\n");
+        else for (const d of list) io.out(`${d.id.padEnd(20)} ${new Date(d.detectedAt).toISOString()}  ${d.reason}\n`);
         return 0;
       }
       case "show": {

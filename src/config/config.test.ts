@@ -77,7 +77,7 @@ const EXPECTED_DEFAULTS: Config = {
     worker_heap_limit: 536870912,
   },
   protocol: { bareLineEndings: "reject", eightBitWithout8bitmime: "accept" },
-  spool: { maxBatch: 256 },
+  spool: { maxBatch: 256, encrypt: true },
   local: {
     domains: ["localhost", "example.test"],
     mailboxes: ["postmaster@localhost", "postmaster@example.test"],

@@ -212,6 +212,11 @@ export const FIELDS: readonly Field[] = [
     check: integer(1, 10000),
   },
   {
+    section: "spool", name: "encrypt", type: "boolean", default: true,
+    doc: "Encrypt queued mail at rest (content, envelope, session facts, delivery errors) with AES-256-GCM under the key in <data_dir>/spool.keys. false stores new records in plaintext (for comparison only; warned about).",
+    check: boolean,
+  },
+  {
     section: "local", name: "domains", type: "array of strings", default: ["localhost", "example.test"],
     doc: "Domains this server is the final destination for. Lowercased, trailing dot dropped, each listed once.",
     check: arrayOf("domain names", stringElement(parseDomain, "a domain name"), (d) => d),

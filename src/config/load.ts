@@ -211,7 +211,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       bareLineEndings: get("protocol.bare_line_endings"),
       eightBitWithout8bitmime: get("protocol.eight_bit_without_8bitmime"),
     },
-    spool: { maxBatch: get("spool.max_batch") },
+    spool: { maxBatch: get("spool.max_batch"), encrypt: get("spool.encrypt") },
     local: {
       domains: get("local.domains"),
       mailboxes: get("local.mailboxes"),

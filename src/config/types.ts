@@ -94,6 +94,8 @@ export interface Config {
   readonly spool: {
     /** Most messages one group commit may hold. */
     readonly maxBatch: number;
+    /** Encrypt new spool records at rest (AES-256-GCM, key in <data_dir>/spool.keys). */
+    readonly encrypt: boolean;
   };
   readonly local: {
     /** Domains this server is the final destination for (lowercase, no trailing dot). */

@@ -195,3 +195,11 @@ test("serve as root without server.user: a warning at server.user (config check 
   const named = await write("root2.toml", '[server]\nuser = "nobody"\n');
   assert.deepEqual((await loadConfigWithWarnings(named, {}, { ...LOOPBACK_DNS, asRoot: true })).warnings, []);
 });
+
+test("spool.encrypt = false warns at its line, even on loopback", async () => {
+  const w = await warningsOf("plain-spool.toml", "[spool]\nencrypt = false\n");
+  assert.deepEqual(w, [
+    { key: "spool.encrypt", line: 2, message: "false: queued mail (content, senders, recipients) is written to the spool files in plaintext, readable by anyone who gets a copy of them; expected true" },
+  ]);
+  assert.deepEqual(await warningsOf("sealed-spool.toml", "[spool]\nencrypt = true\n"), []);
+});

@@ -183,6 +183,9 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
   if (net.isIP(rspamdHost) !== 0 && includesPublic(`${rspamdHost}/${net.isIPv4(rspamdHost) ? 32 : 128}`)) {
     warn(["spam", "rspamd"], `${rspamdHost} is a public address: every message goes there in plain HTTP (rspamd's workers have no TLS); expected rspamd on loopback or a private network`);
   }
+  if (!config.spool.encrypt) {
+    warn(["spool", "encrypt"], "false: queued mail (content, senders, recipients) is written to the spool files in plaintext, readable by anyone who gets a copy of them; expected true");
+  }
   await certificateWarnings(config, opts.now ?? Date.now(), first !== undefined, warn);
   return out.sort((a, b) => a.line - b.line);
 }

@@ -13,6 +13,7 @@ import { listShards, shardPath } from "./db.ts";
 import { isQueueId, shardOfId } from "./ids.ts";
 import { normaliseId, ShardStore } from "./store.ts";
 import type { DamagedEntry, QueuedMessage, StoreOptions } from "./store.ts";
+import { SpoolKeyring } from "./keyring.ts";
 
 export class QueueAdmin {
   private readonly stores: ReadonlyMap<number, ShardStore>;
@@ -25,7 +26,10 @@ export class QueueAdmin {
   static open(dataDir: string, opts: StoreOptions = {}): QueueAdmin {
     const stores = new Map<number, ShardStore>();
     try {
-      for (const shard of listShards(dataDir)) stores.set(shard, ShardStore.openFile(shardPath(dataDir, shard), opts));
+      // One keyring for every shard (never created here: the server creates it).
+      const keyring = opts.keyring ?? SpoolKeyring.open(dataDir, { create: false });
+      const o: StoreOptions = { ...opts, ...(keyring ? { keyring } : {}) };
+      for (const shard of listShards(dataDir)) stores.set(shard, ShardStore.openFile(shardPath(dataDir, shard), o));
     } catch (err) {
       for (const s of stores.values()) s.close();
       throw err;
@@ -73,6 +77,13 @@ export class QueueAdmin {
   /** Records moved aside as damaged, in every shard. */
   damaged(): DamagedEntry[] {
     return [...this.stores.values()].flatMap((s) => s.damaged()).sort((a, b) => a.detectedAt - b.detectedAt);
+  }
+
+  /** Spool key ids that some record of some shard (damaged ones included) needs. */
+  keysInUse(): Set<number> {
+    const used = new Set<number>();
+    for (const s of this.stores.values()) for (const k of s.keysInUse()) used.add(k);
+    return used;
   }
 
   /** Number of messages in each state over all shards. */

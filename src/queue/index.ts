@@ -12,8 +12,10 @@ export type { SpoolOptions, ClaimedMessage, RecipientOutcome, SpoolStats } from 
 export { ShardStore } from "./store.ts";
 export type { QueuedMessage, DamagedEntry, StoreOptions } from "./store.ts";
 export { QueueAdmin } from "./admin.ts";
-export { DamagedRecordError, RECORD_VERSION, MAX_CONTENT_BYTES } from "./record.ts";
+export { DamagedRecordError, RECORD_VERSION, SEALED_RECORD_VERSION, MAX_CONTENT_BYTES } from "./record.ts";
 export { newQueueId, isQueueId, shardOfId } from "./ids.ts";
 export { shardPath, listShards } from "./db.ts";
 export { FreeSpace, isStorageFull } from "./free-space.ts";
+export { SpoolKeyring, KEY_FILE, keyFilePath, PRUNE_GRACE_MS, SEAL_OVERHEAD, readKeyFile, writeKeyUnion, hasSealedRecords } from "./keyring.ts";
+export type { KeyInfo, KeyringOptions } from "./keyring.ts";
 export type { FreeSpaceOptions } from "./free-space.ts";

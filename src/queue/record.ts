@@ -15,6 +15,14 @@ import { createHash } from "node:crypto";
 import type { Envelope, EnvelopeRecipient, ReceivedInfo, RecipientDsn } from "./types.ts";
 
 export const RECORD_VERSION = 1;
+/**
+ * Format version 2: the same record sealed (keyring.ts). `messages.envelope`
+ * holds the sealed meta (packMeta of the envelope and received JSON texts),
+ * `messages.received` is empty, `contents.content` the sealed content, the
+ * recipients rows' address and dsn are empty (the sealed envelope has them),
+ * and `checksum` is empty: each GCM tag seals its field, bound to the queue id.
+ */
+export const SEALED_RECORD_VERSION = 2;
 /** SQLite's largest blob (SQLITE_MAX_LENGTH); a bigger message is refused alone, not with its batch. */
 export const MAX_CONTENT_BYTES = 1_000_000_000;
 const TAG = Buffer.from("wardmail-spool-record\0", "latin1");
@@ -181,4 +189,23 @@ export function checkIncoming(envelope: Envelope, received: ReceivedInfo, conten
     throw new TypeError(`message refused by the spool: ${(err as Error).message}`);
   }
   return { envelopeJson, receivedJson };
+}
+
+/** The envelope and received JSON texts as one plaintext to seal: length of the first (uint32 BE), then both. */
+export function packMeta(envelopeJson: string, receivedJson: string): Buffer {
+  const e = Buffer.byteLength(envelopeJson, "utf8");
+  const r = Buffer.byteLength(receivedJson, "utf8");
+  const out = Buffer.allocUnsafe(4 + e + r);
+  out.writeUInt32BE(e, 0);
+  out.write(envelopeJson, 4, "utf8");
+  out.write(receivedJson, 4 + e, "utf8");
+  return out;
+}
+
+/** Inverse of packMeta; throws DamagedRecordError on a malformed plaintext. */
+export function unpackMeta(meta: Buffer): { envelopeJson: string; receivedJson: string } {
+  if (meta.length < 4) fail("sealed meta is too short");
+  const e = meta.readUInt32BE(0);
+  if (4 + e > meta.length) fail("sealed meta has a bad length");
+  return { envelopeJson: meta.toString("utf8", 4, 4 + e), receivedJson: meta.toString("utf8", 4 + e) };
 }

@@ -125,7 +125,8 @@ test("group commit: a batch whose contents reach maxBatchBytes flushes at once",
 });
 
 test("a failing commit rejects every promise of its batch and stores none of it", async (t) => {
-  const { dir, spool, log } = withSpool(t);
+  // Plaintext records (spool.encrypt = false), so the trigger can see the address.
+  const { dir, spool, log } = withSpool(t, { encrypt: false });
   const other = rawDb(dir);
   t.after(() => other.close());
   const okBefore = await spool.enqueue(sampleMessage());
@@ -265,7 +266,8 @@ test("recovery: messages active when the process died are queued again on open",
 });
 
 test("damaged records are moved aside with their reason, reported, and never claimed", async (t) => {
-  const { dir, spool, log } = withSpool(t);
+  // The checks of the plaintext format (version 1: spool.encrypt = false, or an older Wardmail); sealed ones: encryption.test.ts.
+  const { dir, spool, log } = withSpool(t, { encrypt: false });
   const msgs = Array.from({ length: 6 }, () => sampleMessage());
   const [good, badContent, badVersion, badEnvelope, badRecipients, noContent] = await Promise.all(msgs.map((m) => spool.enqueue(m)));
   const raw = rawDb(dir);
@@ -303,7 +305,7 @@ test("damaged records are moved aside with their reason, reported, and never cla
 });
 
 test("get() of a damaged record moves it aside and throws a clear error", async (t) => {
-  const { dir, spool } = withSpool(t);
+  const { dir, spool } = withSpool(t, { encrypt: false });
   const id = await spool.enqueue(sampleMessage());
   const raw = rawDb(dir);
   t.after(() => raw.close());

@@ -28,6 +28,13 @@
  * the next durable commit makes them durable anyway. When every recipient is
  * final the message is done and its row and content are deleted.
  *
+ * At rest (spool.encrypt, on by default): each record is sealed with the
+ * current key of the keyring (keyring.ts) before it reaches SQLite: envelope
+ * and received info as one sealed field, the content as another, and every
+ * delivery error written later; the recipients rows carry no address. So no
+ * plaintext of a message is ever in the database file, its WAL or freed
+ * pages. With encryption off, records are written in the plaintext format.
+ *
  * On open, whatever was `active` (in flight when the process died) goes back
  * to `queued`, due now. Design rule: one writer per shard file; the admin
  * side (store.ts) may change the same file concurrently.
@@ -38,7 +45,9 @@ import { randomInt } from "node:crypto";
 import type { StatementSync } from "node:sqlite";
 import type { Logger } from "pino";
 import type { IncomingMessage, MessageState } from "./types.ts";
-import { checkIncoming, RECORD_VERSION, recordChecksum } from "./record.ts";
+import { checkIncoming, packMeta, RECORD_VERSION, recordChecksum, SEALED_RECORD_VERSION } from "./record.ts";
+import { SpoolKeyring } from "./keyring.ts";
+import { sealPlaintextRecords } from "./migrate.ts";
 import { openShardDb, shardPath } from "./db.ts";
 import { newQueueId, shardOfId } from "./ids.ts";
 import { DamagedRecordError } from "./record.ts";
@@ -66,6 +75,10 @@ export interface SpoolOptions {
   readonly retryJitter?: number;
   /** A recipient still deferred this long after the message arrived fails (default 5 days, RFC 5321 §4.5.4.1). */
   readonly expireAfterMs?: number;
+  /** Seal new records at rest (default true; config spool.encrypt). */
+  readonly encrypt?: boolean;
+  /** The keyring (default: `<dataDir>/spool.keys`, created when missing and encrypt is on). */
+  readonly keyring?: SpoolKeyring;
 }
 
 export type ClaimedMessage = QueuedMessage;
@@ -104,8 +117,12 @@ interface PendingMessage {
   readonly nextAttemptAt: number;
   /** Handed straight to the delivery agent once durable (no claim transaction). */
   readonly handoff: boolean;
-  readonly envelopeJson: string;
-  readonly receivedJson: string;
+  readonly version: number;
+  /** What goes into messages.envelope / messages.received / contents.content. */
+  readonly envelopeCol: string | Buffer;
+  readonly receivedCol: string;
+  readonly contentCol: Buffer;
+  /** The plaintext content (handed to delivery). */
   readonly content: Buffer;
   readonly checksum: Buffer;
   readonly createdAt: number;
@@ -119,6 +136,10 @@ interface PendingOutcome {
   readonly outcomes: readonly RecipientOutcome[];
   readonly at: number;
 }
+
+const EMPTY = Buffer.alloc(0);
+/** A sealed record's recipients rows: the address and DSN are only in the sealed envelope. */
+const SEALED_RECIPIENT = { address: "", dsnJson: "" };
 
 /** Most durable messages kept in memory for the delivery agent. */
 const HANDOFF_MAX = 1024;
@@ -151,6 +172,7 @@ export class Spool extends ShardStore {
   private readonly retryMaxMs: number;
   private readonly retryJitter: number;
   private readonly expireAfterMs: number;
+  private readonly encrypt: boolean;
   private readonly events = new EventEmitter();
   private readonly w: {
     insertMessage: StatementSync;
@@ -190,7 +212,16 @@ export class Spool extends ShardStore {
   private constructor(opts: SpoolOptions) {
     const path = shardPath(opts.dataDir, opts.shard);
     const db = openShardDb(path, { create: true, busyTimeoutMs: opts.busyTimeoutMs });
-    super(db, opts.shard, path, opts.logger);
+    const encrypt = opts.encrypt ?? true;
+    let ring: SpoolKeyring | undefined;
+    try {
+      ring = opts.keyring ?? (encrypt ? SpoolKeyring.open(opts.dataDir, { create: true }) : undefined);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    super(db, opts.shard, path, opts.logger, ring);
+    this.encrypt = encrypt;
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);
     this.handoffMaxBytes = opts.handoffMaxBytes ?? HANDOFF_MAX_BYTES;
@@ -226,6 +257,7 @@ export class Spool extends ShardStore {
     const spool = new Spool(opts);
     try {
       spool.recover();
+      if (spool.encrypt) spool.sealOldRecords();
     } catch (err) {
       spool.close();
       throw err;
@@ -242,7 +274,19 @@ export class Spool extends ShardStore {
       },
     );
     const counts = this.counts();
-    this.log.info({ recovered: n, queued: counts.queued, deferred: counts.deferred, held: counts.held, path: this.path }, "spool opened");
+    this.log.info({ recovered: n, queued: counts.queued, deferred: counts.deferred, held: counts.held, path: this.path,
+      encrypt: this.encrypt, ...(this.encrypt ? { keyId: this.keyring.currentKeyId } : {}) }, "spool opened");
+  }
+
+  /** Plaintext records (an older Wardmail, or encryption off before) are sealed in place (migrate.ts). */
+  private sealOldRecords(): void {
+    const { sealed, damaged } = sealPlaintextRecords(this.db, this.keyring, {
+      verify: (row) => void this.verifyRow(row),
+      moveAside: (id, reason) => void this.moveAside(id, reason),
+      transaction: (fn) => this.transaction(fn),
+    });
+    if (sealed + damaged > 0) this.log.info({ sealed, damaged, path: this.path }, "plaintext spool records sealed");
+    this.acceptPlaintext = false;
   }
 
   /**
@@ -265,18 +309,29 @@ export class Spool extends ShardStore {
       const size = msg.content.byteLength;
       const handoff = msg.hold !== true && this.handoffOn && this.handoff.length + this.pendingHandoffs < HANDOFF_MAX && this.handoffBytes + size <= this.handoffMaxBytes;
       if (handoff) [this.pendingHandoffs, this.handoffBytes] = [this.pendingHandoffs + 1, this.handoffBytes + size];
-      prepared = {
-        id: queueId,
-        msg,
-        handoff,
-        nextAttemptAt: handoff ? createdAt + HANDOFF_LEASE_MS : createdAt,
-        envelopeJson,
-        receivedJson,
-        content: msg.content,
-        checksum: recordChecksum(RECORD_VERSION, queueId, envelopeJson, receivedJson, msg.content),
-        createdAt,
-        recipients: msg.envelope.recipients.map((r) => ({ address: r.address, dsnJson: JSON.stringify(r.dsn) })),
-      };
+      const common = { id: queueId, msg, handoff, nextAttemptAt: handoff ? createdAt + HANDOFF_LEASE_MS : createdAt, content: msg.content, createdAt };
+      if (this.encrypt) {
+        const ring = this.keyring;
+        prepared = {
+          ...common,
+          version: SEALED_RECORD_VERSION,
+          envelopeCol: ring.seal("meta", queueId, packMeta(envelopeJson, receivedJson)),
+          receivedCol: "",
+          contentCol: ring.seal("content", queueId, msg.content),
+          checksum: EMPTY,
+          recipients: msg.envelope.recipients.map(() => SEALED_RECIPIENT),
+        };
+      } else {
+        prepared = {
+          ...common,
+          version: RECORD_VERSION,
+          envelopeCol: envelopeJson,
+          receivedCol: receivedJson,
+          contentCol: msg.content,
+          checksum: recordChecksum(RECORD_VERSION, queueId, envelopeJson, receivedJson, msg.content),
+          recipients: msg.envelope.recipients.map((r) => ({ address: r.address, dsnJson: JSON.stringify(r.dsn) })),
+        };
+      }
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -312,9 +367,9 @@ export class Spool extends ShardStore {
       done = this.transaction(() => {
         const d = this.applyOutcomes(outcomes);
         for (const m of batch) {
-          this.w.insertMessage.run(m.id, RECORD_VERSION, m.envelopeJson, m.receivedJson, m.content.byteLength, m.createdAt,
+          this.w.insertMessage.run(m.id, m.version, m.envelopeCol, m.receivedCol, m.content.byteLength, m.createdAt,
             m.nextAttemptAt, m.checksum);
-          this.w.insertContent.run(m.id, m.content);
+          this.w.insertContent.run(m.id, m.contentCol);
           if (m.msg.hold === true) this.w.holdNew.run(m.id);
           m.recipients.forEach((r, idx) => this.w.insertRecipient.run(m.id, idx, r.address, r.dsnJson));
         }
@@ -536,7 +591,7 @@ export class Spool extends ShardStore {
           error = `expired after ${Math.round((at - createdAt) / 3_600_000)} h: ${error ?? "deferred"}`;
         }
         if (result === "deferred") deferredError ??= error ?? "deferred";
-        this.w.updateRecipient.run(result, result === "delivered" ? null : error, id, o.index);
+        this.w.updateRecipient.run(result, result === "delivered" ? null : this.errorColumn(id, `error:${o.index}`, error), id, o.index);
         if (result === "failed") this.log.warn({ queueId: id, index: o.index, error }, "recipient failed");
       }
       const open = Number(this.w.openRecipients.get(id)?.n ?? 0);
@@ -549,12 +604,26 @@ export class Spool extends ShardStore {
       const nextState = state === "held" ? "held" : deferredError !== undefined ? "deferred" : "queued";
       if (deferredError !== undefined) {
         const attempts = Number(row.attempts) + 1;
-        this.w.defer.run(nextState, attempts, at + this.backoff(attempts), deferredError, id);
+        this.w.defer.run(nextState, attempts, at + this.backoff(attempts), this.errorColumn(id, "error", deferredError), id);
       } else {
         this.w.requeue.run(nextState, at, id);
       }
     }
     return done;
+  }
+
+  /** Re-reads the key file now (SIGHUP), when this spool has one; an unreadable file keeps the keys in memory. */
+  refreshKeys(): void {
+    if (!this.encrypt) return;
+    const err = this.keyring.refresh(true);
+    if (err) this.log.error({ err }, "spool key file not reloaded; the keys already read stay in use");
+    else this.log.info({ keyId: this.keyring.currentKeyId }, "spool key file reloaded");
+  }
+
+  /** A delivery error as stored: sealed when encryption is on (remote replies may quote addresses). */
+  private errorColumn(id: string, part: string, error: string | null): string | Buffer | null {
+    if (error === null || !this.encrypt) return error;
+    return this.keyring.seal(part, id, Buffer.from(error, "utf8"));
   }
 
   /** When the earliest queued or deferred message is due, or undefined when none is. */

@@ -9,13 +9,22 @@
  * (spool.ts) extends it with the writer side. Nothing read from the file is
  * trusted: a damaged record is moved to the `damaged` table with its reason,
  * logged, and never returned as a message.
+ *
+ * Records are read in both formats (record.ts): version 1 in plaintext (an
+ * older Wardmail, or spool.encrypt = false) and version 2 sealed with the
+ * spool keyring (keyring.ts). A sealed field that fails to open (changed,
+ * moved from another record, unknown key) makes the record damaged. The key
+ * file is read when the first sealed field is met; a sealed record without a
+ * key file is an error (not damage): nothing is moved aside until the key is
+ * back.
  */
 import type { DatabaseSync, SQLOutputValue, StatementSync } from "node:sqlite";
-import { basename } from "node:path";
+import { basename, dirname } from "node:path";
 import pino from "pino";
 import type { Logger } from "pino";
 import type { MessageState, QueuedRecipient, QueueEntry, RecipientState } from "./types.ts";
-import { DamagedRecordError, parseEnvelope, parseReceived, RECORD_VERSION, recordChecksum } from "./record.ts";
+import { DamagedRecordError, parseEnvelope, parseReceived, RECORD_VERSION, recordChecksum, SEALED_RECORD_VERSION, unpackMeta } from "./record.ts";
+import { SpoolKeyring } from "./keyring.ts";
 import { openShardDb } from "./db.ts";
 import { checkShard } from "./ids.ts";
 
@@ -35,6 +44,8 @@ export interface DamagedEntry {
 export interface StoreOptions {
   readonly logger?: Logger;
   readonly busyTimeoutMs?: number;
+  /** The data directory's keyring (default: `<dataDir>/spool.keys`, read when first needed). */
+  readonly keyring?: SpoolKeyring;
 }
 
 export const MESSAGE_STATES: readonly MessageState[] = ["queued", "active", "deferred", "held", "done", "failed"];
@@ -95,14 +106,22 @@ export class ShardStore {
   };
   private durableMode = true;
   private closed = false;
+  private ring: SpoolKeyring | undefined;
+  /**
+   * Whether verifyRow accepts plaintext (format 1) records. The writer turns
+   * it off once it has sealed the old ones at open (encryption on): a
+   * plaintext record found after that was not written by Wardmail.
+   */
+  protected acceptPlaintext = true;
 
-  /** Use `ShardStore.openFile` or `Spool.open`. */
-  constructor(db: DatabaseSync, shard: number, path: string, logger: Logger) {
+  /** Use `ShardStore.openFile` or `Spool.open`. The file is `<dataDir>/spool/shard-<shard>.db`. */
+  constructor(db: DatabaseSync, shard: number, path: string, logger: Logger, keyring?: SpoolKeyring) {
     checkShard(shard);
     this.db = db;
     this.shard = shard;
     this.path = path;
     this.log = logger.child({ shard });
+    this.ring = keyring;
     const p = (s: string): StatementSync => db.prepare(s);
     this.sql = {
       getMessage: p(`SELECT m.*, c.content FROM messages m LEFT JOIN contents c ON c.message_id = m.id WHERE m.id = ?`),
@@ -133,7 +152,56 @@ export class ShardStore {
     const m = /^shard-(\d+)\.db$/.exec(basename(path));
     if (!m) throw new Error(`not a spool shard file name: ${path}`);
     const db = openShardDb(path, { create: false, busyTimeoutMs: opts.busyTimeoutMs });
-    return new ShardStore(db, Number(m[1]), path, opts.logger ?? pino({ level: "silent" }));
+    return new ShardStore(db, Number(m[1]), path, opts.logger ?? pino({ level: "silent" }), opts.keyring);
+  }
+
+  /** The keyring, read from the data directory on first use; throws (not as damage) when there is no key file. */
+  protected get keyring(): SpoolKeyring {
+    if (this.ring) return this.ring;
+    const dataDir = dirname(dirname(this.path));
+    const ring = SpoolKeyring.open(dataDir, { create: false });
+    if (!ring) throw new Error(`the spool holds encrypted records but its key file ${dataDir}/spool.keys is missing; restore it`);
+    return (this.ring = ring);
+  }
+
+  /** Envelope and received JSON texts of a message row, opened when sealed. */
+  private metaOf(row: Row, id: string, version: number): { envelopeJson: string; receivedJson: string } {
+    if (version === RECORD_VERSION) {
+      return { envelopeJson: asText(row.envelope ?? null, "envelope"), receivedJson: asText(row.received ?? null, "received") };
+    }
+    if (version === SEALED_RECORD_VERSION) return unpackMeta(this.keyring.open("meta", id, asBlob(row.envelope ?? null, "envelope")));
+    throw new DamagedRecordError(`unknown record format version ${version}`);
+  }
+
+  /** A last_error value: plaintext, or sealed (as `part` of record id). */
+  private errorText(v: SQLOutputValue | undefined, id: string, part: string): string | undefined {
+    if (typeof v === "string") return v;
+    if (v instanceof Uint8Array) return this.keyring.open(part, id, v).toString("utf8");
+    if (v === null || v === undefined) return undefined;
+    throw new DamagedRecordError(`${part} is neither text nor sealed`);
+  }
+
+  /** Key ids named by any sealed field of this shard, the damaged table included. */
+  keysInUse(): Set<number> {
+    const used = new Set<number>();
+    const add = (v: SQLOutputValue | undefined): void => {
+      if (v instanceof Uint8Array && v.byteLength === 4) used.add(Buffer.from(v).readUInt32BE(0));
+    };
+    const queries = [
+      "SELECT DISTINCT substr(envelope, 2, 4) AS k FROM messages WHERE version = 2 AND typeof(envelope) = 'blob'",
+      "SELECT DISTINCT substr(c.content, 2, 4) AS k FROM contents c JOIN messages m ON m.id = c.message_id WHERE m.version = 2 AND typeof(c.content) = 'blob'",
+      "SELECT DISTINCT substr(last_error, 2, 4) AS k FROM messages WHERE typeof(last_error) = 'blob'",
+      "SELECT DISTINCT substr(last_error, 2, 4) AS k FROM recipients WHERE typeof(last_error) = 'blob'",
+      "SELECT DISTINCT substr(envelope, 2, 4) AS k FROM damaged WHERE version = 2 AND typeof(envelope) = 'blob'",
+      "SELECT DISTINCT substr(content, 2, 4) AS k FROM damaged WHERE version = 2 AND typeof(content) = 'blob'",
+      "SELECT DISTINCT substr(last_error, 2, 4) AS k FROM damaged WHERE typeof(last_error) = 'blob'",
+    ];
+    for (const q of queries) for (const r of this.db.prepare(q).all()) add(r.k);
+    // Recipient errors of damaged records are kept quoted in its text column: X'01<key id>...'.
+    for (const r of this.db.prepare("SELECT recipients FROM damaged WHERE recipients LIKE '%X''01%'").all()) {
+      for (const m of String(r.recipients).matchAll(/X'01([0-9A-F]{8})/g)) used.add(Number.parseInt(m[1]!, 16));
+    }
+    return used;
   }
 
   /**
@@ -170,14 +238,17 @@ export class ShardStore {
   protected verifyRow(row: Row): QueuedMessage {
     const id = asText(row.id ?? null, "id");
     const version = asInt(row.version ?? null, "version");
-    if (version !== RECORD_VERSION) throw new DamagedRecordError(`unknown record format version ${version}`);
-    const envelopeJson = asText(row.envelope ?? null, "envelope");
-    const receivedJson = asText(row.received ?? null, "received");
+    const { envelopeJson, receivedJson } = this.metaOf(row, id, version);
     if (row.content === null || row.content === undefined) throw new DamagedRecordError("content is missing");
-    const content = asBlob(row.content, "content");
-    const checksum = asBlob(row.checksum ?? null, "checksum");
-    if (!recordChecksum(version, id, envelopeJson, receivedJson, content).equals(checksum)) {
-      throw new DamagedRecordError("checksum mismatch");
+    let content = asBlob(row.content, "content");
+    if (version === SEALED_RECORD_VERSION) {
+      content = this.keyring.open("content", id, content);
+    } else {
+      if (!this.acceptPlaintext) throw new DamagedRecordError("plaintext record in an encrypted spool (not written by this server)");
+      const checksum = asBlob(row.checksum ?? null, "checksum");
+      if (!recordChecksum(version, id, envelopeJson, receivedJson, content).equals(checksum)) {
+        throw new DamagedRecordError("checksum mismatch");
+      }
     }
     const size = asInt(row.size ?? null, "size");
     if (size !== content.byteLength) throw new DamagedRecordError("size does not match content");
@@ -187,6 +258,8 @@ export class ShardStore {
 
   private entryFrom(row: Row, envelopeJson: string, receivedJson: string, rcptRows: readonly Row[]): QueueEntry {
     const id = asText(row.id ?? null, "id");
+    // Sealed records keep the addresses only in the sealed envelope.
+    const sealed = row.version === SEALED_RECORD_VERSION;
     const envelope = parseEnvelope(envelopeJson);
     const received = parseReceived(receivedJson);
     const state = asText(row.state ?? null, "state") as MessageState;
@@ -196,12 +269,12 @@ export class ShardStore {
     }
     const recipients: QueuedRecipient[] = rcptRows.map((r, i) => {
       const fromEnvelope = envelope.recipients[i]!;
-      if (asInt(r.idx ?? null, "recipient idx") !== i || asText(r.address ?? null, "recipient address") !== fromEnvelope.address) {
+      if (asInt(r.idx ?? null, "recipient idx") !== i || asText(r.address ?? null, "recipient address") !== (sealed ? "" : fromEnvelope.address)) {
         throw new DamagedRecordError(`recipient row ${i} does not match the envelope`);
       }
       const rstate = asText(r.state ?? null, "recipient state") as RecipientState;
       if (!RECIPIENT_STATES.includes(rstate)) throw new DamagedRecordError(`unknown recipient state ${JSON.stringify(rstate)}`);
-      const lastError = r.last_error;
+      const lastError = this.errorText(r.last_error, id, `error:${i}`);
       return {
         index: i,
         address: fromEnvelope.address,
@@ -211,7 +284,7 @@ export class ShardStore {
         ...(typeof lastError === "string" ? { lastError } : {}),
       };
     });
-    const lastError = row.last_error;
+    const lastError = this.errorText(row.last_error, id, "error");
     return {
       id,
       state,
@@ -274,9 +347,7 @@ export class ShardStore {
     for (const row of this.sql.listMessages.all()) {
       try {
         const version = asInt(row.version ?? null, "version");
-        if (version !== RECORD_VERSION) throw new DamagedRecordError(`unknown record format version ${version}`);
-        const envelopeJson = asText(row.envelope ?? null, "envelope");
-        const receivedJson = asText(row.received ?? null, "received");
+        const { envelopeJson, receivedJson } = this.metaOf(row, String(row.id), version);
         out.push(this.entryFrom(row, envelopeJson, receivedJson, rcpts.get(String(row.id)) ?? []));
       } catch (err) {
         if (!(err instanceof DamagedRecordError)) throw err;

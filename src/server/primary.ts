@@ -19,6 +19,7 @@ import net from "node:net";
 import os from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Config } from "../config/index.ts";
+import { SpoolKeyring } from "../queue/index.ts";
 import { logWritten, type Logger } from "../log/index.ts";
 import { TICKET_KEYS_LENGTH, resolveCertificatePairs } from "../tls/index.ts";
 import type { BoundListener } from "./listeners.ts";
@@ -49,6 +50,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const data = config.server.dataDir;
   await mkdir(data, { recursive: true, mode: 0o750 });
   await mkdir(`${data}/spool`, { recursive: true, mode: 0o700 });
+  // The spool key, created once here (0600), before the data directory is given to the server's user.
+  if (config.spool.encrypt) SpoolKeyring.open(data, { create: true });
   await resolveCertificatePairs(config, logger); // generates the self-signed pair once, here
   await chownTo(config, data);
   await assertAddressesFree(config);

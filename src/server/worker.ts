@@ -92,6 +92,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     dataDir: config.server.dataDir,
     shard,
     maxBatch: config.spool.maxBatch,
+    encrypt: config.spool.encrypt,
     logger,
     retryBaseMs: config.queue.retryMin * 1000,
     retryMaxMs: config.queue.retryMax * 1000,
@@ -164,6 +165,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
     }
     else if (m === "reload") void tls.reload();
     else if (m === "shutdown") void stop();
+    // SIGHUP also re-reads the spool key file at once (it is looked at once a second anyway).
+    if (m === "reload") spool.refreshKeys();
   });
   const ready: WorkerReady = { type: "ready", shard, listeners };
   loopDelay.reset(); // start-up (config, certificates, spool) is not what it is for

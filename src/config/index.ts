@@ -25,3 +25,5 @@ export {
   loadConfigWithWarnings,
   parseConfig,
 } from "./load.ts";
+export type { CheckAction, ClamdTarget } from "./types.ts";
+export { ATTACHMENT_KINDS, DEBIAN_CLAMD_SOCKET } from "./antivirus.ts";

@@ -13,6 +13,7 @@ import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
 import type { DnsblZone, RelayHost } from "./types.ts";
+import type { ClamdTarget } from "./types.ts";
 import type { Limits } from "../limits/index.ts";
 import type { AliasTable, CheckContext, Field, LmtpTable } from "./keys.ts";
 import { SECTIONS } from "./keys.ts";
@@ -260,6 +261,19 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       zones: get<(DnsblZone | undefined)[]>("dnsbl.zones").filter((z): z is DnsblZone => z !== undefined),
       threshold: get("dnsbl.threshold"),
       timeout: get("dnsbl.timeout"),
+    },
+    antivirus: {
+      enabled: get("antivirus.enabled"),
+      ...(get<unknown>("antivirus.clamd") === "" ? {} : { clamd: get<ClamdTarget>("antivirus.clamd") }),
+      timeout: get("antivirus.timeout"),
+      maxSize: get("antivirus.max_size"),
+    },
+    attachments: {
+      enabled: get("attachments.enabled"),
+      maxDepth: get("attachments.max_depth"),
+      maxArchiveEntries: get("attachments.max_archive_entries"),
+      maxUnpacked: get("attachments.max_unpacked"),
+      overrides: get("attachments.overrides"),
     },
     queue: {
       retryMin: get("queue.retry_min"),

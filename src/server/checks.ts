@@ -19,6 +19,7 @@ import type { Config } from "../config/types.ts";
 import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
+import { antivirusFromConfig } from "../antivirus/index.ts";
 import { CheckRunner, DnsblCheck, type Check } from "../policy/index.ts";
 
 export interface CheckDeps {
@@ -58,7 +59,8 @@ export async function inboundChecks({ config, resolver }: CheckDeps): Promise<Ch
 }
 
 /** The checks of every message's content, whatever its source; undefined when there are none. */
-export async function contentChecks({ config }: CheckDeps): Promise<CheckRunner | undefined> {
+export async function contentChecks({ config, logger }: CheckDeps): Promise<CheckRunner | undefined> {
   const checks: Check[] = [];
+  checks.push(...[await antivirusFromConfig(config, logger)].filter((c) => c !== undefined));
   return Promise.resolve(checks.length > 0 ? new CheckRunner(checks, config.checks.actions, config.checks.timeout * 1000) : undefined);
 }

@@ -20,6 +20,7 @@ import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
 import { antivirusFromConfig } from "../antivirus/index.ts";
+import { attachmentsFromConfig } from "../attachments/index.ts";
 import { CheckRunner, DnsblCheck, type Check } from "../policy/index.ts";
 
 export interface CheckDeps {
@@ -62,5 +63,6 @@ export async function inboundChecks({ config, resolver }: CheckDeps): Promise<Ch
 export async function contentChecks({ config, logger }: CheckDeps): Promise<CheckRunner | undefined> {
   const checks: Check[] = [];
   checks.push(...[await antivirusFromConfig(config, logger)].filter((c) => c !== undefined));
+  checks.push(...[attachmentsFromConfig(config)].filter((c) => c !== undefined));
   return Promise.resolve(checks.length > 0 ? new CheckRunner(checks, config.checks.actions, config.checks.timeout * 1000) : undefined);
 }

@@ -36,7 +36,8 @@ export class AntivirusCheck implements Check {
     this.opts = opts;
   }
 
-  async data(input: CheckInput): Promise<CheckOutcome> {
+  /** A hook the runner calls unbound: an arrow function. */
+  readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
     const content = input.content ?? Buffer.alloc(0);
     if (content.length > this.opts.maxSize) {
       return {
@@ -72,7 +73,7 @@ export class AntivirusCheck implements Check {
           logs: [{ level: "warn", msg: "message not scanned: clamd's StreamMaxLength is below antivirus.max_size; set them equal", fields: { size: content.length, maxSize: this.opts.maxSize } }],
         };
     }
-  }
+  };
 }
 
 /** True when path exists and is a socket. */

@@ -63,7 +63,8 @@ export class AttachmentCheck implements Check {
     this.opts = opts;
   }
 
-  async data(input: CheckInput): Promise<CheckOutcome> {
+  /** A hook the runner calls unbound: an arrow function. */
+  readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
     const findings = await walkMessage(input.content ?? Buffer.alloc(0), this.opts, input.signal);
     if (findings.length === 0) return { verdicts: [] };
     const verdicts: string[] = [];
@@ -86,7 +87,7 @@ export class AttachmentCheck implements Check {
       replies,
       logs: [{ level: "warn", msg: "attachment policy", fields: { findings: logged, total: findings.length, actions } }],
     };
-  }
+  };
 }
 
 /** The check the config asks for, or undefined when attachments.enabled is false. */

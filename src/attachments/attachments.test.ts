@@ -131,3 +131,21 @@ void test("the check: strictest action over the recipients, mailbox before domai
   assert.equal((await check.data(input(["x@lab.example.org"]))).actions?.["attachment.executable"], "tag");
   assert.equal(shownName("a\u202Eb\"c\r\n"), "a?b'c??");
 });
+
+void test("the walk in a worker thread: same findings; the deadline ends it", async () => {
+  const { WalkerPool } = await import("./offload.ts");
+  const pool = new WalkerPool();
+  try {
+    const msg = mimeMessage({ attachments: [{ name: "docs.zip", data: zip([{ name: "setup.exe", data: peFile() }]) }] });
+    assert.deepEqual(await pool.walk(msg, LIMITS), await walkMessage(msg, LIMITS));
+    // A big message of empty lines, aborted at once: the task fails (fail closed), the next one runs.
+    const big = Buffer.concat([Buffer.from("From: a@b\r\n\r\n"), Buffer.alloc(20 * 1024 * 1024, "\r\n")]);
+    const ac = new AbortController();
+    const slow = pool.walk(big, LIMITS, ac.signal);
+    setTimeout(() => ac.abort(), 20);
+    await assert.rejects(slow, /deadline/);
+    assert.deepEqual([...new Set((await pool.walk(msg, LIMITS)).map((f) => f.kind))], ["executable"]);
+  } finally {
+    pool.close();
+  }
+});

@@ -11,6 +11,7 @@ import type { CheckAction, Config } from "../config/index.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { reply, type Reply } from "../protocol/reply.ts";
 import type { Finding, Kind } from "./detect.ts";
+import { WalkerPool } from "./offload.ts";
 import { walkMessage, type WalkLimits } from "./walk.ts";
 
 const SEVERITY: Record<CheckAction, number> = { ignore: 0, tag: 1, quarantine: 2, tempfail: 3, reject: 4 };
@@ -23,6 +24,8 @@ export interface AttachmentOptions extends WalkLimits {
   readonly actions: Readonly<Record<string, CheckAction>>;
   /** attachments.overrides: "domain" or "user@domain" → kind → action. */
   readonly overrides: Readonly<Record<string, Readonly<Record<string, CheckAction>>>>;
+  /** Walk in worker threads (the server); false: on this thread (unit tests). */
+  readonly threads?: boolean;
 }
 
 /** A name from a hostile message, fit for a reply line: printable ASCII, no quotes, at most 60 characters. */
@@ -58,14 +61,19 @@ function replyFor(kind: Kind, action: CheckAction, f: Finding): Reply | undefine
 export class AttachmentCheck implements Check {
   readonly name = "attachments";
   private readonly opts: AttachmentOptions;
+  private readonly limits: WalkLimits;
+  private readonly pool: WalkerPool | undefined;
 
   constructor(opts: AttachmentOptions) {
     this.opts = opts;
+    this.limits = { maxDepth: opts.maxDepth, maxArchiveEntries: opts.maxArchiveEntries, maxUnpacked: opts.maxUnpacked };
+    this.pool = opts.threads === true ? new WalkerPool() : undefined;
   }
 
   /** A hook the runner calls unbound: an arrow function. */
   readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
-    const findings = await walkMessage(input.content ?? Buffer.alloc(0), this.opts, input.signal);
+    const content = input.content ?? Buffer.alloc(0);
+    const findings = this.pool ? await this.pool.walk(content, this.limits, input.signal) : await walkMessage(content, this.limits, input.signal);
     if (findings.length === 0) return { verdicts: [] };
     const verdicts: string[] = [];
     const actions: Record<string, CheckAction> = {};
@@ -94,5 +102,5 @@ export class AttachmentCheck implements Check {
 export function attachmentsFromConfig(config: Config): AttachmentCheck | undefined {
   const a = config.attachments;
   if (!a.enabled) return undefined;
-  return new AttachmentCheck({ maxDepth: a.maxDepth, maxArchiveEntries: a.maxArchiveEntries, maxUnpacked: a.maxUnpacked, actions: config.checks.actions, overrides: a.overrides });
+  return new AttachmentCheck({ maxDepth: a.maxDepth, maxArchiveEntries: a.maxArchiveEntries, maxUnpacked: a.maxUnpacked, actions: config.checks.actions, overrides: a.overrides, threads: true });
 }

@@ -16,8 +16,10 @@ import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTree
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
 import { median, fmt, table, caseName, writeResult } from "./report.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
+import { clamdMissing, startClamd, type Clamd } from "../test/peers/clamd.ts";
 
-type ServerName = "postfix" | "wardmail";
+/** "wardmail-av": a second Wardmail with [antivirus] on a clamd started by the bench (--antivirus). */
+type ServerName = "postfix" | "wardmail" | "wardmail-av";
 
 interface Options {
   runs: number;
@@ -38,6 +40,8 @@ interface Options {
   postfixInFlowDelay: string;
   /** --wardmail-limits: [limits] for Wardmail on top of bench/wardmail.ts BENCH_LIMITS. */
   wardmailLimits: Record<string, number>;
+  /** --antivirus: also measure Wardmail with ClamAV (a clamd on loopback) against the same Wardmail without it. */
+  antivirus: boolean;
 }
 
 function usage(msg?: string): never {
@@ -59,7 +63,9 @@ function usage(msg?: string): never {
   --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
   --wardmail-limits L  extra [limits] for Wardmail, "key=value,key=value" (e.g. pregreet_delay=0
-                    to measure the pregreet pause, pregreet_pass_time=0 to pay it on every connection)`);
+                    to measure the pregreet pause, pregreet_pass_time=0 to pay it on every connection)
+  --antivirus       start a clamd (test/peers/clamd.ts: one-line EICAR database) and a second Wardmail
+                    scanning with it ("wardmail-av"); the plain Wardmail gets antivirus.enabled = false`);
   process.exit(2);
 }
 
@@ -83,6 +89,7 @@ function parseOptions(argv: string[]): Options {
         "wardmail-delivery": { type: "string" },
         "postfix-in-flow-delay": { type: "string" },
         "wardmail-limits": { type: "string" },
+        antivirus: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -114,6 +121,7 @@ function parseOptions(argv: string[]): Options {
     wardmailDelivery: "discard",
     postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),
     wardmailLimits: {},
+    antivirus: values.antivirus === true,
   };
   for (const kv of (values["wardmail-limits"] ?? "").split(",").filter((x) => x.trim() !== "")) {
     const [k, v] = kv.split("=").map((x) => x.trim());
@@ -226,6 +234,8 @@ interface RunRecord {
   cpu: CpuUse;
   /** Server CPU milliseconds per message. */
   serverCpuMsPerMsg: number | null;
+  /** wardmail-av: clamd's CPU milliseconds per message (not in serverCpuMsPerMsg). */
+  scannerCpuMsPerMsg?: number | null;
   /** Not failures: CPU contention from the generator or other processes (see contentionWarnings). */
   warnings: string[];
   load: LoadResult;
@@ -342,10 +352,12 @@ async function runPostfixOnce(pf: PostfixInstance, spec: LoadSpec, rss: RssSampl
   };
 }
 
-async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSampler): Promise<Omit<RunRecord, "run" | "order">> {
+async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSampler, server: ServerName = "wardmail", scannerPid?: number): Promise<Omit<RunRecord, "run" | "order">> {
   const before = await wm.waitSettled(120_000);
   rss.start();
+  const scanner0 = scannerPid !== undefined ? treeCpuSeconds(scannerPid) : 0;
   const { value: load, cpu } = await measureCpu(wm.pid, () => runLoad(spec));
+  const scannerS = scannerPid !== undefined ? treeCpuSeconds(scannerPid) - scanner0 : 0;
   const peakKiB = rss.stop();
   const snap = sampleTrees([wm.pid]);
   const after = await wm.waitSettled(120_000);
@@ -361,7 +373,8 @@ async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSam
   }
   if (wm.child.exitCode !== null || wm.child.signalCode !== null) notes.push("wardmail exited during the run");
   return {
-    server: "wardmail",
+    server,
+    ...(scannerPid !== undefined ? { scannerCpuMsPerMsg: load.ok ? (scannerS * 1000) / spec.messages : null } : {}),
     perConnection: spec.perConnection,
     ok: load.ok && ok !== false,
     messages: spec.messages,
@@ -439,11 +452,21 @@ async function main(): Promise<number> {
     return 1;
   }
   const servers: ServerName[] = opt.only ? [opt.only] : ["postfix", "wardmail"];
+  if (opt.antivirus) {
+    const missing = clamdMissing();
+    if (missing !== undefined) {
+      console.error(`bench: --antivirus: ${missing}`);
+      return 1;
+    }
+    servers.push("wardmail-av");
+  }
   const machine = machineInfo();
   const startedAt = new Date().toISOString();
 
   let pf: PostfixInstance | undefined;
   let wm: WardmailInstance | undefined;
+  let wmAv: WardmailInstance | undefined;
+  let clamd: Clamd | undefined;
   const emergency = (): void => {
     killLoadChildren();
     killWardmailSync();
@@ -468,10 +491,11 @@ async function main(): Promise<number> {
       const template = opt.wardmailCmd;
       wm = await startWardmail(
         template === undefined
-          ? { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits }
+          ? { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, ...(opt.antivirus ? { extra: "[antivirus]\nenabled = false\n" } : {}) }
           : {
               delivery: opt.wardmailDelivery,
               limits: opt.wardmailLimits,
+              ...(opt.antivirus ? { extra: "[antivirus]\nenabled = false\n" } : {}),
               command: (p: WardmailPaths): Command => {
                 const [command, ...args] = template
                   .trim()
@@ -483,11 +507,17 @@ async function main(): Promise<number> {
       );
       console.log(`wardmail: 127.0.0.1:${wm.paths.smtpPort} pid ${wm.pid}, dir ${wm.paths.dir}`);
     }
+    if (servers.includes("wardmail-av")) {
+      clamd = await startClamd();
+      wmAv = await startWardmail({ delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, extra: `[antivirus]\nclamd = "127.0.0.1:${clamd.port}"\n` });
+      console.log(`wardmail-av: 127.0.0.1:${wmAv.paths.smtpPort} pid ${wmAv.pid}, clamd 127.0.0.1:${clamd.port} pid ${clamd.pid}`);
+    }
     // Postfix's tree has ~60 processes: sampling it costs ~4 ms, so every 500 ms
     // (its memory is a steady process pool); Wardmail's costs ~0.2 ms: 100 ms.
     const pfRss = new RssSampler(() => (pf?.masterPid !== undefined ? [pf.masterPid] : []), { intervalMs: 500 });
     const wmRss = new RssSampler(() => (wm ? [wm.pid] : []));
     const wmRssWhole = new RssSampler(() => (wm ? [wm.pid] : []));
+    const avRss = new RssSampler(() => (wmAv ? [wmAv.pid] : []));
     if (wm) wmRssWhole.start();
 
     const spec = (port: number, perConnection: number, messages: number): LoadSpec => ({
@@ -503,7 +533,11 @@ async function main(): Promise<number> {
       timeoutMs: opt.timeoutMs,
     });
     const once = async (server: ServerName, perConn: number, messages: number): Promise<Omit<RunRecord, "run" | "order">> =>
-      server === "postfix" ? runPostfixOnce(pf!, spec(pf!.port, perConn, messages), pfRss) : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
+      server === "postfix"
+        ? runPostfixOnce(pf!, spec(pf!.port, perConn, messages), pfRss)
+        : server === "wardmail-av"
+          ? runWardmailOnce(wmAv!, spec(wmAv!.paths.smtpPort, perConn, messages), avRss, "wardmail-av", clamd!.pid)
+          : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
 
     if (opt.warmup > 0) {
       for (const s of servers) {
@@ -579,6 +613,33 @@ async function main(): Promise<number> {
       );
     }
     if (wmPeakWhole !== null) console.log(`Wardmail peak RSS over the whole bench: ${wmPeakWhole.toFixed(1)} MiB`);
+    if (opt.antivirus) {
+      for (const perConn of opt.cases) {
+        const ok = (server: ServerName, run: number) => records.find((r) => r.server === server && r.perConnection === perConn && r.run === run && r.ok);
+        const avRates: number[] = [];
+        const vsW: number[] = [];
+        const vsP: number[] = [];
+        const scan: number[] = [];
+        const avCpu: number[] = [];
+        for (let run = 1; run <= opt.runs; run++) {
+          const a = ok("wardmail-av", run);
+          const w = ok("wardmail", run);
+          const p = ok("postfix", run);
+          if (!a?.msgsPerSec) continue;
+          avRates.push(a.msgsPerSec);
+          if (w?.msgsPerSec) vsW.push(a.msgsPerSec / w.msgsPerSec);
+          if (p?.msgsPerSec) vsP.push(a.msgsPerSec / p.msgsPerSec);
+          if (typeof a.scannerCpuMsPerMsg === "number") scan.push(a.scannerCpuMsPerMsg);
+          if (a.serverCpuMsPerMsg !== null) avCpu.push(a.serverCpuMsPerMsg);
+        }
+        const s = { case: caseName(perConn), wardmailAvMedianMsgsPerSec: median(avRates), medianRatioAvToWardmail: median(vsW), medianRatioAvToPostfix: median(vsP), clamdMedianCpuMsPerMsg: median(scan), wardmailAvMedianCpuMsPerMsg: median(avCpu) };
+        summary.push(s);
+        console.log(
+          `median ${s.case.padEnd(12)} Wardmail with ClamAV ${fmt(s.wardmailAvMedianMsgsPerSec)} msg/s, ratio AV/Wardmail ${fmt(s.medianRatioAvToWardmail, 2)}, ratio AV/Postfix ${fmt(s.medianRatioAvToPostfix, 2)}` +
+            `; CPU per message: Wardmail ${fmt(s.wardmailAvMedianCpuMsPerMsg, 2)} ms + clamd ${fmt(s.clamdMedianCpuMsPerMsg, 2)} ms`,
+        );
+      }
+    }
 
     const result = {
       startedAt,
@@ -608,6 +669,8 @@ async function main(): Promise<number> {
   } finally {
     killLoadChildren();
     if (wm) await wm.stop();
+    if (wmAv) await wmAv.stop();
+    if (clamd) await clamd.stop();
     if (pf) await pf.stop();
   }
 }

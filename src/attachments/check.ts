@@ -14,6 +14,13 @@ import type { Finding, Kind } from "./detect.ts";
 import { WalkerPool } from "./offload.ts";
 import { walkMessage, type WalkLimits } from "./walk.ts";
 
+/**
+ * Messages up to this size are walked on the session's thread: their walk
+ * costs well under a millisecond (at worst, 128 KiB of empty lines, a few
+ * ms), less than handing them to a thread; bigger ones go to a walker thread.
+ */
+export const INLINE_MAX = 128 * 1024;
+
 const SEVERITY: Record<CheckAction, number> = { ignore: 0, tag: 1, quarantine: 2, tempfail: 3, reject: 4 };
 const KINDS: readonly Kind[] = ["executable", "disk_image", "macro", "encrypted_archive", "unscannable"];
 /** Findings written to the log line, at most. */
@@ -24,7 +31,7 @@ export interface AttachmentOptions extends WalkLimits {
   readonly actions: Readonly<Record<string, CheckAction>>;
   /** attachments.overrides: "domain" or "user@domain" → kind → action. */
   readonly overrides: Readonly<Record<string, Readonly<Record<string, CheckAction>>>>;
-  /** Walk in worker threads (the server); false: on this thread (unit tests). */
+  /** Walk messages over INLINE_MAX in worker threads (the server); false: all on this thread (unit tests). */
   readonly threads?: boolean;
 }
 
@@ -73,7 +80,7 @@ export class AttachmentCheck implements Check {
   /** A hook the runner calls unbound: an arrow function. */
   readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
     const content = input.content ?? Buffer.alloc(0);
-    const findings = this.pool ? await this.pool.walk(content, this.limits, input.signal) : await walkMessage(content, this.limits, input.signal);
+    const findings = this.pool && content.length > INLINE_MAX ? await this.pool.walk(content, this.limits, input.signal) : await walkMessage(content, this.limits, input.signal);
     if (findings.length === 0) return { verdicts: [] };
     const verdicts: string[] = [];
     const actions: Record<string, CheckAction> = {};

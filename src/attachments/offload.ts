@@ -7,8 +7,9 @@
  * AbortSignal) the thread is ended: its tasks fail (the runner answers
  * 451 4.7.0, fail closed) and the next task starts a new thread.
  *
- * Bounds: at most MAX_THREADS threads per session thread, started on use,
- * one kept when idle; each heap capped (HEAP_MB); each task holds one copy
+ * Bounds: at most MAX_THREADS threads per session thread, started on use
+ * and kept (a thread's start costs far more than a walk); each heap capped
+ * (HEAP_MB); each task holds one copy
  * of the content (at most limits.max_message_size) plus what the walk keeps
  * (walk.ts).
  */
@@ -98,21 +99,15 @@ class WalkerThread {
 export class WalkerPool {
   private readonly threads: WalkerThread[] = [];
 
-  async walk(content: Buffer, limits: WalkLimits, signal?: AbortSignal): Promise<Finding[]> {
+  walk(content: Buffer, limits: WalkLimits, signal?: AbortSignal): Promise<Finding[]> {
     let t = this.threads.find((x) => x.busy === 0);
     if (t === undefined && this.threads.length < MAX_THREADS) {
       t = new WalkerThread();
       this.threads.push(t);
     }
     t ??= this.threads.reduce((a, b) => (b.busy < a.busy ? b : a));
-    try {
-      return await t.walk(content, limits, signal);
-    } finally {
-      if (t.busy === 0 && this.threads.some((x) => x !== t && x.busy === 0)) {
-        t.close();
-        this.threads.splice(this.threads.indexOf(t), 1);
-      }
-    }
+    // Threads stay (unref'd when idle): starting one costs tens of milliseconds of CPU, far more than a walk.
+    return t.walk(content, limits, signal);
   }
 
   close(): void {

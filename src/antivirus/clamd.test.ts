@@ -6,7 +6,9 @@ import { after, before, describe, test } from "node:test";
 import { peerSkip } from "../../test/helpers/peers.ts";
 import { clamdMissing, eicar, startClamd, type Clamd } from "../../test/peers/clamd.ts";
 import { freePort } from "../../test/peers/ports.ts";
-import { AntivirusCheck } from "./check.ts";
+import { pino } from "pino";
+import { parseConfig } from "../config/index.ts";
+import { AntivirusCheck, antivirusFromConfig } from "./check.ts";
 import { ClamdError, cleanSignature, parseScanReply, ping, scan } from "./clamd.ts";
 
 void test("clamd replies are parsed; signature names are made safe", () => {
@@ -87,5 +89,27 @@ void describe("against a real clamd", { skip: peerSkip(clamdMissing()) }, () => 
     assert.deepEqual(err.verdicts, ["virus.error"]);
     assert.equal(err.replies?.["virus.error"]?.code, 451);
     assert.equal(err.replies?.["virus.error"]?.status, "4.7.1");
+  });
+
+  void test("startup: the log says whether antivirus is on and where, or off and why", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const config = (toml: string) => parseConfig(toml, { file: "/etc/wardmail/w.toml", env: {}, cwd: "/" });
+    // No clamd configured: Debian's socket (here: the test clamd's) is used when it is there.
+    const found = await antivirusFromConfig(config(""), logger, clamd.socket);
+    assert.ok(found);
+    assert.equal(lines.at(-1)?.msg, `antivirus on: clamd at ${clamd.socket}`);
+    assert.equal(lines.at(-1)?.transport, "unix");
+    assert.equal(await antivirusFromConfig(config(""), logger, "/nonexistent/clamd.ctl"), undefined);
+    assert.match(String(lines.at(-1)?.msg), /^antivirus off: no antivirus\.clamd configured and no clamd socket at \/nonexistent\/clamd\.ctl$/);
+    assert.equal(await antivirusFromConfig(config("[antivirus]\nenabled = false\n"), logger, clamd.socket), undefined);
+    assert.equal(lines.at(-1)?.msg, "antivirus off: antivirus.enabled is false");
+    assert.ok(await antivirusFromConfig(config(`[antivirus]\nclamd = "127.0.0.1:${clamd.port}"\n`), logger));
+    assert.equal(lines.at(-1)?.msg, `antivirus on: clamd at 127.0.0.1:${clamd.port}`);
+    // Configured but not answering: on (fail closed), with a warning.
+    const port = await freePort();
+    assert.ok(await antivirusFromConfig(config(`[antivirus]\nclamd = "127.0.0.1:${port}"\n`), logger));
+    assert.equal(lines.at(-1)?.level, 40);
+    assert.match(String(lines.at(-1)?.msg), /does not answer PING yet; messages get 451 until it does/);
   });
 });

@@ -192,6 +192,8 @@ describe("antivirus and attachment policy with a real clamd", { skip: SKIP }, ()
       { send: { files: [{ name: "holiday.jpg", data: elfFile() }] }, re: /"holiday\.jpg": ELF executable by content/ },
       { send: { files: [{ name: "report.pdf", data: peFile() }] }, re: /"report\.pdf": Windows executable by content \(MZ\)/ },
       { send: { files: [{ name: "tools.zip", data: await readFile(nestedExe) }] }, re: /"tools\.zip\/docs\/inner\.zip\/setup\.exe": executable by name \(\.exe\)/ },
+      // Over 128 KiB: walked in a worker thread.
+      { send: { files: [{ name: "manual.pdf", data: Buffer.concat([pdfFile(), Buffer.alloc(400 * 1024, 0x20)]) }, { name: "extras.zip", data: zip([{ name: "patch.scr", data: peFile() }]) }] }, re: /"extras\.zip\/patch\.scr": executable by name \(\.scr\)/ },
       { send: { files: [{ name: "scan.zip", data: zip([{ name: "run.js", data: Buffer.from("WScript.Echo(1)") }]) }] }, re: /"scan\.zip\/run\.js": executable by name \(\.js\)/ },
       { send: { files: [{ name: "backup.dat", data: isoImage() }] }, re: /ISO 9660\/UDF disk image by content \(attachment\.disk_image\)/ },
       { send: { files: [{ name: "update.vhd", data: Buffer.from("x") }] }, re: /disk image by name \(\.vhd\)/ },

@@ -1,0 +1,16 @@
+import { walkMessage } from "../src/attachments/index.ts";
+import { WalkerPool } from "../src/attachments/offload.ts";
+const L = { maxDepth: 5, maxArchiveEntries: 1000, maxUnpacked: 64 << 20 };
+const msg = Buffer.concat([Buffer.from("From: a@b\r\nTo: c@d\r\nSubject: x\r\n\r\n"), Buffer.from("abcdefghijklmnopqrstuvwxyz0123456789 abcdefghijklmnopqrstuvwxyz0123456789\r\n".repeat(140))]);
+for (let i = 0; i < 200; i++) await walkMessage(msg, L);
+let t0 = performance.now(); let c0 = process.cpuUsage();
+for (let i = 0; i < 1000; i++) await walkMessage(msg, L);
+let c = process.cpuUsage(c0);
+console.log("in-thread walk", ((performance.now() - t0) / 1000).toFixed(3), "ms wall/msg", ((c.user + c.system) / 1000 / 1000).toFixed(3), "ms cpu/msg");
+const pool = new WalkerPool();
+for (let i = 0; i < 200; i++) await pool.walk(msg, L);
+t0 = performance.now(); c0 = process.cpuUsage();
+for (let i = 0; i < 1000; i++) await pool.walk(msg, L);
+c = process.cpuUsage(c0);
+console.log("pool walk", ((performance.now() - t0) / 1000).toFixed(3), "ms wall/msg", ((c.user + c.system) / 1000 / 1000).toFixed(3), "ms cpu/msg (whole process)");
+pool.close();

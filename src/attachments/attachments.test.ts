@@ -171,3 +171,13 @@ void test("mutated zips and MIME: never a throw, always within bounds (300 rando
   }
   assert.ok(performance.now() - t0 < 20_000);
 });
+
+void test("single-part messages: the body is decoded from the buffer (an attachment as the whole message, a 20 MiB text)", async () => {
+  const exe = Buffer.from(`From: a@b\r\nContent-Type: application/octet-stream; name="run.dat"\r\nContent-Transfer-Encoding: base64\r\n\r\n${peFile().toString("base64")}\r\n`);
+  assert.deepEqual((await walkMessage(exe, LIMITS)).map((f) => f.reason), ["Windows executable by content (MZ)"]);
+  const named = Buffer.from('From: a@b\r\nContent-Type: application/octet-stream; name="invoice.pdf.exe"\r\n\r\nhello\r\n');
+  assert.deepEqual((await walkMessage(named, LIMITS)).map((f) => f.kind), ["executable"]);
+  const t0 = performance.now();
+  assert.deepEqual(await walkMessage(Buffer.concat([Buffer.from("From: a@b\r\n\r\n"), Buffer.alloc(20 * 1024 * 1024, "..\r\n")]), LIMITS), []);
+  assert.ok(performance.now() - t0 < 3000);
+});

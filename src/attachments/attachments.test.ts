@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { skipOrFail } from "../../test/helpers/peers.ts";
-import { elfFile, isoImage, machoFile, mimeMessage, oleWithMacro, ooxml, pdfFile, peFile, pngFile, zip } from "../../test/helpers/samples.ts";
+import { elfFile, isoImage, machoFile, mimeMessage, oleWithMacro, ooxml, pdfFile, peFile, pngFile, rar4, rar5, sevenZip, zip } from "../../test/helpers/samples.ts";
 import { AttachmentCheck, nameFindings, shownName, strictest, walkMessage, type AttachmentOptions } from "./index.ts";
 
 const LIMITS = { maxDepth: 5, maxArchiveEntries: 1000, maxUnpacked: 64 * 1024 * 1024 };
@@ -180,4 +180,18 @@ void test("single-part messages: the body is decoded from the buffer (an attachm
   const t0 = performance.now();
   assert.deepEqual(await walkMessage(Buffer.concat([Buffer.from("From: a@b\r\n\r\n"), Buffer.alloc(20 * 1024 * 1024, "..\r\n")]), LIMITS), []);
   assert.ok(performance.now() - t0 < 3000);
+});
+
+void test("encrypted RAR (4 and 5) and 7z archives by their headers; plain ones pass", async () => {
+  assert.deepEqual(await kinds([{ name: "a.rar", data: rar5("headers") }]), ["encrypted_archive"]);
+  assert.deepEqual(await kinds([{ name: "a.rar", data: rar5("file") }]), ["encrypted_archive"]);
+  assert.deepEqual(await kinds([{ name: "a.rar", data: rar5("plain") }]), []);
+  assert.deepEqual(await kinds([{ name: "a.rar", data: rar4(true) }]), ["encrypted_archive"]);
+  assert.deepEqual(await kinds([{ name: "a.rar", data: rar4(false) }]), []);
+  assert.deepEqual(await kinds([{ name: "a.7z", data: sevenZip(true) }]), ["encrypted_archive"]);
+  assert.deepEqual(await kinds([{ name: "a.7z", data: sevenZip(false) }]), []);
+  // Truncated and garbled headers: no verdict, no throw.
+  for (const b of [rar5("file"), rar4(true), sevenZip(true)]) {
+    for (let cut = 1; cut < b.length; cut += 3) await walkMessage(mimeMessage({ attachments: [{ name: "x.bin", data: b.subarray(0, cut) }] }), LIMITS);
+  }
 });

@@ -124,3 +124,109 @@ export function contentFindings(name: string, head: Buffer, tail: Buffer, whole?
 export function isVbaProjectEntry(path: string): boolean {
   return /(^|\/)vbaproject\.bin$/i.test(path) || /(^|\/)vbaprojectsignature\.bin$/i.test(path);
 }
+
+const RAR4 = Buffer.from("Rar!\x1a\x07\x00", "latin1");
+const RAR5 = Buffer.from("Rar!\x1a\x07\x01\x00", "latin1");
+const SEVEN_Z = Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c]);
+/** 7-Zip's AES-256 + SHA-256 coder id. */
+const SEVEN_Z_AES = Buffer.from([0x06, 0xf1, 0x07, 0x01]);
+/** Most archive headers looked at in the head of a RAR file. */
+const MAX_RAR_HEADERS = 64;
+
+/** A RAR5 variable-length integer at `at`: [value, next offset], or undefined past the end or over 2^53. */
+function vint(b: Buffer, at: number): [number, number] | undefined {
+  let value = 0;
+  for (let i = 0; i < 8 && at + i < b.length; i++) {
+    const byte = b[at + i] ?? 0;
+    value += (byte & 0x7f) * 2 ** (7 * i);
+    if ((byte & 0x80) === 0) return [value, at + i + 1];
+  }
+  return undefined;
+}
+
+/** RAR5: an archive encryption header (encrypted headers), or a file header with an encryption record. */
+function rar5Encrypted(b: Buffer): boolean {
+  let at = RAR5.length;
+  for (let n = 0; n < MAX_RAR_HEADERS && at + 4 < b.length; n++) {
+    const size = vint(b, at + 4);
+    if (!size) return false;
+    const start = size[1];
+    const end = start + size[0];
+    if (size[0] === 0 || end > b.length) return false;
+    const type = vint(b, start);
+    const flags = type && vint(b, type[1]);
+    if (!type || !flags) return false;
+    if (type[0] === 4) return true;
+    let p = flags[1];
+    let extra = 0;
+    let data = 0;
+    if ((flags[0] & 1) !== 0) {
+      const e = vint(b, p);
+      if (!e) return false;
+      extra = e[0];
+      p = e[1];
+    }
+    if ((flags[0] & 2) !== 0) {
+      const d = vint(b, p);
+      if (!d) return false;
+      data = d[0];
+    }
+    if ((type[0] === 2 || type[0] === 3) && extra > 0 && extra <= end - start) {
+      // Extra area records: size, type (1: encryption), data.
+      let r = end - extra;
+      while (r < end) {
+        const rs = vint(b, r);
+        const rt = rs && vint(b, rs[1]);
+        if (!rs || !rt || rs[0] === 0) break;
+        if (rt[0] === 1) return true;
+        r = rs[1] + rs[0];
+      }
+    }
+    if (type[0] === 5) return false; // end of archive
+    at = end + data;
+  }
+  return false;
+}
+
+/** RAR 1.5-4.x: the main header's "encrypted headers" flag, or a file header's "password" flag. */
+function rar4Encrypted(b: Buffer): boolean {
+  let at = RAR4.length;
+  for (let n = 0; n < MAX_RAR_HEADERS && at + 7 <= b.length; n++) {
+    const type = b[at + 2];
+    const flags = b.readUInt16LE(at + 3);
+    const size = b.readUInt16LE(at + 5);
+    if (size < 7) return false;
+    if (type === 0x73 && (flags & 0x0080) !== 0) return true;
+    if (type === 0x74) {
+      if ((flags & 0x0004) !== 0) return true;
+      if (at + 11 > b.length) return false;
+      at += size + b.readUInt32LE(at + 7);
+      continue;
+    }
+    if (type === 0x7b) return false; // end of archive
+    at += size + ((flags & 0x8000) !== 0 && at + 11 <= b.length ? b.readUInt32LE(at + 7) : 0);
+  }
+  return false;
+}
+
+/**
+ * 7z: the AES coder in the archive's header (which sits at the end of the
+ * file: looked for in `tail` when the whole header is there, which it is
+ * for the small headers of encrypted archives).
+ */
+function sevenZipEncrypted(head: Buffer, tail: Buffer, size: number): boolean {
+  if (head.length < 32) return false;
+  const offset = Number(head.readBigUInt64LE(12));
+  const length = Number(head.readBigUInt64LE(20));
+  if (length === 0 || length > tail.length || 32 + offset + length !== size) return false;
+  const header = tail.subarray(tail.length - length);
+  return (header[0] === 0x17 || header[0] === 0x01) && header.indexOf(SEVEN_Z_AES) >= 0;
+}
+
+/** An encrypted RAR or 7z archive, from its first bytes, last bytes and size; the format's name, else undefined. */
+export function encryptedArchive(head: Buffer, tail: Buffer, size: number): string | undefined {
+  if (head.subarray(0, RAR5.length).equals(RAR5)) return rar5Encrypted(head) ? "RAR" : undefined;
+  if (head.subarray(0, RAR4.length).equals(RAR4)) return rar4Encrypted(head) ? "RAR" : undefined;
+  if (head.subarray(0, SEVEN_Z.length).equals(SEVEN_Z)) return sevenZipEncrypted(head, tail, size) ? "7z" : undefined;
+  return undefined;
+}

@@ -19,7 +19,7 @@ import { once } from "node:events";
 import { Readable } from "node:stream";
 import mailsplit from "@zone-eu/mailsplit";
 import yauzl from "yauzl";
-import { contentFindings, isOle2, isVbaProjectEntry, isZip, nameFindings, type Finding } from "./detect.ts";
+import { contentFindings, encryptedArchive, isOle2, isVbaProjectEntry, isZip, nameFindings, type Finding } from "./detect.ts";
 
 /** Bytes kept from the start of every file: enough for every signature (ISO 9660 is at 32 KiB). */
 export const HEAD = 64 * 1024;
@@ -118,6 +118,8 @@ function stop(state: State, name: string, reason: string): void {
 /** A file found in a part or an archive: its content, then (for a zip) its entries. */
 async function file(state: State, shown: string, c: Collected, depth: number, scripts: boolean): Promise<void> {
   state.findings.push(...contentFindings(shown, c.head, c.tail, c.whole, { scripts }));
+  const encrypted = encryptedArchive(c.head, c.tail, c.size);
+  if (encrypted !== undefined) state.findings.push({ kind: "encrypted_archive", name: shown, reason: `encrypted ${encrypted} archive` });
   if (c.whole !== undefined && isZip(c.head)) await zip(state, shown, c.whole, depth + 1);
 }
 

@@ -154,3 +154,46 @@ export function mimeMessage(opts: { from?: string; to?: string; subject?: string
   lines.push(`--${boundary}--`, "");
   return Buffer.from(lines.join("\r\n"), "utf8");
 }
+
+/** One RAR5 header block: CRC32 (not checked by Wardmail), size, data. */
+function rar5Block(data: number[]): Buffer {
+  return Buffer.concat([Buffer.from(crc32(Buffer.from(data)).toString(16).padStart(8, "0"), "hex"), Buffer.from([data.length]), Buffer.from(data)]);
+}
+
+/** A RAR5 archive's first blocks (format per rarlab's technote): main header, then a file header, plain or with an encryption record; or an archive encryption header (encrypted headers). */
+export function rar5(kind: "plain" | "file" | "headers"): Buffer {
+  const sig = Buffer.from("Rar!\x1a\x07\x01\x00", "latin1");
+  if (kind === "headers") return Buffer.concat([sig, rar5Block([4, 0, 0, 0, 15, ...Array<number>(16).fill(7)]), Buffer.alloc(64, 9)]);
+  const main = rar5Block([1, 0, 0]);
+  const name = [...Buffer.from("a.txt")];
+  const fields = [0, 5, 0x20, 0, 0, name.length, ...name];
+  const extra = kind === "file" ? [3, 1, 0, 0] : [];
+  const data = [2, extra.length > 0 ? 3 : 2, ...(extra.length > 0 ? [extra.length] : []), 5, ...fields, ...extra];
+  return Buffer.concat([sig, main, rar5Block(data), Buffer.from("hello"), rar5Block([5, 0, 0])]);
+}
+
+/** A RAR 4 archive: marker, main header, one file header with or without the password flag. */
+export function rar4(encrypted: boolean): Buffer {
+  const marker = Buffer.from("Rar!\x1a\x07\x00", "latin1");
+  const main = Buffer.from([0, 0, 0x73, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0]);
+  const name = Buffer.from("a.txt");
+  const file = Buffer.alloc(32 + name.length);
+  file[2] = 0x74;
+  file.writeUInt16LE(0x8000 | (encrypted ? 0x0004 : 0), 3);
+  file.writeUInt16LE(file.length, 5);
+  file.writeUInt32LE(5, 7);
+  file.writeUInt16LE(name.length, 26);
+  name.copy(file, 32);
+  return Buffer.concat([marker, main, file, Buffer.from("hello"), Buffer.from([0, 0, 0x7b, 0, 0x40, 7, 0])]);
+}
+
+/** A 7z archive: signature header pointing at a small end header, with or without the AES coder id (06 F1 07 01). */
+export function sevenZip(encrypted: boolean): Buffer {
+  const packed = Buffer.alloc(100, 0x33);
+  const header = Buffer.from(encrypted ? [0x17, 0x06, 0x01, 0x09, 0x40, 0x07, 0x0b, 0x01, 0x00, 0x02, 0x24, 0x06, 0xf1, 0x07, 0x01, 0x00, 0x00] : [0x17, 0x06, 0x01, 0x09, 0x40, 0x07, 0x0b, 0x01, 0x00, 0x01, 0x23, 0x03, 0x01, 0x01, 0x05, 0x5d, 0x00]);
+  const start = Buffer.alloc(32);
+  Buffer.from([0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c, 0, 4]).copy(start);
+  start.writeBigUInt64LE(BigInt(packed.length), 12);
+  start.writeBigUInt64LE(BigInt(header.length), 20);
+  return Buffer.concat([start, packed, header]);
+}

@@ -208,59 +208,85 @@ function partName(node: mailsplit.MimeNode): string {
   return `(unnamed ${node.contentType !== false ? node.contentType : "text/plain"} part)`;
 }
 
+/** Starts decoding a leaf part into a Collector. */
+function openLeaf(node: mailsplit.MimeNode): Leaf {
+  const decoder = node.getDecoder();
+  const type = node.contentType !== false ? node.contentType.toLowerCase() : "";
+  const collector = new Collector(type === "message/rfc822" || type === "message/global");
+  decoder.on("data", (b: Buffer) => collector.add(b));
+  const ended = once(decoder, "end");
+  // Attach a catch now so an early decoder error is not unhandled; closeLeaf() awaits it.
+  ended.catch(() => undefined);
+  return { node, decoder, collector, ended };
+}
+
+/** Ends a leaf's decoding and looks at it: by name, by content, and an attached message in turn. */
+async function closeLeaf(state: State, leaf: Leaf, depth: number): Promise<void> {
+  const { node, decoder, collector, ended } = leaf;
+  decoder.end();
+  await ended;
+  const name = partName(node);
+  const type = node.contentType !== false ? node.contentType.toLowerCase() : "text/plain";
+  const named = node.filename !== false && node.filename !== "";
+  if (named) state.findings.push(...nameFindings(node.filename as string, name));
+  if (/macroenabled/i.test(type)) state.findings.push({ kind: "macro", name, reason: `macro-enabled Office type (${type.slice(0, 80)})` });
+  const c = collector.result();
+  if (type === "message/rfc822" || type === "message/global") {
+    if (depth + 1 > state.limits.maxDepth) return stop(state, name, `attached messages nested deeper than ${state.limits.maxDepth} (attachments.max_depth)`);
+    await message(state, c.whole ?? c.head, depth + 1);
+    return;
+  }
+  // A message's own text may quote a script; "#!" counts in files only.
+  await file(state, name, c, depth, named || !type.startsWith("text/"));
+}
+
+/** The root node of a message, from its header section alone (the parser reads it to its end: no stream is cut short). */
+async function rootNode(header: Buffer): Promise<mailsplit.MimeNode | undefined> {
+  const splitter = new mailsplit.Splitter({ ignoreEmbedded: true, maxHeadSize: MAX_HEAD, maxChildNodes: MAX_PARTS });
+  splitter.end(header);
+  let root: mailsplit.MimeNode | undefined;
+  for await (const chunk of splitter as AsyncIterable<mailsplit.SplitterChunk>) {
+    if (chunk.type === "node" && root === undefined) root = chunk;
+  }
+  return root;
+}
+
 async function message(state: State, content: Buffer, depth: number): Promise<void> {
+  try {
+    // A single-part message has no boundary to look for: its body is decoded
+    // straight from the buffer, not parsed line by line (which costs a second
+    // for 25 MiB of short lines). Only a multipart one goes through the parser.
+    const start = bodyStart(content);
+    const root = await rootNode(content.subarray(0, start));
+    if (root === undefined) return;
+    if (root.multipart === false) {
+      const leaf = openLeaf(root);
+      for (const s of slices(content.subarray(start))) leaf.decoder.write(s);
+      await closeLeaf(state, leaf, depth);
+      return;
+    }
+    await parts(state, content, depth);
+  } catch (err) {
+    state.findings.push({ kind: "unscannable", name: "(message)", reason: `MIME structure that cannot be parsed (${(err as Error).message.slice(0, 100)})` });
+  }
+}
+
+/** A multipart message, part by part through the streaming parser. */
+async function parts(state: State, content: Buffer, depth: number): Promise<void> {
   const splitter = new mailsplit.Splitter({ ignoreEmbedded: true, maxHeadSize: MAX_HEAD, maxChildNodes: MAX_PARTS });
   Readable.from(slices(content)).pipe(splitter);
   let leaf: Leaf | undefined;
-  const close = async (): Promise<void> => {
-    if (leaf === undefined) return;
-    const { node, decoder, collector, ended } = leaf;
-    leaf = undefined;
-    decoder.end();
-    await ended;
-    const name = partName(node);
-    const type = node.contentType !== false ? node.contentType.toLowerCase() : "text/plain";
-    const named = node.filename !== false && node.filename !== "";
-    if (named) state.findings.push(...nameFindings(node.filename as string, name));
-    if (/macroenabled/i.test(type)) state.findings.push({ kind: "macro", name, reason: `macro-enabled Office type (${type.slice(0, 80)})` });
-    const c = collector.result();
-    const embedded = type === "message/rfc822" || type === "message/global";
-    if (embedded) {
-      if (depth + 1 > state.limits.maxDepth) return stop(state, name, `attached messages nested deeper than ${state.limits.maxDepth} (attachments.max_depth)`);
-      await message(state, c.whole ?? c.head, depth + 1);
-      return;
-    }
-    // A message's own text may quote a script; "#!" counts in files only.
-    await file(state, name, c, depth, named || !type.startsWith("text/"));
-  };
   try {
     for await (const chunk of splitter as AsyncIterable<mailsplit.SplitterChunk>) {
       if (state.stopped || state.signal?.aborted === true) break;
       if (chunk.type === "node") {
-        await close();
-        if (chunk.multipart !== false) continue;
-        const decoder = chunk.getDecoder();
-        const type = chunk.contentType !== false ? chunk.contentType.toLowerCase() : "";
-        const collector = new Collector(type === "message/rfc822" || type === "message/global");
-        decoder.on("data", (b: Buffer) => collector.add(b));
-        const ended = once(decoder, "end");
-        // Attach a catch now so an early decoder error is not unhandled; close() awaits it.
-        ended.catch(() => undefined);
-        leaf = { node: chunk, decoder, collector, ended };
-        if (chunk.root) {
-          // A single-part message has no boundary to look for: its body is
-          // decoded straight from the buffer, not parsed line by line (which
-          // costs a second for 25 MiB of short lines).
-          for (const s of slices(content.subarray(bodyStart(content)))) decoder.write(s);
-          break;
-        }
+        if (leaf !== undefined) await closeLeaf(state, leaf, depth);
+        leaf = chunk.multipart === false ? openLeaf(chunk) : undefined;
       } else if (chunk.type === "body" && leaf !== undefined) {
         leaf.decoder.write(chunk.value);
       }
     }
-    await close();
-  } catch (err) {
-    state.findings.push({ kind: "unscannable", name: "(message)", reason: `MIME structure that cannot be parsed (${(err as Error).message.slice(0, 100)})` });
+    if (leaf !== undefined) await closeLeaf(state, leaf, depth);
   } finally {
     splitter.destroy();
   }

@@ -17,9 +17,10 @@ import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./loa
 import { median, fmt, table, caseName, writeResult } from "./report.ts";
 import { loopDelayText, RSPAMD_SERVER, spamSummary, startSpamBench, type SpamBench } from "./spam.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
+import { clamdMissing, startClamd, type Clamd } from "../test/peers/clamd.ts";
 
-/** "wardmail-plain": a second Wardmail with spool.encrypt = false (--spool-plain), to price the encrypted spool. */
-type ServerName = "postfix" | "wardmail" | "wardmail-plain" | typeof RSPAMD_SERVER;
+/** "wardmail-plain": spool.encrypt = false (--spool-plain); "wardmail-av": [antivirus] on a clamd started by the bench (--antivirus). */
+type ServerName = "postfix" | "wardmail" | "wardmail-plain" | "wardmail-av" | typeof RSPAMD_SERVER;
 
 interface Options {
   runs: number;
@@ -44,6 +45,8 @@ interface Options {
   rspamd: boolean;
   /** --spool-plain: also a Wardmail with spool.encrypt = false. */
   spoolPlain: boolean;
+  /** --antivirus: also measure Wardmail with ClamAV (a clamd on loopback) against the same Wardmail without it. */
+  antivirus: boolean;
 }
 
 function usage(msg?: string): never {
@@ -67,7 +70,9 @@ function usage(msg?: string): never {
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
   --wardmail-limits L  extra [limits] for Wardmail, "key=value,key=value" (e.g. pregreet_delay=0
                     to measure the pregreet pause, pregreet_pass_time=0 to pay it on every connection)
-  --rspamd          also measure a Wardmail with [spam] rspamd on (a real rspamd, test config), same run`);
+  --rspamd          also measure a Wardmail with [spam] rspamd on (a real rspamd, test config), same run
+  --antivirus       start a clamd (test/peers/clamd.ts: one-line EICAR database) and a second Wardmail
+                    scanning with it ("wardmail-av"); the plain Wardmail gets antivirus.enabled = false`);
   process.exit(2);
 }
 
@@ -93,6 +98,7 @@ function parseOptions(argv: string[]): Options {
         "spool-plain": { type: "boolean" },
         "wardmail-limits": { type: "string" },
         rspamd: { type: "boolean" },
+        antivirus: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -126,6 +132,7 @@ function parseOptions(argv: string[]): Options {
     wardmailLimits: {},
     rspamd: values.rspamd === true,
     spoolPlain: values["spool-plain"] === true,
+    antivirus: values.antivirus === true,
   };
   for (const kv of (values["wardmail-limits"] ?? "").split(",").filter((x) => x.trim() !== "")) {
     const [k, v] = kv.split("=").map((x) => x.trim());
@@ -240,6 +247,8 @@ interface RunRecord {
   serverCpuMsPerMsg: number | null;
   /** wardmail+rspamd: rspamd's CPU milliseconds per message. */
   rspamdCpuMsPerMsg?: number | null;
+  /** wardmail-av: clamd's CPU milliseconds per message (not in serverCpuMsPerMsg). */
+  scannerCpuMsPerMsg?: number | null;
   /** Not failures: CPU contention from the generator or other processes (see contentionWarnings). */
   warnings: string[];
   load: LoadResult;
@@ -356,10 +365,12 @@ async function runPostfixOnce(pf: PostfixInstance, spec: LoadSpec, rss: RssSampl
   };
 }
 
-async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSampler, name: ServerName = "wardmail"): Promise<Omit<RunRecord, "run" | "order">> {
+async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSampler, server: ServerName = "wardmail", scannerPid?: number): Promise<Omit<RunRecord, "run" | "order">> {
   const before = await wm.waitSettled(120_000);
   rss.start();
+  const scanner0 = scannerPid !== undefined ? treeCpuSeconds(scannerPid) : 0;
   const { value: load, cpu } = await measureCpu(wm.pid, () => runLoad(spec));
+  const scannerS = scannerPid !== undefined ? treeCpuSeconds(scannerPid) - scanner0 : 0;
   const peakKiB = rss.stop();
   const snap = sampleTrees([wm.pid]);
   const after = await wm.waitSettled(120_000);
@@ -375,7 +386,8 @@ async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss: RssSam
   }
   if (wm.child.exitCode !== null || wm.child.signalCode !== null) notes.push("wardmail exited during the run");
   return {
-    server: name,
+    server,
+    ...(scannerPid !== undefined ? { scannerCpuMsPerMsg: load.ok ? (scannerS * 1000) / spec.messages : null } : {}),
     perConnection: spec.perConnection,
     ok: load.ok && ok !== false,
     messages: spec.messages,
@@ -466,6 +478,14 @@ async function main(): Promise<number> {
   const servers: ServerName[] = opt.only ? [opt.only] : ["postfix", "wardmail"];
   if (opt.rspamd && opt.only !== "postfix") servers.push(RSPAMD_SERVER);
   if (opt.spoolPlain && servers.includes("wardmail")) servers.push("wardmail-plain");
+  if (opt.antivirus) {
+    const missing = clamdMissing();
+    if (missing !== undefined) {
+      console.error(`bench: --antivirus: ${missing}`);
+      return 1;
+    }
+    servers.push("wardmail-av");
+  }
   const machine = machineInfo();
   const startedAt = new Date().toISOString();
 
@@ -474,6 +494,8 @@ async function main(): Promise<number> {
   let wmR: WardmailInstance | undefined;
   let spam: SpamBench | undefined;
   let wmPlain: WardmailInstance | undefined;
+  let wmAv: WardmailInstance | undefined;
+  let clamd: Clamd | undefined;
   const emergency = (): void => {
     killLoadChildren();
     killWardmailSync();
@@ -496,7 +518,9 @@ async function main(): Promise<number> {
     }
     const launch = (extra?: string): Promise<WardmailInstance> => {
       const template = opt.wardmailCmd;
-      const base = { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, ...(extra !== undefined ? { extra } : {}) };
+      // With --antivirus the plain Wardmail must not scan with a clamd it finds by itself.
+      const all = `${extra ?? ""}${opt.antivirus ? "[antivirus]\nenabled = false\n" : ""}`;
+      const base = { delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, ...(all !== "" ? { extra: all } : {}) };
       return startWardmail(
         template === undefined
           ? base
@@ -525,12 +549,18 @@ async function main(): Promise<number> {
       wmR = await startWardmail({ delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, extra: spam.extra });
       console.log(`wardmail+rspamd: 127.0.0.1:${wmR.paths.smtpPort} pid ${wmR.pid}, rspamd ${spam.rspamd.url} pid ${spam.rspamd.daemon.pid}`);
     }
+    if (servers.includes("wardmail-av")) {
+      clamd = await startClamd();
+      wmAv = await startWardmail({ delivery: opt.wardmailDelivery, limits: opt.wardmailLimits, extra: `[antivirus]\nclamd = "127.0.0.1:${clamd.port}"\n` });
+      console.log(`wardmail-av: 127.0.0.1:${wmAv.paths.smtpPort} pid ${wmAv.pid}, clamd 127.0.0.1:${clamd.port} pid ${clamd.pid}`);
+    }
     // Postfix's tree has ~60 processes: sampling it costs ~4 ms, so every 500 ms
     // (its memory is a steady process pool); Wardmail's costs ~0.2 ms: 100 ms.
     const pfRss = new RssSampler(() => (pf?.masterPid !== undefined ? [pf.masterPid] : []), { intervalMs: 500 });
     const wmRss = new RssSampler(() => (wm ? [wm.pid] : []));
     const wmPlainRss = new RssSampler(() => (wmPlain ? [wmPlain.pid] : []));
     const wmRssWhole = new RssSampler(() => (wm ? [wm.pid] : []));
+    const avRss = new RssSampler(() => (wmAv ? [wmAv.pid] : []));
     if (wm) wmRssWhole.start();
 
     const spec = (port: number, perConnection: number, messages: number): LoadSpec => ({
@@ -557,7 +587,9 @@ async function main(): Promise<number> {
           ? scanning(perConn, messages)
           : server === "wardmail-plain"
             ? runWardmailOnce(wmPlain!, spec(wmPlain!.paths.smtpPort, perConn, messages), wmPlainRss, "wardmail-plain")
-            : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
+            : server === "wardmail-av"
+              ? runWardmailOnce(wmAv!, spec(wmAv!.paths.smtpPort, perConn, messages), avRss, "wardmail-av", clamd!.pid)
+              : runWardmailOnce(wm!, spec(wm!.paths.smtpPort, perConn, messages), wmRss);
 
     if (opt.warmup > 0) {
       for (const s of servers) {
@@ -655,6 +687,33 @@ async function main(): Promise<number> {
       console.log(spamSummary({ case: String(s.case), wardmail: s.wardmailMedianMsgsPerSec as number | null, scanning: s.rspamdMedianMsgsPerSec as number | null, postfix: s.postfixMedianMsgsPerSec as number | null, serverCpu: s.rspamdWardmailMedianCpuMsPerMsg as number | null, rspamdCpu: s.rspamdMedianCpuMsPerMsg as number | null }));
     }
     if (wmPeakWhole !== null) console.log(`Wardmail peak RSS over the whole bench: ${wmPeakWhole.toFixed(1)} MiB`);
+    if (opt.antivirus) {
+      for (const perConn of opt.cases) {
+        const ok = (server: ServerName, run: number) => records.find((r) => r.server === server && r.perConnection === perConn && r.run === run && r.ok);
+        const avRates: number[] = [];
+        const vsW: number[] = [];
+        const vsP: number[] = [];
+        const scan: number[] = [];
+        const avCpu: number[] = [];
+        for (let run = 1; run <= opt.runs; run++) {
+          const a = ok("wardmail-av", run);
+          const w = ok("wardmail", run);
+          const p = ok("postfix", run);
+          if (!a?.msgsPerSec) continue;
+          avRates.push(a.msgsPerSec);
+          if (w?.msgsPerSec) vsW.push(a.msgsPerSec / w.msgsPerSec);
+          if (p?.msgsPerSec) vsP.push(a.msgsPerSec / p.msgsPerSec);
+          if (typeof a.scannerCpuMsPerMsg === "number") scan.push(a.scannerCpuMsPerMsg);
+          if (a.serverCpuMsPerMsg !== null) avCpu.push(a.serverCpuMsPerMsg);
+        }
+        const s = { case: caseName(perConn), wardmailAvMedianMsgsPerSec: median(avRates), medianRatioAvToWardmail: median(vsW), medianRatioAvToPostfix: median(vsP), clamdMedianCpuMsPerMsg: median(scan), wardmailAvMedianCpuMsPerMsg: median(avCpu) };
+        summary.push(s);
+        console.log(
+          `median ${s.case.padEnd(12)} Wardmail with ClamAV ${fmt(s.wardmailAvMedianMsgsPerSec)} msg/s, ratio AV/Wardmail ${fmt(s.medianRatioAvToWardmail, 2)}, ratio AV/Postfix ${fmt(s.medianRatioAvToPostfix, 2)}` +
+            `; CPU per message: Wardmail ${fmt(s.wardmailAvMedianCpuMsPerMsg, 2)} ms + clamd ${fmt(s.clamdMedianCpuMsPerMsg, 2)} ms`,
+        );
+      }
+    }
 
     const result = {
       startedAt,
@@ -688,6 +747,8 @@ async function main(): Promise<number> {
     if (wmPlain) await wmPlain.stop();
     if (wmR) console.log(loopDelayText(RSPAMD_SERVER, await wmR.stopAndReadLog()));
     if (spam) await spam.rspamd.stop();
+    if (wmAv) await wmAv.stop();
+    if (clamd) await clamd.stop();
     if (pf) await pf.stop();
   }
 }

@@ -13,6 +13,8 @@ set -euo pipefail
 PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils dovecot-lmtpd testssl.sh systemd clamav-daemon rspamd gnupg sq dovecot-sqlite pebble)
 # sqlite3: SQLite's own shell, reading the spool independently of our code (test/spool-encryption.test.ts, test/backup.test.ts).
 PKGS+=(sqlite3)
+# Info-ZIP's zip writes the encrypted archive of the attachment-policy tests (zip -e).
+PKGS+=(zip)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -326,6 +326,14 @@ export const VERDICT_DEFAULTS: Readonly<Record<string, (typeof CHECK_ACTIONS)[nu
   "spam.error": "tag",
   "impersonation.domain": "tag",
   "impersonation.name": "tag",
+  "virus.found": "reject",
+  "virus.error": "tempfail",
+  "virus.too_large": "tag",
+  "attachment.executable": "reject",
+  "attachment.disk_image": "reject",
+  "attachment.macro": "reject",
+  "attachment.encrypted_archive": "quarantine",
+  "attachment.unscannable": "quarantine",
 };
 
 export const checkActions: Check = (v, path, ctx) => {

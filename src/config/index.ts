@@ -29,4 +29,5 @@ export type { LmtpTarget } from "./types.ts";
 export { VERDICT_DEFAULTS } from "./keys.ts";
 export type { RelayHost, TlsPolicy } from "./types.ts";
 export type { DnsblZone } from "./types.ts";
-export type { CheckAction } from "./types.ts";
+export type { CheckAction, ClamdTarget } from "./types.ts";
+export { ATTACHMENT_KINDS, DEBIAN_CLAMD_SOCKET } from "./antivirus.ts";

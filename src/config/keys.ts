@@ -39,6 +39,7 @@ import {
 export { VERDICT_DEFAULTS, parseLmtpTarget } from "./checkers.ts";
 import { dnsblZones } from "./dnsbl.ts";
 import { rspamdUrl } from "./spam.ts";
+import { attachmentOverrides, clamdTarget } from "./antivirus.ts";
 
 /** Collects problems while checking; paths are full key paths. */
 export interface CheckContext {
@@ -464,6 +465,51 @@ export const FIELDS: readonly Field[] = [
     section: "impersonation", name: "external_tag", type: "boolean", default: false,
     doc: "Add an X-Wardmail-External header to every message that did not come from us (MX, not authenticated, not trusted), so mail clients and filters can mark it.",
     check: boolean,
+  },
+  {
+    section: "antivirus", name: "enabled", type: "boolean", default: true,
+    doc: 'Scan every message (MX, submission, trusted networks) with clamd before its 250. false: no scanning, even when a clamd is found. Verdicts (checks.actions): "virus.found" (default reject: 554 5.7.1 naming the signature), "virus.error" (clamd unreachable, timing out or failing; default tempfail: 451 4.7.1), "virus.too_large" (default tag).',
+    check: boolean,
+  },
+  {
+    section: "antivirus", name: "clamd", type: "string", default: "",
+    doc: 'Where clamd listens: "IP:port" (its TCPSocket/TCPAddr) or the absolute path of its unix socket (LocalSocket). "": Wardmail looks for Debian\'s socket /run/clamav/clamd.ctl at startup and scans when it exists; the startup log says whether antivirus is on and where, or why it is off.',
+    check: clamdTarget,
+  },
+  {
+    section: "antivirus", name: "timeout", type: "integer (seconds)", default: 15, min: 1, max: 300,
+    doc: 'Time to connect to clamd and scan one message; past it the message gets "virus.error" (default 451 4.7.1). Should be below checks.timeout, whose deadline otherwise answers 451 4.7.0 first.',
+    check: integer(1, 300),
+  },
+  {
+    section: "antivirus", name: "max_size", type: "integer (bytes)", default: 26214400, min: 1024, max: 536870912,
+    doc: 'Largest message sent to clamd; set it to clamd\'s StreamMaxLength (Debian: 25M). A bigger message is not scanned and gets "virus.too_large" (default tag: delivered with X-Wardmail-Verdict: virus.too_large); clamd answering "INSTREAM size limit exceeded" gives the same verdict and a warning in the log.',
+    check: integer(1024, 536870912),
+  },
+  {
+    section: "attachments", name: "enabled", type: "boolean", default: true,
+    doc: 'Look into every message\'s MIME parts and zip archives for executables (by content: PE, ELF, Mach-O, scripts; by name, double extensions, right-to-left-override names), disk images, macro-enabled Office files and encrypted archives. Verdicts (checks.actions, overridable per domain or mailbox in attachments.overrides): "attachment.executable", "attachment.disk_image", "attachment.macro" (default reject: 550 5.7.1 naming the part), "attachment.encrypted_archive", "attachment.unscannable" (default quarantine).',
+    check: boolean,
+  },
+  {
+    section: "attachments", name: "max_depth", type: "integer", default: 5, min: 1, max: 20,
+    doc: 'Deepest nesting of archives (a zip in a zip) and attached messages looked into; anything deeper gets "attachment.unscannable".',
+    check: integer(1, 20),
+  },
+  {
+    section: "attachments", name: "max_archive_entries", type: "integer", default: 1000, min: 1, max: 100000,
+    doc: 'Most archive entries looked at in one message; a message with more gets "attachment.unscannable".',
+    check: integer(1, 100000),
+  },
+  {
+    section: "attachments", name: "max_unpacked", type: "integer (bytes)", default: 67108864, min: 1024, max: 1073741824,
+    doc: 'Most bytes decompressed from archives for one message (nested archives and the first bytes of each entry); a message needing more (a zip bomb) gets "attachment.unscannable".',
+    check: integer(1024, 1073741824),
+  },
+  {
+    section: "attachments", name: "overrides", type: "table of tables", default: {},
+    doc: '[attachments.overrides."example.org"] or ."user@example.org": executable, disk_image, macro, encrypted_archive, unscannable = "reject" | "tempfail" | "quarantine" | "tag" | "ignore", instead of checks.actions for mail to that domain or mailbox (a mailbox entry wins over its domain\'s). With several recipients, the strictest action of theirs applies to the message.',
+    check: attachmentOverrides,
   },
   {
     section: "queue", name: "retry_min", type: "integer (seconds)", default: 300, min: 1, max: 86400,

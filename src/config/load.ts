@@ -13,6 +13,7 @@ import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { parse, TomlError } from "smol-toml";
 import type { DnsblZone, RelayHost } from "./types.ts";
+import type { ClamdTarget } from "./types.ts";
 import type { Limits } from "../limits/index.ts";
 import type { AliasTable, CheckContext, Field, LmtpTable } from "./keys.ts";
 import { SECTIONS } from "./keys.ts";
@@ -277,6 +278,19 @@ function build(values: ReadonlyMap<string, unknown>): Config {
     impersonation: {
       enabled: get("impersonation.enabled"),
       externalTag: get("impersonation.external_tag"),
+    },
+    antivirus: {
+      enabled: get("antivirus.enabled"),
+      ...(get<unknown>("antivirus.clamd") === "" ? {} : { clamd: get<ClamdTarget>("antivirus.clamd") }),
+      timeout: get("antivirus.timeout"),
+      maxSize: get("antivirus.max_size"),
+    },
+    attachments: {
+      enabled: get("attachments.enabled"),
+      maxDepth: get("attachments.max_depth"),
+      maxArchiveEntries: get("attachments.max_archive_entries"),
+      maxUnpacked: get("attachments.max_unpacked"),
+      overrides: get("attachments.overrides"),
     },
     queue: {
       retryMin: get("queue.retry_min"),

@@ -30,6 +30,7 @@ export function checkSemantics(
   checkArcSeal(values, ctx);
   checkDnsblTimeout(values, fromFile, ctx);
   checkSpamTimeout(values, fromFile, ctx);
+  checkAntivirusTimeout(values, fromFile, ctx);
   checkTrustedNetworks(values, ctx);
 }
 
@@ -62,6 +63,21 @@ function checkDnsblTimeout(values: ReadonlyMap<string, unknown>, fromFile: Reado
   if (zones === undefined || zones.length === 0 || typeof dnsbl !== "number" || typeof checks !== "number" || dnsbl < checks) return;
   const note = fromFile.has("dnsbl.timeout") ? "" : " (a default value)";
   ctx.issue(["dnsbl", "timeout"], `${dnsbl} is not below checks.timeout (${checks})${note}; expected a DNSBL timeout shorter than the checks' deadline, so that a slow list lets the client in (fail open) instead of answering 451`);
+}
+
+/**
+ * A clamd that is slow must get "virus.error" (its reply, its action)
+ * before the checks' deadline answers a generic 451 4.7.0; checked when the
+ * file sets antivirus.clamd or antivirus.timeout (with the defaults, a
+ * checks.timeout at or under 15 only means the deadline answers first).
+ */
+function checkAntivirusTimeout(values: ReadonlyMap<string, unknown>, fromFile: ReadonlySet<string>, ctx: CheckContext): void {
+  const av = values.get("antivirus.timeout");
+  const checks = values.get("checks.timeout");
+  if (values.get("antivirus.enabled") === false || typeof av !== "number" || typeof checks !== "number" || av < checks) return;
+  if (!fromFile.has("antivirus.timeout") && !fromFile.has("antivirus.clamd")) return;
+  const note = fromFile.has("antivirus.timeout") ? "" : " (a default value)";
+  ctx.issue(["antivirus", "timeout"], `${av} is not below checks.timeout (${checks})${note}; expected a clamd timeout shorter than the checks' deadline, so that a slow clamd gets "virus.error" and its own action`);
 }
 
 /** ARC sealing needs its domain, selector and key together. */

@@ -51,6 +51,9 @@ export interface DnsblZone {
   readonly answers: readonly string[];
 }
 
+/** Where clamd listens: a TCP address (IP literal) or a unix socket (absolute path). */
+export type ClamdTarget = { readonly host: string; readonly port: number } | { readonly path: string };
+
 export type CheckAction = "reject" | "tempfail" | "quarantine" | "tag" | "ignore";
 
 export interface Config {
@@ -198,6 +201,28 @@ export interface Config {
   readonly impersonation: {
     readonly enabled: boolean;
     readonly externalTag: boolean;
+  };
+  /** Virus scanning of every message by clamd (src/antivirus). */
+  readonly antivirus: {
+    readonly enabled: boolean;
+    /** undefined: look for Debian's socket at startup. */
+    readonly clamd?: ClamdTarget;
+    /** Seconds for connecting and scanning one message. */
+    readonly timeout: number;
+    /** Bytes; a bigger message is not sent to clamd (verdict "virus.too_large"). Match clamd's StreamMaxLength. */
+    readonly maxSize: number;
+  };
+  /** The attachment policy (src/attachments). */
+  readonly attachments: {
+    readonly enabled: boolean;
+    /** Deepest nesting of MIME parts, attached messages and archives looked into. */
+    readonly maxDepth: number;
+    /** Most archive entries looked at per message. */
+    readonly maxArchiveEntries: number;
+    /** Most bytes unpacked from archives per message. */
+    readonly maxUnpacked: number;
+    /** "domain" or "user@domain" → attachment kind ("executable", ...) → action. */
+    readonly overrides: Readonly<Record<string, Readonly<Record<string, CheckAction>>>>;
   };
   readonly queue: {
     /** Seconds. */

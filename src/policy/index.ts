@@ -72,6 +72,11 @@ export interface CheckOutcome {
   readonly logs?: readonly CheckLog[];
   /** The reply to give when this verdict makes the action a reject or a tempfail (default: by the verdict's prefix). */
   readonly replies?: Readonly<Record<string, Reply>>;
+  /**
+   * Actions for this message's verdicts instead of the operator's table
+   * (checks.actions), e.g. the attachment policy of its recipients' domains.
+   */
+  readonly actions?: Readonly<Record<string, CheckAction>>;
 }
 
 export interface CheckLog {
@@ -125,6 +130,16 @@ function rejectReply(verdict: string): Reply {
   return reply(550, "5.7.1", `Message rejected by policy (${verdict})`);
 }
 
+/** A check's reply fit for a tempfail (a 4xx one; a 5xx reply named for a reject is not). */
+function temporary(r: Reply | undefined): Reply | undefined {
+  return r !== undefined && r.code >= 400 && r.code < 500 ? r : undefined;
+}
+
+/** A check's reply fit for a reject (a 5xx one). */
+function permanent(r: Reply | undefined): Reply | undefined {
+  return r !== undefined && r.code >= 500 ? r : undefined;
+}
+
 class Deadline extends Error {}
 
 export class CheckRunner {
@@ -172,6 +187,7 @@ export class CheckRunner {
     const verdicts: string[] = [];
     const headers: string[] = [];
     const replies = new Map<string, Reply>();
+    const actions = new Map<string, CheckAction>();
     for (const [i, r] of results.entries()) {
       const name = hooks[i]?.name ?? "?";
       if (r.status === "rejected") {
@@ -184,8 +200,9 @@ export class CheckRunner {
       if (r.value.notes) log.debug({ check: name, phase, ...r.value.notes }, "check result");
       for (const l of r.value.logs ?? []) log[l.level]({ check: name, phase, ...l.fields }, l.msg);
       for (const [v, rep] of Object.entries(r.value.replies ?? {})) replies.set(v, rep);
+      for (const [v, a] of Object.entries(r.value.actions ?? {})) actions.set(v, a);
     }
-    return this.decide(verdicts, headers, replies);
+    return this.decide(verdicts, headers, replies, actions);
   }
 
   /**
@@ -208,11 +225,11 @@ export class CheckRunner {
   }
 
   /** Maps verdicts to the most severe action; `replies` (by verdict) overrides the default reject reply. */
-  decide(verdicts: readonly string[], headers: readonly string[] = [], replies?: ReadonlyMap<string, Reply>): Decision {
+  decide(verdicts: readonly string[], headers: readonly string[] = [], replies?: ReadonlyMap<string, Reply>, actions?: ReadonlyMap<string, CheckAction>): Decision {
     let action: CheckAction = "ignore";
     let triggered: string[] = [];
     for (const v of verdicts) {
-      const a = this.actions[v] ?? "ignore";
+      const a = actions?.get(v) ?? this.actions[v] ?? "ignore";
       if (SEVERITY[a] > SEVERITY[action]) {
         action = a;
         triggered = [v];
@@ -221,7 +238,7 @@ export class CheckRunner {
       }
     }
     const first = triggered[0] ?? "";
-    const r = action === "reject" ? (replies?.get(first) ?? rejectReply(first)) : action === "tempfail" ? (replies?.get(first) ?? (first.startsWith("dnsbl.") ? TEMPFAIL_DNSBL : TEMPFAIL)) : undefined;
+    const r = action === "reject" ? (permanent(replies?.get(first)) ?? rejectReply(first)) : action === "tempfail" ? (temporary(replies?.get(first)) ?? (first.startsWith("dnsbl.") ? TEMPFAIL_DNSBL : TEMPFAIL)) : undefined;
     return { action, ...(r ? { reply: r } : {}), verdicts, triggered, headers, ...(replies && replies.size > 0 ? { replies } : {}) };
   }
 }

@@ -22,6 +22,8 @@ import type { Config } from "../config/index.ts";
 import type { DnsResolver } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
+import { antivirusFromConfig } from "../antivirus/index.ts";
+import { attachmentsFromConfig } from "../attachments/index.ts";
 import { CheckRunner, DnsblCheck, type Check } from "../policy/index.ts";
 import { SpamCheck } from "../spam/index.ts";
 import { ImpersonationCheck } from "../impersonation/index.ts";
@@ -78,8 +80,10 @@ function impersonationCheck(config: Config, accounts: CheckDeps["accounts"]): Im
 }
 
 /** The checks of every message's content, whatever its source; undefined when there are none. */
-export async function contentChecks({ config }: CheckDeps): Promise<CheckRunner | undefined> {
+export async function contentChecks({ config, logger }: CheckDeps): Promise<CheckRunner | undefined> {
   const checks: Check[] = [];
+  checks.push(...[await antivirusFromConfig(config, logger)].filter((c) => c !== undefined));
+  checks.push(...[attachmentsFromConfig(config)].filter((c) => c !== undefined));
   if (config.spam.rspamd !== "") checks.push(new SpamCheck({ url: config.spam.rspamd, timeoutMs: config.spam.timeout * 1000, maxSize: config.spam.maxSize, authservId: config.checks.authservId || config.server.hostname }));
   return Promise.resolve(checks.length > 0 ? new CheckRunner(checks, config.checks.actions, config.checks.timeout * 1000) : undefined);
 }

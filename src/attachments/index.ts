@@ -1,0 +1,8 @@
+/**
+ * The attachment policy (a content check): executables, disk images,
+ * macro-enabled Office files, encrypted and unscannable archives, found by
+ * name and content in every MIME part and in zip archives, nested.
+ */
+export { AttachmentCheck, attachmentsFromConfig, shownName, strictest, type AttachmentOptions } from "./check.ts";
+export { baseName, contentFindings, nameFindings, type Finding, type Kind } from "./detect.ts";
+export { walkMessage, type WalkLimits } from "./walk.ts";

@@ -1,0 +1,27 @@
+/**
+ * The attachment walker thread's entry (started by offload.ts): runs
+ * walkMessage() for the tasks its parent posts. Ended by the parent at a
+ * check's deadline; nothing here is durable.
+ *
+ * Messages in: { id, content, limits }. Out: { type: "done", id, findings }
+ * or { type: "failed", id, message }.
+ */
+import { parentPort } from "node:worker_threads";
+import { walkMessage, type WalkLimits } from "./walk.ts";
+
+interface Task {
+  readonly id: number;
+  readonly content: Uint8Array;
+  readonly limits: WalkLimits;
+}
+
+const port = parentPort;
+if (!port) throw new Error("thread.ts runs in a worker thread");
+
+port.on("message", (m: Task) => {
+  const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
+  walkMessage(content, m.limits).then(
+    (findings) => port.postMessage({ type: "done", id: m.id, findings }),
+    (err: unknown) => port.postMessage({ type: "failed", id: m.id, message: err instanceof Error ? err.message : String(err) }),
+  );
+});

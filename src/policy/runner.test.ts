@@ -1,0 +1,37 @@
+// The runner's handling of what a check may add to its verdicts: a reply for
+// a tempfail (only a 4xx one), a reply for a reject (only a 5xx one), and
+// actions for this message instead of the operator's table.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { pino } from "pino";
+import { reply } from "../protocol/index.ts";
+import { CheckRunner, type Check, type CheckOutcome } from "./index.ts";
+
+const log = pino({ level: "silent" });
+const input = { clientIp: "127.0.0.1", helo: "h", mailFrom: "", recipients: ["u@example.org"], content: Buffer.from("x"), state: new Map<string, unknown>() };
+const checkOf = (out: CheckOutcome): Check => ({ name: "t", data: () => Promise.resolve(out) });
+
+void test("a check's 4xx reply is used for a tempfail, its 5xx reply for a reject, never the other way round", async () => {
+  const down = reply(451, "4.7.1", "Virus scanner unavailable; try again later");
+  const found = reply(554, "5.7.1", "Message refused: virus found (X)");
+  const runner = new CheckRunner([checkOf({ verdicts: ["virus.error"], replies: { "virus.error": down } })], { "virus.error": "tempfail" }, 1000);
+  assert.deepEqual((await runner.run("data", input, log)).reply, down);
+  // The operator made the 451 verdict a reject: the generic 550, not a 451 with a reject.
+  const rejecting = new CheckRunner([checkOf({ verdicts: ["virus.error"], replies: { "virus.error": down } })], { "virus.error": "reject" }, 1000);
+  assert.equal((await rejecting.run("data", input, log)).reply?.code, 550);
+  const virus = new CheckRunner([checkOf({ verdicts: ["virus.found"], replies: { "virus.found": found } })], { "virus.found": "reject" }, 1000);
+  assert.deepEqual((await virus.run("data", input, log)).reply, found);
+  // A 5xx reply for a verdict the operator made a tempfail: the generic 451.
+  const deferred = new CheckRunner([checkOf({ verdicts: ["virus.found"], replies: { "virus.found": found } })], { "virus.found": "tempfail" }, 1000);
+  assert.equal((await deferred.run("data", input, log)).reply?.code, 451);
+});
+
+void test("actions a check gives for its verdicts win over the table, for this message only", async () => {
+  const table = { "attachment.executable": "reject" } as const;
+  const quarantined = new CheckRunner([checkOf({ verdicts: ["attachment.executable"], actions: { "attachment.executable": "quarantine" } })], table, 1000);
+  const d = await quarantined.run("data", input, log);
+  assert.equal(d.action, "quarantine");
+  assert.equal(d.reply, undefined);
+  const plain = new CheckRunner([checkOf({ verdicts: ["attachment.executable"] })], table, 1000);
+  assert.equal((await plain.run("data", input, log)).action, "reject");
+});

@@ -29,6 +29,7 @@ import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
 import { contentChecks, inboundChecks } from "./checks.ts";
 import { createOutbound } from "../outbound/index.ts";
+import { KeyStore, StoreEncryption } from "../e2e/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -120,6 +121,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     bounces: { hostname: config.server.hostname, queue: config.queue },
     logger,
     hostname: config.server.hostname,
+    encryption: new StoreEncryption(new KeyStore(accounts)),
   });
   // limits.min_free_space at MAIL, 452 4.3.1 for a spool write that ran out of space.
   const space = new FreeSpace({ dir: join(config.server.dataDir, "spool"), floor: config.limits.min_free_space, logger });

@@ -11,6 +11,7 @@
  * - mime.ts: isEncrypted, the outer header section.
  * - encrypt.ts: encryptForStore.
  * - store.ts: StoreEncryption, what the delivery agent writes per mailbox.
+ * - offload.ts, thread.ts: large messages encrypted in a thread of their own.
  */
 export { KeyError, loadStoredKey, parseRecipientKey, unusableAt, MAX_KEY_BYTES, MIN_RSA_BITS } from "./keys.ts";
 export type { KeyInfo, KeyKind, UsableKey } from "./keys.ts";
@@ -19,4 +20,5 @@ export type { StoredKey } from "./keystore.ts";
 export { isEncrypted, outerHeader, parseContentType, OBSCURED_SUBJECT } from "./mime.ts";
 export { encryptForStore, envelopedData } from "./encrypt.ts";
 export { StoreEncryption } from "./store.ts";
-export type { KeySource, StoreContent } from "./store.ts";
+export type { Encrypter, KeySource, StoreContent } from "./store.ts";
+export { EncryptionThread, INLINE_MAX } from "./offload.ts";

@@ -26,10 +26,15 @@ export type StoreContent =
   | { readonly kind: "encrypted"; readonly content: Buffer; readonly format: "pgp" | "smime"; readonly fingerprints: readonly string[] }
   | { readonly kind: "unusable"; readonly error: string };
 
+/** Encrypts one message to keys (encryptForStore, or EncryptionThread's encrypt off the event loop). */
+export type Encrypter = (raw: Buffer, keys: readonly UsableKey[]) => Promise<Buffer>;
+
 export class StoreEncryption {
   readonly #keys: KeySource;
-  constructor(keys: KeySource) {
+  readonly #encrypt: Encrypter;
+  constructor(keys: KeySource, encrypt: Encrypter = encryptForStore) {
     this.#keys = keys;
+    this.#encrypt = encrypt;
   }
 
   /** What to store for this mailbox. `encrypted`: isEncrypted(content), when the caller knows it. Throws on a database error. */
@@ -47,6 +52,6 @@ export class StoreEncryption {
     if (usable.length === 0) return { kind: "unusable", error: `no usable encryption key for ${mailbox}: ${problems.join("; ")}` };
     const format = usable.some((k) => k.kind === "pgp") ? "pgp" : "smime";
     const chosen = usable.filter((k) => k.kind === format);
-    return { kind: "encrypted", content: await encryptForStore(content, chosen), format, fingerprints: chosen.map((k) => k.info.fingerprint) };
+    return { kind: "encrypted", content: await this.#encrypt(content, chosen), format, fingerprints: chosen.map((k) => k.info.fingerprint) };
   }
 }

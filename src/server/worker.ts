@@ -29,7 +29,7 @@ import { AuthGuard, AuthService, serverSecret } from "../submission/index.ts";
 import { createResolver } from "../dns/index.ts";
 import { contentChecks, inboundChecks } from "./checks.ts";
 import { createOutbound } from "../outbound/index.ts";
-import { KeyStore, StoreEncryption } from "../e2e/index.ts";
+import { EncryptionThread, KeyStore, StoreEncryption } from "../e2e/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -112,6 +112,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const receiver = new Receiver({ config, spool, shard, accounts, auth, guard, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
   const outbound = createOutbound(config, resolver, logger);
   for (const f of outbound.files) if (existsSync(f)) await chownTo(config, f);
+  // Encrypt-on-store: large messages are encrypted in a thread of their own.
+  const encryption = new EncryptionThread();
   const delivery = new LocalDelivery({
     spool,
     dataDir: config.server.dataDir,
@@ -121,7 +123,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     bounces: { hostname: config.server.hostname, queue: config.queue },
     logger,
     hostname: config.server.hostname,
-    encryption: new StoreEncryption(new KeyStore(accounts)),
+    encryption: new StoreEncryption(new KeyStore(accounts), encryption.encrypt),
   });
   // limits.min_free_space at MAIL, 452 4.3.1 for a spool write that ran out of space.
   const space = new FreeSpace({ dir: join(config.server.dataDir, "spool"), floor: config.limits.min_free_space, logger });
@@ -138,6 +140,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     logger.info("worker stopping");
     await server.close(10_000);
     await delivery.stop();
+    encryption.close();
     spool.close();
     accounts.close();
     outbound.close();

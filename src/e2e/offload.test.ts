@@ -49,13 +49,16 @@ test("a large message is encrypted in the thread: S/MIME (openssl cms -decrypt) 
   assert.ok(Buffer.from(dec.data as unknown as Uint8Array).equals(raw));
 });
 
-test("a small message is encrypted in place; a failing task rejects and the thread keeps working; close fails what is in flight", async () => {
+test("a small message is encrypted in place; a failing task rejects and the thread keeps working; tasks queue; close fails what is in flight and waiting", async () => {
   assert.ok(isEncrypted(await thread.encrypt(message(200), [smime])));
   const broken = { ...smime, info: { ...smime.info, data: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" } } as UsableKey;
   await assert.rejects(thread.encrypt(message(10_000), [broken]), /cannot read the certificate/);
   assert.ok(isEncrypted(await thread.encrypt(message(10_000), [smime])));
+  // More tasks than the thread takes at once wait their turn.
+  const many = await Promise.all(Array.from({ length: 5 }, () => thread.encrypt(message(20_000), [smime])));
+  assert.ok(many.every(isEncrypted));
   const other = new EncryptionThread({ inlineMax: 0 });
-  const inFlight = other.encrypt(message(2_000_000), [smime]);
+  const inFlight = [0, 1, 2].map(() => other.encrypt(message(2_000_000), [smime]));
   other.close();
-  await assert.rejects(inFlight, /encryption thread closed/);
+  for (const p of inFlight) await assert.rejects(p, /encryption thread closed/);
 });

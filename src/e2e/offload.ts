@@ -7,8 +7,10 @@
  * place: posting them to the thread would cost as much.
  *
  * Bounds: one thread, started on first use and unreferenced when idle; its
- * heap is capped (HEAP_MB); each task holds one copy of the content and its
- * result (the caller's delivery concurrency bounds the tasks); a task that
+ * heap is capped (HEAP_MB) and at most IN_THREAD tasks are in it at once
+ * (each holds a copy of the content, its armor or base64 and the result:
+ * about 3.5 times the message), the others wait here in order (the
+ * caller's delivery concurrency bounds them); a task that
  * takes longer than TASK_TIMEOUT_MS ends the thread (every task in it fails,
  * the next one starts a new thread): the delivery is then deferred, never
  * stored in the clear.
@@ -20,11 +22,20 @@ import type { UsableKey } from "./keys.ts";
 /** Messages up to this size are encrypted on the calling thread. */
 export const INLINE_MAX = 64 * 1024;
 const HEAP_MB = 512;
+/** Tasks in the thread at once. */
+export const IN_THREAD = 2;
 export const TASK_TIMEOUT_MS = 120_000;
 // Compiled to dist/*.js for production, run from src/*.ts in development.
 const ENTRY = new URL(`./thread.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
 
 type FromThread = { readonly id: number; readonly content: Uint8Array } | { readonly id: number; readonly error: string };
+
+interface Queued {
+  readonly raw: Buffer;
+  readonly keys: readonly string[];
+  readonly resolve: (b: Buffer) => void;
+  readonly reject: (e: Error) => void;
+}
 
 interface Pending {
   readonly resolve: (b: Buffer) => void;
@@ -35,6 +46,7 @@ interface Pending {
 export class EncryptionThread {
   private worker: Worker | undefined;
   private readonly pending = new Map<number, Pending>();
+  private readonly waiting: Queued[] = [];
   private nextId = 0;
   private readonly inlineMax: number;
 
@@ -45,20 +57,32 @@ export class EncryptionThread {
   /** encryptForStore, in the thread for messages above inlineMax. */
   encrypt = (raw: Buffer, keys: readonly UsableKey[]): Promise<Buffer> => {
     if (raw.length <= this.inlineMax) return encryptForStore(raw, keys);
-    const worker = this.thread();
-    const id = this.nextId++;
     return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => this.restart(worker, new Error(`encryption took longer than ${TASK_TIMEOUT_MS / 1000} s`)), TASK_TIMEOUT_MS);
-      timer.unref();
-      this.pending.set(id, { resolve, reject, timer });
-      worker.ref();
-      worker.postMessage({ id, content: raw, keys: keys.map((k) => k.info.data) });
+      this.waiting.push({ raw, keys: keys.map((k) => k.info.data), resolve, reject });
+      this.pump();
     });
   };
 
-  /** Ends the thread (tasks in flight fail). */
+  /** Posts waiting tasks while fewer than IN_THREAD are in the thread. */
+  private pump(): void {
+    while (this.pending.size < IN_THREAD) {
+      const task = this.waiting.shift();
+      if (task === undefined) return;
+      const worker = this.thread();
+      const id = this.nextId++;
+      const timer = setTimeout(() => this.restart(worker, new Error(`encryption took longer than ${TASK_TIMEOUT_MS / 1000} s`)), TASK_TIMEOUT_MS);
+      timer.unref();
+      this.pending.set(id, { resolve: task.resolve, reject: task.reject, timer });
+      worker.ref();
+      worker.postMessage({ id, content: task.raw, keys: task.keys });
+    }
+  }
+
+  /** Ends the thread; tasks in flight and waiting fail. */
   close(): void {
-    if (this.worker) this.restart(this.worker, new Error("encryption thread closed"));
+    const err = new Error("encryption thread closed");
+    if (this.worker) this.restart(this.worker, err);
+    for (const t of this.waiting.splice(0)) t.reject(err);
   }
 
   private thread(): Worker {
@@ -80,6 +104,7 @@ export class EncryptionThread {
     clearTimeout(p.timer);
     if ("error" in m) p.reject(new Error(m.error));
     else p.resolve(Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength));
+    this.pump();
   }
 
   private restart(w: Worker, err: Error): void {
@@ -92,5 +117,7 @@ export class EncryptionThread {
       clearTimeout(p.timer);
       p.reject(err);
     }
+    // Waiting tasks go to a new thread (unless close() fails them next).
+    queueMicrotask(() => this.pump());
   }
 }

@@ -23,11 +23,11 @@
  * the message by a third. The caller bounds the message size (limits).
  */
 import { constants, createCipheriv, publicEncrypt, randomBytes } from "node:crypto";
-import * as openpgp from "openpgp";
+import type * as openpgp from "openpgp";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { base64Lines, outerHeader } from "./mime.ts";
-import type { UsableKey } from "./keys.ts";
+import { openpgpLib, type UsableKey } from "./keys.ts";
 
 const OID_DATA = "1.2.840.113549.1.7.1";
 const OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3";
@@ -51,8 +51,9 @@ export async function encryptForStore(raw: Buffer, keys: readonly UsableKey[]): 
 }
 
 async function encryptPgpMime(raw: Buffer, keys: openpgp.Key[]): Promise<Buffer> {
-  const message = await openpgp.createMessage({ binary: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) });
-  const armored: string = String(await openpgp.encrypt({ message, encryptionKeys: keys, format: "armored" }));
+  const lib = await openpgpLib();
+  const message = await lib.createMessage({ binary: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) });
+  const armored: string = String(await lib.encrypt({ message, encryptionKeys: keys, format: "armored" }));
   const b = boundary();
   const body =
     "MIME-Version: 1.0\r\n" +

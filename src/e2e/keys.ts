@@ -25,9 +25,20 @@
  *   chain is not checked: the operator imports the user's own certificate.
  */
 import { createHash, X509Certificate, type KeyObject } from "node:crypto";
-import * as openpgp from "openpgp";
+import type * as openpgp from "openpgp";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
+
+let openpgpModule: Promise<typeof openpgp> | undefined;
+
+/**
+ * OpenPGP.js, loaded on first use: it adds ~20 MB to each thread that loads
+ * it, which a server without OpenPGP keys need not pay.
+ */
+export function openpgpLib(): Promise<typeof openpgp> {
+  openpgpModule ??= import("openpgp");
+  return openpgpModule;
+}
 
 /** A key file larger than this is not a key (an OpenPGP key with many signatures is a few 100 KiB at most). */
 export const MAX_KEY_BYTES = 1024 * 1024;
@@ -106,7 +117,7 @@ function errText(err: unknown): string {
 async function parsePgp(armored: string, validate: boolean, now: Date): Promise<UsableKey> {
   let keys: openpgp.Key[];
   try {
-    keys = await openpgp.readKeys({ armoredKeys: armored });
+    keys = await (await openpgpLib()).readKeys({ armoredKeys: armored });
   } catch (err) {
     throw new KeyError(`cannot read the OpenPGP key: ${errText(err)}`);
   }

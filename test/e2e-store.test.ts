@@ -249,4 +249,16 @@ test("gpg and openssl cms decrypt the stored copies to the original byte for byt
     if (who === PGP) assert.match(imap, /BODYSTRUCTURE \(\("application" "pgp-encrypted"[\s\S]*"encrypted"/i, imap);
     else assert.match(imap, /BODYSTRUCTURE \("application" "pkcs7-mime" \("smime-type" "enveloped-data"/i, imap);
   }
+
+  // Already encrypted by openssl cms -encrypt (S/MIME): stored unchanged too. (Dovecot moved the others to cur/.)
+  const plainPart = join(smimeDir, "part.txt");
+  await writeFile(plainPart, "Content-Type: text/plain\r\n\r\nencrypted by the sender\r\n");
+  const enc = await exec("openssl", ["cms", "-encrypt", "-in", plainPart, "-aes256", join(smimeDir, "cert.pem")]);
+  assert.equal(enc.code, 0, enc.out);
+  const smimePre = Buffer.from(`From: Alice <alice@remote.test>\r\nTo: ${SMIME}\r\nSubject: visible too ${token}\r\n` + enc.stdout.toString("latin1").replace(/\r?\n/g, "\r\n"), "latin1");
+  await swaks(SMIME, smimePre);
+  const [smimePreFile] = await w.waitForMail(SMIME, 1);
+  assert.ok(smimePreFile, w.output().slice(-3000));
+  const storedPre = withoutDeliveryLines(await readFile(smimePreFile));
+  assert.ok(storedPre.subarray(storedPre.length - smimePre.length).equals(smimePre), "the S/MIME message made by openssl was not stored as it came");
 });

@@ -9,21 +9,29 @@ import { isEncrypted, outerHeader, parseContentType } from "./index.ts";
 
 const m = (s: string): Buffer => Buffer.from(s, "latin1");
 
+/** The start of a CMS ContentInfo of type envelopedData / authEnvelopedData, in base64. */
+const ENVELOPED = Buffer.from("308006092a864886f70d010703a0803080020100", "hex").toString("base64");
+const AUTH_ENVELOPED = Buffer.from("3082010a060b2a864886f70d0109100117a082", "hex").toString("base64");
+const ARMOR = "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEM\r\n-----END PGP MESSAGE-----\r\n";
+
 test("isEncrypted: PGP/MIME, S/MIME enveloped and authEnveloped, legacy x-pkcs7-mime, inline PGP", () => {
   const yes = [
-    'From: a@b.test\r\nContent-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary=x\r\n\r\n--x\r\n',
-    "From: a@b.test\r\nContent-Type: Multipart/Encrypted;\r\n\tprotocol=\"application/pgp-encrypted\";\r\n boundary=\"x\"\r\n\r\nbody\r\n",
-    "From: a@b.test\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\r\nMIAG\r\n",
-    'From: a@b.test\r\nContent-Type: application/pkcs7-mime; smime-type="authEnveloped-data"\r\n\r\nMIAG\r\n',
-    'From: a@b.test\r\nContent-Type: application/x-pkcs7-mime; name="smime.p7m"\r\n\r\nMIAG\r\n',
+    `From: a@b.test\r\nContent-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary=x\r\n\r\n--x\r\nContent-Type: application/octet-stream\r\n\r\n${ARMOR}--x--\r\n`,
+    `From: a@b.test\r\nContent-Type: Multipart/Encrypted;\r\n\tprotocol="application/pgp-encrypted";\r\n boundary="x"\r\n\r\n--x\r\n\r\n${ARMOR}`,
+    `From: a@b.test\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\n${ENVELOPED}\r\n`,
+    `From: a@b.test\r\nContent-Type: application/pkcs7-mime; smime-type="authEnveloped-data"\r\nContent-Transfer-Encoding: BASE64\r\n\r\n${AUTH_ENVELOPED}\r\n`,
+    `From: a@b.test\r\nContent-Type: application/x-pkcs7-mime; name="smime.p7m"\r\nContent-Transfer-Encoding: base64\r\n\r\n${ENVELOPED.slice(0, 8)}\r\n${ENVELOPED.slice(8)}\r\n`,
     "From: a@b.test\r\nSubject: x\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEM\r\n-----END PGP MESSAGE-----\r\n",
     "From: a@b.test\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n\r\n  -----BEGIN PGP MESSAGE-----\r\nVersion: x\r\n",
   ];
   for (const s of yes) assert.equal(isEncrypted(m(s)), true, s);
 });
 
-test("isEncrypted: plain, signed-only, compressed, multipart with a PGP block inside, a PGP block late in the body", () => {
+test("isEncrypted: plain, signed-only, compressed, labelled encrypted without ciphertext, multipart with a PGP block inside, a PGP block late in the body", () => {
   const no = [
+    'From: a@b.test\r\nContent-Type: multipart/encrypted; protocol="application/pgp-encrypted"; boundary=x\r\n\r\n--x\r\n\r\nplain text, not encrypted\r\n--x--\r\n',
+    "From: a@b.test\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\nSGVsbG8sIHRoaXMgaXMgcGxhaW4gdGV4dA==\r\n",
+    `From: a@b.test\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\n${ENVELOPED}\r\n`,
     "From: a@b.test\r\nSubject: hi\r\n\r\nhello\r\n",
     "From: a@b.test\r\n\r\n",
     "From: a@b.test",

@@ -4,10 +4,12 @@
  *
  * isEncrypted (hostile content, linear, bounded): the top-level
  * Content-Type is multipart/encrypted (RFC 1847; PGP/MIME is its
- * application/pgp-encrypted protocol, RFC 3156), or
- * application/pkcs7-mime (or the legacy x-pkcs7-mime) with smime-type
- * enveloped-data or authEnveloped-data (RFC 8551 §3.2; without smime-type:
- * a name or filename ending in .p7m), or the message is not multipart and
+ * application/pgp-encrypted protocol, RFC 3156) with an armored OpenPGP
+ * message in the first 64 KiB of its body, or application/pkcs7-mime (or
+ * the legacy x-pkcs7-mime) with smime-type enveloped-data or
+ * authEnveloped-data (RFC 8551 §3.2; without smime-type: a name ending in
+ * .p7m) whose body starts with a CMS ContentInfo of that type (its OID in
+ * the first bytes), or the message is not multipart and
  * its body starts with an inline OpenPGP message ("-----BEGIN PGP
  * MESSAGE-----", RFC 4880 §6.2; only the first 4 KiB of the body are
  * looked at). A signed-only message (multipart/signed, smime-type
@@ -83,20 +85,50 @@ function contentTypeOf(raw: Buffer, fields: readonly HeaderField[]): ContentType
   return parseContentType(f === undefined ? undefined : fieldValue(raw, f));
 }
 
-/** True when the message is already encrypted (see the module comment for what counts). */
+/** How much of the body is searched for evidence of ciphertext. */
+const EVIDENCE_WINDOW = 64 * 1024;
+const PGP_ARMOR = /(?:^|\n)[ \t]*-----BEGIN PGP MESSAGE-----\r?\n/;
+/** DER of the OIDs id-envelopedData (1.2.840.113549.1.7.3) and id-ct-authEnvelopedData (1.2.840.113549.1.9.16.1.23). */
+const OID_ENVELOPED = Buffer.from("06092a864886f70d010703", "hex");
+const OID_AUTH_ENVELOPED = Buffer.from("060b2a864886f70d0109100117", "hex");
+
+/** The CMS content type of an application/pkcs7-mime body is (authenticated) enveloped data: its OID in the first bytes. */
+function cmsEnveloped(raw: Buffer, bodyStart: number, base64: boolean): boolean {
+  let head: Buffer;
+  if (base64) {
+    const text = raw.toString("latin1", bodyStart, Math.min(raw.length, bodyStart + 512)).replace(/[^A-Za-z0-9+/]/g, "");
+    head = Buffer.from(text.slice(0, text.length - (text.length % 4)), "base64");
+  } else {
+    head = raw.subarray(bodyStart, Math.min(raw.length, bodyStart + 64));
+  }
+  const start = head.subarray(0, 64);
+  return start.includes(OID_ENVELOPED) || start.includes(OID_AUTH_ENVELOPED);
+}
+
+/**
+ * True when the message is already encrypted (see the module comment for
+ * what counts). The label alone is not enough: the body must hold the
+ * ciphertext (an armored OpenPGP message in the first 64 KiB of a
+ * multipart/encrypted one; the enveloped-data OID at the start of a
+ * pkcs7-mime one), so plaintext labelled as encrypted is encrypted anyway.
+ */
 export function isEncrypted(raw: Buffer): boolean {
   const fields = headerFields(raw);
   const ct = contentTypeOf(raw, fields);
-  if (ct.type === "multipart/encrypted") return true;
-  if (ct.type === "application/pkcs7-mime" || ct.type === "application/x-pkcs7-mime") {
-    const smime = ct.params.get("smime-type")?.toLowerCase();
-    if (smime !== undefined) return smime === "enveloped-data" || smime === "authenveloped-data";
-    const name = ct.params.get("name") ?? "";
-    return /\.p7m$/i.test(name);
-  }
-  if (ct.type.startsWith("multipart/") || ct.type.startsWith("message/")) return false;
   const end = headerEnd(raw);
   const bodyStart = end + 2 <= raw.length ? end + 2 : raw.length;
+  if (ct.type === "multipart/encrypted") {
+    return PGP_ARMOR.test(raw.toString("latin1", bodyStart, Math.min(raw.length, bodyStart + EVIDENCE_WINDOW)));
+  }
+  if (ct.type === "application/pkcs7-mime" || ct.type === "application/x-pkcs7-mime") {
+    const smime = ct.params.get("smime-type")?.toLowerCase();
+    const labelled = smime !== undefined ? smime === "enveloped-data" || smime === "authenveloped-data" : /\.p7m$/i.test(ct.params.get("name") ?? "");
+    if (!labelled) return false;
+    const cte = fields.find((f) => f.name === "content-transfer-encoding");
+    const base64 = cte !== undefined && fieldValue(raw, cte).trim().toLowerCase() === "base64";
+    return cmsEnveloped(raw, bodyStart, base64);
+  }
+  if (ct.type.startsWith("multipart/") || ct.type.startsWith("message/")) return false;
   const head = raw.toString("latin1", bodyStart, Math.min(raw.length, bodyStart + INLINE_WINDOW));
   return /^\s*-----BEGIN PGP MESSAGE-----\r?\n/.test(head);
 }

@@ -13,8 +13,10 @@
  * without a key minus the Return-Path and Delivered-To lines the Maildir
  * writer puts first. `gpg --decrypt` of the PGP/MIME copies (Maildir and
  * LMTP) and `openssl cms -decrypt` of the S/MIME copy must give those bytes.
- * Dovecot's imap lists and fetches the encrypted messages (Subject "[...]");
- * a message already encrypted is stored unchanged.
+ * Dovecot's imap lists and fetches the encrypted messages, ours and those
+ * Dovecot stored from LMTP (Subject "[...]"); an S/MIME message made by
+ * `openssl cms -encrypt` and a PGP/MIME one made by gpg are stored unchanged.
+ * A 200 KB message goes through the server's encryption thread.
  *
  * Needs root (Wardmail drops to nobody; Dovecot stores and reads as nobody),
  * gpg, openssl, swaks and Dovecot's imap and lmtp.
@@ -240,13 +242,13 @@ test("gpg and openssl cms decrypt the stored copies to the original byte for byt
   assert.match(bigPlain.toString("latin1"), /^Received: from client\.test/);
 
   // Dovecot's imap lists and fetches the encrypted messages.
-  for (const [who, home] of [[PGP, join(w.dataDir, "mail", "example.test", "pgp")], [SMIME, join(w.dataDir, "mail", "example.test", "smime")]] as const) {
+  for (const [who, home] of [[PGP, join(w.dataDir, "mail", "example.test", "pgp")], [SMIME, join(w.dataDir, "mail", "example.test", "smime")], [LMTP_PGP, dovecot.maildir(LMTP_PGP)]] as const) {
     const imap = await imapPreauth(join(base, `imap-${who}`), home, ["SELECT INBOX", "FETCH 1 (BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT MESSAGE-ID)] RFC822.SIZE)", "LOGOUT"]);
-    assert.match(imap, /\* 2 EXISTS/, imap);
+    assert.match(imap, who === LMTP_PGP ? /\* 1 EXISTS/ : /\* 2 EXISTS/, imap);
     assert.match(imap, /t1 OK .*Fetch completed/, imap);
     assert.ok(imap.includes("Subject: [...]\r\n"), imap);
     assert.ok(imap.includes(`Message-ID: <${token}@remote.test>\r\n`), imap);
-    if (who === PGP) assert.match(imap, /BODYSTRUCTURE \(\("application" "pgp-encrypted"[\s\S]*"encrypted"/i, imap);
+    if (who !== SMIME) assert.match(imap, /BODYSTRUCTURE \(\("application" "pgp-encrypted"[\s\S]*"encrypted"/i, imap);
     else assert.match(imap, /BODYSTRUCTURE \("application" "pkcs7-mime" \("smime-type" "enveloped-data"/i, imap);
   }
 

@@ -13,7 +13,7 @@
  * import or removal for that address). At most MAX_KEYS_PER_ACCOUNT keys.
  */
 import { createHash } from "node:crypto";
-import type { SQLOutputValue } from "node:sqlite";
+import type { SQLOutputValue, StatementSync } from "node:sqlite";
 import { AccountError, type AccountStore } from "../accounts/index.ts";
 import { KeyError, loadStoredKey, parseRecipientKey, type KeyInfo, type KeyKind, type UsableKey } from "./keys.ts";
 
@@ -82,10 +82,21 @@ export function normalizeFingerprint(input: string): string {
 export class KeyStore {
   readonly #accounts: AccountStore;
   readonly #cache = new Map<string, Promise<UsableKey>>();
+  /** Prepared statements by SQL text (keysFor runs at every delivery). */
+  readonly #statements = new Map<string, StatementSync>();
 
   constructor(accounts: AccountStore) {
     this.#accounts = accounts;
     accounts.db.exec(SCHEMA);
+  }
+
+  #prepared(sql: string): StatementSync {
+    let st = this.#statements.get(sql);
+    if (st === undefined) {
+      st = this.#accounts.db.prepare(sql);
+      this.#statements.set(sql, st);
+    }
+    return st;
   }
 
   /** The account an address (account or alias) stands for, with its creation time and addresses; else an AccountError. */
@@ -166,8 +177,7 @@ export class KeyStore {
   async keysFor(mailbox: string): Promise<UsableKey[]> {
     const account = this.#accounts.resolve(mailbox);
     if (account === undefined) return [];
-    const rows = this.#accounts.db
-      .prepare("SELECT k.* FROM user_keys k JOIN accounts a ON a.address = k.account AND a.created = k.account_created WHERE k.account = ? ORDER BY k.imported")
+    const rows = this.#prepared("SELECT k.* FROM user_keys k JOIN accounts a ON a.address = k.account AND a.created = k.account_created WHERE k.account = ? ORDER BY k.imported")
       .all(account)
       .map(toStored);
     return Promise.all(rows.map((r) => this.#parsed(r.data)));

@@ -400,18 +400,20 @@ export class LocalDelivery {
 
   /**
    * The LMTP sessions for these mailboxes of the message at one server:
-   * one for every mailbox that gets the content as queued, one per mailbox
-   * whose copy is encrypted to its own keys. Never throws.
+   * one per mailbox whose copy is encrypted to its own keys (made and sent
+   * one after the other, so one encrypted copy is held at a time), then one
+   * for every mailbox that gets the content as queued. Never throws.
    */
   private async lmtp(msg: ClaimedMessage, target: LmtpTarget, mailboxes: readonly string[]): Promise<Map<string, MailboxResult>> {
     const out = new Map<string, MailboxResult>();
-    const groups = new Map<Buffer, string[]>();
+    const plain: string[] = [];
     for (const mailbox of mailboxes) {
       const c = await this.contentFor(msg, mailbox);
       if ("kind" in c) out.set(mailbox, c);
-      else groups.set(c.content, [...(groups.get(c.content) ?? []), mailbox]);
+      else if (c.content === msg.content) plain.push(mailbox);
+      else for (const [m, r] of await this.lmtpSession(msg, target, [mailbox], c.content)) out.set(m, r);
     }
-    for (const [content, group] of groups) for (const [m, r] of await this.lmtpSession(msg, target, group, content)) out.set(m, r);
+    if (plain.length > 0) for (const [m, r] of await this.lmtpSession(msg, target, plain, msg.content)) out.set(m, r);
     return out;
   }
 

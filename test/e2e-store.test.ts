@@ -12,14 +12,15 @@
  * top of what swaks sent), which is exactly the copy stored for the account
  * without a key minus the Return-Path and Delivered-To lines the Maildir
  * writer puts first. `gpg --decrypt` of the PGP/MIME copies (Maildir and
- * LMTP) and `openssl cms -decrypt` of the S/MIME copy must give those bytes.
+ * LMTP; Sequoia's `sq decrypt` too for the Maildir one) and `openssl cms
+ * -decrypt` of the S/MIME copy must give those bytes.
  * Dovecot's imap lists and fetches the encrypted messages, ours and those
  * Dovecot stored from LMTP (Subject "[...]"); an S/MIME message made by
  * `openssl cms -encrypt` and a PGP/MIME one made by gpg are stored unchanged.
  * A 200 KB message goes through the server's encryption thread.
  *
  * Needs root (Wardmail drops to nobody; Dovecot stores and reads as nobody),
- * gpg, openssl, swaks and Dovecot's imap and lmtp.
+ * gpg, sq, openssl, swaks and Dovecot's imap and lmtp.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -39,6 +40,7 @@ const SKIP = peerSkip(
   rootMissing("Wardmail drops to nobody and Dovecot stores and reads as nobody"),
   binaryMissing("gpg", ["--version"], "gnupg", { exitZero: true }),
   binaryMissing("openssl", ["version"], "openssl", { exitZero: true }),
+  binaryMissing("sq", ["--version"], "sq", { exitZero: true }),
   binaryMissing("swaks", ["--version"], "swaks", { exitZero: true }),
   existsSync(DOVECOT_IMAP) ? undefined : `${DOVECOT_IMAP} is missing: install the Debian package dovecot-imapd`,
   existsSync(DOVECOT_LMTP) ? undefined : `${DOVECOT_LMTP} is missing: install the Debian package dovecot-lmtpd`,
@@ -180,6 +182,14 @@ test("gpg and openssl cms decrypt the stored copies to the original byte for byt
   const dec = await gpg(["--decrypt"], armoredMessage(pgpStored));
   assert.equal(dec.code, 0, dec.stderr.toString());
   assert.ok(dec.stdout.equals(original), `gpg's plaintext differs from the original:\n${dec.stdout.toString("latin1").slice(0, 500)}`);
+
+  // A second OpenPGP implementation, Sequoia's sq, agrees.
+  const secret = await gpg(["--pinentry-mode", "loopback", "--passphrase", "", "--armor", "--export-secret-keys", PGP]);
+  assert.equal(secret.code, 0, secret.out);
+  await writeFile(join(gnupg, "secret.asc"), secret.stdout);
+  const sq = await exec("sq", ["decrypt", "--recipient-key", join(gnupg, "secret.asc")], { input: armoredMessage(pgpStored) });
+  assert.equal(sq.code, 0, sq.out);
+  assert.ok(sq.stdout.equals(original), "sq's plaintext differs from the original");
 
   // S/MIME: openssl cms -decrypt reads the Maildir file as it is.
   const smimeText = (await readFile(smimeFile)).toString("latin1");

@@ -5,8 +5,8 @@
  * runs: the delivery agent reads the keys at every delivery.
  *
  * An alias stands for its account. Validation errors (not a key, a private
- * key, expired, revoked, no encryption subkey, no matching address, a non-RSA
- * certificate...) are refusals (exit 1) with the reason.
+ * key, expired, revoked, no encryption subkey, no matching address, a
+ * certificate on an unsupported curve...) are refusals (exit 1) with the reason.
  */
 import { readFile, stat } from "node:fs/promises";
 import { AccountError, AccountStore } from "../accounts/index.ts";
@@ -29,7 +29,8 @@ ADDRESS is an account or one of its aliases (which stands for the account).
                         or a PEM X.509 certificate. OpenPGP: valid now, not
                         revoked, with an encryption subkey and a user ID holding
                         the account's address or an alias. X.509: RSA of at
-                        least 2048 bits, valid now, keyUsage keyEncipherment and
+                        least 2048 bits or EC on P-256/384/521, valid now,
+                        keyUsage keyEncipherment (RSA) or keyAgreement (EC) and
                         extendedKeyUsage emailProtection when present, and the
                         address as an e-mail subjectAltName. At most ${MAX_KEYS_PER_ACCOUNT} keys per
                         account; importing a key again updates it. With both kinds,

@@ -18,6 +18,7 @@ const ADDR = "user@example.test";
 let dir: string;
 let pgp: { key: UsableKey; privateKey: openpgp.PrivateKey };
 let smime: UsableKey;
+let ec: UsableKey;
 
 /** Bytes a mail reader must get back exactly: 8-bit text, a dot line, CRLF, no final newline oddities. */
 const RAW = Buffer.concat([
@@ -35,6 +36,8 @@ before(async () => {
   pgp = { key: await parseRecipientKey(gen.publicKey.armor(), [ADDR]), privateKey: gen.privateKey };
   execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "30", "-subj", "/CN=User", "-addext", `subjectAltName=email:${ADDR}`], { stdio: "ignore" });
   smime = await parseRecipientKey(await readFile(join(dir, "cert.pem")), [ADDR]);
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1", "-nodes", "-keyout", join(dir, "ec-key.pem"), "-out", join(dir, "ec-cert.pem"), "-days", "30", "-subj", "/CN=User", "-addext", `subjectAltName=email:${ADDR}`], { stdio: "ignore" });
+  ec = await parseRecipientKey(await readFile(join(dir, "ec-cert.pem")), [ADDR]);
 });
 after(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -80,6 +83,16 @@ test("S/MIME: application/pkcs7-mime enveloped-data; openssl cms -decrypt gives 
   await writeFile(join(dir, "smime.eml"), out);
   execFileSync("openssl", ["cms", "-decrypt", "-in", join(dir, "smime.eml"), "-recip", join(dir, "cert.pem"), "-inkey", join(dir, "key.pem"), "-out", join(dir, "plain.eml")], { stdio: "pipe" });
   assert.ok((await readFile(join(dir, "plain.eml"))).equals(RAW), "openssl's decryption differs from the original");
+});
+
+test("S/MIME to an EC certificate (ECDH, AES key wrap) and to RSA and EC together: openssl cms -decrypt with either key", async () => {
+  await writeFile(join(dir, "ec.eml"), await encryptForStore(RAW, [ec]));
+  await writeFile(join(dir, "both.eml"), await encryptForStore(RAW, [smime, ec]));
+  const decrypt = (file: string, cert: string, key: string): Buffer =>
+    execFileSync("openssl", ["cms", "-decrypt", "-in", join(dir, file), "-recip", join(dir, cert), "-inkey", join(dir, key)], { stdio: ["ignore", "pipe", "pipe"] });
+  assert.ok(decrypt("ec.eml", "ec-cert.pem", "ec-key.pem").equals(RAW));
+  assert.ok(decrypt("both.eml", "ec-cert.pem", "ec-key.pem").equals(RAW));
+  assert.ok(decrypt("both.eml", "cert.pem", "key.pem").equals(RAW));
 });
 
 test("StoreEncryption: no key, already encrypted, OpenPGP preferred over S/MIME, unusable keys", async () => {

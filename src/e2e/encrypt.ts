@@ -13,16 +13,20 @@
  *   compression) encrypted to every OpenPGP key of the mailbox.
  * - S/MIME: application/pkcs7-mime; smime-type=enveloped-data, base64 of a
  *   CMS EnvelopedData (RFC 5652 §6): AES-256-CBC content encryption (RFC
- *   3565) and RSAES-PKCS1-v1_5 key transport per certificate, addressed by
+ *   3565); per RSA certificate RSAES-PKCS1-v1_5 key transport, per EC
+ *   certificate (P-256/384/521) ephemeral-static ECDH with the X9.63 KDF
+ *   (SHA-256/384/512) and AES-256 key wrap (RFC 5753); each addressed by
  *   issuer and serial number. This is what `openssl cms -encrypt` makes by
  *   default and what every S/MIME reader (Thunderbird, Outlook, Apple Mail)
  *   decrypts; AES-GCM authEnveloped-data is not yet read by all of them.
+ *   The DER is written here (pkijs only for the issuer and serial number):
+ *   asn1js took ~40 ms per MB to encode the envelope.
  *
  * Cost: one AES pass over the message plus a public-key operation per key
  * (a few ms, measured in docs/benchmarks.md); the armoring/base64 grows
  * the message by a third. The caller bounds the message size (limits).
  */
-import { constants, createCipheriv, publicEncrypt, randomBytes } from "node:crypto";
+import { constants, createCipheriv, createECDH, createHash, publicEncrypt, randomBytes, type KeyObject } from "node:crypto";
 import type * as openpgp from "openpgp";
 import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
@@ -33,6 +37,14 @@ const OID_DATA = "1.2.840.113549.1.7.1";
 const OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3";
 const OID_RSA = "1.2.840.113549.1.1.1";
 const OID_AES256_CBC = "2.16.840.1.101.3.4.1.42";
+const OID_AES256_WRAP = "2.16.840.1.101.3.4.1.45";
+const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
+/** dhSinglePass-stdDH-sha{256,384,512}kdf-scheme (RFC 5753 §7.1.4), by curve: the hash that matches its strength. */
+const ECDH_SCHEMES: Readonly<Record<string, { readonly oid: string; readonly hash: string }>> = {
+  prime256v1: { oid: "1.3.132.1.11.1", hash: "sha256" },
+  secp384r1: { oid: "1.3.132.1.11.2", hash: "sha384" },
+  secp521r1: { oid: "1.3.132.1.11.3", hash: "sha512" },
+};
 
 function boundary(): string {
   return `=_wardmail_${randomBytes(12).toString("hex")}`;
@@ -106,23 +118,49 @@ export function envelopedData(raw: Buffer, certs: readonly { readonly cert: pkij
   const cipher = createCipheriv("aes-256-cbc", cek, iv);
   const encrypted = [cipher.update(raw), cipher.final()];
   const recipientInfos = certs.map(({ cert, publicKey }) => {
+    const rid = Buffer.from(new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }).toSchema().toBER(false));
+    if (publicKey.asymmetricKeyType === "ec") return keyAgreeRecipientInfo(rid, publicKey, cek);
     const encryptedKey = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_PADDING }, cek);
-    const ri = new pkijs.KeyTransRecipientInfo({
-      version: 0,
-      rid: new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }),
-      keyEncryptionAlgorithm: new pkijs.AlgorithmIdentifier({ algorithmId: OID_RSA, algorithmParams: new asn1js.Null() }),
-      encryptedKey: new asn1js.OctetString({ valueHex: encryptedKey }),
-    });
-    return Buffer.from(ri.toSchema().toBER(false));
+    // KeyTransRecipientInfo (RFC 5652 §6.2.1), version 0: the rid is issuer and serial number.
+    return Buffer.concat(tlv(0x30, tlv(0x02, Buffer.from([0])), rid, tlv(0x30, oid(OID_RSA), Buffer.from([0x05, 0x00])), tlv(0x04, encryptedKey)));
   });
+  const version = certs.some((c) => c.publicKey.asymmetricKeyType === "ec") ? 2 : 0;
   const encryptedContentInfo = tlv(
     0x30,
     oid(OID_DATA),
     tlv(0x30, oid(OID_AES256_CBC), tlv(0x04, iv)),
     tlv(0x80, encrypted), // [0] IMPLICIT OCTET STRING
   );
-  const env = tlv(0x30, tlv(0x02, Buffer.from([0])), tlv(0x31, ...recipientInfos), encryptedContentInfo);
+  const env = tlv(0x30, tlv(0x02, Buffer.from([version])), tlv(0x31, ...recipientInfos), encryptedContentInfo);
   return Buffer.concat(tlv(0x30, oid(OID_ENVELOPED_DATA), tlv(0xa0, env)));
+}
+
+/**
+ * KeyAgreeRecipientInfo (RFC 5652 §6.2.2, RFC 5753 §3.1.1) for an EC
+ * certificate: an ephemeral key on the recipient's curve, ECDH, the ANSI
+ * X9.63 KDF over ECC-CMS-SharedInfo, and the content key wrapped with
+ * AES-256 key wrap (RFC 3394). Tagged [1] as a RecipientInfo.
+ */
+function keyAgreeRecipientInfo(rid: Buffer, publicKey: KeyObject, cek: Buffer): Buffer {
+  const curve = publicKey.asymmetricKeyDetails?.namedCurve ?? "";
+  const scheme = ECDH_SCHEMES[curve];
+  if (scheme === undefined) throw new Error(`ECDH on curve ${curve} is not supported`);
+  const jwk = publicKey.export({ format: "jwk" });
+  const point = Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x ?? "", "base64url"), Buffer.from(jwk.y ?? "", "base64url")]);
+  const ecdh = createECDH(curve);
+  const ephemeral = ecdh.generateKeys();
+  const z = ecdh.computeSecret(point);
+  const wrapAlg = tlv(0x30, oid(OID_AES256_WRAP));
+  // ECC-CMS-SharedInfo: keyInfo, suppPubInfo [2] = the KEK length in bits (256).
+  const sharedInfo = Buffer.concat(tlv(0x30, wrapAlg, tlv(0xa2, tlv(0x04, Buffer.from([0, 0, 1, 0])))));
+  const kek = createHash(scheme.hash).update(z).update(Buffer.from([0, 0, 0, 1])).update(sharedInfo).digest().subarray(0, 32);
+  const wrap = createCipheriv("id-aes256-wrap", kek, Buffer.from("a6a6a6a6a6a6a6a6", "hex"));
+  const wrapped = Buffer.concat([wrap.update(cek), wrap.final()]);
+  // originator [0] EXPLICIT, originatorKey [1] IMPLICIT OriginatorPublicKey { id-ecPublicKey, NULL; ECPoint as BIT STRING }.
+  const originator = tlv(0xa0, tlv(0xa1, tlv(0x30, oid(OID_EC_PUBLIC_KEY), Buffer.from([0x05, 0x00])), tlv(0x03, Buffer.from([0]), ephemeral)));
+  const keyEncryptionAlgorithm = tlv(0x30, oid(scheme.oid), wrapAlg);
+  const recipientEncryptedKeys = tlv(0x30, tlv(0x30, rid, tlv(0x04, wrapped)));
+  return Buffer.concat(tlv(0xa1, tlv(0x02, Buffer.from([3])), originator, keyEncryptionAlgorithm, recipientEncryptedKeys));
 }
 
 function encryptSmime(raw: Buffer, certs: readonly Extract<UsableKey, { kind: "smime" }>[]): Buffer {

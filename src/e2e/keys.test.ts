@@ -95,8 +95,17 @@ describe("X.509 certificates", () => {
     await assert.rejects(parseRecipientKey(pem, [ADDR], new Date(Date.now() + 40 * 86_400_000)), /expired on/);
   });
 
-  test("refused: EC key, short RSA, no e-mail SAN, keyUsage without keyEncipherment, EKU without emailProtection, a private key, two certificates", async () => {
-    await assert.rejects(parseRecipientKey(await cert({ key: "ec", ext: [], pkeyopt: "ec_paramgen_curve:prime256v1" }), [ADDR]), /not RSA/);
+  test("EC certificates on P-256, P-384 and P-521 (ECDH key agreement)", async () => {
+    for (const [curve, name] of [["prime256v1", "P-256"], ["secp384r1", "P-384"], ["secp521r1", "P-521"]] as const) {
+      const k = await parseRecipientKey(await cert({ key: "ec", pkeyopt: `ec_paramgen_curve:${curve}`, ext: ["keyUsage=digitalSignature,keyAgreement"] }), [ADDR]);
+      assert.equal(k.info.algorithm, `X.509 EC ${name}`);
+    }
+  });
+
+  test("refused: another curve, EC without keyAgreement, Ed25519, short RSA, no e-mail SAN, keyUsage without keyEncipherment, EKU without emailProtection, a private key, two certificates", async () => {
+    await assert.rejects(parseRecipientKey(await cert({ key: "ec", pkeyopt: "ec_paramgen_curve:secp256k1" }), [ADDR]), /curve secp256k1; P-256, P-384 and P-521 are supported/);
+    await assert.rejects(parseRecipientKey(await cert({ key: "ec", pkeyopt: "ec_paramgen_curve:prime256v1", ext: ["keyUsage=digitalSignature,keyEncipherment"] }), [ADDR]), /keyAgreement/);
+    await assert.rejects(parseRecipientKey(await cert({ key: "ed25519" }), [ADDR]), /neither RSA nor EC/);
     await assert.rejects(parseRecipientKey(await cert({ key: "rsa:1024" }), [ADDR]), /1024 bits; at least 2048/);
     await assert.rejects(parseRecipientKey(await cert({ san: "DNS:example.test" }), [ADDR]), /no e-mail address/);
     await assert.rejects(parseRecipientKey(await cert({ ext: ["keyUsage=digitalSignature"] }), [ADDR]), /keyEncipherment/);

@@ -17,9 +17,10 @@
  *   strict about the user ID because a key for another address is almost
  *   always the wrong file, and a mail reader would show its owner.
  * - X.509: an RSA public key of at least 2048 bits (key transport with
- *   RSAES-PKCS1-v1_5, what every S/MIME reader decrypts; EC certificates are
- *   refused: ECDH key agreement is not implemented), within its validity
- *   period, keyUsage (when present) with keyEncipherment, extendedKeyUsage
+ *   RSAES-PKCS1-v1_5, what every S/MIME reader decrypts) or an EC key on
+ *   P-256, P-384 or P-521 (ephemeral-static ECDH key agreement, RFC 5753),
+ *   within its validity period, keyUsage (when present) with
+ *   keyEncipherment (RSA) or keyAgreement (EC), extendedKeyUsage
  *   (when present) with emailProtection or anyExtendedKeyUsage, and an
  *   rfc822Name subjectAltName (RFC 8550 §3) that the caller allows. The
  *   chain is not checked: the operator imports the user's own certificate.
@@ -75,6 +76,9 @@ export class KeyError extends Error {
 }
 
 const OID_RSA = "1.2.840.113549.1.1.1";
+const OID_EC = "1.2.840.10045.2.1";
+/** Curves we do ECDH on (node:crypto names). */
+const EC_CURVES: Readonly<Record<string, string>> = { prime256v1: "P-256", secp384r1: "P-384", secp521r1: "P-521" };
 const OID_KEY_USAGE = "2.5.29.15";
 const OID_EXT_KEY_USAGE = "2.5.29.37";
 const OID_SAN = "2.5.29.17";
@@ -176,10 +180,19 @@ function parseCertificate(pem: string, validate: boolean, now: Date): UsableKey 
     throw new KeyError(`cannot read the certificate: ${errText(err)}`);
   }
   const algo = cert.subjectPublicKeyInfo.algorithm.algorithmId;
-  if (algo !== OID_RSA) throw new KeyError(`the certificate's key is not RSA (algorithm ${algo}); only RSA certificates are supported for S/MIME encryption`);
+  if (algo !== OID_RSA && algo !== OID_EC) throw new KeyError(`the certificate's key is neither RSA nor EC (algorithm ${algo})`);
   const publicKey = x509.publicKey;
-  const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (bits < MIN_RSA_BITS) throw new KeyError(`the certificate's RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are needed`);
+  let keyName: string;
+  if (algo === OID_RSA) {
+    const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS) throw new KeyError(`the certificate's RSA key has ${bits} bits; at least ${MIN_RSA_BITS} are needed`);
+    keyName = `RSA ${bits}`;
+  } else {
+    const curve = publicKey.asymmetricKeyDetails?.namedCurve ?? "";
+    const name = EC_CURVES[curve];
+    if (name === undefined) throw new KeyError(`the certificate's EC key is on curve ${curve || "unknown"}; P-256, P-384 and P-521 are supported`);
+    keyName = `EC ${name}`;
+  }
   const notBefore = cert.notBefore.value.getTime();
   const notAfter = cert.notAfter.value.getTime();
   if (validate && now.getTime() < notBefore) throw new KeyError(`the certificate is not valid before ${new Date(notBefore).toISOString()}`);
@@ -188,8 +201,9 @@ function parseCertificate(pem: string, validate: boolean, now: Date): UsableKey 
     if (ext.extnID === OID_KEY_USAGE) {
       const bitString = ext.parsedValue as asn1js.BitString | undefined;
       const bytes = bitString ? new Uint8Array(bitString.valueBlock.valueHexView) : new Uint8Array();
-      // keyEncipherment is bit 2: 0x20 of the first byte.
-      if (((bytes[0] ?? 0) & 0x20) === 0) throw new KeyError("the certificate's keyUsage does not allow keyEncipherment");
+      // keyEncipherment is bit 2 (0x20 of the first byte), keyAgreement bit 4 (0x08).
+      if (algo === OID_RSA && ((bytes[0] ?? 0) & 0x20) === 0) throw new KeyError("the certificate's keyUsage does not allow keyEncipherment");
+      if (algo === OID_EC && ((bytes[0] ?? 0) & 0x08) === 0) throw new KeyError("the certificate's keyUsage does not allow keyAgreement");
     } else if (ext.extnID === OID_EXT_KEY_USAGE) {
       const eku = ext.parsedValue as pkijs.ExtKeyUsage | undefined;
       const purposes = eku?.keyPurposes ?? [];
@@ -212,7 +226,7 @@ function parseCertificate(pem: string, validate: boolean, now: Date): UsableKey 
     addresses,
     created: notBefore,
     expires: notAfter,
-    algorithm: `X.509 RSA ${bits}`,
+    algorithm: `X.509 ${keyName}`,
     data: x509.toString(),
   };
   return { kind: "smime", info, cert, publicKey };

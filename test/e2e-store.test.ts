@@ -5,7 +5,8 @@
  * temporary GNUPGHOME, an S/MIME certificate with `openssl req -x509
  * -addext subjectAltName=email:...`. They are imported with `wardmail user
  * key import`; one message goes with swaks to Wardmail's MX port for a PGP
- * account, an S/MIME account and an account without a key (Maildir), and a
+ * account, an S/MIME account (RSA), another (EC P-256) and an account without
+ * a key (Maildir), and a
  * PGP account in a local.lmtp domain (a private Dovecot LMTP server).
  *
  * What is inside: the message as Wardmail queued it (our Received field on
@@ -48,6 +49,7 @@ const SKIP = peerSkip(
 
 const PGP = "pgp@example.test";
 const SMIME = "smime@example.test";
+const EC = "ec@example.test";
 const PLAIN = "plain@example.test";
 const LMTP_PGP = "pgp@lmtp.test";
 
@@ -141,17 +143,20 @@ test("gpg and openssl cms decrypt the stored copies to the original byte for byt
   await mkdir(smimeDir);
   const req = await exec("openssl", ["req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", join(smimeDir, "key.pem"), "-out", join(smimeDir, "cert.pem"), "-days", "30", "-subj", "/CN=S MIME User", "-addext", `subjectAltName=email:${SMIME}`, "-addext", "keyUsage=digitalSignature,keyEncipherment", "-addext", "extendedKeyUsage=emailProtection"]);
   assert.equal(req.code, 0, req.out);
+  const ecReq = await exec("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", join(smimeDir, "ec-key.pem"), "-out", join(smimeDir, "ec-cert.pem"), "-days", "30", "-subj", "/CN=EC User", "-addext", `subjectAltName=email:${EC}`, "-addext", "keyUsage=digitalSignature,keyAgreement"]);
+  assert.equal(ecReq.code, 0, ecReq.out);
 
-  for (const a of [PGP, SMIME, PLAIN, LMTP_PGP]) await cli(["user", "add", a, "--password-stdin"], "correct horse battery\n");
+  for (const a of [PGP, SMIME, EC, PLAIN, LMTP_PGP]) await cli(["user", "add", a, "--password-stdin"], "correct horse battery\n");
   assert.match(await cli(["user", "key", "import", PGP, join(base, `${PGP}.asc`)]), /^imported OpenPGP key [0-9A-F]{40} for pgp@example\.test/);
   assert.match(await cli(["user", "key", "import", LMTP_PGP, join(base, `${LMTP_PGP}.asc`)]), /^imported OpenPGP key/);
   assert.match(await cli(["user", "key", "import", SMIME, join(smimeDir, "cert.pem")]), /^imported S\/MIME certificate [0-9A-F]{64} for smime@example\.test/);
+  assert.match(await cli(["user", "key", "import", EC, join(smimeDir, "ec-cert.pem")]), /^imported S\/MIME certificate [0-9A-F]{64} for ec@example\.test/);
   // A refusal is a clear error with exit code 1.
   const refused = await w.cli(["user", "key", "import", PLAIN, join(base, `${PGP}.asc`), "--config", w.configPath]);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /the key is for pgp@example\.test, not for plain@example\.test/);
   const listed = await cli(["user", "key", "list"]);
-  assert.equal(listed.trim().split("\n").length, 3, listed);
+  assert.equal(listed.trim().split("\n").length, 4, listed);
 
   const token = "e2e-4f1c";
   const sent = Buffer.from(
@@ -160,7 +165,7 @@ test("gpg and openssl cms decrypt the stored copies to the original byte for byt
       "Gr\u00fc\u00dfe, 8-bit \u2713\r\n  indented line\r\n\r\nlast line\r\n",
     "utf8",
   );
-  await swaks([PGP, SMIME, PLAIN, LMTP_PGP].join(","), sent);
+  await swaks([PGP, SMIME, EC, PLAIN, LMTP_PGP].join(","), sent);
 
   const [plainFile] = await w.waitForMail(PLAIN, 1);
   const [pgpFile] = await w.waitForMail(PGP, 1);
@@ -200,6 +205,14 @@ test("gpg and openssl cms decrypt the stored copies to the original byte for byt
   assert.equal(cms.code, 0, cms.out);
   assert.ok((await readFile(out)).equals(original), "openssl's plaintext differs from the original");
 
+  // S/MIME to an EC certificate (ECDH key agreement).
+  const [ecFile] = await w.waitForMail(EC, 1);
+  assert.ok(ecFile, w.output().slice(-3000));
+  const ecOut = join(smimeDir, "ec-plain.eml");
+  const ecCms = await exec("openssl", ["cms", "-decrypt", "-in", ecFile, "-recip", join(smimeDir, "ec-cert.pem"), "-inkey", join(smimeDir, "ec-key.pem"), "-out", ecOut]);
+  assert.equal(ecCms.code, 0, ecCms.out);
+  assert.ok((await readFile(ecOut)).equals(original), "openssl's plaintext (EC) differs from the original");
+
   // LMTP: Dovecot stored the encrypted copy (in its own line-ending form); gpg decrypts it to the original.
   const lmtpStored = await readFile(lmtpFile);
   assert.match(lmtpStored.toString("latin1"), /^Subject: \[\.\.\.\]\r?$/m);
@@ -208,10 +221,10 @@ test("gpg and openssl cms decrypt the stored copies to the original byte for byt
   assert.equal(dec2.code, 0, dec2.stderr.toString());
   assert.ok(dec2.stdout.equals(original), "gpg's plaintext of the LMTP copy differs from the original");
 
-  for (const mailbox of [PGP, SMIME, LMTP_PGP]) {
+  for (const mailbox of [PGP, SMIME, EC, LMTP_PGP]) {
     const line = await waitForLog(() => w?.output() ?? "", "encrypted for storage", (l) => l.mailbox === mailbox);
     assert.ok(line, `no "encrypted for storage" log line for ${mailbox}`);
-    assert.equal(line.format, mailbox === SMIME ? "smime" : "pgp");
+    assert.equal(line.format, mailbox === SMIME || mailbox === EC ? "smime" : "pgp");
   }
 
   // Already encrypted (PGP/MIME made by gpg): stored as it came, no second layer.

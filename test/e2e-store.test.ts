@@ -2,12 +2,12 @@
  * Encrypt-on-store, proved by independent tools reading what Wardmail wrote.
  *
  * Keys are made at test time: OpenPGP keys with `gpg --quick-gen-key` in a
- * temporary GNUPGHOME, an S/MIME certificate with `openssl req -x509
- * -addext subjectAltName=email:...`. They are imported with `wardmail user
- * key import`; one message goes with swaks to Wardmail's MX port for a PGP
- * account, an S/MIME account (RSA), another (EC P-256) and an account without
- * a key (Maildir), and a
- * PGP account in a local.lmtp domain (a private Dovecot LMTP server).
+ * temporary GNUPGHOME, S/MIME certificates (RSA and EC P-256) with `openssl
+ * req -x509 -addext subjectAltName=email:...`. They are imported with
+ * `wardmail user key import`; one message goes with swaks to Wardmail's MX
+ * port for a PGP account, two S/MIME accounts and an account without a key
+ * (Maildir), and a PGP account in a local.lmtp domain (a private Dovecot
+ * LMTP server).
  *
  * What is inside: the message as Wardmail queued it (our Received field on
  * top of what swaks sent), which is exactly the copy stored for the account

@@ -112,7 +112,7 @@ function oid(value: string): Buffer {
  * recipient infos) are pkijs objects; the envelope around the encrypted
  * content is written here, in one copy (asn1js took ~40 ms per MB for it).
  */
-export function envelopedData(raw: Buffer, certs: readonly { readonly cert: pkijs.Certificate; readonly publicKey: import("node:crypto").KeyObject }[]): Buffer {
+export function envelopedData(raw: Buffer, certs: readonly { readonly cert: pkijs.Certificate; readonly publicKey: KeyObject }[]): Buffer {
   const cek = randomBytes(32);
   const iv = randomBytes(16);
   const cipher = createCipheriv("aes-256-cbc", cek, iv);

@@ -8,8 +8,8 @@
  * an OpenPGP private key or a PEM private key is refused, so no secret ever
  * lands in the accounts database.
  *
- * What a key must be (checked at import; at delivery the same checks run
- * again with the time then, see usableAt):
+ * What a key must be (checked at import; at every delivery the
+ * time-dependent part again, see unusableAt: expiry, revocation):
  * - OpenPGP: a public key whose primary key is valid (self-signed, not
  *   revoked, not expired) with a subkey (or primary) able to encrypt now,
  *   and a valid (self-certified, not revoked) user ID whose e-mail address

@@ -150,6 +150,11 @@ describe("the key store", () => {
     assert.throws(() => normalizeFingerprint("xyz"), KeyError);
     assert.equal(keys.remove(ADDR).length, 1);
     assert.deepEqual(keys.list(ADDR), []);
+    // A revoked version of a stored key is refused, and the refusal says the stored one is still used.
+    const gen = await pgpKey();
+    const stored = await keys.import(ADDR, gen.publicKey);
+    const revoked = await openpgp.revokeKey({ key: await openpgp.readPrivateKey({ armoredKey: gen.privateKey }), format: "armored" });
+    await assert.rejects(keys.import(ADDR, revoked.publicKey), new RegExp(`not valid now.*the stored key ${stored.key.fingerprint} stays in use until you remove it`));
     accounts.close();
   });
 

@@ -120,7 +120,17 @@ export class KeyStore {
    */
   async import(address: string, file: string | Buffer, now: Date = new Date()): Promise<{ key: StoredKey; replaced: boolean }> {
     const acct = this.#account(address);
-    const parsed = await parseRecipientKey(file, acct.addresses, now);
+    let parsed: UsableKey;
+    try {
+      parsed = await parseRecipientKey(file, acct.addresses, now);
+    } catch (err) {
+      // A revoked or expired version of a key we hold: say that the stored one is still used.
+      const fp = err instanceof KeyError ? await loadStoredKey(typeof file === "string" ? file : file.toString("latin1")).then((k) => k.info.fingerprint, () => undefined) : undefined;
+      if (fp !== undefined && this.list(acct.account).some((k) => k.fingerprint === fp)) {
+        throw new KeyError(`${(err as Error).message}; the stored key ${fp} stays in use until you remove it (wardmail user key remove ${acct.account} ${fp})`);
+      }
+      throw err;
+    }
     const info = parsed.info;
     const db = this.#accounts.db;
     db.exec("BEGIN IMMEDIATE");

@@ -19,6 +19,7 @@ import type { Io } from "./main.ts";
 import { loadCommandConfig } from "./load-config.ts";
 import { heldText, holdsOf, releaseAccount, showText } from "./user-hold.ts";
 import type { Hold } from "../spam/index.ts";
+import { userKeyCommand } from "./user-key.ts";
 
 export const USER_HELP = `Usage: wardmail user <action> [ARGS] [--config FILE]
 
@@ -44,6 +45,10 @@ Actions:
   app-password add ACCOUNT NAME     generate a password for one device or program (shown once)
   app-password remove ACCOUNT NAME
   app-password list ACCOUNT [--json]
+  key import ADDRESS FILE           encrypt mail to the account before it is stored, to this
+                                    OpenPGP public key or S/MIME (X.509) certificate
+  key list [ADDRESS] [--json]       the keys (fingerprint, type, expiry, addresses)
+  key remove ADDRESS [FINGERPRINT]  remove one key, or every key of the account
 
 Options:
   --password-stdin  add, passwd: read the password from the first line of stdin
@@ -224,6 +229,7 @@ export async function userCommand(args: string[], io: Io): Promise<number> {
     },
   });
   const [action, ...rest] = positionals;
+  if (action === "key") return userKeyCommand(rest, values, io);
   if (action === undefined) {
     if (values.help) {
       io.out(USER_HELP);
@@ -530,7 +536,7 @@ async function askHidden(io: Io, stdin: TtyIn, prompt: string): Promise<string |
  * otherwise. SQLite, as root, gives new -wal/-shm files the owner of the
  * database file; they are handled here too in case they stay behind.
  */
-async function giveToServer(config: Config, dataDir: string, createdDir: boolean): Promise<void> {
+export async function giveToServer(config: Config, dataDir: string, createdDir: boolean): Promise<void> {
   if (createdDir && existsSync(dataDir)) {
     await chownTo(config, dataDir);
     return;

@@ -29,6 +29,13 @@
  * may get it again on the retry), else failed when any is permanent (with
  * the LMTP reply as the DSN's status and diagnostic), else delivered.
  *
+ * Encrypt-on-store (src/e2e, with `encryption`): right before a Maildir
+ * write or an LMTP transaction, a mailbox whose account has keys gets the
+ * message encrypted to them (once per mailbox and message; unless it is
+ * encrypted already); mailboxes with their own encrypted copy get their own
+ * LMTP transaction. Keys that cannot be used any more make that mailbox
+ * temporary (never stored in the clear instead).
+ *
  * Past queue.lifetime every open recipient fails. Failures (and a delay
  * notice) become DSNs to the sender (src/outbound/bounces.ts), queued before
  * the outcome is recorded. Logs name queue id, recipient and mailbox, never
@@ -47,6 +54,7 @@ import type { MessageSink } from "../sink/index.ts";
 import type { Timeouts } from "../outbound/index.ts";
 import type { LocalConfig } from "./resolve.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
+import { isEncrypted, type StoreContent, type StoreEncryption } from "../e2e/index.ts";
 
 export const REMOTE_NOT_IMPLEMENTED = "remote delivery not implemented";
 
@@ -73,6 +81,8 @@ export interface LocalDeliveryOptions {
   readonly hostname?: string;
   /** LMTP timeouts (default lmtp.ts LMTP_TIMEOUTS); tests shorten them. */
   readonly lmtpTimeouts?: Timeouts;
+  /** Encrypt-on-store (src/e2e): mail to a mailbox with keys is encrypted before it is written or sent over LMTP. */
+  readonly encryption?: StoreEncryption;
 }
 
 export interface RemoteDeliverer {
@@ -88,6 +98,8 @@ export interface LocalDeliveryStats {
   readonly stored: number;
   /** Mailboxes an LMTP server accepted the message for. */
   readonly lmtp: number;
+  /** Copies encrypted to a mailbox's keys before storing (encrypt-on-store). */
+  readonly encrypted: number;
 }
 
 /** What became of one mailbox: stored, or why not. */
@@ -133,13 +145,14 @@ export class LocalDelivery {
   private readonly pollMs: number;
   private readonly hostname: string | undefined;
   private readonly lmtpTimeouts: Timeouts | undefined;
+  private readonly encryption: StoreEncryption | undefined;
   private readonly writes: Semaphore;
   private readonly inFlight = new Set<Promise<void>>();
   private running = false;
   private kickScheduled = false;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
-  private counters = { delivered: 0, deferred: 0, failed: 0, stored: 0, lmtp: 0 };
+  private counters = { delivered: 0, deferred: 0, failed: 0, stored: 0, lmtp: 0, encrypted: 0 };
 
   constructor(opts: LocalDeliveryOptions) {
     this.spool = opts.spool;
@@ -154,6 +167,7 @@ export class LocalDelivery {
     this.pollMs = Math.max(10, opts.pollMs ?? 1000);
     this.hostname = opts.hostname;
     this.lmtpTimeouts = opts.lmtpTimeouts;
+    this.encryption = opts.encryption;
     this.writes = new Semaphore(this.concurrency);
   }
 
@@ -360,13 +374,70 @@ export class LocalDelivery {
     return Object.hasOwn(table, domain) ? table[domain] : undefined;
   }
 
-  /** One LMTP session for these mailboxes of the message; never throws. */
+  /**
+   * What to store for one mailbox: the content as queued, or encrypted to the
+   * mailbox's keys (encrypt-on-store); a temporary failure when its keys
+   * cannot be used or read. Never throws.
+   */
+  private async contentFor(msg: ClaimedMessage, mailbox: string): Promise<{ readonly content: Buffer } | { readonly kind: "temporary"; readonly error: string }> {
+    if (this.encryption === undefined) return { content: msg.content };
+    let res: StoreContent;
+    try {
+      res = await this.encryption.contentFor(mailbox, msg.content, this.encryptedMemo(msg));
+    } catch (err) {
+      this.log.warn({ queueId: msg.id, session: msg.received.sessionId, mailbox, err: errorText(err) }, "encryption for storage failed");
+      return { kind: "temporary", error: `encryption for storage failed: ${errorText(err)}` };
+    }
+    if (res.kind === "unusable") {
+      this.log.warn({ queueId: msg.id, session: msg.received.sessionId, mailbox, error: res.error }, "not stored: the mailbox's encryption keys cannot be used");
+      return { kind: "temporary", error: res.error };
+    }
+    if (res.kind === "encrypted") {
+      this.counters.encrypted++;
+      this.log.info({ queueId: msg.id, session: msg.received.sessionId, mailbox, format: res.format, keys: res.fingerprints }, "encrypted for storage");
+    } else if (res.why === "already encrypted") {
+      this.log.info({ queueId: msg.id, session: msg.received.sessionId, mailbox }, "already encrypted; stored as it is");
+    }
+    return { content: res.content };
+  }
+
+  /** isEncrypted(msg.content), computed once per message (a message object is delivered by one call at a time). */
+  private readonly encryptedByMessage = new WeakMap<ClaimedMessage, boolean>();
+  private encryptedMemo(msg: ClaimedMessage): boolean {
+    let v = this.encryptedByMessage.get(msg);
+    if (v === undefined) {
+      v = isEncrypted(msg.content);
+      this.encryptedByMessage.set(msg, v);
+    }
+    return v;
+  }
+
+  /**
+   * The LMTP sessions for these mailboxes of the message at one server:
+   * one per mailbox whose copy is encrypted to its own keys (made and sent
+   * one after the other, so one encrypted copy is held at a time), then one
+   * for every mailbox that gets the content as queued. Never throws.
+   */
   private async lmtp(msg: ClaimedMessage, target: LmtpTarget, mailboxes: readonly string[]): Promise<Map<string, MailboxResult>> {
+    const out = new Map<string, MailboxResult>();
+    const plain: string[] = [];
+    for (const mailbox of mailboxes) {
+      const c = await this.contentFor(msg, mailbox);
+      if ("kind" in c) out.set(mailbox, c);
+      else if (c.content === msg.content) plain.push(mailbox);
+      else for (const [m, r] of await this.lmtpSession(msg, target, [mailbox], c.content)) out.set(m, r);
+    }
+    if (plain.length > 0) for (const [m, r] of await this.lmtpSession(msg, target, plain, msg.content)) out.set(m, r);
+    return out;
+  }
+
+  /** One LMTP session for these mailboxes of the message; never throws. */
+  private async lmtpSession(msg: ClaimedMessage, target: LmtpTarget, mailboxes: readonly string[], content: Buffer): Promise<Map<string, MailboxResult>> {
     const where = describeTarget(target);
     const res = await deliverLmtp({
       target,
       helo: this.hostname ?? osHostname(),
-      message: { envelope: msg.envelope, content: msg.content },
+      message: { envelope: msg.envelope, content },
       mailboxes,
       ...(this.lmtpTimeouts !== undefined ? { timeouts: this.lmtpTimeouts } : {}),
     });
@@ -394,9 +465,11 @@ export class LocalDelivery {
       const dir = mailboxPath(this.dataDir, this.local.maildir, mailbox);
       // Quarantined mail (a DMARC quarantine verdict, say) goes to the mailbox's Junk folder.
       const folder = msg.received.quarantine !== undefined ? { folder: "Junk" } : {};
+      const c = await this.contentFor(msg, mailbox);
+      if ("kind" in c) return c;
       const res = await deliverToMaildir(
         dir,
-        { returnPath: msg.envelope.mailFrom, deliveredTo: mailbox, content: msg.content },
+        { returnPath: msg.envelope.mailFrom, deliveredTo: mailbox, content: c.content },
         { ...(this.hostname !== undefined ? { hostname: this.hostname } : {}), ...folder },
       );
       this.counters.stored++;

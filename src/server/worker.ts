@@ -31,6 +31,7 @@ import { createResolver } from "../dns/index.ts";
 import { contentChecks, inboundChecks } from "./checks.ts";
 import { createOutbound } from "../outbound/index.ts";
 import { AccountHold } from "../spam/index.ts";
+import { EncryptionThread, KeyStore, StoreEncryption } from "../e2e/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -123,6 +124,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const receiver = new Receiver({ config, sink, accounts, auth, guard, hold, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
   const outbound = createOutbound(config, resolver, logger);
   for (const f of outbound.files) if (existsSync(f)) await chownTo(config, f);
+  // Encrypt-on-store: large messages are encrypted in a thread of their own.
+  const encryption = new EncryptionThread();
   const delivery = new LocalDelivery({
     spool,
     dataDir: config.server.dataDir,
@@ -133,6 +136,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     logger,
     hostname: config.server.hostname,
     onPermanentFailures: (account, count) => hold.recordRefused(account, count),
+    encryption: new StoreEncryption(new KeyStore(accounts), encryption.encrypt),
   });
   // limits.min_free_space at MAIL, 452 4.3.1 for a spool write that ran out of space.
   const space = new FreeSpace({ dir: join(config.server.dataDir, "spool"), floor: config.limits.min_free_space, logger });
@@ -149,6 +153,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     logger.info("worker stopping");
     await server.close(10_000);
     await delivery.stop();
+    encryption.close();
     spool.close();
     accounts.close();
     outbound.close();

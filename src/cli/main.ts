@@ -1,5 +1,5 @@
 /**
- * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain, backup, audit.
+ * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain, backup, audit, dovecot.
  * Exit codes (documented in docs/cli.md and in --help):
  *   0  success
  *   1  the command ran and the answer is no (invalid config, unknown queue id or account)
@@ -16,6 +16,7 @@ import { dkimCommand, DKIM_HELP } from "./dkim.ts";
 import { domainCommand, DOMAIN_HELP } from "./domain.ts";
 import { backupCommand, BACKUP_HELP } from "./backup.ts";
 import { auditCommand, AUDIT_HELP } from "./audit.ts";
+import { dovecotCommand, DOVECOT_HELP } from "./dovecot.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -45,6 +46,8 @@ Commands:
   backup DIR [--config FILE]   copy the queue, accounts, DKIM keys and Maildirs into DIR, while serving
   audit server HOST[:PORT] [--submission] [--send-to ADDR] [--json] [--html FILE]
                                grade any SMTP server: TLS, injection, open relay, AUTH, smuggling
+  dovecot config [--config FILE]
+                               the Dovecot passdb/userdb pairing: IMAP logins on Wardmail accounts
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)
@@ -117,6 +120,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await backupCommand(rest, io);
       case "audit":
         return await auditCommand(rest, io);
+      case "dovecot":
+        return await dovecotCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -203,4 +208,4 @@ async function config(args: string[], io: Io): Promise<number> {
   return result.readable ? EXIT.no : EXIT.usage;
 }
 
-export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP };
+export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP, DOVECOT_HELP };

@@ -11,6 +11,7 @@
 set -euo pipefail
 
 PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-imapd socat gsasl ca-certificates procps util-linux knot knot-dnsutils python3-dkim unbound ldnsutils dovecot-lmtpd testssl.sh systemd clamav-daemon rspamd gnupg sq dovecot-sqlite pebble)
+PKGS+=(prometheus) # promtool check metrics (test/metrics.test.ts)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -57,4 +58,5 @@ if just_installed knot; then stop_service knot; fi
 if just_installed unbound; then stop_service unbound; fi
 if just_installed clamav-daemon; then stop_service clamav-daemon; stop_service clamav-freshclam; fi
 if just_installed rspamd; then stop_service rspamd; fi
+if just_installed prometheus; then stop_service prometheus; fi
 echo "install-peers: done"

@@ -195,3 +195,11 @@ test("serve as root without server.user: a warning at server.user (config check 
   const named = await write("root2.toml", '[server]\nuser = "nobody"\n');
   assert.deepEqual((await loadConfigWithWarnings(named, {}, { ...LOOPBACK_DNS, asRoot: true })).warnings, []);
 });
+
+test("a metrics listener off loopback warns at its line; on loopback it is quiet", async () => {
+  const quiet = await warningsOf("metrics-lo.toml", '[metrics]\nlisten = ["127.0.0.1:9587", "[::1]:9587"]\n');
+  assert.deepEqual(quiet, []);
+  const loud = await warningsOf("metrics-pub.toml", '[metrics]\nlisten = ["127.0.0.1:9587", "0.0.0.0:9587"]\n');
+  assert.deepEqual(loud.map((w) => [w.key, w.line]), [["metrics.listen[1]", 2]]);
+  assert.match(loud[0]?.message ?? "", /no authentication/);
+});

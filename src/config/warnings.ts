@@ -142,7 +142,7 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
     if (!where.written("server.data_dir")) {
       warn(["server", "data_dir"], `not set: $WARDMAIL_HOME or ./var in the directory serve starts in (${config.server.dataDir} here), but ${which}; expected an absolute path such as /var/lib/wardmail`);
     }
-    if (config.tls.certificates.length === 0) {
+    if (config.tls.certificates.length === 0 && config.acme.directory === "") {
       warn(["tls", "certificates"], `no certificate: the self-signed one in ${config.server.dataDir}/tls is used, but ${which}; mail clients refuse it on submission, and senders that enforce MTA-STS or DANE do not deliver to it; expected a certificate for ${host} from a CA (e.g. Let's Encrypt)`);
     }
     if (!where.written("local.domains")) {
@@ -177,6 +177,9 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
     if (includesPublic(network)) {
       warn(["relay", "trusted_networks", index], `${network} includes public addresses: every host in it may relay through this server without AUTH and skips the sender checks; expected only networks you control (loopback, your LAN, one address of your own server)`);
     }
+  });
+  config.metrics.listen.forEach((addr, index) => {
+    if (!isLoopback(addr.host)) warn(["metrics", "listen", index], `${formatListen(addr)} is not loopback: the metrics endpoint has no authentication and shows how busy the server is and why it refuses mail; expected 127.0.0.1 or ::1 (scrape through an SSH tunnel or a reverse proxy with TLS and authentication)`);
   });
   await certificateWarnings(config, opts.now ?? Date.now(), first !== undefined, warn);
   return out.sort((a, b) => a.line - b.line);

@@ -46,6 +46,7 @@ import { dsnsFor } from "../outbound/bounces.ts";
 import type { Timeouts } from "../outbound/connect.ts";
 import type { LocalConfig } from "./resolve.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
+import { metrics } from "../metrics/index.ts";
 
 export const REMOTE_NOT_IMPLEMENTED = "remote delivery not implemented";
 
@@ -322,6 +323,7 @@ export class LocalDelivery {
     const list = [...outcomes.values()].sort((a, b) => a.index - b.index);
     for (const o of list) {
       const rcpt = msg.recipients[o.index]!.address;
+      metrics.inc("wardmail_deliveries_total", { outcome: o.result, destination: plan.has(o.index) ? "local" : o.result === "delivered" && o.remoteMta === undefined ? "discard" : "remote" });
       if (o.result === "delivered") {
         this.counters.delivered++;
         const mailboxes = plan.get(o.index);

@@ -26,6 +26,7 @@ import { ClientTable, tableSlots } from "./clients.ts";
 import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
 import type { WorkerData, WorkerReady } from "./worker.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { AcmeManager } from "../acme/index.ts";
 import { MetricsServer, aggregate, loopDelaySamples, metrics, processSamples, type Sample } from "../metrics/index.ts";
 
 // Compiled to dist/*.js for production, run from src/*.ts in development.
@@ -144,6 +145,15 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     for (const w of workers.values()) w.postMessage("reload");
   });
 
+  // ACME: the challenge listener is bound (still root) and a certificate put in place before any worker loads it.
+  let acmeBound: { host: string; port: number }[] = [];
+  if (config.acme.directory !== "") {
+    const manager = new AcmeManager({ config, logger, reload: () => {
+      logger.info("acme: reloading certificates");
+      for (const w of workers.values()) w.postMessage("reload");
+    } });
+    acmeBound = await manager.start();
+  }
   let readies: WorkerReady[];
   try {
     readies = await Promise.all(Array.from({ length: n }, (_, shard) => start(shard)));
@@ -193,6 +203,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const first = readies[0];
   print(`wardmail: ${n} worker thread${n === 1 ? "" : "s"}, data in ${data}, config ${opts.configPath ?? "(embedded defaults)"}`);
   for (const l of first?.listeners ?? []) print(`wardmail: listening ${describe(l)}`);
+  for (const b of acmeBound) print(`wardmail: listening acme-http01  ${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port} (HTTP, ACME challenges)`);
   for (const b of metricsBound) print(`wardmail: listening metrics     ${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port} (HTTP, GET /metrics)`);
   print(`wardmail: local domains ${config.local.domains.join(", ")}`);
   print("wardmail: ready");

@@ -1,36 +1,51 @@
 /**
  * The Prometheus endpoint ([metrics] listen) of a real Wardmail with two
  * worker threads: after mail sent with swaks (accepted, refused as a mail
- * loop, an unknown recipient, a failed AUTH), a scrape shows the
+ * loop, an unknown recipient, a failed AUTH, one submitted for another
+ * domain and relayed to Postfix's smtp-sink), a scrape shows the
  * counts added up over both workers, deliveries, the queue, memory and event
  * loop delay; `promtool check metrics` (Prometheus's own linter) accepts
  * the text. Other paths answer 404.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
-import { freePort } from "./peers/ports.ts";
+import { canConnect, freePort } from "./peers/ports.ts";
+import { spawnDaemon, waitReady, type Daemon } from "./peers/daemon.ts";
 import { exec } from "./peers/exec.ts";
 
+const SMTP_SINK = "/usr/sbin/smtp-sink";
 const SKIP = peerSkip(
   binaryMissing("swaks", ["--version"], "swaks"),
+  existsSync(SMTP_SINK) ? undefined : `${SMTP_SINK} is missing: install the Debian package postfix`,
   binaryMissing("promtool", ["--version"], "prometheus"),
 );
 let w: Wardmail | undefined;
 let metricsPort = 0;
+let sink: Daemon | undefined;
 
 before(async () => {
   if (SKIP !== false) return;
   metricsPort = await freePort();
-  w = await startWardmail({ workers: 2, extra: `[metrics]\nlisten = ["127.0.0.1:${metricsPort}"]\n[auth]\nfailure_delay = 0\n` });
+  // Postfix's smtp-sink: the relay outbound mail goes to (it accepts everything, no STARTTLS).
+  const sinkPort = await freePort();
+  sink = spawnDaemon(SMTP_SINK, [...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), `127.0.0.1:${sinkPort}`, "10"], await mkdtemp(join(tmpdir(), "wardmail-sink-")));
+  assert.ok(await waitReady(sink, 10_000, () => canConnect(sinkPort)), sink.log());
+  w = await startWardmail({
+    workers: 2,
+    extra: `[metrics]\nlisten = ["127.0.0.1:${metricsPort}"]\n[auth]\nfailure_delay = 0\n[[outbound.relays]]\ndomains = ["*"]\nhost = "127.0.0.1:${sinkPort}"\ntls = "may"\n`,
+  });
   const r = await w.cli(["user", "add", "user@example.test", "--password-stdin", "--config", w.configPath], "a good long password\n");
   assert.equal(r.code, 0, r.stderr);
 });
 
 after(async () => {
+  await sink?.stop();
   if (!w) return;
   await w.stop();
   await w.cleanup();
@@ -71,11 +86,15 @@ test("a scrape after sending mail counts connections, messages by result and rea
   // A failed AUTH on submission (STARTTLS, wrong password).
   const auth = await exec("swaks", ["--server", `127.0.0.1:${w.submissionPort}`, "-tls", "--auth", "PLAIN", "--auth-user", "user@example.test", "--auth-password", "wrong password", "--quit-after", "AUTH"], { timeoutMs: 20_000 });
   assert.match(auth.out, /535 5\.7\.8/);
+  // One message submitted for another domain: delivered through the relay (smtp-sink), one outbound session without TLS.
+  const sent = await exec("swaks", ["--server", `127.0.0.1:${w.submissionPort}`, "-tls", "--auth", "PLAIN", "--auth-user", "user@example.test", "--auth-password", "a good long password", "--from", "user@example.test", "--to", "someone@remote.example", "--data", "From: <user@example.test>\r\nSubject: out\r\n\r\nbody\r\n"], { timeoutMs: 20_000 });
+  assert.match(sent.out, /250 2\.0\.0 Ok: queued/);
   assert.equal((await w.waitForMail("user@example.test", 3)).length, 3);
 
   // Deliveries are counted right after the Maildir write: allow a moment.
   let m = parse((await scrape()).body);
-  for (let i = 0; i < 50 && (m.get('wardmail_deliveries_total{destination="local",outcome="delivered"}') ?? 0) < 3; i++) {
+  const settled = (): boolean => (m.get('wardmail_deliveries_total{destination="local",outcome="delivered"}') ?? 0) >= 3 && (m.get('wardmail_deliveries_total{destination="remote",outcome="delivered"}') ?? 0) >= 1;
+  for (let i = 0; i < 100 && !settled(); i++) {
     await new Promise((r) => setTimeout(r, 100));
     m = parse((await scrape()).body);
   }
@@ -90,7 +109,11 @@ test("a scrape after sending mail counts connections, messages by result and rea
   assert.equal(m.get('wardmail_auth_total{listener="submission",result="failed"}'), 1, body);
   assert.equal(m.get('wardmail_deliveries_total{destination="local",outcome="delivered"}'), 3, body);
   assert.ok((m.get('wardmail_connections_total{listener="smtp"}') ?? 0) >= 5, body);
-  assert.equal(m.get('wardmail_connections_total{listener="submission"}'), 1, body);
+  assert.equal(m.get('wardmail_connections_total{listener="submission"}'), 2, body);
+  assert.equal(m.get('wardmail_auth_total{listener="submission",result="ok"}'), 1, body);
+  assert.equal(m.get('wardmail_messages_total{listener="submission",reason="250 2.0.0",result="accepted"}'), 1, body);
+  assert.equal(m.get('wardmail_deliveries_total{destination="remote",outcome="delivered"}'), 1, body);
+  assert.equal(m.get('wardmail_outbound_sessions_total{policy="may",result="ok",source="relay",tls="none"}'), 1, body);
   assert.equal(m.get('wardmail_queue_messages{state="queued"}'), 0);
   assert.equal(m.get('wardmail_queue_messages{state="deferred"}'), 0);
   assert.ok((m.get("wardmail_resident_memory_bytes") ?? 0) > 10_000_000);

@@ -31,6 +31,7 @@ export const METRICS: Readonly<Record<string, { readonly type: MetricType; reado
   wardmail_check_verdicts_total: { type: "counter", help: "Verdicts of the policy checks, by check and verdict (e.g. spf.fail)." },
   wardmail_auth_total: { type: "counter", help: "SMTP AUTH exchanges that ended, by listener and result (ok, failed, blocked, malformed)." },
   wardmail_deliveries_total: { type: "counter", help: "Delivery attempts per recipient, by outcome (delivered, deferred, failed) and destination (local, remote, discard)." },
+  wardmail_outbound_sessions_total: { type: "counter", help: "Outbound SMTP sessions, by TLS policy (dane, verify, encrypt, may), its source, the TLS reached (verified, unverified, none) and result (ok, error)." },
   wardmail_queue_messages: { type: "gauge", help: "Messages in the queue, by state (queued, active, deferred, held, damaged)." },
   wardmail_event_loop_delay_seconds: { type: "gauge", help: "How late a 10 ms timer fired in each thread since start, by thread (primary, worker N) and stat (p50, p99, max)." },
   wardmail_resident_memory_bytes: { type: "gauge", help: "Resident set size of the Wardmail process (all threads)." },

@@ -178,6 +178,9 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
       warn(["relay", "trusted_networks", index], `${network} includes public addresses: every host in it may relay through this server without AUTH and skips the sender checks; expected only networks you control (loopback, your LAN, one address of your own server)`);
     }
   });
+  if (config.acme.directory !== "" && config.tls.certificates.length > 0) {
+    warn(["tls", "certificates"], `ignored while acme.directory is set: the ACME certificate in ${config.server.dataDir}/tls/acme is used instead; expected one of the two`);
+  }
   config.metrics.listen.forEach((addr, index) => {
     if (!isLoopback(addr.host)) warn(["metrics", "listen", index], `${formatListen(addr)} is not loopback: the metrics endpoint has no authentication and shows how busy the server is and why it refuses mail; expected 127.0.0.1 or ::1 (scrape through an SSH tunnel or a reverse proxy with TLS and authentication)`);
   });

@@ -30,7 +30,7 @@ export const BACKUP_HELP = `Usage: wardmail backup DIR [--config FILE]
 Copies what Wardmail keeps into DIR, laid out like the data directory, while
 the server runs: the queue (spool/shard-N.db), accounts.sqlite, mta-sts.sqlite
 and tlsrpt.sqlite as consistent SQLite snapshots (VACUUM INTO), the DKIM keys
-(dkim/), the self-signed certificate (tls/) and the Maildirs (new/ and cur/ of
+(dkim/), the certificates in tls/ (self-signed, ACME with its keys) and the Maildirs (new/ and cur/ of
 every folder; mail delivered or moved during the copy may be missing). DIR
 must not exist or be empty; it is created 0700, its files 0600. A list of what
 was copied goes to DIR/wardmail-backup.json.

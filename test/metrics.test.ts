@@ -113,6 +113,11 @@ test("a scrape after sending mail counts connections, messages by result and rea
   assert.equal(m.get('wardmail_auth_total{listener="submission",result="ok"}'), 1, body);
   assert.equal(m.get('wardmail_messages_total{listener="submission",reason="250 2.0.0",result="accepted"}'), 1, body);
   assert.equal(m.get('wardmail_deliveries_total{destination="remote",outcome="delivered"}'), 1, body);
+  // Latency from acceptance to delivery: a histogram per destination.
+  assert.equal(m.get('wardmail_delivery_delay_seconds_count{destination="local"}'), 3, body);
+  assert.equal(m.get('wardmail_delivery_delay_seconds_bucket{destination="local",le="+Inf"}'), 3, body);
+  assert.equal(m.get('wardmail_delivery_delay_seconds_bucket{destination="remote",le="86400"}'), 1, body);
+  assert.ok((m.get('wardmail_delivery_delay_seconds_sum{destination="local"}') ?? -1) >= 0);
   assert.equal(m.get('wardmail_outbound_sessions_total{policy="may",result="ok",source="relay",tls="none"}'), 1, body);
   assert.equal(m.get('wardmail_queue_messages{state="queued"}'), 0);
   assert.equal(m.get('wardmail_queue_messages{state="deferred"}'), 0);

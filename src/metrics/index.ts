@@ -4,7 +4,7 @@
  * Prometheus text format, and the HTTP listener the primary runs
  * (config [metrics] listen).
  */
-export { metrics, Registry, METRICS, MAX_SERIES, type Labels, type Sample, type MetricType } from "./registry.ts";
+export { metrics, Registry, METRICS, MAX_SERIES, DELIVERY_DELAY_BUCKETS, type Labels, type Sample, type MetricType } from "./registry.ts";
 export { aggregate, exposition } from "./exposition.ts";
 export { MetricsServer, CONTENT_TYPE, type MetricsServerOptions } from "./server.ts";
 export { loopDelaySamples, processSamples } from "./process.ts";

@@ -62,3 +62,19 @@ test("CheckRunner counts each check's verdicts (and a failed check as check.erro
   assert.equal(count("unit.bad"), before + 1);
   assert.ok(count("broken.error") >= 1);
 });
+
+test("a histogram keeps cumulative buckets (le ordered numerically, +Inf last), _sum and _count", () => {
+  const r = new Registry();
+  for (const v of [0.2, 3, 3, 100]) r.observe("wardmail_delivery_delay_seconds", { destination: "local" }, v, [1, 5, 60]);
+  const text = exposition(aggregate([r.snapshot()]));
+  const lines = text.split("\n").filter((l) => l.startsWith("wardmail_delivery_delay_seconds"));
+  assert.deepEqual(lines, [
+    'wardmail_delivery_delay_seconds_bucket{destination="local",le="1"} 1',
+    'wardmail_delivery_delay_seconds_bucket{destination="local",le="5"} 3',
+    'wardmail_delivery_delay_seconds_bucket{destination="local",le="60"} 3',
+    'wardmail_delivery_delay_seconds_bucket{destination="local",le="+Inf"} 4',
+    'wardmail_delivery_delay_seconds_count{destination="local"} 4',
+    'wardmail_delivery_delay_seconds_sum{destination="local"} 106.2',
+  ]);
+  assert.match(text, /^# TYPE wardmail_delivery_delay_seconds histogram$/m);
+});

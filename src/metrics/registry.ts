@@ -20,7 +20,7 @@ export interface Sample {
   readonly value: number;
 }
 
-export type MetricType = "counter" | "gauge";
+export type MetricType = "counter" | "gauge" | "histogram";
 
 /** Every metric Wardmail exposes, with its type and help text. */
 export const METRICS: Readonly<Record<string, { readonly type: MetricType; readonly help: string }>> = {
@@ -32,6 +32,7 @@ export const METRICS: Readonly<Record<string, { readonly type: MetricType; reado
   wardmail_auth_total: { type: "counter", help: "SMTP AUTH exchanges that ended, by listener and result (ok, failed, blocked, malformed)." },
   wardmail_deliveries_total: { type: "counter", help: "Delivery attempts per recipient, by outcome (delivered, deferred, failed) and destination (local, remote, discard)." },
   wardmail_outbound_sessions_total: { type: "counter", help: "Outbound SMTP sessions, by TLS policy (dane, verify, encrypt, may), its source, the TLS reached (verified, unverified, none) and result (ok, error)." },
+  wardmail_delivery_delay_seconds: { type: "histogram", help: "Time from a message's acceptance to its delivery, per recipient delivered, by destination (local, remote)." },
   wardmail_queue_messages: { type: "gauge", help: "Messages in the queue, by state (queued, active, deferred, held, damaged)." },
   wardmail_event_loop_delay_seconds: { type: "gauge", help: "How late a 10 ms timer fired in each thread since start, by thread (primary, worker N) and stat (p50, p99, max)." },
   wardmail_resident_memory_bytes: { type: "gauge", help: "Resident set size of the Wardmail process (all threads)." },
@@ -39,6 +40,9 @@ export const METRICS: Readonly<Record<string, { readonly type: MetricType; reado
   wardmail_workers: { type: "gauge", help: "Worker threads that answered this scrape." },
   wardmail_metrics_dropped_total: { type: "counter", help: "Samples dropped because a thread reached its series limit." },
 };
+
+/** Bucket bounds (seconds) of wardmail_delivery_delay_seconds: from a local delivery to a day of retries. */
+export const DELIVERY_DELAY_BUCKETS: readonly number[] = [0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 14400, 86400];
 
 /** Series kept per thread. */
 export const MAX_SERIES = 5000;
@@ -75,6 +79,17 @@ export class Registry {
   inc(name: string, labels: Labels = {}, n = 1): void {
     const s = this.#slot(name, labels);
     if (s) s.value += n;
+  }
+
+  /**
+   * One observation of a histogram: its _bucket counters (le = each bound
+   * the value is within, and +Inf), _sum and _count.
+   */
+  observe(name: string, labels: Labels, value: number, buckets: readonly number[]): void {
+    for (const b of buckets) if (value <= b) this.inc(`${name}_bucket`, { ...labels, le: String(b) });
+    this.inc(`${name}_bucket`, { ...labels, le: "+Inf" });
+    this.inc(`${name}_sum`, labels, value);
+    this.inc(`${name}_count`, labels);
   }
 
   /** Sets a gauge. */

@@ -112,6 +112,8 @@ export class AcmeManager {
     const bound = await this.#challenges.listen(this.#config.acme.httpListen);
     const result = await this.check();
     if (!existsSync(this.#cert) || !existsSync(this.#key)) await this.#placeholder();
+    // Renewals run after the privilege drop: the directory and its files must be server.user's.
+    await chownTo(this.#config, this.#dir);
     this.#schedule(result === "failed" ? RETRY_MS : CHECK_EVERY_MS);
     return bound;
   }

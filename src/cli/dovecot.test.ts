@@ -10,7 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AccountStore } from "../accounts/index.ts";
 import { loadConfig, type Config } from "../config/index.ts";
-import { answerCheckpassword, CHECKPW, dovecotSnippet } from "./dovecot.ts";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { answerCheckpassword, CHECKPW, dovecotSnippet, LAUNCHER } from "./dovecot.ts";
 import { main } from "./main.ts";
 
 let dir: string;
@@ -85,4 +87,10 @@ test("`dovecot config` prints passdb and userdb running `dovecot auth` with the 
   assert.match(out, /mail_location = maildir:~/);
   assert.equal(dovecotSnippet(config, "x", undefined).includes("--config"), false);
   assert.equal(await main(["dovecot", "nope"], { out: () => undefined, err: () => undefined }), 2);
+});
+
+test("the default command is this installation's bin/wardmail launcher", () => {
+  assert.equal(LAUNCHER, fileURLToPath(new URL("../../bin/wardmail", import.meta.url)));
+  assert.ok(existsSync(LAUNCHER));
+  assert.match(dovecotSnippet(config, LAUNCHER, "/etc/wardmail/wardmail.toml"), new RegExp(`args = ${LAUNCHER} dovecot auth --config /etc/wardmail/wardmail.toml\n`));
 });

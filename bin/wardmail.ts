@@ -24,8 +24,13 @@ if (!(major >= NEEDED)) {
   // i.e. at the first asynchronous file operation, which comes after this line.
   process.env.UV_THREADPOOL_SIZE ??= "16";
 
-  const { main } = await import("../src/cli/main.ts");
-  main(process.argv.slice(2), { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }).then(
+  // `dovecot auth` runs once per IMAP login: load only its own modules, not the whole server.
+  const args = process.argv.slice(2);
+  const fast = args[0] === "dovecot" && args[1] === "auth";
+  const run: (argv: string[], io: { out: (s: string) => void; err: (s: string) => void }) => Promise<number> = fast
+    ? (await import("../src/cli/dovecot.ts")).dovecotCommand
+    : (await import("../src/cli/main.ts")).main;
+  run(fast ? args.slice(1) : args, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }).then(
     (code) => {
       process.exitCode = code;
     },

@@ -15,6 +15,7 @@ PKGS=(swaks libnet-ssleay-perl libio-socket-ssl-perl openssl postfix dovecot-ima
 PKGS+=(sqlite3)
 # Info-ZIP's zip writes the encrypted archive of the attachment-policy tests (zip -e).
 PKGS+=(zip)
+PKGS+=(prometheus) # promtool check metrics (test/metrics.test.ts)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -61,4 +62,5 @@ if just_installed knot; then stop_service knot; fi
 if just_installed unbound; then stop_service unbound; fi
 if just_installed clamav-daemon; then stop_service clamav-daemon; stop_service clamav-freshclam; fi
 if just_installed rspamd; then stop_service rspamd; fi
+if just_installed prometheus; then stop_service prometheus; fi
 echo "install-peers: done"

@@ -34,10 +34,10 @@ export const BACKUP_HELP = `Usage: wardmail backup DIR [--config FILE]
 Copies what Wardmail keeps into DIR, laid out like the data directory, while
 the server runs: the queue (spool/shard-N.db), accounts.sqlite, mta-sts.sqlite
 and tlsrpt.sqlite as consistent SQLite snapshots (VACUUM INTO), the DKIM keys
-(dkim/), the self-signed certificate (tls/), the spool key (spool.keys: the
-queue is encrypted with it, so the backup is as secret as the data directory)
-and the Maildirs (new/ and cur/ of every folder; mail delivered or moved
-during the copy may be missing). DIR
+(dkim/), the certificates in tls/ (self-signed, ACME with its keys), the
+spool key (spool.keys: the queue is encrypted with it, so the backup is as
+secret as the data directory) and the Maildirs (new/ and cur/ of every
+folder; mail delivered or moved during the copy may be missing). DIR
 must not exist or be empty; it is created 0700, its files 0600. A list of what
 was copied goes to DIR/wardmail-backup.json.
 

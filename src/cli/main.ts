@@ -1,5 +1,5 @@
 /**
- * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain, backup, audit.
+ * The `wardmail` command. Subcommands: serve, config check, queue, user, dkim, domain, backup, audit, dovecot.
  * Exit codes (documented in docs/cli.md and in --help):
  *   0  success
  *   1  the command ran and the answer is no (invalid config, unknown queue id or account)
@@ -18,6 +18,7 @@ import { backupCommand, BACKUP_HELP } from "./backup.ts";
 import { auditCommand, AUDIT_HELP } from "./audit.ts";
 import { sendCommand, SEND_HELP } from "../send/index.ts";
 import { spoolCommand, SPOOL_HELP } from "./spool.ts";
+import { dovecotCommand, DOVECOT_HELP } from "./dovecot.ts";
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -53,6 +54,8 @@ Commands:
                                compose, sign and encrypt (PGP/MIME or S/MIME) and submit a message
   audit domain DOMAIN [--dns HOST:PORT] [--dkim-selector S] [--json] [--html FILE]
                                grade a mail domain's DNS (SPF, DKIM, DMARC, MTA-STS, DANE...) and each MX
+  dovecot config [--config FILE]
+                               the Dovecot passdb/userdb pairing: IMAP logins on Wardmail accounts
 
 Options:
   -h, --help                   help for any command (e.g. wardmail queue --help)
@@ -129,6 +132,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await sendCommand(rest, io);
       case "spool":
         return await spoolCommand(rest, io);
+      case "dovecot":
+        return await dovecotCommand(rest, io);
       default:
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
@@ -215,6 +220,6 @@ async function config(args: string[], io: Io): Promise<number> {
   return result.readable ? EXIT.no : EXIT.usage;
 }
 
-export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP };
+export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP, DOVECOT_HELP };
 export { SEND_HELP };
 export { SPOOL_HELP };

@@ -155,6 +155,8 @@ const EXPECTED_DEFAULTS: Config = {
   queue: { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 },
   outbound: { port: 25, maxConnectionsPerDomain: 4, messagesPerConnection: 50, tlsPolicy: {}, tlsrptInterval: 3600, relays: [] },
   log: { level: "info" },
+  metrics: { listen: [] },
+  acme: { directory: "", email: "", domains: [], httpListen: [{ host: "0.0.0.0", port: 80 }], caFile: "", renewBefore: 30, keepKey: true },
 };
 
 void test("outbound TLS policies and relays are checked", () => {

@@ -562,6 +562,59 @@ export const FIELDS: readonly Field[] = [
     check: relays,
   },
   {
+    section: "metrics", name: "listen", type: "array of strings", default: [],
+    doc: 'Addresses of the Prometheus metrics endpoint (plain HTTP, GET /metrics), each "IPv4:port" or "[IPv6]:port", e.g. ["127.0.0.1:9587"]. Empty (the default): no metrics listener. It has no authentication: keep it on loopback (config check warns otherwise).',
+    check: listen,
+  },
+  {
+    section: "acme", name: "directory", type: "string (URL)", default: "",
+    doc: 'ACME (RFC 8555) directory URL to get and renew the certificate from, e.g. "https://acme-v02.api.letsencrypt.org/directory". Empty (the default): no ACME, tls.certificates as configured.',
+    check: (v, path, ctx) => {
+      if (v === "") return "";
+      const u = text("an https URL", v, path, ctx);
+      if (u === undefined) return undefined;
+      if (!/^https:\/\/[^\s/]+/.test(u)) {
+        ctx.issue(path, `expected an https:// URL, got ${JSON.stringify(u)}`);
+        return undefined;
+      }
+      return u;
+    },
+  },
+  {
+    section: "acme", name: "email", type: "string", default: "",
+    doc: "Contact address given to the ACME server (expiry warnings). Empty: none.",
+    check: (v, path, ctx) => (v === "" ? "" : text("an email address", v, path, ctx)),
+  },
+  {
+    section: "acme", name: "domains", type: "array of strings", default: [],
+    doc: "Names the ACME certificate covers. Empty: server.hostname. Add the MTA-STS host (mta-sts.DOMAIN) when this server serves the policy.",
+    check: arrayOf("domain names", stringElement(parseDomain, "a domain name"), (d) => d),
+  },
+  {
+    section: "acme", name: "http_listen", type: "array of strings", default: ["0.0.0.0:80"],
+    doc: 'Where Wardmail answers the ACME server\'s HTTP-01 challenges (/.well-known/acme-challenge/ only; port 80 in production), each "IPv4:port" or "[IPv6]:port". Used only when acme.directory is set.',
+    check: listen,
+  },
+  {
+    section: "acme", name: "ca_file", type: "string (path)", default: "",
+    doc: "PEM file of the CA that signs the ACME server's own HTTPS certificate, when it is not a public one (a private ACME server, or pebble in tests). Relative to the config file's directory.",
+    check: (v, path, ctx) => {
+      if (v === "") return "";
+      const p = text("a file path", v, path, ctx);
+      return p === undefined ? undefined : ctx.resolve(ctx.fileDir, p);
+    },
+  },
+  {
+    section: "acme", name: "renew_before", type: "integer (days)", default: 30, min: 1, max: 60,
+    doc: "Renew the certificate this many days before it expires (checked at start and every 12 hours).",
+    check: integer(1, 60),
+  },
+  {
+    section: "acme", name: "keep_key", type: "boolean", default: true,
+    doc: "Renew with the same private key, so TLSA (DANE 3 1 1) records stay valid. false: a new key at each renewal (the next key is made and logged with its TLSA record renew_before days ahead; publish it before the switch).",
+    check: boolean,
+  },
+  {
     section: "log", name: "level", type: "string", default: "info", values: LOG_LEVELS,
     doc: "Least severe log level written. Logs never contain secrets.",
     check: oneOf(LOG_LEVELS),

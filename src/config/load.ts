@@ -307,6 +307,16 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       relays: get<(RelayHost | undefined)[]>("outbound.relays").filter((r): r is RelayHost => r !== undefined),
     },
     log: { level: get("log.level") },
+    metrics: { listen: get<ListenAddress[]>("metrics.listen") },
+    acme: {
+      directory: get("acme.directory"),
+      email: get("acme.email"),
+      domains: get("acme.domains"),
+      httpListen: get<ListenAddress[]>("acme.http_listen"),
+      caFile: get("acme.ca_file"),
+      renewBefore: get("acme.renew_before"),
+      keepKey: get("acme.keep_key"),
+    },
   };
   // Copy before freezing so nothing reachable from FIELDS defaults is ever frozen or shared.
   return deepFreeze(structuredClone(config));

@@ -241,6 +241,23 @@ export interface Config {
     readonly tlsrptInterval: number;
     readonly relays: readonly RelayHost[];
   };
+  /** The Prometheus endpoint; no listener when empty. */
+  readonly metrics: {
+    readonly listen: readonly ListenAddress[];
+  };
+  /** Certificates by ACME (RFC 8555); off when directory is "". */
+  readonly acme: {
+    readonly directory: string;
+    readonly email: string;
+    /** Empty: server.hostname. */
+    readonly domains: readonly string[];
+    readonly httpListen: readonly ListenAddress[];
+    /** Absolute path, or "". */
+    readonly caFile: string;
+    /** Days. */
+    readonly renewBefore: number;
+    readonly keepKey: boolean;
+  };
   readonly log: {
     readonly level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   };

@@ -203,3 +203,21 @@ test("spool.encrypt = false warns at its line, even on loopback", async () => {
   ]);
   assert.deepEqual(await warningsOf("sealed-spool.toml", "[spool]\nencrypt = true\n"), []);
 });
+
+test("a metrics listener off loopback warns at its line; on loopback it is quiet", async () => {
+  const quiet = await warningsOf("metrics-lo.toml", '[metrics]\nlisten = ["127.0.0.1:9587", "[::1]:9587"]\n');
+  assert.deepEqual(quiet, []);
+  const loud = await warningsOf("metrics-pub.toml", '[metrics]\nlisten = ["127.0.0.1:9587", "0.0.0.0:9587"]\n');
+  assert.deepEqual(loud.map((w) => [w.key, w.line]), [["metrics.listen[1]", 2]]);
+  assert.match(loud[0]?.message ?? "", /no authentication/);
+});
+
+test("ACME and tls.certificates together: the certificates are ignored, said at their line", async () => {
+  const pair = await generateCertificate(["localhost"], { days: 90 });
+  await write("acme-own.crt", pair.certPem);
+  await write("acme-own.key", pair.keyPem);
+  const w = await warningsOf("acme.toml", '[tls]\ncertificates = [{ cert = "acme-own.crt", key = "acme-own.key" }]\n[acme]\ndirectory = "https://acme.example/dir"\n', LOOPBACK_DNS);
+  const mine = w.filter((i) => i.key === "tls.certificates");
+  assert.equal(mine.length, 1, JSON.stringify(w));
+  assert.match(mine[0]?.message ?? "", /ignored while acme.directory is set/);
+});

@@ -142,7 +142,7 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
     if (!where.written("server.data_dir")) {
       warn(["server", "data_dir"], `not set: $WARDMAIL_HOME or ./var in the directory serve starts in (${config.server.dataDir} here), but ${which}; expected an absolute path such as /var/lib/wardmail`);
     }
-    if (config.tls.certificates.length === 0) {
+    if (config.tls.certificates.length === 0 && config.acme.directory === "") {
       warn(["tls", "certificates"], `no certificate: the self-signed one in ${config.server.dataDir}/tls is used, but ${which}; mail clients refuse it on submission, and senders that enforce MTA-STS or DANE do not deliver to it; expected a certificate for ${host} from a CA (e.g. Let's Encrypt)`);
     }
     if (!where.written("local.domains")) {
@@ -186,6 +186,12 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
   if (!config.spool.encrypt) {
     warn(["spool", "encrypt"], "false: queued mail (content, senders, recipients) is written to the spool files in plaintext, readable by anyone who gets a copy of them; expected true");
   }
+  if (config.acme.directory !== "" && config.tls.certificates.length > 0) {
+    warn(["tls", "certificates"], `ignored while acme.directory is set: the ACME certificate in ${config.server.dataDir}/tls/acme is used instead; expected one of the two`);
+  }
+  config.metrics.listen.forEach((addr, index) => {
+    if (!isLoopback(addr.host)) warn(["metrics", "listen", index], `${formatListen(addr)} is not loopback: the metrics endpoint has no authentication and shows how busy the server is and why it refuses mail; expected 127.0.0.1 or ::1 (scrape through an SSH tunnel or a reverse proxy with TLS and authentication)`);
+  });
   await certificateWarnings(config, opts.now ?? Date.now(), first !== undefined, warn);
   return out.sort((a, b) => a.line - b.line);
 }

@@ -55,6 +55,7 @@ import type { Timeouts } from "../outbound/index.ts";
 import type { LocalConfig } from "./resolve.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
 import { isEncrypted, type StoreContent, type StoreEncryption } from "../e2e/index.ts";
+import { DELIVERY_DELAY_BUCKETS, metrics } from "../metrics/index.ts";
 
 export const REMOTE_NOT_IMPLEMENTED = "remote delivery not implemented";
 
@@ -350,7 +351,9 @@ export class LocalDelivery {
     const list = [...outcomes.values()].sort((a, b) => a.index - b.index);
     for (const o of list) {
       const rcpt = msg.recipients[o.index]!.address;
+      metrics.inc("wardmail_deliveries_total", { outcome: o.result, destination: plan.has(o.index) ? "local" : o.result === "delivered" && o.remoteMta === undefined ? "discard" : "remote" });
       if (o.result === "delivered") {
+        if (o.remoteMta !== undefined || plan.has(o.index)) metrics.observe("wardmail_delivery_delay_seconds", { destination: plan.has(o.index) ? "local" : "remote" }, Math.max(0, Date.now() - msg.received.receivedAt) / 1000, DELIVERY_DELAY_BUCKETS);
         this.counters.delivered++;
         const mailboxes = plan.get(o.index);
         if (mailboxes) this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailboxes }, "delivered locally");

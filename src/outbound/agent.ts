@@ -42,6 +42,7 @@ import { checkCertificate, mxMatches, type MtaStsClient } from "./mta-sts.ts";
 import type { MxHost } from "./mx.ts";
 import { RemoteTransport, type RelayAuth, type RelayCredentials, type SessionOutcome, type SessionRequest, type TlsRequirement } from "./transport.ts";
 import type { TlsRptStore } from "./tlsrpt.ts";
+import { metrics } from "../metrics/index.ts";
 
 export interface AgentOptions {
   readonly config: Config;
@@ -309,6 +310,7 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
     const refused = /TLS peer refused/.test(res.connection.error ?? "");
     const verified = tls !== undefined && (req.tls.mode === "dane" || req.tls.mode === "verify" ? !refused : tls.verified === true);
     if (opts.tlsrpt) recordTls(opts.tlsrpt, req, res.connection, logger, testingFailure);
+    metrics.inc("wardmail_outbound_sessions_total", { policy: req.tls.mode, source: req.tls.source, tls: tls === undefined ? "none" : verified ? "verified" : "unverified", result: res.connection.error === undefined ? "ok" : "error" });
     logger.info(
       { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, ...(req.auth !== undefined ? { authUser: req.auth.user } : {}), tls: tls?.version, cipher: tls?.cipher, verified, messages: req.messages.length, error: res.connection.error, ...(testingFailure !== undefined ? { stsTestingFailure: `${testingFailure.reason}: ${testingFailure.detail}` } : {}) },
       "outbound session",

@@ -23,6 +23,7 @@
 import type { CheckAction } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
+import { metrics } from "../metrics/index.ts";
 
 export type Phase = "connect" | "helo" | "mail" | "rcpt" | "data";
 
@@ -193,9 +194,11 @@ export class CheckRunner {
       if (r.status === "rejected") {
         const err = r.reason as Error;
         log.error({ check: name, phase, err: err.message, timeout: err instanceof Deadline }, "check failed; answered 451 (fail closed)");
+        metrics.inc("wardmail_check_verdicts_total", { check: name, verdict: `${name}.error` });
         return { action: "tempfail", reply: CHECK_FAILED, verdicts, triggered: [`${name}.error`], headers: [], failed: true };
       }
       verdicts.push(...r.value.verdicts);
+      for (const v of r.value.verdicts) metrics.inc("wardmail_check_verdicts_total", { check: name, verdict: v });
       headers.push(...(r.value.headers ?? []));
       if (r.value.notes) log.debug({ check: name, phase, ...r.value.notes }, "check result");
       for (const l of r.value.logs ?? []) log[l.level]({ check: name, phase, ...l.fields }, l.msg);

@@ -42,6 +42,7 @@ import { describeTls } from "../tls/index.ts";
 import type { SaslMechanism } from "../auth/index.ts";
 import { formatReply } from "../protocol/index.ts";
 import { MEMORY_BUSY_CONNECT, overMemoryBudget, residentSet } from "./memory.ts";
+import { countAnswer } from "./metrics.ts";
 
 /** Replies waiting in the socket above which the connection stops reading. */
 const OUTPUT_HIGH_WATER = 64 * 1024;
@@ -480,11 +481,11 @@ export class Connection {
     }
     if (result instanceof Promise) {
       result.then(
-        (r) => this.resume(r),
-        (err: unknown) => this.resume({ reply: this.failure(err) }),
+        (r) => this.resume(r, q),
+        (err: unknown) => this.resume({ reply: this.failure(err) }, q),
       );
     } else {
-      this.resume(result);
+      this.resume(result, q);
     }
   }
 
@@ -494,8 +495,9 @@ export class Connection {
     return TEMPORARY_FAILURE;
   }
 
-  private resume(r: HostAnswer): void {
+  private resume(r: HostAnswer, q?: Question): void {
     if (this.ended) return;
+    if (q !== undefined) countAnswer(this.opts.listener, q.type, r.reply);
     const actions = this.session.answer(r.reply, r.address);
     this.handle(actions);
     this.drained();

@@ -23,6 +23,7 @@ import { Connection, type SessionHost } from "./connection.ts";
 import type { ClientGroup, ClientTable } from "./clients.ts";
 import type { Question } from "../protocol/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
+import { metrics } from "../metrics/index.ts";
 
 export type Role = "smtp" | "submission" | "submissions";
 
@@ -226,6 +227,7 @@ export class SmtpServer {
       if (r !== "ok") {
         const limit = r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
         this.logLimit(ip, role, limit, "client limit");
+        metrics.inc("wardmail_connections_refused_total", { listener: role, limit });
         return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY, implicitTls);
       }
     }
@@ -239,8 +241,10 @@ export class SmtpServer {
     if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group], key, trusted)) {
       if (!trusted) this.deps.clients.release(ip, group);
       this.logLimit("", role, totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections", "listener full");
+      metrics.inc("wardmail_connections_refused_total", { listener: role, limit: totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections" });
       return this.refuse(socket, TOO_MANY, implicitTls);
     }
+    metrics.inc("wardmail_connections_total", { listener: role });
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;
     const log = logger.child({ session: sessionId });
     if (log.isLevelEnabled("debug")) log.debug({ role, ip: socket.remoteAddress, port: socket.remotePort }, "connect");

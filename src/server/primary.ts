@@ -26,6 +26,9 @@ import type { BoundListener } from "./listeners.ts";
 import { ClientTable, tableSlots } from "./clients.ts";
 import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
 import type { WorkerData, WorkerReady } from "./worker.ts";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { AcmeManager } from "../acme/index.ts";
+import { MetricsServer, aggregate, loopDelaySamples, metrics, processSamples, type Sample } from "../metrics/index.ts";
 
 // Compiled to dist/*.js for production, run from src/*.ts in development.
 const WORKER_ENTRY = new URL(`./worker-main.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
@@ -64,6 +67,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   // Per-client counters shared by all workers (and by a restarted worker's successor).
   const clients = ClientTable.allocate(tableSlots(config.limits.max_connections, n));
   const workers = new Map<number, Worker>();
+  // Metrics scrapes waiting for the workers' snapshots, by request id.
+  const scrapes = new Map<number, (samples: Sample[]) => void>();
   let stopping = false;
   let dropped = false;
   const restarts: number[] = [];
@@ -83,6 +88,10 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
           resolve(m as WorkerReady);
         } else if (type === "stopped") {
           void w.terminate();
+        } else if (type === "metrics") {
+          const r = m as { id?: unknown; samples?: Sample[] };
+          const waiting = typeof r.id === "number" ? scrapes.get(r.id) : undefined;
+          waiting?.(r.samples ?? []);
         }
       });
       w.on("error", (err) => {
@@ -139,12 +148,55 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     for (const w of workers.values()) w.postMessage("reload");
   });
 
+  // ACME: the challenge listener is bound (still root) and a certificate put in place before any worker loads it.
+  let acmeBound: { host: string; port: number }[] = [];
+  if (config.acme.directory !== "") {
+    const manager = new AcmeManager({ config, logger, reload: () => {
+      logger.info("acme: reloading certificates");
+      for (const w of workers.values()) w.postMessage("reload");
+    } });
+    acmeBound = await manager.start();
+  }
   let readies: WorkerReady[];
   try {
     readies = await Promise.all(Array.from({ length: n }, (_, shard) => start(shard)));
   } catch (err) {
     await stopAll();
     throw err;
+  }
+  const metricsBound: { host: string; port: number }[] = [];
+  if (config.metrics.listen.length > 0) {
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
+    let nextId = 0;
+    const collect = async (): Promise<Sample[]> => {
+      const asks = [...workers.values()].map(
+        (w) =>
+          new Promise<Sample[] | undefined>((resolve) => {
+            const id = nextId++;
+            const timer = setTimeout(() => {
+              scrapes.delete(id);
+              resolve(undefined);
+            }, 2000);
+            scrapes.set(id, (samples) => {
+              clearTimeout(timer);
+              scrapes.delete(id);
+              resolve(samples);
+            });
+            w.postMessage({ type: "metrics", id });
+          }),
+      );
+      const answers = (await Promise.all(asks)).filter((a): a is Sample[] => a !== undefined);
+      const own: Sample[] = [...metrics.snapshot(), ...loopDelaySamples(loop, 10, "primary"), ...processSamples("primary", true), { name: "wardmail_workers", labels: {}, value: answers.length }];
+      return aggregate([own, ...answers]);
+    };
+    const metricsServer = new MetricsServer({ listen: config.metrics.listen, collect, logger });
+    try {
+      metricsBound.push(...(await metricsServer.listen()));
+    } catch (err) {
+      await stopAll();
+      throw new Error(`cannot listen for metrics: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
   // Every port is bound and every key loaded: now give up root for good.
   if (willDrop(config)) dropPrivileges(config, logger);
@@ -154,6 +206,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const first = readies[0];
   print(`wardmail: ${n} worker thread${n === 1 ? "" : "s"}, data in ${data}, config ${opts.configPath ?? "(embedded defaults)"}`);
   for (const l of first?.listeners ?? []) print(`wardmail: listening ${describe(l)}`);
+  for (const b of acmeBound) print(`wardmail: listening acme-http01  ${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port} (HTTP, ACME challenges)`);
+  for (const b of metricsBound) print(`wardmail: listening metrics     ${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port} (HTTP, GET /metrics)`);
   print(`wardmail: local domains ${config.local.domains.join(", ")}`);
   print("wardmail: ready");
 }

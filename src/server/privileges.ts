@@ -55,3 +55,6 @@ export function dropPrivileges(config: Config, log: Logger): void {
   if (process.getuid?.() !== uid || process.getgid?.() !== gid) throw new Error("privilege drop did not take effect");
   log.info({ user: config.server.user, uid, gid }, "privileges dropped");
 }
+
+/** The uid and gid of config.server.user (and server.group), e.g. for the userdb answer of `wardmail dovecot auth`. */
+export const serverIds = ids;

@@ -32,6 +32,7 @@ import { contentChecks, inboundChecks } from "./checks.ts";
 import { createOutbound } from "../outbound/index.ts";
 import { AccountHold } from "../spam/index.ts";
 import { EncryptionThread, KeyStore, StoreEncryption } from "../e2e/index.ts";
+import { loopDelaySamples, metrics, processSamples, type Sample } from "../metrics/index.ts";
 
 export interface WorkerReady {
   readonly type: "ready";
@@ -170,6 +171,17 @@ export async function runWorker(data: WorkerData): Promise<void> {
     }
     else if (m === "reload") void tls.reload();
     else if (m === "shutdown") void stop();
+    else if (typeof m === "object" && m !== null && (m as { type?: unknown }).type === "metrics") {
+      // A scrape: this thread's counters, its queue shard by state, its event loop delay and heap.
+      const stats = spool.stats();
+      const samples: Sample[] = [
+        ...metrics.snapshot(),
+        ...(["queued", "active", "deferred", "held", "damaged"] as const).map((state) => ({ name: "wardmail_queue_messages", labels: { state }, value: stats[state] })),
+        ...loopDelaySamples(loopDelay, LOOP_DELAY_RESOLUTION_MS, `worker ${shard}`),
+        ...processSamples(`worker ${shard}`, false),
+      ];
+      port.postMessage({ type: "metrics", id: (m as { id?: unknown }).id, samples });
+    }
     // SIGHUP also re-reads the spool key file at once (it is looked at once a second anyway).
     if (m === "reload") spool.refreshKeys();
   });

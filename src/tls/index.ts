@@ -26,10 +26,18 @@ export function selfSignedDir(config: Pick<Config, "server">): string {
 }
 
 /** The operator's certificate pairs, or the self-signed pair (created on first use) when there are none. */
+/** Where the ACME certificate lives (src/acme keeps it there): `DATA_DIR/tls/acme/{fullchain,privkey}.pem`. */
+export function acmeCertificatePair(config: Pick<Config, "server">): CertificatePair {
+  const dir = join(config.server.dataDir, "tls", "acme");
+  return { cert: join(dir, "fullchain.pem"), key: join(dir, "privkey.pem") };
+}
+
 export async function resolveCertificatePairs(
-  config: Pick<Config, "server" | "tls">,
+  config: Pick<Config, "server" | "tls"> & Partial<Pick<Config, "acme">>,
   logger: Logger,
 ): Promise<readonly CertificatePair[]> {
+  // With ACME, its certificate replaces tls.certificates (the primary's AcmeManager makes sure the files exist).
+  if (config.acme !== undefined && config.acme.directory !== "") return [acmeCertificatePair(config)];
   if (config.tls.certificates.length > 0) return config.tls.certificates;
   return [await ensureSelfSigned(selfSignedDir(config), config.server.hostname, logger)];
 }

@@ -14,7 +14,9 @@
  * store more than one message per attempt, never deliver to
  * other@example.test, and never store a bare CR, bare LF or NUL.
  *
- * Two servers (one per policy), started together in before().
+ * Two servers (one per policy), started together in before(), with
+ * protocol.strict_pipelining off so the payloads reach the DATA parser; a
+ * third with the defaults shows that such a client is refused before DATA.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -49,10 +51,13 @@ function server(policy: Policy): Wardmail {
 before(async () => {
   const results = await Promise.allSettled(
     POLICIES.map((p) =>
+      // Strict pipelining off: each attempt fires its whole dialogue at once, and
+      // the point here is what the DATA parser does with it (with the default
+      // on, such a client is refused before DATA: the last test below).
       startWardmail({
         mailboxes: MAILBOXES,
         workers: 1,
-        ...(p === "normalize" ? { extra: '[protocol]\nbare_line_endings = "normalize"\n' } : {}),
+        extra: `[protocol]\nstrict_pipelining = false\n${p === "normalize" ? 'bare_line_endings = "normalize"\n' : ""}`,
       }),
     ),
   );
@@ -275,4 +280,23 @@ describe("after every attempt", () => {
       assert.deepEqual(await w.maildir("other@example.test"), []);
     });
   }
+});
+
+describe("with the defaults (protocol.strict_pipelining = true)", () => {
+  test("an attempt that sends its whole dialogue at once is refused after EHLO: no transaction, nothing stored", async () => {
+    const w = await startWardmail({ mailboxes: MAILBOXES, workers: 1 });
+    try {
+      const payload = Buffer.from((table.payloads[0] as { hex: string }).hex.replace(/ /g, ""), "hex");
+      const { lines, output } = await exchange(w.smtpPort, [Buffer.concat([PREFIX, payload, SUFFIX])]);
+      assert.equal(count(lines, /^250 2\.1\.0 /), 0, output);
+      assert.equal(count(lines, /^354 /), 0, output);
+      assert.match(lines[lines.length - 1] ?? "", /^554 5\.5\.0 Protocol error: improper command pipelining$/, output);
+      await sleep(300);
+      assert.deepEqual(await w.maildir("user@example.test"), []);
+      assert.deepEqual(await w.maildir("other@example.test"), []);
+    } finally {
+      await w.stop();
+      await w.cleanup();
+    }
+  });
 });

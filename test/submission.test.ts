@@ -208,7 +208,7 @@ describe("AUTH needs TLS and is not offered on the MX port", () => {
 
   test("TLS 1.2: AUTH offered without -PLUS (no tls-exporter channel binding)", async () => {
     const s = need(main);
-    const r = await run("openssl", ["s_client", "-connect", `127.0.0.1:${s.submissionsPort}`, "-tls1_2", "-quiet", "-ign_eof"], { input: "EHLO client.test\r\nQUIT\r\n" });
+    const r = await run("openssl", ["s_client", "-connect", `127.0.0.1:${s.submissionsPort}`, "-tls1_2", "-quiet", "-ign_eof"], { steps: [{ send: "EHLO client.test\r\n", waitFor: /\n250 / }, { send: "QUIT\r\n" }] });
     assert.match(r.out, /250-AUTH SCRAM-SHA-256 PLAIN LOGIN\r?\n/, r.out);
   });
 

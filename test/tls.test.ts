@@ -12,7 +12,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { exec } from "./peers/exec.ts";
+import { exec, type Step } from "./peers/exec.ts";
 import { X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
@@ -35,8 +35,8 @@ function requireBinary(cmd: string, args: string[]): void {
 }
 
 /** openssl with stdin input; stdout and stderr as latin1 text. */
-async function run(cmd: string, args: string[], input: string, timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const r = await exec(cmd, args, { input, timeoutMs });
+async function run(cmd: string, args: string[], input: string | readonly Step[], timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const r = await exec(cmd, args, typeof input === "string" ? { input, timeoutMs } : { steps: input, timeoutMs });
   return { code: r.code, stdout: r.stdout.toString("latin1"), stderr: r.stderr.toString("latin1") };
 }
 
@@ -164,7 +164,8 @@ after(async () => {
 // ---------------------------------------------------------------- openssl s_client
 
 describe("openssl s_client", () => {
-  const input = "EHLO x\nQUIT\n";
+  // QUIT only once the EHLO reply is in: a client that pipelines past EHLO is refused (protocol.strict_pipelining).
+  const input: readonly Step[] = [{ send: "EHLO x\n", waitFor: /greets x\r?\n(250-[^\n]*\n)*250 / }, { send: "QUIT\n" }];
 
   for (const version of ["-tls1_2", "-tls1_3"] as const) {
     const name = version === "-tls1_2" ? "TLSv1.2" : "TLSv1.3";

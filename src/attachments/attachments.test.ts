@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { skipOrFail } from "../../test/helpers/peers.ts";
 import { elfFile, isoImage, machoFile, mimeMessage, oleWithMacro, ooxml, pdfFile, peFile, pngFile, rar4, rar5, sevenZip, zip } from "../../test/helpers/samples.ts";
-import { AttachmentCheck, nameFindings, shownName, strictest, walkMessage, type AttachmentOptions } from "./index.ts";
+import { AttachmentCheck, nameFindings, plainText, shownName, strictest, walkMessage, type AttachmentOptions } from "./index.ts";
 
 const LIMITS = { maxDepth: 5, maxArchiveEntries: 1000, maxUnpacked: 64 * 1024 * 1024 };
 
@@ -194,4 +194,25 @@ void test("encrypted RAR (4 and 5) and 7z archives by their headers; plain ones 
   for (const b of [rar5("file"), rar4(true), sevenZip(true)]) {
     for (let cut = 1; cut < b.length; cut += 3) await walkMessage(mimeMessage({ attachments: [{ name: "x.bin", data: b.subarray(0, cut) }] }), LIMITS);
   }
+});
+
+test("plain text (no Content-Type, text/plain or text/html without a file name) skips the walk; anything else is walked", async () => {
+  const m = (head: string): Buffer => Buffer.from(`From: a@b.test\r\n${head}Subject: s\r\n\r\nbody\r\n`);
+  assert.equal(plainText(m("")), true);
+  assert.equal(plainText(m("Content-Type: text/plain; charset=utf-8\r\n")), true);
+  assert.equal(plainText(m("content-type: TEXT/HTML\r\n")), true);
+  for (const h of [
+    "Content-Type: multipart/mixed; boundary=x\r\n",
+    "Content-Type: application/octet-stream\r\n",
+    'Content-Type: text/plain; name="invoice.pdf.exe"\r\n',
+    "Content-Type: text/plain\r\nContent-Disposition: attachment\r\n",
+    "Content-Type: text/plain\r\nContent-Type: application/zip\r\n",
+    "Content-Type: text/plainx\r\n",
+  ]) assert.equal(plainText(m(h)), false, h);
+  // The check itself: a single-part executable is still found; plain text has no verdict.
+  const check = new AttachmentCheck({ maxDepth: 5, maxArchiveEntries: 100, maxUnpacked: 1 << 20, actions: {}, overrides: {} } as unknown as AttachmentOptions);
+  const input = (content: Buffer) => ({ clientIp: "192.0.2.1", helo: "h", mailFrom: "a@b.test", recipients: ["u@example.test"], content, state: new Map(), signal: new AbortController().signal });
+  assert.deepEqual((await check.data(input(m("")))).verdicts, []);
+  const exe = Buffer.concat([Buffer.from("From: a@b.test\r\nContent-Type: application/octet-stream; name=\"x.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"), Buffer.from(peFile().toString("base64") + "\r\n")]);
+  assert.deepEqual((await check.data(input(exe))).verdicts, ["attachment.executable"]);
 });

@@ -8,6 +8,7 @@
  * reply and the log name the part and the reason.
  */
 import type { CheckAction, Config } from "../config/index.ts";
+import { fieldValue, headerFields } from "../message/index.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
 import type { Finding, Kind } from "./detect.ts";
@@ -80,6 +81,7 @@ export class AttachmentCheck implements Check {
   /** A hook the runner calls unbound: an arrow function. */
   readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
     const content = input.content ?? Buffer.alloc(0);
+    if (plainText(content)) return { verdicts: [] };
     const findings = this.pool && content.length > INLINE_MAX ? await this.pool.walk(content, this.limits, input.signal) : await walkMessage(content, this.limits, input.signal);
     if (findings.length === 0) return { verdicts: [] };
     const verdicts: string[] = [];
@@ -103,6 +105,27 @@ export class AttachmentCheck implements Check {
       logs: [{ level: "warn", msg: "attachment policy", fields: { findings: logged, total: findings.length, actions } }],
     };
   };
+}
+
+/**
+ * A message with nothing to walk: one part of text (no Content-Type, or
+ * text/plain or text/html), without a file name and not declared an
+ * attachment. Mail clients show such a body as text; there is no file in
+ * it to open. Most mail is this, and the MIME walk is skipped for it.
+ */
+export function plainText(content: Buffer): boolean {
+  const fields = headerFields(content);
+  let type = "";
+  for (const f of fields) {
+    if (f.name === "content-type") {
+      if (type !== "") return false; // two of them: let the walk decide
+      type = fieldValue(content, f).trim().toLowerCase();
+    } else if (f.name === "content-disposition") {
+      return false;
+    }
+  }
+  if (type === "") return true;
+  return /^text\/(plain|html)\s*(;|$)/.test(type) && !/\b(file)?name\*?\s*=/.test(type);
 }
 
 /** The check the config asks for, or undefined when attachments.enabled is false. */

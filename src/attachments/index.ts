@@ -3,6 +3,6 @@
  * macro-enabled Office files, encrypted and unscannable archives, found by
  * name and content in every MIME part and in zip archives, nested.
  */
-export { AttachmentCheck, attachmentsFromConfig, shownName, strictest, type AttachmentOptions } from "./check.ts";
+export { AttachmentCheck, attachmentsFromConfig, plainText, shownName, strictest, type AttachmentOptions } from "./check.ts";
 export { baseName, contentFindings, nameFindings, type Finding, type Kind } from "./detect.ts";
 export { walkMessage, type WalkLimits } from "./walk.ts";

@@ -146,10 +146,20 @@ export class Probe {
     }
   }
 
-  /** Sends one command line (CR, LF and NUL refused) and reads its reply. */
+  /**
+   * Sends one command line (CR, LF and NUL refused) and reads its reply. A
+   * command left unanswered makes the connection unusable (a late reply
+   * would be taken for the next one's): finish() then closes at once
+   * instead of waiting for RSET and QUIT in turn.
+   */
   async cmd(...parts: string[]): Promise<Reply> {
     this.write(command(...parts));
-    return this.reply();
+    try {
+      return await this.reply();
+    } catch (e) {
+      if (e instanceof ProbeError && e.kind === "timeout") this.failure ??= e;
+      throw e;
+    }
   }
 
   /** EHLO; the extensions when it got 250, else undefined. */

@@ -76,7 +76,7 @@ const EXPECTED_DEFAULTS: Config = {
     memory_budget: 2147483648,
     worker_heap_limit: 536870912,
   },
-  protocol: { bareLineEndings: "reject", eightBitWithout8bitmime: "accept" },
+  protocol: { bareLineEndings: "reject", eightBitWithout8bitmime: "accept", strictPipelining: true },
   spool: { maxBatch: 256, encrypt: true },
   local: {
     domains: ["localhost", "example.test"],

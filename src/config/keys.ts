@@ -208,6 +208,11 @@ export const FIELDS: readonly Field[] = [
     check: oneOf(["accept", "reject"]),
   },
   {
+    section: "protocol", name: "strict_pipelining", type: "boolean", default: true,
+    doc: "Refuse a client that sends commands before the reply to EHLO or HELO, or message content before the 354 to DATA (RFC 2920 §3.1 makes them the last command of a group; spam software does not wait): 554 5.5.0 and close, as Postfix's smtpd_forbid_unauth_pipelining. Authenticated clients are not checked.",
+    check: boolean,
+  },
+  {
     section: "spool", name: "max_batch", type: "integer", default: 256, min: 1, max: 10000,
     doc: "Most messages one group commit of the spool may hold.",
     check: integer(1, 10000),

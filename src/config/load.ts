@@ -211,6 +211,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
     protocol: {
       bareLineEndings: get("protocol.bare_line_endings"),
       eightBitWithout8bitmime: get("protocol.eight_bit_without_8bitmime"),
+      strictPipelining: get("protocol.strict_pipelining"),
     },
     spool: { maxBatch: get("spool.max_batch"), encrypt: get("spool.encrypt") },
     local: {

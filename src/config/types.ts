@@ -93,6 +93,8 @@ export interface Config {
     readonly bareLineEndings: BareLineEndingPolicy;
     /** 8-bit bytes in DATA when MAIL FROM did not say BODY=8BITMIME. */
     readonly eightBitWithout8bitmime: EightBitPolicy;
+    /** Refuse commands sent before the reply to EHLO/HELO, and content before the 354 to DATA. */
+    readonly strictPipelining: boolean;
   };
   readonly spool: {
     /** Most messages one group commit may hold. */

@@ -8,7 +8,10 @@
  * - inHelp: listed in the HELP reply (the reply is built from the table);
  * - syncs: the verb carries data that must be read even when it is refused
  *   (BDAT's chunk), so the handler gets the refusal instead of the session
- *   answering it.
+ *   answering it;
+ * - waits: the client must wait for this command's reply before it sends
+ *   more (RFC 2920 §3.1: EHLO, HELO and DATA end a group); input already
+ *   there is improper pipelining (SessionOptions.strictPipelining).
  * Commands are only read in the command state; pipelining (RFC 2920) needs
  * no flag: commands are processed strictly in order, each answered before
  * the next is read, and STARTTLS throws away whatever followed it.
@@ -23,19 +26,20 @@ export interface CommandSpec {
   readonly needs: "nothing" | "helo" | "ehlo";
   readonly inHelp: boolean;
   readonly syncs: boolean;
+  readonly waits: boolean;
 }
 
-const row = (verb: Verb, needs: CommandSpec["needs"], opts: { inHelp?: boolean; syncs?: boolean } = {}): [string, CommandSpec] => [
+const row = (verb: Verb, needs: CommandSpec["needs"], opts: { inHelp?: boolean; syncs?: boolean; waits?: boolean } = {}): [string, CommandSpec] => [
   verb,
-  { verb, needs, inHelp: opts.inHelp ?? true, syncs: opts.syncs ?? false },
+  { verb, needs, inHelp: opts.inHelp ?? true, syncs: opts.syncs ?? false, waits: opts.waits ?? false },
 ];
 
 export const COMMANDS: ReadonlyMap<string, CommandSpec> = new Map([
-  row("EHLO", "nothing"),
-  row("HELO", "nothing"),
+  row("EHLO", "nothing", { waits: true }),
+  row("HELO", "nothing", { waits: true }),
   row("MAIL", "helo"),
   row("RCPT", "helo"),
-  row("DATA", "helo"),
+  row("DATA", "helo", { waits: true }),
   row("BDAT", "ehlo", { syncs: true }),
   row("RSET", "nothing"),
   row("NOOP", "nothing"),

@@ -64,6 +64,7 @@ export const R = {
   tooManyRcpts: reply(452, "4.5.3", "Too many recipients"),
   timeout: reply(421, "4.4.2", "Timeout, closing connection"),
   earlyTalker: reply(554, "5.5.1", "Protocol error: you talked before the greeting ended"),
+  improperPipelining: reply(554, "5.5.0", "Protocol error: improper command pipelining"),
   shutdown: reply(421, "4.3.2", "Server shutting down, try again later"),
   overflow: reply(421, "4.7.0", "Too much pipelined input, closing connection"),
   tlsActive: reply(503, "5.5.1", "TLS already active"),

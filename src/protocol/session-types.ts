@@ -30,6 +30,11 @@ export interface SessionOptions {
   readonly eightBitWithout8bitmime: EightBitPolicy;
   /** none: no STARTTLS offered; available: offered; active: implicit TLS. */
   readonly tls: TlsMode;
+  /**
+   * Refuse commands that came before the reply to EHLO/HELO, and content
+   * before the 354 to DATA (554 5.5.0 and close); not after AUTH.
+   */
+  readonly strictPipelining?: boolean;
   /** SMTP AUTH (RFC 4954) on this connection; undefined: AUTH is not a service here (502). */
   readonly auth?: AuthOptions;
 }

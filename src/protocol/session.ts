@@ -348,12 +348,13 @@ export class SmtpSession {
         return ev.next;
       case "line":
         if (sasl !== undefined) this.saslLine(ev.line, sasl);
-        else this.command(ev.line);
+        else this.command(ev.line, ev.next < buf.length);
         return ev.next;
     }
   }
 
-  private command(raw: Buffer): void {
+  /** One command line; `more`: input after it was already there when it came. */
+  private command(raw: Buffer, more = false): void {
     this.commands++;
     if (this.commands > this.opts.limits.max_commands) {
       this.closeWith(R.tooManyCommands);
@@ -376,6 +377,8 @@ export class SmtpSession {
       else this.say(R.unknown);
       return;
     }
+    // A command whose reply the client must wait for, with more input already behind it.
+    if (spec.waits && more && this.opts.strictPipelining === true && this.authUser === undefined) return this.closeWith(R.improperPipelining);
     const refusal = spec.needs !== "nothing" && this.heloName === undefined ? R.heloFirst : spec.needs === "ehlo" && !this.esmtp ? R.ehloFirst : undefined;
     const handler = SmtpSession.HANDLERS[spec.verb];
     // A verb that carries data (BDAT) must still read it to stay in sync: its handler gets the refusal.

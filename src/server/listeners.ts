@@ -253,6 +253,7 @@ export class SmtpServer {
       limits: config.limits,
       bareLineEndings: config.protocol.bareLineEndings,
       eightBitWithout8bitmime: config.protocol.eightBitWithout8bitmime,
+      strictPipelining: config.protocol.strictPipelining,
       tls: mode,
       ...this.authOptions(role, socket.remoteAddress ?? ""),
     };

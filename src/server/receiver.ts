@@ -302,7 +302,9 @@ export class Receiver implements SessionHost {
       decision = decision ? CheckRunner.merge(decision, d) : d;
     }
     if (decision === undefined) return this.commit(txn, content, fields, info);
-    info.logger.info({ from: given.mailFrom, verdicts: decision.verdicts, action: decision.action, triggered: decision.triggered }, "checks");
+    // Nothing found (a content check with no verdict): a line only at debug level.
+    const level = decision.verdicts.length > 0 ? "info" : "debug";
+    if (info.logger.isLevelEnabled(level)) info.logger[level]({ from: given.mailFrom, verdicts: decision.verdicts, action: decision.action, triggered: decision.triggered }, "checks");
     if (decision.reply) return this.refuse(txn, decision.reply);
     const extra = [...decision.headers];
     if (decision.action === "tag" || decision.action === "quarantine") extra.push(`X-Wardmail-Verdict: ${decision.triggered.join(", ")} (${decision.action})`);

@@ -6,7 +6,7 @@
  * and the queue as `wardmail queue list --json` shows it.
  */
 import { spawnSync } from "node:child_process";
-import { exec } from "./exec.ts";
+import { exec, type Step } from "./exec.ts";
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
@@ -31,7 +31,7 @@ export interface Run {
 }
 
 /** Runs a command with stdin input (or /dev/null); kills it (by its own PID) after timeoutMs. */
-export async function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
+export async function run(cmd: string, args: string[], opts: { input?: string; steps?: readonly Step[]; timeoutMs?: number } = {}): Promise<Run> {
   const r = await exec(cmd, args, opts);
   return { code: r.code, out: r.out };
 }

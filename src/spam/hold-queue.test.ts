@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Spool, QueueAdmin } from "../queue/index.ts";
-import { LocalDelivery } from "../delivery/index.ts";
+import { QueueManager } from "../qmgr/index.ts";
 import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 
 const LOCAL = { domains: ["example.test"], mailboxes: ["alice@example.test"], aliases: {}, discard: [], maildir: "mail/%d/%n/Maildir", lmtp: {} };
@@ -23,7 +23,7 @@ test("enqueue with hold: held, not delivered, until released; permanent failures
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const failures: [string, number][] = [];
-  const agent = new LocalDelivery({ spool, dataDir: dir, local: LOCAL, logger: log.logger, pollMs: 20, hostname: "mx.test", onPermanentFailures: (a, n) => failures.push([a, n]) });
+  const agent = new QueueManager({ spool, dataDir: dir, local: LOCAL, logger: log.logger, pollMs: 20, hostname: "mx.test", onPermanentFailures: (a, n) => failures.push([a, n]) });
   t.after(async () => {
     await agent.stop();
     spool.close();

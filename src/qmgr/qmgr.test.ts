@@ -4,9 +4,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { Spool } from "../queue/index.ts";
 import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
-import { LocalDelivery, REMOTE_NOT_IMPLEMENTED } from "./local.ts";
-import { mailboxPath, resolveRecipient } from "./resolve.ts";
-import type { LocalConfig } from "./resolve.ts";
+import { QueueManager, REMOTE_NOT_IMPLEMENTED } from "./index.ts";
+import { mailboxPath, resolveRecipient, type LocalConfig } from "../delivery/index.ts";
 
 const LOCAL: LocalConfig = {
   domains: ["example.test", "other.test"],
@@ -72,7 +71,7 @@ function setup(t: { after: (fn: () => Promise<void> | void) => void }, local: Lo
   const { dir, cleanup } = tempDir();
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  const agent = new LocalDelivery({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+  const agent = new QueueManager({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test" });
   t.after(async () => {
     await agent.stop();
     spool.close();

@@ -176,7 +176,7 @@ test("QueueManager: LMTP domains go in one session per message, aliases expanded
   const { spool, agent, files, log } = agentFor(t, { "lmtp.test": srv.target });
   agent.start();
   const id = await spool.enqueue(sampleMessage({ from: "sender@remote.test", to: ["team@lmtp.test", "Alice@lmtp.test", "ghost@lmtp.test"] }));
-  await waitFor(() => spool.get(id) === undefined, "message done");
+  await waitFor(() => spool.admin.get(id) === undefined, "message done");
   assert.equal(srv.sessions.length, 1, "one LMTP session for the message");
   const rcpts = srv.sessions[0]?.commands.filter((c) => c.startsWith("RCPT"));
   assert.deepEqual(rcpts, ["RCPT TO:<alice@lmtp.test>", "RCPT TO:<bob@lmtp.test>", "RCPT TO:<ghost@lmtp.test>"], "each mailbox once");
@@ -198,14 +198,14 @@ test("QueueManager: a 4xx from LMTP or a dead LMTP server defers the recipient",
   const { spool, agent } = agentFor(t, { "lmtp.test": srv.target });
   agent.start();
   const id = await spool.enqueue(sampleMessage({ to: ["alice@lmtp.test", "bob@lmtp.test"] }));
-  await waitFor(() => spool.get(id)?.state === "deferred", "deferral");
-  const e = spool.get(id)!;
+  await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
+  const e = spool.admin.get(id)!;
   assert.deepEqual(e.recipients.map((r) => r.state), ["delivered", "deferred"]);
   assert.match(e.recipients[1]?.lastError ?? "", /^LMTP 127\.0\.0\.1:\d+: 451 4\.3\.0/);
 
   // The server goes away: the retry is deferred with the connection error.
   await srv.close();
-  spool.retry(id);
-  await waitFor(() => (spool.get(id)?.recipients[1]?.attempts ?? 0) >= 2, "second attempt");
-  assert.match(spool.get(id)?.recipients[1]?.lastError ?? "", /ECONNREFUSED/);
+  spool.admin.retry(id);
+  await waitFor(() => (spool.admin.get(id)?.recipients[1]?.attempts ?? 0) >= 2, "second attempt");
+  assert.match(spool.admin.get(id)?.recipients[1]?.lastError ?? "", /ECONNREFUSED/);
 });

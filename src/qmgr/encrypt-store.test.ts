@@ -88,7 +88,7 @@ test("mailboxes with keys get an encrypted copy, others the original; an expired
   assert.ok(Buffer.from(decrypted.data as unknown as Uint8Array).equals(msg.content), "decrypts to the queued content");
 
   assert.deepEqual(files("old@example.test"), []);
-  const rcpts = spool.get(id)?.recipients ?? [];
+  const rcpts = spool.admin.get(id)?.recipients ?? [];
   assert.equal(rcpts.find((r) => r.address === "old@example.test")?.state, "deferred");
   assert.match(rcpts.find((r) => r.address === "old@example.test")?.lastError ?? "", /no usable encryption key for old@example\.test/);
   assert.equal(agent.stats().encrypted, 1);

@@ -8,6 +8,6 @@
  *   interface), DSNs through the sink, outcomes recorded in the spool.
  */
 export { QueueManager } from "./qmgr.ts";
-export type { QueueManagerOptions, QueueManagerStats } from "./qmgr.ts";
+export type { QueueManagerOptions, QueueManagerStats, QueueViews } from "./qmgr.ts";
 export { REMOTE_NOT_IMPLEMENTED, routeMessage } from "./route.ts";
 export type { Routes } from "./route.ts";

@@ -32,7 +32,7 @@
  * recorded. Logs name queue id, recipient and mailbox, never content.
  */
 import type { Logger } from "pino";
-import type { ClaimedMessage, Spool } from "../queue/index.ts";
+import type { ClaimedMessage, SpoolScheduler, SpoolWriter } from "../queue/index.ts";
 import type { Config } from "../config/index.ts";
 import { dsnsFor, type Timeouts } from "../outbound/index.ts";
 import type { MessageSink } from "../sink/index.ts";
@@ -41,8 +41,15 @@ import type { StoreEncryption } from "../e2e/index.ts";
 import { DELIVERY_DELAY_BUCKETS, metrics } from "../metrics/index.ts";
 import { routeMessage } from "./route.ts";
 
+/** The two views of a shard the queue manager uses (a Spool has both): never its admin view. */
+export interface QueueViews {
+  readonly scheduler: SpoolScheduler;
+  readonly writer: SpoolWriter;
+}
+
 export interface QueueManagerOptions {
-  readonly spool: Spool;
+  /** The shard's scheduler (claims) and writer (outcomes). */
+  readonly spool: QueueViews;
   /** Config values used: `server.dataDir` and the `[local]` section. */
   readonly dataDir: string;
   readonly local: LocalConfig;
@@ -88,7 +95,8 @@ function worse(a: DeliveryOutcome | undefined, b: DeliveryOutcome): DeliveryOutc
 }
 
 export class QueueManager {
-  private readonly spool: Spool;
+  private readonly scheduler: SpoolScheduler;
+  private readonly writer: SpoolWriter;
   private readonly local: LocalConfig;
   private readonly isAccount: ((address: string) => boolean) | undefined;
   private readonly remote: Transport | undefined;
@@ -108,13 +116,14 @@ export class QueueManager {
   private counters = { delivered: 0, deferred: 0, failed: 0 };
 
   constructor(opts: QueueManagerOptions) {
-    this.spool = opts.spool;
+    this.scheduler = opts.spool.scheduler;
+    this.writer = opts.spool.writer;
     this.local = opts.local;
     this.isAccount = opts.isAccount;
     this.remote = opts.remote;
     this.bounces = opts.bounces;
     this.onPermanentFailures = opts.onPermanentFailures;
-    this.log = opts.logger.child({ component: "local-delivery", shard: opts.spool.shard });
+    this.log = opts.logger.child({ component: "local-delivery", shard: opts.spool.scheduler.shard });
     this.concurrency = Math.max(1, opts.concurrency ?? 16);
     this.pollMs = Math.max(10, opts.pollMs ?? 1000);
     const writes = new Semaphore(this.concurrency);
@@ -128,8 +137,8 @@ export class QueueManager {
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.spool.enableHandoff();
-    this.unsubscribe = this.spool.onCommitted(() => this.kick());
+    this.scheduler.enableHandoff();
+    this.unsubscribe = this.scheduler.onCommitted(() => this.kick());
     this.timer = setInterval(() => this.kick(), this.pollMs);
     this.timer.unref();
     this.kick();
@@ -143,7 +152,7 @@ export class QueueManager {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
-    if (!this.spool.isClosed) this.spool.flush();
+    if (!this.writer.isClosed) this.writer.flush();
   }
 
   stats(): QueueManagerStats {
@@ -161,13 +170,13 @@ export class QueueManager {
 
   /** Claims as many due messages as there is room for and starts them. */
   private pump(): void {
-    while (this.running && !this.spool.isClosed && this.inFlight.size < this.concurrency) {
+    while (this.running && !this.scheduler.isClosed && this.inFlight.size < this.concurrency) {
       let batch: ClaimedMessage[];
       try {
         // Fresh mail comes straight from memory; the database is for the rest.
         const room = this.concurrency - this.inFlight.size;
-        batch = this.spool.takeFresh(room);
-        if (batch.length === 0) batch = this.spool.claimDue(Date.now(), room);
+        batch = this.scheduler.takeFresh(room);
+        if (batch.length === 0) batch = this.scheduler.claimDue(Date.now(), room);
       } catch (err) {
         this.log.error({ err }, "claiming due messages failed; will try again");
         return;
@@ -194,7 +203,7 @@ export class QueueManager {
         .filter((r) => r.state === "queued" || r.state === "deferred")
         .map((r) => ({ index: r.index, result: "deferred" as const, error: `internal error: ${errorText(err)}` }));
     }
-    if (this.spool.isClosed) return; // recovered as queued on the next open
+    if (this.writer.isClosed) return; // recovered as queued on the next open
     // Bounces are queued (durably) before the outcomes that caused them are recorded.
     if (this.bounces) {
       for (const dsn of dsnsFor(msg, outcomes, this.bounces)) {
@@ -210,13 +219,13 @@ export class QueueManager {
         }
       }
     }
-    if (this.spool.isClosed) return;
+    if (this.writer.isClosed) return;
     const auth = msg.received.auth;
     if (auth !== undefined && this.onPermanentFailures !== undefined) {
       const permanent = outcomes.filter((o) => o.result === "failed" && (o.status ?? "5").startsWith("5")).length;
       if (permanent > 0) this.onPermanentFailures(auth, permanent);
     }
-    this.spool.recordOutcome(msg.id, outcomes);
+    this.writer.recordOutcome(msg.id, outcomes);
   }
 
   /** Past queue.lifetime: every recipient still open fails (and is bounced). The only place the lifetime is applied. */

@@ -114,7 +114,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const checks = await inboundChecks({ config, resolver, logger, accounts });
   const content = await contentChecks({ config, resolver, logger });
   const sink = new MessageSink({
-    spool,
+    spool: spool.writer,
     shard,
     hostname: config.server.hostname,
     authservId: config.checks.authservId || config.server.hostname,
@@ -128,7 +128,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   // Encrypt-on-store: large messages are encrypted in a thread of their own.
   const encryption = new EncryptionThread();
   const delivery = new QueueManager({
-    spool,
+    spool: { scheduler: spool.scheduler, writer: spool.writer },
     dataDir: config.server.dataDir,
     local: config.local,
     isAccount: (a) => accounts.resolve(a) === a,

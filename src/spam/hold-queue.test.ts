@@ -34,9 +34,9 @@ test("enqueue with hold: held, not delivered, until released; permanent failures
   const held = await spool.enqueue({ ...base, received: { ...base.received, auth: "bob@example.test" }, hold: true });
   const plain = sampleMessage({ to: ["alice@example.test", "nobody@example.test", "ghost@example.test"] });
   const sent = await spool.enqueue({ ...plain, received: { ...plain.received, auth: "bob@example.test" } });
-  await waitFor(() => spool.get(sent) === undefined || spool.get(sent)?.state === "failed", "the plain message done");
+  await waitFor(() => spool.admin.get(sent) === undefined || spool.admin.get(sent)?.state === "failed", "the plain message done");
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(spool.get(held)?.state, "held");
+  assert.equal(spool.admin.get(held)?.state, "held");
   assert.deepEqual(failures, [["bob@example.test", 2]]);
   const admin = QueueAdmin.open(dir);
   try {
@@ -44,6 +44,6 @@ test("enqueue with hold: held, not delivered, until released; permanent failures
   } finally {
     admin.close();
   }
-  await waitFor(() => spool.get(held) === undefined, "the released message delivered");
+  await waitFor(() => spool.admin.get(held) === undefined, "the released message delivered");
   assert.deepEqual(failures, [["bob@example.test", 2]], "a delivered message reports nothing");
 });

@@ -209,3 +209,23 @@ test("QueueManager: a 4xx from LMTP or a dead LMTP server defers the recipient",
   await waitFor(() => (spool.admin.get(id)?.recipients[1]?.attempts ?? 0) >= 2, "second attempt");
   assert.match(spool.admin.get(id)?.recipients[1]?.lastError ?? "", /ECONNREFUSED/);
 });
+
+test("QueueManager: a recipient whose mailboxes are split between the LMTP and the Maildir transports is deferred while either defers it", async (t) => {
+  let bob = "451 4.3.0 <bob@lmtp.test> Mailbox busy";
+  const srv = await lmtpServer({ tcp: true }, ["alice@lmtp.test", "bob@lmtp.test"], (r) => (r === "bob@lmtp.test" ? bob : `250 2.0.0 <${r}> Saved`));
+  t.after(() => srv.close());
+  const { spool, agent, files, log } = agentFor(t, { "lmtp.test": srv.target });
+  agent.start();
+  const id = await spool.enqueue(sampleMessage({ to: ["team@lmtp.test"] }));
+  await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
+  assert.match(spool.admin.get(id)?.recipients[0]?.lastError ?? "", /^LMTP 127\.0\.0\.1:\d+: 451 4\.3\.0 <bob@lmtp\.test>/);
+  assert.equal(files("carol@maildir.test").length, 1, "the Maildir copy is written meanwhile");
+  assert.equal(log.lines.filter((l) => l.msg === "delivered locally").length, 0);
+
+  bob = "250 2.0.0 <bob@lmtp.test> Saved";
+  spool.admin.retry(id);
+  await waitFor(() => spool.admin.get(id) === undefined, "message done");
+  assert.equal(srv.sessions.length, 2, "one LMTP session per attempt");
+  assert.equal(files("carol@maildir.test").length, 2, "retried with its recipient (at-least-once)");
+  assert.deepEqual(log.lines.filter((l) => l.msg === "delivered locally").map((l) => l.mailboxes), [["alice@lmtp.test", "bob@lmtp.test", "carol@maildir.test"]]);
+});

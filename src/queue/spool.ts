@@ -59,6 +59,9 @@ import { openShardDb, shardPath } from "./db.ts";
 import { newQueueId, shardOfId } from "./ids.ts";
 import { DamagedRecordError } from "./record.ts";
 import { ShardDatabase, ShardStore } from "./store.ts";
+import { schedulerView, writerView, type SpoolScheduler, type SpoolWriter } from "./views.ts";
+
+export type { SpoolScheduler, SpoolWriter } from "./views.ts";
 import type { QueuedMessage } from "./store.ts";
 
 export interface SpoolOptions {
@@ -89,30 +92,6 @@ export interface SpoolOptions {
 }
 
 export type ClaimedMessage = QueuedMessage;
-
-/** The writer view of a shard: what the sink (and the queue manager, for outcomes) may do. */
-export interface SpoolWriter {
-  readonly shard: number;
-  readonly isClosed: boolean;
-  /** See Spool.enqueue. */
-  enqueue(msg: IncomingMessage, id?: string): Promise<string>;
-  /** See Spool.recordOutcome. */
-  recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now?: number): void;
-  /** Commits whatever is pending now. */
-  flush(): void;
-}
-
-/** The scheduler view of a shard: what the queue manager claims with. */
-export interface SpoolScheduler {
-  readonly shard: number;
-  readonly isClosed: boolean;
-  enableHandoff(): void;
-  onCommitted(cb: (count: number) => void): () => void;
-  takeFresh(limit: number, now?: number): ClaimedMessage[];
-  claimDue(now: number, limit: number): ClaimedMessage[];
-  nextDueAt(): number | undefined;
-  backoff(attempt: number): number;
-}
 
 export interface RecipientOutcome {
   /** Index of the recipient in the envelope. */
@@ -264,29 +243,8 @@ export class Spool {
     this.shard = opts.shard;
     this.path = path;
     this.admin = new ShardStore(this.store, false);
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const self = this;
-    this.writer = Object.freeze({
-      shard: this.shard,
-      get isClosed(): boolean {
-        return self.isClosed;
-      },
-      enqueue: (msg: IncomingMessage, id?: string) => self.enqueue(msg, id),
-      recordOutcome: (id: string, outcomes: readonly RecipientOutcome[], now?: number) => self.recordOutcome(id, outcomes, now),
-      flush: () => self.flush(),
-    });
-    this.scheduler = Object.freeze({
-      shard: this.shard,
-      get isClosed(): boolean {
-        return self.isClosed;
-      },
-      enableHandoff: () => self.enableHandoff(),
-      onCommitted: (cb: (count: number) => void) => self.onCommitted(cb),
-      takeFresh: (limit: number, now?: number) => self.takeFresh(limit, now),
-      claimDue: (now: number, limit: number) => self.claimDue(now, limit),
-      nextDueAt: () => self.nextDueAt(),
-      backoff: (attempt: number) => self.backoff(attempt),
-    });
+    this.writer = writerView(this);
+    this.scheduler = schedulerView(this);
     this.encrypt = encrypt;
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);

@@ -7,7 +7,7 @@
 import pino from "pino";
 import { Spool } from "../src/queue/index.ts";
 import { sampleMessage, tempDir } from "../test/helpers/queue.ts";
-import { LocalDelivery } from "../src/delivery/local.ts";
+import { QueueManager } from "../src/qmgr/index.ts";
 
 const producers = Number(process.argv[2] ?? 50);
 const seconds = Number(process.argv[3] ?? 2);
@@ -24,7 +24,7 @@ const local = {
   maildir: "mail/%d/%n/Maildir",
   lmtp: {},
 };
-const agent = new LocalDelivery({ spool, dataDir: dir, local, logger, concurrency });
+const agent = new QueueManager({ spool, dataDir: dir, local, logger, concurrency });
 agent.start();
 const messages = Array.from({ length: producers }, (_, i) => sampleMessage({ size: 10_240, to: [`user${i % 20}@example.test`] }));
 const t0 = performance.now();

@@ -54,6 +54,6 @@ for (;;) {
 }
 spool.flush();
 const ds = (performance.now() - d0) / 1000;
-console.log(`claim+complete: ${drained} messages in ${ds.toFixed(2)} s, ${Math.round(drained / ds)} msg/s; left ${JSON.stringify(spool.counts())}`);
+console.log(`claim+complete: ${drained} messages in ${ds.toFixed(2)} s, ${Math.round(drained / ds)} msg/s; left ${JSON.stringify(spool.admin.counts())}`);
 spool.close();
 cleanup();

@@ -1,14 +1,23 @@
 /**
  * Delivery: public face of src/delivery/.
  *
- * - LocalDelivery: the agent that moves one spool shard's mail into local
- *   Maildirs (local.ts), using the `[local]` config (resolve.ts), or over
- *   LMTP to a local store for the domains in local.lmtp (lmtp.ts).
+ * - Transport (transport.ts): the one interface of every transport,
+ *   `deliver(message, recipients) → outcomes`; the queue manager (src/qmgr)
+ *   routes and calls them. MaildirTransport (maildir-transport.ts) and
+ *   LmtpTransport (lmtp-transport.ts, for the domains in local.lmtp) store
+ *   local mail, encrypting on store through StoreContentSource
+ *   (store-content.ts, src/e2e).
+ * - resolveRecipient (resolve.ts): where an address goes under `[local]`.
  * - deliverToMaildir / ensureMaildir: Dovecot-compatible Maildir storage
  *   (maildir.ts).
  */
-export { LocalDelivery, REMOTE_NOT_IMPLEMENTED } from "./local.ts";
-export type { LocalDeliveryOptions, LocalDeliveryStats } from "./local.ts";
+export { combineMailboxes, errorText, Semaphore } from "./transport.ts";
+export type { DeliveryOutcome, MailboxResult, RoutedRecipient, Transport } from "./transport.ts";
+export { MaildirTransport } from "./maildir-transport.ts";
+export type { MaildirTransportOptions } from "./maildir-transport.ts";
+export { LmtpTransport } from "./lmtp-transport.ts";
+export type { LmtpTransportOptions } from "./lmtp-transport.ts";
+export { StoreContentSource } from "./store-content.ts";
 export { deliverToMaildir, ensureMaildir, escapeHostname, folderDirName, uniqueName } from "./maildir.ts";
 export type { MaildirMessage, MaildirOptions, MaildirResult } from "./maildir.ts";
 export { resolveRecipient, mailboxPath, MAX_ALIAS_DEPTH } from "./resolve.ts";

@@ -1,7 +1,7 @@
 /**
  * LMTP delivery against a small scripted LMTP server (RFC 2033) on a unix
  * socket and on loopback TCP: deliverLmtp's per-recipient verdicts, then
- * LocalDelivery with local.lmtp (one session per message for all of its
+ * QueueManager with local.lmtp (one session per message for all of its
  * mailboxes there, aliases expanded, Maildir kept for the other domains,
  * 5xx failed and bounced, 4xx and a dead server deferred).
  * test/lmtp.test.ts does the same against a real Dovecot.
@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { Spool } from "../queue/index.ts";
 import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
-import { LocalDelivery } from "./local.ts";
+import { QueueManager } from "../qmgr/index.ts";
 import { mailboxPath, type LocalConfig } from "./resolve.ts";
 import { MessageSink } from "../sink/index.ts";
 
@@ -155,7 +155,7 @@ function agentFor(t: { after: (fn: () => Promise<void> | void) => void }, lmtp: 
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const local = { ...LOCAL, lmtp };
   const queue = { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
-  const agent = new LocalDelivery({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test", lmtpTimeouts: TIMEOUTS, bounces: { hostname: "mx.test", queue, sink: new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local }) } });
+  const agent = new QueueManager({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test", lmtpTimeouts: TIMEOUTS, bounces: { hostname: "mx.test", queue, sink: new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local }) } });
   t.after(async () => {
     await agent.stop();
     spool.close();
@@ -168,7 +168,7 @@ function agentFor(t: { after: (fn: () => Promise<void> | void) => void }, lmtp: 
   return { dir, log, spool, agent, files };
 }
 
-test("LocalDelivery: LMTP domains go in one session per message, aliases expanded; Maildir for the others; 5xx fails and bounces", async (t) => {
+test("QueueManager: LMTP domains go in one session per message, aliases expanded; Maildir for the others; 5xx fails and bounces", async (t) => {
   const { dir: sockDir, cleanup } = tempDir();
   t.after(cleanup);
   const srv = await lmtpServer({ path: join(sockDir, "lmtp.sock") }, ["alice@lmtp.test", "bob@lmtp.test"]);
@@ -176,7 +176,7 @@ test("LocalDelivery: LMTP domains go in one session per message, aliases expande
   const { spool, agent, files, log } = agentFor(t, { "lmtp.test": srv.target });
   agent.start();
   const id = await spool.enqueue(sampleMessage({ from: "sender@remote.test", to: ["team@lmtp.test", "Alice@lmtp.test", "ghost@lmtp.test"] }));
-  await waitFor(() => spool.get(id) === undefined, "message done");
+  await waitFor(() => spool.admin.get(id) === undefined, "message done");
   assert.equal(srv.sessions.length, 1, "one LMTP session for the message");
   const rcpts = srv.sessions[0]?.commands.filter((c) => c.startsWith("RCPT"));
   assert.deepEqual(rcpts, ["RCPT TO:<alice@lmtp.test>", "RCPT TO:<bob@lmtp.test>", "RCPT TO:<ghost@lmtp.test>"], "each mailbox once");
@@ -192,20 +192,40 @@ test("LocalDelivery: LMTP domains go in one session per message, aliases expande
   assert.ok(log.has("delivery status notification queued"), "the sender gets a bounce");
 });
 
-test("LocalDelivery: a 4xx from LMTP or a dead LMTP server defers the recipient", async (t) => {
+test("QueueManager: a 4xx from LMTP or a dead LMTP server defers the recipient", async (t) => {
   const srv = await lmtpServer({ tcp: true }, ["alice@lmtp.test", "bob@lmtp.test"], (r) => (r === "bob@lmtp.test" ? "451 4.3.0 <bob@lmtp.test> Temporary failure" : `250 2.0.0 <${r}> Saved`));
   t.after(() => srv.close());
   const { spool, agent } = agentFor(t, { "lmtp.test": srv.target });
   agent.start();
   const id = await spool.enqueue(sampleMessage({ to: ["alice@lmtp.test", "bob@lmtp.test"] }));
-  await waitFor(() => spool.get(id)?.state === "deferred", "deferral");
-  const e = spool.get(id)!;
+  await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
+  const e = spool.admin.get(id)!;
   assert.deepEqual(e.recipients.map((r) => r.state), ["delivered", "deferred"]);
   assert.match(e.recipients[1]?.lastError ?? "", /^LMTP 127\.0\.0\.1:\d+: 451 4\.3\.0/);
 
   // The server goes away: the retry is deferred with the connection error.
   await srv.close();
-  spool.retry(id);
-  await waitFor(() => (spool.get(id)?.recipients[1]?.attempts ?? 0) >= 2, "second attempt");
-  assert.match(spool.get(id)?.recipients[1]?.lastError ?? "", /ECONNREFUSED/);
+  spool.admin.retry(id);
+  await waitFor(() => (spool.admin.get(id)?.recipients[1]?.attempts ?? 0) >= 2, "second attempt");
+  assert.match(spool.admin.get(id)?.recipients[1]?.lastError ?? "", /ECONNREFUSED/);
+});
+
+test("QueueManager: a recipient whose mailboxes are split between the LMTP and the Maildir transports is deferred while either defers it", async (t) => {
+  let bob = "451 4.3.0 <bob@lmtp.test> Mailbox busy";
+  const srv = await lmtpServer({ tcp: true }, ["alice@lmtp.test", "bob@lmtp.test"], (r) => (r === "bob@lmtp.test" ? bob : `250 2.0.0 <${r}> Saved`));
+  t.after(() => srv.close());
+  const { spool, agent, files, log } = agentFor(t, { "lmtp.test": srv.target });
+  agent.start();
+  const id = await spool.enqueue(sampleMessage({ to: ["team@lmtp.test"] }));
+  await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
+  assert.match(spool.admin.get(id)?.recipients[0]?.lastError ?? "", /^LMTP 127\.0\.0\.1:\d+: 451 4\.3\.0 <bob@lmtp\.test>/);
+  assert.equal(files("carol@maildir.test").length, 1, "the Maildir copy is written meanwhile");
+  assert.equal(log.lines.filter((l) => l.msg === "delivered locally").length, 0);
+
+  bob = "250 2.0.0 <bob@lmtp.test> Saved";
+  spool.admin.retry(id);
+  await waitFor(() => spool.admin.get(id) === undefined, "message done");
+  assert.equal(srv.sessions.length, 2, "one LMTP session per attempt");
+  assert.equal(files("carol@maildir.test").length, 2, "retried with its recipient (at-least-once)");
+  assert.deepEqual(log.lines.filter((l) => l.msg === "delivered locally").map((l) => l.mailboxes), [["alice@lmtp.test", "bob@lmtp.test", "carol@maildir.test"]]);
 });

@@ -80,7 +80,7 @@ test("sealed records: round trip, and no plaintext in the database, WAL or any s
   state.spool.flush();
   assert.equal(raw.prepare("SELECT typeof(last_error) AS t FROM messages WHERE id = ?").get(id)?.t, "blob");
   assert.equal(raw.prepare("SELECT typeof(last_error) AS t FROM recipients WHERE message_id = ?").get(id)?.t, "blob");
-  const shown = state.spool.get(id);
+  const shown = state.spool.admin.get(id);
   assert.match(shown?.lastError ?? "", new RegExp(`to-${canary}@`));
   assert.match(shown?.recipients[0]?.lastError ?? "", /mailbox busy/);
   raw.exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -109,7 +109,7 @@ test("a record whose sealed content or meta was swapped with another's, or chang
 
   const claimed = state.spool.claimDue(Date.now(), 10);
   assert.deepEqual(claimed.map((m) => m.id), [good]);
-  const damaged = new Map(state.spool.damaged().map((d) => [d.id, d.reason]));
+  const damaged = new Map(state.spool.admin.damaged().map((d) => [d.id, d.reason]));
   assert.equal(damaged.size, 4);
   assert.match(damaged.get(swapContent) ?? "", /^content fails authentication/);
   assert.match(damaged.get(swapMeta) ?? "", /^meta fails authentication/);
@@ -122,7 +122,7 @@ test("a record whose sealed content or meta was swapped with another's, or chang
   // get() and the admin list report it the same way.
   const other = await state.spool.enqueue(sampleMessage());
   raw.prepare("UPDATE messages SET envelope = ? WHERE id = ?").run(metaOf(good), other);
-  assert.throws(() => state.spool.get(other), (err: unknown) => err instanceof DamagedRecordError && /meta fails authentication.*moved aside/.test(err.message));
+  assert.throws(() => state.spool.admin.get(other), (err: unknown) => err instanceof DamagedRecordError && /meta fails authentication.*moved aside/.test(err.message));
 });
 
 test("a tampered delivery error makes the record damaged in the admin list", async (t) => {
@@ -219,13 +219,13 @@ test("plaintext records of an older spool are sealed in place when encryption is
   assert.deepEqual([...got.keys()].sort(), [plain, deferred].sort());
   assert.equal(got.get(deferred)?.recipients[0]?.lastError, `451 <to-${canary}@example.test> later`);
   assert.ok(got.get(plain)?.content.includes(Buffer.from(`body ${canary}`)));
-  assert.equal(state.spool.damaged()[0]?.id, broken);
+  assert.equal(state.spool.admin.damaged()[0]?.id, broken);
   assert.equal(Number(db.prepare("SELECT count(*) AS n FROM messages WHERE version = ?").get(RECORD_VERSION)?.n), 0);
   // A plaintext record that turns up after that (here: one turned back into format 1 by hand) was not written by the server: set aside.
   const forged = await state.spool.enqueue(sampleMessage());
   db.exec(`UPDATE messages SET version = ${RECORD_VERSION}, envelope = '{}' WHERE id = '${forged}'`);
   assert.deepEqual(state.spool.claimDue(Date.now(), 10), []);
-  assert.match(state.spool.damaged().find((d) => d.id === forged)?.reason ?? "", /^plaintext record in an encrypted spool/);
+  assert.match(state.spool.admin.damaged().find((d) => d.id === forged)?.reason ?? "", /^plaintext record in an encrypted spool/);
 });
 
 test("the key file: created once, reused, refused when others may read it; sealed records without it are not set aside", async (t) => {
@@ -254,7 +254,7 @@ test("the key file: created once, reused, refused when others may read it; seale
   const { writeFileSync } = await import("node:fs");
   writeFileSync(keyFilePath(dir), saved, { mode: 0o600 });
   state.spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  assert.equal(state.spool.get(id)?.id, id);
+  assert.equal(state.spool.admin.get(id)?.id, id);
 });
 
 test("refreshKeys (SIGHUP): an invalid key file is reported and the keys in memory stay in use", async (t) => {
@@ -264,5 +264,5 @@ test("refreshKeys (SIGHUP): an invalid key file is reported and the keys in memo
   state.spool.refreshKeys();
   assert.ok(log.lines.some((l) => l.msg === "spool key file not reloaded; the keys already read stay in use"));
   const id = await state.spool.enqueue(sampleMessage());
-  assert.equal(state.spool.get(id)?.id, id);
+  assert.equal(state.spool.admin.get(id)?.id, id);
 });

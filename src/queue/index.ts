@@ -1,14 +1,17 @@
 /**
  * The durable queue (spool): public face of src/queue/.
  *
- * - Spool: the one writer of a shard, used by a worker process (spool.ts).
+ * - Spool: the owner of a shard in a worker process (spool.ts), handing out
+ *   views over it: `writer` (SpoolWriter: enqueue, recordOutcome),
+ *   `scheduler` (SpoolScheduler: claimDue, takeFresh, handoff) and `admin`
+ *   (a ShardStore).
  * - QueueAdmin / ShardStore: inspection and operator commands, safe while
  *   the server runs (admin.ts, store.ts).
  * - Contract types shared with the SMTP side and delivery (types.ts).
  */
 export type * from "./types.ts";
 export { Spool } from "./spool.ts";
-export type { SpoolOptions, ClaimedMessage, RecipientOutcome, SpoolStats } from "./spool.ts";
+export type { SpoolOptions, ClaimedMessage, RecipientOutcome, SpoolStats, SpoolWriter, SpoolScheduler } from "./spool.ts";
 export { ShardStore } from "./store.ts";
 export type { QueuedMessage, DamagedEntry, StoreOptions } from "./store.ts";
 export { QueueAdmin } from "./admin.ts";

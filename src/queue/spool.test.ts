@@ -56,7 +56,7 @@ test("enqueue, close, reopen: envelope, received info and content come back iden
 
   spool = Spool.open({ dataDir: dir, shard: 3, logger: log.logger });
   t.after(() => spool.close());
-  const got = spool.get(id);
+  const got = spool.admin.get(id);
   assert.ok(got);
   assert.deepEqual(got.envelope, withExtras.envelope);
   assert.deepEqual(got.received, withExtras.received);
@@ -142,7 +142,7 @@ test("a failing commit rejects every promise of its batch and stores none of it"
   assert.equal(Number(other.prepare("SELECT count(*) AS n FROM recipients").get()?.n), 1);
   other.exec("DROP TRIGGER fail_insert");
   const okAfter = await spool.enqueue(sampleMessage());
-  assert.ok(spool.get(okBefore) && spool.get(okAfter));
+  assert.ok(spool.admin.get(okBefore) && spool.admin.get(okAfter));
 });
 
 test("failed commits (a full disk, say) do not use up the handoff: the next durable message is still handed over", async (t) => {
@@ -192,7 +192,7 @@ test("a caller-chosen queue id is used; a foreign or malformed one is refused al
   assert.deepEqual(ok, { status: "fulfilled", value: id });
   assert.equal(other?.status, "fulfilled");
   for (const r of [foreign, malformed]) assert.equal(r?.status, "rejected");
-  assert.ok(spool.get(id));
+  assert.ok(spool.admin.get(id));
 });
 
 test("queue ids are unique by construction: 100,000 in the same millisecond", () => {
@@ -287,7 +287,7 @@ test("damaged records are moved aside with their reason, reported, and never cla
 
   const claimed = spool.claimDue(Date.now(), 10);
   assert.deepEqual(claimed.map((m) => m.id), [good]);
-  const damaged = new Map(spool.damaged().map((d) => [d.id, d.reason]));
+  const damaged = new Map(spool.admin.damaged().map((d) => [d.id, d.reason]));
   assert.equal(damaged.size, 5);
   assert.equal(damaged.get(badContent!), "checksum mismatch");
   assert.equal(damaged.get(badVersion!), "unknown record format version 99");
@@ -310,9 +310,9 @@ test("get() of a damaged record moves it aside and throws a clear error", async 
   const raw = rawDb(dir);
   t.after(() => raw.close());
   raw.prepare("UPDATE messages SET checksum = x'00' WHERE id = ?").run(id);
-  assert.throws(() => spool.get(id), (err: unknown) => err instanceof DamagedRecordError && /damaged \(checksum mismatch\); moved aside/.test(err.message));
-  assert.equal(spool.get(id), undefined);
-  assert.equal(spool.damaged().length, 1);
+  assert.throws(() => spool.admin.get(id), (err: unknown) => err instanceof DamagedRecordError && /damaged \(checksum mismatch\); moved aside/.test(err.message));
+  assert.equal(spool.admin.get(id), undefined);
+  assert.equal(spool.admin.damaged().length, 1);
 });
 
 test("per-recipient outcomes: final recipients stay final, deferrals back off exponentially", async (t) => {
@@ -326,7 +326,7 @@ test("per-recipient outcomes: final recipients stay final, deferrals back off ex
     { index: 2, result: "failed", error: "no such mailbox" },
   ], t0);
   spool.flush();
-  let e = spool.get(id);
+  let e = spool.admin.get(id);
   assert.ok(e);
   assert.equal(e.state, "deferred");
   assert.equal(e.attempts, 1);
@@ -346,7 +346,7 @@ test("per-recipient outcomes: final recipients stay final, deferrals back off ex
   // A buggy second outcome for a final recipient changes nothing.
   spool.recordOutcome(id, [{ index: 0, result: "failed", error: "x" }, { index: 1, result: "deferred", error: "still full" }], t1);
   spool.flush();
-  e = spool.get(id);
+  e = spool.admin.get(id);
   assert.ok(e);
   assert.equal(e.recipients[0]?.state, "delivered");
   assert.equal(e.attempts, 2);
@@ -355,7 +355,7 @@ test("per-recipient outcomes: final recipients stay final, deferrals back off ex
   assert.equal(spool.claimDue(t2, 10).length, 1);
   spool.recordOutcome(id, [{ index: 1, result: "delivered" }], t2);
   spool.flush();
-  assert.equal(spool.get(id), undefined, "done: row and content deleted");
+  assert.equal(spool.admin.get(id), undefined, "done: row and content deleted");
   assert.equal(spool.stats().done, 1);
   // Backoff doubles up to the cap, never above it.
   for (let n = 1; n <= 12; n++) {
@@ -375,17 +375,17 @@ test("outcomes are written with the next claim; a claimed message with no outcom
   spool.recordOutcome(b, [], now);
   const again = spool.claimDue(now, 10); // applies both outcomes first
   assert.deepEqual(again.map((m) => m.id), [b]);
-  assert.equal(spool.get(a), undefined);
+  assert.equal(spool.admin.get(a), undefined);
 });
 
 test("a recipient deferred past expireAfterMs fails", async (t) => {
   const { spool } = withSpool(t, { expireAfterMs: 1000 });
   const id = await spool.enqueue(sampleMessage());
-  const created = spool.get(id)!.createdAt;
+  const created = spool.admin.get(id)!.createdAt;
   spool.claimDue(Date.now(), 1);
   spool.recordOutcome(id, [{ index: 0, result: "deferred", error: "try later" }], created + 2000);
   spool.flush();
-  assert.equal(spool.get(id), undefined);
+  assert.equal(spool.admin.get(id), undefined);
   assert.equal(spool.stats().done, 1);
 });
 
@@ -422,7 +422,7 @@ test("admin on the same file while the server's Spool has it open: hold, release
   assert.equal(admin.delete(a), false);
   spool.recordOutcome(a, [{ index: 0, result: "deferred", error: "later" }]);
   spool.flush();
-  assert.equal(spool.get(a), undefined);
+  assert.equal(spool.admin.get(a), undefined);
   // hold + release of an in-flight message does not let it be claimed twice.
   const d = await spool.enqueue(sampleMessage());
   assert.deepEqual(spool.claimDue(Date.now(), 10).map((m) => m.id), [d]);
@@ -481,4 +481,33 @@ test("QueueAdmin on a data directory without a spool is empty and creates nothin
   } finally {
     cleanup();
   }
+});
+
+test("views: the writer and the scheduler cannot delete, hold or release; the admin view can, over the same file", async (t) => {
+  const { spool } = withSpool(t);
+  const admin = ["list", "get", "hold", "release", "retry", "delete", "damaged"];
+  for (const view of [spool.writer, spool.scheduler]) {
+    for (const op of admin) assert.equal(op in view, false, op);
+    assert.ok(Object.isFrozen(view));
+  }
+  for (const op of admin) assert.equal(op in spool, false, op);
+  assert.deepEqual(Object.keys(spool.writer).sort(), ["enqueue", "flush", "isClosed", "recordOutcome", "shard"]);
+  const id = await spool.writer.enqueue(sampleMessage());
+  const [claimed] = spool.scheduler.claimDue(Date.now(), 1);
+  assert.equal(claimed?.id, id);
+  assert.equal(spool.admin.get(id)?.state, "active");
+  spool.writer.recordOutcome(id, [{ index: 0, result: "deferred", error: "later" }]);
+  spool.writer.flush();
+  assert.equal(spool.admin.get(id)?.state, "deferred");
+  assert.equal(spool.admin.delete(id), true);
+  assert.equal(spool.admin.get(id), undefined);
+  // Closing the Spool's admin view leaves the Spool open; closing the Spool closes the views.
+  spool.admin.close();
+  assert.equal(spool.isClosed, false);
+  assert.equal(spool.writer.isClosed, false);
+  await spool.writer.enqueue(sampleMessage());
+  spool.close();
+  assert.equal(spool.writer.isClosed, true);
+  assert.equal(spool.scheduler.isClosed, true);
+  await assert.rejects(spool.writer.enqueue(sampleMessage()), /spool is closed/);
 });

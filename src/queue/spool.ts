@@ -38,6 +38,13 @@
  * On open, whatever was `active` (in flight when the process died) goes back
  * to `queued`, due now. Design rule: one writer per shard file; the admin
  * side (store.ts) may change the same file concurrently.
+ *
+ * Views (composition over one shard database, store.ts ShardDatabase): the
+ * Spool owns the file; what it hands out is `writer` (enqueue,
+ * recordOutcome: the sink and the queue manager), `scheduler` (claimDue,
+ * takeFresh, handoff, onCommitted: the queue manager) and `admin` (a
+ * ShardStore: list, show, hold, release, retry, delete). Holding the writer
+ * or the scheduler does not let one delete or release a message.
  */
 import { EventEmitter } from "node:events";
 import { closeSync, fdatasync, fdatasyncSync, openSync } from "node:fs";
@@ -51,7 +58,10 @@ import { sealPlaintextRecords } from "./migrate.ts";
 import { openShardDb, shardPath } from "./db.ts";
 import { newQueueId, shardOfId } from "./ids.ts";
 import { DamagedRecordError } from "./record.ts";
-import { ShardStore } from "./store.ts";
+import { ShardDatabase, ShardStore } from "./store.ts";
+import { schedulerView, writerView, type SpoolScheduler, type SpoolWriter } from "./views.ts";
+
+export type { SpoolScheduler, SpoolWriter } from "./views.ts";
 import type { QueuedMessage } from "./store.ts";
 
 export interface SpoolOptions {
@@ -164,7 +174,16 @@ function freshEntry(m: PendingMessage, shard: number): ClaimedMessage {
   };
 }
 
-export class Spool extends ShardStore {
+export class Spool {
+  readonly shard: number;
+  readonly path: string;
+  /** Enqueue and record outcomes; nothing else. */
+  readonly writer: SpoolWriter;
+  /** Claim due and fresh messages; nothing else. */
+  readonly scheduler: SpoolScheduler;
+  /** The operator's view of this shard (list, show, hold, release, retry, delete). */
+  readonly admin: ShardStore;
+  private readonly store: ShardDatabase;
   private readonly maxBatch: number;
   private readonly maxBatchBytes: number;
   private readonly handoffMaxBytes: number;
@@ -220,7 +239,12 @@ export class Spool extends ShardStore {
       db.close();
       throw err;
     }
-    super(db, opts.shard, path, opts.logger, ring);
+    this.store = new ShardDatabase(db, opts.shard, path, opts.logger, ring);
+    this.shard = opts.shard;
+    this.path = path;
+    this.admin = new ShardStore(this.store, false);
+    this.writer = writerView(this);
+    this.scheduler = schedulerView(this);
     this.encrypt = encrypt;
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);
@@ -252,6 +276,23 @@ export class Spool extends ShardStore {
     };
   }
 
+  private get db(): ShardDatabase["db"] {
+    return this.store.db;
+  }
+  private get log(): Logger {
+    return this.store.log;
+  }
+  private get keyring(): SpoolKeyring {
+    return this.store.keyring;
+  }
+  private transaction<T>(fn: () => T, durable = true): T {
+    return this.store.transaction(fn, durable);
+  }
+
+  get isClosed(): boolean {
+    return this.store.isClosed;
+  }
+
   /** Opens (creating when missing) the shard and puts in-flight messages back in the queue. */
   static open(opts: SpoolOptions): Spool {
     const spool = new Spool(opts);
@@ -273,7 +314,7 @@ export class Spool extends ShardStore {
         return Number(this.db.prepare("UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE state = 'active'").run(now).changes);
       },
     );
-    const counts = this.counts();
+    const counts = this.store.counts();
     this.log.info({ recovered: n, queued: counts.queued, deferred: counts.deferred, held: counts.held, path: this.path,
       encrypt: this.encrypt, ...(this.encrypt ? { keyId: this.keyring.currentKeyId } : {}) }, "spool opened");
   }
@@ -281,12 +322,12 @@ export class Spool extends ShardStore {
   /** Plaintext records (an older Wardmail, or encryption off before) are sealed in place (migrate.ts). */
   private sealOldRecords(): void {
     const { sealed, damaged } = sealPlaintextRecords(this.db, this.keyring, {
-      verify: (row) => void this.verifyRow(row),
-      moveAside: (id, reason) => void this.moveAside(id, reason),
+      verify: (row) => void this.store.verifyRow(row),
+      moveAside: (id, reason) => void this.store.moveAside(id, reason),
       transaction: (fn) => this.transaction(fn),
     });
     if (sealed + damaged > 0) this.log.info({ sealed, damaged, path: this.path }, "plaintext spool records sealed");
-    this.acceptPlaintext = false;
+    this.store.acceptPlaintext = false;
   }
 
   /**
@@ -532,10 +573,10 @@ export class Spool extends ShardStore {
           if (this.claimed.has(id) && !finished.has(id)) continue;
           let msg: ClaimedMessage;
           try {
-            msg = this.verifyRow(row);
+            msg = this.store.verifyRow(row);
           } catch (err) {
             if (!(err instanceof DamagedRecordError)) throw err;
-            this.moveAside(id, err.message, now);
+            this.store.moveAside(id, err.message, now);
             continue;
           }
           this.w.claim.run(id);
@@ -596,7 +637,7 @@ export class Spool extends ShardStore {
       }
       const open = Number(this.w.openRecipients.get(id)?.n ?? 0);
       if (open === 0) {
-        this.deleteRows(id);
+        this.store.deleteRows(id);
         done++;
         this.log.debug({ queueId: id }, "message done");
         continue;
@@ -633,21 +674,21 @@ export class Spool extends ShardStore {
   }
 
   stats(): SpoolStats {
-    const c = this.counts();
+    const c = this.store.counts();
     return {
       shard: this.shard,
       queued: c.queued,
       active: c.active,
       deferred: c.deferred,
       held: c.held,
-      damaged: this.damagedCount(),
+      damaged: this.store.damagedCount(),
       pending: this.pending.length,
       ...this.counters,
     };
   }
 
   /** Commits what is pending, then closes the file. Later enqueues reject. */
-  override close(): void {
+  close(): void {
     if (this.isClosed) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
@@ -671,6 +712,6 @@ export class Spool extends ShardStore {
     // An fdatasync still running closes the descriptor when it returns.
     if (!this.syncing) this.closeWal();
     this.events.removeAllListeners();
-    super.close();
+    this.store.close();
   }
 }

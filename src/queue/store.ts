@@ -1,12 +1,17 @@
 /**
  * One spool shard as a store of records: reading them back (with every check
- * of record.ts), moving damaged ones aside, and the admin operations
- * (list, show, hold, release, retry, delete).
+ * of record.ts) and moving damaged ones aside (`ShardDatabase`, internal to
+ * src/queue), and the admin view over it (`ShardStore`: list, show, hold,
+ * release, retry, delete).
  *
- * `ShardStore` is what `wardmail queue ...` uses, through QueueAdmin; it is
- * safe while the server runs, because every change is one short SQLite
- * transaction and SQLite serialises it with the server's writer. The Spool
- * (spool.ts) extends it with the writer side. Nothing read from the file is
+ * The shard database is shared by composition: the Spool (spool.ts) owns one
+ * and makes its writer view (enqueue, recordOutcome), its scheduler view
+ * (claimDue, takeFresh, handoff) and its admin view (a ShardStore) over it,
+ * so code holding the writer or the scheduler cannot delete. `ShardStore` is
+ * also what `wardmail queue ...` uses, through QueueAdmin, on a file of its
+ * own; it is safe while the server runs, because every change is one short
+ * SQLite transaction and SQLite serialises it with the server's writer.
+ * Nothing read from the file is
  * trusted: a damaged record is moved to the `damaged` table with its reason,
  * logged, and never returned as a message.
  *
@@ -81,11 +86,16 @@ export function normaliseId(id: string): string {
   return id.trim().toLowerCase();
 }
 
-export class ShardStore {
+/**
+ * One shard file: the checked reading of records, transactions, moving
+ * damaged records aside. Internal to src/queue: the views (Spool's writer
+ * and scheduler, ShardStore) are what other folders get.
+ */
+export class ShardDatabase {
   readonly shard: number;
   readonly path: string;
-  protected readonly db: DatabaseSync;
-  protected readonly log: Logger;
+  readonly db: DatabaseSync;
+  readonly log: Logger;
   private readonly sql: {
     getMessage: StatementSync;
     getRecipients: StatementSync;
@@ -96,10 +106,6 @@ export class ShardStore {
     deleteContent: StatementSync;
     deleteMessage: StatementSync;
     exists: StatementSync;
-    isActive: StatementSync;
-    hold: StatementSync;
-    release: StatementSync;
-    retry: StatementSync;
     counts: StatementSync;
     damaged: StatementSync;
     damagedCount: StatementSync;
@@ -112,7 +118,7 @@ export class ShardStore {
    * it off once it has sealed the old ones at open (encryption on): a
    * plaintext record found after that was not written by Wardmail.
    */
-  protected acceptPlaintext = true;
+  acceptPlaintext = true;
 
   /** Use `ShardStore.openFile` or `Spool.open`. The file is `<dataDir>/spool/shard-<shard>.db`. */
   constructor(db: DatabaseSync, shard: number, path: string, logger: Logger, keyring?: SpoolKeyring) {
@@ -133,10 +139,6 @@ export class ShardStore {
       deleteContent: p("DELETE FROM contents WHERE message_id = ?"),
       deleteMessage: p("DELETE FROM messages WHERE id = ?"),
       exists: p("SELECT 1 AS x FROM messages WHERE id = ?"),
-      isActive: p("SELECT 1 AS x FROM messages WHERE id = ? AND state = 'active'"),
-      hold: p("UPDATE messages SET state = 'held' WHERE id = ?"),
-      release: p("UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE id = ? AND state = 'held'"),
-      retry: p("UPDATE messages SET next_attempt_at = ? WHERE id = ? AND state IN ('queued', 'deferred')"),
       counts: p("SELECT state, count(*) AS n FROM messages GROUP BY state"),
       damaged: p("SELECT id, detected_at, reason FROM damaged ORDER BY detected_at, id"),
       damagedCount: p("SELECT count(*) AS n FROM damaged"),
@@ -148,15 +150,15 @@ export class ShardStore {
    * recovers in-flight messages: that is the owning worker's job).
    * The shard number is taken from the file name `shard-<N>.db`.
    */
-  static openFile(path: string, opts: StoreOptions = {}): ShardStore {
+  static openFile(path: string, opts: StoreOptions = {}): ShardDatabase {
     const m = /^shard-(\d+)\.db$/.exec(basename(path));
     if (!m) throw new Error(`not a spool shard file name: ${path}`);
     const db = openShardDb(path, { create: false, busyTimeoutMs: opts.busyTimeoutMs });
-    return new ShardStore(db, Number(m[1]), path, opts.logger ?? pino({ level: "silent" }), opts.keyring);
+    return new ShardDatabase(db, Number(m[1]), path, opts.logger ?? pino({ level: "silent" }), opts.keyring);
   }
 
   /** The keyring, read from the data directory on first use; throws (not as damage) when there is no key file. */
-  protected get keyring(): SpoolKeyring {
+  get keyring(): SpoolKeyring {
     if (this.ring) return this.ring;
     const dataDir = dirname(dirname(this.path));
     const ring = SpoolKeyring.open(dataDir, { create: false });
@@ -209,7 +211,7 @@ export class ShardStore {
    * NORMAL for this commit: it may be lost on power failure (never torn), and
    * becomes durable with the next durable commit.
    */
-  protected transaction<T>(fn: () => T, durable = true): T {
+  transaction<T>(fn: () => T, durable = true): T {
     if (durable !== this.durableMode) {
       this.db.exec(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
       this.durableMode = durable;
@@ -235,7 +237,7 @@ export class ShardStore {
    * Turns a full message row into a checked entry; throws DamagedRecordError.
    * Reads the recipients rows itself.
    */
-  protected verifyRow(row: Row): QueuedMessage {
+  verifyRow(row: Row): QueuedMessage {
     const id = asText(row.id ?? null, "id");
     const version = asInt(row.version ?? null, "version");
     const { envelopeJson, receivedJson } = this.metaOf(row, id, version);
@@ -305,7 +307,7 @@ export class ShardStore {
    * operator) and logs it. Runs inside the caller's transaction when there is
    * one, else in its own. Returns false when it could not be moved.
    */
-  protected moveAside(id: string, reason: string, now = Date.now()): boolean {
+  moveAside(id: string, reason: string, now = Date.now()): boolean {
     const move = (): void => {
       this.sql.moveAside.run(now, reason, id);
       this.deleteRows(id);
@@ -322,12 +324,12 @@ export class ShardStore {
   }
 
   /** True when a message with this id is in the queue. */
-  protected has(id: string): boolean {
+  has(id: string): boolean {
     return this.sql.exists.get(id) !== undefined;
   }
 
   /** Deletes a message's rows inside the caller's transaction. */
-  protected deleteRows(id: string): boolean {
+  deleteRows(id: string): boolean {
     this.sql.deleteRecipients.run(id);
     this.sql.deleteContent.run(id);
     return this.sql.deleteMessage.run(id).changes > 0;
@@ -375,47 +377,6 @@ export class ShardStore {
     }
   }
 
-  /** Holds a message: it is never claimed until released. False for an unknown id. */
-  hold(id: string): boolean {
-    id = normaliseId(id);
-    const changed = this.transaction(() => this.sql.hold.run(id).changes) > 0;
-    if (changed) this.log.info({ queueId: id }, "message held");
-    return changed;
-  }
-
-  /** Releases a held message: queued and due now. True when the id exists (held or not). */
-  release(id: string, now = Date.now()): boolean {
-    id = normaliseId(id);
-    return this.transaction(() => {
-      if (this.sql.release.run(now, id).changes > 0) {
-        this.log.info({ queueId: id }, "message released");
-        return true;
-      }
-      return this.sql.exists.get(id) !== undefined;
-    });
-  }
-
-  /**
-   * Makes a queued or deferred message due now. True when it was (or is being
-   * delivered right now); false for an unknown id and for a held message,
-   * which stays held until released.
-   */
-  retry(id: string, now = Date.now()): boolean {
-    id = normaliseId(id);
-    return this.transaction(() => {
-      if (this.sql.retry.run(now, id).changes > 0) return true;
-      return this.sql.isActive.get(id) !== undefined;
-    });
-  }
-
-  /** Deletes a message and its content. False for an unknown id. */
-  delete(id: string): boolean {
-    id = normaliseId(id);
-    const deleted = this.transaction(() => this.deleteRows(id));
-    if (deleted) this.log.info({ queueId: id }, "message deleted by operator");
-    return deleted;
-  }
-
   /** Records moved aside as damaged, oldest first. */
   damaged(): DamagedEntry[] {
     return this.sql.damaged.all().map((r) => ({
@@ -448,5 +409,132 @@ export class ShardStore {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
+  }
+}
+
+/**
+ * The admin view of one shard (what QueueAdmin and `wardmail queue` use, and
+ * a Spool's `admin`): list, show, hold, release, retry, delete, damaged
+ * records, counts. Over a shard database of its own (openFile) or the
+ * Spool's (closing it is then the Spool's business).
+ */
+export class ShardStore {
+  private readonly s: ShardDatabase;
+  private readonly owns: boolean;
+  private readonly sql: { isActive: StatementSync; hold: StatementSync; release: StatementSync; retry: StatementSync; exists: StatementSync };
+  private readonly log: Logger;
+
+  /** Use `ShardStore.openFile` or a Spool's `admin`. */
+  constructor(s: ShardDatabase, owns: boolean) {
+    this.s = s;
+    this.owns = owns;
+    this.log = s.log;
+    const p = (q: string): StatementSync => s.db.prepare(q);
+    this.sql = {
+      exists: p("SELECT 1 AS x FROM messages WHERE id = ?"),
+      isActive: p("SELECT 1 AS x FROM messages WHERE id = ? AND state = 'active'"),
+      hold: p("UPDATE messages SET state = 'held' WHERE id = ?"),
+      release: p("UPDATE messages SET state = 'queued', next_attempt_at = ? WHERE id = ? AND state = 'held'"),
+      retry: p("UPDATE messages SET next_attempt_at = ? WHERE id = ? AND state IN ('queued', 'deferred')"),
+    };
+  }
+
+  /**
+   * Opens an existing shard file for administration (never creates one, never
+   * recovers in-flight messages: that is the owning worker's job).
+   * The shard number is taken from the file name `shard-<N>.db`.
+   */
+  static openFile(path: string, opts: StoreOptions = {}): ShardStore {
+    return new ShardStore(ShardDatabase.openFile(path, opts), true);
+  }
+
+  get shard(): number {
+    return this.s.shard;
+  }
+
+  get path(): string {
+    return this.s.path;
+  }
+
+  /** Every message of this shard without content, oldest first. Damaged ones are moved aside and left out. */
+  list(): QueueEntry[] {
+    return this.s.list();
+  }
+
+  /**
+   * One message with its content, checked. Undefined for an unknown id.
+   * A damaged record is moved aside and a DamagedRecordError is thrown.
+   */
+  get(id: string): QueuedMessage | undefined {
+    return this.s.get(id);
+  }
+
+  /** Holds a message: it is never claimed until released. False for an unknown id. */
+  hold(id: string): boolean {
+    id = normaliseId(id);
+    const changed = this.s.transaction(() => this.sql.hold.run(id).changes) > 0;
+    if (changed) this.log.info({ queueId: id }, "message held");
+    return changed;
+  }
+
+  /** Releases a held message: queued and due now. True when the id exists (held or not). */
+  release(id: string, now = Date.now()): boolean {
+    id = normaliseId(id);
+    return this.s.transaction(() => {
+      if (this.sql.release.run(now, id).changes > 0) {
+        this.log.info({ queueId: id }, "message released");
+        return true;
+      }
+      return this.sql.exists.get(id) !== undefined;
+    });
+  }
+
+  /**
+   * Makes a queued or deferred message due now. True when it was (or is being
+   * delivered right now); false for an unknown id and for a held message,
+   * which stays held until released.
+   */
+  retry(id: string, now = Date.now()): boolean {
+    id = normaliseId(id);
+    return this.s.transaction(() => {
+      if (this.sql.retry.run(now, id).changes > 0) return true;
+      return this.sql.isActive.get(id) !== undefined;
+    });
+  }
+
+  /** Deletes a message and its content. False for an unknown id. */
+  delete(id: string): boolean {
+    id = normaliseId(id);
+    const deleted = this.s.transaction(() => this.s.deleteRows(id));
+    if (deleted) this.log.info({ queueId: id }, "message deleted by operator");
+    return deleted;
+  }
+
+  /** Records moved aside as damaged, oldest first. */
+  damaged(): DamagedEntry[] {
+    return this.s.damaged();
+  }
+
+  damagedCount(): number {
+    return this.s.damagedCount();
+  }
+
+  /** Number of messages in each state. */
+  counts(): Record<MessageState, number> {
+    return this.s.counts();
+  }
+
+  /** Key ids named by any sealed field of this shard, the damaged table included. */
+  keysInUse(): Set<number> {
+    return this.s.keysInUse();
+  }
+
+  get isClosed(): boolean {
+    return this.s.isClosed;
+  }
+
+  /** Closes the file when this view opened it (openFile); a Spool's admin view leaves it to the Spool. */
+  close(): void {
+    if (this.owns) this.s.close();
   }
 }

@@ -65,7 +65,7 @@ test("phases: connect, helo and mail hooks at MAIL; rcpt per recipient; data at 
     assert.equal(stored.reply.code, 250);
     assert.deepEqual(calls, ["connect", "helo", "mail", "rcpt", "rcpt", "data"]);
     const id = /queued as (\S+)/.exec(stored.reply.lines[0] ?? "")?.[1] ?? "";
-    const msg = spool.get(id);
+    const msg = spool.admin.get(id);
     assert.equal(msg?.received.quarantine, "dmarc.quarantine");
     const text = msg?.content.toString() ?? "";
     assert.match(text, /^Received: .*\r\n(?:\t.*\r\n)*Authentication-Results: mx\.wardmail\.test; dmarc=fail\r\nX-Wardmail-Verdict: dmarc\.quarantine \(quarantine\)\r\nFrom: a@b\.test\r\n/);

@@ -1,7 +1,7 @@
 /**
  * One worker thread: owns spool shard N (its only writer), runs the SMTP
- * listeners (own sockets, SO_REUSEPORT) and the local delivery agent for its
- * shard. Started by the primary (primary.ts) with `{ configPath, shard }`.
+ * listeners (own sockets, SO_REUSEPORT) and the queue manager (src/qmgr) for
+ * its shard. Started by the primary (primary.ts) with `{ configPath, shard }`.
  *
  * Messages from the primary: "go" (privileges are dropped: start local
  * delivery, which creates files), "reload" (certificates), "shutdown".
@@ -13,7 +13,7 @@
 import { parentPort } from "node:worker_threads";
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { loadConfig } from "../config/index.ts";
-import { LocalDelivery } from "../delivery/index.ts";
+import { QueueManager } from "../qmgr/index.ts";
 import { createLogger, logWritten } from "../log/index.ts";
 import { FreeSpace, Spool } from "../queue/index.ts";
 import { TlsManager, resolveCertificatePairs } from "../tls/index.ts";
@@ -99,7 +99,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     retryBaseMs: config.queue.retryMin * 1000,
     retryMaxMs: config.queue.retryMax * 1000,
     retryJitter: 0.2,
-    // The delivery agent fails expired recipients (with a DSN) at queue.lifetime; this is the backstop.
+    // The queue manager (src/qmgr) fails expired recipients (with a DSN) at queue.lifetime; this is the backstop.
     expireAfterMs: (config.queue.lifetime + 86_400) * 1000,
   });
   // The shard files were created by whoever we are now; the unprivileged user must own them.
@@ -114,7 +114,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const checks = await inboundChecks({ config, resolver, logger, accounts });
   const content = await contentChecks({ config, resolver, logger });
   const sink = new MessageSink({
-    spool,
+    spool: spool.writer,
     shard,
     hostname: config.server.hostname,
     authservId: config.checks.authservId || config.server.hostname,
@@ -127,8 +127,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
   for (const f of outbound.files) if (existsSync(f)) await chownTo(config, f);
   // Encrypt-on-store: large messages are encrypted in a thread of their own.
   const encryption = new EncryptionThread();
-  const delivery = new LocalDelivery({
-    spool,
+  const delivery = new QueueManager({
+    spool: { scheduler: spool.scheduler, writer: spool.writer },
     dataDir: config.server.dataDir,
     local: config.local,
     isAccount: (a) => accounts.resolve(a) === a,

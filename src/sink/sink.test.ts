@@ -30,7 +30,7 @@ test("SMTP origin: aliases to other domains expanded once (ORCPT kept), our Rece
     const { id, envelope } = await t.commit(content, { head: "X-Check: 1\r\n" });
     // fwd → user + far (ORCPT the alias); team stays (purely local: expands at delivery); USER@ is user@ again.
     assert.deepEqual(envelope.recipients.map((r) => [r.address, r.dsn.orcpt]), [["user@example.test", "rfc822;fwd@example.test"], ["far@elsewhere.test", "rfc822;fwd@example.test"], ["team@example.test", undefined]]);
-    const stored = spool.get(id);
+    const stored = spool.admin.get(id);
     const text = stored?.content.toString("latin1") ?? "";
     assert.match(text, new RegExp(`^Received: from client\\.test \\(\\[192\\.0\\.2\\.7\\]\\)\\r\\n\\tby mx\\.wardmail\\.test \\(Wardmail\\) with ESMTPS id ${id};`));
     assert.match(text, /\r\nX-Check: 1\r\nFrom: a@b\.test\r\n/);
@@ -48,7 +48,7 @@ test("local origin (DSN): queued as built, no client address made up, no Receive
     t.add({ address: "user@example.test", dsn: { notify: ["NEVER"] } });
     assert.equal(t.forwards, false);
     const { id } = await t.commit(content);
-    const stored = spool.get(id);
+    const stored = spool.admin.get(id);
     assert.deepEqual(stored?.content, content);
     assert.equal(stored?.received.clientIp, "");
     assert.equal(stored?.received.listener, "dsn");
@@ -72,7 +72,7 @@ test("a transaction commits once; an aborted one or one without recipients never
     b.add({ address: "user@example.test", dsn: {} });
     await b.commit(content);
     await assert.rejects(b.commit(content), /already committed/);
-    assert.equal(spool.counts().queued ?? 0, 1);
+    assert.equal(spool.admin.counts().queued ?? 0, 1);
   } finally {
     done();
   }

@@ -24,7 +24,7 @@
 import { resolveRecipient, type LocalConfig } from "../delivery/index.ts";
 import { stripOwnHeaders } from "../mailauth/index.ts";
 import type { HeaderField } from "../message/index.ts";
-import { newQueueId, type Spool } from "../queue/index.ts";
+import { newQueueId, type SpoolWriter } from "../queue/index.ts";
 import type { Envelope, EnvelopeRecipient, ReceivedInfo } from "../queue/index.ts";
 import { receivedHeader } from "./received.ts";
 
@@ -57,7 +57,8 @@ export interface Committed {
 }
 
 export interface SinkOptions {
-  readonly spool: Spool;
+  /** The shard's writer view: it can enqueue, never delete. */
+  readonly spool: SpoolWriter;
   readonly shard: number;
   readonly hostname: string;
   /** Our authserv-id: incoming Authentication-Results claiming it are removed. */

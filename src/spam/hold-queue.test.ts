@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Spool, QueueAdmin } from "../queue/index.ts";
-import { LocalDelivery } from "../delivery/index.ts";
+import { QueueManager } from "../qmgr/index.ts";
 import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 
 const LOCAL = { domains: ["example.test"], mailboxes: ["alice@example.test"], aliases: {}, discard: [], maildir: "mail/%d/%n/Maildir", lmtp: {} };
@@ -23,7 +23,7 @@ test("enqueue with hold: held, not delivered, until released; permanent failures
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const failures: [string, number][] = [];
-  const agent = new LocalDelivery({ spool, dataDir: dir, local: LOCAL, logger: log.logger, pollMs: 20, hostname: "mx.test", onPermanentFailures: (a, n) => failures.push([a, n]) });
+  const agent = new QueueManager({ spool, dataDir: dir, local: LOCAL, logger: log.logger, pollMs: 20, hostname: "mx.test", onPermanentFailures: (a, n) => failures.push([a, n]) });
   t.after(async () => {
     await agent.stop();
     spool.close();
@@ -34,9 +34,9 @@ test("enqueue with hold: held, not delivered, until released; permanent failures
   const held = await spool.enqueue({ ...base, received: { ...base.received, auth: "bob@example.test" }, hold: true });
   const plain = sampleMessage({ to: ["alice@example.test", "nobody@example.test", "ghost@example.test"] });
   const sent = await spool.enqueue({ ...plain, received: { ...plain.received, auth: "bob@example.test" } });
-  await waitFor(() => spool.get(sent) === undefined || spool.get(sent)?.state === "failed", "the plain message done");
+  await waitFor(() => spool.admin.get(sent) === undefined || spool.admin.get(sent)?.state === "failed", "the plain message done");
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(spool.get(held)?.state, "held");
+  assert.equal(spool.admin.get(held)?.state, "held");
   assert.deepEqual(failures, [["bob@example.test", 2]]);
   const admin = QueueAdmin.open(dir);
   try {
@@ -44,6 +44,6 @@ test("enqueue with hold: held, not delivered, until released; permanent failures
   } finally {
     admin.close();
   }
-  await waitFor(() => spool.get(held) === undefined, "the released message delivered");
+  await waitFor(() => spool.admin.get(held) === undefined, "the released message delivered");
   assert.deepEqual(failures, [["bob@example.test", 2]], "a delivered message reports nothing");
 });

@@ -15,9 +15,8 @@ import { Spool } from "../queue/index.ts";
 import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import { AccountStore } from "../accounts/index.ts";
 import { KeyStore, StoreEncryption } from "../e2e/index.ts";
-import { LocalDelivery } from "./local.ts";
-import { mailboxPath } from "./resolve.ts";
-import type { LocalConfig } from "./resolve.ts";
+import { QueueManager } from "./index.ts";
+import { mailboxPath, type LocalConfig } from "../delivery/index.ts";
 
 const LOCAL: LocalConfig = {
   domains: ["example.test"],
@@ -42,7 +41,7 @@ test("mailboxes with keys get an encrypted copy, others the original; an expired
   const accounts = AccountStore.open(dir, { create: true, localDomains: LOCAL.domains });
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const keys = new KeyStore(accounts);
-  const agent = new LocalDelivery({
+  const agent = new QueueManager({
     spool,
     dataDir: dir,
     local: LOCAL,
@@ -89,7 +88,7 @@ test("mailboxes with keys get an encrypted copy, others the original; an expired
   assert.ok(Buffer.from(decrypted.data as unknown as Uint8Array).equals(msg.content), "decrypts to the queued content");
 
   assert.deepEqual(files("old@example.test"), []);
-  const rcpts = spool.get(id)?.recipients ?? [];
+  const rcpts = spool.admin.get(id)?.recipients ?? [];
   assert.equal(rcpts.find((r) => r.address === "old@example.test")?.state, "deferred");
   assert.match(rcpts.find((r) => r.address === "old@example.test")?.lastError ?? "", /no usable encryption key for old@example\.test/);
   assert.equal(agent.stats().encrypted, 1);

@@ -4,9 +4,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { Spool } from "../queue/index.ts";
 import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
-import { LocalDelivery, REMOTE_NOT_IMPLEMENTED } from "./local.ts";
-import { mailboxPath, resolveRecipient } from "./resolve.ts";
-import type { LocalConfig } from "./resolve.ts";
+import { QueueManager, REMOTE_NOT_IMPLEMENTED } from "./index.ts";
+import { mailboxPath, resolveRecipient, type LocalConfig } from "../delivery/index.ts";
 
 const LOCAL: LocalConfig = {
   domains: ["example.test", "other.test"],
@@ -72,7 +71,7 @@ function setup(t: { after: (fn: () => Promise<void> | void) => void }, local: Lo
   const { dir, cleanup } = tempDir();
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  const agent = new LocalDelivery({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+  const agent = new QueueManager({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test" });
   t.after(async () => {
     await agent.stop();
     spool.close();
@@ -90,7 +89,7 @@ test("end to end: enqueue → Maildir files, aliases expanded, each mailbox stor
   agent.start();
   const msg = sampleMessage({ from: "sender@remote.test", to: ["team@example.test", "Alice@Example.test", "all@example.test"], size: 3000 });
   const id = await spool.enqueue(msg);
-  await waitFor(() => spool.get(id) === undefined, "message done");
+  await waitFor(() => spool.admin.get(id) === undefined, "message done");
   for (const mb of ["alice@example.test", "bob@example.test", "carol@other.test"]) {
     const f = files(mb);
     assert.equal(f.length, 1, mb);
@@ -109,8 +108,8 @@ test("remote recipients and aliases with remote targets are deferred; unknown ma
   const { spool, agent, files, log } = setup(t);
   agent.start();
   const id = await spool.enqueue(sampleMessage({ to: ["x@remote.test", "ext@example.test", "nobody@example.test", "carol@other.test"] }));
-  await waitFor(() => spool.get(id)?.state === "deferred", "deferral");
-  const e = spool.get(id)!;
+  await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
+  const e = spool.admin.get(id)!;
   assert.deepEqual(
     e.recipients.map((r) => [r.state, r.lastError]),
     [
@@ -133,15 +132,15 @@ test("a filesystem error defers the recipient; after the fix only it is stored",
   writeFileSync(bobDir, "a file where the Maildir should be");
   agent.start();
   const id = await spool.enqueue(sampleMessage({ to: ["alice@example.test", "bob@example.test"] }));
-  await waitFor(() => spool.get(id)?.state === "deferred", "deferral");
-  const e = spool.get(id)!;
+  await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
+  const e = spool.admin.get(id)!;
   assert.equal(e.recipients[0]?.state, "delivered");
   assert.equal(e.recipients[1]?.state, "deferred");
   assert.match(e.recipients[1]?.lastError ?? "", /^ENOTDIR/);
   assert.ok(e.nextAttemptAt - Date.now() > 50_000, "backoff of about a minute");
   rmSync(bobDir);
-  assert.equal(spool.retry(id), true);
-  await waitFor(() => spool.get(id) === undefined, "message done");
+  assert.equal(spool.admin.retry(id), true);
+  await waitFor(() => spool.admin.get(id) === undefined, "message done");
   assert.equal(files("alice@example.test").length, 1, "alice not stored twice");
   assert.equal(files("bob@example.test").length, 1);
 });
@@ -154,10 +153,10 @@ test("a retried recipient whose alias reaches an already-stored mailbox does not
   agent.start();
   // Recipient 0 (alice) is delivered; recipient 1 (all → alice, carol) is deferred by carol.
   const id = await spool.enqueue(sampleMessage({ to: ["alice@example.test", "all@example.test"] }));
-  await waitFor(() => spool.get(id)?.state === "deferred", "deferral");
+  await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
   rmSync(carolDir);
-  spool.retry(id);
-  await waitFor(() => spool.get(id) === undefined, "message done");
+  spool.admin.retry(id);
+  await waitFor(() => spool.admin.get(id) === undefined, "message done");
   assert.equal(files("alice@example.test").length, 1);
   assert.equal(files("carol@other.test").length, 1);
 });
@@ -168,12 +167,12 @@ test("many messages: all delivered with bounded concurrency; stop() waits and le
   let maxInFlight = 0;
   const sampler = setInterval(() => (maxInFlight = Math.max(maxInFlight, agent.stats().inFlight)), 1);
   const ids = await Promise.all(Array.from({ length: 300 }, (_, i) => spool.enqueue(sampleMessage({ to: [i % 2 ? "alice@example.test" : "team@example.test"] }))));
-  await waitFor(() => spool.counts().queued + spool.counts().active === 0 && agent.stats().inFlight === 0, "drain", 20_000);
+  await waitFor(() => spool.admin.counts().queued + spool.admin.counts().active === 0 && agent.stats().inFlight === 0, "drain", 20_000);
   clearInterval(sampler);
   assert.ok(maxInFlight <= 16, `in flight ${maxInFlight}`);
   assert.equal(files("alice@example.test").length, 300);
   assert.equal(files("bob@example.test").length, 150);
-  assert.equal(ids.filter((id) => spool.get(id) !== undefined).length, 0);
+  assert.equal(ids.filter((id) => spool.admin.get(id) !== undefined).length, 0);
 
   // Stop in the middle of a burst: whatever was claimed finishes and is recorded.
   await agent.stop();
@@ -183,8 +182,8 @@ test("many messages: all delivered with bounded concurrency; stop() waits and le
   assert.equal(agent.stats().inFlight, 16);
   await agent.stop();
   assert.equal(agent.stats().inFlight, 0);
-  assert.equal(spool.counts().active, 0);
-  const left = more.filter((id) => spool.get(id) !== undefined).length;
+  assert.equal(spool.admin.counts().active, 0);
+  const left = more.filter((id) => spool.admin.get(id) !== undefined).length;
   assert.equal(left, 100 - 16, "nothing claimed after stop()");
   assert.equal(files("bob@example.test").length, 150 + (100 - left));
 });

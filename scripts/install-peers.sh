@@ -16,6 +16,7 @@ PKGS+=(sqlite3)
 # Info-ZIP's zip writes the encrypted archive of the attachment-policy tests (zip -e).
 PKGS+=(zip)
 PKGS+=(prometheus) # promtool check metrics (test/metrics.test.ts)
+PKGS+=(curl) # fetches the MTA-STS policy and autoconfig from the HTTPS listener (test/https.test.ts)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -87,8 +87,9 @@ export class HttpsServer {
       server.maxRequestsPerSocket = 100;
       server.keepAliveTimeout = 5000;
       server.on("tlsClientError", (err) => this.#opts.logger.debug({ err: err.message }, "https: TLS handshake failed"));
-      server.on("clientError", (err, socket) => {
-        if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+      server.on("clientError", (err: Error & { code?: string }, socket) => {
+        const status = err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : "400 Bad Request";
+        if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
         else socket.destroy();
         this.#opts.logger.debug({ err: err.message }, "https: bad request");
       });

@@ -11,14 +11,16 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { open, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { sendOneMessage } from "./peers/smtp-client.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
+import { swaks, swaksReply } from "./peers/submission.ts";
 
 const SQLITE_MISSING = binaryMissing("sqlite3", ["-version"], "sqlite3", { exitZero: true });
+const SWAKS_MISSING = binaryMissing("swaks", ["--version"], "swaks");
 
 describe("wardmail backup", () => {
   let w: Wardmail;
@@ -105,5 +107,52 @@ describe("wardmail backup", () => {
     const none = await w.cli(["backup", "--config", w.configPath]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /^wardmail backup: expected exactly one DIR/);
+  });
+
+  test("wardmail restore: refused while serving, on a damaged backup and a non-empty data directory; then backup → wipe → restore → serve", { skip: peerSkip(SWAKS_MISSING) }, async () => {
+    const c = ["--config", w.configPath];
+    const busy = await w.cli(["restore", backup, ...c]);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, /a server answers on 127\.0\.0\.1:\d+: stop Wardmail before restoring; nothing restored/);
+    const [original] = await w.maildir("user@example.test");
+    assert.ok(original !== undefined);
+    const mailBytes = await readFile(original);
+    assert.equal(await w.stop(), 0);
+
+    // A damaged copy (same size, the SQLite header overwritten) is refused before anything is copied.
+    const damaged = join(w.dir, "damaged");
+    assert.equal(spawnSync("cp", ["-a", backup, damaged]).status, 0);
+    const fh = await open(join(damaged, "accounts.sqlite"), "r+");
+    await fh.write(Buffer.from("not a database!!"), 0, 16, 0);
+    await fh.close();
+    await rm(w.dataDir, { recursive: true, force: true });
+    const bad = await w.cli(["restore", damaged, ...c]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /accounts\.sqlite fails the integrity check: .*; nothing restored/);
+    assert.equal(await stat(w.dataDir).catch(() => undefined), undefined, "nothing written");
+
+    const r = await w.cli(["restore", backup, ...c]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^4 databases checked \(integrity ok\), \d+ files, \d+ bytes restored into /m);
+    for (const f of ["accounts.sqlite", "spool/shard-0.db", "spool.keys", "dkim/example.test/bk.rsa.pem"]) assert.equal((await stat(join(w.dataDir, f))).mode & 0o777, 0o600, f);
+    assert.equal((await stat(join(w.dataDir, "spool"))).mode & 0o777, 0o700);
+    const again = await w.cli(["restore", backup, ...c]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /is not empty; restore into an empty one, or give --force/);
+    const forced = await w.cli(["restore", backup, "--force", ...c]);
+    assert.equal(forced.code, 0, forced.stderr);
+    const aside = /now (\S+)/.exec(forced.stdout)?.[1] ?? "";
+    assert.ok((await readdir(aside)).includes("accounts.sqlite"), "the previous data directory is kept aside");
+
+    w = await w.restart();
+    const queue = JSON.parse((await w.cli(["queue", "list", "--json", ...c])).stdout) as { id: string; to: string[] }[];
+    assert.deepEqual(queue.map((e) => [e.id, e.to]), [[queued, ["someone@remote.test"]]]);
+    const [restored] = await w.maildir("user@example.test");
+    assert.ok(restored !== undefined);
+    assert.deepEqual(await readFile(restored), mailBytes);
+    const login = (password: string): Promise<{ out: string }> =>
+      swaks(["--server", "127.0.0.1", "--port", String(w.submissionsPort), "--tlsc", "--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", password, "--quit-after", "AUTH"]);
+    assert.equal(swaksReply((await login("a long password")).out, "AUTH")?.code, 235);
+    assert.equal(swaksReply((await login("wrong password")).out, "AUTH")?.code, 535);
   });
 });

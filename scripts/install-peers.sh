@@ -17,6 +17,7 @@ PKGS+=(sqlite3)
 PKGS+=(zip)
 PKGS+=(prometheus) # promtool check metrics (test/metrics.test.ts)
 PKGS+=(curl) # fetches the MTA-STS policy and autoconfig from the HTTPS listener (test/https.test.ts)
+PKGS+=(libxml2-utils) # xmllint: the autoconfig and Autodiscover XML is well-formed (test/https.test.ts)
 
 missing=()
 for p in "${PKGS[@]}"; do

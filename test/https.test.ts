@@ -10,14 +10,25 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { writeFile } from "node:fs/promises";
 import https from "node:https";
+import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { freePort } from "./peers/ports.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { fetchStsPolicy, parseStsPolicy } from "../src/outbound/index.ts";
 import { CertFactory, type Issued } from "../src/outbound/mta-sts-testing.ts";
 
-const skip = peerSkip(binaryMissing("curl", ["--version"], "curl"), binaryMissing("openssl", ["version"], "openssl"));
+const skip = peerSkip(binaryMissing("curl", ["--version"], "curl"), binaryMissing("openssl", ["version"], "openssl"), binaryMissing("xmllint", ["--version"], "libxml2-utils"));
+
+/** libxml2's xmllint: the document is well-formed XML (exit 0, nothing on stderr). */
+function xmllint(xml: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = execFile("xmllint", ["--noout", "--nonet", "-"], { timeout: 15_000 }, (err, _stdout, stderr) => resolve({ code: err === null ? 0 : 1, stderr }));
+    c.stdin?.end(xml);
+  });
+}
 
 interface Reply {
   status: number;
@@ -63,12 +74,13 @@ void describe("HTTPS listener: MTA-STS policy, autoconfig, autodiscover", { skip
   let certs: CertFactory;
   let ca: Issued;
   let port: number;
+  let leaf: Issued;
   const resolve = (h: string): string => `${h}:${port}:127.0.0.1`;
 
   before(async () => {
     certs = await CertFactory.create();
     ca = await certs.caCert("Wardmail test CA");
-    const leaf = await certs.make({ names: HOSTS, issuer: ca });
+    leaf = await certs.make({ names: HOSTS, issuer: ca });
     port = await freePort();
     w = await startWardmail({
       extra: [
@@ -133,6 +145,8 @@ void describe("HTTPS listener: MTA-STS policy, autoconfig, autodiscover", { skip
       assert.match(xml, new RegExp(`<outgoingServer type="smtp">\\s*<hostname>mx\\.example\\.test</hostname>\\s*<port>${w.submissionsPort}</port>\\s*<socketType>SSL</socketType>`));
       assert.match(xml, new RegExp(`<outgoingServer type="smtp">\\s*<hostname>mx\\.example\\.test</hostname>\\s*<port>${w.submissionPort}</port>\\s*<socketType>STARTTLS</socketType>`));
       assert.match(xml, /<username>%EMAILADDRESS%<\/username>/);
+      const lint = await xmllint(xml.slice(0, xml.lastIndexOf("\n")));
+      assert.deepEqual(lint, { code: 0, stderr: "" }, "well-formed XML (xmllint)");
     }
     assert.equal((await request(port, ca.cert, "autoconfig.example.test", "/mail/config-v1.1.xml", { hostHeader: "autoconfig.other.test" })).status, 404);
   });
@@ -149,6 +163,7 @@ void describe("HTTPS listener: MTA-STS policy, autoconfig, autodiscover", { skip
     const c = await curl(["--cacert", ca.certPath, "--resolve", resolve("autodiscover.example.test"), "-H", "content-type: text/xml", "--data-binary", ask("user@example.test"), `https://autodiscover.example.test:${port}/autodiscover/autodiscover.xml`]);
     assert.equal(c.code, 0, c.stderr);
     assert.match(c.stdout, /<AccountType>email<\/AccountType>/);
+    assert.deepEqual(await xmllint(c.stdout), { code: 0, stderr: "" }, "well-formed XML (xmllint)");
     assert.equal((await request(port, ca.cert, "autodiscover.example.test", "/autodiscover/autodiscover.xml", { method: "POST", body: ask("user@other.test") })).status, 404);
     assert.equal((await request(port, ca.cert, "autodiscover.example.test", "/autodiscover/autodiscover.xml", { method: "POST", body: "<nothing/>" })).status, 400);
     const get = await request(port, ca.cert, "autodiscover.example.test", "/autodiscover/autodiscover.xml");
@@ -180,5 +195,31 @@ void describe("HTTPS listener: MTA-STS policy, autoconfig, autodiscover", { skip
     assert.ok(!(huge instanceof Error) && huge.status === 431, `headers over 8 KiB refused: ${huge instanceof Error ? huge.message : huge.status}`);
     // Still serving after all that.
     assert.equal((await request(port, ca.cert, "mta-sts.example.test", "/.well-known/mta-sts.txt")).status, 200);
+  });
+
+  test("SIGHUP: a new certificate in the same files is served to new connections", async () => {
+    const fingerprint = (): Promise<string> =>
+      new Promise((done, fail) => {
+        const req = https.request({ host: "127.0.0.1", port, servername: "mta-sts.example.test", path: "/.well-known/mta-sts.txt", ca: ca.cert, agent: false, headers: { host: "mta-sts.example.test" } }, (res) => {
+          const socket = res.socket as import("node:tls").TLSSocket;
+          const fp = socket.getPeerCertificate().fingerprint256;
+          res.resume();
+          res.on("end", () => done(fp));
+        });
+        req.on("error", fail);
+        req.end();
+      });
+    const before = await fingerprint();
+    const next = await certs.make({ names: HOSTS, issuer: ca });
+    await writeFile(leaf.keyPath, next.key);
+    await writeFile(leaf.certPath, next.cert);
+    process.kill(w.process.pid as number, "SIGHUP");
+    let after = before;
+    for (let i = 0; i < 50 && after === before; i++) {
+      await sleep(100);
+      after = await fingerprint();
+    }
+    assert.notEqual(after, before, "the new certificate is served");
+    assert.equal(after, new X509Certificate(next.cert).fingerprint256);
   });
 });

@@ -12,7 +12,9 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { writeFile } from "node:fs/promises";
+import { once } from "node:events";
 import https from "node:https";
+import tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { freePort } from "./peers/ports.ts";
@@ -221,5 +223,22 @@ void describe("HTTPS listener: MTA-STS policy, autoconfig, autodiscover", { skip
     }
     assert.notEqual(after, before, "the new certificate is served");
     assert.equal(after, new X509Certificate(next.cert).fingerprint256);
+  });
+
+  test("a request that never finishes its headers is cut off after the 10 s request timeout", async () => {
+    const started = Date.now();
+    const socket = tls.connect({ host: "127.0.0.1", port, servername: "mta-sts.example.test", ca: ca.cert });
+    await once(socket, "secureConnect");
+    socket.write("GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\nX-Slow: ");
+    let answer = "";
+    socket.on("data", (d: Buffer) => (answer += d.toString("latin1")));
+    socket.on("error", () => undefined);
+    const closed = once(socket, "close");
+    const limit = setTimeout(() => socket.destroy(), 20_000);
+    await closed;
+    clearTimeout(limit);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 9_000 && elapsed < 15_000, `closed after ${elapsed} ms`);
+    assert.match(answer, /^HTTP\/1\.1 408 /);
   });
 });

@@ -79,6 +79,8 @@ export class HttpsServer {
           requestTimeout: REQUEST_TIMEOUT_MS,
           headersTimeout: REQUEST_TIMEOUT_MS,
           handshakeTimeout: REQUEST_TIMEOUT_MS,
+          // Enforce requestTimeout/headersTimeout every second (Node's default checks every 30 s).
+          connectionsCheckingInterval: 1000,
         },
         (req, res) => this.#handle(req, res),
       );

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { sendOneMessage } from "./peers/smtp-client.ts";
-import { binaryMissing, peerSkip } from "./helpers/peers.ts";
+import { binaryMissing, peerSkip, rootMissing } from "./helpers/peers.ts";
 import { swaks, swaksReply } from "./peers/submission.ts";
 
 const SQLITE_MISSING = binaryMissing("sqlite3", ["-version"], "sqlite3", { exitZero: true });
@@ -154,5 +154,23 @@ describe("wardmail backup", () => {
       swaks(["--server", "127.0.0.1", "--port", String(w.submissionsPort), "--tlsc", "--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", password, "--quit-after", "AUTH"]);
     assert.equal(swaksReply((await login("a long password")).out, "AUTH")?.code, 235);
     assert.equal(swaksReply((await login("wrong password")).out, "AUTH")?.code, 535);
+  });
+
+  test("wardmail restore gives the restored tree to server.user", { skip: peerSkip(rootMissing("chown to server.user")) }, async () => {
+    const data = join(w.dir, "owned");
+    const config = join(w.dir, "owned.toml");
+    const text = (await readFile(w.configPath, "utf8")).replace(JSON.stringify(w.dataDir), JSON.stringify(data)).replace("[server]\n", '[server]\nuser = "nobody"\n');
+    await writeFile(config, text);
+    const r = await w.cli(["restore", backup, "--config", config]);
+    assert.equal(r.code, 1, "the running server answers on the same addresses");
+    // Same data, other addresses: a config whose listeners nothing answers on.
+    let closed = 0; // ports 1, 2, 3 on loopback: nothing listens there
+    await writeFile(config, text.replace(/127\.0\.0\.1:\d+/g, () => `127.0.0.1:${++closed}`));
+    const ok = await w.cli(["restore", backup, "--config", config]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const nobody = Number(spawnSync("id", ["-u", "nobody"], { encoding: "utf8" }).stdout.trim());
+    for (const f of ["", "accounts.sqlite", "spool", "spool/shard-0.db", "spool.keys", "dkim/example.test/bk.rsa.pem", "mail/example.test/user/new"]) {
+      assert.equal((await stat(join(data, f))).uid, nobody, f || "data directory");
+    }
   });
 });

@@ -7,6 +7,13 @@
  * the same `queue list`, `user list` and `dkim list` as the original, with the
  * same Maildir message byte for byte. A second backup into the same DIR is
  * refused (exit 1), a DIR inside the data directory too (exit 2).
+ *
+ * `wardmail restore DIR`: refused while the server answers, on a damaged
+ * copy (nothing written) and on a non-empty data directory (--force moves
+ * it aside); then backup → wipe → restore → serve: the queued message is
+ * still queued and is delivered (to a relay sink), the account logs in
+ * (swaks AUTH), the Maildir message is intact byte for byte, and the
+ * restored tree belongs to server.user.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -18,6 +25,8 @@ import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { sendOneMessage } from "./peers/smtp-client.ts";
 import { binaryMissing, peerSkip, rootMissing } from "./helpers/peers.ts";
 import { swaks, swaksReply } from "./peers/submission.ts";
+import { startSmtpSink } from "./peers/smtp-sink.ts";
+import { generateCertificate } from "../src/tls/index.ts";
 
 const SQLITE_MISSING = binaryMissing("sqlite3", ["-version"], "sqlite3", { exitZero: true });
 const SWAKS_MISSING = binaryMissing("swaks", ["--version"], "swaks");
@@ -144,9 +153,21 @@ describe("wardmail backup", () => {
     const aside = /now (\S+)/.exec(forced.stdout)?.[1] ?? "";
     assert.ok((await readdir(aside)).includes("accounts.sqlite"), "the previous data directory is kept aside");
 
-    w = await w.restart();
-    const queue = JSON.parse((await w.cli(["queue", "list", "--json", ...c])).stdout) as { id: string; to: string[] }[];
-    assert.deepEqual(queue.map((e) => [e.id, e.to]), [[queued, ["someone@remote.test"]]]);
+    // Served again, now with a relay (a local SMTP sink) that the queued message can reach.
+    const pair = await generateCertificate(["localhost"], { days: 2 });
+    const sink = await startSmtpSink({ fallback: { key: pair.keyPem, cert: pair.certPem } });
+    try {
+      await writeFile(w.configPath, `${await readFile(w.configPath, "utf8")}\n[[outbound.relays]]\ndomains = ["*"]\nhost = "127.0.0.1:${sink.port}"\ntls = "may"\n`);
+      w = await w.restart();
+      const queue = JSON.parse((await w.cli(["queue", "list", "--json", ...c])).stdout) as { id: string; to: string[] }[];
+      assert.deepEqual(queue.map((e) => [e.id, e.to]), [[queued, ["someone@remote.test"]]]);
+      const retry = await w.cli(["queue", "retry", queued, ...c]);
+      assert.equal(retry.code, 0, retry.stderr);
+      const delivered = await sink.waitForMessage("stays", 20_000);
+      assert.ok(delivered !== undefined, "the restored queued message is delivered (readable with the restored spool key)");
+    } finally {
+      await sink.close();
+    }
     const [restored] = await w.maildir("user@example.test");
     assert.ok(restored !== undefined);
     assert.deepEqual(await readFile(restored), mailBytes);

@@ -16,6 +16,8 @@ PKGS+=(sqlite3)
 # Info-ZIP's zip writes the encrypted archive of the attachment-policy tests (zip -e).
 PKGS+=(zip)
 PKGS+=(prometheus) # promtool check metrics (test/metrics.test.ts)
+PKGS+=(curl) # fetches the MTA-STS policy and autoconfig from the HTTPS listener (test/https.test.ts)
+PKGS+=(libxml2-utils) # xmllint: the autoconfig and Autodiscover XML is well-formed (test/https.test.ts)
 
 missing=()
 for p in "${PKGS[@]}"; do

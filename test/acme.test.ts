@@ -35,6 +35,7 @@ let challtest: Daemon | undefined;
 let directory = "";
 let caFile = "";
 let httpPort = 0;
+let httpsPort = 0;
 let w: Wardmail | undefined;
 
 /** A CA and a certificate for 127.0.0.1 signed by it: pebble's own HTTPS (the package ships none). */
@@ -61,6 +62,7 @@ before(async () => {
   caFile = tls.ca;
   const [acmePort, mgmtPort, dnsPort, chMgmtPort, tlsPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   httpPort = await freePort();
+  httpsPort = await freePort();
   challtest = spawnDaemon(
     "pebble-challtestsrv",
     ["-dns01", `127.0.0.1:${dnsPort}`, "-http01", "", "-https01", "", "-tlsalpn01", "", "-management", `127.0.0.1:${chMgmtPort}`, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
@@ -92,7 +94,7 @@ before(async () => {
   directory = `https://127.0.0.1:${acmePort}/dir`;
   w = await startWardmail({
     workers: 2,
-    extra: `[acme]\ndirectory = "${directory}"\nemail = "postmaster@example.test"\nca_file = "${caFile}"\nhttp_listen = ["127.0.0.1:${httpPort}"]\ndomains = ["mx.example.test", "mta-sts.example.test"]\n`,
+    extra: `[acme]\ndirectory = "${directory}"\nemail = "postmaster@example.test"\nca_file = "${caFile}"\nhttp_listen = ["127.0.0.1:${httpPort}"]\ndomains = ["mx.example.test", "mta-sts.example.test"]\n[https]\nlisten = ["127.0.0.1:${httpsPort}"]\n`,
   });
 });
 
@@ -124,6 +126,18 @@ test("at its first start Wardmail gets a certificate from pebble (HTTP-01) and p
   assert.match(seen, /DNS:mta-sts\.example\.test/);
   const key = await readFile(join(w.dataDir, "tls", "acme", "privkey.pem"));
   assert.match(w.output(), new RegExp(`"tlsa":"3 1 1 ${tlsa311(key)}"`));
+});
+
+test("the HTTPS listener presents the ACME certificate and serves the MTA-STS policy with it", { skip: SKIP }, async () => {
+  assert.ok(w);
+  const request = "GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\nConnection: close\r\n\r\n";
+  const r = await exec("openssl", ["s_client", "-connect", `127.0.0.1:${httpsPort}`, "-servername", "mta-sts.example.test", "-ign_eof"], { input: request, timeoutMs: 20_000 });
+  const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(r.out)?.[0];
+  assert.ok(pem, r.out);
+  const text = await exec("openssl", ["x509", "-noout", "-issuer", "-ext", "subjectAltName"], { input: pem, timeoutMs: 10_000 });
+  assert.match(text.out, /issuer=.*Pebble Intermediate CA/);
+  assert.match(text.out, /DNS:mta-sts\.example\.test/);
+  assert.match(r.out, /HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nversion: STSv1\r\nmode: enforce\r\nmx: mx\.example\.test\r\nmax_age: 604800\r\n/);
 });
 
 /** An open STARTTLS session (openssl s_client): send a line, read what comes back. */

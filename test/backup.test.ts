@@ -7,18 +7,29 @@
  * the same `queue list`, `user list` and `dkim list` as the original, with the
  * same Maildir message byte for byte. A second backup into the same DIR is
  * refused (exit 1), a DIR inside the data directory too (exit 2).
+ *
+ * `wardmail restore DIR`: refused while the server answers, on a damaged
+ * copy (nothing written) and on a non-empty data directory (--force moves
+ * it aside); then backup → wipe → restore → serve: the queued message is
+ * still queued and is delivered (to a relay sink), the account logs in
+ * (swaks AUTH), the Maildir message is intact byte for byte, and the
+ * restored tree belongs to server.user.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { open, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { sendOneMessage } from "./peers/smtp-client.ts";
-import { binaryMissing, peerSkip } from "./helpers/peers.ts";
+import { binaryMissing, peerSkip, rootMissing } from "./helpers/peers.ts";
+import { swaks, swaksReply } from "./peers/submission.ts";
+import { startSmtpSink } from "./peers/smtp-sink.ts";
+import { generateCertificate } from "../src/tls/index.ts";
 
 const SQLITE_MISSING = binaryMissing("sqlite3", ["-version"], "sqlite3", { exitZero: true });
+const SWAKS_MISSING = binaryMissing("swaks", ["--version"], "swaks");
 
 describe("wardmail backup", () => {
   let w: Wardmail;
@@ -105,5 +116,82 @@ describe("wardmail backup", () => {
     const none = await w.cli(["backup", "--config", w.configPath]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /^wardmail backup: expected exactly one DIR/);
+  });
+
+  test("wardmail restore: refused while serving, on a damaged backup and a non-empty data directory; then backup → wipe → restore → serve", { skip: peerSkip(SWAKS_MISSING) }, async () => {
+    const c = ["--config", w.configPath];
+    const busy = await w.cli(["restore", backup, ...c]);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, /a server answers on 127\.0\.0\.1:\d+: stop Wardmail before restoring; nothing restored/);
+    const [original] = await w.maildir("user@example.test");
+    assert.ok(original !== undefined);
+    const mailBytes = await readFile(original);
+    assert.equal(await w.stop(), 0);
+
+    // A damaged copy (same size, the SQLite header overwritten) is refused before anything is copied.
+    const damaged = join(w.dir, "damaged");
+    assert.equal(spawnSync("cp", ["-a", backup, damaged]).status, 0);
+    const fh = await open(join(damaged, "accounts.sqlite"), "r+");
+    await fh.write(Buffer.from("not a database!!"), 0, 16, 0);
+    await fh.close();
+    await rm(w.dataDir, { recursive: true, force: true });
+    const bad = await w.cli(["restore", damaged, ...c]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /accounts\.sqlite fails the integrity check: .*; nothing restored/);
+    assert.equal(await stat(w.dataDir).catch(() => undefined), undefined, "nothing written");
+
+    const r = await w.cli(["restore", backup, ...c]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^4 databases checked \(integrity ok\), \d+ files, \d+ bytes restored into /m);
+    for (const f of ["accounts.sqlite", "spool/shard-0.db", "spool.keys", "dkim/example.test/bk.rsa.pem"]) assert.equal((await stat(join(w.dataDir, f))).mode & 0o777, 0o600, f);
+    assert.equal((await stat(join(w.dataDir, "spool"))).mode & 0o777, 0o700);
+    const again = await w.cli(["restore", backup, ...c]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /is not empty; restore into an empty one, or give --force/);
+    const forced = await w.cli(["restore", backup, "--force", ...c]);
+    assert.equal(forced.code, 0, forced.stderr);
+    const aside = /now (\S+)/.exec(forced.stdout)?.[1] ?? "";
+    assert.ok((await readdir(aside)).includes("accounts.sqlite"), "the previous data directory is kept aside");
+
+    // Served again, now with a relay (a local SMTP sink) that the queued message can reach.
+    const pair = await generateCertificate(["localhost"], { days: 2 });
+    const sink = await startSmtpSink({ fallback: { key: pair.keyPem, cert: pair.certPem } });
+    try {
+      await writeFile(w.configPath, `${await readFile(w.configPath, "utf8")}\n[[outbound.relays]]\ndomains = ["*"]\nhost = "127.0.0.1:${sink.port}"\ntls = "may"\n`);
+      w = await w.restart();
+      const queue = JSON.parse((await w.cli(["queue", "list", "--json", ...c])).stdout) as { id: string; to: string[] }[];
+      assert.deepEqual(queue.map((e) => [e.id, e.to]), [[queued, ["someone@remote.test"]]]);
+      const retry = await w.cli(["queue", "retry", queued, ...c]);
+      assert.equal(retry.code, 0, retry.stderr);
+      const delivered = await sink.waitForMessage("stays", 20_000);
+      assert.ok(delivered !== undefined, "the restored queued message is delivered (readable with the restored spool key)");
+    } finally {
+      await sink.close();
+    }
+    const [restored] = await w.maildir("user@example.test");
+    assert.ok(restored !== undefined);
+    assert.deepEqual(await readFile(restored), mailBytes);
+    const login = (password: string): Promise<{ out: string }> =>
+      swaks(["--server", "127.0.0.1", "--port", String(w.submissionsPort), "--tlsc", "--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", password, "--quit-after", "AUTH"]);
+    assert.equal(swaksReply((await login("a long password")).out, "AUTH")?.code, 235);
+    assert.equal(swaksReply((await login("wrong password")).out, "AUTH")?.code, 535);
+  });
+
+  test("wardmail restore gives the restored tree to server.user", { skip: peerSkip(rootMissing("chown to server.user")) }, async () => {
+    const data = join(w.dir, "owned");
+    const config = join(w.dir, "owned.toml");
+    const text = (await readFile(w.configPath, "utf8")).replace(JSON.stringify(w.dataDir), JSON.stringify(data)).replace("[server]\n", '[server]\nuser = "nobody"\n');
+    await writeFile(config, text);
+    const r = await w.cli(["restore", backup, "--config", config]);
+    assert.equal(r.code, 1, "the running server answers on the same addresses");
+    // Same data, other addresses: a config whose listeners nothing answers on.
+    let closed = 0; // ports 1, 2, 3 on loopback: nothing listens there
+    await writeFile(config, text.replace(/127\.0\.0\.1:\d+/g, () => `127.0.0.1:${++closed}`));
+    const ok = await w.cli(["restore", backup, "--config", config]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const nobody = Number(spawnSync("id", ["-u", "nobody"], { encoding: "utf8" }).stdout.trim());
+    for (const f of ["", "accounts.sqlite", "spool", "spool/shard-0.db", "spool.keys", "dkim/example.test/bk.rsa.pem", "mail/example.test/user/new"]) {
+      assert.equal((await stat(join(data, f))).uid, nobody, f || "data directory");
+    }
   });
 });

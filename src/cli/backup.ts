@@ -41,9 +41,8 @@ folder; mail delivered or moved during the copy may be missing). DIR
 must not exist or be empty; it is created 0700, its files 0600. A list of what
 was copied goes to DIR/wardmail-backup.json.
 
-To restore: stop Wardmail, copy DIR's contents (but wardmail-backup.json)
-into the empty data directory, give them to the server's user, start it.
-The config file and certificates outside the data directory are not copied.
+To restore: stop Wardmail, \`wardmail restore DIR\`, start it. The config
+file and certificates outside the data directory are not copied.
 
 Options:
   --config FILE     config whose data directory to copy (default: embedded defaults)
@@ -51,7 +50,7 @@ Exit codes: 0 done, 1 DIR exists and is not empty, 2 usage error,
 3 cannot read the config or the data directory, or cannot write DIR.
 `;
 
-interface Copied {
+export interface Copied {
   databases: { path: string; bytes: number }[];
   files: number;
   bytes: number;
@@ -147,13 +146,13 @@ function cannot(io: Io, what: string, err: unknown): number {
   return 3;
 }
 
-function isInside(path: string, dir: string): boolean {
+export function isInside(path: string, dir: string): boolean {
   const r = relative(dir, path);
   return r !== "" && !r.startsWith("..") && !isAbsolute(r);
 }
 
 /** The directory above every Maildir: local.maildir up to its first placeholder. */
-function maildirRoot(config: Config): string {
+export function maildirRoot(config: Config): string {
   const template = config.local.maildir;
   const fixed = template.slice(0, template.indexOf("%") < 0 ? template.length : template.indexOf("%"));
   const base = fixed.endsWith("/") ? fixed.slice(0, -1) : dirname(fixed);
@@ -182,7 +181,7 @@ async function snapshot(data: string, dir: string, name: string, copied: Copied)
  * links, never followed); a file that vanishes meanwhile is noted, not an error. With
  * `maildirs`, a directory named tmp is created empty: deliveries in progress.
  */
-async function copyTree(source: string, target: string, copied: Copied, maildirs: boolean): Promise<void> {
+export async function copyTree(source: string, target: string, copied: Copied, maildirs: boolean): Promise<void> {
   let st;
   try {
     st = await lstat(source);

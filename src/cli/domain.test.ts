@@ -38,7 +38,7 @@ function recordLines(out: string): [string, string, string][] {
     .split("\n")
     .filter((l) => l !== "" && !l.startsWith(";"))
     .map((l) => {
-      const m = /^(\S+\.)\tIN\t(MX|TXT|A|AAAA)\t(.+)$/.exec(l);
+      const m = /^(\S+\.)\tIN\t(MX|TXT|A|AAAA|CNAME|SRV)\t(.+)$/.exec(l);
       assert.ok(m, `not a record line: ${l}`);
       return [m[1] as string, m[2] as string, m[3] as string];
     });
@@ -108,6 +108,12 @@ describe("wardmail domain dns", () => {
       ["example.com.", "TXT", '"v=spf1 mx -all"'],
       ["_dmarc.example.com.", "TXT", '"v=DMARC1; p=reject; rua=mailto:postmaster@example.com"'],
       ["_mta-sts.example.com.", "TXT", recordLines(r.stdout)[3]?.[2] ?? ""],
+      ["mta-sts.example.com.", "CNAME", "mail.example.com."],
+      ["autoconfig.example.com.", "CNAME", "mail.example.com."],
+      ["autodiscover.example.com.", "CNAME", "mail.example.com."],
+      ["_submissions._tcp.example.com.", "SRV", "0 1 2465 mail.example.com."],
+      ["_submission._tcp.example.com.", "SRV", "0 1 2587 mail.example.com."],
+      ["_imaps._tcp.example.com.", "SRV", "0 1 993 mail.example.com."],
       ["_smtp._tls.example.com.", "TXT", '"v=TLSRPTv1; rua=mailto:tlsrpt@example.com"'],
     ]);
     assert.match(txt(r.stdout, "_mta-sts.example.com.") ?? "", /^v=STSv1; id=\d{14}$/);

@@ -9,6 +9,7 @@
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { dkimRecords, inspectKeys, normalizeDomain, txtLine, zoneLine, type DomainKeySet } from "../dkim/index.ts";
+import { mailSettings, stsOptions, stsPolicyLines, type MailSettings, type StsPolicyOptions } from "../https/index.ts";
 import type { Io } from "./main.ts";
 import { loadCommandConfig } from "./load-config.ts";
 
@@ -86,7 +87,9 @@ export async function domainCommand(args: string[], io: Io): Promise<number> {
     io.err(`wardmail domain dns: cannot read the DKIM keys: ${err instanceof Error ? err.message : String(err)}\n`);
     return 3;
   }
-  io.out(zoneText(domain, mx, ips, sets, new Date()));
+  // The policy the HTTPS listener serves (https.mta_sts_*); --mx names the one MX instead.
+  const sts = { ...stsOptions(config), ...(values.mx !== undefined || config.https.mtaStsMx.length === 0 ? { mx: [mx] } : {}) };
+  io.out(zoneText(domain, mx, ips, sets, new Date(), sts, mailSettings(config)));
   if (sets.length === 0) io.err(`wardmail domain dns: no DKIM keys for ${domain} yet: run wardmail dkim keygen --domain ${domain}\n`);
   return 0;
 }
@@ -102,7 +105,15 @@ function stsId(now: Date): string {
 }
 
 /** The whole zone-file text for domain D. */
-export function zoneText(domain: string, mx: string, ips: readonly string[], sets: readonly DomainKeySet[], now: Date): string {
+export function zoneText(
+  domain: string,
+  mx: string,
+  ips: readonly string[],
+  sets: readonly DomainKeySet[],
+  now: Date,
+  sts: StsPolicyOptions = { mode: "enforce", mx: [mx], maxAge: 604800 },
+  clients?: MailSettings,
+): string {
   const out: string[] = [];
   /** A comment paragraph, wrapped at 78 columns. */
   const comment = (text: string): void => {
@@ -158,10 +169,21 @@ export function zoneText(domain: string, mx: string, ips: readonly string[], set
   comment(
     `MTA-STS (RFC 8461): senders that support it deliver to ${domain} only over TLS with a certificate valid for ${mx}. Serve this file, exactly, at https://mta-sts.${domain}/.well-known/mta-sts.txt (mta-sts.${domain} needs an address record and a certificate of its own); use mode: testing first if unsure:`,
   );
-  verbatim("", "version: STSv1", "mode: enforce", `mx: ${mx}`, "max_age: 604800", "");
+  verbatim("", ...stsPolicyLines(sts), "");
   comment("Change the id whenever the policy file changes.");
   out.push(txtLine(`_mta-sts.${domain}`, `v=STSv1; id=${stsId(now)}`));
   out.push("");
+
+  if (clients !== undefined) {
+    comment(
+      `Wardmail's HTTPS listener (https.listen) serves the policy above and mail-client settings: point mta-sts.${domain}, autoconfig.${domain} (Thunderbird) and autodiscover.${domain} (Outlook) at ${mx}, and include them in its certificate (acme.domains).`,
+    );
+    for (const h of ["mta-sts", "autoconfig", "autodiscover"]) out.push(zoneLine(`${h}.${domain}`, "CNAME", `${mx}.`));
+    comment("Mail clients (RFC 6186, RFC 8314): where to submit mail and read it.");
+    for (const s of clients.smtp) out.push(zoneLine(`_${s.socketType === "SSL" ? "submissions" : "submission"}._tcp.${domain}`, "SRV", `0 1 ${s.port} ${s.host}.`));
+    out.push(zoneLine(`_${clients.imap.socketType === "SSL" ? "imaps" : "imap"}._tcp.${domain}`, "SRV", `0 1 ${clients.imap.port} ${clients.imap.host}.`));
+    out.push("");
+  }
 
   comment(`TLS-RPT (RFC 8460): senders report failed TLS connections to ${domain} to this address.`);
   out.push(txtLine(`_smtp._tls.${domain}`, `v=TLSRPTv1; rua=mailto:tlsrpt@${domain}`));

@@ -15,6 +15,7 @@ import { userCommand, USER_HELP } from "./user.ts";
 import { dkimCommand, DKIM_HELP } from "./dkim.ts";
 import { domainCommand, DOMAIN_HELP } from "./domain.ts";
 import { backupCommand, BACKUP_HELP } from "./backup.ts";
+import { restoreCommand } from "./restore.ts";
 import { auditCommand, AUDIT_HELP } from "./audit.ts";
 import { sendCommand, SEND_HELP } from "../send/index.ts";
 import { spoolCommand, SPOOL_HELP } from "./spool.ts";
@@ -46,6 +47,7 @@ Commands:
   domain dns D [--mx HOST] [--ip ADDR] [--config FILE]
                                every DNS record to publish for D (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT)
   backup DIR [--config FILE]   copy the queue, accounts, DKIM keys and Maildirs into DIR, while serving
+  restore DIR [--force]        put a backup back into the data directory (server stopped; checked first)
   spool rotate-key [--prune] | keys [--json] [--config FILE]
                                add a new key for the encrypted spool; list the keys
   audit server HOST[:PORT] [--submission] [--send-to ADDR] [--json] [--html FILE]
@@ -126,6 +128,8 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await domainCommand(rest, io);
       case "backup":
         return await backupCommand(rest, io);
+      case "restore":
+        return await restoreCommand(rest, io);
       case "audit":
         return await auditCommand(rest, io);
       case "send":

@@ -157,6 +157,7 @@ const EXPECTED_DEFAULTS: Config = {
   log: { level: "info" },
   metrics: { listen: [] },
   acme: { directory: "", email: "", domains: [], httpListen: [{ host: "0.0.0.0", port: 80 }], caFile: "", renewBefore: 30, keepKey: true },
+  https: { listen: [], mtaStsMode: "enforce", mtaStsMx: [], mtaStsMaxAge: 604800, imapHost: "", imapPort: 993, imapTls: "implicit" },
 };
 
 void test("outbound TLS policies and relays are checked", () => {

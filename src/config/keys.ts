@@ -10,7 +10,7 @@
 import { LIMIT_SPECS } from "../limits/index.ts";
 import type { PathSegment } from "./locate.ts";
 import type { LmtpTarget } from "./types.ts";
-import { describe, isTable, parseAccount, parseAddress, parseDomain } from "./syntax.ts";
+import { describe, isTable, parseAccount, parseAddress, parseDomain, type Parsed } from "./syntax.ts";
 import {
   MECHANISMS,
   VERDICT_DEFAULTS,
@@ -620,11 +620,53 @@ export const FIELDS: readonly Field[] = [
     check: boolean,
   },
   {
+    section: "https", name: "listen", type: "array of strings", default: [],
+    doc: 'Addresses of the HTTPS listener (TLS 1.2 or later, the server\'s certificates: the ACME one when acme.directory is set, else tls.certificates or the self-signed default), each "IPv4:port" or "[IPv6]:port", e.g. ["0.0.0.0:443", "[::]:443"]. It serves the MTA-STS policy at https://mta-sts.DOMAIN/.well-known/mta-sts.txt, Thunderbird autoconfig on autoconfig.DOMAIN and Outlook Autodiscover on autodiscover.DOMAIN for every local domain; 404 for anything else. Empty (the default): no HTTPS listener.',
+    check: listen,
+  },
+  {
+    section: "https", name: "mta_sts_mode", type: "string", default: "enforce", values: ["enforce", "testing", "none"],
+    doc: 'The served MTA-STS policy\'s mode (RFC 8461): "enforce" (senders deliver only over verified TLS), "testing" (they deliver anyway and report failures), "none" (withdraws a policy).',
+    check: oneOf(["enforce", "testing", "none"]),
+  },
+  {
+    section: "https", name: "mta_sts_mx", type: "array of strings", default: [],
+    doc: 'The MX host names the MTA-STS policy allows (a "*.domain" pattern matches one label). Empty: server.hostname.',
+    check: arrayOf("MX host names", stringElement(parseMxPattern, "a host name or *.domain"), (d) => d),
+  },
+  {
+    section: "https", name: "mta_sts_max_age", type: "integer (seconds)", default: 604800, min: 86400, max: 31557600,
+    doc: "How long senders may cache the MTA-STS policy (max_age). RFC 8461 recommends weeks; the maximum is a year.",
+    check: integer(86400, 31557600),
+  },
+  {
+    section: "https", name: "imap_host", type: "string", default: "",
+    doc: "The IMAP server (Dovecot) that autoconfig and Autodiscover announce to mail clients. Empty: server.hostname.",
+    check: (v, path, ctx) => (v === "" ? "" : parsedString(parseDomain, "a host name")(v, path, ctx)),
+  },
+  {
+    section: "https", name: "imap_port", type: "integer", default: 993, min: 1, max: 65535,
+    doc: "The IMAP port announced to mail clients (993: implicit TLS).",
+    check: integer(1, 65535),
+  },
+  {
+    section: "https", name: "imap_tls", type: "string", default: "implicit", values: ["implicit", "starttls"],
+    doc: 'How clients reach IMAP: "implicit" (TLS from the first byte, port 993) or "starttls" (port 143).',
+    check: oneOf(["implicit", "starttls"]),
+  },
+  {
     section: "log", name: "level", type: "string", default: "info", values: LOG_LEVELS,
     doc: "Least severe log level written. Logs never contain secrets.",
     check: oneOf(LOG_LEVELS),
   },
 ];
+
+/** An MTA-STS mx line: a host name, or "*." and a domain (RFC 8461 §3.2). */
+function parseMxPattern(s: string): Parsed<string> {
+  if (!s.startsWith("*.")) return parseDomain(s);
+  const d = parseDomain(s.slice(2));
+  return d.ok ? { ok: true, value: `*.${d.value}` } : d;
+}
 
 /** Sections in file order, each with its fields. */
 export const SECTIONS: ReadonlyMap<string, readonly Field[]> = (() => {

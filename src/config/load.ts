@@ -318,6 +318,15 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       renewBefore: get("acme.renew_before"),
       keepKey: get("acme.keep_key"),
     },
+    https: {
+      listen: get<ListenAddress[]>("https.listen"),
+      mtaStsMode: get("https.mta_sts_mode"),
+      mtaStsMx: get("https.mta_sts_mx"),
+      mtaStsMaxAge: get("https.mta_sts_max_age"),
+      imapHost: get("https.imap_host"),
+      imapPort: get("https.imap_port"),
+      imapTls: get("https.imap_tls"),
+    },
   };
   // Copy before freezing so nothing reachable from FIELDS defaults is ever frozen or shared.
   return deepFreeze(structuredClone(config));

@@ -260,6 +260,19 @@ export interface Config {
     readonly renewBefore: number;
     readonly keepKey: boolean;
   };
+  /** The HTTPS listener (MTA-STS policy, autoconfig); off when listen is empty. */
+  readonly https: {
+    readonly listen: readonly ListenAddress[];
+    readonly mtaStsMode: "enforce" | "testing" | "none";
+    /** Empty: server.hostname. */
+    readonly mtaStsMx: readonly string[];
+    /** Seconds. */
+    readonly mtaStsMaxAge: number;
+    /** "": server.hostname. */
+    readonly imapHost: string;
+    readonly imapPort: number;
+    readonly imapTls: "implicit" | "starttls";
+  };
   readonly log: {
     readonly level: "trace" | "debug" | "info" | "warn" | "error" | "fatal" | "silent";
   };

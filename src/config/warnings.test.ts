@@ -221,3 +221,12 @@ test("ACME and tls.certificates together: the certificates are ignored, said at 
   assert.equal(mine.length, 1, JSON.stringify(w));
   assert.match(mine[0]?.message ?? "", /ignored while acme.directory is set/);
 });
+
+test("the HTTPS listener with ACME: host names missing from acme.domains warn at https.listen", async () => {
+  const base = '[local]\ndomains = ["example.org"]\nmailboxes = ["postmaster@example.org"]\n[https]\nlisten = ["127.0.0.1:8443"]\n[acme]\ndirectory = "https://acme.example/dir"\n';
+  const loud = (await warningsOf("https-acme.toml", base, LOOPBACK_DNS)).filter((i) => i.key === "https.listen");
+  assert.deepEqual(loud.map((w) => [w.key, w.line]), [["https.listen", 5]]);
+  assert.match(loud[0]?.message ?? "", /does not name mta-sts\.example\.org, autoconfig\.example\.org, autodiscover\.example\.org: MTA-STS senders/);
+  const named = `${base}domains = ["mx.example.org", "mta-sts.example.org", "autoconfig.example.org", "autodiscover.example.org"]\n`;
+  assert.deepEqual((await warningsOf("https-acme-ok.toml", named, LOOPBACK_DNS)).filter((i) => i.key === "https.listen"), []);
+});

@@ -192,6 +192,17 @@ export async function configWarnings(config: Config, where: KeyLocator, opts: Wa
   config.metrics.listen.forEach((addr, index) => {
     if (!isLoopback(addr.host)) warn(["metrics", "listen", index], `${formatListen(addr)} is not loopback: the metrics endpoint has no authentication and shows how busy the server is and why it refuses mail; expected 127.0.0.1 or ::1 (scrape through an SSH tunnel or a reverse proxy with TLS and authentication)`);
   });
+  if (config.https.listen.length > 0 && config.acme.directory !== "") {
+    // The HTTPS listener answers as mta-sts.D, autoconfig.D and autodiscover.D: the ACME certificate must name them.
+    const names = new Set(config.acme.domains.length > 0 ? config.acme.domains : [config.server.hostname]);
+    const missing = config.local.domains
+      .filter((d) => d !== "localhost")
+      .flatMap((d) => ["mta-sts", "autoconfig", "autodiscover"].map((h) => `${h}.${d}`))
+      .filter((n) => !names.has(n) && !names.has(`*.${n.slice(n.indexOf(".") + 1)}`));
+    if (missing.length > 0) {
+      warn(["https", "listen"], `the ACME certificate (acme.domains) does not name ${missing.slice(0, 6).join(", ")}${missing.length > 6 ? ", ..." : ""}: MTA-STS senders and mail clients refuse the HTTPS listener there; expected them in acme.domains (with DNS records pointing here)`);
+    }
+  }
   await certificateWarnings(config, opts.now ?? Date.now(), first !== undefined, warn);
   return out.sort((a, b) => a.line - b.line);
 }

@@ -28,6 +28,7 @@ import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
 import type { WorkerData, WorkerReady } from "./worker.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { AcmeManager } from "../acme/index.ts";
+import { startHttps, type RunningHttps } from "../https/index.ts";
 import { MetricsServer, aggregate, loopDelaySamples, metrics, processSamples, type Sample } from "../metrics/index.ts";
 
 // Compiled to dist/*.js for production, run from src/*.ts in development.
@@ -121,10 +122,13 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
       });
     });
 
+  // The HTTPS listener (MTA-STS, autoconfig), bound below; its certificates reload with the workers'.
+  let httpsListener: RunningHttps | undefined;
   const stopAll = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
     logger.info("stopping workers");
+    void httpsListener?.close();
     const exits = [...workers.values()].map(
       (w) =>
         new Promise<void>((resolve) => {
@@ -146,6 +150,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   process.on("SIGHUP", () => {
     logger.info("SIGHUP: reloading certificates");
     for (const w of workers.values()) w.postMessage("reload");
+    void httpsListener?.reload();
   });
 
   // ACME: the challenge listener is bound (still root) and a certificate put in place before any worker loads it.
@@ -154,6 +159,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     const manager = new AcmeManager({ config, logger, reload: () => {
       logger.info("acme: reloading certificates");
       for (const w of workers.values()) w.postMessage("reload");
+      void httpsListener?.reload();
     } });
     acmeBound = await manager.start();
   }
@@ -198,6 +204,14 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
       throw new Error(`cannot listen for metrics: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
+  if (config.https.listen.length > 0) {
+    try {
+      httpsListener = await startHttps(config, logger);
+    } catch (err) {
+      await stopAll();
+      throw new Error(`cannot start the HTTPS listener: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   // Every port is bound and every key loaded: now give up root for good.
   if (willDrop(config)) dropPrivileges(config, logger);
   dropped = true;
@@ -207,6 +221,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   print(`wardmail: ${n} worker thread${n === 1 ? "" : "s"}, data in ${data}, config ${opts.configPath ?? "(embedded defaults)"}`);
   for (const l of first?.listeners ?? []) print(`wardmail: listening ${describe(l)}`);
   for (const b of acmeBound) print(`wardmail: listening acme-http01  ${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port} (HTTP, ACME challenges)`);
+  for (const b of httpsListener?.bound ?? []) print(`wardmail: listening https       ${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port} (HTTPS, MTA-STS policy, autoconfig)`);
   for (const b of metricsBound) print(`wardmail: listening metrics     ${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port} (HTTP, GET /metrics)`);
   print(`wardmail: local domains ${config.local.domains.join(", ")}`);
   print("wardmail: ready");

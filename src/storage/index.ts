@@ -2,6 +2,13 @@
  * Small SQLite helpers shared by every Wardmail database (spool shards,
  * accounts, MTA-STS cache, TLS-RPT counts): opening with the file created
  * 0600, WAL, a write transaction, and the schema check-and-create on open.
+ *
+ * Schema versions: every database keeps its version in PRAGMA user_version.
+ * A fresh file (version 0) gets the whole schema; a file of an older
+ * version is brought forward by the database's ordered migration steps
+ * (each names the version it leads to), all in one write transaction
+ * (a failing step leaves the file as it was); a file of a newer version
+ * (written by a later Wardmail) is refused with a clear error.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
@@ -14,6 +21,8 @@ export interface OpenDatabaseOptions {
   readonly what: string;
   readonly schema: string;
   readonly version: number;
+  /** Steps from older versions, in order; the last leads to `version`. */
+  readonly migrations?: readonly Migration[];
   /** PRAGMA statements after WAL is on ("synchronous = FULL", ...). */
   readonly pragmas: readonly string[];
   readonly busyTimeoutMs?: number;
@@ -42,7 +51,7 @@ export function openDatabase(path: string, opts: OpenDatabaseOptions): DatabaseS
   try {
     enableWal(db);
     for (const p of opts.pragmas) db.exec(`PRAGMA ${p}`);
-    applySchema(db, `${opts.what} ${path}`, opts.schema, opts.version);
+    applySchema(db, `${opts.what} ${path}`, opts.schema, opts.version, opts.migrations);
     return db;
   } catch (err) {
     db.close();
@@ -82,17 +91,54 @@ export function writeTransaction<T>(db: DatabaseSync, fn: () => T): T {
   }
 }
 
+/** One step of a database's schema history: SQL (or a function) taking version to-1 to version `to`. */
+export interface Migration {
+  readonly to: number;
+  readonly up: string | ((db: DatabaseSync) => void);
+}
+
+function userVersion(db: DatabaseSync): number {
+  return Number(db.prepare("PRAGMA user_version").get()?.user_version ?? 0);
+}
+
 /**
- * Creates the schema of a fresh database (user_version 0) and refuses one
- * written by a newer Wardmail. `what` names the database in the error.
+ * Creates the schema of a fresh database (user_version 0), migrates an
+ * older one by the ordered `migrations` (every version from the file's to
+ * `version` must have its step) in one write transaction, and refuses one
+ * written by a newer Wardmail. `what` names the database in the errors.
  */
-export function applySchema(db: DatabaseSync, what: string, schema: string, version: number): void {
-  const current = Number(db.prepare("PRAGMA user_version").get()?.user_version ?? 0);
-  if (current > version) throw new Error(`${what} has schema version ${current}, newer than this Wardmail (${version})`);
-  if (current < version) {
-    writeTransaction(db, () => {
-      db.exec(schema);
-      db.exec(`PRAGMA user_version = ${version}`);
-    });
+export function applySchema(db: DatabaseSync, what: string, schema: string, version: number, migrations: readonly Migration[] = []): void {
+  for (let i = 0; i < migrations.length; i++) {
+    const m = migrations[i];
+    if (m === undefined || !Number.isInteger(m.to) || m.to < 2 || m.to > version || (i > 0 && m.to <= (migrations[i - 1]?.to ?? 0))) {
+      throw new Error(`${what}: migration steps must lead in increasing order to versions 2..${version}`);
+    }
   }
+  const seen = userVersion(db);
+  if (seen > version) throw new Error(`${what} has schema version ${seen}, newer than this Wardmail (${version}): run the Wardmail release that wrote it, or restore a backup made before the upgrade`);
+  if (seen === version) return;
+  writeTransaction(db, () => {
+    // Read again under the write lock: another thread may have migrated meanwhile.
+    const current = userVersion(db);
+    if (current === version) return;
+    if (current > version) throw new Error(`${what} has schema version ${current}, newer than this Wardmail (${version})`);
+    if (current === 0) {
+      db.exec(schema);
+    } else {
+      const steps = migrations.filter((m) => m.to > current);
+      const expected = Array.from({ length: version - current }, (_, i) => current + 1 + i);
+      if (steps.map((m) => m.to).join() !== expected.join()) {
+        throw new Error(`${what} has schema version ${current}: this Wardmail (${version}) has no migration for ${expected.filter((v) => !steps.some((m) => m.to === v)).join(", ")}`);
+      }
+      for (const m of steps) {
+        try {
+          if (typeof m.up === "string") db.exec(m.up);
+          else m.up(db);
+        } catch (err) {
+          throw new Error(`${what}: migration to schema version ${m.to} failed (nothing changed): ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+    }
+    db.exec(`PRAGMA user_version = ${version}`);
+  });
 }

@@ -75,6 +75,8 @@ test("mailboxes with keys get an encrypted copy, others the original; an expired
   const id = await spool.enqueue(msg);
   await waitFor(() => files("enc@example.test").length === 1 && files("plain@example.test").length === 1, "the two copies");
   await waitFor(() => log.has("not stored: the mailbox's encryption keys cannot be used"), "the deferral");
+  // The outcome is recorded once every recipient of the message is done (after the log line).
+  await waitFor(() => spool.admin.get(id)?.recipients.find((r) => r.address === "old@example.test")?.state === "deferred", "the recorded deferral");
 
   const plain = readFileSync(files("plain@example.test")[0] ?? "");
   assert.ok(plain.subarray(plain.length - msg.content.length).equals(msg.content));

@@ -27,6 +27,9 @@ import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { authorOf, readerForm } from "../message/index.ts";
 import { lookalikeOf, isOurs } from "./lookalike.ts";
 
+/** Most From: domains whose lookalike answer is kept (the oldest goes first). */
+const LOOKALIKE_CACHE = 4096;
+
 export const IMPERSONATION_HEADER = "X-Wardmail-Impersonation";
 export const EXTERNAL_HEADER = "X-Wardmail-External";
 /** How long the set of local names is reused before it is read again. */
@@ -69,6 +72,18 @@ export class ImpersonationCheck implements Check {
   }
 
   /** Local part key → one address with it. */
+  /** Lookalike answers per From: domain: most mail comes from a few domains, and the comparison is the check's costliest step. */
+  private readonly lookalikes = new Map<string, ReturnType<typeof lookalikeOf> | null>();
+
+  private lookalike(domain: string): ReturnType<typeof lookalikeOf> {
+    const hit = this.lookalikes.get(domain);
+    if (hit !== undefined) return hit ?? undefined;
+    const l = lookalikeOf(domain, this.opts.localDomains);
+    if (this.lookalikes.size >= LOOKALIKE_CACHE) this.lookalikes.delete(this.lookalikes.keys().next().value as string);
+    this.lookalikes.set(domain, l ?? null);
+    return l;
+  }
+
   private localNames(): Map<string, string> {
     const now = (this.opts.now ?? Date.now)();
     if (this.names && now - this.names.at < NAMES_TTL_MS) return this.names.byKey;
@@ -92,7 +107,7 @@ export class ImpersonationCheck implements Check {
       const local = this.opts.localDomains;
       const seen: string[] = [];
       for (const d of author.domains) {
-        const l = lookalikeOf(d, local);
+        const l = this.lookalike(d);
         if (l !== undefined) {
           verdicts.push("impersonation.domain");
           seen.push(`domain ${d} looks like ${l.of} (${l.kind})`);

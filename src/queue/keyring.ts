@@ -258,6 +258,20 @@ export class SpoolKeyring {
     }));
   }
 
+  /** Random bytes taken NONCE at a time (one call to the CSPRNG per 4 KiB, not per field); never handed out twice. */
+  private noncePool = Buffer.alloc(0);
+  private nonceAt = 0;
+
+  private nextNonce(): Buffer {
+    if (this.nonceAt + NONCE > this.noncePool.length) {
+      this.noncePool = randomBytes(NONCE * 341);
+      this.nonceAt = 0;
+    }
+    const n = this.noncePool.subarray(this.nonceAt, this.nonceAt + NONCE);
+    this.nonceAt += NONCE;
+    return n;
+  }
+
   /** Seals one field of record `id` under the current key. */
   seal(part: string, id: string, plaintext: Uint8Array): Buffer {
     this.refresh();
@@ -265,7 +279,7 @@ export class SpoolKeyring {
     const out = Buffer.allocUnsafe(SEAL_OVERHEAD + plaintext.byteLength);
     out[0] = SEAL_FORMAT;
     out.writeUInt32BE(this.currentId, 1);
-    const nonce = randomBytes(NONCE);
+    const nonce = this.nextNonce();
     nonce.copy(out, HEADER);
     const cipher = createCipheriv("aes-256-gcm", key, nonce);
     cipher.setAAD(aad(part, id, out.subarray(0, HEADER)));

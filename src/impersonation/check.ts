@@ -71,7 +71,6 @@ export class ImpersonationCheck implements Check {
     this.opts = opts;
   }
 
-  /** Local part key → one address with it. */
   /** Lookalike answers per From: domain: most mail comes from a few domains, and the comparison is the check's costliest step. */
   private readonly lookalikes = new Map<string, ReturnType<typeof lookalikeOf> | null>();
 
@@ -84,6 +83,7 @@ export class ImpersonationCheck implements Check {
     return l;
   }
 
+  /** Local part key → one address with it. */
   private localNames(): Map<string, string> {
     const now = (this.opts.now ?? Date.now)();
     if (this.names && now - this.names.at < NAMES_TTL_MS) return this.names.byKey;

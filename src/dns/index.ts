@@ -26,8 +26,8 @@
  * This is lossless and keeps mailauth's behaviour identical to running it on
  * node:dns; decoding as UTF-8 would merge invalid octets into U+FFFD.
  */
-export type { DnsAnswer, DnsResolver, MxRecord, RRType, SoaRecord, TlsaRecord } from "./types.ts";
-export { DnsError } from "./types.ts";
+export type { CaaRecord, DnsAnswer, DnsResolver, MxRecord, RRType, SoaRecord, TlsaRecord } from "./types.ts";
+export { DnsError, MAX_CAA_VALUE } from "./types.ts";
 export { WireResolver, adTrusted, isLoopback } from "./wire-resolver.ts";
 export type { AdTrust, WireResolverOptions } from "./wire-resolver.ts";
 export { StaticResolver } from "./static-resolver.ts";

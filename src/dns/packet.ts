@@ -18,8 +18,8 @@
  * 1232-octet payload size (RFC 6891).
  */
 import { createRequire } from "node:module";
-import type { RRType, SoaRecord } from "./types.ts";
-import { asciiLower } from "./types.ts";
+import type { CaaRecord, RRType, SoaRecord } from "./types.ts";
+import { MAX_CAA_VALUE, asciiLower } from "./types.ts";
 
 export interface PacketQuestion {
   name: string;
@@ -240,6 +240,12 @@ export function shapeRecord(type: RRType, data: unknown): unknown {
         minttl: Number(data.minimum),
       };
       return soa;
+    }
+    case "CAA": {
+      // dns-packet: flags (octet), tag (one character-string), value (the rest, as UTF-8).
+      if (!isObject(data) || typeof data.flags !== "number" || typeof data.tag !== "string" || typeof data.value !== "string") return undefined;
+      const caa: CaaRecord = { critical: (data.flags & 0x80) !== 0, flags: data.flags, tag: data.tag, value: data.value.slice(0, MAX_CAA_VALUE) };
+      return caa;
     }
   }
 }

@@ -34,6 +34,7 @@ function resolver(calls?: (name: string, type: string) => void): StaticResolver 
       "mid.example.test": { CNAME: "example.test", authenticated: true },
       "signed.example.test": { A: ["192.0.2.7"], TLSA: [{ usage: 3, selector: 1, matchingType: 1, data }], authenticated: true, ttl: 60 },
       "1.2.0.192.in-addr.arpa": { PTR: ["mx1.example.test"] },
+      "caa.example.test": { CAA: [{ critical: false, flags: 0, tag: "issue", value: "letsencrypt.org" }] },
       "slow.example.test": "TIMEOUT",
       "broken.example.test": "SERVFAIL",
       "loop.example.test": { CNAME: "loop.example.test" },
@@ -56,6 +57,7 @@ void test("shapes are those of WireResolver (node's dns.promises.resolve)", asyn
   assert.deepEqual(await r.resolve("1.2.0.192.in-addr.arpa", "PTR"), ["mx1.example.test"]);
   assert.deepEqual(await r.query("signed.example.test", "TLSA"), { records: [{ usage: 3, selector: 1, matchingType: 1, data }], ttl: 60, authenticated: true });
   assert.deepEqual(await r.query("example.test", "A"), { records: ["192.0.2.1"], ttl: 300, authenticated: false });
+  assert.deepEqual(await r.resolve("caa.example.test", "CAA"), [{ critical: false, flags: 0, tag: "issue", value: "letsencrypt.org" }]);
 });
 
 void test("answers are copies: mutating one does not change the zone", async () => {

@@ -10,7 +10,7 @@
  * followed (at most 10 links) when the name has no records of the asked type;
  * `authenticated` is true only if every entry on the way says so.
  */
-import type { DnsAnswer, DnsResolver, MxRecord, RRType, SoaRecord, TlsaRecord } from "./types.ts";
+import type { CaaRecord, DnsAnswer, DnsResolver, MxRecord, RRType, SoaRecord, TlsaRecord } from "./types.ts";
 import { DnsError, asciiLower, checkQuestion, cloneRecords, normalizeName } from "./types.ts";
 
 export interface ZoneEntry {
@@ -25,6 +25,7 @@ export interface ZoneEntry {
   readonly NS?: readonly string[];
   readonly TLSA?: readonly TlsaRecord[];
   readonly SOA?: SoaRecord;
+  readonly CAA?: readonly CaaRecord[];
   /** The AD bit the answers carry (default false). */
   readonly authenticated?: boolean;
   /** TTL reported by query() (default 300). */
@@ -60,6 +61,8 @@ function recordsOf(entry: ZoneEntry, type: RRType): unknown[] | undefined {
       return entry.TLSA?.map((t) => ({ usage: t.usage, selector: t.selector, matchingType: t.matchingType, data: Buffer.from(t.data) }));
     case "SOA":
       return entry.SOA ? [{ ...entry.SOA }] : undefined;
+    case "CAA":
+      return entry.CAA?.map((c) => ({ ...c }));
   }
 }
 

@@ -12,9 +12,9 @@
  * would treat oddly. No IDNA conversion: callers pass A-labels.
  */
 
-export type RRType = "A" | "AAAA" | "TXT" | "MX" | "PTR" | "CNAME" | "NS" | "TLSA" | "SOA";
+export type RRType = "A" | "AAAA" | "TXT" | "MX" | "PTR" | "CNAME" | "NS" | "TLSA" | "SOA" | "CAA";
 
-export const RR_TYPES: readonly RRType[] = ["A", "AAAA", "TXT", "MX", "PTR", "CNAME", "NS", "TLSA", "SOA"];
+export const RR_TYPES: readonly RRType[] = ["A", "AAAA", "TXT", "MX", "PTR", "CNAME", "NS", "TLSA", "SOA", "CAA"];
 
 /** node's SOA shape (dns.resolveSoa). */
 export interface SoaRecord {
@@ -38,6 +38,22 @@ export interface TlsaRecord {
   readonly matchingType: number;
   readonly data: Buffer;
 }
+
+/**
+ * A CAA record (RFC 8659 §4.1). Node's resolveCaa shape differs
+ * ({ critical, issue: "ca.example" }); ours keeps the tag and flags as sent.
+ * `critical` is the Issuer Critical flag (bit 0, value 128). `value` is the
+ * value decoded as UTF-8 and cut at MAX_CAA_VALUE characters.
+ */
+export interface CaaRecord {
+  readonly critical: boolean;
+  readonly flags: number;
+  readonly tag: string;
+  readonly value: string;
+}
+
+/** Longest CAA value kept (characters); the rest is cut off. */
+export const MAX_CAA_VALUE = 1024;
 
 /**
  * Error with a node-style code, as node:dns uses: "ENOTFOUND" (NXDOMAIN),
@@ -81,7 +97,8 @@ export interface DnsResolver {
    * A/AAAA → string[]; TXT → string[][] (each record's character-strings,
    * one char per byte, as node does); MX → { exchange, priority }[];
    * PTR/CNAME/NS → string[]; TLSA → { usage, selector, matchingType, data }[];
-   * SOA → [node's SOA object]. Rejects only with DnsError.
+   * SOA → [node's SOA object]; CAA → { critical, flags, tag, value }[].
+   * Rejects only with DnsError.
    */
   resolve(name: string, rrtype: string): Promise<unknown[]>;
   /** Same records with TTL and the AD bit. */

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import dns from "node:dns";
-import { DnsError, WireResolver, adTrusted, createResolver, isLoopback } from "./index.ts";
+import { DnsError, MAX_CAA_VALUE, WireResolver, adTrusted, createResolver, isLoopback } from "./index.ts";
 import type { TestDnsServer, TestZone } from "../../test/helpers/dns.ts";
 import { SPOOF_A, startTestDnsServer } from "../../test/helpers/dns.ts";
 
@@ -34,6 +34,14 @@ function zone(): TestZone {
     "loop2.example.test": { CNAME: ["loop1.example.test"] },
     "_25._tcp.mx1.example.test": { TLSA: [{ usage: 3, selector: 1, matchingType: 1, certificate: cert }] },
     "10.2.0.192.in-addr.arpa": { PTR: ["mx1.example.test"] },
+    "caa.example.test": {
+      CAA: [
+        { flags: 0, tag: "issue", value: "letsencrypt.org" },
+        { flags: 128, tag: "tbs", value: "x" },
+        { flags: 0, tag: "iodef", value: "mailto:caa@example.test" },
+      ],
+    },
+    "longcaa.example.test": { CAA: [{ flags: 0, tag: "issue", value: "a".repeat(3000) }] },
   };
 }
 
@@ -110,6 +118,18 @@ void test("TLSA, SOA and MX shapes; query() adds ttl and the AD bit", async (t) 
     { nsname: "ns.example.test", hostmaster: "host\\.master.example.test", serial: 7, refresh: 1, retry: 2, expire: 3, minttl: 4 },
   ]);
   assert.equal((await r.query("example.test", "MX")).ttl, 600);
+});
+
+void test("CAA records: flags, critical bit, tag and value; long values are cut", async (t) => {
+  const { r } = await setup(t);
+  assert.deepEqual(await r.resolve("caa.example.test", "caa"), [
+    { critical: false, flags: 0, tag: "issue", value: "letsencrypt.org" },
+    { critical: true, flags: 128, tag: "tbs", value: "x" },
+    { critical: false, flags: 0, tag: "iodef", value: "mailto:caa@example.test" },
+  ]);
+  const long = (await r.resolve("longcaa.example.test", "CAA")) as { value: string }[];
+  assert.equal(long[0]?.value.length, MAX_CAA_VALUE);
+  await rejectsWith(r.query("example.test", "CAA"), "ENODATA");
 });
 
 void test("the query carries RD, AD and EDNS0 with a 1232-octet payload", async (t) => {

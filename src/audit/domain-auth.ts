@@ -3,7 +3,7 @@
  * record, its syntax and the 10-lookup and 2-void-lookup limits as
  * mailauth's evaluator counts them in strict mode, `+all`/`?all`, missing
  * `all`, overly broad ranges, includes that have no SPF record), DMARC
- * (RFC 7489 and RFC 9989: one record, p/sp/np, pct, t=y, rua/ruf and the
+ * (RFC 7489 and RFC 9989: one record, p/sp/np, psd, pct, t=y, rua/ruf and the
  * external-destination authorisation of §7.1), and DKIM keys (RFC 6376
  * §3.6.1, RFC 8463: type, size, revoked, t=y) for the selectors given and a
  * short list of common ones.
@@ -138,6 +138,16 @@ export async function dmarcFindings(resolver: DnsResolver, domain: string): Prom
   if (sp === "none" && p !== "none") out.push(f("dmarc.sp.none", "low", "DMARC sp=none: subdomains can be forged freely", record, "drop sp= (subdomains inherit p=) or set sp=reject"));
   const np = tags.get("np")?.toLowerCase();
   if (np === "none" && p !== "none") out.push(f("dmarc.np.none", "low", "DMARC np=none: names that do not exist under the domain can be forged freely (RFC 9989)", record, "drop np= or set np=reject"));
+  const psd = tags.get("psd");
+  if (psd !== undefined) {
+    const v = psd.toLowerCase();
+    if (v !== "y" && v !== "n" && v !== "u") {
+      out.push(f("dmarc.psd.invalid", "low", `DMARC psd=${psd}: not y, n or u (RFC 9989), receivers read it as u`, record, "drop psd= (only public suffix operators set psd=y)"));
+    } else if (v === "y" && registrableDomain(domain) !== null) {
+      // A public suffix has no registrable domain by the PSL; anything else is a registrable domain or under one.
+      out.push(f("dmarc.psd.non-psd", "medium", `psd=y on a non-PSD domain: ${domain} is not a public suffix (Public Suffix List), yet receivers' tree walk now takes each name under it for its own organisation, so relaxed alignment with its subdomains fails (RFC 9989)`, record, "remove psd=y (psd=n says the domain is an organisation's own)"));
+    }
+  }
   const pct = tags.get("pct");
   if (pct !== undefined && pct !== "100" && p !== "none") {
     out.push(f("dmarc.pct", "medium", `DMARC pct=${pct}: the policy applies to only part of the failing mail`, record, "remove pct= (100 is the default); RFC 9989 drops pct for t=y"));

@@ -8,6 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { StaticResolver, type StaticZone } from "../dns/index.ts";
+import { caaFindings, caaIssuer } from "./domain-caa.ts";
 import { commonSelectors, dkimFindings, dmarcFindings, parseTags, spfFindings } from "./domain-auth.ts";
 import { dnsblFindings, ptrFindings, reverseName, surveyMx } from "./domain-dns.ts";
 import { tlsRptFindings } from "./domain-transport.ts";
@@ -113,4 +114,51 @@ test("DNSBL: a listing is high, an error code or a failed lookup is info, NXDOMA
     fs.map((f) => [f.id, f.severity]),
     [["dnsbl.listed", "high"], ["dnsbl.error", "info"], ["dnsbl.error", "info"]],
   );
+});
+
+test("DMARC psd: psd=y on a registrable domain is medium, on a public suffix nothing; an invalid value is low", async () => {
+  const psd = (domain: string, rec: string): Promise<Finding[]> => dmarcFindings(r({ [`_dmarc.${domain}`]: { TXT: [rec] } }), domain);
+  const rua = "rua=mailto:d@a.test";
+  assert.deepEqual(sevs(await psd("a.test", `v=DMARC1; p=reject; psd=y; ${rua}`)), { "dmarc.psd.non-psd": "medium" });
+  assert.equal(sevs(await psd("sub.example.co.uk", "v=DMARC1; p=reject; psd=Y; rua=mailto:d@sub.example.co.uk"))["dmarc.psd.non-psd"], "medium");
+  assert.deepEqual(sevs(await psd("co.uk", "v=DMARC1; p=reject; psd=y; rua=mailto:d@co.uk")), { "dmarc.ok": "info" });
+  assert.deepEqual(sevs(await psd("a.test", `v=DMARC1; p=reject; psd=n; ${rua}`)), { "dmarc.ok": "info" });
+  assert.deepEqual(sevs(await psd("a.test", `v=DMARC1; p=reject; psd=u; ${rua}`)), { "dmarc.ok": "info" });
+  assert.deepEqual(sevs(await psd("a.test", `v=DMARC1; p=reject; psd=yes; ${rua}`)), { "dmarc.psd.invalid": "low" });
+  assert.deepEqual(sevs(await psd("a.test", `v=DMARC1; p=reject; psd=; ${rua}`)), { "dmarc.psd.invalid": "low" });
+});
+
+test("CAA issuer values (RFC 8659 §4.2)", () => {
+  assert.equal(caaIssuer("letsencrypt.org"), "letsencrypt.org");
+  assert.equal(caaIssuer(" Pki.Goog ; accounturi=https://x.example/acct/1 ; validationmethods=dns-01"), "pki.goog");
+  assert.equal(caaIssuer(";"), "");
+  assert.equal(caaIssuer(""), "");
+  assert.equal(caaIssuer("letsencrypt org"), undefined);
+  assert.equal(caaIssuer("ca.example; bad param"), undefined);
+  assert.equal(caaIssuer("-ca.example"), undefined);
+  assert.equal(caaIssuer(`${"a".repeat(64)}.example`), undefined);
+});
+
+test("CAA: missing, present (own or a parent's), forbidding every CA, malformed, critical unknown tag, lookup failure", async () => {
+  const caa = (flags: number, tag: string, value: string): { critical: boolean; flags: number; tag: string; value: string } => ({ critical: (flags & 128) !== 0, flags, tag, value });
+  const asked: string[] = [];
+  const none = await caaFindings(new StaticResolver({}, { calls: (n) => asked.push(n) }), "mail.a.test");
+  assert.deepEqual(sevs(none), { "caa.missing": "info" });
+  assert.match(none[0]?.fix ?? "", /CAA 0 issue "letsencrypt\.org"/);
+  assert.deepEqual(asked, ["mail.a.test", "a.test", "test"]);
+
+  const good = await caaFindings(r({ "a.test": { CAA: [caa(0, "issue", "letsencrypt.org"), caa(0, "issue", "pki.goog; accounturi=x"), caa(0, "issuewild", ";"), caa(0, "iodef", "mailto:s@a.test")] } }), "a.test");
+  assert.deepEqual(sevs(good), { "caa.present": "info" });
+  assert.equal(good[0]?.title, 'CAA at a.test: issue letsencrypt.org, pki.goog; issuewild ";" (no CA)');
+
+  const inherited = await caaFindings(r({ "a.test": { CAA: [caa(0, "issue", "letsencrypt.org")] } }), "mail.a.test");
+  assert.match(inherited[0]?.title ?? "", /^CAA at a\.test \(inherited by mail\.a\.test\): issue letsencrypt\.org; issuewild as issue$/);
+
+  assert.deepEqual(sevs(await caaFindings(r({ "a.test": { CAA: [caa(0, "issue", ";")] } }), "a.test")), { "caa.issue.none": "low", "caa.present": "info" });
+  const bad = await caaFindings(r({ "a.test": { CAA: [caa(0, "issue", "lets encrypt"), caa(0, "iodef", "ftp://x"), caa(0, "is-sue", "x"), caa(128, "future", "x"), caa(0, "other", "x")] } }), "a.test");
+  assert.deepEqual(
+    bad.map((x) => `${x.id}:${x.severity}`).sort(),
+    ["caa.critical-unknown:medium", "caa.issue.none:low", "caa.malformed:low", "caa.malformed:low", "caa.malformed:low", "caa.present:info"],
+  );
+  assert.deepEqual(sevs(await caaFindings(r({ "mail.a.test": "SERVFAIL" }), "mail.a.test")), { "caa.error": "low" });
 });

@@ -1,7 +1,7 @@
 /**
  * `auditDomain`: the DNS and policy checks of one mail domain (MX, PTR and
- * FCrDNS, DNSBL, DNSSEC, SPF, DMARC, DKIM, MTA-STS, TLS-RPT, DANE; see
- * domain-dns.ts, domain-auth.ts, domain-transport.ts), then the server audit
+ * FCrDNS, DNSBL, DNSSEC, SPF, DMARC, DKIM, CAA, MTA-STS, TLS-RPT, DANE; see
+ * domain-dns.ts, domain-auth.ts, domain-caa.ts, domain-transport.ts), then the server audit
  * (server.ts) of each MX host on its first address, port 25. Every query
  * goes through the injected resolver; nothing is asked in parallel, so a
  * hostile zone costs at most its bounded number of lookups.
@@ -13,6 +13,7 @@
 import type { DnsResolver } from "../dns/index.ts";
 import { DnsError } from "../dns/index.ts";
 import type { MtaStsPolicy } from "../outbound/index.ts";
+import { caaFindings } from "./domain-caa.ts";
 import { dkimFindings, dmarcFindings, spfFindings } from "./domain-auth.ts";
 import { DEFAULT_DNSBLS, dnsblFindings, dnssecFindings, ptrFindings, surveyMx, type MxSurvey } from "./domain-dns.ts";
 import { mtaStsFindings, mxTlsFindings, tlsRptFindings } from "./domain-transport.ts";
@@ -87,6 +88,7 @@ export async function auditDomain(o: DomainAuditOptions): Promise<Report> {
   await run("spf", () => spfFindings(o.resolver, domain, { nullMx: mx.kind === "null" }));
   await run("dmarc", () => dmarcFindings(o.resolver, domain));
   await run("dkim", () => dkimFindings(o.resolver, domain, o.dkimSelectors, now()));
+  await run("caa", () => caaFindings(o.resolver, domain));
   const transport = { smtpPort, timeoutMs: o.timeoutMs, helo, ...(o.ca !== undefined ? { ca: o.ca } : {}), ...(o.mtaStsPort !== undefined ? { mtaStsPort: o.mtaStsPort } : {}) };
   if (receives) {
     let policy: MtaStsPolicy | undefined;

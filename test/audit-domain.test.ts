@@ -12,15 +12,17 @@
  *
  *   good.test   signed: MX, PTR/FCrDNS, SPF "mx -all", DMARC p=reject with
  *               rua, a 2048-bit DKIM key (s1), MTA-STS enforce covering the
- *               MX, TLS-RPT, two TLSA 3 1 1 (the live key and a next key)
+ *               MX, TLS-RPT, two TLSA 3 1 1 (the live key and a next key),
+ *               CAA (issue letsencrypt.org, issuewild ";", iodef)
  *               → nothing high or critical, exit 0
- *   bad.test    signed: SPF +all, DMARC p=none, a 1024-bit DKIM key
+ *   bad.test    signed: SPF +all, DMARC p=none psd=y, a 1024-bit DKIM key
  *               (default), an MTA-STS policy for another MX, a TLSA for
- *               another key, no TLS-RPT → each finding with its severity, exit 1
+ *               another key, no TLS-RPT, no CAA → each finding with its severity, exit 1
  *   plain.test  unsigned, null MX: mx.null, dnssec.unsigned (exit 0; no server audit)
  *   missing.test: no SPF, no DMARC (exit 1)
  *   listing.test, errors.test, clean.test: DNSBL zones (127.0.0.1 listed, an
  *               error code 127.255.255.254, nothing), given with --dnsbl
+ *   test        the parent zone, where the CAA climb of every domain ends
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -127,13 +129,16 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
       `_smtp._tls IN TXT ${txtRdata("v=TLSRPTv1; rua=mailto:tls-reports@good.test")}`,
       `_${port}._tcp.mx IN TLSA 3 1 1 ${live}`,
       `_${port}._tcp.mx IN TLSA 3 1 1 ${nextKey}`,
+      '@ IN CAA 0 issue "letsencrypt.org"',
+      '@ IN CAA 0 issuewild ";"',
+      '@ IN CAA 0 iodef "mailto:security@good.test"',
     ]);
     const bad = zoneText("bad.test", [
       "@ IN MX 10 mx",
       "mx IN A 127.0.0.1",
       "mta-sts IN A 127.0.0.1",
       `@ IN TXT ${txtRdata("v=spf1 +all")}`,
-      `_dmarc IN TXT ${txtRdata("v=DMARC1; p=none")}`,
+      `_dmarc IN TXT ${txtRdata("v=DMARC1; p=none; psd=y")}`,
       `default._domainkey IN TXT ${txtRdata(rsa(1024))}`,
       `_mta-sts IN TXT ${txtRdata("v=STSv1; id=1")}`,
       `_${port}._tcp.mx IN TLSA 3 1 1 ${otherKey}`,
@@ -149,6 +154,8 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
       "listing.test": zoneText("listing.test", ["1.0.0.127 IN A 127.0.0.2"]),
       "errors.test": zoneText("errors.test", ["1.0.0.127 IN A 127.255.255.254"]),
       "clean.test": zoneText("clean.test"),
+      // The parent every CAA climb ends at (RFC 8659 §3): no CAA there either.
+      test: zoneText("test"),
     };
     knot = await startKnot({ zones });
     const k = knot;
@@ -176,8 +183,12 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
     assert.equal(report.kind, "domain");
     assert.equal(report.target, "good.test");
     assert.equal(report.areas.domain, "A", dump(report));
-    for (const id of ["spf.ok", "dmarc.ok", "dkim.key", "mta-sts.ok", "tlsrpt.ok", "dane.ok"]) assert.equal(sev(report, id), "info", `${id}\n${dump(report)}`);
+    for (const id of ["spf.ok", "dmarc.ok", "dkim.key", "mta-sts.ok", "tlsrpt.ok", "dane.ok", "caa.present"]) assert.equal(sev(report, id), "info", `${id}\n${dump(report)}`);
     assert.match(report.findings.find((f) => f.id === "dkim.key")?.title ?? "", /rsa 2048 bits/);
+    const caa = report.findings.find((f) => f.id === "caa.present");
+    assert.equal(caa?.title, 'CAA at good.test: issue letsencrypt.org; issuewild ";" (no CA)', dump(report));
+    assert.match(caa.evidence, /0 iodef "mailto:security@good\.test"/);
+    assert.ok(report.checks.some((c) => c.id === "caa" && c.ran), JSON.stringify(report.checks));
     for (const id of ["dnssec.unsigned", "dnsbl.listed", "dnsbl.error", "mx.ptr.missing", "mx.fcrdns", "dane.mismatch", "mta-sts.mx-mismatch", "mta-sts.mx-certificate"]) assert.equal(sev(report, id), undefined, `${id}\n${dump(report)}`);
     // The MX was audited as a server too, on its port.
     assert.deepEqual(report.servers?.map((s) => [s.host, s.address]), [["mx.good.test", "127.0.0.1"]]);
@@ -197,6 +208,11 @@ describe("audit domain: signed zones (Knot), a validating Unbound, Wardmail as t
     assert.equal(sev(report, "spf.all.pass"), "critical", dump(report));
     assert.equal(sev(report, "dmarc.policy.none"), "medium");
     assert.equal(sev(report, "dmarc.rua.missing"), "low");
+    assert.equal(sev(report, "dmarc.psd.non-psd"), "medium", dump(report));
+    const caa = report.findings.find((f) => f.id === "caa.missing");
+    assert.equal(caa?.severity, "info", dump(report));
+    assert.equal(caa.evidence, "CAA: no record at bad.test, test");
+    assert.match(caa.fix, /bad\.test\. CAA 0 issue "letsencrypt\.org"/);
     assert.equal(sev(report, "dkim.key-size"), "medium");
     assert.equal(sev(report, "mta-sts.mx-mismatch"), "high");
     assert.match(report.findings.find((f) => f.id === "mta-sts.mx-mismatch")?.fix ?? "", /mx: mx\.bad\.test/);

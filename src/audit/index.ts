@@ -3,7 +3,7 @@
  * listener against the holes of plain SMTP (TLS, STARTTLS injection, open
  * relay, AUTH in the clear, enumeration, smuggling) and the report
  * renderers; `auditDomain` grades a mail domain's DNS (MX, PTR, DNSSEC, SPF,
- * DMARC, DKIM, MTA-STS, TLS-RPT, DANE) and audits each MX. See docs/audit.md for the checks, the finding ids, the grading
+ * DMARC, DKIM, CAA, MTA-STS, TLS-RPT, DANE) and audits each MX. See docs/audit.md for the checks, the finding ids, the grading
  * rule and the JSON schema.
  */
 export { auditServer, UnreachableError, type ServerAuditOptions } from "./server.ts";

@@ -27,7 +27,7 @@ address ([IPv6]:PORT); PORT defaults to 25 (587 with --submission; 465 means
 implicit TLS).
 
 The domain audit checks MX (and null MX), each MX host's addresses, PTR and
-forward-confirmed reverse DNS, DNSSEC, SPF, DMARC, DKIM, MTA-STS (the policy
+forward-confirmed reverse DNS, DNSSEC, SPF, DMARC, DKIM, CAA, MTA-STS (the policy
 fetched over HTTPS), TLS-RPT and DANE (TLSA against the certificate each MX
 presents), then runs the server audit on each MX host (port 25).
 

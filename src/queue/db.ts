@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS messages (
   checksum BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_due ON messages (next_attempt_at) WHERE state IN ('queued', 'deferred');
+-- The oldest message in a state (metrics: wardmail_queue_oldest_seconds) in
+-- one index seek, and the counts by state from the index instead of the table.
+CREATE INDEX IF NOT EXISTS messages_state_age ON messages (state, created_at);
 -- Content apart from the state, so a state change never rewrites 10 KB of
 -- overflow pages (SQLite rewrites a whole row on UPDATE).
 CREATE TABLE IF NOT EXISTS contents (

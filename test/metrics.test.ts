@@ -5,7 +5,8 @@
  * domain and relayed to Postfix's smtp-sink), a scrape shows the
  * counts added up over both workers, deliveries, the queue, memory and event
  * loop delay; `promtool check metrics` (Prometheus's own linter) accepts
- * the text. Other paths answer 404.
+ * the text. A message kept deferred (its relay's port is closed) shows in
+ * wardmail_queue_oldest_seconds, growing between scrapes. Other paths answer 404.
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -28,6 +29,8 @@ const SKIP = peerSkip(
 let w: Wardmail | undefined;
 let metricsPort = 0;
 let sink: Daemon | undefined;
+/** A port nobody listens on: the relay of stuck.example, so mail for it stays deferred. */
+let closedPort = 0;
 
 before(async () => {
   if (SKIP !== false) return;
@@ -36,9 +39,10 @@ before(async () => {
   const sinkPort = await freePort();
   sink = spawnDaemon(SMTP_SINK, [...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), `127.0.0.1:${sinkPort}`, "10"], await mkdtemp(join(tmpdir(), "wardmail-sink-")));
   assert.ok(await waitReady(sink, 10_000, () => canConnect(sinkPort)), sink.log());
+  closedPort = await freePort();
   w = await startWardmail({
     workers: 2,
-    extra: `[metrics]\nlisten = ["127.0.0.1:${metricsPort}"]\n[auth]\nfailure_delay = 0\n[[outbound.relays]]\ndomains = ["*"]\nhost = "127.0.0.1:${sinkPort}"\ntls = "may"\n`,
+    extra: `[metrics]\nlisten = ["127.0.0.1:${metricsPort}"]\n[auth]\nfailure_delay = 0\n[[outbound.relays]]\ndomains = ["stuck.example"]\nhost = "127.0.0.1:${closedPort}"\ntls = "may"\n[[outbound.relays]]\ndomains = ["*"]\nhost = "127.0.0.1:${sinkPort}"\ntls = "may"\n`,
   });
   const r = await w.cli(["user", "add", "user@example.test", "--password-stdin", "--config", w.configPath], "a good long password\n");
   assert.equal(r.code, 0, r.stderr);
@@ -121,6 +125,7 @@ test("a scrape after sending mail counts connections, messages by result and rea
   assert.equal(m.get('wardmail_outbound_sessions_total{policy="may",result="ok",source="relay",tls="none"}'), 1, body);
   assert.equal(m.get('wardmail_queue_messages{state="queued"}'), 0);
   assert.equal(m.get('wardmail_queue_messages{state="deferred"}'), 0);
+  for (const state of ["queued", "deferred", "held"]) assert.equal(m.get(`wardmail_queue_oldest_seconds{state="${state}"}`), 0, body);
   assert.ok((m.get("wardmail_resident_memory_bytes") ?? 0) > 10_000_000);
   for (const thread of ["primary", "worker 0", "worker 1"]) {
     assert.ok(m.has(`wardmail_event_loop_delay_seconds{stat="p99",thread="${thread}"}`), `${thread}: ${body}`);
@@ -128,6 +133,33 @@ test("a scrape after sending mail counts connections, messages by result and rea
   }
   const lint = await exec("promtool", ["check", "metrics"], { input: body, timeoutMs: 20_000 });
   assert.equal(lint.code, 0, `promtool check metrics:\n${lint.out}\n${body}`);
+});
+
+test("wardmail_queue_oldest_seconds: the age of a message kept deferred (its relay's port is closed) grows between scrapes", { skip: SKIP }, async () => {
+  assert.ok(w);
+  const sent = await exec("swaks", ["--server", `127.0.0.1:${w.submissionPort}`, "-tls", "--auth", "PLAIN", "--auth-user", "user@example.test", "--auth-password", "a good long password", "--from", "user@example.test", "--to", "someone@stuck.example", "--data", "From: <user@example.test>\r\nSubject: stuck\r\n\r\nbody\r\n"], { timeoutMs: 20_000 });
+  assert.match(sent.out, /250 2\.0\.0 Ok: queued/);
+  // The first attempt is refused at once (connection refused): the message is deferred.
+  let body = (await scrape()).body;
+  for (let i = 0; i < 100 && parse(body).get('wardmail_queue_messages{state="deferred"}') !== 1; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    body = (await scrape()).body;
+  }
+  const first = parse(body);
+  assert.equal(first.get('wardmail_queue_messages{state="deferred"}'), 1, body);
+  const age1 = first.get('wardmail_queue_oldest_seconds{state="deferred"}') ?? -1;
+  assert.ok(age1 > 0 && age1 < 60, body);
+  assert.equal(first.get('wardmail_queue_oldest_seconds{state="held"}'), 0, body);
+  await new Promise((r) => setTimeout(r, 1100));
+  const { body: later } = await scrape();
+  const second = parse(later);
+  assert.equal(second.get('wardmail_queue_messages{state="deferred"}'), 1, later);
+  // One message in one shard: the primary takes the largest over the two workers (the other says 0), not a sum.
+  const age2 = second.get('wardmail_queue_oldest_seconds{state="deferred"}') ?? -1;
+  assert.ok(age2 >= age1 + 1 && age2 < age1 + 30, `${age1} -> ${age2}`);
+  assert.match(later, /^# TYPE wardmail_queue_oldest_seconds gauge$/m);
+  const lint = await exec("promtool", ["check", "metrics"], { input: later, timeoutMs: 20_000 });
+  assert.equal(lint.code, 0, `promtool check metrics:\n${lint.out}\n${later}`);
 });
 
 test("only GET /metrics: other paths 404, other methods 405", { skip: SKIP }, async () => {

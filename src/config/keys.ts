@@ -621,7 +621,7 @@ export const FIELDS: readonly Field[] = [
   },
   {
     section: "https", name: "listen", type: "array of strings", default: [],
-    doc: 'Addresses of the HTTPS listener (TLS 1.2 or later, the server\'s certificates: the ACME one when acme.directory is set, else tls.certificates or the self-signed default), each "IPv4:port" or "[IPv6]:port", e.g. ["0.0.0.0:443", "[::]:443"]. It serves the MTA-STS policy at https://mta-sts.DOMAIN/.well-known/mta-sts.txt, Thunderbird autoconfig on autoconfig.DOMAIN and Outlook Autodiscover on autodiscover.DOMAIN for every local domain; 404 for anything else. Empty (the default): no HTTPS listener.',
+    doc: 'Addresses of the HTTPS listener (TLS 1.2 or later, the server\'s certificates: the ACME one when acme.directory is set, else tls.certificates or the self-signed default), each "IPv4:port" or "[IPv6]:port", e.g. ["0.0.0.0:443", "[::]:443"]. It serves the MTA-STS policy at https://mta-sts.DOMAIN/.well-known/mta-sts.txt, Thunderbird autoconfig on autoconfig.DOMAIN and Outlook Autodiscover on autodiscover.DOMAIN for every local domain; 404 for anything else. Empty (the default): no HTTPS listener; but when acme.directory is set and this key is not written, port 443 of each host of acme.http_listen (e.g. "0.0.0.0:80" gives "0.0.0.0:443"); write [] to keep it off.',
     check: listen,
   },
   {

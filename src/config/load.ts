@@ -20,6 +20,7 @@ import { SECTIONS } from "./keys.ts";
 import type { PathSegment } from "./locate.ts";
 import { keyPath, lineOf, scanKeyLines } from "./locate.ts";
 import { checkSemantics } from "./semantic.ts";
+import { applyHttpsListenDefault } from "./semantic.ts";
 import { configWarnings, type WarningOptions } from "./warnings.ts";
 import { describe, isTable } from "./syntax.ts";
 import type { CertificatePair, Config, ListenAddress, LmtpTarget } from "./types.ts";
@@ -147,6 +148,7 @@ function collect(source: string, opts: ParseOptions): Outcome {
       if (checked !== undefined) values.set(dotted, checked);
     }
   }
+  applyHttpsListenDefault(values, fromFile);
   checkSemantics(values, fromFile, ctx);
 
   const certs = values.get("tls.certificates") as readonly (CertificatePair | undefined)[] | undefined;

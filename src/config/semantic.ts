@@ -34,6 +34,24 @@ export function checkSemantics(
   checkTrustedNetworks(values, ctx);
 }
 
+/**
+ * The HTTPS listener is on by default when ACME is configured: with
+ * acme.directory set and https.listen not written in the file, it listens on
+ * port 443 of each host of acme.http_listen ("0.0.0.0:80" gives
+ * "0.0.0.0:443"). An explicit `https.listen = []` keeps it off. Runs before
+ * the other rules, so they (and `config check`) judge the effective value.
+ */
+export function applyHttpsListenDefault(values: Map<string, unknown>, fromFile: ReadonlySet<string>): void {
+  if (fromFile.has("https.listen")) return;
+  const directory = values.get("acme.directory");
+  const http = values.get("acme.http_listen") as readonly (ListenAddress | undefined)[] | undefined;
+  if (typeof directory !== "string" || directory === "" || http === undefined) return;
+  const hosts = [...new Set(http.flatMap((a) => (a === undefined ? [] : [a.host])))];
+  values.set("https.listen", hosts.map((host): ListenAddress => ({ host, port: HTTPS_PORT })));
+}
+
+const HTTPS_PORT = 443;
+
 /** Trusting every address as a relay client makes an open relay: refused, whatever else is set. */
 function checkTrustedNetworks(values: ReadonlyMap<string, unknown>, ctx: CheckContext): void {
   const networks = values.get("relay.trusted_networks") as readonly (string | undefined)[] | undefined;

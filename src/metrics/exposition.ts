@@ -4,14 +4,17 @@
  */
 import { METRICS, seriesKey, type Sample } from "./registry.ts";
 
-/** Adds up samples of the same series (counters from several workers, per-shard queue gauges). */
+/** Gauges whose series over several threads is the largest value, not the sum (the oldest message of any shard). */
+const MAX_OVER_THREADS: ReadonlySet<string> = new Set(["wardmail_queue_oldest_seconds"]);
+
+/** Adds up samples of the same series (counters from several workers, per-shard queue gauges); for MAX_OVER_THREADS the largest wins. */
 export function aggregate(snapshots: readonly (readonly Sample[])[]): Sample[] {
   const sums = new Map<string, { name: string; labels: Sample["labels"]; value: number }>();
   for (const snap of snapshots) {
     for (const s of snap) {
       const key = seriesKey(s.name, s.labels);
       const cur = sums.get(key);
-      if (cur) cur.value += s.value;
+      if (cur) cur.value = MAX_OVER_THREADS.has(s.name) ? Math.max(cur.value, s.value) : cur.value + s.value;
       else sums.set(key, { name: s.name, labels: s.labels, value: s.value });
     }
   }

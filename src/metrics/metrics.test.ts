@@ -27,6 +27,19 @@ test("counters of several threads add up by series; labels are escaped and sorte
   assert.ok(!text.includes("not_a_wardmail_metric"));
 });
 
+test("wardmail_queue_oldest_seconds over threads is the largest value, not the sum", () => {
+  const a = new Registry();
+  const b = new Registry();
+  a.set("wardmail_queue_oldest_seconds", { state: "deferred" }, 30);
+  b.set("wardmail_queue_oldest_seconds", { state: "deferred" }, 120);
+  a.set("wardmail_queue_messages", { state: "deferred" }, 1);
+  b.set("wardmail_queue_messages", { state: "deferred" }, 2);
+  const text = exposition(aggregate([a.snapshot(), b.snapshot()]));
+  assert.match(text, /^# TYPE wardmail_queue_oldest_seconds gauge$/m);
+  assert.match(text, /^wardmail_queue_oldest_seconds\{state="deferred"\} 120$/m);
+  assert.match(text, /^wardmail_queue_messages\{state="deferred"\} 3$/m);
+});
+
 test("gauges are set, not added, within a thread", () => {
   const r = new Registry();
   r.set("wardmail_queue_messages", { state: "queued" }, 5);

@@ -34,6 +34,7 @@ export const METRICS: Readonly<Record<string, { readonly type: MetricType; reado
   wardmail_outbound_sessions_total: { type: "counter", help: "Outbound SMTP sessions, by TLS policy (dane, verify, encrypt, may), its source, the TLS reached (verified, unverified, none) and result (ok, error)." },
   wardmail_delivery_delay_seconds: { type: "histogram", help: "Time from a message's acceptance to its delivery, per recipient delivered, by destination (local, remote)." },
   wardmail_queue_messages: { type: "gauge", help: "Messages in the queue, by state (queued, active, deferred, held, damaged)." },
+  wardmail_queue_oldest_seconds: { type: "gauge", help: "Age of the oldest message in the queue, by state (queued, deferred, held); 0 when the state has none." },
   wardmail_event_loop_delay_seconds: { type: "gauge", help: "How late a 10 ms timer fired in each thread since start, by thread (primary, worker N) and stat (p50, p99, max)." },
   wardmail_resident_memory_bytes: { type: "gauge", help: "Resident set size of the Wardmail process (all threads)." },
   wardmail_heap_used_bytes: { type: "gauge", help: "V8 heap in use, by thread." },

@@ -13,7 +13,7 @@ export type * from "./types.ts";
 export { Spool } from "./spool.ts";
 export type { SpoolOptions, ClaimedMessage, RecipientOutcome, SpoolStats, SpoolWriter, SpoolScheduler } from "./spool.ts";
 export { ShardStore } from "./store.ts";
-export type { QueuedMessage, DamagedEntry, StoreOptions } from "./store.ts";
+export type { QueuedMessage, DamagedEntry, StoreOptions, OldestByState } from "./store.ts";
 export { QueueAdmin } from "./admin.ts";
 export { DamagedRecordError, RECORD_VERSION, SEALED_RECORD_VERSION, MAX_CONTENT_BYTES } from "./record.ts";
 export { newQueueId, isQueueId, shardOfId } from "./ids.ts";

@@ -62,7 +62,7 @@ import { ShardDatabase, ShardStore } from "./store.ts";
 import { schedulerView, writerView, type SpoolScheduler, type SpoolWriter } from "./views.ts";
 
 export type { SpoolScheduler, SpoolWriter } from "./views.ts";
-import type { QueuedMessage } from "./store.ts";
+import type { OldestByState, QueuedMessage } from "./store.ts";
 
 export interface SpoolOptions {
   /** Wardmail's data directory; the file is `<dataDir>/spool/shard-<shard>.db`. */
@@ -671,6 +671,11 @@ export class Spool {
   nextDueAt(): number | undefined {
     const t = this.w.nextDue.get()?.t;
     return typeof t === "number" ? t : undefined;
+  }
+
+  /** When the oldest queued, deferred and held message of this shard was accepted (index seeks, cheap at any queue size). */
+  oldestCreatedAt(): OldestByState {
+    return this.store.oldestCreatedAt();
   }
 
   stats(): SpoolStats {

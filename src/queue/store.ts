@@ -39,6 +39,13 @@ export interface QueuedMessage extends QueueEntry {
 }
 
 /** A record that failed its checks and was moved aside. */
+/** When the oldest message in each waiting state was accepted (ms since the epoch); undefined when the state has none. */
+export interface OldestByState {
+  readonly queued: number | undefined;
+  readonly deferred: number | undefined;
+  readonly held: number | undefined;
+}
+
 export interface DamagedEntry {
   readonly id: string;
   readonly detectedAt: number;
@@ -107,6 +114,7 @@ export class ShardDatabase {
     deleteMessage: StatementSync;
     exists: StatementSync;
     counts: StatementSync;
+    oldest: StatementSync;
     damaged: StatementSync;
     damagedCount: StatementSync;
   };
@@ -140,6 +148,12 @@ export class ShardDatabase {
       deleteMessage: p("DELETE FROM messages WHERE id = ?"),
       exists: p("SELECT 1 AS x FROM messages WHERE id = ?"),
       counts: p("SELECT state, count(*) AS n FROM messages GROUP BY state"),
+      // Three seeks in the (state, created_at) index, whatever the queue's size.
+      oldest: p(
+        "SELECT (SELECT min(created_at) FROM messages WHERE state = 'queued') AS queued," +
+          " (SELECT min(created_at) FROM messages WHERE state = 'deferred') AS deferred," +
+          " (SELECT min(created_at) FROM messages WHERE state = 'held') AS held",
+      ),
       damaged: p("SELECT id, detected_at, reason FROM damaged ORDER BY detected_at, id"),
       damagedCount: p("SELECT count(*) AS n FROM damaged"),
     };
@@ -399,6 +413,13 @@ export class ShardDatabase {
       if (MESSAGE_STATES.includes(state)) out[state] = Number(r.n);
     }
     return out;
+  }
+
+  /** When the oldest queued, deferred and held message was accepted (ms since the epoch), undefined for a state with none. */
+  oldestCreatedAt(): OldestByState {
+    const r = this.sql.oldest.get();
+    const at = (v: unknown): number | undefined => (typeof v === "number" || typeof v === "bigint" ? Number(v) : undefined);
+    return { queued: at(r?.queued), deferred: at(r?.deferred), held: at(r?.held) };
   }
 
   get isClosed(): boolean {

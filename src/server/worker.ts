@@ -174,9 +174,15 @@ export async function runWorker(data: WorkerData): Promise<void> {
     else if (typeof m === "object" && m !== null && (m as { type?: unknown }).type === "metrics") {
       // A scrape: this thread's counters, its queue shard by state, its event loop delay and heap.
       const stats = spool.stats();
+      const oldest = spool.oldestCreatedAt();
+      const now = Date.now();
       const samples: Sample[] = [
         ...metrics.snapshot(),
         ...(["queued", "active", "deferred", "held", "damaged"] as const).map((state) => ({ name: "wardmail_queue_messages", labels: { state }, value: stats[state] })),
+        ...(["queued", "deferred", "held"] as const).map((state) => {
+          const at = oldest[state];
+          return { name: "wardmail_queue_oldest_seconds", labels: { state }, value: at === undefined ? 0 : Math.max(0, (now - at) / 1000) };
+        }),
         ...loopDelaySamples(loopDelay, LOOP_DELAY_RESOLUTION_MS, `worker ${shard}`),
         ...processSamples(`worker ${shard}`, false),
       ];

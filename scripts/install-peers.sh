@@ -43,9 +43,14 @@ echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selectio
 echo "postfix postfix/mailname string wardmail-test.localdomain" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# A service is stopped only when this run installed its package (the install
-# may have started it); a service the machine already ran is never touched.
-just_installed() { local p; for p in "${missing[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+# A service the machine already ran is never touched. A service whose package
+# this very run installed (the install may have started it) is stopped and
+# disabled only in CI (CI=true) or when asked (WARDMAIL_STOP_NEW_SERVICES=1);
+# otherwise it is left as the package set it up, and the tests run their own
+# instances on high loopback ports anyway.
+stop_new=0
+if [ "${CI:-}" = "true" ] || [ "${WARDMAIL_STOP_NEW_SERVICES:-}" = "1" ]; then stop_new=1; fi
+just_installed() { local p; [ "$stop_new" = 1 ] || return 1; for p in "${missing[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 stop_service() {
   local name=$1
   if command -v systemctl >/dev/null; then

@@ -17,7 +17,7 @@ export type { QueuedMessage, DamagedEntry, StoreOptions, OldestByState } from ".
 export { QueueAdmin } from "./admin.ts";
 export { DamagedRecordError, RECORD_VERSION, SEALED_RECORD_VERSION, MAX_CONTENT_BYTES } from "./record.ts";
 export { newQueueId, isQueueId, shardOfId } from "./ids.ts";
-export { shardPath, listShards } from "./db.ts";
+export { shardPath, listShards, SCHEMA_VERSION as SPOOL_SCHEMA_VERSION } from "./db.ts";
 export { FreeSpace, isStorageFull } from "./free-space.ts";
 export { SpoolKeyring, KEY_FILE, keyFilePath, PRUNE_GRACE_MS, SEAL_OVERHEAD, readKeyFile, writeKeyUnion, hasSealedRecords } from "./keyring.ts";
 export type { KeyInfo, KeyringOptions } from "./keyring.ts";

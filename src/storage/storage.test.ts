@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { AccountStore } from "../accounts/index.ts";
 import { SqliteMtaStsStore, TlsRptStore } from "../outbound/index.ts";
-import { ShardStore, shardPath } from "../queue/index.ts";
+import { ShardStore, shardPath, SPOOL_SCHEMA_VERSION } from "../queue/index.ts";
 import { openDatabase, type Migration } from "./index.ts";
 
 const V1 = "CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)";
@@ -96,22 +96,23 @@ void test("a missing step, or a newer file, is refused with a clear error", () =
 
 void test("every Wardmail database refuses a file written by a newer Wardmail", () =>
   withDir((dir) => {
-    const openers: [string, string, () => { close(): void } | void][] = [
-      ["accounts database", join(dir, "accounts.sqlite"), () => AccountStore.open(dir, { create: true, localDomains: ["example.test"] })],
-      ["MTA-STS cache", join(dir, "mta-sts.sqlite"), () => SqliteMtaStsStore.open(dir)],
-      ["TLS-RPT database", join(dir, "tlsrpt.sqlite"), () => TlsRptStore.open(dir)],
-      ["spool database", shardPath(dir, 0), () => ShardStore.openFile(shardPath(dir, 0))],
+    // [what, file, opener, the version this code writes]
+    const openers: [string, string, () => { close(): void } | void, number][] = [
+      ["accounts database", join(dir, "accounts.sqlite"), () => AccountStore.open(dir, { create: true, localDomains: ["example.test"] }), 1],
+      ["MTA-STS cache", join(dir, "mta-sts.sqlite"), () => SqliteMtaStsStore.open(dir), 1],
+      ["TLS-RPT database", join(dir, "tlsrpt.sqlite"), () => TlsRptStore.open(dir), 1],
+      ["spool database", shardPath(dir, 0), () => ShardStore.openFile(shardPath(dir, 0)), SPOOL_SCHEMA_VERSION],
     ];
     // The administrative opener never creates a shard: an empty file (a valid empty database) stands for a new one.
     mkdirSync(join(dir, "spool"), { recursive: true });
     writeFileSync(shardPath(dir, 0), "");
-    for (const [what, path, openIt] of openers) {
+    for (const [what, path, openIt, current] of openers) {
       const first = openIt();
       first?.close();
       const db = new DatabaseSync(path);
-      assert.equal(version(db), 1, what);
+      assert.equal(version(db), current, what);
       db.exec("PRAGMA user_version = 99");
       db.close();
-      assert.throws(() => openIt(), new RegExp(`${what} .* has schema version 99, newer than this Wardmail \\(1\\)`), what);
+      assert.throws(() => openIt(), new RegExp(`${what} .* has schema version 99, newer than this Wardmail \\(${current}\\)`), what);
     }
   }));

@@ -3,8 +3,9 @@
  * detached CMS SignedData, application/pkcs7-signature, RFC 5652 signed
  * attributes contentType, signingTime and messageDigest, SHA-256) and
  * encryptSmime (application/pkcs7-mime; smime-type=enveloped-data, AES-256-CBC
- * content encryption; RSA recipients by RSAES-OAEP with SHA-256, EC
- * recipients by ECDH key agreement). Sign then encrypt: the multipart/signed
+ * content encryption; RSA recipients by PKCS#1 v1.5 key transport, EC
+ * recipients by ECDH key agreement: the one EnvelopedData writer of
+ * src/e2e, the same as encryption on store). Sign then encrypt: the multipart/signed
  * entity is what gets encrypted, so `openssl cms -decrypt` then
  * `openssl cms -verify` (or any S/MIME mail client) checks both.
  */
@@ -13,6 +14,7 @@ import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { base64Lines, entityText, multipart, type Entity } from "./compose.ts";
 import { signedBytes } from "./pgp.ts";
+import { envelopedData } from "../e2e/index.ts";
 
 const OID_DATA = "1.2.840.113549.1.7.1";
 const OID_CONTENT_TYPE = "1.2.840.113549.1.9.3";
@@ -78,17 +80,10 @@ export async function cmsSignDetached(data: Buffer, key: KeyObject, cert: X509Ce
   return Buffer.from(info.toSchema().toBER(false));
 }
 
-/** CMS EnvelopedData (DER) of data for every certificate. */
-export async function cmsEncrypt(data: Buffer, recipients: readonly X509Certificate[]): Promise<Buffer> {
-  if (recipients.length === 0) throw new Error("no recipient certificate to encrypt to");
-  const env = new pkijs.EnvelopedData();
-  for (const r of recipients) {
-    const rsa = r.publicKey.asymmetricKeyType === "rsa";
-    env.addRecipientByCertificate(pkijsCert(r), rsa ? { oaepHashAlgorithm: "SHA-256" } : { kdfAlgorithm: "SHA-256" }, rsa ? 1 : 2, crypto());
-  }
-  await env.encrypt({ name: "AES-CBC", length: 256 } as Parameters<pkijs.EnvelopedData["encrypt"]>[0], toArrayBuffer(data), crypto());
-  const info = new pkijs.ContentInfo({ contentType: pkijs.ContentInfo.ENVELOPED_DATA, content: env.toSchema() });
-  return Buffer.from(info.toSchema().toBER(false));
+/** CMS EnvelopedData (DER) of data for every certificate, written by src/e2e (as for encryption on store). */
+export function cmsEncrypt(data: Buffer, recipients: readonly X509Certificate[]): Promise<Buffer> {
+  if (recipients.length === 0) return Promise.reject(new Error("no recipient certificate to encrypt to"));
+  return Promise.resolve(envelopedData(data, recipients.map((r) => ({ cert: pkijsCert(r), publicKey: r.publicKey }))));
 }
 
 export interface SmimeSigner {

@@ -3,7 +3,8 @@
  * walkMessage() for the tasks its parent posts. Ended by the parent at a
  * check's deadline; nothing here is durable.
  *
- * Messages in: { id, content, limits }. Out: { type: "done", id, findings }
+ * Messages in: { type: "task", id, content, limits } (src/threads). Out:
+ * { type: "done", id, result: findings }
  * or { type: "failed", id, message }.
  */
 import { parentPort } from "node:worker_threads";
@@ -21,7 +22,7 @@ if (!port) throw new Error("thread.ts runs in a worker thread");
 port.on("message", (m: Task) => {
   const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
   walkMessage(content, m.limits).then(
-    (findings) => port.postMessage({ type: "done", id: m.id, findings }),
+    (findings) => port.postMessage({ type: "done", id: m.id, result: findings }),
     (err: unknown) => port.postMessage({ type: "failed", id: m.id, message: err instanceof Error ? err.message : String(err) }),
   );
 });

@@ -36,6 +36,9 @@ import { openpgpLib, type UsableKey } from "./keys.ts";
 const OID_DATA = "1.2.840.113549.1.7.1";
 const OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3";
 const OID_RSA = "1.2.840.113549.1.1.1";
+const OID_RSAES_OAEP = "1.2.840.113549.1.1.7";
+const OID_MGF1 = "1.2.840.113549.1.1.8";
+const OID_SHA256 = "2.16.840.1.101.3.4.2.1";
 const OID_AES256_CBC = "2.16.840.1.101.3.4.1.42";
 const OID_AES256_WRAP = "2.16.840.1.101.3.4.1.45";
 const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
@@ -112,7 +115,7 @@ function oid(value: string): Buffer {
  * recipient infos) are pkijs objects; the envelope around the encrypted
  * content is written here, in one copy (asn1js took ~40 ms per MB for it).
  */
-export function envelopedData(raw: Buffer, certs: readonly { readonly cert: pkijs.Certificate; readonly publicKey: KeyObject }[]): Buffer {
+export function envelopedData(raw: Buffer, certs: readonly { readonly cert: pkijs.Certificate; readonly publicKey: KeyObject }[], opts: { readonly rsaOaep?: boolean } = {}): Buffer {
   const cek = randomBytes(32);
   const iv = randomBytes(16);
   const cipher = createCipheriv("aes-256-cbc", cek, iv);
@@ -120,9 +123,16 @@ export function envelopedData(raw: Buffer, certs: readonly { readonly cert: pkij
   const recipientInfos = certs.map(({ cert, publicKey }) => {
     const rid = Buffer.from(new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }).toSchema().toBER(false));
     if (publicKey.asymmetricKeyType === "ec") return keyAgreeRecipientInfo(rid, publicKey, cek);
-    const encryptedKey = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_PADDING }, cek);
     // KeyTransRecipientInfo (RFC 5652 §6.2.1), version 0: the rid is issuer and serial number.
-    return Buffer.concat(tlv(0x30, tlv(0x02, Buffer.from([0])), rid, tlv(0x30, oid(OID_RSA), Buffer.from([0x05, 0x00])), tlv(0x04, encryptedKey)));
+    // RSAES-OAEP with SHA-256 and MGF1-SHA-256 (RFC 8017, parameters as RFC 4055 §4.1) when asked, else PKCS#1 v1.5.
+    const encryptedKey = opts.rsaOaep === true
+      ? publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" }, cek)
+      : publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_PADDING }, cek);
+    const sha256 = tlv(0x30, oid(OID_SHA256));
+    const algorithm = opts.rsaOaep === true
+      ? tlv(0x30, oid(OID_RSAES_OAEP), tlv(0x30, tlv(0xa0, sha256), tlv(0xa1, tlv(0x30, oid(OID_MGF1), sha256))))
+      : tlv(0x30, oid(OID_RSA), Buffer.from([0x05, 0x00]));
+    return Buffer.concat(tlv(0x30, tlv(0x02, Buffer.from([0])), rid, algorithm, tlv(0x04, encryptedKey)));
   });
   const version = certs.some((c) => c.publicKey.asymmetricKeyType === "ec") ? 2 : 0;
   const encryptedContentInfo = tlv(

@@ -3,9 +3,9 @@
  * detached CMS SignedData, application/pkcs7-signature, RFC 5652 signed
  * attributes contentType, signingTime and messageDigest, SHA-256) and
  * encryptSmime (application/pkcs7-mime; smime-type=enveloped-data, AES-256-CBC
- * content encryption; RSA recipients by PKCS#1 v1.5 key transport, EC
+ * content encryption; RSA recipients by RSAES-OAEP with SHA-256, EC
  * recipients by ECDH key agreement: the one EnvelopedData writer of
- * src/e2e, the same as encryption on store). Sign then encrypt: the multipart/signed
+ * src/e2e, as encryption on store uses). Sign then encrypt: the multipart/signed
  * entity is what gets encrypted, so `openssl cms -decrypt` then
  * `openssl cms -verify` (or any S/MIME mail client) checks both.
  */
@@ -83,7 +83,7 @@ export async function cmsSignDetached(data: Buffer, key: KeyObject, cert: X509Ce
 /** CMS EnvelopedData (DER) of data for every certificate, written by src/e2e (as for encryption on store). */
 export function cmsEncrypt(data: Buffer, recipients: readonly X509Certificate[]): Promise<Buffer> {
   if (recipients.length === 0) return Promise.reject(new Error("no recipient certificate to encrypt to"));
-  return Promise.resolve(envelopedData(data, recipients.map((r) => ({ cert: pkijsCert(r), publicKey: r.publicKey }))));
+  return Promise.resolve(envelopedData(data, recipients.map((r) => ({ cert: pkijsCert(r), publicKey: r.publicKey })), { rsaOaep: true }));
 }
 
 export interface SmimeSigner {

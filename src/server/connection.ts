@@ -31,6 +31,10 @@
  *   reach the TLS session.
  * - A socket error or a host failure never crashes the process: the client
  *   gets 451 (host failure) or the connection is dropped (socket failure).
+ * - The host's transaction (ConnectionScratch.transaction, host.ts) lives
+ *   no longer than the core's: once the core has no transaction and no open
+ *   question (the message's answer, RSET, EHLO, STARTTLS, a refused MAIL)
+ *   and when the connection ends, it is closed and dropped here.
  */
 import type { Socket } from "node:net";
 import tls from "node:tls";

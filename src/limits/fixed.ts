@@ -150,6 +150,16 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     doc: "Client networks remembered per account for the new-network notice (the most recent are kept).",
     reason: "an internal bound on stored rows, not a client-visible limit",
   },
+  {
+    name: "max_counted_user_name", value: 320, unit: "characters", file: "src/submission/guard.ts", constant: "MAX_NAME",
+    doc: "Longest user name the login guard counts failures for (a longer one is cut): the key of one row.",
+    reason: "an address is at most 320 characters (RFC 5321 local part and domain)",
+  },
+  {
+    name: "max_logged_user_name", value: 320, unit: "characters", file: "src/submission/auth.ts", constant: "MAX_USER",
+    doc: "Longest user name kept for counting and logging on a failed AUTH (a longer one is cut).",
+    reason: "as `max_counted_user_name`",
+  },
   // ---- message content
   {
     name: "max_mailboxes_per_field", value: 100, unit: "count", file: "src/message/address.ts", constant: "MAX_MAILBOXES",
@@ -182,6 +192,16 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: FAR,
   },
   {
+    name: "spf_result_reuse", value: 5 * 60_000, unit: "milliseconds", file: "src/mailauth/check.ts", constant: "SPF_KEPT_MS",
+    doc: "Longest time an SPF result is reused within one connection (a long-lived connection still sees DNS changes).",
+    reason: "a freshness bound of the per-connection memo, not a policy",
+  },
+  {
+    name: "max_kept_dkim_key_record", value: 8192, unit: "bytes", file: "src/mailauth/verify.ts", constant: "MAX_KEPT_RECORD",
+    doc: "Longest DKIM key record (with its lookup options) kept between messages; longer ones are looked up each time.",
+    reason: "RSA-4096 keys take under 1 KiB; the bound keeps hostile records out of the cache",
+  },
+  {
     name: "spf_results_per_connection", value: 32, unit: "count", file: "src/mailauth/check.ts", constant: "SPF_PER_CONNECTION",
     doc: "SPF results kept per connection (for the next transactions with the same sender); past it results are computed again.",
     reason: "a cache bound: a miss costs a fresh evaluation, never a wrong answer",
@@ -202,6 +222,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "set by the file formats recognised, not by policy",
   },
   {
+    name: "attachment_tail", value: 512, unit: "bytes", file: "src/attachments/walk.ts", constant: "TAIL",
+    doc: "Bytes kept from the end of every attachment (VHD and DMG footers).",
+    reason: "set by the file formats recognised",
+  },
+  {
     name: "max_rar_headers", value: 64, unit: "count", file: "src/attachments/detect.ts", constant: "MAX_RAR_HEADERS",
     doc: "Archive headers looked at in the head of a RAR file.",
     reason: "the head kept is 64 KiB; this bounds the loop over it",
@@ -210,6 +235,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     name: "attachment_inline_max", value: 128 * KiB, unit: "bytes", file: "src/attachments/check.ts", constant: "INLINE_MAX",
     doc: "Messages up to this size are walked on the session thread (well under a millisecond); bigger ones go to a walker thread where the check deadline can stop the work.",
     reason: "a cost trade-off measured once (a thread round trip costs more than walking a small message)",
+  },
+  {
+    name: "max_logged_findings", value: 20, unit: "count", file: "src/attachments/check.ts", constant: "MAX_LOGGED",
+    doc: "Attachment findings written to the log line of one message.",
+    reason: "the verdict comes from all of them; the log only needs examples",
   },
   // ---- task threads (CPU-heavy work off the event loop, src/threads)
   {
@@ -242,6 +272,51 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     doc: "Longest one encrypt-on-store task may run; then the thread is ended and restarted, and its tasks fail.",
     reason: "encrypting the largest message takes seconds; more means the thread is stuck",
   },
+  {
+    name: "encryption_tasks_in_thread", value: 2, unit: "count", file: "src/e2e/offload.ts", constant: "IN_THREAD",
+    doc: "Encrypt-on-store tasks in the thread at once; the others wait (each holds a message and its ciphertext).",
+    reason: "bounds the thread's memory to two messages' worth",
+  },
+  {
+    name: "encryption_inline_max", value: 64 * KiB, unit: "bytes", file: "src/e2e/offload.ts", constant: "INLINE_MAX",
+    doc: "Messages up to this size are encrypted on the calling thread (about a millisecond); bigger ones go to the encryption thread.",
+    reason: "a cost trade-off, as `attachment_inline_max`",
+  },
+  {
+    name: "max_key_file", value: 1 * MiB, unit: "bytes", file: "src/e2e/keys.ts", constant: "MAX_KEY_BYTES",
+    doc: "Largest public key file (OpenPGP or certificate) read for encrypt-on-store.",
+    reason: "an OpenPGP key with many signatures is a few 100 KiB at most",
+  },
+  {
+    name: "max_keys_per_account", value: 10, unit: "count", file: "src/e2e/keystore.ts", constant: "MAX_KEYS_PER_ACCOUNT",
+    doc: "Encryption keys stored per account; importing one more is refused.",
+    reason: "one message is encrypted to each; more only multiplies the work",
+  },
+  {
+    name: "parsed_key_cache", value: 1000, unit: "count", file: "src/e2e/keystore.ts", constant: "MAX_CACHED",
+    doc: "Parsed public keys kept in memory (by the hash of their text); at the bound the cache starts again.",
+    reason: "a cache bound: a miss costs one parse",
+  },
+  {
+    name: "thread_key_cache", value: 200, unit: "count", file: "src/e2e/thread.ts", constant: "MAX_CACHED",
+    doc: "Parsed public keys kept in the encryption thread; at the bound the cache starts again.",
+    reason: "as `parsed_key_cache`",
+  },
+  {
+    name: "max_content_type_read", value: 4096, unit: "characters", file: "src/e2e/mime.ts", constant: "MAX_CONTENT_TYPE",
+    doc: "A Content-Type value is read up to this many characters to tell whether a message is already encrypted.",
+    reason: "a real Content-Type is far shorter",
+  },
+  {
+    name: "inline_pgp_window", value: 4096, unit: "bytes", file: "src/e2e/mime.ts", constant: "INLINE_WINDOW",
+    doc: "How much of a single-part body is searched for an inline PGP message.",
+    reason: "the armor header starts the body of an inline PGP message",
+  },
+  {
+    name: "pgp_evidence_window", value: 64 * KiB, unit: "bytes", file: "src/e2e/mime.ts", constant: "EVIDENCE_WINDOW",
+    doc: "How much of a body is searched for evidence of ciphertext.",
+    reason: "bounds the scan of every message to a constant",
+  },
   // ---- peers' answers (clamd, rspamd) and caches of checks
   {
     name: "max_clamd_reply", value: 4096, unit: "bytes", file: "src/antivirus/clamd.ts", constant: "MAX_REPLY",
@@ -259,6 +334,16 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "rspamd scans on its own cores; more connections only queue there",
   },
   {
+    name: "max_rspamd_recipients", value: 1000, unit: "count", file: "src/spam/rspamd.ts", constant: "MAX_RCPT_HEADERS",
+    doc: "Recipients passed to rspamd as `Rcpt` headers.",
+    reason: "rspamd's own `max_recipients` default is 1024",
+  },
+  {
+    name: "max_clamd_signature", value: 200, unit: "characters", file: "src/antivirus/clamd.ts", constant: "MAX_SIGNATURE",
+    doc: "Longest signature name from clamd passed on in replies and logs (a longer one is cut).",
+    reason: "real signature names are far shorter",
+  },
+  {
     name: "dnsbl_cache", value: 10_000, unit: "count", file: "src/policy/dnsbl.ts", constant: "MAX_CACHE",
     doc: "Client addresses whose DNSBL result is kept per worker thread (the oldest goes first).",
     reason: "a cache bound: a miss costs one round of queries through the resolver, which caches too",
@@ -272,6 +357,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     name: "max_metric_series", value: 5000, unit: "count", file: "src/metrics/registry.ts", constant: "MAX_SERIES",
     doc: "Metric series kept per thread; past it new series are dropped and counted (`wardmail_metrics_dropped_total`).",
     reason: "labels are bounded sets (listeners, codes, verdicts); the cap is a safety net",
+  },
+  {
+    name: "max_metric_label", value: 100, unit: "characters", file: "src/metrics/registry.ts", constant: "MAX_LABEL",
+    doc: "Longest metric label value kept (a longer one is cut).",
+    reason: "labels are our own names; the cut is a safety net",
   },
   // ---- DNS (answers are hostile too)
   {
@@ -293,6 +383,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     name: "max_name_servers", value: 3, unit: "count", file: "src/dns/system.ts", constant: "MAXNS",
     doc: "Name servers read from `/etc/resolv.conf` when `dns.servers` is empty.",
     reason: "glibc's MAXNS is 3 too",
+  },
+  {
+    name: "max_caa_value", value: 1024, unit: "characters", file: "src/dns/types.ts", constant: "MAX_CAA_VALUE",
+    doc: "Longest CAA record value kept (the rest is cut off).",
+    reason: "CAA values are issuer names and URLs, far shorter",
   },
   // ---- outbound: remote servers' replies
   {
@@ -329,6 +424,21 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     name: "max_tlsrpt_json", value: 20 * MiB, unit: "bytes", file: "src/outbound/tlsrpt-read.ts", constant: "MAX_JSON",
     doc: "Largest report a gzipped TLS-RPT part may unpack to when a report message is read (a gzip bomb stops there).",
     reason: FAR,
+  },
+  {
+    name: "max_tlsrpt_detail", value: 300, unit: "characters", file: "src/outbound/tlsrpt.ts", constant: "MAX_DETAIL",
+    doc: "Longest failure detail (from a remote server's reply) written into a TLS-RPT report.",
+    reason: "enough to tell the failure; a remote server's text must not grow our reports",
+  },
+  {
+    name: "max_dsn_field_value", value: 900, unit: "characters", file: "src/outbound/dsn.ts", constant: "MAX_VALUE",
+    doc: "Longest value (a remote reply, an address) written into a field of a bounce, after cleaning: keeps every line under 998 bytes.",
+    reason: "RFC 5322 \u00a72.1.1 caps a line at 998 characters",
+  },
+  {
+    name: "max_acme_tokens", value: 100, unit: "count", file: "src/acme/challenge.ts", constant: "MAX_TOKENS",
+    doc: "ACME http-01 tokens served at once (an order for a few names has one per name); at the bound the set starts again.",
+    reason: "an order has one token per name; the set is ours, the bound a safety net",
   },
   // ---- HTTPS (MTA-STS policy, autoconfig) and metrics listeners
   {
@@ -387,5 +497,31 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     name: "max_dnsbl_zones", value: 20, unit: "count", file: "src/config/dnsbl.ts", constant: "MAX_DNSBL_ZONES",
     doc: "Most zones in `dnsbl.zones` (each is a query per new client address).",
     reason: "postscreen setups use a handful; more multiplies queries per connection",
+  },
+  // ---- operator commands that read from remote servers (wardmail audit, wardmail send)
+  {
+    name: "audit_max_bytes", value: 256 * KiB, unit: "bytes", file: "src/audit/probe.ts", constant: "MAX_BYTES",
+    doc: "Everything one audit probe connection may receive from the server audited; more ends the probe.",
+    reason: "an SMTP dialogue is a few KiB; the server audited is not trusted",
+  },
+  {
+    name: "audit_max_spf_includes", value: 10, unit: "count", file: "src/audit/domain-auth.ts", constant: "MAX_INCLUDES",
+    doc: "SPF `include:` terms of a domain the audit follows.",
+    reason: "RFC 7208 \u00a74.6.4 allows 10 DNS-querying terms in all",
+  },
+  {
+    name: "send_max_wkd_answer", value: 256 * KiB, unit: "bytes", file: "src/send/wkd.ts", constant: "MAX_WKD_BYTES",
+    doc: "Largest Web Key Directory answer `wardmail send` reads when it looks up a recipient's key.",
+    reason: "a key is a few KiB; the web server is not trusted",
+  },
+  {
+    name: "send_max_scram_iterations", value: 1_000_000, unit: "count", file: "src/send/scram.ts", constant: "MAX_ITERATIONS",
+    doc: "Largest SCRAM iteration count `wardmail send` accepts from a submission server; more fails the login.",
+    reason: "a hostile server must not make the client spin; honest servers use 4096 to some 100,000",
+  },
+  {
+    name: "dovecot_max_request", value: 512, unit: "bytes", file: "src/cli/dovecot.ts", constant: "MAX_REQUEST",
+    doc: "Largest request read from Dovecot's checkpassword interface (fd 3).",
+    reason: "Dovecot sends at most 512 bytes",
   },
 ];

@@ -147,7 +147,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   },
   {
     name: "max_known_networks", value: 64, unit: "count", file: "src/submission/guard.ts", constant: "MAX_KNOWN_NETWORKS",
-    doc: "Client networks remembered per account for the new-network notice (the most recent are kept).",
+    doc: "Client networks remembered per account where it logged in successfully (the most recent are kept): from those, an account lock does not apply (`auth.known_network_window`).",
     reason: "an internal bound on stored rows, not a client-visible limit",
   },
   {

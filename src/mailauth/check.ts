@@ -40,7 +40,9 @@
  * configured, the message is ARC-sealed (a new ARC set on top) so the next
  * hop can trust our results.
  */
-import { spf, type ARCResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
+import type { ARCResult, DKIMVerifyResult, DMARCResult, SPFResult } from "mailauth";
+// SPF from its own module: mailauth's index also loads BIMI, its VMC parser and an HTTP client.
+import { spf } from "mailauth/lib/spf/index.js";
 import type { Config } from "../config/index.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { addressesIn, authorOf, canonicalDomain, fieldValue, headerFields, MAX_PARSED_FIELDS, type Author } from "../message/index.ts";

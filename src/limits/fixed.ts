@@ -244,8 +244,18 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   // ---- task threads (CPU-heavy work off the event loop, src/threads)
   {
     name: "verifier_threads", value: 4, unit: "count", file: "src/mailauth/offload.ts", constant: "MAX_THREADS",
-    doc: "DKIM/ARC/DMARC verifier threads per worker thread, started on use; past it tasks share a thread.",
+    doc: "DKIM/ARC/DMARC verifier threads per worker thread. A pool normally runs one thread (most of a verification waits for DNS) and starts another only while one is stuck (see `task_stall`), up to this.",
     reason: "with `server.workers` one per core, more threads than this only compete for the same cores",
+  },
+  {
+    name: "task_stall", value: 100, unit: "milliseconds", file: "src/threads/index.ts", constant: "STALL_MS",
+    doc: "A task a pool thread has not acknowledged within this time (its event loop is held by a slow synchronous parse) moves to another thread, started for it when needed.",
+    reason: "a thread that reads its messages acknowledges in well under a millisecond; this only tells a stuck thread from a busy one",
+  },
+  {
+    name: "task_thread_idle", value: 30_000, unit: "milliseconds", file: "src/threads/index.ts", constant: "IDLE_MS",
+    doc: "An idle pool thread beyond the first is ended after this time.",
+    reason: "a thread costs about 150 ms of module loading to start and its own heap while it lives; this keeps one for bursts without holding memory for long",
   },
   {
     name: "verifier_heap", value: 256, unit: "MiB", file: "src/mailauth/offload.ts", constant: "HEAP_MB",
@@ -254,7 +264,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   },
   {
     name: "walker_threads", value: 2, unit: "count", file: "src/attachments/offload.ts", constant: "MAX_THREADS",
-    doc: "Attachment walker threads per worker thread, started on use; past it tasks share a thread.",
+    doc: "Attachment walker threads per worker thread, started as for `verifier_threads`.",
     reason: "as `verifier_threads`; the walk is cheaper than verification",
   },
   {

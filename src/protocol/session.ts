@@ -199,6 +199,11 @@ export class SmtpSession {
     return k === "data" || k === "bdat" || (this.txn?.bdat !== undefined && k !== "waiting" && k !== "closed" && k !== "tls-pending");
   }
 
+  /** True from an accepted MAIL until the transaction ends (the message's answer, RSET, EHLO, STARTTLS, close). */
+  get inTransaction(): boolean {
+    return this.txn !== undefined;
+  }
+
   /** Feeds bytes from the client. */
   feed(chunk: Buffer): Action[] {
     switch (this.state.kind) {

@@ -24,7 +24,9 @@
  * with the fewest tasks in flight. A thread whose event loop is held (a
  * slow synchronous parse) does not read its messages: a task it has not
  * acknowledged within STALL_MS is moved to another thread, started for it
- * when needed (up to maxThreads). So a pool normally runs one thread, and
+ * when needed (up to maxThreads); a task the thread read before it was
+ * held waits for the deadline that ends the thread and then runs again
+ * elsewhere (once). So a pool normally runs one thread, and
  * starts more only while one is stuck; a thread idle for IDLE_MS beyond
  * the first is ended.
  */

@@ -75,7 +75,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "an internal granularity of the backpressure above",
   },
   {
-    name: "max_received_headers", value: 50, unit: "count", file: "src/server/receiver.ts", constant: "MAX_HOPS",
+    name: "max_received_headers", value: 50, unit: "count", file: "src/server/pipeline/transaction.ts", constant: "MAX_HOPS",
     doc: "More `Received:` fields than this in a message means a mail loop: it is refused with `554 5.4.6`.",
     reason: "Postfix's `hopcount_limit` is 50 too; real paths stay far below it, and a loop reaches it in minutes whatever the value",
   },
@@ -202,7 +202,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "RSA-4096 keys take under 1 KiB; the bound keeps hostile records out of the cache",
   },
   {
-    name: "spf_results_per_connection", value: 32, unit: "count", file: "src/mailauth/check.ts", constant: "SPF_PER_CONNECTION",
+    name: "spf_results_per_connection", value: 32, unit: "count", file: "src/policy/state.ts", constant: "SPF_PER_CONNECTION",
     doc: "SPF results kept per connection (for the next transactions with the same sender); past it results are computed again.",
     reason: "a cache bound: a miss costs a fresh evaluation, never a wrong answer",
   },

@@ -119,7 +119,6 @@ export interface SpoolStats {
   readonly done: number;
 }
 
-
 export class Spool {
   readonly shard: number;
   readonly path: string;

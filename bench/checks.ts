@@ -45,7 +45,7 @@ import path from "node:path";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type WardmailInstance } from "./wardmail.ts";
 import { knotMissing, startKnot, type Knot } from "../test/peers/knot.ts";
-import { DKIMSIGN, makeSignedMessage, SENDER_DOMAIN as DOMAIN, SENDER_FROM as FROM, SENDER_HELO as HELO } from "./signed-message.ts";
+import { DKIMSIGN, makeSignedMessage, SENDER_DOMAIN as DOMAIN, SENDER_FROM as FROM, SENDER_HELO as HELO } from "../test/peers/signed-message.ts";
 import { SMTP_SOURCE_BIN } from "../test/peers/postfix.ts";
 import { median, fmt, table, caseName, writeResult } from "./report.ts";
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, treeCpuSeconds } from "../test/peers/procs.ts";
@@ -362,7 +362,7 @@ async function main(): Promise<number> {
 
   const records: RunRecord[] = [];
   try {
-    // Key, zone, signed message (bench/signed-message.ts), Knot.
+    // Key, zone, signed message (test/peers/signed-message.ts), Knot.
     const message = await makeSignedMessage(tmp, { size: opt.size, to: TO, subject: "sender authentication benchmark", messageId: "bench-checks" });
     knot = await startKnot({ zones: message.zones });
     const messageFile = message.file;

@@ -5,8 +5,8 @@
 //   npx tsc -p tsconfig.build.json && node bench/stack.ts --runs 1 --messages 1000
 //
 // Three servers, all delivering into a Maildir with fsync, all asking the
-// same Knot DNS server on loopback (bench/signed-message.ts: SPF, DKIM and
-// DMARC of sender.test; one message signed by dkimpy):
+// same Knot DNS server on loopback (test/peers/signed-message.ts: SPF, DKIM and
+// DMARC of sender.example; one message signed by dkimpy):
 //   wardmail       the built server, embedded defaults, checks on (SPF,
 //                  DKIM, DMARC, ARC) against Knot, sink@bench.test a Maildir
 //                  mailbox; antivirus off (neither Postfix has one).
@@ -15,7 +15,7 @@
 //                  into a virtual Maildir (test/peers/postfix.ts "mailbox").
 //   postfix-stack  that Postfix plus opendkim (verify) and opendmarc as
 //                  milters and postfix-policyd-spf-python as a policy service
-//                  spawned by master (bench/stack-peers.ts).
+//                  spawned by master (test/peers/milters.ts).
 // For every case (messages per connection) and run, each server in turn
 // (the order rotates): the load (bench/load.ts, smtp-source -F), then the
 // wait until the Maildir holds every message (the queue drained); a run is
@@ -25,7 +25,7 @@
 // the Maildir is emptied. See bench/README.md.
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, open, readdir, rm, unlink, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, open, readdir, rm, unlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -35,14 +35,15 @@ import { POSTCONF_BIN, postconfValue, postfixMissing, startPostfix, type Postfix
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult } from "./load.ts";
 import { caseName, fmt, median, table, writeResult } from "./report.ts";
-import { DKIMSIGN, makeSignedMessage, SENDER_FROM, SENDER_HELO } from "./signed-message.ts";
-import { postfixStackConfig, resolvNamespace, stackMissing, startOpendkim, startOpendmarc, writePolicydSpfConf, type Milter } from "./stack-peers.ts";
+import { DKIMSIGN, makeSignedMessage, type SignedMessage } from "../test/peers/signed-message.ts";
+import { port53Address, resolvNamespace, stackMissing, startPostfixStack, writeResolvConf, type Milter, type PostfixStack } from "../test/peers/milters.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type WardmailInstance } from "./wardmail.ts";
 
 const SERVERS = ["wardmail", "postfix", "postfix-stack"] as const;
 type ServerName = (typeof SERVERS)[number];
 const TO = "sink@bench.test";
 const AUTHSERV_ID = "mx.bench.test";
+const SENDER_DOMAIN = "sender.example";
 const MiB = 1024;
 
 interface Options {
@@ -229,7 +230,7 @@ interface RunRecord {
   notes: string[];
 }
 
-async function runOnce(s: Server, k: number, messages: number, opt: Options, messageFile: string, knot: Knot): Promise<Omit<RunRecord, "run" | "order">> {
+async function runOnce(s: Server, k: number, messages: number, opt: Options, message: SignedMessage, knot: Knot): Promise<Omit<RunRecord, "run" | "order">> {
   const notes: string[] = [];
   await s.drained();
   for (const f of await maildirFiles(s.maildirRoot)) await unlink(f).catch(() => undefined);
@@ -245,10 +246,10 @@ async function runOnce(s: Server, k: number, messages: number, opt: Options, mes
     perConnection: k,
     perConnectionMode: opt.connMode,
     size: opt.size,
-    messageFile,
-    from: SENDER_FROM,
+    messageFile: message.file,
+    from: message.from,
     to: TO,
-    helo: SENDER_HELO,
+    helo: message.helo,
     timeoutMs: opt.timeoutMs,
   });
   const loadMs = performance.now() - t0;
@@ -352,7 +353,7 @@ async function main(): Promise<number> {
   let knot: Knot | undefined;
   let wm: WardmailInstance | undefined;
   const postfixes: PostfixInstance[] = [];
-  const milters: Milter[] = [];
+  const stacks: PostfixStack[] = [];
   const emergency = (): void => {
     killLoadChildren();
     killWardmailSync();
@@ -368,13 +369,13 @@ async function main(): Promise<number> {
 
   const records: RunRecord[] = [];
   try {
-    const message = await makeSignedMessage(tmp, { size: opt.size, to: TO, subject: "every check on, Maildir delivery", messageId: "bench-stack" });
+    // sender.example, not sender.test: opendkim's libunbound answers .test itself (test/peers/milters.ts).
+    const message = await makeSignedMessage(tmp, { size: opt.size, to: TO, subject: "every check on, Maildir delivery", messageId: "bench-stack", domain: SENDER_DOMAIN });
     // Knot answers on 127.0.0.1:PORT and on 127.53.X.Y:53 (for resolv.conf, which has no port).
-    const dnsAddr = `127.53.${(process.pid >> 8) & 255}.${(process.pid % 250) + 2}`;
+    const dnsAddr = port53Address();
     knot = await startKnot({ zones: message.zones, extraListen: [`${dnsAddr}@53`] });
-    const resolvConf = path.join(tmp, "resolv.conf");
-    await writeFile(resolvConf, `# bench/stack.ts: the bench's Knot\nnameserver ${dnsAddr}\noptions timeout:2 attempts:2\n`, { mode: 0o644 });
-    console.log(`knotd 127.0.0.1:${knot.port} and ${dnsAddr}:53 pid ${knot.pid}; message ${message.bytes} bytes signed by dkimsign (d=sender.test, rsa-sha256, RSA-2048)`);
+    const resolvConf = await writeResolvConf(tmp, dnsAddr);
+    console.log(`knotd 127.0.0.1:${knot.port} and ${dnsAddr}:53 pid ${knot.pid}; message ${message.bytes} bytes signed by dkimsign (d=${message.domain}, rsa-sha256, RSA-2048)`);
 
     const servers: Server[] = [];
     const knotRef = knot;
@@ -397,7 +398,10 @@ async function main(): Promise<number> {
       });
       console.log(`wardmail: 127.0.0.1:${w.paths.smtpPort} pid ${w.pid}, checks on against Knot, Maildir delivery, dir ${w.paths.dir}`);
     }
-    const pfServer = (name: ServerName, pf: PostfixInstance, milterPids: number[]): Server => ({
+    const pfServer = (name: ServerName, pf: PostfixInstance, stackMilters: readonly Milter[]): Server => {
+    const milterPids = stackMilters.map((m) => m.pid);
+    const logProblems = problemReader(() => pf.readLog(), (l) => /\b(reject|warning|fatal|error|panic):|milter-reject|status=(deferred|bounced)/.test(l));
+    return {
       name,
       port: pf.port,
       roots: () => [...(pf.masterPid !== undefined ? [pf.masterPid] : []), ...milterPids],
@@ -406,37 +410,33 @@ async function main(): Promise<number> {
       drained: () => pf.waitForEmptyQueue(opt.drainTimeoutMs),
       // ~60 to ~110 processes: sampled every 500 ms (each walk costs a few ms).
       rss: new RssSampler(() => [...(pf.masterPid !== undefined ? [pf.masterPid] : []), ...milterPids], { intervalMs: 500 }),
-      problems: problemReader(() => pf.readLog(), (l) => /\b(reject|warning|fatal|error|panic):|milter-reject|status=(deferred|bounced)/.test(l)),
-    });
-    const postfixBase = {
-      mode: "mailbox" as const,
-      mailboxes: [TO],
-      // Master (and every daemon it spawns, policyd-spf included) resolves with Knot.
-      startWrapper: resolvNamespace(resolvConf),
+      problems: async () => [
+        ...stackMilters.filter((m) => m.daemon.dead()).map((m) => `${m.name} (pid ${m.pid}) exited: ${m.daemon.log().slice(-500)}`),
+        ...(await logProblems()),
+      ],
     };
+  };
     if (opt.servers.includes("postfix")) {
-      const pf = await startPostfix({ ...postfixBase, extraMain: { in_flow_delay: "0" } });
+      // In the same kind of namespace as the stack's master (resolv.conf: Knot), though it asks DNS nothing here.
+      const pf = await startPostfix({ mode: "mailbox", mailboxes: [TO], startWrapper: resolvNamespace(resolvConf), extraMain: { in_flow_delay: "0" } });
       postfixes.push(pf);
       servers.push(pfServer("postfix", pf, []));
       console.log(`postfix: 127.0.0.1:${pf.port} master ${pf.masterPid}, virtual Maildir, in_flow_delay = ${postconfValue(pf.configDir, "in_flow_delay")}, dir ${pf.dir}`);
     }
     if (opt.servers.includes("postfix-stack")) {
-      const so = { knotPort: knotRef.port, resolvConf, authservId: AUTHSERV_ID };
-      milters.push(await startOpendkim(so));
-      milters.push(await startOpendmarc(so));
-      const stack = postfixStackConfig(milters, await writePolicydSpfConf(tmp, AUTHSERV_ID));
-      const pf = await startPostfix({ ...postfixBase, extraMain: { in_flow_delay: "0", ...stack.main }, extraMaster: stack.master });
-      postfixes.push(pf);
-      servers.push(pfServer("postfix-stack", pf, milters.map((m) => m.pid)));
+      const ps = await startPostfixStack({ knotPort: knotRef.port, resolvConf, authservId: AUTHSERV_ID, dir: tmp, mailboxes: [TO], extraMain: { in_flow_delay: "0" } });
+      stacks.push(ps);
+      const pf = ps.postfix;
+      servers.push(pfServer("postfix-stack", pf, ps.milters));
       console.log(
         `postfix-stack: 127.0.0.1:${pf.port} master ${pf.masterPid}, smtpd_milters = ${postconfValue(pf.configDir, "smtpd_milters")} ` +
-          `(opendkim pid ${milters[0]!.pid}, opendmarc pid ${milters[1]!.pid}), policyd-spf spawned by master, dir ${pf.dir}`,
+          `(opendkim pid ${ps.milters[0]!.pid}, opendmarc pid ${ps.milters[1]!.pid}), policyd-spf spawned by master, dir ${pf.dir}`,
       );
     }
 
     if (opt.warmup > 0) {
       for (const s of servers) {
-        const w = await runOnce(s, 1, opt.warmup, opt, message.file, knotRef);
+        const w = await runOnce(s, 1, opt.warmup, opt, message, knotRef);
         console.log(`warm-up ${s.name}: ${opt.warmup} messages, ${fmt(w.msgsPerSec)} msg/s${w.ok ? "" : ` (NOT OK: ${w.notes.join("; ")})`}`);
         console.log(`  Authentication-Results of a delivered message:\n    ${w.headers.sample.join("\n    ")}`);
       }
@@ -448,7 +448,7 @@ async function main(): Promise<number> {
       for (let run = 1; run <= opt.runs; run++) {
         const order = servers.map((_, i) => servers[(i + run - 1) % servers.length]!);
         for (const [i, s] of order.entries()) {
-          const r: RunRecord = { ...(await runOnce(s, k, opt.messages, opt, message.file, knotRef)), run, order: i + 1 };
+          const r: RunRecord = { ...(await runOnce(s, k, opt.messages, opt, message, knotRef)), run, order: i + 1 };
           records.push(r);
           const share = (x: number): string => `${r.cpu.capacityS > 0 ? ((x / r.cpu.capacityS) * 100).toFixed(0) : "-"}%`;
           const other = Math.max(0, r.cpu.machineS - r.cpu.serverS - r.cpu.knotS - r.cpu.generatorS);
@@ -461,18 +461,18 @@ async function main(): Promise<number> {
         }
       }
     }
-    return await report(opt, records, { startedAt, machine, message: message.bytes, milters });
+    return await report(opt, records, { startedAt, machine, message, milters: stacks.flatMap((ps) => ps.milters) });
   } finally {
     killLoadChildren();
     if (wm) await wm.stop();
     for (const pf of postfixes) await pf.stop();
-    for (const m of milters) await m.daemon.stop();
+    for (const ps of stacks) await ps.stop();
     await knot?.stop();
     await rm(tmp, { recursive: true, force: true });
   }
 }
 
-async function report(opt: Options, records: RunRecord[], ctx: { startedAt: string; machine: Record<string, unknown>; message: number; milters: Milter[] }): Promise<number> {
+async function report(opt: Options, records: RunRecord[], ctx: { startedAt: string; machine: Record<string, unknown>; message: SignedMessage; milters: Milter[] }): Promise<number> {
   const get = (s: ServerName, k: number, run: number): RunRecord | undefined => records.find((r) => r.server === s && r.perConnection === k && r.run === run && r.ok);
   const rows: string[][] = [["case", "run", ...opt.servers.map((s) => `${s} msg/s`), "W/P", "W/Pstack"]];
   const summary: Record<string, unknown>[] = [];
@@ -534,7 +534,7 @@ async function report(opt: Options, records: RunRecord[], ctx: { startedAt: stri
     startedAt: ctx.startedAt,
     finishedAt: new Date().toISOString(),
     machine: { ...ctx.machine, loadavgAtEnd: os.loadavg() },
-    params: { ...opt, messageBytes: ctx.message, from: SENDER_FROM, helo: SENDER_HELO, to: TO, authservId: AUTHSERV_ID, milterConfigs: Object.fromEntries(ctx.milters.map((m) => [m.name, m.config])) },
+    params: { ...opt, messageBytes: ctx.message.bytes, from: ctx.message.from, helo: ctx.message.helo, to: TO, authservId: AUTHSERV_ID, milterConfigs: Object.fromEntries(ctx.milters.map((m) => [m.name, m.config])) },
     summary,
     targets,
     runs: records,

@@ -8,8 +8,8 @@
 import { generateKeyPairSync } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { exec } from "../test/peers/exec.ts";
-import { dkimTxt, txtRdata, zoneText } from "../test/peers/knot.ts";
+import { exec } from "./exec.ts";
+import { dkimTxt, txtRdata, zoneText } from "./knot.ts";
 
 export const DKIMSIGN = "/usr/bin/dkimsign";
 export const SENDER_DOMAIN = "sender.test";
@@ -34,6 +34,10 @@ export function bodyText(size: number): string {
 }
 
 export interface SignedMessage {
+  /** The sender domain, envelope sender and HELO name that the zones authorise. */
+  domain: string;
+  from: string;
+  helo: string;
   /** Knot zones by origin (for startKnot). */
   zones: Record<string, string>;
   /** The signed message with LF line ends, as smtp-source -F wants it. */
@@ -42,38 +46,45 @@ export interface SignedMessage {
   bytes: number;
 }
 
-/** Makes a fresh RSA-2048 key, the zones publishing it, and the message signed by dkimsign, in `dir`. */
-export async function makeSignedMessage(dir: string, opts: { size: number; to: string; subject: string; messageId: string }): Promise<SignedMessage> {
+/**
+ * Makes a fresh RSA-2048 key, the zones publishing it, and the message signed
+ * by dkimsign, in `dir`. `opts.domain` (default sender.test) must have one
+ * label under its parent zone (sender.test under test).
+ */
+export async function makeSignedMessage(dir: string, opts: { size: number; to: string; subject: string; messageId: string; domain?: string }): Promise<SignedMessage> {
+  const domain = opts.domain ?? SENDER_DOMAIN;
+  const parent = domain.slice(domain.indexOf(".") + 1);
+  const from = `sender@${domain}`;
   const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const keyPath = path.join(dir, "sel.pem");
   await writeFile(keyPath, privateKey.export({ type: "pkcs1", format: "pem" }));
   const zones = {
-    [SENDER_DOMAIN]: zoneText(SENDER_DOMAIN, [
+    [domain]: zoneText(domain, [
       '@ TXT "v=spf1 ip4:127.0.0.1 -all"',
       'mta TXT "v=spf1 ip4:127.0.0.1 -all"',
       "mta A 127.0.0.1",
       `sel._domainkey TXT ${txtRdata(dkimTxt(publicKey.export({ type: "spki", format: "der" })))}`,
       '_dmarc TXT "v=DMARC1; p=reject"',
     ]),
-    test: zoneText("test"),
+    [parent]: zoneText(parent),
   };
   const unsigned =
     [
-      `From: Bench Sender <${SENDER_FROM}>`,
+      `From: Bench Sender <${from}>`,
       `To: <${opts.to}>`,
       `Subject: ${opts.subject}`,
       "Date: Fri, 27 Nov 2026 10:00:00 +0000",
-      `Message-ID: <${opts.messageId}@${SENDER_DOMAIN}>`,
+      `Message-ID: <${opts.messageId}@${domain}>`,
       "MIME-Version: 1.0",
       "Content-Type: text/plain; charset=us-ascii",
       "",
     ].join("\r\n") +
     "\r\n" +
     bodyText(opts.size);
-  const run = await exec(DKIMSIGN, ["sel", SENDER_DOMAIN, keyPath], { input: Buffer.from(unsigned, "latin1"), timeoutMs: 30_000 });
+  const run = await exec(DKIMSIGN, ["sel", domain, keyPath], { input: Buffer.from(unsigned, "latin1"), timeoutMs: 30_000 });
   const signed = run.stdout.toString("latin1");
   if (run.code !== 0 || !signed.startsWith("DKIM-Signature:")) throw new Error(`dkimsign failed (${run.code}): ${run.stderr.toString("latin1")}`);
   const file = path.join(dir, "signed.eml");
   await writeFile(file, signed.replace(/\r\n/g, "\n"), "latin1");
-  return { zones, file, bytes: signed.length };
+  return { domain, from, helo: `mta.${domain}`, zones, file, bytes: signed.length };
 }

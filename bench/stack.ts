@@ -57,6 +57,8 @@ interface Options {
   drainTimeoutMs: number;
   connMode: "exact" | "batch";
   servers: ServerName[];
+  /** Runs ROOT/dist/bin/wardmail.js (a build of another checkout). */
+  wardmailRoot: string;
   out: string;
 }
 
@@ -73,6 +75,7 @@ function usage(msg?: string): never {
   --timeout-s N       hard limit for one run's load (default 180)
   --drain-timeout-s N how long to wait after the load for every message in the Maildir (default 120)
   --servers LIST      wardmail,postfix,postfix-stack (default all three)
+  --wardmail-root DIR run DIR/dist/bin/wardmail.js (default: this repository's build)
   --out FILE          JSON result (default bench/out/stack-latest.json)`);
   process.exit(2);
 }
@@ -93,6 +96,7 @@ function parseOptions(argv: string[]): Options {
         "timeout-s": { type: "string" },
         "drain-timeout-s": { type: "string" },
         servers: { type: "string" },
+        "wardmail-root": { type: "string" },
         out: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -125,6 +129,7 @@ function parseOptions(argv: string[]): Options {
     drainTimeoutMs: int("drain-timeout-s", values["drain-timeout-s"], 120, 1) * 1000,
     connMode: mode,
     servers: servers as ServerName[],
+    wardmailRoot: path.resolve(values["wardmail-root"] ?? REPO_ROOT),
     out: path.resolve(values.out ?? path.join(REPO_ROOT, "bench", "out", "stack-latest.json")),
   };
   for (const c of o.cases) if (o.messages % c !== 0) usage(`--messages ${o.messages} is not a multiple of ${c} messages per connection`);
@@ -340,7 +345,7 @@ async function main(): Promise<number> {
     (existsSync(DKIMSIGN) ? undefined : `${DKIMSIGN} missing: install python3-dkim (scripts/install-peers.sh)`) ??
     postfixMissing() ??
     (opt.servers.includes("postfix-stack") ? stackMissing() : undefined) ??
-    (opt.servers.includes("wardmail") && !existsSync(path.join(REPO_ROOT, "dist", "bin", "wardmail.js")) ? "dist/ not built: npx tsc -p tsconfig.build.json" : undefined) ??
+    (opt.servers.includes("wardmail") && !existsSync(path.join(opt.wardmailRoot, "dist", "bin", "wardmail.js")) ? `${opt.wardmailRoot}/dist not built: npx tsc -p tsconfig.build.json` : undefined) ??
     (needPostfix && process.getuid?.() !== 0 ? "needs root (Postfix, mount namespaces)" : undefined);
   if (missing) {
     console.error(`bench/stack: ${missing}`);
@@ -384,6 +389,7 @@ async function main(): Promise<number> {
         delivery: "maildir",
         checks: ["[checks]", "enabled = true", `authserv_id = "${AUTHSERV_ID}"`, "[dns]", `servers = ["127.0.0.1:${knotRef.port}"]`].join("\n"),
         extra: "[antivirus]\nenabled = false\n",
+        command: (p) => ({ command: process.execPath, args: [path.join(opt.wardmailRoot, "dist", "bin", "wardmail.js"), "serve", "--config", p.configPath], cwd: opt.wardmailRoot }),
       });
       const w = wm;
       servers.push({
@@ -396,7 +402,7 @@ async function main(): Promise<number> {
         rss: new RssSampler(() => [w.pid]),
         problems: problemReader(() => w.readLog(), (l) => /"level":(5\d|60)/.test(l)),
       });
-      console.log(`wardmail: 127.0.0.1:${w.paths.smtpPort} pid ${w.pid}, checks on against Knot, Maildir delivery, dir ${w.paths.dir}`);
+      console.log(`wardmail: 127.0.0.1:${w.paths.smtpPort} pid ${w.pid} (${w.command.args[0] ?? ""}), checks on against Knot, Maildir delivery, dir ${w.paths.dir}`);
     }
     const pfServer = (name: ServerName, pf: PostfixInstance, stackMilters: readonly Milter[]): Server => {
     const milterPids = stackMilters.map((m) => m.pid);

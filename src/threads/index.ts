@@ -22,8 +22,9 @@
  * A pool thread runs many tasks at once (most of a verification is waiting
  * for DNS answers, which come from the parent). A task goes to the thread
  * with the fewest tasks in flight. A thread whose event loop is held (a
- * slow synchronous parse) does not read its messages: a task it has not
- * acknowledged within STALL_MS is moved to another thread, started for it
+ * slow synchronous parse) does not read its messages and sends nothing: a
+ * task it has not acknowledged within STALL_MS, while nothing came from
+ * it for STALL_MS, is moved to another thread, started for it
  * when needed (up to maxThreads); a task the thread read before it was
  * held waits for the deadline that ends the thread and then runs again
  * elsewhere (once). So a pool normally runs one thread, and
@@ -101,6 +102,8 @@ export class TaskThread<T extends object, R> {
   private worker: Worker | undefined;
   /** The current thread has answered once (its modules are loaded). */
   private ready = false;
+  /** When the current thread last sent anything (performance.now()). */
+  private heard = 0;
   private readonly pending = new Map<number, InFlight<T, R>>();
   private nextId = 0;
   /** In a pool: where the other tasks of a thread ended at a deadline go. */
@@ -122,7 +125,8 @@ export class TaskThread<T extends object, R> {
   /** True when a task posted more than STALL_MS ago has not been read by the thread (its event loop is held). */
   stalled(now: number): boolean {
     // A thread still loading its modules reads nothing yet: it is not stuck.
-    if (!this.ready) return false;
+    // A thread that answers (DNS questions, results) is busy, not stuck.
+    if (!this.ready || now - this.heard <= STALL_MS) return false;
     for (const p of this.pending.values()) if (!p.started && now - p.posted > STALL_MS) return true;
     return false;
   }
@@ -163,11 +167,6 @@ export class TaskThread<T extends object, R> {
     return p !== undefined && !p.started;
   }
 
-  /** Whether the current thread has loaded and answered once. */
-  get loaded(): boolean {
-    return this.ready;
-  }
-
   /** Ends the thread (tasks in flight fail). */
   close(): void {
     if (this.worker) this.restart(this.worker, new Error(`${this.opts.what} thread closed`));
@@ -184,6 +183,7 @@ export class TaskThread<T extends object, R> {
     if (this.worker) return this.worker;
     const w = new Worker(this.opts.entry, { resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb } });
     w.on("message", (m: FromThread<R> | { readonly type?: unknown }) => {
+      if (this.worker === w) this.heard = performance.now();
       if (m.type !== "done" && m.type !== "failed" && m.type !== "started") return this.opts.onOther?.(m, (x) => w.postMessage(x));
       const e = m as FromThread<R>;
       if (this.worker !== w) return;
@@ -282,7 +282,7 @@ export class TaskPool<T extends object, R> {
     // Not read within STALL_MS by a loaded thread: it is held; move the task (at most maxThreads times).
     const check = (): void => {
       if (!thread.waiting(id) || job.moves >= this.opts.maxThreads) return;
-      if (!thread.loaded) {
+      if (!thread.stalled(performance.now())) {
         setTimeout(check, STALL_MS).unref();
         return;
       }

@@ -52,12 +52,14 @@ import { SPF_PER_CONNECTION, type Check, type CheckInput, type CheckOutcome } fr
 import { addressesIn, authorOf, canonicalDomain, fieldValue, headerFields, MAX_PARSED_FIELDS, type Author } from "../message/index.ts";
 import type { Verified } from "./content.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
-import { VerifierPool } from "./offload.ts";
+import { VerifierPool, type TtlResolver } from "./offload.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
 
 export interface SenderAuthOptions {
   readonly resolver: MailauthResolver;
+  /** The same resolver's records with their TTL: the verifier threads keep answers that long. */
+  readonly query?: TtlResolver;
   readonly authservId: string;
   readonly checks: Pick<Config["checks"], "trustedArcSealers" | "dmarcOverrides">;
   /** Our own domains (local.domains): mail from outside that claims them must be authenticated. */
@@ -103,7 +105,7 @@ export class SenderAuthCheck implements Check {
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
     this.local = new Set((opts.localDomains ?? []).map((d) => canonicalDomain(d.replace(/\.+$/, "")) ?? d.toLowerCase()));
-    this.verifier = new VerifierPool(opts.resolver);
+    this.verifier = new VerifierPool(opts.resolver, opts.query ? { query: opts.query } : {});
   }
 
   /** Ends the verifier threads. */

@@ -96,3 +96,36 @@ void test("the pool: the other tasks of a thread ended at a deadline are run aga
     pool.close();
   }
 });
+
+void test("the pool's threads keep DNS answers within their TTL (and ask once for questions in flight together)", async () => {
+  const asked: string[] = [];
+  const none = (name: string): Promise<never> => {
+    asked.push(name);
+    return Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
+  };
+  // A revoked key (empty p=): an answer, so it can be kept.
+  const key = "v=DKIM1; k=rsa; p=";
+  const query = (name: string, rrtype: string): Promise<{ records: unknown; ttl: number }> => {
+    asked.push(`${rrtype} ${name}`);
+    return name === "s._domainkey.example.org" && rrtype === "TXT" ? Promise.resolve({ records: [[key]], ttl: 60 }) : Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
+  };
+  const plain = Buffer.from("DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s; c=relaxed/relaxed; h=from; bh=AAAA; b=AAAA\r\nFrom: a@example.org\r\n\r\nbody\r\n");
+  const kept = new VerifierPool(none, { query });
+  try {
+    await Promise.all([kept.verify(plain, task), kept.verify(plain, task)]);
+    await kept.verify(plain, task);
+    assert.equal(asked.filter((q) => q === "TXT s._domainkey.example.org").length, 1, asked.join(", "));
+  } finally {
+    kept.close();
+  }
+  asked.length = 0;
+  // Without TTLs (a plain resolver), nothing is kept.
+  const plainPool = new VerifierPool((name, rrtype) => query(name, rrtype).then((a) => a.records));
+  try {
+    await plainPool.verify(plain, task);
+    await plainPool.verify(plain, task);
+    assert.equal(asked.filter((q) => q === "TXT s._domainkey.example.org").length, 2, asked.join(", "));
+  } finally {
+    plainPool.close();
+  }
+});

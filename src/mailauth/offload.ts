@@ -42,8 +42,16 @@ interface DnsQuestion {
   readonly rrtype: string;
 }
 
-/** The thread's options: its DNS questions are answered with the check's resolver. */
-function threadOptions(resolver: Resolver): TaskThreadOptions {
+/** Records with the seconds they may be used (the resolver's `query`). */
+export type TtlResolver = (name: string, rrtype: string) => Promise<{ readonly records: unknown; readonly ttl: number }>;
+
+/**
+ * The thread's options: its DNS questions are answered with the check's
+ * resolver; with `query`, the answer carries its TTL and the thread keeps
+ * it that long (thread.ts).
+ */
+function threadOptions(resolver: Resolver, query?: TtlResolver): TaskThreadOptions {
+  const ask = query ?? ((name: string, rrtype: string) => resolver(name, rrtype).then((records) => ({ records, ttl: 0 })));
   return {
     entry: ENTRY,
     heapMb: HEAP_MB,
@@ -51,8 +59,8 @@ function threadOptions(resolver: Resolver): TaskThreadOptions {
     onOther: (m, post) => {
       const q = m as DnsQuestion;
       if (q.type !== "dns") return;
-      resolver(q.name, q.rrtype).then(
-        (answer) => post({ type: "dns", qid: q.qid, answer }),
+      ask(q.name, q.rrtype).then(
+        (a) => post({ type: "dns", qid: q.qid, answer: a.records, ttl: a.ttl }),
         (err: unknown) => {
           const e = err as { message?: string; code?: string };
           post({ type: "dns", qid: q.qid, error: { message: String(e.message ?? err), ...(typeof e.code === "string" ? { code: e.code } : {}) } });
@@ -90,8 +98,9 @@ export class VerifierThread {
 export class VerifierPool {
   private readonly pool: TaskPool<Task, Verified>;
 
-  constructor(resolver: Resolver, opts: { readonly idleMs?: number } = {}) {
-    this.pool = new TaskPool({ ...threadOptions(resolver), maxThreads: MAX_THREADS, keepOneIdle: true, ...opts });
+  constructor(resolver: Resolver, opts: { readonly idleMs?: number; readonly query?: TtlResolver } = {}) {
+    const { query, ...rest } = opts;
+    this.pool = new TaskPool({ ...threadOptions(resolver, query), maxThreads: MAX_THREADS, keepOneIdle: true, ...rest });
   }
 
   verify(content: Buffer, task: ContentTask, signal?: AbortSignal): Promise<Verified> {

@@ -24,21 +24,42 @@ interface DnsAnswer {
   readonly type: "dns";
   readonly qid: number;
   readonly answer?: unknown;
+  /** Seconds the answer may be used (from the session thread's resolver); absent: not kept. */
+  readonly ttl?: number;
   readonly error?: { readonly message: string; readonly code?: string };
 }
+
+/** Answers kept in this thread, within their TTL, so a domain's key and policy cost no round trip per message. */
+export const MAX_KEPT_ANSWERS = 2048;
 
 const port = parentPort;
 if (!port) throw new Error("thread.ts runs in a worker thread");
 const keys = new DkimKeyCache();
-const questions = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+const questions = new Map<number, { key: string; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 let nextQid = 0;
+/** Answers within their TTL (oldest first), and the questions in flight (one per name and type). */
+const kept = new Map<string, { readonly answer: unknown; readonly until: number }>();
+const asking = new Map<string, Promise<unknown>>();
 
 function resolver(name: string, rrtype: string): Promise<unknown> {
-  const qid = nextQid++;
-  return new Promise((resolve, reject) => {
-    questions.set(qid, { resolve, reject });
-    port?.postMessage({ type: "dns", qid, name, rrtype });
-  });
+  const key = `${rrtype} ${name.toLowerCase()}`;
+  const k = kept.get(key);
+  if (k !== undefined) {
+    if (k.until > performance.now()) return Promise.resolve(k.answer);
+    kept.delete(key);
+  }
+  let p = asking.get(key);
+  if (p === undefined) {
+    const qid = nextQid++;
+    p = new Promise((resolve, reject) => {
+      questions.set(qid, { key, resolve, reject });
+      port?.postMessage({ type: "dns", qid, name, rrtype });
+    });
+    asking.set(key, p);
+    const done = (): void => void asking.delete(key);
+    p.then(done, done);
+  }
+  return p;
 }
 
 port.on("message", (m: TaskMessage | DnsAnswer) => {
@@ -47,7 +68,13 @@ port.on("message", (m: TaskMessage | DnsAnswer) => {
     questions.delete(m.qid);
     if (!q) return;
     if (m.error) q.reject(Object.assign(new Error(m.error.message), m.error.code !== undefined ? { code: m.error.code } : {}));
-    else q.resolve(m.answer);
+    else {
+      if (m.ttl !== undefined && m.ttl > 0) {
+        if (kept.size >= MAX_KEPT_ANSWERS) kept.delete(kept.keys().next().value as string);
+        kept.set(q.key, { answer: m.answer, until: performance.now() + m.ttl * 1000 });
+      }
+      q.resolve(m.answer);
+    }
     return;
   }
   port.postMessage(startedMessage(m.id));

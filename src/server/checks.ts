@@ -23,7 +23,7 @@
 import { readFile } from "node:fs/promises";
 import { createPrivateKey } from "node:crypto";
 import type { Config } from "../config/index.ts";
-import type { DnsResolver } from "../dns/index.ts";
+import type { DnsResolver, RRType } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
 import { SenderAuthCheck } from "../mailauth/index.ts";
 import { antivirusFromConfig } from "../antivirus/index.ts";
@@ -59,6 +59,10 @@ export async function inboundChecks({ config, resolver, accounts }: CheckDeps): 
   if (config.checks.enabled) {
     checks.push(new SenderAuthCheck({
       resolver: (name, type) => resolver.resolve(name, type),
+      query: async (name, type) => {
+        const a = await resolver.query(name, type as RRType);
+        return { records: a.records, ttl: a.ttl };
+      },
       authservId: config.checks.authservId || config.server.hostname,
       checks: config.checks,
       localDomains: config.local.domains,

@@ -14,6 +14,8 @@ import { generateKeyPairSync } from "node:crypto";
 import { dkimSign } from "mailauth";
 import { SenderAuthCheck } from "../src/mailauth/index.ts";
 import { TransactionState } from "../src/policy/index.ts";
+import { DkimKeyCache } from "../src/mailauth/verify.ts";
+import { verifyContent } from "../src/mailauth/content.ts";
 
 const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit sed do eiusmod.\r\n".repeat(140);
@@ -38,8 +40,15 @@ const resolver = (name: string, type: string): Promise<unknown> => {
 };
 const check = new SenderAuthCheck({ resolver, authservId: "mx.bench.test", checks: { trustedArcSealers: [], dmarcOverrides: {} } });
 
-type Phase = "mail" | "data" | "both";
+type Phase = "mail" | "data" | "both" | "thread";
+const keys = new DkimKeyCache();
 async function one(phase: Phase): Promise<void> {
+  if (phase === "thread") {
+    // What the verifier thread does for DATA (DKIM, ARC, DMARC's inputs), here in this thread.
+    const v = await verifyContent(content, { mailFrom: "sender@sender.test", clientIp: "127.0.0.1", helo: "mta.sender.test", authservId: "mx.bench.test", spf: false }, resolver, keys);
+    if (v.dkim.results?.[0]?.status.result !== "pass") throw new Error("unexpected DKIM result");
+    return;
+  }
   const base = { clientIp: "127.0.0.1", helo: "mta.sender.test", mailFrom: "sender@sender.test", recipients: ["sink@bench.test"], state: new TransactionState(), signal: new AbortController().signal };
   if (phase !== "data") {
     const m = await check.mail(base);
@@ -57,7 +66,7 @@ async function batch(phase: Phase, n: number): Promise<void> {
   }));
 }
 
-for (const phase of ["mail", "data", "both"] as const) {
+for (const phase of ["mail", "data", "both", "thread"] as const) {
   await batch(phase, 500);
   const perMessage: number[] = [];
   for (let r = 0; r < 10; r++) {

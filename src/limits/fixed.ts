@@ -248,8 +248,13 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "with `server.workers` one per core, more threads than this only compete for the same cores",
   },
   {
+    name: "verifier_kept_answers", value: 2048, unit: "count", file: "src/mailauth/thread.ts", constant: "MAX_KEPT_ANSWERS",
+    doc: "DNS answers a verifier thread keeps, each within the TTL the session thread's resolver gave it (the oldest goes first).",
+    reason: "the session thread's resolver cache (`dns.cache_size`) is the real cache; this only spares the cross-thread round trip for busy domains",
+  },
+  {
     name: "task_stall", value: 100, unit: "milliseconds", file: "src/threads/index.ts", constant: "STALL_MS",
-    doc: "A task a pool thread has not acknowledged within this time (its event loop is held by a slow synchronous parse) moves to another thread, started for it when needed.",
+    doc: "A task a pool thread has not acknowledged within this time, while nothing came from the thread for as long (its event loop is held by a slow synchronous parse), moves to another thread, started for it when needed.",
     reason: "a thread that reads its messages acknowledges in well under a millisecond; this only tells a stuck thread from a busy one",
   },
   {

@@ -11,6 +11,7 @@
  */
 export type * from "./types.ts";
 export { Spool } from "./spool.ts";
+export type { RecipientRouter } from "./route-old.ts";
 export type { SpoolOptions, ClaimedMessage, RecipientOutcome, SpoolStats, SpoolWriter, SpoolScheduler } from "./spool.ts";
 export { ShardStore } from "./store.ts";
 export type { QueuedMessage, DamagedEntry, StoreOptions, OldestByState } from "./store.ts";

@@ -46,7 +46,7 @@ function connectionState(info: ConnectionInfo): Map<string, unknown> {
 /** Transaction state key: the verdicts of every phase so far. */
 const VERDICTS = "receiver.verdicts";
 import { FORWARDING } from "../mailauth/index.ts";
-import { headerFields, type HeaderField } from "../message/index.ts";
+import { MessageHead, type HeaderField } from "../message/index.ts";
 
 const SENDER_OK: HostAnswer = { reply: reply(250, "2.1.0", "Sender ok") };
 const RCPT_OK = reply(250, "2.1.5", "Recipient ok");
@@ -237,22 +237,24 @@ export class Receiver implements SessionHost {
 
   private message(envelope: Envelope, content: Buffer, info: ConnectionInfo): HostAnswer | Promise<HostAnswer> {
     // A mail loop: refuse at the door instead of bouncing later (as Postfix's hopcount_limit).
-    // The header section is read once here, for the hop count and for removing the fields we write ourselves.
-    const fields = headerFields(content);
+    // The header section is read once here, for the hop count, for removing the fields we write ourselves,
+    // and (with the author, parsed once on first use) for sender ownership and the checks.
+    const msgHead = new MessageHead(content);
+    const fields = msgHead.fields;
     if (receivedCount(fields) > MAX_HOPS) {
       info.logger.warn({ from: envelope.mailFrom }, "too many Received headers (mail loop)");
       return { reply: TOO_MANY_HOPS };
     }
     const account = info.authUser;
     if (account !== undefined) {
-      const refused = checkFromHeader(content, (a) => this.owns(account, a));
+      const refused = checkFromHeader(content, (a) => this.owns(account, a), msgHead);
       if (refused) {
         info.logger.warn({ user: account, code: refused.code }, "From: header refused");
         return { reply: refused };
       }
     }
     const txn = this.begin(envelope, info);
-    if (this.checked(info) || this.contentChecks !== undefined) return this.checkedMessage(txn, envelope, content, fields, info);
+    if (this.checked(info) || this.contentChecks !== undefined) return this.checkedMessage(txn, envelope, content, msgHead, info);
     return this.commit(txn, content, fields, info);
   }
 
@@ -281,14 +283,15 @@ export class Receiver implements SessionHost {
    * connection), then the content checks (every message); the decision
    * includes MAIL's verdicts.
    */
-  private async checkedMessage(txn: SinkTransaction, given: Envelope, content: Buffer, fields: readonly HeaderField[], info: ConnectionInfo): Promise<HostAnswer> {
+  private async checkedMessage(txn: SinkTransaction, given: Envelope, content: Buffer, msgHead: MessageHead, info: ConnectionInfo): Promise<HostAnswer> {
+    const fields = msgHead.fields;
     const state = info.scratch.checks ?? new Map<string, unknown>();
     // Checked clients cannot relay, so an expansion means an alias sends the
     // message on to another domain: the check then ARC-seals it.
     if (txn.forwards) state.set(FORWARDING, true);
     const recipients = given.recipients.map((r) => r.address);
     const connection = connectionState(info);
-    const input = { ...this.inputOf(info), mailFrom: given.mailFrom, recipients, content, state, connection };
+    const input = { ...this.inputOf(info), mailFrom: given.mailFrom, recipients, content, head: msgHead, state, connection };
     let decision: Decision | undefined;
     if (this.checked(info)) {
       // A check that failed or timed out: 451, whatever else was found (fail closed).

@@ -25,10 +25,10 @@ const local = {
   maildir: "mail/%d/%n/Maildir",
   lmtp: {},
 };
-const agent = new QueueManager({ spool, logger, concurrency });
+const agent = new QueueManager({ spool, dataDir: dir, logger, concurrency });
 agent.start();
 // Routed as the sink stores them.
-const router = new Router({ local, dataDir: dir });
+const router = new Router({ local });
 const messages = Array.from({ length: producers }, (_, i) => routed(sampleMessage({ size: 10_240, to: [`user${i % 20}@example.test`] }), (a) => router.routeInPlace(a)));
 const t0 = performance.now();
 const deadline = t0 + seconds * 1000;

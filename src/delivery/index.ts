@@ -22,6 +22,6 @@ export type { LmtpTransportOptions } from "./lmtp-transport.ts";
 export { StoreContentSource } from "./store-content.ts";
 export { deliverToMaildir, ensureMaildir, escapeHostname, folderDirName, uniqueName } from "./maildir.ts";
 export type { MaildirMessage, MaildirOptions, MaildirResult } from "./maildir.ts";
-export { mailboxPath } from "./mailbox-path.ts";
+export { mailboxPath, mailboxPathKey, maildirOf } from "./mailbox-path.ts";
 export { deliverLmtp, describeTarget, LMTP_TIMEOUTS } from "./lmtp.ts";
 export type { LmtpMailboxResult, LmtpMessage, LmtpResult } from "./lmtp.ts";

@@ -10,10 +10,13 @@
 import type { Logger } from "pino";
 import type { ClaimedMessage, MaildirRoute } from "../queue/index.ts";
 import { deliverToMaildir } from "./maildir.ts";
+import { maildirOf } from "./mailbox-path.ts";
 import type { StoreContentSource } from "./store-content.ts";
 import { combineMailboxes, errorText, type DeliveryOutcome, type LocalRecipient, type MailboxResult, type Semaphore, type Transport } from "./transport.ts";
 
 export interface MaildirTransportOptions {
+  /** server.dataDir: stored Maildir paths that are relative are under it. */
+  readonly dataDir: string;
   /** Host name in Maildir file names (default os.hostname()). */
   readonly hostname?: string;
   readonly content: StoreContentSource;
@@ -46,8 +49,9 @@ export class MaildirTransport implements Transport<LocalRecipient<MaildirRoute>>
   /** Writes one copy at its stored path; resolves with the outcome instead of throwing. */
   private async store(msg: ClaimedMessage, rcpt: string, route: MaildirRoute): Promise<MailboxResult> {
     const log = this.opts.logger;
-    const { mailbox, maildir: dir } = route;
+    const { mailbox } = route;
     try {
+      const dir = maildirOf(this.opts.dataDir, route.maildir);
       const folder = msg.received.quarantine !== undefined ? { folder: "Junk" } : {};
       const c = await this.opts.content.contentFor(msg, mailbox);
       if ("kind" in c) return c;

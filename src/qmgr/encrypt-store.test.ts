@@ -44,6 +44,7 @@ test("mailboxes with keys get an encrypted copy, others the original; an expired
   const keys = new KeyStore(accounts);
   const agent = new QueueManager({
     spool,
+    dataDir: dir,
     logger: log.logger,
     pollMs: 20,
     hostname: "mx.test",
@@ -70,7 +71,7 @@ test("mailboxes with keys get an encrypted copy, others the original; an expired
   };
   agent.start();
   const msg = sampleMessage({ from: "sender@remote.test", to: ["enc@example.test", "plain@example.test", "old@example.test"], size: 4000 });
-  const router = new Router({ local: LOCAL, dataDir: dir, isAccount: (a) => accounts.resolve(a) === a });
+  const router = new Router({ local: LOCAL, isAccount: (a) => accounts.resolve(a) === a });
   const id = await spool.enqueue(routed(msg, (a) => router.routeInPlace(a)));
   await waitFor(() => files("enc@example.test").length === 1 && files("plain@example.test").length === 1, "the two copies");
   await waitFor(() => log.has("not stored: the mailbox's encryption keys cannot be used"), "the deferral");

@@ -73,9 +73,9 @@ function setup(t: { after: (fn: () => Promise<void> | void) => void }, local: Lo
   const { dir, cleanup } = tempDir();
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  const agent = new QueueManager({ spool, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+  const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test" });
   // As the sink stores them (here in place, without its split of aliases reaching other domains).
-  const router = new Router({ local, dataDir: dir });
+  const router = new Router({ local });
   const route = (m: IncomingMessage): IncomingMessage => routed(m, (a) => router.routeInPlace(a));
   t.after(async () => {
     await agent.stop();

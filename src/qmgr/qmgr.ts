@@ -53,6 +53,8 @@ export interface QueueViews {
 export interface QueueManagerOptions {
   /** The shard's scheduler (claims) and writer (outcomes). */
   readonly spool: QueueViews;
+  /** server.dataDir: the Maildir paths stored with the routes are relative to it (unless absolute). */
+  readonly dataDir: string;
   /** Delivery to other domains (src/outbound); without it such recipients stay deferred. */
   readonly remote?: Transport;
   /** Bounces (DSNs) and the queue lifetime; without it nothing is bounced or expired. DSNs are queued through `sink` (the one road into the queue), as a local origin. */
@@ -123,7 +125,7 @@ export class QueueManager {
     const writes = new Semaphore(this.concurrency);
     this.content = new StoreContentSource(opts.encryption, this.log);
     const hostname = opts.hostname !== undefined ? { hostname: opts.hostname } : {};
-    this.maildir = new MaildirTransport({ ...hostname, content: this.content, writes, logger: this.log });
+    this.maildir = new MaildirTransport({ dataDir: opts.dataDir, ...hostname, content: this.content, writes, logger: this.log });
     this.lmtp = new LmtpTransport({ ...hostname, ...(opts.lmtpTimeouts !== undefined ? { timeouts: opts.lmtpTimeouts } : {}), content: this.content, writes, logger: this.log });
   }
 

@@ -5,7 +5,7 @@
 // delivered; the queue manager and the transports never resolve aliases.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Spool } from "../queue/index.ts";
@@ -37,8 +37,8 @@ function files(dir: string, rel: string): string[] {
   return existsSync(md) ? readdirSync(md).map((n) => join(md, n)) : [];
 }
 
-function sinkFor(spool: Spool, dir: string, local: LocalConfig): MessageSink {
-  return new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local, dataDir: dir });
+function sinkFor(spool: Spool, local: LocalConfig): MessageSink {
+  return new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local });
 }
 
 test("a queued message whose alias is removed from the config before delivery still goes to its stored mailboxes; new mail follows the new config", async (t) => {
@@ -46,16 +46,16 @@ test("a queued message whose alias is removed from the config before delivery st
   t.after(cleanup);
   const log = captureLogger();
   let spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  const txn = sinkFor(spool, dir, BEFORE).begin({ mailFrom: "a@b.test", smtputf8: false }, { kind: "local", source: "dsn", ref: "t" });
+  const txn = sinkFor(spool, BEFORE).begin({ mailFrom: "a@b.test", smtputf8: false }, { kind: "local", source: "dsn", ref: "t" });
   txn.add({ address: "team@example.test", dsn: {} });
   const { id } = await txn.commit(Buffer.from("From: a@b.test\r\nSubject: queued before\r\n\r\nhi\r\n"));
   spool.close();
 
   // Restart with the alias gone and the Maildir template changed: as the server starts (src/server/worker.ts).
   spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  const sink = sinkFor(spool, dir, AFTER);
+  const sink = sinkFor(spool, AFTER);
   assert.deepEqual(spool.routeOldRecords((a) => sink.router.routeInPlace(a)), { routed: 0, damaged: 0 }, "a routed record is never routed again");
-  const agent = new QueueManager({ spool, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+  const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test" });
   t.after(async () => {
     await agent.stop();
     spool.close();
@@ -79,6 +79,31 @@ test("a queued message whose alias is removed from the config before delivery st
   assert.ok(log.lines.some((l) => l.msg === "delivery failed" && l.rcpt === "team@example.test" && l.error === "no such mailbox"));
 });
 
+test("a data directory moved with mail in its queue: the stored Maildir paths are under the new one", async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const log = captureLogger();
+  const first = join(dir, "first");
+  let spool = Spool.open({ dataDir: first, shard: 0, logger: log.logger });
+  const txn = sinkFor(spool, BEFORE).begin({ mailFrom: "a@b.test", smtputf8: false }, { kind: "local", source: "dsn", ref: "m" });
+  txn.add({ address: "team@example.test", dsn: {} });
+  const { id } = await txn.commit(Buffer.from("From: a@b.test\r\n\r\nhi\r\n"));
+  spool.close();
+  const moved = join(dir, "moved");
+  renameSync(first, moved);
+  spool = Spool.open({ dataDir: moved, shard: 0, logger: log.logger });
+  const agent = new QueueManager({ spool, dataDir: moved, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+  t.after(async () => {
+    await agent.stop();
+    spool.close();
+  });
+  agent.start();
+  await waitFor(() => spool.admin.get(id) === undefined, "delivered");
+  assert.equal(files(moved, "mail/example.test/alice/Maildir").length, 1);
+  assert.equal(files(moved, "mail/example.test/bob/Maildir").length, 1);
+  assert.equal(existsSync(first), false, "nothing written where the data directory was");
+});
+
 for (const encrypt of [true, false]) {
   test(`records of an older Wardmail (no routes, spool schema 2, ${encrypt ? "sealed" : "plaintext"}) are routed once at start and delivered`, async (t) => {
     const { dir, cleanup } = tempDir();
@@ -94,7 +119,7 @@ for (const encrypt of [true, false]) {
 
     spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger, encrypt });
     assert.equal(spool.admin.get(old)?.recipients[0]?.route, undefined, "unrouted until the server routes it");
-    const sink = sinkFor(spool, dir, BEFORE);
+    const sink = sinkFor(spool, BEFORE);
     assert.deepEqual(spool.routeOldRecords((a) => sink.router.routeInPlace(a)), { routed: 1, damaged: 0 });
     assert.ok(log.has("older spool records routed"));
     assert.deepEqual(spool.admin.get(old)?.recipients.map((r) => r.route?.kind), ["local", "deferred", "failed"], "stored, checksummed or sealed again");
@@ -103,7 +128,7 @@ for (const encrypt of [true, false]) {
     assert.deepEqual(spool.routeOldRecords((a) => sink.router.routeInPlace(a)), { routed: 0, damaged: 0 }, "once");
     assert.equal(spool.admin.damagedCount(), 0);
 
-    const agent = new QueueManager({ spool, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+    const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test" });
     t.after(async () => {
       await agent.stop();
       spool.close();
@@ -128,7 +153,7 @@ test("a recipient without a stored route is deferred, never routed by the queue 
   const { dir, cleanup } = tempDir();
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  const agent = new QueueManager({ spool, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+  const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test" });
   t.after(async () => {
     await agent.stop();
     spool.close();

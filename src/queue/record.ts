@@ -128,7 +128,7 @@ function parseMailboxRoute(v: unknown, what: string): MailboxRoute {
   const mailbox = str(o, "mailbox", what);
   if (o.maildir !== undefined) {
     const maildir = str(o, "maildir", what);
-    if (!maildir.startsWith("/")) fail(`${what}.maildir is not an absolute path`);
+    if (maildir === "" || maildir.includes("\0")) fail(`${what}.maildir is not a path`);
     return { mailbox, maildir };
   }
   const t = obj(o.lmtp, `${what}.lmtp`);

@@ -10,9 +10,10 @@ import type { Envelope, EnvelopeRecipient, RecipientDsn } from "../protocol/inde
 /** An LMTP server as stored with a route (the shape of config.local.lmtp's values). */
 export type StoredLmtpTarget = { readonly host: string; readonly port: number } | { readonly path: string };
 
-/** A local mailbox stored in its Maildir directory (absolute path). */
+/** A local mailbox stored in its Maildir directory. */
 export interface MaildirRoute {
   readonly mailbox: string;
+  /** local.maildir filled for the mailbox: relative to server.data_dir unless absolute. */
   readonly maildir: string;
 }
 /** A local mailbox handed to an LMTP server. */

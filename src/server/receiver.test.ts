@@ -22,7 +22,7 @@ function setup(check: Check, extra = "") {
   const config = parseConfig(`[server]\ndata_dir = "${dir}"\nhostname = "mx.wardmail.test"\n[local]\ndomains = ["example.test"]\nmailboxes = ["user@example.test", "other@example.test"]\n[relay]\ntrusted_networks = ["192.0.2.99"]\n${extra}`, { file: `${dir}/w.toml`, env: {}, cwd: dir });
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const checks = new CheckRunner([check], { ...VERDICT_DEFAULTS, "test.reject-rcpt": "reject", "test.fail-mail": "tempfail" }, 1000);
-  const sink = new MessageSink({ spool, shard: 0, hostname: config.server.hostname, authservId: config.server.hostname, local: config.local, dataDir: config.server.dataDir });
+  const sink = new MessageSink({ spool, shard: 0, hostname: config.server.hostname, authservId: config.server.hostname, local: config.local });
   const r = new Receiver({ config, sink, checks });
   return { r, spool, log, done: () => (spool.close(), cleanup()) };
 }

@@ -119,7 +119,6 @@ export async function runWorker(data: WorkerData): Promise<void> {
     hostname: config.server.hostname,
     authservId: config.checks.authservId || config.server.hostname,
     local: config.local,
-    dataDir: config.server.dataDir,
     isAccount: (a) => accounts.resolve(a) === a,
     logger,
   });
@@ -133,6 +132,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const encryption = new EncryptionThread();
   const delivery = new QueueManager({
     spool: { scheduler: spool.scheduler, writer: spool.writer },
+    dataDir: config.server.dataDir,
     remote: outbound.transport,
     bounces: { hostname: config.server.hostname, queue: config.queue, sink },
     logger,

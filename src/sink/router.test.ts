@@ -21,14 +21,14 @@ const LOCAL: LocalConfig = {
   lmtp: { "lmtp.test": { path: "/run/dovecot/lmtp" } },
 };
 
-test("Router: every kind of route, with the Maildir path or the LMTP server stored per mailbox", () => {
-  const r = new Router({ local: LOCAL, dataDir: "/data", isAccount: (a) => a === "acct@example.test" });
-  assert.deepEqual(r.routeInPlace("Alice@Example.test"), { kind: "local", mailboxes: [{ mailbox: "alice@example.test", maildir: "/data/mail/example.test/alice/Maildir" }] });
-  assert.deepEqual(r.routeInPlace("acct@example.test"), { kind: "local", mailboxes: [{ mailbox: "acct@example.test", maildir: "/data/mail/example.test/acct/Maildir" }] });
+test("Router: every kind of route, with the Maildir path key (relative to the data directory) or the LMTP server stored per mailbox", () => {
+  const r = new Router({ local: LOCAL, isAccount: (a) => a === "acct@example.test" });
+  assert.deepEqual(r.routeInPlace("Alice@Example.test"), { kind: "local", mailboxes: [{ mailbox: "alice@example.test", maildir: "mail/example.test/alice/Maildir" }] });
+  assert.deepEqual(r.routeInPlace("acct@example.test"), { kind: "local", mailboxes: [{ mailbox: "acct@example.test", maildir: "mail/example.test/acct/Maildir" }] });
   assert.deepEqual(r.routeInPlace("team@example.test"), {
     kind: "local",
     mailboxes: [
-      { mailbox: "alice@example.test", maildir: "/data/mail/example.test/alice/Maildir" },
+      { mailbox: "alice@example.test", maildir: "mail/example.test/alice/Maildir" },
       { mailbox: "carol@lmtp.test", lmtp: { path: "/run/dovecot/lmtp" } },
     ],
   });
@@ -39,6 +39,7 @@ test("Router: every kind of route, with the Maildir path or the LMTP server stor
   // In place (a record queued before routes were stored), an alias reaching another domain cannot be split.
   assert.deepEqual(r.routeInPlace("fwd@example.test"), { kind: "deferred", reason: REMOTE_NOT_IMPLEMENTED });
   assert.equal(r.routeInPlace("../x@example.test").kind, "deferred", "a path that would leave its directory is never stored");
+  assert.deepEqual(new Router({ local: { ...LOCAL, maildir: "/srv/vmail/%d/%n" } }).routeInPlace("bob@example.test"), { kind: "local", mailboxes: [{ mailbox: "bob@example.test", maildir: "/srv/vmail/example.test/bob" }] });
 
   const x = r.expand({ address: "fwd@example.test", dsn: { notify: ["FAILURE"] } });
   assert.equal(x.forwards, true);
@@ -59,7 +60,7 @@ for (const encrypt of [true, false]) {
     const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger, encrypt });
     t.after(() => (spool.close(), cleanup()));
     const local = { ...LOCAL, aliases: { ...LOCAL.aliases, "typo@example.test": ["alice@example.test", "nobdy@example.test"] } };
-    const sink = new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local, dataDir: dir, logger: log.logger });
+    const sink = new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local, logger: log.logger });
     const txn = sink.begin({ mailFrom: "a@b.test", smtputf8: false }, { kind: "local", source: "dsn", ref: "x" });
     for (const address of ["team@example.test", "fwd@example.test", "typo@example.test", "x@remote.test"]) txn.add({ address, dsn: {} });
     const { id } = await txn.commit(Buffer.from("From: a@b.test\r\n\r\nhi\r\n"));
@@ -67,11 +68,11 @@ for (const encrypt of [true, false]) {
     assert.deepEqual(
       e.recipients.map((r) => [r.address, r.route]),
       [
-        ["team@example.test", { kind: "local", mailboxes: [{ mailbox: "alice@example.test", maildir: `${dir}/mail/example.test/alice/Maildir` }, { mailbox: "carol@lmtp.test", lmtp: { path: "/run/dovecot/lmtp" } }] }],
-        ["bob@example.test", { kind: "local", mailboxes: [{ mailbox: "bob@example.test", maildir: `${dir}/mail/example.test/bob/Maildir` }] }],
+        ["team@example.test", { kind: "local", mailboxes: [{ mailbox: "alice@example.test", maildir: `mail/example.test/alice/Maildir` }, { mailbox: "carol@lmtp.test", lmtp: { path: "/run/dovecot/lmtp" } }] }],
+        ["bob@example.test", { kind: "local", mailboxes: [{ mailbox: "bob@example.test", maildir: `mail/example.test/bob/Maildir` }] }],
         ["noreply@example.test", { kind: "discard" }],
         ["far@remote.test", { kind: "remote", domain: "remote.test" }],
-        ["typo@example.test", { kind: "local", mailboxes: [{ mailbox: "alice@example.test", maildir: `${dir}/mail/example.test/alice/Maildir` }] }],
+        ["typo@example.test", { kind: "local", mailboxes: [{ mailbox: "alice@example.test", maildir: `mail/example.test/alice/Maildir` }] }],
         ["x@remote.test", { kind: "remote", domain: "remote.test" }],
       ],
     );

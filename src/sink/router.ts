@@ -11,8 +11,9 @@
  *   target (the sink adds them), each routed on its own: local mailbox,
  *   discard or remote (expand);
  * - otherwise the recipient stays as given, routed in place
- *   (routeInPlace): its local mailboxes (each with its Maildir path from
- *   local.maildir under dataDir, or its LMTP server from local.lmtp),
+ *   (routeInPlace): its local mailboxes (each with its Maildir path key:
+ *   local.maildir filled, relative to the data directory unless absolute;
+ *   or its LMTP server from local.lmtp),
  *   discard, remote (its domain), or failed (no such mailbox, alias loop,
  *   nested too deep).
  * routeInPlace alone also routes the records of an older Wardmail
@@ -20,7 +21,7 @@
  * reaching other domains is `deferred` (REMOTE_NOT_IMPLEMENTED), as before.
  * A mailbox whose Maildir path would leave its directory is `deferred` too.
  */
-import { mailboxPath } from "../delivery/index.ts";
+import { mailboxPathKey } from "../delivery/index.ts";
 import type { EnvelopeRecipient, MailboxRoute, RecipientRoute, StoredRecipient } from "../queue/index.ts";
 import { resolveRecipient, type LocalConfig, type Resolution } from "./resolve.ts";
 
@@ -28,8 +29,6 @@ export const REMOTE_NOT_IMPLEMENTED = "remote delivery not implemented";
 
 export interface RouterOptions {
   readonly local: LocalConfig;
-  /** server.dataDir: relative Maildir paths are under it. */
-  readonly dataDir: string;
   /** True for an address that is an account (not an alias). */
   readonly isAccount?: (address: string) => boolean;
 }
@@ -94,7 +93,7 @@ export class Router {
 
   /** Local mailboxes, each to its LMTP server (local.lmtp) or its Maildir. */
   private local(mailboxes: readonly string[]): RecipientRoute {
-    const { local, dataDir } = this.opts;
+    const { local } = this.opts;
     const routes: MailboxRoute[] = [];
     for (const mailbox of mailboxes) {
       const domain = domainOf(mailbox);
@@ -104,7 +103,7 @@ export class Router {
         continue;
       }
       try {
-        routes.push({ mailbox, maildir: mailboxPath(dataDir, local.maildir, mailbox) });
+        routes.push({ mailbox, maildir: mailboxPathKey(local.maildir, mailbox) });
       } catch (err) {
         return { kind: "deferred", reason: (err as Error).message };
       }

@@ -12,7 +12,7 @@ function setup() {
     { file: `${dir}/w.toml`, env: {}, cwd: dir },
   );
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: captureLogger().logger });
-  const sink = new MessageSink({ spool, shard: 0, hostname: "mx.wardmail.test", authservId: "mx.wardmail.test", local: config.local, dataDir: config.server.dataDir, now: () => Date.UTC(2026, 11, 7) });
+  const sink = new MessageSink({ spool, shard: 0, hostname: "mx.wardmail.test", authservId: "mx.wardmail.test", local: config.local, now: () => Date.UTC(2026, 11, 7) });
   return { sink, spool, done: () => (spool.close(), cleanup()) };
 }
 

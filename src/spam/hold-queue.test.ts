@@ -24,8 +24,8 @@ test("enqueue with hold: held, not delivered, until released; permanent failures
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const failures: [string, number][] = [];
-  const router = new Router({ local: LOCAL, dataDir: dir });
-  const agent = new QueueManager({ spool, logger: log.logger, pollMs: 20, hostname: "mx.test", onPermanentFailures: (a, n) => failures.push([a, n]) });
+  const router = new Router({ local: LOCAL });
+  const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test", onPermanentFailures: (a, n) => failures.push([a, n]) });
   t.after(async () => {
     await agent.stop();
     spool.close();

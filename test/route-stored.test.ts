@@ -39,6 +39,15 @@ test("a queued message to an alias removed from the config before delivery still
   const output = w.output.bind(w);
   assert.ok(await waitForLog(output, "delivery deferred", (l) => l.rcpt === "team@example.test", 20_000), `deferred:\n${w.output().slice(-3000)}`);
   await w.waitForMail("user@example.test", 1);
+  // The operator sees the stored route (wardmail queue show --json).
+  const list = await w.cli(["queue", "list", "--json", "--config", w.configPath]);
+  const [entry] = JSON.parse(list.stdout) as { id: string }[];
+  assert.ok(entry, list.stdout + list.stderr);
+  const shown = await w.cli(["queue", "show", entry.id, "--json", "--config", w.configPath]);
+  const rcpts = (JSON.parse(shown.stdout) as { recipients: { address: string; route?: { kind: string; mailboxes?: { mailbox: string; maildir?: string }[] } }[] }).recipients;
+  assert.deepEqual(rcpts.map((r) => [r.address, r.route?.kind, r.route?.mailboxes?.map((m) => `${m.mailbox} ${m.maildir}`)]), [
+    ["team@example.test", "local", ["user@example.test mail/example.test/user", "other@example.test mail/example.test/other"]],
+  ]);
 
   // The operator removes the alias and restarts; the Maildir problem is fixed.
   assert.equal(await w.stop(), 0);

@@ -119,6 +119,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     hostname: config.server.hostname,
     authservId: config.checks.authservId || config.server.hostname,
     local: config.local,
+    dataDir: config.server.dataDir,
     isAccount: (a) => accounts.resolve(a) === a,
     logger,
   });

@@ -39,7 +39,9 @@ test("Router: every kind of route, with the Maildir path key (relative to the da
   // In place (a record queued before routes were stored), an alias reaching another domain cannot be split.
   assert.deepEqual(r.routeInPlace("fwd@example.test"), { kind: "deferred", reason: REMOTE_NOT_IMPLEMENTED });
   assert.equal(r.routeInPlace("../x@example.test").kind, "deferred", "a path that would leave its directory is never stored");
-  assert.deepEqual(new Router({ local: { ...LOCAL, maildir: "/srv/vmail/%d/%n" } }).routeInPlace("bob@example.test"), { kind: "local", mailboxes: [{ mailbox: "bob@example.test", maildir: "/srv/vmail/example.test/bob" }] });
+  assert.deepEqual(new Router({ local: { ...LOCAL, maildir: "/srv/vmail/%d/%n" }, dataDir: "/data" }).routeInPlace("bob@example.test"), { kind: "local", mailboxes: [{ mailbox: "bob@example.test", maildir: "/srv/vmail/example.test/bob" }] });
+  // The loaded config makes local.maildir absolute under server.data_dir: stored relative to it again.
+  assert.deepEqual(new Router({ local: { ...LOCAL, maildir: "/data/mail/%d/%n" }, dataDir: "/data/" }).routeInPlace("bob@example.test"), { kind: "local", mailboxes: [{ mailbox: "bob@example.test", maildir: "mail/example.test/bob" }] });
 
   const x = r.expand({ address: "fwd@example.test", dsn: { notify: ["FAILURE"] } });
   assert.equal(x.forwards, true);

@@ -21,6 +21,7 @@
  * reaching other domains is `deferred` (REMOTE_NOT_IMPLEMENTED), as before.
  * A mailbox whose Maildir path would leave its directory is `deferred` too.
  */
+import { isAbsolute, relative, resolve } from "node:path";
 import { mailboxPathKey } from "../delivery/index.ts";
 import type { EnvelopeRecipient, MailboxRoute, RecipientRoute, StoredRecipient } from "../queue/index.ts";
 import { resolveRecipient, type LocalConfig, type Resolution } from "./resolve.ts";
@@ -29,6 +30,12 @@ export const REMOTE_NOT_IMPLEMENTED = "remote delivery not implemented";
 
 export interface RouterOptions {
   readonly local: LocalConfig;
+  /**
+   * server.dataDir: a Maildir path under it is stored relative to it (the
+   * loaded config has local.maildir made absolute), so a data directory
+   * moved with its queue takes its Maildirs along.
+   */
+  readonly dataDir?: string;
   /** True for an address that is an account (not an alias). */
   readonly isAccount?: (address: string) => boolean;
 }
@@ -91,6 +98,14 @@ export class Router {
     return { kind: "failed", reason: res.skipped.map((s) => s.reason).find((x) => x !== "no such mailbox") ?? "no such mailbox" };
   }
 
+  /** A Maildir path as stored: relative to dataDir when under it. */
+  private pathKey(path: string): string {
+    const base = this.opts.dataDir;
+    if (base === undefined || !isAbsolute(path)) return path;
+    const rel = relative(resolve(base), path);
+    return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? rel : path;
+  }
+
   /** Local mailboxes, each to its LMTP server (local.lmtp) or its Maildir. */
   private local(mailboxes: readonly string[]): RecipientRoute {
     const { local } = this.opts;
@@ -103,7 +118,7 @@ export class Router {
         continue;
       }
       try {
-        routes.push({ mailbox, maildir: mailboxPathKey(local.maildir, mailbox) });
+        routes.push({ mailbox, maildir: this.pathKey(mailboxPathKey(local.maildir, mailbox)) });
       } catch (err) {
         return { kind: "deferred", reason: (err as Error).message };
       }

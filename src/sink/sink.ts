@@ -69,6 +69,8 @@ export interface SinkOptions {
   /** Our authserv-id: incoming Authentication-Results claiming it are removed. */
   readonly authservId: string;
   readonly local: LocalConfig;
+  /** server.dataDir: Maildir paths under it are stored relative to it (router.ts). */
+  readonly dataDir?: string;
   /** True for an address that is an account (not an alias). */
   readonly isAccount?: (address: string) => boolean;
   /** Alias targets that lead nowhere are logged here (a config mistake), once per message. */
@@ -83,7 +85,7 @@ export class MessageSink {
 
   constructor(opts: SinkOptions) {
     this.opts = opts;
-    this.router = new Router({ local: opts.local, ...(opts.isAccount !== undefined ? { isAccount: opts.isAccount } : {}) });
+    this.router = new Router({ local: opts.local, ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}), ...(opts.isAccount !== undefined ? { isAccount: opts.isAccount } : {}) });
   }
 
   begin(head: EnvelopeHead, origin: Origin): SinkTransaction {

@@ -7,7 +7,10 @@
  *   (a ShardStore).
  * - QueueAdmin / ShardStore: inspection and operator commands, safe while
  *   the server runs (admin.ts, store.ts).
- * - Contract types shared with the SMTP side and delivery (types.ts).
+ * - Contract types shared with the SMTP side and delivery (types.ts),
+ *   among them each recipient's route as the sink stored it (RecipientRoute);
+ *   records of an older Wardmail get theirs once (route-old.ts,
+ *   Spool.routeOldRecords).
  */
 export type * from "./types.ts";
 export { Spool } from "./spool.ts";

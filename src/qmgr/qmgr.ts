@@ -2,8 +2,9 @@
  * The queue manager of one spool shard: claims due messages, sorts each
  * open recipient by the route stored with it when it was queued (route.ts;
  * decided by the sink, src/sink router.ts — never again here), hands them
- * to the transports — Maildir and LMTP (src/delivery) for local mailboxes, the remote SMTP transport
- * (src/outbound) for other domains — all through one interface,
+ * to the transports — Maildir and LMTP (src/delivery) for local mailboxes,
+ * the remote SMTP transport (src/outbound) for other domains — all through
+ * one interface,
  * `deliver(message, recipients) → outcomes` (src/delivery/transport.ts),
  * then queues the DSNs and records the per-recipient outcomes.
  *

@@ -13,6 +13,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { dkimSign } from "mailauth";
 import { SenderAuthCheck } from "../src/mailauth/index.ts";
+import { TransactionState } from "../src/policy/index.ts";
 
 const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const body = "Lorem ipsum dolor sit amet, consectetur adipiscing elit sed do eiusmod.\r\n".repeat(140);
@@ -39,7 +40,7 @@ const check = new SenderAuthCheck({ resolver, authservId: "mx.bench.test", check
 
 type Phase = "mail" | "data" | "both";
 async function one(phase: Phase): Promise<void> {
-  const base = { clientIp: "127.0.0.1", helo: "mta.sender.test", mailFrom: "sender@sender.test", recipients: ["sink@bench.test"], state: new Map<string, unknown>(), signal: new AbortController().signal };
+  const base = { clientIp: "127.0.0.1", helo: "mta.sender.test", mailFrom: "sender@sender.test", recipients: ["sink@bench.test"], state: new TransactionState(), signal: new AbortController().signal };
   if (phase !== "data") {
     const m = await check.mail(base);
     if (m.verdicts[0] !== "spf.pass") throw new Error(`unexpected MAIL verdicts ${m.verdicts.join(" ")}`);

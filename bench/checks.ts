@@ -38,23 +38,18 @@
 // Needs: knotd and kdig (knot, knot-dnsutils), /usr/bin/dkimsign
 // (python3-dkim), /usr/sbin/smtp-source (postfix), a built dist/
 // (`npm run build`). Loopback only.
-import { exec } from "../test/peers/exec.ts";
-import { generateKeyPairSync } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
 import { killWardmailSync, REPO_ROOT, startWardmail, type WardmailInstance } from "./wardmail.ts";
-import { dkimTxt, knotMissing, startKnot, txtRdata, zoneText, type Knot } from "../test/peers/knot.ts";
+import { knotMissing, startKnot, type Knot } from "../test/peers/knot.ts";
+import { DKIMSIGN, makeSignedMessage, SENDER_DOMAIN as DOMAIN, SENDER_FROM as FROM, SENDER_HELO as HELO } from "../test/peers/signed-message.ts";
 import { SMTP_SOURCE_BIN } from "../test/peers/postfix.ts";
 import { median, fmt, table, caseName, writeResult } from "./report.ts";
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, treeCpuSeconds } from "../test/peers/procs.ts";
 
-const DKIMSIGN = "/usr/bin/dkimsign";
-const DOMAIN = "sender.test";
-const FROM = `sender@${DOMAIN}`;
-const HELO = `mta.${DOMAIN}`;
 const TO = "sink@bench.test";
 
 type ConfigName = "off" | "on" | "on-nocache";
@@ -141,27 +136,6 @@ function parseOptions(argv: string[]): Options {
 }
 
 // ------------------------------------------------------------------ helpers
-
-
-/** About `size` bytes of body text in 76-character lines, CRLF. */
-function bodyText(size: number): string {
-  const words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua".split(" ");
-  const lines: string[] = [];
-  let total = 0;
-  let line = "";
-  for (let i = 0; total < size; i++) {
-    const w = words[i % words.length] ?? "x";
-    if (line.length + 1 + w.length > 76) {
-      lines.push(line);
-      total += line.length + 2;
-      line = w;
-    } else line = line ? `${line} ${w}` : w;
-  }
-  return lines.join("\r\n") + "\r\n";
-}
-
-
-
 
 
 // ------------------------------------------------------------------ log reading
@@ -388,44 +362,12 @@ async function main(): Promise<number> {
 
   const records: RunRecord[] = [];
   try {
-    // Key, zone, Knot.
-    const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-    const keyPath = path.join(tmp, "sel.pem");
-    await writeFile(keyPath, privateKey.export({ type: "pkcs1", format: "pem" }));
-    knot = await startKnot({
-      zones: {
-        [DOMAIN]: zoneText(DOMAIN, [
-          '@ TXT "v=spf1 ip4:127.0.0.1 -all"',
-          'mta TXT "v=spf1 ip4:127.0.0.1 -all"',
-          "mta A 127.0.0.1",
-          `sel._domainkey TXT ${txtRdata(dkimTxt(publicKey.export({ type: "spki", format: "der" })))}`,
-          '_dmarc TXT "v=DMARC1; p=reject"',
-        ]),
-        test: zoneText("test"),
-      },
-    });
-
-    // The message, signed once by dkimsign; smtp-source -F wants LF line ends.
-    const unsigned =
-      [
-        `From: Bench Sender <${FROM}>`,
-        `To: <${TO}>`,
-        "Subject: sender authentication benchmark",
-        "Date: Fri, 27 Nov 2026 10:00:00 +0000",
-        `Message-ID: <bench-checks@${DOMAIN}>`,
-        "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=us-ascii",
-        "",
-      ].join("\r\n") +
-      "\r\n" +
-      bodyText(opt.size);
-    const run = await exec(DKIMSIGN, ["sel", DOMAIN, keyPath], { input: Buffer.from(unsigned, "latin1"), timeoutMs: 30_000 });
-    const signed = { code: run.code, stdout: run.stdout.toString("latin1"), stderr: run.stderr.toString("latin1") };
-    if (signed.code !== 0 || !signed.stdout.startsWith("DKIM-Signature:")) throw new Error(`dkimsign failed (${signed.code}): ${signed.stderr}`);
-    const messageFile = path.join(tmp, "signed.eml");
-    await writeFile(messageFile, signed.stdout.replace(/\r\n/g, "\n"), "latin1");
+    // Key, zone, signed message (test/peers/signed-message.ts), Knot.
+    const message = await makeSignedMessage(tmp, { size: opt.size, to: TO, subject: "sender authentication benchmark", messageId: "bench-checks" });
+    knot = await startKnot({ zones: message.zones });
+    const messageFile = message.file;
     console.log(
-      `knotd 127.0.0.1:${knot.port} (zone ${DOMAIN}); message ${signed.stdout.length} bytes signed by dkimsign (d=${DOMAIN}, s=sel, rsa-sha256, RSA-2048)`,
+      `knotd 127.0.0.1:${knot.port} (zone ${DOMAIN}); message ${message.bytes} bytes signed by dkimsign (d=${DOMAIN}, s=sel, rsa-sha256, RSA-2048)`,
     );
     console.log(
       `${opt.sessions} concurrent sessions, ${opt.messages} messages per run (+${opt.warmup} warm-up), ${opt.runs} runs per case, --conn-mode ${opt.connMode}; ` +
@@ -529,7 +471,7 @@ async function main(): Promise<number> {
         node: process.version,
         loadavgAtEnd: os.loadavg(),
       },
-      params: { ...opt, message: { bytes: signed.stdout.length, from: FROM, to: TO, helo: HELO, signer: "dkimsign (dkimpy), rsa-sha256, RSA-2048, relaxed/simple" } },
+      params: { ...opt, message: { bytes: message.bytes, from: FROM, to: TO, helo: HELO, signer: "dkimsign (dkimpy), rsa-sha256, RSA-2048, relaxed/simple" } },
       summary,
       targetMet,
       runs: records,

@@ -29,7 +29,11 @@ interface Msg {
 const message = await mod<Msg>("src/message/index.ts");
 const { SenderAuthCheck } = await mod<typeof import("../src/mailauth/index.ts")>("src/mailauth/index.ts");
 const { ImpersonationCheck } = await mod<typeof import("../src/impersonation/index.ts")>("src/impersonation/index.ts");
-const { CheckRunner } = await mod<typeof import("../src/policy/index.ts")>("src/policy/index.ts");
+const policy = await mod<typeof import("../src/policy/index.ts")>("src/policy/index.ts");
+const { CheckRunner } = policy;
+// The checks' transaction state: typed (src/policy state.ts) where the tree has it, a Map in older trees.
+const TypedState = (policy as { TransactionState?: new () => unknown }).TransactionState;
+const newState = (): unknown => (TypedState !== undefined ? new TypedState() : new Map());
 const { VERDICT_DEFAULTS } = await mod<typeof import("../src/config/index.ts")>("src/config/index.ts");
 const { createLogger } = await mod<typeof import("../src/log/index.ts")>("src/log/index.ts");
 
@@ -63,7 +67,7 @@ const shared = message.MessageHead !== undefined;
 async function one(): Promise<void> {
   const head = message.MessageHead ? new message.MessageHead(content) : undefined;
   if (!head) message.headerFields(content);
-  const d = await runner.run("data", { clientIp: "127.0.0.1", helo: "mta.sender.test", mailFrom: "sender@sender.test", recipients: ["sink@bench.test"], content, ...(head ? { head } : {}), state: new Map() } as never, log as never);
+  const d = await runner.run("data", { clientIp: "127.0.0.1", helo: "mta.sender.test", mailFrom: "sender@sender.test", recipients: ["sink@bench.test"], content, ...(head ? { head } : {}), state: newState() } as never, log as never);
   if (!d.verdicts.includes("dmarc.pass")) throw new Error(`unexpected verdicts ${d.verdicts.join(" ")}`);
 }
 

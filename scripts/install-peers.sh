@@ -18,6 +18,8 @@ PKGS+=(zip)
 PKGS+=(prometheus) # promtool check metrics (test/metrics.test.ts)
 PKGS+=(curl) # fetches the MTA-STS policy and autoconfig from the HTTPS listener (test/https.test.ts)
 PKGS+=(libxml2-utils) # xmllint: the autoconfig and Autodiscover XML is well-formed (test/https.test.ts)
+# Bench peers: the stack an operator adds to Postfix for SPF, DKIM and DMARC (bench/stack.ts): opendkim (verify), opendmarc, policyd-spf; opendkim-tools for opendkim-testkey.
+PKGS+=(opendkim opendkim-tools opendmarc postfix-policyd-spf-python)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -70,4 +72,6 @@ if just_installed unbound; then stop_service unbound; fi
 if just_installed clamav-daemon; then stop_service clamav-daemon; stop_service clamav-freshclam; fi
 if just_installed rspamd; then stop_service rspamd; fi
 if just_installed prometheus; then stop_service prometheus; fi
+if just_installed opendkim; then stop_service opendkim; fi
+if just_installed opendmarc; then stop_service opendmarc; fi
 echo "install-peers: done"

@@ -16,6 +16,7 @@ import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { gtube, rspamdMissing, startRspamd, type Rspamd } from "./peers/rspamd.ts";
 import { freePort } from "./peers/ports.ts";
 import { mailWith, swaks, waitForLog } from "./peers/submission.ts";
+import { TransactionState } from "../src/policy/index.ts";
 
 const skip = peerSkip(rspamdMissing(), binaryMissing("swaks", ["--version"], "swaks"));
 const PW = "alice-password-1";
@@ -133,7 +134,7 @@ describe("spam scoring with a real rspamd", { skip }, () => {
   test("rspamd sees the inbound checks' Authentication-Results, not a forged one of ours", async () => {
     const check = new SpamCheck({ url: need(rspamd).url, timeoutMs: 5000, maxSize: 1 << 20, authservId: "mx.example.test" });
     const content = Buffer.from("Authentication-Results: mx.example.test; spf=pass\r\nFrom: a@client.test\r\nSubject: x\r\n\r\nhello\r\n");
-    const base = { clientIp: "192.0.2.1", helo: "client.test", mailFrom: "a@client.test", recipients: ["user@example.test", "jürgen@example.test"], content, state: new Map(), signal: AbortSignal.timeout(5000) };
+    const base = { clientIp: "192.0.2.1", helo: "client.test", mailFrom: "a@client.test", recipients: ["user@example.test", "jürgen@example.test"], content, state: new TransactionState(), signal: AbortSignal.timeout(5000) };
     const forged = await check.data(base);
     assert.doesNotMatch(forged.headers?.[0] ?? "", /WM_AR/, "the forged header was removed before scanning");
     const ours = await check.data({ ...base, earlier: { verdicts: [], headers: ["Authentication-Results: mx.example.test; spf=fail smtp.mailfrom=client.test"] } });

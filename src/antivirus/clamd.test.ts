@@ -10,6 +10,7 @@ import { pino } from "pino";
 import { parseConfig } from "../config/index.ts";
 import { AntivirusCheck, antivirusFromConfig } from "./check.ts";
 import { ClamdError, cleanSignature, parseScanReply, ping, scan } from "./clamd.ts";
+import { TransactionState } from "../policy/index.ts";
 
 void test("clamd replies are parsed; signature names are made safe", () => {
   assert.deepEqual(parseScanReply("stream: OK"), { kind: "clean" });
@@ -98,7 +99,7 @@ void describe("against a real clamd", { skip: peerSkip(clamdMissing()) }, () => 
   });
 
   void test("the check: virus.found with a 554 naming the signature; too large; scanner down is virus.error with 451", async () => {
-    const input = (content: Buffer) => ({ clientIp: "127.0.0.1", helo: "h", mailFrom: "", recipients: ["u@example.org"], content, state: new Map(), signal: new AbortController().signal });
+    const input = (content: Buffer) => ({ clientIp: "127.0.0.1", helo: "h", mailFrom: "", recipients: ["u@example.org"], content, state: new TransactionState(), signal: new AbortController().signal });
     const check = new AntivirusCheck({ target: { host: "127.0.0.1", port: clamd.port }, timeoutMs: 20_000, maxSize: 30 * 1024 * 1024 });
     const found = await check.data(input(eicar()));
     assert.deepEqual(found.verdicts, ["virus.found"]);

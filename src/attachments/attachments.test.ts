@@ -10,6 +10,7 @@ import { test } from "node:test";
 import { skipOrFail } from "../../test/helpers/peers.ts";
 import { elfFile, isoImage, machoFile, mimeMessage, oleWithMacro, ooxml, pdfFile, peFile, pngFile, rar4, rar5, sevenZip, zip } from "../../test/helpers/samples.ts";
 import { AttachmentCheck, nameFindings, plainText, shownName, strictest, walkMessage, type AttachmentOptions } from "./index.ts";
+import { TransactionState } from "../policy/index.ts";
 
 const LIMITS = { maxDepth: 5, maxArchiveEntries: 1000, maxUnpacked: 64 * 1024 * 1024 };
 
@@ -120,7 +121,7 @@ void test("the check: strictest action over the recipients, mailbox before domai
   assert.equal(strictest(opts, ["a@lab.example.org", "b@example.org"], "executable"), "reject");
   assert.equal(strictest(opts, ["a@lab.example.org"], "encrypted_archive"), "quarantine");
   const check = new AttachmentCheck(opts);
-  const input = (recipients: string[]) => ({ clientIp: "127.0.0.1", helo: "h", mailFrom: "", recipients, content: mimeMessage({ attachments: [{ name: "invoice.pdf.exe", data: peFile() }] }), state: new Map(), signal: new AbortController().signal });
+  const input = (recipients: string[]) => ({ clientIp: "127.0.0.1", helo: "h", mailFrom: "", recipients, content: mimeMessage({ attachments: [{ name: "invoice.pdf.exe", data: peFile() }] }), state: new TransactionState(), signal: new AbortController().signal });
   const refused = await check.data(input(["x@example.org"]));
   assert.deepEqual(refused.verdicts, ["attachment.executable"]);
   assert.equal(refused.actions?.["attachment.executable"], "reject");
@@ -211,7 +212,7 @@ test("plain text (no Content-Type, text/plain or text/html without a file name) 
   ]) assert.equal(plainText(m(h)), false, h);
   // The check itself: a single-part executable is still found; plain text has no verdict.
   const check = new AttachmentCheck({ maxDepth: 5, maxArchiveEntries: 100, maxUnpacked: 1 << 20, actions: {}, overrides: {} } as unknown as AttachmentOptions);
-  const input = (content: Buffer) => ({ clientIp: "192.0.2.1", helo: "h", mailFrom: "a@b.test", recipients: ["u@example.test"], content, state: new Map(), signal: new AbortController().signal });
+  const input = (content: Buffer) => ({ clientIp: "192.0.2.1", helo: "h", mailFrom: "a@b.test", recipients: ["u@example.test"], content, state: new TransactionState(), signal: new AbortController().signal });
   assert.deepEqual((await check.data(input(m("")))).verdicts, []);
   const exe = Buffer.concat([Buffer.from("From: a@b.test\r\nContent-Type: application/octet-stream; name=\"x.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"), Buffer.from(peFile().toString("base64") + "\r\n")]);
   assert.deepEqual((await check.data(input(exe))).verdicts, ["attachment.executable"]);

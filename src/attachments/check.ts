@@ -13,7 +13,19 @@ import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
 import type { Finding, Kind } from "./detect.ts";
 import { WalkerPool } from "./offload.ts";
-import { walkMessage, type WalkLimits } from "./walk.ts";
+import type { WalkLimits } from "./walk.ts";
+
+let walkModule: Promise<typeof import("./walk.ts")> | undefined;
+
+/**
+ * The MIME walk (walk.ts) in this thread. Its parsers (mailsplit, yauzl)
+ * are imported on the first message that needs them: a server that sees
+ * only single-part text never loads them.
+ */
+export async function walkMessage(content: Buffer, limits: WalkLimits, signal?: AbortSignal): Promise<Finding[]> {
+  walkModule ??= import("./walk.ts");
+  return (await walkModule).walkMessage(content, limits, signal);
+}
 
 /**
  * Messages up to this size are walked on the session's thread: their walk

@@ -5,4 +5,5 @@
  */
 export { AttachmentCheck, attachmentsFromConfig, plainText, shownName, strictest, type AttachmentOptions } from "./check.ts";
 export { baseName, contentFindings, nameFindings, type Finding, type Kind } from "./detect.ts";
-export { walkMessage, type WalkLimits } from "./walk.ts";
+export type { WalkLimits } from "./walk.ts";
+export { walkMessage } from "./check.ts";

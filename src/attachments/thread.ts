@@ -9,6 +9,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import { walkMessage, type WalkLimits } from "./walk.ts";
+import { startedMessage } from "../threads/index.ts";
 
 interface Task {
   readonly id: number;
@@ -20,6 +21,7 @@ const port = parentPort;
 if (!port) throw new Error("thread.ts runs in a worker thread");
 
 port.on("message", (m: Task) => {
+  port.postMessage(startedMessage(m.id));
   const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
   walkMessage(content, m.limits).then(
     (findings) => port.postMessage({ type: "done", id: m.id, result: findings }),

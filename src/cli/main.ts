@@ -9,17 +9,21 @@
 import { parseArgs } from "node:util";
 import { checkConfigFile, ConfigError, formatIssues, loadConfigWithWarnings } from "../config/index.ts";
 import { createLogger } from "../log/index.ts";
-import { runPrimary } from "../server/index.ts";
-import { queueCommand, QUEUE_HELP } from "./queue.ts";
-import { userCommand, USER_HELP } from "./user.ts";
-import { dkimCommand, DKIM_HELP } from "./dkim.ts";
-import { domainCommand, DOMAIN_HELP } from "./domain.ts";
-import { backupCommand, BACKUP_HELP } from "./backup.ts";
-import { restoreCommand } from "./restore.ts";
-import { auditCommand, AUDIT_HELP } from "./audit.ts";
-import { sendCommand, SEND_HELP } from "../send/index.ts";
-import { spoolCommand, SPOOL_HELP } from "./spool.ts";
-import { dovecotCommand, DOVECOT_HELP } from "./dovecot.ts";
+
+/** A subcommand: its module is imported only when it runs (`serve` must not carry the CLI's libraries). */
+type Command = (args: string[], io: Io) => Promise<number>;
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  queue: async () => (await import("./queue.ts")).queueCommand,
+  user: async () => (await import("./user.ts")).userCommand,
+  dkim: async () => (await import("./dkim.ts")).dkimCommand,
+  domain: async () => (await import("./domain.ts")).domainCommand,
+  backup: async () => (await import("./backup.ts")).backupCommand,
+  restore: async () => (await import("./restore.ts")).restoreCommand,
+  audit: async () => (await import("./audit.ts")).auditCommand,
+  send: async () => (await import("../send/index.ts")).sendCommand,
+  spool: async () => (await import("./spool.ts")).spoolCommand,
+  dovecot: async () => (await import("./dovecot.ts")).dovecotCommand,
+};
 
 export const EXIT = { ok: 0, no: 1, usage: 2, cannot: 3 } as const;
 
@@ -118,29 +122,12 @@ export async function main(argv: string[], io: Io): Promise<number> {
         return await serve(rest, io);
       case "config":
         return await config(rest, io);
-      case "queue":
-        return await queueCommand(rest, io);
-      case "user":
-        return await userCommand(rest, io);
-      case "dkim":
-        return await dkimCommand(rest, io);
-      case "domain":
-        return await domainCommand(rest, io);
-      case "backup":
-        return await backupCommand(rest, io);
-      case "restore":
-        return await restoreCommand(rest, io);
-      case "audit":
-        return await auditCommand(rest, io);
-      case "send":
-        return await sendCommand(rest, io);
-      case "spool":
-        return await spoolCommand(rest, io);
-      case "dovecot":
-        return await dovecotCommand(rest, io);
-      default:
+      default: {
+        const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+        if (load !== undefined) return await (await load())(rest, io);
         io.err(`wardmail: unknown command '${cmd}'\n\n${MAIN_HELP}`);
         return EXIT.usage;
+      }
     }
   } catch (err) {
     if (isUsageError(err)) {
@@ -176,6 +163,7 @@ async function serve(args: string[], io: Io): Promise<number> {
   const file = values.config ?? "<defaults>";
   for (const w of warnings) logger.warn({ file, line: w.line, configKey: w.key, warning: w.message }, `config warning: ${formatIssues(file, [w])}`);
   try {
+    const { runPrimary } = await import("../server/index.ts");
     await runPrimary({ config: cfg, configPath: values.config, logger, print: (l) => io.err(`${l}\n`) });
   } catch (err) {
     io.err(`wardmail: cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -223,7 +211,3 @@ async function config(args: string[], io: Io): Promise<number> {
   io.err(formatIssues(file, result.issues) + "\n");
   return result.readable ? EXIT.no : EXIT.usage;
 }
-
-export { QUEUE_HELP, USER_HELP, DKIM_HELP, DOMAIN_HELP, BACKUP_HELP, AUDIT_HELP, DOVECOT_HELP };
-export { SEND_HELP };
-export { SPOOL_HELP };

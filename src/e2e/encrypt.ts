@@ -28,8 +28,8 @@
  */
 import { constants, createCipheriv, createECDH, createHash, publicEncrypt, randomBytes, type KeyObject } from "node:crypto";
 import type * as openpgp from "openpgp";
-import * as asn1js from "asn1js";
-import * as pkijs from "pkijs";
+import type * as pkijs from "pkijs";
+import { pkiLibrariesLoaded } from "./pki.ts";
 import { base64Lines, outerHeader } from "./mime.ts";
 import { openpgpLib, type UsableKey } from "./keys.ts";
 
@@ -107,7 +107,7 @@ function tlv(tag: number, ...parts: (Buffer | Buffer[])[]): Buffer[] {
 }
 
 function oid(value: string): Buffer {
-  return Buffer.from(new asn1js.ObjectIdentifier({ value }).toBER(false));
+  return Buffer.from(new (pkiLibrariesLoaded().asn1js.ObjectIdentifier)({ value }).toBER(false));
 }
 
 /**
@@ -120,8 +120,9 @@ export function envelopedData(raw: Buffer, certs: readonly { readonly cert: pkij
   const iv = randomBytes(16);
   const cipher = createCipheriv("aes-256-cbc", cek, iv);
   const encrypted = [cipher.update(raw), cipher.final()];
+  const pki = pkiLibrariesLoaded().pkijs;
   const recipientInfos = certs.map(({ cert, publicKey }) => {
-    const rid = Buffer.from(new pkijs.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }).toSchema().toBER(false));
+    const rid = Buffer.from(new pki.IssuerAndSerialNumber({ issuer: cert.issuer, serialNumber: cert.serialNumber }).toSchema().toBER(false));
     if (publicKey.asymmetricKeyType === "ec") return keyAgreeRecipientInfo(rid, publicKey, cek);
     // KeyTransRecipientInfo (RFC 5652 §6.2.1), version 0: the rid is issuer and serial number.
     // RSAES-OAEP with SHA-256 and MGF1-SHA-256 (RFC 8017, parameters as RFC 4055 §4.1) when asked, else PKCS#1 v1.5.

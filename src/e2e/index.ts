@@ -19,6 +19,7 @@ export { KeyStore, MAX_KEYS_PER_ACCOUNT, normalizeFingerprint } from "./keystore
 export type { StoredKey } from "./keystore.ts";
 export { isEncrypted, outerHeader, parseContentType, OBSCURED_SUBJECT } from "./mime.ts";
 export { encryptForStore, envelopedData } from "./encrypt.ts";
+export { pkiLibraries } from "./pki.ts";
 export { StoreEncryption } from "./store.ts";
 export type { Encrypter, KeySource, StoreContent } from "./store.ts";
 export { EncryptionThread, INLINE_MAX } from "./offload.ts";

@@ -27,8 +27,9 @@
  */
 import { createHash, X509Certificate, type KeyObject } from "node:crypto";
 import type * as openpgp from "openpgp";
-import * as asn1js from "asn1js";
-import * as pkijs from "pkijs";
+import type * as asn1js from "asn1js";
+import type * as pkijs from "pkijs";
+import { pkiLibraries } from "./pki.ts";
 
 let openpgpModule: Promise<typeof openpgp> | undefined;
 
@@ -110,7 +111,7 @@ async function readKey(input: string | Buffer, validate: boolean, now: Date): Pr
   if (/-----BEGIN PGP PRIVATE KEY BLOCK-----/.test(text)) throw new KeyError("this is an OpenPGP private key: import the public key only (gpg --armor --export ADDRESS)");
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) throw new KeyError("the file holds a private key: import the certificate only");
   if (/-----BEGIN PGP PUBLIC KEY BLOCK-----/.test(text)) return parsePgp(text, validate, now);
-  if (/-----BEGIN CERTIFICATE-----/.test(text)) return parseCertificate(text, validate, now);
+  if (/-----BEGIN CERTIFICATE-----/.test(text)) return parseCertificate((await pkiLibraries()).pkijs, text, validate, now);
   throw new KeyError("not an armored OpenPGP public key (-----BEGIN PGP PUBLIC KEY BLOCK-----) or a PEM certificate (-----BEGIN CERTIFICATE-----)");
 }
 
@@ -166,7 +167,7 @@ async function parsePgp(armored: string, validate: boolean, now: Date): Promise<
   return { kind: "pgp", info, key };
 }
 
-function parseCertificate(pem: string, validate: boolean, now: Date): UsableKey {
+function parseCertificate(pki: typeof pkijs, pem: string, validate: boolean, now: Date): UsableKey {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length !== 1) throw new KeyError(`the file holds ${blocks.length} certificates; import the user's certificate alone`);
   const block = blocks[0];
@@ -174,7 +175,7 @@ function parseCertificate(pem: string, validate: boolean, now: Date): UsableKey 
   let cert: pkijs.Certificate;
   let x509: X509Certificate;
   try {
-    cert = pkijs.Certificate.fromBER(der);
+    cert = pki.Certificate.fromBER(der);
     x509 = new X509Certificate(der);
   } catch (err) {
     throw new KeyError(`cannot read the certificate: ${errText(err)}`);

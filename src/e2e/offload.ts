@@ -18,6 +18,7 @@
 import { Worker } from "node:worker_threads";
 import { encryptForStore } from "./encrypt.ts";
 import type { UsableKey } from "./keys.ts";
+import { ownBytes } from "../threads/index.ts";
 
 /** Messages up to this size are encrypted on the calling thread. */
 export const INLINE_MAX = 64 * 1024;
@@ -74,7 +75,7 @@ export class EncryptionThread {
       timer.unref();
       this.pending.set(id, { resolve: task.resolve, reject: task.reject, timer });
       worker.ref();
-      worker.postMessage({ id, content: task.raw, keys: task.keys });
+      worker.postMessage({ id, content: ownBytes(task.raw), keys: task.keys });
     }
   }
 

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ImpersonationCheck, isOurs, lookalikeOf, nameKey, oneEditApart, skeleton } from "./index.ts";
+import { TransactionState } from "../policy/index.ts";
 
 const LOCAL = ["example.org", "wardmail.test"];
 
@@ -58,7 +59,7 @@ function check(opts: { externalTag?: boolean; enabled?: boolean } = {}) {
 }
 
 const run = (c: ImpersonationCheck, from: string) =>
-  c.data({ clientIp: "192.0.2.1", helo: "h", mailFrom: "x@y.test", recipients: ["bob@example.org"], content: Buffer.from(`From: ${from}\r\nSubject: s\r\n\r\nb\r\n`), state: new Map(), signal: new AbortController().signal });
+  c.data({ clientIp: "192.0.2.1", helo: "h", mailFrom: "x@y.test", recipients: ["bob@example.org"], content: Buffer.from(`From: ${from}\r\nSubject: s\r\n\r\nb\r\n`), state: new TransactionState(), signal: new AbortController().signal });
 
 test("the check: verdicts and a clear header", async () => {
   const c = check();

@@ -3,6 +3,10 @@
  * listed here once: its config key under `[limits]`, its default, its allowed
  * range, where it is enforced and what happens when it is exceeded. The config
  * schema, docs/configuration.md and the enforcement code all read this table.
+ *
+ * The bounds that are deliberately not configurable are registered beside it
+ * in FIXED_LIMITS (fixed.ts), each with the constant that holds it and why it
+ * is fixed, so this folder is the one place to read every bound.
  */
 
 export interface LimitSpec {
@@ -243,7 +247,17 @@ export const LIMIT_SPECS = {
     unit: "bytes",
     doc: "Largest JavaScript heap (old generation) of each worker thread (`resourceLimits` of worker_threads). A worker that hits it is ended and restarted on its own spool shard, which loses nothing already acknowledged; the sessions it held are cut.",
   },
+  max_handoff_bytes: {
+    key: "max_handoff_bytes",
+    default: 64 * 1024 * 1024,
+    min: 0,
+    max: 16 * 1024 * 1024 * 1024,
+    unit: "bytes",
+    doc: "Content bytes of freshly accepted messages each worker thread keeps in memory for its queue manager once they are durable, so that their first delivery needs no read-back from the spool (at most 1024 messages too). A message that does not fit is simply claimed from the spool when due; nothing is lost. Counts toward `memory_budget`; 0 turns the memory handoff off.",
+  },
 } as const satisfies Record<string, LimitSpec>;
+
+export { FIXED_LIMITS, type FixedLimitSpec } from "./fixed.ts";
 
 export type LimitName = keyof typeof LIMIT_SPECS;
 export type Limits = { readonly [K in LimitName]: number };

@@ -37,11 +37,11 @@ void test("parseHeaders gives mailauth's result (rows, keys, cased keys, lines)"
   }
 });
 
-/** Milliseconds parseHeaders takes on `text` (the best of three runs: the machine is shared). */
+/** Milliseconds parseHeaders takes on `text` (the best of five runs: the machine is shared). */
 function timed(text: string): number {
   const input = Buffer.from(text, "latin1");
   let best = Infinity;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
     parseHeaders(input);
     best = Math.min(best, performance.now() - t0);
@@ -55,9 +55,9 @@ void test("the worst shapes of a 100 KiB header section parse in linear time", (
     timed(shape(1000)); // warm up
     const small = timed(shape(25600)); // ~100 KiB
     const large = timed(shape(102400)); // ~400 KiB
-    // Four times the input: linear is ~4x, quadratic ~16x; and well under a second.
+    // Four times the input: linear is ~4x, quadratic ~16x (mailauth's own parser took seconds at 100 KiB); and well under a second.
     assert.ok(small < 500, `${small} ms for 100 KiB`);
-    assert.ok(large < Math.max(small, 5) * 9, `100 KiB: ${small} ms, 400 KiB: ${large} ms`);
+    assert.ok(large < Math.max(small, 10) * 9, `100 KiB: ${small} ms, 400 KiB: ${large} ms`);
   }
 });
 

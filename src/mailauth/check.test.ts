@@ -10,9 +10,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { dkimSign, sealMessage } from "mailauth";
-import { CheckRunner, type CheckInput } from "../policy/index.ts";
+import { CheckRunner, ConnectionState, TransactionState, type CheckInput } from "../policy/index.ts";
 import { createLogger } from "../log/index.ts";
-import { FORWARDING, SenderAuthCheck } from "./check.ts";
+import { SenderAuthCheck } from "./check.ts";
 import { authservIdOf, stripOwnHeaders } from "./authres.ts";
 import { VERDICT_DEFAULTS } from "../config/index.ts";
 
@@ -71,12 +71,12 @@ async function signed(msg: Buffer, signatures: { selector: string; privateKey: s
   return Buffer.concat([Buffer.from(r.signatures), msg]);
 }
 
-function input(over: Partial<CheckInput> & { content?: Buffer }, state = new Map<string, unknown>()): CheckInput {
+function input(over: Partial<CheckInput> & { content?: Buffer }, state = new TransactionState()): CheckInput {
   return { clientIp: "192.0.2.1", helo: "mx.good.test", mailFrom: "a@good.test", recipients: ["user@example.test"], state, signal: new AbortController().signal, ...over };
 }
 
 async function both(c: SenderAuthCheck, over: Partial<CheckInput>): Promise<{ mail: readonly string[]; data: readonly string[]; headers: readonly string[] }> {
-  const state = new Map<string, unknown>();
+  const state = new TransactionState();
   const m = await c.mail(input(over, state));
   const d = await c.data(input(over, state));
   return { mail: m.verdicts, data: d.verdicts, headers: d.headers ?? [] };
@@ -91,12 +91,12 @@ test("SPF at MAIL: evaluated once per sender and HELO per connection; temperror 
     return resolver(name, type);
   };
   const c = new SenderAuthCheck({ resolver: counting, authservId: AUTHSERV, checks: { trustedArcSealers: [], dmarcOverrides: {} } });
-  const connection = new Map<string, unknown>();
+  const connection = new ConnectionState();
   assert.deepEqual((await c.mail(input({ connection }))).verdicts, ["spf.pass"]);
   const first = asked.length;
   assert.ok(first >= 2, "MAIL FROM and HELO identities asked");
   // The next transaction on the connection: same identities, no new question, same result object.
-  const state = new Map<string, unknown>();
+  const state = new TransactionState();
   assert.deepEqual((await c.mail(input({ connection }, state))).verdicts, ["spf.pass"]);
   assert.equal(asked.length, first);
   // Another sender: its own evaluation (the HELO one is reused).
@@ -116,10 +116,10 @@ test("SPF at MAIL: evaluated once per sender and HELO per connection; temperror 
   }
   // Another connection asks again.
   const before = asked.length;
-  await c.mail(input({ connection: new Map() }));
+  await c.mail(input({ connection: new ConnectionState() }));
   assert.ok(asked.length > before);
   // A temporary DNS failure is not kept for the rest of the connection.
-  const flaky = new Map<string, unknown>();
+  const flaky = new ConnectionState();
   failing = true;
   assert.deepEqual((await c.mail(input({ connection: flaky, mailFrom: "c@none.test" }))).verdicts, ["spf.temperror"]);
   failing = false;
@@ -301,11 +301,11 @@ test("a message forwarded to another domain is ARC-sealed; the next hop validate
   ZONE["seal._domainkey.wardmail.test"] = { TXT: [[`v=DKIM1; k=rsa; p=${fwd.p}`]] };
   const c = new SenderAuthCheck({ resolver, authservId: AUTHSERV, checks: { trustedArcSealers: [], dmarcOverrides: {} }, seal: { domain: "wardmail.test", selector: "seal", privateKey: fwd.priv } });
   const content = await signed(message("a@good.test"), [{ selector: "rsa", privateKey: rsa2048.priv }]);
-  const state = new Map<string, unknown>();
+  const state = new TransactionState();
   await c.mail(input({}, state));
-  const plain = await c.data(input({ content }, new Map(state)));
+  const plain = await c.data(input({ content }, state));
   assert.ok(!(plain.headers ?? []).some((h) => h.startsWith("ARC-")), "no seal without forwarding");
-  state.set(FORWARDING, true);
+  state.forwarding = true;
   const out = await c.data(input({ content }, state));
   const arc = (out.headers ?? []).filter((h) => h.startsWith("ARC-"));
   assert.deepEqual(arc.map((h) => h.slice(0, h.indexOf(":"))).sort(), ["ARC-Authentication-Results", "ARC-Message-Signature", "ARC-Seal"]);
@@ -325,12 +325,12 @@ test("the runner maps verdicts to actions, most severe first, and fails closed",
   const strict = new CheckRunner([], { ...VERDICT_DEFAULTS, "spf.fail": "reject" }, 1000);
   assert.equal(strict.decide(["spf.fail"]).reply?.status, "5.7.23");
   const broken = new CheckRunner([{ name: "boom", mail: () => Promise.reject(new Error("no")) }], VERDICT_DEFAULTS, 1000);
-  const d = await broken.run("mail", { clientIp: "192.0.2.1", helo: "h", mailFrom: "", recipients: [], state: new Map() }, log);
+  const d = await broken.run("mail", { clientIp: "192.0.2.1", helo: "h", mailFrom: "", recipients: [], state: new TransactionState() }, log);
   assert.equal(d.reply?.code, 451);
   assert.ok(d.failed);
   const slow = new CheckRunner([{ name: "slow", mail: (i) => new Promise((res) => i.signal.addEventListener("abort", () => setTimeout(() => res({ verdicts: ["x.pass"] }), 50))) }], VERDICT_DEFAULTS, 30);
   const t0 = Date.now();
-  const s = await slow.run("mail", { clientIp: "192.0.2.1", helo: "h", mailFrom: "", recipients: [], state: new Map() }, log);
+  const s = await slow.run("mail", { clientIp: "192.0.2.1", helo: "h", mailFrom: "", recipients: [], state: new TransactionState() }, log);
   assert.equal(s.reply?.code, 451);
   assert.ok(Date.now() - t0 < 1000);
 });

@@ -34,15 +34,21 @@
  * From: whose display name or comment shows a reader an address in one of
  * them while its address is elsewhere is local.from_name.
  *
+ * State (typed, src/policy state.ts): MAIL keeps its SPF results in the
+ * transaction (state.spf, state.heloSpf) for DATA, and per connection
+ * (connection.spf) for the next transaction.
+ *
  * Headers: Authentication-Results (RFC 8601) with our
  * authserv-id, then Received-SPF (RFC 7208 §9.1). When the host marks the
- * message as forwarded to another domain (FORWARDING) and a sealing key is
+ * message as forwarded to another domain (state.forwarding) and a sealing key is
  * configured, the message is ARC-sealed (a new ARC set on top) so the next
  * hop can trust our results.
  */
-import { spf, type ARCResult, type DKIMVerifyResult, type DMARCResult, type SPFResult } from "mailauth";
+import type { ARCResult, DKIMVerifyResult, DMARCResult, SPFResult } from "mailauth";
+// SPF from its own module: mailauth's index also loads BIMI, its VMC parser and an HTTP client.
+import { spf } from "mailauth/lib/spf/index.js";
 import type { Config } from "../config/index.ts";
-import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
+import { SPF_PER_CONNECTION, type Check, type CheckInput, type CheckOutcome } from "../policy/index.ts";
 import { addressesIn, canonicalDomain, fieldValue, headOf, MAX_PARSED_FIELDS, type Author, type HeaderField } from "../message/index.ts";
 import type { Verified } from "./content.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
@@ -56,17 +62,10 @@ export interface SenderAuthOptions {
   readonly checks: Pick<Config["checks"], "trustedArcSealers" | "dmarcOverrides">;
   /** Our own domains (local.domains): mail from outside that claims them must be authenticated. */
   readonly localDomains?: readonly string[];
-  /** ARC sealing key for forwarded mail (the state key FORWARDING set by the host); undefined: no sealing. */
+  /** ARC sealing key for forwarded mail (when the host sets state.forwarding); undefined: no sealing. */
   readonly seal?: { readonly domain: string; readonly selector: string; readonly privateKey: string };
 }
 
-/** Set to true in the check state by the host when the message goes on to another domain (an alias). */
-export const FORWARDING = "mailauth.forwarding";
-
-const SPF_KEY = "mailauth.spf";
-/** Connection state key prefix of the SPF results kept for the connection. */
-const SPF_MEMO = "mailauth.spf\0";
-const SPF_PER_CONNECTION = 32;
 const SPF_KEPT_MS = 5 * 60_000;
 
 /** Author domains DMARC is evaluated for; a message naming more gets dmarc.reject for the rest. */
@@ -81,7 +80,6 @@ const PROBLEM_TEXT: Record<string, string> = {
   invalid: "From: field without a valid address",
   multiple_domains: "From: mailboxes in more than one domain",
 };
-const HELO_KEY = "mailauth.helo";
 
 /** "192.0.2.1" → the HELO identity mailauth expects for an address literal. */
 function heloIdentity(helo: string, ip: string): string {
@@ -154,8 +152,8 @@ export class SenderAuthCheck implements Check {
     const sameIdentity = input.mailFrom === "" && heloSender !== undefined;
     const [mailFrom, heloOwn] = await Promise.all([check(sameIdentity ? (heloSender) : input.mailFrom), heloSender === undefined || sameIdentity ? (false as const) : check(heloSender)]);
     const heloResult = sameIdentity ? mailFrom : heloOwn;
-    input.state.set(SPF_KEY, mailFrom);
-    input.state.set(HELO_KEY, heloResult);
+    input.state.spf = mailFrom;
+    input.state.heloSpf = heloResult;
     const verdicts = [`spf.${result(mailFrom)}`];
     // One of our domains from outside: only a client our SPF record names may use it.
     if (input.mailFrom !== "" && this.isLocal(input.mailFrom) && result(mailFrom) !== "pass") verdicts.push(result(mailFrom) === "temperror" ? "local.temperror" : "local.mail_from");
@@ -171,11 +169,11 @@ export class SenderAuthCheck implements Check {
    * sees DNS changes), and a connection keeps at most SPF_PER_CONNECTION.
    */
   private spfOnce(input: CheckInput, sender: string, helo: string, evaluate: () => Promise<SPFResult>): Promise<SPFResult> {
-    const memo = input.connection;
+    const memo = input.connection?.spf;
     if (memo === undefined) return evaluate();
-    const key = `${SPF_MEMO}${helo}\0${sender}`;
+    const key = `${helo}\0${sender}`;
     const now = Date.now();
-    const known = memo.get(key) as { readonly at: number; readonly result: Promise<SPFResult> } | undefined;
+    const known = memo.get(key);
     if (known !== undefined && now - known.at < SPF_KEPT_MS) return known.result;
     const pending = evaluate();
     if (known !== undefined || memo.size < SPF_PER_CONNECTION) {
@@ -194,11 +192,11 @@ export class SenderAuthCheck implements Check {
   readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
     const content = input.content ?? Buffer.alloc(0);
     const helo = heloIdentity(input.helo, input.clientIp);
-    const sealing = this.opts.seal !== undefined && input.state.get(FORWARDING) === true;
-    const spfResult = (input.state.get(SPF_KEY) as SPFResult | false | undefined) ?? false;
+    const sealing = this.opts.seal !== undefined && input.state.forwarding;
+    const spfResult: SPFResult | false = input.state.spf ?? false;
     const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, spf: spfResult, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}) };
     const res = await this.verifier.verify(content, task, input.signal);
-    const heloSpf = input.state.get(HELO_KEY) as SPFResult | false | undefined;
+    const heloSpf = input.state.heloSpf;
     const dkimResults = res.dkim.results ?? [];
     // mailauth reports an unsigned message as one result "none": that is dkim.none, not a failure.
     const signed = dkimResults.filter((r) => r.status.result !== "none");
@@ -210,7 +208,7 @@ export class SenderAuthCheck implements Check {
           ? "fail"
           : "none";
     const arc = result(res.arc);
-    // The header section and the author as the receiver read them, once per message.
+    // The header section and the author as the transaction read them, once per message.
     const head = headOf(content, input.head);
     const { fields, author } = head;
     const dmarcs = await this.dmarcAll(author, res);

@@ -9,7 +9,9 @@
  *
  * The result is plain data (what check.ts reads), so it can cross threads.
  */
-import { arc, authenticate, type ARCResult, type AuthenticateResult, type DKIMVerifyResult, type SPFResult } from "mailauth";
+import type { ARCResult, AuthenticateResult, DKIMVerifyResult, SPFResult } from "mailauth";
+// ARC from its own module; authenticate() (mailauth's index, which also loads BIMI) only when sealing.
+import { arc } from "mailauth/lib/arc/index.js";
 import { verifyDkim, type DkimKeyCache } from "./verify.ts";
 
 export type Resolver = (name: string, rrtype: string) => Promise<unknown>;
@@ -60,6 +62,7 @@ async function verify(content: Buffer, task: ContentTask, resolver: Resolver, ke
  */
 async function authenticateAndSeal(content: Buffer, task: ContentTask, resolver: Resolver): Promise<Verified> {
   const seal = task.seal;
+  const { authenticate } = await import("mailauth");
   const res: AuthenticateResult = await authenticate(content, {
     sender: task.mailFrom,
     ip: task.clientIp,

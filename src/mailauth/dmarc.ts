@@ -16,7 +16,9 @@
  * other `_dmarc` name answered "no such name": the result is then mailauth's
  * own for "no policy found" (dmarc=none).
  */
-import { dmarc, type DMARCOptions, type DMARCResult } from "mailauth";
+import type { DMARCOptions, DMARCResult } from "mailauth";
+// From its own module: mailauth's index also loads BIMI, its VMC parser and an HTTP client.
+import { dmarc } from "mailauth/lib/dmarc/index.js";
 
 type Resolver = (name: string, rrtype: string) => Promise<unknown>;
 

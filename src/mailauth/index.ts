@@ -2,7 +2,7 @@
  * Sender authentication (SPF, DKIM, ARC, DMARC) over the mailauth library,
  * and Authentication-Results handling.
  */
-export { FORWARDING, SenderAuthCheck, type MailauthResolver, type SenderAuthOptions } from "./check.ts";
+export { SenderAuthCheck, type MailauthResolver, type SenderAuthOptions } from "./check.ts";
 export { authservIdOf, stripOwnHeaders } from "./authres.ts";
 export { DkimKeyCache, verifyDkim, type TxtResolver } from "./verify.ts";
 export { evaluateDmarc } from "./dmarc.ts";

@@ -42,12 +42,14 @@ void test("a verification past its deadline is stopped in its thread; the event 
 });
 
 void test("the pool: a message slow to verify does not hold up the next one, which gets its own thread", async () => {
-  const pool = new VerifierPool(resolver);
+  const pool = new VerifierPool(resolver, { idleMs: 200 });
   try {
     const plain = Buffer.from("From: a@example.org\r\n\r\nbody\r\n");
     await pool.verify(plain, task);
     const slow = pool.verify(slowMessage(), task, AbortSignal.timeout(3000));
     slow.catch(() => undefined);
+    // Once the thread is held by the slow parse (a message it read before that waits for the deadline, then runs again elsewhere).
+    await new Promise((r) => setTimeout(r, 150));
     const t0 = performance.now();
     const quick = await pool.verify(plain, task);
     const took = performance.now() - t0;
@@ -55,7 +57,41 @@ void test("the pool: a message slow to verify does not hold up the next one, whi
     assert.ok(took < 2000, `the plain message waited ${took} ms`);
     assert.equal(pool.size, 2);
     await assert.rejects(slow, /deadline/);
-    assert.equal(pool.size, 1, "one idle thread is kept, the other ended");
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(pool.size, 1, "one idle thread is kept, the other ended once idle for idleMs");
+  } finally {
+    pool.close();
+  }
+});
+
+void test("the pool: messages verified at once share one thread while none is stuck (no thread per message)", async () => {
+  const pool = new VerifierPool(resolver);
+  try {
+    const plain = Buffer.from("From: a@example.org\r\n\r\nbody\r\n");
+    await pool.verify(plain, task);
+    const all = Array.from({ length: 40 }, () => pool.verify(plain, task));
+    // With a thread per task in flight, there were MAX_THREADS here, started and ended again and again.
+    assert.equal(pool.size, 1);
+    for (const r of await Promise.all(all)) assert.equal(r.dkim.results?.[0]?.status.result, "none");
+  } finally {
+    pool.close();
+  }
+});
+
+void test("the pool: the other tasks of a thread ended at a deadline are run again in another thread, not failed", async () => {
+  // DNS answers come late: a task is in flight (read by its thread) while the hostile one arrives.
+  const late = (): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" })), 400));
+  const pool = new VerifierPool(late, { idleMs: 200 });
+  try {
+    const plain = Buffer.from("From: a@example.org\r\n\r\nbody\r\n");
+    await pool.verify(plain, task);
+    const waiting = pool.verify(plain, task);
+    await new Promise((r) => setTimeout(r, 50));
+    const slow = pool.verify(slowMessage(), task, AbortSignal.timeout(300));
+    slow.catch(() => undefined);
+    await assert.rejects(slow, /deadline/);
+    const r = await waiting;
+    assert.equal(r.dkim.results?.[0]?.status.result, "none");
   } finally {
     pool.close();
   }

@@ -90,8 +90,8 @@ export class VerifierThread {
 export class VerifierPool {
   private readonly pool: TaskPool<Task, Verified>;
 
-  constructor(resolver: Resolver) {
-    this.pool = new TaskPool({ ...threadOptions(resolver), maxThreads: MAX_THREADS, keepOneIdle: true });
+  constructor(resolver: Resolver, opts: { readonly idleMs?: number } = {}) {
+    this.pool = new TaskPool({ ...threadOptions(resolver), maxThreads: MAX_THREADS, keepOneIdle: true, ...opts });
   }
 
   verify(content: Buffer, task: ContentTask, signal?: AbortSignal): Promise<Verified> {

@@ -11,6 +11,7 @@
 import { parentPort } from "node:worker_threads";
 import { verifyContent, type ContentTask } from "./content.ts";
 import { DkimKeyCache } from "./verify.ts";
+import { startedMessage } from "../threads/index.ts";
 
 interface TaskMessage {
   readonly type: "task";
@@ -49,6 +50,7 @@ port.on("message", (m: TaskMessage | DnsAnswer) => {
     else q.resolve(m.answer);
     return;
   }
+  port.postMessage(startedMessage(m.id));
   const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
   verifyContent(content, m.task, resolver, keys).then(
     (result) => port.postMessage({ type: "done", id: m.id, result }),

@@ -74,7 +74,7 @@ export function authorOf(content: Buffer, fields: readonly HeaderField[] = heade
 
 /**
  * The header section of one message and its author, read once per message
- * and shared by everything that looks at them (the receiver's hop count and
+ * and shared by everything that looks at them (the transaction's hop count and
  * sender ownership, DMARC and the From: rules, impersonation): the fields
  * are read when the head is made, the author parsed on first use, then
  * kept. Immutable; tied to the content it was made from.

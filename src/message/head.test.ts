@@ -9,7 +9,7 @@ import { authorOf, headerFields, headOf, MessageHead, type Author } from "./inde
 import { SenderAuthCheck } from "../mailauth/index.ts";
 import { ImpersonationCheck } from "../impersonation/index.ts";
 import { checkFromHeader } from "../submission/index.ts";
-import type { CheckInput } from "../policy/index.ts";
+import { TransactionState, type CheckInput } from "../policy/index.ts";
 
 const content = Buffer.from("Received: x\r\nFrom: \"Alice Martin\" <alice@examp1e.org>\r\nSubject: s\r\n\r\nbody\r\n");
 
@@ -40,7 +40,7 @@ async function noDns(name: string): Promise<unknown> {
 
 test("the DMARC / From: check, the impersonation check and sender ownership take the author from the shared head", async () => {
   const head = new CountingHead(content);
-  const input: CheckInput = { clientIp: "192.0.2.1", helo: "h.test", mailFrom: "x@examp1e.org", recipients: ["bob@example.org"], content, head, state: new Map(), signal: new AbortController().signal };
+  const input: CheckInput = { clientIp: "192.0.2.1", helo: "h.test", mailFrom: "x@examp1e.org", recipients: ["bob@example.org"], content, head, state: new TransactionState(), signal: new AbortController().signal };
   const auth = new SenderAuthCheck({ resolver: noDns, authservId: "mx.test", checks: { trustedArcSealers: [], dmarcOverrides: {} }, localDomains: ["example.org"] });
   const imp = new ImpersonationCheck({ localDomains: ["example.org"], enabled: true, externalTag: false, localAddresses: () => ["alice.martin@example.org"] });
   try {

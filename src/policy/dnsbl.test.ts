@@ -11,11 +11,11 @@ import dgram from "node:dgram";
 import { StaticResolver, WireResolver, type StaticZone } from "../dns/index.ts";
 import { captureLogger } from "../../test/helpers/queue.ts";
 import { DnsblCheck, MAX_CACHE, errorCode, reversedName } from "./dnsbl.ts";
-import { CheckRunner, type CheckInput } from "./index.ts";
+import { CheckRunner, TransactionState, type CheckInput } from "./index.ts";
 import { VERDICT_DEFAULTS } from "../config/index.ts";
 
 function input(clientIp: string): CheckInput {
-  return { clientIp, helo: "h.test", mailFrom: "", recipients: [], state: new Map(), signal: new AbortController().signal };
+  return { clientIp, helo: "h.test", mailFrom: "", recipients: [], state: new TransactionState(), signal: new AbortController().signal };
 }
 
 function setup(zone: StaticZone, zones = [{ zone: "bl.test", weight: 2, answers: [] as string[] }, { zone: "wl.test", weight: -3, answers: [] }], threshold = 2) {

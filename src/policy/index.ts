@@ -17,14 +17,20 @@
  * DNSBL check names the client and the lists) and hand over log lines at
  * their own level; the runner writes them with the check's name.
  *
+ * State shared between phases and checks is typed (state.ts): a
+ * TransactionState per transaction (CheckInput.state) and a ConnectionState
+ * per connection (CheckInput.connection).
+ *
  * Checks: SPF/DKIM/ARC/DMARC (src/mailauth), DNSBL/DNSWL (dnsbl.ts); which
- * check runs on which road is decided in src/server/checks.ts.
+ * check runs on which road is decided in src/server/checks.ts, and the
+ * pipeline of each listener role (src/server/pipeline) runs them.
  */
 import type { CheckAction } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
 import { metrics } from "../metrics/index.ts";
 import type { MessageHead } from "../message/index.ts";
+import type { ConnectionState, TransactionState } from "./state.ts";
 
 export type Phase = "connect" | "helo" | "mail" | "rcpt" | "data";
 
@@ -51,19 +57,19 @@ export interface CheckInput {
   readonly content?: Buffer;
   /**
    * The header section of `content` and its author (From:), read once per
-   * message by the receiver (src/message MessageHead) and shared by the
+   * message by the pipeline (src/message MessageHead) and shared by the
    * checks that need them (DMARC and the From: rules, impersonation). A
    * check given none (or one of other content) reads its own (headOf).
    */
   readonly head?: MessageHead;
-  /** Per-transaction scratch shared by the phases (e.g. the SPF result of MAIL for DATA). */
-  readonly state: Map<string, unknown>;
+  /** The transaction's state shared by the phases and checks (e.g. the SPF result of MAIL for DATA). */
+  readonly state: TransactionState;
   /**
-   * Per-connection scratch, kept across the transactions of one connection
+   * The connection's state, kept across the transactions of one connection
    * (same client address), for results that only depend on what the
    * connection fixes (e.g. SPF for a HELO name). Absent outside a connection.
    */
-  readonly connection?: Map<string, unknown>;
+  readonly connection?: ConnectionState;
   /** Aborted when the deadline passes. */
   readonly signal: AbortSignal;
 }
@@ -254,5 +260,6 @@ export class CheckRunner {
   }
 }
 
+export { ConnectionState, TransactionState, SPF_PER_CONNECTION, type KeptSpf } from "./state.ts";
 export { DnsblCheck, reversedName, errorCode } from "./dnsbl.ts";
 export type { DnsblOptions, DnsblResult, ZoneResult } from "./dnsbl.ts";

@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { pino } from "pino";
 import { reply } from "../protocol/index.ts";
-import { CheckRunner, type Check, type CheckOutcome } from "./index.ts";
+import { CheckRunner, TransactionState, type Check, type CheckOutcome } from "./index.ts";
 
 const log = pino({ level: "silent" });
-const input = { clientIp: "127.0.0.1", helo: "h", mailFrom: "", recipients: ["u@example.org"], content: Buffer.from("x"), state: new Map<string, unknown>() };
+const input = { clientIp: "127.0.0.1", helo: "h", mailFrom: "", recipients: ["u@example.org"], content: Buffer.from("x"), state: new TransactionState() };
 const checkOf = (out: CheckOutcome): Check => ({ name: "t", data: () => Promise.resolve(out) });
 
 void test("a check's 4xx reply is used for a tempfail, its 5xx reply for a reject, never the other way round", async () => {

@@ -20,11 +20,14 @@
  * before the reply, so the stream never desynchronises. After STARTTLS every
  * byte already received is thrown away (CVE-2011-0411 class). While a question
  * is open no input is processed; input that keeps coming is capped.
+ *
+ * What a verb's argument means (EHLO capabilities, MAIL and RCPT paths and
+ * parameters, BDAT's size, the verdict on finished content) is decided by
+ * the pure functions of verbs.ts; this file keeps the state machine.
  */
 import type { Envelope, EnvelopeRecipient } from "./envelope.ts";
-import { parsePathAndParams } from "./address.ts";
 import { decodeSaslLine, parseAuthCommand } from "./sasl-frame.ts";
-import { mailParams, rcptParams } from "./params.ts";
+import { bdatArgs, contentProblem, ehloReply, heloName, mailCommand, offeredMechanisms, rcptCommand, type ConnectionFacts } from "./verbs.ts";
 import { COMMANDS, FOREIGN_VERBS, HELP_VERBS, type Verb } from "./commands.ts";
 import { BdatReceiver, DataReceiver, type ContentResult } from "./data.ts";
 import { formatReply, type Reply } from "./reply.ts";
@@ -194,6 +197,11 @@ export class SmtpSession {
   get receivingContent(): boolean {
     const k = this.state.kind;
     return k === "data" || k === "bdat" || (this.txn?.bdat !== undefined && k !== "waiting" && k !== "closed" && k !== "tls-pending");
+  }
+
+  /** True from an accepted MAIL until the transaction ends (the message's answer, RSET, EHLO, STARTTLS, close). */
+  get inTransaction(): boolean {
+    return this.txn !== undefined;
   }
 
   /** Feeds bytes from the client. */
@@ -390,9 +398,12 @@ export class SmtpSession {
 
   /** Mechanisms to offer now: none before TLS; -PLUS only with channel binding. */
   private offeredMechanisms(): readonly string[] {
-    const auth = this.opts.auth;
-    if (!auth || this.tls !== "active") return [];
-    return auth.mechanisms.filter((m) => this.channelBinding || !m.toUpperCase().endsWith("-PLUS"));
+    return offeredMechanisms(this.opts.auth, this.tls, this.channelBinding);
+  }
+
+  /** What the verbs (verbs.ts) need to know of the connection now. */
+  private facts(): ConnectionFacts {
+    return { tls: this.tls, esmtp: this.esmtp, authenticated: this.authUser !== undefined, mechanisms: this.offeredMechanisms() };
   }
 
   private auth(arg: string): void {
@@ -418,21 +429,12 @@ export class SmtpSession {
   // ---- the other verbs ----
 
   private ehlo(arg: string, extended: boolean): void {
-    const name = arg.trim();
-    if (name === "" || name.length > 255 || /[\s\x00-\x1f\x7f]/.test(name)) return this.say(R.heloSyntax(extended ? "EHLO" : "HELO"));
+    const name = heloName(arg);
+    if (name === undefined) return this.say(R.heloSyntax(extended ? "EHLO" : "HELO"));
     this.heloName = name;
     this.esmtp = extended;
     this.txn = undefined;
-    if (!extended) return this.say(R.helo(this.opts.hostname));
-    // STARTTLS and AUTH early, as Postfix lists them: some clients (GNU
-    // gsasl) only recognise "250-STARTTLS", never the last line "250 STARTTLS".
-    const lines = [`${this.opts.hostname} greets ${name}`, "PIPELINING", `SIZE ${this.opts.limits.max_message_size}`];
-    if (this.tls === "available") lines.push("STARTTLS");
-    const mechs = this.offeredMechanisms();
-    if (mechs.length > 0) lines.push(`AUTH ${mechs.join(" ")}`);
-    lines.push("8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN");
-    if (this.tls === "active") lines.push("REQUIRETLS");
-    this.say(R.ehlo(lines));
+    this.say(extended ? ehloReply(name, this.facts(), this.opts) : R.helo(this.opts.hostname));
   }
 
   private rset(arg: string): void {
@@ -443,34 +445,17 @@ export class SmtpSession {
 
   private mail(arg: string): void {
     if (this.txn) return this.say(R.nested);
-    if (!/^FROM:/i.test(arg)) return this.say(R.mailSyntax);
-    const parsed = parsePathAndParams(arg.slice(5), true, false);
-    if ("code" in parsed) return this.say(parsed);
-    const { path, params } = parsed;
-    if (params.size > 0 && !this.esmtp) return this.say(R.paramsNeedEhlo);
-    if (this.opts.auth?.required && this.authUser === undefined) return this.say(this.tls === "active" ? R.authRequired : R.tlsFirst);
-    const mp = mailParams(params, this.opts.limits.max_message_size, this.offeredMechanisms().length > 0, this.tls === "active");
-    if ("code" in mp) return this.say(mp);
-    const { size, body, smtputf8, ret, envid, requireTls } = mp;
-    if (path.utf8 && !smtputf8) return this.say(R.utf8Needed);
-    const envelope: Envelope = { mailFrom: path.address, recipients: [], ...(body ? { body } : {}), smtputf8, ...(ret ? { ret } : {}), ...(envid !== undefined ? { envid } : {}), ...(requireTls ? { requireTls } : {}) };
-    this.ask({ type: "mail", path, envelope, ...(size !== undefined ? { size } : {}) });
+    const q = mailCommand(arg, this.facts(), this.opts);
+    if ("code" in q) return this.say(q);
+    this.ask(q);
   }
 
   private rcpt(arg: string): void {
     const txn = this.txn;
     if (!txn) return this.say(R.mailFirst);
-    if (!/^TO:/i.test(arg)) return this.say(R.rcptSyntax);
-    const parsed = parsePathAndParams(arg.slice(3), false, true);
-    if ("code" in parsed) return this.say(parsed);
-    const { path, params } = parsed;
-    if (params.size > 0 && !this.esmtp) return this.say(R.paramsNeedEhlo);
-    const dsn = rcptParams(params);
-    if ("code" in dsn) return this.say(dsn);
-    if (path.utf8 && !txn.envelope.smtputf8) return this.say(R.utf8Needed);
-    if (txn.envelope.recipients.length >= this.opts.limits.max_recipients) return this.say(R.tooManyRcpts);
-    // The transaction's own envelope, not a copy: valid until the question is answered.
-    this.ask({ type: "rcpt", path, dsn, envelope: txn.envelope });
+    const q = rcptCommand(arg, txn.envelope, this.facts(), this.opts);
+    if ("code" in q) return this.say(q);
+    this.ask(q);
   }
 
   private dataCmd(arg: string): void {
@@ -487,7 +472,7 @@ export class SmtpSession {
   private finishContent(result: ContentResult): void {
     const txn = this.txn;
     if (!txn) return;
-    const problem = this.contentProblem(result, txn);
+    const problem = contentProblem(result, txn.envelope, this.opts);
     if (problem) {
       this.txn = undefined;
       this.say(problem);
@@ -500,24 +485,6 @@ export class SmtpSession {
     this.ask({ type: "message", envelope: txn.envelope, content: result.content, eightBit: result.eightBit });
   }
 
-  private contentProblem(result: ContentResult, txn: Txn): Reply | undefined {
-    switch (result.problem) {
-      case "size":
-        return R.tooBig;
-      case "header":
-        return R.headerTooBig;
-      case "bare-line-ending":
-        return R.bareContent;
-      case "nul":
-        return R.nulContent;
-      case undefined:
-        break;
-    }
-    const env = txn.envelope;
-    if (result.eightBit && this.opts.eightBitWithout8bitmime === "reject" && env.body !== "8BITMIME" && !env.smtputf8) return R.eightBit;
-    return undefined;
-  }
-
   // ---- BDAT (RFC 3030) ----
 
   /**
@@ -527,10 +494,9 @@ export class SmtpSession {
    * find the chunk's end: the connection is closed.
    */
   private bdat(arg: string, refusal: Reply | undefined): void {
-    const m = /^(\d{1,15})( +LAST)? *$/i.exec(arg);
-    if (!m) return this.closeWith(R.bdatSyntax);
-    const size = Number(m[1]);
-    const last = m[2] !== undefined;
+    const args = bdatArgs(arg);
+    if (!args) return this.closeWith(R.bdatSyntax);
+    const { size, last } = args;
     const txn = this.txn;
     const err = refusal ?? (!txn ? R.mailFirst : txn.envelope.recipients.length === 0 ? R.noRcpt : undefined);
     let state: State & { kind: "bdat" };

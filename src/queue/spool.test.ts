@@ -245,6 +245,18 @@ test("handoff: the memory handoff is capped in bytes; what does not fit is due i
   assert.deepEqual(spool.takeFresh(10).map((m) => m.id), [next]);
 });
 
+test("handoff: with no bytes allowed (limits.max_handoff_bytes = 0) nothing is handed off; every message is due in the database", async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const log = captureLogger();
+  const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger, handoffMaxBytes: 0 });
+  t.after(() => spool.close());
+  spool.enableHandoff();
+  const ids = await Promise.all([1, 2, 3].map(() => spool.enqueue(sampleMessage())));
+  assert.equal(spool.takeFresh(10).length, 0);
+  assert.deepEqual(spool.claimDue(Date.now(), 10).map((m) => m.id).sort(), [...ids].sort());
+});
+
 test("recovery: messages active when the process died are queued again on open", async (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);

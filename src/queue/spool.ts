@@ -45,14 +45,17 @@
  * takeFresh, handoff, onCommitted: the queue manager) and `admin` (a
  * ShardStore: list, show, hold, release, retry, delete). Holding the writer
  * or the scheduler does not let one delete or release a message.
+ *
+ * Parts in their own files: the record as stored (pending.ts: checking,
+ * sealing, the columns), the in-memory handoff and its bounds (handoff.ts),
+ * and the outcomes with retry backoff and expiry (outcomes.ts).
  */
 import { EventEmitter } from "node:events";
 import { closeSync, fdatasync, fdatasyncSync, openSync } from "node:fs";
-import { randomInt } from "node:crypto";
 import type { StatementSync } from "node:sqlite";
 import type { Logger } from "pino";
-import type { IncomingMessage, MessageState } from "./types.ts";
-import { checkIncoming, packMeta, RECORD_VERSION, recordChecksum, SEALED_RECORD_VERSION } from "./record.ts";
+import type { IncomingMessage } from "./types.ts";
+import { checkIncoming } from "./record.ts";
 import { SpoolKeyring } from "./keyring.ts";
 import { sealPlaintextRecords } from "./migrate.ts";
 import { routeOldRecords, type RecipientRouter } from "./route-old.ts";
@@ -61,8 +64,12 @@ import { newQueueId, shardOfId } from "./ids.ts";
 import { DamagedRecordError } from "./record.ts";
 import { ShardDatabase, ShardStore } from "./store.ts";
 import { schedulerView, writerView, type SpoolScheduler, type SpoolWriter } from "./views.ts";
+import { OutcomeWriter, type PendingOutcome, type RecipientOutcome } from "./outcomes.ts";
+import { Handoff, HANDOFF_LEASE_MS } from "./handoff.ts";
+import { freshEntry, prepareRecord, type PendingMessage, type PreparedMessage } from "./pending.ts";
 
 export type { SpoolScheduler, SpoolWriter } from "./views.ts";
+export type { RecipientOutcome } from "./outcomes.ts";
 import type { OldestByState, QueuedMessage } from "./store.ts";
 
 export interface SpoolOptions {
@@ -74,7 +81,7 @@ export interface SpoolOptions {
   readonly maxBatch?: number;
   /** A batch whose contents reach this many bytes is committed at once (default 32 MiB). */
   readonly maxBatchBytes?: number;
-  /** Content bytes kept in memory for the delivery agent (default 64 MiB). */
+  /** Content bytes kept in memory for the delivery agent (default 64 MiB; config limits.max_handoff_bytes). */
   readonly handoffMaxBytes?: number;
   /** SQLite busy timeout in ms (default 5000). */
   readonly busyTimeoutMs?: number;
@@ -93,14 +100,6 @@ export interface SpoolOptions {
 }
 
 export type ClaimedMessage = QueuedMessage;
-
-export interface RecipientOutcome {
-  /** Index of the recipient in the envelope. */
-  readonly index: number;
-  readonly result: "delivered" | "deferred" | "failed";
-  /** Why it was deferred or failed (logged and kept; never shown to SMTP clients as is). */
-  readonly error?: string;
-}
 
 export interface SpoolStats {
   readonly shard: number;
@@ -121,60 +120,6 @@ export interface SpoolStats {
   readonly done: number;
 }
 
-interface PendingMessage {
-  readonly id: string;
-  readonly msg: IncomingMessage;
-  /** When the first delivery attempt is due in the database (see HANDOFF_LEASE_MS). */
-  readonly nextAttemptAt: number;
-  /** Handed straight to the delivery agent once durable (no claim transaction). */
-  readonly handoff: boolean;
-  readonly version: number;
-  /** What goes into messages.envelope / messages.received / contents.content. */
-  readonly envelopeCol: string | Buffer;
-  readonly receivedCol: string;
-  readonly contentCol: Buffer;
-  /** The plaintext content (handed to delivery). */
-  readonly content: Buffer;
-  readonly checksum: Buffer;
-  readonly createdAt: number;
-  readonly recipients: readonly { address: string; dsnJson: string }[];
-  readonly resolve: (id: string) => void;
-  readonly reject: (err: Error) => void;
-}
-
-interface PendingOutcome {
-  readonly id: string;
-  readonly outcomes: readonly RecipientOutcome[];
-  readonly at: number;
-}
-
-const EMPTY = Buffer.alloc(0);
-/** A sealed record's recipients rows: the address and DSN are only in the sealed envelope. */
-const SEALED_RECIPIENT = { address: "", dsnJson: "" };
-
-/** Most durable messages kept in memory for the delivery agent. */
-const HANDOFF_MAX = 1024;
-/** Content bytes kept in memory for the delivery agent (past it: claimed from the database when due). */
-const HANDOFF_MAX_BYTES = 64 * 1024 * 1024;
-/** How far the first attempt of a handed-off message is leased in the database. */
-const HANDOFF_LEASE_MS = 10 * 60_000;
-
-function freshEntry(m: PendingMessage, shard: number): ClaimedMessage {
-  return {
-    id: m.id,
-    state: "active",
-    envelope: m.msg.envelope,
-    received: m.msg.received,
-    recipients: m.msg.envelope.recipients.map((r, index) => ({ index, address: r.address, dsn: r.dsn, ...(r.route !== undefined ? { route: r.route } : {}), state: "queued" as const, attempts: 0 })),
-    size: m.content.byteLength,
-    createdAt: m.createdAt,
-    nextAttemptAt: m.nextAttemptAt,
-    attempts: 0,
-    shard,
-    content: m.content,
-  };
-}
-
 export class Spool {
   readonly shard: number;
   readonly path: string;
@@ -187,11 +132,7 @@ export class Spool {
   private readonly store: ShardDatabase;
   private readonly maxBatch: number;
   private readonly maxBatchBytes: number;
-  private readonly handoffMaxBytes: number;
-  private readonly retryBaseMs: number;
-  private readonly retryMaxMs: number;
-  private readonly retryJitter: number;
-  private readonly expireAfterMs: number;
+  private readonly outcomeWriter: OutcomeWriter;
   private readonly encrypt: boolean;
   private readonly events = new EventEmitter();
   private readonly w: {
@@ -201,11 +142,6 @@ export class Spool {
     insertRecipient: StatementSync;
     due: StatementSync;
     claim: StatementSync;
-    messageState: StatementSync;
-    updateRecipient: StatementSync;
-    openRecipients: StatementSync;
-    requeue: StatementSync;
-    defer: StatementSync;
     nextDue: StatementSync;
   };
   private pending: PendingMessage[] = [];
@@ -215,12 +151,7 @@ export class Spool {
   private pendingOutcomes: PendingOutcome[] = [];
   private flushScheduled = false;
   /** Durable messages waiting for the delivery agent (see takeFresh). */
-  private handoff: ClaimedMessage[] = [];
-  /** Handoff messages not yet durable. */
-  private pendingHandoffs = 0;
-  /** Content bytes of the handoff messages, durable or not yet. */
-  private handoffBytes = 0;
-  private handoffOn = false;
+  private readonly handoff: Handoff;
   /** Committed to the WAL, waiting for the fdatasync that makes them durable. */
   private awaitingSync: PendingMessage[] = [];
   private syncing = false;
@@ -249,11 +180,14 @@ export class Spool {
     this.encrypt = encrypt;
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);
-    this.handoffMaxBytes = opts.handoffMaxBytes ?? HANDOFF_MAX_BYTES;
-    this.retryBaseMs = opts.retryBaseMs ?? 60_000;
-    this.retryMaxMs = opts.retryMaxMs ?? 3_600_000;
-    this.retryJitter = Math.min(Math.max(opts.retryJitter ?? 0.1, 0), 1);
-    this.expireAfterMs = opts.expireAfterMs ?? 5 * 24 * 3_600_000;
+    this.handoff = new Handoff(opts.handoffMaxBytes);
+    this.outcomeWriter = new OutcomeWriter(this.store, {
+      retryBaseMs: opts.retryBaseMs ?? 60_000,
+      retryMaxMs: opts.retryMaxMs ?? 3_600_000,
+      retryJitter: Math.min(Math.max(opts.retryJitter ?? 0.1, 0), 1),
+      expireAfterMs: opts.expireAfterMs ?? 5 * 24 * 3_600_000,
+      encrypt,
+    });
     const p = (s: string): StatementSync => db.prepare(s);
     this.w = {
       insertMessage: p(`INSERT INTO messages (id, version, state, envelope, received, size, created_at, next_attempt_at,
@@ -267,12 +201,6 @@ export class Spool {
                 WHERE state IN ('queued', 'deferred') AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) m
               LEFT JOIN contents c ON c.message_id = m.id ORDER BY m.next_attempt_at`),
       claim: p("UPDATE messages SET state = 'active' WHERE id = ?"),
-      messageState: p("SELECT state, attempts, created_at FROM messages WHERE id = ?"),
-      updateRecipient: p(`UPDATE recipients SET state = ?, attempts = attempts + 1, last_error = ?
-                          WHERE message_id = ? AND idx = ? AND state IN ('queued', 'deferred')`),
-      openRecipients: p("SELECT count(*) AS n FROM recipients WHERE message_id = ? AND state IN ('queued', 'deferred')"),
-      requeue: p("UPDATE messages SET state = ?, next_attempt_at = ? WHERE id = ?"),
-      defer: p("UPDATE messages SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?"),
       nextDue: p("SELECT min(next_attempt_at) AS t FROM messages INDEXED BY messages_due WHERE state IN ('queued', 'deferred')"),
     };
   }
@@ -356,40 +284,25 @@ export class Spool {
    */
   enqueue(msg: IncomingMessage, id?: string): Promise<string> {
     if (this.isClosed) return Promise.reject(new Error("spool is closed"));
-    let prepared: Omit<PendingMessage, "resolve" | "reject">;
+    let prepared: PreparedMessage;
     try {
-      const { envelopeJson, receivedJson } = checkIncoming(msg.envelope, msg.received, msg.content);
+      const json = checkIncoming(msg.envelope, msg.received, msg.content);
       const createdAt = Date.now();
       // Ids come from newQueueId(), unique by construction (time, shard, counter);
       // only the shard is checked here, so no query runs per message.
       if (id !== undefined && shardOfId(id) !== this.shard) throw new Error(`queue id ${id} is not of shard ${this.shard}`);
       const queueId = id ?? newQueueId(this.shard, createdAt);
       const size = msg.content.byteLength;
-      const handoff = msg.hold !== true && this.handoffOn && this.handoff.length + this.pendingHandoffs < HANDOFF_MAX && this.handoffBytes + size <= this.handoffMaxBytes;
-      if (handoff) [this.pendingHandoffs, this.handoffBytes] = [this.pendingHandoffs + 1, this.handoffBytes + size];
-      const common = { id: queueId, msg, handoff, nextAttemptAt: handoff ? createdAt + HANDOFF_LEASE_MS : createdAt, content: msg.content, createdAt };
-      if (this.encrypt) {
-        const ring = this.keyring;
-        prepared = {
-          ...common,
-          version: SEALED_RECORD_VERSION,
-          envelopeCol: ring.seal("meta", queueId, packMeta(envelopeJson, receivedJson)),
-          receivedCol: "",
-          contentCol: ring.seal("content", queueId, msg.content),
-          checksum: EMPTY,
-          recipients: msg.envelope.recipients.map(() => SEALED_RECIPIENT),
-        };
-      } else {
-        prepared = {
-          ...common,
-          version: RECORD_VERSION,
-          envelopeCol: envelopeJson,
-          receivedCol: receivedJson,
-          contentCol: msg.content,
-          checksum: recordChecksum(RECORD_VERSION, queueId, envelopeJson, receivedJson, msg.content),
-          recipients: msg.envelope.recipients.map((r) => ({ address: r.address, dsnJson: JSON.stringify(r.dsn) })),
-        };
-      }
+      const handoff = msg.hold !== true && this.handoff.fits(size);
+      prepared = prepareRecord(msg, json, {
+        id: queueId,
+        createdAt,
+        nextAttemptAt: handoff ? createdAt + HANDOFF_LEASE_MS : createdAt,
+        handoff,
+        keyring: this.encrypt ? this.keyring : undefined,
+      });
+      // Counted only once sealing succeeded: a message that never joins a batch holds no handoff place.
+      if (handoff) this.handoff.reserve(size);
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -423,7 +336,7 @@ export class Spool {
     let done = 0;
     try {
       done = this.transaction(() => {
-        const d = this.applyOutcomes(outcomes);
+        const d = this.outcomeWriter.apply(outcomes);
         for (const m of batch) {
           this.w.insertMessage.run(m.id, m.version, m.envelopeCol, m.receivedCol, m.content.byteLength, m.createdAt,
             m.nextAttemptAt, m.checksum);
@@ -481,12 +394,7 @@ export class Spool {
 
   private synced(batch: readonly PendingMessage[]): void {
     this.counters.committedMessages += batch.length;
-    for (const m of batch) {
-      if (!m.handoff) continue;
-      this.pendingHandoffs--;
-      if (!this.isClosed) this.handoff.push(freshEntry(m, this.shard));
-      else this.handoffBytes -= m.content.byteLength;
-    }
+    for (const m of batch) if (m.handoff) this.handoff.durable(freshEntry(m, this.shard), !this.isClosed);
     for (const m of batch) m.resolve(m.id);
     this.events.emit("committed", batch.length);
   }
@@ -506,11 +414,7 @@ export class Spool {
 
   /** Handoff messages of a batch that will never be durable: no longer counted. */
   private dropHandoffs(batch: readonly PendingMessage[]): void {
-    for (const m of batch) {
-      if (!m.handoff) continue;
-      this.pendingHandoffs--;
-      this.handoffBytes -= m.content.byteLength;
-    }
+    for (const m of batch) if (m.handoff) this.handoff.release(m.content.byteLength);
   }
 
   private forgetClaims(outcomes: readonly PendingOutcome[]): void {
@@ -541,7 +445,7 @@ export class Spool {
    * durable, instead of being claimed back from the database.
    */
   enableHandoff(): void {
-    this.handoffOn = true;
+    this.handoff.enable();
   }
 
   /**
@@ -552,15 +456,8 @@ export class Spool {
    * them due at once. They count as claimed until their outcome is recorded.
    */
   takeFresh(limit: number, now = Date.now()): ClaimedMessage[] {
-    const out: ClaimedMessage[] = [];
-    while (out.length < limit && this.handoff.length > 0) {
-      const m = this.handoff.shift() as ClaimedMessage;
-      this.handoffBytes -= m.size;
-      // Past its lease the database path owns it (claimDue may have taken it).
-      if (m.nextAttemptAt <= now || this.claimed.has(m.id)) continue;
-      this.claimed.add(m.id);
-      out.push(m);
-    }
+    const out = this.handoff.take(limit, now, this.claimed);
+    for (const m of out) this.claimed.add(m.id);
     return out;
   }
 
@@ -582,7 +479,7 @@ export class Spool {
     let claimed: ClaimedMessage[];
     try {
       claimed = this.transaction(() => {
-        done = this.applyOutcomes(outcomes);
+        done = this.outcomeWriter.apply(outcomes);
         const finished = new Set(outcomes.map((o) => o.id));
         const out: ClaimedMessage[] = [];
         for (const row of this.w.due.all(now, limit)) {
@@ -626,48 +523,7 @@ export class Spool {
 
   /** Retry delay after the n-th deferral (n >= 1), with jitter. */
   backoff(attempt: number): number {
-    const base = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** Math.min(Math.max(attempt - 1, 0), 40));
-    if (this.retryJitter === 0) return base;
-    return Math.round(base * (1 - (this.retryJitter * randomInt(0, 1_000_001)) / 1_000_000));
-  }
-
-  /** Applies outcomes inside the caller's transaction; returns how many messages became done. */
-  private applyOutcomes(list: readonly PendingOutcome[]): number {
-    let done = 0;
-    for (const { id, outcomes, at } of list) {
-      const row = this.w.messageState.get(id);
-      if (!row) continue; // deleted by the operator meanwhile
-      const state = String(row.state) as MessageState;
-      const createdAt = Number(row.created_at);
-      let deferredError: string | undefined;
-      const expired = at - createdAt >= this.expireAfterMs;
-      for (const o of outcomes) {
-        let result = o.result;
-        let error = o.error ?? null;
-        if (result === "deferred" && expired) {
-          result = "failed";
-          error = `expired after ${Math.round((at - createdAt) / 3_600_000)} h: ${error ?? "deferred"}`;
-        }
-        if (result === "deferred") deferredError ??= error ?? "deferred";
-        this.w.updateRecipient.run(result, result === "delivered" ? null : this.errorColumn(id, `error:${o.index}`, error), id, o.index);
-        if (result === "failed") this.log.warn({ queueId: id, index: o.index, error }, "recipient failed");
-      }
-      const open = Number(this.w.openRecipients.get(id)?.n ?? 0);
-      if (open === 0) {
-        this.store.deleteRows(id);
-        done++;
-        this.log.debug({ queueId: id }, "message done");
-        continue;
-      }
-      const nextState = state === "held" ? "held" : deferredError !== undefined ? "deferred" : "queued";
-      if (deferredError !== undefined) {
-        const attempts = Number(row.attempts) + 1;
-        this.w.defer.run(nextState, attempts, at + this.backoff(attempts), this.errorColumn(id, "error", deferredError), id);
-      } else {
-        this.w.requeue.run(nextState, at, id);
-      }
-    }
-    return done;
+    return this.outcomeWriter.backoff(attempt);
   }
 
   /** Re-reads the key file now (SIGHUP), when this spool has one; an unreadable file keeps the keys in memory. */
@@ -676,12 +532,6 @@ export class Spool {
     const err = this.keyring.refresh(true);
     if (err) this.log.error({ err }, "spool key file not reloaded; the keys already read stay in use");
     else this.log.info({ keyId: this.keyring.currentKeyId }, "spool key file reloaded");
-  }
-
-  /** A delivery error as stored: sealed when encryption is on (remote replies may quote addresses). */
-  private errorColumn(id: string, part: string, error: string | null): string | Buffer | null {
-    if (error === null || !this.encrypt) return error;
-    return this.keyring.seal(part, id, Buffer.from(error, "utf8"));
   }
 
   /** When the earliest queued or deferred message is due, or undefined when none is. */
@@ -717,8 +567,7 @@ export class Spool {
     this.flush();
     for (const m of this.pending) m.reject(new Error("spool is closed"));
     this.pending = [];
-    this.handoff = []; // still queued in the database: due at the next open
-    this.handoffBytes = 0;
+    this.handoff.clear(); // still queued in the database: due at the next open
     this.pendingBytes = 0;
     // Whatever is committed but not yet synced is synced now, before closing.
     if (this.awaitingSync.length > 0 || this.syncing) {

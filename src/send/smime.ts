@@ -14,7 +14,7 @@ import * as asn1js from "asn1js";
 import * as pkijs from "pkijs";
 import { base64Lines, entityText, multipart, type Entity } from "./compose.ts";
 import { signedBytes } from "./pgp.ts";
-import { envelopedData } from "../e2e/index.ts";
+import { envelopedData, pkiLibraries } from "../e2e/index.ts";
 
 const OID_DATA = "1.2.840.113549.1.7.1";
 const OID_CONTENT_TYPE = "1.2.840.113549.1.9.3";
@@ -81,9 +81,10 @@ export async function cmsSignDetached(data: Buffer, key: KeyObject, cert: X509Ce
 }
 
 /** CMS EnvelopedData (DER) of data for every certificate, written by src/e2e (as for encryption on store). */
-export function cmsEncrypt(data: Buffer, recipients: readonly X509Certificate[]): Promise<Buffer> {
-  if (recipients.length === 0) return Promise.reject(new Error("no recipient certificate to encrypt to"));
-  return Promise.resolve(envelopedData(data, recipients.map((r) => ({ cert: pkijsCert(r), publicKey: r.publicKey })), { rsaOaep: true }));
+export async function cmsEncrypt(data: Buffer, recipients: readonly X509Certificate[]): Promise<Buffer> {
+  if (recipients.length === 0) throw new Error("no recipient certificate to encrypt to");
+  await pkiLibraries();
+  return envelopedData(data, recipients.map((r) => ({ cert: pkijsCert(r), publicKey: r.publicKey })), { rsaOaep: true });
 }
 
 export interface SmimeSigner {

@@ -14,7 +14,11 @@
  *   Spam scoring by rspamd (src/spam).
  *
  * A new check is one module in its own folder and one line in the list of
- * its road here.
+ * its road here. The pipeline of each listener role (src/server/pipeline)
+ * runs the roads: the inbound checks in an mx transaction on the MX
+ * listener, the content checks in every transaction. Checks share state
+ * only through the typed TransactionState and ConnectionState of
+ * src/policy.
  */
 import { readFile } from "node:fs/promises";
 import { createPrivateKey } from "node:crypto";

@@ -31,6 +31,10 @@
  *   reach the TLS session.
  * - A socket error or a host failure never crashes the process: the client
  *   gets 451 (host failure) or the connection is dropped (socket failure).
+ * - The host's transaction (ConnectionScratch.transaction, host.ts) lives
+ *   no longer than the core's: once the core has no transaction and no open
+ *   question (the message's answer, RSET, EHLO, STARTTLS, a refused MAIL)
+ *   and when the connection ends, it is closed and dropped here.
  */
 import type { Socket } from "node:net";
 import tls from "node:tls";
@@ -39,54 +43,17 @@ import { SmtpSession, type Action, type Question, type SessionOptions } from "..
 import { TEMPORARY_FAILURE, SmtpError, reply, type Reply } from "../protocol/index.ts";
 import type { TlsManager } from "../tls/index.ts";
 import { describeTls } from "../tls/index.ts";
-import type { SaslMechanism } from "../auth/index.ts";
 import { formatReply } from "../protocol/index.ts";
 import { MEMORY_BUSY_CONNECT, overMemoryBudget, residentSet } from "./memory.ts";
 import { countAnswer } from "./metrics.ts";
+import { endTransaction, type ConnectionInfo, type ConnectionScratch, type HostAnswer, type SessionHost } from "./host.ts";
+
+export type { ConnectionInfo, ConnectionScratch, HostAnswer, SessionHost } from "./host.ts";
 
 /** Replies waiting in the socket above which the connection stops reading. */
 const OUTPUT_HIGH_WATER = 64 * 1024;
 /** Input is fed to the core in slices of this size, so one read cannot make more than one slice's replies at once. */
 const FEED_SLICE = 4096;
-
-/** State the host keeps per connection: the SASL exchange, the check state of the transaction and of the connection. */
-export interface ConnectionScratch {
-  sasl?: SaslMechanism;
-  checks?: Map<string, unknown>;
-  /** The checks' per-connection state (CheckInput.connection). */
-  connectionChecks?: Map<string, unknown>;
-}
-
-/** Facts about the connection the host may need. */
-export interface ConnectionInfo {
-  readonly sessionId: string;
-  readonly listener: string;
-  readonly clientIp: string;
-  readonly clientPort: number;
-  readonly helo: string;
-  readonly protocol: string;
-  readonly tls?: { readonly version: string; readonly cipher: string };
-  /** The account of a successful AUTH on this connection. */
-  readonly authUser?: string;
-  /** RFC 9266 tls-exporter channel binding data (TLS 1.3 only). */
-  readonly channelBinding: Buffer | undefined;
-  /** Per-connection state the host may keep (the SASL exchange in progress). */
-  readonly scratch: ConnectionScratch;
-  readonly logger: Logger;
-}
-
-export interface HostAnswer {
-  readonly reply: Reply;
-  /** For RCPT: the normalised recipient to record. */
-  readonly address?: string;
-}
-
-/** What the connection asks about; implemented by the receiver (policy + spool). */
-export interface SessionHost {
-  answer(q: Question, info: ConnectionInfo): HostAnswer | Promise<HostAnswer>;
-  /** The connection is accepted (before the greeting): the host may start work early (DNSBL lookups). */
-  connected?(info: ConnectionInfo): void;
-}
 
 export interface ConnectionOptions {
   readonly session: SessionOptions;
@@ -409,6 +376,7 @@ export class Connection {
   }
 
   private handle(actions: Action[]): void {
+    this.syncTransaction();
     if (actions.length === 0) {
       if (!this.delaying) this.armTimer();
       return;
@@ -428,6 +396,15 @@ export class Connection {
       return;
     }
     this.perform(actions);
+  }
+
+  /**
+   * The host's transaction ends with the core's (RSET, the message's
+   * answer, a refused MAIL, EHLO, STARTTLS): closed and dropped here, not
+   * while a question is open (a MAIL being answered opens the next one).
+   */
+  private syncTransaction(): void {
+    if (this.scratch.transaction !== undefined && !this.session.waiting && !this.session.inTransaction) endTransaction(this.scratch);
   }
 
   /** The delay owed for the error replies since the last call: n × error_delay for the n-th (n at most 30). */
@@ -587,6 +564,7 @@ export class Connection {
     if (this.ended) return;
     this.flushOut();
     this.ended = true;
+    endTransaction(this.scratch);
     this.clearTimers();
     this.socket.setTimeout(0);
     this.socket.end();
@@ -596,6 +574,7 @@ export class Connection {
   }
 
   private destroy(): void {
+    endTransaction(this.scratch);
     this.clearTimers();
     if (!this.socket.destroyed) this.socket.destroy();
     if (!this.ended) {

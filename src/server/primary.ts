@@ -27,7 +27,6 @@ import { ClientTable, tableSlots } from "./clients.ts";
 import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
 import type { WorkerData, WorkerReady } from "./worker.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { AcmeManager } from "../acme/index.ts";
 import { startHttps, type RunningHttps } from "../https/index.ts";
 import { MetricsServer, aggregate, loopDelaySamples, metrics, processSamples, type Sample } from "../metrics/index.ts";
 
@@ -156,6 +155,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   // ACME: the challenge listener is bound (still root) and a certificate put in place before any worker loads it.
   let acmeBound: { host: string; port: number }[] = [];
   if (config.acme.directory !== "") {
+    // Imported only when ACME is configured: its client library is large.
+    const { AcmeManager } = await import("../acme/index.ts");
     const manager = new AcmeManager({ config, logger, reload: () => {
       logger.info("acme: reloading certificates");
       for (const w of workers.values()) w.postMessage("reload");

@@ -94,6 +94,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     dataDir: config.server.dataDir,
     shard,
     maxBatch: config.spool.maxBatch,
+    handoffMaxBytes: config.limits.max_handoff_bytes,
     encrypt: config.spool.encrypt,
     logger,
     retryBaseMs: config.queue.retryMin * 1000,

@@ -4,6 +4,7 @@ import { test } from "node:test";
 import { parseAnswer, RspamdError, scoreHeader } from "./index.ts";
 import { parseConfig, ConfigError } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
+import { TransactionState } from "../policy/index.ts";
 
 test("parseAnswer keeps action, score, threshold and symbols (highest score first)", () => {
   const r = parseAnswer(JSON.stringify({ is_skipped: false, score: 7.5, required_score: 15, action: "add header", symbols: { B: { score: 1 }, A: { score: 6.5 }, "bad name!": { score: 9 } } }));
@@ -48,7 +49,7 @@ test("rspamd unreachable: spam.error with its header and log line; the operator 
     });
   });
   const check = new SpamCheck({ url: `http://127.0.0.1:${port}`, timeoutMs: 2000, maxSize: 1 << 20, authservId: "mx.test" });
-  const input = { clientIp: "192.0.2.1", helo: "h.test", mailFrom: "a@h.test", recipients: ["b@mx.test", "ü@mx.test"], content: Buffer.from("From: a@h.test\r\n\r\nx\r\n"), state: new Map<string, unknown>() };
+  const input = { clientIp: "192.0.2.1", helo: "h.test", mailFrom: "a@h.test", recipients: ["b@mx.test", "ü@mx.test"], content: Buffer.from("From: a@h.test\r\n\r\nx\r\n"), state: new TransactionState() };
   const out = await check.data({ ...input, signal: AbortSignal.timeout(5000) });
   assert.deepEqual(out.verdicts, ["spam.error"]);
   assert.deepEqual(out.headers, ["X-Wardmail-Spam: error (rspamd unavailable)"]);

@@ -52,7 +52,7 @@ export function fromAddresses(content: Buffer): string[] | undefined {
 
 /** undefined when every originator address (and every address a name shows) passes `owns`; else the reply refusing the message. */
 export function checkFromHeader(content: Buffer, owns: (address: string) => boolean, given?: MessageHead): Reply | undefined {
-  // The header section and author as the receiver read them (once per message).
+  // The header section and author as the transaction read them (once per message).
   const head = headOf(content, given);
   const fields = head.fields;
   // An originator field must be spelled plainly ("From:", any case): the

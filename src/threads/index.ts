@@ -6,16 +6,36 @@
  * (src/attachments).
  *
  * Protocol with the thread's entry file: it gets { type: "task", id, ...the
- * task's fields } and answers { type: "done", id, result } or { type:
- * "failed", id, message }; any other message it sends goes to `onOther`
- * (the verifier's DNS questions), which may answer through the thread.
+ * task's fields }, answers { type: "started", id } as soon as it reads the
+ * task (startedMessage), and then { type: "done", id, result } or
+ * { type: "failed", id, message }; any other message it sends goes to
+ * `onOther` (the verifier's DNS questions), which may answer through the
+ * thread.
  *
  * Deadlines: a task's AbortSignal ends the whole thread (a synchronous
- * parser in it cannot be interrupted otherwise): every task in it fails and
- * the next task starts a new thread. An idle thread is unreferenced, so it
+ * parser in it cannot be interrupted otherwise). In a TaskThread used
+ * alone every task in it fails; in a pool, the other tasks of that thread
+ * are run again once, in another thread, so one hostile message costs
+ * the others time, not a refusal. An idle thread is unreferenced, so it
  * keeps no process alive; its heap is capped (heapMb).
+ *
+ * A pool thread runs many tasks at once (most of a verification is waiting
+ * for DNS answers, which come from the parent). A task goes to the thread
+ * with the fewest tasks in flight. A thread whose event loop is held (a
+ * slow synchronous parse) does not read its messages: a task it has not
+ * acknowledged within STALL_MS is moved to another thread, started for it
+ * when needed (up to maxThreads); a task the thread read before it was
+ * held waits for the deadline that ends the thread and then runs again
+ * elsewhere (once). So a pool normally runs one thread, and
+ * starts more only while one is stuck; a thread idle for IDLE_MS beyond
+ * the first is ended.
  */
 import { Worker } from "node:worker_threads";
+
+/** A pool task not acknowledged by its thread within this time goes to another thread. */
+export const STALL_MS = 100;
+/** An idle pool thread beyond the first is ended after this time. */
+export const IDLE_MS = 30_000;
 
 export interface TaskThreadOptions {
   /** The thread's entry file. */
@@ -27,21 +47,71 @@ export interface TaskThreadOptions {
   readonly onOther?: (message: unknown, post: (m: unknown) => void) => void;
 }
 
-type Ended<R> = { readonly type: "done"; readonly id: number; readonly result: R } | { readonly type: "failed"; readonly id: number; readonly message: string };
+/** What a thread's entry file posts when it reads a task. */
+export function startedMessage(id: number): { readonly type: "started"; readonly id: number } {
+  return { type: "started", id };
+}
 
-interface Pending<R> {
+/**
+ * The task with each byte array that is a view into a larger buffer copied
+ * out: postMessage copies a view's whole underlying buffer (a 10 KB
+ * message in a 64 KB receive block cost 36 us instead of 5; a message
+ * sliced from a bigger block, far more).
+ */
+function exact<T extends object>(task: T): T {
+  let copy: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(task)) {
+    if (v instanceof Uint8Array && v.byteLength !== v.buffer.byteLength) {
+      copy ??= { ...(task as Record<string, unknown>) };
+      copy[k] = ownBytes(v);
+    }
+  }
+  return (copy ?? task) as T;
+}
+
+/** `bytes` with a buffer of its own (copied when it is a view into a larger one), for postMessage. */
+export function ownBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+}
+
+type FromThread<R> =
+  | { readonly type: "started"; readonly id: number }
+  | { readonly type: "done"; readonly id: number; readonly result: R }
+  | { readonly type: "failed"; readonly id: number; readonly message: string };
+
+/** One task and its caller's promise; it may move from thread to thread. */
+interface Job<T, R> {
+  readonly task: T;
+  readonly signal: AbortSignal | undefined;
   readonly resolve: (r: R) => void;
   readonly reject: (e: Error) => void;
+  /** Times it was moved or run again elsewhere. */
+  moves: number;
+}
+
+interface InFlight<T, R> {
+  readonly job: Job<T, R>;
+  readonly posted: number;
+  started: boolean;
+  readonly onAbort: () => void;
 }
 
 export class TaskThread<T extends object, R> {
   private readonly opts: TaskThreadOptions;
   private worker: Worker | undefined;
-  private readonly pending = new Map<number, Pending<R>>();
+  /** The current thread has answered once (its modules are loaded). */
+  private ready = false;
+  private readonly pending = new Map<number, InFlight<T, R>>();
   private nextId = 0;
+  /** In a pool: where the other tasks of a thread ended at a deadline go. */
+  private readonly orphans: ((jobs: Job<T, R>[]) => void) | undefined;
+  /** In a pool: a task is settled (the pool looks at idle threads). */
+  private readonly settled: (() => void) | undefined;
 
-  constructor(opts: TaskThreadOptions) {
+  constructor(opts: TaskThreadOptions, pool?: { orphans: (jobs: Job<T, R>[]) => void; settled: () => void }) {
     this.opts = opts;
+    this.orphans = pool?.orphans;
+    this.settled = pool?.settled;
   }
 
   /** Tasks in flight. */
@@ -49,32 +119,53 @@ export class TaskThread<T extends object, R> {
     return this.pending.size;
   }
 
+  /** True when a task posted more than STALL_MS ago has not been read by the thread (its event loop is held). */
+  stalled(now: number): boolean {
+    // A thread still loading its modules reads nothing yet: it is not stuck.
+    if (!this.ready) return false;
+    for (const p of this.pending.values()) if (!p.started && now - p.posted > STALL_MS) return true;
+    return false;
+  }
+
   /** Runs one task in the thread; rejects when the thread fails or `signal` aborts (the thread is then ended). */
   run(task: T, signal?: AbortSignal): Promise<R> {
     if (signal?.aborted) return Promise.reject(new Error(`${this.opts.what} aborted`));
+    return new Promise<R>((resolve, reject) => this.post({ task, signal, resolve, reject, moves: 0 }));
+  }
+
+  /** Posts a job; returns its id here. */
+  post(job: Job<T, R>): number {
+    if (job.signal?.aborted === true) {
+      job.reject(new Error(`${this.opts.what} stopped at the check deadline`));
+      return -1;
+    }
     const worker = this.thread();
     const id = this.nextId++;
-    return new Promise<R>((resolve, reject) => {
-      const onAbort = (): void => this.restart(worker, new Error(`${this.opts.what} stopped at the check deadline`));
-      signal?.addEventListener("abort", onAbort, { once: true });
-      const done = (): void => {
-        signal?.removeEventListener("abort", onAbort);
-        // Only a thread with work in flight keeps the process alive.
-        if (this.pending.size === 0) worker.unref();
-      };
-      this.pending.set(id, {
-        resolve: (r) => {
-          done();
-          resolve(r);
-        },
-        reject: (e) => {
-          done();
-          reject(e);
-        },
-      });
-      worker.ref();
-      worker.postMessage({ ...task, type: "task", id });
-    });
+    const onAbort = (): void => this.restart(worker, new Error(`${this.opts.what} stopped at the check deadline`), id);
+    job.signal?.addEventListener("abort", onAbort, { once: true });
+    this.pending.set(id, { job, posted: performance.now(), started: false, onAbort });
+    worker.ref();
+    worker.postMessage({ ...exact(job.task), type: "task", id });
+    return id;
+  }
+
+  /** Takes back a task the thread has not read yet (undefined when it has, or is done): the thread's answer to it is then ignored. */
+  take(id: number): Job<T, R> | undefined {
+    const p = this.pending.get(id);
+    if (p === undefined || p.started) return undefined;
+    this.forget(id, p);
+    return p.job;
+  }
+
+  /** Whether the task is still in flight here and not yet read by the thread. */
+  waiting(id: number): boolean {
+    const p = this.pending.get(id);
+    return p !== undefined && !p.started;
+  }
+
+  /** Whether the current thread has loaded and answered once. */
+  get loaded(): boolean {
+    return this.ready;
   }
 
   /** Ends the thread (tasks in flight fail). */
@@ -82,17 +173,31 @@ export class TaskThread<T extends object, R> {
     if (this.worker) this.restart(this.worker, new Error(`${this.opts.what} thread closed`));
   }
 
+  private forget(id: number, p: InFlight<T, R>): void {
+    this.pending.delete(id);
+    p.job.signal?.removeEventListener("abort", p.onAbort);
+    // Only a thread with work in flight keeps the process alive.
+    if (this.pending.size === 0) this.worker?.unref();
+  }
+
   private thread(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(this.opts.entry, { resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb } });
-    w.on("message", (m: Ended<R> | { readonly type?: unknown }) => {
-      if (m.type !== "done" && m.type !== "failed") return this.opts.onOther?.(m, (x) => w.postMessage(x));
-      const e = m as Ended<R>;
+    w.on("message", (m: FromThread<R> | { readonly type?: unknown }) => {
+      if (m.type !== "done" && m.type !== "failed" && m.type !== "started") return this.opts.onOther?.(m, (x) => w.postMessage(x));
+      const e = m as FromThread<R>;
+      if (this.worker !== w) return;
+      this.ready = true;
       const p = this.pending.get(e.id);
-      this.pending.delete(e.id);
-      if (!p) return;
-      if (e.type === "done") p.resolve(e.result);
-      else p.reject(new Error(e.message));
+      if (p === undefined) return;
+      if (e.type === "started") {
+        p.started = true;
+        return;
+      }
+      this.forget(e.id, p);
+      if (e.type === "done") p.job.resolve(e.result);
+      else p.job.reject(new Error(e.message));
+      this.settled?.();
     });
     w.on("error", (err) => this.restart(w, err));
     w.on("exit", () => this.restart(w, new Error(`${this.opts.what} thread exited`)));
@@ -102,28 +207,43 @@ export class TaskThread<T extends object, R> {
     return w;
   }
 
-  /** Ends `w` (when it is still the current thread) and fails its tasks; the next task starts a new thread. */
-  private restart(w: Worker, err: Error): void {
+  /**
+   * Ends `w` (when it is still the current thread); the next task starts a
+   * new thread. The task whose deadline ended it (`culprit`) fails; the
+   * others fail too, or, in a pool, are run again once elsewhere.
+   */
+  private restart(w: Worker, err: Error, culprit?: number): void {
     if (this.worker !== w) return;
     this.worker = undefined;
+    this.ready = false;
     void w.terminate();
-    const tasks = [...this.pending.values()];
-    this.pending.clear();
-    for (const p of tasks) p.reject(err);
+    const again: Job<T, R>[] = [];
+    for (const [id, p] of [...this.pending]) {
+      this.forget(id, p);
+      if (id !== culprit && culprit !== undefined && this.orphans !== undefined && p.job.moves === 0) {
+        p.job.moves++;
+        again.push(p.job);
+      } else p.job.reject(err);
+    }
+    if (again.length > 0) this.orphans?.(again);
+    this.settled?.();
   }
 }
 
 export interface TaskPoolOptions extends TaskThreadOptions {
   /** Most threads. */
   readonly maxThreads: number;
-  /** End idle threads beyond one after each task (a thread's parsed state is then kept in one). */
+  /** End idle threads beyond one after IDLE_MS (a thread's parsed state is then kept in one). */
   readonly keepOneIdle?: boolean;
+  /** How long an idle thread beyond the first lives with keepOneIdle (default IDLE_MS). */
+  readonly idleMs?: number;
 }
 
-/** Up to maxThreads threads: each task to an idle one, else a new one, else the least busy. */
+/** Up to maxThreads threads: each task to the least busy thread that is not stalled, else a new one (see the module comment). */
 export class TaskPool<T extends object, R> {
   private readonly opts: TaskPoolOptions;
   private readonly threads: TaskThread<T, R>[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: TaskPoolOptions) {
     this.opts = opts;
@@ -133,24 +253,59 @@ export class TaskPool<T extends object, R> {
     return this.threads.length;
   }
 
-  async run(task: T, signal?: AbortSignal): Promise<R> {
-    let t = this.threads.find((x) => x.busy === 0);
-    if (t === undefined && this.threads.length < this.opts.maxThreads) {
-      t = new TaskThread<T, R>(this.opts);
-      this.threads.push(t);
-    }
-    t ??= this.threads.reduce((a, b) => (b.busy < a.busy ? b : a));
-    try {
-      return await t.run(task, signal);
-    } finally {
-      if (this.opts.keepOneIdle === true && t.busy === 0 && this.threads.some((x) => x !== t && x.busy === 0)) {
-        t.close();
-        this.threads.splice(this.threads.indexOf(t), 1);
-      }
-    }
+  run(task: T, signal?: AbortSignal): Promise<R> {
+    if (signal?.aborted) return Promise.reject(new Error(`${this.opts.what} aborted`));
+    return new Promise<R>((resolve, reject) => this.dispatch({ task, signal, resolve, reject, moves: 0 }));
   }
 
   close(): void {
+    clearTimeout(this.idleTimer);
     for (const t of this.threads.splice(0)) t.close();
+  }
+
+  private dispatch(job: Job<T, R>, avoid?: TaskThread<T, R>): void {
+    const now = performance.now();
+    let t: TaskThread<T, R> | undefined;
+    for (const x of this.threads) {
+      if (x === avoid || x.stalled(now)) continue;
+      if (t === undefined || x.busy < t.busy) t = x;
+    }
+    if (t === undefined && this.threads.length < this.opts.maxThreads) {
+      t = new TaskThread<T, R>(this.opts, { orphans: (jobs) => jobs.forEach((j) => this.dispatch(j)), settled: () => this.settled() });
+      this.threads.push(t);
+    }
+    // Every thread stuck and no room for another: the least busy one.
+    t ??= this.threads.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const thread = t;
+    const id = thread.post(job);
+    if (id < 0 || this.opts.maxThreads < 2) return;
+    // Not read within STALL_MS by a loaded thread: it is held; move the task (at most maxThreads times).
+    const check = (): void => {
+      if (!thread.waiting(id) || job.moves >= this.opts.maxThreads) return;
+      if (!thread.loaded) {
+        setTimeout(check, STALL_MS).unref();
+        return;
+      }
+      const moved = thread.take(id);
+      if (moved === undefined) return;
+      moved.moves++;
+      this.dispatch(moved, thread);
+    };
+    setTimeout(check, STALL_MS + 1).unref();
+  }
+
+  /** After a task: idle threads beyond the first are ended once idle for IDLE_MS. */
+  private settled(): void {
+    if (this.opts.keepOneIdle !== true || this.idleTimer !== undefined) return;
+    if (this.threads.filter((x) => x.busy === 0).length < 2) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      const idle = this.threads.filter((x) => x.busy === 0);
+      for (const t of idle.slice(1)) {
+        t.close();
+        this.threads.splice(this.threads.indexOf(t), 1);
+      }
+    }, this.opts.idleMs ?? IDLE_MS);
+    this.idleTimer.unref();
   }
 }

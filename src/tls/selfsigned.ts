@@ -19,8 +19,8 @@ import { X509Certificate, createPrivateKey, randomBytes, webcrypto } from "node:
 import { isIP } from "node:net";
 import { mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import * as asn1js from "asn1js";
-import * as pkijs from "pkijs";
+import type * as Asn1 from "asn1js";
+import type * as Pki from "pkijs";
 import type { Logger } from "pino";
 
 export const SELF_SIGNED_CERT = "selfsigned.crt";
@@ -42,7 +42,12 @@ const OID_SUBJECT_ALT_NAME = "2.5.29.17";
 const OID_SUBJECT_KEY_ID = "2.5.29.14";
 const OID_SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
 
-const engine = new pkijs.CryptoEngine({ name: "node", crypto: webcrypto });
+/** asn1js and pkijs, imported on the first certificate made (a running server with its pair never needs them). */
+let libraries: Promise<{ asn1js: typeof Asn1; pkijs: typeof Pki; engine: Pki.CryptoEngine }> | undefined;
+function loadLibraries(): Promise<{ asn1js: typeof Asn1; pkijs: typeof Pki; engine: Pki.CryptoEngine }> {
+  libraries ??= Promise.all([import("asn1js"), import("pkijs")]).then(([asn1js, pkijs]) => ({ asn1js, pkijs, engine: new pkijs.CryptoEngine({ name: "node", crypto: webcrypto }) }));
+  return libraries;
+}
 
 export interface GeneratedCertificate {
   readonly certPem: string;
@@ -85,7 +90,7 @@ function ipBytes(ip: string): Uint8Array {
   return out;
 }
 
-function extension(extnID: string, critical: boolean, value: { toSchema(): asn1js.BaseBlock }): pkijs.Extension {
+function extension(pkijs: typeof Pki, extnID: string, critical: boolean, value: { toSchema(): Asn1.BaseBlock }): Pki.Extension {
   return new pkijs.Extension({ extnID, critical, extnValue: value.toSchema().toBER(false) });
 }
 
@@ -96,6 +101,7 @@ export async function generateCertificate(names: readonly string[], opts: Genera
   for (const n of names) {
     if (isIP(n) === 6 && n.includes(".")) throw new Error(`generateCertificate: IPv4-mapped IPv6 literal not supported: ${n}`);
   }
+  const { asn1js, pkijs, engine } = await loadLibraries();
   const keys = await webcrypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"]);
 
   const cert = new pkijs.Certificate();
@@ -126,10 +132,10 @@ export async function generateCertificate(names: readonly string[], opts: Genera
   );
   const keyUsage = new asn1js.BitString({ valueHex: new Uint8Array([0x80]), unusedBits: 7 }); // digitalSignature
   cert.extensions = [
-    extension(OID_BASIC_CONSTRAINTS, true, new pkijs.BasicConstraints({ cA: false })),
+    extension(pkijs, OID_BASIC_CONSTRAINTS, true, new pkijs.BasicConstraints({ cA: false })),
     new pkijs.Extension({ extnID: OID_KEY_USAGE, critical: true, extnValue: keyUsage.toBER(false) }),
-    extension(OID_EXT_KEY_USAGE, false, new pkijs.ExtKeyUsage({ keyPurposes: [OID_SERVER_AUTH] })),
-    extension(OID_SUBJECT_ALT_NAME, false, new pkijs.AltName({ altNames })),
+    extension(pkijs, OID_EXT_KEY_USAGE, false, new pkijs.ExtKeyUsage({ keyPurposes: [OID_SERVER_AUTH] })),
+    extension(pkijs, OID_SUBJECT_ALT_NAME, false, new pkijs.AltName({ altNames })),
     new pkijs.Extension({ extnID: OID_SUBJECT_KEY_ID, critical: false, extnValue: new asn1js.OctetString({ valueHex: keyId }).toBER(false) }),
   ];
   await cert.sign(keys.privateKey, "SHA-256", engine);

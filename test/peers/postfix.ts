@@ -108,6 +108,12 @@ export interface PostfixOptions {
   extraMaster?: string[];
   /** Milliseconds to wait for `postfix start` plus the listener (default 60000). */
   startTimeoutMs?: number;
+  /**
+   * A command prefix for `postfix start`, e.g. a mount namespace with its own
+   * /etc/resolv.conf (bench/stack.ts): the master and every daemon it starts
+   * run inside it. `postfix stop` runs as usual.
+   */
+  startWrapper?: readonly string[];
 }
 
 /** True if the Postfix binaries and its mail_owner account exist on this machine. */
@@ -333,9 +339,10 @@ function errText(e: unknown): string {
   return String(e);
 }
 
-async function runPostfix(configDir: string, cmd: string, timeoutMs: number): Promise<{ ok: boolean; out: string }> {
+async function runPostfix(configDir: string, cmd: string, timeoutMs: number, wrapper: readonly string[] = []): Promise<{ ok: boolean; out: string }> {
   try {
-    const r = await execFile(POSTFIX_BIN, ["-c", configDir, cmd], {
+    const argv = [...wrapper, POSTFIX_BIN, "-c", configDir, cmd];
+    const r = await execFile(argv[0]!, argv.slice(1), {
       timeout: timeoutMs,
       killSignal: "SIGKILL",
       env: { ...process.env, PATH: `/usr/sbin:/usr/bin:/sbin:/bin:${process.env.PATH ?? ""}` },
@@ -440,7 +447,7 @@ async function startOnce(opts: PostfixOptions, port: number): Promise<PostfixIns
     await writeFile(path.join(configDir, "main.cf"), mainCf(opts, { dir, queueDir, dataDir, logPath, syslogName, port, vmailDir, owner }));
     await writeFile(path.join(configDir, "master.cf"), masterCf(host, port, opts.extraMaster));
 
-    const started = await runPostfix(configDir, "start", startTimeoutMs);
+    const started = await runPostfix(configDir, "start", startTimeoutMs, opts.startWrapper);
     if (!started.ok) {
       const check = await runPostfix(configDir, "check", 30_000);
       const log = await readFile(logPath, "utf8").catch(() => "");

@@ -6,8 +6,9 @@
  */
 import pino from "pino";
 import { Spool } from "../src/queue/index.ts";
-import { sampleMessage, tempDir } from "../test/helpers/queue.ts";
+import { routed, sampleMessage, tempDir } from "../test/helpers/queue.ts";
 import { QueueManager } from "../src/qmgr/index.ts";
+import { Router } from "../src/sink/index.ts";
 
 const producers = Number(process.argv[2] ?? 50);
 const seconds = Number(process.argv[3] ?? 2);
@@ -24,9 +25,11 @@ const local = {
   maildir: "mail/%d/%n/Maildir",
   lmtp: {},
 };
-const agent = new QueueManager({ spool, dataDir: dir, local, logger, concurrency });
+const agent = new QueueManager({ spool, dataDir: dir, logger, concurrency });
 agent.start();
-const messages = Array.from({ length: producers }, (_, i) => sampleMessage({ size: 10_240, to: [`user${i % 20}@example.test`] }));
+// Routed as the sink stores them.
+const router = new Router({ local });
+const messages = Array.from({ length: producers }, (_, i) => routed(sampleMessage({ size: 10_240, to: [`user${i % 20}@example.test`] }), (a) => router.routeInPlace(a)));
 const t0 = performance.now();
 const deadline = t0 + seconds * 1000;
 await Promise.all(

@@ -7,12 +7,14 @@
  *   LmtpTransport (lmtp-transport.ts, for the domains in local.lmtp) store
  *   local mail, encrypting on store through StoreContentSource
  *   (store-content.ts, src/e2e).
- * - resolveRecipient (resolve.ts): where an address goes under `[local]`.
+ * - mailboxPath (mailbox-path.ts): a mailbox's Maildir path from the
+ *   local.maildir template (the sink stores it with the route; transports
+ *   never route: aliases are resolved in src/sink).
  * - deliverToMaildir / ensureMaildir: Dovecot-compatible Maildir storage
  *   (maildir.ts).
  */
 export { combineMailboxes, errorText, Semaphore } from "./transport.ts";
-export type { DeliveryOutcome, MailboxResult, RoutedRecipient, Transport } from "./transport.ts";
+export type { DeliveryOutcome, LocalRecipient, MailboxResult, RoutedRecipient, Transport } from "./transport.ts";
 export { MaildirTransport } from "./maildir-transport.ts";
 export type { MaildirTransportOptions } from "./maildir-transport.ts";
 export { LmtpTransport } from "./lmtp-transport.ts";
@@ -20,7 +22,6 @@ export type { LmtpTransportOptions } from "./lmtp-transport.ts";
 export { StoreContentSource } from "./store-content.ts";
 export { deliverToMaildir, ensureMaildir, escapeHostname, folderDirName, uniqueName } from "./maildir.ts";
 export type { MaildirMessage, MaildirOptions, MaildirResult } from "./maildir.ts";
-export { resolveRecipient, mailboxPath, MAX_ALIAS_DEPTH } from "./resolve.ts";
-export type { Resolution, LocalConfig } from "./resolve.ts";
+export { mailboxPath, mailboxPathKey, maildirOf } from "./mailbox-path.ts";
 export { deliverLmtp, describeTarget, LMTP_TIMEOUTS } from "./lmtp.ts";
 export type { LmtpMailboxResult, LmtpMessage, LmtpResult } from "./lmtp.ts";

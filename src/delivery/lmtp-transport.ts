@@ -1,6 +1,7 @@
 /**
- * The LMTP transport (lmtp.ts, RFC 2033): the mailboxes it is handed (all in
- * domains listed in local.lmtp) go in one LMTP session per server with all
+ * The LMTP transport (lmtp.ts, RFC 2033): the mailboxes it is handed, each
+ * with the LMTP server its stored route names (local.lmtp when the message
+ * was queued), go in one LMTP session per server with all
  * of the message's mailboxes there as recipients; a mailbox whose copy is
  * encrypted to its own keys (store-content.ts) gets a session of its own
  * (made and sent one after the other, so one encrypted copy is held at a
@@ -14,14 +15,12 @@ import { hostname as osHostname } from "node:os";
 import type { Logger } from "pino";
 import type { LmtpTarget } from "../config/index.ts";
 import type { Timeouts } from "../outbound/index.ts";
-import type { ClaimedMessage } from "../queue/index.ts";
+import type { ClaimedMessage, LmtpRoute } from "../queue/index.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
 import type { StoreContentSource } from "./store-content.ts";
-import { combineMailboxes, type DeliveryOutcome, type MailboxResult, type RoutedRecipient, type Semaphore, type Transport } from "./transport.ts";
+import { combineMailboxes, type DeliveryOutcome, type LocalRecipient, type MailboxResult, type Semaphore, type Transport } from "./transport.ts";
 
 export interface LmtpTransportOptions {
-  /** local.lmtp: the LMTP server of each domain. */
-  readonly targets: Readonly<Record<string, LmtpTarget>>;
   /** Our name for LHLO (default os.hostname()). */
   readonly hostname?: string;
   /** Default lmtp.ts LMTP_TIMEOUTS; tests shorten them. */
@@ -31,7 +30,7 @@ export interface LmtpTransportOptions {
   readonly logger: Logger;
 }
 
-export class LmtpTransport implements Transport {
+export class LmtpTransport implements Transport<LocalRecipient<LmtpRoute>> {
   /** Mailboxes an LMTP server accepted a message for. */
   accepted = 0;
 
@@ -41,23 +40,11 @@ export class LmtpTransport implements Transport {
     this.opts = opts;
   }
 
-  /** The LMTP server of a mailbox's domain, if it has one. */
-  targetOf(mailbox: string): LmtpTarget | undefined {
-    const table = this.opts.targets;
-    const domain = mailbox.slice(mailbox.lastIndexOf("@") + 1);
-    return Object.hasOwn(table, domain) ? table[domain] : undefined;
-  }
-
-  async deliver(msg: ClaimedMessage, recipients: readonly RoutedRecipient[]): Promise<DeliveryOutcome[]> {
+  async deliver(msg: ClaimedMessage, recipients: readonly LocalRecipient<LmtpRoute>[]): Promise<DeliveryOutcome[]> {
     const groups = new Map<string, { target: LmtpTarget; mailboxes: string[] }>();
     const results = new Map<string, MailboxResult>();
     for (const r of recipients) {
-      for (const mailbox of r.mailboxes) {
-        const target = this.targetOf(mailbox);
-        if (target === undefined) {
-          results.set(mailbox, { kind: "temporary", error: `no LMTP server for ${mailbox}` });
-          continue;
-        }
+      for (const { mailbox, lmtp: target } of r.mailboxes) {
         const key = describeTarget(target);
         const group = groups.get(key) ?? { target, mailboxes: [] };
         if (!group.mailboxes.includes(mailbox)) group.mailboxes.push(mailbox);
@@ -66,7 +53,7 @@ export class LmtpTransport implements Transport {
     }
     const sessions = [...groups.values()].map((g) => this.opts.writes.run(() => this.atServer(msg, g.target, g.mailboxes)));
     for (const p of sessions) for (const [mailbox, r] of await p) results.set(mailbox, r);
-    return recipients.map((r) => combineMailboxes(r.index, r.mailboxes, results));
+    return recipients.map((r) => combineMailboxes(r.index, r.mailboxes.map((m) => m.mailbox), results));
   }
 
   /** The sessions for these mailboxes of the message at one server; never throws. */

@@ -12,11 +12,12 @@ import { existsSync, readdirSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { Spool } from "../queue/index.ts";
-import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
+import { captureLogger, routed, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import { deliverLmtp, describeTarget } from "./lmtp.ts";
 import { QueueManager } from "../qmgr/index.ts";
-import { mailboxPath, type LocalConfig } from "./resolve.ts";
-import { MessageSink } from "../sink/index.ts";
+import { mailboxPath } from "./mailbox-path.ts";
+import { MessageSink, type LocalConfig } from "../sink/index.ts";
+import type { IncomingMessage } from "../queue/index.ts";
 
 const TIMEOUTS = { connectMs: 1000, greetingMs: 1000, commandMs: 1000, dataMs: 1000 };
 
@@ -155,7 +156,9 @@ function agentFor(t: { after: (fn: () => Promise<void> | void) => void }, lmtp: 
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const local = { ...LOCAL, lmtp };
   const queue = { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
-  const agent = new QueueManager({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test", lmtpTimeouts: TIMEOUTS, bounces: { hostname: "mx.test", queue, sink: new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local }) } });
+  const sink = new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local });
+  const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test", lmtpTimeouts: TIMEOUTS, bounces: { hostname: "mx.test", queue, sink } });
+  const route = (m: IncomingMessage): IncomingMessage => routed(m, (a) => sink.router.routeInPlace(a));
   t.after(async () => {
     await agent.stop();
     spool.close();
@@ -165,7 +168,7 @@ function agentFor(t: { after: (fn: () => Promise<void> | void) => void }, lmtp: 
     const md = join(mailboxPath(dir, local.maildir, mailbox), "new");
     return existsSync(md) ? readdirSync(md) : [];
   };
-  return { dir, log, spool, agent, files };
+  return { dir, log, spool, agent, files, route };
 }
 
 test("QueueManager: LMTP domains go in one session per message, aliases expanded; Maildir for the others; 5xx fails and bounces", async (t) => {
@@ -173,9 +176,9 @@ test("QueueManager: LMTP domains go in one session per message, aliases expanded
   t.after(cleanup);
   const srv = await lmtpServer({ path: join(sockDir, "lmtp.sock") }, ["alice@lmtp.test", "bob@lmtp.test"]);
   t.after(() => srv.close());
-  const { spool, agent, files, log } = agentFor(t, { "lmtp.test": srv.target });
+  const { spool, agent, files, log, route } = agentFor(t, { "lmtp.test": srv.target });
   agent.start();
-  const id = await spool.enqueue(sampleMessage({ from: "sender@remote.test", to: ["team@lmtp.test", "Alice@lmtp.test", "ghost@lmtp.test"] }));
+  const id = await spool.enqueue(route(sampleMessage({ from: "sender@remote.test", to: ["team@lmtp.test", "Alice@lmtp.test", "ghost@lmtp.test"] })));
   await waitFor(() => spool.admin.get(id) === undefined, "message done");
   assert.equal(srv.sessions.length, 1, "one LMTP session for the message");
   const rcpts = srv.sessions[0]?.commands.filter((c) => c.startsWith("RCPT"));
@@ -195,9 +198,9 @@ test("QueueManager: LMTP domains go in one session per message, aliases expanded
 test("QueueManager: a 4xx from LMTP or a dead LMTP server defers the recipient", async (t) => {
   const srv = await lmtpServer({ tcp: true }, ["alice@lmtp.test", "bob@lmtp.test"], (r) => (r === "bob@lmtp.test" ? "451 4.3.0 <bob@lmtp.test> Temporary failure" : `250 2.0.0 <${r}> Saved`));
   t.after(() => srv.close());
-  const { spool, agent } = agentFor(t, { "lmtp.test": srv.target });
+  const { spool, agent, route } = agentFor(t, { "lmtp.test": srv.target });
   agent.start();
-  const id = await spool.enqueue(sampleMessage({ to: ["alice@lmtp.test", "bob@lmtp.test"] }));
+  const id = await spool.enqueue(route(sampleMessage({ to: ["alice@lmtp.test", "bob@lmtp.test"] })));
   await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
   const e = spool.admin.get(id)!;
   assert.deepEqual(e.recipients.map((r) => r.state), ["delivered", "deferred"]);
@@ -214,9 +217,9 @@ test("QueueManager: a recipient whose mailboxes are split between the LMTP and t
   let bob = "451 4.3.0 <bob@lmtp.test> Mailbox busy";
   const srv = await lmtpServer({ tcp: true }, ["alice@lmtp.test", "bob@lmtp.test"], (r) => (r === "bob@lmtp.test" ? bob : `250 2.0.0 <${r}> Saved`));
   t.after(() => srv.close());
-  const { spool, agent, files, log } = agentFor(t, { "lmtp.test": srv.target });
+  const { spool, agent, files, log, route } = agentFor(t, { "lmtp.test": srv.target });
   agent.start();
-  const id = await spool.enqueue(sampleMessage({ to: ["team@lmtp.test"] }));
+  const id = await spool.enqueue(route(sampleMessage({ to: ["team@lmtp.test"] })));
   await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
   assert.match(spool.admin.get(id)?.recipients[0]?.lastError ?? "", /^LMTP 127\.0\.0\.1:\d+: 451 4\.3\.0 <bob@lmtp\.test>/);
   assert.equal(files("carol@maildir.test").length, 1, "the Maildir copy is written meanwhile");

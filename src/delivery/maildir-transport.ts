@@ -1,6 +1,6 @@
 /**
  * The Maildir transport: stores a message in the Maildirs of the mailboxes
- * it is handed (maildir.ts), one write per distinct mailbox even when
+ * it is handed, at the paths their stored routes name (maildir.ts), one write per distinct mailbox even when
  * several recipients of the message reach it (through aliases), at most as
  * many writes at once as the shared semaphore lets through. Quarantined mail
  * (a DMARC quarantine verdict, say) goes to the mailbox's Junk folder.
@@ -8,17 +8,15 @@
  * mailbox temporary; a recipient is deferred when any of its mailboxes is.
  */
 import type { Logger } from "pino";
-import type { ClaimedMessage } from "../queue/index.ts";
+import type { ClaimedMessage, MaildirRoute } from "../queue/index.ts";
 import { deliverToMaildir } from "./maildir.ts";
-import { mailboxPath } from "./resolve.ts";
+import { maildirOf } from "./mailbox-path.ts";
 import type { StoreContentSource } from "./store-content.ts";
-import { combineMailboxes, errorText, type DeliveryOutcome, type MailboxResult, type RoutedRecipient, type Semaphore, type Transport } from "./transport.ts";
+import { combineMailboxes, errorText, type DeliveryOutcome, type LocalRecipient, type MailboxResult, type Semaphore, type Transport } from "./transport.ts";
 
 export interface MaildirTransportOptions {
-  /** server.dataDir: relative Maildir paths are under it. */
+  /** server.dataDir: stored Maildir paths that are relative are under it. */
   readonly dataDir: string;
-  /** local.maildir: the path template (%d, %n). */
-  readonly maildir: string;
   /** Host name in Maildir file names (default os.hostname()). */
   readonly hostname?: string;
   readonly content: StoreContentSource;
@@ -26,7 +24,7 @@ export interface MaildirTransportOptions {
   readonly logger: Logger;
 }
 
-export class MaildirTransport implements Transport {
+export class MaildirTransport implements Transport<LocalRecipient<MaildirRoute>> {
   /** Maildir files written. */
   stored = 0;
 
@@ -36,23 +34,24 @@ export class MaildirTransport implements Transport {
     this.opts = opts;
   }
 
-  async deliver(msg: ClaimedMessage, recipients: readonly RoutedRecipient[]): Promise<DeliveryOutcome[]> {
+  async deliver(msg: ClaimedMessage, recipients: readonly LocalRecipient<MaildirRoute>[]): Promise<DeliveryOutcome[]> {
     const writes = new Map<string, Promise<MailboxResult>>();
     for (const r of recipients) {
-      for (const mailbox of r.mailboxes) {
-        if (!writes.has(mailbox)) writes.set(mailbox, this.opts.writes.run(() => this.store(msg, r.address, mailbox)));
+      for (const m of r.mailboxes) {
+        if (!writes.has(m.mailbox)) writes.set(m.mailbox, this.opts.writes.run(() => this.store(msg, r.address, m)));
       }
     }
     const results = new Map<string, MailboxResult>();
     for (const [mailbox, p] of writes) results.set(mailbox, await p);
-    return recipients.map((r) => combineMailboxes(r.index, r.mailboxes, results));
+    return recipients.map((r) => combineMailboxes(r.index, r.mailboxes.map((m) => m.mailbox), results));
   }
 
-  /** Writes one copy; resolves with the outcome instead of throwing. */
-  private async store(msg: ClaimedMessage, rcpt: string, mailbox: string): Promise<MailboxResult> {
+  /** Writes one copy at its stored path; resolves with the outcome instead of throwing. */
+  private async store(msg: ClaimedMessage, rcpt: string, route: MaildirRoute): Promise<MailboxResult> {
     const log = this.opts.logger;
+    const { mailbox } = route;
     try {
-      const dir = mailboxPath(this.opts.dataDir, this.opts.maildir, mailbox);
+      const dir = maildirOf(this.opts.dataDir, route.maildir);
       const folder = msg.received.quarantine !== undefined ? { folder: "Junk" } : {};
       const c = await this.opts.content.contentFor(msg, mailbox);
       if ("kind" in c) return c;

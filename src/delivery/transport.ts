@@ -4,12 +4,13 @@
  * claimed message to some of its recipients, resolve with one outcome per
  * recipient given (by its queue index), never reject for a delivery problem.
  *
- * The queue manager (src/qmgr) decides where each recipient goes, once per
- * message (resolve.ts resolveRecipient): a transport is handed recipients
- * with their destinations already worked out (`mailboxes`), and does not
- * route again.
+ * Where each recipient goes was decided once, when the message was queued
+ * (src/sink router.ts), and stored with it; the queue manager (src/qmgr)
+ * hands each transport the recipients its stored routes name, with their
+ * destinations (`mailboxes`: Maildir paths, LMTP servers) as stored. A
+ * transport never routes, never reads aliases or `[local]`.
  */
-import type { ClaimedMessage, QueuedRecipient } from "../queue/index.ts";
+import type { ClaimedMessage, LmtpRoute, MaildirRoute, QueuedRecipient } from "../queue/index.ts";
 import type { RemoteOutcome } from "../outbound/index.ts";
 
 /** A queue recipient with where this transport is to put it. */
@@ -24,8 +25,13 @@ export interface RoutedRecipient extends QueuedRecipient {
 /** One recipient's outcome: delivered, deferred (with why) or failed (with status and diagnostic for the DSN). */
 export type DeliveryOutcome = RemoteOutcome;
 
-export interface Transport {
-  deliver(message: ClaimedMessage, recipients: readonly RoutedRecipient[]): Promise<DeliveryOutcome[]>;
+/** A queue recipient with the local mailboxes of its stored route that a local transport is to store. */
+export interface LocalRecipient<M extends MaildirRoute | LmtpRoute> extends QueuedRecipient {
+  readonly mailboxes: readonly M[];
+}
+
+export interface Transport<R extends QueuedRecipient = RoutedRecipient> {
+  deliver(message: ClaimedMessage, recipients: readonly R[]): Promise<DeliveryOutcome[]>;
 }
 
 /** What became of one mailbox: stored, or why not. */

@@ -24,7 +24,7 @@
  * NAMES_TTL_MS, so each message costs a lookup per author mailbox.
  */
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
-import { authorOf, readerForm } from "../message/index.ts";
+import { headOf, readerForm } from "../message/index.ts";
 import { lookalikeOf, isOurs } from "./lookalike.ts";
 
 /** Most From: domains whose lookalike answer is kept (the oldest goes first). */
@@ -103,7 +103,7 @@ export class ImpersonationCheck implements Check {
     const verdicts: string[] = [];
     if (this.opts.externalTag) headers.push(`${EXTERNAL_HEADER}: yes`);
     if (this.opts.enabled && input.content !== undefined) {
-      const author = authorOf(input.content);
+      const author = headOf(input.content, input.head).author;
       const local = this.opts.localDomains;
       const seen: string[] = [];
       for (const d of author.domains) {

@@ -49,7 +49,7 @@ import type { ARCResult, DKIMVerifyResult, DMARCResult, SPFResult } from "mailau
 import { spf } from "mailauth/lib/spf/index.js";
 import type { Config } from "../config/index.ts";
 import { SPF_PER_CONNECTION, type Check, type CheckInput, type CheckOutcome } from "../policy/index.ts";
-import { addressesIn, authorOf, canonicalDomain, fieldValue, headerFields, MAX_PARSED_FIELDS, type Author } from "../message/index.ts";
+import { addressesIn, canonicalDomain, fieldValue, headOf, MAX_PARSED_FIELDS, type Author, type HeaderField } from "../message/index.ts";
 import type { Verified } from "./content.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { VerifierPool, type TtlResolver } from "./offload.ts";
@@ -210,8 +210,9 @@ export class SenderAuthCheck implements Check {
           ? "fail"
           : "none";
     const arc = result(res.arc);
-    const fields = headerFields(content);
-    const author = authorOf(content, fields);
+    // The header section and the author as the transaction read them, once per message.
+    const head = headOf(content, input.head);
+    const { fields, author } = head;
     const dmarcs = await this.dmarcAll(author, res);
     const dmarcVerdict = this.strictest(dmarcs);
     // A From: problem first: it is the reason a refusal names when DMARC fails too.
@@ -298,7 +299,7 @@ export class SenderAuthCheck implements Check {
    * name. A trusted ARC sealer that saw DMARC pass vouches for the message
    * (a list that writes "'alice@example.org' via List").
    */
-  private localName(content: Buffer, fields: ReturnType<typeof headerFields>, author: Author, res: Verified): boolean {
+  private localName(content: Buffer, fields: readonly HeaderField[], author: Author, res: Verified): boolean {
     if (this.local.size === 0) return false;
     let seen = 0;
     for (const f of fields) {

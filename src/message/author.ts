@@ -71,3 +71,31 @@ export function authorOf(content: Buffer, fields: readonly HeaderField[] = heade
     from.fields === 0 ? "missing" : from.fields > 1 ? "duplicate" : from.invalid ? "invalid" : domains.length > 1 ? "multiple_domains" : undefined;
   return { mailboxes: from.mailboxes, domains, fields: from.fields, ...(problem !== undefined ? { problem } : {}) };
 }
+
+/**
+ * The header section of one message and its author, read once per message
+ * and shared by everything that looks at them (the transaction's hop count and
+ * sender ownership, DMARC and the From: rules, impersonation): the fields
+ * are read when the head is made, the author parsed on first use, then
+ * kept. Immutable; tied to the content it was made from.
+ */
+export class MessageHead {
+  readonly content: Buffer;
+  readonly fields: readonly HeaderField[];
+  #author: Author | undefined;
+
+  constructor(content: Buffer, fields: readonly HeaderField[] = headerFields(content)) {
+    this.content = content;
+    this.fields = fields;
+  }
+
+  /** authorOf(content, fields), parsed once. */
+  get author(): Author {
+    return (this.#author ??= authorOf(this.content, this.fields));
+  }
+}
+
+/** The head of `content`: `head` when it was made from this very content, else a new one. */
+export function headOf(content: Buffer, head?: MessageHead): MessageHead {
+  return head !== undefined && head.content === content ? head : new MessageHead(content);
+}

@@ -5,6 +5,6 @@
  */
 export { canonicalName, fieldValue, fieldValues, headerEnd, headerFields, removeFields, type HeaderField } from "./header.ts";
 export { canonicalDomain, MAX_MAILBOXES, parseAddressList, type AddressList, type Mailbox } from "./address.ts";
-export { authorOf, mailboxesOf, MAX_PARSED_FIELDS, type Author, type AuthorProblem } from "./author.ts";
+export { authorOf, headOf, mailboxesOf, MAX_PARSED_FIELDS, MessageHead, type Author, type AuthorProblem } from "./author.ts";
 export { decodeEncodedWords, readerForm } from "./rfc2047.ts";
 export { addressesIn } from "./shown.ts";

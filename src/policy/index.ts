@@ -29,6 +29,7 @@ import type { CheckAction } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
 import { metrics } from "../metrics/index.ts";
+import type { MessageHead } from "../message/index.ts";
 import type { ConnectionState, TransactionState } from "./state.ts";
 
 export type Phase = "connect" | "helo" | "mail" | "rcpt" | "data";
@@ -54,6 +55,13 @@ export interface CheckInput {
   readonly earlier?: { readonly verdicts: readonly string[]; readonly headers: readonly string[] };
   /** The message as received (data phase only), CRLF, no dot-stuffing. */
   readonly content?: Buffer;
+  /**
+   * The header section of `content` and its author (From:), read once per
+   * message by the pipeline (src/message MessageHead) and shared by the
+   * checks that need them (DMARC and the From: rules, impersonation). A
+   * check given none (or one of other content) reads its own (headOf).
+   */
+  readonly head?: MessageHead;
   /** The transaction's state shared by the phases and checks (e.g. the SPF result of MAIL for DATA). */
   readonly state: TransactionState;
   /**

@@ -12,11 +12,12 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as openpgp from "openpgp";
 import { Spool } from "../queue/index.ts";
-import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
+import { captureLogger, routed, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import { AccountStore } from "../accounts/index.ts";
 import { KeyStore, StoreEncryption } from "../e2e/index.ts";
 import { QueueManager } from "./index.ts";
-import { mailboxPath, type LocalConfig } from "../delivery/index.ts";
+import { mailboxPath } from "../delivery/index.ts";
+import { Router, type LocalConfig } from "../sink/index.ts";
 
 const LOCAL: LocalConfig = {
   domains: ["example.test"],
@@ -44,8 +45,6 @@ test("mailboxes with keys get an encrypted copy, others the original; an expired
   const agent = new QueueManager({
     spool,
     dataDir: dir,
-    local: LOCAL,
-    isAccount: (a) => accounts.resolve(a) === a,
     logger: log.logger,
     pollMs: 20,
     hostname: "mx.test",
@@ -72,7 +71,8 @@ test("mailboxes with keys get an encrypted copy, others the original; an expired
   };
   agent.start();
   const msg = sampleMessage({ from: "sender@remote.test", to: ["enc@example.test", "plain@example.test", "old@example.test"], size: 4000 });
-  const id = await spool.enqueue(msg);
+  const router = new Router({ local: LOCAL, isAccount: (a) => accounts.resolve(a) === a });
+  const id = await spool.enqueue(routed(msg, (a) => router.routeInPlace(a)));
   await waitFor(() => files("enc@example.test").length === 1 && files("plain@example.test").length === 1, "the two copies");
   await waitFor(() => log.has("not stored: the mailbox's encryption keys cannot be used"), "the deferral");
   // The outcome is recorded once every recipient of the message is done (after the log line).

@@ -2,12 +2,12 @@
  * Queue manager: public face of src/qmgr/.
  *
  * - QueueManager (qmgr.ts): one spool shard's claim loop, expiry
- *   (queue.lifetime), routing once per message (route.ts, over
- *   src/delivery resolveRecipient), dispatch to the transports (Maildir and
+ *   (queue.lifetime), recipients sorted by the routes the sink stored with
+ *   them (route.ts; never routed again here), dispatch to the transports (Maildir and
  *   LMTP from src/delivery, remote SMTP from src/outbound: one Transport
  *   interface), DSNs through the sink, outcomes recorded in the spool.
  */
 export { QueueManager } from "./qmgr.ts";
 export type { QueueManagerOptions, QueueManagerStats, QueueViews } from "./qmgr.ts";
-export { REMOTE_NOT_IMPLEMENTED, routeMessage } from "./route.ts";
+export { NOT_ROUTED, REMOTE_NOT_IMPLEMENTED, routeMessage } from "./route.ts";
 export type { Routes } from "./route.ts";

@@ -3,9 +3,11 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Spool } from "../queue/index.ts";
-import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
+import { captureLogger, routed, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import { QueueManager, REMOTE_NOT_IMPLEMENTED } from "./index.ts";
-import { mailboxPath, resolveRecipient, type LocalConfig } from "../delivery/index.ts";
+import { mailboxPath } from "../delivery/index.ts";
+import { Router, type LocalConfig } from "../sink/index.ts";
+import type { IncomingMessage } from "../queue/index.ts";
 
 const LOCAL: LocalConfig = {
   domains: ["example.test", "other.test"],
@@ -24,41 +26,6 @@ const LOCAL: LocalConfig = {
   lmtp: {},
 };
 
-test("resolveRecipient: discarded addresses, directly and through an alias", () => {
-  assert.deepEqual(resolveRecipient(LOCAL, "NoReply@example.test"), { mailboxes: [], discarded: ["noreply@example.test"], remote: [], skipped: [] });
-  assert.deepEqual(resolveRecipient(LOCAL, "quiet@example.test"), { mailboxes: ["alice@example.test"], discarded: ["noreply@example.test"], remote: [], skipped: [] });
-});
-
-test("resolveRecipient: mailboxes, recursive case-insensitive aliases, loops, remote and unknown", () => {
-  assert.deepEqual(resolveRecipient(LOCAL, "ALICE@example.TEST"), { mailboxes: ["alice@example.test"], discarded: [], remote: [], skipped: [] });
-  const team = resolveRecipient(LOCAL, "Team@Example.Test");
-  assert.deepEqual(team.mailboxes, ["alice@example.test", "bob@example.test", "carol@other.test"]);
-  assert.deepEqual(team.remote, []);
-  const loop = resolveRecipient(LOCAL, "loop1@example.test");
-  assert.deepEqual(loop.mailboxes, []);
-  assert.deepEqual(loop.skipped, [{ address: "loop1@example.test", reason: "alias loop" }]);
-  assert.deepEqual(resolveRecipient(LOCAL, "x@remote.test").remote, ["x@remote.test"]);
-  const ext = resolveRecipient(LOCAL, "ext@example.test");
-  assert.deepEqual([ext.mailboxes, ext.remote], [["bob@example.test"], ["someone@remote.test"]]);
-  assert.deepEqual(resolveRecipient(LOCAL, "nobody@example.test").skipped, [{ address: "nobody@example.test", reason: "no such mailbox" }]);
-  const typo = resolveRecipient(LOCAL, "typo@example.test");
-  assert.deepEqual([typo.mailboxes, typo.skipped.length], [["carol@other.test"], 1]);
-  assert.deepEqual(resolveRecipient(LOCAL, "Postmaster").mailboxes, ["postmaster@example.test"]);
-  assert.deepEqual(resolveRecipient(LOCAL, "constructor@example.test").skipped[0]?.reason, "no such mailbox");
-  const deep: Record<string, string[]> = {};
-  for (let i = 0; i < 30; i++) deep[`a${i}@example.test`] = [`a${i + 1}@example.test`];
-  deep["a30@example.test"] = ["alice@example.test"];
-  assert.deepEqual(resolveRecipient({ ...LOCAL, aliases: deep }, "a0@example.test").skipped[0]?.reason, "aliases nested too deep");
-});
-
-test("mailboxPath fills the template and refuses parts that leave their directory", () => {
-  assert.equal(mailboxPath("/data", "mail/%d/%n/Maildir", "alice@example.test"), "/data/mail/example.test/alice/Maildir");
-  assert.equal(mailboxPath("/data", "/srv/vmail/%d/%n%%", "a@b.test"), "/srv/vmail/b.test/a%");
-  assert.throws(() => mailboxPath("/data", "mail/%d/%n", "../x@b.test"), /unsafe local part/);
-  assert.throws(() => mailboxPath("/data", "mail/%d/%n", "..@b.test"), /unsafe local part/);
-  assert.throws(() => mailboxPath("/data", "mail/%d/%n", "a@b/../../etc"), /unsafe domain/);
-});
-
 async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -71,7 +38,10 @@ function setup(t: { after: (fn: () => Promise<void> | void) => void }, local: Lo
   const { dir, cleanup } = tempDir();
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
-  const agent = new QueueManager({ spool, dataDir: dir, local, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+  const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test" });
+  // As the sink stores them (here in place, without its split of aliases reaching other domains).
+  const router = new Router({ local });
+  const route = (m: IncomingMessage): IncomingMessage => routed(m, (a) => router.routeInPlace(a));
   t.after(async () => {
     await agent.stop();
     spool.close();
@@ -81,14 +51,14 @@ function setup(t: { after: (fn: () => Promise<void> | void) => void }, local: Lo
     const md = mailboxPath(dir, local.maildir, mailbox);
     return existsSync(join(md, "new")) ? readdirSync(join(md, "new")).map((n) => join(md, "new", n)) : [];
   };
-  return { dir, log, spool, agent, files };
+  return { dir, log, spool, agent, files, route };
 }
 
 test("end to end: enqueue → Maildir files, aliases expanded, each mailbox stored once", async (t) => {
-  const { spool, agent, files, log } = setup(t);
+  const { spool, agent, files, log, route } = setup(t);
   agent.start();
   const msg = sampleMessage({ from: "sender@remote.test", to: ["team@example.test", "Alice@Example.test", "all@example.test"], size: 3000 });
-  const id = await spool.enqueue(msg);
+  const id = await spool.enqueue(route(msg));
   await waitFor(() => spool.admin.get(id) === undefined, "message done");
   for (const mb of ["alice@example.test", "bob@example.test", "carol@other.test"]) {
     const f = files(mb);
@@ -105,9 +75,9 @@ test("end to end: enqueue → Maildir files, aliases expanded, each mailbox stor
 });
 
 test("remote recipients and aliases with remote targets are deferred; unknown mailboxes fail", async (t) => {
-  const { spool, agent, files, log } = setup(t);
+  const { spool, agent, files, log, route } = setup(t);
   agent.start();
-  const id = await spool.enqueue(sampleMessage({ to: ["x@remote.test", "ext@example.test", "nobody@example.test", "carol@other.test"] }));
+  const id = await spool.enqueue(route(sampleMessage({ to: ["x@remote.test", "ext@example.test", "nobody@example.test", "carol@other.test"] })));
   await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
   const e = spool.admin.get(id)!;
   assert.deepEqual(
@@ -126,12 +96,12 @@ test("remote recipients and aliases with remote targets are deferred; unknown ma
 });
 
 test("a filesystem error defers the recipient; after the fix only it is stored", async (t) => {
-  const { dir, spool, agent, files } = setup(t);
+  const { dir, spool, agent, files, route } = setup(t);
   const bobDir = mailboxPath(dir, LOCAL.maildir, "bob@example.test");
   mkdirSync(join(bobDir, ".."), { recursive: true });
   writeFileSync(bobDir, "a file where the Maildir should be");
   agent.start();
-  const id = await spool.enqueue(sampleMessage({ to: ["alice@example.test", "bob@example.test"] }));
+  const id = await spool.enqueue(route(sampleMessage({ to: ["alice@example.test", "bob@example.test"] })));
   await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
   const e = spool.admin.get(id)!;
   assert.equal(e.recipients[0]?.state, "delivered");
@@ -146,13 +116,13 @@ test("a filesystem error defers the recipient; after the fix only it is stored",
 });
 
 test("a retried recipient whose alias reaches an already-stored mailbox does not store it again", async (t) => {
-  const { dir, spool, agent, files } = setup(t);
+  const { dir, spool, agent, files, route } = setup(t);
   const carolDir = mailboxPath(dir, LOCAL.maildir, "carol@other.test");
   mkdirSync(join(carolDir, ".."), { recursive: true });
   writeFileSync(carolDir, "blocked");
   agent.start();
   // Recipient 0 (alice) is delivered; recipient 1 (all → alice, carol) is deferred by carol.
-  const id = await spool.enqueue(sampleMessage({ to: ["alice@example.test", "all@example.test"] }));
+  const id = await spool.enqueue(route(sampleMessage({ to: ["alice@example.test", "all@example.test"] })));
   await waitFor(() => spool.admin.get(id)?.state === "deferred", "deferral");
   rmSync(carolDir);
   spool.admin.retry(id);
@@ -162,11 +132,11 @@ test("a retried recipient whose alias reaches an already-stored mailbox does not
 });
 
 test("many messages: all delivered with bounded concurrency; stop() waits and leaves nothing active", async (t) => {
-  const { spool, agent, files } = setup(t);
+  const { spool, agent, files, route } = setup(t);
   agent.start();
   let maxInFlight = 0;
   const sampler = setInterval(() => (maxInFlight = Math.max(maxInFlight, agent.stats().inFlight)), 1);
-  const ids = await Promise.all(Array.from({ length: 300 }, (_, i) => spool.enqueue(sampleMessage({ to: [i % 2 ? "alice@example.test" : "team@example.test"] }))));
+  const ids = await Promise.all(Array.from({ length: 300 }, (_, i) => spool.enqueue(route(sampleMessage({ to: [i % 2 ? "alice@example.test" : "team@example.test"] })))));
   await waitFor(() => spool.admin.counts().queued + spool.admin.counts().active === 0 && agent.stats().inFlight === 0, "drain", 20_000);
   clearInterval(sampler);
   assert.ok(maxInFlight <= 16, `in flight ${maxInFlight}`);
@@ -176,7 +146,7 @@ test("many messages: all delivered with bounded concurrency; stop() waits and le
 
   // Stop in the middle of a burst: whatever was claimed finishes and is recorded.
   await agent.stop();
-  const more = await Promise.all(Array.from({ length: 100 }, () => spool.enqueue(sampleMessage({ to: ["bob@example.test"] }))));
+  const more = await Promise.all(Array.from({ length: 100 }, () => spool.enqueue(route(sampleMessage({ to: ["bob@example.test"] })))));
   agent.start(); // schedules its first claim on setImmediate...
   await new Promise((r) => setImmediate(r)); // ...which has run by now
   assert.equal(agent.stats().inFlight, 16);

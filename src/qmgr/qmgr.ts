@@ -1,8 +1,10 @@
 /**
- * The queue manager of one spool shard: claims due messages, routes each
- * open recipient once (route.ts), hands them to the transports — Maildir and
- * LMTP (src/delivery) for local mailboxes, the remote SMTP transport
- * (src/outbound) for other domains — all through one interface,
+ * The queue manager of one spool shard: claims due messages, sorts each
+ * open recipient by the route stored with it when it was queued (route.ts;
+ * decided by the sink, src/sink router.ts — never again here), hands them
+ * to the transports — Maildir and LMTP (src/delivery) for local mailboxes,
+ * the remote SMTP transport (src/outbound) for other domains — all through
+ * one interface,
  * `deliver(message, recipients) → outcomes` (src/delivery/transport.ts),
  * then queues the DSNs and records the per-recipient outcomes.
  *
@@ -11,15 +13,16 @@
  * in flight and at most `concurrency` Maildir writes and LMTP sessions run
  * at once.
  *
- * Per recipient: every mailbox it expands to is written, then it is
+ * Per recipient: every mailbox of its stored route is written (at the
+ * stored Maildir path, or to the stored LMTP server), then it is
  * `delivered`. A mailbox reached by several recipients of the message
  * (through aliases) is written once, and mailboxes already stored for
  * recipients delivered in an earlier attempt are not written again. An
  * address outside the local domains goes to the remote transport when there
- * is one, with the local copies written meanwhile; without one, or for an
- * alias with a target there (queued before aliases were expanded at
- * receipt), it is `deferred` ("remote delivery not implemented"); an unknown
- * local address is `failed`; a filesystem error is `deferred` and retried
+ * is one, with the local copies written meanwhile; without one it is
+ * `deferred` ("remote delivery not implemented"), as is a recipient whose
+ * stored route says deferred; an unknown local address (route failed) is
+ * `failed`; a filesystem error is `deferred` and retried
  * with the spool's backoff. A mailbox write that failed while another of the
  * same recipient succeeded is retried with the recipient, so that mailbox may
  * get the message twice (at-least-once). A recipient with mailboxes in both
@@ -36,7 +39,8 @@ import type { ClaimedMessage, SpoolScheduler, SpoolWriter } from "../queue/index
 import type { Config } from "../config/index.ts";
 import { dsnsFor, type Timeouts } from "../outbound/index.ts";
 import type { MessageSink } from "../sink/index.ts";
-import { errorText, LmtpTransport, MaildirTransport, Semaphore, StoreContentSource, type DeliveryOutcome, type LocalConfig, type RoutedRecipient, type Transport } from "../delivery/index.ts";
+import { errorText, LmtpTransport, MaildirTransport, Semaphore, StoreContentSource, type DeliveryOutcome, type LocalRecipient, type Transport } from "../delivery/index.ts";
+import type { LmtpRoute, MailboxRoute, MaildirRoute } from "../queue/index.ts";
 import type { StoreEncryption } from "../e2e/index.ts";
 import { DELIVERY_DELAY_BUCKETS, metrics } from "../metrics/index.ts";
 import { routeMessage } from "./route.ts";
@@ -50,11 +54,8 @@ export interface QueueViews {
 export interface QueueManagerOptions {
   /** The shard's scheduler (claims) and writer (outcomes). */
   readonly spool: QueueViews;
-  /** Config values used: `server.dataDir` and the `[local]` section. */
+  /** server.dataDir: the Maildir paths stored with the routes are relative to it (unless absolute). */
   readonly dataDir: string;
-  readonly local: LocalConfig;
-  /** True for an account address (accounts have a mailbox like local.mailboxes). */
-  readonly isAccount?: (address: string) => boolean;
   /** Delivery to other domains (src/outbound); without it such recipients stay deferred. */
   readonly remote?: Transport;
   /** Bounces (DSNs) and the queue lifetime; without it nothing is bounced or expired. DSNs are queued through `sink` (the one road into the queue), as a local origin. */
@@ -97,8 +98,6 @@ function worse(a: DeliveryOutcome | undefined, b: DeliveryOutcome): DeliveryOutc
 export class QueueManager {
   private readonly scheduler: SpoolScheduler;
   private readonly writer: SpoolWriter;
-  private readonly local: LocalConfig;
-  private readonly isAccount: ((address: string) => boolean) | undefined;
   private readonly remote: Transport | undefined;
   private readonly maildir: MaildirTransport;
   private readonly lmtp: LmtpTransport;
@@ -118,8 +117,6 @@ export class QueueManager {
   constructor(opts: QueueManagerOptions) {
     this.scheduler = opts.spool.scheduler;
     this.writer = opts.spool.writer;
-    this.local = opts.local;
-    this.isAccount = opts.isAccount;
     this.remote = opts.remote;
     this.bounces = opts.bounces;
     this.onPermanentFailures = opts.onPermanentFailures;
@@ -129,8 +126,8 @@ export class QueueManager {
     const writes = new Semaphore(this.concurrency);
     this.content = new StoreContentSource(opts.encryption, this.log);
     const hostname = opts.hostname !== undefined ? { hostname: opts.hostname } : {};
-    this.maildir = new MaildirTransport({ dataDir: opts.dataDir, maildir: opts.local.maildir, ...hostname, content: this.content, writes, logger: this.log });
-    this.lmtp = new LmtpTransport({ targets: opts.local.lmtp, ...hostname, ...(opts.lmtpTimeouts !== undefined ? { timeouts: opts.lmtpTimeouts } : {}), content: this.content, writes, logger: this.log });
+    this.maildir = new MaildirTransport({ dataDir: opts.dataDir, ...hostname, content: this.content, writes, logger: this.log });
+    this.lmtp = new LmtpTransport({ ...hostname, ...(opts.lmtpTimeouts !== undefined ? { timeouts: opts.lmtpTimeouts } : {}), content: this.content, writes, logger: this.log });
   }
 
   /** Starts claiming and delivering; idempotent. */
@@ -240,19 +237,19 @@ export class QueueManager {
   private async deliver(msg: ClaimedMessage): Promise<DeliveryOutcome[]> {
     const expired = this.expired(msg);
     if (expired !== undefined) return expired;
-    const routes = routeMessage(msg, { local: this.local, isAccount: this.isAccount, hasRemote: this.remote !== undefined, log: this.log });
+    const routes = routeMessage(msg, { hasRemote: this.remote !== undefined });
     const outcomes = new Map<number, DeliveryOutcome>(routes.decided);
 
     // Remote recipients go out while the local copies are written.
     const remoteDone = routes.remote.length > 0 && this.remote ? this.remote.deliver(msg, routes.remote) : Promise.resolve([]);
 
-    // Each local mailbox goes to the LMTP transport when its domain is in local.lmtp, else to the Maildir transport.
-    const toMaildir: RoutedRecipient[] = [];
-    const toLmtp: RoutedRecipient[] = [];
+    // Each local mailbox goes to the LMTP server or the Maildir its stored route names.
+    const toMaildir: LocalRecipient<MaildirRoute>[] = [];
+    const toLmtp: LocalRecipient<LmtpRoute>[] = [];
     for (const [index, mailboxes] of routes.local) {
       const rcpt = msg.recipients[index]!;
-      const viaLmtp = mailboxes.filter((m) => this.lmtp.targetOf(m) !== undefined);
-      const viaMaildir = mailboxes.filter((m) => this.lmtp.targetOf(m) === undefined);
+      const viaLmtp = mailboxes.filter((m): m is LmtpRoute => "lmtp" in m);
+      const viaMaildir = mailboxes.filter((m): m is MaildirRoute => "maildir" in m);
       if (viaLmtp.length > 0) toLmtp.push({ ...rcpt, mailboxes: viaLmtp });
       if (viaMaildir.length > 0) toMaildir.push({ ...rcpt, mailboxes: viaMaildir });
       if (mailboxes.length === 0) outcomes.set(index, { index, result: "delivered" }); // all stored in an earlier attempt
@@ -267,7 +264,7 @@ export class QueueManager {
   }
 
   /** Counters, metrics and one log line per recipient outcome. */
-  private account(msg: ClaimedMessage, list: readonly DeliveryOutcome[], plan: ReadonlyMap<number, readonly string[]>): void {
+  private account(msg: ClaimedMessage, list: readonly DeliveryOutcome[], plan: ReadonlyMap<number, readonly MailboxRoute[]>): void {
     for (const o of list) {
       const rcpt = msg.recipients[o.index]!.address;
       metrics.inc("wardmail_deliveries_total", { outcome: o.result, destination: plan.has(o.index) ? "local" : o.result === "delivered" && o.remoteMta === undefined ? "discard" : "remote" });
@@ -275,7 +272,7 @@ export class QueueManager {
         if (o.remoteMta !== undefined || plan.has(o.index)) metrics.observe("wardmail_delivery_delay_seconds", { destination: plan.has(o.index) ? "local" : "remote" }, Math.max(0, Date.now() - msg.received.receivedAt) / 1000, DELIVERY_DELAY_BUCKETS);
         this.counters.delivered++;
         const mailboxes = plan.get(o.index);
-        if (mailboxes) this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailboxes }, "delivered locally");
+        if (mailboxes) this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailboxes: mailboxes.map((m) => m.mailbox) }, "delivered locally");
         else if (o.remoteMta !== undefined) this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mx: o.remoteMta }, "delivered to the remote MX");
         else this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt }, "discarded (local.discard)");
       } else if (o.result === "deferred") {

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { openDatabase } from "../storage/index.ts";
 import { checkShard } from "./ids.ts";
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS messages (
@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS recipients (
   attempts INTEGER NOT NULL DEFAULT 0,
   last_error TEXT,
   PRIMARY KEY (message_id, idx)
+) WITHOUT ROWID;
+-- Records queued before each recipient's route was stored with it (schema
+-- 3): routed once by the writer when it opens the shard (route-old.ts).
+CREATE TABLE IF NOT EXISTS unrouted (
+  message_id TEXT PRIMARY KEY NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS damaged (
   id TEXT NOT NULL,
@@ -92,8 +97,19 @@ export interface OpenOptions {
   readonly create: boolean;
 }
 
-/** Steps from older shard files: 2 adds the (state, created_at) index. */
-const MIGRATIONS = [{ to: 2, up: "CREATE INDEX IF NOT EXISTS messages_state_age ON messages (state, created_at);" }] as const;
+/**
+ * Steps from older shard files: 2 adds the (state, created_at) index; 3
+ * lists every record already queued as unrouted (their recipients have no
+ * stored route yet).
+ */
+const MIGRATIONS = [
+  { to: 2, up: "CREATE INDEX IF NOT EXISTS messages_state_age ON messages (state, created_at);" },
+  {
+    to: 3,
+    up: `CREATE TABLE IF NOT EXISTS unrouted (message_id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+         INSERT OR IGNORE INTO unrouted (message_id) SELECT id FROM messages;`,
+  },
+] as const;
 
 /** Opens a shard database with Wardmail's settings and schema. */
 export function openShardDb(path: string, opts: OpenOptions): DatabaseSync {

@@ -7,10 +7,14 @@
  *   (a ShardStore).
  * - QueueAdmin / ShardStore: inspection and operator commands, safe while
  *   the server runs (admin.ts, store.ts).
- * - Contract types shared with the SMTP side and delivery (types.ts).
+ * - Contract types shared with the SMTP side and delivery (types.ts),
+ *   among them each recipient's route as the sink stored it (RecipientRoute);
+ *   records of an older Wardmail get theirs once (route-old.ts,
+ *   Spool.routeOldRecords).
  */
 export type * from "./types.ts";
 export { Spool } from "./spool.ts";
+export type { RecipientRouter } from "./route-old.ts";
 export type { SpoolOptions, ClaimedMessage, RecipientOutcome, SpoolStats, SpoolWriter, SpoolScheduler } from "./spool.ts";
 export { ShardStore } from "./store.ts";
 export type { QueuedMessage, DamagedEntry, StoreOptions, OldestByState } from "./store.ts";

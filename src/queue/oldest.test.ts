@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { Spool } from "./spool.ts";
-import { shardPath } from "./db.ts";
+import { SCHEMA_VERSION as SPOOL_SCHEMA_VERSION, shardPath } from "./db.ts";
 import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 
 function rawDb(dir: string): DatabaseSync {
@@ -42,7 +42,7 @@ test("a version 1 shard gains the (state, created_at) index on open; the query s
   Spool.open({ dataDir: dir, shard: 0, logger: log.logger }).close();
   db = rawDb(dir);
   t.after(() => db.close());
-  assert.equal(Number(db.prepare("PRAGMA user_version").get()?.user_version), 2);
+  assert.equal(Number(db.prepare("PRAGMA user_version").get()?.user_version), SPOOL_SCHEMA_VERSION, "migrated to the current version");
   assert.ok(db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'messages_state_age'").get());
   const plan = db.prepare("EXPLAIN QUERY PLAN SELECT min(created_at) FROM messages WHERE state = 'held'").all().map((r) => String(r.detail)).join("\n");
   assert.match(plan, /USING COVERING INDEX messages_state_age/);

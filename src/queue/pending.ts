@@ -83,7 +83,7 @@ export function freshEntry(m: PendingMessage, shard: number): QueuedMessage {
     state: "active",
     envelope: m.msg.envelope,
     received: m.msg.received,
-    recipients: m.msg.envelope.recipients.map((r, index) => ({ index, address: r.address, dsn: r.dsn, state: "queued" as const, attempts: 0 })),
+    recipients: m.msg.envelope.recipients.map((r, index) => ({ index, address: r.address, dsn: r.dsn, ...(r.route !== undefined ? { route: r.route } : {}), state: "queued" as const, attempts: 0 })),
     size: m.content.byteLength,
     createdAt: m.createdAt,
     nextAttemptAt: m.nextAttemptAt,

@@ -10,9 +10,15 @@
  * unknown, whose checksum does not match, or whose JSON does not have the
  * shape of the contract types (types.ts) is reported as damaged, with the
  * reason, and never handed on.
+ *
+ * Each envelope recipient carries its route (types.ts RecipientRoute), as
+ * the sink decided it; records written before routes were stored have none,
+ * and get theirs once when the shard is opened (route-old.ts). The route is
+ * inside the envelope JSON, so it is covered by the checksum (format 1) and
+ * sealed with the envelope (format 2).
  */
 import { createHash } from "node:crypto";
-import type { Envelope, EnvelopeRecipient, ReceivedInfo, RecipientDsn } from "./types.ts";
+import type { MailboxRoute, ReceivedInfo, RecipientDsn, RecipientRoute, StoredEnvelope, StoredLmtpTarget, StoredRecipient } from "./types.ts";
 
 export const RECORD_VERSION = 1;
 /**
@@ -117,8 +123,47 @@ export function parseDsn(v: unknown, what = "dsn"): RecipientDsn {
   return dsn;
 }
 
-/** Parses and checks envelope JSON text. */
-export function parseEnvelope(text: string): Envelope {
+function parseMailboxRoute(v: unknown, what: string): MailboxRoute {
+  const o = obj(v, what);
+  const mailbox = str(o, "mailbox", what);
+  if (o.maildir !== undefined) {
+    const maildir = str(o, "maildir", what);
+    if (maildir === "" || maildir.includes("\0")) fail(`${what}.maildir is not a path`);
+    return { mailbox, maildir };
+  }
+  const t = obj(o.lmtp, `${what}.lmtp`);
+  let lmtp: StoredLmtpTarget;
+  if (t.path !== undefined) lmtp = { path: str(t, "path", `${what}.lmtp`) };
+  else {
+    const port = int(t, "port", `${what}.lmtp`);
+    if (port < 1 || port > 65535) fail(`${what}.lmtp.port is out of range`);
+    lmtp = { host: str(t, "host", `${what}.lmtp`), port };
+  }
+  return { mailbox, lmtp };
+}
+
+/** Checks a stored route (types.ts RecipientRoute). */
+export function parseRoute(v: unknown, what = "route"): RecipientRoute {
+  const o = obj(v, what);
+  switch (o.kind) {
+    case "local": {
+      if (!Array.isArray(o.mailboxes) || o.mailboxes.length === 0) fail(`${what}.mailboxes is not a non-empty list`);
+      return { kind: "local", mailboxes: o.mailboxes.map((m: unknown, i: number) => parseMailboxRoute(m, `${what}.mailboxes[${i}]`)) };
+    }
+    case "discard":
+      return { kind: "discard" };
+    case "remote":
+      return { kind: "remote", domain: str(o, "domain", what) };
+    case "failed":
+    case "deferred":
+      return { kind: o.kind, reason: str(o, "reason", what) };
+    default:
+      fail(`${what}.kind has a bad value`);
+  }
+}
+
+/** Parses and checks envelope JSON text (recipients with their stored routes, when the record has them). */
+export function parseEnvelope(text: string): StoredEnvelope {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -128,12 +173,13 @@ export function parseEnvelope(text: string): Envelope {
   const o = obj(raw, "envelope");
   const mailFrom = str(o, "mailFrom", "envelope");
   if (!Array.isArray(o.recipients) || o.recipients.length === 0) fail("envelope.recipients is not a non-empty list");
-  const recipients: EnvelopeRecipient[] = o.recipients.map((r: unknown, i: number) => {
+  const recipients: StoredRecipient[] = o.recipients.map((r: unknown, i: number) => {
     const ro = obj(r, `envelope.recipients[${i}]`);
-    return { address: str(ro, "address", `envelope.recipients[${i}]`), dsn: parseDsn(ro.dsn, `envelope.recipients[${i}].dsn`) };
+    const rcpt = { address: str(ro, "address", `envelope.recipients[${i}]`), dsn: parseDsn(ro.dsn, `envelope.recipients[${i}].dsn`) };
+    return ro.route === undefined ? rcpt : { ...rcpt, route: parseRoute(ro.route, `envelope.recipients[${i}].route`) };
   });
   if (typeof o.smtputf8 !== "boolean") fail("envelope.smtputf8 is not a boolean");
-  const env: { -readonly [K in keyof Envelope]: Envelope[K] } = { mailFrom, recipients, smtputf8: o.smtputf8 };
+  const env: { -readonly [K in keyof StoredEnvelope]: StoredEnvelope[K] } = { mailFrom, recipients, smtputf8: o.smtputf8 };
   const body = oneOf(o, "body", ["7BIT", "8BITMIME", "BINARYMIME"] as const, "envelope");
   if (body !== undefined) env.body = body;
   const ret = oneOf(o, "ret", ["FULL", "HDRS"] as const, "envelope");
@@ -175,7 +221,7 @@ export function parseReceived(text: string): ReceivedInfo {
 }
 
 /** Checks what the server hands to enqueue, before anything is written. */
-export function checkIncoming(envelope: Envelope, received: ReceivedInfo, content: unknown): { envelopeJson: string; receivedJson: string } {
+export function checkIncoming(envelope: StoredEnvelope, received: ReceivedInfo, content: unknown): { envelopeJson: string; receivedJson: string } {
   if (!(content instanceof Uint8Array)) throw new TypeError("message content must be a Buffer");
   if (content.byteLength > MAX_CONTENT_BYTES) throw new RangeError(`message content larger than the spool's ${MAX_CONTENT_BYTES} bytes`);
   const envelopeJson = canonicalJson(envelope);

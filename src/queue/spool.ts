@@ -58,6 +58,7 @@ import type { IncomingMessage } from "./types.ts";
 import { checkIncoming } from "./record.ts";
 import { SpoolKeyring } from "./keyring.ts";
 import { sealPlaintextRecords } from "./migrate.ts";
+import { routeOldRecords, type RecipientRouter } from "./route-old.ts";
 import { openShardDb, shardPath } from "./db.ts";
 import { newQueueId, shardOfId } from "./ids.ts";
 import { DamagedRecordError } from "./record.ts";
@@ -256,6 +257,22 @@ export class Spool {
     });
     if (sealed + damaged > 0) this.log.info({ sealed, damaged, path: this.path }, "plaintext spool records sealed");
     this.store.acceptPlaintext = false;
+  }
+
+  /**
+   * Records queued before routes were stored (an older Wardmail) get theirs,
+   * once, from the sink's router (route-old.ts); the server calls this before
+   * its queue manager starts. Until then such recipients are deferred.
+   */
+  routeOldRecords(router: RecipientRouter): { routed: number; damaged: number } {
+    const { routed, damaged } = routeOldRecords(this.db, router, {
+      verify: (row) => this.store.verifyRow(row),
+      moveAside: (id, reason) => void this.store.moveAside(id, reason),
+      transaction: (fn) => this.transaction(fn),
+      keyring: () => this.keyring,
+    });
+    if (routed + damaged > 0) this.log.info({ routed, damaged, path: this.path }, "older spool records routed");
+    return { routed, damaged };
   }
 
   /**

@@ -295,6 +295,7 @@ export class ShardDatabase {
         index: i,
         address: fromEnvelope.address,
         dsn: fromEnvelope.dsn,
+        ...(fromEnvelope.route !== undefined ? { route: fromEnvelope.route } : {}),
         state: rstate,
         attempts: asInt(r.attempts ?? null, "recipient attempts"),
         ...(typeof lastError === "string" ? { lastError } : {}),

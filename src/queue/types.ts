@@ -5,7 +5,53 @@
  */
 
 export type { Envelope, EnvelopeRecipient, RecipientDsn } from "../protocol/index.ts";
-import type { Envelope, RecipientDsn } from "../protocol/index.ts";
+import type { Envelope, EnvelopeRecipient, RecipientDsn } from "../protocol/index.ts";
+
+/** An LMTP server as stored with a route (the shape of config.local.lmtp's values). */
+export type StoredLmtpTarget = { readonly host: string; readonly port: number } | { readonly path: string };
+
+/** A local mailbox stored in its Maildir directory. */
+export interface MaildirRoute {
+  readonly mailbox: string;
+  /** local.maildir filled for the mailbox: relative to server.data_dir unless absolute. */
+  readonly maildir: string;
+}
+/** A local mailbox handed to an LMTP server. */
+export interface LmtpRoute {
+  readonly mailbox: string;
+  readonly lmtp: StoredLmtpTarget;
+}
+/** Where one local mailbox's copy goes: its Maildir directory, or an LMTP server. */
+export type MailboxRoute = MaildirRoute | LmtpRoute;
+
+/**
+ * Where a recipient goes, decided once by the sink (src/sink) when the
+ * message is queued, and stored with it: the queue manager and the
+ * transports use it as it is and never look at aliases or `[local]` again.
+ * - local: the mailboxes it expands to (aliases resolved), each with its store;
+ * - discard: local.discard, delivered without a copy;
+ * - remote: an address in another domain, for the remote transport;
+ * - failed: nowhere to go (no such mailbox, an alias loop): fails at delivery;
+ * - deferred: not deliverable as queued (a record from before routes were
+ *   stored whose alias reaches other domains, an unsafe mailbox path): stays
+ *   deferred until it expires, as before.
+ */
+export type RecipientRoute =
+  | { readonly kind: "local"; readonly mailboxes: readonly MailboxRoute[] }
+  | { readonly kind: "discard" }
+  | { readonly kind: "remote"; readonly domain: string }
+  | { readonly kind: "failed"; readonly reason: string }
+  | { readonly kind: "deferred"; readonly reason: string };
+
+/** An envelope recipient as queued: with its route (absent only in records queued before routes were stored). */
+export interface StoredRecipient extends EnvelopeRecipient {
+  readonly route?: RecipientRoute;
+}
+
+/** The envelope as the spool stores it: the protocol's envelope, each recipient with its route. */
+export interface StoredEnvelope extends Envelope {
+  readonly recipients: readonly StoredRecipient[];
+}
 
 /** Facts about the SMTP session the message came in on. */
 export interface ReceivedInfo {
@@ -28,7 +74,7 @@ export interface ReceivedInfo {
 }
 
 export interface IncomingMessage {
-  readonly envelope: Envelope;
+  readonly envelope: StoredEnvelope;
   readonly received: ReceivedInfo;
   /** Full message content: Received header first, CRLF line endings, no dot-stuffing. */
   readonly content: Buffer;
@@ -45,6 +91,8 @@ export interface QueuedRecipient {
   readonly index: number;
   readonly address: string;
   readonly dsn: RecipientDsn;
+  /** Where it goes, as the sink decided when it was queued (see RecipientRoute). */
+  readonly route?: RecipientRoute;
   readonly state: RecipientState;
   readonly attempts: number;
   readonly lastError?: string;
@@ -53,7 +101,7 @@ export interface QueuedRecipient {
 export interface QueueEntry {
   readonly id: string;
   readonly state: MessageState;
-  readonly envelope: Envelope;
+  readonly envelope: StoredEnvelope;
   readonly received: ReceivedInfo;
   readonly recipients: readonly QueuedRecipient[];
   readonly size: number;

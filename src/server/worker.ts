@@ -120,8 +120,12 @@ export async function runWorker(data: WorkerData): Promise<void> {
     hostname: config.server.hostname,
     authservId: config.checks.authservId || config.server.hostname,
     local: config.local,
+    dataDir: config.server.dataDir,
     isAccount: (a) => accounts.resolve(a) === a,
+    logger,
   });
+  // Records queued by an older Wardmail get their routes once, before delivery starts (src/queue route-old.ts).
+  spool.routeOldRecords((address) => sink.router.routeInPlace(address));
   const hold = new AccountHold(accounts.db, config.accountHold);
   const receiver = new Receiver({ config, sink, accounts, auth, guard, hold, ...(checks ? { checks } : {}), ...(content ? { contentChecks: content } : {}) });
   const outbound = createOutbound(config, resolver, logger);
@@ -131,8 +135,6 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const delivery = new QueueManager({
     spool: { scheduler: spool.scheduler, writer: spool.writer },
     dataDir: config.server.dataDir,
-    local: config.local,
-    isAccount: (a) => accounts.resolve(a) === a,
     remote: outbound.transport,
     bounces: { hostname: config.server.hostname, queue: config.queue, sink },
     logger,

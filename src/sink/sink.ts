@@ -7,12 +7,15 @@
  * ends with commit(content) → queue id (durable) or abort().
  *
  * The sink owns what every queued message must get the same way:
- * - alias expansion (as Postfix's virtual aliases in cleanup): each
- *   recipient is resolved once, when it is added; an alias that reaches
- *   other domains becomes its own envelope recipients, each with its own
- *   delivery state, so a retry for one remote target never sends again to
- *   the others; ORCPT keeps the address the client gave (RFC 3461 §4.2).
- *   Purely local aliases stay as they are and expand at local delivery.
+ * - alias expansion and routing (as Postfix's virtual aliases in cleanup,
+ *   router.ts): each recipient is resolved once, when it is added, and its
+ *   route (local mailboxes with their Maildir paths or LMTP servers,
+ *   discard, remote, failed) is stored with it in the queue; delivery never
+ *   routes again. An alias that reaches other domains becomes its own
+ *   envelope recipients, each with its own delivery state, so a retry for
+ *   one remote target never sends again to the others; ORCPT keeps the
+ *   address the client gave (RFC 3461 §4.2). Purely local aliases stay one
+ *   recipient whose route lists its mailboxes.
  * - for mail from an SMTP client: removal of the header fields we write
  *   ourselves (Authentication-Results claiming our authserv-id,
  *   Received-SPF, X-Wardmail-Verdict, Return-Path), then our Received
@@ -21,12 +24,14 @@
  * Local origins (DSN, TLS-RPT) have no client: no made-up address is
  * stored, their content is queued as built.
  */
-import { resolveRecipient, type LocalConfig } from "../delivery/index.ts";
+import type { Logger } from "pino";
 import { stripOwnHeaders } from "../mailauth/index.ts";
 import type { HeaderField } from "../message/index.ts";
 import { newQueueId, type SpoolWriter } from "../queue/index.ts";
-import type { Envelope, EnvelopeRecipient, ReceivedInfo } from "../queue/index.ts";
+import type { EnvelopeRecipient, ReceivedInfo, StoredEnvelope, StoredRecipient } from "../queue/index.ts";
 import { receivedHeader } from "./received.ts";
+import type { LocalConfig } from "./resolve.ts";
+import { Router } from "./router.ts";
 
 /** Where a message comes from. */
 export type Origin =
@@ -36,7 +41,7 @@ export type Origin =
   | { readonly kind: "local"; readonly source: "dsn" | "tlsrpt"; readonly ref: string };
 
 /** The envelope without its recipients: those are added one by one. */
-export type EnvelopeHead = Omit<Envelope, "recipients">;
+export type EnvelopeHead = Omit<StoredEnvelope, "recipients">;
 
 export interface CommitOptions {
   /** Header fields put on top of the content after our Received (CRLF-ended lines). */
@@ -53,7 +58,7 @@ export interface Committed {
   readonly id: string;
   /** Size of what was queued (our header fields included). */
   readonly size: number;
-  readonly envelope: Envelope;
+  readonly envelope: StoredEnvelope;
 }
 
 export interface SinkOptions {
@@ -64,50 +69,57 @@ export interface SinkOptions {
   /** Our authserv-id: incoming Authentication-Results claiming it are removed. */
   readonly authservId: string;
   readonly local: LocalConfig;
+  /** server.dataDir: Maildir paths under it are stored relative to it (router.ts). */
+  readonly dataDir?: string;
   /** True for an address that is an account (not an alias). */
   readonly isAccount?: (address: string) => boolean;
+  /** Alias targets that lead nowhere are logged here (a config mistake), once per message. */
+  readonly logger?: Logger;
   readonly now?: () => number;
 }
 
 export class MessageSink {
   private readonly opts: SinkOptions;
+  /** Where each recipient goes (router.ts); also routes the records of an older Wardmail (src/queue Spool.routeOldRecords). */
+  readonly router: Router;
 
   constructor(opts: SinkOptions) {
     this.opts = opts;
+    this.router = new Router({ local: opts.local, ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}), ...(opts.isAccount !== undefined ? { isAccount: opts.isAccount } : {}) });
   }
 
   begin(head: EnvelopeHead, origin: Origin): SinkTransaction {
-    return new SinkTransaction(this.opts, head, origin);
+    return new SinkTransaction(this.opts, this.router, head, origin);
   }
 }
 
 export class SinkTransaction {
   private readonly opts: SinkOptions;
+  private readonly router: Router;
   private readonly head: EnvelopeHead;
   private readonly origin: Origin;
-  private readonly recipients: EnvelopeRecipient[] = [];
+  private readonly recipients: StoredRecipient[] = [];
   private readonly seen = new Set<string>();
   private expanded = false;
   private state: "open" | "committed" | "aborted" = "open";
 
-  constructor(opts: SinkOptions, head: EnvelopeHead, origin: Origin) {
+  constructor(opts: SinkOptions, router: Router, head: EnvelopeHead, origin: Origin) {
     this.opts = opts;
+    this.router = router;
     this.head = head;
     this.origin = origin;
   }
 
-  /** Adds a recipient as the client (or the DSN, the report) named it, resolving its aliases now. */
+  /** Adds a recipient as the client (or the DSN, the report) named it, resolving its aliases and deciding its route now. */
   add(r: EnvelopeRecipient): void {
     if (this.state !== "open") throw new Error(`sink transaction already ${this.state}`);
-    const res = resolveRecipient(this.opts.local, r.address, this.opts.isAccount);
-    const direct = res.remote.length === 1 && res.remote[0] === r.address.toLowerCase() && res.mailboxes.length === 0;
-    if (res.remote.length === 0 || direct) return this.keep(r);
-    this.expanded = true;
-    const dsn = { ...r.dsn, orcpt: r.dsn.orcpt ?? `rfc822;${r.address}` };
-    for (const a of [...res.mailboxes, ...res.discarded, ...res.remote]) this.keep({ address: a, dsn });
+    const x = this.router.expand(r);
+    if (x.forwards) this.expanded = true;
+    for (const s of x.skipped) this.opts.logger?.warn({ rcpt: r.address, target: s.address, reason: s.reason }, "alias target skipped");
+    for (const k of x.recipients) this.keep(k);
   }
 
-  private keep(r: EnvelopeRecipient): void {
+  private keep(r: StoredRecipient): void {
     const key = r.address.toLowerCase();
     if (this.seen.has(key)) return;
     this.seen.add(key);
@@ -120,7 +132,7 @@ export class SinkTransaction {
   }
 
   /** The envelope as it will be queued. */
-  get envelope(): Envelope {
+  get envelope(): StoredEnvelope {
     return { ...this.head, recipients: this.recipients.slice() };
   }
 

@@ -6,7 +6,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Spool, QueueAdmin } from "../queue/index.ts";
 import { QueueManager } from "../qmgr/index.ts";
-import { captureLogger, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
+import { captureLogger, routed, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
+import { Router } from "../sink/index.ts";
 
 const LOCAL = { domains: ["example.test"], mailboxes: ["alice@example.test"], aliases: {}, discard: [], maildir: "mail/%d/%n/Maildir", lmtp: {} };
 
@@ -23,16 +24,17 @@ test("enqueue with hold: held, not delivered, until released; permanent failures
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const failures: [string, number][] = [];
-  const agent = new QueueManager({ spool, dataDir: dir, local: LOCAL, logger: log.logger, pollMs: 20, hostname: "mx.test", onPermanentFailures: (a, n) => failures.push([a, n]) });
+  const router = new Router({ local: LOCAL });
+  const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test", onPermanentFailures: (a, n) => failures.push([a, n]) });
   t.after(async () => {
     await agent.stop();
     spool.close();
     cleanup();
   });
   agent.start();
-  const base = sampleMessage({ to: ["alice@example.test"] });
+  const base = routed(sampleMessage({ to: ["alice@example.test"] }), (a) => router.routeInPlace(a));
   const held = await spool.enqueue({ ...base, received: { ...base.received, auth: "bob@example.test" }, hold: true });
-  const plain = sampleMessage({ to: ["alice@example.test", "nobody@example.test", "ghost@example.test"] });
+  const plain = routed(sampleMessage({ to: ["alice@example.test", "nobody@example.test", "ghost@example.test"] }), (a) => router.routeInPlace(a));
   const sent = await spool.enqueue({ ...plain, received: { ...plain.received, auth: "bob@example.test" } });
   await waitFor(() => spool.admin.get(sent) === undefined || spool.admin.get(sent)?.state === "failed", "the plain message done");
   await new Promise((r) => setTimeout(r, 100));

@@ -30,7 +30,7 @@
  * word the address parser splits at a special ("=?utf-8?q?ceo=40bank.test?=")
  * or a name spread over several encoded words is seen decoded as one text.
  */
-import { addressesIn, authorOf, fieldValue, headerFields, mailboxesOf, MAX_MAILBOXES, MAX_PARSED_FIELDS, type Mailbox } from "../message/index.ts";
+import { addressesIn, authorOf, fieldValue, headOf, mailboxesOf, MAX_MAILBOXES, MAX_PARSED_FIELDS, type Mailbox, type MessageHead } from "../message/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
 
 const NOT_OWNED = reply(550, "5.7.1", "From: header address not owned by authenticated user");
@@ -51,8 +51,10 @@ export function fromAddresses(content: Buffer): string[] | undefined {
 }
 
 /** undefined when every originator address (and every address a name shows) passes `owns`; else the reply refusing the message. */
-export function checkFromHeader(content: Buffer, owns: (address: string) => boolean): Reply | undefined {
-  const fields = headerFields(content);
+export function checkFromHeader(content: Buffer, owns: (address: string) => boolean, given?: MessageHead): Reply | undefined {
+  // The header section and author as the transaction read them (once per message).
+  const head = headOf(content, given);
+  const fields = head.fields;
   // An originator field must be spelled plainly ("From:", any case): the
   // DKIM signer, the next hop's DMARC and the recipient's reader may not
   // see a "\uFEFFFrom:", "From :" or a name folded before its colon as From.
@@ -60,7 +62,7 @@ export function checkFromHeader(content: Buffer, owns: (address: string) => bool
     if (f.name !== "from" && !(OTHER_ORIGINATORS as readonly string[]).includes(f.name)) continue;
     if (!PLAIN_NAME.test(content.toString("latin1", f.start, f.colon))) return ODD_NAME;
   }
-  const author = authorOf(content, fields);
+  const author = head.author;
   if (author.problem !== undefined && author.problem !== "multiple_domains") return NO_FROM;
   const mailboxes: Mailbox[] = [...author.mailboxes];
   for (const name of OTHER_ORIGINATORS) {

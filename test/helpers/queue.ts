@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import pino from "pino";
 import type { Logger } from "pino";
-import type { IncomingMessage, RecipientDsn } from "../../src/queue/types.ts";
+import type { IncomingMessage, RecipientDsn, RecipientRoute } from "../../src/queue/types.ts";
 
 export function tempDir(prefix = "wardmail-test-"): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -63,4 +63,13 @@ export function sampleMessage(opts: { from?: string; to?: readonly string[]; siz
     },
     content: Buffer.concat([head, body]),
   };
+}
+
+/**
+ * The message with each recipient routed in place by `route` (the sink's
+ * Router.routeInPlace): for tests that enqueue to the spool directly, as the
+ * sink would have stored the routes (without its alias split).
+ */
+export function routed(msg: IncomingMessage, route: (address: string) => RecipientRoute): IncomingMessage {
+  return { ...msg, envelope: { ...msg.envelope, recipients: msg.envelope.recipients.map((r) => ({ ...r, route: route(r.address) })) } };
 }

@@ -5,12 +5,15 @@
  * typed state shared by the phases of one transaction and by the
  * transactions of one connection; the transaction closed and dropped when
  * the protocol core's transaction ends (RSET, the message's answer) on a
- * real Connection over loopback; and an rcpt hook seeing the sender of MAIL.
+ * real Connection over loopback; an rcpt hook seeing the sender of MAIL;
+ * and the message's header section and author read once at the end of
+ * content (one MessageHead shared by sender ownership and the checks).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { parseConfig, VERDICT_DEFAULTS } from "../../config/index.ts";
+import { headerFields, MessageHead } from "../../message/index.ts";
 import { CheckRunner, ConnectionState, TransactionState, type Check, type CheckInput, type CheckOutcome } from "../../policy/index.ts";
 import { Spool } from "../../queue/index.ts";
 import { MessageSink } from "../../sink/index.ts";
@@ -321,6 +324,53 @@ test("a refused MAIL ends its transaction at once; the next MAIL ends any left o
     assert.equal(open?.closed, true, "the one left open was closed");
     assert.notEqual(current(i), open);
   } finally {
+    s.done();
+  }
+});
+
+test("end of content: one MessageHead per message, made from its content, shared by submission's From: ownership, the inbound and the content checks", async () => {
+  const s = setup();
+  // How often each head's author was asked for (the getter parses once and keeps it).
+  const desc = Object.getOwnPropertyDescriptor(MessageHead.prototype, "author");
+  const getter = (desc as { readonly get?: (this: MessageHead) => unknown } | undefined)?.get;
+  assert.ok(getter);
+  const asked = new WeakMap<object, number>();
+  Object.defineProperty(MessageHead.prototype, "author", {
+    configurable: true,
+    get(this: MessageHead) {
+      asked.set(this, (asked.get(this) ?? 0) + 1);
+      return getter.call(this);
+    },
+  });
+  try {
+    const heads: { readonly hook: string; readonly head: MessageHead | undefined; readonly content: Buffer | undefined; readonly askedBefore: number }[] = [];
+    const hook = (name: string) => (i: CheckInput): Promise<CheckOutcome> => {
+      heads.push({ hook: name, head: i.head, content: i.content, askedBefore: i.head ? (asked.get(i.head) ?? 0) : -1 });
+      return Promise.resolve({ verdicts: [] });
+    };
+    const inbound = new CheckRunner([{ name: "in", data: hook("in") }], VERDICT_DEFAULTS, 1000);
+    const content = new CheckRunner([{ name: "ct", data: hook("ct") }], VERDICT_DEFAULTS, 1000);
+    const p = new Pipelines({ config: s.config, sink: s.sink, recipients: new LocalRecipients(s.config.local), inbound, content, maySendAs: (account, a) => account === a });
+    // MX: the inbound DATA hook and the content check get the same head, of the very content.
+    const mx = p.open(info(), "a@b.test");
+    assert.equal((await mx.data(envelope("a@b.test", ["user@example.test"]), MESSAGE)).reply.code, 250);
+    assert.deepEqual(heads.map((h) => h.hook), ["in", "ct"]);
+    const [inHead, ctHead] = heads;
+    assert.ok(inHead?.head instanceof MessageHead);
+    assert.equal(ctHead?.head, inHead.head, "one head for every check of the message");
+    assert.equal(inHead.head.content, inHead.content, "made from the content the checks see");
+    assert.deepEqual(inHead.head.fields, headerFields(MESSAGE));
+    // Submission: the From: ownership check parsed the author on the head the checks then get.
+    heads.length = 0;
+    const sub = p.open(info({ authUser: "user@example.test" }), "user@example.test");
+    const own = Buffer.from("From: user@example.test\r\nSubject: s\r\n\r\nx\r\n");
+    assert.equal((await sub.data(envelope("user@example.test", ["other@example.test"]), own)).reply.code, 250);
+    assert.deepEqual(heads.map((h) => h.hook), ["ct"]);
+    assert.ok(heads[0]?.head instanceof MessageHead);
+    assert.ok(heads[0].askedBefore >= 1, "sender ownership read the author from the head the checks share");
+    assert.deepEqual(heads[0].head.author.mailboxes.map((m) => m.address), ["user@example.test"]);
+  } finally {
+    if (desc) Object.defineProperty(MessageHead.prototype, "author", desc);
     s.done();
   }
 });

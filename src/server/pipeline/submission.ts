@@ -17,6 +17,7 @@
  *   difference (a new hold is logged as a warning with its reason); the
  *   message counts towards the account's hourly limits.
  */
+import type { MessageHead } from "../../message/index.ts";
 import { reply, type Reply } from "../../protocol/index.ts";
 import type { AccountHold } from "../../spam/index.ts";
 import { checkFromHeader, type AuthGuard } from "../../submission/index.ts";
@@ -81,8 +82,9 @@ export class SubmissionTransaction extends BaseTransaction {
     return { reply: RCPT_OK, address: v.address };
   }
 
-  protected override admit(content: Buffer): Reply | undefined {
-    const refused = checkFromHeader(content, (a) => this.owns(a));
+  protected override admit(content: Buffer, msgHead: MessageHead): Reply | undefined {
+    // The header section and author as the transaction read them (once per message).
+    const refused = checkFromHeader(content, (a) => this.owns(a), msgHead);
     if (refused) this.info.logger.warn({ user: this.account, code: refused.code }, "From: header refused");
     return refused;
   }

@@ -26,9 +26,15 @@
  * the SPF results of MAIL, the forwarding flag); the connection's state
  * (ConnectionState: SPF results kept per connection) is in the connection's
  * scratch. Nothing is kept in string-keyed maps.
+ *
+ * The message's header section is read once at the end of content (a
+ * MessageHead of src/message: the fields, and the author parsed on first
+ * use) and shared by the hop count, the role's admission (sender ownership
+ * of the From: header), the checks (CheckInput.head: DMARC and the From:
+ * rules, impersonation) and the sink's removal of the fields we write.
  */
 import type { Config } from "../../config/index.ts";
-import { headerFields, type HeaderField } from "../../message/index.ts";
+import { MessageHead, type HeaderField } from "../../message/index.ts";
 import { CHECK_FAILED, CheckRunner, ConnectionState, TransactionState, type CheckInput, type Decision, type Phase } from "../../policy/index.ts";
 import { reply, type Reply } from "../../protocol/index.ts";
 import type { Envelope } from "../../queue/index.ts";
@@ -139,17 +145,19 @@ export abstract class BaseTransaction implements Transaction {
     this.live();
     const info = this.info;
     // A mail loop: refuse at the door instead of bouncing later (as Postfix's hopcount_limit).
-    // The header section is read once here, for the hop count and for removing the fields we write ourselves.
-    const fields = headerFields(content);
+    // The header section is read once here, for the hop count, for removing the fields we write ourselves,
+    // and (with the author, parsed once on first use) for sender ownership and the checks.
+    const msgHead = new MessageHead(content);
+    const fields = msgHead.fields;
     if (receivedCount(fields) > MAX_HOPS) {
       info.logger.warn({ from: envelope.mailFrom }, "too many Received headers (mail loop)");
       return { reply: TOO_MANY_HOPS };
     }
-    const refused = this.admit(content);
+    const refused = this.admit(content, msgHead);
     if (refused) return { reply: refused };
     const txn = this.begin(envelope);
     if (this.inbound === undefined && this.deps.content === undefined) return this.commit(txn, content, fields);
-    return this.judge(txn, envelope, content, fields);
+    return this.judge(txn, envelope, content, msgHead);
   }
 
   /** The role's rules at MAIL. */
@@ -158,8 +166,8 @@ export abstract class BaseTransaction implements Transaction {
   /** The role's rules at RCPT (pending: recipients accepted so far). */
   protected abstract checkRecipient(address: string, pending: number): HostAnswer | Promise<HostAnswer>;
 
-  /** The role's admission of the content before it goes into the sink; a reply refuses it. */
-  protected admit(_content: Buffer): Reply | undefined {
+  /** The role's admission of the content (its header section and author read once: msgHead) before it goes into the sink; a reply refuses it. */
+  protected admit(_content: Buffer, _msgHead: MessageHead): Reply | undefined {
     return undefined;
   }
 
@@ -173,8 +181,8 @@ export abstract class BaseTransaction implements Transaction {
     if (this.over) throw new Error(`${this.role} transaction already closed`);
   }
 
-  /** What every check sees of the connection and the transaction. */
-  protected input(recipients: readonly string[], content?: Buffer): Omit<CheckInput, "signal"> {
+  /** What every check sees of the connection and the transaction (at the end of content: the content and its head, read once). */
+  protected input(recipients: readonly string[], content?: Buffer, msgHead?: MessageHead): Omit<CheckInput, "signal"> {
     const info = this.info;
     return {
       clientIp: info.clientIp,
@@ -185,6 +193,7 @@ export abstract class BaseTransaction implements Transaction {
       mailFrom: this.from,
       recipients,
       ...(content !== undefined ? { content } : {}),
+      ...(msgHead !== undefined ? { head: msgHead } : {}),
       state: this.state,
       connection: (info.scratch.checks ??= new ConnectionState()),
     };
@@ -232,13 +241,14 @@ export abstract class BaseTransaction implements Transaction {
    * role runs them), then the content checks (every message); the decision
    * includes MAIL's verdicts.
    */
-  private async judge(txn: SinkTransaction, given: Envelope, content: Buffer, fields: readonly HeaderField[]): Promise<HostAnswer> {
+  private async judge(txn: SinkTransaction, given: Envelope, content: Buffer, msgHead: MessageHead): Promise<HostAnswer> {
     const info = this.info;
+    const fields = msgHead.fields;
     // Only the MX runs inbound checks, and its clients cannot relay: an
     // expansion means an alias sends the message on to another domain, and
     // the sender-authentication check then ARC-seals it.
     if (txn.forwards) this.state.forwarding = true;
-    const input = this.input(given.recipients.map((r) => r.address), content);
+    const input = this.input(given.recipients.map((r) => r.address), content, msgHead);
     let decision: Decision | undefined;
     if (this.inbound !== undefined) {
       // A check that failed or timed out: 451, whatever else was found (fail closed).

@@ -12,11 +12,9 @@
  * A bare "postmaster" (RFC 5321 §4.5.1) means postmaster at
  * the first local domain.
  *
- * Mailbox paths come from the `maildir` template (%d domain, %n local part,
- * %% a percent sign), relative to dataDir unless absolute. A substituted
- * part that could leave its directory (`/`, `..`, NUL...) is refused.
+ * Used by the sink only (router.ts): aliases are resolved once, when a
+ * message is queued, never again at delivery.
  */
-import { isAbsolute, resolve } from "node:path";
 import type { Config } from "../config/index.ts";
 
 export type LocalConfig = Config["local"];
@@ -81,21 +79,4 @@ export function resolveRecipient(local: LocalConfig, address: string, isAccount?
   };
   expand(start, []);
   return { mailboxes: found, discarded, remote, skipped };
-}
-
-function safePart(value: string, what: string): string {
-  if (value === "" || value === "." || value === ".." || /[/\\\0]/.test(value)) {
-    throw new Error(`unsafe ${what} for a maildir path: ${JSON.stringify(value.slice(0, 80))}`);
-  }
-  return value;
-}
-
-/** The Maildir path of a mailbox address, from the template. */
-export function mailboxPath(dataDir: string, template: string, mailbox: string): string {
-  const at = mailbox.lastIndexOf("@");
-  if (at <= 0) throw new Error(`mailbox address without local part or domain: ${JSON.stringify(mailbox.slice(0, 80))}`);
-  const n = mailbox.slice(0, at);
-  const d = mailbox.slice(at + 1);
-  const path = template.replace(/%([dn%])/g, (_m, c: string) => (c === "d" ? safePart(d, "domain") : c === "n" ? safePart(n, "local part") : "%"));
-  return isAbsolute(path) ? resolve(path) : resolve(dataDir, path);
 }

@@ -1,0 +1,50 @@
+// Alias resolution under [local] (resolve.ts), which the sink's router runs
+// once per recipient when a message is queued (moved here from the queue
+// manager's tests when routing moved to the sink).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { resolveRecipient, type LocalConfig } from "./index.ts";
+
+const LOCAL: LocalConfig = {
+  domains: ["example.test", "other.test"],
+  mailboxes: ["alice@example.test", "bob@example.test", "carol@other.test", "postmaster@example.test"],
+  aliases: {
+    "team@example.test": ["alice@example.test", "bob@example.test", "all@example.test"],
+    "all@example.test": ["Alice@Example.test", "carol@other.test"],
+    "loop1@example.test": ["loop2@example.test"],
+    "loop2@example.test": ["loop1@example.test"],
+    "ext@example.test": ["someone@remote.test", "bob@example.test"],
+    "typo@example.test": ["nobody@example.test", "carol@other.test"],
+    "quiet@example.test": ["noreply@example.test", "alice@example.test"],
+  },
+  discard: ["noreply@example.test"],
+  maildir: "mail/%d/%n/Maildir",
+  lmtp: {},
+};
+
+test("resolveRecipient: discarded addresses, directly and through an alias", () => {
+  assert.deepEqual(resolveRecipient(LOCAL, "NoReply@example.test"), { mailboxes: [], discarded: ["noreply@example.test"], remote: [], skipped: [] });
+  assert.deepEqual(resolveRecipient(LOCAL, "quiet@example.test"), { mailboxes: ["alice@example.test"], discarded: ["noreply@example.test"], remote: [], skipped: [] });
+});
+
+test("resolveRecipient: mailboxes, recursive case-insensitive aliases, loops, remote and unknown", () => {
+  assert.deepEqual(resolveRecipient(LOCAL, "ALICE@example.TEST"), { mailboxes: ["alice@example.test"], discarded: [], remote: [], skipped: [] });
+  const team = resolveRecipient(LOCAL, "Team@Example.Test");
+  assert.deepEqual(team.mailboxes, ["alice@example.test", "bob@example.test", "carol@other.test"]);
+  assert.deepEqual(team.remote, []);
+  const loop = resolveRecipient(LOCAL, "loop1@example.test");
+  assert.deepEqual(loop.mailboxes, []);
+  assert.deepEqual(loop.skipped, [{ address: "loop1@example.test", reason: "alias loop" }]);
+  assert.deepEqual(resolveRecipient(LOCAL, "x@remote.test").remote, ["x@remote.test"]);
+  const ext = resolveRecipient(LOCAL, "ext@example.test");
+  assert.deepEqual([ext.mailboxes, ext.remote], [["bob@example.test"], ["someone@remote.test"]]);
+  assert.deepEqual(resolveRecipient(LOCAL, "nobody@example.test").skipped, [{ address: "nobody@example.test", reason: "no such mailbox" }]);
+  const typo = resolveRecipient(LOCAL, "typo@example.test");
+  assert.deepEqual([typo.mailboxes, typo.skipped.length], [["carol@other.test"], 1]);
+  assert.deepEqual(resolveRecipient(LOCAL, "Postmaster").mailboxes, ["postmaster@example.test"]);
+  assert.deepEqual(resolveRecipient(LOCAL, "constructor@example.test").skipped[0]?.reason, "no such mailbox");
+  const deep: Record<string, string[]> = {};
+  for (let i = 0; i < 30; i++) deep[`a${i}@example.test`] = [`a${i + 1}@example.test`];
+  deep["a30@example.test"] = ["alice@example.test"];
+  assert.deepEqual(resolveRecipient({ ...LOCAL, aliases: deep }, "a0@example.test").skipped[0]?.reason, "aliases nested too deep");
+});

@@ -263,6 +263,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "a thread costs about 150 ms of module loading to start and its own heap while it lives; this keeps one for bursts without holding memory for long",
   },
   {
+    name: "task_young_generation", value: 8, unit: "MiB", file: "src/threads/index.ts", constant: "YOUNG_GENERATION_MB",
+    doc: "Young-generation heap of each task thread (verifier, attachment walker).",
+    reason: "as `young_generation`: with the default, two verifier threads held about 25 MiB more at the same CPU",
+  },
+  {
     name: "verifier_heap", value: 256, unit: "MiB", file: "src/mailauth/offload.ts", constant: "HEAP_MB",
     doc: "Old-generation heap of each verifier thread; a thread that hits it is ended and restarted, its tasks fail and the check fails closed.",
     reason: "one task holds one message (bounded by `max_message_size`) and its parse; the cap turns a runaway parse into a clean failure",

@@ -37,6 +37,8 @@ import { Worker } from "node:worker_threads";
 export const STALL_MS = 100;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
+/** Young-generation heap of each task thread, as the worker threads' (src/server/primary.ts). */
+export const YOUNG_GENERATION_MB = 8;
 
 export interface TaskThreadOptions {
   /** The thread's entry file. */
@@ -181,7 +183,7 @@ export class TaskThread<T extends object, R> {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(this.opts.entry, { resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb } });
+    const w = new Worker(this.opts.entry, { resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
     w.on("message", (m: FromThread<R> | { readonly type?: unknown }) => {
       if (this.worker === w) this.heard = performance.now();
       if (m.type !== "done" && m.type !== "failed" && m.type !== "started") return this.opts.onOther?.(m, (x) => w.postMessage(x));

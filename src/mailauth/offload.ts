@@ -11,12 +11,15 @@
  * AbortSignal) the thread is ended: every task it had fails (the runner
  * answers 451 4.7.0, fail closed) and the next task starts a new thread.
  *
- * A message that is slow to verify must not hold up the others: the pool
- * (VerifierPool) gives each task an idle thread, starting one when none is
- * idle, up to MAX_THREADS; only past that do tasks share a thread.
+ * A message that is slow to verify must not hold up the others for long:
+ * the pool (VerifierPool, over src/threads' TaskPool) runs many tasks in
+ * one thread (a verification mostly waits for DNS), and moves a task that
+ * a stuck thread has not read within STALL_MS to another thread, started
+ * for it up to MAX_THREADS. The thread keeps DNS answers within the TTL
+ * the resolver gives (thread.ts).
  *
  * Bounds: at most MAX_THREADS threads per session thread, started on use,
- * and one kept when idle; each heap is capped (HEAP_MB); each task holds
+ * idle ones beyond the first ended after IDLE_MS; each heap is capped (HEAP_MB); each task holds
  * one copy of the content (at most limits.max_message_size).
  */
 import { TaskPool, TaskThread, type TaskThreadOptions } from "../threads/index.ts";

@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { Envelope } from "../queue/index.ts";
+import type { Envelope } from "./envelope.ts";
 import { ClientSession, command, encodeData, encodeXtext, type ClientAction, type ClientOptions, type OutboundMessage, type SessionResult } from "./client-session.ts";
 
 const EHLO_FULL = "250-mx.test hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n";

@@ -1,5 +1,6 @@
 /**
- * The wire side of the outbound SMTP client, with no state beyond one reply:
+ * The wire side of the SMTP client codec (client-session.ts), with no state
+ * beyond one reply:
  * the reply parser (RFC 5321 §4.2, enhanced codes RFC 2034/3463), the EHLO
  * keyword parser (with the AUTH mechanisms, RFC 4954 §3), command building,
  * AUTH PLAIN's initial response (RFC 4616), xtext (RFC 3461 §4) and the DATA
@@ -16,8 +17,8 @@
  * in every value (they throw); message content is sent so that no bare CR or
  * LF reaches the wire and the only "CRLF . CRLF" is the terminator.
  */
-import type { Reply } from "../protocol/index.ts";
-import type { Envelope, EnvelopeRecipient } from "../queue/index.ts";
+import type { Reply } from "./reply.ts";
+import type { Envelope, EnvelopeRecipient } from "./envelope.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;

@@ -79,7 +79,8 @@ import {
 } from "./client-wire.ts";
 
 export type { Extensions } from "./client-wire.ts";
-export { encodeData, encodeXtext, command } from "./client-wire.ts";
+export { encodeData, command } from "./client-wire.ts";
+export { encodeXtext } from "./address.ts";
 
 export interface OutboundMessage {
   readonly envelope: Envelope;

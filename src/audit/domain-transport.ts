@@ -16,7 +16,7 @@ import { checkCertificate, fetchStsPolicy, mxMatches, parseStsPolicy, parseStsRe
 import { ask, describeFailure, txt, type MxHost } from "./domain-dns.ts";
 import { openGreeted, ProbeError, type ProbeTarget } from "./probe.ts";
 import type { Finding } from "./types.ts";
-import { replyText } from "../outbound/index.ts";
+import { replyText } from "../protocol/index.ts";
 
 const f = (id: string, severity: Finding["severity"], title: string, evidence: string, fix: string): Finding => ({ id, severity, area: "domain", title, evidence, fix });
 

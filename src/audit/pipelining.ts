@@ -16,8 +16,7 @@
  * Polite: no DATA; both connections end with RSET and QUIT (Probe.finish).
  */
 import { randomBytes } from "node:crypto";
-import type { Reply } from "../protocol/index.ts";
-import { replyText } from "../outbound/index.ts";
+import { replyText, type Reply } from "../protocol/index.ts";
 import { openGreeted, ProbeError, type ProbeTarget } from "./probe.ts";
 import type { Finding } from "./types.ts";
 

@@ -1,7 +1,7 @@
 /**
  * One audit probe connection to the audited server: a raw TCP socket (or
- * implicit TLS), the reply reader of the outbound client (ReplyParser from
- * src/outbound/wire.ts: lines capped at 2048 bytes, 100 lines a reply, no
+ * implicit TLS), the reply reader of the client codec (ReplyParser from
+ * src/protocol/client-wire.ts: lines capped at 2048 bytes, 100 lines a reply, no
  * control characters) and STARTTLS through node:tls.
  *
  * The audited server is hostile: every wait has a timeout (`timeoutMs` per
@@ -13,8 +13,7 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import type { Reply } from "../protocol/index.ts";
-import { ProtocolError, ReplyParser, command, parseExtensions, replyText, type Extensions } from "../outbound/index.ts";
+import { ProtocolError, ReplyParser, command, parseExtensions, replyText, type Extensions, type Reply } from "../protocol/index.ts";
 
 /** A connection to the audited server failed, timed out or broke the protocol. */
 export class ProbeError extends Error {

@@ -8,8 +8,7 @@
  * AUTH is only started (never with a credential) and then cancelled with "*".
  */
 import { randomBytes } from "node:crypto";
-import type { Reply } from "../protocol/index.ts";
-import { replyText, type Extensions } from "../outbound/index.ts";
+import { replyText, type Extensions, type Reply } from "../protocol/index.ts";
 import type { Finding } from "./types.ts";
 import { ProbeError, openGreeted, openSession, type ProbeTarget } from "./probe.ts";
 

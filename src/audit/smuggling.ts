@@ -19,8 +19,7 @@
  * not sent.
  */
 import { randomBytes } from "node:crypto";
-import type { Reply } from "../protocol/index.ts";
-import { replyText } from "../outbound/index.ts";
+import { replyText, type Reply } from "../protocol/index.ts";
 import type { Finding } from "./types.ts";
 import { openSession, type ProbeTarget } from "./probe.ts";
 

@@ -22,7 +22,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Finding } from "./types.ts";
 import { ProbeError, openGreeted, type Probe, type ProbeTarget } from "./probe.ts";
-import { replyText, type Extensions } from "../outbound/index.ts";
+import { replyText, type Extensions } from "../protocol/index.ts";
 
 const LEGACY = "DEFAULT:@SECLEVEL=0";
 

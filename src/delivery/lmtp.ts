@@ -5,14 +5,14 @@
  * recipient after the content, so every mailbox gets its own verdict.
  *
  * The protocol is SMTP's with LHLO: the outbound client core speaks it
- * (ClientSession with `lmtp`, src/outbound/client-session.ts) over a TCP
+ * (ClientSession with `lmtp`, src/protocol/client-session.ts) over a TCP
  * connection or a unix socket (src/outbound/connect.ts). No STARTTLS: the
  * server is local. deliverLmtp() never throws: a refused or lost
  * connection, a timeout or a protocol error makes every mailbox not yet
  * answered temporary.
  *
  * Trust: the server is ours but its replies are still parsed as hostile
- * (wire.ts limits). The content goes as stored: the LMTP server adds
+ * (src/protocol/client-wire.ts limits). The content goes as stored: the LMTP server adds
  * Return-Path and Delivered-To itself.
  */
 import type { LmtpTarget } from "../config/index.ts";

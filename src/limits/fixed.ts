@@ -411,12 +411,12 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   },
   // ---- outbound: remote servers' replies
   {
-    name: "max_reply_lines", value: 100, unit: "count", file: "src/outbound/wire.ts", constant: "MAX_REPLY_LINES",
+    name: "max_reply_lines", value: 100, unit: "count", file: "src/protocol/client-wire.ts", constant: "MAX_REPLY_LINES",
     doc: "Lines of one reply from a remote server; more ends the connection (the delivery is deferred).",
     reason: FAR,
   },
   {
-    name: "max_reply_line", value: 2048, unit: "bytes", file: "src/outbound/wire.ts", constant: "DEFAULT_MAX_LINE",
+    name: "max_reply_line", value: 2048, unit: "bytes", file: "src/protocol/client-wire.ts", constant: "DEFAULT_MAX_LINE",
     doc: "Longest reply line from a remote server; longer ends the connection (the delivery is deferred).",
     reason: "four times RFC 5321's 512; a reply longer than that is not SMTP",
   },

@@ -17,7 +17,7 @@ import tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Envelope } from "../queue/index.ts";
 import { generateCertificate } from "../tls/index.ts";
-import type { OutboundMessage } from "./client-session.ts";
+import type { OutboundMessage } from "../protocol/index.ts";
 import { deliverSession, type DeliverOptions } from "./connect.ts";
 import { peerSkip } from "../../test/helpers/peers.ts";
 

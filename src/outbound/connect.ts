@@ -1,7 +1,7 @@
 /**
  * The socket adapter of the outbound client: one TCP connection to one
  * server address (or one unix socket, for LMTP to a local server), driven
- * by ClientSession (client-session.ts), with STARTTLS
+ * by ClientSession (the client codec, src/protocol/client-session.ts), with STARTTLS
  * (RFC 3207) through node:tls and a timeout on every wait (RFC 5321
  * §4.5.3.2 suggests 5 min for the greeting, 5 min per command, 10 min for
  * the reply after the content; the caller chooses).
@@ -24,13 +24,13 @@ import net from "node:net";
 import tls from "node:tls";
 import {
   ClientSession,
+  NO_EXTENSIONS,
   type ClientAction,
+  type ClientTlsPolicy as TlsPolicy,
   type OutboundMessage,
   type SessionResult,
   type TlsInfo,
-  type TlsPolicy,
-} from "./client-session.ts";
-import { NO_EXTENSIONS } from "./wire.ts";
+} from "../protocol/index.ts";
 
 export interface Timeouts {
   /** TCP connect. */
@@ -68,7 +68,7 @@ export interface DeliverOptions {
   readonly path?: string;
 }
 
-export type { SessionResult } from "./client-session.ts";
+export type { SessionResult } from "../protocol/index.ts";
 
 /** A result without a connection: every recipient temporary (or as given). */
 export function failedResult(messages: readonly OutboundMessage[], status: string, text: string): SessionResult {

@@ -22,8 +22,6 @@ export { RemoteTransport } from "./transport.ts";
 export { resolveMx } from "./mx.ts";
 export { SqliteMtaStsStore } from "./mta-sts-store.ts";
 export { TlsRptStore } from "./tlsrpt.ts";
-export { ProtocolError, ReplyParser, checkPath, command, encodeData, parseExtensions, replyText } from "./wire.ts";
-export type { Extensions } from "./wire.ts";
 
 /** A net.LookupFunction over our DNS resolver: A first, then AAAA. */
 function resolverLookup(resolver: DnsResolver): LookupFunction {

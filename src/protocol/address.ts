@@ -162,6 +162,18 @@ export function parseParams(rest: string): Map<string, string | undefined> | Rep
   return map;
 }
 
+/**
+ * RFC 3461 §4 xtext, as the client codec sends ENVID and ORCPT: bytes
+ * outside "!".."~", "+" and "=" become "+HH".
+ */
+export function encodeXtext(s: string): string {
+  let out = "";
+  for (const b of Buffer.from(s, "utf8")) {
+    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d ? String.fromCharCode(b) : `+${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
 /** Decodes RFC 3461 §4 xtext ("+" HEX HEX). Returns undefined if malformed. */
 export function decodeXtext(s: string): string | undefined {
   let out = "";

@@ -12,8 +12,7 @@
  */
 import net from "node:net";
 import tls from "node:tls";
-import type { Reply } from "../protocol/index.ts";
-import { ReplyParser, checkPath, command, encodeData, parseExtensions, replyText, type Extensions } from "../outbound/index.ts";
+import { ReplyParser, checkPath, command, encodeData, parseExtensions, replyText, type Extensions, type Reply } from "../protocol/index.ts";
 import { ScramClient, ScramError, type ChannelBinding } from "./scram.ts";
 
 export interface SubmitOptions {

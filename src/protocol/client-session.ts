@@ -4,7 +4,8 @@
  * (RFC 3207), AUTH PLAIN to a relay (RFC 4954, 4616), one transaction per
  * message and QUIT. With `lmtp` it speaks LMTP (RFC 2033) instead. Bytes in (feed), actions
  * out: bytes to send, "start TLS now", "close", and "done" with the results.
- * No sockets, files or clocks: src/outbound/connect.ts does that.
+ * No sockets, files or clocks: src/outbound/connect.ts does that (for LMTP
+ * too). The server codec beside it is session.ts.
  *
  * RFCs: 5321 (SMTP), 2920 (PIPELINING: MAIL, every RCPT and DATA in one
  * write, replies read in order), 3207 (STARTTLS: buffered plaintext dropped,
@@ -12,7 +13,7 @@
  * (8BITMIME), 6531 (SMTPUTF8), 3461 (DSN: NOTIFY, ORCPT, RET, ENVID), 8689
  * (REQUIRETLS), 2034/3463 (enhanced status codes).
  *
- * Trust: every reply is hostile (see wire.ts for the parser's limits); a
+ * Trust: every reply is hostile (see client-wire.ts for the parser's limits); a
  * protocol error ends the connection, never the process. The messages come
  * from our own spool; still, each command refuses CR, LF and NUL in its
  * values, and content is re-encoded so no bare CR or LF and no early
@@ -57,8 +58,8 @@
  * no STARTTLS: the server is local), and after the content one reply per
  * accepted recipient, in RCPT order (§4.2), each deciding its recipient.
  */
-import type { Envelope } from "../queue/index.ts";
-import type { Reply } from "../protocol/index.ts";
+import type { Envelope } from "./envelope.ts";
+import type { Reply } from "./reply.ts";
 import {
   NO_EXTENSIONS,
   authPlainCommand,
@@ -75,10 +76,11 @@ import {
   replyText,
   scanContent,
   type Extensions,
-} from "./wire.ts";
+} from "./client-wire.ts";
 
-export type { Extensions } from "./wire.ts";
-export { encodeData, encodeXtext, command } from "./wire.ts";
+export type { Extensions } from "./client-wire.ts";
+export { encodeData, command } from "./client-wire.ts";
+export { encodeXtext } from "./address.ts";
 
 export interface OutboundMessage {
   readonly envelope: Envelope;

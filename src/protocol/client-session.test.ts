@@ -7,7 +7,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { Envelope } from "../queue/index.ts";
+import type { Envelope } from "./envelope.ts";
+import { decodeXtext } from "./address.ts";
 import { ClientSession, command, encodeData, encodeXtext, type ClientAction, type ClientOptions, type OutboundMessage, type SessionResult } from "./client-session.ts";
 
 const EHLO_FULL = "250-mx.test hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n";
@@ -261,6 +262,17 @@ test("DSN parameters only when DSN is offered, values in xtext", () => {
   const none = run({ ehlo: EHLO_BARE, messages: [msg("x\r\n", e)] });
   assert.deepEqual(none.writes.slice(1, 4), ["MAIL FROM:<a@wardmail.test>\r\n", "RCPT TO:<b@example.org>\r\n", "RCPT TO:<c@example.org>\r\n"]);
   assert.equal(encodeXtext("a\u00e9"), "a+C3+A9");
+});
+
+test("xtext: what the client encodes, the server's decoder reads back (ASCII, every byte value below 0x80)", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "binary-ascii", maxLength: 60 }), (s) => {
+      const x = encodeXtext(s);
+      assert.match(x, /^[!-~]*$/);
+      assert.equal(decodeXtext(x), s);
+    }),
+    { numRuns: 300 },
+  );
 });
 
 test("dot-stuffing and bare CR / LF normalisation: the exact bytes", () => {

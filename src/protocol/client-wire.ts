@@ -1,8 +1,10 @@
 /**
- * The wire side of the outbound SMTP client, with no state beyond one reply:
+ * The wire side of the SMTP client codec (client-session.ts), with no state
+ * beyond one reply:
  * the reply parser (RFC 5321 §4.2, enhanced codes RFC 2034/3463), the EHLO
  * keyword parser (with the AUTH mechanisms, RFC 4954 §3), command building,
- * AUTH PLAIN's initial response (RFC 4616), xtext (RFC 3461 §4) and the DATA
+ * AUTH PLAIN's initial response (RFC 4616), xtext for DSN values (RFC 3461
+ * §4, encodeXtext in address.ts beside the server's decoder) and the DATA
  * encoder (dot-stuffing, RFC 5321 §4.5.2).
  *
  * Trust: replies come from a remote server and are hostile. Lines may end in
@@ -16,8 +18,9 @@
  * in every value (they throw); message content is sent so that no bare CR or
  * LF reaches the wire and the only "CRLF . CRLF" is the terminator.
  */
-import type { Reply } from "../protocol/index.ts";
-import type { Envelope, EnvelopeRecipient } from "../queue/index.ts";
+import type { Reply } from "./reply.ts";
+import type { Envelope, EnvelopeRecipient } from "./envelope.ts";
+import { encodeXtext } from "./address.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -269,15 +272,6 @@ export function authPlainCommand(user: string, password: string): Buffer {
   if (user === "" || password === "") throw new Error("AUTH PLAIN needs a user and a password");
   if (user.includes("\0") || password.includes("\0")) throw new Error("AUTH PLAIN user and password must not contain NUL");
   return command("AUTH", "PLAIN", Buffer.from(`\0${user}\0${password}`, "utf8").toString("base64"));
-}
-
-/** RFC 3461 §4 xtext: bytes outside "!".."~", "+" and "=" become "+HH". */
-export function encodeXtext(s: string): string {
-  let out = "";
-  for (const b of Buffer.from(s, "utf8")) {
-    out += b >= 0x21 && b <= 0x7e && b !== 0x2b && b !== 0x3d ? String.fromCharCode(b) : `+${b.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
 }
 
 /** What the content needs from the server. */

@@ -174,21 +174,38 @@ export function encodeXtext(s: string): string {
   return out;
 }
 
-/** Decodes RFC 3461 §4 xtext ("+" HEX HEX). Returns undefined if malformed. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Decodes RFC 3461 §4 xtext ("+" HEX HEX). Returns undefined if malformed.
+ * xtext carries octets: they are read as UTF-8 (so encodeXtext gives the
+ * same xtext back: an ORCPT with "+C3+A9" is relayed as "+C3+A9"), or as
+ * Latin-1 when they are not UTF-8.
+ */
 export function decodeXtext(s: string): string | undefined {
-  let out = "";
+  const bytes = Buffer.allocUnsafe(s.length);
+  let n = 0;
+  let ascii = true;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c === 0x2b) {
       const hex = s.slice(i + 1, i + 3);
       if (!/^[0-9A-F]{2}$/.test(hex)) return undefined;
-      out += String.fromCharCode(parseInt(hex, 16));
+      const b = parseInt(hex, 16);
+      if (b > 0x7f) ascii = false;
+      bytes[n++] = b;
       i += 2;
     } else if (c < 0x21 || c > 0x7e || c === 0x3d) {
       return undefined;
     } else {
-      out += s[i];
+      bytes[n++] = c;
     }
   }
-  return out;
+  const octets = bytes.subarray(0, n);
+  if (ascii) return octets.toString("latin1");
+  try {
+    return UTF8.decode(octets);
+  } catch {
+    return octets.toString("latin1");
+  }
 }

@@ -591,3 +591,15 @@ test("LMTP: no HELO fall-back, no STARTTLS; losing the connection between per-re
   assert.ok(done?.kind === "done");
   assert.deepEqual(done.result.messages[0]?.recipients.map((x) => `${x.final} ${x.status}`), ["delivered 2.0.0", "temporary 4.4.2"]);
 });
+
+test("xtext: a UTF-8 ORCPT the server decodes is relayed with the same octets (any Unicode string round-trips); octets that are not UTF-8 read as Latin-1", () => {
+  assert.equal(decodeXtext("rfc822;caf+C3+A9@example.org"), "rfc822;café@example.org");
+  assert.equal(encodeXtext(decodeXtext("caf+C3+A9@example.org") ?? ""), "caf+C3+A9@example.org");
+  assert.equal(decodeXtext("caf+E9"), "caf\u00e9");
+  fc.assert(
+    fc.property(fc.string({ unit: "grapheme", maxLength: 40 }), (s) => {
+      assert.equal(decodeXtext(encodeXtext(s)), s);
+    }),
+    { numRuns: 300 },
+  );
+});

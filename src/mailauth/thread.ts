@@ -11,7 +11,7 @@
 import { parentPort } from "node:worker_threads";
 import { verifyContent, type ContentTask } from "./content.ts";
 import { DkimKeyCache } from "./verify.ts";
-import { startedMessage } from "../threads/index.ts";
+import { markTask, startedMessage } from "../threads/index.ts";
 
 interface TaskMessage {
   readonly type: "task";
@@ -40,6 +40,21 @@ let nextQid = 0;
 /** Answers within their TTL (oldest first), and the questions in flight (one per name and type). */
 const kept = new Map<string, { readonly answer: unknown; readonly until: number }>();
 const asking = new Map<string, Promise<unknown>>();
+
+/** The resolver of one task: its code resumes after an answer, so the thread notes that task (markTask). */
+function resolverFor(id: number): (name: string, rrtype: string) => Promise<unknown> {
+  return (name, rrtype) =>
+    resolver(name, rrtype).then(
+      (v) => {
+        markTask(id);
+        return v;
+      },
+      (err: unknown) => {
+        markTask(id);
+        throw err;
+      },
+    );
+}
 
 function resolver(name: string, rrtype: string): Promise<unknown> {
   const key = `${rrtype} ${name.toLowerCase()}`;
@@ -78,8 +93,9 @@ port.on("message", (m: TaskMessage | DnsAnswer) => {
     return;
   }
   port.postMessage(startedMessage(m.id));
+  markTask(m.id);
   const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
-  verifyContent(content, m.task, resolver, keys).then(
+  verifyContent(content, m.task, resolverFor(m.id), keys).then(
     (result) => port.postMessage({ type: "done", id: m.id, result }),
     (err: unknown) => port.postMessage({ type: "failed", id: m.id, message: err instanceof Error ? err.message : String(err) }),
   );

@@ -22,19 +22,24 @@
  * A pool thread runs many tasks at once (most of a verification is waiting
  * for DNS answers, which come from the parent). A task goes to the thread
  * with the fewest tasks in flight. A thread whose event loop is held (a
- * slow synchronous parse) does not read its messages and sends nothing: a
- * task it has not acknowledged within STALL_MS, while nothing came from
- * it for STALL_MS, is moved to another thread, started for it
- * when needed (up to maxThreads); a task the thread read before it was
- * held waits for the deadline that ends the thread and then runs again
- * elsewhere (once). So a pool normally runs one thread, and
+ * slow synchronous parse) reads nothing and sends nothing: when nothing
+ * came from it for STALL_MS, its tasks move to another thread, started for
+ * them when needed (up to maxThreads), all but the one holding it (the
+ * thread notes in shared memory whose code it resumes: markTask); after
+ * HOLD_MS that one moves too and the stuck thread is ended (the note can
+ * miss a resumption, and this stops the parse); a task moves at most
+ * maxThreads times, then stays until its deadline ends its thread.
+ * A task it had read runs again from the start (tasks are pure; the stuck
+ * thread's late answer is ignored). So a pool normally runs one thread, and
  * starts more only while one is stuck; a thread idle for IDLE_MS beyond
  * the first is ended.
  */
-import { Worker } from "node:worker_threads";
+import { Worker, workerData } from "node:worker_threads";
 
 /** A pool task not acknowledged by its thread within this time goes to another thread. */
 export const STALL_MS = 100;
+/** A thread stuck this long gives up even the task holding it (it runs again elsewhere, at most maxThreads times) and is ended. */
+export const HOLD_MS = 1000;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
 /** Young-generation heap of each task thread, as the worker threads' (src/server/primary.ts). */
@@ -77,6 +82,23 @@ export function ownBytes(bytes: Uint8Array): Uint8Array {
   return bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
+/** In a task thread: this thread's slot where it notes the task whose code it resumes (read by the parent when the thread is stuck). */
+let ownSlot: Int32Array | null | undefined;
+
+/**
+ * What a thread's entry file calls whenever it resumes a task's code: when
+ * it reads the task, and where an answer it waited for (a DNS answer)
+ * comes back. When the thread is stuck, the task noted last is the one
+ * holding it; the others can run elsewhere.
+ */
+export function markTask(id: number): void {
+  if (ownSlot === undefined) {
+    const sab = (workerData as { taskSlot?: unknown } | null)?.taskSlot;
+    ownSlot = sab instanceof SharedArrayBuffer ? new Int32Array(sab) : null;
+  }
+  if (ownSlot !== null) Atomics.store(ownSlot, 0, id + 1);
+}
+
 type FromThread<R> =
   | { readonly type: "started"; readonly id: number }
   | { readonly type: "done"; readonly id: number; readonly result: R }
@@ -106,6 +128,8 @@ export class TaskThread<T extends object, R> {
   private ready = false;
   /** When the current thread last sent anything (performance.now()). */
   private heard = 0;
+  /** Where the current thread notes the task whose code it resumed last (markTask: id + 1; 0: none). */
+  private slot: Int32Array | undefined;
   private readonly pending = new Map<number, InFlight<T, R>>();
   private nextId = 0;
   /** In a pool: where the other tasks of a thread ended at a deadline go. */
@@ -124,12 +148,15 @@ export class TaskThread<T extends object, R> {
     return this.pending.size;
   }
 
-  /** True when a task posted more than STALL_MS ago has not been read by the thread (its event loop is held). */
-  stalled(now: number): boolean {
-    // A thread still loading its modules reads nothing yet: it is not stuck.
-    // A thread that answers (DNS questions, results) is busy, not stuck.
+  /**
+   * True when the thread looks held by a synchronous parse: it has had a
+   * task for more than STALL_MS and sent nothing (no acknowledgement, DNS
+   * question or result) for as long. A thread still loading its modules
+   * reads nothing yet: it is not stuck.
+   */
+  stuck(now: number): boolean {
     if (!this.ready || now - this.heard <= STALL_MS) return false;
-    for (const p of this.pending.values()) if (!p.started && now - p.posted > STALL_MS) return true;
+    for (const p of this.pending.values()) if (now - p.posted > STALL_MS) return true;
     return false;
   }
 
@@ -155,18 +182,34 @@ export class TaskThread<T extends object, R> {
     return id;
   }
 
-  /** Takes back a task the thread has not read yet (undefined when it has, or is done): the thread's answer to it is then ignored. */
-  take(id: number): Job<T, R> | undefined {
+  /**
+   * Takes back a task to run it elsewhere (undefined when it is done here,
+   * or is the task whose code the thread resumed last, the one holding
+   * it, and the thread has been stuck for less than HOLD_MS): the thread's
+   * answer to it is then ignored. Tasks are pure
+   * (a verification, a walk), so running one twice is only work.
+   */
+  take(id: number, now: number): Job<T, R> | undefined {
     const p = this.pending.get(id);
-    if (p === undefined || p.started) return undefined;
+    if (p === undefined) return undefined;
+    // The task holding the thread stays, unless the thread has been stuck for HOLD_MS (the note may be wrong: another task's code may have resumed without one).
+    const holder = p.started && this.holding() === id;
+    if (holder && now - this.heard <= HOLD_MS) return undefined;
     this.forget(id, p);
+    // A thread left with nothing but the parse that holds it is ended (that stops the parse).
+    if (this.pending.size === 0 && this.worker !== undefined && now - this.heard > HOLD_MS) this.restart(this.worker, new Error(`${this.opts.what} thread stuck`));
     return p.job;
   }
 
-  /** Whether the task is still in flight here and not yet read by the thread. */
-  waiting(id: number): boolean {
-    const p = this.pending.get(id);
-    return p !== undefined && !p.started;
+  /** Whether the task is still in flight here. */
+  has(id: number): boolean {
+    return this.pending.has(id);
+  }
+
+  /** The task whose code the thread resumed last (markTask): when it is stuck, the one holding it. */
+  private holding(): number | undefined {
+    const v = this.slot === undefined ? 0 : Atomics.load(this.slot, 0);
+    return v > 0 ? v - 1 : undefined;
   }
 
   /** Ends the thread (tasks in flight fail). */
@@ -183,7 +226,9 @@ export class TaskThread<T extends object, R> {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(this.opts.entry, { resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
+    const slot = new Int32Array(new SharedArrayBuffer(4));
+    const w = new Worker(this.opts.entry, { workerData: { taskSlot: slot.buffer }, resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
+    this.slot = slot;
     w.on("message", (m: FromThread<R> | { readonly type?: unknown }) => {
       if (this.worker === w) this.heard = performance.now();
       if (m.type !== "done" && m.type !== "failed" && m.type !== "started") return this.opts.onOther?.(m, (x) => w.postMessage(x));
@@ -241,7 +286,7 @@ export interface TaskPoolOptions extends TaskThreadOptions {
   readonly idleMs?: number;
 }
 
-/** Up to maxThreads threads: each task to the least busy thread that is not stalled, else a new one (see the module comment). */
+/** Up to maxThreads threads: each task to the least busy thread that is not stuck, else a new one (see the module comment). */
 export class TaskPool<T extends object, R> {
   private readonly opts: TaskPoolOptions;
   private readonly threads: TaskThread<T, R>[] = [];
@@ -269,7 +314,7 @@ export class TaskPool<T extends object, R> {
     const now = performance.now();
     let t: TaskThread<T, R> | undefined;
     for (const x of this.threads) {
-      if (x === avoid || x.stalled(now)) continue;
+      if (x === avoid || x.stuck(now)) continue;
       if (t === undefined || x.busy < t.busy) t = x;
     }
     if (t === undefined && this.threads.length < this.opts.maxThreads) {
@@ -281,15 +326,15 @@ export class TaskPool<T extends object, R> {
     const thread = t;
     const id = thread.post(job);
     if (id < 0 || this.opts.maxThreads < 2) return;
-    // Not read within STALL_MS by a loaded thread: it is held; move the task (at most maxThreads times).
+    // While it is in flight: when its thread is stuck, move the task (at most maxThreads times), unless it is the one the thread read first.
     const check = (): void => {
-      if (!thread.waiting(id) || job.moves >= this.opts.maxThreads) return;
-      if (!thread.stalled(performance.now())) {
+      if (!thread.has(id) || job.moves >= this.opts.maxThreads) return;
+      const now = performance.now();
+      const moved = thread.stuck(now) ? thread.take(id, now) : undefined;
+      if (moved === undefined) {
         setTimeout(check, STALL_MS).unref();
         return;
       }
-      const moved = thread.take(id);
-      if (moved === undefined) return;
       moved.moves++;
       this.dispatch(moved, thread);
     };

@@ -19,7 +19,7 @@ import pino from "pino";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { spawnDaemon, waitReady, type Daemon } from "./peers/daemon.ts";
-import { canConnect, freePort } from "./peers/ports.ts";
+import { canConnect, freePort, freePorts } from "./peers/ports.ts";
 import { exec } from "./peers/exec.ts";
 import { AcmeManager, tlsa311 } from "../src/acme/index.ts";
 import { loadConfig } from "../src/config/index.ts";
@@ -60,7 +60,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), "wardmail-acme-"));
   const tls = await pebbleTls();
   caFile = tls.ca;
-  const [acmePort, mgmtPort, dnsPort, chMgmtPort, tlsPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const [acmePort, mgmtPort, dnsPort, chMgmtPort, tlsPort] = (await freePorts(5)) as [number, number, number, number, number];
   httpPort = await freePort();
   httpsPort = await freePort();
   challtest = spawnDaemon(

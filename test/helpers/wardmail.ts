@@ -9,7 +9,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePort } from "../peers/ports.ts";
+import { freePorts } from "../peers/ports.ts";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = join(ROOT, "bin", "wardmail.ts");
@@ -102,7 +102,7 @@ export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> 
   const dir = await mkdtemp(join(tmpdir(), "wardmail-test-"));
   if (opts.dirMode !== undefined) await chmod(dir, opts.dirMode);
   const dataDir = opts.dataDir ?? join(dir, "data");
-  const [smtpPort, submissionPort, submissionsPort] = [await freePort(), await freePort(), await freePort()];
+  const [smtpPort, submissionPort, submissionsPort] = (await freePorts(3)) as [number, number, number];
   const domains = opts.domains ?? ["example.test", "localhost"];
   const mailboxes = opts.mailboxes ?? ["user@example.test", "other@example.test", "postmaster@example.test"];
   const config = [

@@ -26,6 +26,18 @@ export function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
+/**
+ * `n` ports that were free a moment ago, all different: one freed port may
+ * be handed out again by the next bind (a server with two listeners on the
+ * same port then refuses to start).
+ */
+export async function freePorts(n: number, host = "127.0.0.1"): Promise<number[]> {
+  const ports = new Set<number>();
+  for (let tries = 0; ports.size < n && tries < n * 20; tries++) ports.add(await freePort(host));
+  if (ports.size < n) throw new Error(`freePorts: ${ports.size} distinct ports of ${n}`);
+  return [...ports];
+}
+
 /** Tries one TCP connection; resolves true if it was accepted. */
 export function canConnect(port: number, host = "127.0.0.1", timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {

@@ -17,7 +17,7 @@
  *   (example.net, example.co.uk for example.org).
  */
 import { domainToUnicode } from "node:url";
-import { registrableDomain } from "../mailauth/index.ts";
+import { registrableDomain } from "../message/index.ts";
 
 /** Shortest label (before the public suffix) the one-edit rule applies to. */
 export const MIN_EDIT_LABEL = 4;

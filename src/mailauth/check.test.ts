@@ -13,7 +13,7 @@ import { dkimSign, sealMessage } from "mailauth";
 import { CheckRunner, ConnectionState, TransactionState, type CheckInput } from "../policy/index.ts";
 import { createLogger } from "../log/index.ts";
 import { SenderAuthCheck } from "./check.ts";
-import { authservIdOf, stripOwnHeaders } from "./authres.ts";
+import { authservIdOf, stripOwnHeaders } from "../message/index.ts";
 import { VERDICT_DEFAULTS } from "../config/index.ts";
 
 const log = createLogger({ level: "silent" });

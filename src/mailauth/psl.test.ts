@@ -67,3 +67,9 @@ test("verifyDkim: a From: domain with a leading dot is not guessed aligned with 
   assert.deepEqual(await verify("mail.example.com"), { ours: "example.com", theirs: "example.com" });
   assert.deepEqual(await verify(".example.com"), { ours: false, theirs: "example.com" });
 });
+
+test("src/message's registrableDomain uses mailauth's tldts options", async () => {
+  const { TLDTS_OPTS } = (await import("mailauth/lib/tools.js")) as unknown as { TLDTS_OPTS: object };
+  const { TLDTS_OPTIONS } = await import("../message/index.ts");
+  assert.deepEqual(TLDTS_OPTIONS, TLDTS_OPTS);
+});

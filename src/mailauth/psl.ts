@@ -12,26 +12,16 @@
  * ../shared/conformance/dmarc/psl-tests.txt, expect null). Everything else
  * is tldts's answer, with mailauth's options, unchanged.
  *
+ * registrableDomain itself is in src/message/domain.ts (no mailauth tools
+ * needed); this module adds the alignment guess.
+ *
  * The DMARC verdict does not use the PSL: mailauth's dmarc() finds the
  * Organizational Domain with the RFC 9989 DNS Tree Walk.
  */
-import { createRequire } from "node:module";
-import { formatDomain, TLDTS_OPTS } from "mailauth/lib/tools.js";
+import { formatDomain } from "mailauth/lib/tools.js";
+import { registrableDomain } from "../message/index.ts";
 
-interface Tldts {
-  getDomain(name: string, options: object): string | null;
-}
-
-/** tldts as mailauth resolves it: mailauth's own dependency, the PSL it uses. */
-const tldts = createRequire(import.meta.resolve("mailauth"))("tldts") as Tldts;
-
-/** The registrable domain of `name` by the PSL, or null (none, or not a domain name: an empty label other than the root's trailing dot). */
-export function registrableDomain(name: string | null | undefined): string | null {
-  if (name === null || name === undefined) return null;
-  const trimmed = name.trim();
-  if (trimmed.replace(/\.$/, "").split(".").some((label) => label === "")) return null;
-  return tldts.getDomain(trimmed, TLDTS_OPTS);
-}
+export { registrableDomain };
 
 /**
  * mailauth's relaxed getAlignment(fromDomain, [signingDomain]) with

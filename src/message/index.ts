@@ -8,3 +8,5 @@ export { canonicalDomain, MAX_MAILBOXES, parseAddressList, type AddressList, typ
 export { authorOf, headOf, mailboxesOf, MAX_PARSED_FIELDS, MessageHead, type Author, type AuthorProblem } from "./author.ts";
 export { decodeEncodedWords, readerForm } from "./rfc2047.ts";
 export { addressesIn } from "./shown.ts";
+export { authservIdOf, stripOwnHeaders } from "./authres.ts";
+export { registrableDomain, TLDTS_OPTIONS } from "./domain.ts";

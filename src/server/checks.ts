@@ -25,7 +25,6 @@ import { createPrivateKey } from "node:crypto";
 import type { Config } from "../config/index.ts";
 import type { DnsResolver, RRType } from "../dns/index.ts";
 import type { Logger } from "../log/index.ts";
-import { SenderAuthCheck } from "../mailauth/index.ts";
 import { antivirusFromConfig } from "../antivirus/index.ts";
 import { attachmentsFromConfig } from "../attachments/index.ts";
 import { CheckRunner, DnsblCheck, type Check } from "../policy/index.ts";
@@ -57,6 +56,8 @@ export async function inboundChecks({ config, resolver, accounts }: CheckDeps): 
     checks.push(new DnsblCheck({ zones: config.dnsbl.zones, threshold: config.dnsbl.threshold, timeoutMs: config.dnsbl.timeout * 1000, resolver }));
   }
   if (config.checks.enabled) {
+    // Imported only when the checks are on: mailauth and its tools are the largest modules a worker loads.
+    const { SenderAuthCheck } = await import("../mailauth/index.ts");
     checks.push(new SenderAuthCheck({
       resolver: (name, type) => resolver.resolve(name, type),
       query: async (name, type) => {

@@ -25,8 +25,7 @@
  * stored, their content is queued as built.
  */
 import type { Logger } from "pino";
-import { stripOwnHeaders } from "../mailauth/index.ts";
-import type { HeaderField } from "../message/index.ts";
+import { stripOwnHeaders, type HeaderField } from "../message/index.ts";
 import { newQueueId, type SpoolWriter } from "../queue/index.ts";
 import type { EnvelopeRecipient, ReceivedInfo, StoredEnvelope, StoredRecipient } from "../queue/index.ts";
 import { receivedHeader } from "./received.ts";

@@ -22,7 +22,7 @@
  */
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
-import { stripOwnHeaders } from "../mailauth/index.ts";
+import { stripOwnHeaders } from "../message/index.ts";
 import { RspamdClient, type RspamdAction, type RspamdResult } from "./rspamd.ts";
 
 export const SPAM_HEADER = "X-Wardmail-Spam";

@@ -24,7 +24,7 @@ import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { conformanceFile } from "../helpers/conformance.ts";
 import { Tally } from "./zones.ts";
-import { authservIdOf } from "../../src/mailauth/authres.ts";
+import { authservIdOf } from "../../src/message/index.ts";
 import type { ReasonTable } from "./zones.ts";
 
 

@@ -9,7 +9,9 @@
  * authserv-id = value (RFC 2045: token or quoted-string). Comments in
  * parentheses may nest; quoted-strings may hold quoted-pairs.
  */
-import { canonicalDomain, readerForm, removeFields, type HeaderField } from "../message/index.ts";
+import { canonicalDomain } from "./address.ts";
+import { removeFields, type HeaderField } from "./header.ts";
+import { readerForm } from "./rfc2047.ts";
 
 /** Skips CFWS (white space and nested comments) from i; returns the next index. */
 function skipCfws(s: string, i: number): number {

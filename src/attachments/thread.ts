@@ -9,7 +9,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import { walkMessage, type WalkLimits } from "./walk.ts";
-import { markTask, startedMessage } from "../threads/index.ts";
+import { readTask } from "../threads/index.ts";
 
 interface Task {
   readonly id: number;
@@ -21,8 +21,7 @@ const port = parentPort;
 if (!port) throw new Error("thread.ts runs in a worker thread");
 
 port.on("message", (m: Task) => {
-  port.postMessage(startedMessage(m.id));
-  markTask(m.id);
+  readTask(m.id);
   const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
   walkMessage(content, m.limits).then(
     (findings) => port.postMessage({ type: "done", id: m.id, result: findings }),

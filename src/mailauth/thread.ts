@@ -11,7 +11,7 @@
 import { parentPort } from "node:worker_threads";
 import { verifyContent, type ContentTask } from "./content.ts";
 import { DkimKeyCache } from "./verify.ts";
-import { markTask, startedMessage } from "../threads/index.ts";
+import { markTask, readTask } from "../threads/index.ts";
 
 interface TaskMessage {
   readonly type: "task";
@@ -92,8 +92,7 @@ port.on("message", (m: TaskMessage | DnsAnswer) => {
     }
     return;
   }
-  port.postMessage(startedMessage(m.id));
-  markTask(m.id);
+  readTask(m.id);
   const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
   verifyContent(content, m.task, resolverFor(m.id), keys).then(
     (result) => port.postMessage({ type: "done", id: m.id, result }),

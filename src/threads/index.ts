@@ -6,11 +6,13 @@
  * (src/attachments).
  *
  * Protocol with the thread's entry file: it gets { type: "task", id, ...the
- * task's fields }, answers { type: "started", id } as soon as it reads the
- * task (startedMessage), and then { type: "done", id, result } or
- * { type: "failed", id, message }; any other message it sends goes to
- * `onOther` (the verifier's DNS questions), which may answer through the
- * thread.
+ * task's fields }, calls readTask(id) as soon as it reads it and
+ * markTask(id) whenever the task's code resumes after a wait (a DNS
+ * answer), and answers { type: "done", id, result } or { type: "failed",
+ * id, message }; any other message it sends goes to `onOther` (the
+ * verifier's DNS questions), which may answer through the thread.
+ * readTask and markTask write to memory shared with the parent instead of
+ * sending messages (each message wakes the other thread).
  *
  * Deadlines: a task's AbortSignal ends the whole thread (a synchronous
  * parser in it cannot be interrupted otherwise). In a TaskThread used
@@ -55,10 +57,6 @@ export interface TaskThreadOptions {
   readonly onOther?: (message: unknown, post: (m: unknown) => void) => void;
 }
 
-/** What a thread's entry file posts when it reads a task. */
-export function startedMessage(id: number): { readonly type: "started"; readonly id: number } {
-  return { type: "started", id };
-}
 
 /**
  * The task with each byte array that is a view into a larger buffer copied
@@ -82,7 +80,18 @@ export function ownBytes(bytes: Uint8Array): Uint8Array {
   return bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
-/** In a task thread: this thread's slot where it notes the task whose code it resumes (read by the parent when the thread is stuck). */
+/**
+ * The memory a task thread shares with its parent (Int32 slots): the task
+ * whose code it resumed last (id + 1), a counter of resumptions (a thread
+ * whose counter stands still while it has tasks is stuck), and how many
+ * tasks it has read (in the order they were posted).
+ */
+const HOLDER = 0;
+const BEAT = 1;
+const READ = 2;
+const SLOTS = 3;
+
+/** In a task thread: its shared slots (null outside a task thread). */
 let ownSlot: Int32Array | null | undefined;
 
 /**
@@ -96,11 +105,19 @@ export function markTask(id: number): void {
     const sab = (workerData as { taskSlot?: unknown } | null)?.taskSlot;
     ownSlot = sab instanceof SharedArrayBuffer ? new Int32Array(sab) : null;
   }
-  if (ownSlot !== null) Atomics.store(ownSlot, 0, id + 1);
+  if (ownSlot !== null) {
+    Atomics.store(ownSlot, HOLDER, id + 1);
+    Atomics.add(ownSlot, BEAT, 1);
+  }
+}
+
+/** What a thread's entry file calls when it reads a task (before any work on it). */
+export function readTask(id: number): void {
+  markTask(id);
+  if (ownSlot) Atomics.add(ownSlot, READ, 1);
 }
 
 type FromThread<R> =
-  | { readonly type: "started"; readonly id: number }
   | { readonly type: "done"; readonly id: number; readonly result: R }
   | { readonly type: "failed"; readonly id: number; readonly message: string };
 
@@ -117,7 +134,6 @@ interface Job<T, R> {
 interface InFlight<T, R> {
   readonly job: Job<T, R>;
   readonly posted: number;
-  started: boolean;
   readonly onAbort: () => void;
 }
 
@@ -126,10 +142,14 @@ export class TaskThread<T extends object, R> {
   private worker: Worker | undefined;
   /** The current thread has answered once (its modules are loaded). */
   private ready = false;
-  /** When the current thread last sent anything (performance.now()). */
+  /** When the current thread was last seen doing something (a message from it, or its resumption counter moved). */
   private heard = 0;
-  /** Where the current thread notes the task whose code it resumed last (markTask: id + 1; 0: none). */
+  /** The resumption counter as last seen. */
+  private beat = 0;
+  /** The current thread's shared slots (see HOLDER, BEAT, READ). */
   private slot: Int32Array | undefined;
+  /** The id of the first task posted to the current thread (ids are posted, and read, in order). */
+  private firstId = 0;
   private readonly pending = new Map<number, InFlight<T, R>>();
   private nextId = 0;
   /** In a pool: where the other tasks of a thread ended at a deadline go. */
@@ -150,11 +170,12 @@ export class TaskThread<T extends object, R> {
 
   /**
    * True when the thread looks held by a synchronous parse: it has had a
-   * task for more than STALL_MS and sent nothing (no acknowledgement, DNS
-   * question or result) for as long. A thread still loading its modules
+   * task for more than STALL_MS and shown no sign of life (no task read or
+   * resumed, no message) for as long. A thread still loading its modules
    * reads nothing yet: it is not stuck.
    */
   stuck(now: number): boolean {
+    this.look(now);
     if (!this.ready || now - this.heard <= STALL_MS) return false;
     for (const p of this.pending.values()) if (now - p.posted > STALL_MS) return true;
     return false;
@@ -176,7 +197,7 @@ export class TaskThread<T extends object, R> {
     const id = this.nextId++;
     const onAbort = (): void => this.restart(worker, new Error(`${this.opts.what} stopped at the check deadline`), id);
     job.signal?.addEventListener("abort", onAbort, { once: true });
-    this.pending.set(id, { job, posted: performance.now(), started: false, onAbort });
+    this.pending.set(id, { job, posted: performance.now(), onAbort });
     worker.ref();
     worker.postMessage({ ...exact(job.task), type: "task", id });
     return id;
@@ -193,7 +214,7 @@ export class TaskThread<T extends object, R> {
     const p = this.pending.get(id);
     if (p === undefined) return undefined;
     // The task holding the thread stays, unless the thread has been stuck for HOLD_MS (the note may be wrong: another task's code may have resumed without one).
-    const holder = p.started && this.holding() === id;
+    const holder = this.read(id) && this.holding() === id;
     if (holder && now - this.heard <= HOLD_MS) return undefined;
     this.forget(id, p);
     // A thread left with nothing but the parse that holds it is ended (that stops the parse).
@@ -208,8 +229,23 @@ export class TaskThread<T extends object, R> {
 
   /** The task whose code the thread resumed last (markTask): when it is stuck, the one holding it. */
   private holding(): number | undefined {
-    const v = this.slot === undefined ? 0 : Atomics.load(this.slot, 0);
+    const v = this.slot === undefined ? 0 : Atomics.load(this.slot, HOLDER);
     return v > 0 ? v - 1 : undefined;
+  }
+
+  /** Whether the current thread has read the task (readTask). */
+  private read(id: number): boolean {
+    return this.slot !== undefined && id - this.firstId < Atomics.load(this.slot, READ);
+  }
+
+  /** Notes activity seen in the shared counter since the last look. */
+  private look(now: number): void {
+    if (this.slot === undefined) return;
+    const b = Atomics.load(this.slot, BEAT);
+    if (b === this.beat) return;
+    this.beat = b;
+    this.heard = now;
+    this.ready = true;
   }
 
   /** Ends the thread (tasks in flight fail). */
@@ -226,21 +262,19 @@ export class TaskThread<T extends object, R> {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const slot = new Int32Array(new SharedArrayBuffer(4));
+    const slot = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
     const w = new Worker(this.opts.entry, { workerData: { taskSlot: slot.buffer }, resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
     this.slot = slot;
+    this.beat = 0;
+    this.firstId = this.nextId;
     w.on("message", (m: FromThread<R> | { readonly type?: unknown }) => {
       if (this.worker === w) this.heard = performance.now();
-      if (m.type !== "done" && m.type !== "failed" && m.type !== "started") return this.opts.onOther?.(m, (x) => w.postMessage(x));
+      if (m.type !== "done" && m.type !== "failed") return this.opts.onOther?.(m, (x) => w.postMessage(x));
       const e = m as FromThread<R>;
       if (this.worker !== w) return;
       this.ready = true;
       const p = this.pending.get(e.id);
       if (p === undefined) return;
-      if (e.type === "started") {
-        p.started = true;
-        return;
-      }
       this.forget(e.id, p);
       if (e.type === "done") p.job.resolve(e.result);
       else p.job.reject(new Error(e.message));

@@ -23,7 +23,11 @@ let walkModule: Promise<typeof import("./walk.ts")> | undefined;
  * only single-part text never loads them.
  */
 export async function walkMessage(content: Buffer, limits: WalkLimits, signal?: AbortSignal): Promise<Finding[]> {
-  walkModule ??= import("./walk.ts");
+  // A failed import is tried again next time, not kept.
+  walkModule ??= import("./walk.ts").catch((err: unknown) => {
+    walkModule = undefined;
+    throw err;
+  });
   return (await walkModule).walkMessage(content, limits, signal);
 }
 

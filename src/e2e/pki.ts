@@ -16,7 +16,14 @@ let loaded: PkiLibraries | undefined;
 
 /** The libraries, imported on the first call. */
 export function pkiLibraries(): Promise<PkiLibraries> {
-  loading ??= Promise.all([import("asn1js"), import("pkijs")]).then(([asn1js, pkijs]) => (loaded = { asn1js, pkijs }));
+  loading ??= Promise.all([import("asn1js"), import("pkijs")]).then(
+    ([asn1js, pkijs]) => (loaded = { asn1js, pkijs }),
+    (err: unknown) => {
+      // Tried again next time, not kept.
+      loading = undefined;
+      throw err;
+    },
+  );
   return loading;
 }
 

@@ -254,12 +254,12 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   },
   {
     name: "task_stall", value: 100, unit: "milliseconds", file: "src/threads/index.ts", constant: "STALL_MS",
-    doc: "A pool thread that has had a task this long and sent nothing for as long is stuck (a slow synchronous parse holds its event loop): its tasks but the one holding it move to another thread, started for them when needed.",
+    doc: "A pool thread that has had a task this long and shown no sign of life for as long (no task read or resumed, no heartbeat) is stuck (a slow synchronous parse holds its event loop): its tasks but the one holding it move to another thread, started for them when needed.",
     reason: "a thread that reads its messages acknowledges in well under a millisecond; this only tells a stuck thread from a busy one",
   },
   {
     name: "task_hold", value: 1000, unit: "milliseconds", file: "src/threads/index.ts", constant: "HOLD_MS",
-    doc: "A pool thread stuck this long gives up the task holding it too (it runs again in another thread, each task at most `verifier_threads` times) and is ended, which stops the parse.",
+    doc: "A pool thread stuck this long gives up the task holding it too (it runs again in another thread, each task at most as many times as its pool has threads: `verifier_threads`, `walker_threads`) and is ended, which stops the parse.",
     reason: "the holder is known from a note the thread writes when it resumes a task; this bounds the harm when the note is wrong, at one thread start per move",
   },
   {

@@ -8,8 +8,9 @@
  * 100 KiB header). On the event loop they would freeze every session of
  * the worker, and the check's deadline could not stop them. In the thread
  * they only cost that thread's time, and at the deadline (the check's
- * AbortSignal) the thread is ended: every task it had fails (the runner
- * answers 451 4.7.0, fail closed) and the next task starts a new thread.
+ * AbortSignal) the thread is ended: that task fails (the runner answers
+ * 451 4.7.0, fail closed), the thread's other tasks run again once in
+ * another thread, and the next task starts a new thread.
  *
  * A message that is slow to verify must not hold up the others for long:
  * the pool (VerifierPool, over src/threads' TaskPool) runs many tasks in
@@ -97,7 +98,7 @@ export class VerifierThread {
   }
 }
 
-/** Up to MAX_THREADS verifier threads: each task goes to an idle one; one idle thread (with its parsed keys) is kept. */
+/** Up to MAX_THREADS verifier threads (src/threads TaskPool): tasks share the least busy thread; more start only while one is stuck; one idle thread (with its parsed keys) is kept. */
 export class VerifierPool {
   private readonly pool: TaskPool<Task, Verified>;
 

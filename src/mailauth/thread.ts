@@ -41,19 +41,29 @@ let nextQid = 0;
 const kept = new Map<string, { readonly answer: unknown; readonly until: number }>();
 const asking = new Map<string, Promise<unknown>>();
 
-/** The resolver of one task: its code resumes after an answer, so the thread notes that task (markTask). */
+/**
+ * The resolver of one task: its code resumes after an answer, so the
+ * thread notes that task (markTask). Each waiter gets the answer in its own
+ * turn of the event loop (setImmediate): tasks waiting for the same
+ * question then resume one after another, each with its own note, instead
+ * of all notes first and then all the code.
+ */
 function resolverFor(id: number): (name: string, rrtype: string) => Promise<unknown> {
   return (name, rrtype) =>
-    resolver(name, rrtype).then(
-      (v) => {
-        markTask(id);
-        return v;
-      },
-      (err: unknown) => {
-        markTask(id);
-        throw err;
-      },
-    );
+    new Promise((resolve, reject) => {
+      resolver(name, rrtype).then(
+        (v) =>
+          setImmediate(() => {
+            markTask(id);
+            resolve(v);
+          }),
+        (err: unknown) =>
+          setImmediate(() => {
+            markTask(id);
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }),
+      );
+    });
 }
 
 function resolver(name: string, rrtype: string): Promise<unknown> {

@@ -19,6 +19,8 @@ import type { QueuedMessage } from "./store.ts";
 import type { RecipientRoute } from "./types.ts";
 
 const BATCH = 64;
+/** Most content bytes in one batch (a batch has one record at least). */
+const BATCH_BYTES = 32 * 1024 * 1024;
 
 type Row = Record<string, SQLOutputValue>;
 
@@ -45,8 +47,22 @@ export interface RouteOldResult {
 export function routeOldRecords(db: DatabaseSync, router: RecipientRouter, hooks: RouteOldHooks): RouteOldResult {
   const count = Number(db.prepare("SELECT count(*) AS n FROM unrouted").get()?.n ?? 0);
   if (count === 0) return { routed: 0, damaged: 0 };
-  const select = db.prepare(`SELECT m.*, c.content FROM unrouted u JOIN messages m ON m.id = u.message_id
-                             LEFT JOIN contents c ON c.message_id = m.id ORDER BY u.message_id LIMIT ?`);
+  // The next records by id with their content sizes, then each whole row: a batch holds at most BATCH records and BATCH_BYTES of content (one record at least), whatever max_message_size is.
+  const sizes = db.prepare(`SELECT u.message_id AS id, coalesce(length(c.content), 0) AS n FROM unrouted u
+                            LEFT JOIN contents c ON c.message_id = u.message_id ORDER BY u.message_id LIMIT ?`);
+  const one = db.prepare(`SELECT m.*, c.content FROM messages m LEFT JOIN contents c ON c.message_id = m.id WHERE m.id = ?`);
+  const next = (): Row[] => {
+    const rows: Row[] = [];
+    let bytes = 0;
+    for (const r of sizes.all(BATCH)) {
+      bytes += Number(r.n);
+      if (rows.length > 0 && bytes > BATCH_BYTES) break;
+      const row = one.get(String(r.id));
+      if (row !== undefined) rows.push(row);
+      else done.run(String(r.id));
+    }
+    return rows;
+  };
   const updPlain = db.prepare("UPDATE messages SET envelope = ?, checksum = ? WHERE id = ?");
   const updSealed = db.prepare("UPDATE messages SET envelope = ? WHERE id = ?");
   const done = db.prepare("DELETE FROM unrouted WHERE message_id = ?");
@@ -54,9 +70,10 @@ export function routeOldRecords(db: DatabaseSync, router: RecipientRouter, hooks
   let damaged = 0;
   // Rows of messages that are gone (delivered, deleted by the operator) first.
   hooks.transaction(() => db.prepare("DELETE FROM unrouted WHERE message_id NOT IN (SELECT id FROM messages)").run());
-  for (let pass = 0; pass <= Math.ceil(count / BATCH) + 1; pass++) {
+  // Each pass takes at least one record off the list: at most count passes (and one to see it empty).
+  for (let pass = 0; pass <= count + 1; pass++) {
     const n = hooks.transaction(() => {
-      const rows = select.all(BATCH);
+      const rows = next();
       for (const row of rows) {
         const id = String(row.id);
         done.run(id);
@@ -83,7 +100,7 @@ export function routeOldRecords(db: DatabaseSync, router: RecipientRouter, hooks
       }
       return rows.length;
     });
-    if (n < BATCH) break;
+    if (n === 0) break;
   }
   return { routed, damaged };
 }

@@ -90,6 +90,8 @@ const HOLDER = 0;
 const BEAT = 1;
 const READ = 2;
 const SLOTS = 3;
+/** How often a task thread's heartbeat moves BEAT (well under STALL_MS). */
+const BEAT_MS = 25;
 
 /** In a task thread: its shared slots (null outside a task thread). */
 let ownSlot: Int32Array | null | undefined;
@@ -104,6 +106,9 @@ export function markTask(id: number): void {
   if (ownSlot === undefined) {
     const sab = (workerData as { taskSlot?: unknown } | null)?.taskSlot;
     ownSlot = sab instanceof SharedArrayBuffer ? new Int32Array(sab) : null;
+    // A heartbeat: it fires only when the event loop turns, so long asynchronous work (a big walk, a body hash in chunks) shows life, and a held loop does not.
+    const slot = ownSlot;
+    if (slot !== null) setInterval(() => Atomics.add(slot, BEAT, 1), BEAT_MS).unref();
   }
   if (ownSlot !== null) {
     Atomics.store(ownSlot, HOLDER, id + 1);
@@ -150,6 +155,12 @@ export class TaskThread<T extends object, R> {
   private slot: Int32Array | undefined;
   /** The id of the first task posted to the current thread (ids are posted, and read, in order). */
   private firstId = 0;
+  /**
+   * A task the current thread had read was taken away: its code may still
+   * run there, untracked and past any deadline. Such a thread gets no new
+   * task and is ended as soon as nothing tracked is left in it.
+   */
+  private tainted = false;
   private readonly pending = new Map<number, InFlight<T, R>>();
   private nextId = 0;
   /** In a pool: where the other tasks of a thread ended at a deadline go. */
@@ -166,6 +177,11 @@ export class TaskThread<T extends object, R> {
   /** Tasks in flight. */
   get busy(): number {
     return this.pending.size;
+  }
+
+  /** Whether the thread may take a new task (see `tainted`). */
+  get open(): boolean {
+    return !this.tainted;
   }
 
   /**
@@ -214,11 +230,12 @@ export class TaskThread<T extends object, R> {
     const p = this.pending.get(id);
     if (p === undefined) return undefined;
     // The task holding the thread stays, unless the thread has been stuck for HOLD_MS (the note may be wrong: another task's code may have resumed without one).
-    const holder = this.read(id) && this.holding() === id;
+    const read = this.read(id);
+    const holder = read && this.holding() === id;
     if (holder && now - this.heard <= HOLD_MS) return undefined;
+    if (read) this.tainted = true;
+    // A thread left with nothing but the code of tasks taken from it is ended (forget; that stops the parse).
     this.forget(id, p);
-    // A thread left with nothing but the parse that holds it is ended (that stops the parse).
-    if (this.pending.size === 0 && this.worker !== undefined && now - this.heard > HOLD_MS) this.restart(this.worker, new Error(`${this.opts.what} thread stuck`));
     return p.job;
   }
 
@@ -256,8 +273,11 @@ export class TaskThread<T extends object, R> {
   private forget(id: number, p: InFlight<T, R>): void {
     this.pending.delete(id);
     p.job.signal?.removeEventListener("abort", p.onAbort);
+    if (this.pending.size > 0) return;
+    // A tainted thread with nothing tracked left is ended: that stops the code of the tasks taken from it.
+    if (this.tainted && this.worker !== undefined) this.restart(this.worker, new Error(`${this.opts.what} thread ended`));
     // Only a thread with work in flight keeps the process alive.
-    if (this.pending.size === 0) this.worker?.unref();
+    else this.worker?.unref();
   }
 
   private thread(): Worker {
@@ -297,6 +317,7 @@ export class TaskThread<T extends object, R> {
     if (this.worker !== w) return;
     this.worker = undefined;
     this.ready = false;
+    this.tainted = false;
     void w.terminate();
     const again: Job<T, R>[] = [];
     for (const [id, p] of [...this.pending]) {
@@ -348,17 +369,24 @@ export class TaskPool<T extends object, R> {
     const now = performance.now();
     let t: TaskThread<T, R> | undefined;
     for (const x of this.threads) {
-      if (x === avoid || x.stuck(now)) continue;
+      if (x === avoid || !x.open || x.stuck(now)) continue;
       if (t === undefined || x.busy < t.busy) t = x;
     }
     if (t === undefined && this.threads.length < this.opts.maxThreads) {
       t = new TaskThread<T, R>(this.opts, { orphans: (jobs) => jobs.forEach((j) => this.dispatch(j)), settled: () => this.settled() });
       this.threads.push(t);
     }
-    // Every thread stuck and no room for another: the least busy one.
-    t ??= this.threads.reduce((a, b) => (b.busy < a.busy ? b : a));
+    // Every thread stuck and no room for another: the least busy open one (else any).
+    t ??= this.threads.filter((x) => x.open).reduce<TaskThread<T, R> | undefined>((a, b) => (a === undefined || b.busy < a.busy ? b : a), undefined) ?? this.threads.reduce((a, b) => (b.busy < a.busy ? b : a));
     const thread = t;
-    const id = thread.post(job);
+    let id: number;
+    try {
+      id = thread.post(job);
+    } catch (err) {
+      // A thread that cannot start (this runs from timers too: it must not throw).
+      job.reject(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
     if (id < 0 || this.opts.maxThreads < 2) return;
     // While it is in flight: when its thread is stuck, move the task (at most maxThreads times), unless it is the one the thread read first.
     const check = (): void => {

@@ -45,7 +45,14 @@ const OID_SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
 /** asn1js and pkijs, imported on the first certificate made (a running server with its pair never needs them). */
 let libraries: Promise<{ asn1js: typeof Asn1; pkijs: typeof Pki; engine: Pki.CryptoEngine }> | undefined;
 function loadLibraries(): Promise<{ asn1js: typeof Asn1; pkijs: typeof Pki; engine: Pki.CryptoEngine }> {
-  libraries ??= Promise.all([import("asn1js"), import("pkijs")]).then(([asn1js, pkijs]) => ({ asn1js, pkijs, engine: new pkijs.CryptoEngine({ name: "node", crypto: webcrypto }) }));
+  libraries ??= Promise.all([import("asn1js"), import("pkijs")]).then(
+    ([asn1js, pkijs]) => ({ asn1js, pkijs, engine: new pkijs.CryptoEngine({ name: "node", crypto: webcrypto }) }),
+    (err: unknown) => {
+      // Tried again next time, not kept.
+      libraries = undefined;
+      throw err;
+    },
+  );
   return libraries;
 }
 

@@ -1,0 +1,56 @@
+// A task thread for src/threads' tests: "sync" tasks hold the thread for ms;
+// "hostile" tasks first wait for an answer from the parent (like a DNS
+// question), then hold the thread for ms; "chunked" tasks hold it for ms,
+// `parts` times, letting the event loop turn in between (as a long
+// asynchronous walk does), without any note of their own. Notes its reads and resumptions
+// as the real entries do (readTask, markTask).
+import { parentPort, threadId } from "node:worker_threads";
+import { markTask, readTask } from "../../src/threads/index.ts";
+
+interface Task {
+  readonly type: "task";
+  readonly id: number;
+  readonly kind: "sync" | "hostile" | "chunked";
+  readonly parts?: number;
+  readonly ms: number;
+  readonly delay?: number;
+  readonly name: string;
+}
+
+const port = parentPort;
+if (!port) throw new Error("a worker thread entry");
+const waits = new Map<number, () => void>();
+let nextQ = 0;
+
+function spin(ms: number): void {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    /* hold the event loop */
+  }
+}
+
+port.on("message", (m: Task | { readonly type: "answer"; readonly q: number }) => {
+  if (m.type === "answer") {
+    waits.get(m.q)?.();
+    waits.delete(m.q);
+    return;
+  }
+  readTask(m.id);
+  void (async () => {
+    if (m.kind === "hostile") {
+      const q = nextQ++;
+      await new Promise<void>((resolve) => {
+        waits.set(q, resolve);
+        port.postMessage({ type: "ask", q, delay: m.delay ?? 0 });
+      });
+      markTask(m.id);
+    }
+    if (m.kind === "chunked") {
+      for (let i = 0; i < (m.parts ?? 1); i++) {
+        spin(m.ms);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    } else spin(m.ms);
+    port.postMessage({ type: "done", id: m.id, result: `${m.name} on ${threadId}` });
+  })();
+});

@@ -380,3 +380,43 @@ describe("slowloris from many addresses", () => {
     }
   });
 });
+
+describe("a full MX listener makes room fairly", () => {
+  let w: Wardmail | undefined;
+  before(async () => {
+    w = await startWardmail({ workers: 1, extra: "[limits]\nmax_mx_connections = 6\nmax_connections_per_client = 10\npregreet_delay = 0\nidle_timeout = 60" });
+  });
+  after(async () => {
+    if (w) {
+      await w.stop();
+      await w.cleanup();
+    }
+  });
+
+  test("while every session is busy a newcomer is refused; once they are idle it takes a session of the client holding the most connections, not the single client's", async () => {
+    assert.ok(w);
+    const port = w.smtpPort;
+    const hog: SmtpWire[] = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await firstReply(port, "127.0.9.1");
+      assert.equal(r.code, 220, r.raw);
+      hog.push(r.wire);
+    }
+    const one = await firstReply(port, "127.0.9.2");
+    assert.equal(one.code, 220, one.raw);
+    // Full (6). The sessions are busy for a moment (just greeted): a newcomer is refused.
+    const early = await firstReply(port, "127.0.9.3");
+    assert.equal(early.code, 421, early.raw);
+    early.wire.close();
+    await sleep(400);
+    // Now idle past 0.25 s: the newcomer gets a hog's slot, not the single client's.
+    const fair = await firstReply(port, "127.0.9.3");
+    assert.equal(fair.code, 220, fair.raw);
+    const closed = await Promise.all(hog.map((h) => h.reply(2000).then((r) => r.raw, () => "")));
+    assert.equal(closed.filter((r) => r.startsWith("421")).length, 1, closed.join(" | "));
+    assert.equal((await one.wire.reply(300).then((r) => r.raw, () => "")).startsWith("421"), false);
+    for (const h of hog) h.close();
+    one.wire.close();
+    fair.wire.close();
+  });
+});

@@ -58,6 +58,8 @@ const FAIR_IDLE_MS = 250;
 const LOG_EVERY_MS = 10_000;
 /** Pressure: a listener group above this share of its connection limit. */
 const STRESS_SHARE = 0.8;
+/** How long a scan of a full pool that found no session idle enough is trusted (see evictIdle). */
+const NO_VICTIM_MS = 50;
 /**
  * A refused socket is destroyed this long after its 421, whatever the client
  * does: one that never closes its side must not hold a descriptor beyond
@@ -72,6 +74,10 @@ export class SmtpServer {
   private readonly groups: Record<ClientGroup, Set<Connection>> = { mx: new Set(), submission: new Set() };
   /** The client key (IPv4 address, IPv6 /64) of each open connection, for fair eviction. */
   private readonly keys = new Map<Connection, string>();
+  /** Open connections per client key, for each pool (all, mx, submission), kept as they open and close. */
+  private readonly keyCounts = new Map<Set<Connection>, Map<string, number>>();
+  /** Per pool: before this time (Date.now()) no session can be idle long enough to be evicted. */
+  private readonly noVictimUntil = new Map<Set<Connection>, number>();
   /** Per "ip limit": when it was last logged and the refusals since (bounded: cleared at 10,000 entries). */
   private readonly logged = new Map<string, { at: number; suppressed: number }>();
   /** clients.untracked when it was last reported. */
@@ -152,35 +158,64 @@ export class SmtpServer {
    */
   private evictIdle(pool: Set<Connection>, key: string, trusted: boolean): boolean {
     const now = Date.now();
-    const counts = new Map<string, number>();
-    for (const c of pool) {
-      const k = this.keys.get(c) ?? "";
-      counts.set(k, (counts.get(k) ?? 0) + 1);
-    }
+    // Under a flood every newcomer asks; a scan that found no session idle long enough says when one could be.
+    if (now < (this.noVictimUntil.get(pool) ?? 0)) return false;
+    const counts = this.countsOf(pool);
     const mine = counts.get(key) ?? 0;
     const floor = mine + 2;
+    let most = 0;
+    for (const n of counts.values()) if (n > most) most = n;
+    const wantFair = most >= floor;
+    const wantOldest = mine === 0 || trusted;
+    if (!wantFair && !wantOldest) return false;
     let fair: Connection | undefined;
     let fairCount = 0;
     let fairIdle = 0;
     let oldest: Connection | undefined;
     let longest = EVICT_IDLE_MS;
+    let maxIdle = -1;
     for (const c of pool) {
       const idle = c.idleFor(now);
       if (idle < 0) continue;
+      if (idle > maxIdle) maxIdle = idle;
       if (idle >= longest) {
         longest = idle;
         oldest = c;
       }
+      if (!wantFair || idle < FAIR_IDLE_MS || c.trusted) continue;
       const n = counts.get(this.keys.get(c) ?? "") ?? 0;
-      if (!c.trusted && idle >= FAIR_IDLE_MS && n >= floor && (n > fairCount || (n === fairCount && idle > fairIdle))) {
+      if (n >= floor && (n > fairCount || (n === fairCount && idle > fairIdle))) {
         fair = c;
         fairCount = n;
         fairIdle = idle;
       }
     }
-    const victim = fair ?? (mine === 0 || trusted ? oldest : undefined);
+    // No session idle FAIR_IDLE_MS yet: none can be a victim before the most idle one gets there (idle time only grows; a session
+    // leaving a wait, e.g. the pregreet pause, may jump, so the answer is kept NO_VICTIM_MS at most).
+    if (maxIdle < FAIR_IDLE_MS) this.noVictimUntil.set(pool, now + Math.min(FAIR_IDLE_MS - Math.max(maxIdle, 0), NO_VICTIM_MS));
+    const victim = fair ?? (wantOldest ? oldest : undefined);
     victim?.evict();
     return victim !== undefined;
+  }
+
+  /** The open connections per client key in a pool. */
+  private countsOf(pool: Set<Connection>): Map<string, number> {
+    let m = this.keyCounts.get(pool);
+    if (m === undefined) {
+      m = new Map();
+      this.keyCounts.set(pool, m);
+    }
+    return m;
+  }
+
+  /** A connection joins (+1) or leaves (-1) a pool. */
+  private count(pool: Set<Connection>, conn: Connection, key: string, delta: 1 | -1): void {
+    if (delta === 1) pool.add(conn);
+    else if (!pool.delete(conn)) return;
+    const m = this.countsOf(pool);
+    const n = (m.get(key) ?? 0) + delta;
+    if (n > 0) m.set(key, n);
+    else m.delete(key);
   }
 
   /**
@@ -286,15 +321,15 @@ export class SmtpServer {
       logger: log,
       sessionId,
       onClose: () => {
-        this.connections.delete(conn);
-        this.groups[group].delete(conn);
+        this.count(this.connections, conn, key, -1);
+        this.count(this.groups[group], conn, key, -1);
         this.keys.delete(conn);
         if (!trusted) this.deps.clients.release(ip, group);
         log.debug("disconnect");
       },
     });
-    this.connections.add(conn);
-    this.groups[group].add(conn);
+    this.count(this.connections, conn, key, 1);
+    this.count(this.groups[group], conn, key, 1);
     this.keys.set(conn, key);
     conn.start();
   }

@@ -8,7 +8,7 @@
  * reply and the log name the part and the reason.
  */
 import type { CheckAction, Config } from "../config/index.ts";
-import { fieldValue, headerFields } from "../message/index.ts";
+import { fieldValue, headerFields, headOf, type HeaderField } from "../message/index.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
 import type { Finding, Kind } from "./detect.ts";
@@ -97,7 +97,8 @@ export class AttachmentCheck implements Check {
   /** A hook the runner calls unbound: an arrow function. */
   readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
     const content = input.content ?? Buffer.alloc(0);
-    if (plainText(content)) return { verdicts: [] };
+    // The header section the pipeline read once for this content (input.head), else read here.
+    if (plainText(content, headOf(content, input.head).fields)) return { verdicts: [] };
     const findings = this.pool && content.length > INLINE_MAX ? await this.pool.walk(content, this.limits, input.signal) : await walkMessage(content, this.limits, input.signal);
     if (findings.length === 0) return { verdicts: [] };
     const verdicts: string[] = [];
@@ -129,8 +130,7 @@ export class AttachmentCheck implements Check {
  * attachment. Mail clients show such a body as text; there is no file in
  * it to open. Most mail is this, and the MIME walk is skipped for it.
  */
-export function plainText(content: Buffer): boolean {
-  const fields = headerFields(content);
+export function plainText(content: Buffer, fields: readonly HeaderField[] = headerFields(content)): boolean {
   let type = "";
   for (const f of fields) {
     if (f.name === "content-type") {

@@ -523,6 +523,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     doc: "Most zones in `dnsbl.zones` (each is a query per new client address).",
     reason: "postscreen setups use a handful; more multiplies queries per connection",
   },
+  {
+    name: "max_alias_depth", value: 20, unit: "count", file: "src/sink/resolve.ts", constant: "MAX_ALIAS_DEPTH",
+    doc: "Aliases followed through one another when a recipient is routed; a deeper chain (or a loop) stops there and that branch is not delivered (the rest is).",
+    reason: "it bounds the operator's own table, not client input; real alias chains are two or three deep",
+  },
   // ---- operator commands that read from remote servers (wardmail audit, wardmail send)
   {
     name: "audit_max_bytes", value: 256 * KiB, unit: "bytes", file: "src/audit/probe.ts", constant: "MAX_BYTES",

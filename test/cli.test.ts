@@ -454,6 +454,9 @@ describe("queue commands against a running server", () => {
     assert.match(text.stdout, /^from: +<a@sender\.test>$/m);
     assert.match(text.stdout, /^rcpt: +<someone@remote\.test> deferred \(MX lookup for remote\.test failed[^)]*\)$/m);
     assert.match(text.stdout, /^rcpt: +<user@example\.test> delivered$/m);
+    // Each recipient's stored route, on the line after it.
+    assert.match(text.stdout, /^rcpt: +<someone@remote\.test> [^\n]*\n {2}route: +remote: remote\.test$/m);
+    assert.match(text.stdout, /^rcpt: +<user@example\.test> delivered\n {2}route: +local: <user@example\.test> Maildir \S+$/m);
     assert.match(text.stdout, /^Subject: queued 1\r?$/m);
     assert.ok(!text.stdout.includes(TOKENS[1] as string), "the body is shown without --content");
 

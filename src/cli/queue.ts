@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { DamagedRecordError, isQueueId, QueueAdmin, type QueueEntry } from "../queue/index.ts";
+import { DamagedRecordError, isQueueId, QueueAdmin, type QueueEntry, type RecipientRoute } from "../queue/index.ts";
 import type { Io } from "./main.ts";
 import { loadCommandConfig } from "./load-config.ts";
 
@@ -154,7 +154,24 @@ function formatDetails(e: QueueEntry): string {
     `from:      <${e.envelope.mailFrom}>`,
     `received:  ${new Date(e.createdAt).toISOString()} from ${e.received.clientIp || "local"} (${e.received.helo}) via ${e.received.listener}${e.received.tls ? ` ${e.received.tls.version}` : ""}`,
     `next try:  ${new Date(e.nextAttemptAt).toISOString()} (attempts ${e.attempts})`,
-    ...e.recipients.map((r) => `rcpt:      <${r.address}> ${r.state}${r.lastError ? ` (${r.lastError})` : ""}`),
+    ...e.recipients.flatMap((r) => [`rcpt:      <${r.address}> ${r.state}${r.lastError ? ` (${r.lastError})` : ""}`, `  route:   ${formatRoute(r.route)}`]),
   ];
   return lines.join("\n") + "\n";
+}
+
+/** A recipient's stored route on one line, as `queue show` prints it. */
+export function formatRoute(route: RecipientRoute | undefined): string {
+  if (!route) return "none stored (queued by an older Wardmail, routed at the next start)";
+  switch (route.kind) {
+    case "local":
+      return `local: ${route.mailboxes.map((m) => `<${m.mailbox}> ${"maildir" in m ? `Maildir ${m.maildir}` : `LMTP ${"path" in m.lmtp ? m.lmtp.path : `${m.lmtp.host}:${m.lmtp.port}`}`}`).join(", ")}`;
+    case "discard":
+      return "discard (local.discard)";
+    case "remote":
+      return `remote: ${route.domain}`;
+    case "failed":
+      return `failed: ${route.reason}`;
+    case "deferred":
+      return `deferred: ${route.reason}`;
+  }
 }

@@ -7,7 +7,9 @@
  * void lookups). Every DNS question goes through the injected resolver.
  *
  * MAIL: SPF for the MAIL FROM identity (postmaster@HELO for <>) and for the
- * HELO identity, each evaluated once per connection; verdicts spf.<result>
+ * HELO identity, each evaluated once per connection, and the result shared
+ * by the thread's other connections with the same inputs for as long as
+ * the DNS answers it used may be (spf-cache.ts); verdicts spf.<result>
  * (so an operator can reject SPF fail before DATA).
  * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in
  * verifier threads that the check's deadline ends: offload.ts), verdicts dkim.<result>,
@@ -53,6 +55,7 @@ import { addressesIn, canonicalDomain, fieldValue, headOf, MAX_PARSED_FIELDS, ty
 import type { Verified } from "./content.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { VerifierPool, type TtlResolver } from "./offload.ts";
+import { SpfCache } from "./spf-cache.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -101,11 +104,14 @@ export class SenderAuthCheck implements Check {
 
   /** Our own domains, canonical. */
   private readonly local: ReadonlySet<string>;
+  /** SPF results shared by this thread's connections within their DNS TTLs (spf-cache.ts); only with a resolver that gives TTLs. */
+  private readonly spfCache: SpfCache | undefined;
 
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
     this.local = new Set((opts.localDomains ?? []).map((d) => canonicalDomain(d.replace(/\.+$/, "")) ?? d.toLowerCase()));
     this.verifier = new VerifierPool(opts.resolver, opts.query ? { query: opts.query } : {});
+    this.spfCache = opts.query ? new SpfCache(opts.query) : undefined;
   }
 
   /** Ends the verifier threads. */
@@ -146,8 +152,11 @@ export class SenderAuthCheck implements Check {
 
   readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
     const helo = heloIdentity(input.helo, input.clientIp);
-    const resolver = this.opts.resolver as never;
-    const check = (sender: string): Promise<SPFResult> => this.spfOnce(input, sender, helo, () => spf({ sender, ip: input.clientIp, helo, mta: this.opts.authservId, resolver, strict: true }));
+    const mta = this.opts.authservId;
+    const evaluate = (sender: string, resolver: MailauthResolver): Promise<SPFResult> => spf({ sender, ip: input.clientIp, helo, mta, resolver: resolver as never, strict: true });
+    const cache = this.spfCache;
+    const check = (sender: string): Promise<SPFResult> =>
+      this.spfOnce(input, sender, helo, () => (cache ? cache.get(SpfCache.key(input.clientIp, sender, helo, mta), (r) => evaluate(sender, r)) : evaluate(sender, this.opts.resolver)));
     // RFC 7208 §2.3: the HELO identity, checked as postmaster@HELO (not for
     // address literals). With <>, the MAIL FROM identity is that same one.
     const heloSender = helo.startsWith("[") ? undefined : `postmaster@${helo}`;

@@ -56,6 +56,7 @@ import type { Verified } from "./content.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { VerifierPool, type TtlResolver } from "./offload.ts";
 import { SpfCache } from "./spf-cache.ts";
+import type { PoolLink } from "../threads/index.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -69,6 +70,8 @@ export interface SenderAuthOptions {
   readonly localDomains?: readonly string[];
   /** ARC sealing key for forwarded mail (when the host sets state.forwarding); undefined: no sealing. */
   readonly seal?: { readonly domain: string; readonly selector: string; readonly privateKey: string };
+  /** The process's shared task pools (src/threads PoolLink): the verifier threads are then the primary's, one set for every worker. */
+  readonly pools?: PoolLink;
 }
 
 const SPF_KEPT_MS = 5 * 60_000;
@@ -110,7 +113,7 @@ export class SenderAuthCheck implements Check {
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
     this.local = new Set((opts.localDomains ?? []).map((d) => canonicalDomain(d.replace(/\.+$/, "")) ?? d.toLowerCase()));
-    this.verifier = new VerifierPool(opts.resolver, opts.query ? { query: opts.query } : {});
+    this.verifier = new VerifierPool(opts.resolver, { ...(opts.query ? { query: opts.query } : {}), ...(opts.pools ? { link: opts.pools } : {}) });
     this.spfCache = opts.query ? new SpfCache(opts.query) : undefined;
   }
 
@@ -205,8 +208,10 @@ export class SenderAuthCheck implements Check {
     const helo = heloIdentity(input.helo, input.clientIp);
     const sealing = this.opts.seal !== undefined && input.state.forwarding;
     const spfResult: SPFResult | false = input.state.spf ?? false;
-    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, spf: spfResult, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}) };
-    const res = await this.verifier.verify(content, task, input.signal);
+    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}) };
+    const verified = await this.verifier.verify(content, task, input.signal);
+    // Sealing evaluates SPF again in the thread (mailauth's authenticate()); otherwise the result of MAIL is the one.
+    const res: Verified = task.seal ? verified : { ...verified, spf: spfResult };
     const heloSpf = input.state.heloSpf;
     const dkimResults = res.dkim.results ?? [];
     // mailauth reports an unsigned message as one result "none": that is dkim.none, not a failure.

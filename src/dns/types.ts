@@ -71,14 +71,21 @@ export class DnsError extends Error {
    * resolver proved it with DNSSEC, RFC 4035 §3.2.3). False for other codes.
    */
   readonly authenticated: boolean;
+  /**
+   * For ENOTFOUND/ENODATA from a resolver that knows it: the seconds the
+   * denial may still be used (RFC 2308 negative caching). Undefined
+   * otherwise (a failure, or a resolver that does not tell).
+   */
+  readonly ttl: number | undefined;
 
-  constructor(code: string, hostname: string, rrtype: string, authenticated = false) {
+  constructor(code: string, hostname: string, rrtype: string, authenticated = false, ttl?: number) {
     super(`query${rrtype} ${code} ${hostname}`);
     this.name = "DnsError";
     this.code = code;
     this.hostname = hostname;
     this.rrtype = rrtype;
     this.authenticated = authenticated;
+    this.ttl = ttl;
   }
 }
 

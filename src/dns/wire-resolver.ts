@@ -103,11 +103,11 @@ function rcodeError(rcode: number): string {
  * trace: these are expected outcomes (DMARC's tree walk meets an NXDOMAIN for
  * nearly every message), and capturing a stack cost more than a cached lookup.
  */
-function answerError(code: string, name: string, type: RRType, authenticated: boolean): DnsError {
+function answerError(code: string, name: string, type: RRType, authenticated: boolean, ttl: number | undefined): DnsError {
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    return new DnsError(code, name, type, authenticated);
+    return new DnsError(code, name, type, authenticated, ttl);
   } finally {
     Error.stackTraceLimit = limit;
   }
@@ -163,7 +163,7 @@ export class WireResolver implements DnsResolver {
     const cached = this.#cache.get(key);
     if (cached !== undefined) {
       const remaining = Math.max(0, Math.ceil((cached.expires - this.#now()) / 1000));
-      return this.#deliver(cached.kind === "answer" ? { ...cached, ttl: remaining } : cached, name, type);
+      return this.#deliver(cached.kind === "answer" ? { ...cached, ttl: remaining } : { ...cached, negativeTtl: remaining }, name, type);
     }
     let pending = this.#inflight.get(key);
     if (pending === undefined) {
@@ -178,7 +178,7 @@ export class WireResolver implements DnsResolver {
   }
 
   #deliver(outcome: Outcome, name: string, type: RRType): DnsAnswer {
-    if (outcome.kind === "error") throw answerError(outcome.code, name, type, outcome.authenticated);
+    if (outcome.kind === "error") throw answerError(outcome.code, name, type, outcome.authenticated, outcome.negativeTtl);
     return { records: cloneRecords(outcome.records), ttl: outcome.ttl, authenticated: outcome.authenticated };
   }
 

@@ -7,7 +7,9 @@
  * void lookups). Every DNS question goes through the injected resolver.
  *
  * MAIL: SPF for the MAIL FROM identity (postmaster@HELO for <>) and for the
- * HELO identity, each evaluated once per connection; verdicts spf.<result>
+ * HELO identity, each evaluated once per connection, and the result shared
+ * by the thread's other connections with the same inputs for as long as
+ * the DNS answers it used may be (spf-cache.ts); verdicts spf.<result>
  * (so an operator can reject SPF fail before DATA).
  * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in
  * verifier threads that the check's deadline ends: offload.ts), verdicts dkim.<result>,
@@ -53,6 +55,8 @@ import { addressesIn, canonicalDomain, fieldValue, headOf, MAX_PARSED_FIELDS, ty
 import type { Verified } from "./content.ts";
 import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { VerifierPool, type TtlResolver } from "./offload.ts";
+import { SpfCache } from "./spf-cache.ts";
+import type { PoolLink } from "../threads/index.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -66,6 +70,8 @@ export interface SenderAuthOptions {
   readonly localDomains?: readonly string[];
   /** ARC sealing key for forwarded mail (when the host sets state.forwarding); undefined: no sealing. */
   readonly seal?: { readonly domain: string; readonly selector: string; readonly privateKey: string };
+  /** The process's shared task pools (src/threads PoolLink): the verifier threads are then the primary's, one set for every worker. */
+  readonly pools?: PoolLink;
 }
 
 const SPF_KEPT_MS = 5 * 60_000;
@@ -101,11 +107,14 @@ export class SenderAuthCheck implements Check {
 
   /** Our own domains, canonical. */
   private readonly local: ReadonlySet<string>;
+  /** SPF results shared by this thread's connections within their DNS TTLs (spf-cache.ts); only with a resolver that gives TTLs. */
+  private readonly spfCache: SpfCache | undefined;
 
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
     this.local = new Set((opts.localDomains ?? []).map((d) => canonicalDomain(d.replace(/\.+$/, "")) ?? d.toLowerCase()));
-    this.verifier = new VerifierPool(opts.resolver, opts.query ? { query: opts.query } : {});
+    this.verifier = new VerifierPool(opts.resolver, { ...(opts.query ? { query: opts.query } : {}), ...(opts.pools ? { link: opts.pools } : {}) });
+    this.spfCache = opts.query ? new SpfCache(opts.query) : undefined;
   }
 
   /** Ends the verifier threads. */
@@ -146,8 +155,11 @@ export class SenderAuthCheck implements Check {
 
   readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
     const helo = heloIdentity(input.helo, input.clientIp);
-    const resolver = this.opts.resolver as never;
-    const check = (sender: string): Promise<SPFResult> => this.spfOnce(input, sender, helo, () => spf({ sender, ip: input.clientIp, helo, mta: this.opts.authservId, resolver, strict: true }));
+    const mta = this.opts.authservId;
+    const evaluate = (sender: string, resolver: MailauthResolver): Promise<SPFResult> => spf({ sender, ip: input.clientIp, helo, mta, resolver: resolver as never, strict: true });
+    const cache = this.spfCache;
+    const check = (sender: string): Promise<SPFResult> =>
+      this.spfOnce(input, sender, helo, () => (cache ? cache.get(SpfCache.key(input.clientIp, sender, helo, mta), (r) => evaluate(sender, r)) : evaluate(sender, this.opts.resolver)));
     // RFC 7208 §2.3: the HELO identity, checked as postmaster@HELO (not for
     // address literals). With <>, the MAIL FROM identity is that same one.
     const heloSender = helo.startsWith("[") ? undefined : `postmaster@${helo}`;
@@ -196,8 +208,10 @@ export class SenderAuthCheck implements Check {
     const helo = heloIdentity(input.helo, input.clientIp);
     const sealing = this.opts.seal !== undefined && input.state.forwarding;
     const spfResult: SPFResult | false = input.state.spf ?? false;
-    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, spf: spfResult, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}) };
-    const res = await this.verifier.verify(content, task, input.signal);
+    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}) };
+    const verified = await this.verifier.verify(content, task, input.signal);
+    // Sealing evaluates SPF again in the thread (mailauth's authenticate()); otherwise the result of MAIL is the one.
+    const res: Verified = task.seal ? verified : { ...verified, spf: spfResult };
     const heloSpf = input.state.heloSpf;
     const dkimResults = res.dkim.results ?? [];
     // mailauth reports an unsigned message as one result "none": that is dkim.none, not a failure.

@@ -19,11 +19,17 @@
  * for it up to MAX_THREADS. The thread keeps DNS answers within the TTL
  * the resolver gives (thread.ts).
  *
- * Bounds: at most MAX_THREADS threads per session thread, started on use,
+ * In the server the pool is the process's (src/threads shared.ts): the
+ * primary thread holds it, the worker threads post to it through their
+ * PoolLink, and answer its threads' DNS questions with their resolvers.
+ * One verifier thread then serves every worker, instead of one each.
+ *
+ * Bounds: at most MAX_THREADS threads per pool (one pool per process in
+ * the server; one per check elsewhere), started on use,
  * idle ones beyond the first ended after IDLE_MS; each heap is capped (HEAP_MB); each task holds
  * one copy of the content (at most limits.max_message_size).
  */
-import { TaskPool, TaskThread, type TaskThreadOptions } from "../threads/index.ts";
+import { TaskPool, TaskThread, type PoolLink, type SharedPoolOptions, type TaskThreadOptions } from "../threads/index.ts";
 import type { ContentTask, Resolver, Verified } from "./content.ts";
 
 /** Heap of a verifier thread (its old generation). */
@@ -98,24 +104,41 @@ export class VerifierThread {
   }
 }
 
-/** Up to MAX_THREADS verifier threads (src/threads TaskPool): tasks share the least busy thread; more start only while one is stuck; one idle thread (with its parsed keys) is kept. */
-export class VerifierPool {
-  private readonly pool: TaskPool<Task, Verified>;
+/** The name of the verifiers' pool among the process's shared pools (src/threads shared.ts). */
+const SHARED_NAME = "verification";
 
-  constructor(resolver: Resolver, opts: { readonly idleMs?: number; readonly query?: TtlResolver } = {}) {
-    const { query, ...rest } = opts;
-    this.pool = new TaskPool({ ...threadOptions(resolver, query), maxThreads: MAX_THREADS, keepOneIdle: true, ...rest });
+/**
+ * Up to MAX_THREADS verifier threads (src/threads TaskPool): tasks share the least busy thread; more start only while one is stuck; one idle thread (with its parsed keys) is kept.
+ * With `link`, the threads are those of the process's shared pool (the primary's), and this pool answers their DNS questions when asked.
+ */
+export class VerifierPool {
+  private readonly pool: TaskPool<Task, Verified> | undefined;
+  private readonly link: PoolLink | undefined;
+  private readonly shared: SharedPoolOptions;
+
+  constructor(resolver: Resolver, opts: { readonly idleMs?: number; readonly query?: TtlResolver; readonly link?: PoolLink } = {}) {
+    const { query, link, ...rest } = opts;
+    const options = threadOptions(resolver, query);
+    this.shared = { entry: ENTRY.href, heapMb: HEAP_MB, what: options.what, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest };
+    this.link = link;
+    if (link !== undefined) {
+      const onOther = options.onOther;
+      if (onOther) link.onOther(SHARED_NAME, onOther);
+    } else this.pool = new TaskPool({ ...options, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest });
   }
 
   verify(content: Buffer, task: ContentTask, signal?: AbortSignal): Promise<Verified> {
-    return this.pool.run({ content, task }, signal);
+    if (this.link !== undefined) return this.link.run<Task, Verified>(SHARED_NAME, this.shared, { content, task }, signal);
+    return (this.pool as TaskPool<Task, Verified>).run({ content, task }, signal);
   }
 
+  /** Threads of this pool (0 when they are the process's shared pool's). */
   get size(): number {
-    return this.pool.size;
+    return this.pool?.size ?? 0;
   }
 
+  /** Ends this pool's threads (a shared pool's are the primary's to end). */
   close(): void {
-    this.pool.close();
+    this.pool?.close();
   }
 }

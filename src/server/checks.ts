@@ -30,6 +30,7 @@ import { attachmentsFromConfig } from "../attachments/index.ts";
 import { CheckRunner, DnsblCheck, type Check } from "../policy/index.ts";
 import { SpamCheck } from "../spam/index.ts";
 import { ImpersonationCheck } from "../impersonation/index.ts";
+import type { PoolLink } from "../threads/index.ts";
 
 export interface CheckDeps {
   readonly config: Config;
@@ -37,6 +38,8 @@ export interface CheckDeps {
   readonly logger: Logger;
   /** The accounts (for the local names the impersonation check compares display names with). */
   readonly accounts?: { list(): readonly { readonly address: string; readonly aliases: readonly string[] }[] };
+  /** The process's shared task pools (the primary's, src/threads PoolHost): the verifier threads are then shared by every worker. */
+  readonly pools?: PoolLink;
 }
 
 /** Reads the ARC sealing key and refuses one that cannot seal (not RSA, or under 1024 bits). */
@@ -49,7 +52,7 @@ async function sealingKey(path: string): Promise<string> {
 }
 
 /** The checks of unauthenticated, untrusted MX mail; undefined when there are none. */
-export async function inboundChecks({ config, resolver, accounts }: CheckDeps): Promise<CheckRunner | undefined> {
+export async function inboundChecks({ config, resolver, accounts, pools }: CheckDeps): Promise<CheckRunner | undefined> {
   const checks: Check[] = [];
   // DNSBL: a connect hook, run at MAIL before the mail phase (SPF), which a listing then skips.
   if (config.dnsbl.zones.length > 0) {
@@ -67,6 +70,7 @@ export async function inboundChecks({ config, resolver, accounts }: CheckDeps): 
       authservId: config.checks.authservId || config.server.hostname,
       checks: config.checks,
       localDomains: config.local.domains,
+      ...(pools ? { pools } : {}),
       ...(config.checks.arcSeal
         ? { seal: { domain: config.checks.arcSeal.domain, selector: config.checks.arcSeal.selector, privateKey: await sealingKey(config.checks.arcSeal.key) } }
         : {}),

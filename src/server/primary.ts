@@ -18,6 +18,7 @@ import { mkdir } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import { Worker } from "node:worker_threads";
+import { PoolHost } from "../threads/index.ts";
 import type { Config } from "../config/index.ts";
 import { SpoolKeyring } from "../queue/index.ts";
 import { logWritten, type Logger } from "../log/index.ts";
@@ -67,6 +68,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   // Per-client counters shared by all workers (and by a restarted worker's successor).
   const clients = ClientTable.allocate(tableSlots(config.limits.max_connections, n));
   const workers = new Map<number, Worker>();
+  // The task pools the workers share (src/threads PoolHost): the verifier threads of sender authentication.
+  const pools = config.checks.enabled ? new PoolHost() : undefined;
   // Metrics scrapes waiting for the workers' snapshots, by request id.
   const scrapes = new Map<number, (samples: Sample[]) => void>();
   let stopping = false;
@@ -75,8 +78,10 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
 
   const start = (shard: number): Promise<WorkerReady> =>
     new Promise((resolve, reject) => {
-      const workerData: WorkerData = { configPath: opts.configPath, shard, ticketKeys, clients };
-      const w = new Worker(WORKER_ENTRY, { workerData, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB, maxOldGenerationSizeMb: Math.floor(config.limits.worker_heap_limit / 1048576) } });
+      // With the checks on, every worker's verifications run in the one pool of verifier threads held here.
+      const link = pools?.connect();
+      const workerData: WorkerData = { configPath: opts.configPath, shard, ticketKeys, clients, ...(link ? { pools: link } : {}) };
+      const w = new Worker(WORKER_ENTRY, { workerData, transferList: link ? [link] : [], resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB, maxOldGenerationSizeMb: Math.floor(config.limits.worker_heap_limit / 1048576) } });
       workers.set(shard, w);
       let ready = false;
       let lastError: Error | undefined;
@@ -140,6 +145,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     }, 15_000);
     await Promise.all(exits);
     clearTimeout(timer);
+    pools?.close();
     // process.exit() follows: wait until the last lines are written out.
     await logWritten(logger, 2000);
   };

@@ -10,7 +10,8 @@
  * Stop: stops accepting, gives sessions that are committing a message their
  * reply, lets deliveries in flight finish, closes the spool, ends the thread.
  */
-import { parentPort } from "node:worker_threads";
+import { parentPort, type MessagePort } from "node:worker_threads";
+import { PoolLink } from "../threads/index.ts";
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { loadConfig } from "../config/index.ts";
 import { QueueManager } from "../qmgr/index.ts";
@@ -47,6 +48,8 @@ export interface WorkerData {
   readonly ticketKeys?: Uint8Array;
   /** The per-client counters shared by all workers (clients.ts). */
   readonly clients: SharedArrayBuffer;
+  /** A link to the primary's shared task pools (src/threads PoolHost; the verifier threads), when the checks are on. */
+  readonly pools?: MessagePort;
 }
 
 const LOOP_DELAY_RESOLUTION_MS = 10;
@@ -112,7 +115,8 @@ export async function runWorker(data: WorkerData): Promise<void> {
   const guard = new AuthGuard(accounts.db, config);
   const auth = new AuthService(accounts, guard, serverSecret(accounts.db, "fake-scram-salt"), config.auth.mechanisms.includes("SCRAM-SHA-256-PLUS"));
   const resolver = createResolver(config.dns);
-  const checks = await inboundChecks({ config, resolver, logger, accounts });
+  const pools = data.pools ? new PoolLink(data.pools) : undefined;
+  const checks = await inboundChecks({ config, resolver, logger, accounts, ...(pools ? { pools } : {}) });
   const content = await contentChecks({ config, resolver, logger });
   const sink = new MessageSink({
     spool: spool.writer,

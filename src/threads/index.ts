@@ -64,7 +64,7 @@ export interface TaskThreadOptions {
  * message in a 64 KB receive block cost 36 us instead of 5; a message
  * sliced from a bigger block, far more).
  */
-function exact<T extends object>(task: T): T {
+export function exact<T extends object>(task: T): T {
   let copy: Record<string, unknown> | undefined;
   for (const [k, v] of Object.entries(task)) {
     if (v instanceof Uint8Array && v.byteLength !== v.buffer.byteLength) {
@@ -418,3 +418,5 @@ export class TaskPool<T extends object, R> {
     this.idleTimer.unref();
   }
 }
+
+export { PoolHost, PoolLink, type SharedPoolOptions } from "./shared.ts";

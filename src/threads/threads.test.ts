@@ -1,7 +1,7 @@
 // The task pool (src/threads) with a test thread (test/helpers/task-thread-entry.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { TaskPool } from "./index.ts";
+import { PoolHost, PoolLink, TaskPool, type SharedPoolOptions } from "./index.ts";
 
 const ENTRY = new URL("../../test/helpers/task-thread-entry.ts", import.meta.url);
 
@@ -63,5 +63,47 @@ void test("a long task whose thread's event loop keeps turning is not taken for 
     assert.equal(p.size, 1, "no other thread was started");
   } finally {
     p.close();
+  }
+});
+
+// The process's shared pools (shared.ts): two links, as two worker threads have, on one host, as the primary holds it.
+void test("shared pools: the tasks of two links run in one thread of the host's pool, the threads' questions are answered by a link, and a deadline in one link ends the thread while the other link's task runs on", async () => {
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
+  const asked: string[] = [];
+  for (const [name, link] of [["a", a], ["b", b]] as const) {
+    link.onOther("test", (m, post) => {
+      const q = m as { type?: string; q?: number; delay?: number };
+      asked.push(name);
+      if (q.type === "ask") setTimeout(() => post({ type: "answer", q: q.q }), q.delay ?? 0);
+    });
+  }
+  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", options, task, signal);
+  try {
+    const [x, y] = await Promise.all([run(a, { kind: "sync", ms: 1, name: "x" }), run(b, { kind: "sync", ms: 1, name: "y" })]);
+    assert.equal(x.split(" on ")[1], y.split(" on ")[1], "one thread for both links");
+    assert.deepEqual(host.sizes(), { test: 1 });
+    // A question from the thread goes to a link that uses the pool, and its answer back.
+    assert.match(await run(b, { kind: "hostile", ms: 1, delay: 10, name: "q" }, AbortSignal.timeout(5000)), /^q on /);
+    assert.deepEqual(asked, ["b"]);
+    // H (link a) holds its thread for 6 s once answered; its deadline is 1.5 s. L (link b) is posted meanwhile: it is moved and completes.
+    const h = run(a, { kind: "hostile", ms: 6000, delay: 50, name: "H" }, AbortSignal.timeout(1500));
+    h.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 150));
+    const l = await run(b, { kind: "sync", ms: 5, name: "L" }, AbortSignal.timeout(5000));
+    assert.match(l, /^L on /);
+    await assert.rejects(h, /deadline/);
+    // After the deadline the host ended H's thread: a new task still runs.
+    assert.match(await run(a, { kind: "sync", ms: 1, name: "after" }, AbortSignal.timeout(5000)), /^after on /);
+    // A closed link's tasks fail; the other link goes on.
+    a.close();
+    await assert.rejects(run(a, { kind: "sync", ms: 1, name: "closed" }), /closed/);
+    assert.match(await run(b, { kind: "sync", ms: 1, name: "still" }, AbortSignal.timeout(5000)), /^still on /);
+  } finally {
+    a.close();
+    b.close();
+    host.close();
   }
 });

@@ -19,9 +19,13 @@
  * lines, then the content exactly as given (CRLF line endings kept; Dovecot
  * reads CRLF files). Addresses come from the SMTP envelope: any CR, LF or
  * NUL in them is refused, so they cannot add header lines.
- * All I/O is async (node:fs/promises).
+ * All I/O is async. The calls of a delivery (open, writev, fsync, close,
+ * link, unlink; open, fsync, close of `new/`) use node:fs's callbacks on
+ * plain descriptors: node:fs/promises would make a FileHandle object and
+ * several promises for each, for the same system calls.
  */
-import { link, mkdir, open, rename, stat, unlink, writeFile } from "node:fs/promises";
+import { close, constants, fsync, link, open, rename, stat, unlink, writev } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
 
@@ -98,12 +102,24 @@ function headerLine(name: string, value: string): string {
   return `${name}: ${value}\r\n`;
 }
 
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY;
+
+type Callback<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
+
+/** One node:fs callback call as a promise (rejects with the errno error as node:fs gives it). */
+function fsCall<T>(fn: (cb: Callback<T>) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value))));
+}
+
+const done = (cb: Callback<void>) => (err: NodeJS.ErrnoException | null) => cb(err, undefined);
+
 async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
+  const fd = await fsCall<number>((cb) => open(dir, OPEN_DIR, cb));
   try {
-    await fh.sync();
+    await fsCall<void>((cb) => fsync(fd, done(cb)));
   } finally {
-    await fh.close();
+    await fsCall<void>((cb) => close(fd, done(cb)));
   }
 }
 
@@ -140,7 +156,7 @@ function syncDir(dir: string): Promise<void> {
 
 async function exists(path: string): Promise<boolean> {
   try {
-    await stat(path);
+    await fsCall((cb) => stat(path, cb));
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
@@ -170,9 +186,9 @@ export async function deliverToMaildir(maildir: string, msg: MaildirMessage, opt
     const name = `${uniqueName(opts.hostname)},S=${size}`;
     const tmpPath = join(dir, "tmp", name);
     const newPath = join(dir, "new", name);
-    let fh;
+    let fd: number;
     try {
-      fh = await open(tmpPath, "wx", 0o600);
+      fd = await fsCall<number>((cb) => open(tmpPath, CREATE_NEW, 0o600, cb));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       // The Maildir went away since we created it: make it again, once.
@@ -186,36 +202,36 @@ export async function deliverToMaildir(maildir: string, msg: MaildirMessage, opt
     }
     try {
       try {
-        const { bytesWritten } = await fh.writev([head, msg.content]);
+        const bytesWritten = await fsCall<number>((cb) => writev(fd, [head, msg.content], cb));
         if (bytesWritten !== size) {
           // A short write to a regular file means the disk is full (or a quota).
           throw Object.assign(new Error(`short write to ${tmpPath}: ${bytesWritten} of ${size} bytes`), { code: "ENOSPC" });
         }
-        await fh.sync();
+        await fsCall<void>((cb) => fsync(fd, done(cb)));
       } finally {
-        await fh.close();
+        await fsCall<void>((cb) => close(fd, done(cb)));
       }
       let linked = false;
       try {
-        await link(tmpPath, newPath);
+        await fsCall<void>((cb) => link(tmpPath, newPath, done(cb)));
         linked = true;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === "EEXIST" && attempt < 5) {
-          await unlink(tmpPath);
+          await fsCall<void>((cb) => unlink(tmpPath, done(cb)));
           continue;
         }
         if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw err;
       }
-      if (linked) await unlink(tmpPath);
+      if (linked) await fsCall<void>((cb) => unlink(tmpPath, done(cb)));
       else {
         if (await exists(newPath)) throw Object.assign(new Error(`maildir name taken: ${newPath}`), { code: "EEXIST" });
-        await rename(tmpPath, newPath);
+        await fsCall<void>((cb) => rename(tmpPath, newPath, done(cb)));
       }
       await syncDir(join(dir, "new"));
       return { path: newPath, name, size };
     } catch (err) {
-      await unlink(tmpPath).catch(() => undefined);
+      await fsCall<void>((cb) => unlink(tmpPath, done(cb))).catch(() => undefined);
       throw err;
     }
   }

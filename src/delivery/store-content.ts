@@ -29,7 +29,7 @@ export class StoreContentSource {
     if (this.encryption === undefined) return { content: msg.content };
     let res: StoreContent;
     try {
-      res = await this.encryption.contentFor(mailbox, msg.content, this.encryptedMemo(msg));
+      res = await this.encryption.contentFor(mailbox, msg.content, () => this.encryptedMemo(msg));
     } catch (err) {
       this.log.warn({ queueId: msg.id, session: msg.received.sessionId, mailbox, err: errorText(err) }, "encryption for storage failed");
       return { kind: "temporary", error: `encryption for storage failed: ${errorText(err)}` };

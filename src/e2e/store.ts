@@ -37,11 +37,11 @@ export class StoreEncryption {
     this.#encrypt = encrypt;
   }
 
-  /** What to store for this mailbox. `encrypted`: isEncrypted(content), when the caller knows it. Throws on a database error. */
-  async contentFor(mailbox: string, content: Buffer, encrypted?: boolean, now: Date = new Date()): Promise<StoreContent> {
+  /** What to store for this mailbox. `encrypted`: isEncrypted(content), when the caller knows it (or a function that tells, asked only when the mailbox has keys). Throws on a database error. */
+  async contentFor(mailbox: string, content: Buffer, encrypted?: boolean | (() => boolean), now: Date = new Date()): Promise<StoreContent> {
     const keys = await this.#keys.keysFor(mailbox);
     if (keys.length === 0) return { kind: "plain", content, why: "no key" };
-    if (encrypted ?? isEncrypted(content)) return { kind: "plain", content, why: "already encrypted" };
+    if (typeof encrypted === "function" ? encrypted() : (encrypted ?? isEncrypted(content))) return { kind: "plain", content, why: "already encrypted" };
     const usable: UsableKey[] = [];
     const problems: string[] = [];
     for (const k of keys) {

@@ -91,3 +91,28 @@ test("a histogram keeps cumulative buckets (le ordered numerically, +Inf last), 
   ]);
   assert.match(text, /^# TYPE wardmail_delivery_delay_seconds histogram$/m);
 });
+
+test("bound counters and histograms (counter, histogram) write the same series as inc and observe", () => {
+  const a = new Registry();
+  const b = new Registry();
+  const buckets = [0.05, 0.1, 0.5];
+  for (const v of [0.01, 0.2, 0.07, 3]) {
+    a.inc("wardmail_deliveries_total", { outcome: "delivered", destination: "local" });
+    a.observe("wardmail_delivery_delay_seconds", { destination: "local" }, v, buckets);
+  }
+  const delivered = b.counter("wardmail_deliveries_total", { outcome: "delivered", destination: "local" });
+  const delay = b.histogram("wardmail_delivery_delay_seconds", { destination: "local" }, buckets);
+  for (const v of [0.01, 0.2, 0.07, 3]) {
+    delivered.inc();
+    delay.observe(v);
+  }
+  assert.equal(exposition(aggregate([b.snapshot()])), exposition(aggregate([a.snapshot()])));
+  // Nothing is made before the first write; over MAX_SERIES a bound series is dropped and counted like any other.
+  const c = new Registry();
+  const late = c.counter("wardmail_deliveries_total", { outcome: "failed", destination: "local" });
+  assert.deepEqual(c.snapshot(), []);
+  for (let i = 0; i < MAX_SERIES; i++) c.inc("wardmail_check_verdicts_total", { verdict: `v${i}` });
+  late.inc();
+  late.inc();
+  assert.equal(c.snapshot().find((s) => s.name === "wardmail_metrics_dropped_total")?.value, 2);
+});

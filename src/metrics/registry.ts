@@ -93,6 +93,37 @@ export class Registry {
     this.inc(`${name}_count`, labels);
   }
 
+  /**
+   * A counter series bound once, for hot paths: `inc` adds without building
+   * the series key again. The series is made at the first `inc` (counted
+   * against MAX_SERIES like any other; dropped and counted when over it).
+   */
+  counter(name: string, labels: Labels = {}): { inc(n?: number): void } {
+    let slot: { value: number } | undefined;
+    return {
+      inc: (n = 1) => {
+        slot ??= this.#slot(name, labels);
+        if (slot) slot.value += n;
+      },
+    };
+  }
+
+  /** A histogram series bound once (see observe and counter): `observe` without building the series keys again. */
+  histogram(name: string, labels: Labels, buckets: readonly number[]): { observe(value: number): void } {
+    const bucket = buckets.map((b) => this.counter(`${name}_bucket`, { ...labels, le: String(b) }));
+    const inf = this.counter(`${name}_bucket`, { ...labels, le: "+Inf" });
+    const sum = this.counter(`${name}_sum`, labels);
+    const count = this.counter(`${name}_count`, labels);
+    return {
+      observe: (value: number) => {
+        for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]!) bucket[i]!.inc();
+        inf.inc();
+        sum.inc(value);
+        count.inc();
+      },
+    };
+  }
+
   /** Sets a gauge. */
   set(name: string, labels: Labels, value: number): void {
     const s = this.#slot(name, labels);

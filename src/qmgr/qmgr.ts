@@ -88,6 +88,23 @@ export interface QueueManagerStats {
   readonly encrypted: number;
 }
 
+/** wardmail_deliveries_total by outcome and destination, bound once per series (src/metrics Registry.counter). */
+const deliveriesBound = new Map<string, { inc(): void }>();
+function deliveriesTotal(outcome: DeliveryOutcome["result"], destination: "local" | "remote" | "discard"): { inc(): void } {
+  const key = `${outcome}/${destination}`;
+  let c = deliveriesBound.get(key);
+  if (c === undefined) deliveriesBound.set(key, (c = metrics.counter("wardmail_deliveries_total", { outcome, destination })));
+  return c;
+}
+
+/** wardmail_delivery_delay_seconds by destination, bound once. */
+const delayBound = new Map<string, { observe(value: number): void }>();
+function deliveryDelay(destination: "local" | "remote"): { observe(value: number): void } {
+  let h = delayBound.get(destination);
+  if (h === undefined) delayBound.set(destination, (h = metrics.histogram("wardmail_delivery_delay_seconds", { destination }, DELIVERY_DELAY_BUCKETS)));
+  return h;
+}
+
 /** Two outcomes of one recipient from two transports: deferred wins, then failed. */
 function worse(a: DeliveryOutcome | undefined, b: DeliveryOutcome): DeliveryOutcome {
   if (a === undefined) return b;
@@ -267,9 +284,9 @@ export class QueueManager {
   private account(msg: ClaimedMessage, list: readonly DeliveryOutcome[], plan: ReadonlyMap<number, readonly MailboxRoute[]>): void {
     for (const o of list) {
       const rcpt = msg.recipients[o.index]!.address;
-      metrics.inc("wardmail_deliveries_total", { outcome: o.result, destination: plan.has(o.index) ? "local" : o.result === "delivered" && o.remoteMta === undefined ? "discard" : "remote" });
+      deliveriesTotal(o.result, plan.has(o.index) ? "local" : o.result === "delivered" && o.remoteMta === undefined ? "discard" : "remote").inc();
       if (o.result === "delivered") {
-        if (o.remoteMta !== undefined || plan.has(o.index)) metrics.observe("wardmail_delivery_delay_seconds", { destination: plan.has(o.index) ? "local" : "remote" }, Math.max(0, Date.now() - msg.received.receivedAt) / 1000, DELIVERY_DELAY_BUCKETS);
+        if (o.remoteMta !== undefined || plan.has(o.index)) deliveryDelay(plan.has(o.index) ? "local" : "remote").observe(Math.max(0, Date.now() - msg.received.receivedAt) / 1000);
         this.counters.delivered++;
         const mailboxes = plan.get(o.index);
         if (mailboxes) this.log.info({ queueId: msg.id, session: msg.received.sessionId, rcpt, mailboxes: mailboxes.map((m) => m.mailbox) }, "delivered locally");

@@ -16,8 +16,13 @@
  * libuv thread pool and resolves the batch when it returns. That is the same
  * fsync synchronous=FULL would do inside COMMIT (SQLite itself still syncs
  * the WAL before a checkpoint and the WAL header when it restarts the log), but
- * the SMTP sessions keep running meanwhile, and every commit made while one
- * fdatasync runs is covered by the next one: a second level of group commit.
+ * the SMTP sessions keep running meanwhile. While one fdatasync runs, new
+ * messages and delivery outcomes wait and are committed together when it
+ * returns, in one transaction that the next fdatasync covers: a second level
+ * of group commit, at no cost in latency (they could not be durable before
+ * that next fdatasync anyway), that writes each shared page once instead of
+ * once per small transaction. A full batch (`maxBatch`, `maxBatchBytes`) is
+ * still committed at once.
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
@@ -150,6 +155,8 @@ export class Spool {
   private readonly claimed = new Set<string>();
   private pendingOutcomes: PendingOutcome[] = [];
   private flushScheduled = false;
+  /** A scheduled flush found an fdatasync running: it runs when that returns. */
+  private flushAfterSync = false;
   /** Durable messages waiting for the delivery agent (see takeFresh). */
   private readonly handoff: Handoff;
   /** Committed to the WAL, waiting for the fdatasync that makes them durable. */
@@ -320,7 +327,12 @@ export class Spool {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      this.flush();
+      // While an fdatasync of the WAL runs, what arrives waits for it and is
+      // committed in one transaction when it returns: it could not be durable
+      // sooner (the next fdatasync starts then), and one transaction for many
+      // messages and outcomes writes each shared page once.
+      if (this.syncing) this.flushAfterSync = true;
+      else this.flush();
     });
   }
 
@@ -383,7 +395,13 @@ export class Spool {
       if (err) this.syncFailed(batch, err);
       else this.synced(batch);
       if (this.isClosed) this.closeWal();
-      else this.startSync();
+      else {
+        if (this.flushAfterSync) {
+          this.flushAfterSync = false;
+          this.flush(); // starts the next fdatasync when it committed messages
+        }
+        this.startSync();
+      }
     });
   }
 

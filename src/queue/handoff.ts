@@ -20,7 +20,7 @@ import type { QueuedMessage } from "./store.ts";
 /** Most durable messages kept in memory for the delivery agent. */
 export const HANDOFF_MAX = 1024;
 /** Content bytes kept in memory for the delivery agent by default (past it: claimed from the database when due). */
-export const HANDOFF_MAX_BYTES = 64 * 1024 * 1024;
+export const HANDOFF_MAX_BYTES = 4 * 1024 * 1024;
 /** How far the first attempt of a handed-off message is leased in the database. */
 export const HANDOFF_LEASE_MS = 10 * 60_000;
 

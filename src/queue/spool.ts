@@ -81,7 +81,7 @@ export interface SpoolOptions {
   readonly maxBatch?: number;
   /** A batch whose contents reach this many bytes is committed at once (default 32 MiB). */
   readonly maxBatchBytes?: number;
-  /** Content bytes kept in memory for the delivery agent (default 64 MiB; config limits.max_handoff_bytes). */
+  /** Content bytes kept in memory for the delivery agent (default 4 MiB; config limits.max_handoff_bytes). */
   readonly handoffMaxBytes?: number;
   /** SQLite busy timeout in ms (default 5000). */
   readonly busyTimeoutMs?: number;

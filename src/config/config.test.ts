@@ -75,7 +75,7 @@ const EXPECTED_DEFAULTS: Config = {
     error_delay: 1000,
     memory_budget: 2147483648,
     worker_heap_limit: 536870912,
-    max_handoff_bytes: 67108864,
+    max_handoff_bytes: 4194304,
   },
   protocol: { bareLineEndings: "reject", eightBitWithout8bitmime: "accept", strictPipelining: true },
   spool: { maxBatch: 256, encrypt: true },

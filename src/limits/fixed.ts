@@ -461,6 +461,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "RFC 5322 \u00a72.1.1 caps a line at 998 characters",
   },
   {
+    name: "max_outbound_tls_contexts", value: 16, unit: "count", file: "src/outbound/tls-context.ts", constant: "MAX_TLS_CONTEXTS",
+    doc: "Client TLS contexts the outbound SMTP client keeps and shares between its sessions, one per distinct set of CA certificates and protocol versions (the default set and one per relay `ca_file`); past it a session builds a context of its own, as tls.connect does.",
+    reason: "the number of distinct sets is the number of relay `ca_file`s plus one; past it sharing only saves CPU, never changes a result",
+  },
+  {
     name: "max_acme_tokens", value: 100, unit: "count", file: "src/acme/challenge.ts", constant: "MAX_TOKENS",
     doc: "ACME http-01 tokens served at once (an order for a few names has one per name); at the bound the set starts again.",
     reason: "an order has one token per name; the set is ours, the bound a safety net",

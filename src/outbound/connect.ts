@@ -31,6 +31,7 @@ import {
   type SessionResult,
   type TlsInfo,
 } from "../protocol/index.ts";
+import { sharedTlsContext } from "./tls-context.ts";
 
 export interface Timeouts {
   /** TCP connect. */
@@ -191,10 +192,12 @@ export function deliverSession(opts: DeliverOptions): Promise<SessionResult> {
       if (sock === undefined) return;
       sock.removeListener("data", onData);
       const servername = net.isIP(opts.host) === 0 ? opts.host.replace(/\.$/, "") : undefined;
+      const options: tls.ConnectionOptions = { minVersion: "TLSv1.2", rejectUnauthorized: false, ...opts.tlsOptions };
+      // One context per CA/version set for every session (tls-context.ts), not one per connection.
+      const secureContext = options.secureContext ?? sharedTlsContext(options);
       const t = tls.connect({
-        minVersion: "TLSv1.2",
-        rejectUnauthorized: false,
-        ...opts.tlsOptions,
+        ...options,
+        ...(secureContext !== undefined ? { secureContext } : {}),
         socket: sock,
         host: opts.host.replace(/\.$/, ""),
         // SNI is never an IP literal (RFC 6066 §3) and never has the root dot.

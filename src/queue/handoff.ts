@@ -8,15 +8,44 @@
  * database when due. In the database a handed-off message stays `queued`
  * with its first attempt leased HANDOFF_LEASE_MS ahead, so claimDue leaves it
  * alone meanwhile; after a crash, recovery makes it due at once.
+ *
+ * Every content kept here owns its memory (ownedContent): Node 24 hands
+ * out Buffers under 32 KiB as views into a shared 64 KiB pool slab
+ * (Buffer.poolSize), and a kept view pins its whole slab. 1,024 waiting
+ * 10 KiB messages pinned about 64 MiB per worker that way, six times their
+ * bytes, outside every bound here.
  */
 import type { QueuedMessage } from "./store.ts";
 
 /** Most durable messages kept in memory for the delivery agent. */
 export const HANDOFF_MAX = 1024;
 /** Content bytes kept in memory for the delivery agent by default (past it: claimed from the database when due). */
-export const HANDOFF_MAX_BYTES = 64 * 1024 * 1024;
+export const HANDOFF_MAX_BYTES = 4 * 1024 * 1024;
 /** How far the first attempt of a handed-off message is leased in the database. */
 export const HANDOFF_LEASE_MS = 10 * 60_000;
+
+/**
+ * `parts` concatenated into a Buffer with memory of its own, exactly as
+ * large as its content (never a view into Node's shared allocation pool):
+ * for content that is kept (handoff, in flight), so that it pins no more
+ * memory than its bytes.
+ */
+export function concatOwned(parts: readonly Uint8Array[], total = parts.reduce((n, p) => n + p.byteLength, 0)): Buffer {
+  const out = Buffer.allocUnsafeSlow(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p.byteLength > total - at ? p.subarray(0, total - at) : p, at);
+    at += p.byteLength;
+    if (at >= total) break;
+  }
+  if (at < total) out.fill(0, at);
+  return out;
+}
+
+/** `buf` itself when it owns its whole memory, else a copy that does (concatOwned). */
+export function ownedContent(buf: Buffer): Buffer {
+  return buf.byteOffset === 0 && buf.buffer.byteLength === buf.byteLength ? buf : concatOwned([buf], buf.byteLength);
+}
 
 export class Handoff {
   private readonly maxBytes: number;

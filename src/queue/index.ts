@@ -14,6 +14,7 @@
  */
 export type * from "./types.ts";
 export { Spool } from "./spool.ts";
+export { concatOwned, ownedContent } from "./handoff.ts";
 export type { RecipientRouter } from "./route-old.ts";
 export type { SpoolOptions, ClaimedMessage, RecipientOutcome, SpoolStats, SpoolWriter, SpoolScheduler } from "./spool.ts";
 export { ShardStore } from "./store.ts";

@@ -161,6 +161,22 @@ test("failed commits (a full disk, say) do not use up the handoff: the next dura
   assert.deepEqual(spool.takeFresh(10).map((m) => m.id), [id]);
 });
 
+test("a handed-off message keeps only its own bytes in memory, not a view into a larger buffer", async (t) => {
+  const { spool } = withSpool(t);
+  spool.enableHandoff();
+  const msg = sampleMessage({ size: 10_240 });
+  // As a message built by Buffer.concat arrives: a view into a 64 KiB slab.
+  const slab = Buffer.alloc(65_536);
+  msg.content.copy(slab, 1000);
+  const view = slab.subarray(1000, 1000 + msg.content.length);
+  await spool.enqueue({ ...msg, content: view });
+  const [fresh] = spool.takeFresh(10);
+  assert.ok(fresh);
+  assert.deepEqual(fresh.content, msg.content);
+  assert.equal(fresh.content.byteOffset, 0);
+  assert.equal(fresh.content.buffer.byteLength, msg.content.length);
+});
+
 test("a commit that cannot get the write lock within busy_timeout rejects", async (t) => {
   const { dir, spool } = withSpool(t, { busyTimeoutMs: 50 });
   const other = rawDb(dir);

@@ -70,7 +70,7 @@ import { DamagedRecordError } from "./record.ts";
 import { ShardDatabase, ShardStore } from "./store.ts";
 import { schedulerView, writerView, type SpoolScheduler, type SpoolWriter } from "./views.ts";
 import { OutcomeWriter, type PendingOutcome, type RecipientOutcome } from "./outcomes.ts";
-import { Handoff, HANDOFF_LEASE_MS } from "./handoff.ts";
+import { Handoff, HANDOFF_LEASE_MS, ownedContent } from "./handoff.ts";
 import { freshEntry, prepareRecord, type PendingMessage, type PreparedMessage } from "./pending.ts";
 
 export type { SpoolScheduler, SpoolWriter } from "./views.ts";
@@ -86,7 +86,7 @@ export interface SpoolOptions {
   readonly maxBatch?: number;
   /** A batch whose contents reach this many bytes is committed at once (default 32 MiB). */
   readonly maxBatchBytes?: number;
-  /** Content bytes kept in memory for the delivery agent (default 64 MiB; config limits.max_handoff_bytes). */
+  /** Content bytes kept in memory for the delivery agent (default 4 MiB; config limits.max_handoff_bytes). */
   readonly handoffMaxBytes?: number;
   /** SQLite busy timeout in ms (default 5000). */
   readonly busyTimeoutMs?: number;
@@ -301,6 +301,8 @@ export class Spool {
       const queueId = id ?? newQueueId(this.shard, createdAt);
       const size = msg.content.byteLength;
       const handoff = msg.hold !== true && this.handoff.fits(size);
+      // Kept in memory until delivered: it must not pin a shared pool slab (handoff.ts).
+      if (handoff) msg = { ...msg, content: ownedContent(msg.content) };
       prepared = prepareRecord(msg, json, {
         id: queueId,
         createdAt,

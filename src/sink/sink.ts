@@ -26,7 +26,7 @@
  */
 import type { Logger } from "pino";
 import { stripOwnHeaders, type HeaderField } from "../message/index.ts";
-import { newQueueId, type SpoolWriter } from "../queue/index.ts";
+import { concatOwned, newQueueId, type SpoolWriter } from "../queue/index.ts";
 import type { EnvelopeRecipient, ReceivedInfo, StoredEnvelope, StoredRecipient } from "../queue/index.ts";
 import { receivedHeader } from "./received.ts";
 import type { LocalConfig } from "./resolve.ts";
@@ -150,7 +150,8 @@ export class SinkTransaction {
       const only = envelope.recipients.length === 1 ? envelope.recipients[0]?.address : undefined;
       const top = Buffer.from(receivedHeader(received, this.opts.hostname, id, only) + (opts.head ?? ""), "utf8");
       const body = stripOwnHeaders(content, this.opts.authservId, opts.fields);
-      full = Buffer.concat([top, body], top.length + body.length);
+      // Memory of its own: the queue may keep it until delivery (src/queue handoff.ts).
+      full = concatOwned([top, body], top.length + body.length);
     } else {
       received = {
         sessionId: `${this.origin.source}-${this.origin.ref}`,

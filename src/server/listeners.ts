@@ -196,8 +196,9 @@ export class SmtpServer {
 
   /**
    * Refuses a connection before its session, as cheaply as it can: the
-   * reply (one Buffer, the same for every refusal), our FIN, and the socket
-   * destroyed as soon as that is done (not read, not waited for). On the
+   * reply (one Buffer, the same for every refusal) and the socket closed as
+   * soon as it is written (never read, never waited for: its kernel sends
+   * the reply and our FIN). On the
    * implicit-TLS port (465) the client speaks TLS first, so a plaintext 421
    * would only reach its TLS stack as garbage and a handshake would cost the
    * flood's CPU: the connection is closed without a word.
@@ -208,9 +209,14 @@ export class SmtpServer {
       socket.destroy();
       return;
     }
+    // A fresh socket takes the few bytes at once: then close() sends them and our FIN, no shutdown() needed.
+    socket.write(text);
+    if (socket.writableLength === 0 || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
     socket.once("finish", destroySocket);
-    socket.end(text);
-    if (socket.destroyed) return;
+    socket.end();
     // The backstop: destroyed REFUSED_LINGER_MS after the refusal at the latest, by one timer for all.
     this.lingering.set(socket, Date.now() + REFUSED_LINGER_MS);
     this.lingerTimer ??= setInterval(() => this.sweepRefused(), REFUSED_LINGER_MS / 4).unref();

@@ -92,6 +92,8 @@ export interface ConnectionOptions {
   readonly trusted: boolean;
   readonly logger: Logger;
   readonly sessionId: string;
+  /** The session made progress (a reply sent, content received): what a busy listener's idle order follows. */
+  readonly onProgress?: () => void;
   readonly onClose: () => void;
   /** limits.memory_budget in bytes; undefined: not checked. */
   readonly memoryBudget?: number;
@@ -231,6 +233,7 @@ export class Connection {
     this.dataBudgetMs = Math.min(cap, this.dataBudgetMs - (now - this.dataAt) + (bytes * 1000) / this.opts.minDataRate);
     this.dataAt = now;
     this.progressAt = now;
+    this.opts.onProgress?.();
     this.armDataTimer();
   }
 
@@ -420,6 +423,7 @@ export class Connection {
 
   private perform(actions: Action[]): void {
     this.progressAt = Date.now();
+    this.opts.onProgress?.();
     let out = "";
     for (const a of actions) {
       switch (a.kind) {

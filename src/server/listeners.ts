@@ -20,6 +20,7 @@ import type { SessionOptions, TlsMode } from "../protocol/index.ts";
 import type { TlsManager } from "../tls/index.ts";
 import { Networks, clientKey } from "../submission/index.ts";
 import { Connection, type SessionHost } from "./connection.ts";
+import { ConnectionPool, type EvictionRule } from "./pool.ts";
 import type { ClientGroup, ClientTable } from "./clients.ts";
 import type { Question } from "../protocol/index.ts";
 import { reply, type Reply } from "../protocol/index.ts";
@@ -45,9 +46,11 @@ export interface SmtpServerDeps {
   readonly idPrefix: string;
 }
 
-const TOO_MANY = "421 4.7.0 Too many connections, try again later\r\n";
-const CLIENT_TOO_MANY = "421 4.7.0 Too many connections from your address, try again later\r\n";
-const EARLY_TALKER = "554 5.5.1 Protocol error: you talked before the greeting ended\r\n";
+// The replies of a connection refused before its session, written as they are (one Buffer for every refusal).
+const TOO_MANY = Buffer.from("421 4.7.0 Too many connections, try again later\r\n");
+const CLIENT_TOO_MANY = Buffer.from("421 4.7.0 Too many connections from your address, try again later\r\n");
+const EARLY_TALKER = Buffer.from("554 5.5.1 Protocol error: you talked before the greeting ended\r\n");
+const SHUTTING_DOWN = Buffer.from("421 4.3.2 Server shutting down\r\n");
 const TOO_MANY_MESSAGES = reply(421, "4.7.0", "Too many messages from your address, try again later");
 const TOO_MANY_RECIPIENTS = reply(421, "4.7.0", "Too many recipients from your address, try again later");
 /** A full listener closes a session only when it made no progress for this long (working sessions make progress every round trip). */
@@ -61,27 +64,36 @@ const STRESS_SHARE = 0.8;
 /** How long a scan of a full pool that found no session idle enough is trusted (see evictIdle). */
 const NO_VICTIM_MS = 50;
 /**
- * A refused socket is destroyed this long after its 421, whatever the client
+ * A refused socket is destroyed once its 421 is written and our side shut
+ * down, and at the latest this long after the refusal, whatever the client
  * does: one that never closes its side must not hold a descriptor beyond
- * max_connections (socket.end() alone keeps it until the client's FIN).
+ * max_connections.
  */
 const REFUSED_LINGER_MS = 1000;
+const EVICTION: EvictionRule = { idleMs: EVICT_IDLE_MS, fairIdleMs: FAIR_IDLE_MS, noVictimMs: NO_VICTIM_MS };
+
+function ignoreError(): void {}
+
+/** A 'finish' listener: the refusal is written and our side shut down. */
+function destroySocket(this: net.Socket): void {
+  this.destroy();
+}
 
 export class SmtpServer {
   private readonly deps: SmtpServerDeps;
   private readonly servers: net.Server[] = [];
-  private readonly connections = new Set<Connection>();
-  private readonly groups: Record<ClientGroup, Set<Connection>> = { mx: new Set(), submission: new Set() };
-  /** The client key (IPv4 address, IPv6 /64) of each open connection, for fair eviction. */
-  private readonly keys = new Map<Connection, string>();
-  /** Open connections per client key, for each pool (all, mx, submission), kept as they open and close. */
-  private readonly keyCounts = new Map<Set<Connection>, Map<string, number>>();
-  /** Per pool: before this time (Date.now()) no session can be idle long enough to be evicted. */
-  private readonly noVictimUntil = new Map<Set<Connection>, number>();
+  /** Every open connection, and those of each listener group: in the order of their last progress, counted per client key (pool.ts). */
+  private readonly connections = new ConnectionPool<Connection>(EVICTION);
+  private readonly groups: Record<ClientGroup, ConnectionPool<Connection>> = { mx: new ConnectionPool(EVICTION), submission: new ConnectionPool(EVICTION) };
   /** Per "ip limit": when it was last logged and the refusals since (bounded: cleared at 10,000 entries). */
   private readonly logged = new Map<string, { at: number; suppressed: number }>();
   /** clients.untracked when it was last reported. */
   private untrackedSeen = 0;
+  /** Refused sockets and when they must be destroyed at the latest (REFUSED_LINGER_MS), oldest first; swept by one timer. */
+  private readonly lingering = new Map<net.Socket, number>();
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /** wardmail_connections_refused_total by listener and limit, bound once. */
+  private readonly refusedCounters: Record<Role, Map<string, () => void>> = { smtp: new Map(), submission: new Map(), submissions: new Map() };
   private counter = 0;
   private stopping = false;
   private readonly trusted: Networks;
@@ -128,7 +140,8 @@ export class SmtpServer {
     // Implicit TLS is done per connection by the adapter (as for STARTTLS), so a
     // connection counts against max_connections from its first byte, handshake included.
     const mode: TlsMode = role === "submissions" ? "active" : this.deps.tls ? "available" : "none";
-    return net.createServer((s) => this.accept(s, role, mode));
+    // pauseOnConnect: a socket is read only once its session starts; one refused before costs no read, and its client's bytes or reset no event.
+    return net.createServer({ pauseOnConnect: true }, (s) => this.accept(s, role, mode));
   }
 
   private cap(group: ClientGroup): number {
@@ -156,66 +169,11 @@ export class SmtpServer {
    * TLS handshake or the pregreet pause (idleFor() < 0). A working session
    * makes progress every round trip, so slow and idle clients go first.
    */
-  private evictIdle(pool: Set<Connection>, key: string, trusted: boolean): boolean {
-    const now = Date.now();
-    // Under a flood every newcomer asks; a scan that found no session idle long enough says when one could be.
-    if (now < (this.noVictimUntil.get(pool) ?? 0)) return false;
-    const counts = this.countsOf(pool);
-    const mine = counts.get(key) ?? 0;
-    const floor = mine + 2;
-    let most = 0;
-    for (const n of counts.values()) if (n > most) most = n;
-    const wantFair = most >= floor;
-    const wantOldest = mine === 0 || trusted;
-    if (!wantFair && !wantOldest) return false;
-    let fair: Connection | undefined;
-    let fairCount = 0;
-    let fairIdle = 0;
-    let oldest: Connection | undefined;
-    let longest = EVICT_IDLE_MS;
-    let maxIdle = -1;
-    for (const c of pool) {
-      const idle = c.idleFor(now);
-      if (idle < 0) continue;
-      if (idle > maxIdle) maxIdle = idle;
-      if (idle >= longest) {
-        longest = idle;
-        oldest = c;
-      }
-      if (!wantFair || idle < FAIR_IDLE_MS || c.trusted) continue;
-      const n = counts.get(this.keys.get(c) ?? "") ?? 0;
-      if (n >= floor && (n > fairCount || (n === fairCount && idle > fairIdle))) {
-        fair = c;
-        fairCount = n;
-        fairIdle = idle;
-      }
-    }
-    // No session idle FAIR_IDLE_MS yet: none can be a victim before the most idle one gets there (idle time only grows; a session
-    // leaving a wait, e.g. the pregreet pause, may jump, so the answer is kept NO_VICTIM_MS at most).
-    if (maxIdle < FAIR_IDLE_MS) this.noVictimUntil.set(pool, now + Math.min(FAIR_IDLE_MS - Math.max(maxIdle, 0), NO_VICTIM_MS));
-    const victim = fair ?? (wantOldest ? oldest : undefined);
+  private evictIdle(pool: ConnectionPool<Connection>, key: string, trusted: boolean): boolean {
+    // The pool keeps its sessions in the order of their progress and counted per client: no scan of every session.
+    const victim = pool.victim(key, trusted, Date.now());
     victim?.evict();
     return victim !== undefined;
-  }
-
-  /** The open connections per client key in a pool. */
-  private countsOf(pool: Set<Connection>): Map<string, number> {
-    let m = this.keyCounts.get(pool);
-    if (m === undefined) {
-      m = new Map();
-      this.keyCounts.set(pool, m);
-    }
-    return m;
-  }
-
-  /** A connection joins (+1) or leaves (-1) a pool. */
-  private count(pool: Set<Connection>, conn: Connection, key: string, delta: 1 | -1): void {
-    if (delta === 1) pool.add(conn);
-    else if (!pool.delete(conn)) return;
-    const m = this.countsOf(pool);
-    const n = (m.get(key) ?? 0) + delta;
-    if (n > 0) m.set(key, n);
-    else m.delete(key);
   }
 
   /**
@@ -237,16 +195,53 @@ export class SmtpServer {
   }
 
   /**
-   * Refuses a connection before its session: the 421 text, then close. On
-   * the implicit-TLS port (465) the client speaks TLS first, so a plaintext
-   * 421 would only reach its TLS stack as garbage and a handshake would
-   * cost the flood's CPU: the connection is closed without a word.
+   * Refuses a connection before its session, as cheaply as it can: the
+   * reply (one Buffer, the same for every refusal) and the socket closed as
+   * soon as it is written (never read, never waited for: its kernel sends
+   * the reply and our FIN). On the
+   * implicit-TLS port (465) the client speaks TLS first, so a plaintext 421
+   * would only reach its TLS stack as garbage and a handshake would cost the
+   * flood's CPU: the connection is closed without a word.
    */
-  private refuse(socket: net.Socket, text: string, implicitTls: boolean): void {
-    socket.on("error", () => socket.destroy());
-    if (implicitTls) socket.end();
-    else socket.end(text);
-    setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+  private refuse(socket: net.Socket, text: Buffer, implicitTls: boolean): void {
+    socket.on("error", ignoreError);
+    if (implicitTls) {
+      socket.destroy();
+      return;
+    }
+    // A fresh socket takes the few bytes at once: then close() sends them and our FIN, no shutdown() needed.
+    socket.write(text);
+    if (socket.writableLength === 0 || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    socket.once("finish", destroySocket);
+    socket.end();
+    // The backstop: destroyed REFUSED_LINGER_MS after the refusal at the latest, by one timer for all.
+    this.lingering.set(socket, Date.now() + REFUSED_LINGER_MS);
+    this.lingerTimer ??= setInterval(() => this.sweepRefused(), REFUSED_LINGER_MS / 4).unref();
+  }
+
+  private sweepRefused(): void {
+    const now = Date.now();
+    for (const [socket, until] of this.lingering) {
+      if (!socket.destroyed) {
+        if (until > now) break;
+        socket.destroy();
+      }
+      this.lingering.delete(socket);
+    }
+  }
+
+  /** Counts a connection refused before its session. */
+  private countRefused(role: Role, limit: string): void {
+    const counters = this.refusedCounters[role];
+    let inc = counters.get(limit);
+    if (inc === undefined) {
+      inc = metrics.counter("wardmail_connections_refused_total", { listener: role, limit });
+      counters.set(limit, inc);
+    }
+    inc();
   }
 
   private accept(socket: net.Socket, role: Role, mode: TlsMode): void {
@@ -254,7 +249,7 @@ export class SmtpServer {
     const { limits } = config;
     const group: ClientGroup = role === "smtp" ? "mx" : "submission";
     const implicitTls = role === "submissions";
-    if (this.stopping) return this.refuse(socket, "421 4.3.2 Server shutting down\r\n", implicitTls);
+    if (this.stopping) return this.refuse(socket, SHUTTING_DOWN, implicitTls);
     const ip = socket.remoteAddress ?? "";
     const trusted = this.trusted.has(ip);
     if (!trusted) {
@@ -262,7 +257,7 @@ export class SmtpServer {
       if (r !== "ok") {
         const limit = r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
         this.logLimit(ip, role, limit, "client limit");
-        metrics.inc("wardmail_connections_refused_total", { listener: role, limit });
+        this.countRefused(role, limit);
         return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY, implicitTls);
       }
     }
@@ -275,8 +270,9 @@ export class SmtpServer {
     const totalFull = this.connections.size >= limits.max_connections;
     if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group], key, trusted)) {
       if (!trusted) this.deps.clients.release(ip, group);
-      this.logLimit("", role, totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections", "listener full");
-      metrics.inc("wardmail_connections_refused_total", { listener: role, limit: totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections" });
+      const limit = totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections";
+      this.logLimit("", role, limit, "listener full");
+      this.countRefused(role, limit);
       return this.refuse(socket, TOO_MANY, implicitTls);
     }
     metrics.inc("wardmail_connections_total", { listener: role });
@@ -292,6 +288,7 @@ export class SmtpServer {
       tls: mode,
       ...this.authOptions(role, socket.remoteAddress ?? ""),
     };
+    socket.resume(); // (accepted paused: see createServer)
     const conn: Connection = new Connection(socket, {
       session,
       listener: role,
@@ -320,17 +317,19 @@ export class SmtpServer {
       memoryBudget: config.limits.memory_budget,
       logger: log,
       sessionId,
+      onProgress: () => {
+        this.connections.touch(conn);
+        this.groups[group].touch(conn);
+      },
       onClose: () => {
-        this.count(this.connections, conn, key, -1);
-        this.count(this.groups[group], conn, key, -1);
-        this.keys.delete(conn);
+        this.connections.delete(conn);
+        this.groups[group].delete(conn);
         if (!trusted) this.deps.clients.release(ip, group);
         log.debug("disconnect");
       },
     });
-    this.count(this.connections, conn, key, 1);
-    this.count(this.groups[group], conn, key, 1);
-    this.keys.set(conn, key);
+    this.connections.add(conn, key);
+    this.groups[group].add(conn, key);
     conn.start();
   }
 
@@ -362,11 +361,12 @@ export class SmtpServer {
     this.stopping = true;
     // close() stops accepting at once; its callback would wait for every connection.
     for (const s of this.servers) s.close();
-    for (const c of this.connections) c.shutdown();
+    // (A copy: a session that replies moves to the end of the pool's order.)
+    for (const c of [...this.connections]) c.shutdown();
     const deadline = Date.now() + graceMs;
     while (this.connections.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
-      for (const c of this.connections) c.shutdown();
+      for (const c of [...this.connections]) c.shutdown();
     }
   }
 }

@@ -83,19 +83,6 @@ export class Registry {
   }
 
   /**
-   * A counter bound to its labels, for hot paths: each call adds n (default
-   * 1) without building the series key again (the series is made at the
-   * first call, within MAX_SERIES as for inc).
-   */
-  counter(name: string, labels: Labels = {}): (n?: number) => void {
-    let s: { value: number } | undefined;
-    return (n = 1) => {
-      s ??= this.#slot(name, labels);
-      if (s) s.value += n;
-    };
-  }
-
-  /**
    * One observation of a histogram: its _bucket counters (le = each bound
    * the value is within, and +Inf), _sum and _count.
    */

@@ -93,7 +93,7 @@ export class SmtpServer {
   private readonly lingering = new Map<net.Socket, number>();
   private lingerTimer: NodeJS.Timeout | undefined;
   /** wardmail_connections_refused_total by listener and limit, bound once. */
-  private readonly refusedCounters: Record<Role, Map<string, () => void>> = { smtp: new Map(), submission: new Map(), submissions: new Map() };
+  private readonly refusedCounters: Record<Role, Map<string, { inc(): void }>> = { smtp: new Map(), submission: new Map(), submissions: new Map() };
   private counter = 0;
   private stopping = false;
   private readonly trusted: Networks;
@@ -241,7 +241,7 @@ export class SmtpServer {
       inc = metrics.counter("wardmail_connections_refused_total", { listener: role, limit });
       counters.set(limit, inc);
     }
-    inc();
+    inc.inc();
   }
 
   private accept(socket: net.Socket, role: Role, mode: TlsMode): void {

@@ -16,7 +16,7 @@
  *
  * A message from a pool thread that ends no task (the verifier's DNS
  * questions) goes to a worker that uses that pool (the one that posted
- * last), whose handler for that pool (`PoolLink.onOther`) answers it; the
+ * last, else any), whose handler for that pool (`PoolLink.onOther`) answers it; the
  * answer goes back to the thread. So the workers' resolvers stay the road
  * to DNS, as with a pool of their own.
  *
@@ -24,6 +24,9 @@
  * { type: "abort", id }, { type: "answer", ref, message }. Host → link:
  * { type: "done", id, result }, { type: "failed", id, message },
  * { type: "other", pool, ref, message }. Ids are per link.
+ *
+ * A worker that goes away (its port closes) has its tasks ended as at a
+ * deadline: nobody waits for them any more.
  *
  * Bounds: a host keeps, per link, one AbortController per task in flight
  * and one note per unanswered "other" message; a task's bytes are held by
@@ -53,6 +56,8 @@ export class PoolHost {
   readonly #pools = new Map<string, TaskPool<object, unknown>>();
   /** Per pool, the link that posted to it last (it answers the pool threads' other messages). */
   readonly #lastLink = new Map<string, MessagePort>();
+  /** Every open link. */
+  readonly #links = new Set<MessagePort>();
   /** Other messages waiting for a link's answer: how to answer the thread. */
   readonly #waiting = new Map<number, { readonly port: MessagePort; readonly post: (m: unknown) => void }>();
   #nextRef = 0;
@@ -84,11 +89,15 @@ export class PoolHost {
         (err: unknown) => port1.postMessage({ type: "failed", id: m.id, message: err instanceof Error ? err.message : String(err) } satisfies ToLink),
       ).finally(() => running.delete(m.id));
     });
-    // The worker is gone: its tasks run to their end (their answers go nowhere); its unanswered questions are forgotten.
+    this.#links.add(port1);
+    // The worker is gone: its tasks are ended as at a deadline (nobody waits for them, and a question of
+    // theirs that went to it would never be answered); the other tasks of their threads run again once.
     port1.on("close", () => {
-      running.clear();
+      this.#links.delete(port1);
       for (const [name, p] of this.#lastLink) if (p === port1) this.#lastLink.delete(name);
       for (const [ref, w] of this.#waiting) if (w.port === port1) this.#waiting.delete(ref);
+      for (const ac of running.values()) ac.abort();
+      running.clear();
     });
     // The primary lives as long as its workers; a link does not keep it alive.
     port1.unref();
@@ -110,7 +119,8 @@ export class PoolHost {
       ...options,
       entry: new URL(options.entry),
       onOther: (message, post) => {
-        const port = this.#lastLink.get(name);
+        // The link that posted last, else any open one (a question nobody answers holds its task until its deadline).
+        const port = this.#lastLink.get(name) ?? this.#links.values().next().value;
         if (port === undefined) return;
         const ref = this.#nextRef++;
         this.#waiting.set(ref, { port, post });

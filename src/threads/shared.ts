@@ -8,8 +8,9 @@
  * MessagePort to it (PoolHost.connect(), in workerData). A worker runs tasks
  * through a PoolLink over that port: `run(name, options, task, signal)`
  * does what TaskPool.run does, in the host's pool of that name (made on
- * first use with the options of the first task; the entry file's URL goes
- * as text). Everything TaskPool guarantees holds, across workers: a thread
+ * first use with the options of the first task, its `maxThreads` times the
+ * links then connected, i.e. the workers: as many as their own pools had
+ * together; the entry file's URL goes as text). Everything TaskPool guarantees holds, across workers: a thread
  * held by one message has its other tasks moved to another thread, and a
  * task's deadline (its AbortSignal, turned into an "abort" message) ends
  * the thread that runs it, the others there being run again once.
@@ -117,6 +118,8 @@ export class PoolHost {
     if (this.#closed) throw new Error("task pools closed");
     pool = new TaskPool<object, unknown>({
       ...options,
+      // As many threads at most as the workers' own pools had together (each worker's share of a stuck-thread storm stays the same).
+      maxThreads: options.maxThreads * Math.max(1, this.#links.size),
       entry: new URL(options.entry),
       onOther: (message, post) => {
         // The link that posted last, else any open one (a question nobody answers holds its task until its deadline).

@@ -244,7 +244,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   // ---- task threads (CPU-heavy work off the event loop, src/threads)
   {
     name: "verifier_threads", value: 4, unit: "count", file: "src/mailauth/offload.ts", constant: "MAX_THREADS",
-    doc: "DKIM/ARC verifier threads of the server (one pool, held by the primary and shared by every worker thread). A pool normally runs one thread (most of a verification waits for DNS) and starts another only while one is stuck (see `task_stall`), up to this.",
+    doc: "DKIM/ARC verifier threads per worker thread, in one pool that the primary holds for all of them (so at most `server.workers` times this). A pool normally runs one thread (most of a verification waits for DNS) and starts another only while one is stuck (see `task_stall`), up to this.",
     reason: "with `server.workers` one per core, more threads than this only compete for the same cores",
   },
   {

@@ -24,8 +24,8 @@
  * PoolLink, and answer its threads' DNS questions with their resolvers.
  * One verifier thread then serves every worker, instead of one each.
  *
- * Bounds: at most MAX_THREADS threads per pool (one pool per process in
- * the server; one per check elsewhere), started on use,
+ * Bounds: at most MAX_THREADS threads per pool (one per check outside
+ * the server; in the server's shared pool MAX_THREADS per worker), started on use,
  * idle ones beyond the first ended after IDLE_MS; each heap is capped (HEAP_MB); each task holds
  * one copy of the content (at most limits.max_message_size).
  */

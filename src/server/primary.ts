@@ -18,7 +18,6 @@ import { mkdir } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import { Worker } from "node:worker_threads";
-import { PoolHost } from "../threads/index.ts";
 import type { Config } from "../config/index.ts";
 import { SpoolKeyring } from "../queue/index.ts";
 import { logWritten, type Logger } from "../log/index.ts";
@@ -69,7 +68,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const clients = ClientTable.allocate(tableSlots(config.limits.max_connections, n));
   const workers = new Map<number, Worker>();
   // The task pools the workers share (src/threads PoolHost): the verifier threads of sender authentication.
-  const pools = config.checks.enabled ? new PoolHost() : undefined;
+  // Imported only when the checks are on: with them off the primary loads none of it.
+  const pools = config.checks.enabled ? new (await import("../threads/index.ts")).PoolHost() : undefined;
   // Metrics scrapes waiting for the workers' snapshots, by request id.
   const scrapes = new Map<number, (samples: Sample[]) => void>();
   let stopping = false;

@@ -8,15 +8,16 @@
  * MessagePort to it (PoolHost.connect(), in workerData). A worker runs tasks
  * through a PoolLink over that port: `run(name, options, task, signal)`
  * does what TaskPool.run does, in the host's pool of that name (made on
- * first use with the options of the first task; the entry file's URL goes
- * as text). Everything TaskPool guarantees holds, across workers: a thread
+ * first use with the options of the first task, its `maxThreads` times the
+ * links then connected, i.e. the workers: as many as their own pools had
+ * together; the entry file's URL goes as text). Everything TaskPool guarantees holds, across workers: a thread
  * held by one message has its other tasks moved to another thread, and a
  * task's deadline (its AbortSignal, turned into an "abort" message) ends
  * the thread that runs it, the others there being run again once.
  *
  * A message from a pool thread that ends no task (the verifier's DNS
  * questions) goes to a worker that uses that pool (the one that posted
- * last), whose handler for that pool (`PoolLink.onOther`) answers it; the
+ * last, else any), whose handler for that pool (`PoolLink.onOther`) answers it; the
  * answer goes back to the thread. So the workers' resolvers stay the road
  * to DNS, as with a pool of their own.
  *
@@ -24,6 +25,9 @@
  * { type: "abort", id }, { type: "answer", ref, message }. Host → link:
  * { type: "done", id, result }, { type: "failed", id, message },
  * { type: "other", pool, ref, message }. Ids are per link.
+ *
+ * A worker that goes away (its port closes) has its tasks ended as at a
+ * deadline: nobody waits for them any more.
  *
  * Bounds: a host keeps, per link, one AbortController per task in flight
  * and one note per unanswered "other" message; a task's bytes are held by
@@ -53,6 +57,8 @@ export class PoolHost {
   readonly #pools = new Map<string, TaskPool<object, unknown>>();
   /** Per pool, the link that posted to it last (it answers the pool threads' other messages). */
   readonly #lastLink = new Map<string, MessagePort>();
+  /** Every open link. */
+  readonly #links = new Set<MessagePort>();
   /** Other messages waiting for a link's answer: how to answer the thread. */
   readonly #waiting = new Map<number, { readonly port: MessagePort; readonly post: (m: unknown) => void }>();
   #nextRef = 0;
@@ -84,11 +90,15 @@ export class PoolHost {
         (err: unknown) => port1.postMessage({ type: "failed", id: m.id, message: err instanceof Error ? err.message : String(err) } satisfies ToLink),
       ).finally(() => running.delete(m.id));
     });
-    // The worker is gone: its tasks run to their end (their answers go nowhere); its unanswered questions are forgotten.
+    this.#links.add(port1);
+    // The worker is gone: its tasks are ended as at a deadline (nobody waits for them, and a question of
+    // theirs that went to it would never be answered); the other tasks of their threads run again once.
     port1.on("close", () => {
-      running.clear();
+      this.#links.delete(port1);
       for (const [name, p] of this.#lastLink) if (p === port1) this.#lastLink.delete(name);
       for (const [ref, w] of this.#waiting) if (w.port === port1) this.#waiting.delete(ref);
+      for (const ac of running.values()) ac.abort();
+      running.clear();
     });
     // The primary lives as long as its workers; a link does not keep it alive.
     port1.unref();
@@ -108,9 +118,12 @@ export class PoolHost {
     if (this.#closed) throw new Error("task pools closed");
     pool = new TaskPool<object, unknown>({
       ...options,
+      // As many threads at most as the workers' own pools had together (each worker's share of a stuck-thread storm stays the same).
+      maxThreads: options.maxThreads * Math.max(1, this.#links.size),
       entry: new URL(options.entry),
       onOther: (message, post) => {
-        const port = this.#lastLink.get(name);
+        // The link that posted last, else any open one (a question nobody answers holds its task until its deadline).
+        const port = this.#lastLink.get(name) ?? this.#links.values().next().value;
         if (port === undefined) return;
         const ref = this.#nextRef++;
         this.#waiting.set(ref, { port, post });

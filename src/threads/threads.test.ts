@@ -107,3 +107,26 @@ void test("shared pools: the tasks of two links run in one thread of the host's 
     host.close();
   }
 });
+
+void test("shared pools: a link that goes away while its task waits for its answer does not hold the pool; the other link's tasks go on", async () => {
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
+  // a's worker dies instead of answering its thread's question.
+  a.onOther("test", () => a.close());
+  b.onOther("test", (m, post) => post({ type: "answer", q: (m as { q?: number }).q }));
+  try {
+    const warm = await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
+    const lost = a.run<Task, string>("test", options, { kind: "hostile", ms: 1, name: "lost" });
+    await assert.rejects(lost, /closed/);
+    await new Promise((r) => setTimeout(r, 200));
+    // b's tasks, a question of their own included, still run, in a thread started anew: a's task was ended with its thread.
+    const next = await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "next" }, AbortSignal.timeout(5000));
+    assert.notEqual(next.split(" on ")[1], warm.split(" on ")[1], "the thread that held a's task was ended");
+    assert.match(await b.run<Task, string>("test", options, { kind: "hostile", ms: 1, name: "asks" }, AbortSignal.timeout(5000)), /^asks on /);
+  } finally {
+    b.close();
+    host.close();
+  }
+});

@@ -81,7 +81,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   },
   {
     name: "refused_linger", value: 1000, unit: "milliseconds", file: "src/server/listeners.ts", constant: "REFUSED_LINGER_MS",
-    doc: "A connection refused with `421` (a limit was hit) is destroyed after this long even when the client never closes, so refused connections cannot hold slots.",
+    doc: "A connection refused with `421` (a limit was hit) is closed as soon as its reply is written, and destroyed after this long at the latest even when the client never reads or closes, so refused connections cannot hold slots.",
     reason: "long enough for the reply to leave; nothing is gained by waiting longer",
   },
   {

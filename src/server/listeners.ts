@@ -64,9 +64,9 @@ const STRESS_SHARE = 0.8;
 /** How long a scan of a full pool that found no session idle enough is trusted (see evictIdle). */
 const NO_VICTIM_MS = 50;
 /**
- * A refused socket is destroyed once its 421 is written and our side shut
- * down, and at the latest this long after the refusal, whatever the client
- * does: one that never closes its side must not hold a descriptor beyond
+ * A refused socket is closed as soon as its 421 is written, and destroyed
+ * at the latest this long after the refusal, whatever the client does: one
+ * that never reads or closes must not hold a descriptor beyond
  * max_connections.
  */
 const REFUSED_LINGER_MS = 1000;
@@ -74,7 +74,7 @@ const EVICTION: EvictionRule = { idleMs: EVICT_IDLE_MS, fairIdleMs: FAIR_IDLE_MS
 
 function ignoreError(): void {}
 
-/** A 'finish' listener: the refusal is written and our side shut down. */
+/** A 'finish' listener: a refusal that could not be written at once is written and our side shut down. */
 function destroySocket(this: net.Socket): void {
   this.destroy();
 }
@@ -222,11 +222,12 @@ export class SmtpServer {
     this.lingerTimer ??= setInterval(() => this.sweepRefused(), REFUSED_LINGER_MS / 4).unref();
   }
 
-  private sweepRefused(): void {
+  /** Destroys the refused sockets past their time (all of them when stopping). */
+  private sweepRefused(all = false): void {
     const now = Date.now();
     for (const [socket, until] of this.lingering) {
       if (!socket.destroyed) {
-        if (until > now) break;
+        if (until > now && !all) break;
         socket.destroy();
       }
       this.lingering.delete(socket);
@@ -359,6 +360,9 @@ export class SmtpServer {
    */
   async close(graceMs: number): Promise<void> {
     this.stopping = true;
+    clearInterval(this.lingerTimer);
+    this.lingerTimer = undefined;
+    this.sweepRefused(true);
     // close() stops accepting at once; its callback would wait for every connection.
     for (const s of this.servers) s.close();
     // (A copy: a session that replies moves to the end of the pool's order.)

@@ -513,11 +513,6 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "an internal hand-over between the memory and database paths, not a policy",
   },
   {
-    name: "content_reclaim_bytes", value: 8 * MiB, unit: "bytes", file: "src/qmgr/reclaim.ts", constant: "RECLAIM_EVERY_BYTES",
-    doc: "Message content a worker's queue manager is done with (delivered, deferred or failed) between two major garbage collections it asks V8 for, run concurrently: bounds how much dead content stays resident (content lives outside the JavaScript heap and barely counts toward V8's own schedule).",
-    reason: "a memory/CPU trade of the runtime, not a policy: one concurrent collection per 8 MiB costs a few milliseconds",
-  },
-  {
     name: "max_content_bytes", value: 1_000_000_000, unit: "bytes", file: "src/queue/record.ts", constant: "MAX_CONTENT_BYTES",
     doc: "Largest message content one spool record can hold; a larger message is refused alone, never with its batch.",
     reason: "SQLite's largest value (SQLITE_MAX_LENGTH); `max_message_size` stays well below it",

@@ -33,7 +33,6 @@
  * fails (4.4.7). Failures (and a delay notice) become DSNs to the sender
  * (src/outbound/bounces.ts), queued through the sink before the outcome is
  * recorded. Logs name queue id, recipient and mailbox, never content.
- * Contents it is done with are reclaimed promptly (reclaim.ts).
  */
 import type { Logger } from "pino";
 import type { ClaimedMessage, SpoolScheduler, SpoolWriter } from "../queue/index.ts";
@@ -45,7 +44,6 @@ import type { LmtpRoute, MailboxRoute, MaildirRoute } from "../queue/index.ts";
 import type { StoreEncryption } from "../e2e/index.ts";
 import { DELIVERY_DELAY_BUCKETS, metrics } from "../metrics/index.ts";
 import { routeMessage } from "./route.ts";
-import { ContentReclaimer } from "./reclaim.ts";
 
 /** The two views of a shard the queue manager uses (a Spool has both): never its admin view. */
 export interface QueueViews {
@@ -132,8 +130,6 @@ export class QueueManager {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private counters = { delivered: 0, deferred: 0, failed: 0 };
-  /** Frees delivered contents promptly (reclaim.ts). */
-  private readonly reclaimer = new ContentReclaimer();
 
   constructor(opts: QueueManagerOptions) {
     this.scheduler = opts.spool.scheduler;
@@ -244,7 +240,6 @@ export class QueueManager {
       if (permanent > 0) this.onPermanentFailures(auth, permanent);
     }
     this.writer.recordOutcome(msg.id, outcomes);
-    this.reclaimer.released(msg.content.byteLength);
   }
 
   /** Past queue.lifetime: every recipient still open fails (and is bounced). The only place the lifetime is applied. */

@@ -16,13 +16,11 @@
  * libuv thread pool and resolves the batch when it returns. That is the same
  * fsync synchronous=FULL would do inside COMMIT (SQLite itself still syncs
  * the WAL before a checkpoint and the WAL header when it restarts the log), but
- * the SMTP sessions keep running meanwhile. While one fdatasync runs, new
- * messages and delivery outcomes wait and are committed together when it
- * returns, in one transaction that the next fdatasync covers: a second level
- * of group commit, at no cost in latency (they could not be durable before
- * that next fdatasync anyway), that writes each shared page once instead of
- * once per small transaction. A full batch (`maxBatch`, `maxBatchBytes`) is
- * still committed at once.
+ * the SMTP sessions keep running meanwhile, and every commit made while one
+ * fdatasync runs is covered by the next one: a second level of group commit.
+ * Delivery outcomes alone (they need no fdatasync) wait while one runs and
+ * go with the next messages' commit, or when it returns: fewer small
+ * transactions, each shared page written once for several messages.
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
@@ -155,7 +153,7 @@ export class Spool {
   private readonly claimed = new Set<string>();
   private pendingOutcomes: PendingOutcome[] = [];
   private flushScheduled = false;
-  /** A scheduled flush found an fdatasync running: it runs when that returns. */
+  /** A scheduled flush of outcomes alone found an fdatasync running: it runs when that returns. */
   private flushAfterSync = false;
   /** Durable messages waiting for the delivery agent (see takeFresh). */
   private readonly handoff: Handoff;
@@ -329,11 +327,11 @@ export class Spool {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      // While an fdatasync of the WAL runs, what arrives waits for it and is
-      // committed in one transaction when it returns: it could not be durable
-      // sooner (the next fdatasync starts then), and one transaction for many
-      // messages and outcomes writes each shared page once.
-      if (this.syncing) this.flushAfterSync = true;
+      // Delivery outcomes alone wait while an fdatasync of the WAL runs: they
+      // go with the next messages' commit, or when it returns (they need no
+      // fdatasync). Messages are committed at once, so that their commit
+      // overlaps the running fdatasync.
+      if (this.syncing && this.pending.length === 0) this.flushAfterSync = true;
       else this.flush();
     });
   }
@@ -400,7 +398,7 @@ export class Spool {
       else {
         if (this.flushAfterSync) {
           this.flushAfterSync = false;
-          this.flush(); // starts the next fdatasync when it committed messages
+          this.flush(); // outcomes waiting (and messages, when a maxBatch flush left some)
         }
         this.startSync();
       }

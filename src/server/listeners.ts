@@ -232,6 +232,11 @@ export class SmtpServer {
       }
       this.lingering.delete(socket);
     }
+    // Nothing left to watch: the timer stops until the next slow refusal.
+    if (this.lingering.size === 0 && this.lingerTimer !== undefined) {
+      clearInterval(this.lingerTimer);
+      this.lingerTimer = undefined;
+    }
   }
 
   /** Counts a connection refused before its session. */

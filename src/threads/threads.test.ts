@@ -50,6 +50,28 @@ void test("a task taken from a thread it was running in leaves no code running t
   }
 });
 
+void test("a task taken back before its thread read it is never run there (the thread drops it), so none of its code runs once it is settled", async () => {
+  const p = pool();
+  try {
+    await p.run({ kind: "sync", ms: 1, name: "warm" });
+    // S holds the thread for 700 ms; X, posted behind it, is not read there: the thread is stuck, so X moves to a new thread, where its deadline ends it.
+    const s = p.run({ kind: "sync", ms: 700, name: "S" }, AbortSignal.timeout(10_000));
+    await new Promise((r) => setTimeout(r, 20));
+    const x = p.run({ kind: "sync", ms: 3000, name: "X" }, AbortSignal.timeout(1200));
+    x.catch(() => undefined);
+    assert.match(await s, /^S on /);
+    await assert.rejects(x, /deadline/);
+    // The first thread, freed by S, must not read X and spin for it.
+    const c0 = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, 1000));
+    const c = process.cpuUsage(c0);
+    const ms = (c.user + c.system) / 1000;
+    assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
+  } finally {
+    p.close();
+  }
+});
+
 void test("a long task whose thread's event loop keeps turning is not taken for stuck (the heartbeat)", async () => {
   const p = pool();
   try {

@@ -275,7 +275,9 @@ export class TaskThread<T extends object, R> {
     const p = this.pending.get(id);
     if (p === undefined) return undefined;
     // The task holding the thread stays, unless the thread has been stuck for HOLD_MS (the note may be wrong: another task's code may have resumed without one).
-    const holder = Atomics.load(p.claim, 0) === READ && this.holding() === id;
+    // A note naming no task in flight here (it is done) tells nothing: any task the thread read may hold it (one that resumed without a note).
+    const noted = this.holding();
+    const holder = Atomics.load(p.claim, 0) === READ && (noted === id || noted === undefined || !this.pending.has(noted));
     if (holder && now - this.heard <= HOLD_MS) return undefined;
     // Not read yet: dropped, the thread will skip it (readTask). Read (before or just now): its code may run here, untracked, so the thread
     // takes no new task, and is ended when nothing tracked is left in it (forget) or when the task is settled, wherever (Job.left).
@@ -396,6 +398,8 @@ export class TaskPool<T extends object, R> {
   private readonly opts: TaskPoolOptions;
   private readonly threads: TaskThread<T, R>[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Closed: no thread starts again (a thread ended at close may hand back tasks, see TaskThread.restart). */
+  private closed = false;
 
   constructor(opts: TaskPoolOptions) {
     this.opts = opts;
@@ -411,11 +415,13 @@ export class TaskPool<T extends object, R> {
   }
 
   close(): void {
+    this.closed = true;
     clearTimeout(this.idleTimer);
     for (const t of this.threads.splice(0)) t.close();
   }
 
   private dispatch(job: Job<T, R>, avoid?: TaskThread<T, R>): void {
+    if (this.closed) return job.reject(new Error(`${this.opts.what} pool closed`));
     const now = performance.now();
     let t: TaskThread<T, R> | undefined;
     for (const x of this.threads) {

@@ -94,8 +94,8 @@ void test("a thread that read a task taken from it is ended when that task is se
     // Q waits in A for an answer that never comes: A keeps tracking it.
     const q = a.run({ kind: "hostile", ms: 1, delay: 60_000, name: "Q" }); // id 1
     q.catch(() => undefined);
-    // X waits 300 ms for its answer, then holds its thread for 3 s; its deadline is 1 s.
-    const x = a.run({ kind: "hostile", ms: 3000, delay: 300, name: "X" }, AbortSignal.timeout(1000)); // id 2
+    // X waits 300 ms for its answer, then holds its thread for 6 s; its deadline is 2 s.
+    const x = a.run({ kind: "hostile", ms: 6000, delay: 300, name: "X" }, AbortSignal.timeout(2000)); // id 2
     x.catch(() => undefined);
     for (let i = 0; i < 200 && asks.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(asks.length, 2, "A read Q and X");

@@ -29,8 +29,9 @@
  * slow synchronous parse) reads nothing and sends nothing: when nothing
  * came from it for STALL_MS, its tasks move to another thread, started for
  * them when needed (up to maxThreads), all but the one holding it (the
- * thread notes in shared memory whose code it resumes: markTask); after
- * HOLD_MS that one moves too and the stuck thread is ended (the note can
+ * thread notes in shared memory whose code it resumes: markTask; a note
+ * naming a task already done names none, and then no task it read moves
+ * yet); after HOLD_MS that one moves too and the stuck thread is ended (the note can
  * miss a resumption, and this stops the parse); a task moves at most
  * maxThreads times, then stays until its deadline ends its thread.
  * A task it had read runs again from the start (tasks are pure; the stuck

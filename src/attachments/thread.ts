@@ -21,7 +21,7 @@ const port = parentPort;
 if (!port) throw new Error("thread.ts runs in a worker thread");
 
 port.on("message", (m: Task) => {
-  readTask(m.id);
+  if (!readTask(m)) return;
   const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
   walkMessage(content, m.limits).then(
     (findings) => port.postMessage({ type: "done", id: m.id, result: findings }),

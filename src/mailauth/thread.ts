@@ -102,7 +102,7 @@ port.on("message", (m: TaskMessage | DnsAnswer) => {
     }
     return;
   }
-  readTask(m.id);
+  if (!readTask(m)) return;
   const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
   verifyContent(content, m.task, resolverFor(m.id), keys).then(
     (result) => port.postMessage({ type: "done", id: m.id, result }),

@@ -5,8 +5,10 @@
  * ARC and DMARC verifier (src/mailauth) and the attachment walk
  * (src/attachments).
  *
- * Protocol with the thread's entry file: it gets { type: "task", id, ...the
- * task's fields }, calls readTask(id) as soon as it reads it and
+ * Protocol with the thread's entry file: it gets { type: "task", id, claim,
+ * ...the task's fields }, calls readTask(message) as soon as it reads it
+ * and drops the task without a word when that returns false (the task was
+ * taken back before the thread read it: it runs elsewhere), calls
  * markTask(id) whenever the task's code resumes after a wait (a DNS
  * answer), and answers { type: "done", id, result } or { type: "failed",
  * id, message }; any other message it sends goes to `onOther` (the
@@ -27,14 +29,24 @@
  * slow synchronous parse) reads nothing and sends nothing: when nothing
  * came from it for STALL_MS, its tasks move to another thread, started for
  * them when needed (up to maxThreads), all but the one holding it (the
- * thread notes in shared memory whose code it resumes: markTask); after
- * HOLD_MS that one moves too and the stuck thread is ended (the note can
+ * thread notes in shared memory whose code it resumes: markTask; a note
+ * naming a task already done names none, and then no task it read moves
+ * yet); after HOLD_MS that one moves too and the stuck thread is ended (the note can
  * miss a resumption, and this stops the parse); a task moves at most
  * maxThreads times, then stays until its deadline ends its thread.
  * A task it had read runs again from the start (tasks are pure; the stuck
  * thread's late answer is ignored). So a pool normally runs one thread, and
  * starts more only while one is stuck; a thread idle for IDLE_MS beyond
  * the first is ended.
+ *
+ * No code of a settled task keeps running: a task taken back before its
+ * thread read it is dropped there (its claim, a word of shared memory the
+ * thread and the pool each set once, with compare-and-swap, so exactly
+ * one of "read" and "dropped" wins); a thread that had read it gets no new
+ * task and is ended as soon as nothing it tracks is left, or as soon as
+ * the task is settled (resolved or failed, here or elsewhere), whichever
+ * comes first (the tasks it still tracks then run again elsewhere). So a
+ * hostile task burns no CPU past its deadline.
  */
 import { Worker, workerData } from "node:worker_threads";
 
@@ -82,14 +94,16 @@ export function ownBytes(bytes: Uint8Array): Uint8Array {
 
 /**
  * The memory a task thread shares with its parent (Int32 slots): the task
- * whose code it resumed last (id + 1), a counter of resumptions (a thread
- * whose counter stands still while it has tasks is stuck), and how many
- * tasks it has read (in the order they were posted).
+ * whose code it resumed last (id + 1), and a counter of resumptions (a
+ * thread whose counter stands still while it has tasks is stuck).
  */
 const HOLDER = 0;
 const BEAT = 1;
-const READ = 2;
-const SLOTS = 3;
+const SLOTS = 2;
+/** A task's claim (one Int32 of its own, sent with it): posted, then either read by the thread or dropped by the pool, never both. */
+const POSTED = 0;
+const READ = 1;
+const DROPPED = 2;
 /** How often a task thread's heartbeat moves BEAT (well under STALL_MS). */
 const BEAT_MS = 25;
 
@@ -116,10 +130,17 @@ export function markTask(id: number): void {
   }
 }
 
-/** What a thread's entry file calls when it reads a task (before any work on it). */
-export function readTask(id: number): void {
-  markTask(id);
-  if (ownSlot) Atomics.add(ownSlot, READ, 1);
+/**
+ * What a thread's entry file calls when it reads a task (before any work on
+ * it), with the message as it came. False: the pool took the task back
+ * before the thread read it (it runs elsewhere); the entry must drop it
+ * without running any of its code and without an answer.
+ */
+export function readTask(task: { readonly id: number }): boolean {
+  const sab = (task as { readonly claim?: unknown }).claim;
+  if (sab instanceof SharedArrayBuffer && Atomics.compareExchange(new Int32Array(sab), 0, POSTED, READ) === DROPPED) return false;
+  markTask(task.id);
+  return true;
 }
 
 type FromThread<R> =
@@ -134,12 +155,38 @@ interface Job<T, R> {
   readonly reject: (e: Error) => void;
   /** Times it was moved or run again elsewhere. */
   moves: number;
+  /** Called once it is settled: ends the threads that read it and had it taken away (their copy of its code may still run). */
+  readonly left: (() => void)[];
+}
+
+/** A job whose resolve and reject first end the threads left running its code (Job.left). */
+function job<T, R>(task: T, signal: AbortSignal | undefined, resolve: (r: R) => void, reject: (e: Error) => void): Job<T, R> {
+  const left: (() => void)[] = [];
+  const end = (): void => {
+    for (const f of left.splice(0)) f();
+  };
+  return {
+    task,
+    signal,
+    resolve: (r) => {
+      end();
+      resolve(r);
+    },
+    reject: (e) => {
+      end();
+      reject(e);
+    },
+    moves: 0,
+    left,
+  };
 }
 
 interface InFlight<T, R> {
   readonly job: Job<T, R>;
   readonly posted: number;
   readonly onAbort: () => void;
+  /** Read by the thread, or dropped by the pool (POSTED, READ, DROPPED). */
+  readonly claim: Int32Array;
 }
 
 export class TaskThread<T extends object, R> {
@@ -151,10 +198,8 @@ export class TaskThread<T extends object, R> {
   private heard = 0;
   /** The resumption counter as last seen. */
   private beat = 0;
-  /** The current thread's shared slots (see HOLDER, BEAT, READ). */
+  /** The current thread's shared slots (see HOLDER, BEAT); undefined between threads. */
   private slot: Int32Array | undefined;
-  /** The id of the first task posted to the current thread (ids are posted, and read, in order). */
-  private firstId = 0;
   /**
    * A task the current thread had read was taken away: its code may still
    * run there, untracked and past any deadline. Such a thread gets no new
@@ -200,7 +245,7 @@ export class TaskThread<T extends object, R> {
   /** Runs one task in the thread; rejects when the thread fails or `signal` aborts (the thread is then ended). */
   run(task: T, signal?: AbortSignal): Promise<R> {
     if (signal?.aborted) return Promise.reject(new Error(`${this.opts.what} aborted`));
-    return new Promise<R>((resolve, reject) => this.post({ task, signal, resolve, reject, moves: 0 }));
+    return new Promise<R>((resolve, reject) => this.post(job(task, signal, resolve, reject)));
   }
 
   /** Posts a job; returns its id here. */
@@ -213,9 +258,10 @@ export class TaskThread<T extends object, R> {
     const id = this.nextId++;
     const onAbort = (): void => this.restart(worker, new Error(`${this.opts.what} stopped at the check deadline`), id);
     job.signal?.addEventListener("abort", onAbort, { once: true });
-    this.pending.set(id, { job, posted: performance.now(), onAbort });
+    const claim = new Int32Array(new SharedArrayBuffer(4));
+    this.pending.set(id, { job, posted: performance.now(), onAbort, claim });
     worker.ref();
-    worker.postMessage({ ...exact(job.task), type: "task", id });
+    worker.postMessage({ ...exact(job.task), type: "task", id, claim: claim.buffer });
     return id;
   }
 
@@ -230,11 +276,17 @@ export class TaskThread<T extends object, R> {
     const p = this.pending.get(id);
     if (p === undefined) return undefined;
     // The task holding the thread stays, unless the thread has been stuck for HOLD_MS (the note may be wrong: another task's code may have resumed without one).
-    const read = this.read(id);
-    const holder = read && this.holding() === id;
+    // A note naming no task in flight here (it is done) tells nothing: any task the thread read may hold it (one that resumed without a note).
+    const noted = this.holding();
+    const holder = Atomics.load(p.claim, 0) === READ && (noted === id || noted === undefined || !this.pending.has(noted));
     if (holder && now - this.heard <= HOLD_MS) return undefined;
-    if (read) this.tainted = true;
-    // A thread left with nothing but the code of tasks taken from it is ended (forget; that stops the parse).
+    // Not read yet: dropped, the thread will skip it (readTask). Read (before or just now): its code may run here, untracked, so the thread
+    // takes no new task, and is ended when nothing tracked is left in it (forget) or when the task is settled, wherever (Job.left).
+    if (Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) !== POSTED) {
+      this.tainted = true;
+      const w = this.worker;
+      if (w !== undefined) p.job.left.push(() => this.restart(w, new Error(`${this.opts.what} thread ended`), undefined, true));
+    }
     this.forget(id, p);
     return p.job;
   }
@@ -248,11 +300,6 @@ export class TaskThread<T extends object, R> {
   private holding(): number | undefined {
     const v = this.slot === undefined ? 0 : Atomics.load(this.slot, HOLDER);
     return v > 0 ? v - 1 : undefined;
-  }
-
-  /** Whether the current thread has read the task (readTask). */
-  private read(id: number): boolean {
-    return this.slot !== undefined && id - this.firstId < Atomics.load(this.slot, READ);
   }
 
   /** Notes activity seen in the shared counter since the last look. */
@@ -284,9 +331,11 @@ export class TaskThread<T extends object, R> {
     if (this.worker) return this.worker;
     const slot = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
     const w = new Worker(this.opts.entry, { workerData: { taskSlot: slot.buffer }, resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
+    // A new thread loads its modules first: it is not stuck until it has shown life (look, or an answer).
     this.slot = slot;
     this.beat = 0;
-    this.firstId = this.nextId;
+    this.ready = false;
+    this.heard = performance.now();
     w.on("message", (m: FromThread<R> | { readonly type?: unknown }) => {
       if (this.worker === w) this.heard = performance.now();
       if (m.type !== "done" && m.type !== "failed") return this.opts.onOther?.(m, (x) => w.postMessage(x));
@@ -311,18 +360,22 @@ export class TaskThread<T extends object, R> {
   /**
    * Ends `w` (when it is still the current thread); the next task starts a
    * new thread. The task whose deadline ended it (`culprit`) fails; the
-   * others fail too, or, in a pool, are run again once elsewhere.
+   * others fail too, or, in a pool, are run again once elsewhere (each of
+   * them, however often it moved, when `blameless`: the thread was ended
+   * for the code of a task it no longer tracks).
    */
-  private restart(w: Worker, err: Error, culprit?: number): void {
+  private restart(w: Worker, err: Error, culprit?: number, blameless = false): void {
     if (this.worker !== w) return;
     this.worker = undefined;
+    // Until the next thread: nothing to look at (the ended thread's counter must not pass for the next one's life).
+    this.slot = undefined;
     this.ready = false;
     this.tainted = false;
     void w.terminate();
     const again: Job<T, R>[] = [];
     for (const [id, p] of [...this.pending]) {
       this.forget(id, p);
-      if (id !== culprit && culprit !== undefined && this.orphans !== undefined && p.job.moves === 0) {
+      if (this.orphans !== undefined && (blameless || (id !== culprit && culprit !== undefined && p.job.moves === 0))) {
         p.job.moves++;
         again.push(p.job);
       } else p.job.reject(err);
@@ -346,6 +399,8 @@ export class TaskPool<T extends object, R> {
   private readonly opts: TaskPoolOptions;
   private readonly threads: TaskThread<T, R>[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Closed: no thread starts again (a thread ended at close may hand back tasks, see TaskThread.restart). */
+  private closed = false;
 
   constructor(opts: TaskPoolOptions) {
     this.opts = opts;
@@ -357,15 +412,17 @@ export class TaskPool<T extends object, R> {
 
   run(task: T, signal?: AbortSignal): Promise<R> {
     if (signal?.aborted) return Promise.reject(new Error(`${this.opts.what} aborted`));
-    return new Promise<R>((resolve, reject) => this.dispatch({ task, signal, resolve, reject, moves: 0 }));
+    return new Promise<R>((resolve, reject) => this.dispatch(job(task, signal, resolve, reject)));
   }
 
   close(): void {
+    this.closed = true;
     clearTimeout(this.idleTimer);
     for (const t of this.threads.splice(0)) t.close();
   }
 
   private dispatch(job: Job<T, R>, avoid?: TaskThread<T, R>): void {
+    if (this.closed) return job.reject(new Error(`${this.opts.what} pool closed`));
     const now = performance.now();
     let t: TaskThread<T, R> | undefined;
     for (const x of this.threads) {

@@ -1,7 +1,7 @@
 // The task pool (src/threads) with a test thread (test/helpers/task-thread-entry.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { PoolHost, PoolLink, TaskPool, type SharedPoolOptions } from "./index.ts";
+import { HOLD_MS, PoolHost, PoolLink, TaskPool, TaskThread, type SharedPoolOptions } from "./index.ts";
 
 const ENTRY = new URL("../../test/helpers/task-thread-entry.ts", import.meta.url);
 
@@ -47,6 +47,76 @@ void test("a task taken from a thread it was running in leaves no code running t
     assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
   } finally {
     p.close();
+  }
+});
+
+void test("a task taken back before its thread read it is never run there (the thread drops it), so none of its code runs once it is settled", async () => {
+  const p = pool();
+  try {
+    await p.run({ kind: "sync", ms: 1, name: "warm" });
+    // S holds the thread for 700 ms; X, posted behind it, is not read there: the thread is stuck, so X moves to a new thread, where its deadline ends it.
+    const s = p.run({ kind: "sync", ms: 700, name: "S" }, AbortSignal.timeout(10_000));
+    await new Promise((r) => setTimeout(r, 20));
+    const x = p.run({ kind: "sync", ms: 3000, name: "X" }, AbortSignal.timeout(1200));
+    x.catch(() => undefined);
+    assert.match(await s, /^S on /);
+    await assert.rejects(x, /deadline/);
+    // The first thread, freed by S, must not read X and spin for it.
+    const c0 = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, 1000));
+    const c = process.cpuUsage(c0);
+    const ms = (c.user + c.system) / 1000;
+    assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
+  } finally {
+    p.close();
+  }
+});
+
+void test("a thread that read a task taken from it is ended when that task is settled elsewhere, though it still runs another task (which runs again elsewhere)", async () => {
+  const asks: number[] = [];
+  const opts = {
+    entry: ENTRY,
+    heapMb: 64,
+    what: "test task",
+    onOther: (m: unknown, post: (x: unknown) => void) => {
+      const a = m as { type?: string; q?: number; delay?: number };
+      if (a.type !== "ask") return;
+      asks.push(a.delay ?? 0);
+      // A question asked with a delay of a minute is never answered: its task waits.
+      if ((a.delay ?? 0) < 60_000) setTimeout(() => post({ type: "answer", q: a.q }), a.delay ?? 0);
+    },
+  };
+  const orphaned: unknown[] = [];
+  const a = new TaskThread<Task, string>(opts, { orphans: (jobs) => orphaned.push(...jobs), settled: () => undefined });
+  const b = new TaskThread<Task, string>(opts);
+  try {
+    await a.run({ kind: "sync", ms: 1, name: "warm" }); // id 0
+    // Q waits in A for an answer that never comes: A keeps tracking it.
+    const q = a.run({ kind: "hostile", ms: 1, delay: 60_000, name: "Q" }); // id 1
+    q.catch(() => undefined);
+    // X waits 300 ms for its answer, then holds its thread for 6 s; its deadline is 2 s.
+    const x = a.run({ kind: "hostile", ms: 6000, delay: 300, name: "X" }, AbortSignal.timeout(2000)); // id 2
+    x.catch(() => undefined);
+    for (let i = 0; i < 200 && asks.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(asks.length, 2, "A read Q and X");
+    // The pool takes X from A (as from a stuck thread: past HOLD_MS) and runs it in B; A's copy of X will resume when its answer comes.
+    const moved = a.take(2, performance.now() + 2 * HOLD_MS);
+    assert.ok(moved !== undefined, "X taken");
+    assert.equal(a.open, false, "A, which read X, takes no new task");
+    assert.equal(a.busy, 1, "A still runs Q");
+    b.post(moved);
+    await assert.rejects(x, /deadline/);
+    // X is settled (its deadline ended B): A was ended too, and Q handed back to run elsewhere.
+    assert.equal(orphaned.length, 1, "Q runs again elsewhere");
+    assert.equal(a.busy, 0);
+    const c0 = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, 1000));
+    const c = process.cpuUsage(c0);
+    const ms = (c.user + c.system) / 1000;
+    assert.ok(ms < 300, `${ms} ms of CPU in the second after X settled`);
+  } finally {
+    a.close();
+    b.close();
   }
 });
 

@@ -35,7 +35,7 @@ port.on("message", (m: Task | { readonly type: "answer"; readonly q: number }) =
     waits.delete(m.q);
     return;
   }
-  readTask(m.id);
+  if (!readTask(m)) return;
   void (async () => {
     if (m.kind === "hostile") {
       const q = nextQ++;

@@ -388,6 +388,8 @@ export class TaskThread<T extends object, R> {
 export interface TaskPoolOptions extends TaskThreadOptions {
   /** Most threads. */
   readonly maxThreads: number;
+  /** Most times one task moves to another thread when its thread is stuck (default maxThreads). */
+  readonly maxMoves?: number;
   /** End idle threads beyond one after IDLE_MS (a thread's parsed state is then kept in one). */
   readonly keepOneIdle?: boolean;
   /** How long an idle thread beyond the first lives with keepOneIdle (default IDLE_MS). */
@@ -447,7 +449,7 @@ export class TaskPool<T extends object, R> {
     if (id < 0 || this.opts.maxThreads < 2) return;
     // While it is in flight: when its thread is stuck, move the task (at most maxThreads times), unless it is the one the thread read first.
     const check = (): void => {
-      if (!thread.has(id) || job.moves >= this.opts.maxThreads) return;
+      if (!thread.has(id) || job.moves >= (this.opts.maxMoves ?? this.opts.maxThreads)) return;
       const now = performance.now();
       const moved = thread.stuck(now) ? thread.take(id, now) : undefined;
       if (moved === undefined) {

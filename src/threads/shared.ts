@@ -27,7 +27,10 @@
  * { type: "other", pool, ref, message }. Ids are per link.
  *
  * A worker that goes away (its port closes) has its tasks ended as at a
- * deadline: nobody waits for them any more.
+ * deadline: nobody waits for them any more; the questions it was asked and
+ * did not answer go to another worker. A task moves between threads at most
+ * as often as in one worker's own pool (`maxMoves`, default its
+ * `maxThreads` before the host multiplies it).
  *
  * Bounds: a host keeps, per link, one AbortController per task in flight
  * and one note per unanswered "other" message; a task's bytes are held by
@@ -60,7 +63,7 @@ export class PoolHost {
   /** Every open link. */
   readonly #links = new Set<MessagePort>();
   /** Other messages waiting for a link's answer: how to answer the thread. */
-  readonly #waiting = new Map<number, { readonly port: MessagePort; readonly post: (m: unknown) => void }>();
+  readonly #waiting = new Map<number, { readonly port: MessagePort; readonly pool: string; readonly message: unknown; readonly post: (m: unknown) => void }>();
   #nextRef = 0;
   #closed = false;
 
@@ -96,7 +99,18 @@ export class PoolHost {
     port1.on("close", () => {
       this.#links.delete(port1);
       for (const [name, p] of this.#lastLink) if (p === port1) this.#lastLink.delete(name);
-      for (const [ref, w] of this.#waiting) if (w.port === port1) this.#waiting.delete(ref);
+      // Its unanswered questions may be other workers' tasks' (a thread asks through the link that posted last,
+      // and shares one question among its tasks): they go to another open link instead of waiting for a deadline.
+      for (const [ref, w] of this.#waiting) {
+        if (w.port !== port1) continue;
+        const next = this.#links.values().next().value;
+        if (next === undefined) {
+          this.#waiting.delete(ref);
+          continue;
+        }
+        this.#waiting.set(ref, { ...w, port: next });
+        next.postMessage({ type: "other", pool: w.pool, ref, message: w.message } satisfies ToLink);
+      }
       for (const ac of running.values()) ac.abort();
       running.clear();
     });
@@ -120,13 +134,15 @@ export class PoolHost {
       ...options,
       // As many threads at most as the workers' own pools had together (each worker's share of a stuck-thread storm stays the same).
       maxThreads: options.maxThreads * Math.max(1, this.#links.size),
+      // But a stuck task moves no more often than in a worker's own pool (each move can cost a thread start).
+      maxMoves: options.maxMoves ?? options.maxThreads,
       entry: new URL(options.entry),
       onOther: (message, post) => {
         // The link that posted last, else any open one (a question nobody answers holds its task until its deadline).
         const port = this.#lastLink.get(name) ?? this.#links.values().next().value;
         if (port === undefined) return;
         const ref = this.#nextRef++;
-        this.#waiting.set(ref, { port, post });
+        this.#waiting.set(ref, { port, pool: name, message, post });
         port.postMessage({ type: "other", pool: name, ref, message } satisfies ToLink);
       },
     });

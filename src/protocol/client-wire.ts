@@ -21,13 +21,7 @@
 import type { Reply } from "./reply.ts";
 import type { Envelope, EnvelopeRecipient } from "./envelope.ts";
 import { encodeXtext } from "./address.ts";
-
-const CR = 0x0d;
-const LF = 0x0a;
-const DOT = 0x2e;
-const CRLF = Buffer.from("\r\n");
-const DOT_BUF = Buffer.from(".");
-const DOT_CRLF = Buffer.from(".\r\n");
+import { CR, LF, DOT, CRLF, DOT_BUF, DOT_CRLF } from "./bytes.ts";
 
 /** The server broke the protocol (or tried to hurt us): end the connection. */
 export class ProtocolError extends Error {

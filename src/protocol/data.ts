@@ -21,13 +21,7 @@
  * limit. CPU: one pass over each byte.
  */
 import type { BareLineEndingPolicy } from "./session-types.ts";
-
-const CR = 0x0d;
-const LF = 0x0a;
-const DOT = 0x2e;
-const CRLF = Buffer.from("\r\n");
-const DOT_BUF = Buffer.from(".");
-const DOT_CRLF = Buffer.from(".\r\n");
+import { CR, LF, DOT, CRLF, DOT_BUF, DOT_CRLF } from "./bytes.ts";
 
 export type ContentProblem = "size" | "header" | "bare-line-ending" | "nul";
 

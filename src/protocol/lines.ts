@@ -8,8 +8,7 @@
  * line, where the session refuses it); under "normalize" a bare CR or LF
  * also ends a line (a CR at the end of the input waits for the next byte).
  */
-const CR = 0x0d;
-const LF = 0x0a;
+import { CR, LF } from "./bytes.ts";
 
 export type LineEvent =
   /** A complete line (without its ending); go on at next. */

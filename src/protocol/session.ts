@@ -36,6 +36,7 @@ import { R } from "./replies.ts";
 
 export type { Action, AuthOptions, Question, SessionOptions, TlsFacts, TlsMode } from "./session-types.ts";
 import type { Action, Question, SessionOptions, TlsFacts, TlsMode } from "./session-types.ts";
+import { CR, LF } from "./bytes.ts";
 
 /** The envelope of the open transaction, built in place (recipients appended as they are accepted). */
 type OpenEnvelope = Omit<Envelope, "recipients"> & { recipients: EnvelopeRecipient[] };
@@ -62,8 +63,6 @@ type State =
 const COMMAND: State = { kind: "command" };
 const CLOSED: State = { kind: "closed" };
 
-const CR = 0x0d;
-const LF = 0x0a;
 /** Input kept while a question is open, beyond which the client is cut off. */
 const MAX_PENDING = 1024 * 1024;
 /** RFC 4954 §4: a SASL response line may be up to 12288 octets. */

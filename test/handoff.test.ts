@@ -8,7 +8,7 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { swaks } from "./helpers/swaks.ts";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
@@ -16,24 +16,6 @@ import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
 const skip = peerSkip(binaryMissing("swaks", ["--version"], "swaks"));
 
-/** Runs swaks; kills it (by its own PID) if it outlives timeoutMs. */
-function swaks(args: string[], timeoutMs = 15_000): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn("swaks", ["--timeout", "10", "--helo", "client.test", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    c.stdout.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    c.stderr.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    const timer = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
-    c.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    c.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
 
 describe("limits.max_handoff_bytes", { skip }, () => {
   let w: Wardmail | undefined;

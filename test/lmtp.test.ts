@@ -14,6 +14,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
+import { swaks } from "./helpers/swaks.ts";
 import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -100,23 +101,6 @@ after(async () => {
   if (base !== "") await rm(base, { recursive: true, force: true });
 });
 
-function swaks(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn("swaks", ["--timeout", "10", "--helo", "client.test", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    c.stdout.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    c.stderr.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    const timer = setTimeout(() => c.kill("SIGKILL"), 15_000);
-    c.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    c.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
 
 /** Files in a Maildir's new/, waiting up to 10 s for at least one. */
 async function waitForFiles(dir: string): Promise<string[]> {

@@ -15,7 +15,8 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
+import { swaks, type SwaksRun } from "./helpers/swaks.ts";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,30 +33,7 @@ function requireBinary(cmd: string, args: string[]): void {
   }
 }
 
-interface SwaksRun {
-  code: number | null;
-  /** swaks' transcript (it writes it to stdout; errors to stderr). */
-  out: string;
-}
 
-/** Runs swaks; kills it (by its own PID) if it outlives timeoutMs. */
-function swaks(args: string[], timeoutMs = 15_000): Promise<SwaksRun> {
-  return new Promise((resolve, reject) => {
-    const c = spawn("swaks", ["--timeout", "10", "--helo", "client.test", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    c.stdout.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    c.stderr.on("data", (d: Buffer) => (out += d.toString("latin1")));
-    const timer = setTimeout(() => c.kill("SIGKILL"), timeoutMs);
-    c.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    c.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
-}
 
 interface Mail {
   raw: Buffer;

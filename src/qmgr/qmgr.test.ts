@@ -3,28 +3,12 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Spool } from "../queue/index.ts";
-import { captureLogger, routed, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
+import { ALIAS_LOCAL as LOCAL, captureLogger, routed, sampleMessage, tempDir } from "../../test/helpers/queue.ts";
 import { QueueManager, REMOTE_NOT_IMPLEMENTED } from "./index.ts";
 import { mailboxPath } from "../delivery/index.ts";
 import { Router, type LocalConfig } from "../sink/index.ts";
 import type { IncomingMessage } from "../queue/index.ts";
 
-const LOCAL: LocalConfig = {
-  domains: ["example.test", "other.test"],
-  mailboxes: ["alice@example.test", "bob@example.test", "carol@other.test", "postmaster@example.test"],
-  aliases: {
-    "team@example.test": ["alice@example.test", "bob@example.test", "all@example.test"],
-    "all@example.test": ["Alice@Example.test", "carol@other.test"],
-    "loop1@example.test": ["loop2@example.test"],
-    "loop2@example.test": ["loop1@example.test"],
-    "ext@example.test": ["someone@remote.test", "bob@example.test"],
-    "typo@example.test": ["nobody@example.test", "carol@other.test"],
-    "quiet@example.test": ["noreply@example.test", "alice@example.test"],
-  },
-  discard: ["noreply@example.test"],
-  maildir: "mail/%d/%n/Maildir",
-  lmtp: {},
-};
 
 async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const end = Date.now() + ms;

@@ -3,24 +3,9 @@
 // manager's tests when routing moved to the sink).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { resolveRecipient, type LocalConfig } from "./index.ts";
+import { resolveRecipient } from "./index.ts";
+import { ALIAS_LOCAL as LOCAL } from "../../test/helpers/queue.ts";
 
-const LOCAL: LocalConfig = {
-  domains: ["example.test", "other.test"],
-  mailboxes: ["alice@example.test", "bob@example.test", "carol@other.test", "postmaster@example.test"],
-  aliases: {
-    "team@example.test": ["alice@example.test", "bob@example.test", "all@example.test"],
-    "all@example.test": ["Alice@Example.test", "carol@other.test"],
-    "loop1@example.test": ["loop2@example.test"],
-    "loop2@example.test": ["loop1@example.test"],
-    "ext@example.test": ["someone@remote.test", "bob@example.test"],
-    "typo@example.test": ["nobody@example.test", "carol@other.test"],
-    "quiet@example.test": ["noreply@example.test", "alice@example.test"],
-  },
-  discard: ["noreply@example.test"],
-  maildir: "mail/%d/%n/Maildir",
-  lmtp: {},
-};
 
 test("resolveRecipient: discarded addresses, directly and through an alias", () => {
   assert.deepEqual(resolveRecipient(LOCAL, "NoReply@example.test"), { mailboxes: [], discarded: ["noreply@example.test"], remote: [], skipped: [] });

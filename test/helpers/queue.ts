@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import pino from "pino";
 import type { Logger } from "pino";
 import type { IncomingMessage, RecipientDsn, RecipientRoute } from "../../src/queue/types.ts";
+import type { LocalConfig } from "../../src/sink/index.ts";
 
 export function tempDir(prefix = "wardmail-test-"): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -73,3 +74,21 @@ export function sampleMessage(opts: { from?: string; to?: readonly string[]; siz
 export function routed(msg: IncomingMessage, route: (address: string) => RecipientRoute): IncomingMessage {
   return { ...msg, envelope: { ...msg.envelope, recipients: msg.envelope.recipients.map((r) => ({ ...r, route: route(r.address) })) } };
 }
+
+/** Two local domains with aliases of every kind (nested, a loop, one reaching another domain, one to a missing mailbox, one to a discarded address): the alias tests' [local]. */
+export const ALIAS_LOCAL: LocalConfig = {
+  domains: ["example.test", "other.test"],
+  mailboxes: ["alice@example.test", "bob@example.test", "carol@other.test", "postmaster@example.test"],
+  aliases: {
+    "team@example.test": ["alice@example.test", "bob@example.test", "all@example.test"],
+    "all@example.test": ["Alice@Example.test", "carol@other.test"],
+    "loop1@example.test": ["loop2@example.test"],
+    "loop2@example.test": ["loop1@example.test"],
+    "ext@example.test": ["someone@remote.test", "bob@example.test"],
+    "typo@example.test": ["nobody@example.test", "carol@other.test"],
+    "quiet@example.test": ["noreply@example.test", "alice@example.test"],
+  },
+  discard: ["noreply@example.test"],
+  maildir: "mail/%d/%n/Maildir",
+  lmtp: {},
+};

@@ -183,6 +183,20 @@ const UTF8 = new TextDecoder("utf-8", { fatal: true });
  * Latin-1 when they are not UTF-8.
  */
 export function decodeXtext(s: string): string | undefined {
+  return xtext(s, true);
+}
+
+/**
+ * decodeXtext for values that must be UTF-8 (an ORCPT: its registered
+ * address types, rfc822 and utf-8 (RFC 6533), carry no other octets).
+ * Undefined when malformed or not UTF-8: Latin-1 would be relayed
+ * re-encoded, with other octets than the client gave.
+ */
+export function decodeXtextUtf8(s: string): string | undefined {
+  return xtext(s, false);
+}
+
+function xtext(s: string, latin1: boolean): string | undefined {
   const bytes = Buffer.allocUnsafe(s.length);
   let n = 0;
   let ascii = true;
@@ -206,6 +220,6 @@ export function decodeXtext(s: string): string | undefined {
   try {
     return UTF8.decode(octets);
   } catch {
-    return octets.toString("latin1");
+    return latin1 ? octets.toString("latin1") : undefined;
   }
 }

@@ -7,7 +7,7 @@
  * malformed comes back as the Reply to send.
  */
 import type { RecipientDsn } from "./envelope.ts";
-import { decodeXtext } from "./address.ts";
+import { decodeXtext, decodeXtextUtf8 } from "./address.ts";
 import { type Reply } from "./reply.ts";
 import { R } from "./replies.ts";
 
@@ -95,7 +95,7 @@ export function rcptParams(params: ReadonlyMap<string, string | undefined>): Rec
       case "ORCPT": {
         const semi = value?.indexOf(";") ?? -1;
         const type = semi > 0 ? (value as string).slice(0, semi) : "";
-        const decoded = semi > 0 ? decodeXtext((value as string).slice(semi + 1)) : undefined;
+        const decoded = semi > 0 ? decodeXtextUtf8((value as string).slice(semi + 1)) : undefined;
         if (!/^[A-Za-z0-9-]+$/.test(type) || decoded === undefined || decoded.length === 0 || decoded.length > 500) {
           return R.badOrcpt;
         }

@@ -191,6 +191,14 @@ test("SMTPUTF8 and DSN parameters are kept with the envelope", () => {
   assert.ok(no.lines.includes("553 5.6.7 Non-ASCII address requires SMTPUTF8"));
 });
 
+test("ORCPT: UTF-8 octets are kept; octets that are not UTF-8 are refused (they could not be relayed as given)", () => {
+  const r = transcript([
+    Buffer.from(HELLO + "MAIL FROM:<a@sender.test>\r\nRCPT TO:<user@example.test> ORCPT=utf-8;caf+C3+A9@example.test\r\nRCPT TO:<user2@example.test> ORCPT=rfc822;caf+E9@example.test\r\nRCPT TO:<user3@example.test> ORCPT=rfc822;a+ZZ\r\n", "utf8"),
+  ]);
+  assert.deepEqual(codes(r).slice(1), [250, 250, 250, 501, 501]);
+  assert.ok(r.lines.includes("501 5.5.4 Bad ORCPT value"));
+});
+
 test("MAIL/RCPT syntax: brackets required, source routes and unknown parameters refused", () => {
   const r = transcript([HELLO, "MAIL FROM:a@b.test\r\n", "MAIL FROM:<@relay.test:a@b.test>\r\n", "MAIL FROM:<a@b.test> FOO=1\r\n", "MAIL FROM:<>\r\n", "RCPT TO:<>\r\n", "RCPT TO:<Postmaster>\r\n"]);
   assert.deepEqual(codes(r).slice(1), [250, 501, 501, 555, 250, 501, 250]);

@@ -102,6 +102,8 @@ export interface TransportOptions {
   readonly sign: (content: Buffer) => Promise<Buffer>;
   /** Credentials of relays that have a user; without it such a relay's mail is deferred. */
   readonly relayAuth?: RelayAuth;
+  /** QUITs the idle cached connections (agent.ts, pool.ts); called by close(). */
+  readonly closeIdle?: () => void;
 }
 
 interface Pending {
@@ -147,6 +149,11 @@ export class RemoteTransport {
   constructor(opts: TransportOptions) {
     this.opts = opts;
     this.log = opts.logger;
+  }
+
+  /** Ends the idle cached connections (shutdown); deliveries in progress go on. */
+  close(): void {
+    this.opts.closeIdle?.();
   }
 
   /** Delivers the message to these recipients (all in other domains); resolves with one outcome per recipient. */

@@ -287,7 +287,7 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
   const signer = new Signer(config.server.dataDir, logger.child({ component: "dkim" }));
   const relayAuth = loadRelayAuth(config.outbound.relays, logger);
   const relayCas = loadRelayCas(config.outbound.relays, logger);
-  const cache = new ConnectionCache({
+  const cache = new ConnectionCache<SmtpConnection>({
     idleMs: config.outbound.connectionCacheTime * 1000,
     perDestination: config.outbound.maxConnectionsPerDomain,
     maxMessages: config.outbound.messagesPerConnection,

@@ -24,7 +24,17 @@
  * refused, closed meanwhile) is reported "stale" by the session and the
  * caller sends the batch again on a fresh connection.
  */
-import type { SmtpConnection } from "./connect.ts";
+/** What the cache needs of a connection (connect.ts C). */
+export interface Reusable {
+  /** Parked after a batch, socket open. */
+  readonly idle: boolean;
+  /** Messages handed to it so far. */
+  readonly sent: number;
+  /** Date.now() when it was opened. */
+  readonly openedAt: number;
+  /** QUIT and close. */
+  quit(): void;
+}
 
 /** Most idle connections kept per worker, all destinations together. */
 export const MAX_CACHED = 32;
@@ -40,14 +50,14 @@ export interface CacheLimits {
   readonly maxAgeMs: number;
 }
 
-interface Entry {
-  readonly conn: SmtpConnection;
+interface Entry<C extends Reusable> {
+  readonly conn: C;
   readonly timer: NodeJS.Timeout;
 }
 
-export class ConnectionCache {
+export class ConnectionCache<C extends Reusable> {
   private readonly limits: CacheLimits;
-  private readonly idle = new Map<string, Entry[]>();
+  private readonly idle = new Map<string, Entry<C>[]>();
   private count = 0;
   /** Connections taken from the cache (for tests and logs). */
   hits = 0;
@@ -66,15 +76,15 @@ export class ConnectionCache {
   }
 
   /** Whether this connection may carry `more` messages yet (count and age). */
-  private fresh(conn: SmtpConnection, more: number): boolean {
+  private fresh(conn: C, more: number): boolean {
     return conn.sent + more <= this.limits.maxMessages && Date.now() - conn.openedAt < this.limits.maxAgeMs;
   }
 
   /** An idle connection for this key that may carry `n` more messages, out of the cache; undefined when none. */
-  take(key: string, n: number): SmtpConnection | undefined {
+  take(key: string, n: number): C | undefined {
     const list = this.idle.get(key);
     while (list !== undefined && list.length > 0) {
-      const e = list.pop() as Entry;
+      const e = list.pop() as Entry<C>;
       this.drop(key, list, e);
       if (e.conn.idle && this.fresh(e.conn, n)) {
         this.hits++;
@@ -86,7 +96,7 @@ export class ConnectionCache {
   }
 
   /** Parks a connection that finished its batch; QUITs it when it may not be kept. */
-  put(key: string, conn: SmtpConnection): void {
+  put(key: string, conn: C): void {
     if (!conn.idle) return;
     const list = this.idle.get(key) ?? [];
     if (!this.enabled || !this.fresh(conn, 1) || list.length >= this.limits.perDestination || this.count >= MAX_CACHED) {
@@ -97,7 +107,7 @@ export class ConnectionCache {
       const l = this.idle.get(key);
       const i = l?.findIndex((x) => x.conn === conn) ?? -1;
       if (l !== undefined && i >= 0) {
-        this.drop(key, l, l[i] as Entry);
+        this.drop(key, l, l[i] as Entry<C>);
         conn.quit();
       }
     }, this.limits.idleMs);
@@ -108,10 +118,10 @@ export class ConnectionCache {
   }
 
   /** The socket of a cached connection went away (peer closed it): forget it. */
-  forget(conn: SmtpConnection): void {
+  forget(conn: C): void {
     for (const [key, list] of this.idle) {
       const i = list.findIndex((x) => x.conn === conn);
-      if (i >= 0) return this.drop(key, list, list[i] as Entry);
+      if (i >= 0) return this.drop(key, list, list[i] as Entry<C>);
     }
   }
 
@@ -126,7 +136,7 @@ export class ConnectionCache {
   }
 
   /** Takes an entry out (take() may have popped it already). */
-  private drop(key: string, list: Entry[], e: Entry): void {
+  private drop(key: string, list: Entry<C>[], e: Entry<C>): void {
     clearTimeout(e.timer);
     const i = list.indexOf(e);
     if (i >= 0) list.splice(i, 1);

@@ -1,7 +1,12 @@
 /**
  * Wires the outbound parts into one RemoteTransport for a worker: the SMTP
  * session (connect.ts), the TLS planner (operator policy, DANE, MTA-STS),
- * the post-handshake verifiers, and DKIM signing with the keys on disk.
+ * the post-handshake verifiers, DKIM signing with the keys on disk, and the
+ * connection cache (pool.ts): a session request takes a cached connection
+ * of the same key (cacheKey) when there is one, RSET first; one that turns
+ * out unusable before anything was accepted ("stale") is closed and the
+ * batch goes on a new connection at once, not counted as a failed attempt.
+ * TLS-RPT records a connection once, when it was opened.
  *
  * TLS planning for one MX host (RFC 7672 §2.2, RFC 8461 §4, §5):
  * - outbound.tls_policy for the domain wins: "dane-only" needs usable

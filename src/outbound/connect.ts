@@ -18,7 +18,10 @@
  *
  * deliverSession() never throws and never rejects: every failure (connect,
  * TLS, timeout, lost connection, a bug) becomes per-recipient results. The
- * socket is closed in every path.
+ * socket is closed in every path. SmtpConnection with `keepOpen` (the
+ * connection cache, pool.ts) leaves a connection that is still in step open
+ * and idle after its batch instead of QUIT; send() carries the next batch,
+ * quit() or destroy() end it, and every other path closes it as above.
  */
 import net from "node:net";
 import tls from "node:tls";

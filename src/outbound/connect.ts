@@ -100,6 +100,9 @@ export function tlsFacts(socket: tls.TLSSocket): TlsInfo {
   return { version, cipher, verified: socket.authorized, ...(error !== undefined ? { error } : {}) };
 }
 
+/** How long a cached connection's QUIT waits for the reply before the socket is closed. */
+const QUIT_WAIT_MS = 2000;
+
 /** Delivers `messages` over one connection to `address`:`port`, then QUIT. Never rejects. */
 export function deliverSession(opts: DeliverOptions): Promise<SessionResult> {
   return new SmtpConnection(opts).start();
@@ -181,10 +184,11 @@ export class SmtpConnection {
     });
   }
 
-  /** Ends an idle connection with QUIT (not waiting for more than a moment). */
+  /** Ends an idle connection with QUIT, waiting at most QUIT_WAIT_MS for the peer's reply. */
   quit(): void {
-    if (this.session?.idle === true && !this.closing) this.run(this.session.quit());
-    else this.destroyAll();
+    if (this.session?.idle !== true || this.closing) return this.destroyAll();
+    this.run(this.session.quit());
+    setTimeout(() => this.destroy(), QUIT_WAIT_MS).unref();
   }
 
   destroy(): void {

@@ -5,7 +5,12 @@
  * message and QUIT. With `lmtp` it speaks LMTP (RFC 2033) instead. Bytes in (feed), actions
  * out: bytes to send, "start TLS now", "close", and "done" with the results.
  * No sockets, files or clocks: src/outbound/connect.ts does that (for LMTP
- * too). The server codec beside it is session.ts.
+ * too). The server codec beside it is session.ts; the types are in
+ * client-types.ts. With `keepOpen` (connection reuse) a finished batch is
+ * reported without QUIT and the session waits idle for reuse() (RSET, then
+ * the next batch) or quit(); a reused connection that fails before its
+ * first MAIL is answered reports `stale`: nothing was accepted, the host
+ * sends the batch again on a new connection.
  *
  * RFCs: 5321 (SMTP), 2920 (PIPELINING: MAIL, every RCPT and DATA in one
  * write, replies read in order), 3207 (STARTTLS: buffered plaintext dropped,
@@ -58,7 +63,6 @@
  * no STARTTLS: the server is local), and after the content one reply per
  * accepted recipient, in RCPT order (§4.2), each deciding its recipient.
  */
-import type { Envelope } from "./envelope.ts";
 import type { Reply } from "./reply.ts";
 import {
   NO_EXTENSIONS,
@@ -77,95 +81,13 @@ import {
   scanContent,
   type Extensions,
 } from "./client-wire.ts";
+import type { OutboundMessage, ClientOptions, Final, RecipientResult, TlsInfo, ConnectionFacts, SessionResult, ClientAction, Waiting } from "./client-types.ts";
 
 export type { Extensions } from "./client-wire.ts";
 export { encodeData, command } from "./client-wire.ts";
 export { encodeXtext } from "./address.ts";
 
-export interface OutboundMessage {
-  readonly envelope: Envelope;
-  /** Content as stored: CRLF line endings expected (bare CR/LF are normalised anyway), not dot-stuffed. */
-  readonly content: Buffer;
-  /** RFC 8689: send only over TLS to a server offering REQUIRETLS, with the REQUIRETLS parameter. */
-  readonly requireTls?: boolean;
-}
-
-export type TlsPolicy = "none" | "opportunistic" | "required";
-
-export interface ClientOptions {
-  /** Our name for EHLO/HELO. */
-  readonly helo: string;
-  readonly tls: TlsPolicy;
-  readonly messages: readonly OutboundMessage[];
-  /** Longest reply line accepted, with its line ending (default 2048). */
-  readonly maxLineLength?: number;
-  /** AUTH PLAIN with these credentials, only ever over TLS (a relay host). */
-  readonly auth?: { readonly user: string; readonly password: string };
-  /** Speak LMTP (RFC 2033): LHLO, a reply per recipient after the content; needs tls "none". */
-  readonly lmtp?: boolean;
-  /**
-   * Connection reuse: when the messages are done, report "done" without
-   * QUIT and wait idle; the host then calls reuse() with more messages (RSET
-   * first) or quit().
-   */
-  readonly keepOpen?: boolean;
-}
-
-export type Final = "delivered" | "temporary" | "permanent";
-
-export interface RecipientResult {
-  readonly address: string;
-  /** The server's reply code; 0 when the verdict is this client's own. */
-  readonly code: number;
-  /** Enhanced status code, e.g. "2.0.0", "4.4.2", "5.1.1". */
-  readonly status: string;
-  readonly text: string;
-  readonly final: Final;
-}
-
-export interface MessageResult {
-  readonly recipients: readonly RecipientResult[];
-}
-
-export interface TlsInfo {
-  readonly version: string;
-  readonly cipher: string;
-  /** The certificate chain and name verified (set by the host). */
-  readonly verified?: boolean;
-  readonly error?: string;
-}
-
-export interface ConnectionFacts {
-  readonly greeting?: Reply;
-  /** False after a fall-back to HELO. */
-  readonly esmtp: boolean;
-  readonly extensions: Extensions;
-  readonly tls?: TlsInfo;
-  /** Why the connection ended before its work was done, if it did. */
-  readonly error?: string;
-  /** Our address on this connection (set by the socket adapter), for TLS-RPT's sending-mta-ip. */
-  readonly localAddress?: string;
-  /**
-   * A reused connection failed before any message of the new batch was
-   * accepted (RSET or the first MAIL refused, closed, timed out): nothing
-   * was sent, and the batch may go again on a fresh connection.
-   */
-  readonly stale?: boolean;
-}
-
-export interface SessionResult {
-  readonly messages: readonly MessageResult[];
-  readonly connection: ConnectionFacts;
-}
-
-export type ClientAction =
-  | { readonly kind: "send"; readonly data: Buffer }
-  | { readonly kind: "starttls" }
-  | { readonly kind: "close" }
-  | { readonly kind: "done"; readonly result: SessionResult };
-
-/** What the session waits for; the host picks its timeout from this. */
-export type Waiting = "greeting" | "reply" | "data" | "tls" | "none";
+export type { OutboundMessage, TlsPolicy, ClientOptions, Final, RecipientResult, MessageResult, TlsInfo, ConnectionFacts, SessionResult, ClientAction, Waiting } from "./client-types.ts";
 
 type Expect =
   | { readonly kind: "greeting" | "ehlo" | "helo" | "starttls" | "auth" | "auth-cancel" | "mail" | "data" | "dot" | "lone-dot" | "rset" | "probe" | "quit" }

@@ -404,6 +404,8 @@ interface Options {
   /** Wardmail: outbound.messages_per_connection and outbound.max_connections_per_domain. */
   messagesPerConnection: number;
   maxConnectionsPerDomain: number;
+  /** Wardmail queue.concurrency; undefined: not written (the server's default; older builds lack the key). */
+  queueConcurrency: number | undefined;
   /** Wardmail: server.workers (0 = one per CPU, the default). */
   workers: number;
   /** The sink's certificate key: ec (P-256, default) or rsa (2048 bits). */
@@ -435,6 +437,7 @@ function usage(msg?: string): never {
   --postfix-in-flow-delay T  Postfix in_flow_delay (default ${BENCH_IN_FLOW_DELAY}, tuned for throughput; 1s is Postfix's default)
   --messages-per-connection N   Wardmail outbound.messages_per_connection (default 50)
   --max-connections-per-domain N Wardmail outbound.max_connections_per_domain (default 4)
+  --queue-concurrency N Wardmail queue.concurrency (default: not set, the server's default)
   --workers N           Wardmail server.workers (default 0: one per CPU)
   --sink-key K          ec (P-256, default) | rsa (2048): the sink's TLS key
   --wardmail-cpu-prof DIR   run the Wardmail server under node --cpu-prof, profiles into DIR
@@ -464,6 +467,7 @@ function parseOptions(argv: string[]): Options {
         "postfix-in-flow-delay": { type: "string" },
         "messages-per-connection": { type: "string" },
         "max-connections-per-domain": { type: "string" },
+        "queue-concurrency": { type: "string" },
         workers: { type: "string" },
         "sink-key": { type: "string" },
         "wardmail-cpu-prof": { type: "string" },
@@ -500,6 +504,7 @@ function parseOptions(argv: string[]): Options {
     postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),
     messagesPerConnection: int("messages-per-connection", values["messages-per-connection"], 50, 1, 10_000),
     maxConnectionsPerDomain: int("max-connections-per-domain", values["max-connections-per-domain"], 4, 1, 100),
+    queueConcurrency: values["queue-concurrency"] !== undefined ? int("queue-concurrency", values["queue-concurrency"], 16, 1, 1024) : undefined,
     workers: int("workers", values.workers, 0, 0, 64),
     sinkKey: "ec",
     cpuProf: values["wardmail-cpu-prof"] !== undefined ? path.resolve(values["wardmail-cpu-prof"]) : undefined,
@@ -570,7 +575,7 @@ servers = ["127.0.0.1:9"]
 
 [checks]
 enabled = false
-
+${o.queueConcurrency !== undefined ? `\n[queue]\nconcurrency = ${o.queueConcurrency}\n` : ""}
 [outbound]
 messages_per_connection = ${o.messagesPerConnection}
 max_connections_per_domain = ${o.maxConnectionsPerDomain}
@@ -1170,6 +1175,7 @@ async function main(): Promise<number> {
           command: wm ? `${wm.command.command} ${wm.command.args.join(" ")}` : null,
           messagesPerConnection: opt.messagesPerConnection,
           maxConnectionsPerDomain: opt.maxConnectionsPerDomain,
+          queueConcurrency: opt.queueConcurrency ?? null,
           workers: opt.workers,
         },
         loadGenerator: SMTP_SOURCE_BIN,

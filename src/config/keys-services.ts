@@ -34,6 +34,11 @@ export const SERVICE_FIELDS: readonly Field[] = [
     check: integer(1, 86400),
   },
   {
+    section: "queue", name: "concurrency", type: "integer", default: 16, min: 1, max: 1024,
+    doc: "Messages each worker's queue manager delivers at once (local and remote), and concurrent Maildir writes and LMTP sessions.",
+    check: integer(1, 1024),
+  },
+  {
     section: "queue", name: "retry_max", type: "integer (seconds)", default: 14400, min: 1, max: 86400,
     doc: "Longest delay between two attempts.",
     check: integer(1, 86400),
@@ -62,6 +67,16 @@ export const SERVICE_FIELDS: readonly Field[] = [
     section: "outbound", name: "messages_per_connection", type: "integer", default: 50, min: 1, max: 10000,
     doc: "Messages sent over one connection before it is closed (connection reuse).",
     check: integer(1, 10000),
+  },
+  {
+    section: "outbound", name: "connection_cache_time", type: "integer (seconds)", default: 2, min: 0, max: 300,
+    doc: "How long a connection that delivered its mail stays open, idle, for the next message to the same destination under the same TLS policy and relay credentials. 0: no connection reuse across batches.",
+    check: integer(0, 300),
+  },
+  {
+    section: "outbound", name: "connection_max_age", type: "integer (seconds)", default: 300, min: 1, max: 86400,
+    doc: "Oldest a connection may be and still be given more mail; an older one is closed when its batch is done.",
+    check: integer(1, 86400),
   },
   {
     section: "outbound", name: "tlsrpt_interval", type: "integer (seconds)", default: 3600, min: 1, max: 86400,

@@ -297,6 +297,7 @@ function build(values: ReadonlyMap<string, unknown>): Config {
     },
     queue: {
       retryMin: get("queue.retry_min"),
+      concurrency: get("queue.concurrency"),
       retryMax: get("queue.retry_max"),
       lifetime: get("queue.lifetime"),
       delayNotice: get("queue.delay_notice"),
@@ -305,6 +306,8 @@ function build(values: ReadonlyMap<string, unknown>): Config {
       port: get("outbound.port"),
       maxConnectionsPerDomain: get("outbound.max_connections_per_domain"),
       messagesPerConnection: get("outbound.messages_per_connection"),
+      connectionCacheTime: get("outbound.connection_cache_time"),
+      connectionMaxAge: get("outbound.connection_max_age"),
       tlsPolicy: get("outbound.tls_policy"),
       tlsrptInterval: get("outbound.tlsrpt_interval"),
       relays: get<(RelayHost | undefined)[]>("outbound.relays").filter((r): r is RelayHost => r !== undefined),

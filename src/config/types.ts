@@ -229,6 +229,8 @@ export interface Config {
   readonly queue: {
     /** Seconds. */
     readonly retryMin: number;
+    /** Messages in flight per worker's queue manager. */
+    readonly concurrency: number;
     readonly retryMax: number;
     readonly lifetime: number;
     /** 0: no delay notices. */
@@ -238,6 +240,10 @@ export interface Config {
     readonly port: number;
     readonly maxConnectionsPerDomain: number;
     readonly messagesPerConnection: number;
+    /** Seconds a finished connection stays idle for reuse; 0: none. */
+    readonly connectionCacheTime: number;
+    /** Seconds; an older connection is not reused. */
+    readonly connectionMaxAge: number;
     readonly tlsPolicy: Readonly<Record<string, TlsPolicy>>;
     /** Seconds between two runs of the TLS-RPT report job. */
     readonly tlsrptInterval: number;

@@ -155,7 +155,7 @@ function agentFor(t: { after: (fn: () => Promise<void> | void) => void }, lmtp: 
   const log = captureLogger();
   const spool = Spool.open({ dataDir: dir, shard: 0, logger: log.logger });
   const local = { ...LOCAL, lmtp };
-  const queue = { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
+  const queue = { retryMin: 300, concurrency: 16, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
   const sink = new MessageSink({ spool, shard: 0, hostname: "mx.test", authservId: "mx.test", local });
   const agent = new QueueManager({ spool, dataDir: dir, logger: log.logger, pollMs: 20, hostname: "mx.test", lmtpTimeouts: TIMEOUTS, bounces: { hostname: "mx.test", queue, sink } });
   const route = (m: IncomingMessage): IncomingMessage => routed(m, (a) => sink.router.routeInPlace(a));

@@ -466,6 +466,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "the number of distinct sets is the number of relay `ca_file`s plus one; past it sharing only saves CPU, never changes a result",
   },
   {
+    name: "max_cached_connections", value: 32, unit: "count", file: "src/outbound/pool.ts", constant: "MAX_CACHED",
+    doc: "Idle outbound SMTP connections a worker keeps open for reuse, all destinations together (`outbound.connection_cache_time`); a connection that finds the cache full is closed with QUIT.",
+    reason: "each idle connection holds a socket and its TLS buffers; per destination `outbound.max_connections_per_domain` bounds it already, this bounds the sum when many destinations are busy at once",
+  },
+  {
     name: "max_acme_tokens", value: 100, unit: "count", file: "src/acme/challenge.ts", constant: "MAX_TOKENS",
     doc: "ACME http-01 tokens served at once (an order for a few names has one per name); at the bound the set starts again.",
     reason: "an order has one token per name; the set is ours, the bound a safety net",

@@ -1,7 +1,12 @@
 /**
  * Wires the outbound parts into one RemoteTransport for a worker: the SMTP
  * session (connect.ts), the TLS planner (operator policy, DANE, MTA-STS),
- * the post-handshake verifiers, and DKIM signing with the keys on disk.
+ * the post-handshake verifiers, DKIM signing with the keys on disk, and the
+ * connection cache (pool.ts): a session request takes a cached connection
+ * of the same key (cacheKey) when there is one, RSET first; one that turns
+ * out unusable before anything was accepted ("stale") is closed and the
+ * batch goes on a new connection at once, not counted as a failed attempt.
+ * TLS-RPT records a connection once, when it was opened.
  *
  * TLS planning for one MX host (RFC 7672 §2.2, RFC 8461 §4, §5):
  * - outbound.tls_policy for the domain wins: "dane-only" needs usable
@@ -28,6 +33,7 @@
  * root-only), its trailing line ending dropped. A file that cannot be read
  * is logged (its path, never its content) and defers that relay's mail.
  */
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { isIP } from "node:net";
@@ -36,7 +42,8 @@ import type { Config } from "../config/index.ts";
 import type { DnsResolver, TlsaRecord } from "../dns/index.ts";
 import { loadSigningKeys, signMessage, signingDomain, type SigningKeys } from "../dkim/index.ts";
 import type { Logger } from "../log/index.ts";
-import { deliverSession } from "./connect.ts";
+import { SmtpConnection, type SessionResult } from "./connect.ts";
+import { ConnectionCache } from "./pool.ts";
 import { daneVerifier, tlsaFor } from "./dane.ts";
 import { checkCertificate, mxMatches, type MtaStsClient } from "./mta-sts.ts";
 import type { MxHost } from "./mx.ts";
@@ -264,6 +271,20 @@ function loadRelayCas(relays: Config["outbound"]["relays"], log: Logger): Map<st
   return out;
 }
 
+/**
+ * The connection cache key of a session request (pool.ts): destination,
+ * host, address, port, the whole TLS requirement and the relay credentials
+ * (hashed). Relay sessions are keyed by the relay, not the domain: a relay's
+ * TLS requirement does not depend on the domain.
+ */
+export function cacheKey(req: SessionRequest, helo: string): string {
+  const t = req.tls;
+  const tlsKey = [t.mode, t.source, t.policyId ?? "", t.caFile ?? "", t.stsMxMismatch ?? "", ...(t.policyStrings ?? [])].join("\u0001");
+  const auth = req.auth === undefined ? "" : createHash("sha256").update(`${req.auth.user}\0${req.auth.password}`).digest("base64");
+  const dest = t.source === "relay" ? "relay" : `domain:${req.domain}`;
+  return [dest, req.host.toLowerCase(), req.address, String(req.port), helo, tlsKey, auth].join("\u0000");
+}
+
 /** The RemoteTransport of a worker. */
 export function createTransport(opts: AgentOptions): RemoteTransport {
   const { config, resolver, mtaSts, logger } = opts;
@@ -271,6 +292,12 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
   const signer = new Signer(config.server.dataDir, logger.child({ component: "dkim" }));
   const relayAuth = loadRelayAuth(config.outbound.relays, logger);
   const relayCas = loadRelayCas(config.outbound.relays, logger);
+  const cache = new ConnectionCache<SmtpConnection>({
+    idleMs: config.outbound.connectionCacheTime * 1000,
+    perDestination: config.outbound.maxConnectionsPerDomain,
+    maxMessages: config.outbound.messagesPerConnection,
+    maxAgeMs: config.outbound.connectionMaxAge * 1000,
+  });
   const session = async (req: SessionRequest) => {
     const ca = req.tls.caFile !== undefined ? relayCas.get(req.tls.caFile) : undefined;
     if (req.tls.caFile !== undefined && ca === undefined) return { results: new Map<string, SessionOutcome[]>(), fatal: `relay ${req.host}: ca_file ${req.tls.caFile} unreadable; not sending` };
@@ -289,7 +316,35 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
             return { ok: true };
           }
         : verifierFor(req.tls, req.host);
-    const res = await deliverSession({
+    const key = cacheKey(req, config.server.hostname);
+    /** Outcomes of a batch; a connection still in step goes back to the cache. */
+    const finish = (res: SessionResult, used: SmtpConnection, reused: boolean) => {
+      if (used.idle) cache.put(key, used);
+      const results = new Map<string, SessionOutcome[]>();
+      req.messages.forEach((m, i) => results.set(m.id, [...(res.messages[i]?.recipients ?? [])]));
+      const tls = res.connection.tls;
+      // Verified: for DANE and MTA-STS/verify, our own check after the handshake passed;
+      // otherwise whether the chain validated (PKIX) at all.
+      const refused = /TLS peer refused/.test(res.connection.error ?? "");
+      const verified = tls !== undefined && (req.tls.mode === "dane" || req.tls.mode === "verify" ? !refused : tls.verified === true);
+      // One TLS-RPT session per connection: a reused one was recorded when it was opened.
+      if (opts.tlsrpt && !reused) recordTls(opts.tlsrpt, req, res.connection, logger, testingFailure);
+      metrics.inc("wardmail_outbound_sessions_total", { policy: req.tls.mode, source: req.tls.source, tls: tls === undefined ? "none" : verified ? "verified" : "unverified", result: res.connection.error === undefined ? "ok" : "error" });
+      logger.info(
+        { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, ...(req.auth !== undefined ? { authUser: req.auth.user } : {}), tls: tls?.version, cipher: tls?.cipher, verified, messages: req.messages.length, ...(reused ? { reused: true } : {}), error: res.connection.error, ...(testingFailure !== undefined ? { stsTestingFailure: `${testingFailure.reason}: ${testingFailure.detail}` } : {}) },
+        "outbound session",
+      );
+      return { results, ...(res.connection.error !== undefined ? { fatal: res.connection.error } : {}), ...(tls ? { tls: { version: tls.version, cipher: tls.cipher, verified } } : {}) };
+    };
+    // A cached connection to the same destination under the same policy and credentials: RSET, then the batch.
+    const cached = cache.enabled ? cache.take(key, messages.length) : undefined;
+    if (cached !== undefined) {
+      const again = await cached.send(messages);
+      if (again.connection.stale !== true) return finish(again, cached, true);
+      cached.destroy();
+      logger.info({ mx: req.host, ip: req.address, port: req.port, reason: again.connection.error }, "cached outbound connection unusable; sending on a new one");
+    }
+    const conn: SmtpConnection = new SmtpConnection({
       host: req.host,
       address: req.address,
       port: req.port,
@@ -301,21 +356,10 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
       ...(req.auth !== undefined ? { auth: req.auth } : {}),
       timeouts,
       messages,
+      keepOpen: cache.enabled,
+      onClosed: () => cache.forget(conn),
     });
-    const results = new Map<string, SessionOutcome[]>();
-    req.messages.forEach((m, i) => results.set(m.id, [...(res.messages[i]?.recipients ?? [])]));
-    const tls = res.connection.tls;
-    // Verified: for DANE and MTA-STS/verify, our own check after the handshake passed;
-    // otherwise whether the chain validated (PKIX) at all.
-    const refused = /TLS peer refused/.test(res.connection.error ?? "");
-    const verified = tls !== undefined && (req.tls.mode === "dane" || req.tls.mode === "verify" ? !refused : tls.verified === true);
-    if (opts.tlsrpt) recordTls(opts.tlsrpt, req, res.connection, logger, testingFailure);
-    metrics.inc("wardmail_outbound_sessions_total", { policy: req.tls.mode, source: req.tls.source, tls: tls === undefined ? "none" : verified ? "verified" : "unverified", result: res.connection.error === undefined ? "ok" : "error" });
-    logger.info(
-      { mx: req.host, ip: req.address, port: req.port, tlsPolicy: req.tls.mode, tlsSource: req.tls.source, ...(req.auth !== undefined ? { authUser: req.auth.user } : {}), tls: tls?.version, cipher: tls?.cipher, verified, messages: req.messages.length, error: res.connection.error, ...(testingFailure !== undefined ? { stsTestingFailure: `${testingFailure.reason}: ${testingFailure.detail}` } : {}) },
-      "outbound session",
-    );
-    return { results, ...(res.connection.error !== undefined ? { fatal: res.connection.error } : {}), ...(tls ? { tls: { version: tls.version, cipher: tls.cipher, verified } } : {}) };
+    return finish(await conn.start(), conn, false);
   };
   return new RemoteTransport({
     config,
@@ -337,5 +381,6 @@ export function createTransport(opts: AgentOptions): RemoteTransport {
       }),
     sign: (content) => signer.sign(content),
     relayAuth,
+    closeIdle: () => cache.closeAll(),
   });
 }

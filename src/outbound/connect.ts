@@ -18,7 +18,10 @@
  *
  * deliverSession() never throws and never rejects: every failure (connect,
  * TLS, timeout, lost connection, a bug) becomes per-recipient results. The
- * socket is closed in every path.
+ * socket is closed in every path. SmtpConnection with `keepOpen` (the
+ * connection cache, pool.ts) leaves a connection that is still in step open
+ * and idle after its batch instead of QUIT; send() carries the next batch,
+ * quit() or destroy() end it, and every other path closes it as above.
  */
 import net from "node:net";
 import tls from "node:tls";
@@ -97,158 +100,262 @@ export function tlsFacts(socket: tls.TLSSocket): TlsInfo {
   return { version, cipher, verified: socket.authorized, ...(error !== undefined ? { error } : {}) };
 }
 
-/** Delivers `messages` over one connection to `address`:`port`. Never rejects. */
+/** How long a cached connection's QUIT waits for the reply before the socket is closed. */
+const QUIT_WAIT_MS = 2000;
+
+/** Delivers `messages` over one connection to `address`:`port`, then QUIT. Never rejects. */
 export function deliverSession(opts: DeliverOptions): Promise<SessionResult> {
-  return new Promise<SessionResult>((resolve) => {
-    let session: ClientSession;
-    try {
-      session = new ClientSession({
-        helo: opts.helo,
-        tls: opts.tls,
-        messages: opts.messages,
-        ...(opts.maxLineLength !== undefined ? { maxLineLength: opts.maxLineLength } : {}),
-        ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
-        ...(opts.lmtp === true ? { lmtp: true } : {}),
-      });
-    } catch (e) {
-      resolve(failedResult(opts.messages, "4.3.5", `outbound client misconfigured: ${errorText(e)}`));
-      return;
-    }
-    let settled = false;
-    let connected = false;
-    let closing = false;
-    let timer: NodeJS.Timeout | undefined;
-    let lastReplies = -1;
-    let raw: net.Socket | undefined;
-    let secure: tls.TLSSocket | undefined;
-    const peer = opts.path !== undefined ? `unix:${opts.path}` : `${opts.address}:${opts.port}`;
+  return new SmtpConnection(opts).start();
+}
 
-    const stopTimer = (): void => {
-      if (timer !== undefined) clearTimeout(timer);
-      timer = undefined;
-    };
-    const destroyAll = (): void => {
-      secure?.destroy();
-      raw?.destroy();
-    };
-    const close = (graceful: boolean): void => {
-      stopTimer();
-      if (closing) return;
-      closing = true;
-      const sock = secure ?? raw;
-      if (!graceful || sock === undefined || sock.destroyed) return destroyAll();
-      // Flush what was written (QUIT), then close; never wait long for the peer.
-      sock.end(() => destroyAll());
-      setTimeout(destroyAll, 2000).unref();
-    };
-    let localAddress: string | undefined;
-    const settle = (r: SessionResult): void => {
-      if (settled) return;
-      settled = true;
-      resolve(localAddress === undefined ? r : { ...r, connection: { ...r.connection, localAddress } });
-    };
-    const armTimer = (force: boolean): void => {
-      const w = session.waitingFor();
-      if (w === "none" || closing) return stopTimer();
-      if (!force && session.replies === lastReplies) return;
-      lastReplies = session.replies;
-      const t = opts.timeouts;
-      const ms = w === "greeting" ? t.greetingMs : w === "data" ? t.dataMs : t.commandMs;
-      stopTimer();
-      timer = setTimeout(() => {
-        timer = undefined;
-        run(session.timeout(), false);
-      }, ms);
-    };
-    /** Carries out the core's actions. graceful: a "close" may flush first. */
-    const run = (actions: ClientAction[], graceful = true): void => {
+/**
+ * One outbound connection. start() opens it and sends the options'
+ * messages; with `keepOpen` the connection then stays idle (no QUIT) and
+ * send() carries the next batch over it (RSET first), until quit() or
+ * destroy(). `onClosed` is told when the socket goes away, whatever the
+ * reason (the connection cache drops it then). start() and send() never
+ * reject.
+ */
+export class SmtpConnection {
+  private readonly opts: DeliverOptions & { readonly keepOpen?: boolean; readonly onClosed?: () => void };
+  private session: ClientSession | undefined;
+  private resolveBatch: ((r: SessionResult) => void) | undefined;
+  private batchMessages: readonly OutboundMessage[];
+  private connected = false;
+  private closing = false;
+  private gone = false;
+  private timer: NodeJS.Timeout | undefined;
+  private lastReplies = -1;
+  private raw: net.Socket | undefined;
+  private secure: tls.TLSSocket | undefined;
+  private localAddress: string | undefined;
+  private readonly peer: string;
+  /** Messages handed to this connection so far (every batch). */
+  sent = 0;
+  /** When the connection was opened (Date.now()). */
+  readonly openedAt = Date.now();
+
+  constructor(opts: DeliverOptions & { readonly keepOpen?: boolean; readonly onClosed?: () => void }) {
+    this.opts = opts;
+    this.batchMessages = opts.messages;
+    this.peer = opts.path !== undefined ? `unix:${opts.path}` : `${opts.address}:${opts.port}`;
+  }
+
+  /** Parked after a batch, socket open: send() may be called. */
+  get idle(): boolean {
+    return !this.closing && !this.gone && this.session?.idle === true;
+  }
+
+  start(): Promise<SessionResult> {
+    const opts = this.opts;
+    return new Promise<SessionResult>((resolve) => {
+      this.resolveBatch = resolve;
+      this.sent += opts.messages.length;
       try {
-        for (const a of actions) {
-          if (a.kind === "send") (secure ?? raw)?.write(a.data);
-          else if (a.kind === "starttls") startTls();
-          else if (a.kind === "done") settle(a.result);
-          else close(graceful);
-        }
-        armTimer(actions.length > 0);
+        this.session = new ClientSession({
+          helo: opts.helo,
+          tls: opts.tls,
+          messages: opts.messages,
+          ...(opts.maxLineLength !== undefined ? { maxLineLength: opts.maxLineLength } : {}),
+          ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
+          ...(opts.lmtp === true ? { lmtp: true } : {}),
+          ...(opts.keepOpen === true ? { keepOpen: true } : {}),
+        });
       } catch (e) {
-        fatal(e);
+        this.gone = true;
+        this.settle(failedResult(opts.messages, "4.3.5", `outbound client misconfigured: ${errorText(e)}`));
+        return;
       }
-    };
-    /** Something unexpected (a bug or a throwing hook): end with temporary results. */
-    const fatal = (e: unknown): void => {
-      try {
-        const out = session.connectionLost(`internal error: ${errorText(e)}`, "4.3.0");
-        for (const a of out) if (a.kind === "done") settle(a.result);
-      } catch {
-        // fall through to the generic result
-      }
-      settle(failedResult(opts.messages, "4.3.0", `internal error: ${errorText(e)}`));
-      close(false);
-    };
-    const onData = (chunk: Buffer): void => run(session.feed(chunk));
+      this.connect();
+    });
+  }
 
-    const startTls = (): void => {
-      const sock = raw;
-      if (sock === undefined) return;
-      sock.removeListener("data", onData);
-      const servername = net.isIP(opts.host) === 0 ? opts.host.replace(/\.$/, "") : undefined;
-      const options: tls.ConnectionOptions = { minVersion: "TLSv1.2", rejectUnauthorized: false, ...opts.tlsOptions };
-      // One context per CA/version set for every session (tls-context.ts), not one per connection.
-      const secureContext = options.secureContext ?? sharedTlsContext(options);
-      const t = tls.connect({
-        ...options,
-        ...(secureContext !== undefined ? { secureContext } : {}),
-        socket: sock,
-        host: opts.host.replace(/\.$/, ""),
-        // SNI is never an IP literal (RFC 6066 §3) and never has the root dot.
-        ...(servername !== undefined ? { servername: (opts.tlsOptions?.servername ?? servername).replace(/\.$/, "") } : {}),
-      });
-      secure = t;
-      let up = false;
-      t.on("error", (e) => run(up ? session.connectionLost(errorText(e)) : session.tlsFailed(errorText(e)), false));
-      t.on("close", () => run(session.connectionLost("connection closed by the server"), false));
-      t.once("secureConnect", () => {
-        up = true;
-        try {
-          const facts = tlsFacts(t);
-          const check = opts.verify?.(t) ?? { ok: true };
-          t.on("data", onData);
-          if (check.ok) run(session.tlsStarted(facts));
-          else run(session.tlsRejected(facts, check.reason ?? "peer not acceptable"));
-        } catch (e) {
-          fatal(e);
-        }
-      });
-    };
+  /** The next batch over this idle connection. */
+  send(messages: readonly OutboundMessage[]): Promise<SessionResult> {
+    const session = this.session;
+    if (!this.idle || session === undefined) {
+      return Promise.resolve({ ...failedResult(messages, "4.4.2", "cached connection gone"), connection: { esmtp: false, extensions: NO_EXTENSIONS, error: "4.4.2 cached connection gone", stale: true } });
+    }
+    return new Promise<SessionResult>((resolve) => {
+      this.resolveBatch = resolve;
+      this.batchMessages = messages;
+      this.sent += messages.length;
+      this.run(session.reuse(messages));
+    });
+  }
 
+  /** Ends an idle connection with QUIT, waiting at most QUIT_WAIT_MS for the peer's reply. */
+  quit(): void {
+    if (this.session?.idle !== true || this.closing) return this.destroyAll();
+    this.run(this.session.quit());
+    setTimeout(() => this.destroy(), QUIT_WAIT_MS).unref();
+  }
+
+  destroy(): void {
+    this.closing = true;
+    this.stopTimer();
+    this.destroyAll();
+  }
+
+  private stopTimer(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private destroyAll(): void {
+    this.secure?.destroy();
+    this.raw?.destroy();
+  }
+
+  private close(graceful: boolean): void {
+    this.stopTimer();
+    if (this.closing) return;
+    this.closing = true;
+    const sock = this.secure ?? this.raw;
+    if (!graceful || sock === undefined || sock.destroyed) return this.destroyAll();
+    // Flush what was written (QUIT), then close; never wait long for the peer.
+    sock.end(() => this.destroyAll());
+    setTimeout(() => this.destroyAll(), 2000).unref();
+  }
+
+  private settle(r: SessionResult): void {
+    const resolve = this.resolveBatch;
+    if (resolve === undefined) return; // a QUIT's or a lost idle connection's "done": nobody waits
+    this.resolveBatch = undefined;
+    resolve(this.localAddress === undefined ? r : { ...r, connection: { ...r.connection, localAddress: this.localAddress } });
+  }
+
+  private armTimer(force: boolean): void {
+    const session = this.session;
+    if (session === undefined) return;
+    const w = session.waitingFor();
+    if (w === "none" || this.closing) return this.stopTimer();
+    if (!force && session.replies === this.lastReplies) return;
+    this.lastReplies = session.replies;
+    const t = this.opts.timeouts;
+    const ms = w === "greeting" ? t.greetingMs : w === "data" ? t.dataMs : t.commandMs;
+    this.stopTimer();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.run(session.timeout(), false);
+    }, ms);
+  }
+
+  /** Carries out the core's actions. graceful: a "close" may flush first. */
+  private run(actions: ClientAction[], graceful = true): void {
     try {
-      raw =
+      for (const a of actions) {
+        if (a.kind === "send") (this.secure ?? this.raw)?.write(a.data);
+        else if (a.kind === "starttls") this.startTls();
+        else if (a.kind === "done") this.settle(a.result);
+        else this.close(graceful);
+      }
+      this.armTimer(actions.length > 0);
+    } catch (e) {
+      this.fatal(e);
+    }
+  }
+
+  /** Something unexpected (a bug or a throwing hook): end with temporary results. */
+  private fatal(e: unknown): void {
+    try {
+      const out = this.session?.connectionLost(`internal error: ${errorText(e)}`, "4.3.0") ?? [];
+      for (const a of out) if (a.kind === "done") this.settle(a.result);
+    } catch {
+      // fall through to the generic result
+    }
+    this.settle(failedResult(this.batchMessages, "4.3.0", `internal error: ${errorText(e)}`));
+    this.close(false);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.session !== undefined) this.run(this.session.feed(chunk));
+  };
+
+  private lost(reason: string, status?: string): void {
+    if (this.session !== undefined) this.run(this.session.connectionLost(reason, status), false);
+  }
+
+  private closed(): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.stopTimer();
+    this.opts.onClosed?.();
+  }
+
+  private startTls(): void {
+    const opts = this.opts;
+    const sock = this.raw;
+    const session = this.session;
+    if (sock === undefined || session === undefined) return;
+    sock.removeListener("data", this.onData);
+    const servername = net.isIP(opts.host) === 0 ? opts.host.replace(/\.$/, "") : undefined;
+    const options: tls.ConnectionOptions = { minVersion: "TLSv1.2", rejectUnauthorized: false, ...opts.tlsOptions };
+    // One context per CA/version set for every session (tls-context.ts), not one per connection.
+    const secureContext = options.secureContext ?? sharedTlsContext(options);
+    const t = tls.connect({
+      ...options,
+      ...(secureContext !== undefined ? { secureContext } : {}),
+      socket: sock,
+      host: opts.host.replace(/\.$/, ""),
+      // SNI is never an IP literal (RFC 6066 §3) and never has the root dot.
+      ...(servername !== undefined ? { servername: (opts.tlsOptions?.servername ?? servername).replace(/\.$/, "") } : {}),
+    });
+    this.secure = t;
+    let up = false;
+    t.on("error", (e) => this.run(up ? session.connectionLost(errorText(e)) : session.tlsFailed(errorText(e)), false));
+    t.on("close", () => {
+      this.lost("connection closed by the server");
+      this.closed();
+    });
+    t.once("secureConnect", () => {
+      up = true;
+      try {
+        const facts = tlsFacts(t);
+        const check = opts.verify?.(t) ?? { ok: true };
+        t.on("data", this.onData);
+        if (check.ok) this.run(session.tlsStarted(facts));
+        else this.run(session.tlsRejected(facts, check.reason ?? "peer not acceptable"));
+      } catch (e) {
+        this.fatal(e);
+      }
+    });
+  }
+
+  private connect(): void {
+    const opts = this.opts;
+    const peer = this.peer;
+    let sock: net.Socket;
+    try {
+      sock =
         opts.path !== undefined
           ? net.connect({ path: opts.path })
           : net.connect({ host: opts.address, port: opts.port, ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}) });
     } catch (e) {
-      settle(failedResult(opts.messages, "4.4.1", `cannot connect to ${peer}: ${errorText(e)}`));
+      this.gone = true;
+      this.settle(failedResult(opts.messages, "4.4.1", `cannot connect to ${peer}: ${errorText(e)}`));
       return;
     }
-    const sock = raw;
+    this.raw = sock;
     if (opts.path === undefined) sock.setNoDelay(true);
-    timer = setTimeout(() => {
-      timer = undefined;
-      run(session.connectionLost(`connect to ${peer} timed out`, "4.4.1"), false);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.lost(`connect to ${peer} timed out`, "4.4.1");
     }, opts.timeouts.connectMs);
     sock.once("connect", () => {
-      connected = true;
-      localAddress = sock.localAddress;
-      armTimer(true);
+      this.connected = true;
+      this.localAddress = sock.localAddress;
+      this.armTimer(true);
     });
-    sock.on("data", onData);
+    sock.on("data", this.onData);
     sock.on("error", (e) => {
-      if (secure !== undefined) return; // the TLS socket reports it
-      const where = connected ? "" : `connect to ${peer}: `;
-      run(session.connectionLost(where + errorText(e), connected ? "4.4.2" : "4.4.1"), false);
+      if (this.secure !== undefined) return; // the TLS socket reports it
+      const where = this.connected ? "" : `connect to ${peer}: `;
+      this.lost(where + errorText(e), this.connected ? "4.4.2" : "4.4.1");
     });
     sock.on("close", () => {
-      if (secure === undefined) run(session.connectionLost(connected ? "connection closed by the server" : `connect to ${peer} failed`, connected ? "4.4.2" : "4.4.1"), false);
+      if (this.secure === undefined) this.lost(this.connected ? "connection closed by the server" : `connect to ${peer} failed`, this.connected ? "4.4.2" : "4.4.1");
+      this.closed();
     });
-  });
+  }
 }

@@ -123,6 +123,7 @@ export function createOutbound(config: Config, resolver: DnsResolver, logger: Lo
     },
     close(): void {
       if (timer) clearInterval(timer);
+      transport.close();
       stsStore.close();
       tlsrpt.close();
     },

@@ -111,7 +111,7 @@ test("a relay host takes the domain's mail; a TLS policy that cannot be met defe
 });
 
 test("bounces: failed recipients become one DSN to the sender (NOTIFY honoured, never to <>); delay notice once", () => {
-  const queue = { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
+  const queue = { retryMin: 300, concurrency: 16, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
   const m = message("m", ["a@one.test", "b@one.test", "c@one.test"]);
   const msg = { ...m, recipients: [m.recipients[0]!, { ...m.recipients[1]!, dsn: { notify: ["NEVER"] } }, { ...m.recipients[2]!, dsn: { orcpt: "rfc822;list@example.test" } }] };
   const outcomes = [
@@ -136,7 +136,7 @@ test("bounces: failed recipients become one DSN to the sender (NOTIFY honoured, 
 });
 
 test("a bounced REQUIRETLS message comes back as RET=HDRS would (RFC 8689 §5): its header only, even with RET=FULL; its body never", () => {
-  const queue = { retryMin: 300, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
+  const queue = { retryMin: 300, concurrency: 16, retryMax: 14400, lifetime: 432000, delayNotice: 14400 };
   const canary = "BODY-CANARY-7f3a9c";
   const base = message("rt", ["a@one.test"], { ret: "FULL" });
   const m = { ...base, content: Buffer.from(`From: alice@example.test\r\nSubject: for your eyes only\r\n\r\n${canary}\r\n`) };

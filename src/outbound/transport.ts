@@ -3,7 +3,10 @@
  * agent. Requests (a message and its recipients in other domains) that come
  * in the same turn of the event loop are grouped per destination domain, so
  * mail for one domain shares connections (outbound.messages_per_connection
- * per connection, at most outbound.max_connections_per_domain at once).
+ * per connection, at most outbound.max_connections_per_domain at once). A
+ * connection that delivered its batch stays open a short while for the next
+ * one to the same destination under the same TLS requirement and relay
+ * credentials (outbound.connection_cache_time; agent.ts, pool.ts).
  *
  * For each domain: a relay host (outbound.relays) or the MX hosts
  * (mx.ts); never ourselves (an MX address and port that is one of our own
@@ -102,6 +105,8 @@ export interface TransportOptions {
   readonly sign: (content: Buffer) => Promise<Buffer>;
   /** Credentials of relays that have a user; without it such a relay's mail is deferred. */
   readonly relayAuth?: RelayAuth;
+  /** QUITs the idle cached connections (agent.ts, pool.ts); called by close(). */
+  readonly closeIdle?: () => void;
 }
 
 interface Pending {
@@ -147,6 +152,11 @@ export class RemoteTransport {
   constructor(opts: TransportOptions) {
     this.opts = opts;
     this.log = opts.logger;
+  }
+
+  /** Ends the idle cached connections (shutdown); deliveries in progress go on. */
+  close(): void {
+    this.opts.closeIdle?.();
   }
 
   /** Delivers the message to these recipients (all in other domains); resolves with one outcome per recipient. */

@@ -5,7 +5,12 @@
  * message and QUIT. With `lmtp` it speaks LMTP (RFC 2033) instead. Bytes in (feed), actions
  * out: bytes to send, "start TLS now", "close", and "done" with the results.
  * No sockets, files or clocks: src/outbound/connect.ts does that (for LMTP
- * too). The server codec beside it is session.ts.
+ * too). The server codec beside it is session.ts; the types are in
+ * client-types.ts. With `keepOpen` (connection reuse) a finished batch is
+ * reported without QUIT and the session waits idle for reuse() (RSET, then
+ * the next batch) or quit(); a reused connection that fails before its
+ * first MAIL is answered reports `stale`: nothing was accepted, the host
+ * sends the batch again on a new connection.
  *
  * RFCs: 5321 (SMTP), 2920 (PIPELINING: MAIL, every RCPT and DATA in one
  * write, replies read in order), 3207 (STARTTLS: buffered plaintext dropped,
@@ -58,7 +63,6 @@
  * no STARTTLS: the server is local), and after the content one reply per
  * accepted recipient, in RCPT order (§4.2), each deciding its recipient.
  */
-import type { Envelope } from "./envelope.ts";
 import type { Reply } from "./reply.ts";
 import {
   NO_EXTENSIONS,
@@ -77,86 +81,16 @@ import {
   scanContent,
   type Extensions,
 } from "./client-wire.ts";
+import type { OutboundMessage, ClientOptions, Final, RecipientResult, TlsInfo, ConnectionFacts, SessionResult, ClientAction, Waiting } from "./client-types.ts";
 
 export type { Extensions } from "./client-wire.ts";
 export { encodeData, command } from "./client-wire.ts";
 export { encodeXtext } from "./address.ts";
 
-export interface OutboundMessage {
-  readonly envelope: Envelope;
-  /** Content as stored: CRLF line endings expected (bare CR/LF are normalised anyway), not dot-stuffed. */
-  readonly content: Buffer;
-  /** RFC 8689: send only over TLS to a server offering REQUIRETLS, with the REQUIRETLS parameter. */
-  readonly requireTls?: boolean;
-}
-
-export type TlsPolicy = "none" | "opportunistic" | "required";
-
-export interface ClientOptions {
-  /** Our name for EHLO/HELO. */
-  readonly helo: string;
-  readonly tls: TlsPolicy;
-  readonly messages: readonly OutboundMessage[];
-  /** Longest reply line accepted, with its line ending (default 2048). */
-  readonly maxLineLength?: number;
-  /** AUTH PLAIN with these credentials, only ever over TLS (a relay host). */
-  readonly auth?: { readonly user: string; readonly password: string };
-  /** Speak LMTP (RFC 2033): LHLO, a reply per recipient after the content; needs tls "none". */
-  readonly lmtp?: boolean;
-}
-
-export type Final = "delivered" | "temporary" | "permanent";
-
-export interface RecipientResult {
-  readonly address: string;
-  /** The server's reply code; 0 when the verdict is this client's own. */
-  readonly code: number;
-  /** Enhanced status code, e.g. "2.0.0", "4.4.2", "5.1.1". */
-  readonly status: string;
-  readonly text: string;
-  readonly final: Final;
-}
-
-export interface MessageResult {
-  readonly recipients: readonly RecipientResult[];
-}
-
-export interface TlsInfo {
-  readonly version: string;
-  readonly cipher: string;
-  /** The certificate chain and name verified (set by the host). */
-  readonly verified?: boolean;
-  readonly error?: string;
-}
-
-export interface ConnectionFacts {
-  readonly greeting?: Reply;
-  /** False after a fall-back to HELO. */
-  readonly esmtp: boolean;
-  readonly extensions: Extensions;
-  readonly tls?: TlsInfo;
-  /** Why the connection ended before its work was done, if it did. */
-  readonly error?: string;
-  /** Our address on this connection (set by the socket adapter), for TLS-RPT's sending-mta-ip. */
-  readonly localAddress?: string;
-}
-
-export interface SessionResult {
-  readonly messages: readonly MessageResult[];
-  readonly connection: ConnectionFacts;
-}
-
-export type ClientAction =
-  | { readonly kind: "send"; readonly data: Buffer }
-  | { readonly kind: "starttls" }
-  | { readonly kind: "close" }
-  | { readonly kind: "done"; readonly result: SessionResult };
-
-/** What the session waits for; the host picks its timeout from this. */
-export type Waiting = "greeting" | "reply" | "data" | "tls" | "none";
+export type { OutboundMessage, TlsPolicy, ClientOptions, Final, RecipientResult, MessageResult, TlsInfo, ConnectionFacts, SessionResult, ClientAction, Waiting } from "./client-types.ts";
 
 type Expect =
-  | { readonly kind: "greeting" | "ehlo" | "helo" | "starttls" | "auth" | "auth-cancel" | "mail" | "data" | "dot" | "lone-dot" | "rset" | "quit" }
+  | { readonly kind: "greeting" | "ehlo" | "helo" | "starttls" | "auth" | "auth-cancel" | "mail" | "data" | "dot" | "lone-dot" | "rset" | "probe" | "quit" }
   | { readonly kind: "rcpt" | "lmtp-dot"; readonly index: number };
 
 interface Txn {
@@ -189,9 +123,14 @@ export const AUTH_NEEDS_VERIFIED_TLS = "AUTH needs a verified certificate";
 export class ClientSession {
   private readonly opts: ClientOptions;
   private readonly parser: ReplyParser;
-  private readonly results: (Verdict | undefined)[][];
+  private results: (Verdict | undefined)[][];
+  /** The current batch: the constructor's messages, then each reuse()'s. */
+  private messages: readonly OutboundMessage[];
   private readonly expects: Expect[] = [{ kind: "greeting" }];
-  private state: "open" | "tls" | "closed" = "open";
+  private state: "open" | "tls" | "idle" | "closed" = "open";
+  /** Reused and no MAIL of the batch answered yet: a failure now is "stale" (see ConnectionFacts). */
+  private probing = false;
+  private stale = false;
   private greeting: Reply | undefined;
   private ext: Extensions = NO_EXTENSIONS;
   private esmtp = false;
@@ -212,7 +151,42 @@ export class ClientSession {
     this.authLine = opts.auth === undefined ? undefined : authPlainCommand(opts.auth.user, opts.auth.password);
     this.opts = opts;
     this.parser = new ReplyParser(opts.maxLineLength);
+    this.messages = opts.messages;
     this.results = opts.messages.map((m) => m.envelope.recipients.map(() => undefined));
+  }
+
+  /** Parked after a batch (keepOpen), ready for reuse() or quit(). */
+  get idle(): boolean {
+    return this.state === "idle";
+  }
+
+  /**
+   * The next batch over this idle connection: RSET first (the server's
+   * state is unknown after the idle time), then the messages as usual. A
+   * refusal or loss before the first MAIL is answered ends the connection
+   * with `stale` set and every recipient temporary.
+   */
+  reuse(messages: readonly OutboundMessage[]): ClientAction[] {
+    if (this.state !== "idle") throw new Error("reuse() needs an idle session");
+    this.state = "open";
+    this.messages = messages;
+    this.results = messages.map((m) => m.envelope.recipients.map(() => undefined));
+    this.nextMsg = 0;
+    this.error = undefined;
+    this.probing = true;
+    this.stale = false;
+    const out: ClientAction[] = [];
+    this.send(out, command("RSET"), { kind: "probe" });
+    return out;
+  }
+
+  /** Ends an idle connection politely: QUIT, then close. */
+  quit(): ClientAction[] {
+    if (this.state !== "idle") return [];
+    this.state = "open";
+    const out: ClientAction[] = [];
+    this.send(out, command("QUIT"), { kind: "quit" });
+    return out;
   }
 
   /** Replies consumed so far: the host restarts its timer when this moves. */
@@ -230,6 +204,11 @@ export class ClientSession {
   }
 
   feed(chunk: Buffer): ClientAction[] {
+    if (this.state === "idle") {
+      // Nothing is asked while idle: whatever comes (a 421 before a timeout close) ends the connection.
+      this.state = "closed";
+      return [{ kind: "close" }];
+    }
     if (this.state !== "open") return []; // closed, or plaintext after 220 to STARTTLS: dropped
     const out: ClientAction[] = [];
     try {
@@ -282,6 +261,10 @@ export class ClientSession {
 
   connectionLost(reason: string, status = "4.4.2"): ClientAction[] {
     if (this.state === "closed") return [];
+    if (this.state === "idle") {
+      this.state = "closed";
+      return [{ kind: "close" }];
+    }
     const out: ClientAction[] = [];
     if (this.expects[0]?.kind === "quit") this.finish(out);
     else this.fail(local(status, reason, "temporary"), false, out);
@@ -300,7 +283,7 @@ export class ClientSession {
 
   /** The results so far (final once "done" was returned). */
   result(): SessionResult {
-    const messages = this.opts.messages.map((m, i) => ({
+    const messages = this.messages.map((m, i) => ({
       recipients: m.envelope.recipients.map((r, j) => ({
         address: r.address,
         ...(this.results[i]?.[j] ?? local("4.4.2", "not attempted", "temporary")),
@@ -312,6 +295,7 @@ export class ClientSession {
       extensions: this.ext,
       ...(this.tlsInfo ? { tls: this.tlsInfo } : {}),
       ...(this.error !== undefined ? { error: this.error } : {}),
+      ...(this.stale ? { stale: true } : {}),
     };
     return { messages, connection };
   }
@@ -387,6 +371,9 @@ export class ClientSession {
       case "rset":
         if (r.code >= 300) return this.fail(local("4.5.0", `RSET refused: ${r.code} ${replyText(r)}`, "temporary"), true, out);
         return this.nextMessage(out);
+      case "probe":
+        if (r.code >= 300) return this.fail(local("4.4.2", `cached connection refused RSET: ${r.code} ${replyText(r)}`, "temporary"), true, out);
+        return this.nextMessage(out);
       case "quit":
         return this.finish(out);
     }
@@ -442,9 +429,9 @@ export class ClientSession {
 
   /** Starts the next message that can be sent here, or QUIT when there is none. */
   private nextMessage(out: ClientAction[]): void {
-    while (this.nextMsg < this.opts.messages.length) {
+    while (this.nextMsg < this.messages.length) {
       const i = this.nextMsg++;
-      const m = this.opts.messages[i] as OutboundMessage;
+      const m = this.messages[i] as OutboundMessage;
       const refusal = this.check(m);
       if (refusal !== undefined) {
         this.setAll(i, refusal);
@@ -476,6 +463,13 @@ export class ClientSession {
       const expects: Expect[] = [{ kind: "mail" }, ...rcpts.map((index) => ({ kind: "rcpt" as const, index })), { kind: "data" }];
       return this.send(out, Buffer.concat([mailLine, ...rcptLines, command("DATA")]), ...expects);
     }
+    this.probing = false;
+    if (this.opts.keepOpen === true) {
+      // Parked: the results go out now, the connection stays for reuse() or quit().
+      this.state = "idle";
+      out.push({ kind: "done", result: this.result() });
+      return;
+    }
     this.send(out, command("QUIT"), { kind: "quit" });
   }
 
@@ -501,6 +495,11 @@ export class ClientSession {
   private onMail(r: Reply, out: ClientAction[]): void {
     const t = this.txnOrThrow();
     if (r.code >= 300 && r.code < 400) throw new ProtocolError(`unexpected reply ${r.code} to MAIL`);
+    if (this.probing && r.code >= 400) {
+      // The first MAIL over a reused connection refused: the connection, not the message, is suspect.
+      return this.fail(local("4.4.2", `cached connection refused MAIL: ${r.code} ${replyText(r)}`, "temporary"), false, out);
+    }
+    this.probing = false;
     t.mail = r;
     if (r.code < 300) {
       if (!t.pipelined) this.sendNextRcpt(t, out);
@@ -542,7 +541,7 @@ export class ClientSession {
     const t = this.txnOrThrow();
     if (r.code === 354) {
       if (t.accepted.length === 0) return this.send(out, Buffer.from(".\r\n"), { kind: "lone-dot" });
-      const m = this.opts.messages[t.msg] as OutboundMessage;
+      const m = this.messages[t.msg] as OutboundMessage;
       if (this.opts.lmtp === true) return this.send(out, encodeData(m.content), ...t.accepted.map((index) => ({ kind: "lmtp-dot" as const, index })));
       return this.send(out, encodeData(m.content), { kind: "dot" });
     }
@@ -564,9 +563,11 @@ export class ClientSession {
    */
   private fail(v: Verdict, polite: boolean, out: ClientAction[]): void {
     this.error ??= `${v.code === 0 ? "" : `${v.code} `}${v.status} ${v.text}`;
+    if (this.probing) this.stale = true;
+    this.probing = false;
     for (let i = 0; i < this.results.length; i++) this.setAll(i, v);
     this.txn = undefined;
-    this.nextMsg = this.opts.messages.length;
+    this.nextMsg = this.messages.length;
     this.expects.length = 0;
     if (polite && this.state === "open") return this.send(out, command("QUIT"), { kind: "quit" });
     this.finish(out);

@@ -143,6 +143,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
     bounces: { hostname: config.server.hostname, queue: config.queue, sink },
     logger,
     hostname: config.server.hostname,
+    concurrency: config.queue.concurrency,
     onPermanentFailures: (account, count) => hold.recordRefused(account, count),
     encryption: new StoreEncryption(new KeyStore(accounts), encryption.encrypt),
   });

@@ -61,6 +61,10 @@ export interface SinkOptions {
   readonly rcptReply?: (rcpt: string) => string | undefined;
   /** Offer AUTH PLAIN (after STARTTLS only) and accept any credentials (a relay host); recorded in `auths`. */
   readonly auth?: boolean;
+  /** Close a connection that sat idle (no command) this long, as a server's timeout does: "421", then close. */
+  readonly idleCloseMs?: number;
+  /** The reply to RSET in a session (e.g. "421 ..." to refuse a reused connection; a 421 also closes); undefined: 250. */
+  readonly rsetReply?: (session: SinkSession) => string | undefined;
 }
 
 const MAX_LINE = 4096;
@@ -85,11 +89,19 @@ export async function startSmtpSink(opts: SinkOptions): Promise<SmtpSink> {
     raw.on("error", () => undefined);
     const s: SinkSession = { id: sessions.length + 1, servername: undefined, tls: undefined, commands: [], auths: [], messages: [], closed: false };
     sessions.push(s);
+    let idleTimer: NodeJS.Timeout | undefined;
     raw.on("close", () => {
       sockets.delete(raw);
       s.closed = true;
+      if (idleTimer !== undefined) clearTimeout(idleTimer);
     });
     let sock: net.Socket = raw;
+    const idleAgain = (): void => {
+      if (opts.idleCloseMs === undefined) return;
+      if (idleTimer !== undefined) clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => sock.end("421 4.4.2 sink: idle timeout\r\n"), opts.idleCloseMs);
+    };
+    idleAgain();
     let buf = "";
     let from: string | undefined;
     let rcpts: string[] = [];
@@ -99,6 +111,7 @@ export async function startSmtpSink(opts: SinkOptions): Promise<SmtpSink> {
       rcpts = [];
     };
     const onData = (d: Buffer): void => {
+      idleAgain();
       buf += d.toString("latin1");
       for (let guard = 0; guard < 10_000; guard++) {
         if (inData) {
@@ -176,7 +189,12 @@ export async function startSmtpSink(opts: SinkOptions): Promise<SmtpSink> {
           }
         } else if (verb === "RSET") {
           reset();
-          sock.write("250 2.0.0 Ok\r\n");
+          const custom = opts.rsetReply?.(s);
+          if (custom?.startsWith("421") === true) {
+            sock.end(`${custom}\r\n`);
+            return;
+          }
+          sock.write(`${custom ?? "250 2.0.0 Ok"}\r\n`);
         } else if (verb === "NOOP") sock.write("250 2.0.0 Ok\r\n");
         else if (verb === "QUIT") {
           sock.end("221 2.0.0 Bye\r\n");

@@ -1,6 +1,7 @@
 /**
- * SPF results shared by the connections of one session thread, each kept
- * no longer than the DNS answers it was computed from.
+ * SPF results shared by the tasks of one verifier thread (thread.ts: with
+ * the process's shared pool, every worker's connections), each kept no
+ * longer than the DNS answers it was computed from.
  *
  * An SPF evaluation (RFC 7208 §4) is a function of its inputs (client
  * address, sender, HELO identity, and the receiving host's name, which only
@@ -21,7 +22,7 @@
  */
 import type { SPFResult } from "mailauth";
 
-/** Results kept per session thread. */
+/** Results kept per verifier thread. */
 export const SPF_CACHE_SIZE = 2048;
 /** Longest a result is kept, whatever the TTLs (a connection's own memo keeps one as long). */
 export const MAX_KEPT_MS = 5 * 60_000;

@@ -59,7 +59,8 @@ import { SPF_PER_CONNECTION, type Check, type CheckInput, type CheckOutcome } fr
 import { addressesIn, canonicalDomain, fieldValue, headOf, MAX_PARSED_FIELDS, type Author, type HeaderField } from "../message/index.ts";
 import type { Verified } from "./content.ts";
 import { VerifierPool, type TtlResolver } from "./offload.ts";
-import { authorDomain } from "./results.ts";
+import { authorDomain, type SpfAnswer } from "./results.ts";
+import { SPF_CACHE_SIZE, SpfCache } from "./spf-cache.ts";
 import type { PoolLink } from "../threads/index.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
@@ -111,6 +112,13 @@ export class SenderAuthCheck implements Check {
 
   /** Our own domains, canonical. */
   private readonly local: ReadonlySet<string>;
+  /**
+   * This thread's copies of the verifier threads' kept SPF results, each
+   * used no longer than there (the `until` the thread's cache gave it): a
+   * client seen before costs no round trip to a verifier thread at MAIL.
+   * At most SPF_CACHE_SIZE (oldest out).
+   */
+  private readonly spfKept = new Map<string, SpfAnswer>();
 
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
@@ -189,9 +197,29 @@ export class SenderAuthCheck implements Check {
       const known = memo?.get(`${helo}\0${sender}`);
       return known !== undefined && now - known.at < SPF_KEPT_MS ? known.result : undefined;
     });
+    const mta = this.opts.authservId;
+    const keyOf = (sender: string): string => SpfCache.key(input.clientIp, sender, helo, mta);
+    // Results the verifier threads keep, copied here with their time limit.
+    for (const [i, sender] of senders.entries()) {
+      if (results[i] !== undefined) continue;
+      const kept = this.spfKept.get(keyOf(sender));
+      if (kept === undefined) continue;
+      if (kept.until > now) {
+        results[i] = Promise.resolve(kept.result);
+        if (memo !== undefined) this.remember(memo, `${helo}\0${sender}`, now, results[i]);
+      } else this.spfKept.delete(keyOf(sender));
+    }
     const missing = senders.filter((_, i) => results[i] === undefined);
     if (missing.length === 0) return Promise.all(results as Promise<SPFResult>[]);
-    const batch = this.verifier.spf({ clientIp: input.clientIp, helo, mta: this.opts.authservId, senders: missing }, input.signal);
+    const batch = this.verifier.spf({ clientIp: input.clientIp, helo, mta, senders: missing }, input.signal).then((answers) => {
+      for (const [i, a] of answers.entries()) {
+        const sender = missing[i];
+        if (sender === undefined || !(a.until > Date.now())) continue;
+        if (this.spfKept.size >= SPF_CACHE_SIZE) this.spfKept.delete(this.spfKept.keys().next().value as string);
+        this.spfKept.set(keyOf(sender), a);
+      }
+      return answers.map((a) => a.result);
+    });
     let at = 0;
     return Promise.all(
       senders.map((sender, i) => {

@@ -19,7 +19,7 @@ import { spf } from "mailauth/lib/spf/index.js";
 import { evaluateDmarc } from "./dmarc.ts";
 import { SpfCache, type SpfResolver } from "./spf-cache.ts";
 import { verifyDkim, type DkimKeyCache } from "./verify.ts";
-import type { SpfTask } from "./results.ts";
+import type { SpfAnswer, SpfTask } from "./results.ts";
 
 export type Resolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -109,12 +109,12 @@ function slimSpf(r: SPFResult): SPFResult {
  * (spf-cache.ts: kept within the TTLs of the answers it used), as plain data.
  * `wrap` gives the resolver of this task (the thread notes whose code resumes).
  */
-export async function evaluateSpf(task: SpfTask["spf"], cache: SpfCache, wrap: (r: SpfResolver) => SpfResolver): Promise<SPFResult[]> {
+export async function evaluateSpf(task: SpfTask["spf"], cache: SpfCache, wrap: (r: SpfResolver) => SpfResolver): Promise<SpfAnswer[]> {
   const { clientIp: ip, helo, mta } = task;
   const results = await Promise.all(
-    task.senders.map((sender) => cache.get(SpfCache.key(ip, sender, helo, mta), (r) => spf({ sender, ip, helo, mta, resolver: wrap(r) as never, strict: true }))),
+    task.senders.map((sender) => cache.lookup(SpfCache.key(ip, sender, helo, mta), (r) => spf({ sender, ip, helo, mta, resolver: wrap(r) as never, strict: true }))),
   );
-  return results.map((r) => slimSpf(JSON.parse(JSON.stringify(r)) as SPFResult));
+  return results.map((r) => ({ result: slimSpf(JSON.parse(JSON.stringify(r.result)) as SPFResult), until: r.until }));
 }
 
 /**

@@ -31,8 +31,7 @@
  */
 import { TaskPool, TaskThread, type PoolLink, type SharedPoolOptions, type TaskThreadOptions } from "../threads/index.ts";
 import type { ContentTask, Resolver, Verified } from "./content.ts";
-import type { SpfTask } from "./results.ts";
-import type { SPFResult } from "mailauth";
+import type { SpfAnswer, SpfTask } from "./results.ts";
 
 /** Heap of a verifier thread (its old generation). */
 const HEAP_MB = 256;
@@ -82,7 +81,7 @@ function threadOptions(resolver: Resolver, query?: TtlResolver): TaskThreadOptio
 
 /** One verifier thread (src/threads). */
 export class VerifierThread {
-  private readonly thread: TaskThread<Task, Verified | SPFResult[]>;
+  private readonly thread: TaskThread<Task, Verified | SpfAnswer[]>;
 
   constructor(resolver: Resolver) {
     this.thread = new TaskThread(threadOptions(resolver));
@@ -112,7 +111,7 @@ const SHARED_NAME = "verification";
  * With `link`, the threads are those of the process's shared pool (the primary's), and this pool answers their DNS questions when asked.
  */
 export class VerifierPool {
-  private readonly pool: TaskPool<Task, Verified | SPFResult[]> | undefined;
+  private readonly pool: TaskPool<Task, Verified | SpfAnswer[]> | undefined;
   private readonly link: PoolLink | undefined;
   private readonly shared: SharedPoolOptions;
 
@@ -124,7 +123,7 @@ export class VerifierPool {
     if (link !== undefined) {
       const onOther = options.onOther;
       if (onOther) link.onOther(SHARED_NAME, onOther);
-    } else this.pool = new TaskPool<Task, Verified | SPFResult[]>({ ...options, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest });
+    } else this.pool = new TaskPool<Task, Verified | SpfAnswer[]>({ ...options, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest });
   }
 
   /** DKIM, ARC and DMARC (for task.authors) of one message. */
@@ -133,13 +132,13 @@ export class VerifierPool {
   }
 
   /** SPF for the identities of one MAIL (results in the order of `task.senders`), through the threads' SPF cache. */
-  spf(task: SpfTask["spf"], signal?: AbortSignal): Promise<SPFResult[]> {
-    return this.#run({ spf: task }, signal) as Promise<SPFResult[]>;
+  spf(task: SpfTask["spf"], signal?: AbortSignal): Promise<SpfAnswer[]> {
+    return this.#run({ spf: task }, signal) as Promise<SpfAnswer[]>;
   }
 
-  #run(task: Task, signal: AbortSignal | undefined): Promise<Verified | SPFResult[]> {
-    if (this.link !== undefined) return this.link.run<Task, Verified | SPFResult[]>(SHARED_NAME, this.shared, task, signal);
-    return (this.pool as TaskPool<Task, Verified | SPFResult[]>).run(task, signal);
+  #run(task: Task, signal: AbortSignal | undefined): Promise<Verified | SpfAnswer[]> {
+    if (this.link !== undefined) return this.link.run<Task, Verified | SpfAnswer[]>(SHARED_NAME, this.shared, task, signal);
+    return (this.pool as TaskPool<Task, Verified | SpfAnswer[]>).run(task, signal);
   }
 
   /** Threads of this pool (0 when they are the process's shared pool's). */

@@ -6,7 +6,7 @@
  * session thread that imports the check never loads mailauth, tldts, Joi or
  * libmime: those live in the verifier threads only.
  */
-import type { DMARCResult } from "mailauth";
+import type { DMARCResult, SPFResult } from "mailauth";
 
 /** SPF for one connection's identities (MAIL FROM, and postmaster@HELO), evaluated in a verifier thread (spf-cache.ts there). */
 export interface SpfTask {
@@ -19,6 +19,12 @@ export interface SpfTask {
     /** The identities to evaluate (one or two), answered in this order. */
     readonly senders: readonly string[];
   };
+}
+
+/** One identity's SPF result, and until when (Date.now() ms) it may be used: 0 when it is not to be kept (spf-cache.ts). */
+export interface SpfAnswer {
+  readonly result: SPFResult;
+  readonly until: number;
 }
 
 /** The author (RFC5322.From) domain DMARC evaluated, lower case; "" when there is none. (`domain` is its Organizational Domain.) */

@@ -68,9 +68,8 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const clients = ClientTable.allocate(tableSlots(config.limits.max_connections, n));
   const workers = new Map<number, Worker>();
   // The task pools the workers share (src/threads PoolHost): the verifier threads of sender authentication.
-  // Imported only when the checks are on: with them off the primary loads none of it. In a thread of its
-  // own (PoolHostThread), whose young generation is capped as the workers' are (the main thread's grows to 64 MB).
-  const pools = config.checks.enabled ? new (await import("../threads/index.ts")).PoolHostThread() : undefined;
+  // Imported only when the checks are on: with them off the primary loads none of it.
+  const pools = config.checks.enabled ? new (await import("../threads/index.ts")).PoolHost() : undefined;
   // Metrics scrapes waiting for the workers' snapshots, by request id.
   const scrapes = new Map<number, (samples: Sample[]) => void>();
   let stopping = false;

@@ -478,4 +478,4 @@ export class TaskPool<T extends object, R> {
   }
 }
 
-export { PoolHost, PoolHostThread, PoolLink, type SharedPoolOptions } from "./shared.ts";
+export { PoolHost, PoolLink, type SharedPoolOptions } from "./shared.ts";

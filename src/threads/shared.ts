@@ -37,41 +37,8 @@
  * the host while it is in flight (to run it again elsewhere), as a local
  * pool holds them.
  */
-import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
-import { exact, TaskPool, YOUNG_GENERATION_MB, type TaskPoolOptions } from "./index.ts";
-
-// Compiled to dist/*.js for production, run from src/*.ts in development.
-const HOST_ENTRY = new URL(`./host-thread.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
-
-/**
- * A PoolHost in a thread of its own, with the same connect() and close().
- * The host allocates for every task and result it passes on (their
- * messages are read and written again); in the process's main thread that
- * young generation grows to V8's default of 64 MB, which a thread's
- * resourceLimits cap (YOUNG_GENERATION_MB, as the workers'). Its old
- * generation is not capped, as the main thread's is not: it holds the
- * bytes of the tasks in flight. Unreferenced: it keeps no process alive.
- */
-export class PoolHostThread {
-  readonly #worker: Worker;
-
-  constructor() {
-    this.#worker = new Worker(HOST_ENTRY, { resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
-    this.#worker.unref();
-  }
-
-  /** A new link's port (hand it to one worker thread, in its transferList); the other end goes to the host thread. */
-  connect(): MessagePort {
-    const { port1, port2 } = new MessageChannel();
-    this.#worker.postMessage({ type: "connect", port: port1 }, [port1]);
-    return port2;
-  }
-
-  /** Ends the host thread and every pool thread (tasks in flight fail). */
-  close(): void {
-    void this.#worker.terminate();
-  }
-}
+import { MessageChannel, type MessagePort } from "node:worker_threads";
+import { exact, TaskPool, type TaskPoolOptions } from "./index.ts";
 
 /** A pool's options as they cross to the host: the entry file as a URL text, no handler. */
 export interface SharedPoolOptions extends Omit<TaskPoolOptions, "entry" | "onOther"> {
@@ -108,12 +75,6 @@ export class PoolHost {
   /** A new link's port (hand it to one worker thread, in its transferList). */
   connect(): MessagePort {
     const { port1, port2 } = new MessageChannel();
-    this.attach(port1);
-    return port2;
-  }
-
-  /** Serves the link at the other end of `port1` (connect(), or a PoolHostThread's). */
-  attach(port1: MessagePort): void {
     const running = new Map<number, AbortController>();
     port1.on("message", (m: ToHost) => {
       if (m.type === "abort") return void running.get(m.id)?.abort();
@@ -155,6 +116,7 @@ export class PoolHost {
     });
     // The primary lives as long as its workers; a link does not keep it alive.
     port1.unref();
+    return port2;
   }
 
   /** Ends every pool thread (tasks in flight fail). */

@@ -1,7 +1,7 @@
 // The task pool (src/threads) with a test thread (test/helpers/task-thread-entry.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { HOLD_MS, PoolHost, PoolHostThread, PoolLink, TaskPool, TaskThread, type SharedPoolOptions } from "./index.ts";
+import { HOLD_MS, PoolHost, PoolLink, TaskPool, TaskThread, type SharedPoolOptions } from "./index.ts";
 
 const ENTRY = new URL("../../test/helpers/task-thread-entry.ts", import.meta.url);
 
@@ -239,30 +239,5 @@ void test("shared pools: a question a closing link leaves unanswered goes to ano
       b.close();
       host.close();
     }
-  }
-});
-
-// The host in a thread of its own (as the primary runs it): the same pools, served over ports sent to that thread.
-void test("shared pools in a host thread: two links share one pool thread, its questions are answered by a link, a deadline ends the task, and closing the host fails the tasks in flight", async () => {
-  const host = new PoolHostThread();
-  const a = new PoolLink(host.connect());
-  const b = new PoolLink(host.connect());
-  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
-  for (const link of [a, b]) link.onOther("test", (m, post) => post({ type: "answer", q: (m as { q?: number }).q }));
-  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", options, task, signal);
-  try {
-    const [x, y] = await Promise.all([run(a, { kind: "sync", ms: 1, name: "x" }, AbortSignal.timeout(10_000)), run(b, { kind: "sync", ms: 1, name: "y" }, AbortSignal.timeout(10_000))]);
-    assert.equal(x.split(" on ")[1], y.split(" on ")[1], "one thread for both links");
-    assert.match(await run(b, { kind: "hostile", ms: 1, delay: 10, name: "q" }, AbortSignal.timeout(5000)), /^q on /);
-    await assert.rejects(run(a, { kind: "hostile", ms: 6000, delay: 10, name: "H" }, AbortSignal.timeout(1000)), /deadline/);
-    assert.match(await run(a, { kind: "sync", ms: 1, name: "after" }, AbortSignal.timeout(5000)), /^after on /);
-    const pending = run(b, { kind: "sync", ms: 3000, name: "cut" });
-    await new Promise((r) => setTimeout(r, 200));
-    host.close();
-    await assert.rejects(pending, /closed/);
-  } finally {
-    a.close();
-    b.close();
-    host.close();
   }
 });

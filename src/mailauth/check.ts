@@ -265,7 +265,9 @@ export class SenderAuthCheck implements Check {
     const authors = evaluated.map((domain) => author.mailboxes.find((m) => m.domain === domain)?.address ?? `postmaster@${domain}`);
     // What the From: field shows a reader is read now: nothing here needs the content once the thread has it.
     const showsLocal = this.showsLocal(content, fields, author);
-    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}), spf: spfResult, authors };
+    // Of the SPF result, DMARC reads the outcome and the domain only.
+    const spfForDmarc = spfResult && ({ status: { result: spfResult.status.result }, domain: spfResult.domain } as SPFResult);
+    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}), spf: spfForDmarc, authors };
     const verified = await this.verifier.verify(content, task, input.signal);
     // Sealing evaluates SPF again in the thread (mailauth's authenticate()); otherwise the result of MAIL is the one.
     const res: Verified = task.seal ? verified : { ...verified, spf: spfResult };

@@ -7,10 +7,11 @@
  * void lookups). Every DNS question goes through the injected resolver.
  *
  * MAIL: SPF for the MAIL FROM identity (postmaster@HELO for <>) and for the
- * HELO identity, each evaluated once per connection, and the result shared
- * by the thread's other connections with the same inputs for as long as
- * the DNS answers it used may be (spf-cache.ts); verdicts spf.<result>
- * (so an operator can reject SPF fail before DATA).
+ * HELO identity, each evaluated once per connection, in a verifier thread
+ * (one task for both), and the result shared there by every connection
+ * with the same inputs for as long as the DNS answers it used may be
+ * (spf-cache.ts); verdicts spf.<result> (so an operator can reject SPF fail
+ * before DATA).
  * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in
  * verifier threads that the check's deadline ends: offload.ts), verdicts dkim.<result>,
  * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
@@ -36,6 +37,12 @@
  * From: whose display name or comment shows a reader an address in one of
  * them while its address is elsewhere is local.from_name.
  *
+ * mailauth itself runs only in the verifier threads: this module loads
+ * none of it (types only), so a session thread's isolate never holds
+ * mailauth, tldts, Joi or libmime (tens of MB each); it sends the few
+ * inputs (client address, HELO, MAIL FROM, the author mailboxes, the SPF
+ * result, the content) and reads back plain results (results.ts).
+ *
  * State (typed, src/policy state.ts): MAIL keeps its SPF results in the
  * transaction (state.spf, state.heloSpf) for DATA, and per connection
  * (connection.spf) for the next transaction.
@@ -46,16 +53,14 @@
  * configured, the message is ARC-sealed (a new ARC set on top) so the next
  * hop can trust our results.
  */
-import type { ARCResult, DKIMVerifyResult, DMARCResult, SPFResult } from "mailauth";
-// SPF from its own module: mailauth's index also loads BIMI, its VMC parser and an HTTP client.
-import { spf } from "mailauth/lib/spf/index.js";
+import type { DMARCResult, SPFResult } from "mailauth";
 import type { Config } from "../config/index.ts";
 import { SPF_PER_CONNECTION, type Check, type CheckInput, type CheckOutcome } from "../policy/index.ts";
 import { addressesIn, canonicalDomain, fieldValue, headOf, MAX_PARSED_FIELDS, type Author, type HeaderField } from "../message/index.ts";
 import type { Verified } from "./content.ts";
-import { authorDomain, evaluateDmarc } from "./dmarc.ts";
 import { VerifierPool, type TtlResolver } from "./offload.ts";
-import { SpfCache } from "./spf-cache.ts";
+import { authorDomain, type SpfAnswer } from "./results.ts";
+import { SPF_CACHE_SIZE, SpfCache } from "./spf-cache.ts";
 import type { PoolLink } from "../threads/index.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown>;
@@ -107,14 +112,19 @@ export class SenderAuthCheck implements Check {
 
   /** Our own domains, canonical. */
   private readonly local: ReadonlySet<string>;
-  /** SPF results shared by this thread's connections within their DNS TTLs (spf-cache.ts); only with a resolver that gives TTLs. */
-  private readonly spfCache: SpfCache | undefined;
+  /**
+   * This thread's copies of the verifier threads' kept SPF results, each
+   * used no longer than there (the `until` the thread's cache gave it): a
+   * client seen before costs no round trip to a verifier thread at MAIL.
+   * At most SPF_CACHE_SIZE (oldest out).
+   */
+  private readonly spfKept = new Map<string, SpfAnswer>();
 
   constructor(opts: SenderAuthOptions) {
     this.opts = opts;
     this.local = new Set((opts.localDomains ?? []).map((d) => canonicalDomain(d.replace(/\.+$/, "")) ?? d.toLowerCase()));
+    // SPF results are shared within their DNS TTLs in the verifier threads (spf-cache.ts), when the resolver gives TTLs (`query`).
     this.verifier = new VerifierPool(opts.resolver, { ...(opts.query ? { query: opts.query } : {}), ...(opts.pools ? { link: opts.pools } : {}) });
-    this.spfCache = opts.query ? new SpfCache(opts.query) : undefined;
   }
 
   /** Ends the verifier threads. */
@@ -155,17 +165,14 @@ export class SenderAuthCheck implements Check {
 
   readonly mail = async (input: CheckInput): Promise<CheckOutcome> => {
     const helo = heloIdentity(input.helo, input.clientIp);
-    const mta = this.opts.authservId;
-    const evaluate = (sender: string, resolver: MailauthResolver): Promise<SPFResult> => spf({ sender, ip: input.clientIp, helo, mta, resolver: resolver as never, strict: true });
-    const cache = this.spfCache;
-    const check = (sender: string): Promise<SPFResult> =>
-      this.spfOnce(input, sender, helo, () => (cache ? cache.get(SpfCache.key(input.clientIp, sender, helo, mta), (r) => evaluate(sender, r)) : evaluate(sender, this.opts.resolver)));
     // RFC 7208 §2.3: the HELO identity, checked as postmaster@HELO (not for
     // address literals). With <>, the MAIL FROM identity is that same one.
     const heloSender = helo.startsWith("[") ? undefined : `postmaster@${helo}`;
     const sameIdentity = input.mailFrom === "" && heloSender !== undefined;
-    const [mailFrom, heloOwn] = await Promise.all([check(sameIdentity ? (heloSender) : input.mailFrom), heloSender === undefined || sameIdentity ? (false as const) : check(heloSender)]);
-    const heloResult = sameIdentity ? mailFrom : heloOwn;
+    const senders = [sameIdentity ? (heloSender) : input.mailFrom, ...(heloSender === undefined || sameIdentity ? [] : [heloSender])];
+    const [mailFrom, heloOwn] = await this.spfOnce(input, senders, helo);
+    if (mailFrom === undefined) throw new Error("SPF: no result");
+    const heloResult = sameIdentity ? mailFrom : (heloOwn ?? false);
     input.state.spf = mailFrom;
     input.state.heloSpf = heloResult;
     const verdicts = [`spf.${result(mailFrom)}`];
@@ -181,26 +188,67 @@ export class SenderAuthCheck implements Check {
    * the same result. Results that may change on a retry (temperror) are not
    * kept; a result is used for at most SPF_KEPT_MS (a long-lived connection
    * sees DNS changes), and a connection keeps at most SPF_PER_CONNECTION.
+   * The identities not known yet go to a verifier thread in one task.
    */
-  private spfOnce(input: CheckInput, sender: string, helo: string, evaluate: () => Promise<SPFResult>): Promise<SPFResult> {
+  private spfOnce(input: CheckInput, senders: readonly string[], helo: string): Promise<SPFResult[]> {
     const memo = input.connection?.spf;
-    if (memo === undefined) return evaluate();
-    const key = `${helo}\0${sender}`;
     const now = Date.now();
-    const known = memo.get(key);
-    if (known !== undefined && now - known.at < SPF_KEPT_MS) return known.result;
-    const pending = evaluate();
-    if (known !== undefined || memo.size < SPF_PER_CONNECTION) {
-      const entry = { at: now, result: pending };
-      memo.set(key, entry);
-      const forget = (): void => {
-        if (memo.get(key) === entry) memo.delete(key);
-      };
-      pending.then((r) => {
-        if (result(r) === "temperror") forget();
-      }, forget);
+    const results: (Promise<SPFResult> | undefined)[] = senders.map((sender) => {
+      const known = memo?.get(`${helo}\0${sender}`);
+      return known !== undefined && now - known.at < SPF_KEPT_MS ? known.result : undefined;
+    });
+    const mta = this.opts.authservId;
+    const keyOf = (sender: string): string => SpfCache.key(input.clientIp, sender, helo, mta);
+    // Results the verifier threads keep, copied here with their time limit.
+    for (const [i, sender] of senders.entries()) {
+      if (results[i] !== undefined) continue;
+      const kept = this.spfKept.get(keyOf(sender));
+      if (kept === undefined) continue;
+      if (kept.until > now) {
+        results[i] = Promise.resolve(kept.result);
+        if (memo !== undefined) this.remember(memo, `${helo}\0${sender}`, now, results[i]);
+      } else this.spfKept.delete(keyOf(sender));
     }
-    return pending;
+    const missing = senders.filter((_, i) => results[i] === undefined);
+    if (missing.length === 0) return Promise.all(results as Promise<SPFResult>[]);
+    const batch = this.verifier.spf({ clientIp: input.clientIp, helo, mta, senders: missing }, input.signal).then((answers) => {
+      for (const [i, a] of answers.entries()) {
+        const sender = missing[i];
+        if (sender === undefined || !(a.until > Date.now())) continue;
+        if (this.spfKept.size >= SPF_CACHE_SIZE) this.spfKept.delete(this.spfKept.keys().next().value as string);
+        this.spfKept.set(keyOf(sender), a);
+      }
+      return answers.map((a) => a.result);
+    });
+    let at = 0;
+    return Promise.all(
+      senders.map((sender, i) => {
+        const kept = results[i];
+        if (kept !== undefined) return kept;
+        const n = at++;
+        const pending = batch.then((rs) => {
+          const r = rs[n];
+          if (r === undefined) throw new Error("SPF: no result");
+          return r;
+        });
+        if (memo !== undefined) this.remember(memo, `${helo}\0${sender}`, now, pending);
+        return pending;
+      }),
+    );
+  }
+
+  /** Keeps a pending SPF result for the connection (see spfOnce); forgotten when it fails or is temperror. */
+  private remember(memo: NonNullable<CheckInput["connection"]>["spf"], key: string, now: number, pending: Promise<SPFResult>): void {
+    const known = memo.get(key);
+    if (known === undefined && memo.size >= SPF_PER_CONNECTION) return;
+    const entry = { at: now, result: pending };
+    memo.set(key, entry);
+    const forget = (): void => {
+      if (memo.get(key) === entry) memo.delete(key);
+    };
+    pending.then((r) => {
+      if (result(r) === "temperror") forget();
+    }, forget);
   }
 
   readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
@@ -208,11 +256,21 @@ export class SenderAuthCheck implements Check {
     const helo = heloIdentity(input.helo, input.clientIp);
     const sealing = this.opts.seal !== undefined && input.state.forwarding;
     const spfResult: SPFResult | false = input.state.spf ?? false;
-    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}) };
+    const heloSpf = input.state.heloSpf;
+    // The header section and the author as the transaction read them, once per message.
+    const head = headOf(content, input.head);
+    const { fields, author } = head;
+    // DMARC for each author domain (at most MAX_AUTHOR_DOMAINS), in the verifier thread with DKIM and ARC.
+    const evaluated = author.domains.slice(0, MAX_AUTHOR_DOMAINS);
+    const authors = evaluated.map((domain) => author.mailboxes.find((m) => m.domain === domain)?.address ?? `postmaster@${domain}`);
+    // What the From: field shows a reader is read now: nothing here needs the content once the thread has it.
+    const showsLocal = this.showsLocal(content, fields, author);
+    // Of the SPF result, DMARC reads the outcome and the domain only.
+    const spfForDmarc = spfResult && ({ status: { result: spfResult.status.result }, domain: spfResult.domain } as SPFResult);
+    const task = { mailFrom: input.mailFrom, clientIp: input.clientIp, helo, authservId: this.opts.authservId, ...(sealing && this.opts.seal ? { seal: this.opts.seal } : {}), spf: spfForDmarc, authors };
     const verified = await this.verifier.verify(content, task, input.signal);
     // Sealing evaluates SPF again in the thread (mailauth's authenticate()); otherwise the result of MAIL is the one.
     const res: Verified = task.seal ? verified : { ...verified, spf: spfResult };
-    const heloSpf = input.state.heloSpf;
     const dkimResults = res.dkim.results ?? [];
     // mailauth reports an unsigned message as one result "none": that is dkim.none, not a failure.
     const signed = dkimResults.filter((r) => r.status.result !== "none");
@@ -224,16 +282,13 @@ export class SenderAuthCheck implements Check {
           ? "fail"
           : "none";
     const arc = result(res.arc);
-    // The header section and the author as the transaction read them, once per message.
-    const head = headOf(content, input.head);
-    const { fields, author } = head;
-    const dmarcs = await this.dmarcAll(author, res);
+    const dmarcs = this.dmarcAll(author, evaluated, res);
     const dmarcVerdict = this.strictest(dmarcs);
     // A From: problem first: it is the reason a refusal names when DMARC fails too.
     const verdicts = [`dkim.${dkim}`, `arc.${arc}`, ...(author.problem !== undefined ? [`from.${author.problem}`] : []), dmarcVerdict.verdict];
     const local = this.localAuthor(author, dmarcs, res);
     if (local !== undefined) verdicts.push(local);
-    else if (this.localName(content, fields, author, res)) verdicts.push("local.from_name");
+    else if (showsLocal && !this.trustedArc(res)) verdicts.push("local.from_name");
     // Authentication-Results: one resinfo per result, our authserv-id first.
     const parts: string[] = [];
     for (const r of dkimResults) if (r.info) parts.push(r.info);
@@ -253,16 +308,12 @@ export class SenderAuthCheck implements Check {
     };
   };
 
-  /** DMARC for each author domain (at most MAX_AUTHOR_DOMAINS; the rest count as failing under reject). */
-  private async dmarcAll(author: Author, res: Verified): Promise<{ domain: string; result: DMARCResult | false; verdict: { verdict: string; comment?: string } }[]> {
-    const evaluated = author.domains.slice(0, MAX_AUTHOR_DOMAINS);
-    const out = await Promise.all(
-      evaluated.map(async (domain) => {
-        const mailbox = author.mailboxes.find((m) => m.domain === domain)?.address ?? `postmaster@${domain}`;
-        const r = await this.dmarc(mailbox, res.dkim, res.spf, res.arc);
-        return { domain, result: r, verdict: this.dmarcVerdict(r, res) };
-      }),
-    );
+  /** The DMARC results of the evaluated author domains (the thread's, in their order) with their verdicts; the rest count as failing under reject. */
+  private dmarcAll(author: Author, evaluated: readonly string[], res: Verified): { domain: string; result: DMARCResult | false; verdict: { verdict: string; comment?: string } }[] {
+    const out = evaluated.map((domain, i) => {
+      const r = res.dmarc[i] ?? false;
+      return { domain, result: r, verdict: this.dmarcVerdict(r, res) };
+    });
     for (const domain of author.domains.slice(MAX_AUTHOR_DOMAINS)) out.push({ domain, result: false, verdict: { verdict: "dmarc.reject", comment: `not evaluated: more than ${MAX_AUTHOR_DOMAINS} author domains` } });
     return out;
   }
@@ -311,9 +362,9 @@ export class SenderAuthCheck implements Check {
    * src/message addressesIn reads it: "ceo@example.org" <x@elsewhere.test>)
    * while no author mailbox is in that domain. Many readers show only the
    * name. A trusted ARC sealer that saw DMARC pass vouches for the message
-   * (a list that writes "'alice@example.org' via List").
+   * (a list that writes "'alice@example.org' via List"): the caller asks.
    */
-  private localName(content: Buffer, fields: readonly HeaderField[], author: Author, res: Verified): boolean {
+  private showsLocal(content: Buffer, fields: readonly HeaderField[], author: Author): boolean {
     if (this.local.size === 0) return false;
     let seen = 0;
     for (const f of fields) {
@@ -322,24 +373,10 @@ export class SenderAuthCheck implements Check {
       if (++seen > MAX_PARSED_FIELDS) break;
       for (const shown of addressesIn(fieldValue(content, f))) {
         const domain = shown.slice(shown.lastIndexOf("@") + 1);
-        if (this.ours(domain) && !author.domains.includes(domain)) return !this.trustedArc(res);
+        if (this.ours(domain) && !author.domains.includes(domain)) return true;
       }
     }
     return false;
-  }
-
-  /** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) for one author mailbox. */
-  private async dmarc(author: string, dkim: DKIMVerifyResult, spfResult: SPFResult | false, arcResult: ARCResult | false): Promise<DMARCResult | false> {
-    const passing = (dkim.results ?? []).filter((r) => r.status.result === "pass");
-    return evaluateDmarc({
-      headerFrom: [author],
-      fromFields: 1,
-      spfDomains: spfResult && spfResult.status.result === "pass" && spfResult.domain ? [spfResult.domain] : [],
-      dkimDomains: passing.map((r) => ({ ...(r.id !== undefined ? { id: r.id } : {}), domain: r.signingDomain ?? "", ...(r.status.aligned !== undefined ? { aligned: r.status.aligned } : {}), ...(r.status.underSized !== undefined ? { underSized: r.status.underSized } : {}) })),
-      ...(arcResult ? { arcResult } : {}),
-      resolver: this.opts.resolver,
-      strict: true,
-    });
   }
 
   /** The DMARC verdict: pass/none/temperror/permerror as they are; a failure as the policy that applies. */

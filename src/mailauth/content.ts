@@ -1,18 +1,25 @@
 /**
- * The content part of sender authentication: DKIM and ARC over one message
- * (and ARC sealing when it is forwarded). DMARC is evaluated by check.ts on
- * the worker, once per author domain of our own author parser (DNS and
- * alignment only, no parsing of the message). It runs in the verifier
- * thread (thread.ts), never on the event loop that serves the sessions:
+ * The verifier threads' part of sender authentication (thread.ts runs it):
+ * DKIM and ARC over one message (and ARC sealing when it is forwarded),
+ * then DMARC once per author mailbox that check.ts found with our own
+ * author parser; and SPF for the identities of MAIL (evaluateSpf). All of
+ * mailauth runs here, never on the event loop that serves the sessions
+ * (whose isolates then never load mailauth, tldts, Joi or libmime):
  * mailauth's parsers are synchronous and not all linear, so the check's
  * deadline must be able to stop them (by ending the thread).
  *
- * The result is plain data (what check.ts reads), so it can cross threads.
+ * The result is plain data (only the fields check.ts reads), so it can
+ * cross threads and keeps little alive in the session while it waits.
  */
-import type { ARCResult, AuthenticateResult, DKIMVerifyResult, SPFResult } from "mailauth";
+import type { ARCResult, AuthenticateResult, DKIMVerifyResult, DMARCResult, SPFResult } from "mailauth";
 // ARC from its own module; authenticate() (mailauth's index, which also loads BIMI) only when sealing.
 import { arc } from "mailauth/lib/arc/index.js";
+// SPF from its own module: mailauth's index also loads BIMI, its VMC parser and an HTTP client.
+import { spf } from "mailauth/lib/spf/index.js";
+import { evaluateDmarc } from "./dmarc.ts";
+import { SpfCache, type SpfResolver } from "./spf-cache.ts";
 import { verifyDkim, type DkimKeyCache } from "./verify.ts";
+import type { SpfAnswer, SpfTask } from "./results.ts";
 
 export type Resolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -25,6 +32,8 @@ export interface Verified {
   readonly arc: ARCResult | false;
   /** mailauth's own header block (only the ARC set is taken from it, when sealing). */
   readonly headers: string;
+  /** DMARC for each of the task's `authors`, in their order (what check.ts reads of each). */
+  readonly dmarc: readonly (DMARCResult | false)[];
 }
 
 /** One message to verify. */
@@ -35,13 +44,77 @@ export interface ContentTask {
   readonly authservId: string;
   /** Seal the message (ARC) for the next hop. */
   readonly seal?: { readonly domain: string; readonly selector: string; readonly privateKey: string };
+  /** The SPF result of MAIL, for DMARC (when sealing, authenticate() evaluates SPF itself and that one counts). */
+  readonly spf?: SPFResult | false;
+  /** One mailbox per author domain to evaluate DMARC for (check.ts: at most MAX_AUTHOR_DOMAINS). */
+  readonly authors?: readonly string[];
 }
 
-/** DKIM and ARC (and the ARC seal when asked), as plain data. */
+/** DKIM and ARC (and the ARC seal when asked), then DMARC for each author, as plain data. */
 export async function verifyContent(content: Buffer, task: ContentTask, resolver: Resolver, keys: DkimKeyCache): Promise<Verified> {
   const res = task.seal ? await authenticateAndSeal(content, task, resolver) : await verify(content, task, resolver, keys);
-  // Only plain data crosses the thread boundary (no key objects, no hidden properties), and only what check.ts reads.
-  return JSON.parse(JSON.stringify({ ...res, dkim: slim(res.dkim) })) as Verified;
+  // Only plain data (no key objects, no hidden properties): DMARC gets the very inputs it got when it ran in the session thread.
+  const plain = JSON.parse(JSON.stringify({ ...res, dkim: slim(res.dkim) })) as Omit<Verified, "dmarc">;
+  const spfResult = task.seal ? plain.spf : (task.spf ?? false);
+  const dmarc = await Promise.all((task.authors ?? []).map((author) => dmarcFor(author, plain.dkim, spfResult, plain.arc, resolver)));
+  // Back to the session: only what check.ts reads.
+  return { dkim: plain.dkim, spf: plain.spf && slimSpf(plain.spf), arc: plain.arc && slimArc(plain.arc), headers: plain.headers, dmarc: dmarc.map((d) => d && slimDmarc(d)) };
+}
+
+/** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) for one author mailbox. */
+function dmarcFor(author: string, dkim: DKIMVerifyResult, spfResult: SPFResult | false, arcResult: ARCResult | false, resolver: Resolver): Promise<DMARCResult | false> {
+  const passing = (dkim.results ?? []).filter((r) => r.status.result === "pass");
+  return evaluateDmarc({
+    headerFrom: [author],
+    fromFields: 1,
+    spfDomains: spfResult && spfResult.status.result === "pass" && spfResult.domain ? [spfResult.domain] : [],
+    dkimDomains: passing.map((r) => ({ ...(r.id !== undefined ? { id: r.id } : {}), domain: r.signingDomain ?? "", ...(r.status.aligned !== undefined ? { aligned: r.status.aligned } : {}), ...(r.status.underSized !== undefined ? { underSized: r.status.underSized } : {}) })),
+    ...(arcResult ? { arcResult } : {}),
+    resolver,
+    strict: true,
+  });
+}
+
+/** What check.ts reads of a DMARC result: its outcome, author domain, policy and resinfo. */
+function slimDmarc(d: DMARCResult): DMARCResult {
+  const from = d.status.header?.from;
+  return {
+    status: { result: d.status.result, ...(from !== undefined ? { header: { from } } : {}) },
+    domain: d.domain,
+    ...(d.policyDomain !== undefined ? { policyDomain: d.policyDomain } : {}),
+    policy: d.policy,
+    info: d.info,
+  } as unknown as DMARCResult;
+}
+
+/** What check.ts reads of the ARC result: its outcome and resinfo, the last sealer and what that sealer saw of DMARC. */
+function slimArc(a: ARCResult): ARCResult {
+  const aar = a.authenticationResults as { dmarc?: { result?: string } } | undefined;
+  const dmarcSeen = aar?.dmarc?.result;
+  return {
+    status: { result: a.status.result },
+    info: a.info,
+    ...(a.signature ? { signature: { signingDomain: a.signature.signingDomain } } : {}),
+    ...(dmarcSeen !== undefined ? { authenticationResults: { dmarc: { result: dmarcSeen } } } : {}),
+  } as unknown as ARCResult;
+}
+
+/** What check.ts reads of an SPF result: its outcome, domain, resinfo and Received-SPF header. */
+function slimSpf(r: SPFResult): SPFResult {
+  return { status: { result: r.status.result }, domain: r.domain, info: r.info, header: r.header } as unknown as SPFResult;
+}
+
+/**
+ * SPF (RFC 7208) for the identities of one MAIL, each through `cache`
+ * (spf-cache.ts: kept within the TTLs of the answers it used), as plain data.
+ * `wrap` gives the resolver of this task (the thread notes whose code resumes).
+ */
+export async function evaluateSpf(task: SpfTask["spf"], cache: SpfCache, wrap: (r: SpfResolver) => SpfResolver): Promise<SpfAnswer[]> {
+  const { clientIp: ip, helo, mta } = task;
+  const results = await Promise.all(
+    task.senders.map((sender) => cache.lookup(SpfCache.key(ip, sender, helo, mta), (r) => spf({ sender, ip, helo, mta, resolver: wrap(r) as never, strict: true }))),
+  );
+  return results.map((r) => ({ result: slimSpf(JSON.parse(JSON.stringify(r.result)) as SPFResult), until: r.until }));
 }
 
 /**
@@ -66,7 +139,7 @@ function slim(dkim: DKIMVerifyResult): DKIMVerifyResult {
  * check.ts keeps) is the one DMARC uses. The same steps as mailauth's authenticate(), which costs a
  * third SPF evaluation per message.
  */
-async function verify(content: Buffer, task: ContentTask, resolver: Resolver, keys: DkimKeyCache): Promise<Verified> {
+async function verify(content: Buffer, task: ContentTask, resolver: Resolver, keys: DkimKeyCache): Promise<Omit<Verified, "dmarc">> {
   const dkim = await verifyDkim(content, { resolver: resolver as never, sender: task.mailFrom, strict: true }, keys);
   const arcResult = await arc(dkim.arc as never, { resolver: resolver as never, strict: true, ip: task.clientIp });
   return { dkim, spf: false, arc: arcResult, headers: "" };
@@ -77,7 +150,7 @@ async function verify(content: Buffer, task: ContentTask, resolver: Resolver, ke
  * next hop. Its DMARC result is not used (check.ts evaluates DMARC for our
  * author); the sealed ARC-Authentication-Results keep mailauth's.
  */
-async function authenticateAndSeal(content: Buffer, task: ContentTask, resolver: Resolver): Promise<Verified> {
+async function authenticateAndSeal(content: Buffer, task: ContentTask, resolver: Resolver): Promise<Omit<Verified, "dmarc">> {
   const seal = task.seal;
   const { authenticate } = await import("mailauth");
   const res: AuthenticateResult = await authenticate(content, {

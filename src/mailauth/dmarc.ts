@@ -19,6 +19,7 @@
 import type { DMARCOptions, DMARCResult } from "mailauth";
 // From its own module: mailauth's index also loads BIMI, its VMC parser and an HTTP client.
 import { dmarc } from "mailauth/lib/dmarc/index.js";
+import { authorDomain } from "./results.ts";
 
 type Resolver = (name: string, rrtype: string) => Promise<unknown>;
 
@@ -30,10 +31,7 @@ function dmarcRecords(answer: unknown): number {
   return answer.filter((row: unknown) => DMARC_RECORD.test((Array.isArray(row) ? row.join("") : String(row)).trim())).length;
 }
 
-/** The author (RFC5322.From) domain DMARC evaluated, lower case; "" when there is none. (`domain` is its Organizational Domain.) */
-export function authorDomain(result: DMARCResult | false): string {
-  return result ? (result.status.header?.from ?? "").toLowerCase().replace(/\.+$/, "") : "";
-}
+export { authorDomain };
 
 /** A resolver that records the `_dmarc` TXT answers it passes on. */
 export function watchDmarcAnswers(resolver: Resolver): { resolver: Resolver; answers: Map<string, unknown> } {

@@ -31,6 +31,7 @@
  */
 import { TaskPool, TaskThread, type PoolLink, type SharedPoolOptions, type TaskThreadOptions } from "../threads/index.ts";
 import type { ContentTask, Resolver, Verified } from "./content.ts";
+import type { SpfAnswer, SpfTask } from "./results.ts";
 
 /** Heap of a verifier thread (its old generation). */
 const HEAP_MB = 256;
@@ -39,11 +40,8 @@ export const MAX_THREADS = 4;
 // Compiled to dist/*.js for production, run from src/*.ts in development.
 const ENTRY = new URL(`./thread.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
 
-/** What the thread gets for one message. */
-interface Task {
-  readonly content: Buffer;
-  readonly task: ContentTask;
-}
+/** What the thread gets for one message, or for the SPF identities of one MAIL. */
+type Task = { readonly content: Buffer; readonly task: ContentTask } | SpfTask;
 
 interface DnsQuestion {
   readonly type: "dns";
@@ -72,8 +70,9 @@ function threadOptions(resolver: Resolver, query?: TtlResolver): TaskThreadOptio
       ask(q.name, q.rrtype).then(
         (a) => post({ type: "dns", qid: q.qid, answer: a.records, ttl: a.ttl }),
         (err: unknown) => {
-          const e = err as { message?: string; code?: string };
-          post({ type: "dns", qid: q.qid, error: { message: String(e.message ?? err), ...(typeof e.code === "string" ? { code: e.code } : {}) } });
+          // A denial's negative TTL (RFC 2308) goes with it: the thread's SPF cache keeps a result that long.
+          const e = err as { message?: string; code?: string; ttl?: unknown };
+          post({ type: "dns", qid: q.qid, error: { message: String(e.message ?? err), ...(typeof e.code === "string" ? { code: e.code } : {}), ...(typeof e.ttl === "number" ? { ttl: e.ttl } : {}) } });
         },
       );
     },
@@ -82,7 +81,7 @@ function threadOptions(resolver: Resolver, query?: TtlResolver): TaskThreadOptio
 
 /** One verifier thread (src/threads). */
 export class VerifierThread {
-  private readonly thread: TaskThread<Task, Verified>;
+  private readonly thread: TaskThread<Task, Verified | SpfAnswer[]>;
 
   constructor(resolver: Resolver) {
     this.thread = new TaskThread(threadOptions(resolver));
@@ -95,7 +94,7 @@ export class VerifierThread {
 
   /** Verifies one message in the thread; rejects when the thread fails or `signal` aborts (the thread is then ended). */
   verify(content: Buffer, task: ContentTask, signal?: AbortSignal): Promise<Verified> {
-    return this.thread.run({ content, task }, signal);
+    return this.thread.run({ content, task }, signal) as Promise<Verified>;
   }
 
   /** Ends the thread (tasks in flight fail). */
@@ -112,7 +111,7 @@ const SHARED_NAME = "verification";
  * With `link`, the threads are those of the process's shared pool (the primary's), and this pool answers their DNS questions when asked.
  */
 export class VerifierPool {
-  private readonly pool: TaskPool<Task, Verified> | undefined;
+  private readonly pool: TaskPool<Task, Verified | SpfAnswer[]> | undefined;
   private readonly link: PoolLink | undefined;
   private readonly shared: SharedPoolOptions;
 
@@ -124,12 +123,22 @@ export class VerifierPool {
     if (link !== undefined) {
       const onOther = options.onOther;
       if (onOther) link.onOther(SHARED_NAME, onOther);
-    } else this.pool = new TaskPool({ ...options, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest });
+    } else this.pool = new TaskPool<Task, Verified | SpfAnswer[]>({ ...options, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest });
   }
 
+  /** DKIM, ARC and DMARC (for task.authors) of one message. */
   verify(content: Buffer, task: ContentTask, signal?: AbortSignal): Promise<Verified> {
-    if (this.link !== undefined) return this.link.run<Task, Verified>(SHARED_NAME, this.shared, { content, task }, signal);
-    return (this.pool as TaskPool<Task, Verified>).run({ content, task }, signal);
+    return this.#run({ content, task }, signal) as Promise<Verified>;
+  }
+
+  /** SPF for the identities of one MAIL (results in the order of `task.senders`), through the threads' SPF cache. */
+  spf(task: SpfTask["spf"], signal?: AbortSignal): Promise<SpfAnswer[]> {
+    return this.#run({ spf: task }, signal) as Promise<SpfAnswer[]>;
+  }
+
+  #run(task: Task, signal: AbortSignal | undefined): Promise<Verified | SpfAnswer[]> {
+    if (this.link !== undefined) return this.link.run<Task, Verified | SpfAnswer[]>(SHARED_NAME, this.shared, task, signal);
+    return (this.pool as TaskPool<Task, Verified | SpfAnswer[]>).run(task, signal);
   }
 
   /** Threads of this pool (0 when they are the process's shared pool's). */

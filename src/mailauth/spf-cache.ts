@@ -1,6 +1,7 @@
 /**
- * SPF results shared by the connections of one session thread, each kept
- * no longer than the DNS answers it was computed from.
+ * SPF results shared by the tasks of one verifier thread (thread.ts: with
+ * the process's shared pool, every worker's connections), each kept no
+ * longer than the DNS answers it was computed from.
  *
  * An SPF evaluation (RFC 7208 §4) is a function of its inputs (client
  * address, sender, HELO identity, and the receiving host's name, which only
@@ -21,7 +22,7 @@
  */
 import type { SPFResult } from "mailauth";
 
-/** Results kept per session thread. */
+/** Results kept per verifier thread. */
 export const SPF_CACHE_SIZE = 2048;
 /** Longest a result is kept, whatever the TTLs (a connection's own memo keeps one as long). */
 export const MAX_KEPT_MS = 5 * 60_000;
@@ -76,10 +77,19 @@ export class SpfCache {
    * result is kept as long as they all may be used.
    */
   async get(key: string, evaluate: (resolver: SpfResolver) => Promise<SPFResult>): Promise<SPFResult> {
+    return (await this.lookup(key, evaluate)).result;
+  }
+
+  /**
+   * As get(), with the time (this cache's clock, ms) until which the result
+   * may be used: 0 when it is not to be kept. A session thread keeps its
+   * copy no longer (check.ts), so the rules above hold there too.
+   */
+  async lookup(key: string, evaluate: (resolver: SpfResolver) => Promise<SPFResult>): Promise<{ readonly result: SPFResult; readonly until: number }> {
     const now = this.#now();
     const known = this.#kept.get(key);
     if (known !== undefined) {
-      if (known.until > now) return known.result;
+      if (known.until > now) return known;
       this.#kept.delete(key);
     }
     let ttl = MAX_KEPT_MS / 1000;
@@ -105,8 +115,10 @@ export class SpfCache {
         if (oldest.done !== true) this.#kept.delete(oldest.value);
       }
       // From when the evaluation started: the TTLs were read then or later.
-      this.#kept.set(key, { until: now + ttl * 1000, result });
+      const kept = { until: now + ttl * 1000, result };
+      this.#kept.set(key, kept);
+      return kept;
     }
-    return result;
+    return { result, until: 0 };
   }
 }

@@ -1,24 +1,24 @@
 /**
  * The verifier thread's entry (started by offload.ts): runs verifyContent()
- * for the tasks its parent posts, and asks the parent for every DNS answer
- * (the parent's resolver, its cache and its limits stay the only road to
- * DNS). Ended by the parent at a check's deadline; nothing here is durable.
+ * (DKIM, ARC, DMARC) and evaluateSpf() (SPF at MAIL, with this thread's SPF
+ * result cache) for the tasks its parent posts, and asks the parent for
+ * every DNS answer (the parent's resolver, its cache and its limits stay
+ * the only road to DNS). Ended by the parent at a check's deadline; nothing
+ * here is durable.
  *
- * Messages in: { type: "task", id, content, task } and { type: "dns", qid,
- * answer | error }. Out: { type: "done", id, result } or { type: "failed",
- * id, message }, and { type: "dns", qid, name, rrtype }.
+ * Messages in: { type: "task", id, content, task } or { type: "task", id,
+ * spf }, and { type: "dns", qid, answer, ttl | error }. Out: { type: "done",
+ * id, result } or { type: "failed", id, message }, and { type: "dns", qid,
+ * name, rrtype }.
  */
 import { parentPort } from "node:worker_threads";
-import { verifyContent, type ContentTask } from "./content.ts";
+import { evaluateSpf, verifyContent, type ContentTask } from "./content.ts";
+import { SpfCache, type SpfResolver } from "./spf-cache.ts";
 import { DkimKeyCache } from "./verify.ts";
+import type { SpfTask } from "./results.ts";
 import { markTask, readTask } from "../threads/index.ts";
 
-interface TaskMessage {
-  readonly type: "task";
-  readonly id: number;
-  readonly content: Uint8Array;
-  readonly task: ContentTask;
-}
+type TaskMessage = { readonly type: "task"; readonly id: number } & ({ readonly content: Uint8Array; readonly task: ContentTask } | SpfTask);
 
 interface DnsAnswer {
   readonly type: "dns";
@@ -26,7 +26,7 @@ interface DnsAnswer {
   readonly answer?: unknown;
   /** Seconds the answer may be used (from the session thread's resolver); absent: not kept. */
   readonly ttl?: number;
-  readonly error?: { readonly message: string; readonly code?: string };
+  readonly error?: { readonly message: string; readonly code?: string; readonly ttl?: number };
 }
 
 /** Answers kept in this thread, within their TTL, so a domain's key and policy cost no round trip per message. */
@@ -35,11 +35,13 @@ export const MAX_KEPT_ANSWERS = 2048;
 const port = parentPort;
 if (!port) throw new Error("thread.ts runs in a worker thread");
 const keys = new DkimKeyCache();
-const questions = new Map<number, { key: string; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+const questions = new Map<number, { key: string; resolve: (v: { records: unknown; ttl: number }) => void; reject: (e: Error) => void }>();
 let nextQid = 0;
 /** Answers within their TTL (oldest first), and the questions in flight (one per name and type). */
 const kept = new Map<string, { readonly answer: unknown; readonly until: number }>();
-const asking = new Map<string, Promise<unknown>>();
+const asking = new Map<string, Promise<{ records: unknown; ttl: number }>>();
+/** SPF results shared by every task of this thread (every worker's, with the process's shared pool) within their DNS TTLs. */
+const spfCache = new SpfCache(query);
 
 /**
  * The resolver of one task: its code resumes after an answer, so the
@@ -49,13 +51,18 @@ const asking = new Map<string, Promise<unknown>>();
  * of all notes first and then all the code.
  */
 function resolverFor(id: number): (name: string, rrtype: string) => Promise<unknown> {
+  return marked(id, (name, rrtype) => query(name, rrtype).then((a) => a.records));
+}
+
+/** `resolve` with the task noted whenever its code resumes after an answer (see resolverFor). */
+function marked(id: number, resolve: SpfResolver): SpfResolver {
   return (name, rrtype) =>
-    new Promise((resolve, reject) => {
-      resolver(name, rrtype).then(
+    new Promise((resolveP, reject) => {
+      resolve(name, rrtype).then(
         (v) =>
           setImmediate(() => {
             markTask(id);
-            resolve(v);
+            resolveP(v);
           }),
         (err: unknown) =>
           setImmediate(() => {
@@ -66,11 +73,13 @@ function resolverFor(id: number): (name: string, rrtype: string) => Promise<unkn
     });
 }
 
-function resolver(name: string, rrtype: string): Promise<unknown> {
+/** The answer with the seconds it may still be used (0: not to be kept), from this thread's answers or the parent's resolver. */
+function query(name: string, rrtype: string): Promise<{ records: unknown; ttl: number }> {
   const key = `${rrtype} ${name.toLowerCase()}`;
   const k = kept.get(key);
   if (k !== undefined) {
-    if (k.until > performance.now()) return Promise.resolve(k.answer);
+    const left = k.until - performance.now();
+    if (left > 0) return Promise.resolve({ records: k.answer, ttl: Math.floor(left / 1000) });
     kept.delete(key);
   }
   let p = asking.get(key);
@@ -92,20 +101,27 @@ port.on("message", (m: TaskMessage | DnsAnswer) => {
     const q = questions.get(m.qid);
     questions.delete(m.qid);
     if (!q) return;
-    if (m.error) q.reject(Object.assign(new Error(m.error.message), m.error.code !== undefined ? { code: m.error.code } : {}));
-    else {
-      if (m.ttl !== undefined && m.ttl > 0) {
+    if (m.error) {
+      const { code, ttl } = m.error;
+      q.reject(Object.assign(new Error(m.error.message), code !== undefined ? { code } : {}, ttl !== undefined ? { ttl } : {}));
+    } else {
+      const ttl = m.ttl ?? 0;
+      if (ttl > 0) {
         if (kept.size >= MAX_KEPT_ANSWERS) kept.delete(kept.keys().next().value as string);
-        kept.set(q.key, { answer: m.answer, until: performance.now() + m.ttl * 1000 });
+        kept.set(q.key, { answer: m.answer, until: performance.now() + ttl * 1000 });
       }
-      q.resolve(m.answer);
+      q.resolve({ records: m.answer, ttl });
     }
     return;
   }
   if (!readTask(m)) return;
-  const content = Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength);
-  verifyContent(content, m.task, resolverFor(m.id), keys).then(
-    (result) => port.postMessage({ type: "done", id: m.id, result }),
-    (err: unknown) => port.postMessage({ type: "failed", id: m.id, message: err instanceof Error ? err.message : String(err) }),
+  const id = m.id;
+  const work: Promise<unknown> =
+    "spf" in m
+      ? evaluateSpf(m.spf, spfCache, (r) => marked(id, r))
+      : verifyContent(Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength), m.task, resolverFor(id), keys);
+  work.then(
+    (result) => port.postMessage({ type: "done", id, result }),
+    (err: unknown) => port.postMessage({ type: "failed", id, message: err instanceof Error ? err.message : String(err) }),
   );
 });

@@ -13,7 +13,7 @@ import { createPublicKey, createVerify } from "node:crypto";
 import { test } from "node:test";
 import { arc, sealMessage } from "mailauth";
 import type { ARCData, ARCResult, DKIMVerifyResult } from "mailauth";
-import { DkimKeyCache, verifyDkim } from "../../src/mailauth/index.ts";
+import { DkimKeyCache, verifyDkim } from "../../src/mailauth/verify.ts";
 import { STRICT, Tally, Zone, crlf, loadYamlTests, stalwartMessageFile, str } from "./zones.ts";
 import type { ReasonTable } from "./zones.ts";
 

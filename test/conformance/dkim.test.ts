@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { dkimSign } from "mailauth";
 import type { DKIMResult, DKIMVerifyResult } from "mailauth";
 import { conformanceFile } from "../helpers/conformance.ts";
-import { DkimKeyCache, verifyDkim } from "../../src/mailauth/index.ts";
+import { DkimKeyCache, verifyDkim } from "../../src/mailauth/verify.ts";
 import { STRICT, Tally, Zone, crlf, stalwartMessageFile } from "./zones.ts";
 import type { ReasonTable } from "./zones.ts";
 

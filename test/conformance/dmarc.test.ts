@@ -25,7 +25,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import type { DMARCResult } from "mailauth";
-import { evaluateDmarc, registrableDomain } from "../../src/mailauth/index.ts";
+import { evaluateDmarc } from "../../src/mailauth/dmarc.ts";
+import { registrableDomain } from "../../src/mailauth/index.ts";
 import { conformanceFile } from "../helpers/conformance.ts";
 import { STRICT, Tally, Zone } from "./zones.ts";
 import type { ReasonTable } from "./zones.ts";

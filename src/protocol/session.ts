@@ -90,6 +90,8 @@ export class SmtpSession {
   /** tls-exporter channel binding is available (TLS 1.3): -PLUS mechanisms may be offered. */
   private channelBinding = false;
   private talkedEarly = false;
+  /** The session ended with QUIT (221): the client has nothing more to say. */
+  private quitted = false;
 
   /** The handler of each verb of the command table (commands.ts); `refusal` only for verbs that sync (BDAT). */
   private static readonly HANDLERS: Readonly<Record<Verb, (s: SmtpSession, arg: string, refusal?: Reply) => void>> = {
@@ -103,6 +105,7 @@ export class SmtpSession {
     NOOP: (s) => s.say(R.ok),
     QUIT: (s) => {
       s.emit(R.bye);
+      s.quitted = true;
       s.close();
     },
     HELP: (s) => s.say(R.help(HELP_VERBS)),
@@ -175,6 +178,11 @@ export class SmtpSession {
   /** The account of a successful AUTH, undefined before (and after STARTTLS resets it). */
   get authenticated(): string | undefined {
     return this.authUser;
+  }
+
+  /** The session was closed by the client's QUIT (answered 221). */
+  get quit(): boolean {
+    return this.quitted;
   }
 
   get closed(): boolean {

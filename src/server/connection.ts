@@ -570,11 +570,33 @@ export class Connection {
     this.ended = true;
     endTransaction(this.scratch);
     this.clearTimers();
+    if (this.quitClose()) {
+      this.opts.onClose();
+      return;
+    }
     this.socket.setTimeout(0);
     this.socket.end();
     // A client that never reads must not hold the socket forever.
     setTimeout(() => this.socket.destroy(), 5000).unref();
     this.opts.onClose();
+  }
+
+  /**
+   * After QUIT, as Postfix's smtpd does: the socket is closed as soon as
+   * the 221 is in the kernel (close() sends it, then our FIN), instead of
+   * a shutdown and waiting for the client's FIN or reset. That wait cost
+   * every connection a shutdown(), another read and, for the many clients
+   * that reset after QUIT (smtp-source, SO_LINGER 0), an ECONNRESET error
+   * object. Only on a plain socket whose replies were all written (a TLS
+   * socket still owes its records to the TCP socket, and a reply still
+   * queued in Node would be lost) and when no input was held back.
+   */
+  private quitClose(): boolean {
+    const socket = this.socket;
+    if (!this.session.quit || this.tlsInfo !== undefined || this.handshaking || this.held !== undefined) return false;
+    if (socket.destroyed || socket.writableLength !== 0 || socket instanceof tls.TLSSocket) return false;
+    socket.destroy();
+    return true;
   }
 
   private destroy(): void {

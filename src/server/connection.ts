@@ -110,6 +110,7 @@ export class Connection {
   private tlsInfo: { version: string; cipher: string } | undefined;
   private channelBinding: Buffer | undefined;
   private readonly scratch: ConnectionScratch = {};
+  private infoCache: ConnectionInfo | undefined;
   private ended = false;
   /** Read once: each read of remoteAddress is a getpeername() system call. */
   private readonly clientIp: string;
@@ -362,7 +363,18 @@ export class Connection {
     }
   }
 
+  /**
+   * The facts for the host, made again only when one of them changed
+   * (EHLO, STARTTLS, AUTH): a message asks four times (connect, MAIL,
+   * RCPT, content), the facts rarely move between.
+   */
   private info(): ConnectionInfo {
+    const c = this.infoCache;
+    if (c !== undefined && c.helo === (this.session.helo ?? "") && c.protocol === this.session.protocol && c.tls === this.tlsInfo && c.authUser === this.session.authenticated && c.channelBinding === this.channelBinding) return c;
+    return (this.infoCache = this.makeInfo());
+  }
+
+  private makeInfo(): ConnectionInfo {
     return {
       sessionId: this.opts.sessionId,
       listener: this.opts.listener,

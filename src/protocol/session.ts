@@ -69,6 +69,8 @@ const MAX_PENDING = 1024 * 1024;
 const SASL_LINE = 12288;
 
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+/** No input left over: one empty Buffer shared by every session (never written to), not one made per command. */
+const NOTHING: Buffer = Buffer.alloc(0);
 
 export class SmtpSession {
   private readonly opts: SessionOptions;
@@ -79,7 +81,7 @@ export class SmtpSession {
   private esmtp = false;
   private txn: Txn | undefined;
   /** Unprocessed input (a partial line, or input that came while waiting). */
-  private leftover: Buffer = Buffer.alloc(0);
+  private leftover: Buffer = NOTHING;
   private readonly lines: LineReader;
   private errors = 0;
   private commands = 0;
@@ -223,7 +225,7 @@ export class SmtpSession {
         return this.flush();
       case "waiting":
         if (this.leftover.length + chunk.length > MAX_PENDING) {
-          this.leftover = Buffer.alloc(0);
+          this.leftover = NOTHING;
           this.closeWith(R.overflow);
           return this.flush();
         }
@@ -231,7 +233,7 @@ export class SmtpSession {
         return [];
       default: {
         const buf = this.leftover.length === 0 ? chunk : Buffer.concat([this.leftover, chunk]);
-        this.leftover = Buffer.alloc(0);
+        this.leftover = NOTHING;
         this.run(buf, 0);
         return this.flush();
       }
@@ -278,7 +280,7 @@ export class SmtpSession {
   private resumeInput(): void {
     if ((this.state.kind === "command" || this.state.kind === "sasl") && this.leftover.length > 0) {
       const buf = this.leftover;
-      this.leftover = Buffer.alloc(0);
+      this.leftover = NOTHING;
       this.run(buf, 0);
     }
   }
@@ -293,7 +295,7 @@ export class SmtpSession {
     this.heloName = undefined;
     this.esmtp = false;
     this.txn = undefined;
-    this.leftover = Buffer.alloc(0);
+    this.leftover = NOTHING;
     return [];
   }
 
@@ -539,7 +541,7 @@ export class SmtpSession {
     this.state = { kind: "tls-pending" };
     this.txn = undefined;
     // Whatever the client sent after STARTTLS in plaintext is thrown away.
-    this.leftover = Buffer.alloc(0);
+    this.leftover = NOTHING;
     this.actions.push({ kind: "send", data: this.out }, { kind: "starttls" });
     this.out = "";
   }
@@ -577,7 +579,7 @@ export class SmtpSession {
   private close(): void {
     if (this.state.kind === "closed") return;
     this.state = CLOSED;
-    this.leftover = Buffer.alloc(0);
+    this.leftover = NOTHING;
     this.txn = undefined;
   }
 

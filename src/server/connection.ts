@@ -324,7 +324,8 @@ export class Connection {
         return;
       }
       const end = Math.min(chunk.length, pos + FEED_SLICE);
-      this.input(chunk.subarray(pos, end));
+      // A read that fits in one slice (a command line) goes in as it is, without a view made of it.
+      this.input(pos === 0 && end === chunk.length ? chunk : chunk.subarray(pos, end));
       pos = end;
     }
   }

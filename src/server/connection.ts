@@ -29,6 +29,10 @@
  *   command; this adapter stops reading plaintext before it writes the 220,
  *   then hands the raw socket to TLS. Nothing read before the handshake can
  *   reach the TLS session.
+ * - After QUIT the socket is closed as soon as the 221 is in the kernel (its
+ *   FIN follows the reply); every other close (421, 554, limits) shuts the
+ *   sending side down and waits for the client (at most 5 s), so a client
+ *   still sending gets its reply rather than a reset.
  * - A socket error or a host failure never crashes the process: the client
  *   gets 451 (host failure) or the connection is dropped (socket failure).
  * - The host's transaction (ConnectionScratch.transaction, host.ts) lives

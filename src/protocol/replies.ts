@@ -3,11 +3,24 @@
  * codes), in one table so their text is reviewed in one place. Replies that
  * carry a value (a name, a verb) are functions.
  */
-import { reply } from "./reply.ts";
+import { reply, type Reply } from "./reply.ts";
+
+/** fn with its last result kept: the replies that carry our own hostname are built (and checked) once, not for every connection. */
+function lastOf(fn: (v: string) => Reply): (v: string) => Reply {
+  let key: string | undefined;
+  let value: Reply | undefined;
+  return (v) => {
+    if (value === undefined || v !== key) {
+      value = fn(v);
+      key = v;
+    }
+    return value;
+  };
+}
 
 export const R = {
-  greeting: (hostname: string) => reply(220, "", `${hostname} ESMTP`),
-  helo: (hostname: string) => reply(250, "", hostname),
+  greeting: lastOf((hostname) => reply(220, "", `${hostname} ESMTP`)),
+  helo: lastOf((hostname) => reply(250, "", hostname)),
   ehlo: (lines: readonly string[]) => reply(250, "", ...lines),
   ok: reply(250, "2.0.0", "Ok"),
   bye: reply(221, "2.0.0", "Bye"),

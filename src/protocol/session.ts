@@ -69,6 +69,8 @@ const MAX_PENDING = 1024 * 1024;
 const SASL_LINE = 12288;
 
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+/** No input left over: one empty Buffer shared by every session (never written to), not one made per command. */
+const NOTHING: Buffer = Buffer.alloc(0);
 
 export class SmtpSession {
   private readonly opts: SessionOptions;
@@ -79,7 +81,7 @@ export class SmtpSession {
   private esmtp = false;
   private txn: Txn | undefined;
   /** Unprocessed input (a partial line, or input that came while waiting). */
-  private leftover: Buffer = Buffer.alloc(0);
+  private leftover: Buffer = NOTHING;
   private readonly lines: LineReader;
   private errors = 0;
   private commands = 0;
@@ -90,6 +92,8 @@ export class SmtpSession {
   /** tls-exporter channel binding is available (TLS 1.3): -PLUS mechanisms may be offered. */
   private channelBinding = false;
   private talkedEarly = false;
+  /** The session ended with QUIT (221): the client has nothing more to say. */
+  private quitted = false;
 
   /** The handler of each verb of the command table (commands.ts); `refusal` only for verbs that sync (BDAT). */
   private static readonly HANDLERS: Readonly<Record<Verb, (s: SmtpSession, arg: string, refusal?: Reply) => void>> = {
@@ -103,6 +107,7 @@ export class SmtpSession {
     NOOP: (s) => s.say(R.ok),
     QUIT: (s) => {
       s.emit(R.bye);
+      s.quitted = true;
       s.close();
     },
     HELP: (s) => s.say(R.help(HELP_VERBS)),
@@ -177,6 +182,11 @@ export class SmtpSession {
     return this.authUser;
   }
 
+  /** The session was closed by the client's QUIT (answered 221). */
+  get quit(): boolean {
+    return this.quitted;
+  }
+
   get closed(): boolean {
     return this.state.kind === "closed";
   }
@@ -215,7 +225,7 @@ export class SmtpSession {
         return this.flush();
       case "waiting":
         if (this.leftover.length + chunk.length > MAX_PENDING) {
-          this.leftover = Buffer.alloc(0);
+          this.leftover = NOTHING;
           this.closeWith(R.overflow);
           return this.flush();
         }
@@ -223,7 +233,7 @@ export class SmtpSession {
         return [];
       default: {
         const buf = this.leftover.length === 0 ? chunk : Buffer.concat([this.leftover, chunk]);
-        this.leftover = Buffer.alloc(0);
+        this.leftover = NOTHING;
         this.run(buf, 0);
         return this.flush();
       }
@@ -270,7 +280,7 @@ export class SmtpSession {
   private resumeInput(): void {
     if ((this.state.kind === "command" || this.state.kind === "sasl") && this.leftover.length > 0) {
       const buf = this.leftover;
-      this.leftover = Buffer.alloc(0);
+      this.leftover = NOTHING;
       this.run(buf, 0);
     }
   }
@@ -285,7 +295,7 @@ export class SmtpSession {
     this.heloName = undefined;
     this.esmtp = false;
     this.txn = undefined;
-    this.leftover = Buffer.alloc(0);
+    this.leftover = NOTHING;
     return [];
   }
 
@@ -531,7 +541,7 @@ export class SmtpSession {
     this.state = { kind: "tls-pending" };
     this.txn = undefined;
     // Whatever the client sent after STARTTLS in plaintext is thrown away.
-    this.leftover = Buffer.alloc(0);
+    this.leftover = NOTHING;
     this.actions.push({ kind: "send", data: this.out }, { kind: "starttls" });
     this.out = "";
   }
@@ -569,7 +579,7 @@ export class SmtpSession {
   private close(): void {
     if (this.state.kind === "closed") return;
     this.state = CLOSED;
-    this.leftover = Buffer.alloc(0);
+    this.leftover = NOTHING;
     this.txn = undefined;
   }
 

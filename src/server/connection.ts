@@ -29,6 +29,10 @@
  *   command; this adapter stops reading plaintext before it writes the 220,
  *   then hands the raw socket to TLS. Nothing read before the handshake can
  *   reach the TLS session.
+ * - After QUIT the socket is closed as soon as the 221 is in the kernel (its
+ *   FIN follows the reply); every other close (421, 554, limits) shuts the
+ *   sending side down and waits for the client (at most 5 s), so a client
+ *   still sending gets its reply rather than a reset.
  * - A socket error or a host failure never crashes the process: the client
  *   gets 451 (host failure) or the connection is dropped (socket failure).
  * - The host's transaction (ConnectionScratch.transaction, host.ts) lives
@@ -110,6 +114,7 @@ export class Connection {
   private tlsInfo: { version: string; cipher: string } | undefined;
   private channelBinding: Buffer | undefined;
   private readonly scratch: ConnectionScratch = {};
+  private infoCache: ConnectionInfo | undefined;
   private ended = false;
   /** Read once: each read of remoteAddress is a getpeername() system call. */
   private readonly clientIp: string;
@@ -323,7 +328,8 @@ export class Connection {
         return;
       }
       const end = Math.min(chunk.length, pos + FEED_SLICE);
-      this.input(chunk.subarray(pos, end));
+      // A read that fits in one slice (a command line) goes in as it is, without a view made of it.
+      this.input(pos === 0 && end === chunk.length ? chunk : chunk.subarray(pos, end));
       pos = end;
     }
   }
@@ -362,7 +368,18 @@ export class Connection {
     }
   }
 
+  /**
+   * The facts for the host, made again only when one of them changed
+   * (EHLO, STARTTLS, AUTH): a message asks four times (connect, MAIL,
+   * RCPT, content), the facts rarely move between.
+   */
   private info(): ConnectionInfo {
+    const c = this.infoCache;
+    if (c !== undefined && c.helo === (this.session.helo ?? "") && c.protocol === this.session.protocol && c.tls === this.tlsInfo && c.authUser === this.session.authenticated && c.channelBinding === this.channelBinding) return c;
+    return (this.infoCache = this.makeInfo());
+  }
+
+  private makeInfo(): ConnectionInfo {
     return {
       sessionId: this.opts.sessionId,
       listener: this.opts.listener,
@@ -570,11 +587,33 @@ export class Connection {
     this.ended = true;
     endTransaction(this.scratch);
     this.clearTimers();
+    if (this.quitClose()) {
+      this.opts.onClose();
+      return;
+    }
     this.socket.setTimeout(0);
     this.socket.end();
     // A client that never reads must not hold the socket forever.
     setTimeout(() => this.socket.destroy(), 5000).unref();
     this.opts.onClose();
+  }
+
+  /**
+   * After QUIT, as Postfix's smtpd does: the socket is closed as soon as
+   * the 221 is in the kernel (close() sends it, then our FIN), instead of
+   * a shutdown and waiting for the client's FIN or reset. That wait cost
+   * every connection a shutdown(), another read and, for the many clients
+   * that reset after QUIT (smtp-source, SO_LINGER 0), an ECONNRESET error
+   * object. Only on a plain socket whose replies were all written (a TLS
+   * socket still owes its records to the TCP socket, and a reply still
+   * queued in Node would be lost) and when no input was held back.
+   */
+  private quitClose(): boolean {
+    const socket = this.socket;
+    if (!this.session.quit || this.tlsInfo !== undefined || this.handshaking || this.held !== undefined) return false;
+    if (socket.destroyed || socket.writableLength !== 0 || socket instanceof tls.TLSSocket) return false;
+    socket.destroy();
+    return true;
   }
 
   private destroy(): void {

@@ -94,6 +94,14 @@ export class SmtpServer {
   private lingerTimer: NodeJS.Timeout | undefined;
   /** wardmail_connections_refused_total by listener and limit, bound once. */
   private readonly refusedCounters: Record<Role, Map<string, { inc(): void }>> = { smtp: new Map(), submission: new Map(), submissions: new Map() };
+  /** wardmail_connections_total by listener, bound once. */
+  private readonly accepted: Record<Role, { inc(): void }> = {
+    smtp: metrics.counter("wardmail_connections_total", { listener: "smtp" }),
+    submission: metrics.counter("wardmail_connections_total", { listener: "submission" }),
+    submissions: metrics.counter("wardmail_connections_total", { listener: "submissions" }),
+  };
+  /** The protocol core's options per listener, TLS mode and trust (see sessionOptions). */
+  private readonly sessionOptionsCache = new Map<string, SessionOptions>();
   private counter = 0;
   private stopping = false;
   private readonly trusted: Networks;
@@ -281,19 +289,11 @@ export class SmtpServer {
       this.countRefused(role, limit);
       return this.refuse(socket, TOO_MANY, implicitTls);
     }
-    metrics.inc("wardmail_connections_total", { listener: role });
+    this.accepted[role].inc();
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;
     const log = logger.child({ session: sessionId });
     if (log.isLevelEnabled("debug")) log.debug({ role, ip: socket.remoteAddress, port: socket.remotePort }, "connect");
-    const session: SessionOptions = {
-      hostname: config.server.hostname,
-      limits: config.limits,
-      bareLineEndings: config.protocol.bareLineEndings,
-      eightBitWithout8bitmime: config.protocol.eightBitWithout8bitmime,
-      strictPipelining: config.protocol.strictPipelining,
-      tls: mode,
-      ...this.authOptions(role, socket.remoteAddress ?? ""),
-    };
+    const session = this.sessionOptions(role, mode, trusted);
     socket.resume(); // (accepted paused: see createServer)
     const conn: Connection = new Connection(socket, {
       session,
@@ -350,13 +350,37 @@ export class SmtpServer {
   }
 
   /**
+   * The protocol core's options for a listener and a client (trusted or
+   * not): made once per pair and shared by its sessions (the core only
+   * reads them), not built for every connection.
+   */
+  private sessionOptions(role: Role, mode: TlsMode, trusted: boolean): SessionOptions {
+    const key = `${role} ${mode} ${trusted ? "trusted" : "untrusted"}`;
+    let o = this.sessionOptionsCache.get(key);
+    if (o === undefined) {
+      const { config } = this.deps;
+      o = Object.freeze({
+        hostname: config.server.hostname,
+        limits: config.limits,
+        bareLineEndings: config.protocol.bareLineEndings,
+        eightBitWithout8bitmime: config.protocol.eightBitWithout8bitmime,
+        strictPipelining: config.protocol.strictPipelining,
+        tls: mode,
+        ...this.authOptions(role, trusted),
+      });
+      this.sessionOptionsCache.set(key, o);
+    }
+    return o;
+  }
+
+  /**
    * AUTH per listener: submission always offers it (and requires it, unless
    * the client is in relay.trusted_networks); the MX only with auth.on_mx.
    */
-  private authOptions(role: Role, ip: string): Pick<SessionOptions, "auth"> {
+  private authOptions(role: Role, trusted: boolean): Pick<SessionOptions, "auth"> {
     const { config } = this.deps;
     if (role === "smtp") return config.auth.onMx ? { auth: { mechanisms: config.auth.mechanisms, required: false } } : {};
-    return { auth: { mechanisms: config.auth.mechanisms, required: !this.trusted.has(ip) } };
+    return { auth: { mechanisms: config.auth.mechanisms, required: !trusted } };
   }
 
   /**

@@ -7,7 +7,7 @@
 //   node bench/connections.ts [--connections 8000] [--sessions 50] [--runs 2] [--root DIR ...]
 //
 // --root DIR (repeatable): the built server of another checkout
-// (DIR/dist/bin/wardmail.js); with several, the runs alternate between them
+// (DIR/bin/wardmail, the launcher); with several, the runs alternate between them
 // (root A, root B, root A, ...) so a before/after comparison shares the
 // machine's moods. The client is a separate Node process (its CPU is not
 // the server's). Config: the engine bench's (bench/wardmail.ts: discard,
@@ -21,7 +21,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { median } from "./report.ts";
-import { REPO_ROOT, startWardmail } from "./wardmail.ts";
+import { REPO_ROOT, serverCommand, startWardmail } from "./wardmail.ts";
 
 const { values } = parseArgs({
   options: {
@@ -119,7 +119,7 @@ const roots = (values.root ?? [REPO_ROOT]).map((r) => path.resolve(r));
 const results = new Map<string, { perConn: number[]; worker: number[]; gc: number[]; rate: number[] }>(roots.map((r) => [r, { perConn: [], worker: [], gc: [], rate: [] }]));
 for (let run = 0; run < Number(values.runs); run++) {
   for (const root of roots) {
-    const w = await startWardmail({ command: (p) => ({ command: process.execPath, args: [path.join(root, "dist", "bin", "wardmail.js"), "serve", "--config", p.configPath], cwd: root }) });
+    const w = await startWardmail({ command: (p) => serverCommand(p.configPath, root) });
     try {
       await load(w.paths.smtpPort, Math.min(1000, n), sessions, Number(values["timeout-s"]) * 1000);
       await sleep(1000);

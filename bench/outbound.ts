@@ -36,7 +36,7 @@ import { BENCH_IN_FLOW_DELAY, inFlowDelayValue, postconfValue, POSTCONF_BIN, POS
 import { cpuSecondsWithReaped, machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult, type LoadSpec } from "./load.ts";
 import { median, fmt, table, writeResult } from "./report.ts";
-import { killWardmailSync, REPO_ROOT, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
+import { killWardmailSync, REPO_ROOT, serverCommand, startWardmail, type Command, type WardmailInstance, type WardmailPaths } from "./wardmail.ts";
 
 const execFile = promisify(execFileCb);
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -412,7 +412,7 @@ interface Options {
   sinkKey: "ec" | "rsa";
   /** Directory for node --cpu-prof profiles of the Wardmail server (main thread and workers). */
   cpuProf: string | undefined;
-  /** Where dist/bin/wardmail.js is (default: this repository). */
+  /** The checkout whose build runs, through its launcher bin/wardmail (default: this repository). */
   wardmailRoot: string;
   /** Put the sink's per-connection trace into the JSON. */
   trace: boolean;
@@ -441,7 +441,7 @@ function usage(msg?: string): never {
   --workers N           Wardmail server.workers (default 0: one per CPU)
   --sink-key K          ec (P-256, default) | rsa (2048): the sink's TLS key
   --wardmail-cpu-prof DIR   run the Wardmail server under node --cpu-prof, profiles into DIR
-  --wardmail-root DIR   run DIR/dist/bin/wardmail.js (default: this repository's build)
+  --wardmail-root DIR   run DIR/bin/wardmail, the launcher of that build (default: this repository's build)
   --trace               put the sink's per-connection trace (open, TLS, first/last message, close) into the JSON
   --keep-logs DIR       copy each run's server log lines (Postfix maillog, Wardmail JSON log) into DIR
   --out FILE            JSON result (default bench/out/outbound-latest.json)`);
@@ -595,8 +595,8 @@ function startWardmailOutbound(o: Options, sinkPort: number): Promise<WardmailIn
     command: (p: WardmailPaths): Command => {
       const config = path.join(p.dir, "outbound.toml");
       writeFileSync(config, wardmailOutboundToml(p, o, sinkPort));
-      const prof = o.cpuProf !== undefined ? ["--cpu-prof", "--cpu-prof-dir", o.cpuProf] : [];
-      return { command: process.execPath, args: [...prof, wardmailJs(o), "serve", "--config", config], cwd: o.wardmailRoot };
+      // Through the launcher (bin/wardmail), as production runs it; --cpu-prof through NODE_OPTIONS.
+      return serverCommand(config, o.wardmailRoot, o.cpuProf !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${o.cpuProf}` } : undefined);
     },
   });
 }

@@ -66,7 +66,7 @@ function usage(msg?: string): never {
   --postfix-in-flow-delay T  Postfix in_flow_delay (default ${BENCH_IN_FLOW_DELAY}, tuned for throughput; 1s is Postfix's default)
   --out FILE        JSON result (default bench/out/latest.json)
   --spool-plain     also run a second Wardmail with spool.encrypt = false (same run, alternating): the cost of the encrypted spool
-  --wardmail-cmd T  run T instead of "node dist/bin/wardmail.js serve --config {config}"
+  --wardmail-cmd T  run T instead of "bin/wardmail serve --config {config}"
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
   --wardmail-limits L  extra [limits] for Wardmail, "key=value,key=value" (e.g. pregreet_delay=0
                     to measure the pregreet pause, pregreet_pass_time=0 to pay it on every connection)

@@ -37,7 +37,7 @@ import { killLoadChildren, runLoad, type LoadResult } from "./load.ts";
 import { caseName, fmt, median, table, writeResult } from "./report.ts";
 import { DKIMSIGN, makeSignedMessage, type SignedMessage } from "../test/peers/signed-message.ts";
 import { port53Address, resolvNamespace, stackMissing, startPostfixStack, writeResolvConf, type Milter, type PostfixStack } from "../test/peers/milters.ts";
-import { killWardmailSync, REPO_ROOT, startWardmail, type WardmailInstance } from "./wardmail.ts";
+import { killWardmailSync, REPO_ROOT, serverCommand, startWardmail, type WardmailInstance } from "./wardmail.ts";
 
 const SERVERS = ["wardmail", "postfix", "postfix-stack"] as const;
 type ServerName = (typeof SERVERS)[number];
@@ -57,7 +57,7 @@ interface Options {
   drainTimeoutMs: number;
   connMode: "exact" | "batch";
   servers: ServerName[];
-  /** Runs ROOT/dist/bin/wardmail.js (a build of another checkout). */
+  /** Runs ROOT/bin/wardmail (the launcher of another checkout's build). */
   wardmailRoot: string;
   out: string;
 }
@@ -75,7 +75,7 @@ function usage(msg?: string): never {
   --timeout-s N       hard limit for one run's load (default 180)
   --drain-timeout-s N how long to wait after the load for every message in the Maildir (default 120)
   --servers LIST      wardmail,postfix,postfix-stack (default all three)
-  --wardmail-root DIR run DIR/dist/bin/wardmail.js (default: this repository's build)
+  --wardmail-root DIR run DIR/bin/wardmail, the launcher of that build (default: this repository's build)
   --out FILE          JSON result (default bench/out/stack-latest.json)`);
   process.exit(2);
 }
@@ -416,7 +416,7 @@ async function main(): Promise<number> {
         delivery: "maildir",
         checks: ["[checks]", "enabled = true", `authserv_id = "${AUTHSERV_ID}"`, "[dns]", `servers = ["127.0.0.1:${knotRef.port}"]`].join("\n"),
         extra: "[antivirus]\nenabled = false\n",
-        command: (p) => ({ command: process.execPath, args: [path.join(opt.wardmailRoot, "dist", "bin", "wardmail.js"), "serve", "--config", p.configPath], cwd: opt.wardmailRoot }),
+        command: (p) => serverCommand(p.configPath, opt.wardmailRoot),
       });
       const w = wm;
       servers.push({

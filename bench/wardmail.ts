@@ -35,19 +35,23 @@ export interface Command {
   command: string;
   args: string[];
   cwd?: string;
+  /** Added to the bench's environment (e.g. NODE_OPTIONS for --cpu-prof). */
+  env?: Record<string, string>;
 }
 
 // ============================================================================
 // How to run Wardmail: the built server (dist/, made by `npm run build`, which
-// `npm run bench` runs first), as `npm start` runs it in production, with the
-// same Node binary that runs the bench (node 24 from node_modules).
+// `npm run bench` runs first) through the launcher bin/wardmail, as `npm
+// start` and the service unit run it in production: the project's Node 24
+// (node_modules/node) with the launcher's Node flags and environment.
+// `root`: a checkout whose build to run (default this one).
 // ============================================================================
+export function serverCommand(configPath: string, root: string = REPO_ROOT, env?: Record<string, string>): Command {
+  return { command: path.join(root, "bin", "wardmail"), args: ["serve", "--config", configPath], cwd: root, ...(env ? { env } : {}) };
+}
+
 export function defaultWardmailCommand(p: WardmailPaths): Command {
-  return {
-    command: process.execPath,
-    args: [path.join(REPO_ROOT, "dist", "bin", "wardmail.js"), "serve", "--config", p.configPath],
-    cwd: REPO_ROOT,
-  };
+  return serverCommand(p.configPath);
 }
 
 // ============================================================================
@@ -254,7 +258,7 @@ export async function startWardmail(
   const out = openSync(paths.logPath, "a");
   let child: ChildProcess;
   try {
-    child = spawn(cmd.command, cmd.args, { cwd: cmd.cwd, stdio: ["ignore", out, out] });
+    child = spawn(cmd.command, cmd.args, { cwd: cmd.cwd, stdio: ["ignore", out, out], ...(cmd.env ? { env: { ...process.env, ...cmd.env } } : {}) });
   } finally {
     closeSync(out);
   }

@@ -76,6 +76,19 @@ test("an early talker is banned from the MX group only; a pass is remembered", (
   assert.equal(t.passed("203.0.113.6"), true);
 });
 
+test("a slow client is remembered for its time, per client, and keeps no slot beyond it", () => {
+  const t = table();
+  assert.equal(t.slow("198.51.100.7"), false);
+  t.markSlow("198.51.100.7", 60);
+  assert.equal(t.slow("198.51.100.7"), true);
+  assert.equal(t.slow("::ffff:198.51.100.7"), true); // the same client, IPv4-mapped
+  assert.equal(t.slow("198.51.100.8"), false);
+  // The mark counts nothing else: the client still connects as any other.
+  assert.equal(t.connect("198.51.100.7", "mx", 10, 100, true), "ok");
+  t.markSlow("198.51.100.9", 0); // remembered until now: already over
+  assert.equal(t.slow("198.51.100.9"), false);
+});
+
 test("a full table fails open: a client it cannot hold is not counted", () => {
   const t = table(8);
   for (let i = 1; i <= 8; i++) assert.equal(t.connect(`10.0.0.${i}`, "mx", 1, 100, true), "ok");

@@ -37,6 +37,7 @@ const F_SEEN = 7;
 const F_BAN = 8;
 const F_RATE = 9; // 4 rates × (minute, current, previous): conn mx, conn submission, messages, recipients
 const F_PASS = 21; // passed the pregreet test until (seconds)
+const F_SLOW = 22; // a command line of it timed out (slowloris): remembered until (seconds)
 const RATE_CONN_MX = 0;
 const RATE_CONN_SUB = 1;
 const RATE_MESSAGES = 2;
@@ -134,6 +135,23 @@ export class ClientTable {
       this.a[s + F_PASS] = now + seconds;
       return undefined;
     });
+  }
+
+  /**
+   * Remembers ip as a slow client for seconds: a session of it let a command
+   * line time out (bytes trickled into a line that never ends, the slowloris
+   * signature). Like a pass, the mark does not keep the slot.
+   */
+  markSlow(ip: string, seconds: number): void {
+    this.locked(ip, undefined, (s, now) => {
+      this.a[s + F_SLOW] = now + seconds;
+      return undefined;
+    });
+  }
+
+  /** ip is remembered as a slow client (markSlow). */
+  slow(ip: string): boolean {
+    return this.locked(ip, false, (s, now) => (this.a[s + F_SLOW] ?? 0) > now);
   }
 
   /** ip passed the pregreet test recently. */

@@ -70,6 +70,13 @@ const NO_VICTIM_MS = 50;
  * max_connections.
  */
 const REFUSED_LINGER_MS = 1000;
+/**
+ * A client one of whose sessions let a command line time out (the slowloris
+ * signature: bytes trickled into a line that never ends) is remembered this
+ * long; while a listener group is under pressure its new connections there
+ * are refused (see slowUnderPressure).
+ */
+const SLOW_CLIENT_S = 60;
 const EVICTION: EvictionRule = { idleMs: EVICT_IDLE_MS, fairIdleMs: FAIR_IDLE_MS, noVictimMs: NO_VICTIM_MS };
 
 function ignoreError(): void {}
@@ -239,6 +246,18 @@ export class SmtpServer {
     }
   }
 
+  /**
+   * A slow client (one of its sessions let a command line reach
+   * command_timeout, in the last SLOW_CLIENT_S) gets no new connection on a
+   * listener group under pressure: its sessions would only be timed out or
+   * evicted again, each costing a session's work that the clients that
+   * complete their commands need. Without pressure it is admitted as any
+   * client. The caller exempts trusted clients.
+   */
+  private slowUnderPressure(ip: string, group: ClientGroup): boolean {
+    return this.underPressure(group) && this.deps.clients.slow(ip);
+  }
+
   /** Counts a connection refused before its session. */
   private countRefused(role: Role, limit: string): void {
     const counters = this.refusedCounters[role];
@@ -258,6 +277,11 @@ export class SmtpServer {
     if (this.stopping) return this.refuse(socket, SHUTTING_DOWN, implicitTls);
     const ip = socket.remoteAddress ?? "";
     const trusted = this.trusted.has(ip);
+    if (!trusted && this.slowUnderPressure(ip, group)) {
+      this.logLimit(ip, role, "command_timeout", "client limit");
+      this.countRefused(role, "command_timeout");
+      return this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
+    }
     if (!trusted) {
       const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx");
       if (r !== "ok") {
@@ -316,6 +340,7 @@ export class SmtpServer {
         this.logLimit(ip, role, "pregreet_delay", "pregreet");
         if (limits.pregreet_ban_time > 0) this.deps.clients.ban(ip, limits.pregreet_ban_time);
       },
+      ...(trusted ? {} : { onSlowCommand: () => this.deps.clients.markSlow(ip, SLOW_CLIENT_S) }),
       onPregreetPassed: () => {
         if (limits.pregreet_pass_time > 0) this.deps.clients.pass(ip, limits.pregreet_pass_time);
       },

@@ -213,6 +213,25 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/**
+ * Busy CPU seconds of the whole machine (every core, from /proc/stat) and the
+ * children this process has waited for (smtp-source once it exited): what
+ * the other processes of a shared machine took during a measurement is the
+ * machine's busy time less the server's, the attacker's, smtp-source's and
+ * this process's own.
+ */
+function machineCpu(): { busy: number; self: number; children: number } {
+  try {
+    const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    const busy = ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) / 100;
+    const me = readFileSync("/proc/self/stat", "utf8").split(") ")[1]?.split(" ") ?? [];
+    return { busy, self: (Number(me[11]) + Number(me[12])) / 100, children: (Number(me[13]) + Number(me[14])) / 100 };
+  } catch {
+    return { busy: 0, self: 0, children: 0 };
+  }
+}
+
 /** CPU seconds per thread of a process (by "comm tid"), for the breakdown of where the server's time goes. */
 function threadCpu(pid: number | undefined): Map<string, number> {
   const m = new Map<string, number>();
@@ -285,8 +304,11 @@ async function main(): Promise<void> {
     for (let r = 1; r <= int("runs", 100); r++) {
       let c0 = cpuSeconds(wm.pid);
       let t0 = threadCpu(wm.pid);
+      let m0 = machineCpu();
       const quiet = await wellBehaved(wm.paths.smtpPort);
       const quietCpu = cpuSeconds(wm.pid) - c0;
+      let m1 = machineCpu();
+      const quietOther = m1.busy - m0.busy - quietCpu - (m1.self - m0.self) - (m1.children - m0.children);
       const quietThreads = threadDelta(t0, threadCpu(wm.pid));
       const attack = startAttack(wm);
       // The server's CPU seconds in each second of the attack (buildup and measurement).
@@ -301,8 +323,11 @@ async function main(): Promise<void> {
       c0 = cpuSeconds(wm.pid);
       t0 = threadCpu(wm.pid);
       const a0 = cpuSeconds(attack.pid);
+      m0 = machineCpu();
       const under = await wellBehaved(wm.paths.smtpPort);
       const underCpu = { server: cpuSeconds(wm.pid) - c0, attacker: cpuSeconds(attack.pid) - a0 };
+      m1 = machineCpu();
+      const underOther = m1.busy - m0.busy - underCpu.server - underCpu.attacker - (m1.self - m0.self) - (m1.children - m0.children);
       const underThreads = threadDelta(t0, threadCpu(wm.pid));
       clearInterval(sampler);
       const stats = await attack.stop();
@@ -316,6 +341,8 @@ async function main(): Promise<void> {
         attack: stats,
         serverLog: { clientLimitLines: count(log, "client limit"), pregreetLines: count(log, "pregreet") },
         cpuSeconds: { serverQuiet: quietCpu, serverUnderAttack: underCpu.server, attackerUnderAttack: underCpu.attacker },
+        /** CPU seconds the rest of the machine took during each measurement (0 on a quiet machine; the cores are os.cpus().length × seconds). */
+        otherProcessesCpuSeconds: { quiet: Math.max(0, quietOther), underAttack: Math.max(0, underOther) },
         threadCpuSeconds: { quiet: quietThreads, underAttack: underThreads },
         serverCpuPerSecondOfAttack: cpuTimeline,
         ...(quiet.code === 0 && under.code === 0 ? {} : { generatorOutput: { quiet: quiet.out, underAttack: under.out } }),
@@ -323,7 +350,7 @@ async function main(): Promise<void> {
       runs.push(run);
       console.log(
         `run ${r}: quiet ${quiet.rate.toFixed(0)} msg/s${quiet.code === 0 ? "" : " (FAILED)"}, under attack ${under.rate.toFixed(0)} msg/s${under.code === 0 ? "" : " (FAILED)"}, ` +
-          `ratio ${(under.rate / quiet.rate).toFixed(2)}; CPU s ${JSON.stringify(run.cpuSeconds)}; per thread ${JSON.stringify(run.threadCpuSeconds)}; server CPU per second of the attack ${JSON.stringify(cpuTimeline)}; attack ${JSON.stringify(stats)}; server log so far ${JSON.stringify(run.serverLog)}`,
+          `ratio ${(under.rate / quiet.rate).toFixed(2)}; CPU s ${JSON.stringify(run.cpuSeconds)}; other processes' CPU s ${JSON.stringify(run.otherProcessesCpuSeconds)}; per thread ${JSON.stringify(run.threadCpuSeconds)}; server CPU per second of the attack ${JSON.stringify(cpuTimeline)}; attack ${JSON.stringify(stats)}; server log so far ${JSON.stringify(run.serverLog)}`,
       );
       if (under.code !== 0) console.log(under.out);
     }

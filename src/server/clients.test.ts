@@ -76,17 +76,19 @@ test("an early talker is banned from the MX group only; a pass is remembered", (
   assert.equal(t.passed("203.0.113.6"), true);
 });
 
-test("a slow client is remembered for its time, per client, and keeps no slot beyond it", () => {
+test("a slow client is refused with refuseSlow while its mark lasts, per client; without refuseSlow it connects as any client", () => {
   const t = table();
-  assert.equal(t.slow("198.51.100.7"), false);
+  assert.equal(t.connect("198.51.100.7", "mx", 10, 100, true, true), "ok");
   t.markSlow("198.51.100.7", 60);
-  assert.equal(t.slow("198.51.100.7"), true);
-  assert.equal(t.slow("::ffff:198.51.100.7"), true); // the same client, IPv4-mapped
-  assert.equal(t.slow("198.51.100.8"), false);
-  // The mark counts nothing else: the client still connects as any other.
-  assert.equal(t.connect("198.51.100.7", "mx", 10, 100, true), "ok");
+  assert.equal(t.connect("198.51.100.7", "mx", 10, 100, true, true), "slow");
+  assert.equal(t.connect("::ffff:198.51.100.7", "submission", 10, 100, false, true), "slow"); // the same client, either group
+  assert.equal(t.connect("198.51.100.8", "mx", 10, 100, true, true), "ok");
+  // Refused as slow: not counted (open connections, rate).
+  assert.equal(t.open("198.51.100.7", "mx"), 1);
+  assert.equal(t.connect("198.51.100.7", "mx", 10, 100, true), "ok"); // no pressure: served
+  assert.equal(t.open("198.51.100.7", "mx"), 2);
   t.markSlow("198.51.100.9", 0); // remembered until now: already over
-  assert.equal(t.slow("198.51.100.9"), false);
+  assert.equal(t.connect("198.51.100.9", "mx", 10, 100, true, true), "ok");
 });
 
 test("a full table fails open: a client it cannot hold is not counted", () => {

@@ -74,7 +74,10 @@ const REFUSED_LINGER_MS = 1000;
  * A client one of whose sessions let a command line time out (the slowloris
  * signature: bytes trickled into a line that never ends) is remembered this
  * long; while a listener group is under pressure its new connections there
- * are refused (see slowUnderPressure).
+ * are refused (ClientTable.connect, refuseSlow): its sessions would only be
+ * timed out or evicted again, each costing a session's work that the
+ * clients that complete their commands need. Without pressure it is
+ * admitted as any client; trusted clients are never counted.
  */
 const SLOW_CLIENT_S = 60;
 const EVICTION: EvictionRule = { idleMs: EVICT_IDLE_MS, fairIdleMs: FAIR_IDLE_MS, noVictimMs: NO_VICTIM_MS };
@@ -246,18 +249,6 @@ export class SmtpServer {
     }
   }
 
-  /**
-   * A slow client (one of its sessions let a command line reach
-   * command_timeout, in the last SLOW_CLIENT_S) gets no new connection on a
-   * listener group under pressure: its sessions would only be timed out or
-   * evicted again, each costing a session's work that the clients that
-   * complete their commands need. Without pressure it is admitted as any
-   * client. The caller exempts trusted clients.
-   */
-  private slowUnderPressure(ip: string, group: ClientGroup): boolean {
-    return this.underPressure(group) && this.deps.clients.slow(ip);
-  }
-
   /** Counts a connection refused before its session. */
   private countRefused(role: Role, limit: string): void {
     const counters = this.refusedCounters[role];
@@ -277,15 +268,11 @@ export class SmtpServer {
     if (this.stopping) return this.refuse(socket, SHUTTING_DOWN, implicitTls);
     const ip = socket.remoteAddress ?? "";
     const trusted = this.trusted.has(ip);
-    if (!trusted && this.slowUnderPressure(ip, group)) {
-      this.logLimit(ip, role, "command_timeout", "client limit");
-      this.countRefused(role, "command_timeout");
-      return this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
-    }
     if (!trusted) {
-      const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx");
+      // Under pressure a client remembered as slow is refused too (refuseSlow, see SLOW_CLIENT_S).
+      const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx", this.underPressure(group));
       if (r !== "ok") {
-        const limit = r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
+        const limit = r === "slow" ? "command_timeout" : r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
         this.logLimit(ip, role, limit, "client limit");
         this.countRefused(role, limit);
         return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY, implicitTls);

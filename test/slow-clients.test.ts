@@ -3,8 +3,8 @@
  * flood bench's first run): a client one of whose sessions let a command
  * line reach command_timeout (a byte now and then, the line never ends) is
  * remembered for slow_client_memory; while the listener is under pressure
- * its new connections get 421 4.7.0 (logged as `client limit` with `limit`
- * `command_timeout`), so that its sessions stop costing the room and the
+ * its new connections get 421 4.7.0 after slow_refusal_delay (logged as
+ * `client limit` with `limit` `command_timeout`), so that its sessions stop costing the room and the
  * work that other clients need. Without pressure it is served as any client,
  * and a client that never was slow (swaks) delivers under pressure.
  *
@@ -28,10 +28,10 @@ const server = (): Wardmail => {
 
 before(async () => {
   requireBinary("swaks", ["--version"]);
-  // stress_timeout above command_timeout: the idle fillers below hold the pressure for 6 s.
+  // stress_timeout above command_timeout: the idle fillers below hold the pressure for 8 s.
   w = await startWardmail({
     workers: 1,
-    extra: `[limits]\nmax_mx_connections = 5\nmax_connections_per_client = 10\npregreet_delay = 0\ncommand_timeout = ${COMMAND_TIMEOUT_S}\nstress_timeout = 6`,
+    extra: `[limits]\nmax_mx_connections = 5\nmax_connections_per_client = 10\npregreet_delay = 0\ncommand_timeout = ${COMMAND_TIMEOUT_S}\nstress_timeout = 8`,
   });
 });
 
@@ -91,9 +91,13 @@ test("a client whose command timed out is refused while the listener is under pr
       assert.match(f.raw, /^220 /);
       fillers.push(f.wire);
     }
+    const t0 = Date.now();
     const refused = await firstReply(slow);
+    const took = Date.now() - t0;
     assert.match(refused.raw, /^421 4\.7\.0 Too many connections from your address/);
     refused.wire.close();
+    // The refusal comes after slow_refusal_delay (2 s), so that the slow client comes back less often.
+    assert.ok(took >= 1900 && took < 4000, `refused after ${took} ms`);
     const logged = await waitForLog(() => s.output(), "client limit", (l) => l.ip === slow && l.limit === "command_timeout");
     assert.ok(logged, "no client limit line for command_timeout");
     assert.equal(logged.listener, "smtp");

@@ -80,6 +80,15 @@ const REFUSED_LINGER_MS = 1000;
  * admitted as any client; trusted clients are never counted.
  */
 const SLOW_CLIENT_S = 60;
+/**
+ * A slow client's refused connection gets its 421 this long after it came
+ * (the socket is never read meanwhile): a slowloris that reconnects at once
+ * after each refusal costs a refusal every few hundred ms per connection
+ * otherwise. At most max_connections / SLOW_HOLD_SHARE are held at once per
+ * worker; past that, refused at once.
+ */
+const SLOW_REFUSAL_DELAY_MS = 2000;
+const SLOW_HOLD_SHARE = 2;
 const EVICTION: EvictionRule = { idleMs: EVICT_IDLE_MS, fairIdleMs: FAIR_IDLE_MS, noVictimMs: NO_VICTIM_MS };
 
 function ignoreError(): void {}
@@ -102,6 +111,9 @@ export class SmtpServer {
   /** Refused sockets and when they must be destroyed at the latest (REFUSED_LINGER_MS), oldest first; swept by one timer. */
   private readonly lingering = new Map<net.Socket, number>();
   private lingerTimer: NodeJS.Timeout | undefined;
+  /** Slow clients' refused sockets and when their 421 is due (SLOW_REFUSAL_DELAY_MS), oldest first; swept by one timer. */
+  private readonly holding = new Map<net.Socket, { due: number; implicitTls: boolean }>();
+  private holdTimer: NodeJS.Timeout | undefined;
   /** wardmail_connections_refused_total by listener and limit, bound once. */
   private readonly refusedCounters: Record<Role, Map<string, { inc(): void }>> = { smtp: new Map(), submission: new Map(), submissions: new Map() };
   private counter = 0;
@@ -232,6 +244,34 @@ export class SmtpServer {
     this.lingerTimer ??= setInterval(() => this.sweepRefused(), REFUSED_LINGER_MS / 4).unref();
   }
 
+  /**
+   * Refuses a slow client's connection (see SLOW_CLIENT_S) after
+   * SLOW_REFUSAL_DELAY_MS, unread meanwhile, so that it comes back less
+   * often; at once when max_connections / SLOW_HOLD_SHARE are already held.
+   */
+  private refuseSlow(socket: net.Socket, implicitTls: boolean): void {
+    if (this.holding.size >= this.deps.config.limits.max_connections / SLOW_HOLD_SHARE) return this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
+    socket.on("error", ignoreError);
+    this.holding.set(socket, { due: Date.now() + SLOW_REFUSAL_DELAY_MS, implicitTls });
+    this.holdTimer ??= setInterval(() => this.sweepHeld(), 100).unref();
+  }
+
+  /** Refuses the held sockets whose time came (all of them when stopping). */
+  private sweepHeld(all = false): void {
+    const now = Date.now();
+    for (const [socket, { due, implicitTls }] of this.holding) {
+      if (due > now && !all) break;
+      this.holding.delete(socket);
+      if (socket.destroyed) continue;
+      if (all) socket.destroy();
+      else this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
+    }
+    if (this.holding.size === 0 && this.holdTimer !== undefined) {
+      clearInterval(this.holdTimer);
+      this.holdTimer = undefined;
+    }
+  }
+
   /** Destroys the refused sockets past their time (all of them when stopping). */
   private sweepRefused(all = false): void {
     const now = Date.now();
@@ -275,6 +315,7 @@ export class SmtpServer {
         const limit = r === "slow" ? "command_timeout" : r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
         this.logLimit(ip, role, limit, "client limit");
         this.countRefused(role, limit);
+        if (r === "slow") return this.refuseSlow(socket, implicitTls);
         return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY, implicitTls);
       }
     }
@@ -379,6 +420,7 @@ export class SmtpServer {
     this.stopping = true;
     clearInterval(this.lingerTimer);
     this.lingerTimer = undefined;
+    this.sweepHeld(true);
     this.sweepRefused(true);
     // close() stops accepting at once; its callback would wait for every connection.
     for (const s of this.servers) s.close();

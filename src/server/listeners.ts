@@ -10,8 +10,10 @@
  * longest (past it: 421 and close); per client, shared by all workers
  * (clients.ts): open connections, connection rate, messages and recipients
  * per minute on the MX port, and the memory of early talkers (pregreet);
- * the TLS handshake timeout for implicit TLS. Clients in
- * relay.trusted_networks are exempt from the per-client limits.
+ * the TLS handshake timeout for implicit TLS; a client whose command line
+ * timed out is refused, with a delay, while its listener group is under
+ * pressure (SLOW_CLIENT_S). Clients in relay.trusted_networks are exempt
+ * from the per-client limits.
  */
 import net from "node:net";
 import type { Config, ListenAddress } from "../config/index.ts";

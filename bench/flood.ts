@@ -28,7 +28,7 @@
 // Bounded: each smtp-source run is killed after 180 s, the attacker after the
 // measurement.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -63,6 +63,8 @@ interface AttackStats {
   flood: { attempts: number; greeted: number; refused: number };
   /** closedByServer: evicted (421 4.7.0 Server busy), timedOut (421 4.4.2), other. */
   slowloris: { connections: number; refused: number; evicted: number; timedOut: number; otherClose: number; openAtStop: number };
+  /** Per second of the attack: slowloris [connections, refused, evicted, timed out], flood [attempts, refused]. */
+  timeline?: number[][];
 }
 
 // ---------------------------------------------------------------- the attacker (child process)
@@ -73,6 +75,14 @@ async function attacker(): Promise<void> {
   const stats: AttackStats = { flood: { attempts: 0, greeted: 0, refused: 0 }, slowloris: { connections: 0, refused: 0, evicted: 0, timedOut: 0, otherClose: 0, openAtStop: 0 } };
   let stop = false;
   const open = new Set<net.Socket>();
+  const timeline: number[][] = [];
+  const t0 = Date.now();
+  const tick = (i: number): void => {
+    const sec = Math.min(600, Math.floor((Date.now() - t0) / 1000));
+    while (timeline.length <= sec) timeline.push([0, 0, 0, 0, 0, 0]);
+    const row = timeline[sec] as number[];
+    row[i] = (row[i] ?? 0) + 1;
+  };
 
   /** One connection; resolves when it is closed. onData gets everything received so far. */
   const connection = (port: number, localAddress: string, onData: (s: net.Socket, text: string) => void): Promise<string> =>
@@ -94,12 +104,14 @@ async function attacker(): Promise<void> {
   const floodLoop = async (): Promise<void> => {
     while (!stop) {
       stats.flood.attempts++;
+      tick(4);
       let counted = false;
       let replies = 0;
       await connection(mx, "127.0.0.2", (s, text) => {
         if (!counted && /^[45]\d\d /m.test(text) && !/^220 /m.test(text)) {
           counted = true;
           stats.flood.refused++;
+          tick(5);
           s.destroy();
           return;
         }
@@ -123,6 +135,7 @@ async function attacker(): Promise<void> {
     const line = "EHLO slowloris.example.test and some more";
     while (!stop) {
       stats.slowloris.connections++;
+      tick(0);
       let refusedAtOnce = false;
       let timer: NodeJS.Timeout | undefined;
       const text = await connection(port, from, (s, text) => {
@@ -135,9 +148,16 @@ async function attacker(): Promise<void> {
         }
       });
       clearInterval(timer);
-      if (refusedAtOnce) stats.slowloris.refused++;
-      else if (text.includes("421 4.7.0 Server busy")) stats.slowloris.evicted++;
-      else if (text.includes("421 4.4.2")) stats.slowloris.timedOut++;
+      if (refusedAtOnce) {
+        stats.slowloris.refused++;
+        tick(1);
+      } else if (text.includes("421 4.7.0 Server busy")) {
+        stats.slowloris.evicted++;
+        tick(2);
+      } else if (text.includes("421 4.4.2")) {
+        stats.slowloris.timedOut++;
+        tick(3);
+      }
       else if (!stop) stats.slowloris.otherClose++;
       await sleep(500);
     }
@@ -155,6 +175,7 @@ async function attacker(): Promise<void> {
   await new Promise<void>((resolve) => process.stdin.once("data", () => resolve()));
   stop = true;
   stats.slowloris.openAtStop = open.size;
+  stats.timeline = timeline;
   for (const s of open) s.destroy();
   await Promise.race([Promise.all(loops), sleep(5000)]);
   process.stdout.write(`${JSON.stringify(stats)}\n`);
@@ -190,6 +211,50 @@ function cpuSeconds(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * Busy CPU seconds of the whole machine (every core, from /proc/stat) and the
+ * children this process has waited for (smtp-source once it exited): what
+ * the other processes of a shared machine took during a measurement is the
+ * machine's busy time less the server's, the attacker's, smtp-source's and
+ * this process's own.
+ */
+function machineCpu(): { busy: number; self: number; children: number } {
+  try {
+    const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    const busy = ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0)) / 100;
+    const me = readFileSync("/proc/self/stat", "utf8").split(") ")[1]?.split(" ") ?? [];
+    return { busy, self: (Number(me[11]) + Number(me[12])) / 100, children: (Number(me[13]) + Number(me[14])) / 100 };
+  } catch {
+    return { busy: 0, self: 0, children: 0 };
+  }
+}
+
+/** CPU seconds per thread of a process (by "comm tid"), for the breakdown of where the server's time goes. */
+function threadCpu(pid: number | undefined): Map<string, number> {
+  const m = new Map<string, number>();
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+        const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+        m.set(`${comm} ${tid}`, (Number(f[11]) + Number(f[12])) / 100);
+      } catch {
+        // the thread ended
+      }
+    }
+  } catch {
+    // the process is gone
+  }
+  return m;
+}
+
+/** Threads that used at least 0.05 CPU-s between two threadCpu() readings, busiest first. */
+function threadDelta(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const d = [...after].map(([k, v]) => [k, Math.round((v - (before.get(k) ?? 0)) * 100) / 100] as const).filter(([, v]) => v >= 0.05);
+  return Object.fromEntries(d.sort((x, y) => y[1] - x[1]));
 }
 
 function startAttack(wm: WardmailInstance): { pid: number | undefined; stop: () => Promise<AttackStats | undefined> } {
@@ -238,14 +303,33 @@ async function main(): Promise<void> {
     await wellBehaved(wm.paths.smtpPort); // warm-up
     for (let r = 1; r <= int("runs", 100); r++) {
       let c0 = cpuSeconds(wm.pid);
+      let t0 = threadCpu(wm.pid);
+      let m0 = machineCpu();
       const quiet = await wellBehaved(wm.paths.smtpPort);
       const quietCpu = cpuSeconds(wm.pid) - c0;
+      let m1 = machineCpu();
+      const quietOther = m1.busy - m0.busy - quietCpu - (m1.self - m0.self) - (m1.children - m0.children);
+      const quietThreads = threadDelta(t0, threadCpu(wm.pid));
       const attack = startAttack(wm);
+      // The server's CPU seconds in each second of the attack (buildup and measurement).
+      const cpuTimeline: number[] = [];
+      let last = cpuSeconds(wm.pid);
+      const sampler = setInterval(() => {
+        const now = cpuSeconds(wm.pid);
+        cpuTimeline.push(Math.round((now - last) * 100) / 100);
+        last = now;
+      }, 1000);
       await sleep(int("buildup-s", 600) * 1000);
       c0 = cpuSeconds(wm.pid);
+      t0 = threadCpu(wm.pid);
       const a0 = cpuSeconds(attack.pid);
+      m0 = machineCpu();
       const under = await wellBehaved(wm.paths.smtpPort);
       const underCpu = { server: cpuSeconds(wm.pid) - c0, attacker: cpuSeconds(attack.pid) - a0 };
+      m1 = machineCpu();
+      const underOther = m1.busy - m0.busy - underCpu.server - underCpu.attacker - (m1.self - m0.self) - (m1.children - m0.children);
+      const underThreads = threadDelta(t0, threadCpu(wm.pid));
+      clearInterval(sampler);
       const stats = await attack.stop();
       await sleep(3000); // the attack's connections close before the next quiet run
       const log = await wm.readLog();
@@ -257,12 +341,16 @@ async function main(): Promise<void> {
         attack: stats,
         serverLog: { clientLimitLines: count(log, "client limit"), pregreetLines: count(log, "pregreet") },
         cpuSeconds: { serverQuiet: quietCpu, serverUnderAttack: underCpu.server, attackerUnderAttack: underCpu.attacker },
+        /** CPU seconds the rest of the machine took during each measurement (0 on a quiet machine; the cores are os.cpus().length × seconds). */
+        otherProcessesCpuSeconds: { quiet: Math.max(0, quietOther), underAttack: Math.max(0, underOther) },
+        threadCpuSeconds: { quiet: quietThreads, underAttack: underThreads },
+        serverCpuPerSecondOfAttack: cpuTimeline,
         ...(quiet.code === 0 && under.code === 0 ? {} : { generatorOutput: { quiet: quiet.out, underAttack: under.out } }),
       };
       runs.push(run);
       console.log(
         `run ${r}: quiet ${quiet.rate.toFixed(0)} msg/s${quiet.code === 0 ? "" : " (FAILED)"}, under attack ${under.rate.toFixed(0)} msg/s${under.code === 0 ? "" : " (FAILED)"}, ` +
-          `ratio ${(under.rate / quiet.rate).toFixed(2)}; CPU s ${JSON.stringify(run.cpuSeconds)}; attack ${JSON.stringify(stats)}; server log so far ${JSON.stringify(run.serverLog)}`,
+          `ratio ${(under.rate / quiet.rate).toFixed(2)}; CPU s ${JSON.stringify(run.cpuSeconds)}; other processes' CPU s ${JSON.stringify(run.otherProcessesCpuSeconds)}; per thread ${JSON.stringify(run.threadCpuSeconds)}; server CPU per second of the attack ${JSON.stringify(cpuTimeline)}; attack ${JSON.stringify(stats)}; server log so far ${JSON.stringify(run.serverLog)}`,
       );
       if (under.code !== 0) console.log(under.out);
     }

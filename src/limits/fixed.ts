@@ -95,6 +95,21 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "as above: a round trip on any real network is shorter",
   },
   {
+    name: "slow_client_memory", value: 60, unit: "seconds", file: "src/server/listeners.ts", constant: "SLOW_CLIENT_S",
+    doc: "A client one of whose sessions let a command line reach `command_timeout` is remembered this long: while a listener group is under pressure (see `stress_timeout`), its new connections there get `421 4.7.0` (see `command_timeout`).",
+    reason: "longer than a slowloris takes to come back after a timeout; short enough that an honest client on a bad link is not kept out for long, and only under pressure",
+  },
+  {
+    name: "slow_refusal_delay", value: 2000, unit: "milliseconds", file: "src/server/listeners.ts", constant: "SLOW_REFUSAL_DELAY_MS",
+    doc: "A slow client refused under pressure (see `slow_client_memory`) gets its `421` this long after it connected, its socket unread meanwhile, so that it comes back less often.",
+    reason: "a slowloris reconnecting at once after each refusal would cost a refusal every few hundred milliseconds per connection; two seconds cut that several times over and hold few sockets",
+  },
+  {
+    name: "slow_refusal_hold_share", value: 2, unit: "count", file: "src/server/listeners.ts", constant: "SLOW_HOLD_SHARE",
+    doc: "At most `max_connections` divided by this of those refusals are held at once per worker thread; past it they are refused at once.",
+    reason: "bounds the descriptors held for refusals to half of those the connection limit allows",
+  },
+  {
     name: "client_log_interval", value: 10_000, unit: "milliseconds", file: "src/server/listeners.ts", constant: "LOG_EVERY_MS",
     doc: "A refused client is logged once per limit in this time, with `suppressed` counting the refusals in between (a flood must not flood the log).",
     reason: "enough for fail2ban to match at once; the count keeps the rest",

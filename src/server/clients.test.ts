@@ -76,6 +76,21 @@ test("an early talker is banned from the MX group only; a pass is remembered", (
   assert.equal(t.passed("203.0.113.6"), true);
 });
 
+test("a slow client is refused with refuseSlow while its mark lasts, per client; without refuseSlow it connects as any client", () => {
+  const t = table();
+  assert.equal(t.connect("198.51.100.7", "mx", 10, 100, true, true), "ok");
+  t.markSlow("198.51.100.7", 60);
+  assert.equal(t.connect("198.51.100.7", "mx", 10, 100, true, true), "slow");
+  assert.equal(t.connect("::ffff:198.51.100.7", "submission", 10, 100, false, true), "slow"); // the same client, either group
+  assert.equal(t.connect("198.51.100.8", "mx", 10, 100, true, true), "ok");
+  // Refused as slow: not counted (open connections, rate).
+  assert.equal(t.open("198.51.100.7", "mx"), 1);
+  assert.equal(t.connect("198.51.100.7", "mx", 10, 100, true), "ok"); // no pressure: served
+  assert.equal(t.open("198.51.100.7", "mx"), 2);
+  t.markSlow("198.51.100.9", 0); // remembered until now: already over
+  assert.equal(t.connect("198.51.100.9", "mx", 10, 100, true, true), "ok");
+});
+
 test("a full table fails open: a client it cannot hold is not counted", () => {
   const t = table(8);
   for (let i = 1; i <= 8; i++) assert.equal(t.connect(`10.0.0.${i}`, "mx", 1, 100, true), "ok");

@@ -37,6 +37,7 @@ const F_SEEN = 7;
 const F_BAN = 8;
 const F_RATE = 9; // 4 rates × (minute, current, previous): conn mx, conn submission, messages, recipients
 const F_PASS = 21; // passed the pregreet test until (seconds)
+const F_SLOW = 22; // a command line of it timed out (slowloris): remembered until (seconds)
 const RATE_CONN_MX = 0;
 const RATE_CONN_SUB = 1;
 const RATE_MESSAGES = 2;
@@ -82,11 +83,14 @@ export class ClientTable {
   /**
    * A new connection from ip: checks the early-talker memory, the open
    * connections and the connection rate of its group, and counts it when
-   * allowed ("ok"; call release() when it closes).
+   * allowed ("ok"; call release() when it closes). With refuseSlow, a client
+   * remembered as slow (markSlow) is refused too ("slow"), in the same look-up.
    */
-  connect(ip: string, group: ClientGroup, maxOpen: number, perMinute: number, checkBan: boolean): "ok" | "banned" | "concurrency" | "rate" {
+  connect(ip: string, group: ClientGroup, maxOpen: number, perMinute: number, checkBan: boolean, refuseSlow = false): "ok" | "banned" | "concurrency" | "rate" | "slow" {
     return this.locked(ip, "ok", (s, now) => {
       if (checkBan && (this.a[s + F_BAN] ?? 0) > now) return "banned";
+      // (refuseSlow: the listener group is under pressure; see markSlow.)
+      if (refuseSlow && (this.a[s + F_SLOW] ?? 0) > now) return "slow";
       const open = s + F_OPEN + (group === "mx" ? 0 : 1);
       if ((this.a[open] ?? 0) >= maxOpen) return "concurrency";
       const rate = group === "mx" ? RATE_CONN_MX : RATE_CONN_SUB;
@@ -132,6 +136,19 @@ export class ClientTable {
   pass(ip: string, seconds: number): void {
     this.locked(ip, undefined, (s, now) => {
       this.a[s + F_PASS] = now + seconds;
+      return undefined;
+    });
+  }
+
+  /**
+   * Remembers ip as a slow client for seconds: a session of it let a command
+   * line time out (bytes trickled into a line that never ends, the slowloris
+   * signature). connect() with refuseSlow refuses it while the mark lasts.
+   * Like a pass, the mark does not keep the slot.
+   */
+  markSlow(ip: string, seconds: number): void {
+    this.locked(ip, undefined, (s, now) => {
+      this.a[s + F_SLOW] = now + seconds;
       return undefined;
     });
   }

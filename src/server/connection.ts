@@ -90,6 +90,8 @@ export interface ConnectionOptions {
   readonly gate?: (q: Question, authenticated: boolean) => Reply | undefined;
   /** The client sent before the greeting ended. */
   readonly onEarlyTalker?: () => void;
+  /** A command line reached command_timeout (the client is remembered as slow: listeners.ts). */
+  readonly onSlowCommand?: () => void;
   /** The client waited for the whole split greeting. */
   readonly onPregreetPassed?: () => void;
   /** A trusted client: no tarpit. */
@@ -224,6 +226,7 @@ export class Connection {
       return;
     }
     this.commandTimer = undefined;
+    this.opts.onSlowCommand?.();
     this.handle(this.session.timeout());
   }
 

@@ -10,8 +10,10 @@
  * longest (past it: 421 and close); per client, shared by all workers
  * (clients.ts): open connections, connection rate, messages and recipients
  * per minute on the MX port, and the memory of early talkers (pregreet);
- * the TLS handshake timeout for implicit TLS. Clients in
- * relay.trusted_networks are exempt from the per-client limits.
+ * the TLS handshake timeout for implicit TLS; a client whose command line
+ * timed out is refused, with a delay, while its listener group is under
+ * pressure (SLOW_CLIENT_S). Clients in relay.trusted_networks are exempt
+ * from the per-client limits.
  */
 import net from "node:net";
 import type { Config, ListenAddress } from "../config/index.ts";
@@ -70,6 +72,25 @@ const NO_VICTIM_MS = 50;
  * max_connections.
  */
 const REFUSED_LINGER_MS = 1000;
+/**
+ * A client one of whose sessions let a command line time out (the slowloris
+ * signature: bytes trickled into a line that never ends) is remembered this
+ * long; while a listener group is under pressure its new connections there
+ * are refused (ClientTable.connect, refuseSlow): its sessions would only be
+ * timed out or evicted again, each costing a session's work that the
+ * clients that complete their commands need. Without pressure it is
+ * admitted as any client; trusted clients are never counted.
+ */
+const SLOW_CLIENT_S = 60;
+/**
+ * A slow client's refused connection gets its 421 this long after it came
+ * (the socket is never read meanwhile): a slowloris that reconnects at once
+ * after each refusal costs a refusal every few hundred ms per connection
+ * otherwise. At most max_connections / SLOW_HOLD_SHARE are held at once per
+ * worker; past that, refused at once.
+ */
+const SLOW_REFUSAL_DELAY_MS = 2000;
+const SLOW_HOLD_SHARE = 2;
 const EVICTION: EvictionRule = { idleMs: EVICT_IDLE_MS, fairIdleMs: FAIR_IDLE_MS, noVictimMs: NO_VICTIM_MS };
 
 function ignoreError(): void {}
@@ -92,6 +113,9 @@ export class SmtpServer {
   /** Refused sockets and when they must be destroyed at the latest (REFUSED_LINGER_MS), oldest first; swept by one timer. */
   private readonly lingering = new Map<net.Socket, number>();
   private lingerTimer: NodeJS.Timeout | undefined;
+  /** Slow clients' refused sockets and when their 421 is due (SLOW_REFUSAL_DELAY_MS), oldest first; swept by one timer. */
+  private readonly holding = new Map<net.Socket, { due: number; implicitTls: boolean }>();
+  private holdTimer: NodeJS.Timeout | undefined;
   /** wardmail_connections_refused_total by listener and limit, bound once. */
   private readonly refusedCounters: Record<Role, Map<string, { inc(): void }>> = { smtp: new Map(), submission: new Map(), submissions: new Map() };
   /** wardmail_connections_total by listener, bound once. */
@@ -230,6 +254,34 @@ export class SmtpServer {
     this.lingerTimer ??= setInterval(() => this.sweepRefused(), REFUSED_LINGER_MS / 4).unref();
   }
 
+  /**
+   * Refuses a slow client's connection (see SLOW_CLIENT_S) after
+   * SLOW_REFUSAL_DELAY_MS, unread meanwhile, so that it comes back less
+   * often; at once when max_connections / SLOW_HOLD_SHARE are already held.
+   */
+  private refuseSlow(socket: net.Socket, implicitTls: boolean): void {
+    if (this.holding.size >= this.deps.config.limits.max_connections / SLOW_HOLD_SHARE) return this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
+    socket.on("error", ignoreError);
+    this.holding.set(socket, { due: Date.now() + SLOW_REFUSAL_DELAY_MS, implicitTls });
+    this.holdTimer ??= setInterval(() => this.sweepHeld(), 100).unref();
+  }
+
+  /** Refuses the held sockets whose time came (all of them when stopping). */
+  private sweepHeld(all = false): void {
+    const now = Date.now();
+    for (const [socket, { due, implicitTls }] of this.holding) {
+      if (due > now && !all) break;
+      this.holding.delete(socket);
+      if (socket.destroyed) continue;
+      if (all) socket.destroy();
+      else this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
+    }
+    if (this.holding.size === 0 && this.holdTimer !== undefined) {
+      clearInterval(this.holdTimer);
+      this.holdTimer = undefined;
+    }
+  }
+
   /** Destroys the refused sockets past their time (all of them when stopping). */
   private sweepRefused(all = false): void {
     const now = Date.now();
@@ -267,11 +319,13 @@ export class SmtpServer {
     const ip = socket.remoteAddress ?? "";
     const trusted = this.trusted.has(ip);
     if (!trusted) {
-      const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx");
+      // Under pressure a client remembered as slow is refused too (refuseSlow, see SLOW_CLIENT_S).
+      const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx", this.underPressure(group));
       if (r !== "ok") {
-        const limit = r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
+        const limit = r === "slow" ? "command_timeout" : r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
         this.logLimit(ip, role, limit, "client limit");
         this.countRefused(role, limit);
+        if (r === "slow") return this.refuseSlow(socket, implicitTls);
         return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY, implicitTls);
       }
     }
@@ -316,6 +370,7 @@ export class SmtpServer {
         this.logLimit(ip, role, "pregreet_delay", "pregreet");
         if (limits.pregreet_ban_time > 0) this.deps.clients.ban(ip, limits.pregreet_ban_time);
       },
+      ...(trusted ? {} : { onSlowCommand: () => this.deps.clients.markSlow(ip, SLOW_CLIENT_S) }),
       onPregreetPassed: () => {
         if (limits.pregreet_pass_time > 0) this.deps.clients.pass(ip, limits.pregreet_pass_time);
       },
@@ -391,6 +446,7 @@ export class SmtpServer {
     this.stopping = true;
     clearInterval(this.lingerTimer);
     this.lingerTimer = undefined;
+    this.sweepHeld(true);
     this.sweepRefused(true);
     // close() stops accepting at once; its callback would wait for every connection.
     for (const s of this.servers) s.close();

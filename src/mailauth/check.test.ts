@@ -316,6 +316,29 @@ test("a message forwarded to another domain is ARC-sealed; the next hop validate
   assert.equal(next.data[1], "arc.pass");
 });
 
+test("a sender whose SPF DNS is slow costs only its own check: deadlines at MAIL do not end the verifier thread under another client's SPF", async () => {
+  const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  const slowResolver = async (name: string, type: string): Promise<unknown> => {
+    if (name.includes("slow")) await wait(1500);
+    if (name === "good.test") await wait(600);
+    return resolver(name, type);
+  };
+  const c = new SenderAuthCheck({ resolver: slowResolver, authservId: AUTHSERV, checks: { trustedArcSealers: [], dmarcOverrides: {} } });
+  try {
+    assert.deepEqual((await c.mail(input({ mailFrom: "a@none.test", helo: "h.none.test" }))).verdicts, ["spf.fail"]); // thread started
+    const honest = c.mail(input({}));
+    const runner = new CheckRunner([c], VERDICT_DEFAULTS, 100);
+    const slow = (n: number): Promise<number | undefined> => runner.run("mail", input({ mailFrom: `x@slow${n}.test`, helo: `h.slow${n}.test` }), log).then((d) => d.reply?.code);
+    const s1 = slow(1);
+    await wait(200);
+    const s2 = slow(2);
+    assert.deepEqual((await honest).verdicts, ["spf.pass"]);
+    assert.deepEqual(await Promise.all([s1, s2]), [451, 451], "the slow senders' own checks fail closed at their deadline");
+  } finally {
+    c.close();
+  }
+});
+
 test("the runner maps verdicts to actions, most severe first, and fails closed", async () => {
   const r = new CheckRunner([check()], VERDICT_DEFAULTS, 5000);
   assert.equal(r.decide(["spf.fail", "dmarc.reject"]).reply?.code, 550);

@@ -11,7 +11,9 @@
  * (one task for both), and the result shared there by every connection
  * with the same inputs for as long as the DNS answers it used may be
  * (spf-cache.ts); verdicts spf.<result> (so an operator can reject SPF fail
- * before DATA).
+ * before DATA). SPF only waits for DNS: its task is not ended at the
+ * check's deadline (the check fails closed and the answer is dropped), so
+ * a slow sender never ends the thread other connections' tasks are in.
  * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in
  * verifier threads that the check's deadline ends: offload.ts), verdicts dkim.<result>,
  * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
@@ -211,7 +213,11 @@ export class SenderAuthCheck implements Check {
     }
     const missing = senders.filter((_, i) => results[i] === undefined);
     if (missing.length === 0) return Promise.all(results as Promise<SPFResult>[]);
-    const batch = this.verifier.spf({ clientIp: input.clientIp, helo, mta, senders: missing }, input.signal).then((answers) => {
+    // Without the check's deadline signal: a deadline ends the verifier thread (the cure for a parse that holds
+    // it), which every worker's sessions share, and SPF only waits for DNS (each question under dns.timeout,
+    // at most 10 lookups, RFC 7208 §4.6.4): a sender whose name servers answer slowly must cost only its own
+    // check (failed closed at the deadline by the CheckRunner), not end the thread under the others' tasks.
+    const batch = this.verifier.spf({ clientIp: input.clientIp, helo, mta, senders: missing }).then((answers) => {
       for (const [i, a] of answers.entries()) {
         const sender = missing[i];
         if (sender === undefined || !(a.until > Date.now())) continue;

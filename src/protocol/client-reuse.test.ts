@@ -159,6 +159,19 @@ test("lost or timed out before the first MAIL reply of a reuse: stale; anything 
   assert.equal(v.results.length, 1);
 });
 
+test("a server that sends more than was asked at the end of a batch is not kept: QUIT, never read one reply behind", () => {
+  const s = open([message("a@y.test")]);
+  const session = new ClientSession({ helo: "out.test", tls: "none", messages: [message("b@y.test")], keepOpen: true });
+  const t = new Server(session);
+  t.answer = ((base) => (cmd: string) => (cmd === "." ? "250 2.0.0 queued\r\n250 2.0.0 extra\r\n" : base(cmd)))(t.answer);
+  t.act(session.feed(Buffer.from("220 mx.test ESMTP\r\n")));
+  assert.deepEqual(finals(t.results[0]), ["b@y.test:delivered"]);
+  assert.equal(session.idle, false);
+  assert.equal(t.commands.at(-1), "QUIT");
+  assert.throws(() => session.reuse([message("c@y.test")]));
+  assert.equal(s.session.idle, true); // the same exchange without the extra line is kept
+});
+
 test("without keepOpen nothing changes: QUIT after the batch", () => {
   const session = new ClientSession({ helo: "out.test", tls: "none", messages: [message("b@y.test")] });
   const s = new Server(session);

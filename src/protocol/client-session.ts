@@ -464,7 +464,9 @@ export class ClientSession {
       return this.send(out, Buffer.concat([mailLine, ...rcptLines, command("DATA")]), ...expects);
     }
     this.probing = false;
-    if (this.opts.keepOpen === true) {
+    // Parked only in step: bytes after the batch's last reply (nothing was asked) would be read as the
+    // next command's reply; such a connection QUITs instead.
+    if (this.opts.keepOpen === true && this.parser.empty) {
       // Parked: the results go out now, the connection stays for reuse() or quit().
       this.state = "idle";
       out.push({ kind: "done", result: this.result() });

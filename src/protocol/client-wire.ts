@@ -57,6 +57,11 @@ export class ReplyParser {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
   }
 
+  /** Nothing buffered: no bytes after the last complete reply, no reply half read. */
+  get empty(): boolean {
+    return this.buf.length === 0 && this.lines.length === 0;
+  }
+
   discard(): void {
     this.buf = Buffer.alloc(0);
     this.code = "";

@@ -486,6 +486,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "each idle connection holds a socket and its TLS buffers; per destination `outbound.max_connections_per_domain` bounds it already, this bounds the sum when many destinations are busy at once",
   },
   {
+    name: "reuse_probe_timeout", value: 20000, unit: "milliseconds", file: "src/outbound/connect.ts", constant: "PROBE_TIMEOUT_MS",
+    doc: "How long the RSET that opens a reused outbound connection waits for its reply (at most the command timeout); then the batch goes on a fresh connection, not counted as a failed attempt.",
+    reason: "a connection dropped silently while idle (a firewall, a NAT) answers nothing; a live server answers RSET at once (Postfix's smtp_rset_timeout is 20 s)",
+  },
+  {
     name: "max_acme_tokens", value: 100, unit: "count", file: "src/acme/challenge.ts", constant: "MAX_TOKENS",
     doc: "ACME http-01 tokens served at once (an order for a few names has one per name); at the bound the set starts again.",
     reason: "an order has one token per name; the set is ours, the bound a safety net",

@@ -102,6 +102,13 @@ export function tlsFacts(socket: tls.TLSSocket): TlsInfo {
 
 /** How long a cached connection's QUIT waits for the reply before the socket is closed. */
 const QUIT_WAIT_MS = 2000;
+/**
+ * How long a reused connection's RSET waits for its reply (at most the
+ * command timeout): a connection a firewall dropped while idle answers
+ * nothing, and its batch goes on a fresh connection after this, not after
+ * the whole command timeout (as Postfix's smtp_rset_timeout).
+ */
+const PROBE_TIMEOUT_MS = 20_000;
 
 /** Delivers `messages` over one connection to `address`:`port`, then QUIT. Never rejects. */
 export function deliverSession(opts: DeliverOptions): Promise<SessionResult> {
@@ -233,7 +240,7 @@ export class SmtpConnection {
     if (!force && session.replies === this.lastReplies) return;
     this.lastReplies = session.replies;
     const t = this.opts.timeouts;
-    const ms = w === "greeting" ? t.greetingMs : w === "data" ? t.dataMs : t.commandMs;
+    const ms = w === "greeting" ? t.greetingMs : w === "data" ? t.dataMs : session.probe ? Math.min(t.commandMs, PROBE_TIMEOUT_MS) : t.commandMs;
     this.stopTimer();
     this.timer = setTimeout(() => {
       this.timer = undefined;

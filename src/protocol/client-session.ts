@@ -189,6 +189,11 @@ export class ClientSession {
     return out;
   }
 
+  /** Waiting for the RSET that opens a reused connection (reuse()): the host may wait less than for a command. */
+  get probe(): boolean {
+    return this.expects[0]?.kind === "probe";
+  }
+
   /** Replies consumed so far: the host restarts its timer when this moves. */
   get replies(): number {
     return this.replyCount;

@@ -115,12 +115,17 @@ test("after QUIT the server closes its socket at once, even while the client kee
 
 test("a close that is not QUIT (too many errors) still shuts down gracefully: the reply arrives, then our FIN", async () => {
   const srv = await serve(new RecordingHost(), 2);
-  const socket = net.connect(srv.port, "127.0.0.1");
+  // allowHalfOpen: the client keeps its side open after our FIN; the server waits for it (unlike after QUIT).
+  const socket = net.connect({ port: srv.port, host: "127.0.0.1", allowHalfOpen: true });
   try {
     const ended = once(socket, "end");
     const out = await talk(socket, ["BOGUS", "BOGUS"], /421 4\.7\.0 Too many errors[^\r\n]*\r\n/);
     assert.match(out, /500 5\.5\.2 Command unrecognized/);
     await ended;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await srv.open(), 1, "the server waits for the client's side after a 421");
+    socket.end();
+    assert.ok(await eventually(async () => (await srv.open()) === 0, 2000), "the server lets go once the client closes");
   } finally {
     socket.destroy();
     await srv.close();

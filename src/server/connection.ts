@@ -609,7 +609,10 @@ export class Connection {
    * that reset after QUIT (smtp-source, SO_LINGER 0), an ECONNRESET error
    * object. Only on a plain socket whose replies were all written (a TLS
    * socket still owes its records to the TCP socket, and a reply still
-   * queued in Node would be lost) and when no input was held back.
+   * queued in Node would be lost) and when no input was held back. A
+   * client that sent more after QUIT (nothing may follow it, RFC 5321
+   * §4.1.1.10) and left it unread in the kernel gets a reset instead of
+   * our FIN and may lose the 221, as with Postfix.
    */
   private quitClose(): boolean {
     const socket = this.socket;

@@ -542,6 +542,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     doc: "Largest message content one spool record can hold; a larger message is refused alone, never with its batch.",
     reason: "SQLite's largest value (SQLITE_MAX_LENGTH); `max_message_size` stays well below it",
   },
+  {
+    name: "spool_sqlite_cache", value: 512 * KiB, unit: "bytes", file: "src/queue/db.ts", constant: "SPOOL_CACHE_BYTES",
+    doc: "SQLite page cache of each spool database connection (SQLite's default is 2000 KiB); pages beyond it are read again from the file (the OS page cache).",
+    reason: "resident memory, not a policy: rows are written once and read back soon; a larger cache cost memory in every thread without saving CPU (docs/benchmarks.md)",
+  },
   // ---- config file
   {
     name: "max_config_file", value: 1 * MiB, unit: "bytes", file: "src/config/load.ts", constant: "MAX_FILE_BYTES",

@@ -43,4 +43,14 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // An ES module import of node:http reads every export; its lazy getters
+    // (WebSocket, MessageEvent...) load undici and http2 into that thread's
+    // heap. Take the module with process.getBuiltinModule("node:http").
+    files: ["src/**/*.ts"],
+    ignores: ["src/**/*.test.ts"],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": ["error", { paths: [{ name: "node:http", allowTypeImports: true, message: "Use process.getBuiltinModule(\"node:http\") (an ES import of node:http loads undici and http2)." }] }],
+    },
+  },
 );

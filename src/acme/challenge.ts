@@ -6,9 +6,15 @@
  * Bounded: few connections, small headers, short timeouts; tokens are
  * base64url (RFC 8555 §8.1), anything else is 404.
  */
-import http from "node:http";
+import type { Server } from "node:http";
 import type { ListenAddress } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
+
+// Not `import http from "node:http"`: an ES module import of node:http reads
+// every export, whose lazy getters (WebSocket, MessageEvent...) load undici
+// and http2, ~3 MB of heap in every thread that imports this file
+// (docs/benchmarks.md, "Resident memory by thread").
+const http = process.getBuiltinModule("node:http");
 
 const PREFIX = "/.well-known/acme-challenge/";
 const TOKEN = /^[A-Za-z0-9_-]{1,256}$/;
@@ -17,7 +23,7 @@ const MAX_TOKENS = 100;
 
 export class ChallengeServer {
   readonly #tokens = new Map<string, string>();
-  readonly #servers: http.Server[] = [];
+  readonly #servers: Server[] = [];
   readonly #logger: Logger;
 
   constructor(logger: Logger) {

@@ -18,7 +18,7 @@
 import { Worker } from "node:worker_threads";
 import { encryptForStore } from "./encrypt.ts";
 import type { UsableKey } from "./keys.ts";
-import { ownBytes } from "../threads/index.ts";
+import { ownBytes, YOUNG_GENERATION_MB } from "../threads/index.ts";
 
 /** Messages up to this size are encrypted on the calling thread. */
 export const INLINE_MAX = 64 * 1024;
@@ -88,7 +88,7 @@ export class EncryptionThread {
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const w = new Worker(ENTRY, { resourceLimits: { maxOldGenerationSizeMb: HEAP_MB } });
+    const w = new Worker(ENTRY, { resourceLimits: { maxOldGenerationSizeMb: HEAP_MB, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
     w.on("message", (m: FromThread) => this.done(w, m));
     w.on("error", (err) => this.restart(w, err));
     w.on("exit", () => this.restart(w, new Error("encryption thread exited")));

@@ -283,9 +283,9 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "a thread costs about 150 ms of module loading to start and its own heap while it lives; this keeps one for bursts without holding memory for long",
   },
   {
-    name: "task_young_generation", value: 8, unit: "MiB", file: "src/threads/index.ts", constant: "YOUNG_GENERATION_MB",
-    doc: "Young-generation heap of each task thread (verifier, attachment walker).",
-    reason: "as `young_generation`: with the default, two verifier threads held about 25 MiB more at the same CPU",
+    name: "task_young_generation", value: 4, unit: "MiB", file: "src/threads/index.ts", constant: "YOUNG_GENERATION_MB",
+    doc: "Young-generation heap of each task thread (verifier, attachment walker, encryption thread).",
+    reason: "as `young_generation`, half of it: a task thread's garbage is one task's; with the default, two verifier threads held about 25 MiB more at the same CPU",
   },
   {
     name: "verifier_heap", value: 256, unit: "MiB", file: "src/mailauth/offload.ts", constant: "HEAP_MB",
@@ -541,6 +541,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     name: "max_content_bytes", value: 1_000_000_000, unit: "bytes", file: "src/queue/record.ts", constant: "MAX_CONTENT_BYTES",
     doc: "Largest message content one spool record can hold; a larger message is refused alone, never with its batch.",
     reason: "SQLite's largest value (SQLITE_MAX_LENGTH); `max_message_size` stays well below it",
+  },
+  {
+    name: "spool_sqlite_cache", value: 512 * KiB, unit: "bytes", file: "src/queue/db.ts", constant: "SPOOL_CACHE_BYTES",
+    doc: "SQLite page cache of each spool database connection (SQLite's default is 2000 KiB); pages beyond it are read again from the file (the OS page cache).",
+    reason: "resident memory, not a policy: rows are written once and read back soon; a larger cache cost memory in every thread without saving CPU (docs/benchmarks.md)",
   },
   // ---- config file
   {

@@ -7,11 +7,17 @@
  * headers over 8 KB are refused by Node's parser, and a request gets
  * REQUEST_TIMEOUT_MS in all; a scrape whose collection fails answers 503.
  */
-import http from "node:http";
+import type { Server, IncomingMessage, ServerResponse } from "node:http";
 import type { ListenAddress } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import { exposition } from "./exposition.ts";
 import type { Sample } from "./registry.ts";
+
+// Not `import http from "node:http"`: an ES module import of node:http reads
+// every export, whose lazy getters (WebSocket, MessageEvent...) load undici
+// and http2, ~3 MB of heap in every thread that imports this file
+// (docs/benchmarks.md, "Resident memory by thread").
+const http = process.getBuiltinModule("node:http");
 
 const MAX_CONNECTIONS = 16;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -24,7 +30,7 @@ export interface MetricsServerOptions {
 }
 
 export class MetricsServer {
-  readonly #servers: http.Server[] = [];
+  readonly #servers: Server[] = [];
   readonly #opts: MetricsServerOptions;
 
   constructor(opts: MetricsServerOptions) {
@@ -53,7 +59,7 @@ export class MetricsServer {
     return bound;
   }
 
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? "").split("?")[0];
     if (path !== "/metrics") {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics\n");

@@ -111,6 +111,9 @@ const MIGRATIONS = [
   },
 ] as const;
 
+/** SQLite page cache of one spool connection (src/limits/fixed.ts: spool_sqlite_cache). */
+export const SPOOL_CACHE_BYTES = 512 * 1024;
+
 /** Opens a shard database with Wardmail's settings and schema. */
 export function openShardDb(path: string, opts: OpenOptions): DatabaseSync {
   // The spool holds mail: the file is created 0600.
@@ -127,6 +130,10 @@ export function openShardDb(path: string, opts: OpenOptions): DatabaseSync {
       // Deleted content is not overwritten: that tripled the cost of completing
       // a message. Freed pages (and the WAL) may hold delivered mail until reused.
       "secure_delete = OFF",
+      // SQLite's own page cache of this connection (default 2000 KiB, in
+      // malloc, per connection): the spool's rows are written once and read
+      // back soon, while the OS page cache still holds them.
+      `cache_size = -${SPOOL_CACHE_BYTES / 1024}`,
     ],
     ...(opts.busyTimeoutMs !== undefined ? { busyTimeoutMs: opts.busyTimeoutMs } : {}),
     foreignKeys: false,

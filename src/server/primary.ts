@@ -16,6 +16,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import net from "node:net";
+import v8 from "node:v8";
 import os from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Config } from "../config/index.ts";
@@ -50,6 +51,12 @@ export function workerCount(config: Config): number {
 
 export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   const { config, logger, print } = opts;
+  // bin/wardmail gives the main thread a small young generation with
+  // --max-semi-space-size; V8 applies that flag to every isolate made while
+  // it is set, over each Worker's resourceLimits. Cleared here, before the
+  // first Worker, so each thread gets its own: session workers
+  // YOUNG_GENERATION_MB, task threads theirs (src/threads).
+  v8.setFlagsFromString("--max-semi-space-size=0");
   const data = config.server.dataDir;
   await mkdir(data, { recursive: true, mode: 0o750 });
   await mkdir(`${data}/spool`, { recursive: true, mode: 0o700 });

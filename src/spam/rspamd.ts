@@ -18,7 +18,13 @@
  * event loop is never blocked: the body is streamed out, the answer
  * collected in chunks and parsed once (at most MAX_ANSWER bytes).
  */
-import http from "node:http";
+import type { Agent } from "node:http";
+
+// Not `import http from "node:http"`: an ES module import of node:http reads
+// every export, whose lazy getters (WebSocket, MessageEvent...) load undici
+// and http2, ~3 MB of heap in every thread that imports this file
+// (docs/benchmarks.md, "Resident memory by thread").
+const http = process.getBuiltinModule("node:http");
 
 /** Most bytes of rspamd's answer read (its JSON for a normal message is a few KiB). */
 export const MAX_ANSWER = 1024 * 1024;
@@ -96,7 +102,7 @@ export class RspamdClient {
   private readonly host: string;
   private readonly port: number;
   private readonly timeoutMs: number;
-  private readonly agent: http.Agent;
+  private readonly agent: Agent;
 
   /** @param url "http://host:port" (config spam.rspamd, checked). */
   constructor(url: string, timeoutMs: number) {

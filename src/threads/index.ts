@@ -56,8 +56,13 @@ export const STALL_MS = 100;
 export const HOLD_MS = 1000;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
-/** Young-generation heap of each task thread, as the worker threads' (src/server/primary.ts). */
-export const YOUNG_GENERATION_MB = 8;
+/**
+ * Young-generation heap of each task thread (semi-spaces of 2 MB): half the
+ * session workers' (src/server/primary.ts); a task thread's garbage is one
+ * task's, and the whole 4 MB stays resident once used (docs/benchmarks.md,
+ * "Resident memory by thread").
+ */
+export const YOUNG_GENERATION_MB = 4;
 
 export interface TaskThreadOptions {
   /** The thread's entry file. */

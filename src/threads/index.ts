@@ -57,12 +57,12 @@ export const HOLD_MS = 1000;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
 /**
- * Young-generation heap of each task thread (semi-spaces of 2 MB): half the
- * session workers' (src/server/primary.ts); a task thread's garbage is one
- * task's, and the whole 4 MB stays resident once used (docs/benchmarks.md,
- * "Resident memory by thread").
+ * Young-generation heap of each task thread, as the session workers'
+ * (src/server/primary.ts). 4 MB saved about 6 MiB of peak RSS with every
+ * check on but cost the verifier thread 3–4 % more CPU per message in the
+ * same slot (docs/benchmarks.md, "Fourth round").
  */
-export const YOUNG_GENERATION_MB = 4;
+export const YOUNG_GENERATION_MB = 8;
 
 export interface TaskThreadOptions {
   /** The thread's entry file. */

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SmtpWire } from "./peers/smtp-client.ts";
+import { openFrom, SmtpWire } from "./peers/smtp-client.ts";
 import { logLines, requireBinary, swaks, waitForLog } from "./peers/submission.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
@@ -74,17 +74,6 @@ after(async () => {
   }
 });
 
-/** A raw connection from 127.0.0.N (its own client for the per-client limits). */
-function openFrom(port: number, localAddress: string): Promise<SmtpWire> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: "127.0.0.1", port, localAddress });
-    s.once("connect", () => {
-      s.removeListener("error", reject);
-      resolve(new SmtpWire(s));
-    });
-    s.once("error", reject);
-  });
-}
 
 /** The greeting or the refusal a connection from localAddress gets. */
 async function firstReply(port: number, localAddress: string): Promise<{ wire: SmtpWire; code: number; raw: string }> {

@@ -13,9 +13,8 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SmtpWire } from "./peers/smtp-client.ts";
+import { openFrom, SmtpWire } from "./peers/smtp-client.ts";
 import { logLines, requireBinary, swaks, waitForLog } from "./peers/submission.ts";
 import { startWardmail, type Wardmail } from "./helpers/wardmail.ts";
 
@@ -42,16 +41,6 @@ after(async () => {
   }
 });
 
-function openFrom(port: number, localAddress: string): Promise<SmtpWire> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: "127.0.0.1", port, localAddress });
-    s.once("connect", () => {
-      s.removeListener("error", reject);
-      resolve(new SmtpWire(s));
-    });
-    s.once("error", reject);
-  });
-}
 
 async function firstReply(localAddress: string): Promise<{ wire: SmtpWire; raw: string }> {
   const wire = await openFrom(server().smtpPort, localAddress);

@@ -11,11 +11,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { once } from "node:events";
-import { DEFAULT_LIMITS } from "../limits/index.ts";
-import { captureLogger } from "../../test/helpers/queue.ts";
-import { sessionOptions } from "../../test/helpers/transcript.ts";
+import { serveConnections } from "../../test/helpers/connection.ts";
 import { reply, type Question } from "../protocol/index.ts";
-import { Connection } from "./connection.ts";
 import type { ConnectionInfo, HostAnswer, SessionHost } from "./host.ts";
 
 const OK = reply(250, "2.0.0", "Ok");
@@ -29,41 +26,6 @@ class RecordingHost implements SessionHost {
     this.infos.push(info);
     return { reply: OK };
   }
-}
-
-/** A loopback server with one Connection per client; closed() counts the sessions whose socket is gone on the server's side. */
-async function serve(host: SessionHost, maxErrors = 10): Promise<{ port: number; open: () => Promise<number>; close: () => Promise<void> }> {
-  const log = captureLogger().logger;
-  const server = net.createServer((socket) => {
-    new Connection(socket, {
-      session: sessionOptions({ tls: "none", limits: { ...DEFAULT_LIMITS, max_errors: maxErrors } }),
-      listener: "smtp",
-      host,
-      tls: undefined,
-      idleTimeoutMs: 10_000,
-      dataTimeoutMs: 10_000,
-      handshakeTimeoutMs: 10_000,
-      implicitTls: false,
-      commandTimeoutMs: 10_000,
-      sessionTimeoutMs: 20_000,
-      stressTimeoutMs: 10_000,
-      minDataRate: 1,
-      errorDelayMs: 0,
-      pregreetMs: 0,
-      underPressure: () => false,
-      trusted: false,
-      logger: log,
-      sessionId: "c1",
-      onClose: () => undefined,
-    }).start();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    open: () => new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n)))),
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 /** Sends lines one by one, each after the previous reply; resolves with everything read once `until` matches (bounded in time). */
@@ -97,7 +59,7 @@ async function eventually(f: () => Promise<boolean>, ms: number): Promise<boolea
 
 test("after QUIT the server closes its socket at once, even while the client keeps its side open", async () => {
   const host = new RecordingHost();
-  const srv = await serve(host);
+  const srv = await serveConnections(host);
   // allowHalfOpen: the client does not answer our FIN with its own.
   const socket = net.connect({ port: srv.port, host: "127.0.0.1", allowHalfOpen: true });
   try {
@@ -114,7 +76,7 @@ test("after QUIT the server closes its socket at once, even while the client kee
 });
 
 test("a close that is not QUIT (too many errors) still shuts down gracefully: the reply arrives, then our FIN", async () => {
-  const srv = await serve(new RecordingHost(), 2);
+  const srv = await serveConnections(new RecordingHost(), 2);
   // allowHalfOpen: the client keeps its side open after our FIN; the server waits for it (unlike after QUIT).
   const socket = net.connect({ port: srv.port, host: "127.0.0.1", allowHalfOpen: true });
   try {
@@ -134,7 +96,7 @@ test("a close that is not QUIT (too many errors) still shuts down gracefully: th
 
 test("the facts given to the host stay one object until EHLO changes them", async () => {
   const host = new RecordingHost();
-  const srv = await serve(host);
+  const srv = await serveConnections(host);
   const socket = net.connect(srv.port, "127.0.0.1");
   try {
     await talk(socket, ["HELO one.test", "MAIL FROM:<a@one.test>", "RCPT TO:<b@two.test>", "RSET", "EHLO two.test", "MAIL FROM:<a@one.test>", "QUIT"], /221 /);

@@ -287,3 +287,15 @@ export class SmtpWire {
     return true;
   }
 }
+
+/** A raw connection from 127.0.0.N (its own client for the per-client limits). */
+export function openFrom(port: number, localAddress: string): Promise<SmtpWire> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: "127.0.0.1", port, localAddress });
+    s.once("connect", () => {
+      s.removeListener("error", reject);
+      resolve(new SmtpWire(s));
+    });
+    s.once("error", reject);
+  });
+}

@@ -18,8 +18,7 @@ import { CheckRunner, ConnectionState, TransactionState, type Check, type CheckI
 import { Spool } from "../../queue/index.ts";
 import { MessageSink } from "../../sink/index.ts";
 import { captureLogger, tempDir } from "../../../test/helpers/queue.ts";
-import { sessionOptions } from "../../../test/helpers/transcript.ts";
-import { Connection } from "../connection.ts";
+import { serveConnections } from "../../../test/helpers/connection.ts";
 import type { ConnectionInfo, ConnectionScratch, HostAnswer, SessionHost } from "../host.ts";
 import { LocalRecipients } from "../recipients.ts";
 import { Receiver } from "../receiver.ts";
@@ -192,37 +191,6 @@ class Watching implements SessionHost {
   }
 }
 
-/** A loopback server with one Connection per client over the given host. */
-async function serve(host: SessionHost): Promise<{ port: number; close: () => Promise<void> }> {
-  const log = captureLogger().logger;
-  const server = net.createServer((socket) => {
-    new Connection(socket, {
-      session: sessionOptions({ tls: "none" }),
-      listener: "smtp",
-      host,
-      tls: undefined,
-      idleTimeoutMs: 5000,
-      dataTimeoutMs: 5000,
-      handshakeTimeoutMs: 5000,
-      implicitTls: false,
-      commandTimeoutMs: 5000,
-      sessionTimeoutMs: 10_000,
-      stressTimeoutMs: 5000,
-      minDataRate: 1,
-      errorDelayMs: 0,
-      pregreetMs: 0,
-      underPressure: () => false,
-      trusted: false,
-      logger: log,
-      sessionId: "t1",
-      onClose: () => undefined,
-    }).start();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return { port, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
-
 /** A line client: say() sends one command and resolves with its complete reply (bounded in time). */
 async function client(port: number): Promise<{ say: (line: string) => Promise<string>; end: () => void }> {
   const socket = net.connect(port, "127.0.0.1");
@@ -263,7 +231,7 @@ async function client(port: number): Promise<{ say: (line: string) => Promise<st
 test("on a real connection: MAIL opens a transaction, RSET closes and drops it, the next MAIL gets a fresh one; an rcpt hook sees the sender", async () => {
   const s = setup();
   const watching = new Watching(new Receiver({ config: s.config, sink: s.sink, checks: s.inbound, contentChecks: s.content }));
-  const srv = await serve(watching);
+  const srv = await serveConnections(watching);
   const c = await client(srv.port);
   try {
     assert.match(await c.say("EHLO client.test"), /^250/m);

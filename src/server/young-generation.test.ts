@@ -1,0 +1,41 @@
+/**
+ * What the launcher and runPrimary rely on (bin/wardmail, primary.ts): V8's
+ * --max-semi-space-size applies to every isolate made while it is set, over
+ * a Worker's resourceLimits; cleared with v8.setFlagsFromString before the
+ * first Worker, the main thread keeps its small young generation and each
+ * Worker gets the one of its resourceLimits. Node documents changing flags
+ * after start-up as undefined behaviour, so this pins the behaviour of the
+ * Node the project ships: a Node that changes it fails here.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+const SCRIPT = `
+import v8 from "node:v8";
+import { Worker } from "node:worker_threads";
+const churn = "let keep = []; for (let i = 0; i < 1e6; i++) { keep.push({ a: i, b: 'x' + i }); if (keep.length > 20000) keep = []; }";
+const newSpace = "(await import('node:v8')).default.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size";
+eval(churn);
+const main = v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size;
+if (process.argv.includes("--clear")) v8.setFlagsFromString("--max-semi-space-size=0");
+const w = new Worker(churn + "; const { parentPort } = await import('node:worker_threads'); parentPort.postMessage(" + newSpace + ");", { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+const [worker] = await Promise.all([new Promise((r) => w.once("message", r)), new Promise((r) => w.once("exit", r))]);
+console.log(JSON.stringify({ main: main / 1048576, worker: worker / 1048576 }));
+`;
+
+async function measure(clear: boolean): Promise<{ main: number; worker: number }> {
+  const { stdout } = await run(process.execPath, ["--max-semi-space-size=2", "--input-type=module", "-e", SCRIPT, "--", ...(clear ? ["--clear"] : [])], { timeout: 30_000 });
+  return JSON.parse(stdout) as { main: number; worker: number };
+}
+
+test("--max-semi-space-size=2 bounds the main thread; cleared before a Worker, the Worker gets its resourceLimits' young generation", async () => {
+  const cleared = await measure(true);
+  assert.ok(cleared.main <= 4, `main thread new space ${cleared.main} MB`);
+  assert.equal(cleared.worker, 8, "the Worker's own 8 MB");
+  const kept = await measure(false);
+  assert.ok(kept.worker <= 4, `without clearing, the flag overrides the Worker's limit (${kept.worker} MB)`);
+});

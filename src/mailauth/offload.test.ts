@@ -129,52 +129,6 @@ void test("the pool's threads keep DNS answers within their TTL (and ask once fo
   }
 });
 
-void test("the pool's threads keep a denial within its negative TTL and ask again after it; failures are never kept", async () => {
-  const asked: string[] = [];
-  const none = (): Promise<never> => Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
-  let failure: { code: string; ttl?: number } = { code: "ENOTFOUND", ttl: 1 };
-  // Every question is denied (or fails) with `failure`: the DKIM key, _dmarc.example.org.
-  const query = (name: string, rrtype: string): Promise<never> => {
-    asked.push(`${rrtype} ${name}`);
-    return Promise.reject(Object.assign(new Error(`query${rrtype} ${failure.code} ${name}`), failure));
-  };
-  const signedBy = (sel: string): Buffer => Buffer.from(`DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=${sel}; c=relaxed/relaxed; h=from; bh=AAAA; b=AAAA\r\nFrom: a@example.org\r\n\r\nbody\r\n`);
-  let signed = signedBy("s");
-  let keyName = "TXT s._domainkey.example.org";
-  const keyAsked = (): number => asked.filter((q) => q === keyName).length;
-  const pool = new VerifierPool(none, { query });
-  try {
-    const first = await pool.verify(signed, task);
-    const second = await pool.verify(signed, task);
-    assert.equal(keyAsked(), 1, `the second message's key costs no question within the negative TTL: ${asked.join(", ")}`);
-    assert.deepEqual(second, first, "the kept denial gives the same results");
-    assert.equal(first.dkim.results?.[0]?.status.result, "neutral", JSON.stringify(first.dkim.results?.[0]?.status));
-    await new Promise((r) => setTimeout(r, 1100));
-    await pool.verify(signed, task);
-    assert.equal(keyAsked(), 2, `asked again once the negative TTL is over: ${asked.join(", ")}`);
-    // A failure (timeout, SERVFAIL) is never kept, whatever TTL it carries.
-    for (const code of ["ETIMEOUT", "ESERVFAIL"]) {
-      failure = { code, ttl: 60 };
-      signed = signedBy(code.toLowerCase());
-      keyName = `TXT ${code.toLowerCase()}._domainkey.example.org`;
-      asked.length = 0;
-      await pool.verify(signed, task);
-      await pool.verify(signed, task);
-      assert.equal(keyAsked(), 2, `${code}: ${asked.join(", ")}`);
-    }
-    // A denial without a TTL is not kept either.
-    failure = { code: "ENODATA" };
-    signed = signedBy("nottl");
-    keyName = "TXT nottl._domainkey.example.org";
-    asked.length = 0;
-    await pool.verify(signed, task);
-    await pool.verify(signed, task);
-    assert.equal(keyAsked(), 2, `ENODATA without TTL: ${asked.join(", ")}`);
-  } finally {
-    pool.close();
-  }
-});
-
 void test("the pool: a task its thread read before a slow parse held it runs again elsewhere at once, not after the slow one's deadline", async () => {
   const late = (): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" })), 300));
   const pool = new VerifierPool(late, { idleMs: 200 });

@@ -29,7 +29,7 @@ interface DnsAnswer {
   readonly error?: { readonly message: string; readonly code?: string; readonly ttl?: number };
 }
 
-/** Answers (and denials) kept in this thread, within their TTL, so a domain's key and policy (or its lack of one) cost no round trip per message. */
+/** Answers kept in this thread, within their TTL, so a domain's key and policy cost no round trip per message. */
 export const MAX_KEPT_ANSWERS = 2048;
 
 const port = parentPort;
@@ -37,12 +37,8 @@ if (!port) throw new Error("thread.ts runs in a worker thread");
 const keys = new DkimKeyCache();
 const questions = new Map<number, { key: string; resolve: (v: { records: unknown; ttl: number }) => void; reject: (e: Error) => void }>();
 let nextQid = 0;
-/**
- * Answers within their TTL (oldest first), and the questions in flight (one per name and type).
- * A denial (ENOTFOUND, ENODATA) is kept as `denial` within the negative TTL the resolver gave it
- * (RFC 2308); failures and timeouts never are.
- */
-const kept = new Map<string, { readonly answer: unknown; readonly denial?: { readonly message: string; readonly code: string }; readonly until: number }>();
+/** Answers within their TTL (oldest first), and the questions in flight (one per name and type). */
+const kept = new Map<string, { readonly answer: unknown; readonly until: number }>();
 const asking = new Map<string, Promise<{ records: unknown; ttl: number }>>();
 /** SPF results shared by every task of this thread (every worker's, with the process's shared pool) within their DNS TTLs. */
 const spfCache = new SpfCache(query);
@@ -83,11 +79,7 @@ function query(name: string, rrtype: string): Promise<{ records: unknown; ttl: n
   const k = kept.get(key);
   if (k !== undefined) {
     const left = k.until - performance.now();
-    if (left > 0) {
-      const ttl = Math.floor(left / 1000);
-      if (k.denial !== undefined) return Promise.reject(Object.assign(new Error(k.denial.message), { code: k.denial.code, ttl }));
-      return Promise.resolve({ records: k.answer, ttl });
-    }
+    if (left > 0) return Promise.resolve({ records: k.answer, ttl: Math.floor(left / 1000) });
     kept.delete(key);
   }
   let p = asking.get(key);
@@ -104,13 +96,6 @@ function query(name: string, rrtype: string): Promise<{ records: unknown; ttl: n
   return p;
 }
 
-/** Keeps an answer or a denial (at most MAX_KEPT_ANSWERS: the oldest goes first). */
-function keep(key: string, entry: { readonly answer: unknown; readonly denial?: { readonly message: string; readonly code: string }; readonly until: number }): void {
-  kept.delete(key);
-  if (kept.size >= MAX_KEPT_ANSWERS) kept.delete(kept.keys().next().value as string);
-  kept.set(key, entry);
-}
-
 port.on("message", (m: TaskMessage | DnsAnswer) => {
   if (m.type === "dns") {
     const q = questions.get(m.qid);
@@ -118,11 +103,13 @@ port.on("message", (m: TaskMessage | DnsAnswer) => {
     if (!q) return;
     if (m.error) {
       const { code, ttl } = m.error;
-      if ((code === "ENOTFOUND" || code === "ENODATA") && ttl !== undefined && ttl > 0) keep(q.key, { answer: undefined, denial: { message: m.error.message, code }, until: performance.now() + ttl * 1000 });
       q.reject(Object.assign(new Error(m.error.message), code !== undefined ? { code } : {}, ttl !== undefined ? { ttl } : {}));
     } else {
       const ttl = m.ttl ?? 0;
-      if (ttl > 0) keep(q.key, { answer: m.answer, until: performance.now() + ttl * 1000 });
+      if (ttl > 0) {
+        if (kept.size >= MAX_KEPT_ANSWERS) kept.delete(kept.keys().next().value as string);
+        kept.set(q.key, { answer: m.answer, until: performance.now() + ttl * 1000 });
+      }
       q.resolve({ records: m.answer, ttl });
     }
     return;

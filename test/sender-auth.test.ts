@@ -180,8 +180,9 @@ function verdictHeader(s: Stored): { verdicts: string[]; action: string } | unde
 }
 
 /** The server's last "checks" log line for a message with MAIL FROM `from`. */
-function checksLine(w: Wardmail, from: string): Record<string, unknown> | undefined {
-  return logLines(w.output(), "checks").findLast((l) => l.from === from);
+/** The checks line of the transaction from `from` (each test's sender is its own on that server); waited for: it may come after the reply. */
+function checksLine(w: Wardmail, from: string): Promise<Record<string, unknown> | undefined> {
+  return waitForLog(() => w.output(), "checks", (l) => l.from === from);
 }
 
 // ---------------------------------------------------------------- the servers
@@ -286,7 +287,7 @@ describe("sender authentication: SPF, DKIM, DMARC against Knot DNS, dkimpy and s
     // The signed part is byte for byte what dkimsign produced (dot-unstuffed).
     assert.ok(s.raw.toString("latin1").endsWith(signed), "stored message does not end with the signed message as sent");
 
-    const line = checksLine(main, "someone@good.test");
+    const line = await checksLine(main, "someone@good.test");
     assert.deepEqual(line?.verdicts, ["spf.pass", "dkim.pass", "arc.none", "dmarc.pass"]);
     assert.equal(line?.action, "ignore");
 
@@ -307,7 +308,7 @@ describe("sender authentication: SPF, DKIM, DMARC against Knot DNS, dkimpy and s
     assert.equal(end?.code, 550, r.out);
     assert.equal(end?.enhanced, "5.7.1", r.out);
     assert.match(end?.line ?? "", /dmarc\.reject/);
-    const line = checksLine(main, "someone@noauth.test");
+    const line = await checksLine(main, "someone@noauth.test");
     assert.equal(line?.action, "reject");
     assert.deepEqual(line?.triggered, ["dmarc.reject"]);
     // A good message to the same mailbox afterwards: it arrives, and it is the only one.
@@ -402,7 +403,7 @@ describe("sender authentication: SPF, DKIM, DMARC against Knot DNS, dkimpy and s
     assert.match(ar, /\(policy override none\)/);
     assert.match(ar, /\bspf=none\b.*smtp\.mailfrom=noauth\.test/);
     assert.equal(verdictHeader(s), undefined);
-    const line = checksLine(strict, "someone@noauth.test");
+    const line = await checksLine(strict, "someone@noauth.test");
     assert.ok((line?.verdicts as string[] | undefined)?.includes("dmarc.none"), JSON.stringify(line));
     assert.equal(line?.action, "ignore", JSON.stringify(line));
   });
@@ -416,7 +417,7 @@ describe("sender authentication: SPF, DKIM, DMARC against Knot DNS, dkimpy and s
       const s = await onlyMessage(main, "unsigned@example.test");
       assert.match(named(s, "Authentication-Results")[0] ?? "", /\bdkim=none\b/);
       assert.match(named(s, "Authentication-Results")[0] ?? "", /\bdmarc=pass\b/);
-      const line = checksLine(main, "unsigned@good.test");
+      const line = await checksLine(main, "unsigned@good.test");
       assert.deepEqual(line?.verdicts, ["spf.pass", "dkim.none", "arc.none", "dmarc.pass"]);
       assert.equal(line?.action, "ignore");
       assert.deepEqual(named(s, "X-Wardmail-Verdict"), []);

@@ -28,6 +28,14 @@ function pool(): TaskPool<Task, string> {
   });
 }
 
+/** CPU this process uses (every thread) over the next second, in ms. */
+async function cpuMsOverNextSecond(): Promise<number> {
+  const c0 = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, 1000));
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000;
+}
+
 void test("a task taken from a thread it was running in leaves no code running there once its deadline is past (the thread is ended)", async () => {
   const p = pool();
   try {
@@ -40,10 +48,7 @@ void test("a task taken from a thread it was running in leaves no code running t
     assert.match(l, /^L on /);
     await assert.rejects(h, /deadline/);
     // Every thread that ran H's code was ended: no CPU is spent after the tasks are settled.
-    const c0 = process.cpuUsage();
-    await new Promise((r) => setTimeout(r, 1000));
-    const c = process.cpuUsage(c0);
-    const ms = (c.user + c.system) / 1000;
+    const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
   } finally {
     p.close();
@@ -62,10 +67,7 @@ void test("a task taken back before its thread read it is never run there (the t
     assert.match(await s, /^S on /);
     await assert.rejects(x, /deadline/);
     // The first thread, freed by S, must not read X and spin for it.
-    const c0 = process.cpuUsage();
-    await new Promise((r) => setTimeout(r, 1000));
-    const c = process.cpuUsage(c0);
-    const ms = (c.user + c.system) / 1000;
+    const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
   } finally {
     p.close();
@@ -109,10 +111,7 @@ void test("a thread that read a task taken from it is ended when that task is se
     // X is settled (its deadline ended B): A was ended too, and Q handed back to run elsewhere.
     assert.equal(orphaned.length, 1, "Q runs again elsewhere");
     assert.equal(a.busy, 0);
-    const c0 = process.cpuUsage();
-    await new Promise((r) => setTimeout(r, 1000));
-    const c = process.cpuUsage(c0);
-    const ms = (c.user + c.system) / 1000;
+    const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after X settled`);
   } finally {
     a.close();

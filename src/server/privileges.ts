@@ -35,14 +35,20 @@ function ids(config: Config): { uid: number; gid: number } {
 export async function chownTo(config: Config, dir: string): Promise<void> {
   if (!willDrop(config)) return;
   const { uid, gid } = ids(config);
-  const walk = async (p: string): Promise<void> => {
-    // lchown: the tree is writable by that user, so a symlink in it must not
-    // make root chown its target (e.g. data/x -> /etc/shadow).
-    await lchown(p, uid, gid);
-    const st = await lstat(p);
-    if (st.isDirectory()) for (const e of await readdir(p)) await walk(join(p, e));
+  const walk = async (p: string, top: boolean): Promise<void> => {
+    try {
+      // lchown: the tree is writable by that user, so a symlink in it must not
+      // make root chown its target (e.g. data/x -> /etc/shadow).
+      await lchown(p, uid, gid);
+      const st = await lstat(p);
+      if (st.isDirectory()) for (const e of await readdir(p)) await walk(join(p, e), false);
+    } catch (err) {
+      // Another worker's SQLite may remove a file it made (a shard's -journal)
+      // between our readdir and lchown: what is gone needs no owner.
+      if (top || (err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
   };
-  await walk(await realpath(dir)); // the operator's data_dir may itself be a symlink: follow that one only
+  await walk(await realpath(dir), true); // the operator's data_dir may itself be a symlink: follow that one only
 }
 
 /** Drops the process to config.server.user/group. Call from the main thread once everything is bound. */

@@ -5,7 +5,7 @@
  * certificate (opportunistic TLS, verification with `ca`, "required" without
  * STARTTLS, the verify hook saying no, timeouts).
  */
-import { test } from "node:test";
+import { mock, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -18,7 +18,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Envelope } from "../queue/index.ts";
 import { generateCertificate } from "../tls/index.ts";
 import type { OutboundMessage } from "../protocol/index.ts";
-import { deliverSession, type DeliverOptions } from "./connect.ts";
+import { deliverSession, SmtpConnection, type DeliverOptions } from "./connect.ts";
 import { peerSkip } from "../../test/helpers/peers.ts";
 
 const SMTP_SINK = "/usr/sbin/smtp-sink";
@@ -102,7 +102,7 @@ interface Seen {
 }
 
 /** A small SMTP server: optional STARTTLS with the given certificate, or no greeting at all. */
-async function smtpServer(t: { after(fn: () => unknown): void }, o: { cert?: { certPem: string; keyPem: string }; greet?: boolean; stallAfterData?: boolean; auth?: boolean }) {
+async function smtpServer(t: { after(fn: () => unknown): void }, o: { cert?: { certPem: string; keyPem: string }; greet?: boolean; stallAfterData?: boolean; auth?: boolean; silentRset?: boolean; onCommand?: (line: string) => void }) {
   const seen: Seen = { commands: [], auth: [], messages: [] };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((raw) => {
@@ -132,7 +132,9 @@ async function smtpServer(t: { after(fn: () => unknown): void }, o: { cert?: { c
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 2);
         seen.commands.push((tlsOn ? "tls:" : "") + line);
+        o.onCommand?.(line);
         const verb = line.split(/[ :]/)[0]?.toUpperCase();
+        if (verb === "RSET" && o.silentRset === true) continue;
         if (verb === "EHLO") sock.write(`250-mx.test\r\n250-PIPELINING\r\n${o.cert && !tlsOn ? "250-STARTTLS\r\n" : ""}${o.auth === true ? "250-AUTH LOGIN PLAIN\r\n" : ""}250 8BITMIME\r\n`);
         else if (verb === "AUTH" && o.auth === true) {
           seen.auth.push({ decoded: Buffer.from(line.split(" ")[2] ?? "", "base64").toString("utf8"), tls: tlsOn });
@@ -290,4 +292,34 @@ test("relay AUTH over TLS whose certificate does not verify (untrusted, or for a
   }
   assert.deepEqual(srv.seen.auth, []);
   assert.ok(!srv.seen.commands.some((c) => /AUTH|MAIL/.test(c)), JSON.stringify(srv.seen.commands));
+});
+
+test("a reused connection whose RSET is never answered gives up after 20 s, not the 300 s command timeout, and reports it stale", async (t) => {
+  let rsetSeen: () => void = () => undefined;
+  const rset = new Promise<void>((res) => (rsetSeen = res));
+  const srv = await smtpServer(t, { silentRset: true, onCommand: (line) => (line === "RSET" ? rsetSeen() : undefined) });
+  const long = { connectMs: 2000, greetingMs: 2000, commandMs: 300_000, dataMs: 300_000 };
+  const conn = new SmtpConnection({ ...options(srv.port, { tls: "none", timeouts: long }), keepOpen: true });
+  t.after(() => conn.destroy());
+  assert.deepEqual(finals(await conn.start()), ["delivered 2.0.0"]);
+  assert.equal(conn.idle, true);
+  mock.timers.enable({ apis: ["setTimeout"] });
+  t.after(() => mock.timers.reset());
+  let settled = false;
+  const second = conn.send([message("two", "again\r\n")]).then((r) => {
+    settled = true;
+    return r;
+  });
+  await rset;
+  mock.timers.tick(19_999);
+  await new Promise((res) => setImmediate(res));
+  assert.equal(settled, false, "gave up before 20 s");
+  mock.timers.tick(1);
+  for (let i = 0; i < 50 && !settled; i++) await new Promise((res) => setImmediate(res));
+  assert.equal(settled, true, "still waiting for the RSET reply after 20 s");
+  const r = await second;
+  assert.equal(r.connection.stale, true);
+  assert.deepEqual(finals(r), ["temporary 4.4.2"]);
+  assert.match(r.connection.error ?? "", /timeout/);
+  assert.equal(srv.seen.messages.length, 1);
 });

@@ -3,6 +3,8 @@
 // views of it), so memory is the content's size whatever the line structure.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import fc from "fast-check";
+import { ReferenceDataReceiver } from "../../test/helpers/data-reference.ts";
 import { BdatReceiver, DataReceiver } from "./data.ts";
 
 const MAX = 1 << 20;
@@ -87,4 +89,73 @@ void test("content of every size around the block edges comes out whole, in read
       assert.notEqual(r.content.buffer, input.buffer, "the content must not be a view of the input");
     }
   }
+});
+
+// The fast path (lines skipped to their CR or LF, 8-bit found by isAscii,
+// NUL sending the read to the byte-at-a-time path) against the machine it
+// replaced (test/helpers/data-reference.ts): same consumed counts, content,
+// problem and 8-bit flag for hostile input, split anywhere, both policies.
+const wirePieces = ["\r\n", "\r", "\n", ".", "..", "\r\n.\r\n", "\r\n.\n", "\n.\r\n", ".\r\n", "\r.\r", "\0", "\xe9", "\xff", "a", "Subject: x", "\r\n\r\n", "MAIL FROM:<\xe9@x>\r\n"];
+const wire = fc.array(
+  fc.oneof(
+    fc.constantFrom(...wirePieces),
+    fc.integer({ min: 1, max: 300 }).map((k) => "x".repeat(k)),
+    fc.uint8Array({ maxLength: 32 }).map((a) => Buffer.from(a).toString("latin1")),
+  ),
+  { maxLength: 60 },
+);
+
+interface Fed {
+  consumed: number[];
+  done: boolean;
+  result: { problem?: string; content: Buffer; eightBit: boolean } | undefined;
+}
+
+function feed(rx: { push(b: Buffer, s: number): number; done: boolean; result(): Fed["result"] }, input: Buffer, cuts: number[]): Fed {
+  const consumed: number[] = [];
+  let from = 0;
+  for (const cut of [...cuts, input.length]) {
+    if (rx.done || cut <= from) continue;
+    // Sometimes the read is a buffer of its own, sometimes the whole input with a start offset (as the session resumes in one read).
+    const n = cut % 2 === 0 ? rx.push(input.subarray(from, cut), 0) + from : rx.push(input.subarray(0, cut), from);
+    consumed.push(n);
+    from = n;
+  }
+  return { consumed, done: rx.done, result: rx.done ? rx.result() : undefined };
+}
+
+void test("DATA: the fast path gives what the byte-at-a-time machine gave, for any input and any split", () => {
+  fc.assert(
+    fc.property(
+      wire,
+      fc.array(fc.nat(), { maxLength: 6 }),
+      fc.constantFrom("reject" as const, "normalize" as const),
+      fc.constantFrom(MAX, 200),
+      fc.constantFrom(MAX, 40),
+      (parts, rawCuts, policy, maxSize, maxHeader) => {
+        const input = Buffer.from(parts.join("") + "\r\n.\r\nQUIT \xe9\r\n", "latin1");
+        const cuts = [...new Set(rawCuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+        const got = feed(new DataReceiver(maxSize, policy, maxHeader), input, cuts);
+        const want = feed(new ReferenceDataReceiver(maxSize, policy, maxHeader), input, cuts);
+        assert.deepEqual(got.consumed, want.consumed);
+        assert.equal(got.done, want.done);
+        assert.equal(got.result?.problem, want.result?.problem);
+        assert.equal(got.result?.eightBit, want.result?.eightBit);
+        assert.ok((got.result?.content ?? Buffer.alloc(0)).equals(want.result?.content ?? Buffer.alloc(0)));
+      },
+    ),
+    { numRuns: 3000 },
+  );
+});
+
+void test("DATA: 8-bit bytes after the end of the content (the next commands) do not mark the message 8-bit", () => {
+  const rx = new DataReceiver(MAX, "reject", MAX);
+  const input = Buffer.from("Subject: a\r\n\r\nplain\r\n.\r\nMAIL FROM:<\xe9@x.test>\r\n", "latin1");
+  const n = rx.push(input, 0);
+  assert.ok(rx.done);
+  assert.equal(input.subarray(n).toString("latin1"), "MAIL FROM:<\xe9@x.test>\r\n");
+  assert.equal(rx.result().eightBit, false);
+  const rx8 = new DataReceiver(MAX, "reject", MAX);
+  rx8.push(Buffer.from("Subject: \xe9\r\n\r\nx\r\n.\r\n", "latin1"), 0);
+  assert.equal(rx8.result().eightBit, true);
 });

@@ -471,8 +471,8 @@ export class Connection {
     this.armTimer();
   }
 
+  /** Reading stops while the host's answer is awaited (an answer given at once never lets a read in between). */
   private ask(q: Question): void {
-    this.socket.pause();
     let result: HostAnswer | Promise<HostAnswer>;
     try {
       const refused = this.opts.gate?.(q, this.session.authenticated !== undefined);
@@ -481,6 +481,7 @@ export class Connection {
       result = { reply: this.failure(err) };
     }
     if (result instanceof Promise) {
+      this.socket.pause();
       result.then(
         (r) => this.resume(r, q),
         (err: unknown) => this.resume({ reply: this.failure(err) }, q),

@@ -5,6 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DnsError, WireResolver } from "./index.ts";
 import { TtlCache } from "./cache.ts";
+import { MAX_CACHE_BYTES, entryWeight } from "./wire-resolver.ts";
 import type { TestDnsServer } from "../../test/helpers/dns.ts";
 import { startTestDnsServer } from "../../test/helpers/dns.ts";
 
@@ -170,4 +171,35 @@ void test("TtlCache: expiry, capacity 0, LRU order", () => {
   const off = new TtlCache<{ expires: number }>(0, () => 0);
   off.set("x", { expires: 100 });
   assert.equal(off.size, 0);
+});
+
+void test("TtlCache with a byte bound: least recently used out until the weights fit; an entry heavier than the bound alone is not stored", () => {
+  const c = new TtlCache<{ expires: number; w: number }>(100, () => 0, { max: 100, weigh: (v) => v.w });
+  c.set("a", { expires: 10, w: 40 });
+  c.set("b", { expires: 10, w: 40 });
+  assert.equal(c.get("a")?.w, 40); // a is now the most recently used
+  c.set("c", { expires: 10, w: 40 }); // 120 > 100: b goes
+  assert.equal(c.get("b"), undefined);
+  assert.equal(c.size, 2);
+  assert.equal(c.weight, 80);
+  c.set("a", { expires: 10, w: 10 }); // replacing counts the new weight only
+  assert.equal(c.weight, 50);
+  c.set("huge", { expires: 10, w: 101 });
+  assert.equal(c.get("huge"), undefined);
+  assert.equal(c.size, 2);
+  c.clear();
+  assert.equal(c.weight, 0);
+});
+
+void test("the resolver's cache is bounded in bytes: large answers under ever new names keep at most MAX_CACHE_BYTES", () => {
+  const big: string[] = [Array.from({ length: 250 }, () => "x").join("")];
+  const records = Array.from({ length: 200 }, () => big); // a TXT answer of 200 strings of 250 octets, ~50 KB
+  const entry = { kind: "answer" as const, records, ttl: 3600, authenticated: false, expires: 1 };
+  const w = entryWeight(entry);
+  assert.ok(w >= 50_000 && w < 70_000, `weight ${w}`);
+  const c = new TtlCache<typeof entry>(10_000, () => 0, { max: MAX_CACHE_BYTES, weigh: entryWeight });
+  for (let i = 0; i < 1000; i++) c.set(`TXT n${i}.evil.test`, entry);
+  assert.ok(c.weight <= MAX_CACHE_BYTES, `weight ${c.weight}`);
+  assert.ok(c.size < 1000 && c.size >= Math.floor(MAX_CACHE_BYTES / w), `entries ${c.size}`);
+  assert.equal(entryWeight({ kind: "answer", records: ["192.0.2.1"], ttl: 60, authenticated: false, expires: 1 }) < 400, true);
 });

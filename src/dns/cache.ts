@@ -5,6 +5,13 @@
  * Capacity 0 stores nothing. What goes in, and for how long, is decided by
  * the resolver (RFC 1035 TTLs, RFC 2308 negative caching); this file only
  * keeps the bookkeeping bounded.
+ *
+ * With `bytes`, the entries' weights (an estimate of the memory each keeps,
+ * `weigh`) are bounded too: least recently used entries go until the sum is
+ * at most `bytes.max`, and an entry heavier than that alone is not stored.
+ * A bound in entries alone lets a few large answers (a 64 KiB TXT answer
+ * from a hostile zone, under ever new names) hold far more memory than the
+ * entry count suggests.
  */
 
 export interface Expiring {
@@ -12,44 +19,73 @@ export interface Expiring {
   readonly expires: number;
 }
 
+export interface ByteBound<V> {
+  /** Sum of the entries' weights at most. */
+  readonly max: number;
+  /** The memory an entry keeps, estimated (bytes). */
+  readonly weigh: (value: V) => number;
+}
+
 export class TtlCache<V extends Expiring> {
   readonly #capacity: number;
   readonly #now: () => number;
-  readonly #map = new Map<string, V>();
+  readonly #bytes: ByteBound<V> | undefined;
+  readonly #map = new Map<string, { readonly value: V; readonly weight: number }>();
+  #weight = 0;
 
-  constructor(capacity: number, now: () => number) {
+  constructor(capacity: number, now: () => number, bytes?: ByteBound<V>) {
     this.#capacity = capacity;
     this.#now = now;
+    this.#bytes = bytes;
   }
 
   get size(): number {
     return this.#map.size;
   }
 
-  /** The live entry for `key`, now the most recently used; expired entries are dropped. */
-  get(key: string): V | undefined {
-    const v = this.#map.get(key);
-    if (v === undefined) return undefined;
-    this.#map.delete(key);
-    if (v.expires <= this.#now()) return undefined;
-    this.#map.set(key, v);
-    return v;
+  /** Sum of the entries' weights (0 without a byte bound). */
+  get weight(): number {
+    return this.#weight;
   }
 
-  /** Stores an entry unless it is already expired or the cache is disabled. */
+  /** The live entry for `key`, now the most recently used; expired entries are dropped. */
+  get(key: string): V | undefined {
+    const e = this.#map.get(key);
+    if (e === undefined) return undefined;
+    this.#map.delete(key);
+    if (e.value.expires <= this.#now()) {
+      this.#weight -= e.weight;
+      return undefined;
+    }
+    this.#map.set(key, e);
+    return e.value;
+  }
+
+  /** Stores an entry unless it is already expired, the cache is disabled or the entry alone is over the byte bound. */
   set(key: string, value: V): void {
     if (this.#capacity <= 0 || value.expires <= this.#now()) return;
-    this.#map.delete(key);
-    this.#map.set(key, value);
-    // Bounded: at most one pass over the entries above capacity.
-    while (this.#map.size > this.#capacity) {
+    const weight = this.#bytes === undefined ? 0 : this.#bytes.weigh(value);
+    if (this.#bytes !== undefined && weight > this.#bytes.max) return;
+    this.#drop(key);
+    this.#map.set(key, { value, weight });
+    this.#weight += weight;
+    // Bounded: at most one pass over the entries above the bounds.
+    while (this.#map.size > this.#capacity || (this.#bytes !== undefined && this.#weight > this.#bytes.max)) {
       const oldest = this.#map.keys().next();
       if (oldest.done === true) break;
-      this.#map.delete(oldest.value);
+      this.#drop(oldest.value);
     }
   }
 
   clear(): void {
     this.#map.clear();
+    this.#weight = 0;
+  }
+
+  #drop(key: string): void {
+    const e = this.#map.get(key);
+    if (e === undefined) return;
+    this.#map.delete(key);
+    this.#weight -= e.weight;
   }
 }

@@ -83,6 +83,30 @@ type Outcome =
 
 type Entry = Outcome & { readonly expires: number };
 
+/** Bytes of answers kept in one resolver's cache at most (their estimated memory, `entryWeight`), whatever `cacheSize` allows. */
+export const MAX_CACHE_BYTES = 8 * 1024 * 1024;
+/** What an entry and each record cost beyond their contents (object headers, the key, the Map's slot), estimated. */
+const ENTRY_OVERHEAD = 200;
+const RECORD_OVERHEAD = 64;
+
+/**
+ * The memory a cached answer keeps, estimated from its records: each
+ * string's length, each Buffer's bytes, an overhead per record and per
+ * field. Linear in the answer (at most 64 KiB on the wire).
+ */
+export function entryWeight(entry: Entry): number {
+  if (entry.kind !== "answer") return ENTRY_OVERHEAD;
+  let w = ENTRY_OVERHEAD;
+  const size = (v: unknown): number => (typeof v === "string" ? v.length : Buffer.isBuffer(v) ? v.length : 8);
+  for (const r of entry.records) {
+    w += RECORD_OVERHEAD;
+    if (Array.isArray(r)) for (const x of r as unknown[]) w += 16 + size(x);
+    else if (r !== null && typeof r === "object") for (const x of Object.values(r as Record<string, unknown>)) w += 16 + size(x);
+    else w += size(r);
+  }
+  return w;
+}
+
 function rcodeError(rcode: number): string {
   switch (rcode) {
     case RCODE.SERVFAIL:
@@ -137,7 +161,7 @@ export class WireResolver implements DnsResolver {
     this.#timeoutMs = opts.timeoutMs;
     this.#attempts = opts.attempts;
     this.#now = opts.now ?? Date.now;
-    this.#cache = new TtlCache<Entry>(opts.cacheSize, this.#now);
+    this.#cache = new TtlCache<Entry>(opts.cacheSize, this.#now, { max: MAX_CACHE_BYTES, weigh: entryWeight });
     this.adTrusted = adTrusted(this.#servers, opts.trustAd);
   }
 

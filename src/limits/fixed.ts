@@ -420,6 +420,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "short, so a record just published is seen soon",
   },
   {
+    name: "dns_cache_bytes", value: 8 * MiB, unit: "bytes", file: "src/dns/wire-resolver.ts", constant: "MAX_CACHE_BYTES",
+    doc: "Estimated memory of the answers one thread's DNS cache keeps (`dns.cache_size` bounds their number); the least recently used go first.",
+    reason: "10,000 typical answers take about 3 MiB; without it 10,000 answers of 64 KiB from a hostile zone would hold 640 MB per thread",
+  },
+  {
     name: "max_name_servers", value: 3, unit: "count", file: "src/dns/system.ts", constant: "MAXNS",
     doc: "Name servers read from `/etc/resolv.conf` when `dns.servers` is empty.",
     reason: "glibc's MAXNS is 3 too",

@@ -28,8 +28,9 @@ import { ClientTable, tableSlots } from "./clients.ts";
 import { chownTo, dropPrivileges, willDrop } from "./privileges.ts";
 import type { WorkerData, WorkerReady } from "./worker.ts";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { startHttps, type RunningHttps } from "../https/index.ts";
-import { MetricsServer, aggregate, loopDelaySamples, metrics, processSamples, type Sample } from "../metrics/index.ts";
+// The HTTPS listener and the metrics endpoint are imported only when configured: the main thread runs for months and keeps what it loads.
+import type { RunningHttps } from "../https/index.ts";
+import type { Sample } from "../metrics/index.ts";
 
 // Compiled to dist/*.js for production, run from src/*.ts in development.
 const WORKER_ENTRY = new URL(`./worker-main.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
@@ -186,6 +187,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   }
   const metricsBound: { host: string; port: number }[] = [];
   if (config.metrics.listen.length > 0) {
+    const { MetricsServer, aggregate, loopDelaySamples, metrics, processSamples } = await import("../metrics/index.ts");
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
     let nextId = 0;
@@ -220,6 +222,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
   }
   if (config.https.listen.length > 0) {
     try {
+      const { startHttps } = await import("../https/index.ts");
       httpsListener = await startHttps(config, logger);
     } catch (err) {
       await stopAll();

@@ -172,3 +172,33 @@ void test("concurrent callers in several processes end with one consistent pair"
   assert.ok(final.checkPrivateKey(createPrivateKey(await readFile(join(dir, "selfsigned.key")))));
   assert.deepEqual((await readdir(dir)).sort(), ["selfsigned.crt", "selfsigned.key"]);
 });
+
+void test("ensureSelfSigned makes the pair in a thread of its own: the calling thread never loads asn1js or pkijs", async (t) => {
+  const dir = join(await tempDir(t), "tls");
+  // A fresh process records every module its main thread loads (module.registerHooks is per thread).
+  const script = `
+    import module from "node:module";
+    const loaded = [];
+    module.registerHooks({ load(url, context, next) { loaded.push(url); return next(url, context); } });
+    const { ensureSelfSigned } = await import(${JSON.stringify(new URL("./selfsigned.ts", import.meta.url).href)});
+    const { default: pino } = await import("pino");
+    const p = await ensureSelfSigned(${JSON.stringify(dir)}, "mx.example.test", pino({ level: "silent" }));
+    process.stdout.write(JSON.stringify({ cert: p.cert, libraries: loaded.filter((u) => /\\/node_modules\\/(pkijs|asn1js)\\//.test(u)) }));
+  `;
+  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { timeout: 30_000 });
+  const out = JSON.parse(stdout) as { cert: string; libraries: string[] };
+  assert.deepEqual(out.libraries, [], "asn1js/pkijs loaded in the calling thread");
+  const cert = new X509Certificate(await readFile(out.cert));
+  assert.match(cert.subjectAltName ?? "", /DNS:mx\.example\.test/);
+  // The control: generateCertificate itself, called in this thread, does load them (what the thread spares the caller).
+  const control = `
+    import module from "node:module";
+    const loaded = [];
+    module.registerHooks({ load(url, context, next) { loaded.push(url); return next(url, context); } });
+    const { generateCertificate } = await import(${JSON.stringify(new URL("./selfsigned.ts", import.meta.url).href)});
+    await generateCertificate(["mx.example.test"]);
+    process.stdout.write(String(loaded.some((u) => /\\/node_modules\\/pkijs\\//.test(u))));
+  `;
+  const { stdout: direct } = await run(process.execPath, ["--input-type=module", "-e", control], { timeout: 30_000 });
+  assert.equal(direct, "true");
+});

@@ -13,12 +13,14 @@
  *   is written with mode 0600, each file is written to a temporary name and
  *   renamed into place, and generation is serialised across processes by an
  *   exclusive lock file, so concurrent callers never leave a mismatched or torn
- *   pair behind.
+ *   pair behind. The pair is made in a thread of its own
+ *   (`generateInThread`), so the caller never loads asn1js and pkijs.
  */
 import { X509Certificate, createPrivateKey, randomBytes, webcrypto } from "node:crypto";
 import { isIP } from "node:net";
 import { mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { Worker } from "node:worker_threads";
 import type * as Asn1 from "asn1js";
 import type * as Pki from "pkijs";
 import type { Logger } from "pino";
@@ -247,6 +249,34 @@ async function acquireLock(dir: string, logger: Logger): Promise<() => Promise<v
   }
 }
 
+// Compiled to dist/*.js for production, run from src/*.ts in development.
+const GENERATE_ENTRY = new URL(`./generate-thread.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url);
+
+/**
+ * generateCertificate in a thread of its own that ends with it
+ * (generate-thread.ts): the libraries and what they build are freed with
+ * the thread instead of staying in the caller's heap (the server's main
+ * thread makes the pair once, at its first start, then runs for months).
+ */
+export function generateInThread(names: readonly string[]): Promise<GeneratedCertificate> {
+  return new Promise((resolve, reject) => {
+    // execArgv: none of the caller's Node options (e.g. --input-type, refused in a thread).
+    const w = new Worker(GENERATE_ENTRY, { workerData: { names: [...names] }, execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } });
+    let answer: { ok: true; certPem: string; keyPem: string } | { ok: false; message: string } | undefined;
+    let failure: Error | undefined;
+    w.once("message", (m: typeof answer) => {
+      answer = m;
+    });
+    w.once("error", (err) => {
+      failure = err;
+    });
+    w.once("exit", (code) => {
+      if (answer?.ok === true) resolve({ certPem: answer.certPem, keyPem: answer.keyPem });
+      else reject(new Error(`cannot generate a self-signed certificate: ${answer?.message ?? failure?.message ?? `its thread exited with code ${code}`}`));
+    });
+  });
+}
+
 /**
  * Make sure `<dir>/selfsigned.crt` and `<dir>/selfsigned.key` exist and are
  * usable for `hostname`; generate them if not. Returns their paths.
@@ -272,7 +302,7 @@ export async function ensureSelfSigned(dir: string, hostname: string, logger: Lo
     }
     const names = selfSignedNames(hostname);
     logger.info({ cert, reason, names }, "generating self-signed certificate");
-    const generated = await generateCertificate(names);
+    const generated = await generateInThread(names);
     // Key first, then certificate: a reader in between sees a mismatch and waits for the lock.
     await writeAtomic(key, generated.keyPem, 0o600);
     await writeAtomic(cert, generated.certPem, 0o644);

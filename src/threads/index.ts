@@ -48,7 +48,7 @@
  * comes first (the tasks it still tracks then run again elsewhere). So a
  * hostile task burns no CPU past its deadline.
  */
-import { Worker, workerData } from "node:worker_threads";
+import { parentPort, Worker, workerData, type MessagePort } from "node:worker_threads";
 
 /** A pool task not acknowledged by its thread within this time goes to another thread. */
 export const STALL_MS = 100;
@@ -102,13 +102,23 @@ export function ownBytes(bytes: Uint8Array): Uint8Array {
  * whose code it resumed last (id + 1), and a counter of resumptions (a
  * thread whose counter stands still while it has tasks is stuck).
  */
-const HOLDER = 0;
-const BEAT = 1;
-const SLOTS = 2;
+export const HOLDER = 0;
+export const BEAT = 1;
+/**
+ * A shared pool's thread (shared.ts) has three more, read and written by
+ * every worker that posts to it and by the primary: its tasks in flight
+ * (BUSY, below 0 once the primary ends it for idleness), whether it takes
+ * no new task (SHUT: a task it had read was taken away) and how many tasks
+ * were ever posted to it (POSTS, for idleness).
+ */
+export const BUSY = 2;
+export const SHUT = 3;
+export const POSTS = 4;
+export const SLOTS = 5;
 /** A task's claim (one Int32 of its own, sent with it): posted, then either read by the thread or dropped by the pool, never both. */
-const POSTED = 0;
-const READ = 1;
-const DROPPED = 2;
+export const POSTED = 0;
+export const READ = 1;
+export const DROPPED = 2;
 /** How often a task thread's heartbeat moves BEAT (well under STALL_MS). */
 const BEAT_MS = 25;
 
@@ -133,6 +143,25 @@ export function markTask(id: number): void {
     Atomics.store(ownSlot, HOLDER, id + 1);
     Atomics.add(ownSlot, BEAT, 1);
   }
+}
+
+/**
+ * In a task thread's entry: `on(message, port)` for every message from the
+ * parent and from each port a shared pool's host hands over ({ type:
+ * "link", port }: one session worker's own road to this thread, shared.ts);
+ * answers go back on `port`. `closed(port)` when a handed-over port closes
+ * (its worker is gone).
+ */
+export function servePorts(on: (message: unknown, port: MessagePort) => void, closed?: (port: MessagePort) => void): void {
+  const parent = parentPort;
+  if (!parent) throw new Error("servePorts runs in a worker thread");
+  parent.on("message", (m: unknown) => {
+    const link = (m as { type?: unknown; port?: unknown } | null)?.type === "link" ? (m as { port?: unknown }).port : undefined;
+    if (link === undefined) return on(m, parent);
+    const port = link as MessagePort;
+    port.on("message", (x: unknown) => on(x, port));
+    port.on("close", () => closed?.(port));
+  });
 }
 
 /**

@@ -283,3 +283,27 @@ void test("shared pools: a thread ended at a task's deadline runs the other link
     host.close();
   }
 });
+
+void test("shared pools: a second thread started while the first was stuck is ended once idle for idleMs; one idle thread stays", async () => {
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  try {
+    await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
+    // S holds the only thread for 700 ms; Q (the other link) is moved to a second thread, started for it.
+    const s = a.run<Task, string>("test", options, { kind: "sync", ms: 700, name: "S" }, AbortSignal.timeout(5000));
+    await new Promise((r) => setTimeout(r, 20));
+    const q = await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "Q" }, AbortSignal.timeout(5000));
+    const held = await s;
+    assert.notEqual(q.split(" on ")[1], held.split(" on ")[1]);
+    assert.deepEqual(host.sizes(), { test: 2 });
+    await new Promise((r) => setTimeout(r, 700));
+    assert.deepEqual(host.sizes(), { test: 1 });
+    assert.match(await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "after" }, AbortSignal.timeout(5000)), /^after on /);
+  } finally {
+    a.close();
+    b.close();
+    host.close();
+  }
+});

@@ -98,8 +98,12 @@ export class PoolHost {
   /** Task ids, unique across links (a thread notes the id of the task it resumes: HOLDER). */
   readonly #ids = new SharedArrayBuffer(4);
   #closed = false;
+  #received = 0;
+
   /** Messages the links sent here (none per task: tests). */
-  received = 0;
+  get received(): number {
+    return this.#received;
+  }
 
   /** Pools made so far, by name, with their thread count (for tests and metrics). */
   sizes(): Record<string, number> {
@@ -113,7 +117,7 @@ export class PoolHost {
     port1.postMessage({ type: "hello", ids: this.#ids } satisfies ToLink);
     for (const [name, pool] of this.#pools) for (const t of pool.threads.values()) this.#hand(name, t, port1, false);
     port1.on("message", (m: ToHost) => {
-      this.received++;
+      this.#received++;
       if (m.type === "grow") this.#grow(m.pool, m.options, m.seen, port1);
       else if (m.type === "end") this.#end(m.pool, m.no, m.reason);
     });

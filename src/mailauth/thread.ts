@@ -16,12 +16,12 @@
  * the worker asked goes away, the question goes to another that waits for
  * it, else it fails).
  */
-import { parentPort, type MessagePort } from "node:worker_threads";
+import { parentPort } from "node:worker_threads";
 import { evaluateSpf, verifyContent, type ContentTask } from "./content.ts";
 import { SpfCache, type SpfResolver } from "./spf-cache.ts";
 import { DkimKeyCache } from "./verify.ts";
 import type { SpfTask } from "./results.ts";
-import { markTask, readTask, servePorts } from "../threads/index.ts";
+import { markTask, readTask, servePorts, type TaskPeer } from "../threads/index.ts";
 
 type TaskMessage = { readonly type: "task"; readonly id: number } & ({ readonly content: Uint8Array; readonly task: ContentTask } | SpfTask);
 
@@ -47,8 +47,8 @@ interface Question {
   readonly resolve: (v: { records: unknown; ttl: number }) => void;
   readonly reject: (e: Error) => void;
   /** The port it was asked on, and every port whose tasks wait for it. */
-  port: MessagePort;
-  readonly ports: Set<MessagePort>;
+  port: TaskPeer;
+  readonly ports: Set<TaskPeer>;
 }
 const questions = new Map<number, Question>();
 let nextQid = 0;
@@ -65,7 +65,7 @@ const spfCache = new SpfCache((name, rrtype) => query(name, rrtype, port));
  * question then resume one after another, each with its own note, instead
  * of all notes first and then all the code.
  */
-function resolverFor(id: number, from: MessagePort): (name: string, rrtype: string) => Promise<unknown> {
+function resolverFor(id: number, from: TaskPeer): (name: string, rrtype: string) => Promise<unknown> {
   return marked(id, (name, rrtype) => query(name, rrtype, from).then((a) => a.records));
 }
 
@@ -89,7 +89,7 @@ function marked(id: number, resolve: SpfResolver): SpfResolver {
 }
 
 /** The answer with the seconds it may still be used (0: not to be kept), from this thread's answers or, asked on `from`, the session worker's resolver. */
-function query(name: string, rrtype: string, from: MessagePort): Promise<{ records: unknown; ttl: number }> {
+function query(name: string, rrtype: string, from: TaskPeer): Promise<{ records: unknown; ttl: number }> {
   const key = `${rrtype} ${name.toLowerCase()}`;
   const k = kept.get(key);
   if (k !== undefined) {
@@ -118,7 +118,7 @@ function query(name: string, rrtype: string, from: MessagePort): Promise<{ recor
 }
 
 /** A session worker's port closed: its questions go to another port waiting for them, else fail. */
-function portClosed(closed: MessagePort): void {
+function portClosed(closed: TaskPeer): void {
   for (const [qid, q] of questions) {
     q.ports.delete(closed);
     if (q.port !== closed) continue;

@@ -145,22 +145,57 @@ export function markTask(id: number): void {
   }
 }
 
+/** Where a task thread's answers go: the parent, or one session worker's port. */
+export interface TaskPeer {
+  postMessage(message: unknown): void;
+}
+
 /**
- * In a task thread's entry: `on(message, port)` for every message from the
- * parent and from each port a shared pool's host hands over ({ type:
- * "link", port }: one session worker's own road to this thread, shared.ts);
- * answers go back on `port`. `closed(port)` when a handed-over port closes
- * (its worker is gone).
+ * A port whose messages posted in one turn of the event loop go as one
+ * ({ type: "batch", list }): each message to a thread that sleeps costs
+ * a wake-up, which costs both threads tens of microseconds of CPU, more
+ * than copying the message (docs/benchmarks.md, "direct ports").
  */
-export function servePorts(on: (message: unknown, port: MessagePort) => void, closed?: (port: MessagePort) => void): void {
+export function batchedPeer(port: MessagePort): TaskPeer {
+  let queue: unknown[] = [];
+  const flush = (): void => {
+    const list = queue;
+    queue = [];
+    port.postMessage(list.length === 1 ? list[0] : { type: "batch", list });
+  };
+  return {
+    postMessage(message: unknown): void {
+      if (queue.push(message) === 1) setImmediate(flush);
+    },
+  };
+}
+
+/** The messages of one that may be a batch (batchedPeer). */
+export function unbatch(m: unknown): readonly unknown[] {
+  const b = m as { readonly type?: unknown; readonly list?: unknown } | null;
+  return b?.type === "batch" && Array.isArray(b.list) ? b.list : [m];
+}
+
+/**
+ * In a task thread's entry: `on(message, peer)` for every message from the
+ * parent and from each port a shared pool's host hands over ({ type:
+ * "link", port }: one session worker's own road to this thread, shared.ts;
+ * its batches unpacked); answers go back through `peer` (batched per turn
+ * on a worker's port). `closed(peer)` when a handed-over port closes (its
+ * worker is gone).
+ */
+export function servePorts(on: (message: unknown, peer: TaskPeer) => void, closed?: (peer: TaskPeer) => void): void {
   const parent = parentPort;
   if (!parent) throw new Error("servePorts runs in a worker thread");
   parent.on("message", (m: unknown) => {
     const link = (m as { type?: unknown; port?: unknown } | null)?.type === "link" ? (m as { port?: unknown }).port : undefined;
     if (link === undefined) return on(m, parent);
     const port = link as MessagePort;
-    port.on("message", (x: unknown) => on(x, port));
-    port.on("close", () => closed?.(port));
+    const peer = batchedPeer(port);
+    port.on("message", (x: unknown) => {
+      for (const item of unbatch(x)) on(item, peer);
+    });
+    port.on("close", () => closed?.(peer));
   });
 }
 

@@ -14,10 +14,13 @@
  * verifier's DNS questions about this worker's tasks) go to `onOther`.
  *
  * A task's byte arrays are copied once into buffers of their own and
- * transferred (the caller keeps its bytes, for a run elsewhere).
+ * transferred (the caller keeps its bytes, for a run elsewhere). The
+ * messages to one thread in one turn of the event loop go as one batch,
+ * as the thread's own do (index.ts batchedPeer): a wake-up costs more than
+ * a copy.
  */
 import type { MessagePort } from "node:worker_threads";
-import { BEAT, BUSY, DROPPED, HOLD_MS, HOLDER, POSTED, POSTS, READ, SHUT, STALL_MS } from "./index.ts";
+import { BEAT, BUSY, DROPPED, HOLD_MS, HOLDER, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
 import type { GoneReason, SharedPoolOptions, ToHost, ToLink } from "./shared.ts";
 
 type Handler = (message: unknown, post: (m: unknown) => void) => void;
@@ -53,6 +56,22 @@ interface View {
   heard: number;
   /** The thread has shown life (its modules are loaded): before that it is not stuck. */
   ready: boolean;
+  /** Messages posted in this turn of the event loop, sent as one (batchedPeer), with the buffers they transfer. */
+  outbox: unknown[];
+  transfer: ArrayBuffer[];
+}
+
+/** Posts `message` to the thread with this turn's others (one wake-up for them all). */
+function send(v: View, message: unknown, transfer: readonly ArrayBuffer[] = []): void {
+  v.transfer.push(...transfer);
+  if (v.outbox.push(message) > 1) return;
+  setImmediate(() => {
+    const list = v.outbox;
+    const buffers = v.transfer;
+    v.outbox = [];
+    v.transfer = [];
+    v.port.postMessage(list.length === 1 ? list[0] : { type: "batch", list }, buffers);
+  });
 }
 
 interface LinkPool {
@@ -167,20 +186,26 @@ export class PoolLink {
   #added(pool: LinkPool, m: Extract<ToLink, { type: "thread" }>): void {
     const slot = new Int32Array(m.slot);
     const beat = Atomics.load(slot, BEAT);
-    const v: View = { no: m.no, port: m.port, slot, pending: new Map(), beat, heard: performance.now(), ready: beat > 0 };
+    const v: View = { no: m.no, port: m.port, slot, pending: new Map(), beat, heard: performance.now(), ready: beat > 0, outbox: [], transfer: [] };
     if (this.#closed) return void m.port.close();
     pool.views.set(m.no, v);
     pool.seen = Math.max(pool.seen, m.no + 1);
-    m.port.on("message", (x: { readonly type?: unknown; readonly id?: number; readonly result?: unknown; readonly message?: string }) => {
+    m.port.on("message", (batch: unknown) => {
       if (pool.views.get(v.no) !== v) return;
       v.heard = performance.now();
       v.ready = true;
-      if (x.type !== "done" && x.type !== "failed") return this.#others.get(pool.name)?.(x, (a) => v.port.postMessage(a));
-      const s = v.pending.get(x.id as number);
-      if (s === undefined) return;
-      this.#forget(pool, v, x.id as number, s);
-      if (x.type === "done") s.job.resolve(x.result);
-      else s.job.reject(new Error(x.message));
+      for (const item of unbatch(batch)) {
+        const x = item as { readonly type?: unknown; readonly id?: number; readonly result?: unknown; readonly message?: string };
+        if (x.type !== "done" && x.type !== "failed") {
+          this.#others.get(pool.name)?.(x, (a) => send(v, a));
+          continue;
+        }
+        const s = v.pending.get(x.id as number);
+        if (s === undefined) continue;
+        this.#forget(pool, v, x.id as number, s);
+        if (x.type === "done") s.job.resolve(x.result);
+        else s.job.reject(new Error(x.message));
+      }
     });
     m.port.unref();
     if (m.grown) pool.growing = false;
@@ -253,7 +278,7 @@ export class PoolLink {
     v.pending.set(id, { job, posted: performance.now(), onAbort, claim });
     if (v.pending.size === 1) v.port.ref();
     const { message, transfer } = transferable(job.task);
-    v.port.postMessage({ ...message, type: "task", id, claim: claim.buffer }, transfer);
+    send(v, { ...message, type: "task", id, claim: claim.buffer }, transfer);
     const options = pool.options;
     if (options === undefined || options.maxThreads < 2) return;
     const maxMoves = options.maxMoves ?? options.maxThreads;

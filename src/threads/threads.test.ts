@@ -1,7 +1,8 @@
 // The task pool (src/threads) with a test thread (test/helpers/task-thread-entry.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { HOLD_MS, PoolHost, PoolLink, TaskPool, TaskThread, type SharedPoolOptions } from "./index.ts";
+import { MessageChannel } from "node:worker_threads";
+import { HOLD_MS, PoolHost, PoolLink, TaskPool, TaskThread, batchedPeer, unbatch, type SharedPoolOptions } from "./index.ts";
 
 const ENTRY = new URL("../../test/helpers/task-thread-entry.ts", import.meta.url);
 
@@ -305,5 +306,26 @@ void test("shared pools: a second thread started while the first was stuck is en
     a.close();
     b.close();
     host.close();
+  }
+});
+
+void test("a task thread's answers posted in one turn of the event loop go as one message; one alone goes as itself", async () => {
+  const { port1, port2 } = new MessageChannel();
+  const got: unknown[] = [];
+  port2.on("message", (m: unknown) => got.push(m));
+  try {
+    const peer = batchedPeer(port1);
+    peer.postMessage({ n: 1 });
+    peer.postMessage({ n: 2 });
+    peer.postMessage({ n: 3 });
+    await new Promise((r) => setTimeout(r, 50));
+    peer.postMessage({ n: 4 });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(got.length, 2);
+    assert.deepEqual(unbatch(got[0]), [{ n: 1 }, { n: 2 }, { n: 3 }]);
+    assert.deepEqual(got[1], { n: 4 });
+    assert.deepEqual(unbatch(got[1]), [{ n: 4 }]);
+  } finally {
+    port1.close();
   }
 });

@@ -4,8 +4,8 @@
 // `parts` times, letting the event loop turn in between (as a long
 // asynchronous walk does), without any note of their own. Notes its reads and resumptions
 // as the real entries do (readTask, markTask).
-import { parentPort, threadId, type MessagePort } from "node:worker_threads";
-import { markTask, readTask, servePorts } from "../../src/threads/index.ts";
+import { parentPort, threadId } from "node:worker_threads";
+import { markTask, readTask, servePorts, type TaskPeer } from "../../src/threads/index.ts";
 
 interface Task {
   readonly type: "task";
@@ -30,7 +30,7 @@ function spin(ms: number): void {
 }
 
 // Tasks come from the parent, or from a session worker's own port (a shared pool, src/threads shared.ts): questions and answers go back on it.
-servePorts((message, from: MessagePort) => {
+servePorts((message, from: TaskPeer) => {
   const m = message as Task | { readonly type: "answer"; readonly q: number };
   if (m.type === "answer") {
     waits.get(m.q)?.();

@@ -14,7 +14,10 @@
  * id, message }; any other message it sends goes to `onOther` (the
  * verifier's DNS questions), which may answer through the thread.
  * readTask and markTask write to memory shared with the parent instead of
- * sending messages (each message wakes the other thread).
+ * sending messages (each message wakes the other thread). The entry reads
+ * its messages through servePorts, which also serves the ports a shared
+ * pool's host hands it (one per session worker, shared.ts) and answers on
+ * the port a message came from.
  *
  * Deadlines: a task's AbortSignal ends the whole thread (a synchronous
  * parser in it cannot be interrupted otherwise). In a TaskThread used

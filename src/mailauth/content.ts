@@ -17,7 +17,7 @@ import { arc } from "mailauth/lib/arc/index.js";
 // SPF from its own module: mailauth's index also loads BIMI, its VMC parser and an HTTP client.
 import { spf } from "mailauth/lib/spf/index.js";
 import { evaluateDmarc } from "./dmarc.ts";
-import { SpfCache, type SpfResolver } from "./spf-cache.ts";
+import { SpfCache, type SpfResolver, type TtlQuery } from "./spf-cache.ts";
 import { verifyDkim, type DkimKeyCache } from "./verify.ts";
 import type { SpfAnswer, SpfTask } from "./results.ts";
 
@@ -109,10 +109,10 @@ function slimSpf(r: SPFResult): SPFResult {
  * (spf-cache.ts: kept within the TTLs of the answers it used), as plain data.
  * `wrap` gives the resolver of this task (the thread notes whose code resumes).
  */
-export async function evaluateSpf(task: SpfTask["spf"], cache: SpfCache, wrap: (r: SpfResolver) => SpfResolver): Promise<SpfAnswer[]> {
+export async function evaluateSpf(task: SpfTask["spf"], cache: SpfCache, wrap: (r: SpfResolver) => SpfResolver, query?: TtlQuery): Promise<SpfAnswer[]> {
   const { clientIp: ip, helo, mta } = task;
   const results = await Promise.all(
-    task.senders.map((sender) => cache.lookup(SpfCache.key(ip, sender, helo, mta), (r) => spf({ sender, ip, helo, mta, resolver: wrap(r) as never, strict: true }))),
+    task.senders.map((sender) => cache.lookup(SpfCache.key(ip, sender, helo, mta), (r) => spf({ sender, ip, helo, mta, resolver: wrap(r) as never, strict: true }), query)),
   );
   return results.map((r) => ({ result: slimSpf(JSON.parse(JSON.stringify(r.result)) as SPFResult), until: r.until }));
 }

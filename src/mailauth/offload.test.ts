@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { VerifierPool, VerifierThread } from "./offload.ts";
+import { PoolHost, PoolLink } from "../threads/index.ts";
 
 const resolver = (): Promise<never> => Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
 const task = { mailFrom: "a@example.org", clientIp: "192.0.2.1", helo: "client.example", authservId: "mx.example.test", spf: false as const };
@@ -148,5 +149,51 @@ void test("the pool: a task its thread read before a slow parse held it runs aga
     await assert.rejects(slow, /deadline/);
   } finally {
     pool.close();
+  }
+});
+
+void test("the process's shared pool (two workers' links): the content is transferred, not taken from the caller; a worker that goes away while its question is shared does not hold up the other worker's verification", async () => {
+  const host = new PoolHost();
+  const linkA = new PoolLink(host.connect());
+  const linkB = new PoolLink(host.connect());
+  const askedA: string[] = [];
+  const askedB: string[] = [];
+  // Worker A never answers, and goes away 150 ms after its first question.
+  const silent = (name: string): Promise<never> => {
+    if (askedA.push(name) === 1) setTimeout(() => linkA.close(), 150);
+    return new Promise<never>(() => undefined);
+  };
+  const notFound = (name: string): Promise<never> => {
+    askedB.push(name);
+    return Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
+  };
+  const a = new VerifierPool(silent, { link: linkA });
+  const b = new VerifierPool(notFound, { link: linkB });
+  try {
+    const plain = Buffer.from("From: a@example.org\r\n\r\nbody\r\n");
+    // A view into a larger buffer, as a receive block holds a message: it must stay whole and readable after the task went.
+    const block = Buffer.alloc(4096, 0x20);
+    const signedText = "DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s; c=relaxed/relaxed; h=from; bh=AAAA; b=AAAA\r\nFrom: a@example.org\r\n\r\nbody\r\n";
+    const signed = block.subarray(100, 100 + block.write(signedText, 100, "latin1"));
+    const first = await b.verify(plain, task, AbortSignal.timeout(5000));
+    assert.equal(first.dkim.results?.[0]?.status.result, "none");
+    const lost = a.verify(signed, task, AbortSignal.timeout(8000));
+    lost.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 30));
+    const t0 = performance.now();
+    const r = await b.verify(signed, task, AbortSignal.timeout(8000));
+    const took = performance.now() - t0;
+    await assert.rejects(lost, /closed/);
+    assert.notEqual(r.dkim.results?.[0]?.status.result, undefined);
+    assert.ok(took < 3000, `B's verification took ${took} ms (its deadline is 8 s)`);
+    assert.ok(askedA.includes("s._domainkey.example.org"), askedA.join(", "));
+    assert.ok(askedB.includes("s._domainkey.example.org"), `B's resolver answered the key question: ${askedB.join(", ")}`);
+    // The caller's bytes are untouched (the thread got a transferred copy).
+    assert.equal(signed.toString("latin1"), signedText);
+    assert.equal(block.byteLength, 4096);
+  } finally {
+    linkA.close();
+    linkB.close();
+    host.close();
   }
 });

@@ -20,9 +20,11 @@
  * the resolver gives (thread.ts).
  *
  * In the server the pool is the process's (src/threads shared.ts): the
- * primary thread holds it, the worker threads post to it through their
- * PoolLink, and answer its threads' DNS questions with their resolvers.
- * One verifier thread then serves every worker, instead of one each.
+ * primary thread starts and ends its threads and gives each worker thread
+ * a port of its own to each of them; the worker's PoolLink posts its
+ * tasks straight to a thread (the content transferred, not cloned) and
+ * answers the DNS questions of its own tasks with its resolver. One
+ * verifier thread then serves every worker, instead of one each.
  *
  * Bounds: at most MAX_THREADS threads per pool (one per check outside
  * the server; in the server's shared pool MAX_THREADS per worker), started on use,

@@ -74,10 +74,12 @@ export class SpfCache {
   /**
    * The kept result for `key`, or a new evaluation: `evaluate` runs spf()
    * with the resolver it is given (answers with their TTL noted), and the
-   * result is kept as long as they all may be used.
+   * result is kept as long as they all may be used. `query`, when given,
+   * asks instead of the cache's own (the verifier thread: the port of the
+   * session worker whose task evaluates).
    */
-  async get(key: string, evaluate: (resolver: SpfResolver) => Promise<SPFResult>): Promise<SPFResult> {
-    return (await this.lookup(key, evaluate)).result;
+  async get(key: string, evaluate: (resolver: SpfResolver) => Promise<SPFResult>, query?: TtlQuery): Promise<SPFResult> {
+    return (await this.lookup(key, evaluate, query)).result;
   }
 
   /**
@@ -85,7 +87,7 @@ export class SpfCache {
    * may be used: 0 when it is not to be kept. A session thread keeps its
    * copy no longer (check.ts), so the rules above hold there too.
    */
-  async lookup(key: string, evaluate: (resolver: SpfResolver) => Promise<SPFResult>): Promise<{ readonly result: SPFResult; readonly until: number }> {
+  async lookup(key: string, evaluate: (resolver: SpfResolver) => Promise<SPFResult>, query?: TtlQuery): Promise<{ readonly result: SPFResult; readonly until: number }> {
     const now = this.#now();
     const known = this.#kept.get(key);
     if (known !== undefined) {
@@ -96,7 +98,7 @@ export class SpfCache {
     let keep = true;
     const resolver: SpfResolver = async (name, rrtype) => {
       try {
-        const a = await this.#query(name, rrtype);
+        const a = await (query ?? this.#query)(name, rrtype);
         ttl = Math.min(ttl, a.ttl);
         if (rrtype === "TXT" && readsTime(a.records)) keep = false;
         return a.records;

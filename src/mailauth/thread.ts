@@ -9,14 +9,19 @@
  * Messages in: { type: "task", id, content, task } or { type: "task", id,
  * spf }, and { type: "dns", qid, answer, ttl | error }. Out: { type: "done",
  * id, result } or { type: "failed", id, message }, and { type: "dns", qid,
- * name, rrtype }.
+ * name, rrtype }. In the server they come and go over one port per session
+ * worker (src/threads servePorts, shared.ts): a task's answer goes back on
+ * the port it came from, and a DNS question to the worker whose task asked
+ * (tasks of several workers waiting for one answer share one question; when
+ * the worker asked goes away, the question goes to another that waits for
+ * it, else it fails).
  */
 import { parentPort } from "node:worker_threads";
 import { evaluateSpf, verifyContent, type ContentTask } from "./content.ts";
 import { SpfCache, type SpfResolver } from "./spf-cache.ts";
 import { DkimKeyCache } from "./verify.ts";
 import type { SpfTask } from "./results.ts";
-import { markTask, readTask } from "../threads/index.ts";
+import { markTask, readTask, servePorts, type TaskPeer } from "../threads/index.ts";
 
 type TaskMessage = { readonly type: "task"; readonly id: number } & ({ readonly content: Uint8Array; readonly task: ContentTask } | SpfTask);
 
@@ -35,13 +40,23 @@ export const MAX_KEPT_ANSWERS = 2048;
 const port = parentPort;
 if (!port) throw new Error("thread.ts runs in a worker thread");
 const keys = new DkimKeyCache();
-const questions = new Map<number, { key: string; resolve: (v: { records: unknown; ttl: number }) => void; reject: (e: Error) => void }>();
+interface Question {
+  readonly key: string;
+  readonly name: string;
+  readonly rrtype: string;
+  readonly resolve: (v: { records: unknown; ttl: number }) => void;
+  readonly reject: (e: Error) => void;
+  /** The port it was asked on, and every port whose tasks wait for it. */
+  port: TaskPeer;
+  readonly ports: Set<TaskPeer>;
+}
+const questions = new Map<number, Question>();
 let nextQid = 0;
 /** Answers within their TTL (oldest first), and the questions in flight (one per name and type). */
 const kept = new Map<string, { readonly answer: unknown; readonly until: number }>();
-const asking = new Map<string, Promise<{ records: unknown; ttl: number }>>();
+const asking = new Map<string, { readonly answer: Promise<{ records: unknown; ttl: number }>; readonly question: Question }>();
 /** SPF results shared by every task of this thread (every worker's, with the process's shared pool) within their DNS TTLs. */
-const spfCache = new SpfCache(query);
+const spfCache = new SpfCache((name, rrtype) => query(name, rrtype, port));
 
 /**
  * The resolver of one task: its code resumes after an answer, so the
@@ -50,8 +65,8 @@ const spfCache = new SpfCache(query);
  * question then resume one after another, each with its own note, instead
  * of all notes first and then all the code.
  */
-function resolverFor(id: number): (name: string, rrtype: string) => Promise<unknown> {
-  return marked(id, (name, rrtype) => query(name, rrtype).then((a) => a.records));
+function resolverFor(id: number, from: TaskPeer): (name: string, rrtype: string) => Promise<unknown> {
+  return marked(id, (name, rrtype) => query(name, rrtype, from).then((a) => a.records));
 }
 
 /** `resolve` with the task noted whenever its code resumes after an answer (see resolverFor). */
@@ -73,8 +88,8 @@ function marked(id: number, resolve: SpfResolver): SpfResolver {
     });
 }
 
-/** The answer with the seconds it may still be used (0: not to be kept), from this thread's answers or the parent's resolver. */
-function query(name: string, rrtype: string): Promise<{ records: unknown; ttl: number }> {
+/** The answer with the seconds it may still be used (0: not to be kept), from this thread's answers or, asked on `from`, the session worker's resolver. */
+function query(name: string, rrtype: string, from: TaskPeer): Promise<{ records: unknown; ttl: number }> {
   const key = `${rrtype} ${name.toLowerCase()}`;
   const k = kept.get(key);
   if (k !== undefined) {
@@ -82,21 +97,44 @@ function query(name: string, rrtype: string): Promise<{ records: unknown; ttl: n
     if (left > 0) return Promise.resolve({ records: k.answer, ttl: Math.floor(left / 1000) });
     kept.delete(key);
   }
-  let p = asking.get(key);
-  if (p === undefined) {
-    const qid = nextQid++;
-    p = new Promise((resolve, reject) => {
-      questions.set(qid, { key, resolve, reject });
-      port?.postMessage({ type: "dns", qid, name, rrtype });
-    });
-    asking.set(key, p);
-    const done = (): void => void asking.delete(key);
-    p.then(done, done);
+  const a = asking.get(key);
+  if (a !== undefined) {
+    a.question.ports.add(from);
+    return a.answer;
   }
-  return p;
+  const qid = nextQid++;
+  let settle!: Pick<Question, "resolve" | "reject">;
+  const answer = new Promise<{ records: unknown; ttl: number }>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  const question: Question = { key, name, rrtype, ...settle, port: from, ports: new Set([from]) };
+  questions.set(qid, question);
+  from.postMessage({ type: "dns", qid, name, rrtype });
+  const entry = { answer, question };
+  asking.set(key, entry);
+  const done = (): void => void asking.delete(key);
+  entry.answer.then(done, done);
+  return entry.answer;
 }
 
-port.on("message", (m: TaskMessage | DnsAnswer) => {
+/** A session worker's port closed: its questions go to another port waiting for them, else fail. */
+function portClosed(closed: TaskPeer): void {
+  for (const [qid, q] of questions) {
+    q.ports.delete(closed);
+    if (q.port !== closed) continue;
+    const next = q.ports.values().next().value;
+    if (next === undefined) {
+      questions.delete(qid);
+      q.reject(new Error("the session worker that asked is gone"));
+      continue;
+    }
+    q.port = next;
+    next.postMessage({ type: "dns", qid, name: q.name, rrtype: q.rrtype });
+  }
+}
+
+servePorts((message, from) => {
+  const m = message as TaskMessage | DnsAnswer;
   if (m.type === "dns") {
     const q = questions.get(m.qid);
     questions.delete(m.qid);
@@ -118,10 +156,10 @@ port.on("message", (m: TaskMessage | DnsAnswer) => {
   const id = m.id;
   const work: Promise<unknown> =
     "spf" in m
-      ? evaluateSpf(m.spf, spfCache, (r) => marked(id, r))
-      : verifyContent(Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength), m.task, resolverFor(id), keys);
+      ? evaluateSpf(m.spf, spfCache, (r) => marked(id, r), (name, rrtype) => query(name, rrtype, from))
+      : verifyContent(Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength), m.task, resolverFor(id, from), keys);
   work.then(
-    (result) => port.postMessage({ type: "done", id, result }),
-    (err: unknown) => port.postMessage({ type: "failed", id, message: err instanceof Error ? err.message : String(err) }),
+    (result) => from.postMessage({ type: "done", id, result }),
+    (err: unknown) => from.postMessage({ type: "failed", id, message: err instanceof Error ? err.message : String(err) }),
   );
-});
+}, portClosed);

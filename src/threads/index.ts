@@ -14,7 +14,10 @@
  * id, message }; any other message it sends goes to `onOther` (the
  * verifier's DNS questions), which may answer through the thread.
  * readTask and markTask write to memory shared with the parent instead of
- * sending messages (each message wakes the other thread).
+ * sending messages (each message wakes the other thread). The entry reads
+ * its messages through servePorts, which also serves the ports a shared
+ * pool's host hands it (one per session worker, shared.ts) and answers on
+ * the port a message came from.
  *
  * Deadlines: a task's AbortSignal ends the whole thread (a synchronous
  * parser in it cannot be interrupted otherwise). In a TaskThread used
@@ -48,7 +51,7 @@
  * comes first (the tasks it still tracks then run again elsewhere). So a
  * hostile task burns no CPU past its deadline.
  */
-import { Worker, workerData } from "node:worker_threads";
+import { parentPort, Worker, workerData, type MessagePort } from "node:worker_threads";
 
 /** A pool task not acknowledged by its thread within this time goes to another thread. */
 export const STALL_MS = 100;
@@ -102,13 +105,23 @@ export function ownBytes(bytes: Uint8Array): Uint8Array {
  * whose code it resumed last (id + 1), and a counter of resumptions (a
  * thread whose counter stands still while it has tasks is stuck).
  */
-const HOLDER = 0;
-const BEAT = 1;
-const SLOTS = 2;
+export const HOLDER = 0;
+export const BEAT = 1;
+/**
+ * A shared pool's thread (shared.ts) has three more, read and written by
+ * every worker that posts to it and by the primary: its tasks in flight
+ * (BUSY, below 0 once the primary ends it for idleness), whether it takes
+ * no new task (SHUT: a task it had read was taken away) and how many tasks
+ * were ever posted to it (POSTS, for idleness).
+ */
+export const BUSY = 2;
+export const SHUT = 3;
+export const POSTS = 4;
+export const SLOTS = 5;
 /** A task's claim (one Int32 of its own, sent with it): posted, then either read by the thread or dropped by the pool, never both. */
-const POSTED = 0;
-const READ = 1;
-const DROPPED = 2;
+export const POSTED = 0;
+export const READ = 1;
+export const DROPPED = 2;
 /** How often a task thread's heartbeat moves BEAT (well under STALL_MS). */
 const BEAT_MS = 25;
 
@@ -133,6 +146,60 @@ export function markTask(id: number): void {
     Atomics.store(ownSlot, HOLDER, id + 1);
     Atomics.add(ownSlot, BEAT, 1);
   }
+}
+
+/** Where a task thread's answers go: the parent, or one session worker's port. */
+export interface TaskPeer {
+  postMessage(message: unknown): void;
+}
+
+/**
+ * A port whose messages posted in one turn of the event loop go as one
+ * ({ type: "batch", list }): each message to a thread that sleeps costs
+ * a wake-up, which costs both threads tens of microseconds of CPU, more
+ * than copying the message (docs/benchmarks.md, "direct ports").
+ */
+export function batchedPeer(port: MessagePort): TaskPeer {
+  let queue: unknown[] = [];
+  const flush = (): void => {
+    const list = queue;
+    queue = [];
+    port.postMessage(list.length === 1 ? list[0] : { type: "batch", list });
+  };
+  return {
+    postMessage(message: unknown): void {
+      if (queue.push(message) === 1) setImmediate(flush);
+    },
+  };
+}
+
+/** The messages of one that may be a batch (batchedPeer). */
+export function unbatch(m: unknown): readonly unknown[] {
+  const b = m as { readonly type?: unknown; readonly list?: unknown } | null;
+  return b?.type === "batch" && Array.isArray(b.list) ? b.list : [m];
+}
+
+/**
+ * In a task thread's entry: `on(message, peer)` for every message from the
+ * parent and from each port a shared pool's host hands over ({ type:
+ * "link", port }: one session worker's own road to this thread, shared.ts;
+ * its batches unpacked); answers go back through `peer` (batched per turn
+ * on a worker's port). `closed(peer)` when a handed-over port closes (its
+ * worker is gone).
+ */
+export function servePorts(on: (message: unknown, peer: TaskPeer) => void, closed?: (peer: TaskPeer) => void): void {
+  const parent = parentPort;
+  if (!parent) throw new Error("servePorts runs in a worker thread");
+  parent.on("message", (m: unknown) => {
+    const link = (m as { type?: unknown; port?: unknown } | null)?.type === "link" ? (m as { port?: unknown }).port : undefined;
+    if (link === undefined) return on(m, parent);
+    const port = link as MessagePort;
+    const peer = batchedPeer(port);
+    port.on("message", (x: unknown) => {
+      for (const item of unbatch(x)) on(item, peer);
+    });
+    port.on("close", () => closed?.(peer));
+  });
 }
 
 /**

@@ -1,118 +1,131 @@
 /**
- * One TaskPool per kind of task for the whole process, shared by the worker
- * threads, instead of one per worker thread: fewer isolates (each verifier
- * thread with mailauth loaded is tens of MB once it has worked) and each one
- * busier (its JIT hotter, its caches fuller).
+ * One TaskPool-like set of threads per kind of task for the whole process,
+ * shared by the worker threads, instead of one pool per worker thread:
+ * fewer isolates (each verifier thread with mailauth loaded is tens of MB
+ * once it has worked) and each one busier (its JIT hotter, its caches
+ * fuller).
  *
  * The primary thread holds a PoolHost and gives each worker thread a
- * MessagePort to it (PoolHost.connect(), in workerData). A worker runs tasks
- * through a PoolLink over that port: `run(name, options, task, signal)`
- * does what TaskPool.run does, in the host's pool of that name (made on
- * first use with the options of the first task, its `maxThreads` times the
- * links then connected, i.e. the workers: as many as their own pools had
- * together; the entry file's URL goes as text). Everything TaskPool guarantees holds, across workers: a thread
- * held by one message has its other tasks moved to another thread, and a
- * task's deadline (its AbortSignal, turned into an "abort" message) ends
- * the thread that runs it, the others there being run again once.
+ * control port to it (PoolHost.connect(), in workerData); the worker runs
+ * tasks through a PoolLink (link.ts) over it: `run(name, options, task,
+ * signal)` does what TaskPool.run does, in the shared pool of that name.
  *
- * A message from a pool thread that ends no task (the verifier's DNS
- * questions) goes to a worker that uses that pool (the one that posted
- * last, else any), whose handler for that pool (`PoolLink.onOther`) answers it; the
- * answer goes back to the thread. So the workers' resolvers stay the road
- * to DNS, as with a pool of their own.
+ * A direct road per (worker, pool thread) pair: the host starts the
+ * threads and, for each thread and each link, makes a MessageChannel and
+ * transfers one port to the thread ({ type: "link", port }, read by
+ * servePorts in the thread's entry) and the other to the link ({ type:
+ * "thread", ... }). Tasks, their results and the thread's questions (the
+ * verifier's DNS questions, answered by the worker whose task asked, with
+ * its resolver) then go between the worker and the thread alone: the
+ * primary relays no task. A task's bytes are copied once into a buffer of
+ * their own and transferred, not cloned. The link schedules its own tasks
+ * as TaskPool does (the least busy thread that takes tasks and is not
+ * stuck; a stuck thread's tasks moved; a task moved at most `maxMoves`
+ * times), reading the threads' shared slots (src/threads index.ts: BUSY
+ * counts every worker's tasks in flight there, SHUT marks a thread that
+ * takes no new task, HOLDER and BEAT show what it runs).
  *
- * Messages, link → host: { type: "run", pool, options, id, task },
- * { type: "abort", id }, { type: "answer", ref, message }. Host → link:
- * { type: "done", id, result }, { type: "failed", id, message },
- * { type: "other", pool, ref, message }. Ids are per link.
+ * The host decides what only it can: starting a thread (a link with no
+ * thread fit for a task asks, { type: "grow" }; the host starts one while
+ * below `maxThreads` times the links then connected, unless it started one
+ * the link had not seen yet, else answers "full"),
+ * and ending one (a task's deadline, { type: "end" }; a stuck thread that
+ * lost a task it had read; a crash; idleness: a thread beyond the first
+ * with no task posted for `idleMs` (default IDLE_MS) when keepOneIdle).
+ * Every end is told to every link ({ type: "gone", reason }), which then
+ * runs that thread's other tasks again once elsewhere (a deadline), each
+ * of them again (the thread was ended for no fault of theirs), or fails
+ * them (the thread crashed). A worker that goes away has its tasks ended
+ * as at a deadline: the threads with tasks in flight are ended, the other
+ * workers' tasks there run again once.
  *
- * A worker that goes away (its port closes) has its tasks ended as at a
- * deadline: nobody waits for them any more; the questions it was asked and
- * did not answer go to another worker. A task moves between threads at most
- * as often as in one worker's own pool (`maxMoves`, default its
- * `maxThreads` before the host multiplies it).
+ * Messages, link → host: { type: "grow", pool, options, seen }, { type:
+ * "end", pool, no, reason }. Host → link: { type: "hello", ids }, { type:
+ * "thread", pool, no, port, slot, grown }, { type: "full", pool }, { type:
+ * "known", pool }, { type: "gone", pool, no, reason }. No message per task
+ * crosses the host.
  *
- * Bounds: a host keeps, per link, one AbortController per task in flight
- * and one note per unanswered "other" message; a task's bytes are held by
- * the host while it is in flight (to run it again elsewhere), as a local
- * pool holds them.
+ * Bounds: the host keeps per pool one entry per thread (at most maxThreads
+ * times the links); ports are one per (link, thread). A link keeps, per
+ * task in flight, its job (the task, for a run elsewhere) and its claim.
  */
-import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { exact, TaskPool, type TaskPoolOptions } from "./index.ts";
+import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
+import { BUSY, IDLE_MS, POSTS, SLOTS, YOUNG_GENERATION_MB, type TaskPoolOptions } from "./index.ts";
 
 /** A pool's options as they cross to the host: the entry file as a URL text, no handler. */
 export interface SharedPoolOptions extends Omit<TaskPoolOptions, "entry" | "onOther"> {
   readonly entry: string;
 }
 
-type ToHost =
-  | { readonly type: "run"; readonly pool: string; readonly options: SharedPoolOptions; readonly id: number; readonly task: object }
-  | { readonly type: "abort"; readonly id: number }
-  | { readonly type: "answer"; readonly ref: number; readonly message: unknown };
+/** Why a thread was ended: what its other tasks' links do with them (link.ts). */
+export type GoneReason = "deadline" | "blameless" | "idle" | "crash" | "closed";
 
-type ToLink =
-  | { readonly type: "done"; readonly id: number; readonly result: unknown }
-  | { readonly type: "failed"; readonly id: number; readonly message: string }
-  | { readonly type: "other"; readonly pool: string; readonly ref: number; readonly message: unknown };
+export type ToHost =
+  | { readonly type: "grow"; readonly pool: string; readonly options: SharedPoolOptions; readonly seen: number }
+  | { readonly type: "end"; readonly pool: string; readonly no: number; readonly reason: "deadline" | "blameless" };
 
-/** In the primary thread: the shared pools, served to the worker threads' links. */
+export type ToLink =
+  | { readonly type: "hello"; readonly ids: SharedArrayBuffer }
+  | { readonly type: "thread"; readonly pool: string; readonly no: number; readonly port: MessagePort; readonly slot: SharedArrayBuffer; readonly grown: boolean }
+  | { readonly type: "full"; readonly pool: string }
+  | { readonly type: "known"; readonly pool: string }
+  | { readonly type: "gone"; readonly pool: string; readonly no: number; readonly reason: GoneReason };
+
+/** BUSY of a thread the host ends for idleness: a link that adds to it sees a negative count and posts elsewhere. */
+const CLOSING = -(2 ** 30);
+
+interface HostThread {
+  readonly no: number;
+  readonly worker: Worker;
+  readonly slot: Int32Array;
+  /** POSTS as last seen, and since when (idleness). */
+  posts: number;
+  since: number;
+}
+
+interface HostPool {
+  readonly options: SharedPoolOptions;
+  readonly maxThreads: number;
+  readonly threads: Map<number, HostThread>;
+  nextNo: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** In the primary thread: the shared pools' threads, and a control port per worker thread (link). */
 export class PoolHost {
-  readonly #pools = new Map<string, TaskPool<object, unknown>>();
-  /** Per pool, the link that posted to it last (it answers the pool threads' other messages). */
-  readonly #lastLink = new Map<string, MessagePort>();
-  /** Every open link. */
+  readonly #pools = new Map<string, HostPool>();
   readonly #links = new Set<MessagePort>();
-  /** Other messages waiting for a link's answer: how to answer the thread. */
-  readonly #waiting = new Map<number, { readonly port: MessagePort; readonly pool: string; readonly message: unknown; readonly post: (m: unknown) => void }>();
-  #nextRef = 0;
+  /** Task ids, unique across links (a thread notes the id of the task it resumes: HOLDER). */
+  readonly #ids = new SharedArrayBuffer(4);
   #closed = false;
+  #received = 0;
+
+  /** Messages the links sent here (none per task: tests). */
+  get received(): number {
+    return this.#received;
+  }
 
   /** Pools made so far, by name, with their thread count (for tests and metrics). */
   sizes(): Record<string, number> {
-    return Object.fromEntries([...this.#pools].map(([name, p]) => [name, p.size]));
+    return Object.fromEntries([...this.#pools].map(([name, p]) => [name, p.threads.size]));
   }
 
-  /** A new link's port (hand it to one worker thread, in its transferList). */
+  /** A new link's control port (hand it to one worker thread, in its transferList). */
   connect(): MessagePort {
     const { port1, port2 } = new MessageChannel();
-    const running = new Map<number, AbortController>();
-    port1.on("message", (m: ToHost) => {
-      if (m.type === "abort") return void running.get(m.id)?.abort();
-      if (m.type === "answer") {
-        const w = this.#waiting.get(m.ref);
-        this.#waiting.delete(m.ref);
-        return void w?.post(m.message);
-      }
-      if (m.type !== "run") return;
-      const pool = this.#pool(m.pool, m.options);
-      this.#lastLink.set(m.pool, port1);
-      const ac = new AbortController();
-      running.set(m.id, ac);
-      pool.run(m.task, ac.signal).then(
-        (result) => port1.postMessage({ type: "done", id: m.id, result } satisfies ToLink),
-        (err: unknown) => port1.postMessage({ type: "failed", id: m.id, message: err instanceof Error ? err.message : String(err) } satisfies ToLink),
-      ).finally(() => running.delete(m.id));
-    });
     this.#links.add(port1);
-    // The worker is gone: its tasks are ended as at a deadline (nobody waits for them, and a question of
-    // theirs that went to it would never be answered); the other tasks of their threads run again once.
+    port1.postMessage({ type: "hello", ids: this.#ids } satisfies ToLink);
+    for (const [name, pool] of this.#pools) for (const t of pool.threads.values()) this.#hand(name, t, port1, false);
+    port1.on("message", (m: ToHost) => {
+      this.#received++;
+      if (m.type === "grow") this.#grow(m.pool, m.options, m.seen, port1);
+      else if (m.type === "end") this.#end(m.pool, m.no, m.reason);
+    });
+    // The worker is gone: its tasks in flight still run in their threads (nobody waits for them, their questions
+    // go unanswered), so those threads are ended as at a deadline; the other workers' tasks there run again once.
     port1.on("close", () => {
       this.#links.delete(port1);
-      for (const [name, p] of this.#lastLink) if (p === port1) this.#lastLink.delete(name);
-      // Its unanswered questions may be other workers' tasks' (a thread asks through the link that posted last,
-      // and shares one question among its tasks): they go to another open link instead of waiting for a deadline.
-      for (const [ref, w] of this.#waiting) {
-        if (w.port !== port1) continue;
-        const next = this.#links.values().next().value;
-        if (next === undefined) {
-          this.#waiting.delete(ref);
-          continue;
-        }
-        this.#waiting.set(ref, { ...w, port: next });
-        next.postMessage({ type: "other", pool: w.pool, ref, message: w.message } satisfies ToLink);
-      }
-      for (const ac of running.values()) ac.abort();
-      running.clear();
+      for (const [name, pool] of this.#pools) for (const t of [...pool.threads.values()]) if (Atomics.load(t.slot, BUSY) > 0) this.#end(name, t.no, "deadline");
     });
     // The primary lives as long as its workers; a link does not keep it alive.
     port1.unref();
@@ -122,110 +135,84 @@ export class PoolHost {
   /** Ends every pool thread (tasks in flight fail). */
   close(): void {
     this.#closed = true;
-    for (const p of this.#pools.values()) p.close();
+    for (const [name, pool] of this.#pools) {
+      clearInterval(pool.timer);
+      for (const t of [...pool.threads.values()]) this.#end(name, t.no, "closed");
+    }
     this.#pools.clear();
   }
 
-  #pool(name: string, options: SharedPoolOptions): TaskPool<object, unknown> {
+  /** A port to thread `t` for `link` (and its other end to the thread). */
+  #hand(name: string, t: HostThread, link: MessagePort, grown: boolean): void {
+    const { port1, port2 } = new MessageChannel();
+    t.worker.postMessage({ type: "link", port: port1 }, [port1]);
+    link.postMessage({ type: "thread", pool: name, no: t.no, port: port2, slot: t.slot.buffer as SharedArrayBuffer, grown } satisfies ToLink, [port2]);
+  }
+
+  /**
+   * A link found no thread fit for a task among those numbered below
+   * `seen`: a new one, when there is room, unless one was started since
+   * (two workers asking at once get one thread: "known", look again).
+   */
+  #grow(name: string, options: SharedPoolOptions, seen: number, from: MessagePort): void {
     let pool = this.#pools.get(name);
-    if (pool !== undefined) return pool;
-    if (this.#closed) throw new Error("task pools closed");
-    pool = new TaskPool<object, unknown>({
-      ...options,
+    if (pool === undefined && !this.#closed) {
       // As many threads at most as the workers' own pools had together (each worker's share of a stuck-thread storm stays the same).
-      maxThreads: options.maxThreads * Math.max(1, this.#links.size),
-      // But a stuck task moves no more often than in a worker's own pool (each move can cost a thread start).
-      maxMoves: options.maxMoves ?? options.maxThreads,
-      entry: new URL(options.entry),
-      onOther: (message, post) => {
-        // The link that posted last, else any open one (a question nobody answers holds its task until its deadline).
-        const port = this.#lastLink.get(name) ?? this.#links.values().next().value;
-        if (port === undefined) return;
-        const ref = this.#nextRef++;
-        this.#waiting.set(ref, { port, pool: name, message, post });
-        port.postMessage({ type: "other", pool: name, ref, message } satisfies ToLink);
-      },
-    });
-    this.#pools.set(name, pool);
-    return pool;
-  }
-}
-
-interface Pending {
-  readonly resolve: (r: unknown) => void;
-  readonly reject: (e: Error) => void;
-  readonly signal: AbortSignal | undefined;
-  readonly onAbort: () => void;
-}
-
-/** In a worker thread: tasks run in the primary's shared pools (PoolHost). */
-export class PoolLink {
-  readonly #port: MessagePort;
-  readonly #pending = new Map<number, Pending>();
-  readonly #others = new Map<string, (message: unknown, post: (m: unknown) => void) => void>();
-  #nextId = 0;
-  #closed = false;
-
-  constructor(port: MessagePort) {
-    this.#port = port;
-    port.on("message", (m: ToLink) => {
-      if (m.type === "other") {
-        const answer = (x: unknown): void => port.postMessage({ type: "answer", ref: m.ref, message: x } satisfies ToHost);
-        return void this.#others.get(m.pool)?.(m.message, answer);
-      }
-      const p = this.#pending.get(m.id);
-      if (p === undefined) return;
-      this.#settle(m.id, p);
-      if (m.type === "done") p.resolve(m.result);
-      else p.reject(new Error(m.message));
-    });
-    port.on("close", () => this.#fail(new Error("task pools closed")));
-    port.unref();
-  }
-
-  /** Answers the other messages of the pool `name`'s threads (the verifier's DNS questions). */
-  onOther(name: string, handler: (message: unknown, post: (m: unknown) => void) => void): void {
-    this.#others.set(name, handler);
-  }
-
-  /** As TaskPool.run, in the host's pool `name` (made with `options` on first use). */
-  run<T extends object, R>(name: string, options: SharedPoolOptions, task: T, signal?: AbortSignal): Promise<R> {
-    if (signal?.aborted) return Promise.reject(new Error(`${options.what} aborted`));
-    if (this.#closed) return Promise.reject(new Error("task pools closed"));
-    return new Promise<R>((resolve, reject) => {
-      const id = this.#nextId++;
-      // At the deadline: the task fails here at once; the host ends the thread that runs it.
-      const onAbort = (): void => {
-        const p = this.#pending.get(id);
-        if (p === undefined) return;
-        this.#settle(id, p);
-        this.#port.postMessage({ type: "abort", id } satisfies ToHost);
-        reject(new Error(`${options.what} stopped at the check deadline`));
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#pending.set(id, { resolve: resolve as (r: unknown) => void, reject, signal, onAbort });
-      if (this.#pending.size === 1) this.#port.ref();
-      this.#port.postMessage({ type: "run", pool: name, options, id, task: exact(task) } satisfies ToHost);
-    });
-  }
-
-  /** Closes the port (tasks in flight fail). */
-  close(): void {
-    this.#port.close();
-    this.#fail(new Error("task pools closed"));
-  }
-
-  #settle(id: number, p: Pending): void {
-    this.#pending.delete(id);
-    p.signal?.removeEventListener("abort", p.onAbort);
-    if (this.#pending.size === 0) this.#port.unref();
-  }
-
-  #fail(err: Error): void {
-    this.#closed = true;
-    for (const [id, p] of [...this.#pending]) {
-      this.#settle(id, p);
-      p.reject(err);
+      pool = { options, maxThreads: options.maxThreads * Math.max(1, this.#links.size), threads: new Map(), nextNo: 0, timer: undefined };
+      this.#pools.set(name, pool);
     }
+    if (pool !== undefined && [...pool.threads.keys()].some((no) => no >= seen)) return void from.postMessage({ type: "known", pool: name } satisfies ToLink);
+    if (pool === undefined || pool.threads.size >= pool.maxThreads) return void from.postMessage({ type: "full", pool: name } satisfies ToLink);
+    const slot = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
+    const worker = new Worker(new URL(pool.options.entry), {
+      name,
+      workerData: { taskSlot: slot.buffer },
+      resourceLimits: { maxOldGenerationSizeMb: pool.options.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+    });
+    const t: HostThread = { no: pool.nextNo++, worker, slot, posts: 0, since: performance.now() };
+    pool.threads.set(t.no, t);
+    worker.on("error", () => this.#end(name, t.no, "crash"));
+    worker.on("exit", () => this.#end(name, t.no, "crash"));
+    // An idle thread keeps nothing alive (after the listeners: adding them refs it again); the links' ports do while they wait.
+    worker.unref();
+    for (const link of this.#links) this.#hand(name, t, link, link === from);
+    if (pool.threads.size > 1) this.#watchIdle(name, pool);
+  }
+
+  /** Ends thread `no` of pool `name` (once) and tells every link. */
+  #end(name: string, no: number, reason: GoneReason): void {
+    const t = this.#pools.get(name)?.threads.get(no);
+    if (t === undefined) return;
+    this.#pools.get(name)?.threads.delete(no);
+    void t.worker.terminate();
+    for (const link of this.#links) link.postMessage({ type: "gone", pool: name, no, reason } satisfies ToLink);
+  }
+
+  /** While a pool has more than one thread: threads beyond the first idle one are ended once no task was posted to them for idleMs. */
+  #watchIdle(name: string, pool: HostPool): void {
+    if (pool.options.keepOneIdle !== true || pool.timer !== undefined) return;
+    const idleMs = pool.options.idleMs ?? IDLE_MS;
+    pool.timer = setInterval(() => {
+      const now = performance.now();
+      let kept = false;
+      for (const t of [...pool.threads.values()]) {
+        const posts = Atomics.load(t.slot, POSTS);
+        if (Atomics.load(t.slot, BUSY) !== 0 || posts !== t.posts) {
+          t.posts = posts;
+          t.since = now;
+          continue;
+        }
+        // The first idle thread stays (with its parsed state); a link that posts just now sees CLOSING and posts elsewhere.
+        if (!kept) kept = true;
+        else if (now - t.since >= idleMs && Atomics.compareExchange(t.slot, BUSY, 0, CLOSING) === 0) this.#end(name, t.no, "idle");
+      }
+      if (pool.threads.size < 2) {
+        clearInterval(pool.timer);
+        pool.timer = undefined;
+      }
+    }, Math.max(10, Math.floor(idleMs / 4)));
+    pool.timer.unref();
   }
 }
+
+export { PoolLink } from "./link.ts";

@@ -1,7 +1,8 @@
 // The task pool (src/threads) with a test thread (test/helpers/task-thread-entry.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { HOLD_MS, PoolHost, PoolLink, TaskPool, TaskThread, type SharedPoolOptions } from "./index.ts";
+import { MessageChannel } from "node:worker_threads";
+import { HOLD_MS, PoolHost, PoolLink, TaskPool, TaskThread, batchedPeer, unbatch, type SharedPoolOptions } from "./index.ts";
 
 const ENTRY = new URL("../../test/helpers/task-thread-entry.ts", import.meta.url);
 
@@ -200,43 +201,131 @@ void test("shared pools: a link that goes away while its task waits for its answ
   }
 });
 
-void test("shared pools: a question a closing link leaves unanswered goes to another link (another worker's task does not wait for its deadline)", async () => {
+void test("shared pools: a thread's question goes to the link whose task asked, not to the one that posted last", async () => {
   const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
-  // The question must first go to a (the link that posted last when the thread asks): the ports' order is not
-  // guaranteed, so the scenario is tried again (at most 3 times) when it went to b first.
-  for (let attempt = 1; ; attempt++) {
-    const host = new PoolHost();
-    const a = new PoolLink(host.connect());
-    const b = new PoolLink(host.connect());
-    const asked: string[] = [];
-    // a's worker goes away 50 ms after it was asked, without answering.
-    a.onOther("test", () => {
-      asked.push("a");
-      setTimeout(() => a.close(), 50);
-    });
-    b.onOther("test", (m, post) => {
-      asked.push("b");
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  const asked: string[] = [];
+  for (const [name, link] of [["a", a], ["b", b]] as const) {
+    link.onOther("test", (m, post) => {
+      asked.push(name);
       post({ type: "answer", q: (m as { q?: number }).q });
     });
-    try {
-      await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
-      const t0 = performance.now();
-      // B's task waits behind an 80 ms one and asks when the thread reaches it; a posts after it.
-      const first = b.run<Task, string>("test", options, { kind: "sync", ms: 80, name: "first" }, AbortSignal.timeout(8000));
-      const q = b.run<Task, string>("test", options, { kind: "hostile", ms: 1, name: "B" }, AbortSignal.timeout(8000));
-      await new Promise((r) => setTimeout(r, 20));
-      a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "A" }).catch(() => undefined);
-      assert.match(await first, /^first on /);
-      assert.match(await q, /^B on /);
-      const took = performance.now() - t0;
-      if (asked[0] !== "a" && attempt < 3) continue;
-      assert.deepEqual(asked, ["a", "b"], "asked a, then b once a was gone");
-      assert.ok(took < 4000, `B's task took ${took} ms (its deadline is 8 s)`);
-      return;
-    } finally {
-      a.close();
-      b.close();
-      host.close();
+  }
+  try {
+    const warm = await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
+    // B's task waits behind an 80 ms one and asks when the thread reaches it; a posts after it, to the same thread.
+    const first = b.run<Task, string>("test", options, { kind: "sync", ms: 80, name: "first" }, AbortSignal.timeout(8000));
+    const q = b.run<Task, string>("test", options, { kind: "hostile", ms: 1, name: "B" }, AbortSignal.timeout(8000));
+    await new Promise((r) => setTimeout(r, 20));
+    const other = await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "A" }, AbortSignal.timeout(8000));
+    assert.match(await first, /^first on /);
+    assert.match(await q, /^B on /);
+    assert.equal(other.split(" on ")[1], warm.split(" on ")[1], "one thread");
+    assert.deepEqual(asked, ["b"]);
+  } finally {
+    a.close();
+    b.close();
+    host.close();
+  }
+});
+
+void test("shared pools: tasks, results and questions go straight between the links and the thread; the host gets no message per task", async () => {
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  for (const link of [a, b]) link.onOther("test", (m, post) => post({ type: "answer", q: (m as { q?: number }).q }));
+  try {
+    await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
+    const before = host.received;
+    const runs: Promise<string>[] = [];
+    for (let i = 0; i < 20; i++) {
+      const link = i % 2 === 0 ? a : b;
+      runs.push(link.run<Task, string>("test", options, { kind: i % 4 === 0 ? "hostile" : "sync", ms: 1, name: `t${i}` }, AbortSignal.timeout(5000)));
     }
+    const done = await Promise.all(runs);
+    assert.equal(done.length, 20);
+    assert.equal(host.received - before, 0, "no task, result or question through the host");
+    assert.deepEqual(host.sizes(), { test: 1 });
+  } finally {
+    a.close();
+    b.close();
+    host.close();
+  }
+});
+
+void test("shared pools: a thread ended at a task's deadline runs the other links' tasks it had read again once, in another thread, over that thread's own ports", async () => {
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  let asks = 0;
+  b.onOther("test", (m, post) => {
+    asks++;
+    setTimeout(() => post({ type: "answer", q: (m as { q?: number }).q }), (m as { delay?: number }).delay ?? 0);
+  });
+  try {
+    const warm = await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
+    // W (link b) is read and waits 300 ms for its answer; H (link a) then holds the thread for 5 s, past its 600 ms deadline.
+    const w = b.run<Task, string>("test", options, { kind: "hostile", ms: 1, delay: 300, name: "W" }, AbortSignal.timeout(8000));
+    await new Promise((r) => setTimeout(r, 50));
+    const h = a.run<Task, string>("test", options, { kind: "sync", ms: 5000, name: "H" }, AbortSignal.timeout(600));
+    h.catch(() => undefined);
+    await assert.rejects(h, /deadline/);
+    const again = await w;
+    assert.match(again, /^W on /);
+    assert.notEqual(again.split(" on ")[1], warm.split(" on ")[1], "W ran again in another thread");
+    assert.equal(asks, 2, "W ran twice: it asked twice");
+  } finally {
+    a.close();
+    b.close();
+    host.close();
+  }
+});
+
+void test("shared pools: a second thread started while the first was stuck is ended once idle for idleMs; one idle thread stays", async () => {
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  try {
+    await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
+    // S holds the only thread for 700 ms; Q (the other link) is moved to a second thread, started for it.
+    const s = a.run<Task, string>("test", options, { kind: "sync", ms: 700, name: "S" }, AbortSignal.timeout(5000));
+    await new Promise((r) => setTimeout(r, 20));
+    const q = await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "Q" }, AbortSignal.timeout(5000));
+    const held = await s;
+    assert.notEqual(q.split(" on ")[1], held.split(" on ")[1]);
+    assert.deepEqual(host.sizes(), { test: 2 });
+    await new Promise((r) => setTimeout(r, 700));
+    assert.deepEqual(host.sizes(), { test: 1 });
+    assert.match(await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "after" }, AbortSignal.timeout(5000)), /^after on /);
+  } finally {
+    a.close();
+    b.close();
+    host.close();
+  }
+});
+
+void test("a task thread's answers posted in one turn of the event loop go as one message; one alone goes as itself", async () => {
+  const { port1, port2 } = new MessageChannel();
+  const got: unknown[] = [];
+  port2.on("message", (m: unknown) => got.push(m));
+  try {
+    const peer = batchedPeer(port1);
+    peer.postMessage({ n: 1 });
+    peer.postMessage({ n: 2 });
+    peer.postMessage({ n: 3 });
+    await new Promise((r) => setTimeout(r, 50));
+    peer.postMessage({ n: 4 });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(got.length, 2);
+    assert.deepEqual(unbatch(got[0]), [{ n: 1 }, { n: 2 }, { n: 3 }]);
+    assert.deepEqual(got[1], { n: 4 });
+    assert.deepEqual(unbatch(got[1]), [{ n: 4 }]);
+  } finally {
+    port1.close();
   }
 });

@@ -5,7 +5,7 @@
 // asynchronous walk does), without any note of their own. Notes its reads and resumptions
 // as the real entries do (readTask, markTask).
 import { parentPort, threadId } from "node:worker_threads";
-import { markTask, readTask } from "../../src/threads/index.ts";
+import { markTask, readTask, servePorts, type TaskPeer } from "../../src/threads/index.ts";
 
 interface Task {
   readonly type: "task";
@@ -29,7 +29,9 @@ function spin(ms: number): void {
   }
 }
 
-port.on("message", (m: Task | { readonly type: "answer"; readonly q: number }) => {
+// Tasks come from the parent, or from a session worker's own port (a shared pool, src/threads shared.ts): questions and answers go back on it.
+servePorts((message, from: TaskPeer) => {
+  const m = message as Task | { readonly type: "answer"; readonly q: number };
   if (m.type === "answer") {
     waits.get(m.q)?.();
     waits.delete(m.q);
@@ -41,7 +43,7 @@ port.on("message", (m: Task | { readonly type: "answer"; readonly q: number }) =
       const q = nextQ++;
       await new Promise<void>((resolve) => {
         waits.set(q, resolve);
-        port.postMessage({ type: "ask", q, delay: m.delay ?? 0 });
+        from.postMessage({ type: "ask", q, delay: m.delay ?? 0 });
       });
       markTask(m.id);
     }
@@ -51,6 +53,6 @@ port.on("message", (m: Task | { readonly type: "answer"; readonly q: number }) =
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
     } else spin(m.ms);
-    port.postMessage({ type: "done", id: m.id, result: `${m.name} on ${threadId}` });
+    from.postMessage({ type: "done", id: m.id, result: `${m.name} on ${threadId}` });
   })();
 });

@@ -547,6 +547,16 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     doc: "SQLite page cache of each spool database connection (SQLite's default is 2000 KiB); pages beyond it are read again from the file (the OS page cache).",
     reason: "resident memory, not a policy: rows are written once and read back soon; a larger cache cost memory in every thread without saving CPU (docs/benchmarks.md)",
   },
+  {
+    name: "spool_outcome_delay", value: 20, unit: "milliseconds", file: "src/queue/spool.ts", constant: "OUTCOME_DELAY_MS",
+    doc: "Longest a delivery outcome waits for a message commit to share its spool transaction before it is written alone; a crash in that time only means the message is delivered again (at-least-once).",
+    reason: "a trade between spool writes per message and duplicates after a crash, not a policy (docs/benchmarks.md)",
+  },
+  {
+    name: "spool_outcome_batch", value: 256, unit: "count", file: "src/queue/spool.ts", constant: "OUTCOME_BATCH",
+    doc: "Delivery outcomes waiting for the spool's next transaction; at this many they are written at once.",
+    reason: "bounds the bookkeeping kept in memory between deliveries and their commit",
+  },
   // ---- config file
   {
     name: "max_config_file", value: 1 * MiB, unit: "bytes", file: "src/config/load.ts", constant: "MAX_FILE_BYTES",

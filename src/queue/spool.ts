@@ -18,9 +18,10 @@
  * the WAL before a checkpoint and the WAL header when it restarts the log), but
  * the SMTP sessions keep running meanwhile, and every commit made while one
  * fdatasync runs is covered by the next one: a second level of group commit.
- * Delivery outcomes alone (they need no fdatasync) wait while one runs and
- * go with the next messages' commit, or when it returns: fewer small
- * transactions, each shared page written once for several messages.
+ * Delivery outcomes alone (they need no fdatasync) wait for the next
+ * messages' commit, at most OUTCOME_DELAY_MS (and while an fdatasync runs,
+ * until it returns): fewer small transactions, each shared page written once
+ * for several messages.
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
@@ -79,6 +80,11 @@ export type { SpoolOptions, SpoolStats } from "./spool-options.ts";
 
 export type ClaimedMessage = QueuedMessage;
 
+/** Delivery outcomes alone wait at most this long for a message commit to go with (src/limits/fixed.ts: spool_outcome_delay). */
+export const OUTCOME_DELAY_MS = 20;
+/** ...and are written at once when this many wait (src/limits/fixed.ts: spool_outcome_batch). */
+export const OUTCOME_BATCH = 256;
+
 export class Spool {
   readonly shard: number;
   readonly path: string;
@@ -119,6 +125,8 @@ export class Spool {
   /** Read-only descriptor of the -wal file, for fdatasync (opened after the first commit). */
   private walFd: number | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Writes outcomes alone when no message commit took them first (scheduleOutcomeFlush). */
+  private outcomeTimer: NodeJS.Timeout | undefined;
   private counters = { commits: 0, committedMessages: 0, failedCommits: 0, done: 0 };
 
   private constructor(opts: SpoolOptions) {
@@ -290,6 +298,28 @@ export class Spool {
       if (this.syncing && this.pending.length === 0) this.flushAfterSync = true;
       else this.flush();
     });
+  }
+
+  /**
+   * Delivery outcomes alone are written OUTCOME_DELAY_MS after the first of
+   * them, or as soon as OUTCOME_BATCH wait, unless messages are committed
+   * first (they then go in that transaction). Each transaction rewrites the
+   * shared pages (table and index leaves, the database header) whatever it
+   * holds: fewer, larger ones write fewer WAL frames per message. Losing
+   * them in a crash only means the messages are delivered again
+   * (at-least-once), as for any outcome not yet committed.
+   */
+  private scheduleOutcomeFlush(): void {
+    if (this.pendingOutcomes.length >= OUTCOME_BATCH) {
+      this.scheduleFlush();
+      return;
+    }
+    if (this.outcomeTimer !== undefined) return;
+    this.outcomeTimer = setTimeout(() => {
+      this.outcomeTimer = undefined;
+      if (this.pendingOutcomes.length > 0) this.scheduleFlush();
+    }, OUTCOME_DELAY_MS);
+    this.outcomeTimer.unref();
   }
 
   /** Commits everything pending now (enqueued messages and outcomes). Normally automatic. */
@@ -492,7 +522,7 @@ export class Spool {
   recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now = Date.now()): void {
     if (this.isClosed) throw new Error("spool is closed");
     this.pendingOutcomes.push({ id, outcomes, at: now });
-    this.scheduleFlush();
+    this.scheduleOutcomeFlush();
   }
 
   /** Retry delay after the n-th deferral (n >= 1), with jitter. */
@@ -538,6 +568,8 @@ export class Spool {
     if (this.isClosed) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    if (this.outcomeTimer) clearTimeout(this.outcomeTimer);
+    this.outcomeTimer = undefined;
     this.flush();
     for (const m of this.pending) m.reject(new Error("spool is closed"));
     this.pending = [];

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Spool } from "./spool.ts";
+import { OUTCOME_BATCH, OUTCOME_DELAY_MS, Spool } from "./spool.ts";
 import { ShardStore } from "./store.ts";
 import { QueueAdmin } from "./admin.ts";
 import { shardPath } from "./db.ts";
@@ -403,6 +403,39 @@ test("outcomes are written with the next claim; a claimed message with no outcom
   spool.recordOutcome(b, [], now);
   const again = spool.claimDue(now, 10); // applies both outcomes first
   assert.deepEqual(again.map((m) => m.id), [b]);
+  assert.equal(spool.admin.get(a), undefined);
+});
+
+test("delivery outcomes alone wait for the next message commit (at most outcomeDelayMs), or are written at once when OUTCOME_BATCH wait", async (t) => {
+  const { spool } = withSpool(t, { outcomeDelayMs: 600_000 });
+  const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+  const a = await spool.enqueue(sampleMessage());
+  assert.equal(spool.claimDue(Date.now(), 10).length, 1);
+  spool.recordOutcome(a, [{ index: 0, result: "delivered" }]);
+  for (let i = 0; i < 3; i++) await tick();
+  assert.equal(spool.admin.get(a)?.state, "active", "not written in a transaction of its own");
+  await spool.enqueue(sampleMessage());
+  assert.equal(spool.admin.get(a), undefined, "written with the next message commit");
+  assert.equal(spool.stats().done, 1);
+  // A full batch of outcomes does not wait.
+  const ids = await Promise.all(Array.from({ length: OUTCOME_BATCH }, () => spool.enqueue(sampleMessage())));
+  const claimed = spool.claimDue(Date.now(), OUTCOME_BATCH + 10);
+  assert.equal(claimed.length, OUTCOME_BATCH + 1);
+  for (const id of ids.slice(0, -1)) spool.recordOutcome(id, [{ index: 0, result: "delivered" }]);
+  for (let i = 0; i < 3; i++) await tick();
+  assert.equal(spool.stats().done, 1, "fewer than OUTCOME_BATCH wait");
+  spool.recordOutcome(ids.at(-1)!, [{ index: 0, result: "delivered" }]);
+  for (let i = 0; i < 3; i++) await tick();
+  assert.equal(spool.stats().done, 1 + OUTCOME_BATCH);
+});
+
+test("delivery outcomes alone are written after OUTCOME_DELAY_MS without any other commit", async (t) => {
+  const { spool } = withSpool(t);
+  const a = await spool.enqueue(sampleMessage());
+  assert.equal(spool.claimDue(Date.now(), 10).length, 1);
+  spool.recordOutcome(a, [{ index: 0, result: "delivered" }]);
+  const deadline = Date.now() + 5000;
+  while (spool.admin.get(a) !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, OUTCOME_DELAY_MS));
   assert.equal(spool.admin.get(a), undefined);
 });
 

@@ -99,6 +99,7 @@ export class Spool {
   private readonly maxBatchBytes: number;
   private readonly outcomeWriter: OutcomeWriter;
   private readonly encrypt: boolean;
+  private readonly outcomeDelayMs: number;
   private readonly events = new EventEmitter();
   private readonly w: {
     insertMessage: StatementSync;
@@ -147,6 +148,7 @@ export class Spool {
     this.writer = writerView(this);
     this.scheduler = schedulerView(this);
     this.encrypt = encrypt;
+    this.outcomeDelayMs = Math.max(0, opts.outcomeDelayMs ?? OUTCOME_DELAY_MS);
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);
     this.handoff = new Handoff(opts.handoffMaxBytes);
@@ -301,7 +303,7 @@ export class Spool {
   }
 
   /**
-   * Delivery outcomes alone are written OUTCOME_DELAY_MS after the first of
+   * Delivery outcomes alone are written OUTCOME_DELAY_MS (outcomeDelayMs) after the first of
    * them, or as soon as OUTCOME_BATCH wait, unless messages are committed
    * first (they then go in that transaction). Each transaction rewrites the
    * shared pages (table and index leaves, the database header) whatever it
@@ -318,7 +320,7 @@ export class Spool {
     this.outcomeTimer = setTimeout(() => {
       this.outcomeTimer = undefined;
       if (this.pendingOutcomes.length > 0) this.scheduleFlush();
-    }, OUTCOME_DELAY_MS);
+    }, this.outcomeDelayMs);
     this.outcomeTimer.unref();
   }
 

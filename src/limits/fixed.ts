@@ -549,7 +549,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   },
   {
     name: "spool_outcome_delay", value: 20, unit: "milliseconds", file: "src/queue/spool.ts", constant: "OUTCOME_DELAY_MS",
-    doc: "Longest a delivery outcome waits for a message commit to share its spool transaction before it is written alone; a crash in that time only means the message is delivered again (at-least-once).",
+    doc: "Delivery outcomes are written to the spool in one transaction this long after the first of them (sooner when `spool_outcome_batch` wait, or a claim or shutdown writes them); a crash in that time only means those messages are delivered again (at-least-once).",
     reason: "a trade between spool writes per message and duplicates after a crash, not a policy (docs/benchmarks.md)",
   },
   {

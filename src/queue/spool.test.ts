@@ -406,7 +406,7 @@ test("outcomes are written with the next claim; a claimed message with no outcom
   assert.equal(spool.admin.get(a), undefined);
 });
 
-test("delivery outcomes alone wait for the next message commit (at most outcomeDelayMs), or are written at once when OUTCOME_BATCH wait", async (t) => {
+test("delivery outcomes wait outcomeDelayMs, message commits meanwhile leave them; OUTCOME_BATCH of them are written at once", async (t) => {
   const { spool } = withSpool(t, { outcomeDelayMs: 600_000 });
   const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
   const a = await spool.enqueue(sampleMessage());
@@ -414,22 +414,30 @@ test("delivery outcomes alone wait for the next message commit (at most outcomeD
   spool.recordOutcome(a, [{ index: 0, result: "delivered" }]);
   for (let i = 0; i < 3; i++) await tick();
   assert.equal(spool.admin.get(a)?.state, "active", "not written in a transaction of its own");
-  await spool.enqueue(sampleMessage());
-  assert.equal(spool.admin.get(a), undefined, "written with the next message commit");
+  const b = await spool.enqueue(sampleMessage());
+  assert.equal(spool.admin.get(a)?.state, "active", "not written with a message commit either");
+  assert.equal(spool.admin.get(b)?.state, "queued");
+  spool.flush();
+  assert.equal(spool.admin.get(a), undefined, "written by an explicit flush");
   assert.equal(spool.stats().done, 1);
+  assert.equal(spool.claimDue(Date.now(), 10).length, 1);
+  spool.recordOutcome(b, [{ index: 0, result: "delivered" }]);
+  assert.deepEqual(spool.claimDue(Date.now(), 10), [], "a claim writes the pending outcomes in its transaction");
+  assert.equal(spool.admin.get(b), undefined);
+  assert.equal(spool.stats().done, 2);
   // A full batch of outcomes does not wait.
   const ids = await Promise.all(Array.from({ length: OUTCOME_BATCH }, () => spool.enqueue(sampleMessage())));
   const claimed = spool.claimDue(Date.now(), OUTCOME_BATCH + 10);
-  assert.equal(claimed.length, OUTCOME_BATCH + 1);
+  assert.equal(claimed.length, OUTCOME_BATCH);
   for (const id of ids.slice(0, -1)) spool.recordOutcome(id, [{ index: 0, result: "delivered" }]);
   for (let i = 0; i < 3; i++) await tick();
-  assert.equal(spool.stats().done, 1, "fewer than OUTCOME_BATCH wait");
+  assert.equal(spool.stats().done, 2, "fewer than OUTCOME_BATCH wait");
   spool.recordOutcome(ids.at(-1)!, [{ index: 0, result: "delivered" }]);
   for (let i = 0; i < 3; i++) await tick();
-  assert.equal(spool.stats().done, 1 + OUTCOME_BATCH);
+  assert.equal(spool.stats().done, 2 + OUTCOME_BATCH);
 });
 
-test("delivery outcomes alone are written after OUTCOME_DELAY_MS without any other commit", async (t) => {
+test("delivery outcomes are written after OUTCOME_DELAY_MS without any other commit", async (t) => {
   const { spool } = withSpool(t);
   const a = await spool.enqueue(sampleMessage());
   assert.equal(spool.claimDue(Date.now(), 10).length, 1);

@@ -18,16 +18,16 @@
  * the WAL before a checkpoint and the WAL header when it restarts the log), but
  * the SMTP sessions keep running meanwhile, and every commit made while one
  * fdatasync runs is covered by the next one: a second level of group commit.
- * Delivery outcomes alone (they need no fdatasync) wait for the next
- * messages' commit, at most OUTCOME_DELAY_MS (and while an fdatasync runs,
- * until it returns): fewer small transactions, each shared page written once
- * for several messages.
+ * Delivery outcomes (they need no fdatasync) are written together,
+ * OUTCOME_DELAY_MS after the first of them (and, when an fdatasync runs
+ * then, when it returns), not with every group commit of messages: the
+ * leaves holding the oldest rows are rewritten once per batch of outcomes.
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
  * sets per-recipient results, so a retry never re-delivers a delivered
- * recipient. Outcomes are batched into the next transaction; claims and
- * outcome-only commits use synchronous=NORMAL, since losing them on power
+ * recipient. Outcomes are batched (see above, and scheduleOutcomeFlush); claims and
+ * outcome commits use synchronous=NORMAL, since losing them on power
  * failure only means a message is tried again (at-least-once delivery) and
  * the next durable commit makes them durable anyway. When every recipient is
  * final the message is done and its row and content are deleted.
@@ -80,7 +80,7 @@ export type { SpoolOptions, SpoolStats } from "./spool-options.ts";
 
 export type ClaimedMessage = QueuedMessage;
 
-/** Delivery outcomes alone wait at most this long for a message commit to go with (src/limits/fixed.ts: spool_outcome_delay). */
+/** Delivery outcomes are written together this long after the first of them (src/limits/fixed.ts: spool_outcome_delay)... */
 export const OUTCOME_DELAY_MS = 20;
 /** ...and are written at once when this many wait (src/limits/fixed.ts: spool_outcome_batch). */
 export const OUTCOME_BATCH = 256;
@@ -126,8 +126,10 @@ export class Spool {
   /** Read-only descriptor of the -wal file, for fdatasync (opened after the first commit). */
   private walFd: number | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  /** Writes outcomes alone when no message commit took them first (scheduleOutcomeFlush). */
+  /** Writes the pending outcomes OUTCOME_DELAY_MS after the first (scheduleOutcomeFlush). */
   private outcomeTimer: NodeJS.Timeout | undefined;
+  /** The pending outcomes go with the next commit (their delay passed, or OUTCOME_BATCH wait). */
+  private outcomesDue = false;
   private counters = { commits: 0, committedMessages: 0, failedCommits: 0, done: 0 };
 
   private constructor(opts: SpoolOptions) {
@@ -283,7 +285,7 @@ export class Spool {
       this.pending.push({ ...prepared, resolve, reject });
     });
     this.pendingBytes += msg.content.byteLength;
-    if (this.pending.length >= this.maxBatch || this.pendingBytes >= this.maxBatchBytes) this.flush();
+    if (this.pending.length >= this.maxBatch || this.pendingBytes >= this.maxBatchBytes) this.commit(this.outcomesDue);
     else this.scheduleFlush();
     return promise;
   }
@@ -298,41 +300,52 @@ export class Spool {
       // fdatasync). Messages are committed at once, so that their commit
       // overlaps the running fdatasync.
       if (this.syncing && this.pending.length === 0) this.flushAfterSync = true;
-      else this.flush();
+      else this.commit(this.outcomesDue);
     });
   }
 
   /**
-   * Delivery outcomes alone are written OUTCOME_DELAY_MS (outcomeDelayMs) after the first of
-   * them, or as soon as OUTCOME_BATCH wait, unless messages are committed
-   * first (they then go in that transaction). Each transaction rewrites the
-   * shared pages (table and index leaves, the database header) whatever it
-   * holds: fewer, larger ones write fewer WAL frames per message. Losing
-   * them in a crash only means the messages are delivered again
-   * (at-least-once), as for any outcome not yet committed.
+   * Delivery outcomes are written OUTCOME_DELAY_MS (outcomeDelayMs) after
+   * the first of them, or as soon as OUTCOME_BATCH wait (or by a claim, or
+   * an explicit flush), in one transaction, with whatever messages are
+   * pending then; message commits in between leave them waiting. A
+   * transaction rewrites the leaves it touches (the oldest rows' leaves of
+   * each table and index, the freelist) whatever it holds: one per batch of
+   * outcomes writes them once for many messages instead of once for every
+   * group commit of messages, and keeps those commits (a client waits for
+   * each) small. Losing outcomes in a crash only means the messages are
+   * delivered again (at-least-once), as for any outcome not yet committed.
    */
   private scheduleOutcomeFlush(): void {
     if (this.pendingOutcomes.length >= OUTCOME_BATCH) {
+      this.outcomesDue = true;
       this.scheduleFlush();
       return;
     }
     if (this.outcomeTimer !== undefined) return;
     this.outcomeTimer = setTimeout(() => {
       this.outcomeTimer = undefined;
-      if (this.pendingOutcomes.length > 0) this.scheduleFlush();
+      if (this.pendingOutcomes.length === 0) return;
+      this.outcomesDue = true;
+      this.scheduleFlush();
     }, this.outcomeDelayMs);
     this.outcomeTimer.unref();
   }
 
   /** Commits everything pending now (enqueued messages and outcomes). Normally automatic. */
   flush(): void {
+    this.commit(true);
+  }
+
+  /** Commits the pending messages, and the pending outcomes with them when `withOutcomes`. */
+  private commit(withOutcomes: boolean): void {
     if (this.isClosed) return;
     const batch = this.pending;
-    const outcomes = this.pendingOutcomes;
+    const outcomes = withOutcomes ? this.pendingOutcomes : [];
     if (batch.length === 0 && outcomes.length === 0) return;
     this.pending = [];
     this.pendingBytes = 0;
-    this.pendingOutcomes = [];
+    if (withOutcomes) this.takeOutcomes();
     let done = 0;
     try {
       done = this.transaction(() => {
@@ -386,7 +399,7 @@ export class Spool {
       else {
         if (this.flushAfterSync) {
           this.flushAfterSync = false;
-          this.flush(); // outcomes waiting (and messages, when a maxBatch flush left some)
+          this.commit(this.outcomesDue); // outcomes due (and messages, when a maxBatch flush left some)
         }
         this.startSync();
       }
@@ -421,6 +434,16 @@ export class Spool {
   /** Handoff messages of a batch that will never be durable: no longer counted. */
   private dropHandoffs(batch: readonly PendingMessage[]): void {
     for (const m of batch) if (m.handoff) this.handoff.release(m.content.byteLength);
+  }
+
+  /** Takes every pending outcome for a transaction; none is due any more. */
+  private takeOutcomes(): PendingOutcome[] {
+    const outcomes = this.pendingOutcomes;
+    this.pendingOutcomes = [];
+    this.outcomesDue = false;
+    if (this.outcomeTimer !== undefined) clearTimeout(this.outcomeTimer);
+    this.outcomeTimer = undefined;
+    return outcomes;
   }
 
   private forgetClaims(outcomes: readonly PendingOutcome[]): void {
@@ -479,8 +502,7 @@ export class Spool {
       const next = this.nextDueAt();
       if (next === undefined || next > now) return [];
     }
-    const outcomes = this.pendingOutcomes;
-    this.pendingOutcomes = [];
+    const outcomes = this.takeOutcomes();
     let done = 0;
     let claimed: ClaimedMessage[];
     try {
@@ -519,7 +541,8 @@ export class Spool {
    * and failed are final; a final recipient is never changed again. Deferred
    * recipients are retried with exponential backoff. A claimed message with
    * no outcomes (e.g. the agent stopped) goes back to the queue, due now.
-   * Written with the next batch; see `flush`.
+   * Written with the next batch of outcomes (scheduleOutcomeFlush), the
+   * next claim, or `flush`.
    */
   recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now = Date.now()): void {
     if (this.isClosed) throw new Error("spool is closed");

@@ -24,9 +24,9 @@
  * to disk), link, unlink; open and fsync of `new/`, through node:fs's
  * callbacks on plain descriptors (node:fs/promises would make a FileHandle
  * object and several promises for each, for the same system calls). The two
- * close calls, of descriptors already synced, are made at once (closeNow).
+ * close calls, of descriptors already synced, are not waited for (closeNow).
  */
-import { closeSync, constants, fsync, link, open, rename, stat, unlink, writev } from "node:fs";
+import { close, constants, fsync, link, open, rename, stat, unlink, writev } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
@@ -122,14 +122,15 @@ function fsCall<T>(fn: (cb: Callback<T>) => void): Promise<T> {
 const done = (cb: Callback<void>) => (err: NodeJS.ErrnoException | null) => cb(err, undefined);
 
 /**
- * Closing a descriptor whose data is already on disk (or a directory's):
- * close(2) then only drops the reference, no I/O, so it is done at once
- * instead of through the thread pool (a round trip of two thread wake-ups
- * for a call of a few microseconds). A failing close is reported, as the
- * callback would: the caller has not reported the delivery yet.
+ * Closing a descriptor whose data is already on disk (or a directory's
+ * after its fsync): nothing waits for it. close(2) then only drops the
+ * reference, so the delivery goes on (link, report) without a round trip
+ * through the thread pool; the call itself still runs there, never on the
+ * event loop (on NFS or FUSE a close may wait for the server). An error
+ * there cannot undo what is already durable, so it is ignored.
  */
 function closeNow(fd: number): void {
-  closeSync(fd);
+  close(fd, () => undefined);
 }
 
 async function fsyncDir(dir: string): Promise<void> {

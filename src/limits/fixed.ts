@@ -557,6 +557,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     doc: "Delivery outcomes waiting for the spool's next transaction; at this many they are written at once.",
     reason: "bounds the bookkeeping kept in memory between deliveries and their commit",
   },
+  {
+    name: "spool_outcome_group", value: 16, unit: "count", file: "src/queue/spool.ts", constant: "OUTCOME_GROUP",
+    doc: "Delivery outcomes waiting that a commit of new messages takes along (fewer waiting: they wait for `spool_outcome_delay`).",
+    reason: "spreads the rewrite of the oldest rows' pages over many messages without a transaction of its own, not a policy (docs/benchmarks.md)",
+  },
   // ---- config file
   {
     name: "max_config_file", value: 1 * MiB, unit: "bytes", file: "src/config/load.ts", constant: "MAX_FILE_BYTES",

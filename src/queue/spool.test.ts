@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { OUTCOME_BATCH, OUTCOME_DELAY_MS, Spool } from "./spool.ts";
+import { OUTCOME_BATCH, OUTCOME_DELAY_MS, OUTCOME_GROUP, Spool } from "./spool.ts";
 import { ShardStore } from "./store.ts";
 import { QueueAdmin } from "./admin.ts";
 import { shardPath } from "./db.ts";
@@ -406,7 +406,7 @@ test("outcomes are written with the next claim; a claimed message with no outcom
   assert.equal(spool.admin.get(a), undefined);
 });
 
-test("delivery outcomes wait outcomeDelayMs, message commits meanwhile leave them; OUTCOME_BATCH of them are written at once", async (t) => {
+test("delivery outcomes wait outcomeDelayMs; a message commit takes them along once OUTCOME_GROUP wait; OUTCOME_BATCH of them are written at once", async (t) => {
   const { spool } = withSpool(t, { outcomeDelayMs: 600_000 });
   const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
   const a = await spool.enqueue(sampleMessage());
@@ -425,16 +425,29 @@ test("delivery outcomes wait outcomeDelayMs, message commits meanwhile leave the
   assert.deepEqual(spool.claimDue(Date.now(), 10), [], "a claim writes the pending outcomes in its transaction");
   assert.equal(spool.admin.get(b), undefined);
   assert.equal(spool.stats().done, 2);
+  // OUTCOME_GROUP waiting outcomes go with the next commit of messages.
+  const group = await Promise.all(Array.from({ length: OUTCOME_GROUP }, () => spool.enqueue(sampleMessage())));
+  assert.equal(spool.claimDue(Date.now(), OUTCOME_GROUP).length, OUTCOME_GROUP);
+  for (const id of group.slice(0, -1)) spool.recordOutcome(id, [{ index: 0, result: "delivered" }]);
+  await spool.enqueue(sampleMessage());
+  assert.equal(spool.stats().done, 2, "fewer than OUTCOME_GROUP stay waiting");
+  spool.recordOutcome(group.at(-1)!, [{ index: 0, result: "delivered" }]);
+  const c = await spool.enqueue(sampleMessage());
+  assert.equal(spool.stats().done, 2 + OUTCOME_GROUP, "taken along by the commit of a message");
+  for (const m of spool.claimDue(Date.now(), 10)) spool.recordOutcome(m.id, [{ index: 0, result: "delivered" }]);
+  spool.flush();
+  assert.equal(spool.admin.get(c), undefined);
+  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP);
   // A full batch of outcomes does not wait.
   const ids = await Promise.all(Array.from({ length: OUTCOME_BATCH }, () => spool.enqueue(sampleMessage())));
   const claimed = spool.claimDue(Date.now(), OUTCOME_BATCH + 10);
   assert.equal(claimed.length, OUTCOME_BATCH);
   for (const id of ids.slice(0, -1)) spool.recordOutcome(id, [{ index: 0, result: "delivered" }]);
   for (let i = 0; i < 3; i++) await tick();
-  assert.equal(spool.stats().done, 2, "fewer than OUTCOME_BATCH wait");
+  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP, "fewer than OUTCOME_BATCH wait");
   spool.recordOutcome(ids.at(-1)!, [{ index: 0, result: "delivered" }]);
   for (let i = 0; i < 3; i++) await tick();
-  assert.equal(spool.stats().done, 2 + OUTCOME_BATCH);
+  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP + OUTCOME_BATCH);
 });
 
 test("delivery outcomes are written after OUTCOME_DELAY_MS without any other commit", async (t) => {

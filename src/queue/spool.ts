@@ -18,10 +18,11 @@
  * the WAL before a checkpoint and the WAL header when it restarts the log), but
  * the SMTP sessions keep running meanwhile, and every commit made while one
  * fdatasync runs is covered by the next one: a second level of group commit.
- * Delivery outcomes (they need no fdatasync) are written together,
- * OUTCOME_DELAY_MS after the first of them (and, when an fdatasync runs
- * then, when it returns), not with every group commit of messages: the
- * leaves holding the oldest rows are rewritten once per batch of outcomes.
+ * Delivery outcomes (they need no fdatasync) are written together: with a
+ * commit of messages once OUTCOME_GROUP wait, else OUTCOME_DELAY_MS after
+ * the first of them (and, when an fdatasync runs then, when it returns),
+ * not with every group commit of messages: the leaves holding the oldest
+ * rows are rewritten once per group of outcomes.
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
@@ -82,8 +83,10 @@ export type ClaimedMessage = QueuedMessage;
 
 /** Delivery outcomes are written together this long after the first of them (src/limits/fixed.ts: spool_outcome_delay)... */
 export const OUTCOME_DELAY_MS = 20;
-/** ...and are written at once when this many wait (src/limits/fixed.ts: spool_outcome_batch). */
+/** ...and are written at once when this many wait (src/limits/fixed.ts: spool_outcome_batch)... */
 export const OUTCOME_BATCH = 256;
+/** ...and go with a commit of messages when at least this many wait (src/limits/fixed.ts: spool_outcome_group). */
+export const OUTCOME_GROUP = 16;
 
 export class Spool {
   readonly shard: number;
@@ -308,11 +311,12 @@ export class Spool {
    * Delivery outcomes are written OUTCOME_DELAY_MS (outcomeDelayMs) after
    * the first of them, or as soon as OUTCOME_BATCH wait (or by a claim, or
    * an explicit flush), in one transaction, with whatever messages are
-   * pending then; message commits in between leave them waiting. A
-   * transaction rewrites the leaves it touches (the oldest rows' leaves of
-   * each table and index, the freelist) whatever it holds: one per batch of
-   * outcomes writes them once for many messages instead of once for every
-   * group commit of messages, and keeps those commits (a client waits for
+   * pending then; a commit of messages in between takes them along only
+   * once OUTCOME_GROUP wait. A transaction rewrites the leaves it touches
+   * (the oldest rows' leaves of each table and index, the freelist)
+   * whatever it holds: one per group of outcomes writes them once for many
+   * messages instead of once for every group commit of messages (a few
+   * messages each), and leaves most of those commits (a client waits for
    * each) small. Losing outcomes in a crash only means the messages are
    * delivered again (at-least-once), as for any outcome not yet committed.
    */
@@ -341,11 +345,13 @@ export class Spool {
   private commit(withOutcomes: boolean): void {
     if (this.isClosed) return;
     const batch = this.pending;
-    const outcomes = withOutcomes ? this.pendingOutcomes : [];
+    // Enough outcomes ride along with messages, so that no transaction of their own is needed.
+    const takeOutcomes = withOutcomes || (batch.length > 0 && this.pendingOutcomes.length >= OUTCOME_GROUP);
+    const outcomes = takeOutcomes ? this.pendingOutcomes : [];
     if (batch.length === 0 && outcomes.length === 0) return;
     this.pending = [];
     this.pendingBytes = 0;
-    if (withOutcomes) this.takeOutcomes();
+    if (takeOutcomes) this.takeOutcomes();
     let done = 0;
     try {
       done = this.transaction(() => {

@@ -119,7 +119,7 @@ export class Spool {
   private readonly claimed = new Set<string>();
   private pendingOutcomes: PendingOutcome[] = [];
   private flushScheduled = false;
-  /** A scheduled flush of outcomes alone found an fdatasync running: it runs when that returns. */
+  /** A scheduled flush of due outcomes alone found an fdatasync running: it runs when that returns. */
   private flushAfterSync = false;
   /** Durable messages waiting for the delivery agent (see takeFresh). */
   private readonly handoff: Handoff;
@@ -298,9 +298,9 @@ export class Spool {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      // Delivery outcomes alone wait while an fdatasync of the WAL runs: they
-      // go with the next messages' commit, or when it returns (they need no
-      // fdatasync). Messages are committed at once, so that their commit
+      // Delivery outcomes alone (when due) wait while an fdatasync of the WAL
+      // runs: they go with the next messages' commit, or when it returns
+      // (they need no fdatasync). Messages are committed at once, so that their commit
       // overlaps the running fdatasync.
       if (this.syncing && this.pending.length === 0) this.flushAfterSync = true;
       else this.commit(this.outcomesDue);

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import fs, { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { deliverToMaildir, ensureMaildir, escapeHostname, folderDirName } from "./maildir.ts";
 import { sampleMessage, tempDir } from "../../test/helpers/queue.ts";
@@ -97,4 +98,39 @@ test("addresses with CR or LF cannot add header lines", async (t) => {
   const md = join(dir, "md");
   await assert.rejects(deliverToMaildir(md, { returnPath: "a@x\r\nX-Evil: 1", deliveredTo: "a@x.test", content: Buffer.from("x\r\n") }), /CR, LF or NUL/);
   await assert.rejects(deliverToMaildir(md, { returnPath: "", deliveredTo: "a@x.test\nX: y", content: Buffer.from("x\r\n") }), /CR, LF or NUL/);
+});
+
+test("durability: the tmp file is opened O_SYNC|O_EXCL and written in one writev before the link, then new/ is fsynced (the calls of one delivery, in order)", async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const md = join(dir, "Maildir");
+  await ensureMaildir(md);
+  // node:fs's named exports follow its CommonJS object after syncBuiltinESMExports().
+  const calls: string[] = [];
+  const real = { open: fs.open, writev: fs.writev, link: fs.link, fsync: fs.fsync };
+  const fds = new Map<number, string>();
+  const kind = (path: string): string => (path.startsWith(join(md, "tmp") + "/") ? "tmp" : path === join(md, "new") ? "new/" : path);
+  const wrap = <A extends unknown[]>(name: string, fn: (...args: A) => void, describe: (...args: A) => string) =>
+    ((...args: A) => {
+      calls.push(`${name} ${describe(...args)}`);
+      fn(...args);
+    }) as never;
+  fs.open = wrap("open", (path: string, flags: number, ...rest: unknown[]) => {
+    const cb = rest.at(-1) as (err: Error | null, fd: number) => void;
+    (real.open as (...a: unknown[]) => void)(path, flags, ...rest.slice(0, -1), (err: Error | null, fd: number) => {
+      if (!err) fds.set(fd, kind(path));
+      cb(err, fd);
+    });
+  }, (path: string, flags: number) => `${kind(path)} sync=${(flags & fs.constants.O_SYNC) === fs.constants.O_SYNC} excl=${(flags & fs.constants.O_EXCL) !== 0}`);
+  fs.writev = wrap("writev", real.writev as (...a: unknown[]) => void, (fd: unknown) => String(fds.get(fd as number)));
+  fs.link = wrap("link", real.link as (...a: unknown[]) => void, () => "");
+  fs.fsync = wrap("fsync", real.fsync as (...a: unknown[]) => void, (fd: unknown) => String(fds.get(fd as number)));
+  syncBuiltinESMExports();
+  t.after(() => {
+    Object.assign(fs, real);
+    syncBuiltinESMExports();
+  });
+  const res = await deliverToMaildir(md, { returnPath: "bob@example.org", deliveredTo: "alice@example.test", content: sampleMessage().content });
+  assert.deepEqual(calls.map((c) => c.trim()), ["open tmp sync=true excl=true", "writev tmp", "link", "open new/ sync=false excl=false", "fsync new/"]);
+  assert.ok(statSync(res.path).size === res.size);
 });

@@ -5,7 +5,8 @@
  * Maildir++ subfolders `<maildir>/.<Name>/{cur,new,tmp}` with an empty
  * `maildirfolder` file, e.g. `.Junk`. Delivery follows the Maildir protocol
  * (cr.yp.to/proto/maildir.html): write `tmp/<unique>` with O_EXCL (mode
- * 0600), fsync it, hard-link it into `new/` (link never replaces an existing
+ * 0600) and O_SYNC (the write returns once it is on disk, as after an
+ * fsync), hard-link it into `new/` (link never replaces an existing
  * file, unlike rename), remove the tmp name, fsync `new/` (one fsync shared
  * by concurrent deliveries into the same folder); only then is the delivery
  * reported done. A filesystem without hard links falls back to
@@ -19,10 +20,11 @@
  * lines, then the content exactly as given (CRLF line endings kept; Dovecot
  * reads CRLF files). Addresses come from the SMTP envelope: any CR, LF or
  * NUL in them is refused, so they cannot add header lines.
- * All I/O is async. The calls of a delivery (open, writev, fsync, close,
- * link, unlink; open, fsync, close of `new/`) use node:fs's callbacks on
- * plain descriptors: node:fs/promises would make a FileHandle object and
- * several promises for each, for the same system calls.
+ * All I/O that can wait for the disk is async: open, writev (synchronous
+ * to disk), link, unlink; open and fsync of `new/`, through node:fs's
+ * callbacks on plain descriptors (node:fs/promises would make a FileHandle
+ * object and several promises for each, for the same system calls). The two
+ * close calls, of descriptors already synced, are not waited for (closeNow).
  */
 import { close, constants, fsync, link, open, rename, stat, unlink, writev } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -102,7 +104,12 @@ function headerLine(name: string, value: string): string {
   return `${name}: ${value}\r\n`;
 }
 
-const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
+// O_SYNC: each write returns once the data and the metadata needed to read
+// it back are on disk (POSIX synchronized I/O file integrity completion, the
+// same guarantee as fsync; on Linux the write calls the file system's fsync
+// for the range written). The file is written by one writev, so that writev
+// returning is the fsync of the whole file, without a call of its own.
+const CREATE_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_SYNC;
 const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY;
 
 type Callback<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
@@ -114,12 +121,24 @@ function fsCall<T>(fn: (cb: Callback<T>) => void): Promise<T> {
 
 const done = (cb: Callback<void>) => (err: NodeJS.ErrnoException | null) => cb(err, undefined);
 
+/**
+ * Closing a descriptor whose data is already on disk (or a directory's
+ * after its fsync): nothing waits for it. close(2) then only drops the
+ * reference, so the delivery goes on (link, report) without a round trip
+ * through the thread pool; the call itself still runs there, never on the
+ * event loop (on NFS or FUSE a close may wait for the server). An error
+ * there cannot undo what is already durable, so it is ignored.
+ */
+function closeNow(fd: number): void {
+  close(fd, () => undefined);
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const fd = await fsCall<number>((cb) => open(dir, OPEN_DIR, cb));
   try {
     await fsCall<void>((cb) => fsync(fd, done(cb)));
   } finally {
-    await fsCall<void>((cb) => close(fd, done(cb)));
+    closeNow(fd);
   }
 }
 
@@ -202,14 +221,14 @@ export async function deliverToMaildir(maildir: string, msg: MaildirMessage, opt
     }
     try {
       try {
+        // Durable when it returns (O_SYNC, see CREATE_NEW).
         const bytesWritten = await fsCall<number>((cb) => writev(fd, [head, msg.content], cb));
         if (bytesWritten !== size) {
           // A short write to a regular file means the disk is full (or a quota).
           throw Object.assign(new Error(`short write to ${tmpPath}: ${bytesWritten} of ${size} bytes`), { code: "ENOSPC" });
         }
-        await fsCall<void>((cb) => fsync(fd, done(cb)));
       } finally {
-        await fsCall<void>((cb) => close(fd, done(cb)));
+        closeNow(fd);
       }
       let linked = false;
       try {

@@ -552,6 +552,21 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     doc: "SQLite page cache of each spool database connection (SQLite's default is 2000 KiB); pages beyond it are read again from the file (the OS page cache).",
     reason: "resident memory, not a policy: rows are written once and read back soon; a larger cache cost memory in every thread without saving CPU (docs/benchmarks.md)",
   },
+  {
+    name: "spool_outcome_delay", value: 20, unit: "milliseconds", file: "src/queue/spool.ts", constant: "OUTCOME_DELAY_MS",
+    doc: "Delivery outcomes are written to the spool in one transaction this long after the first of them (sooner when `spool_outcome_batch` wait, or a claim or shutdown writes them); a crash in that time only means those messages are delivered again (at-least-once).",
+    reason: "a trade between spool writes per message and duplicates after a crash, not a policy (docs/benchmarks.md)",
+  },
+  {
+    name: "spool_outcome_batch", value: 256, unit: "count", file: "src/queue/spool.ts", constant: "OUTCOME_BATCH",
+    doc: "Delivery outcomes waiting for the spool's next transaction; at this many they are written at once.",
+    reason: "bounds the bookkeeping kept in memory between deliveries and their commit",
+  },
+  {
+    name: "spool_outcome_group", value: 16, unit: "count", file: "src/queue/spool.ts", constant: "OUTCOME_GROUP",
+    doc: "Delivery outcomes waiting that a commit of new messages takes along (fewer waiting: they wait for `spool_outcome_delay`).",
+    reason: "spreads the rewrite of the oldest rows' pages over many messages without a transaction of its own, not a policy (docs/benchmarks.md)",
+  },
   // ---- config file
   {
     name: "max_config_file", value: 1 * MiB, unit: "bytes", file: "src/config/load.ts", constant: "MAX_FILE_BYTES",

@@ -23,6 +23,8 @@ export interface SpoolOptions {
   readonly retryJitter?: number;
   /** A recipient still deferred this long after the message arrived fails (default 5 days, RFC 5321 §4.5.4.1). */
   readonly expireAfterMs?: number;
+  /** How long delivery outcomes wait to be written together (default OUTCOME_DELAY_MS, spool.ts); tests lengthen it. */
+  readonly outcomeDelayMs?: number;
   /** Seal new records at rest (default true; config spool.encrypt). */
   readonly encrypt?: boolean;
   /** The keyring (default: `<dataDir>/spool.keys`, created when missing and encrypt is on). */

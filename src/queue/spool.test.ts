@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { Spool } from "./spool.ts";
+import { OUTCOME_BATCH, OUTCOME_DELAY_MS, OUTCOME_GROUP, Spool } from "./spool.ts";
 import { ShardStore } from "./store.ts";
 import { QueueAdmin } from "./admin.ts";
 import { shardPath } from "./db.ts";
@@ -403,6 +403,60 @@ test("outcomes are written with the next claim; a claimed message with no outcom
   spool.recordOutcome(b, [], now);
   const again = spool.claimDue(now, 10); // applies both outcomes first
   assert.deepEqual(again.map((m) => m.id), [b]);
+  assert.equal(spool.admin.get(a), undefined);
+});
+
+test("delivery outcomes wait outcomeDelayMs; a message commit takes them along once OUTCOME_GROUP wait; OUTCOME_BATCH of them are written at once", async (t) => {
+  const { spool } = withSpool(t, { outcomeDelayMs: 600_000 });
+  const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+  const a = await spool.enqueue(sampleMessage());
+  assert.equal(spool.claimDue(Date.now(), 10).length, 1);
+  spool.recordOutcome(a, [{ index: 0, result: "delivered" }]);
+  for (let i = 0; i < 3; i++) await tick();
+  assert.equal(spool.admin.get(a)?.state, "active", "not written in a transaction of its own");
+  const b = await spool.enqueue(sampleMessage());
+  assert.equal(spool.admin.get(a)?.state, "active", "not written with a message commit either");
+  assert.equal(spool.admin.get(b)?.state, "queued");
+  spool.flush();
+  assert.equal(spool.admin.get(a), undefined, "written by an explicit flush");
+  assert.equal(spool.stats().done, 1);
+  assert.equal(spool.claimDue(Date.now(), 10).length, 1);
+  spool.recordOutcome(b, [{ index: 0, result: "delivered" }]);
+  assert.deepEqual(spool.claimDue(Date.now(), 10), [], "a claim writes the pending outcomes in its transaction");
+  assert.equal(spool.admin.get(b), undefined);
+  assert.equal(spool.stats().done, 2);
+  // OUTCOME_GROUP waiting outcomes go with the next commit of messages.
+  const group = await Promise.all(Array.from({ length: OUTCOME_GROUP }, () => spool.enqueue(sampleMessage())));
+  assert.equal(spool.claimDue(Date.now(), OUTCOME_GROUP).length, OUTCOME_GROUP);
+  for (const id of group.slice(0, -1)) spool.recordOutcome(id, [{ index: 0, result: "delivered" }]);
+  await spool.enqueue(sampleMessage());
+  assert.equal(spool.stats().done, 2, "fewer than OUTCOME_GROUP stay waiting");
+  spool.recordOutcome(group.at(-1)!, [{ index: 0, result: "delivered" }]);
+  const c = await spool.enqueue(sampleMessage());
+  assert.equal(spool.stats().done, 2 + OUTCOME_GROUP, "taken along by the commit of a message");
+  for (const m of spool.claimDue(Date.now(), 10)) spool.recordOutcome(m.id, [{ index: 0, result: "delivered" }]);
+  spool.flush();
+  assert.equal(spool.admin.get(c), undefined);
+  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP);
+  // A full batch of outcomes does not wait.
+  const ids = await Promise.all(Array.from({ length: OUTCOME_BATCH }, () => spool.enqueue(sampleMessage())));
+  const claimed = spool.claimDue(Date.now(), OUTCOME_BATCH + 10);
+  assert.equal(claimed.length, OUTCOME_BATCH);
+  for (const id of ids.slice(0, -1)) spool.recordOutcome(id, [{ index: 0, result: "delivered" }]);
+  for (let i = 0; i < 3; i++) await tick();
+  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP, "fewer than OUTCOME_BATCH wait");
+  spool.recordOutcome(ids.at(-1)!, [{ index: 0, result: "delivered" }]);
+  for (let i = 0; i < 3; i++) await tick();
+  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP + OUTCOME_BATCH);
+});
+
+test("delivery outcomes are written after OUTCOME_DELAY_MS without any other commit", async (t) => {
+  const { spool } = withSpool(t);
+  const a = await spool.enqueue(sampleMessage());
+  assert.equal(spool.claimDue(Date.now(), 10).length, 1);
+  spool.recordOutcome(a, [{ index: 0, result: "delivered" }]);
+  const deadline = Date.now() + 5000;
+  while (spool.admin.get(a) !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, OUTCOME_DELAY_MS));
   assert.equal(spool.admin.get(a), undefined);
 });
 

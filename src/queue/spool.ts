@@ -18,15 +18,17 @@
  * the WAL before a checkpoint and the WAL header when it restarts the log), but
  * the SMTP sessions keep running meanwhile, and every commit made while one
  * fdatasync runs is covered by the next one: a second level of group commit.
- * Delivery outcomes alone (they need no fdatasync) wait while one runs and
- * go with the next messages' commit, or when it returns: fewer small
- * transactions, each shared page written once for several messages.
+ * Delivery outcomes (they need no fdatasync) are written together: with a
+ * commit of messages once OUTCOME_GROUP wait, else OUTCOME_DELAY_MS after
+ * the first of them (and, when an fdatasync runs then, when it returns),
+ * not with every group commit of messages: the leaves holding the oldest
+ * rows are rewritten once per group of outcomes.
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
  * sets per-recipient results, so a retry never re-delivers a delivered
- * recipient. Outcomes are batched into the next transaction; claims and
- * outcome-only commits use synchronous=NORMAL, since losing them on power
+ * recipient. Outcomes are batched (see above, and scheduleOutcomeFlush); claims and
+ * outcome commits use synchronous=NORMAL, since losing them on power
  * failure only means a message is tried again (at-least-once delivery) and
  * the next durable commit makes them durable anyway. When every recipient is
  * final the message is done and its row and content are deleted.
@@ -79,6 +81,13 @@ export type { SpoolOptions, SpoolStats } from "./spool-options.ts";
 
 export type ClaimedMessage = QueuedMessage;
 
+/** Delivery outcomes are written together this long after the first of them (src/limits/fixed.ts: spool_outcome_delay)... */
+export const OUTCOME_DELAY_MS = 20;
+/** ...and are written at once when this many wait (src/limits/fixed.ts: spool_outcome_batch)... */
+export const OUTCOME_BATCH = 256;
+/** ...and go with a commit of messages when at least this many wait (src/limits/fixed.ts: spool_outcome_group). */
+export const OUTCOME_GROUP = 16;
+
 export class Spool {
   readonly shard: number;
   readonly path: string;
@@ -93,6 +102,7 @@ export class Spool {
   private readonly maxBatchBytes: number;
   private readonly outcomeWriter: OutcomeWriter;
   private readonly encrypt: boolean;
+  private readonly outcomeDelayMs: number;
   private readonly events = new EventEmitter();
   private readonly w: {
     insertMessage: StatementSync;
@@ -109,7 +119,7 @@ export class Spool {
   private readonly claimed = new Set<string>();
   private pendingOutcomes: PendingOutcome[] = [];
   private flushScheduled = false;
-  /** A scheduled flush of outcomes alone found an fdatasync running: it runs when that returns. */
+  /** A scheduled flush of due outcomes alone found an fdatasync running: it runs when that returns. */
   private flushAfterSync = false;
   /** Durable messages waiting for the delivery agent (see takeFresh). */
   private readonly handoff: Handoff;
@@ -119,6 +129,10 @@ export class Spool {
   /** Read-only descriptor of the -wal file, for fdatasync (opened after the first commit). */
   private walFd: number | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Writes the pending outcomes OUTCOME_DELAY_MS after the first (scheduleOutcomeFlush). */
+  private outcomeTimer: NodeJS.Timeout | undefined;
+  /** The pending outcomes go with the next commit (their delay passed, or OUTCOME_BATCH wait). */
+  private outcomesDue = false;
   private counters = { commits: 0, committedMessages: 0, failedCommits: 0, done: 0 };
 
   private constructor(opts: SpoolOptions) {
@@ -139,6 +153,7 @@ export class Spool {
     this.writer = writerView(this);
     this.scheduler = schedulerView(this);
     this.encrypt = encrypt;
+    this.outcomeDelayMs = Math.max(0, opts.outcomeDelayMs ?? OUTCOME_DELAY_MS);
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);
     this.handoff = new Handoff(opts.handoffMaxBytes);
@@ -273,7 +288,7 @@ export class Spool {
       this.pending.push({ ...prepared, resolve, reject });
     });
     this.pendingBytes += msg.content.byteLength;
-    if (this.pending.length >= this.maxBatch || this.pendingBytes >= this.maxBatchBytes) this.flush();
+    if (this.pending.length >= this.maxBatch || this.pendingBytes >= this.maxBatchBytes) this.commit(this.outcomesDue);
     else this.scheduleFlush();
     return promise;
   }
@@ -283,24 +298,60 @@ export class Spool {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      // Delivery outcomes alone wait while an fdatasync of the WAL runs: they
-      // go with the next messages' commit, or when it returns (they need no
-      // fdatasync). Messages are committed at once, so that their commit
+      // Delivery outcomes alone (when due) wait while an fdatasync of the WAL
+      // runs: they go with the next messages' commit, or when it returns
+      // (they need no fdatasync). Messages are committed at once, so that their commit
       // overlaps the running fdatasync.
       if (this.syncing && this.pending.length === 0) this.flushAfterSync = true;
-      else this.flush();
+      else this.commit(this.outcomesDue);
     });
+  }
+
+  /**
+   * Delivery outcomes are written OUTCOME_DELAY_MS (outcomeDelayMs) after
+   * the first of them, or as soon as OUTCOME_BATCH wait (or by a claim, or
+   * an explicit flush), in one transaction, with whatever messages are
+   * pending then; a commit of messages in between takes them along only
+   * once OUTCOME_GROUP wait. A transaction rewrites the leaves it touches
+   * (the oldest rows' leaves of each table and index, the freelist)
+   * whatever it holds: one per group of outcomes writes them once for many
+   * messages instead of once for every group commit of messages (a few
+   * messages each), and leaves most of those commits (a client waits for
+   * each) small. Losing outcomes in a crash only means the messages are
+   * delivered again (at-least-once), as for any outcome not yet committed.
+   */
+  private scheduleOutcomeFlush(): void {
+    if (this.pendingOutcomes.length >= OUTCOME_BATCH) {
+      this.outcomesDue = true;
+      this.scheduleFlush();
+      return;
+    }
+    if (this.outcomeTimer !== undefined) return;
+    this.outcomeTimer = setTimeout(() => {
+      this.outcomeTimer = undefined;
+      if (this.pendingOutcomes.length === 0) return;
+      this.outcomesDue = true;
+      this.scheduleFlush();
+    }, this.outcomeDelayMs);
+    this.outcomeTimer.unref();
   }
 
   /** Commits everything pending now (enqueued messages and outcomes). Normally automatic. */
   flush(): void {
+    this.commit(true);
+  }
+
+  /** Commits the pending messages, and the pending outcomes with them when `withOutcomes`. */
+  private commit(withOutcomes: boolean): void {
     if (this.isClosed) return;
     const batch = this.pending;
-    const outcomes = this.pendingOutcomes;
+    // Enough outcomes ride along with messages, so that no transaction of their own is needed.
+    const takeOutcomes = withOutcomes || (batch.length > 0 && this.pendingOutcomes.length >= OUTCOME_GROUP);
+    const outcomes = takeOutcomes ? this.pendingOutcomes : [];
     if (batch.length === 0 && outcomes.length === 0) return;
     this.pending = [];
     this.pendingBytes = 0;
-    this.pendingOutcomes = [];
+    if (takeOutcomes) this.takeOutcomes();
     let done = 0;
     try {
       done = this.transaction(() => {
@@ -354,7 +405,7 @@ export class Spool {
       else {
         if (this.flushAfterSync) {
           this.flushAfterSync = false;
-          this.flush(); // outcomes waiting (and messages, when a maxBatch flush left some)
+          this.commit(this.outcomesDue); // outcomes due (and messages, when a maxBatch flush left some)
         }
         this.startSync();
       }
@@ -389,6 +440,16 @@ export class Spool {
   /** Handoff messages of a batch that will never be durable: no longer counted. */
   private dropHandoffs(batch: readonly PendingMessage[]): void {
     for (const m of batch) if (m.handoff) this.handoff.release(m.content.byteLength);
+  }
+
+  /** Takes every pending outcome for a transaction; none is due any more. */
+  private takeOutcomes(): PendingOutcome[] {
+    const outcomes = this.pendingOutcomes;
+    this.pendingOutcomes = [];
+    this.outcomesDue = false;
+    if (this.outcomeTimer !== undefined) clearTimeout(this.outcomeTimer);
+    this.outcomeTimer = undefined;
+    return outcomes;
   }
 
   private forgetClaims(outcomes: readonly PendingOutcome[]): void {
@@ -447,8 +508,7 @@ export class Spool {
       const next = this.nextDueAt();
       if (next === undefined || next > now) return [];
     }
-    const outcomes = this.pendingOutcomes;
-    this.pendingOutcomes = [];
+    const outcomes = this.takeOutcomes();
     let done = 0;
     let claimed: ClaimedMessage[];
     try {
@@ -487,12 +547,13 @@ export class Spool {
    * and failed are final; a final recipient is never changed again. Deferred
    * recipients are retried with exponential backoff. A claimed message with
    * no outcomes (e.g. the agent stopped) goes back to the queue, due now.
-   * Written with the next batch; see `flush`.
+   * Written with the next batch of outcomes (scheduleOutcomeFlush), the
+   * next claim, or `flush`.
    */
   recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now = Date.now()): void {
     if (this.isClosed) throw new Error("spool is closed");
     this.pendingOutcomes.push({ id, outcomes, at: now });
-    this.scheduleFlush();
+    this.scheduleOutcomeFlush();
   }
 
   /** Retry delay after the n-th deferral (n >= 1), with jitter. */
@@ -538,6 +599,8 @@ export class Spool {
     if (this.isClosed) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    if (this.outcomeTimer) clearTimeout(this.outcomeTimer);
+    this.outcomeTimer = undefined;
     this.flush();
     for (const m of this.pending) m.reject(new Error("spool is closed"));
     this.pending = [];

@@ -268,6 +268,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "the session thread's resolver cache (`dns.cache_size`) is the real cache; this only spares the cross-thread round trip for busy domains",
   },
   {
+    name: "verifier_kept_answer_bytes", value: 2 * MiB, unit: "bytes", file: "src/mailauth/thread.ts", constant: "MAX_KEPT_ANSWER_BYTES",
+    doc: "Estimated memory of the DNS answers a verifier thread keeps (`verifier_kept_answers` bounds their number); the oldest go first, an answer heavier than this alone is not kept.",
+    reason: "a busy domain's key and policies take a few KiB; without it 2048 answers of 64 KiB from a hostile zone would hold 128 MiB per thread",
+  },
+  {
     name: "task_stall", value: 100, unit: "milliseconds", file: "src/threads/index.ts", constant: "STALL_MS",
     doc: "A pool thread that has had a task this long and shown no sign of life for as long (no task read or resumed, no heartbeat) is stuck (a slow synchronous parse holds its event loop): its tasks but the one holding it move to another thread, started for them when needed.",
     reason: "a thread that reads its messages acknowledges in well under a millisecond; this only tells a stuck thread from a busy one",

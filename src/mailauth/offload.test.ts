@@ -130,6 +130,28 @@ void test("the pool's threads keep DNS answers within their TTL (and ask once fo
   }
 });
 
+void test("the pool's threads keep DNS answers within a byte bound too: the oldest large answers go first", async () => {
+  const asked: string[] = [];
+  // 40 selectors, each key answer about 60 KB (118 strings of 255 characters): more than the 2 MiB bound together.
+  const big = Array.from({ length: 118 }, () => "A".repeat(255));
+  const query = (name: string, rrtype: string): Promise<{ records: unknown; ttl: number }> => {
+    asked.push(`${rrtype} ${name}`);
+    return /^s\d+\._domainkey\.example\.org$/.test(name) && rrtype === "TXT" ? Promise.resolve({ records: [["v=DKIM1; k=rsa; p=", ...big]], ttl: 600 }) : Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
+  };
+  const signed = (sel: number): Buffer => Buffer.from(`DKIM-Signature: v=1; a=rsa-sha256; d=example.org; s=s${sel}; c=relaxed/relaxed; h=from; bh=AAAA; b=AAAA\r\nFrom: a@example.org\r\n\r\nbody\r\n`);
+  const pool = new VerifierPool(resolver, { query });
+  const times = (sel: number): number => asked.filter((q) => q === `TXT s${sel}._domainkey.example.org`).length;
+  try {
+    for (let i = 0; i < 40; i++) await pool.verify(signed(i), task);
+    await pool.verify(signed(39), task);
+    assert.equal(times(39), 1, "the newest answer is kept");
+    await pool.verify(signed(0), task);
+    assert.equal(times(0), 2, "the oldest answer was dropped for the byte bound, not the count (40 < 2048)");
+  } finally {
+    pool.close();
+  }
+});
+
 void test("the pool: a task its thread read before a slow parse held it runs again elsewhere at once, not after the slow one's deadline", async () => {
   const late = (): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" })), 300));
   const pool = new VerifierPool(late, { idleMs: 200 });

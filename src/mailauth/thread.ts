@@ -36,6 +36,22 @@ interface DnsAnswer {
 
 /** Answers kept in this thread, within their TTL, so a domain's key and policy cost no round trip per message. */
 export const MAX_KEPT_ANSWERS = 2048;
+/** Estimated bytes of the answers kept (the count alone would let 2048 hostile 64 KiB TXT answers hold 128 MiB). */
+export const MAX_KEPT_ANSWER_BYTES = 2 * 1024 * 1024;
+
+/** The memory an answer keeps, estimated: its strings and bytes, plus a fixed cost per record and per field. */
+export function answerWeight(answer: unknown): number {
+  const size = (v: unknown): number => (typeof v === "string" ? 2 * v.length : v instanceof Uint8Array ? v.byteLength : 8);
+  let w = 64;
+  if (!Array.isArray(answer)) return w + size(answer);
+  for (const r of answer as unknown[]) {
+    w += 32;
+    if (Array.isArray(r)) for (const x of r as unknown[]) w += 16 + size(x);
+    else if (r !== null && typeof r === "object") for (const x of Object.values(r as Record<string, unknown>)) w += 16 + size(x);
+    else w += size(r);
+  }
+  return w;
+}
 
 const port = parentPort;
 if (!port) throw new Error("thread.ts runs in a worker thread");
@@ -53,7 +69,14 @@ interface Question {
 const questions = new Map<number, Question>();
 let nextQid = 0;
 /** Answers within their TTL (oldest first), and the questions in flight (one per name and type). */
-const kept = new Map<string, { readonly answer: unknown; readonly until: number }>();
+const kept = new Map<string, { readonly answer: unknown; readonly until: number; readonly weight: number }>();
+let keptBytes = 0;
+function forget(key: string): void {
+  const k = kept.get(key);
+  if (k === undefined) return;
+  kept.delete(key);
+  keptBytes -= k.weight;
+}
 const asking = new Map<string, { readonly answer: Promise<{ records: unknown; ttl: number }>; readonly question: Question }>();
 /** SPF results shared by every task of this thread (every worker's, with the process's shared pool) within their DNS TTLs. */
 const spfCache = new SpfCache((name, rrtype) => query(name, rrtype, port));
@@ -95,7 +118,7 @@ function query(name: string, rrtype: string, from: TaskPeer): Promise<{ records:
   if (k !== undefined) {
     const left = k.until - performance.now();
     if (left > 0) return Promise.resolve({ records: k.answer, ttl: Math.floor(left / 1000) });
-    kept.delete(key);
+    forget(key);
   }
   const a = asking.get(key);
   if (a !== undefined) {
@@ -144,9 +167,13 @@ servePorts((message, from) => {
       q.reject(Object.assign(new Error(m.error.message), code !== undefined ? { code } : {}, ttl !== undefined ? { ttl } : {}));
     } else {
       const ttl = m.ttl ?? 0;
-      if (ttl > 0) {
-        if (kept.size >= MAX_KEPT_ANSWERS) kept.delete(kept.keys().next().value as string);
-        kept.set(q.key, { answer: m.answer, until: performance.now() + ttl * 1000 });
+      const weight = ttl > 0 ? answerWeight(m.answer) : 0;
+      if (ttl > 0 && weight <= MAX_KEPT_ANSWER_BYTES) {
+        forget(q.key);
+        // Oldest out until both bounds hold: at most one pass over the entries.
+        while (kept.size > 0 && (kept.size >= MAX_KEPT_ANSWERS || keptBytes + weight > MAX_KEPT_ANSWER_BYTES)) forget(kept.keys().next().value as string);
+        kept.set(q.key, { answer: m.answer, until: performance.now() + ttl * 1000, weight });
+        keptBytes += weight;
       }
       q.resolve({ records: m.answer, ttl });
     }

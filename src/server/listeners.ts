@@ -291,6 +291,10 @@ export class SmtpServer {
       socket.destroy();
       return;
     }
+    // No timeout (none is set): but a session's socket has its `timeout` property, and a refused one
+    // must have the same hidden class, or writing a refusal deoptimizes the socket write path the
+    // sessions made hot (measured: the flood bench's first run recompiled it under attack).
+    socket.setTimeout(0);
     // A fresh socket takes the few bytes at once: then close() sends them and our FIN, no shutdown() needed.
     socket.write(text);
     if (socket.writableLength === 0 || socket.destroyed) {

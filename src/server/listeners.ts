@@ -12,8 +12,9 @@
  * per minute on the MX port, and the memory of early talkers (pregreet);
  * the TLS handshake timeout for implicit TLS; a client whose command line
  * timed out is refused, with a delay, while its listener group is under
- * pressure (SLOW_CLIENT_S). Clients in relay.trusted_networks are exempt
- * from the per-client limits.
+ * pressure (SLOW_CLIENT_S); so is a client refused again and again, or
+ * refused by a full listener where it holds connections (REPEAT_REFUSALS).
+ * Clients in relay.trusted_networks are exempt from the per-client limits.
  */
 import net from "node:net";
 import type { Config, ListenAddress } from "../config/index.ts";
@@ -76,7 +77,7 @@ const REFUSED_LINGER_MS = 1000;
  * A client one of whose sessions let a command line time out (the slowloris
  * signature: bytes trickled into a line that never ends) is remembered this
  * long; while a listener group is under pressure its new connections there
- * are refused (ClientTable.connect, refuseSlow): its sessions would only be
+ * are refused (ClientTable.connect, refuseLater): its sessions would only be
  * timed out or evicted again, each costing a session's work that the
  * clients that complete their commands need. Without pressure it is
  * admitted as any client; trusted clients are never counted.
@@ -91,9 +92,47 @@ const SLOW_CLIENT_S = 60;
  */
 const SLOW_REFUSAL_DELAY_MS = 2000;
 const SLOW_HOLD_SHARE = 2;
+/**
+ * A client refused by a per-client limit (connections or connection rate)
+ * more than this many times within LOG_EVERY_MS, or refused by a full
+ * listener group while it already holds connections there, gets its next
+ * refusals after SLOW_REFUSAL_DELAY_MS too (held as a slow client's, within
+ * the same bound): a flood that reconnects at once after each 421 costs a
+ * refusal (and its TCP handshake on both sides) every few milliseconds per
+ * loop otherwise. The first refusals in the interval still come at once.
+ */
+const REPEAT_REFUSALS = 5;
 const EVICTION: EvictionRule = { idleMs: EVICT_IDLE_MS, fairIdleMs: FAIR_IDLE_MS, noVictimMs: NO_VICTIM_MS };
 
 function ignoreError(): void {}
+
+/**
+ * What the connections of one listener role share, made once per role:
+ * its group's pool and cap, its counters, its session options and its
+ * pressure test. accept() reads these fields instead of looking things up
+ * by role or group name per connection, so the code stays the same for MX
+ * and submission, trusted and untrusted clients (no per-connection closure
+ * for the pressure test either).
+ */
+interface ListenerState {
+  readonly role: Role;
+  readonly group: ClientGroup;
+  readonly mode: TlsMode;
+  readonly implicitTls: boolean;
+  /** Open connections of the listener group (MX, or both submission listeners). */
+  readonly pool: ConnectionPool<Connection>;
+  /** max_mx_connections or max_submission_connections. */
+  readonly cap: number;
+  /** The listener group is above STRESS_SHARE of its cap, or the worker of max_connections. */
+  readonly underPressure: () => boolean;
+  /** wardmail_connections_total of the listener. */
+  readonly accepted: { inc(): void };
+  /** wardmail_connections_refused_total of the listener by limit, bound once. */
+  readonly refused: Map<string, { inc(): void }>;
+  /** The protocol core's options for untrusted and trusted clients. */
+  readonly untrustedSession: SessionOptions;
+  readonly trustedSession: SessionOptions;
+}
 
 /** A 'finish' listener: a refusal that could not be written at once is written and our side shut down. */
 function destroySocket(this: net.Socket): void {
@@ -113,19 +152,11 @@ export class SmtpServer {
   /** Refused sockets and when they must be destroyed at the latest (REFUSED_LINGER_MS), oldest first; swept by one timer. */
   private readonly lingering = new Map<net.Socket, number>();
   private lingerTimer: NodeJS.Timeout | undefined;
-  /** Slow clients' refused sockets and when their 421 is due (SLOW_REFUSAL_DELAY_MS), oldest first; swept by one timer. */
-  private readonly holding = new Map<net.Socket, { due: number; implicitTls: boolean }>();
+  /** Refused sockets held (slow clients, repeated refusals) and when their reply is due (SLOW_REFUSAL_DELAY_MS), oldest first; swept by one timer. */
+  private readonly holding = new Map<net.Socket, { due: number; text: Buffer; implicitTls: boolean }>();
   private holdTimer: NodeJS.Timeout | undefined;
-  /** wardmail_connections_refused_total by listener and limit, bound once. */
-  private readonly refusedCounters: Record<Role, Map<string, { inc(): void }>> = { smtp: new Map(), submission: new Map(), submissions: new Map() };
-  /** wardmail_connections_total by listener, bound once. */
-  private readonly accepted: Record<Role, { inc(): void }> = {
-    smtp: metrics.counter("wardmail_connections_total", { listener: "smtp" }),
-    submission: metrics.counter("wardmail_connections_total", { listener: "submission" }),
-    submissions: metrics.counter("wardmail_connections_total", { listener: "submissions" }),
-  };
-  /** The protocol core's options per listener, TLS mode and trust (see sessionOptions). */
-  private readonly sessionOptionsCache = new Map<string, SessionOptions>();
+  /** Per listener role, made once (see ListenerState). */
+  private readonly listenerStates = new Map<Role, ListenerState>();
   private counter = 0;
   private stopping = false;
   private readonly trusted: Networks;
@@ -171,20 +202,37 @@ export class SmtpServer {
     if (role === "submissions" && !this.deps.tls) throw new Error("implicit TLS listener needs TLS certificates");
     // Implicit TLS is done per connection by the adapter (as for STARTTLS), so a
     // connection counts against max_connections from its first byte, handshake included.
-    const mode: TlsMode = role === "submissions" ? "active" : this.deps.tls ? "available" : "none";
+    const state = this.listenerState(role);
     // pauseOnConnect: a socket is read only once its session starts; one refused before costs no read, and its client's bytes or reset no event.
-    return net.createServer({ pauseOnConnect: true }, (s) => this.accept(s, role, mode));
+    return net.createServer({ pauseOnConnect: true }, (s) => this.accept(s, state));
   }
 
-  private cap(group: ClientGroup): number {
+  /** The shared state of a listener role (made at its first listener). */
+  private listenerState(role: Role): ListenerState {
+    let state = this.listenerStates.get(role);
+    if (state !== undefined) return state;
     const { limits } = this.deps.config;
-    return group === "mx" ? limits.max_mx_connections : limits.max_submission_connections;
-  }
-
-  /** Near a connection limit: the sessions get shorter timeouts. */
-  private underPressure(group: ClientGroup): boolean {
-    const { limits } = this.deps.config;
-    return this.groups[group].size >= STRESS_SHARE * this.cap(group) || this.connections.size >= STRESS_SHARE * limits.max_connections;
+    const mode: TlsMode = role === "submissions" ? "active" : this.deps.tls ? "available" : "none";
+    const group: ClientGroup = role === "smtp" ? "mx" : "submission";
+    const pool = this.groups[group];
+    const cap = group === "mx" ? limits.max_mx_connections : limits.max_submission_connections;
+    // Near a connection limit: the sessions get shorter timeouts.
+    const underPressure = (): boolean => pool.size >= STRESS_SHARE * cap || this.connections.size >= STRESS_SHARE * limits.max_connections;
+    state = {
+      role,
+      group,
+      mode,
+      implicitTls: role === "submissions",
+      pool,
+      cap,
+      underPressure,
+      accepted: metrics.counter("wardmail_connections_total", { listener: role }),
+      refused: new Map(),
+      untrustedSession: this.sessionOptions(role, mode, false),
+      trustedSession: this.sessionOptions(role, mode, true),
+    };
+    this.listenerStates.set(role, state);
+    return state;
   }
 
   /**
@@ -211,19 +259,21 @@ export class SmtpServer {
   /**
    * The line fail2ban matches ("client limit" or "pregreet", with ip and
    * limit): at most one per client and limit every LOG_EVERY_MS, carrying
-   * how many refusals were not logged since the last one.
+   * how many refusals were not logged since the last one. Returns how many
+   * were not logged in the current interval (0 when this one was).
    */
-  private logLimit(ip: string, listener: Role, limit: string, msg: string): void {
+  private logLimit(ip: string, listener: Role, limit: string, msg: string): number {
     const key = `${ip} ${limit}`;
     const now = Date.now();
     const last = this.logged.get(key);
-    if (last && now - last.at < LOG_EVERY_MS) {
-      last.suppressed++;
-      return;
-    }
+    if (last && now - last.at < LOG_EVERY_MS) return ++last.suppressed;
     if (this.logged.size >= 10_000) this.logged.clear();
     this.deps.logger.warn({ ip, listener, limit, ...(last && last.suppressed > 0 ? { suppressed: last.suppressed } : {}) }, msg);
-    this.logged.set(key, { at: now, suppressed: 0 });
+    if (last) {
+      last.at = now;
+      last.suppressed = 0;
+    } else this.logged.set(key, { at: now, suppressed: 0 });
+    return 0;
   }
 
   /**
@@ -241,6 +291,10 @@ export class SmtpServer {
       socket.destroy();
       return;
     }
+    // No timeout (none is set): but a session's socket has its `timeout` property, and a refused one
+    // must have the same hidden class, or writing a refusal deoptimizes the socket write path the
+    // sessions made hot (measured: the flood bench's first run recompiled it under attack).
+    socket.setTimeout(0);
     // A fresh socket takes the few bytes at once: then close() sends them and our FIN, no shutdown() needed.
     socket.write(text);
     if (socket.writableLength === 0 || socket.destroyed) {
@@ -255,26 +309,27 @@ export class SmtpServer {
   }
 
   /**
-   * Refuses a slow client's connection (see SLOW_CLIENT_S) after
-   * SLOW_REFUSAL_DELAY_MS, unread meanwhile, so that it comes back less
-   * often; at once when max_connections / SLOW_HOLD_SHARE are already held.
+   * Refuses a connection after SLOW_REFUSAL_DELAY_MS, unread meanwhile, so
+   * that its client comes back less often (a slow client, see SLOW_CLIENT_S;
+   * a repeated refusal, see REPEAT_REFUSALS); at once when max_connections /
+   * SLOW_HOLD_SHARE are already held.
    */
-  private refuseSlow(socket: net.Socket, implicitTls: boolean): void {
-    if (this.holding.size >= this.deps.config.limits.max_connections / SLOW_HOLD_SHARE) return this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
+  private refuseLater(socket: net.Socket, text: Buffer, implicitTls: boolean): void {
+    if (this.holding.size >= this.deps.config.limits.max_connections / SLOW_HOLD_SHARE) return this.refuse(socket, text, implicitTls);
     socket.on("error", ignoreError);
-    this.holding.set(socket, { due: Date.now() + SLOW_REFUSAL_DELAY_MS, implicitTls });
+    this.holding.set(socket, { due: Date.now() + SLOW_REFUSAL_DELAY_MS, text, implicitTls });
     this.holdTimer ??= setInterval(() => this.sweepHeld(), 100).unref();
   }
 
   /** Refuses the held sockets whose time came (all of them when stopping). */
   private sweepHeld(all = false): void {
     const now = Date.now();
-    for (const [socket, { due, implicitTls }] of this.holding) {
+    for (const [socket, { due, text, implicitTls }] of this.holding) {
       if (due > now && !all) break;
       this.holding.delete(socket);
       if (socket.destroyed) continue;
       if (all) socket.destroy();
-      else this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
+      else this.refuse(socket, text, implicitTls);
     }
     if (this.holding.size === 0 && this.holdTimer !== undefined) {
       clearInterval(this.holdTimer);
@@ -300,33 +355,33 @@ export class SmtpServer {
   }
 
   /** Counts a connection refused before its session. */
-  private countRefused(role: Role, limit: string): void {
-    const counters = this.refusedCounters[role];
-    let inc = counters.get(limit);
+  private countRefused(l: ListenerState, limit: string): void {
+    let inc = l.refused.get(limit);
     if (inc === undefined) {
-      inc = metrics.counter("wardmail_connections_refused_total", { listener: role, limit });
-      counters.set(limit, inc);
+      inc = metrics.counter("wardmail_connections_refused_total", { listener: l.role, limit });
+      l.refused.set(limit, inc);
     }
     inc.inc();
   }
 
-  private accept(socket: net.Socket, role: Role, mode: TlsMode): void {
+  private accept(socket: net.Socket, l: ListenerState): void {
     const { config, logger } = this.deps;
     const { limits } = config;
-    const group: ClientGroup = role === "smtp" ? "mx" : "submission";
-    const implicitTls = role === "submissions";
+    const { role, group, implicitTls } = l;
     if (this.stopping) return this.refuse(socket, SHUTTING_DOWN, implicitTls);
     const ip = socket.remoteAddress ?? "";
     const trusted = this.trusted.has(ip);
     if (!trusted) {
-      // Under pressure a client remembered as slow is refused too (refuseSlow, see SLOW_CLIENT_S).
-      const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx", this.underPressure(group));
+      // Under pressure a client remembered as slow is refused too (refuseLater, see SLOW_CLIENT_S).
+      const r = this.deps.clients.connect(ip, group, limits.max_connections_per_client, limits.connections_per_client_per_minute, group === "mx", l.underPressure());
       if (r !== "ok") {
         const limit = r === "slow" ? "command_timeout" : r === "banned" ? "pregreet_ban_time" : r === "concurrency" ? "max_connections_per_client" : "connections_per_client_per_minute";
-        this.logLimit(ip, role, limit, "client limit");
-        this.countRefused(role, limit);
-        if (r === "slow") return this.refuseSlow(socket, implicitTls);
-        return this.refuse(socket, r === "banned" ? EARLY_TALKER : CLIENT_TOO_MANY, implicitTls);
+        const repeated = this.logLimit(ip, role, limit, "client limit") >= REPEAT_REFUSALS;
+        this.countRefused(l, limit);
+        if (r === "banned") return this.refuse(socket, EARLY_TALKER, implicitTls);
+        // A slow client, or one that keeps coming back after its refusals: held (see REPEAT_REFUSALS).
+        if (r === "slow" || repeated) return this.refuseLater(socket, CLIENT_TOO_MANY, implicitTls);
+        return this.refuse(socket, CLIENT_TOO_MANY, implicitTls);
       }
     }
     if (this.deps.clients.untracked !== this.untrackedSeen) {
@@ -336,18 +391,20 @@ export class SmtpServer {
     }
     const key = clientKey(ip);
     const totalFull = this.connections.size >= limits.max_connections;
-    if ((totalFull || this.groups[group].size >= this.cap(group)) && !this.evictIdle(totalFull ? this.connections : this.groups[group], key, trusted)) {
+    if ((totalFull || l.pool.size >= l.cap) && !this.evictIdle(totalFull ? this.connections : l.pool, key, trusted)) {
       if (!trusted) this.deps.clients.release(ip, group);
       const limit = totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections";
       this.logLimit("", role, limit, "listener full");
-      this.countRefused(role, limit);
+      this.countRefused(l, limit);
+      // A client that already holds connections in the full pool is held before its refusal (see REPEAT_REFUSALS).
+      if (!trusted && (totalFull ? this.connections : l.pool).count(key) > 0) return this.refuseLater(socket, TOO_MANY, implicitTls);
       return this.refuse(socket, TOO_MANY, implicitTls);
     }
-    this.accepted[role].inc();
+    l.accepted.inc();
     const sessionId = `${this.deps.idPrefix}${(this.counter++).toString(36)}`;
     const log = logger.child({ session: sessionId });
     if (log.isLevelEnabled("debug")) log.debug({ role, ip: socket.remoteAddress, port: socket.remotePort }, "connect");
-    const session = this.sessionOptions(role, mode, trusted);
+    const session = trusted ? l.trustedSession : l.untrustedSession;
     socket.resume(); // (accepted paused: see createServer)
     const conn: Connection = new Connection(socket, {
       session,
@@ -364,13 +421,14 @@ export class SmtpServer {
       minDataRate: limits.min_data_rate,
       errorDelayMs: limits.error_delay,
       pregreetMs: role === "smtp" && !trusted && limits.pregreet_delay > 0 && !this.deps.clients.passed(ip) ? limits.pregreet_delay : 0,
-      underPressure: () => this.underPressure(group),
-      ...(role === "smtp" && !trusted ? { gate: (q: Question, authenticated: boolean) => this.rates(q, authenticated, ip) } : {}),
+      underPressure: l.underPressure,
+      // (Every key in every connection's options, in one order, undefined where it does not apply: one hidden class for all of them, so the attack's untrusted connections do not deoptimize the code the trusted ones made hot.)
+      gate: role === "smtp" && !trusted ? (q: Question, authenticated: boolean) => this.rates(q, authenticated, ip) : undefined,
       onEarlyTalker: () => {
         this.logLimit(ip, role, "pregreet_delay", "pregreet");
         if (limits.pregreet_ban_time > 0) this.deps.clients.ban(ip, limits.pregreet_ban_time);
       },
-      ...(trusted ? {} : { onSlowCommand: () => this.deps.clients.markSlow(ip, SLOW_CLIENT_S) }),
+      onSlowCommand: trusted ? undefined : () => this.deps.clients.markSlow(ip, SLOW_CLIENT_S),
       onPregreetPassed: () => {
         if (limits.pregreet_pass_time > 0) this.deps.clients.pass(ip, limits.pregreet_pass_time);
       },
@@ -380,17 +438,17 @@ export class SmtpServer {
       sessionId,
       onProgress: () => {
         this.connections.touch(conn);
-        this.groups[group].touch(conn);
+        l.pool.touch(conn);
       },
       onClose: () => {
         this.connections.delete(conn);
-        this.groups[group].delete(conn);
+        l.pool.delete(conn);
         if (!trusted) this.deps.clients.release(ip, group);
         log.debug("disconnect");
       },
     });
     this.connections.add(conn, key);
-    this.groups[group].add(conn, key);
+    l.pool.add(conn, key);
     conn.start();
   }
 
@@ -406,36 +464,31 @@ export class SmtpServer {
 
   /**
    * The protocol core's options for a listener and a client (trusted or
-   * not): made once per pair and shared by its sessions (the core only
-   * reads them), not built for every connection.
+   * not): made once per pair (ListenerState) and shared by its sessions
+   * (the core only reads them), not built for every connection.
    */
   private sessionOptions(role: Role, mode: TlsMode, trusted: boolean): SessionOptions {
-    const key = `${role} ${mode} ${trusted ? "trusted" : "untrusted"}`;
-    let o = this.sessionOptionsCache.get(key);
-    if (o === undefined) {
-      const { config } = this.deps;
-      o = Object.freeze({
-        hostname: config.server.hostname,
-        limits: config.limits,
-        bareLineEndings: config.protocol.bareLineEndings,
-        eightBitWithout8bitmime: config.protocol.eightBitWithout8bitmime,
-        strictPipelining: config.protocol.strictPipelining,
-        tls: mode,
-        ...this.authOptions(role, trusted),
-      });
-      this.sessionOptionsCache.set(key, o);
-    }
-    return o;
+    const { config } = this.deps;
+    return Object.freeze({
+      hostname: config.server.hostname,
+      limits: config.limits,
+      bareLineEndings: config.protocol.bareLineEndings,
+      eightBitWithout8bitmime: config.protocol.eightBitWithout8bitmime,
+      strictPipelining: config.protocol.strictPipelining,
+      tls: mode,
+      auth: this.authOptions(role, trusted),
+    });
   }
 
   /**
    * AUTH per listener: submission always offers it (and requires it, unless
    * the client is in relay.trusted_networks); the MX only with auth.on_mx.
    */
-  private authOptions(role: Role, trusted: boolean): Pick<SessionOptions, "auth"> {
+  private authOptions(role: Role, trusted: boolean): SessionOptions["auth"] {
     const { config } = this.deps;
-    if (role === "smtp") return config.auth.onMx ? { auth: { mechanisms: config.auth.mechanisms, required: false } } : {};
-    return { auth: { mechanisms: config.auth.mechanisms, required: !trusted } };
+    // (undefined rather than absent: the options of every listener share one hidden class, see accept.)
+    if (role === "smtp") return config.auth.onMx ? { mechanisms: config.auth.mechanisms, required: false } : undefined;
+    return { mechanisms: config.auth.mechanisms, required: !trusted };
   }
 
   /**

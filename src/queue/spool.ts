@@ -21,8 +21,11 @@
  * Delivery outcomes (they need no fdatasync) are written together: with a
  * commit of messages once OUTCOME_GROUP wait, else OUTCOME_DELAY_MS after
  * the first of them (and, when an fdatasync runs then, when it returns),
- * not with every group commit of messages: the leaves holding the oldest
- * rows are rewritten once per group of outcomes.
+ * or by the queue manager's next `claimDue` (which it calls whenever no
+ * fresh message waits in memory, so on a server that is not busy outcomes
+ * are written right after each delivery), not with every group commit of
+ * messages: the leaves holding the oldest rows are rewritten once per
+ * group of outcomes.
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`

@@ -49,6 +49,8 @@ interface View {
   readonly no: number;
   readonly port: MessagePort;
   readonly slot: Int32Array;
+  /** This worker's tasks in flight there, counted for the host (which ends the thread if this worker goes away with any). */
+  readonly mine: Int32Array;
   /** This worker's tasks in flight there. */
   readonly pending: Map<number, Sent>;
   /** BEAT as last seen, and when this side last saw the thread do something. */
@@ -186,7 +188,7 @@ export class PoolLink {
   #added(pool: LinkPool, m: Extract<ToLink, { type: "thread" }>): void {
     const slot = new Int32Array(m.slot);
     const beat = Atomics.load(slot, BEAT);
-    const v: View = { no: m.no, port: m.port, slot, pending: new Map(), beat, heard: performance.now(), ready: beat > 0, outbox: [], transfer: [] };
+    const v: View = { no: m.no, port: m.port, slot, mine: new Int32Array(m.mine), pending: new Map(), beat, heard: performance.now(), ready: beat > 0, outbox: [], transfer: [] };
     if (this.#closed) return void m.port.close();
     pool.views.set(m.no, v);
     pool.seen = Math.max(pool.seen, m.no + 1);
@@ -271,6 +273,7 @@ export class PoolLink {
       return this.#wait(pool, job);
     }
     Atomics.add(v.slot, POSTS, 1);
+    Atomics.add(v.mine, 0, 1);
     const id = (this.#ids !== undefined ? Atomics.add(this.#ids, 0, 1) : this.#localIds++) & 0x3fffffff;
     const claim = new Int32Array(new SharedArrayBuffer(4));
     const onAbort = (): void => this.#deadline(pool, v, id);
@@ -343,6 +346,7 @@ export class PoolLink {
     v.pending.delete(id);
     s.job.signal?.removeEventListener("abort", s.onAbort);
     if (v.pending.size === 0) v.port.unref();
+    Atomics.sub(v.mine, 0, 1);
     const left = Atomics.sub(v.slot, BUSY, 1) - 1;
     // A thread that takes no new task, with nothing left in it: ended (that stops the code of the tasks taken from it).
     if (left === 0 && Atomics.load(v.slot, SHUT) !== 0) this.#port.postMessage({ type: "end", pool: pool.name, no: v.no, reason: "blameless" } satisfies ToHost);

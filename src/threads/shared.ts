@@ -36,8 +36,10 @@
  * runs that thread's other tasks again once elsewhere (a deadline), each
  * of them again (the thread was ended for no fault of theirs), or fails
  * them (the thread crashed). A worker that goes away has its tasks ended
- * as at a deadline: the threads with tasks in flight are ended, the other
- * workers' tasks there run again once.
+ * as at a deadline: the threads with any of its tasks in flight (each link
+ * counts its own tasks per thread in a shared counter, `mine`, beside
+ * BUSY) are ended, the other workers' tasks there run again once; a
+ * thread holding none of its tasks is left alone.
  *
  * Messages, link → host: { type: "grow", pool, options, seen }, { type:
  * "end", pool, no, reason }. Host → link: { type: "hello", ids }, { type:
@@ -66,7 +68,7 @@ export type ToHost =
 
 export type ToLink =
   | { readonly type: "hello"; readonly ids: SharedArrayBuffer }
-  | { readonly type: "thread"; readonly pool: string; readonly no: number; readonly port: MessagePort; readonly slot: SharedArrayBuffer; readonly grown: boolean }
+  | { readonly type: "thread"; readonly pool: string; readonly no: number; readonly port: MessagePort; readonly slot: SharedArrayBuffer; readonly mine: SharedArrayBuffer; readonly grown: boolean }
   | { readonly type: "full"; readonly pool: string }
   | { readonly type: "known"; readonly pool: string }
   | { readonly type: "gone"; readonly pool: string; readonly no: number; readonly reason: GoneReason };
@@ -78,6 +80,8 @@ interface HostThread {
   readonly no: number;
   readonly worker: Worker;
   readonly slot: Int32Array;
+  /** Per link: its own tasks in flight in this thread (the link counts them beside BUSY). */
+  readonly links: Map<MessagePort, Int32Array>;
   /** POSTS as last seen, and since when (idleness). */
   posts: number;
   since: number;
@@ -122,10 +126,17 @@ export class PoolHost {
       else if (m.type === "end") this.#end(m.pool, m.no, m.reason);
     });
     // The worker is gone: its tasks in flight still run in their threads (nobody waits for them, their questions
-    // go unanswered), so those threads are ended as at a deadline; the other workers' tasks there run again once.
+    // go unanswered), so the threads holding any of ITS tasks are ended as at a deadline; the other workers' tasks
+    // there run again once. A thread with none of its tasks is left alone.
     port1.on("close", () => {
       this.#links.delete(port1);
-      for (const [name, pool] of this.#pools) for (const t of [...pool.threads.values()]) if (Atomics.load(t.slot, BUSY) > 0) this.#end(name, t.no, "deadline");
+      for (const [name, pool] of this.#pools) {
+        for (const t of [...pool.threads.values()]) {
+          const mine = t.links.get(port1);
+          t.links.delete(port1);
+          if (mine !== undefined && Atomics.load(mine, 0) > 0) this.#end(name, t.no, "deadline");
+        }
+      }
     });
     // The primary lives as long as its workers; a link does not keep it alive.
     port1.unref();
@@ -145,8 +156,10 @@ export class PoolHost {
   /** A port to thread `t` for `link` (and its other end to the thread). */
   #hand(name: string, t: HostThread, link: MessagePort, grown: boolean): void {
     const { port1, port2 } = new MessageChannel();
+    const mine = new Int32Array(new SharedArrayBuffer(4));
+    t.links.set(link, mine);
     t.worker.postMessage({ type: "link", port: port1 }, [port1]);
-    link.postMessage({ type: "thread", pool: name, no: t.no, port: port2, slot: t.slot.buffer as SharedArrayBuffer, grown } satisfies ToLink, [port2]);
+    link.postMessage({ type: "thread", pool: name, no: t.no, port: port2, slot: t.slot.buffer as SharedArrayBuffer, mine: mine.buffer, grown } satisfies ToLink, [port2]);
   }
 
   /**
@@ -169,7 +182,7 @@ export class PoolHost {
       workerData: { taskSlot: slot.buffer },
       resourceLimits: { maxOldGenerationSizeMb: pool.options.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
     });
-    const t: HostThread = { no: pool.nextNo++, worker, slot, posts: 0, since: performance.now() };
+    const t: HostThread = { no: pool.nextNo++, worker, slot, links: new Map(), posts: 0, since: performance.now() };
     pool.threads.set(t.no, t);
     worker.on("error", () => this.#end(name, t.no, "crash"));
     worker.on("exit", () => this.#end(name, t.no, "crash"));

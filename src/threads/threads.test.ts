@@ -201,6 +201,37 @@ void test("shared pools: a link that goes away while its task waits for its answ
   }
 });
 
+void test("shared pools: links that go away with no task in a thread leave that thread and the other link's task there alone", async () => {
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  const c = new PoolLink(host.connect());
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
+  let asks = 0;
+  b.onOther("test", (m, post) => {
+    const q = m as { q?: number; delay?: number };
+    asks++;
+    setTimeout(() => post({ type: "answer", q: q.q }), q.delay ?? 0);
+  });
+  try {
+    const warm = await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
+    // b's task waits 300 ms for its answer; meanwhile two other workers, which never posted a task, go away.
+    const mine = b.run<Task, string>("test", options, { kind: "hostile", ms: 1, delay: 300, name: "B" }, AbortSignal.timeout(8000));
+    await new Promise((r) => setTimeout(r, 50));
+    a.close();
+    await new Promise((r) => setTimeout(r, 100));
+    c.close();
+    const done = await mine;
+    assert.equal(done.split(" on ")[1], warm.split(" on ")[1], "b's task finished in the thread it was in");
+    assert.equal(asks, 1, "b's task was not run again");
+  } finally {
+    a.close();
+    b.close();
+    c.close();
+    host.close();
+  }
+});
+
 void test("shared pools: a thread's question goes to the link whose task asked, not to the one that posted last", async () => {
   const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 200 };
   const host = new PoolHost();

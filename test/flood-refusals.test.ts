@@ -5,8 +5,9 @@
  * REPEAT_REFUSALS (5) come after slow_refusal_delay (2 s), its socket
  * unread meanwhile, so that a flood reconnecting at once after each 421
  * comes back several times less often. The same for a client refused by a
- * full listener while it holds connections there; a client that holds
- * none there, and another address, still get their answer at once.
+ * full listener again and again while it holds connections there; a
+ * client that holds none there, and another address, still get their
+ * answer at once.
  *
  * One worker (the listener limits are per worker), real sockets from
  * 127.0.0.N source addresses, pregreet off (the greeting comes at once).
@@ -82,7 +83,7 @@ test("a client refused again and again for max_connections_per_client gets its l
   }
 });
 
-test("a full listener holds the refusal of a client that already has connections there; a client with none gets room at once", { timeout: 60_000 }, async () => {
+test("a full listener holds the refusals of a client that already has connections there and keeps coming back; a client with none gets room at once", { timeout: 60_000 }, async () => {
   const fillers: SmtpWire[] = [];
   try {
     // Two clients fill the MX listener (PER_CLIENT each).
@@ -103,7 +104,15 @@ test("a full listener holds the refusal of a client that already has connections
     const third = await firstReply("127.0.0.45");
     assert.match(third.raw, /^220 /);
     fillers.push(third.wire);
-    // .43 holds connections in the full listener and none of the sessions is idle long enough to give way: held, then 421.
+    // .43 holds connections in the full listener and none of the sessions is idle long enough to give way:
+    // its first 5 refusals in the interval come at once (a client is not held for one refusal)...
+    for (let i = 0; i < 5; i++) {
+      const once = await firstReply("127.0.0.43");
+      assert.match(once.raw, /^421 4\.7\.0 Too many connections, try again later/);
+      assert.ok(once.ms < 1000, `refusal ${i + 1} after ${once.ms} ms`);
+      once.wire.close();
+    }
+    // ...the next is held, then 421.
     const again = await firstReply("127.0.0.43");
     assert.match(again.raw, /^421 4\.7\.0 Too many connections, try again later/);
     assert.ok(again.ms >= 1900 && again.ms < 5000, `refused after ${again.ms} ms`);

@@ -111,7 +111,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   },
   {
     name: "repeat_refusals", value: 5, unit: "count", file: "src/server/listeners.ts", constant: "REPEAT_REFUSALS",
-    doc: "A client refused by `max_connections_per_client` or `connections_per_client_per_minute` more than this many times within `client_log_interval` gets its further refusals there after `slow_refusal_delay`, its socket unread meanwhile (within `slow_refusal_hold_share`); so does a client refused by a full listener (`max_connections`, `max_mx_connections`, `max_submission_connections`) while it holds connections there. The first refusals, and a client that holds none, are answered at once.",
+    doc: "A client refused by `max_connections_per_client` or `connections_per_client_per_minute` more than this many times within `client_log_interval` gets its further refusals there after `slow_refusal_delay`, its socket unread meanwhile (within `slow_refusal_hold_share`); so does a client refused by a full listener (`max_connections`, `max_mx_connections`, `max_submission_connections`) more than this many times within `client_log_interval` while it holds connections there. The first refusals, and a client that holds none, are answered at once.",
     reason: "a flood that reconnects at once after each 421 costs a refusal and a TCP handshake on both sides every few milliseconds per loop; an honest client is refused a few times at most before it waits and retries",
   },
   {

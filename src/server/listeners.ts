@@ -95,8 +95,9 @@ const SLOW_HOLD_SHARE = 2;
 /**
  * A client refused by a per-client limit (connections or connection rate)
  * more than this many times within LOG_EVERY_MS, or refused by a full
- * listener group while it already holds connections there, gets its next
- * refusals after SLOW_REFUSAL_DELAY_MS too (held as a slow client's, within
+ * listener group more than this many times within LOG_EVERY_MS while it
+ * already holds connections there, gets its next refusals after
+ * SLOW_REFUSAL_DELAY_MS too (held as a slow client's, within
  * the same bound): a flood that reconnects at once after each 421 costs a
  * refusal (and its TCP handshake on both sides) every few milliseconds per
  * loop otherwise. The first refusals in the interval still come at once.
@@ -147,6 +148,8 @@ export class SmtpServer {
   private readonly groups: Record<ClientGroup, ConnectionPool<Connection>> = { mx: new ConnectionPool(EVICTION), submission: new ConnectionPool(EVICTION) };
   /** Per "ip limit": when it was last logged and the refusals since (bounded: cleared at 10,000 entries). */
   private readonly logged = new Map<string, { at: number; suppressed: number }>();
+  /** Refusals of a client by a full listener group in the current LOG_EVERY_MS interval (see REPEAT_REFUSALS), by client key and group. */
+  private readonly fullRefusals = new Map<string, { at: number; n: number }>();
   /** clients.untracked when it was last reported. */
   private untrackedSeen = 0;
   /** Refused sockets and when they must be destroyed at the latest (REFUSED_LINGER_MS), oldest first; swept by one timer. */
@@ -308,6 +311,16 @@ export class SmtpServer {
     this.lingerTimer ??= setInterval(() => this.sweepRefused(), REFUSED_LINGER_MS / 4).unref();
   }
 
+  /** Counts a refusal by a full listener group; returns how many this client had there in the current LOG_EVERY_MS interval, this one included. */
+  private fullRefused(key: string): number {
+    const now = Date.now();
+    const e = this.fullRefusals.get(key);
+    if (e && now - e.at < LOG_EVERY_MS) return ++e.n;
+    if (this.fullRefusals.size >= 10_000) this.fullRefusals.clear();
+    this.fullRefusals.set(key, { at: now, n: 1 });
+    return 1;
+  }
+
   /**
    * Refuses a connection after SLOW_REFUSAL_DELAY_MS, unread meanwhile, so
    * that its client comes back less often (a slow client, see SLOW_CLIENT_S;
@@ -396,8 +409,8 @@ export class SmtpServer {
       const limit = totalFull ? "max_connections" : group === "mx" ? "max_mx_connections" : "max_submission_connections";
       this.logLimit("", role, limit, "listener full");
       this.countRefused(l, limit);
-      // A client that already holds connections in the full pool is held before its refusal (see REPEAT_REFUSALS).
-      if (!trusted && (totalFull ? this.connections : l.pool).count(key) > 0) return this.refuseLater(socket, TOO_MANY, implicitTls);
+      // A client that already holds connections in the full pool and keeps coming back is held before its refusal (see REPEAT_REFUSALS).
+      if (!trusted && (totalFull ? this.connections : l.pool).count(key) > 0 && this.fullRefused(`${key} ${group}`) > REPEAT_REFUSALS) return this.refuseLater(socket, TOO_MANY, implicitTls);
       return this.refuse(socket, TOO_MANY, implicitTls);
     }
     l.accepted.inc();

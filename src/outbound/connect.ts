@@ -29,7 +29,7 @@ import {
   ClientSession,
   NO_EXTENSIONS,
   type ClientAction,
-  type ClientTlsPolicy as TlsPolicy,
+  type ClientOptions,
   type OutboundMessage,
   type SessionResult,
   type TlsInfo,
@@ -47,27 +47,19 @@ export interface Timeouts {
   readonly dataMs: number;
 }
 
-export interface DeliverOptions {
+/** What the client core takes (helo, tls, messages, maxLineLength, auth, lmtp: see ClientOptions), and how to reach the server. */
+export interface DeliverOptions extends Pick<ClientOptions, "helo" | "tls" | "messages" | "maxLineLength" | "auth" | "lmtp"> {
   /** The server's name: for SNI and the certificate name check (MX host name). */
   readonly host: string;
   /** The IP address to connect to. */
   readonly address: string;
   readonly port: number;
   readonly localAddress?: string;
-  /** Our EHLO name. */
-  readonly helo: string;
-  readonly tls: TlsPolicy;
   /** Extra options for tls.connect (ca, checkServerIdentity, minVersion...). Defaults: minVersion TLSv1.2, rejectUnauthorized false. */
   readonly tlsOptions?: tls.ConnectionOptions;
   /** Called after the handshake; not ok → QUIT, every recipient temporary. */
   readonly verify?: (socket: tls.TLSSocket) => { ok: boolean; reason?: string };
   readonly timeouts: Timeouts;
-  readonly messages: readonly OutboundMessage[];
-  readonly maxLineLength?: number;
-  /** AUTH PLAIN after STARTTLS (a relay host); never sent without TLS. */
-  readonly auth?: { readonly user: string; readonly password: string };
-  /** Speak LMTP (RFC 2033); tls must be "none". */
-  readonly lmtp?: boolean;
   /** A unix socket to connect to instead of address:port (LMTP to a local server). */
   readonly path?: string;
 }

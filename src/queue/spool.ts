@@ -30,7 +30,7 @@
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
  * sets per-recipient results, so a retry never re-delivers a delivered
- * recipient. Outcomes are batched (see above, and scheduleOutcomeFlush); claims and
+ * recipient. Outcomes are batched (see above, and outcome-queue.ts); claims and
  * outcome commits use synchronous=NORMAL, since losing them on power
  * failure only means a message is tried again (at-least-once delivery) and
  * the next durable commit makes them durable anyway. When every recipient is
@@ -56,7 +56,8 @@
  *
  * Parts in their own files: the record as stored (pending.ts: checking,
  * sealing, the columns), the in-memory handoff and its bounds (handoff.ts),
- * and the outcomes with retry backoff and expiry (outcomes.ts).
+ * the outcomes with retry backoff and expiry (outcomes.ts), and the outcomes
+ * waiting for a transaction and when they are due (outcome-queue.ts).
  */
 import { EventEmitter } from "node:events";
 import { closeSync, fdatasync, fdatasyncSync, openSync } from "node:fs";
@@ -73,6 +74,7 @@ import { DamagedRecordError } from "./record.ts";
 import { ShardDatabase, ShardStore } from "./store.ts";
 import { schedulerView, writerView, type SpoolScheduler, type SpoolWriter } from "./views.ts";
 import { OutcomeWriter, type PendingOutcome, type RecipientOutcome } from "./outcomes.ts";
+import { OutcomeQueue } from "./outcome-queue.ts";
 import { Handoff, HANDOFF_LEASE_MS, ownedContent } from "./handoff.ts";
 import { freshEntry, prepareRecord, type PendingMessage, type PreparedMessage } from "./pending.ts";
 
@@ -105,7 +107,6 @@ export class Spool {
   private readonly maxBatchBytes: number;
   private readonly outcomeWriter: OutcomeWriter;
   private readonly encrypt: boolean;
-  private readonly outcomeDelayMs: number;
   private readonly events = new EventEmitter();
   private readonly w: {
     insertMessage: StatementSync;
@@ -120,7 +121,8 @@ export class Spool {
   private pendingBytes = 0;
   /** Claimed and not yet recorded: never claimed twice, even if an operator re-queues one meanwhile. */
   private readonly claimed = new Set<string>();
-  private pendingOutcomes: PendingOutcome[] = [];
+  /** Delivery outcomes waiting for a transaction, and whether they are due (outcome-queue.ts). */
+  private readonly outcomes: OutcomeQueue;
   private flushScheduled = false;
   /** A scheduled flush of due outcomes alone found an fdatasync running: it runs when that returns. */
   private flushAfterSync = false;
@@ -131,11 +133,6 @@ export class Spool {
   private syncing = false;
   /** Read-only descriptor of the -wal file, for fdatasync (opened after the first commit). */
   private walFd: number | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
-  /** Writes the pending outcomes OUTCOME_DELAY_MS after the first (scheduleOutcomeFlush). */
-  private outcomeTimer: NodeJS.Timeout | undefined;
-  /** The pending outcomes go with the next commit (their delay passed, or OUTCOME_BATCH wait). */
-  private outcomesDue = false;
   private counters = { commits: 0, committedMessages: 0, failedCommits: 0, done: 0 };
 
   private constructor(opts: SpoolOptions) {
@@ -156,7 +153,13 @@ export class Spool {
     this.writer = writerView(this);
     this.scheduler = schedulerView(this);
     this.encrypt = encrypt;
-    this.outcomeDelayMs = Math.max(0, opts.outcomeDelayMs ?? OUTCOME_DELAY_MS);
+    this.outcomes = new OutcomeQueue({
+      delayMs: Math.max(0, opts.outcomeDelayMs ?? OUTCOME_DELAY_MS),
+      batch: OUTCOME_BATCH,
+      group: OUTCOME_GROUP,
+      onDue: () => this.scheduleFlush(),
+      onRetry: () => this.flush(),
+    });
     this.maxBatch = Math.max(1, opts.maxBatch ?? 256);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 32 * 1024 * 1024);
     this.handoff = new Handoff(opts.handoffMaxBytes);
@@ -291,7 +294,7 @@ export class Spool {
       this.pending.push({ ...prepared, resolve, reject });
     });
     this.pendingBytes += msg.content.byteLength;
-    if (this.pending.length >= this.maxBatch || this.pendingBytes >= this.maxBatchBytes) this.commit(this.outcomesDue);
+    if (this.pending.length >= this.maxBatch || this.pendingBytes >= this.maxBatchBytes) this.commit(this.outcomes.isDue);
     else this.scheduleFlush();
     return promise;
   }
@@ -306,37 +309,8 @@ export class Spool {
       // (they need no fdatasync). Messages are committed at once, so that their commit
       // overlaps the running fdatasync.
       if (this.syncing && this.pending.length === 0) this.flushAfterSync = true;
-      else this.commit(this.outcomesDue);
+      else this.commit(this.outcomes.isDue);
     });
-  }
-
-  /**
-   * Delivery outcomes are written OUTCOME_DELAY_MS (outcomeDelayMs) after
-   * the first of them, or as soon as OUTCOME_BATCH wait (or by a claim, or
-   * an explicit flush), in one transaction, with whatever messages are
-   * pending then; a commit of messages in between takes them along only
-   * once OUTCOME_GROUP wait. A transaction rewrites the leaves it touches
-   * (the oldest rows' leaves of each table and index, the freelist)
-   * whatever it holds: one per group of outcomes writes them once for many
-   * messages instead of once for every group commit of messages (a few
-   * messages each), and leaves most of those commits (a client waits for
-   * each) small. Losing outcomes in a crash only means the messages are
-   * delivered again (at-least-once), as for any outcome not yet committed.
-   */
-  private scheduleOutcomeFlush(): void {
-    if (this.pendingOutcomes.length >= OUTCOME_BATCH) {
-      this.outcomesDue = true;
-      this.scheduleFlush();
-      return;
-    }
-    if (this.outcomeTimer !== undefined) return;
-    this.outcomeTimer = setTimeout(() => {
-      this.outcomeTimer = undefined;
-      if (this.pendingOutcomes.length === 0) return;
-      this.outcomesDue = true;
-      this.scheduleFlush();
-    }, this.outcomeDelayMs);
-    this.outcomeTimer.unref();
   }
 
   /** Commits everything pending now (enqueued messages and outcomes). Normally automatic. */
@@ -349,12 +323,11 @@ export class Spool {
     if (this.isClosed) return;
     const batch = this.pending;
     // Enough outcomes ride along with messages, so that no transaction of their own is needed.
-    const takeOutcomes = withOutcomes || (batch.length > 0 && this.pendingOutcomes.length >= OUTCOME_GROUP);
-    const outcomes = takeOutcomes ? this.pendingOutcomes : [];
-    if (batch.length === 0 && outcomes.length === 0) return;
+    const takeOutcomes = withOutcomes || this.outcomes.ridesWith(batch.length);
+    if (batch.length === 0 && (!takeOutcomes || this.outcomes.length === 0)) return;
     this.pending = [];
     this.pendingBytes = 0;
-    if (takeOutcomes) this.takeOutcomes();
+    const outcomes = takeOutcomes ? this.outcomes.take() : [];
     let done = 0;
     try {
       done = this.transaction(() => {
@@ -375,7 +348,7 @@ export class Spool {
       // Their handoff places are free again (a full disk must not leave the handoff used up).
       this.dropHandoffs(batch);
       for (const m of batch) m.reject(e);
-      this.requeueOutcomes(outcomes);
+      this.outcomes.requeue(outcomes);
       return;
     }
     this.counters.done += done;
@@ -408,7 +381,7 @@ export class Spool {
       else {
         if (this.flushAfterSync) {
           this.flushAfterSync = false;
-          this.commit(this.outcomesDue); // outcomes due (and messages, when a maxBatch flush left some)
+          this.commit(this.outcomes.isDue); // outcomes due (and messages, when a maxBatch flush left some)
         }
         this.startSync();
       }
@@ -445,30 +418,8 @@ export class Spool {
     for (const m of batch) if (m.handoff) this.handoff.release(m.content.byteLength);
   }
 
-  /** Takes every pending outcome for a transaction; none is due any more. */
-  private takeOutcomes(): PendingOutcome[] {
-    const outcomes = this.pendingOutcomes;
-    this.pendingOutcomes = [];
-    this.outcomesDue = false;
-    if (this.outcomeTimer !== undefined) clearTimeout(this.outcomeTimer);
-    this.outcomeTimer = undefined;
-    return outcomes;
-  }
-
   private forgetClaims(outcomes: readonly PendingOutcome[]): void {
     for (const o of outcomes) this.claimed.delete(o.id);
-  }
-
-  /** Outcomes whose transaction failed are kept and tried again shortly. */
-  private requeueOutcomes(outcomes: PendingOutcome[]): void {
-    if (outcomes.length === 0) return;
-    this.pendingOutcomes = outcomes.concat(this.pendingOutcomes);
-    if (this.retryTimer) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.flush();
-    }, 200);
-    this.retryTimer.unref();
   }
 
   /** Calls cb (after the promises resolved) whenever newly enqueued messages were committed. Returns an unsubscribe function. */
@@ -506,12 +457,12 @@ export class Spool {
    */
   claimDue(now: number, limit: number): ClaimedMessage[] {
     if (this.isClosed) throw new Error("spool is closed");
-    if (this.pendingOutcomes.length === 0) {
+    if (this.outcomes.length === 0) {
       // Nothing to write and nothing due: answer from the index, without taking the write lock.
       const next = this.nextDueAt();
       if (next === undefined || next > now) return [];
     }
-    const outcomes = this.takeOutcomes();
+    const outcomes = this.outcomes.take();
     let done = 0;
     let claimed: ClaimedMessage[];
     try {
@@ -536,7 +487,7 @@ export class Spool {
         return out;
       }, false);
     } catch (err) {
-      this.requeueOutcomes(outcomes);
+      this.outcomes.requeue(outcomes);
       throw err;
     }
     this.counters.done += done;
@@ -550,13 +501,12 @@ export class Spool {
    * and failed are final; a final recipient is never changed again. Deferred
    * recipients are retried with exponential backoff. A claimed message with
    * no outcomes (e.g. the agent stopped) goes back to the queue, due now.
-   * Written with the next batch of outcomes (scheduleOutcomeFlush), the
+   * Written with the next batch of outcomes (outcome-queue.ts), the
    * next claim, or `flush`.
    */
   recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now = Date.now()): void {
     if (this.isClosed) throw new Error("spool is closed");
-    this.pendingOutcomes.push({ id, outcomes, at: now });
-    this.scheduleOutcomeFlush();
+    this.outcomes.add({ id, outcomes, at: now });
   }
 
   /** Retry delay after the n-th deferral (n >= 1), with jitter. */
@@ -600,10 +550,7 @@ export class Spool {
   /** Commits what is pending, then closes the file. Later enqueues reject. */
   close(): void {
     if (this.isClosed) return;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
-    if (this.outcomeTimer) clearTimeout(this.outcomeTimer);
-    this.outcomeTimer = undefined;
+    this.outcomes.stop();
     this.flush();
     for (const m of this.pending) m.reject(new Error("spool is closed"));
     this.pending = [];

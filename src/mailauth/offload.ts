@@ -66,6 +66,8 @@ function threadOptions(resolver: Resolver, query?: TtlResolver): TaskThreadOptio
     entry: ENTRY,
     heapMb: HEAP_MB,
     what: "verification",
+    // thread.ts stops a task abandoned at its deadline (its DNS questions fail at once): a thread that only waits is kept.
+    abandons: true,
     onOther: (m, post) => {
       const q = m as DnsQuestion;
       if (q.type !== "dns") return;
@@ -120,7 +122,7 @@ export class VerifierPool {
   constructor(resolver: Resolver, opts: { readonly idleMs?: number; readonly query?: TtlResolver; readonly link?: PoolLink } = {}) {
     const { query, link, ...rest } = opts;
     const options = threadOptions(resolver, query);
-    this.shared = { entry: ENTRY.href, heapMb: HEAP_MB, what: options.what, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest };
+    this.shared = { entry: ENTRY.href, heapMb: HEAP_MB, what: options.what, abandons: true, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest };
     this.link = link;
     if (link !== undefined) {
       const onOther = options.onOther;

@@ -1,0 +1,65 @@
+/**
+ * In a task thread's entry: a task the pool gives up at its deadline
+ * ("abandon") while the thread is not stuck, so the thread and its other
+ * tasks go on instead of being ended with it.
+ *
+ * The pool (TaskThread, PoolLink) fails the task at its deadline at once,
+ * then looks at the thread's heartbeat (BEAT): a thread whose event loop
+ * turned within STALL_MS is waiting, not computing (a verification waiting
+ * for a DNS answer that never comes), and is sent { type: "abandon", id }
+ * on the road the task came by. servePorts (index.ts) hands that to
+ * abandonTask: the task's AbortSignal (runTask) aborts, and the entry's
+ * code makes every question of that task fail at once (those in flight and
+ * any later one), so it ends within a few turns of the event loop; its
+ * result is dropped and the thread answers { type: "failed", id, message:
+ * "abandoned" }, which tells the pool the task's code is done. A task that
+ * does not answer within GRACE_MS (its code went on computing, or its entry
+ * does not listen) has its thread ended, as a stuck one is at once.
+ *
+ * Bounds: one AbortController per task running in this thread, removed
+ * when the task's work settles; an abandon naming a task that is done (or
+ * was never read) is ignored.
+ */
+import type { TaskPeer } from "./index.ts";
+
+/** The tasks whose work runs in this thread (runTask), by id. */
+const running = new Map<number, AbortController>();
+
+/**
+ * Runs one task's work with a signal that aborts when the pool abandons the
+ * task, and answers on `peer`: { type: "done", id, result }, or { type:
+ * "failed", id, message } (also, without its result, for an abandoned task).
+ */
+export function runTask(id: number, peer: TaskPeer, work: (signal: AbortSignal) => Promise<unknown>): void {
+  const control = new AbortController();
+  running.set(id, control);
+  let promise: Promise<unknown>;
+  try {
+    promise = work(control.signal);
+  } catch (err) {
+    promise = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+  promise.then(
+    (result) => {
+      running.delete(id);
+      peer.postMessage(control.signal.aborted ? { type: "failed", id, message: "abandoned" } : { type: "done", id, result });
+    },
+    (err: unknown) => {
+      running.delete(id);
+      peer.postMessage({ type: "failed", id, message: control.signal.aborted ? "abandoned" : err instanceof Error ? err.message : String(err) });
+    },
+  );
+}
+
+/** True when `m` is the pool's { type: "abandon", id }: the task's signal is aborted (if it still runs here). */
+export function abandonTask(m: unknown): boolean {
+  const a = m as { readonly type?: unknown; readonly id?: unknown } | null;
+  if (a?.type !== "abandon" || typeof a.id !== "number") return false;
+  running.get(a.id)?.abort(new Error("the task was abandoned at its deadline"));
+  return true;
+}
+
+/** Tasks running in this thread (tests: abandoned tasks are released). */
+export function runningTasks(): number {
+  return running.size;
+}

@@ -145,6 +145,11 @@ export class VerifierPool {
     return (this.pool as TaskPool<Task, Verified | SpfAnswer[]>).run(task, signal);
   }
 
+  /** Threads this pool started so far (0 when they are the process's shared pool's): one ended at a deadline is started again on use. */
+  get started(): number {
+    return this.pool?.started ?? 0;
+  }
+
   /** Threads of this pool (0 when they are the process's shared pool's). */
   get size(): number {
     return this.pool?.size ?? 0;

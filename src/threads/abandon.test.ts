@@ -91,7 +91,7 @@ void test("a task holding its thread in a synchronous loop past its deadline sti
     assert.ok(performance.now() - t0 < 1000, "H failed at its deadline, at once");
     const again = await o;
     assert.notEqual(where(again), warm, "O ran again in another thread");
-    assert.equal(p.started, 2, "H's thread was ended (a new one started)");
+    assert.ok(p.started >= 2, "H's thread was ended (a new one started)");
     const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
   } finally {
@@ -110,7 +110,7 @@ void test("an abandoned task whose code goes on computing is ended with its thre
     await assert.rejects(s, /stopped at the check deadline/);
     const again = await o;
     assert.notEqual(where(again), warm, "O ran again in another thread");
-    assert.equal(p.started, 2, "S's thread was ended after the grace");
+    assert.ok(p.started >= 2, "S's thread was ended after the grace");
     const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
   } finally {

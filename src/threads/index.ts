@@ -59,7 +59,7 @@
  * hostile task burns no CPU past its deadline.
  */
 import { parentPort, Worker, workerData, type MessagePort } from "node:worker_threads";
-import { abandonTask } from "./task.ts";
+import { abandonTask, clock, turning } from "./task.ts";
 
 /** A pool task not acknowledged by its thread within this time goes to another thread. */
 export const STALL_MS = 100;
@@ -129,7 +129,9 @@ export const BEAT = 1;
 export const BUSY = 2;
 export const SHUT = 3;
 export const POSTS = 4;
-export const SLOTS = 5;
+/** When the thread's event loop last turned (its heartbeat or a resumption; clock()): a task's deadline reads it (task.ts turning). */
+export const PULSE = 5;
+export const SLOTS = 6;
 /** A task's claim (one Int32 of its own, sent with it): posted, then either read by the thread or dropped by the pool, never both. */
 export const POSTED = 0;
 export const READ = 1;
@@ -152,11 +154,17 @@ export function markTask(id: number): void {
     ownSlot = sab instanceof SharedArrayBuffer ? new Int32Array(sab) : null;
     // A heartbeat: it fires only when the event loop turns, so long asynchronous work (a big walk, a body hash in chunks) shows life, and a held loop does not.
     const slot = ownSlot;
-    if (slot !== null) setInterval(() => Atomics.add(slot, BEAT, 1), BEAT_MS).unref();
+    if (slot !== null) {
+      setInterval(() => {
+        Atomics.add(slot, BEAT, 1);
+        Atomics.store(slot, PULSE, clock());
+      }, BEAT_MS).unref();
+    }
   }
   if (ownSlot !== null) {
     Atomics.store(ownSlot, HOLDER, id + 1);
     Atomics.add(ownSlot, BEAT, 1);
+    Atomics.store(ownSlot, PULSE, clock());
   }
 }
 
@@ -395,22 +403,18 @@ export class TaskThread<T extends object, R> {
     const p = this.pending.get(id);
     if (this.worker !== w || p === undefined) return;
     const err = new Error(`${this.opts.what} stopped at the check deadline`);
-    this.look(performance.now());
-    const held = this.ready && performance.now() - this.heard > STALL_MS;
-    const unread = !held && Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) === POSTED;
-    if (!unread && (held || this.opts.abandons !== true)) return this.restart(w, err, id);
-    if (!unread) {
-      this.abandoned.set(
-        id,
-        setTimeout(() => {
-          if (this.abandoned.delete(id)) this.restart(w, new Error(`${this.opts.what} thread ended: an abandoned task went on`), id);
-        }, GRACE_MS).unref(),
-      );
-      w.postMessage({ type: "abandon", id });
-    }
+    const unread = Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) === POSTED;
+    if (!unread && this.opts.abandons !== true) return this.restart(w, err, id);
     this.forget(id, p);
     p.job.reject(err);
     this.settled?.();
+    if (unread) return;
+    if (this.slot === undefined || !turning(this.slot)) return this.restart(w, err, id);
+    w.postMessage({ type: "abandon", id });
+    const timer = setTimeout(() => {
+      if (this.abandoned.delete(id)) this.restart(w, new Error(`${this.opts.what} thread ended: an abandoned task went on`), id);
+    }, GRACE_MS);
+    this.abandoned.set(id, timer.unref());
   }
 
   /** Whether the task is still in flight here. */

@@ -27,6 +27,7 @@
 import type { MessagePort } from "node:worker_threads";
 import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
 import type { GoneReason, SharedPoolOptions, ToHost, ToLink } from "./shared.ts";
+import { turning } from "./task.ts";
 
 type Handler = (message: unknown, post: (m: unknown) => void) => void;
 
@@ -322,38 +323,23 @@ export class PoolLink {
   #deadline(pool: LinkPool, v: View, id: number): void {
     const s = v.pending.get(id);
     if (s === undefined) return;
-    const now = performance.now();
-    const held = this.#held(v, now);
-    const unread = !held && Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) === POSTED;
-    const abandon = !held && !unread && pool.options?.abandons === true;
+    const unread = Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) === POSTED;
     this.#forget(pool, v, id, s);
     s.job.reject(new Error(`${this.#what(pool)} stopped at the check deadline`));
     if (unread) return;
-    if (!abandon) return this.#end(pool, v);
+    if (pool.options?.abandons !== true) return this.#end(pool, v);
+    if (!turning(v.slot)) return this.#end(pool, v);
     send(v, { type: "abandon", id });
-    v.abandoned.set(
-      id,
-      setTimeout(() => {
-        if (v.abandoned.delete(id)) this.#end(pool, v);
-      }, GRACE_MS).unref(),
-    );
+    const timer = setTimeout(() => {
+      if (v.abandoned.delete(id)) this.#end(pool, v);
+    }, GRACE_MS);
+    v.abandoned.set(id, timer.unref());
   }
 
   /** Has the host end thread `v` as at a deadline (its other tasks run again once). */
   #end(pool: LinkPool, v: View): void {
     if (this.#closed || pool.views.get(v.no) !== v) return;
     this.#port.postMessage({ type: "end", pool: pool.name, no: v.no, reason: "deadline" } satisfies ToHost);
-  }
-
-  /** True when the thread's event loop has not turned for STALL_MS (no heartbeat, no message): held by a synchronous parse. */
-  #held(v: View, now: number): boolean {
-    const b = Atomics.load(v.slot, BEAT);
-    if (b !== v.beat) {
-      v.beat = b;
-      v.heard = now;
-      v.ready = true;
-    }
-    return v.ready && now - v.heard > STALL_MS;
   }
 
   /** True when the thread looks held by a synchronous parse (as TaskThread.stuck, for this worker's tasks there). */

@@ -16,11 +16,17 @@
  * does not answer within GRACE_MS (its code went on computing, or its entry
  * does not listen) has its thread ended, as a stuck one is at once.
  *
+ * Whether the thread is stuck is read from its heartbeat: the timer that
+ * moves BEAT every 25 ms while its event loop turns (and every resumption
+ * of a task) also writes the time into PULSE; older than STALL_MS, the
+ * thread is held by a synchronous parse (the counter alone cannot tell when
+ * it last moved unless watched, and a task's deadline must decide at once).
+ *
  * Bounds: one AbortController per task running in this thread, removed
  * when the task's work settles; an abandon naming a task that is done (or
  * was never read) is ignored.
  */
-import type { TaskPeer } from "./index.ts";
+import { PULSE, STALL_MS, type TaskPeer } from "./index.ts";
 
 /** The tasks whose work runs in this thread (runTask), by id. */
 const running = new Map<number, AbortController>();
@@ -62,4 +68,14 @@ export function abandonTask(m: unknown): boolean {
 /** Tasks running in this thread (tests: abandoned tasks are released). */
 export function runningTasks(): number {
   return running.size;
+}
+
+/** Milliseconds on a clock every thread of the process shares (the time origin plus the monotonic time), in 30 bits, for PULSE. */
+export function clock(): number {
+  return Math.floor(performance.timeOrigin + performance.now()) & 0x3fffffff;
+}
+
+/** Whether the thread of these slots turned its event loop within STALL_MS (its heartbeat wrote PULSE): waiting, not held by a synchronous parse. */
+export function turning(slot: Int32Array): boolean {
+  return ((clock() - Atomics.load(slot, PULSE)) & 0x3fffffff) <= STALL_MS;
 }

@@ -58,8 +58,8 @@
  * comes first (the tasks it still tracks then run again elsewhere). So a
  * hostile task burns no CPU past its deadline.
  */
-import { parentPort, Worker, workerData, type MessagePort } from "node:worker_threads";
-import { abandonTask, clock, turning } from "./task.ts";
+import { Worker, workerData } from "node:worker_threads";
+import { clock, turning } from "./task.ts";
 
 /** A pool task not acknowledged by its thread within this time goes to another thread. */
 export const STALL_MS = 100;
@@ -166,60 +166,6 @@ export function markTask(id: number): void {
     Atomics.add(ownSlot, BEAT, 1);
     Atomics.store(ownSlot, PULSE, clock());
   }
-}
-
-/** Where a task thread's answers go: the parent, or one session worker's port. */
-export interface TaskPeer {
-  postMessage(message: unknown): void;
-}
-
-/**
- * A port whose messages posted in one turn of the event loop go as one
- * ({ type: "batch", list }): each message to a thread that sleeps costs
- * a wake-up, which costs both threads tens of microseconds of CPU, more
- * than copying the message (docs/benchmarks.md, "direct ports").
- */
-export function batchedPeer(port: MessagePort): TaskPeer {
-  let queue: unknown[] = [];
-  const flush = (): void => {
-    const list = queue;
-    queue = [];
-    port.postMessage(list.length === 1 ? list[0] : { type: "batch", list });
-  };
-  return {
-    postMessage(message: unknown): void {
-      if (queue.push(message) === 1) setImmediate(flush);
-    },
-  };
-}
-
-/** The messages of one that may be a batch (batchedPeer). */
-export function unbatch(m: unknown): readonly unknown[] {
-  const b = m as { readonly type?: unknown; readonly list?: unknown } | null;
-  return b?.type === "batch" && Array.isArray(b.list) ? b.list : [m];
-}
-
-/**
- * In a task thread's entry: `on(message, peer)` for every message from the
- * parent and from each port a shared pool's host hands over ({ type:
- * "link", port }: one session worker's own road to this thread, shared.ts;
- * its batches unpacked); answers go back through `peer` (batched per turn
- * on a worker's port). `closed(peer)` when a handed-over port closes (its
- * worker is gone).
- */
-export function servePorts(on: (message: unknown, peer: TaskPeer) => void, closed?: (peer: TaskPeer) => void): void {
-  const parent = parentPort;
-  if (!parent) throw new Error("servePorts runs in a worker thread");
-  parent.on("message", (m: unknown) => {
-    const link = (m as { type?: unknown; port?: unknown } | null)?.type === "link" ? (m as { port?: unknown }).port : undefined;
-    if (link === undefined) return void (abandonTask(m) || on(m, parent));
-    const port = link as MessagePort;
-    const peer = batchedPeer(port);
-    port.on("message", (x: unknown) => {
-      for (const item of unbatch(x)) if (!abandonTask(item)) on(item, peer);
-    });
-    port.on("close", () => closed?.(peer));
-  });
 }
 
 /**
@@ -621,4 +567,4 @@ export class TaskPool<T extends object, R> {
 }
 
 export { PoolHost, PoolLink, type SharedPoolOptions } from "./shared.ts";
-export { runTask, runningTasks } from "./task.ts";
+export { batchedPeer, runTask, runningTasks, servePorts, unbatch, type TaskPeer } from "./task.ts";

@@ -8,9 +8,12 @@
  * 100 KiB header). On the event loop they would freeze every session of
  * the worker, and the check's deadline could not stop them. In the thread
  * they only cost that thread's time, and at the deadline (the check's
- * AbortSignal) the thread is ended: that task fails (the runner answers
- * 451 4.7.0, fail closed), the thread's other tasks run again once in
- * another thread, and the next task starts a new thread.
+ * AbortSignal) that task fails at once (the runner answers 451 4.7.0, fail
+ * closed); a thread held by a parse is ended (its other tasks run again
+ * once in another thread, and the next task starts a new thread), while
+ * in a thread that only waits (DNS) the task is abandoned: its questions
+ * fail at once there (thread.ts), and the thread is ended only if the
+ * task does not end within GRACE_MS (src/threads task.ts).
  *
  * A message that is slow to verify must not hold up the others for long:
  * the pool (VerifierPool, over src/threads' TaskPool) runs many tasks in

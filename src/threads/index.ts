@@ -65,8 +65,8 @@ import { clock, turning } from "./task.ts";
 export const STALL_MS = 100;
 /** A thread stuck this long gives up even the task holding it (it runs again elsewhere, at most maxThreads times) and is ended. */
 export const HOLD_MS = 1000;
-/** An abandoned task (task.ts) that has not answered this long after its deadline has its thread ended (its code went on computing). */
-export const GRACE_MS = 2 * STALL_MS;
+/** An abandoned task (task.ts) that has not answered this long after its deadline has its thread ended (its code went on computing); twice STALL_MS. */
+export const GRACE_MS = 200;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
 /**

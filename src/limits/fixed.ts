@@ -288,6 +288,11 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
     reason: "the holder is known from a note the thread writes when it resumes a task; this bounds the harm when the note is wrong, at one thread start per move",
   },
   {
+    name: "task_abandon_grace", value: 200, unit: "milliseconds", file: "src/threads/index.ts", constant: "GRACE_MS",
+    doc: "A verification past the check deadline in a verifier thread that is not stuck (its heartbeat moved within `task_stall`: it waits, for DNS) is abandoned there, not ended with the thread: its DNS questions fail at once and it must end within this time, else its thread is ended (its other tasks run again once in another thread). A stuck thread is ended at once.",
+    reason: "a verification whose DNS questions all fail ends in a few milliseconds; one still running after this computes, and only ending the thread stops it",
+  },
+  {
     name: "task_thread_idle", value: 30_000, unit: "milliseconds", file: "src/threads/index.ts", constant: "IDLE_MS",
     doc: "An idle pool thread beyond the first is ended after this time.",
     reason: "a thread costs about 150 ms of module loading to start and its own heap while it lives; this keeps one for bursts without holding memory for long",

@@ -8,9 +8,12 @@
  * 100 KiB header). On the event loop they would freeze every session of
  * the worker, and the check's deadline could not stop them. In the thread
  * they only cost that thread's time, and at the deadline (the check's
- * AbortSignal) the thread is ended: that task fails (the runner answers
- * 451 4.7.0, fail closed), the thread's other tasks run again once in
- * another thread, and the next task starts a new thread.
+ * AbortSignal) that task fails at once (the runner answers 451 4.7.0, fail
+ * closed); a thread held by a parse is ended (its other tasks run again
+ * once in another thread, and the next task starts a new thread), while
+ * in a thread that only waits (DNS) the task is abandoned: its questions
+ * fail at once there (thread.ts), and the thread is ended only if the
+ * task does not end within GRACE_MS (src/threads task.ts).
  *
  * A message that is slow to verify must not hold up the others for long:
  * the pool (VerifierPool, over src/threads' TaskPool) runs many tasks in
@@ -66,6 +69,8 @@ function threadOptions(resolver: Resolver, query?: TtlResolver): TaskThreadOptio
     entry: ENTRY,
     heapMb: HEAP_MB,
     what: "verification",
+    // thread.ts stops a task abandoned at its deadline (its DNS questions fail at once): a thread that only waits is kept.
+    abandons: true,
     onOther: (m, post) => {
       const q = m as DnsQuestion;
       if (q.type !== "dns") return;
@@ -120,7 +125,7 @@ export class VerifierPool {
   constructor(resolver: Resolver, opts: { readonly idleMs?: number; readonly query?: TtlResolver; readonly link?: PoolLink } = {}) {
     const { query, link, ...rest } = opts;
     const options = threadOptions(resolver, query);
-    this.shared = { entry: ENTRY.href, heapMb: HEAP_MB, what: options.what, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest };
+    this.shared = { entry: ENTRY.href, heapMb: HEAP_MB, what: options.what, abandons: true, maxThreads: MAX_THREADS, keepOneIdle: true, ...rest };
     this.link = link;
     if (link !== undefined) {
       const onOther = options.onOther;
@@ -141,6 +146,11 @@ export class VerifierPool {
   #run(task: Task, signal: AbortSignal | undefined): Promise<Verified | SpfAnswer[]> {
     if (this.link !== undefined) return this.link.run<Task, Verified | SpfAnswer[]>(SHARED_NAME, this.shared, task, signal);
     return (this.pool as TaskPool<Task, Verified | SpfAnswer[]>).run(task, signal);
+  }
+
+  /** Threads this pool started so far (0 when they are the process's shared pool's): one ended at a deadline is started again on use. */
+  get started(): number {
+    return this.pool?.started ?? 0;
   }
 
   /** Threads of this pool (0 when they are the process's shared pool's). */

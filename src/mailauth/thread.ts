@@ -3,8 +3,11 @@
  * (DKIM, ARC, DMARC) and evaluateSpf() (SPF at MAIL, with this thread's SPF
  * result cache) for the tasks its parent posts, and asks the parent for
  * every DNS answer (the parent's resolver, its cache and its limits stay
- * the only road to DNS). Ended by the parent at a check's deadline; nothing
- * here is durable.
+ * the only road to DNS). At a check's deadline the parent abandons the
+ * task when this thread is not stuck (src/threads task.ts: the task's
+ * questions, those in flight and any later one, fail at once, and its
+ * result is dropped), and ends the thread when it is stuck or when the
+ * task goes on past GRACE_MS; nothing here is durable.
  *
  * Messages in: { type: "task", id, content, task } or { type: "task", id,
  * spf }, and { type: "dns", qid, answer, ttl | error }. Out: { type: "done",
@@ -14,14 +17,15 @@
  * the port it came from, and a DNS question to the worker whose task asked
  * (tasks of several workers waiting for one answer share one question; when
  * the worker asked goes away, the question goes to another that waits for
- * it, else it fails).
+ * it, else it fails). A question no task waits for any more (its tasks
+ * abandoned) is forgotten: its late answer is dropped.
  */
 import { parentPort } from "node:worker_threads";
 import { evaluateSpf, verifyContent, type ContentTask } from "./content.ts";
 import { SpfCache, type SpfResolver } from "./spf-cache.ts";
 import { DkimKeyCache } from "./verify.ts";
 import type { SpfTask } from "./results.ts";
-import { markTask, readTask, servePorts, type TaskPeer } from "../threads/index.ts";
+import { markTask, readTask, runTask, servePorts, type TaskPeer } from "../threads/index.ts";
 
 type TaskMessage = { readonly type: "task"; readonly id: number } & ({ readonly content: Uint8Array; readonly task: ContentTask } | SpfTask);
 
@@ -65,6 +69,8 @@ interface Question {
   /** The port it was asked on, and every port whose tasks wait for it. */
   port: TaskPeer;
   readonly ports: Set<TaskPeer>;
+  /** Tasks that may still wait for it (a waiter with no signal counts for good). */
+  waiters: number;
 }
 const questions = new Map<number, Question>();
 let nextQid = 0;
@@ -77,7 +83,7 @@ function forget(key: string): void {
   kept.delete(key);
   keptBytes -= k.weight;
 }
-const asking = new Map<string, { readonly answer: Promise<{ records: unknown; ttl: number }>; readonly question: Question }>();
+const asking = new Map<string, { readonly answer: Promise<{ records: unknown; ttl: number }>; readonly question: Question; readonly qid: number }>();
 /** SPF results shared by every task of this thread (every worker's, with the process's shared pool) within their DNS TTLs. */
 const spfCache = new SpfCache((name, rrtype) => query(name, rrtype, port));
 
@@ -88,8 +94,8 @@ const spfCache = new SpfCache((name, rrtype) => query(name, rrtype, port));
  * question then resume one after another, each with its own note, instead
  * of all notes first and then all the code.
  */
-function resolverFor(id: number, from: TaskPeer): (name: string, rrtype: string) => Promise<unknown> {
-  return marked(id, (name, rrtype) => query(name, rrtype, from).then((a) => a.records));
+function resolverFor(id: number, from: TaskPeer, signal: AbortSignal): (name: string, rrtype: string) => Promise<unknown> {
+  return marked(id, (name, rrtype) => query(name, rrtype, from, signal).then((a) => a.records));
 }
 
 /** `resolve` with the task noted whenever its code resumes after an answer (see resolverFor). */
@@ -111,8 +117,19 @@ function marked(id: number, resolve: SpfResolver): SpfResolver {
     });
 }
 
-/** The answer with the seconds it may still be used (0: not to be kept), from this thread's answers or, asked on `from`, the session worker's resolver. */
-function query(name: string, rrtype: string, from: TaskPeer): Promise<{ records: unknown; ttl: number }> {
+/** What an abandoned task's questions fail with (its result is dropped: only its code's end matters). */
+function abandoned(): Error {
+  return Object.assign(new Error("the task was abandoned at its deadline"), { code: "ECANCELLED" });
+}
+
+/**
+ * The answer with the seconds it may still be used (0: not to be kept),
+ * from this thread's answers or, asked on `from`, the session worker's
+ * resolver. Once `signal` aborts (the task is abandoned) it fails at once,
+ * and a question no other task waits for is forgotten.
+ */
+function query(name: string, rrtype: string, from: TaskPeer, signal?: AbortSignal): Promise<{ records: unknown; ttl: number }> {
+  if (signal?.aborted === true) return Promise.reject(abandoned());
   const key = `${rrtype} ${name.toLowerCase()}`;
   const k = kept.get(key);
   if (k !== undefined) {
@@ -120,24 +137,49 @@ function query(name: string, rrtype: string, from: TaskPeer): Promise<{ records:
     if (left > 0) return Promise.resolve({ records: k.answer, ttl: Math.floor(left / 1000) });
     forget(key);
   }
-  const a = asking.get(key);
-  if (a !== undefined) {
-    a.question.ports.add(from);
-    return a.answer;
+  let entry = asking.get(key);
+  if (entry !== undefined) entry.question.ports.add(from);
+  else {
+    const qid = nextQid++;
+    let settle!: Pick<Question, "resolve" | "reject">;
+    const answer = new Promise<{ records: unknown; ttl: number }>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    const question: Question = { key, name, rrtype, ...settle, port: from, ports: new Set([from]), waiters: 0 };
+    questions.set(qid, question);
+    from.postMessage({ type: "dns", qid, name, rrtype });
+    const made = { answer, question, qid };
+    asking.set(key, made);
+    const done = (): void => {
+      if (asking.get(key) === made) asking.delete(key);
+    };
+    made.answer.then(done, done);
+    entry = made;
   }
-  const qid = nextQid++;
-  let settle!: Pick<Question, "resolve" | "reject">;
-  const answer = new Promise<{ records: unknown; ttl: number }>((resolve, reject) => {
-    settle = { resolve, reject };
+  entry.question.waiters++;
+  if (signal === undefined) return entry.answer;
+  const { answer, question, qid } = entry;
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => {
+      // Nobody waits for it any more: forgotten (a late answer is dropped, the next asker asks again).
+      if (--question.waiters === 0 && questions.get(qid) === question) {
+        questions.delete(qid);
+        if (asking.get(key)?.question === question) asking.delete(key);
+      }
+      reject(abandoned());
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    answer.then(
+      (a) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(a);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
   });
-  const question: Question = { key, name, rrtype, ...settle, port: from, ports: new Set([from]) };
-  questions.set(qid, question);
-  from.postMessage({ type: "dns", qid, name, rrtype });
-  const entry = { answer, question };
-  asking.set(key, entry);
-  const done = (): void => void asking.delete(key);
-  entry.answer.then(done, done);
-  return entry.answer;
 }
 
 /** A session worker's port closed: its questions go to another port waiting for them, else fail. */
@@ -181,12 +223,9 @@ servePorts((message, from) => {
   }
   if (!readTask(m)) return;
   const id = m.id;
-  const work: Promise<unknown> =
+  runTask(id, from, (signal) =>
     "spf" in m
-      ? evaluateSpf(m.spf, spfCache, (r) => marked(id, r), (name, rrtype) => query(name, rrtype, from))
-      : verifyContent(Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength), m.task, resolverFor(id, from), keys);
-  work.then(
-    (result) => from.postMessage({ type: "done", id, result }),
-    (err: unknown) => from.postMessage({ type: "failed", id, message: err instanceof Error ? err.message : String(err) }),
+      ? evaluateSpf(m.spf, spfCache, (r) => marked(id, r), (name, rrtype) => query(name, rrtype, from, signal))
+      : verifyContent(Buffer.from(m.content.buffer, m.content.byteOffset, m.content.byteLength), m.task, resolverFor(id, from, signal), keys),
   );
 }, portClosed);

@@ -19,12 +19,19 @@
  * pool's host hands it (one per session worker, shared.ts) and answers on
  * the port a message came from.
  *
- * Deadlines: a task's AbortSignal ends the whole thread (a synchronous
- * parser in it cannot be interrupted otherwise). In a TaskThread used
- * alone every task in it fails; in a pool, the other tasks of that thread
- * are run again once, in another thread, so one hostile message costs
- * the others time, not a refusal. An idle thread is unreferenced, so it
- * keeps no process alive; its heap is capped (heapMb).
+ * Deadlines: a task's AbortSignal fails it at once. A task its thread
+ * has not read yet is dropped there (its claim). A task it read, in a
+ * thread that is stuck (no heartbeat for STALL_MS: a synchronous parser,
+ * which cannot be interrupted otherwise), ends the whole thread. In a
+ * thread that is not stuck (it waits, for a DNS answer that may never
+ * come) a task whose entry listens (`abandons`, task.ts runTask) is
+ * abandoned: its questions fail at once there and it answers within
+ * GRACE_MS, or its thread is ended then (its code went on computing); the
+ * thread and its other tasks go on. When a thread is ended, in a
+ * TaskThread used alone every task in it fails; in a pool, the other
+ * tasks of that thread are run again once, in another thread, so one
+ * hostile message costs the others time, not a refusal. An idle thread is
+ * unreferenced, so it keeps no process alive; its heap is capped (heapMb).
  *
  * A pool thread runs many tasks at once (most of a verification is waiting
  * for DNS answers, which come from the parent). A task goes to the thread
@@ -51,12 +58,15 @@
  * comes first (the tasks it still tracks then run again elsewhere). So a
  * hostile task burns no CPU past its deadline.
  */
-import { parentPort, Worker, workerData, type MessagePort } from "node:worker_threads";
+import { Worker, workerData } from "node:worker_threads";
+import { clock, turning } from "./task.ts";
 
 /** A pool task not acknowledged by its thread within this time goes to another thread. */
 export const STALL_MS = 100;
 /** A thread stuck this long gives up even the task holding it (it runs again elsewhere, at most maxThreads times) and is ended. */
 export const HOLD_MS = 1000;
+/** An abandoned task (task.ts) that has not answered this long after its deadline has its thread ended (its code went on computing); twice STALL_MS. */
+export const GRACE_MS = 200;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
 /**
@@ -75,6 +85,8 @@ export interface TaskThreadOptions {
   readonly what: string;
   /** A message from the thread that ends no task; `post` answers it. */
   readonly onOther?: (message: unknown, post: (m: unknown) => void) => void;
+  /** The entry stops a task the pool abandons (task.ts runTask): a task past its deadline in a thread that is not stuck is abandoned, its thread kept. */
+  readonly abandons?: boolean;
 }
 
 
@@ -117,7 +129,9 @@ export const BEAT = 1;
 export const BUSY = 2;
 export const SHUT = 3;
 export const POSTS = 4;
-export const SLOTS = 5;
+/** When the thread's event loop last turned (its heartbeat or a resumption; clock()): a task's deadline reads it (task.ts turning). */
+export const PULSE = 5;
+export const SLOTS = 6;
 /** A task's claim (one Int32 of its own, sent with it): posted, then either read by the thread or dropped by the pool, never both. */
 export const POSTED = 0;
 export const READ = 1;
@@ -140,66 +154,18 @@ export function markTask(id: number): void {
     ownSlot = sab instanceof SharedArrayBuffer ? new Int32Array(sab) : null;
     // A heartbeat: it fires only when the event loop turns, so long asynchronous work (a big walk, a body hash in chunks) shows life, and a held loop does not.
     const slot = ownSlot;
-    if (slot !== null) setInterval(() => Atomics.add(slot, BEAT, 1), BEAT_MS).unref();
+    if (slot !== null) {
+      setInterval(() => {
+        Atomics.add(slot, BEAT, 1);
+        Atomics.store(slot, PULSE, clock());
+      }, BEAT_MS).unref();
+    }
   }
   if (ownSlot !== null) {
     Atomics.store(ownSlot, HOLDER, id + 1);
     Atomics.add(ownSlot, BEAT, 1);
+    Atomics.store(ownSlot, PULSE, clock());
   }
-}
-
-/** Where a task thread's answers go: the parent, or one session worker's port. */
-export interface TaskPeer {
-  postMessage(message: unknown): void;
-}
-
-/**
- * A port whose messages posted in one turn of the event loop go as one
- * ({ type: "batch", list }): each message to a thread that sleeps costs
- * a wake-up, which costs both threads tens of microseconds of CPU, more
- * than copying the message (docs/benchmarks.md, "direct ports").
- */
-export function batchedPeer(port: MessagePort): TaskPeer {
-  let queue: unknown[] = [];
-  const flush = (): void => {
-    const list = queue;
-    queue = [];
-    port.postMessage(list.length === 1 ? list[0] : { type: "batch", list });
-  };
-  return {
-    postMessage(message: unknown): void {
-      if (queue.push(message) === 1) setImmediate(flush);
-    },
-  };
-}
-
-/** The messages of one that may be a batch (batchedPeer). */
-export function unbatch(m: unknown): readonly unknown[] {
-  const b = m as { readonly type?: unknown; readonly list?: unknown } | null;
-  return b?.type === "batch" && Array.isArray(b.list) ? b.list : [m];
-}
-
-/**
- * In a task thread's entry: `on(message, peer)` for every message from the
- * parent and from each port a shared pool's host hands over ({ type:
- * "link", port }: one session worker's own road to this thread, shared.ts;
- * its batches unpacked); answers go back through `peer` (batched per turn
- * on a worker's port). `closed(peer)` when a handed-over port closes (its
- * worker is gone).
- */
-export function servePorts(on: (message: unknown, peer: TaskPeer) => void, closed?: (peer: TaskPeer) => void): void {
-  const parent = parentPort;
-  if (!parent) throw new Error("servePorts runs in a worker thread");
-  parent.on("message", (m: unknown) => {
-    const link = (m as { type?: unknown; port?: unknown } | null)?.type === "link" ? (m as { port?: unknown }).port : undefined;
-    if (link === undefined) return on(m, parent);
-    const port = link as MessagePort;
-    const peer = batchedPeer(port);
-    port.on("message", (x: unknown) => {
-      for (const item of unbatch(x)) on(item, peer);
-    });
-    port.on("close", () => closed?.(peer));
-  });
 }
 
 /**
@@ -279,7 +245,11 @@ export class TaskThread<T extends object, R> {
    */
   private tainted = false;
   private readonly pending = new Map<number, InFlight<T, R>>();
+  /** Tasks abandoned at their deadline in the current thread (task.ts), each with the timer that ends the thread if it does not answer within GRACE_MS. */
+  private readonly abandoned = new Map<number, NodeJS.Timeout>();
   private nextId = 0;
+  /** Threads started so far (tests and metrics). */
+  private starts = 0;
   /** In a pool: where the other tasks of a thread ended at a deadline go. */
   private readonly orphans: ((jobs: Job<T, R>[]) => void) | undefined;
   /** In a pool: a task is settled (the pool looks at idle threads). */
@@ -294,6 +264,11 @@ export class TaskThread<T extends object, R> {
   /** Tasks in flight. */
   get busy(): number {
     return this.pending.size;
+  }
+
+  /** Threads started so far, the current one included. */
+  get started(): number {
+    return this.starts;
   }
 
   /** Whether the thread may take a new task (see `tainted`). */
@@ -328,7 +303,7 @@ export class TaskThread<T extends object, R> {
     }
     const worker = this.thread();
     const id = this.nextId++;
-    const onAbort = (): void => this.restart(worker, new Error(`${this.opts.what} stopped at the check deadline`), id);
+    const onAbort = (): void => this.deadline(worker, id);
     job.signal?.addEventListener("abort", onAbort, { once: true });
     const claim = new Int32Array(new SharedArrayBuffer(4));
     this.pending.set(id, { job, posted: performance.now(), onAbort, claim });
@@ -361,6 +336,31 @@ export class TaskThread<T extends object, R> {
     }
     this.forget(id, p);
     return p.job;
+  }
+
+  /**
+   * Task `id`'s deadline: it fails at once. Not read yet: dropped (the
+   * thread skips it). Read, in a thread whose event loop turned within
+   * STALL_MS, with an entry that listens: abandoned (task.ts), the thread
+   * kept unless the task does not answer within GRACE_MS. Else the thread
+   * is ended (its other tasks run again once elsewhere, in a pool).
+   */
+  private deadline(w: Worker, id: number): void {
+    const p = this.pending.get(id);
+    if (this.worker !== w || p === undefined) return;
+    const err = new Error(`${this.opts.what} stopped at the check deadline`);
+    const unread = Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) === POSTED;
+    if (!unread && this.opts.abandons !== true) return this.restart(w, err, id);
+    this.forget(id, p);
+    p.job.reject(err);
+    this.settled?.();
+    if (unread) return;
+    if (this.slot === undefined || !turning(this.slot)) return this.restart(w, err, id);
+    w.postMessage({ type: "abandon", id });
+    const timer = setTimeout(() => {
+      if (this.abandoned.delete(id)) this.restart(w, new Error(`${this.opts.what} thread ended: an abandoned task went on`), id);
+    }, GRACE_MS);
+    this.abandoned.set(id, timer.unref());
   }
 
   /** Whether the task is still in flight here. */
@@ -404,6 +404,7 @@ export class TaskThread<T extends object, R> {
     const slot = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
     const w = new Worker(this.opts.entry, { workerData: { taskSlot: slot.buffer }, resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb, maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
     // A new thread loads its modules first: it is not stuck until it has shown life (look, or an answer).
+    this.starts++;
     this.slot = slot;
     this.beat = 0;
     this.ready = false;
@@ -415,7 +416,12 @@ export class TaskThread<T extends object, R> {
       if (this.worker !== w) return;
       this.ready = true;
       const p = this.pending.get(e.id);
-      if (p === undefined) return;
+      if (p === undefined) {
+        // An abandoned task's answer: its code is done, the thread stays.
+        clearTimeout(this.abandoned.get(e.id));
+        this.abandoned.delete(e.id);
+        return;
+      }
       this.forget(e.id, p);
       if (e.type === "done") p.job.resolve(e.result);
       else p.job.reject(new Error(e.message));
@@ -443,6 +449,8 @@ export class TaskThread<T extends object, R> {
     this.slot = undefined;
     this.ready = false;
     this.tainted = false;
+    for (const timer of this.abandoned.values()) clearTimeout(timer);
+    this.abandoned.clear();
     void w.terminate();
     const again: Job<T, R>[] = [];
     for (const [id, p] of [...this.pending]) {
@@ -473,6 +481,8 @@ export class TaskPool<T extends object, R> {
   private readonly opts: TaskPoolOptions;
   private readonly threads: TaskThread<T, R>[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Threads started by the TaskThreads this pool no longer holds. */
+  private retired = 0;
   /** Closed: no thread starts again (a thread ended at close may hand back tasks, see TaskThread.restart). */
   private closed = false;
 
@@ -482,6 +492,11 @@ export class TaskPool<T extends object, R> {
 
   get size(): number {
     return this.threads.length;
+  }
+
+  /** Threads started so far (tests and metrics: a thread ended at a deadline is started again on use). */
+  get started(): number {
+    return this.threads.reduce((n, t) => n + t.started, this.retired);
   }
 
   run(task: T, signal?: AbortSignal): Promise<R> {
@@ -543,6 +558,7 @@ export class TaskPool<T extends object, R> {
       const idle = this.threads.filter((x) => x.busy === 0);
       for (const t of idle.slice(1)) {
         t.close();
+        this.retired += t.started;
         this.threads.splice(this.threads.indexOf(t), 1);
       }
     }, this.opts.idleMs ?? IDLE_MS);
@@ -551,3 +567,4 @@ export class TaskPool<T extends object, R> {
 }
 
 export { PoolHost, PoolLink, type SharedPoolOptions } from "./shared.ts";
+export { batchedPeer, runTask, runningTasks, servePorts, unbatch, type TaskPeer } from "./task.ts";

@@ -8,7 +8,12 @@
  * unread by a stuck thread after STALL_MS is moved, the one holding the
  * thread after HOLD_MS (that thread then takes no new task, SHUT, and is
  * ended when nothing is left in it or when the task is settled); a task's
- * deadline fails it at once and has the host end its thread. Each end is
+ * deadline fails it at once: unread, it is dropped; read, in a thread
+ * whose heartbeat moved within STALL_MS, it is abandoned there (task.ts:
+ * the thread and its other tasks go on) when the pool's entry listens
+ * (`abandons`), and the host ends the thread only if it does not answer
+ * within GRACE_MS; read, in a stuck thread, the host ends its thread at
+ * once. Each end is
  * told by the host ("gone"), and this side runs that thread's other tasks
  * again or fails them (shared.ts). The threads' other messages (the
  * verifier's DNS questions about this worker's tasks) go to `onOther`.
@@ -20,8 +25,9 @@
  * a copy.
  */
 import type { MessagePort } from "node:worker_threads";
-import { BEAT, BUSY, DROPPED, HOLD_MS, HOLDER, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
+import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
 import type { GoneReason, SharedPoolOptions, ToHost, ToLink } from "./shared.ts";
+import { turning } from "./task.ts";
 
 type Handler = (message: unknown, post: (m: unknown) => void) => void;
 
@@ -53,6 +59,8 @@ interface View {
   readonly mine: Int32Array;
   /** This worker's tasks in flight there. */
   readonly pending: Map<number, Sent>;
+  /** This worker's tasks abandoned there at their deadline, each with the timer that has the host end the thread if it does not answer within GRACE_MS. */
+  readonly abandoned: Map<number, NodeJS.Timeout>;
   /** BEAT as last seen, and when this side last saw the thread do something. */
   beat: number;
   heard: number;
@@ -188,7 +196,7 @@ export class PoolLink {
   #added(pool: LinkPool, m: Extract<ToLink, { type: "thread" }>): void {
     const slot = new Int32Array(m.slot);
     const beat = Atomics.load(slot, BEAT);
-    const v: View = { no: m.no, port: m.port, slot, mine: new Int32Array(m.mine), pending: new Map(), beat, heard: performance.now(), ready: beat > 0, outbox: [], transfer: [] };
+    const v: View = { no: m.no, port: m.port, slot, mine: new Int32Array(m.mine), pending: new Map(), abandoned: new Map(), beat, heard: performance.now(), ready: beat > 0, outbox: [], transfer: [] };
     if (this.#closed) return void m.port.close();
     pool.views.set(m.no, v);
     pool.seen = Math.max(pool.seen, m.no + 1);
@@ -203,7 +211,12 @@ export class PoolLink {
           continue;
         }
         const s = v.pending.get(x.id as number);
-        if (s === undefined) continue;
+        if (s === undefined) {
+          // An abandoned task's answer: its code is done, the thread stays.
+          clearTimeout(v.abandoned.get(x.id as number));
+          v.abandoned.delete(x.id as number);
+          continue;
+        }
         this.#forget(pool, v, x.id as number, s);
         if (x.type === "done") s.job.resolve(x.result);
         else s.job.reject(new Error(x.message));
@@ -300,12 +313,32 @@ export class PoolLink {
     setTimeout(check, STALL_MS + 1).unref();
   }
 
-  /** A task's deadline: it fails here at once; the host ends the thread that runs it (its other tasks run again once). */
+  /**
+   * A task's deadline: it fails here at once. Unread: dropped there. Read,
+   * in a thread that is not stuck, with an entry that listens: abandoned
+   * there (task.ts), and the host ends the thread only if it does not
+   * answer within GRACE_MS. Else the host ends the thread that runs it
+   * (its other tasks run again once).
+   */
   #deadline(pool: LinkPool, v: View, id: number): void {
     const s = v.pending.get(id);
     if (s === undefined) return;
+    const unread = Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) === POSTED;
     this.#forget(pool, v, id, s);
     s.job.reject(new Error(`${this.#what(pool)} stopped at the check deadline`));
+    if (unread) return;
+    if (pool.options?.abandons !== true) return this.#end(pool, v);
+    if (!turning(v.slot)) return this.#end(pool, v);
+    send(v, { type: "abandon", id });
+    const timer = setTimeout(() => {
+      if (v.abandoned.delete(id)) this.#end(pool, v);
+    }, GRACE_MS);
+    v.abandoned.set(id, timer.unref());
+  }
+
+  /** Has the host end thread `v` as at a deadline (its other tasks run again once). */
+  #end(pool: LinkPool, v: View): void {
+    if (this.#closed || pool.views.get(v.no) !== v) return;
     this.#port.postMessage({ type: "end", pool: pool.name, no: v.no, reason: "deadline" } satisfies ToHost);
   }
 
@@ -359,6 +392,8 @@ export class PoolLink {
     if (v !== undefined) {
       pool.views.delete(no);
       v.port.close();
+      for (const timer of v.abandoned.values()) clearTimeout(timer);
+      v.abandoned.clear();
       const what = this.#what(pool);
       const again: Job[] = [];
       for (const [id, s] of [...v.pending]) {
@@ -387,6 +422,8 @@ export class PoolLink {
           jobs.push(s.job);
         }
         v.pending.clear();
+        for (const timer of v.abandoned.values()) clearTimeout(timer);
+        v.abandoned.clear();
         v.port.close();
       }
       pool.views.clear();

@@ -29,7 +29,8 @@
  * thread fit for a task asks, { type: "grow" }; the host starts one while
  * below `maxThreads` times the links then connected, unless it started one
  * the link had not seen yet, else answers "full"),
- * and ending one (a task's deadline, { type: "end" }; a stuck thread that
+ * and ending one (a task's deadline in a stuck thread, or an abandoned
+ * task that did not end within GRACE_MS, { type: "end" }; a stuck thread that
  * lost a task it had read; a crash; idleness: a thread beyond the first
  * with no task posted for `idleMs` (default IDLE_MS) when keepOneIdle).
  * Every end is told to every link ({ type: "gone", reason }), which then

@@ -3,9 +3,12 @@
 // question), then hold the thread for ms; "chunked" tasks hold it for ms,
 // `parts` times, letting the event loop turn in between (as a long
 // asynchronous walk does), without any note of their own. Notes its reads and resumptions
-// as the real entries do (readTask, markTask).
+// as the real entries do (readTask, markTask). A task the pool abandons (src/threads task.ts)
+// stops waiting at once; a "stubborn" one then holds the thread for ms all the same (code
+// that goes on computing). { type: "running" } answers { type: "running", count } (tasks
+// whose work has not settled here).
 import { parentPort, threadId } from "node:worker_threads";
-import { markTask, readTask, servePorts, type TaskPeer } from "../../src/threads/index.ts";
+import { markTask, readTask, runTask, runningTasks, servePorts, type TaskPeer } from "../../src/threads/index.ts";
 
 interface Task {
   readonly type: "task";
@@ -14,6 +17,7 @@ interface Task {
   readonly parts?: number;
   readonly ms: number;
   readonly delay?: number;
+  readonly stubborn?: boolean;
   readonly name: string;
 }
 
@@ -31,20 +35,34 @@ function spin(ms: number): void {
 
 // Tasks come from the parent, or from a session worker's own port (a shared pool, src/threads shared.ts): questions and answers go back on it.
 servePorts((message, from: TaskPeer) => {
-  const m = message as Task | { readonly type: "answer"; readonly q: number };
+  const m = message as Task | { readonly type: "answer"; readonly q: number } | { readonly type: "running" };
   if (m.type === "answer") {
     waits.get(m.q)?.();
     waits.delete(m.q);
     return;
   }
+  if (m.type === "running") return from.postMessage({ type: "running", count: runningTasks(), waits: waits.size });
   if (!readTask(m)) return;
-  void (async () => {
+  runTask(m.id, from, async (signal) => {
     if (m.kind === "hostile") {
       const q = nextQ++;
-      await new Promise<void>((resolve) => {
-        waits.set(q, resolve);
-        from.postMessage({ type: "ask", q, delay: m.delay ?? 0 });
-      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          waits.set(q, resolve);
+          from.postMessage({ type: "ask", q, delay: m.delay ?? 0 });
+          signal.addEventListener(
+            "abort",
+            () => {
+              waits.delete(q);
+              reject(new Error("abandoned"));
+            },
+            { once: true },
+          );
+        });
+      } catch (err) {
+        if (m.stubborn === true) spin(m.ms);
+        throw err;
+      }
       markTask(m.id);
     }
     if (m.kind === "chunked") {
@@ -53,6 +71,6 @@ servePorts((message, from: TaskPeer) => {
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
     } else spin(m.ms);
-    from.postMessage({ type: "done", id: m.id, result: `${m.name} on ${threadId}` });
-  })();
+    return `${m.name} on ${threadId}`;
+  });
 });

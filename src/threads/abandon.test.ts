@@ -1,0 +1,204 @@
+// A task past its deadline in a thread that is not stuck is abandoned there (src/threads task.ts):
+// the thread and its other tasks go on. A stuck thread, or an abandoned task that goes on computing,
+// still has its thread ended. Real threads (test/helpers/task-thread-entry.ts).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { GRACE_MS, PoolHost, PoolLink, TaskPool, type SharedPoolOptions } from "./index.ts";
+
+const ENTRY = new URL("../../test/helpers/task-thread-entry.ts", import.meta.url);
+/** A question asked with this delay is never answered (a DNS server that never answers). */
+const NEVER = 3_600_000;
+
+interface Task {
+  readonly kind: "sync" | "hostile";
+  readonly ms: number;
+  readonly delay?: number;
+  readonly stubborn?: boolean;
+  readonly name: string;
+}
+
+/** The thread the result came from. */
+const where = (result: string): string | undefined => result.split(" on ")[1];
+
+interface Probe {
+  /** Answers from the thread to { type: "running" }: its tasks whose work has not settled, its unanswered questions. */
+  readonly running: { count: number; waits: number }[];
+  readonly onOther: (m: unknown, post: (x: unknown) => void) => void;
+}
+
+/** The threads' questions answered after their delay (never: NEVER); a question with delay 1 first asks the thread what still runs in it. */
+function probe(): Probe {
+  const running: { count: number; waits: number }[] = [];
+  return {
+    running,
+    onOther: (m, post) => {
+      const a = m as { type?: string; q?: number; delay?: number; count?: number; waits?: number };
+      if (a.type === "running") return void running.push({ count: a.count ?? -1, waits: a.waits ?? -1 });
+      if (a.type !== "ask" || a.delay === NEVER) return;
+      if (a.delay === 1) post({ type: "running" });
+      setTimeout(() => post({ type: "answer", q: a.q }), a.delay ?? 0).unref();
+    },
+  };
+}
+
+function pool(p: Probe): TaskPool<Task, string> {
+  return new TaskPool<Task, string>({ entry: ENTRY, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 10_000, abandons: true, onOther: p.onOther });
+}
+
+/** CPU this process uses (every thread) over the next second, in ms. */
+async function cpuMsOverNextSecond(): Promise<number> {
+  const c0 = process.cpuUsage();
+  await new Promise((r) => setTimeout(r, 1000));
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000;
+}
+
+void test("a task waiting for an answer that never comes fails at its deadline; the other task in its thread completes there, and no thread is started again", async () => {
+  const pr = probe();
+  const p = pool(pr);
+  try {
+    const warm = where(await p.run({ kind: "sync", ms: 1, name: "warm" }));
+    // W waits for an answer that never comes (deadline 300 ms); O, in the same thread, gets its answer after 1.5 s.
+    const w = p.run({ kind: "hostile", ms: 1, delay: NEVER, name: "W" }, AbortSignal.timeout(300));
+    w.catch(() => undefined);
+    const o = p.run({ kind: "hostile", ms: 1, delay: 1500, name: "O" }, AbortSignal.timeout(8000));
+    const t0 = performance.now();
+    await assert.rejects(w, /stopped at the check deadline/);
+    assert.ok(performance.now() - t0 < 600, "W failed at its deadline, at once");
+    // Later: what runs in the thread is O and the probe; W's work and its question are gone.
+    await new Promise((r) => setTimeout(r, 2 * GRACE_MS));
+    assert.equal(where(await p.run({ kind: "hostile", ms: 1, delay: 1, name: "probe" }, AbortSignal.timeout(5000))), warm);
+    assert.deepEqual(pr.running, [{ count: 2, waits: 2 }], "O and the probe run there; W was released");
+    assert.equal(where(await o), warm, "O completed in the thread it was in");
+    assert.equal(p.started, 1, "the thread was not ended");
+    assert.equal(p.size, 1);
+  } finally {
+    p.close();
+  }
+});
+
+void test("a task holding its thread in a synchronous loop past its deadline still ends the thread; the other task runs again elsewhere", async () => {
+  const p = pool(probe());
+  try {
+    const warm = where(await p.run({ kind: "sync", ms: 1, name: "warm" }));
+    // O is read and waits 300 ms for its answer; H then holds the thread for 5 s, past its 600 ms deadline.
+    const o = p.run({ kind: "hostile", ms: 1, delay: 300, name: "O" }, AbortSignal.timeout(8000));
+    await new Promise((r) => setTimeout(r, 50));
+    const h = p.run({ kind: "sync", ms: 5000, name: "H" }, AbortSignal.timeout(600));
+    h.catch(() => undefined);
+    const t0 = performance.now();
+    await assert.rejects(h, /stopped at the check deadline/);
+    assert.ok(performance.now() - t0 < 1000, "H failed at its deadline, at once");
+    const again = await o;
+    assert.notEqual(where(again), warm, "O ran again in another thread");
+    assert.ok(p.started >= 2, "H's thread was ended (a new one started)");
+    const ms = await cpuMsOverNextSecond();
+    assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
+  } finally {
+    p.close();
+  }
+});
+
+void test("an abandoned task whose code goes on computing is ended with its thread after the grace; the other task runs again elsewhere", async () => {
+  const p = pool(probe());
+  try {
+    const warm = where(await p.run({ kind: "sync", ms: 1, name: "warm" }));
+    // S waits for an answer that never comes; once abandoned it computes for 4 s all the same.
+    const s = p.run({ kind: "hostile", ms: 4000, delay: NEVER, stubborn: true, name: "S" }, AbortSignal.timeout(300));
+    s.catch(() => undefined);
+    const o = p.run({ kind: "hostile", ms: 1, delay: 600, name: "O" }, AbortSignal.timeout(8000));
+    await assert.rejects(s, /stopped at the check deadline/);
+    const again = await o;
+    assert.notEqual(where(again), warm, "O ran again in another thread");
+    assert.ok(p.started >= 2, "S's thread was ended after the grace");
+    const ms = await cpuMsOverNextSecond();
+    assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
+  } finally {
+    p.close();
+  }
+});
+
+void test("a task past its deadline that its thread has not read is dropped there; the thread is not ended", async () => {
+  const p = pool(probe());
+  try {
+    const warm = where(await p.run({ kind: "sync", ms: 1, name: "warm" }));
+    // Three tasks at once: the thread holds A 150 ms, during which B's 50 ms deadline passes (B unread); C waits.
+    const a = p.run({ kind: "sync", ms: 150, name: "A" }, AbortSignal.timeout(5000));
+    const b = p.run({ kind: "sync", ms: 3000, name: "B" }, AbortSignal.timeout(50));
+    b.catch(() => undefined);
+    const c = p.run({ kind: "sync", ms: 1, name: "C" }, AbortSignal.timeout(5000));
+    await assert.rejects(b, /deadline/);
+    assert.equal(where(await a), warm);
+    assert.match(await c, /^C on /);
+    const ms = await cpuMsOverNextSecond();
+    assert.ok(ms < 300, `${ms} ms of CPU in the second after: B never ran`);
+  } finally {
+    p.close();
+  }
+});
+
+// The process's shared pools (shared.ts): the same through a PoolLink.
+const shared: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 10_000, abandons: true };
+
+void test("shared pools: a task of one link waiting for an answer that never comes fails at its deadline; the other link's task completes in the same thread, and the host ends nothing", async () => {
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  const pa = probe();
+  const pb = probe();
+  a.onOther("test", pa.onOther);
+  b.onOther("test", pb.onOther);
+  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", shared, task, signal);
+  try {
+    const warm = where(await run(a, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
+    const before = host.received;
+    const w = run(a, { kind: "hostile", ms: 1, delay: NEVER, name: "W" }, AbortSignal.timeout(300));
+    w.catch(() => undefined);
+    const o = run(b, { kind: "hostile", ms: 1, delay: 1500, name: "O" }, AbortSignal.timeout(8000));
+    await assert.rejects(w, /stopped at the check deadline/);
+    await new Promise((r) => setTimeout(r, 2 * GRACE_MS));
+    assert.equal(where(await run(a, { kind: "hostile", ms: 1, delay: 1, name: "probe" }, AbortSignal.timeout(5000))), warm);
+    assert.deepEqual(pa.running, [{ count: 2, waits: 2 }], "O and the probe run there; W was released");
+    assert.equal(where(await o), warm, "O completed in the thread it was in");
+    assert.equal(host.received - before, 0, "no thread was ended (nor started)");
+    assert.deepEqual(host.sizes(), { test: 1 });
+  } finally {
+    a.close();
+    b.close();
+    host.close();
+  }
+});
+
+void test("shared pools: an abandoned task that goes on computing has its thread ended after the grace; a stuck thread at once; the other link's tasks run again elsewhere", async () => {
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  a.onOther("test", probe().onOther);
+  b.onOther("test", probe().onOther);
+  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", shared, task, signal);
+  try {
+    const warm = where(await run(a, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
+    // S (link a) is abandoned at 300 ms and computes for 4 s all the same: its thread is ended after the grace; O (link b) runs again.
+    const s = run(a, { kind: "hostile", ms: 4000, delay: NEVER, stubborn: true, name: "S" }, AbortSignal.timeout(300));
+    s.catch(() => undefined);
+    const o = run(b, { kind: "hostile", ms: 1, delay: 600, name: "O" }, AbortSignal.timeout(8000));
+    await assert.rejects(s, /stopped at the check deadline/);
+    const second = where(await o);
+    assert.notEqual(second, warm, "O ran again in another thread");
+    // H (link a) holds that thread for 5 s past its 600 ms deadline: ended at once; P (link b) runs again.
+    const p = run(b, { kind: "hostile", ms: 1, delay: 300, name: "P" }, AbortSignal.timeout(8000));
+    await new Promise((r) => setTimeout(r, 50));
+    const h = run(a, { kind: "sync", ms: 5000, name: "H" }, AbortSignal.timeout(600));
+    h.catch(() => undefined);
+    await assert.rejects(h, /stopped at the check deadline/);
+    const third = where(await p);
+    assert.notEqual(third, second, "P ran again in another thread");
+    assert.notEqual(third, warm);
+    const ms = await cpuMsOverNextSecond();
+    assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
+  } finally {
+    a.close();
+    b.close();
+    host.close();
+  }
+});

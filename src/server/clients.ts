@@ -23,7 +23,6 @@
  * the current minute's count.
  */
 import { isIPv4, isIPv6 } from "node:net";
-import { plainIp } from "../submission/index.ts";
 
 /** Counter groups: the MX listener and the submission listeners are counted apart. */
 export type ClientGroup = "mx" | "submission";
@@ -256,7 +255,9 @@ export class ClientTable {
   }
 
   private parseKey(ip: string): boolean {
-    const p = plainIp(ip);
+    // IPv4-mapped → IPv4, as submission's plainIp; not imported from there: this file runs in the main
+    // thread too, and src/submission/index.ts would load the SMTP protocol and AUTH modules into it.
+    const p = ip.startsWith("::ffff:") && isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
     const k = this.key;
     if (isIPv4(p)) {
       const o = p.split(".");

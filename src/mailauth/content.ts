@@ -53,12 +53,14 @@ export interface ContentTask {
 /** DKIM and ARC (and the ARC seal when asked), then DMARC for each author, as plain data. */
 export async function verifyContent(content: Buffer, task: ContentTask, resolver: Resolver, keys: DkimKeyCache): Promise<Verified> {
   const res = task.seal ? await authenticateAndSeal(content, task, resolver) : await verify(content, task, resolver, keys);
-  // Only plain data (no key objects, no hidden properties): DMARC gets the very inputs it got when it ran in the session thread.
-  const plain = JSON.parse(JSON.stringify({ ...res, dkim: slim(res.dkim) })) as Omit<Verified, "dmarc">;
-  const spfResult = task.seal ? plain.spf : (task.spf ?? false);
-  const dmarc = await Promise.all((task.authors ?? []).map((author) => dmarcFor(author, plain.dkim, spfResult, plain.arc, resolver)));
+  // Only plain data (no key objects, no hidden properties), built field by field: slim() gives the DKIM
+  // results as a JSON copy would (no undefined fields), and of the ARC and SPF results DMARC and
+  // check.ts read only strings (arcResult.status.result; slimArc, slimSpf), which a copy leaves as they are.
+  const dkim = slim(res.dkim);
+  const spfResult = task.seal ? res.spf : (task.spf ?? false);
+  const dmarc = await Promise.all((task.authors ?? []).map((author) => dmarcFor(author, dkim, spfResult, res.arc, resolver)));
   // Back to the session: only what check.ts reads.
-  return { dkim: plain.dkim, spf: plain.spf && slimSpf(plain.spf), arc: plain.arc && slimArc(plain.arc), headers: plain.headers, dmarc: dmarc.map((d) => d && slimDmarc(d)) };
+  return { dkim, spf: res.spf && slimSpf(res.spf), arc: res.arc && slimArc(res.arc), headers: res.headers, dmarc: dmarc.map((d) => d && slimDmarc(d)) };
 }
 
 /** DMARC (dmarc.ts: mailauth's, with the guard for a record set at the author domain) for one author mailbox. */
@@ -124,14 +126,28 @@ export async function evaluateSpf(task: SpfTask["spf"], cache: SpfCache, wrap: (
  * in the thread instead of being copied to the session thread for nothing.
  */
 function slim(dkim: DKIMVerifyResult): DKIMVerifyResult {
-  const results = (dkim.results ?? []).map((r) => ({
-    ...(r.id !== undefined ? { id: r.id } : {}),
-    signingDomain: r.signingDomain,
-    selector: r.selector,
-    info: r.info,
-    status: { result: r.status.result, comment: r.status.comment, aligned: r.status.aligned, underSized: r.status.underSized },
-  }));
-  return { headerFrom: dkim.headerFrom, envelopeFrom: dkim.envelopeFrom, results } as unknown as DKIMVerifyResult;
+  const results = (dkim.results ?? []).map((r) =>
+    defined({
+      id: r.id,
+      signingDomain: r.signingDomain,
+      selector: r.selector,
+      info: r.info,
+      status: defined({ result: r.status.result, comment: r.status.comment, aligned: r.status.aligned, underSized: r.status.underSized }),
+    }),
+  );
+  // headerFrom: the From: addresses mailauth found (strings); envelopeFrom: a string or false.
+  return defined({ headerFrom: dkim.headerFrom && [...dkim.headerFrom], envelopeFrom: dkim.envelopeFrom, results }) as unknown as DKIMVerifyResult;
+}
+
+/**
+ * The object without its undefined fields, as JSON.parse(JSON.stringify())
+ * gives it for fields that are strings, finite numbers, booleans, null,
+ * plain objects and arrays of strings (all that slim() puts in).
+ */
+function defined<T extends object>(o: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as T;
 }
 
 /**

@@ -157,6 +157,29 @@ function permanent(r: Reply | undefined): Reply | undefined {
 
 class Deadline extends Error {}
 
+/** (check, verdict) pairs whose counter is bound once (below); more are counted through metrics.inc, the same series. */
+const MAX_BOUND_VERDICTS = 512;
+/** Longest check + verdict name bound (verdicts are our checks' own names; a longer one is counted through metrics.inc). */
+const MAX_BOUND_VERDICT_CHARS = 200;
+const verdictCounters = new Map<string, { inc(n?: number): void }>();
+
+/**
+ * Counts one verdict in wardmail_check_verdicts_total{check, verdict}: a
+ * counter bound once per pair (metrics.counter), so the series key (sorted
+ * labels, JSON-quoted values) is not built again for every verdict of every
+ * message. The registry never drops a series, so the count is the same.
+ */
+function countVerdict(check: string, verdict: string): void {
+  const key = `${check}\0${verdict}`;
+  let counter = verdictCounters.get(key);
+  if (counter === undefined) {
+    if (verdictCounters.size >= MAX_BOUND_VERDICTS || key.length > MAX_BOUND_VERDICT_CHARS) return metrics.inc("wardmail_check_verdicts_total", { check, verdict });
+    counter = metrics.counter("wardmail_check_verdicts_total", { check, verdict });
+    verdictCounters.set(key, counter);
+  }
+  counter.inc();
+}
+
 export class CheckRunner {
   private readonly checks: readonly Check[];
   private readonly actions: Readonly<Record<string, CheckAction>>;
@@ -208,11 +231,11 @@ export class CheckRunner {
       if (r.status === "rejected") {
         const err = r.reason as Error;
         log.error({ check: name, phase, err: err.message, timeout: err instanceof Deadline }, "check failed; answered 451 (fail closed)");
-        metrics.inc("wardmail_check_verdicts_total", { check: name, verdict: `${name}.error` });
+        countVerdict(name, `${name}.error`);
         return { action: "tempfail", reply: CHECK_FAILED, verdicts, triggered: [`${name}.error`], headers: [], failed: true };
       }
       verdicts.push(...r.value.verdicts);
-      for (const v of r.value.verdicts) metrics.inc("wardmail_check_verdicts_total", { check: name, verdict: v });
+      for (const v of r.value.verdicts) countVerdict(name, v);
       headers.push(...(r.value.headers ?? []));
       if (r.value.notes) log.debug({ check: name, phase, ...r.value.notes }, "check result");
       for (const l of r.value.logs ?? []) log[l.level]({ check: name, phase, ...l.fields }, l.msg);

@@ -35,3 +35,19 @@ void test("actions a check gives for its verdicts win over the table, for this m
   const plain = new CheckRunner([checkOf({ verdicts: ["attachment.executable"] })], table, 1000);
   assert.equal((await plain.run("data", input, log)).action, "reject");
 });
+
+void test("every verdict is counted once per message in wardmail_check_verdicts_total, bound counters or not", async () => {
+  const { metrics } = await import("../metrics/index.ts");
+  const count = (check: string, verdict: string): number =>
+    metrics.snapshot().find((s) => s.name === "wardmail_check_verdicts_total" && s.labels.check === check && s.labels.verdict === verdict)?.value ?? 0;
+  const long = `count.${"x".repeat(300)}`;
+  const runner = new CheckRunner([{ name: "count", data: () => Promise.resolve({ verdicts: ["count.a", "count.b", long] }) }], {}, 1000);
+  const before = [count("count", "count.a"), count("count", "count.b"), count("count", long.slice(0, 100))];
+  for (let i = 0; i < 3; i++) await runner.run("data", input, log);
+  // A label longer than the registry keeps is cut to 100 characters, as metrics.inc cuts it.
+  assert.deepEqual([count("count", "count.a"), count("count", "count.b"), count("count", long.slice(0, 100))], before.map((n) => n + 3));
+  const failing = new CheckRunner([{ name: "countfail", data: () => Promise.reject(new Error("down")) }], {}, 1000);
+  await failing.run("data", input, log);
+  await failing.run("data", input, log);
+  assert.equal(count("countfail", "countfail.error"), 2);
+});

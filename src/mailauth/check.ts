@@ -15,7 +15,7 @@
  * check's deadline (the check fails closed and the answer is dropped), so
  * a slow sender never ends the thread other connections' tasks are in.
  * DATA: DKIM, ARC and DMARC (with the SPF result; content.ts, run in
- * verifier threads that the check's deadline ends: offload.ts), verdicts dkim.<result>,
+ * verifier threads: at the check's deadline the task is abandoned there, or its thread ended when stuck: offload.ts), verdicts dkim.<result>,
  * arc.<result>, dmarc.<result or policy>: a DMARC failure becomes
  * "dmarc.reject", "dmarc.quarantine" or "dmarc.none" by the policy that
  * applies (the domain's, lowered by mailauth for t=y, or the operator's
@@ -213,10 +213,11 @@ export class SenderAuthCheck implements Check {
     }
     const missing = senders.filter((_, i) => results[i] === undefined);
     if (missing.length === 0) return Promise.all(results as Promise<SPFResult>[]);
-    // Without the check's deadline signal: a deadline ends the verifier thread (the cure for a parse that holds
-    // it), which every worker's sessions share, and SPF only waits for DNS (each question under dns.timeout,
-    // at most 10 lookups, RFC 7208 §4.6.4): a sender whose name servers answer slowly must cost only its own
-    // check (failed closed at the deadline by the CheckRunner), not end the thread under the others' tasks.
+    // Without the check's deadline signal: SPF only waits for DNS (each question under dns.timeout, at most
+    // 10 lookups, RFC 7208 §4.6.4) and its evaluation is shared in the thread by every connection with the
+    // same inputs (spf-cache.ts), so a slow sender costs only its own check (failed closed at the deadline by
+    // the CheckRunner, the answer dropped), neither the thread (offload.ts: a deadline ends it when stuck)
+    // nor the evaluation another connection waits for.
     const batch = this.verifier.spf({ clientIp: input.clientIp, helo, mta, senders: missing }).then((answers) => {
       for (const [i, a] of answers.entries()) {
         const sender = missing[i];

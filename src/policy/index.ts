@@ -4,8 +4,9 @@
  * A check is a small module with a hook per SMTP phase (connect, helo, mail,
  * rcpt, data). A hook returns verdicts, named "check.result" (e.g.
  * "spf.fail", "dmarc.reject"), and may return header lines to put on top of
- * the message. The runner gives every hook a deadline and maps each verdict
- * to an action through the operator's table (config `checks.actions`);
+ * the message. The runner gives every hook that answers with a promise a
+ * deadline (one that decides at once returns its outcome and needs none)
+ * and maps each verdict to an action through the operator's table (config `checks.actions`);
  * verdicts not in the table are informational ("ignore"). The most severe
  * action wins: reject > tempfail > quarantine > tag > ignore.
  *

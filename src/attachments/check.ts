@@ -94,11 +94,16 @@ export class AttachmentCheck implements Check {
     this.pool = opts.threads === true ? new WalkerPool() : undefined;
   }
 
-  /** A hook the runner calls unbound: an arrow function. */
-  readonly data = async (input: CheckInput): Promise<CheckOutcome> => {
+  /** A hook the runner calls unbound: an arrow function. A single-part text message is decided at once (no promise, no deadline). */
+  readonly data = (input: CheckInput): CheckOutcome | Promise<CheckOutcome> => {
     const content = input.content ?? Buffer.alloc(0);
     // The header section the pipeline read once for this content (input.head), else read here.
     if (plainText(content, headOf(content, input.head).fields)) return { verdicts: [] };
+    return this.walk(input, content);
+  };
+
+  /** The MIME walk (in a worker thread over INLINE_MAX) and the findings' verdicts. */
+  private async walk(input: CheckInput, content: Buffer): Promise<CheckOutcome> {
     const findings = this.pool && content.length > INLINE_MAX ? await this.pool.walk(content, this.limits, input.signal) : await walkMessage(content, this.limits, input.signal);
     if (findings.length === 0) return { verdicts: [] };
     const verdicts: string[] = [];
@@ -121,7 +126,7 @@ export class AttachmentCheck implements Check {
       replies,
       logs: [{ level: "warn", msg: "attachment policy", fields: { findings: logged, total: findings.length, actions } }],
     };
-  };
+  }
 }
 
 /**

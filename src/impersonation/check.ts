@@ -98,7 +98,8 @@ export class ImpersonationCheck implements Check {
     return byKey;
   }
 
-  readonly data = (input: CheckInput): Promise<CheckOutcome> => {
+  /** Decides at once (no I/O): the outcome itself, not a promise (the runner then needs no deadline). */
+  readonly data = (input: CheckInput): CheckOutcome => {
     const headers: string[] = [];
     const verdicts: string[] = [];
     if (this.opts.externalTag) headers.push(`${EXTERNAL_HEADER}: yes`);
@@ -126,6 +127,6 @@ export class ImpersonationCheck implements Check {
       }
       if (seen.length > 0) headers.push(`${IMPERSONATION_HEADER}: ${seen.join(";\r\n\t")}`);
     }
-    return Promise.resolve({ verdicts, headers, ...(verdicts.length > 0 ? { notes: { impersonation: verdicts } } : {}) });
+    return { verdicts, headers, ...(verdicts.length > 0 ? { notes: { impersonation: verdicts } } : {}) };
   };
 }

@@ -4,8 +4,9 @@
  * A check is a small module with a hook per SMTP phase (connect, helo, mail,
  * rcpt, data). A hook returns verdicts, named "check.result" (e.g.
  * "spf.fail", "dmarc.reject"), and may return header lines to put on top of
- * the message. The runner gives every hook a deadline and maps each verdict
- * to an action through the operator's table (config `checks.actions`);
+ * the message. The runner gives every hook that answers with a promise a
+ * deadline (one that decides at once returns its outcome and needs none)
+ * and maps each verdict to an action through the operator's table (config `checks.actions`);
  * verdicts not in the table are informational ("ignore"). The most severe
  * action wins: reject > tempfail > quarantine > tag > ignore.
  *
@@ -100,7 +101,8 @@ export interface CheckLog {
   readonly fields?: Readonly<Record<string, unknown>>;
 }
 
-export type CheckHook = (input: CheckInput) => Promise<CheckOutcome>;
+/** A hook; one that decides at once may return its outcome itself (the runner then sets no deadline timer for it). */
+export type CheckHook = (input: CheckInput) => CheckOutcome | Promise<CheckOutcome>;
 
 export interface Check {
   readonly name: string;
@@ -212,16 +214,35 @@ export class CheckRunner {
     const hooks = this.checks.flatMap((c) => (c[phase] ? [{ name: c.name, hook: c[phase] }] : []));
     if (hooks.length === 0) return { action: "ignore", verdicts: [], triggered: [], headers: [] };
     const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        reject(new Deadline(`deadline of ${this.timeoutMs} ms passed`));
-      }, this.timeoutMs);
-    });
     const full: CheckInput = { ...input, signal: controller.signal };
-    const results = await Promise.allSettled(hooks.map(({ hook }) => Promise.race([hook(full), deadline])));
-    clearTimeout(timer);
+    // Hooks that answered at once (the usual case for the checks that only read the message) need no
+    // deadline: the timer, the race and the settling are paid only when some hook is still at work.
+    const answers: (CheckOutcome | Promise<CheckOutcome>)[] = [];
+    let later = false;
+    for (const { hook } of hooks) {
+      let a: CheckOutcome | Promise<CheckOutcome>;
+      try {
+        a = hook(full);
+      } catch (err) {
+        a = Promise.reject(err as Error);
+      }
+      if (a instanceof Promise) later = true;
+      answers.push(a);
+    }
+    let results: PromiseSettledResult<CheckOutcome>[];
+    if (later) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          controller.abort();
+          reject(new Deadline(`deadline of ${this.timeoutMs} ms passed`));
+        }, this.timeoutMs);
+      });
+      results = await Promise.allSettled(answers.map((a) => (a instanceof Promise ? Promise.race([a, deadline]) : Promise.resolve(a))));
+      clearTimeout(timer);
+    } else {
+      results = answers.map((value) => ({ status: "fulfilled", value: value as CheckOutcome }));
+    }
     const verdicts: string[] = [];
     const headers: string[] = [];
     const replies = new Map<string, Reply>();

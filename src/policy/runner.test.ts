@@ -51,3 +51,25 @@ void test("every verdict is counted once per message in wardmail_check_verdicts_
   await failing.run("data", input, log);
   assert.equal(count("countfail", "countfail.error"), 2);
 });
+
+void test("hooks that answer at once (no promise) and hooks that throw at once: the same decisions as async ones, a throw fails closed", async () => {
+  const sync: Check = { name: "s", data: () => ({ verdicts: ["s.found"], headers: ["X-S: 1"] }) };
+  const later: Check = { name: "l", data: () => Promise.resolve({ verdicts: ["l.found"], headers: ["X-L: 1"] }) };
+  const table = { "s.found": "tag", "l.found": "quarantine" } as const;
+  const alone = await new CheckRunner([sync], table, 1000).run("data", input, log);
+  assert.equal(alone.action, "tag");
+  assert.deepEqual(alone.headers, ["X-S: 1"]);
+  const mixed = await new CheckRunner([sync, later], table, 1000).run("data", input, log);
+  assert.equal(mixed.action, "quarantine");
+  assert.deepEqual(mixed.verdicts, ["s.found", "l.found"]);
+  assert.deepEqual(mixed.headers, ["X-S: 1", "X-L: 1"]);
+  const throwing: Check = { name: "t", data: () => { throw new Error("broken"); } };
+  const failed = await new CheckRunner([sync, throwing], table, 1000).run("data", input, log);
+  assert.equal(failed.failed, true);
+  assert.equal(failed.reply?.code, 451);
+  // A slow hook beside a sync one still meets the deadline (fail closed).
+  const slow: Check = { name: "w", data: (i) => new Promise((resolve) => { const t = setTimeout(() => resolve({ verdicts: [] }), 5000); i.signal.addEventListener("abort", () => clearTimeout(t)); }) };
+  const late = await new CheckRunner([sync, slow], table, 50).run("data", input, log);
+  assert.equal(late.failed, true);
+  assert.deepEqual(late.triggered, ["w.error"]);
+});

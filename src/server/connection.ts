@@ -50,6 +50,7 @@ import { describeTls } from "../tls/index.ts";
 import { formatReply } from "../protocol/index.ts";
 import { MEMORY_BUSY_CONNECT, overMemoryBudget, residentSet } from "./memory.ts";
 import { countAnswer } from "./metrics.ts";
+import { ContentRate } from "./content-rate.ts";
 import { endTransaction, type ConnectionInfo, type ConnectionScratch, type HostAnswer, type SessionHost } from "./host.ts";
 
 export type { ConnectionInfo, ConnectionScratch, HostAnswer, SessionHost } from "./host.ts";
@@ -123,16 +124,11 @@ export class Connection {
   private readonly clientPort: number;
   /** Timers of the slow-client limits (cleared at the end). */
   private commandTimer: NodeJS.Timeout | undefined;
-  private dataTimer: NodeJS.Timeout | undefined;
-  /** When dataTimer fires, and when the content budget actually runs out (ms since the epoch). */
-  private dataTimerAt = 0;
-  private dataDeadline = 0;
   private sessionTimer: NodeJS.Timeout | undefined;
   private greetTimer: NodeJS.Timeout | undefined;
-  /** Content phase: the rate budget (ms) left at dataAt. */
+  /** Content phase, and its rate (made at the first content). */
   private inContent = false;
-  private dataBudgetMs = 0;
-  private dataAt = 0;
+  private rate: ContentRate | undefined;
   /** Last reply, or last content bytes: what "idle" is measured from when a busy listener closes idle sessions. */
   private progressAt = Date.now();
   /** Errors already tarpitted. */
@@ -235,49 +231,17 @@ export class Connection {
     return this.opts.underPressure() ? Math.min(ms, this.opts.stressTimeoutMs) : ms;
   }
 
-  /** Content rate: time spends the budget, bytes refill it (1/min_data_rate s each), up to data_timeout. */
+  /** Content rate (content-rate.ts): time spends the budget, bytes refill it, up to data_timeout. */
   private spendBudget(now: number, bytes: number): void {
-    const cap = this.timeout(this.opts.dataTimeoutMs);
-    this.dataBudgetMs = Math.min(cap, this.dataBudgetMs - (now - this.dataAt) + (bytes * 1000) / this.opts.minDataRate);
-    this.dataAt = now;
+    this.rate?.spend(now, bytes, this.timeout(this.opts.dataTimeoutMs));
     this.progressAt = now;
     this.opts.onProgress?.();
-    this.armDataTimer();
   }
 
-  /**
-   * The budget runs out at dataAt + dataBudgetMs. One timer serves many
-   * reads: it is re-armed only when the deadline comes earlier than it fires
-   * (a cap cut under pressure); a later deadline is found when it fires.
-   */
-  private armDataTimer(): void {
-    this.dataDeadline = this.dataAt + Math.max(0, this.dataBudgetMs);
-    if (this.dataTimer !== undefined && this.dataTimerAt <= this.dataDeadline) return;
-    clearTimeout(this.dataTimer);
-    this.setDataTimer(Date.now());
-  }
-
-  private setDataTimer(now: number): void {
-    this.dataTimerAt = this.dataDeadline;
-    this.dataTimer = setTimeout(() => this.dataTimerFired(), Math.max(0, this.dataDeadline - now));
-  }
-
-  private dataTimerFired(): void {
-    this.dataTimer = undefined;
-    // The content is complete (its question may be open): the rate no longer applies.
-    if (!this.session.receivingContent) return;
-    const now = Date.now();
-    if (now < this.dataDeadline) {
-      this.setDataTimer(now);
-      return;
-    }
+  /** The content rate ran out while content was still coming. */
+  private tooSlow(): void {
     this.log.info({ ip: this.clientIp }, "content below min_data_rate");
     this.handle(this.session.timeout());
-  }
-
-  private clearDataTimer(): void {
-    clearTimeout(this.dataTimer);
-    this.dataTimer = undefined;
   }
 
   private sessionOver(): void {
@@ -293,7 +257,7 @@ export class Connection {
 
   private clearTimers(): void {
     clearTimeout(this.commandTimer);
-    this.clearDataTimer();
+    this.rate?.stop();
     clearTimeout(this.sessionTimer);
     clearTimeout(this.greetTimer);
   }
@@ -362,12 +326,11 @@ export class Connection {
     if (this.socket.timeout !== ms) this.socket.setTimeout(ms);
     if (content && !this.inContent) {
       this.inContent = true;
-      this.dataBudgetMs = ms;
-      this.dataAt = Date.now();
-      this.armDataTimer();
+      this.rate ??= new ContentRate(this.opts.minDataRate, () => this.session.receivingContent, () => this.tooSlow());
+      this.rate.start(ms, Date.now());
     } else if (!content && this.inContent) {
       this.inContent = false;
-      this.clearDataTimer();
+      this.rate?.stop();
     }
   }
 

@@ -33,3 +33,13 @@ test("resolveRecipient: mailboxes, recursive case-insensitive aliases, loops, re
   deep["a30@example.test"] = ["alice@example.test"];
   assert.deepEqual(resolveRecipient({ ...LOCAL, aliases: deep }, "a0@example.test").skipped[0]?.reason, "aliases nested too deep");
 });
+
+test("resolveRecipient: the config's lists are read as sets made once per list; a list replaced is read anew", () => {
+  const local = { ...LOCAL, mailboxes: ["a@example.test"] };
+  assert.deepEqual(resolveRecipient(local, "a@example.test").mailboxes, ["a@example.test"]);
+  assert.deepEqual(resolveRecipient(local, "b@example.test").skipped, [{ address: "b@example.test", reason: "no such mailbox" }]);
+  const replaced = local as { mailboxes: readonly string[] };
+  replaced.mailboxes = ["b@example.test"];
+  assert.deepEqual(resolveRecipient(local, "b@example.test").mailboxes, ["b@example.test"]);
+  assert.deepEqual(resolveRecipient(local, "a@example.test").mailboxes, []);
+});

@@ -37,11 +37,26 @@ function domainOf(address: string): string | undefined {
   return at < 0 ? undefined : address.slice(at + 1);
 }
 
+/** The config's lists as sets, made once per list (not per recipient: a long mailbox list cost its length each time). */
+interface LocalSets {
+  readonly of: readonly [readonly string[], readonly string[], readonly string[]];
+  readonly domains: ReadonlySet<string>;
+  readonly mailboxes: ReadonlySet<string>;
+  readonly drops: ReadonlySet<string>;
+}
+const localSets = new WeakMap<LocalConfig, LocalSets>();
+
+function setsOf(local: LocalConfig): LocalSets {
+  const kept = localSets.get(local);
+  if (kept !== undefined && kept.of[0] === local.domains && kept.of[1] === local.mailboxes && kept.of[2] === local.discard) return kept;
+  const made: LocalSets = { of: [local.domains, local.mailboxes, local.discard], domains: new Set(local.domains), mailboxes: new Set(local.mailboxes), drops: new Set(local.discard) };
+  localSets.set(local, made);
+  return made;
+}
+
 /** Expands one envelope recipient. An empty result (no mailbox, no remote) means undeliverable. */
 export function resolveRecipient(local: LocalConfig, address: string, isAccount?: (address: string) => boolean): Resolution {
-  const domains = new Set(local.domains);
-  const mailboxes = new Set(local.mailboxes);
-  const drops = new Set(local.discard);
+  const { domains, mailboxes, drops } = setsOf(local);
   const found: string[] = [];
   const discarded: string[] = [];
   const remote: string[] = [];

@@ -17,9 +17,12 @@
  * client is trusted) an unauthenticated, untrusted client gets the same
  * recipients rule and the content checks, without the inbound checks.
  */
-import type { CheckRunner } from "../../policy/index.ts";
+import type { CheckRunner, Phase } from "../../policy/index.ts";
 import type { ConnectionInfo, HostAnswer } from "../host.ts";
 import { BaseTransaction, RCPT_OK, SENDER_OK, type PipelineDeps } from "./transaction.ts";
+
+/** The inbound phases acted on at MAIL. */
+const SENDER_PHASES: readonly Phase[] = ["connect", "helo", "mail"];
 
 export class MxTransaction extends BaseTransaction {
   readonly role = "mx";
@@ -29,9 +32,17 @@ export class MxTransaction extends BaseTransaction {
     super(deps, info, sender, inbound);
   }
 
-  protected async checkSender(from: string): Promise<HostAnswer> {
-    if (this.inbound === undefined) return SENDER_OK;
-    const d = await this.runPhases(this.inbound, ["connect", "helo", "mail"], this.input([]));
+  protected checkSender(from: string): HostAnswer | Promise<HostAnswer> {
+    const inbound = this.inbound;
+    // No hook before RCPT (e.g. only the impersonation check's data hook): the answer is at once, as without
+    // checks, not a promise (which pauses the socket and answers a turn later). A new transaction has no
+    // verdicts yet, so running no hook would decide nothing.
+    if (inbound === undefined || !SENDER_PHASES.some((p) => inbound.has(p))) return SENDER_OK;
+    return this.senderHooks(inbound, from);
+  }
+
+  private async senderHooks(inbound: CheckRunner, from: string): Promise<HostAnswer> {
+    const d = await this.runPhases(inbound, SENDER_PHASES, this.input([]));
     if (d.reply) {
       this.info.logger.info({ from, verdicts: d.verdicts, action: d.action }, "sender refused by policy");
       return { reply: d.reply };

@@ -342,3 +342,28 @@ test("end of content: one MessageHead per message, made from its content, shared
     s.done();
   }
 });
+
+test("mx: with inbound checks that have no connect, helo or mail hook (only data), MAIL is answered at once, not a promise; with one, after its hooks", async () => {
+  const s = setup();
+  try {
+    const dataOnly: Seen[] = [];
+    const inbound = new CheckRunner([{ name: "d", data: recorder("d", dataOnly).data }], VERDICT_DEFAULTS, 1000);
+    const p = new Pipelines({ config: s.config, sink: s.sink, recipients: new LocalRecipients(s.config.local), inbound, content: s.content });
+    const t = p.open(info(), "a@b.test");
+    const answer = t.mail("a@b.test");
+    assert.ok(!(answer instanceof Promise), "MAIL answered at once");
+    assert.equal(answer.reply.code, 250);
+    await t.rcpt("user@example.test", 0);
+    const done = await t.data(envelope("a@b.test", ["user@example.test"]), MESSAGE);
+    assert.equal(done.reply.code, 250);
+    assert.deepEqual(dataOnly.map((x) => x.phase), ["data"]);
+    // A mail hook: the answer waits for it.
+    const withMail = new Pipelines({ config: s.config, sink: s.sink, recipients: new LocalRecipients(s.config.local), inbound: s.inbound, content: s.content });
+    const m = withMail.open(info(), "a@b.test").mail("a@b.test");
+    assert.ok(m instanceof Promise);
+    assert.equal((await m).reply.code, 250);
+    assert.deepEqual(s.inboundSeen.map((x) => x.phase), ["connect", "helo", "mail"]);
+  } finally {
+    s.done();
+  }
+});

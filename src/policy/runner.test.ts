@@ -73,3 +73,24 @@ void test("hooks that answer at once (no promise) and hooks that throw at once: 
   assert.equal(late.failed, true);
   assert.deepEqual(late.triggered, ["w.error"]);
 });
+
+void test("a hook answering with a thenable that is not a native promise is awaited under the deadline, not read as an outcome", async () => {
+  const table = { "p.found": "tag" } as const;
+  // A PromiseLike (as a promise of another realm would be): not `instanceof Promise`.
+  const later = (out: CheckOutcome, ms: number): PromiseLike<CheckOutcome> => ({
+    then: (ok, ko) => new Promise<CheckOutcome>((resolve) => setTimeout(() => resolve(out), ms).unref()).then(ok, ko),
+  });
+  const thenable: Check = { name: "p", data: () => later({ verdicts: ["p.found"], headers: ["X-P: 1"] }, 5) as unknown as Promise<CheckOutcome> };
+  const d = await new CheckRunner([thenable], table, 1000).run("data", input, log);
+  assert.equal(d.failed, undefined);
+  assert.deepEqual(d.verdicts, ["p.found"]);
+  assert.deepEqual(d.headers, ["X-P: 1"]);
+  assert.equal(d.action, "tag");
+  // One that answers after the deadline fails closed, as a promise would.
+  const slow: Check = { name: "q", data: () => later({ verdicts: [] }, 5000) as unknown as Promise<CheckOutcome> };
+  const t0 = performance.now();
+  const late = await new CheckRunner([slow], table, 50).run("data", input, log);
+  assert.ok(performance.now() - t0 < 2000);
+  assert.equal(late.failed, true);
+  assert.deepEqual(late.triggered, ["q.error"]);
+});

@@ -4,9 +4,10 @@
  * message of short lines still costs MIME parsing a second of CPU; on the
  * event loop that second would delay every session of the worker. In a
  * thread it only costs that thread's time, and at the check's deadline (its
- * AbortSignal) the thread is ended: that task fails (the runner answers
- * 451 4.7.0, fail closed), the thread's other walks run again once in
- * another thread. The pool (src/threads) moves the walks of a stuck
+ * AbortSignal) that task fails (the runner answers 451 4.7.0, fail closed):
+ * a walk the thread has not read yet is dropped there, one it has read ends
+ * the thread (the walker does not listen for an abandon, src/threads
+ * task.ts), and the thread's other walks run again once in another thread. The pool (src/threads) moves the walks of a stuck
  * thread to another.
  *
  * Bounds: at most MAX_THREADS threads per session thread, started on use

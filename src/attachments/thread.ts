@@ -1,7 +1,8 @@
 /**
  * The attachment walker thread's entry (started by offload.ts): runs
- * walkMessage() for the tasks its parent posts. Ended by the parent at a
- * check's deadline; nothing here is durable.
+ * walkMessage() for the tasks its parent posts. Ended by the parent at the
+ * check's deadline of a walk it has read (one it has not read is dropped:
+ * readTask); nothing here is durable.
  *
  * Messages in: { type: "task", id, content, limits } (src/threads). Out:
  * { type: "done", id, result: findings }

@@ -99,7 +99,7 @@ export class VerifierThread {
     return this.thread.busy;
   }
 
-  /** Verifies one message in the thread; rejects when the thread fails or `signal` aborts (the thread is then ended). */
+  /** Verifies one message in the thread; rejects when the thread fails or `signal` aborts (the task is then abandoned there, or the thread ended when it is stuck). */
   verify(content: Buffer, task: ContentTask, signal?: AbortSignal): Promise<Verified> {
     return this.thread.run({ content, task }, signal) as Promise<Verified>;
   }

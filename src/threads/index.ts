@@ -289,7 +289,7 @@ export class TaskThread<T extends object, R> {
     return false;
   }
 
-  /** Runs one task in the thread; rejects when the thread fails or `signal` aborts (the thread is then ended). */
+  /** Runs one task in the thread; rejects when the thread fails or `signal` aborts (the task is then dropped, abandoned or its thread ended: deadline()). */
   run(task: T, signal?: AbortSignal): Promise<R> {
     if (signal?.aborted) return Promise.reject(new Error(`${this.opts.what} aborted`));
     return new Promise<R>((resolve, reject) => this.post(job(task, signal, resolve, reject)));

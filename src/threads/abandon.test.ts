@@ -3,7 +3,7 @@
 // still has its thread ended. Real threads (test/helpers/task-thread-entry.ts).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { GRACE_MS, PoolHost, PoolLink, TaskPool, type SharedPoolOptions } from "./index.ts";
+import { GRACE_MS, HOLD_MS, PoolHost, PoolLink, TaskPool, type SharedPoolOptions } from "./index.ts";
 
 const ENTRY = new URL("../../test/helpers/task-thread-entry.ts", import.meta.url);
 /** A question asked with this delay is never answered (a DNS server that never answers). */
@@ -196,6 +196,39 @@ void test("shared pools: an abandoned task that goes on computing has its thread
     assert.notEqual(third, warm);
     const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
+  } finally {
+    a.close();
+    b.close();
+    host.close();
+  }
+});
+
+void test("shared pools: a worker that goes away while its abandoned task goes on computing has that thread ended (its grace timer went with it); the other link's task runs again elsewhere", async () => {
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  a.onOther("test", probe().onOther);
+  b.onOther("test", probe().onOther);
+  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", shared, task, signal);
+  try {
+    const warm = where(await run(a, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
+    // S (link a) is abandoned at 300 ms and computes for 4 s all the same; link a closes at once (its worker is gone).
+    const s = run(a, { kind: "hostile", ms: 4000, delay: NEVER, stubborn: true, name: "S" }, AbortSignal.timeout(300));
+    s.catch(() => undefined);
+    const o = run(b, { kind: "hostile", ms: 1, delay: 600, name: "O" }, AbortSignal.timeout(8000));
+    await assert.rejects(s, /stopped at the check deadline/);
+    // S got its abandon and computes; within its grace, link a closes (its worker is gone).
+    await new Promise((r) => setTimeout(r, GRACE_MS / 2));
+    a.close();
+    const t0 = performance.now();
+    const again = where(await o);
+    // Ended at once, O runs again elsewhere and gets its answer 600 ms later (left there, O would move only
+    // once its thread had been stuck for HOLD_MS, and S would compute on).
+    const waited = performance.now() - t0;
+    assert.notEqual(again, warm, "O ran again in another thread");
+    assert.ok(waited < 600 + HOLD_MS / 2, `O waited ${waited} ms: S's thread was not ended when its worker went away`);
+    const ms = await cpuMsOverNextSecond();
+    assert.ok(ms < 300, `${ms} ms of CPU in the second after: S's code was stopped`);
   } finally {
     a.close();
     b.close();

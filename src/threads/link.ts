@@ -55,11 +55,11 @@ interface View {
   readonly no: number;
   readonly port: MessagePort;
   readonly slot: Int32Array;
-  /** This worker's tasks in flight there, counted for the host (which ends the thread if this worker goes away with any). */
+  /** This worker's tasks in flight there (and those abandoned there whose code has not answered yet), counted for the host (which ends the thread if this worker goes away with any). */
   readonly mine: Int32Array;
   /** This worker's tasks in flight there. */
   readonly pending: Map<number, Sent>;
-  /** This worker's tasks abandoned there at their deadline, each with the timer that has the host end the thread if it does not answer within GRACE_MS. */
+  /** This worker's tasks abandoned there at their deadline, each with the timer that has the host end the thread if it does not answer within GRACE_MS (each counted in `mine` until then). */
   readonly abandoned: Map<number, NodeJS.Timeout>;
   /** BEAT as last seen, and when this side last saw the thread do something. */
   beat: number;
@@ -212,9 +212,12 @@ export class PoolLink {
         }
         const s = v.pending.get(x.id as number);
         if (s === undefined) {
-          // An abandoned task's answer: its code is done, the thread stays.
-          clearTimeout(v.abandoned.get(x.id as number));
+          // An abandoned task's answer: its code is done, the thread stays (and no longer runs this worker's code).
+          const timer = v.abandoned.get(x.id as number);
+          if (timer === undefined) continue;
+          clearTimeout(timer);
           v.abandoned.delete(x.id as number);
+          Atomics.sub(v.mine, 0, 1);
           continue;
         }
         this.#forget(pool, v, x.id as number, s);
@@ -330,8 +333,13 @@ export class PoolLink {
     if (pool.options?.abandons !== true) return this.#end(pool, v);
     if (!turning(v.slot)) return this.#end(pool, v);
     send(v, { type: "abandon", id });
+    // Its code still runs there until it answers: counted in `mine` again, so that if this worker goes away
+    // within the grace (and its timer with it) the host ends the thread, as for a task in flight (shared.ts).
+    Atomics.add(v.mine, 0, 1);
     const timer = setTimeout(() => {
-      if (v.abandoned.delete(id)) this.#end(pool, v);
+      if (!v.abandoned.delete(id)) return;
+      Atomics.sub(v.mine, 0, 1);
+      this.#end(pool, v);
     }, GRACE_MS);
     v.abandoned.set(id, timer.unref());
   }

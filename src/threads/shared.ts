@@ -39,7 +39,7 @@
  * them (the thread crashed). A worker that goes away has its tasks ended
  * as at a deadline: the threads with any of its tasks in flight (each link
  * counts its own tasks per thread in a shared counter, `mine`, beside
- * BUSY) are ended, the other workers' tasks there run again once; a
+ * BUSY; an abandoned task until its code answers) are ended, the other workers' tasks there run again once; a
  * thread holding none of its tasks is left alone.
  *
  * Messages, link → host: { type: "grow", pool, options, seen }, { type:

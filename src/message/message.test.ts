@@ -7,7 +7,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { authorOf, decodeEncodedWords, fieldValues, headerFields, parseAddressList, readerForm, removeFields } from "./index.ts";
+import { domainToASCII } from "node:url";
+import { authorOf, canonicalDomain, decodeEncodedWords, fieldValues, headerFields, parseAddressList, readerForm, removeFields } from "./index.ts";
 
 const msg = (head: string, body = "body\r\nFrom: body@not.header\r\n"): Buffer => Buffer.from(`${head}\r\n\r\n${body}`);
 
@@ -55,6 +56,30 @@ test("address lists: mailboxes, groups, obs-route, comments and encoded words; a
   assert.equal(readerForm(loose.mailboxes[0]?.name ?? ""), "noreply@site.test");
   // An empty value parses to no mailbox (the author calls that invalid).
   assert.deepEqual(parseAddressList(" "), { ok: true, mailboxes: [] });
+});
+
+test("canonical domains: the names that skip domainToASCII get what it would answer (A-labels, names ending in a number, everything else through it)", () => {
+  const reference = (text: string): string | undefined => {
+    if (text === "" || text.length > 1000) return undefined;
+    const ascii = domainToASCII(text.toLowerCase());
+    if (ascii === "" || ascii.length > 253) return undefined;
+    return ascii.split(".").every((l) => /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/.test(l)) ? ascii : undefined;
+  };
+  const names = [
+    "example.org", "Mail.Example.ORG", "sender123.co.uk", "a-b.c-d.test", "xn--exmple-4nf.org", "xn--a.test", "a.xn--zz", "XN--exmple-4nf.org",
+    "1.2.3.4", "a.123", "a.0x7f", "a.0x", "0x7f.1", "a.08", "a.1.", "a.b.", ".a.b", "a..b", "-a.b", "a-.b", "a_b.test", "ab--cd.test",
+    `${"a".repeat(63)}.test`, `${"a".repeat(64)}.test`, `${"a.".repeat(130)}test`, "exаmple.org", "ＥＸＡＭＰＬＥ.org", "\u212aelvin.test", "a.b\u3002c",
+  ];
+  // And every name of up to four characters over an alphabet with the troublesome ones, plus longer random ones (deterministic).
+  const alphabet = ["a", "x", "n", "0", "9", "-", ".", "f"];
+  for (const a of alphabet) for (const b of alphabet) for (const c of alphabet) for (const d of ["", ...alphabet]) names.push(`${a}${b}${c}${d}`);
+  let seed = 7;
+  for (let i = 0; i < 2000; i++) {
+    let s = "";
+    for (let j = 0; j < 4 + (i % 20); j++) s += alphabet[(seed = (seed * 1103515245 + 12345) % 2147483648) % alphabet.length] ?? "";
+    names.push(s, `xn--${s}`, `${s}.0x1f`, `${s}.42`);
+  }
+  for (const n of names) assert.equal(canonicalDomain(n), reference(n), n);
 });
 
 test("the author: one From: with mailboxes in one domain, else a problem (and every domain found)", () => {

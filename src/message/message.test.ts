@@ -8,6 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { domainToASCII } from "node:url";
+import { parseFull } from "./address.ts";
 import { authorOf, canonicalDomain, decodeEncodedWords, fieldValues, headerFields, parseAddressList, readerForm, removeFields } from "./index.ts";
 
 const msg = (head: string, body = "body\r\nFrom: body@not.header\r\n"): Buffer => Buffer.from(`${head}\r\n\r\n${body}`);
@@ -82,6 +83,20 @@ test("canonical domains: the names that skip domainToASCII get what it would ans
   for (const n of names) assert.equal(canonicalDomain(n), reference(n), n);
 });
 
+test("address lists: the commonest shape's quick parse gives what the full parse gives, for every shape near it", () => {
+  const names = ["", "Bob", "Bob  Smith", " Bob\tSmith ", "=?utf-8?q?Al=C3=A9?=", "=?utf-8?q?a?= =?utf-8?q?b?=", "a@b.test", "John Q.", '"Q"', "(c)", "Bob,", "Bob:", "Zoë", "a_b", "!#$%&'*+/=?^_`{|}~-"];
+  const locals = ["a", "a.b", "a..b", ".a", "a.", '"a b"', "a+b", "é", "a b", "a(c)b", "x_y-z"];
+  const domains = ["b.test", "B.TEST", "b..test", "1.2.3.4", "a.123", "xn--exmple-4nf.org", "b_c.test", "a.0x7f", "-b.test", "b-.test", "exаmple.org", "b .test", "[1.2.3.4]", `${"a".repeat(64)}.test`];
+  const values: string[] = [];
+  for (const n of names) for (const l of locals) for (const d of domains) values.push(`${n} <${l}@${d}>`, `${l}@${d}`, ` ${l}@${d} `, `${n}<${l}@${d}>`, `${n} <${l}@${d}>, c@d.test`, `${n} <${l}@${d}> (x)`);
+  values.push("", " ", "<>", "<a@b.test", "a@b.test>", "<a@b.test>>", "<<a@b.test>", "g: <a@b.test>;", "a@", "@b.test", `${"a ".repeat(300)}<a@b.test>`, `${"a ".repeat(300)}`);
+  for (const v of values) assert.deepEqual(parseAddressList(v), parseFull(v), v);
+  // Linear on a hostile value of the shape it tries (and longer ones are not tried).
+  const t = performance.now();
+  for (let i = 0; i < 200; i++) parseAddressList(`${"a ".repeat(250)}a`);
+  assert.ok(performance.now() - t < 2000);
+});
+
 test("the author: one From: with mailboxes in one domain, else a problem (and every domain found)", () => {
   const a = (head: string): { problem?: string; domains: readonly string[] } => {
     const r = authorOf(msg(head));
@@ -102,6 +117,9 @@ test("the author: one From: with mailboxes in one domain, else a problem (and ev
   // Obsolete white space or folding before the colon is still a From: (RFC 5322 §4.5).
   assert.deepEqual(a("From : ceo@bank.test"), { domains: ["bank.test"] });
   assert.deepEqual(a("FROM\r\n : ceo@bank.test"), { domains: ["bank.test"] });
+  assert.deepEqual(a("From\t: ceo@bank.test"), { domains: ["bank.test"] });
+  assert.deepEqual(a("Fr\u200Bom: ceo@bank.test"), { problem: "invalid", domains: ["bank.test"] });
+  assert.deepEqual(a("From\u00A0: ceo@bank.test").problem, "invalid");
   assert.deepEqual(a("From: me@example.org\r\n\uFEFFFrom: ceo@bank.test"), { problem: "duplicate", domains: ["example.org", "bank.test"] });
   assert.deepEqual(a("Subject: none"), { problem: "missing", domains: [] });
   for (const h of ["From: ceo", "From: <>", "From: Bank of Test", "From: undisclosed:;", "From:"]) assert.deepEqual(a(h), { problem: "invalid", domains: [] }, h);

@@ -27,6 +27,13 @@ test("field names: BOM, zero-width characters, folding and white space before th
   assert.equal(headerFields(Buffer.from("\r\nA: 1\r\n")).length, 0);
 });
 
+test("field values: unfolded (every CRLF removed), a lone CR or LF kept, the last field without its CRLF too", () => {
+  const m = Buffer.from("A: one\r\nB: two\r\n  lines\r\n\tthree\r\nC: bare\nlf and\rcr\r\nD:\r\nE: last");
+  assert.deepEqual(["a", "b", "c", "d", "e"].map((n) => fieldValues(m, n)), [[" one"], [" two  lines\tthree"], [" bare\nlf and\rcr"], [""], [" last"]]);
+  const body = Buffer.from("F: x\r\n\r\nbody\r\n");
+  assert.deepEqual(fieldValues(body, "f"), [" x"]);
+});
+
 test("removeFields drops whole fields (with their continuation lines) and keeps every other byte", () => {
   const m = msg("A: 1\r\nDrop: x\r\n y\r\nB: 2\r\n\uFEFFdrop : z\r\nC: 3");
   const out = removeFields(m, (f) => f.name === "drop");

@@ -113,17 +113,71 @@ export const MAX_FIELD_CHARS = 65536;
 
 const LABEL = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/;
 
+/**
+ * A name the URL parser's domainToASCII gives back unchanged: letters,
+ * digits, hyphens and dots only, without an A-label (an "xn--" label is left
+ * to it: a URL parser may check it) and not ending in a number (read as an IPv4
+ * address there: "a.0x7f", "1.2.3.4"). Most mail's domains are such names;
+ * they skip the call (a C++ round trip and a URL parse, about a quarter of
+ * the From: parse in the server: docs/benchmarks.md, issue 12).
+ */
+const PLAIN_NAME = /^[a-z0-9.-]+$/;
+const A_LABEL = /(?:^|\.)xn--/;
+const ENDS_IN_NUMBER = /(?:^|\.)(?:[0-9]+|0x[0-9a-f]*)\.?$/;
+
+/** domainToASCII(lower), without the call when it would return `lower` itself. */
+function toAscii(lower: string): string {
+  return PLAIN_NAME.test(lower) && !A_LABEL.test(lower) && !ENDS_IN_NUMBER.test(lower) ? lower : domainToASCII(lower);
+}
+
 /** The canonical domain, or undefined when it is not a domain name. */
 export function canonicalDomain(text: string): string | undefined {
   if (text === "" || text.length > 1000) return undefined;
-  const ascii = domainToASCII(text.toLowerCase());
+  const ascii = toAscii(text.toLowerCase());
   if (ascii === "" || ascii.length > 253) return undefined;
   const labels = ascii.split(".");
   return labels.every((l) => LABEL.test(l)) ? ascii : undefined;
 }
 
+/**
+ * The commonest shape of a From: value, one mailbox of plain atoms:
+ * `[phrase] <local@domain>` or `local@domain`, words of RFC 5322 atext
+ * (ASCII), white space only between the words and around the value (no
+ * quotes, comments, groups, dots in the name, or a second mailbox). One
+ * regular expression without nested repetition over a bounded value
+ * (linear).
+ */
+const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
+const SIMPLE_MAILBOX = new RegExp(`^[ \\t]*(?:((?:${ATEXT}[ \\t]+)*?)<(${ATEXT}(?:\\.${ATEXT})*)@([A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*)>|(${ATEXT}(?:\\.${ATEXT})*)@([A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*))[ \\t]*$`);
+/** Longest value tried with SIMPLE_MAILBOX (a real one is far shorter). */
+const SIMPLE_CHARS = 512;
+
+/**
+ * The parse of a value of the commonest shape (SIMPLE_MAILBOX), the same
+ * mailbox the full parse gives (message.test.ts compares the two), without
+ * its tokens and closures: in the server the full parse of a From: value
+ * cost several times its tight-loop time (docs/benchmarks.md, issue 12).
+ * undefined: any other value, left to the full parse.
+ */
+function simpleMailbox(value: string): AddressList | undefined {
+  if (value.length > SIMPLE_CHARS) return undefined;
+  const m = SIMPLE_MAILBOX.exec(value);
+  if (m === null) return undefined;
+  const local = m[2] ?? m[4] ?? "";
+  const domain = canonicalDomain(m[3] ?? m[5] ?? "");
+  if (domain === undefined) return undefined; // not a domain name: the full parse says why
+  const words = m[1]?.trim() ?? "";
+  const name = words === "" ? "" : decodeEncodedWords(words.split(/[ \t]+/).join(" "));
+  return { ok: true, mailboxes: [{ address: `${local}@${domain}`, domain, name, comments: [] }] };
+}
+
 /** Parses an address-list (From:, Sender:, Resent-From:, ...). */
 export function parseAddressList(value: string): AddressList {
+  return simpleMailbox(value) ?? parseFull(value);
+}
+
+/** The full parse of an address-list (every value; parseAddressList tries the common shape first). */
+export function parseFull(value: string): AddressList {
   if (value.length > MAX_FIELD_CHARS) return { ok: false, reason: "too long" };
   const comments: { at: number; text: string }[] = [];
   const tokens: Token[] = [];

@@ -78,7 +78,12 @@ export function headerFields(content: Buffer): HeaderField[] {
 /** A field's value: the text after the colon, unfolded (CRLF removed), read as UTF-8 (RFC 6532). "" without a colon. */
 export function fieldValue(content: Buffer, field: HeaderField): string {
   if (field.colon < 0) return "";
-  return content.toString("utf8", field.colon + 1, field.end).replace(/\r\n/g, "");
+  const text = content.toString("utf8", field.colon + 1, field.end);
+  // Most fields are one line: no CRLF, or only the one that ends them.
+  const crlf = text.indexOf("\r\n");
+  if (crlf < 0) return text;
+  if (crlf === text.length - 2) return text.slice(0, crlf);
+  return text.replace(/\r\n/g, "");
 }
 
 /** The values of every field with this canonical name. */

@@ -7,7 +7,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { authorOf, decodeEncodedWords, fieldValues, headerFields, parseAddressList, readerForm, removeFields } from "./index.ts";
+import { domainToASCII } from "node:url";
+import { parseFull } from "./address.ts";
+import { authorOf, canonicalDomain, decodeEncodedWords, fieldValues, headerFields, parseAddressList, readerForm, removeFields } from "./index.ts";
 
 const msg = (head: string, body = "body\r\nFrom: body@not.header\r\n"): Buffer => Buffer.from(`${head}\r\n\r\n${body}`);
 
@@ -23,6 +25,13 @@ test("field names: BOM, zero-width characters, folding and white space before th
   // A message without an empty line is all header; one that starts with the empty line has none.
   assert.equal(headerFields(Buffer.from("A: 1\r\nB: 2\r\n")).length, 2);
   assert.equal(headerFields(Buffer.from("\r\nA: 1\r\n")).length, 0);
+});
+
+test("field values: unfolded (every CRLF removed), a lone CR or LF kept, the last field without its CRLF too", () => {
+  const m = Buffer.from("A: one\r\nB: two\r\n  lines\r\n\tthree\r\nC: bare\nlf and\rcr\r\nD:\r\nE: last");
+  assert.deepEqual(["a", "b", "c", "d", "e"].map((n) => fieldValues(m, n)), [[" one"], [" two  lines\tthree"], [" bare\nlf and\rcr"], [""], [" last"]]);
+  const body = Buffer.from("F: x\r\n\r\nbody\r\n");
+  assert.deepEqual(fieldValues(body, "f"), [" x"]);
 });
 
 test("removeFields drops whole fields (with their continuation lines) and keeps every other byte", () => {
@@ -57,6 +66,44 @@ test("address lists: mailboxes, groups, obs-route, comments and encoded words; a
   assert.deepEqual(parseAddressList(" "), { ok: true, mailboxes: [] });
 });
 
+test("canonical domains: the names that skip domainToASCII get what it would answer (A-labels, names ending in a number, everything else through it)", () => {
+  const reference = (text: string): string | undefined => {
+    if (text === "" || text.length > 1000) return undefined;
+    const ascii = domainToASCII(text.toLowerCase());
+    if (ascii === "" || ascii.length > 253) return undefined;
+    return ascii.split(".").every((l) => /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)$/.test(l)) ? ascii : undefined;
+  };
+  const names = [
+    "example.org", "Mail.Example.ORG", "sender123.co.uk", "a-b.c-d.test", "xn--exmple-4nf.org", "xn--a.test", "a.xn--zz", "XN--exmple-4nf.org",
+    "1.2.3.4", "a.123", "a.0x7f", "a.0x", "0x7f.1", "a.08", "a.1.", "a.b.", ".a.b", "a..b", "-a.b", "a-.b", "a_b.test", "ab--cd.test",
+    `${"a".repeat(63)}.test`, `${"a".repeat(64)}.test`, `${"a.".repeat(130)}test`, "exаmple.org", "ＥＸＡＭＰＬＥ.org", "\u212aelvin.test", "a.b\u3002c",
+  ];
+  // And every name of up to four characters over an alphabet with the troublesome ones, plus longer random ones (deterministic).
+  const alphabet = ["a", "x", "n", "0", "9", "-", ".", "f"];
+  for (const a of alphabet) for (const b of alphabet) for (const c of alphabet) for (const d of ["", ...alphabet]) names.push(`${a}${b}${c}${d}`);
+  let seed = 7;
+  for (let i = 0; i < 2000; i++) {
+    let s = "";
+    for (let j = 0; j < 4 + (i % 20); j++) s += alphabet[(seed = (seed * 1103515245 + 12345) % 2147483648) % alphabet.length] ?? "";
+    names.push(s, `xn--${s}`, `${s}.0x1f`, `${s}.42`);
+  }
+  for (const n of names) assert.equal(canonicalDomain(n), reference(n), n);
+});
+
+test("address lists: the commonest shape's quick parse gives what the full parse gives, for every shape near it", () => {
+  const names = ["", "Bob", "Bob  Smith", " Bob\tSmith ", "=?utf-8?q?Al=C3=A9?=", "=?utf-8?q?a?= =?utf-8?q?b?=", "a@b.test", "John Q.", '"Q"', "(c)", "Bob,", "Bob:", "Zoë", "a_b", "!#$%&'*+/=?^_`{|}~-"];
+  const locals = ["a", "a.b", "a..b", ".a", "a.", '"a b"', "a+b", "é", "a b", "a(c)b", "x_y-z"];
+  const domains = ["b.test", "B.TEST", "b..test", "1.2.3.4", "a.123", "xn--exmple-4nf.org", "b_c.test", "a.0x7f", "-b.test", "b-.test", "exаmple.org", "b .test", "[1.2.3.4]", `${"a".repeat(64)}.test`];
+  const values: string[] = [];
+  for (const n of names) for (const l of locals) for (const d of domains) values.push(`${n} <${l}@${d}>`, `${l}@${d}`, ` ${l}@${d} `, `${n}<${l}@${d}>`, `${n} <${l}@${d}>, c@d.test`, `${n} <${l}@${d}> (x)`);
+  values.push("", " ", "<>", "<a@b.test", "a@b.test>", "<a@b.test>>", "<<a@b.test>", "g: <a@b.test>;", "a@", "@b.test", `${"a ".repeat(300)}<a@b.test>`, `${"a ".repeat(300)}`);
+  for (const v of values) assert.deepEqual(parseAddressList(v), parseFull(v), v);
+  // Linear on a hostile value of the shape it tries (and longer ones are not tried).
+  const t = performance.now();
+  for (let i = 0; i < 200; i++) parseAddressList(`${"a ".repeat(250)}a`);
+  assert.ok(performance.now() - t < 2000);
+});
+
 test("the author: one From: with mailboxes in one domain, else a problem (and every domain found)", () => {
   const a = (head: string): { problem?: string; domains: readonly string[] } => {
     const r = authorOf(msg(head));
@@ -77,6 +124,9 @@ test("the author: one From: with mailboxes in one domain, else a problem (and ev
   // Obsolete white space or folding before the colon is still a From: (RFC 5322 §4.5).
   assert.deepEqual(a("From : ceo@bank.test"), { domains: ["bank.test"] });
   assert.deepEqual(a("FROM\r\n : ceo@bank.test"), { domains: ["bank.test"] });
+  assert.deepEqual(a("From\t: ceo@bank.test"), { domains: ["bank.test"] });
+  assert.deepEqual(a("Fr\u200Bom: ceo@bank.test"), { problem: "invalid", domains: ["bank.test"] });
+  assert.deepEqual(a("From\u00A0: ceo@bank.test").problem, "invalid");
   assert.deepEqual(a("From: me@example.org\r\n\uFEFFFrom: ceo@bank.test"), { problem: "duplicate", domains: ["example.org", "bank.test"] });
   assert.deepEqual(a("Subject: none"), { problem: "missing", domains: [] });
   for (const h of ["From: ceo", "From: <>", "From: Bank of Test", "From: undisclosed:;", "From:"]) assert.deepEqual(a(h), { problem: "invalid", domains: [] }, h);

@@ -139,45 +139,8 @@ export function canonicalDomain(text: string): string | undefined {
   return labels.every((l) => LABEL.test(l)) ? ascii : undefined;
 }
 
-/**
- * The commonest shape of a From: value, one mailbox of plain atoms:
- * `[phrase] <local@domain>` or `local@domain`, words of RFC 5322 atext
- * (ASCII), white space only between the words and around the value (no
- * quotes, comments, groups, dots in the name, or a second mailbox). One
- * regular expression without nested repetition over a bounded value
- * (linear).
- */
-const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+";
-const SIMPLE_MAILBOX = new RegExp(`^[ \\t]*(?:((?:${ATEXT}[ \\t]+)*?)<(${ATEXT}(?:\\.${ATEXT})*)@([A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*)>|(${ATEXT}(?:\\.${ATEXT})*)@([A-Za-z0-9-]+(?:\\.[A-Za-z0-9-]+)*))[ \\t]*$`);
-/** Longest value tried with SIMPLE_MAILBOX (a real one is far shorter). */
-const SIMPLE_CHARS = 512;
-
-/**
- * The parse of a value of the commonest shape (SIMPLE_MAILBOX), the same
- * mailbox the full parse gives (message.test.ts compares the two), without
- * its tokens and closures: in the server the full parse of a From: value
- * cost several times its tight-loop time (docs/benchmarks.md, issue 12).
- * undefined: any other value, left to the full parse.
- */
-function simpleMailbox(value: string): AddressList | undefined {
-  if (value.length > SIMPLE_CHARS) return undefined;
-  const m = SIMPLE_MAILBOX.exec(value);
-  if (m === null) return undefined;
-  const local = m[2] ?? m[4] ?? "";
-  const domain = canonicalDomain(m[3] ?? m[5] ?? "");
-  if (domain === undefined) return undefined; // not a domain name: the full parse says why
-  const words = m[1]?.trim() ?? "";
-  const name = words === "" ? "" : decodeEncodedWords(words.split(/[ \t]+/).join(" "));
-  return { ok: true, mailboxes: [{ address: `${local}@${domain}`, domain, name, comments: [] }] };
-}
-
 /** Parses an address-list (From:, Sender:, Resent-From:, ...). */
 export function parseAddressList(value: string): AddressList {
-  return simpleMailbox(value) ?? parseFull(value);
-}
-
-/** The full parse of an address-list (every value; parseAddressList tries the common shape first). */
-export function parseFull(value: string): AddressList {
   if (value.length > MAX_FIELD_CHARS) return { ok: false, reason: "too long" };
   const comments: { at: number; text: string }[] = [];
   const tokens: Token[] = [];

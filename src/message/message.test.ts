@@ -8,7 +8,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { domainToASCII } from "node:url";
-import { parseFull } from "./address.ts";
 import { authorOf, canonicalDomain, decodeEncodedWords, fieldValues, headerFields, parseAddressList, readerForm, removeFields } from "./index.ts";
 
 const msg = (head: string, body = "body\r\nFrom: body@not.header\r\n"): Buffer => Buffer.from(`${head}\r\n\r\n${body}`);
@@ -88,20 +87,6 @@ test("canonical domains: the names that skip domainToASCII get what it would ans
     names.push(s, `xn--${s}`, `${s}.0x1f`, `${s}.42`);
   }
   for (const n of names) assert.equal(canonicalDomain(n), reference(n), n);
-});
-
-test("address lists: the commonest shape's quick parse gives what the full parse gives, for every shape near it", () => {
-  const names = ["", "Bob", "Bob  Smith", " Bob\tSmith ", "=?utf-8?q?Al=C3=A9?=", "=?utf-8?q?a?= =?utf-8?q?b?=", "a@b.test", "John Q.", '"Q"', "(c)", "Bob,", "Bob:", "Zoë", "a_b", "!#$%&'*+/=?^_`{|}~-"];
-  const locals = ["a", "a.b", "a..b", ".a", "a.", '"a b"', "a+b", "é", "a b", "a(c)b", "x_y-z"];
-  const domains = ["b.test", "B.TEST", "b..test", "1.2.3.4", "a.123", "xn--exmple-4nf.org", "b_c.test", "a.0x7f", "-b.test", "b-.test", "exаmple.org", "b .test", "[1.2.3.4]", `${"a".repeat(64)}.test`];
-  const values: string[] = [];
-  for (const n of names) for (const l of locals) for (const d of domains) values.push(`${n} <${l}@${d}>`, `${l}@${d}`, ` ${l}@${d} `, `${n}<${l}@${d}>`, `${n} <${l}@${d}>, c@d.test`, `${n} <${l}@${d}> (x)`);
-  values.push("", " ", "<>", "<a@b.test", "a@b.test>", "<a@b.test>>", "<<a@b.test>", "g: <a@b.test>;", "a@", "@b.test", `${"a ".repeat(300)}<a@b.test>`, `${"a ".repeat(300)}`);
-  for (const v of values) assert.deepEqual(parseAddressList(v), parseFull(v), v);
-  // Linear on a hostile value of the shape it tries (and longer ones are not tried).
-  const t = performance.now();
-  for (let i = 0; i < 200; i++) parseAddressList(`${"a ".repeat(250)}a`);
-  assert.ok(performance.now() - t < 2000);
 });
 
 test("the author: one From: with mailboxes in one domain, else a problem (and every domain found)", () => {

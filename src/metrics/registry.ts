@@ -39,6 +39,9 @@ export const METRICS: Readonly<Record<string, { readonly type: MetricType; reado
   wardmail_resident_memory_bytes: { type: "gauge", help: "Resident set size of the Wardmail process (all threads)." },
   wardmail_heap_used_bytes: { type: "gauge", help: "V8 heap in use, by thread." },
   wardmail_workers: { type: "gauge", help: "Worker threads that answered this scrape." },
+  wardmail_task_threads_started_total: { type: "counter", help: "Threads the shared task pools started (the verifier threads of DKIM, ARC, DMARC and SPF), by pool." },
+  wardmail_task_threads_ended_total: { type: "counter", help: "Threads of the shared task pools ended, by pool and reason (stuck, grace, deadline, shut, worker_gone, idle, crash, closed)." },
+  wardmail_task_threads: { type: "gauge", help: "Threads of the shared task pools running now, by pool." },
   wardmail_metrics_dropped_total: { type: "counter", help: "Samples dropped because a thread reached its series limit." },
 };
 

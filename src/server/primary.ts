@@ -209,7 +209,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
           }),
       );
       const answers = (await Promise.all(asks)).filter((a): a is Sample[] => a !== undefined);
-      const own: Sample[] = [...metrics.snapshot(), ...loopDelaySamples(loop, 10, "primary"), ...processSamples("primary", true), { name: "wardmail_workers", labels: {}, value: answers.length }];
+      const own: Sample[] = [...metrics.snapshot(), ...loopDelaySamples(loop, 10, "primary"), ...processSamples("primary", true), ...(pools?.threadSamples() ?? []), { name: "wardmail_workers", labels: {}, value: answers.length }];
       return aggregate([own, ...answers]);
     };
     const metricsServer = new MetricsServer({ listen: config.metrics.listen, collect, logger });

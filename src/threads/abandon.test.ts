@@ -140,6 +140,17 @@ void test("a task past its deadline that its thread has not read is dropped ther
 // The process's shared pools (shared.ts): the same through a PoolLink.
 const shared: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 10_000, abandons: true };
 
+/** The host's thread counts (its metrics): started, and ended by reason. */
+function counts(host: PoolHost): { started: number; ended: Record<string, number> } {
+  let started = 0;
+  const ended: Record<string, number> = {};
+  for (const x of host.threadSamples()) {
+    if (x.name === "wardmail_task_threads_started_total") started += x.value;
+    else if (x.name === "wardmail_task_threads_ended_total") ended[x.labels.reason ?? ""] = x.value;
+  }
+  return { started, ended };
+}
+
 void test("shared pools: a task of one link waiting for an answer that never comes fails at its deadline; the other link's task completes in the same thread, and the host ends nothing", async () => {
   const host = new PoolHost();
   const a = new PoolLink(host.connect());
@@ -162,6 +173,7 @@ void test("shared pools: a task of one link waiting for an answer that never com
     assert.equal(where(await o), warm, "O completed in the thread it was in");
     assert.equal(host.received - before, 0, "no thread was ended (nor started)");
     assert.deepEqual(host.sizes(), { test: 1 });
+    assert.deepEqual(counts(host), { started: 1, ended: {} });
   } finally {
     a.close();
     b.close();
@@ -194,6 +206,12 @@ void test("shared pools: an abandoned task that goes on computing has its thread
     const third = where(await p);
     assert.notEqual(third, second, "P ran again in another thread");
     assert.notEqual(third, warm);
+    // H's thread: ended at H's deadline (stuck), or, P moved from it first, once P settled elsewhere (shut).
+    const { started, ended } = counts(host);
+    assert.equal(started, 3);
+    assert.equal(ended.grace, 1, JSON.stringify(ended));
+    assert.equal((ended.stuck ?? 0) + (ended.shut ?? 0), 1, JSON.stringify(ended));
+    assert.equal(Object.keys(ended).length, 2, JSON.stringify(ended));
     const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
   } finally {
@@ -227,6 +245,7 @@ void test("shared pools: a worker that goes away while its abandoned task goes o
     const waited = performance.now() - t0;
     assert.notEqual(again, warm, "O ran again in another thread");
     assert.ok(waited < 600 + HOLD_MS / 2, `O waited ${waited} ms: S's thread was not ended when its worker went away`);
+    assert.deepEqual(counts(host).ended, { worker_gone: 1 });
     const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after: S's code was stopped`);
   } finally {

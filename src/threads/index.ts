@@ -566,5 +566,5 @@ export class TaskPool<T extends object, R> {
   }
 }
 
-export { PoolHost, PoolLink, type SharedPoolOptions } from "./shared.ts";
+export { PoolHost, PoolLink, type EndCause, type EndReason, type SharedPoolOptions } from "./shared.ts";
 export { batchedPeer, runTask, runningTasks, servePorts, unbatch, type TaskPeer } from "./task.ts";

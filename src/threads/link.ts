@@ -26,7 +26,7 @@
  */
 import type { MessagePort } from "node:worker_threads";
 import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
-import type { GoneReason, SharedPoolOptions, ToHost, ToLink } from "./shared.ts";
+import type { EndCause, GoneReason, SharedPoolOptions, ToHost, ToLink } from "./shared.ts";
 import { turning } from "./task.ts";
 
 type Handler = (message: unknown, post: (m: unknown) => void) => void;
@@ -330,8 +330,8 @@ export class PoolLink {
     this.#forget(pool, v, id, s);
     s.job.reject(new Error(`${this.#what(pool)} stopped at the check deadline`));
     if (unread) return;
-    if (pool.options?.abandons !== true) return this.#end(pool, v);
-    if (!turning(v.slot)) return this.#end(pool, v);
+    if (pool.options?.abandons !== true) return this.#end(pool, v, "deadline");
+    if (!turning(v.slot)) return this.#end(pool, v, "stuck");
     send(v, { type: "abandon", id });
     // Its code still runs there until it answers: counted in `mine` again, so that if this worker goes away
     // within the grace (and its timer with it) the host ends the thread, as for a task in flight (shared.ts).
@@ -339,15 +339,15 @@ export class PoolLink {
     const timer = setTimeout(() => {
       if (!v.abandoned.delete(id)) return;
       Atomics.sub(v.mine, 0, 1);
-      this.#end(pool, v);
+      this.#end(pool, v, "grace");
     }, GRACE_MS);
     v.abandoned.set(id, timer.unref());
   }
 
   /** Has the host end thread `v` as at a deadline (its other tasks run again once). */
-  #end(pool: LinkPool, v: View): void {
+  #end(pool: LinkPool, v: View, cause: EndCause): void {
     if (this.#closed || pool.views.get(v.no) !== v) return;
-    this.#port.postMessage({ type: "end", pool: pool.name, no: v.no, reason: "deadline" } satisfies ToHost);
+    this.#port.postMessage({ type: "end", pool: pool.name, no: v.no, reason: "deadline", cause } satisfies ToHost);
   }
 
   /** True when the thread looks held by a synchronous parse (as TaskThread.stuck, for this worker's tasks there). */

@@ -43,10 +43,13 @@
  * thread holding none of its tasks is left alone.
  *
  * Messages, link → host: { type: "grow", pool, options, seen }, { type:
- * "end", pool, no, reason }. Host → link: { type: "hello", ids }, { type:
+ * "end", pool, no, reason, cause }. Host → link: { type: "hello", ids }, { type:
  * "thread", pool, no, port, slot, grown }, { type: "full", pool }, { type:
  * "known", pool }, { type: "gone", pool, no, reason }. No message per task
  * crosses the host.
+ *
+ * The host counts the threads it starts and ends, by pool and reason
+ * (threadSamples: the primary's metrics; EndReason).
  *
  * Bounds: the host keeps per pool one entry per thread (at most maxThreads
  * times the links); ports are one per (link, thread). A link keeps, per
@@ -63,9 +66,19 @@ export interface SharedPoolOptions extends Omit<TaskPoolOptions, "entry" | "onOt
 /** Why a thread was ended: what its other tasks' links do with them (link.ts). */
 export type GoneReason = "deadline" | "blameless" | "idle" | "crash" | "closed";
 
+/**
+ * Why a link asks the host to end a thread (the metrics' `reason`): `stuck`, a task's deadline in a thread held by
+ * a synchronous parse; `grace`, an abandoned task whose code did not answer within GRACE_MS; `deadline`, a task's
+ * deadline in a pool whose entry does not abandon; `shut`, a stuck thread whose tasks were moved, with nothing left in it.
+ */
+export type EndCause = "stuck" | "grace" | "deadline" | "shut";
+
+/** Why threads ended, as counted by the host (wardmail_task_threads_ended_total's `reason`). */
+export type EndReason = EndCause | "worker_gone" | "idle" | "crash" | "closed";
+
 export type ToHost =
   | { readonly type: "grow"; readonly pool: string; readonly options: SharedPoolOptions; readonly seen: number }
-  | { readonly type: "end"; readonly pool: string; readonly no: number; readonly reason: "deadline" | "blameless" };
+  | { readonly type: "end"; readonly pool: string; readonly no: number; readonly reason: "deadline" | "blameless"; readonly cause?: EndCause };
 
 export type ToLink =
   | { readonly type: "hello"; readonly ids: SharedArrayBuffer }
@@ -104,6 +117,9 @@ export class PoolHost {
   readonly #ids = new SharedArrayBuffer(4);
   #closed = false;
   #received = 0;
+  /** Threads started, by pool; threads ended, by pool and reason (the metrics; a handful of keys each). */
+  readonly #started = new Map<string, number>();
+  readonly #ended = new Map<string, { readonly pool: string; readonly reason: EndReason; count: number }>();
 
   /** Messages the links sent here (none per task: tests). */
   get received(): number {
@@ -115,6 +131,18 @@ export class PoolHost {
     return Object.fromEntries([...this.#pools].map(([name, p]) => [name, p.threads.size]));
   }
 
+  /**
+   * The pools' threads as metric samples: started and ended (by reason) since the host began, and running now
+   * (wardmail_task_threads_started_total, wardmail_task_threads_ended_total, wardmail_task_threads).
+   */
+  threadSamples(): { name: string; labels: Record<string, string>; value: number }[] {
+    const out: { name: string; labels: Record<string, string>; value: number }[] = [];
+    for (const [pool, value] of this.#started) out.push({ name: "wardmail_task_threads_started_total", labels: { pool }, value });
+    for (const e of this.#ended.values()) out.push({ name: "wardmail_task_threads_ended_total", labels: { pool: e.pool, reason: e.reason }, value: e.count });
+    for (const [pool, p] of this.#pools) out.push({ name: "wardmail_task_threads", labels: { pool }, value: p.threads.size });
+    return out;
+  }
+
   /** A new link's control port (hand it to one worker thread, in its transferList). */
   connect(): MessagePort {
     const { port1, port2 } = new MessageChannel();
@@ -124,7 +152,7 @@ export class PoolHost {
     port1.on("message", (m: ToHost) => {
       this.#received++;
       if (m.type === "grow") this.#grow(m.pool, m.options, m.seen, port1);
-      else if (m.type === "end") this.#end(m.pool, m.no, m.reason);
+      else if (m.type === "end") this.#end(m.pool, m.no, m.reason, m.cause ?? (m.reason === "blameless" ? "shut" : "deadline"));
     });
     // The worker is gone: its tasks in flight still run in their threads (nobody waits for them, their questions
     // go unanswered), so the threads holding any of ITS tasks are ended as at a deadline; the other workers' tasks
@@ -135,7 +163,7 @@ export class PoolHost {
         for (const t of [...pool.threads.values()]) {
           const mine = t.links.get(port1);
           t.links.delete(port1);
-          if (mine !== undefined && Atomics.load(mine, 0) > 0) this.#end(name, t.no, "deadline");
+          if (mine !== undefined && Atomics.load(mine, 0) > 0) this.#end(name, t.no, "deadline", "worker_gone");
         }
       }
     });
@@ -185,6 +213,7 @@ export class PoolHost {
     });
     const t: HostThread = { no: pool.nextNo++, worker, slot, links: new Map(), posts: 0, since: performance.now() };
     pool.threads.set(t.no, t);
+    this.#started.set(name, (this.#started.get(name) ?? 0) + 1);
     worker.on("error", () => this.#end(name, t.no, "crash"));
     worker.on("exit", () => this.#end(name, t.no, "crash"));
     // An idle thread keeps nothing alive (after the listeners: adding them refs it again); the links' ports do while they wait.
@@ -194,10 +223,14 @@ export class PoolHost {
   }
 
   /** Ends thread `no` of pool `name` (once) and tells every link. */
-  #end(name: string, no: number, reason: GoneReason): void {
+  #end(name: string, no: number, reason: GoneReason, why: EndReason = reason as EndReason): void {
     const t = this.#pools.get(name)?.threads.get(no);
     if (t === undefined) return;
     this.#pools.get(name)?.threads.delete(no);
+    const key = `${name}\0${why}`;
+    const e = this.#ended.get(key);
+    if (e === undefined) this.#ended.set(key, { pool: name, reason: why, count: 1 });
+    else e.count++;
     void t.worker.terminate();
     for (const link of this.#links) link.postMessage({ type: "gone", pool: name, no, reason } satisfies ToLink);
   }

@@ -36,6 +36,8 @@ export interface TestDnsServer {
   /** Send the real answer after a spoofed one (false: only the spoof). */
   answerAfterSpoof: boolean;
   ad: boolean;
+  /** Names (lower case) at or under which every query is read and dropped: a dead name server for those domains only. */
+  silent: string[];
   /** The SOA put in the authority section of NXDOMAIN/NODATA, or null for none. */
   soa: { ttl: number; minimum: number } | null;
   readonly queries: ReceivedQuery[];
@@ -104,6 +106,12 @@ function spoofed(server: TestDnsServer, query: ReturnType<typeof dnsPacket.decod
   }
 }
 
+/** Whether the query's name is at or under one of server.silent (dropped, never answered). */
+function silenced(server: TestDnsServer, query: ReturnType<typeof dnsPacket.decode>): boolean {
+  const name = asciiLower(query.questions?.[0]?.name ?? "");
+  return server.silent.some((d) => name === d || name.endsWith(`.${d}`));
+}
+
 function record(server: TestDnsServer, msg: Buffer, transport: "udp" | "tcp"): ReturnType<typeof dnsPacket.decode> {
   const query = dnsPacket.decode(msg);
   const q = query.questions?.[0];
@@ -139,6 +147,7 @@ export async function startTestDnsServer(zone: TestZone): Promise<TestDnsServer>
     spoof: "none",
     answerAfterSpoof: true,
     ad: false,
+    silent: [],
     soa: { ttl: 3600, minimum: 60 },
     queries: [],
     close: async () => {
@@ -153,7 +162,7 @@ export async function startTestDnsServer(zone: TestZone): Promise<TestDnsServer>
     } catch {
       return;
     }
-    if (server.mode === "drop") return;
+    if (server.mode === "drop" || silenced(server, query)) return;
     const send = (b: Buffer): void => udp.send(b, rinfo.port, rinfo.address);
     if (server.spoof !== "none") {
       send(spoofed(server, query));
@@ -178,7 +187,7 @@ export async function startTestDnsServer(zone: TestZone): Promise<TestDnsServer>
         socket.destroy();
         return;
       }
-      if (server.mode === "drop") return;
+      if (server.mode === "drop" || silenced(server, query)) return;
       const body = respond(server, query, false);
       const prefix = Buffer.alloc(2);
       prefix.writeUInt16BE(body.length, 0);

@@ -1,6 +1,6 @@
 /**
  * Issue 12 end to end: a DKIM signer whose name server never answers does
- * not end the shared verifier thread. A real Wardmail (checks on, a 1 s
+ * not end the shared verifier thread. A real Wardmail (checks on, a 2 s
  * check deadline, its resolver pointed at the test DNS server with a 10 s
  * DNS timeout, so the deadline comes first) and the metrics endpoint on;
  * the test DNS server (test/helpers/dns.ts) answers for good.test and reads
@@ -11,7 +11,8 @@
  * deadline answers 451 4.7.0. While A waits, message B, signed d=good.test,
  * is accepted with dkim=pass; after A's deadline, message C as well. The
  * scrape then shows one verifier thread started, none ended (the thread
- * only waiting was abandoned there, not ended: src/threads task.ts).
+ * only waiting was abandoned there, not ended: src/threads task.ts), and
+ * `promtool check metrics` accepts it.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -32,7 +33,12 @@ const AUTHSERV = "mx.example.test";
 const MAILBOX = "user@example.test";
 const POOL = "verification";
 
-const skip = peerSkip(binaryMissing("swaks", ["--version"], "swaks"), binaryMissing(DKIMSIGN, ["--help"], "python3-dkim"), pythonMissing("dkim", "python3-dkim"));
+const skip = peerSkip(
+  binaryMissing("swaks", ["--version"], "swaks"),
+  binaryMissing(DKIMSIGN, ["--help"], "python3-dkim"),
+  pythonMissing("dkim", "python3-dkim"),
+  binaryMissing("promtool", ["--version"], "prometheus"),
+);
 
 let dir = "";
 let dns: TestDnsServer | undefined;
@@ -67,7 +73,7 @@ before(async () => {
   w = await startWardmail({
     workers: 1,
     mailboxes: [MAILBOX],
-    checks: [`[checks]`, `authserv_id = "${AUTHSERV}"`, `timeout = 1`, `[dns]`, `servers = ["127.0.0.1:${dns.port}"]`, `timeout = 10000`, `attempts = 1`].join("\n"),
+    checks: [`[checks]`, `authserv_id = "${AUTHSERV}"`, `timeout = 2`, `[dns]`, `servers = ["127.0.0.1:${dns.port}"]`, `timeout = 10000`, `attempts = 1`].join("\n"),
     extra: `[metrics]\nlisten = ["127.0.0.1:${metricsPort}"]\n`,
   });
 });
@@ -103,11 +109,17 @@ async function send(msg: string): Promise<string> {
   return reply.replace(/^<[-*]{1,2} +/, "");
 }
 
-/** The scrape as "name{labels}" → value. */
-async function scrape(): Promise<Map<string, number>> {
+/** The scrape's text. */
+async function scrapeText(): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  assert.equal(res.status, 200);
+  return res.text();
+}
+
+/** The scrape as "name{labels}" → value. */
+async function scrape(text?: string): Promise<Map<string, number>> {
   const m = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
+  for (const line of (text ?? (await scrapeText())).split("\n")) {
     if (line === "" || line.startsWith("#")) continue;
     const sp = line.lastIndexOf(" ");
     m.set(line.slice(0, sp), Number(line.slice(sp + 1)));
@@ -140,12 +152,16 @@ test("a signer's silent name server: 451 4.7.0 at the check deadline, good mail 
   assert.equal(m0.get(`wardmail_task_threads{pool="${POOL}"}`), 1);
 
   const [a, b] = await Promise.all([signed("silent.test", "silent"), signed("good.test", "during")]);
-  const sentA = send(a);
+  let settledA = false;
+  const sentA = send(a).finally(() => {
+    settledA = true;
+  });
   // B while A waits for its key in the same thread.
   for (let i = 0; i < 100 && !dns.queries.some((q) => q.name === "sel._domainkey.silent.test"); i++) await sleep(20);
   assert.ok(dns.queries.some((q) => q.name === "sel._domainkey.silent.test"), "A's key was never asked for");
   const replyB = await send(b);
   assert.match(replyB, /^250 2\.0\.0/);
+  assert.equal(settledA, false, "B was verified while A waited for its key");
   assert.match(await sentA, /^451 4\.7\.0/);
   assert.match(await stored("during"), /dkim=pass header\.d=good\.test/);
 
@@ -154,7 +170,10 @@ test("a signer's silent name server: 451 4.7.0 at the check deadline, good mail 
   assert.match(await send(await signed("good.test", "after")), /^250 2\.0\.0/);
   assert.match(await stored("after"), /dkim=pass header\.d=good\.test/);
 
-  const m = await scrape();
+  const text = await scrapeText();
+  const lint = await exec("promtool", ["check", "metrics"], { input: text, timeoutMs: 20_000 });
+  assert.equal(lint.code, 0, `promtool check metrics:\n${lint.out}\n${text}`);
+  const m = await scrape(text);
   assert.equal(m.get(`wardmail_task_threads_started_total{pool="${POOL}"}`), 1, `a verifier thread was started again:\n${ended(m).join("\n")}`);
   assert.deepEqual(ended(m), [], "a verifier thread was ended");
   assert.equal(m.get(`wardmail_task_threads{pool="${POOL}"}`), 1);

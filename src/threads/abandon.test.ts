@@ -151,7 +151,8 @@ function counts(host: PoolHost): { started: number; ended: Record<string, number
   return { started, ended };
 }
 
-void test("shared pools: a task of one link waiting for an answer that never comes fails at its deadline; the other link's task completes in the same thread, and the host ends nothing", async () => {
+/** A host and two links (two session workers) on the shared test pool, with their probes and a run helper; close() ends all. */
+function sharedPair(): { host: PoolHost; a: PoolLink; b: PoolLink; pa: ReturnType<typeof probe>; pb: ReturnType<typeof probe>; run: (link: PoolLink, task: Task, signal?: AbortSignal) => Promise<string>; close: () => void } {
   const host = new PoolHost();
   const a = new PoolLink(host.connect());
   const b = new PoolLink(host.connect());
@@ -160,6 +161,16 @@ void test("shared pools: a task of one link waiting for an answer that never com
   a.onOther("test", pa.onOther);
   b.onOther("test", pb.onOther);
   const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", shared, task, signal);
+  const close = (): void => {
+    a.close();
+    b.close();
+    host.close();
+  };
+  return { host, a, b, pa, pb, run, close };
+}
+
+void test("shared pools: a task of one link waiting for an answer that never comes fails at its deadline; the other link's task completes in the same thread, and the host ends nothing", async () => {
+  const { host, a, b, pa, run, close } = sharedPair();
   try {
     const warm = where(await run(a, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
     const before = host.received;
@@ -175,19 +186,12 @@ void test("shared pools: a task of one link waiting for an answer that never com
     assert.deepEqual(host.sizes(), { test: 1 });
     assert.deepEqual(counts(host), { started: 1, ended: {} });
   } finally {
-    a.close();
-    b.close();
-    host.close();
+    close();
   }
 });
 
 void test("shared pools: an abandoned task that goes on computing has its thread ended after the grace; a stuck thread at once; the other link's tasks run again elsewhere", async () => {
-  const host = new PoolHost();
-  const a = new PoolLink(host.connect());
-  const b = new PoolLink(host.connect());
-  a.onOther("test", probe().onOther);
-  b.onOther("test", probe().onOther);
-  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", shared, task, signal);
+  const { host, a, b, run, close } = sharedPair();
   try {
     const warm = where(await run(a, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
     // S (link a) is abandoned at 300 ms and computes for 4 s all the same: its thread is ended after the grace; O (link b) runs again.
@@ -215,19 +219,12 @@ void test("shared pools: an abandoned task that goes on computing has its thread
     const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after the tasks settled`);
   } finally {
-    a.close();
-    b.close();
-    host.close();
+    close();
   }
 });
 
 void test("shared pools: a worker that goes away while its abandoned task goes on computing has that thread ended (its grace timer went with it); the other link's task runs again elsewhere", async () => {
-  const host = new PoolHost();
-  const a = new PoolLink(host.connect());
-  const b = new PoolLink(host.connect());
-  a.onOther("test", probe().onOther);
-  b.onOther("test", probe().onOther);
-  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", shared, task, signal);
+  const { host, a, b, run, close } = sharedPair();
   try {
     const warm = where(await run(a, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
     // S (link a) is abandoned at 300 ms and computes for 4 s all the same; link a closes at once (its worker is gone).
@@ -249,8 +246,6 @@ void test("shared pools: a worker that goes away while its abandoned task goes o
     const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after: S's code was stopped`);
   } finally {
-    a.close();
-    b.close();
-    host.close();
+    close();
   }
 });

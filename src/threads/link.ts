@@ -59,7 +59,7 @@ interface View {
   readonly mine: Int32Array;
   /** This worker's tasks in flight there. */
   readonly pending: Map<number, Sent>;
-  /** This worker's tasks abandoned there at their deadline, each with the timer that has the host end the thread if it does not answer within GRACE_MS (each counted in `mine` until then). */
+  /** This worker's tasks abandoned there at their deadline, each with the timer that has the host end the thread if it does not answer within GRACE_MS (each counted in `mine` and BUSY until then). */
   readonly abandoned: Map<number, NodeJS.Timeout>;
   /** BEAT as last seen, and when this side last saw the thread do something. */
   beat: number;
@@ -217,7 +217,7 @@ export class PoolLink {
           if (timer === undefined) continue;
           clearTimeout(timer);
           v.abandoned.delete(x.id as number);
-          Atomics.sub(v.mine, 0, 1);
+          this.#release(pool, v);
           continue;
         }
         this.#forget(pool, v, x.id as number, s);
@@ -327,19 +327,21 @@ export class PoolLink {
     const s = v.pending.get(id);
     if (s === undefined) return;
     const unread = Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) === POSTED;
-    this.#forget(pool, v, id, s);
+    const abandon = !unread && pool.options?.abandons === true && turning(v.slot);
+    this.#unlist(v, id, s);
+    // Abandoned, its code still runs there until it answers: it stays counted in `mine` (if this worker goes away
+    // within the grace, and its timer with it, the host ends the thread, as for a task in flight: shared.ts) and in
+    // BUSY (the thread is not offered new tasks as if it were free meanwhile).
+    if (!abandon) this.#release(pool, v);
     s.job.reject(new Error(`${this.#what(pool)} stopped at the check deadline`));
     if (unread) return;
     if (pool.options?.abandons !== true) return this.#end(pool, v, "deadline");
-    if (!turning(v.slot)) return this.#end(pool, v, "stuck");
+    if (!abandon) return this.#end(pool, v, "stuck");
     send(v, { type: "abandon", id });
-    // Its code still runs there until it answers: counted in `mine` again, so that if this worker goes away
-    // within the grace (and its timer with it) the host ends the thread, as for a task in flight (shared.ts).
-    Atomics.add(v.mine, 0, 1);
     const timer = setTimeout(() => {
       if (!v.abandoned.delete(id)) return;
-      Atomics.sub(v.mine, 0, 1);
       this.#end(pool, v, "grace");
+      this.#release(pool, v);
     }, GRACE_MS);
     v.abandoned.set(id, timer.unref());
   }
@@ -384,9 +386,19 @@ export class PoolLink {
   }
 
   #forget(pool: LinkPool, v: View, id: number, s: Sent): void {
+    this.#unlist(v, id, s);
+    this.#release(pool, v);
+  }
+
+  /** Task `id` is no longer this side's to settle (its counts in `mine` and BUSY are left to #release). */
+  #unlist(v: View, id: number, s: Sent): void {
     v.pending.delete(id);
     s.job.signal?.removeEventListener("abort", s.onAbort);
     if (v.pending.size === 0) v.port.unref();
+  }
+
+  /** One of this worker's tasks no longer runs in thread `v`: its counts in `mine` and BUSY go. */
+  #release(pool: LinkPool, v: View): void {
     Atomics.sub(v.mine, 0, 1);
     const left = Atomics.sub(v.slot, BUSY, 1) - 1;
     // A thread that takes no new task, with nothing left in it: ended (that stops the code of the tasks taken from it).

@@ -159,7 +159,7 @@ function permanent(r: Reply | undefined): Reply | undefined {
 
 class Deadline extends Error {}
 
-/** A hook's answer still to come that is not a native promise: a thenable (PromiseLike), which Promise.race adopts. */
+/** A hook's answer still to come: any thenable (a native promise, another realm's, a PromiseLike), which Promise.race adopts. */
 function pending(a: unknown): a is PromiseLike<CheckOutcome> {
   return typeof a === "object" && a !== null && typeof (a as { then?: unknown }).then === "function";
 }
@@ -231,8 +231,8 @@ export class CheckRunner {
       } catch (err) {
         a = Promise.reject(err as Error);
       }
-      // Any thenable is an answer to come (a promise of another realm, a PromiseLike): it gets the deadline.
-      if (a instanceof Promise || pending(a)) later = true;
+      // Any thenable is an answer to come: it gets the deadline.
+      if (pending(a)) later = true;
       answers.push(a);
     }
     let results: PromiseSettledResult<CheckOutcome>[];
@@ -244,7 +244,7 @@ export class CheckRunner {
           reject(new Deadline(`deadline of ${this.timeoutMs} ms passed`));
         }, this.timeoutMs);
       });
-      results = await Promise.allSettled(answers.map((a) => (a instanceof Promise || pending(a) ? Promise.race([a, deadline]) : Promise.resolve(a))));
+      results = await Promise.allSettled(answers.map((a) => (pending(a) ? Promise.race([a, deadline]) : Promise.resolve(a))));
       clearTimeout(timer);
     } else {
       results = answers.map((value) => ({ status: "fulfilled", value: value as CheckOutcome }));

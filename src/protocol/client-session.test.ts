@@ -1,128 +1,14 @@
 /**
- * Transcript tests of the outbound client core against a scripted server:
- * a small in-memory SMTP responder that answers each command line (and the
- * content after 354) through a handler, so every byte the client sends is
- * checked and replies can be cut anywhere.
+ * Transcript tests of the outbound client core against a scripted server
+ * (test/helpers/client-transcript.ts): the dialogue, pipelining, replies
+ * cut anywhere, refusals, STARTTLS and TLS policies, AUTH to a relay, LMTP.
+ * What the client encodes (parameters, xtext, content) is in
+ * client-session-encoding.test.ts.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import fc from "fast-check";
-import type { Envelope } from "./envelope.ts";
-import { decodeXtext } from "./address.ts";
-import { ClientSession, command, encodeData, encodeXtext, type ClientAction, type ClientOptions, type OutboundMessage, type SessionResult } from "./client-session.ts";
-
-const EHLO_FULL = "250-mx.test hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n";
-const EHLO_BARE = "250-mx.test\r\n250 ENHANCEDSTATUSCODES\r\n";
-
-/** Answers one command (or "." for the content); undefined: the default answer. */
-type Handler = (cmd: string) => string | undefined;
-
-function defaults(ehlo: string): Handler {
-  return (cmd) => {
-    const verb = cmd.split(/[ :]/)[0]?.toUpperCase();
-    if (verb === "EHLO") return ehlo;
-    if (verb === "HELO") return "250 mx.test\r\n";
-    if (verb === "MAIL") return "250 2.1.0 Ok\r\n";
-    if (verb === "RCPT") return "250 2.1.5 Ok\r\n";
-    if (verb === "DATA") return "354 go ahead\r\n";
-    if (verb === ".") return "250 2.0.0 Ok: queued\r\n";
-    if (verb === "RSET") return "250 2.0.0 Ok\r\n";
-    if (verb === "QUIT") return "221 2.0.0 Bye\r\n";
-    return "502 5.5.2 what?\r\n";
-  };
-}
-
-interface Run {
-  /** Each write of the client, as latin1 text. */
-  writes: string[];
-  /** The content bytes sent after each 354 (with the terminator). */
-  contents: string[];
-  result: SessionResult | undefined;
-  closed: boolean;
-  starttls: number;
-  session: ClientSession;
-}
-
-interface RunOpts extends Partial<ClientOptions> {
-  ehlo?: string;
-  greeting?: string;
-  handler?: Handler;
-  /** How server output is cut into feeds. */
-  split?: "whole" | "byte";
-  /** Extra server bytes right after the reply to STARTTLS (must be dropped). */
-  afterStarttls?: string;
-  /** The TLS facts the host reports after the handshake (default: verified). */
-  tlsFacts?: { version: string; cipher: string; verified?: boolean; error?: string };
-}
-
-function run(o: RunOpts): Run {
-  const session = new ClientSession({ helo: "out.test", tls: "none", messages: [], ...o });
-  const base = defaults(o.ehlo ?? EHLO_FULL);
-  const answer = (cmd: string): string => o.handler?.(cmd) ?? base(cmd) ?? "";
-  const r: Run = { writes: [], contents: [], result: undefined, closed: false, starttls: 0, session };
-  let inData = false;
-  let pending = "";
-  let serverOut: string[] = [o.greeting ?? "220 mx.test ESMTP\r\n"];
-  const server = (data: string): void => {
-    r.writes.push(data);
-    let rest = data;
-    while (rest.length > 0) {
-      if (inData) {
-        pending += rest;
-        rest = "";
-        const end = pending.startsWith(".\r\n") ? 0 : pending.indexOf("\r\n.\r\n");
-        if (end < 0) break;
-        const cut = end === 0 ? 3 : end + 5;
-        r.contents.push(pending.slice(0, cut));
-        rest = pending.slice(cut);
-        pending = "";
-        inData = false;
-        serverOut.push(answer("."));
-        continue;
-      }
-      const nl = rest.indexOf("\r\n");
-      assert.ok(nl >= 0, `client wrote an unterminated line: ${JSON.stringify(rest)}`);
-      const line = rest.slice(0, nl);
-      assert.doesNotMatch(line, /[\r\n\0]/);
-      rest = rest.slice(nl + 2);
-      const a = answer(line);
-      serverOut.push(a);
-      if (a.startsWith("354")) inData = true;
-      if (/^STARTTLS$/i.test(line) && a.startsWith("220") && o.afterStarttls !== undefined) serverOut.push(o.afterStarttls);
-    }
-  };
-  const handle = (actions: ClientAction[]): void => {
-    for (const a of actions) {
-      if (a.kind === "send") server(a.data.toString("latin1"));
-      else if (a.kind === "close") r.closed = true;
-      else if (a.kind === "done") {
-        assert.equal(r.result, undefined, "done twice");
-        r.result = a.result;
-      } else {
-        r.starttls++;
-        // Bytes the server sent after its 220, in the same flight, are dropped by the client.
-        handle(session.feed(Buffer.from("250 injected\r\n")));
-        serverOut = [];
-        handle(session.tlsStarted(o.tlsFacts ?? { version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", verified: true }));
-      }
-    }
-  };
-  for (let guard = 0; guard < 1000 && !r.closed && serverOut.length > 0; guard++) {
-    const flight = Buffer.from(serverOut.join(""), "latin1");
-    serverOut = [];
-    if (o.split === "byte") for (const b of flight) handle(session.feed(Buffer.from([b])));
-    else handle(session.feed(flight));
-  }
-  return r;
-}
-
-function env(over: Partial<Envelope> = {}, rcpts = ["b@example.org"]): Envelope {
-  return { mailFrom: "a@wardmail.test", recipients: rcpts.map((address) => ({ address, dsn: {} })), smtputf8: false, ...over };
-}
-function msg(content = "Subject: hi\r\n\r\nbody\r\n", e: Envelope = env(), extra: Partial<OutboundMessage> = {}): OutboundMessage {
-  return { envelope: e, content: Buffer.from(content, "utf8"), ...extra };
-}
-const finals = (r: Run, i = 0): string[] => r.result?.messages[i]?.recipients.map((x) => `${x.final} ${x.code} ${x.status}`) ?? [];
+import { ClientSession } from "./client-session.ts";
+import { EHLO_BARE, EHLO_FULL, env, finals, msg, run, type Handler, type Run } from "../../test/helpers/client-transcript.ts";
 
 test("pipelined: two messages on one connection, MAIL + RCPTs + DATA in one write", () => {
   const r = run({ messages: [msg("one\r\n", env({}, ["b@example.org", "c@example.org"])), msg("two\r\n")] });
@@ -215,96 +101,6 @@ test("DATA 4xx / 5xx and a refusal after the content", () => {
   assert.deepEqual([finals(after, 0), finals(after, 1)], [["permanent 550 5.7.1"], ["permanent 550 5.7.1"]]);
   const noEnhanced = run({ handler: (c) => (c === "." ? "452 Disk full\r\n" : undefined), messages: [msg()] });
   assert.deepEqual(finals(noEnhanced), ["temporary 452 4.0.0"]);
-});
-
-test("8-bit content without 8BITMIME: permanent 5.6.3, nothing sent for it; with 8BITMIME: BODY=8BITMIME", () => {
-  const r = run({ ehlo: EHLO_BARE, messages: [msg("Subject: caf\u00e9\r\n\r\n"), msg("plain\r\n")] });
-  assert.deepEqual(finals(r, 0), ["permanent 0 5.6.3"]);
-  assert.equal(r.result?.messages[0]?.recipients[0]?.text, "Remote server does not support 8BITMIME");
-  assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0"]);
-  assert.equal(r.writes.filter((w) => w.startsWith("MAIL")).length, 1);
-  assert.deepEqual(r.contents, ["plain\r\n.\r\n"]);
-  const ok = run({ messages: [msg("caf\u00e9\r\n")] });
-  assert.match(ok.writes[1] ?? "", /^MAIL FROM:<a@wardmail\.test> SIZE=7 BODY=8BITMIME\r\n/);
-  assert.equal(ok.contents[0], Buffer.from("caf\u00e9\r\n.\r\n").toString("latin1"));
-});
-
-test("SMTPUTF8 needed and missing: 5.6.7; offered: the SMTPUTF8 parameter", () => {
-  const utf = msg("x\r\n", env({ smtputf8: true }, ["j\u00f6rg@example.org"]));
-  const r = run({ ehlo: EHLO_BARE, messages: [utf, msg("x\r\n", env({}, ["\u00fc@example.org"]))] });
-  assert.deepEqual([finals(r, 0), finals(r, 1)], [["permanent 0 5.6.7"], ["permanent 0 5.6.7"]]);
-  assert.deepEqual(r.writes, ["EHLO out.test\r\n", "QUIT\r\n"]);
-  const ok = run({ messages: [utf] });
-  assert.equal(Buffer.from(ok.writes[1] ?? "", "latin1").toString("utf8").split("\r\n")[0], "MAIL FROM:<a@wardmail.test> SIZE=3 SMTPUTF8");
-  assert.deepEqual(finals(ok), ["delivered 250 2.0.0"]);
-});
-
-test("SIZE: announced limit exceeded is 5.3.4 before sending; SIZE= otherwise", () => {
-  const r = run({ messages: [msg("x".repeat(1001)), msg("x".repeat(1000))] });
-  assert.deepEqual(finals(r, 0), ["permanent 0 5.3.4"]);
-  assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0"]);
-  assert.match(r.writes[1] ?? "", /^MAIL FROM:<a@wardmail\.test> SIZE=1000\r\n/);
-});
-
-test("DSN parameters only when DSN is offered, values in xtext", () => {
-  const e: Envelope = {
-    mailFrom: "a@wardmail.test",
-    recipients: [{ address: "b@example.org", dsn: { notify: ["success", "FAILURE"], orcpt: "rfc822;b+x=y@example.org" } }, { address: "c@example.org", dsn: { notify: ["NEVER"] } }],
-    smtputf8: false,
-    ret: "HDRS",
-    envid: "id 1+=",
-  };
-  const r = run({ messages: [msg("x\r\n", e)] });
-  assert.equal(
-    r.writes[1],
-    "MAIL FROM:<a@wardmail.test> SIZE=3 RET=HDRS ENVID=id+201+2B+3D\r\nRCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx+3Dy@example.org\r\nRCPT TO:<c@example.org> NOTIFY=NEVER\r\nDATA\r\n",
-  );
-  const none = run({ ehlo: EHLO_BARE, messages: [msg("x\r\n", e)] });
-  assert.deepEqual(none.writes.slice(1, 4), ["MAIL FROM:<a@wardmail.test>\r\n", "RCPT TO:<b@example.org>\r\n", "RCPT TO:<c@example.org>\r\n"]);
-  assert.equal(encodeXtext("a\u00e9"), "a+C3+A9");
-});
-
-test("xtext: what the client encodes, the server's decoder reads back (ASCII, every byte value below 0x80)", () => {
-  fc.assert(
-    fc.property(fc.string({ unit: "binary-ascii", maxLength: 60 }), (s) => {
-      const x = encodeXtext(s);
-      assert.match(x, /^[!-~]*$/);
-      assert.equal(decodeXtext(x), s);
-    }),
-    { numRuns: 300 },
-  );
-});
-
-test("dot-stuffing and bare CR / LF normalisation: the exact bytes", () => {
-  const cases: [string, string][] = [
-    ["a\n.b\rc\r\n.", "a\r\n..b\r\nc\r\n..\r\n.\r\n"],
-    ["", "\r\n.\r\n"],
-    [".", "..\r\n.\r\n"],
-    ["x\r\n.\r\ny\r\n", "x\r\n..\r\ny\r\n.\r\n"],
-    ["a\n.\nb", "a\r\n..\r\nb\r\n.\r\n"],
-    ["a\r\r\n\n\r", "a\r\n\r\n\r\n\r\n.\r\n"],
-    ["..x\r\n", "...x\r\n.\r\n"],
-    ["end\r", "end\r\n.\r\n"],
-  ];
-  for (const [input, wire] of cases) assert.equal(encodeData(Buffer.from(input, "latin1")).toString("latin1"), wire, JSON.stringify(input));
-  const r = run({ messages: [msg("a\n.b\rc\r\n.")] });
-  assert.deepEqual(r.contents, ["a\r\n..b\r\nc\r\n..\r\n.\r\n"]);
-});
-
-test("property: encoded content has no bare CR or LF and its only lone-dot line is the terminator", () => {
-  const piece = fc.constantFrom("\r", "\n", ".", "\r\n", "\r\n.\r\n", "\n.\n", "a", "\u00e9", "..");
-  fc.assert(
-    fc.property(fc.array(piece, { maxLength: 40 }), (parts) => {
-      const wire = encodeData(Buffer.from(parts.join(""), "utf8")).toString("utf8");
-      assert.ok(wire.endsWith("\r\n.\r\n"));
-      assert.doesNotMatch(wire.replace(/\r\n/g, ""), /[\r\n]/);
-      const lines = wire.split("\r\n").slice(0, -2);
-      assert.ok(!lines.includes("."));
-      const undone = lines.map((l) => (l.startsWith(".") ? l.slice(1) : l)).join("\r\n");
-      assert.equal(undone.replace(/\r\n/g, "\n"), parts.join("").replace(/\r\n|\r|\n/g, "\n").replace(/\n$/, ""));
-    }),
-    { numRuns: 2000 },
-  );
 });
 
 test("hostile replies end the connection with a protocol error, never a crash", () => {
@@ -433,16 +229,6 @@ test("lost connection, timeouts and failed TLS leave undecided recipients tempor
   f.feed(Buffer.from("220 hi\r\n250-mx\r\n250 STARTTLS\r\n220 go\r\n"));
   assert.deepEqual(f.tlsFailed("handshake failure").map((a) => a.kind), ["done", "close"]);
   assert.equal(f.result().messages[0]?.recipients[0]?.text, "TLS handshake failed: handshake failure");
-});
-
-test("CR, LF or NUL never reach a command line", () => {
-  assert.throws(() => command("MAIL", "FROM:<a@b>\r\nRCPT TO:<x@y>"));
-  assert.throws(() => new ClientSession({ helo: "a\r\nb", tls: "none", messages: [] }));
-  const bad = msg("x\r\n", env({}, ["ok@example.org", "x@y>\r\nRSET"]));
-  const r = run({ messages: [msg("x\r\n", env({ mailFrom: "a@b\r\nDATA" })), bad, msg("x\r\n", env({ envid: "a\nb" }))] });
-  assert.deepEqual(finals(r, 0), ["permanent 0 5.1.7"]);
-  assert.deepEqual(finals(r, 1), ["delivered 250 2.0.0", "permanent 0 5.1.3"]);
-  assert.equal(r.writes.filter((w) => w.startsWith("MAIL")).length, 1);
 });
 
 // ------------------------------------------------------------------ AUTH PLAIN to a relay (RFC 4954, 4616)
@@ -590,16 +376,4 @@ test("LMTP: no HELO fall-back, no STARTTLS; losing the connection between per-re
   const done = out.find((a) => a.kind === "done");
   assert.ok(done?.kind === "done");
   assert.deepEqual(done.result.messages[0]?.recipients.map((x) => `${x.final} ${x.status}`), ["delivered 2.0.0", "temporary 4.4.2"]);
-});
-
-test("xtext: a UTF-8 ORCPT the server decodes is relayed with the same octets (any Unicode string round-trips); octets that are not UTF-8 read as Latin-1", () => {
-  assert.equal(decodeXtext("rfc822;caf+C3+A9@example.org"), "rfc822;café@example.org");
-  assert.equal(encodeXtext(decodeXtext("caf+C3+A9@example.org") ?? ""), "caf+C3+A9@example.org");
-  assert.equal(decodeXtext("caf+E9"), "caf\u00e9");
-  fc.assert(
-    fc.property(fc.string({ unit: "grapheme", maxLength: 40 }), (s) => {
-      assert.equal(decodeXtext(encodeXtext(s)), s);
-    }),
-    { numRuns: 300 },
-  );
 });

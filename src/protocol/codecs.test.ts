@@ -42,7 +42,7 @@ const atom = fc.stringMatching(/^[a-z0-9+_-]{1,8}$/);
 const label = fc.stringMatching(/^[a-z0-9](?:[a-z0-9-]{0,6}[a-z0-9])?$/);
 const address = fc.tuple(atom, fc.option(atom, { nil: undefined }), label, fc.constantFrom("org", "test", "example")).map(([a, b, d, tld]) => `${b === undefined ? a : `${a}.${b}`}@${d}.${tld}`);
 const notify = fc.oneof(fc.constant(["NEVER"]), fc.subarray(["SUCCESS", "FAILURE", "DELAY"], { minLength: 1 }));
-/** ORCPT text with the characters xtext must encode (non-ASCII ORCPT round-trips too: client-session.test.ts). */
+/** ORCPT text with the characters xtext must encode (non-ASCII ORCPT round-trips too: client-session-encoding.test.ts). */
 const dsnText = fc.string({ unit: fc.constantFrom("a", "+", "=", " ", "~", "!", "\t", ";", "@"), minLength: 1, maxLength: 20 });
 const recipient: fc.Arbitrary<EnvelopeRecipient> = fc.record({
   address,

@@ -1,8 +1,9 @@
 /**
- * Shared by test/submission.test.ts and test/relay.test.ts: running swaks
- * and reading the reply to one command out of its transcript, raw SMTP
- * sessions from a chosen loopback source address (plain, STARTTLS or
- * implicit TLS), AUTH PLAIN and a SCRAM-SHA-256 attempt with a wrong proof,
+ * Shared by test/submission.test.ts, test/submission-policy.test.ts,
+ * test/relay.test.ts and others: running swaks and reading the reply to one
+ * command out of its transcript, raw SMTP sessions from a chosen loopback
+ * source address (plain, STARTTLS or implicit TLS), AUTH PLAIN and a
+ * SCRAM-SHA-256 attempt with a wrong proof,
  * and the queue as `wardmail queue list --json` shows it.
  */
 import { spawnSync } from "node:child_process";

@@ -33,6 +33,23 @@
  * hostile message costs the others time, not a refusal. An idle thread is
  * unreferenced, so it keeps no process alive; its heap is capped (heapMb).
  *
+ * A task the ended thread never read (its claim still POSTED, flipped to
+ * DROPPED there and then, so that the ending thread can never run it) ran
+ * none of its code there: it cannot be the cause of that end, so it runs
+ * again elsewhere at every end but a close, however often it moved (its
+ * `moves` are left alone: they bound a task that ran). A task the thread
+ * had read keeps the old rule: run again once after a deadline (each time
+ * after a blameless end), moved from stuck threads at most maxMoves times,
+ * so a hostile task is not handed from thread to thread. Why the unread
+ * re-posts cannot loop for ever: each one follows the end of a thread the
+ * task sat in unread, and such an end needs another task's fault (a
+ * deadline or grace of a task that ran there, a crash) or a close (which
+ * fails the task). A task with a deadline (every check's) is settled by it
+ * whatever happens; for one without, each re-post is counted (`reposts`)
+ * and past MAX_REPOSTS it fails as before: a thread that ends before
+ * reading anything (an entry that crashes at start) starts at most
+ * MAX_REPOSTS times for a task, not for ever.
+ *
  * A pool thread runs many tasks at once (most of a verification is waiting
  * for DNS answers, which come from the parent). A task goes to the thread
  * with the fewest tasks in flight. A thread whose event loop is held (a
@@ -67,6 +84,8 @@ export const STALL_MS = 100;
 export const HOLD_MS = 1000;
 /** An abandoned task (task.ts) that has not answered this long after its deadline has its thread ended (its code went on computing); twice STALL_MS. */
 export const GRACE_MS = 200;
+/** Most times a task its threads never read is posted again at their end (see the module comment): a bound for a task without a deadline. */
+export const MAX_REPOSTS = 8;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
 /**
@@ -193,6 +212,8 @@ interface Job<T, R> {
   readonly reject: (e: Error) => void;
   /** Times it was moved or run again elsewhere. */
   moves: number;
+  /** Times it was posted again at the end of a thread that never read it (not counted in `moves`; at most MAX_REPOSTS). */
+  reposts: number;
   /** Called once it is settled: ends the threads that read it and had it taken away (their copy of its code may still run). */
   readonly left: (() => void)[];
 }
@@ -215,6 +236,7 @@ function job<T, R>(task: T, signal: AbortSignal | undefined, resolve: (r: R) => 
       reject(e);
     },
     moves: 0,
+    reposts: 0,
     left,
   };
 }
@@ -386,7 +408,7 @@ export class TaskThread<T extends object, R> {
 
   /** Ends the thread (tasks in flight fail). */
   close(): void {
-    if (this.worker) this.restart(this.worker, new Error(`${this.opts.what} thread closed`));
+    if (this.worker) this.restart(this.worker, new Error(`${this.opts.what} thread closed`), undefined, false, true);
   }
 
   private forget(id: number, p: InFlight<T, R>): void {
@@ -440,9 +462,11 @@ export class TaskThread<T extends object, R> {
    * new thread. The task whose deadline ended it (`culprit`) fails; the
    * others fail too, or, in a pool, are run again once elsewhere (each of
    * them, however often it moved, when `blameless`: the thread was ended
-   * for the code of a task it no longer tracks).
+   * for the code of a task it no longer tracks); in a pool, a task the
+   * thread never read runs again elsewhere whatever ended it (but a close),
+   * up to MAX_REPOSTS times (the module comment).
    */
-  private restart(w: Worker, err: Error, culprit?: number, blameless = false): void {
+  private restart(w: Worker, err: Error, culprit?: number, blameless = false, closing = false): void {
     if (this.worker !== w) return;
     this.worker = undefined;
     // Until the next thread: nothing to look at (the ended thread's counter must not pass for the next one's life).
@@ -455,8 +479,11 @@ export class TaskThread<T extends object, R> {
     const again: Job<T, R>[] = [];
     for (const [id, p] of [...this.pending]) {
       this.forget(id, p);
-      if (this.orphans !== undefined && (blameless || (id !== culprit && culprit !== undefined && p.job.moves === 0))) {
-        p.job.moves++;
+      // Never read: dropped for good (the ending thread may still reach it), and innocent of this end.
+      const unread = Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) === POSTED;
+      if (this.orphans === undefined || closing) p.job.reject(err);
+      else if (unread ? p.job.reposts++ < MAX_REPOSTS : blameless || (id !== culprit && culprit !== undefined && p.job.moves === 0)) {
+        if (!unread) p.job.moves++;
         again.push(p.job);
       } else p.job.reject(err);
     }

@@ -25,7 +25,7 @@
  * a copy.
  */
 import type { MessagePort } from "node:worker_threads";
-import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
+import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, MAX_REPOSTS, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
 import type { EndCause, GoneReason, SharedPoolOptions, ToHost, ToLink } from "./shared.ts";
 import { turning } from "./task.ts";
 
@@ -38,6 +38,8 @@ interface Job {
   readonly reject: (e: Error) => void;
   /** Times it was moved or run again elsewhere. */
   moves: number;
+  /** Times it was posted again at the end of a thread that never read it (not counted in `moves`; at most MAX_REPOSTS: index.ts). */
+  reposts: number;
   /** Called once it is settled: ends the threads that read it and had it taken away (their copy of its code may still run). */
   readonly left: (() => void)[];
 }
@@ -169,6 +171,7 @@ export class PoolLink {
           reject(e);
         },
         moves: 0,
+        reposts: 0,
         left,
       };
       this.#dispatch(pool, job);
@@ -405,7 +408,10 @@ export class PoolLink {
     if (left === 0 && Atomics.load(v.slot, SHUT) !== 0) this.#port.postMessage({ type: "end", pool: pool.name, no: v.no, reason: "blameless" } satisfies ToHost);
   }
 
-  /** The host ended thread `no`: its tasks here run again elsewhere or fail, by the reason. */
+  /**
+   * The host ended thread `no`: its tasks here run again elsewhere or fail, by the reason; a task it never read runs
+   * again whatever the reason (but a close), up to MAX_REPOSTS times (index.ts, the module comment).
+   */
   #gone(pool: LinkPool, no: number, reason: GoneReason): void {
     const v = pool.views.get(no);
     pool.full = false;
@@ -419,8 +425,10 @@ export class PoolLink {
       for (const [id, s] of [...v.pending]) {
         v.pending.delete(id);
         s.job.signal?.removeEventListener("abort", s.onAbort);
-        if (reason === "blameless" || reason === "idle" || (reason === "deadline" && s.job.moves === 0)) {
-          s.job.moves++;
+        // Never read: dropped for good (the ended thread may not be gone yet), and innocent of this end.
+        const unread = reason !== "closed" && Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) === POSTED;
+        if (unread ? s.job.reposts++ < MAX_REPOSTS : reason === "blameless" || reason === "idle" || (reason === "deadline" && s.job.moves === 0)) {
+          if (!unread) s.job.moves++;
           again.push(s.job);
         } else s.job.reject(new Error(reason === "closed" ? `${what} pool closed` : reason === "deadline" ? `${what} stopped at the check deadline` : `${what} thread exited`));
       }

@@ -5,7 +5,7 @@
 // threads (test/helpers/task-thread-entry.ts); every step is driven by hand (aborts), not by timing.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { HOLD_MS, PoolHost, PoolLink, TaskPool, TaskThread, type SharedPoolOptions } from "./index.ts";
+import { HOLD_MS, MAX_REPOSTS, PoolHost, PoolLink, TaskPool, TaskThread, type SharedPoolOptions } from "./index.ts";
 
 const ENTRY = new URL("../../test/helpers/task-thread-entry.ts", import.meta.url);
 
@@ -173,5 +173,32 @@ void test("a hostile task that holds every thread it is moved to moves at most m
     assert.equal(p.started, 3, "the first thread and one per move");
   } finally {
     p.close();
+  }
+});
+
+/** An entry that fails as it starts: every thread ends before it reads anything. */
+const BROKEN = new URL("data:text/javascript,throw new Error('a broken entry')");
+
+void test("a task without a deadline, in a pool whose threads end before reading anything (a broken entry), fails after MAX_REPOSTS re-posts, not for ever", async () => {
+  const p = new TaskPool<Task, string>({ entry: BROKEN, heapMb: 64, what: "test task", maxThreads: 4 });
+  try {
+    await assert.rejects(p.run({ kind: "sync", ms: 1, name: "G" }), /a broken entry/);
+    assert.equal(p.started, 1 + MAX_REPOSTS);
+  } finally {
+    p.close();
+  }
+});
+
+void test("shared pools: a task without a deadline, in a pool whose threads end before reading anything (a broken entry), fails after MAX_REPOSTS re-posts, not for ever", async () => {
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  try {
+    const options: SharedPoolOptions = { entry: BROKEN.href, heapMb: 64, what: "test task", maxThreads: 4 };
+    await assert.rejects(a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "G" }), /test task thread exited/);
+    const started = host.threadSamples().find((x) => x.name === "wardmail_task_threads_started_total")?.value;
+    assert.equal(started, 1 + MAX_REPOSTS);
+  } finally {
+    a.close();
+    host.close();
   }
 });

@@ -137,6 +137,29 @@ void test("a task past its deadline that its thread has not read is dropped ther
   }
 });
 
+void test("a task abandoned at its deadline stays counted in its thread's tasks until its code answers: meanwhile a new task goes to a thread that is free, not to that one as if it were", async () => {
+  const p = pool(probe());
+  try {
+    // Two threads: S holds the first 700 ms, Q is moved to a second one, started for it.
+    const first = where(await p.run({ kind: "sync", ms: 1, name: "warm" }));
+    const s = p.run({ kind: "sync", ms: 700, name: "S" }, AbortSignal.timeout(5000));
+    await new Promise((r) => setTimeout(r, 20));
+    const second = where(await p.run({ kind: "sync", ms: 1, name: "Q" }, AbortSignal.timeout(5000)));
+    assert.equal(where(await s), first);
+    assert.notEqual(second, first);
+    // W goes to the first thread (both idle) and waits for an answer that never comes; abandoned at its deadline, its code computes 60 ms more.
+    const w = p.run({ kind: "hostile", ms: 60, delay: NEVER, stubborn: true, name: "W" }, AbortSignal.timeout(300));
+    await assert.rejects(w, /stopped at the check deadline/);
+    // Meanwhile N goes to the second thread: the first still runs W's code.
+    assert.equal(where(await p.run({ kind: "sync", ms: 1, name: "N" }, AbortSignal.timeout(5000))), second);
+    await new Promise((r) => setTimeout(r, 2 * GRACE_MS));
+    assert.equal(p.started, 2, "W answered within its grace: no thread was ended");
+    assert.equal(where(await p.run({ kind: "sync", ms: 1, name: "after" }, AbortSignal.timeout(5000))), first);
+  } finally {
+    p.close();
+  }
+});
+
 // The process's shared pools (shared.ts): the same through a PoolLink.
 const shared: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 10_000, abandons: true };
 

@@ -283,9 +283,9 @@ export class TaskThread<T extends object, R> {
     this.settled = pool?.settled;
   }
 
-  /** Tasks in flight. */
+  /** Tasks in flight, and those abandoned here whose code has not answered yet (it still runs: the pool does not offer this thread new tasks as if free). */
   get busy(): number {
-    return this.pending.size;
+    return this.pending.size + this.abandoned.size;
   }
 
   /** Threads started so far, the current one included. */
@@ -439,9 +439,9 @@ export class TaskThread<T extends object, R> {
       this.ready = true;
       const p = this.pending.get(e.id);
       if (p === undefined) {
-        // An abandoned task's answer: its code is done, the thread stays.
+        // An abandoned task's answer: its code is done, the thread stays (and is free of it: the pool may find it idle).
         clearTimeout(this.abandoned.get(e.id));
-        this.abandoned.delete(e.id);
+        if (this.abandoned.delete(e.id)) this.settled?.();
         return;
       }
       this.forget(e.id, p);

@@ -15,7 +15,8 @@
  * within GRACE_MS; read, in a stuck thread, the host ends its thread at
  * once. Each end is
  * told by the host ("gone"), and this side runs that thread's other tasks
- * again or fails them (shared.ts). The threads' other messages (the
+ * again or fails them (shared.ts; one the thread never read always runs
+ * again, up to MAX_REPOSTS times: index.ts). The threads' other messages (the
  * verifier's DNS questions about this worker's tasks) go to `onOther`.
  *
  * A task's byte arrays are copied once into buffers of their own and

@@ -36,19 +36,22 @@
  * A task the ended thread never read (its claim still POSTED, flipped to
  * DROPPED there and then, so that the ending thread can never run it) ran
  * none of its code there: it cannot be the cause of that end, so it runs
- * again elsewhere at every end but a close, however often it moved (its
- * `moves` are left alone: they bound a task that ran). A task the thread
- * had read keeps the old rule: run again once after a deadline (each time
- * after a blameless end), moved from stuck threads at most maxMoves times,
- * so a hostile task is not handed from thread to thread. Why the unread
- * re-posts cannot loop for ever: each one follows the end of a thread the
+ * again elsewhere at every end but a close, however often it moved. The
+ * bounds on a task that ran stay: a task a thread had read runs again once
+ * after a deadline's end (each time after a blameless end) and is moved
+ * from stuck threads at most maxMoves times (`moves`), so a hostile task
+ * is not handed from thread to thread; a move of a task no thread had read
+ * (taken from a stuck thread, or posted again at an end) does not count
+ * there: it ran nowhere. Why those re-posts cannot loop for ever: each one
+ * follows a stuck thread (STALL_MS at least) or the end of a thread the
  * task sat in unread, and such an end needs another task's fault (a
  * deadline or grace of a task that ran there, a crash) or a close (which
  * fails the task). A task with a deadline (every check's) is settled by it
- * whatever happens; for one without, each re-post is counted (`reposts`)
- * and past MAX_REPOSTS it fails as before: a thread that ends before
- * reading anything (an entry that crashes at start) starts at most
- * MAX_REPOSTS times for a task, not for ever.
+ * whatever happens; for one without, they are counted (`reposts`): past
+ * MAX_REPOSTS it is moved no more and fails at its thread's end, as
+ * before. So a thread that ends before reading anything (an entry that
+ * crashes at start) starts at most MAX_REPOSTS + 1 times for a task, not
+ * for ever.
  *
  * A pool thread runs many tasks at once (most of a verification is waiting
  * for DNS answers, which come from the parent). A task goes to the thread
@@ -59,8 +62,9 @@
  * thread notes in shared memory whose code it resumes: markTask; a note
  * naming a task already done names none, and then no task it read moves
  * yet); after HOLD_MS that one moves too and the stuck thread is ended (the note can
- * miss a resumption, and this stops the parse); a task moves at most
- * maxThreads times, then stays until its deadline ends its thread.
+ * miss a resumption, and this stops the parse); a task a thread had read
+ * moves at most maxMoves times (default maxThreads), then stays until its
+ * deadline ends its thread.
  * A task it had read runs again from the start (tasks are pure; the stuck
  * thread's late answer is ignored). So a pool normally runs one thread, and
  * starts more only while one is stuck; a thread idle for IDLE_MS beyond
@@ -85,7 +89,7 @@ export const STALL_MS = 100;
 export const HOLD_MS = 1000;
 /** An abandoned task (task.ts) that has not answered this long after its deadline has its thread ended (its code went on computing); twice STALL_MS. */
 export const GRACE_MS = 200;
-/** Most times a task its threads never read is posted again at their end (see the module comment): a bound for a task without a deadline. */
+/** Most times a task is taken from a thread, or posted again at a thread's end, before that thread read it (the module comment): a bound for a task without a deadline. */
 export const MAX_REPOSTS = 8;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
@@ -119,9 +123,9 @@ interface Job<T, R> {
   readonly signal: AbortSignal | undefined;
   readonly resolve: (r: R) => void;
   readonly reject: (e: Error) => void;
-  /** Times it was moved or run again elsewhere. */
+  /** Times it was moved or run again elsewhere once a thread had read it (a move of a task no thread read counts in `reposts`). */
   moves: number;
-  /** Times it was posted again at the end of a thread that never read it (not counted in `moves`; at most MAX_REPOSTS). */
+  /** Times it was taken from a thread, or posted again at a thread's end, before that thread read it (at most MAX_REPOSTS). */
   reposts: number;
   /** Called once it is settled: ends the threads that read it and had it taken away (their copy of its code may still run). */
   readonly left: (() => void)[];
@@ -246,21 +250,30 @@ export class TaskThread<T extends object, R> {
   /**
    * Takes back a task to run it elsewhere (undefined when it is done here,
    * or is the task whose code the thread resumed last, the one holding
-   * it, and the thread has been stuck for less than HOLD_MS): the thread's
-   * answer to it is then ignored. Tasks are pure
-   * (a verification, a walk), so running one twice is only work.
+   * it, and the thread has been stuck for less than HOLD_MS, or has moved
+   * as often as it may): the thread's answer to it is then ignored. Tasks
+   * are pure (a verification, a walk), so running one twice is only work.
+   * A task the thread had read counts the move in `moves` (at most
+   * `maxMoves`); one it had not, in `reposts` (at most MAX_REPOSTS: it ran
+   * nowhere, so it keeps its one run again after a deadline's end).
    */
-  take(id: number, now: number): Job<T, R> | undefined {
+  take(id: number, now: number, maxMoves = Infinity): Job<T, R> | undefined {
     const p = this.pending.get(id);
     if (p === undefined) return undefined;
     // The task holding the thread stays, unless the thread has been stuck for HOLD_MS (the note may be wrong: another task's code may have resumed without one).
     // A note naming no task in flight here (it is done) tells nothing: any task the thread read may hold it (one that resumed without a note).
     const noted = this.holding();
-    const holder = Atomics.load(p.claim, 0) === READ && (noted === id || noted === undefined || !this.pending.has(noted));
+    const read = Atomics.load(p.claim, 0) === READ;
+    const holder = read && (noted === id || noted === undefined || !this.pending.has(noted));
     if (holder && now - this.heard <= HOLD_MS) return undefined;
+    if (read ? p.job.moves >= maxMoves : p.job.reposts >= MAX_REPOSTS) return undefined;
     // Not read yet: dropped, the thread will skip it (readTask). Read (before or just now): its code may run here, untracked, so the thread
     // takes no new task, and is ended when nothing tracked is left in it (forget) or when the task is settled, wherever (Job.left).
-    if (Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) !== POSTED) {
+    if (Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) === POSTED) p.job.reposts++;
+    else {
+      // Read just now: the bound of a task that ran.
+      if (p.job.moves >= maxMoves) return undefined;
+      p.job.moves++;
       this.tainted = true;
       const w = this.worker;
       if (w !== undefined) p.job.left.push(() => this.restart(w, new Error(`${this.opts.what} thread ended`), undefined, true));
@@ -470,16 +483,16 @@ export class TaskPool<T extends object, R> {
       return;
     }
     if (id < 0 || this.opts.maxThreads < 2) return;
-    // While it is in flight: when its thread is stuck, move the task (at most maxThreads times), unless it is the one the thread read first.
+    // While it is in flight: when its thread is stuck, move the task (one that ran at most maxMoves times: take), unless it holds the thread.
+    const maxMoves = this.opts.maxMoves ?? this.opts.maxThreads;
     const check = (): void => {
-      if (!thread.has(id) || job.moves >= (this.opts.maxMoves ?? this.opts.maxThreads)) return;
+      if (!thread.has(id) || job.moves >= maxMoves) return;
       const now = performance.now();
-      const moved = thread.stuck(now) ? thread.take(id, now) : undefined;
+      const moved = thread.stuck(now) ? thread.take(id, now, maxMoves) : undefined;
       if (moved === undefined) {
         setTimeout(check, STALL_MS).unref();
         return;
       }
-      moved.moves++;
       this.dispatch(moved, thread);
     };
     setTimeout(check, STALL_MS + 1).unref();

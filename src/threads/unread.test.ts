@@ -163,6 +163,96 @@ void test("shared pools: a task run again once after its thread's end, then left
   }
 });
 
+void test("a task taken unread from a stuck thread keeps its one run again: read in a thread ended at another task's deadline, it runs again", async () => {
+  const q = answering();
+  const opts = { entry: ENTRY, heapMb: 64, what: "test task", onOther: q.onOther };
+  const c = new TaskThread<Task, string>(opts);
+  const b = new TaskThread<Task, string>(opts, { orphans: (jobs) => jobs.forEach((j) => c.post(j)), settled: () => undefined });
+  const a = new TaskThread<Task, string>(opts, { orphans: () => undefined, settled: () => undefined });
+  try {
+    const [, , tc] = (await Promise.all([a.run({ kind: "sync", ms: 1, name: "warm" }), b.run({ kind: "sync", ms: 1, name: "warm" }), c.run({ kind: "sync", ms: 1, name: "warm" })])).map(where); // id 0 in each
+    const d1 = new AbortController();
+    const d2 = new AbortController();
+    const h1 = a.run({ kind: "hostile", ms: 6000, delay: 5, name: "H1" }, d1.signal); // id 1
+    h1.catch(() => undefined);
+    await read(q.asked, 5);
+    await sleep(50);
+    // G, posted to A, which cannot read it, is taken back (as from a stuck thread) and posted to B: a move of a task that ran nowhere.
+    const g = a.run({ kind: "hostile", ms: 1, delay: 300, name: "G" }, AbortSignal.timeout(10_000)); // id 2
+    const moved = a.take(2, performance.now() + 2 * HOLD_MS, 2);
+    assert.ok(moved !== undefined, "G taken");
+    assert.equal(moved.moves, 0, "not counted as a move of a task that ran");
+    assert.equal(moved.reposts, 1);
+    assert.equal(a.open, true, "A never read G: it still takes tasks");
+    b.post(moved);
+    // B reads G, which waits 300 ms for its answer; H2 then holds B, and its deadline ends B: G, read there, runs again once, in C.
+    await read(q.asked, 300);
+    const h2 = b.run({ kind: "hostile", ms: 6000, delay: 6, name: "H2" }, d2.signal);
+    h2.catch(() => undefined);
+    await read(q.asked, 6);
+    await sleep(30);
+    d2.abort();
+    await assert.rejects(h2, /stopped at the check deadline/);
+    assert.equal(where(await g), tc, "G ran again in C");
+    d1.abort();
+  } finally {
+    a.close();
+    b.close();
+    c.close();
+  }
+});
+
+void test("shared pools: a task moved unread from a stuck thread keeps its one run again: read in a thread ended at another link's deadline, it runs again", async () => {
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 2, keepOneIdle: true, idleMs: 10_000 };
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  const qa = answering();
+  const qb = answering();
+  a.onOther("test", qa.onOther);
+  b.onOther("test", qb.onOther);
+  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", options, task, signal);
+  const d1 = new AbortController();
+  const d2 = new AbortController();
+  try {
+    // Two threads: S (a) holds the first 700 ms, Q (b) is moved to a second one, started for it.
+    const t0 = where(await run(a, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
+    const s = run(a, { kind: "sync", ms: 700, name: "S" }, AbortSignal.timeout(5000));
+    await sleep(20);
+    const t1 = where(await run(b, { kind: "sync", ms: 1, name: "Q" }, AbortSignal.timeout(5000)));
+    assert.equal(where(await s), t0);
+    // H1 (a) holds the first thread (read, answered, computing for 6 s); P (a) waits 1 s for its answer in the second.
+    const h1 = run(a, { kind: "hostile", ms: 6000, delay: 5, name: "H1" }, d1.signal);
+    h1.catch(() => undefined);
+    await read(qa.asked, 5);
+    const p = run(a, { kind: "hostile", ms: 1, delay: 1000, name: "P" }, AbortSignal.timeout(10_000));
+    await read(qa.asked, 1000);
+    // G (b) goes to the first thread (as busy as the second, and first), which cannot read it; after STALL_MS it is moved to the
+    // second, read there, and waits 300 ms for its answer.
+    const g = run(b, { kind: "hostile", ms: 1, delay: 300, name: "G" }, AbortSignal.timeout(10_000));
+    await read(qb.asked, 300);
+    // H2 (a) then holds the second thread, and its deadline ends it: G, read there, runs again (its first run again: its move ran nowhere).
+    const h2 = run(a, { kind: "hostile", ms: 6000, delay: 6, name: "H2" }, d2.signal);
+    h2.catch(() => undefined);
+    await read(qa.asked, 6);
+    await sleep(20);
+    d2.abort();
+    await assert.rejects(h2, /stopped at the check deadline/);
+    // H1's deadline ends the first thread too; G runs in a third.
+    await sleep(20);
+    d1.abort();
+    const ran = where(await g);
+    assert.ok(ran !== t0 && ran !== t1, `G ran in a third thread (${ran}; ${t0}, ${t1} ended)`);
+    assert.match(await p, /^P on /);
+    assert.equal(qb.asked.filter((x) => x === 300).length, 2, "G ran twice: in the second thread, then in a third");
+  } finally {
+    d1.abort();
+    a.close();
+    b.close();
+    host.close();
+  }
+});
+
 void test("a hostile task that holds every thread it is moved to moves at most maxMoves times: the threads it ends are bounded", async () => {
   const p = new TaskPool<Task, string>({ entry: ENTRY, heapMb: 64, what: "test task", maxThreads: 4, maxMoves: 2, keepOneIdle: true, idleMs: 10_000 });
   try {

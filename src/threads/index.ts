@@ -417,7 +417,7 @@ export class TaskThread<T extends object, R> {
 export interface TaskPoolOptions extends TaskThreadOptions {
   /** Most threads. */
   readonly maxThreads: number;
-  /** Most times one task moves to another thread when its thread is stuck (default maxThreads). */
+  /** Most times a task that a thread had read moves to another thread when its thread is stuck (default maxThreads; moves of a task no thread read are bounded by MAX_REPOSTS). */
   readonly maxMoves?: number;
   /** End idle threads beyond one after IDLE_MS (a thread's parsed state is then kept in one). */
   readonly keepOneIdle?: boolean;

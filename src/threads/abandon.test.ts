@@ -137,6 +137,29 @@ void test("a task past its deadline that its thread has not read is dropped ther
   }
 });
 
+void test("a task abandoned at its deadline stays counted in its thread's tasks until its code answers: meanwhile a new task goes to a thread that is free, not to that one as if it were", async () => {
+  const p = pool(probe());
+  try {
+    // Two threads: S holds the first 700 ms, Q is moved to a second one, started for it.
+    const first = where(await p.run({ kind: "sync", ms: 1, name: "warm" }));
+    const s = p.run({ kind: "sync", ms: 700, name: "S" }, AbortSignal.timeout(5000));
+    await new Promise((r) => setTimeout(r, 20));
+    const second = where(await p.run({ kind: "sync", ms: 1, name: "Q" }, AbortSignal.timeout(5000)));
+    assert.equal(where(await s), first);
+    assert.notEqual(second, first);
+    // W goes to the first thread (both idle) and waits for an answer that never comes; abandoned at its deadline, its code computes 60 ms more.
+    const w = p.run({ kind: "hostile", ms: 60, delay: NEVER, stubborn: true, name: "W" }, AbortSignal.timeout(300));
+    await assert.rejects(w, /stopped at the check deadline/);
+    // Meanwhile N goes to the second thread: the first still runs W's code.
+    assert.equal(where(await p.run({ kind: "sync", ms: 1, name: "N" }, AbortSignal.timeout(5000))), second);
+    await new Promise((r) => setTimeout(r, 2 * GRACE_MS));
+    assert.equal(p.started, 2, "W answered within its grace: no thread was ended");
+    assert.equal(where(await p.run({ kind: "sync", ms: 1, name: "after" }, AbortSignal.timeout(5000))), first);
+  } finally {
+    p.close();
+  }
+});
+
 // The process's shared pools (shared.ts): the same through a PoolLink.
 const shared: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 4, keepOneIdle: true, idleMs: 10_000, abandons: true };
 
@@ -245,6 +268,32 @@ void test("shared pools: a worker that goes away while its abandoned task goes o
     assert.deepEqual(counts(host).ended, { worker_gone: 1 });
     const ms = await cpuMsOverNextSecond();
     assert.ok(ms < 300, `${ms} ms of CPU in the second after: S's code was stopped`);
+  } finally {
+    close();
+  }
+});
+
+void test("shared pools: a task abandoned at its deadline stays counted in its thread's BUSY until its code answers: meanwhile a new task goes to a thread that is free, not to that one as if it were", async () => {
+  const { host, a, b, run, close } = sharedPair();
+  try {
+    // Two threads: S (a) holds the first 700 ms, Q (b) is moved to a second one, started for it.
+    const first = where(await run(a, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
+    const s = run(a, { kind: "sync", ms: 700, name: "S" }, AbortSignal.timeout(5000));
+    await new Promise((r) => setTimeout(r, 20));
+    const second = where(await run(b, { kind: "sync", ms: 1, name: "Q" }, AbortSignal.timeout(5000)));
+    assert.equal(where(await s), first);
+    assert.notEqual(second, first);
+    // W (a) goes to the first thread (both idle, it comes first) and waits for an answer that never comes; abandoned at its deadline, its code
+    // computes 60 ms more before it answers (within the grace, and before a task posted behind it would be moved: STALL_MS).
+    const w = run(a, { kind: "hostile", ms: 60, delay: NEVER, stubborn: true, name: "W" }, AbortSignal.timeout(300));
+    await assert.rejects(w, /stopped at the check deadline/);
+    // Meanwhile N (b): the first thread still runs W's code, so N goes to the second. Were W's count released at its deadline, both threads
+    // would count 0 and N would go to the first, to wait behind W's code.
+    assert.equal(where(await run(b, { kind: "sync", ms: 1, name: "N" }, AbortSignal.timeout(5000))), second);
+    // W answered within its grace: no thread was ended; and once it answered, the first thread is free again.
+    await new Promise((r) => setTimeout(r, 2 * GRACE_MS));
+    assert.deepEqual(counts(host), { started: 2, ended: {} });
+    assert.equal(where(await run(b, { kind: "sync", ms: 1, name: "after" }, AbortSignal.timeout(5000))), first);
   } finally {
     close();
   }

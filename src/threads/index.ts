@@ -33,6 +33,26 @@
  * hostile message costs the others time, not a refusal. An idle thread is
  * unreferenced, so it keeps no process alive; its heap is capped (heapMb).
  *
+ * A task the ended thread never read (its claim still POSTED, flipped to
+ * DROPPED there and then, so that the ending thread can never run it) ran
+ * none of its code there: it cannot be the cause of that end, so it runs
+ * again elsewhere at every end but a close, however often it moved. The
+ * bounds on a task that ran stay: a task a thread had read runs again once
+ * after a deadline's end (each time after a blameless end) and is moved
+ * from stuck threads at most maxMoves times (`moves`), so a hostile task
+ * is not handed from thread to thread; a move of a task no thread had read
+ * (taken from a stuck thread, or posted again at an end) does not count
+ * there: it ran nowhere. Why those re-posts cannot loop for ever: each one
+ * follows a stuck thread (STALL_MS at least) or the end of a thread the
+ * task sat in unread, and such an end needs another task's fault (a
+ * deadline or grace of a task that ran there, a crash) or a close (which
+ * fails the task). A task with a deadline (every check's) is settled by it
+ * whatever happens; for one without, they are counted (`reposts`): past
+ * MAX_REPOSTS it is moved no more and fails at its thread's end, as
+ * before. So a thread that ends before reading anything (an entry that
+ * crashes at start) starts at most MAX_REPOSTS + 1 times for a task, not
+ * for ever.
+ *
  * A pool thread runs many tasks at once (most of a verification is waiting
  * for DNS answers, which come from the parent). A task goes to the thread
  * with the fewest tasks in flight. A thread whose event loop is held (a
@@ -42,8 +62,9 @@
  * thread notes in shared memory whose code it resumes: markTask; a note
  * naming a task already done names none, and then no task it read moves
  * yet); after HOLD_MS that one moves too and the stuck thread is ended (the note can
- * miss a resumption, and this stops the parse); a task moves at most
- * maxThreads times, then stays until its deadline ends its thread.
+ * miss a resumption, and this stops the parse); a task a thread had read
+ * moves at most maxMoves times (default maxThreads), then stays until its
+ * deadline ends its thread.
  * A task it had read runs again from the start (tasks are pure; the stuck
  * thread's late answer is ignored). So a pool normally runs one thread, and
  * starts more only while one is stuck; a thread idle for IDLE_MS beyond
@@ -58,8 +79,9 @@
  * comes first (the tasks it still tracks then run again elsewhere). So a
  * hostile task burns no CPU past its deadline.
  */
-import { Worker, workerData } from "node:worker_threads";
-import { clock, turning } from "./task.ts";
+import { Worker } from "node:worker_threads";
+import { BEAT, DROPPED, HOLDER, POSTED, READ, SLOTS, exact } from "./slots.ts";
+import { turning } from "./task.ts";
 
 /** A pool task not acknowledged by its thread within this time goes to another thread. */
 export const STALL_MS = 100;
@@ -67,6 +89,8 @@ export const STALL_MS = 100;
 export const HOLD_MS = 1000;
 /** An abandoned task (task.ts) that has not answered this long after its deadline has its thread ended (its code went on computing); twice STALL_MS. */
 export const GRACE_MS = 200;
+/** Most times a task is taken from a thread, or posted again at a thread's end, before that thread read it (the module comment): a bound for a task without a deadline. */
+export const MAX_REPOSTS = 8;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
 /**
@@ -89,98 +113,6 @@ export interface TaskThreadOptions {
   readonly abandons?: boolean;
 }
 
-
-/**
- * The task with each byte array that is a view into a larger buffer copied
- * out: postMessage copies a view's whole underlying buffer (a 10 KB
- * message in a 64 KB receive block cost 36 us instead of 5; a message
- * sliced from a bigger block, far more).
- */
-export function exact<T extends object>(task: T): T {
-  let copy: Record<string, unknown> | undefined;
-  for (const [k, v] of Object.entries(task)) {
-    if (v instanceof Uint8Array && v.byteLength !== v.buffer.byteLength) {
-      copy ??= { ...(task as Record<string, unknown>) };
-      copy[k] = ownBytes(v);
-    }
-  }
-  return (copy ?? task) as T;
-}
-
-/** `bytes` with a buffer of its own (copied when it is a view into a larger one), for postMessage. */
-export function ownBytes(bytes: Uint8Array): Uint8Array {
-  return bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
-}
-
-/**
- * The memory a task thread shares with its parent (Int32 slots): the task
- * whose code it resumed last (id + 1), and a counter of resumptions (a
- * thread whose counter stands still while it has tasks is stuck).
- */
-export const HOLDER = 0;
-export const BEAT = 1;
-/**
- * A shared pool's thread (shared.ts) has three more, read and written by
- * every worker that posts to it and by the primary: its tasks in flight
- * (BUSY, below 0 once the primary ends it for idleness), whether it takes
- * no new task (SHUT: a task it had read was taken away) and how many tasks
- * were ever posted to it (POSTS, for idleness).
- */
-export const BUSY = 2;
-export const SHUT = 3;
-export const POSTS = 4;
-/** When the thread's event loop last turned (its heartbeat or a resumption; clock()): a task's deadline reads it (task.ts turning). */
-export const PULSE = 5;
-export const SLOTS = 6;
-/** A task's claim (one Int32 of its own, sent with it): posted, then either read by the thread or dropped by the pool, never both. */
-export const POSTED = 0;
-export const READ = 1;
-export const DROPPED = 2;
-/** How often a task thread's heartbeat moves BEAT (well under STALL_MS). */
-const BEAT_MS = 25;
-
-/** In a task thread: its shared slots (null outside a task thread). */
-let ownSlot: Int32Array | null | undefined;
-
-/**
- * What a thread's entry file calls whenever it resumes a task's code: when
- * it reads the task, and where an answer it waited for (a DNS answer)
- * comes back. When the thread is stuck, the task noted last is the one
- * holding it; the others can run elsewhere.
- */
-export function markTask(id: number): void {
-  if (ownSlot === undefined) {
-    const sab = (workerData as { taskSlot?: unknown } | null)?.taskSlot;
-    ownSlot = sab instanceof SharedArrayBuffer ? new Int32Array(sab) : null;
-    // A heartbeat: it fires only when the event loop turns, so long asynchronous work (a big walk, a body hash in chunks) shows life, and a held loop does not.
-    const slot = ownSlot;
-    if (slot !== null) {
-      setInterval(() => {
-        Atomics.add(slot, BEAT, 1);
-        Atomics.store(slot, PULSE, clock());
-      }, BEAT_MS).unref();
-    }
-  }
-  if (ownSlot !== null) {
-    Atomics.store(ownSlot, HOLDER, id + 1);
-    Atomics.add(ownSlot, BEAT, 1);
-    Atomics.store(ownSlot, PULSE, clock());
-  }
-}
-
-/**
- * What a thread's entry file calls when it reads a task (before any work on
- * it), with the message as it came. False: the pool took the task back
- * before the thread read it (it runs elsewhere); the entry must drop it
- * without running any of its code and without an answer.
- */
-export function readTask(task: { readonly id: number }): boolean {
-  const sab = (task as { readonly claim?: unknown }).claim;
-  if (sab instanceof SharedArrayBuffer && Atomics.compareExchange(new Int32Array(sab), 0, POSTED, READ) === DROPPED) return false;
-  markTask(task.id);
-  return true;
-}
-
 type FromThread<R> =
   | { readonly type: "done"; readonly id: number; readonly result: R }
   | { readonly type: "failed"; readonly id: number; readonly message: string };
@@ -191,8 +123,10 @@ interface Job<T, R> {
   readonly signal: AbortSignal | undefined;
   readonly resolve: (r: R) => void;
   readonly reject: (e: Error) => void;
-  /** Times it was moved or run again elsewhere. */
+  /** Times it was moved or run again elsewhere once a thread had read it (a move of a task no thread read counts in `reposts`). */
   moves: number;
+  /** Times it was taken from a thread, or posted again at a thread's end, before that thread read it (at most MAX_REPOSTS). */
+  reposts: number;
   /** Called once it is settled: ends the threads that read it and had it taken away (their copy of its code may still run). */
   readonly left: (() => void)[];
 }
@@ -215,6 +149,7 @@ function job<T, R>(task: T, signal: AbortSignal | undefined, resolve: (r: R) => 
       reject(e);
     },
     moves: 0,
+    reposts: 0,
     left,
   };
 }
@@ -261,9 +196,9 @@ export class TaskThread<T extends object, R> {
     this.settled = pool?.settled;
   }
 
-  /** Tasks in flight. */
+  /** Tasks in flight, and those abandoned here whose code has not answered yet (it still runs: the pool does not offer this thread new tasks as if free). */
   get busy(): number {
-    return this.pending.size;
+    return this.pending.size + this.abandoned.size;
   }
 
   /** Threads started so far, the current one included. */
@@ -315,21 +250,30 @@ export class TaskThread<T extends object, R> {
   /**
    * Takes back a task to run it elsewhere (undefined when it is done here,
    * or is the task whose code the thread resumed last, the one holding
-   * it, and the thread has been stuck for less than HOLD_MS): the thread's
-   * answer to it is then ignored. Tasks are pure
-   * (a verification, a walk), so running one twice is only work.
+   * it, and the thread has been stuck for less than HOLD_MS, or has moved
+   * as often as it may): the thread's answer to it is then ignored. Tasks
+   * are pure (a verification, a walk), so running one twice is only work.
+   * A task the thread had read counts the move in `moves` (at most
+   * `maxMoves`); one it had not, in `reposts` (at most MAX_REPOSTS: it ran
+   * nowhere, so it keeps its one run again after a deadline's end).
    */
-  take(id: number, now: number): Job<T, R> | undefined {
+  take(id: number, now: number, maxMoves = Infinity): Job<T, R> | undefined {
     const p = this.pending.get(id);
     if (p === undefined) return undefined;
     // The task holding the thread stays, unless the thread has been stuck for HOLD_MS (the note may be wrong: another task's code may have resumed without one).
     // A note naming no task in flight here (it is done) tells nothing: any task the thread read may hold it (one that resumed without a note).
     const noted = this.holding();
-    const holder = Atomics.load(p.claim, 0) === READ && (noted === id || noted === undefined || !this.pending.has(noted));
+    const read = Atomics.load(p.claim, 0) === READ;
+    const holder = read && (noted === id || noted === undefined || !this.pending.has(noted));
     if (holder && now - this.heard <= HOLD_MS) return undefined;
+    if (read ? p.job.moves >= maxMoves : p.job.reposts >= MAX_REPOSTS) return undefined;
     // Not read yet: dropped, the thread will skip it (readTask). Read (before or just now): its code may run here, untracked, so the thread
     // takes no new task, and is ended when nothing tracked is left in it (forget) or when the task is settled, wherever (Job.left).
-    if (Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) !== POSTED) {
+    if (Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) === POSTED) p.job.reposts++;
+    else {
+      // Read just now: the bound of a task that ran.
+      if (p.job.moves >= maxMoves) return undefined;
+      p.job.moves++;
       this.tainted = true;
       const w = this.worker;
       if (w !== undefined) p.job.left.push(() => this.restart(w, new Error(`${this.opts.what} thread ended`), undefined, true));
@@ -386,7 +330,7 @@ export class TaskThread<T extends object, R> {
 
   /** Ends the thread (tasks in flight fail). */
   close(): void {
-    if (this.worker) this.restart(this.worker, new Error(`${this.opts.what} thread closed`));
+    if (this.worker) this.restart(this.worker, new Error(`${this.opts.what} thread closed`), undefined, false, true);
   }
 
   private forget(id: number, p: InFlight<T, R>): void {
@@ -417,9 +361,9 @@ export class TaskThread<T extends object, R> {
       this.ready = true;
       const p = this.pending.get(e.id);
       if (p === undefined) {
-        // An abandoned task's answer: its code is done, the thread stays.
+        // An abandoned task's answer: its code is done, the thread stays (and is free of it: the pool may find it idle).
         clearTimeout(this.abandoned.get(e.id));
-        this.abandoned.delete(e.id);
+        if (this.abandoned.delete(e.id)) this.settled?.();
         return;
       }
       this.forget(e.id, p);
@@ -440,9 +384,11 @@ export class TaskThread<T extends object, R> {
    * new thread. The task whose deadline ended it (`culprit`) fails; the
    * others fail too, or, in a pool, are run again once elsewhere (each of
    * them, however often it moved, when `blameless`: the thread was ended
-   * for the code of a task it no longer tracks).
+   * for the code of a task it no longer tracks); in a pool, a task the
+   * thread never read runs again elsewhere whatever ended it (but a close),
+   * up to MAX_REPOSTS times (the module comment).
    */
-  private restart(w: Worker, err: Error, culprit?: number, blameless = false): void {
+  private restart(w: Worker, err: Error, culprit?: number, blameless = false, closing = false): void {
     if (this.worker !== w) return;
     this.worker = undefined;
     // Until the next thread: nothing to look at (the ended thread's counter must not pass for the next one's life).
@@ -455,8 +401,11 @@ export class TaskThread<T extends object, R> {
     const again: Job<T, R>[] = [];
     for (const [id, p] of [...this.pending]) {
       this.forget(id, p);
-      if (this.orphans !== undefined && (blameless || (id !== culprit && culprit !== undefined && p.job.moves === 0))) {
-        p.job.moves++;
+      // Never read: dropped for good (the ending thread may still reach it), and innocent of this end.
+      const unread = Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) === POSTED;
+      if (this.orphans === undefined || closing) p.job.reject(err);
+      else if (unread ? p.job.reposts++ < MAX_REPOSTS : blameless || (id !== culprit && culprit !== undefined && p.job.moves === 0)) {
+        if (!unread) p.job.moves++;
         again.push(p.job);
       } else p.job.reject(err);
     }
@@ -468,7 +417,7 @@ export class TaskThread<T extends object, R> {
 export interface TaskPoolOptions extends TaskThreadOptions {
   /** Most threads. */
   readonly maxThreads: number;
-  /** Most times one task moves to another thread when its thread is stuck (default maxThreads). */
+  /** Most times a task that a thread had read moves to another thread when its thread is stuck (default maxThreads; moves of a task no thread read are bounded by MAX_REPOSTS). */
   readonly maxMoves?: number;
   /** End idle threads beyond one after IDLE_MS (a thread's parsed state is then kept in one). */
   readonly keepOneIdle?: boolean;
@@ -534,16 +483,16 @@ export class TaskPool<T extends object, R> {
       return;
     }
     if (id < 0 || this.opts.maxThreads < 2) return;
-    // While it is in flight: when its thread is stuck, move the task (at most maxThreads times), unless it is the one the thread read first.
+    // While it is in flight: when its thread is stuck, move the task (one that ran at most maxMoves times: take), unless it holds the thread.
+    const maxMoves = this.opts.maxMoves ?? this.opts.maxThreads;
     const check = (): void => {
-      if (!thread.has(id) || job.moves >= (this.opts.maxMoves ?? this.opts.maxThreads)) return;
+      if (!thread.has(id) || job.moves >= maxMoves) return;
       const now = performance.now();
-      const moved = thread.stuck(now) ? thread.take(id, now) : undefined;
+      const moved = thread.stuck(now) ? thread.take(id, now, maxMoves) : undefined;
       if (moved === undefined) {
         setTimeout(check, STALL_MS).unref();
         return;
       }
-      moved.moves++;
       this.dispatch(moved, thread);
     };
     setTimeout(check, STALL_MS + 1).unref();
@@ -566,5 +515,6 @@ export class TaskPool<T extends object, R> {
   }
 }
 
+export { BEAT, BUSY, DROPPED, HOLDER, POSTED, POSTS, PULSE, READ, SHUT, SLOTS, exact, markTask, ownBytes, readTask } from "./slots.ts";
 export { PoolHost, PoolLink, type EndCause, type EndReason, type SharedPoolOptions } from "./shared.ts";
 export { batchedPeer, runTask, runningTasks, servePorts, unbatch, type TaskPeer } from "./task.ts";

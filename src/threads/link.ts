@@ -15,7 +15,8 @@
  * within GRACE_MS; read, in a stuck thread, the host ends its thread at
  * once. Each end is
  * told by the host ("gone"), and this side runs that thread's other tasks
- * again or fails them (shared.ts). The threads' other messages (the
+ * again or fails them (shared.ts; one the thread never read always runs
+ * again, up to MAX_REPOSTS times: index.ts). The threads' other messages (the
  * verifier's DNS questions about this worker's tasks) go to `onOther`.
  *
  * A task's byte arrays are copied once into buffers of their own and
@@ -25,7 +26,7 @@
  * a copy.
  */
 import type { MessagePort } from "node:worker_threads";
-import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
+import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, MAX_REPOSTS, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
 import type { EndCause, GoneReason, SharedPoolOptions, ToHost, ToLink } from "./shared.ts";
 import { turning } from "./task.ts";
 
@@ -36,8 +37,10 @@ interface Job {
   readonly signal: AbortSignal | undefined;
   readonly resolve: (r: unknown) => void;
   readonly reject: (e: Error) => void;
-  /** Times it was moved or run again elsewhere. */
+  /** Times it was moved or run again elsewhere once a thread had read it (a move of a task no thread read counts in `reposts`). */
   moves: number;
+  /** Times it was taken from a thread, or posted again at a thread's end, before that thread read it (at most MAX_REPOSTS: index.ts). */
+  reposts: number;
   /** Called once it is settled: ends the threads that read it and had it taken away (their copy of its code may still run). */
   readonly left: (() => void)[];
 }
@@ -169,6 +172,7 @@ export class PoolLink {
           reject(e);
         },
         moves: 0,
+        reposts: 0,
         left,
       };
       this.#dispatch(pool, job);
@@ -301,16 +305,15 @@ export class PoolLink {
     const options = pool.options;
     if (options === undefined || options.maxThreads < 2) return;
     const maxMoves = options.maxMoves ?? options.maxThreads;
-    // While it is in flight: when its thread is stuck, move the task (at most maxMoves times), unless it is the one holding the thread.
+    // While it is in flight: when its thread is stuck, move the task (one that ran at most maxMoves times: #take), unless it holds the thread.
     const check = (): void => {
       if (!v.pending.has(id) || job.moves >= maxMoves || pool.views.get(v.no) !== v) return;
       const now = performance.now();
-      const moved = this.#stuck(v, now) ? this.#take(pool, v, id, now) : undefined;
+      const moved = this.#stuck(v, now) ? this.#take(pool, v, id, now, maxMoves) : undefined;
       if (moved === undefined) {
         setTimeout(check, STALL_MS).unref();
         return;
       }
-      moved.moves++;
       this.#dispatch(pool, moved, v);
     };
     setTimeout(check, STALL_MS + 1).unref();
@@ -365,19 +368,25 @@ export class PoolLink {
     return false;
   }
 
-  /** As TaskThread.take: takes back a task of a stuck thread to run it elsewhere (undefined: it stays). */
-  #take(pool: LinkPool, v: View, id: number, now: number): Job | undefined {
+  /** As TaskThread.take: takes back a task of a stuck thread to run it elsewhere (undefined: it stays; a move counted in `moves` or `reposts`). */
+  #take(pool: LinkPool, v: View, id: number, now: number, maxMoves: number): Job | undefined {
     const s = v.pending.get(id);
     if (s === undefined) return undefined;
     // The note names the task whose code the thread resumed last; one naming no task of this worker's there may be
     // another worker's, or done: then any task the thread read may hold it.
     const h = Atomics.load(v.slot, HOLDER);
     const noted = h > 0 ? h - 1 : undefined;
-    const holder = Atomics.load(s.claim, 0) === READ && (noted === id || noted === undefined || !v.pending.has(noted));
+    const read = Atomics.load(s.claim, 0) === READ;
+    const holder = read && (noted === id || noted === undefined || !v.pending.has(noted));
     if (holder && now - v.heard <= HOLD_MS) return undefined;
+    if (read ? s.job.moves >= maxMoves : s.job.reposts >= MAX_REPOSTS) return undefined;
     // Read: its code may run there, untracked: the thread takes no new task, and is ended when nothing is left in it
     // (forget) or when the task is settled, wherever (Job.left).
-    if (Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) !== POSTED) {
+    if (Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) === POSTED) s.job.reposts++;
+    else {
+      // Read just now: the bound of a task that ran.
+      if (s.job.moves >= maxMoves) return undefined;
+      s.job.moves++;
       Atomics.store(v.slot, SHUT, 1);
       s.job.left.push(() => this.#port.postMessage({ type: "end", pool: pool.name, no: v.no, reason: "blameless" } satisfies ToHost));
     }
@@ -405,7 +414,10 @@ export class PoolLink {
     if (left === 0 && Atomics.load(v.slot, SHUT) !== 0) this.#port.postMessage({ type: "end", pool: pool.name, no: v.no, reason: "blameless" } satisfies ToHost);
   }
 
-  /** The host ended thread `no`: its tasks here run again elsewhere or fail, by the reason. */
+  /**
+   * The host ended thread `no`: its tasks here run again elsewhere or fail, by the reason; a task it never read runs
+   * again whatever the reason (but a close), up to MAX_REPOSTS times (index.ts, the module comment).
+   */
   #gone(pool: LinkPool, no: number, reason: GoneReason): void {
     const v = pool.views.get(no);
     pool.full = false;
@@ -419,8 +431,10 @@ export class PoolLink {
       for (const [id, s] of [...v.pending]) {
         v.pending.delete(id);
         s.job.signal?.removeEventListener("abort", s.onAbort);
-        if (reason === "blameless" || reason === "idle" || (reason === "deadline" && s.job.moves === 0)) {
-          s.job.moves++;
+        // Never read: dropped for good (the ended thread may not be gone yet), and innocent of this end.
+        const unread = reason !== "closed" && Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) === POSTED;
+        if (unread ? s.job.reposts++ < MAX_REPOSTS : reason === "blameless" || reason === "idle" || (reason === "deadline" && s.job.moves === 0)) {
+          if (!unread) s.job.moves++;
           again.push(s.job);
         } else s.job.reject(new Error(reason === "closed" ? `${what} pool closed` : reason === "deadline" ? `${what} stopped at the check deadline` : `${what} thread exited`));
       }

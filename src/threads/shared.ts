@@ -36,7 +36,8 @@
  * Every end is told to every link ({ type: "gone", reason }), which then
  * runs that thread's other tasks again once elsewhere (a deadline), each
  * of them again (the thread was ended for no fault of theirs), or fails
- * them (the thread crashed). A worker that goes away has its tasks ended
+ * them (the thread crashed); a task the thread never read runs again
+ * whatever the reason but a close (up to MAX_REPOSTS times: index.ts). A worker that goes away has its tasks ended
  * as at a deadline: the threads with any of its tasks in flight (each link
  * counts its own tasks per thread in a shared counter, `mine`, beside
  * BUSY; an abandoned task until its code answers) are ended, the other workers' tasks there run again once; a

@@ -246,10 +246,11 @@ void test("shared pools: a thread's question goes to the link whose task asked, 
   }
   try {
     const warm = await b.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000));
-    // B's task waits behind an 80 ms one and asks when the thread reaches it; a posts after it, to the same thread.
-    const first = b.run<Task, string>("test", options, { kind: "sync", ms: 80, name: "first" }, AbortSignal.timeout(8000));
+    // B's task waits behind a 40 ms one and asks when the thread reaches it; a posts after it, to the same thread.
+    // (Well under STALL_MS: a thread held near 100 ms on a starved machine would have its unread tasks moved to another.)
+    const first = b.run<Task, string>("test", options, { kind: "sync", ms: 40, name: "first" }, AbortSignal.timeout(8000));
     const q = b.run<Task, string>("test", options, { kind: "hostile", ms: 1, name: "B" }, AbortSignal.timeout(8000));
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 10));
     const other = await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "A" }, AbortSignal.timeout(8000));
     assert.match(await first, /^first on /);
     assert.match(await q, /^B on /);

@@ -95,7 +95,7 @@ export class Handoff {
    * in `claimed` (past its lease the database path owns a message: claimDue
    * may have taken it). The caller marks those returned as claimed.
    */
-  take(limit: number, now: number, claimed: ReadonlySet<string>): QueuedMessage[] {
+  take(limit: number, now: number, claimed: { has(id: string): boolean }): QueuedMessage[] {
     const out: QueuedMessage[] = [];
     while (out.length < limit && this.ready.length > 0) {
       const m = this.ready.shift() as QueuedMessage;

@@ -57,3 +57,24 @@ void test("outcomes of a failed transaction go back first and are retried once b
   q.requeue([]);
   assert.equal(q.length, 1, "nothing to requeue: no change");
 });
+
+void test("recent outcomes ride with any commit of messages; one that is not recent makes them wait for `group`", () => {
+  const q = new OutcomeQueue({ delayMs: 10_000, batch: 100, group: 3, onDue: () => assert.fail("not due"), onRetry: () => undefined });
+  assert.equal(q.ridesWith(1), false, "nothing waits");
+  q.add(outcome("a"), true);
+  q.add(outcome("b"), true);
+  assert.equal(q.ridesWith(0), false, "no messages: nothing to ride with");
+  assert.equal(q.ridesWith(1), true, "every one recent");
+  q.add(outcome("c"));
+  assert.equal(q.ridesWith(1), true, "`group` wait");
+  q.take();
+  q.add(outcome("d"));
+  q.add(outcome("e"), true);
+  assert.equal(q.ridesWith(5), false, "one not recent, fewer than `group`");
+  q.take();
+  q.add(outcome("f"), true);
+  assert.equal(q.ridesWith(1), true, "take forgets the older ones");
+  q.requeue(q.take());
+  assert.equal(q.ridesWith(1), false, "a requeued outcome is no longer known to be recent");
+  q.stop();
+});

@@ -6,14 +6,20 @@
  *
  * Delivery outcomes are written `delayMs` (OUTCOME_DELAY_MS) after the
  * first of them, or as soon as `batch` (OUTCOME_BATCH) wait (or by a
- * claim, or an explicit flush), in one transaction, with whatever messages
- * are pending then; a commit of messages in between takes them along only
- * once `group` (OUTCOME_GROUP) wait (ridesWith). A transaction rewrites the
+ * claim that finds messages due, or an explicit flush), in one transaction,
+ * with whatever messages are pending then; a commit of messages in between
+ * takes them along once `group` (OUTCOME_GROUP) wait, or when every one
+ * waiting is `recent` (ridesWith). A transaction rewrites the
  * leaves it touches (the oldest rows' leaves of each table and index, the
  * freelist) whatever it holds: one per group of outcomes writes them once
  * for many messages instead of once for every group commit of messages (a
  * few messages each), and leaves most of those commits (a client waits for
- * each) small. Losing outcomes in a crash only means the messages are
+ * each) small. Outcomes of recent messages (handed over from a group commit
+ * only a few commits ago: the spool says so) are the exception: their rows
+ * sit in the very leaves (table ends, index ends, freelist, header) that the
+ * next commit of messages writes anyway, so riding along costs that commit
+ * a frame or two, where a transaction of their own (or a claim's) wrote
+ * about ten. Losing outcomes in a crash only means the messages are
  * delivered again (at-least-once), as for any outcome not yet committed.
  *
  * Bounded: `batch` waiting make them due at once; outcomes of a failed
@@ -40,6 +46,8 @@ export interface OutcomeQueueOptions {
 export class OutcomeQueue {
   private readonly opts: OutcomeQueueOptions;
   private pending: PendingOutcome[] = [];
+  /** How many of `pending` are not recent (add): while any is, a commit of messages takes them only once `group` wait. */
+  private older = 0;
   /** Makes the pending outcomes due `delayMs` after the first (add). */
   private timer: NodeJS.Timeout | undefined;
   /** The pending outcomes go with the next commit (their delay passed, or `batch` wait). */
@@ -60,14 +68,19 @@ export class OutcomeQueue {
     return this.due;
   }
 
-  /** Whether a commit of `messages` messages takes the waiting outcomes along (enough of them wait). */
+  /** Whether a commit of `messages` messages takes the waiting outcomes along (enough of them wait, or every one is recent). */
   ridesWith(messages: number): boolean {
-    return messages > 0 && this.pending.length >= this.opts.group;
+    return messages > 0 && this.pending.length > 0 && (this.older === 0 || this.pending.length >= this.opts.group);
   }
 
-  /** One claimed message's outcomes: due after `delayMs`, or at once when `batch` wait. */
-  add(o: PendingOutcome): void {
+  /**
+   * One claimed message's outcomes: due after `delayMs`, or at once when
+   * `batch` wait. `recent`: the message was committed only a few group
+   * commits ago (its rows are in the leaves a commit of messages writes).
+   */
+  add(o: PendingOutcome, recent = false): void {
     this.pending.push(o);
+    if (!recent) this.older++;
     if (this.pending.length >= this.opts.batch) {
       this.due = true;
       this.opts.onDue();
@@ -87,6 +100,7 @@ export class OutcomeQueue {
   take(): PendingOutcome[] {
     const outcomes = this.pending;
     this.pending = [];
+    this.older = 0;
     this.due = false;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
@@ -97,6 +111,7 @@ export class OutcomeQueue {
   requeue(outcomes: PendingOutcome[]): void {
     if (outcomes.length === 0) return;
     this.pending = outcomes.concat(this.pending);
+    this.older += outcomes.length; // no longer known to be recent
     if (this.retryTimer) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;

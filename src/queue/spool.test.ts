@@ -1,9 +1,10 @@
-import { test } from "node:test";
+import { mock, test } from "node:test";
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { existsSync, statSync } from "node:fs";
+import fs, { existsSync, realpathSync, statSync } from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
-import { OUTCOME_BATCH, OUTCOME_DELAY_MS, OUTCOME_GROUP, Spool } from "./spool.ts";
+import { OUTCOME_BATCH, OUTCOME_DELAY_MS, OUTCOME_GROUP, OUTCOME_RECENT_COMMITS, Spool } from "./spool.ts";
 import { ShardStore } from "./store.ts";
 import { QueueAdmin } from "./admin.ts";
 import { shardPath } from "./db.ts";
@@ -110,6 +111,50 @@ test("group commit: 100 concurrent enqueues share few commits and resolve only o
   assert.equal(s.committedMessages, 100);
   assert.equal(committedEvents, s.commits);
   assert.equal(s.queued, 100);
+});
+
+test("durability: no enqueue resolves before an fdatasync of the WAL that began after its commit has returned; a failed one rejects", async (t) => {
+  const { dir, spool } = withSpool(t);
+  const reader = rawDb(dir);
+  t.after(() => reader.close());
+  const real = fs.fdatasync;
+  // The spool's own fdatasync calls are held here until the test lets them run.
+  const calls: { fd: number; done: (err: NodeJS.ErrnoException | null) => void }[] = [];
+  mock.method(fs, "fdatasync", (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => void calls.push({ fd, done }));
+  syncBuiltinESMExports();
+  t.after(() => {
+    mock.restoreAll();
+    syncBuiltinESMExports();
+  });
+  const waitFor = async (n: number): Promise<void> => {
+    const until = Date.now() + 5000;
+    while (calls.length < n && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(calls.length, n, `fdatasync calls: ${calls.length}`);
+  };
+  const resolved: string[] = [];
+  const first = spool.enqueue(sampleMessage()).then((id) => void resolved.push(id));
+  await waitFor(1);
+  assert.equal(realpathSync(`/proc/self/fd/${calls[0]!.fd}`), realpathSync(`${shardPath(dir, 0)}-wal`), "the WAL file is synced");
+  assert.equal(Number(reader.prepare("SELECT count(*) AS n FROM messages").get()?.n), 1, "committed before the sync began");
+  // A message committed while that sync runs waits for the next one.
+  const second = spool.enqueue(sampleMessage()).then((id) => void resolved.push(id));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(Number(reader.prepare("SELECT count(*) AS n FROM messages").get()?.n), 2);
+  assert.deepEqual(resolved, [], "nothing resolves (no 250) while the WAL is not on disk");
+  real(calls[0]!.fd, calls[0]!.done);
+  await first;
+  assert.equal(resolved.length, 1);
+  await waitFor(2);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(resolved.length, 1, "the second waits for its own fdatasync");
+  real(calls[1]!.fd, calls[1]!.done);
+  await second;
+  // A failed fdatasync: the message is refused (451), never acknowledged.
+  const third = spool.enqueue(sampleMessage());
+  await waitFor(3);
+  calls[2]!.done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
+  await assert.rejects(third, /spool fsync failed/);
+  assert.equal(spool.stats().committedMessages, 2);
 });
 
 test("group commit: a full batch flushes at once (maxBatch)", async (t) => {
@@ -393,17 +438,50 @@ test("per-recipient outcomes: final recipients stay final, deferrals back off ex
   }
 });
 
-test("outcomes are written with the next claim; a claimed message with no outcomes is queued again", async (t) => {
-  const { spool } = withSpool(t);
+test("outcomes are written with the next claim that finds messages due; a claimed message with no outcomes is queued again", async (t) => {
+  const { spool } = withSpool(t, { outcomeDelayMs: 600_000 });
   const a = await spool.enqueue(sampleMessage());
   const b = await spool.enqueue(sampleMessage());
   const now = Date.now();
   assert.equal(spool.claimDue(now, 10).length, 2);
   spool.recordOutcome(a, [{ index: 0, result: "delivered" }], now);
   spool.recordOutcome(b, [], now);
-  const again = spool.claimDue(now, 10); // applies both outcomes first
-  assert.deepEqual(again.map((m) => m.id), [b]);
+  assert.deepEqual(spool.claimDue(now, 10), [], "nothing due: answered from the index, without a transaction");
+  assert.equal(spool.admin.get(a)?.state, "active", "the outcomes wait");
+  const c = await spool.enqueue(sampleMessage());
+  assert.equal(spool.admin.get(a)?.state, "active", "claimed from the database, not recent: not taken along by a commit of messages");
+  const again = spool.claimDue(Date.now(), 10); // c is due: applies both outcomes first
+  assert.deepEqual(again.map((m) => m.id).sort(), [b, c].sort());
   assert.equal(spool.admin.get(a), undefined);
+});
+
+test("outcomes of messages handed over within OUTCOME_RECENT_COMMITS group commits go with the next commit of messages; older ones wait", async (t) => {
+  const { spool } = withSpool(t, { outcomeDelayMs: 600_000 });
+  spool.enableHandoff();
+  const a = await spool.enqueue(sampleMessage());
+  assert.deepEqual(spool.takeFresh(10).map((m) => m.id), [a]);
+  spool.recordOutcome(a, [{ index: 0, result: "delivered" }]);
+  assert.deepEqual(spool.claimDue(Date.now(), 10), [], "nothing due");
+  assert.equal(spool.admin.get(a)?.state, "queued", "no transaction of its own, none for the claim");
+  const b = await spool.enqueue(sampleMessage());
+  assert.equal(spool.admin.get(a), undefined, "taken along by the commit of the next message");
+  assert.equal(spool.stats().done, 1);
+  // Handed over, then more than OUTCOME_RECENT_COMMITS group commits before its outcome: no longer recent.
+  assert.deepEqual(spool.takeFresh(10).map((m) => m.id), [b]);
+  for (let i = 0; i <= OUTCOME_RECENT_COMMITS; i++) await spool.enqueue(sampleMessage());
+  spool.recordOutcome(b, [{ index: 0, result: "delivered" }]);
+  await spool.enqueue(sampleMessage());
+  assert.equal(spool.admin.get(b)?.state, "queued", "an older message's outcome waits for OUTCOME_GROUP, the delay or a claim");
+  // A recent one beside it does not take it along either.
+  const [fresh] = spool.takeFresh(1);
+  assert.ok(fresh);
+  spool.recordOutcome(fresh.id, [{ index: 0, result: "delivered" }]);
+  await spool.enqueue(sampleMessage());
+  assert.ok(spool.admin.get(b) && spool.admin.get(fresh.id));
+  spool.flush();
+  assert.equal(spool.admin.get(b), undefined);
+  assert.equal(spool.admin.get(fresh.id), undefined);
+  assert.equal(spool.stats().done, 3);
 });
 
 test("delivery outcomes wait outcomeDelayMs; a message commit takes them along once OUTCOME_GROUP wait; OUTCOME_BATCH of them are written at once", async (t) => {
@@ -422,32 +500,37 @@ test("delivery outcomes wait outcomeDelayMs; a message commit takes them along o
   assert.equal(spool.stats().done, 1);
   assert.equal(spool.claimDue(Date.now(), 10).length, 1);
   spool.recordOutcome(b, [{ index: 0, result: "delivered" }]);
-  assert.deepEqual(spool.claimDue(Date.now(), 10), [], "a claim writes the pending outcomes in its transaction");
-  assert.equal(spool.admin.get(b), undefined);
+  assert.deepEqual(spool.claimDue(Date.now(), 10), [], "nothing due: a claim answers from the index...");
+  assert.equal(spool.admin.get(b)?.state, "active", "...and leaves the outcomes waiting");
+  const due = await spool.enqueue(sampleMessage());
+  assert.deepEqual(spool.claimDue(Date.now(), 10).map((m) => m.id), [due], "a claim that finds messages due...");
+  assert.equal(spool.admin.get(b), undefined, "...writes the pending outcomes in its transaction");
   assert.equal(spool.stats().done, 2);
+  spool.recordOutcome(due, [{ index: 0, result: "delivered" }]);
+  spool.flush();
   // OUTCOME_GROUP waiting outcomes go with the next commit of messages.
   const group = await Promise.all(Array.from({ length: OUTCOME_GROUP }, () => spool.enqueue(sampleMessage())));
   assert.equal(spool.claimDue(Date.now(), OUTCOME_GROUP).length, OUTCOME_GROUP);
   for (const id of group.slice(0, -1)) spool.recordOutcome(id, [{ index: 0, result: "delivered" }]);
   await spool.enqueue(sampleMessage());
-  assert.equal(spool.stats().done, 2, "fewer than OUTCOME_GROUP stay waiting");
+  assert.equal(spool.stats().done, 3, "fewer than OUTCOME_GROUP stay waiting");
   spool.recordOutcome(group.at(-1)!, [{ index: 0, result: "delivered" }]);
   const c = await spool.enqueue(sampleMessage());
-  assert.equal(spool.stats().done, 2 + OUTCOME_GROUP, "taken along by the commit of a message");
+  assert.equal(spool.stats().done, 3 + OUTCOME_GROUP, "taken along by the commit of a message");
   for (const m of spool.claimDue(Date.now(), 10)) spool.recordOutcome(m.id, [{ index: 0, result: "delivered" }]);
   spool.flush();
   assert.equal(spool.admin.get(c), undefined);
-  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP);
+  assert.equal(spool.stats().done, 5 + OUTCOME_GROUP);
   // A full batch of outcomes does not wait.
   const ids = await Promise.all(Array.from({ length: OUTCOME_BATCH }, () => spool.enqueue(sampleMessage())));
   const claimed = spool.claimDue(Date.now(), OUTCOME_BATCH + 10);
   assert.equal(claimed.length, OUTCOME_BATCH);
   for (const id of ids.slice(0, -1)) spool.recordOutcome(id, [{ index: 0, result: "delivered" }]);
   for (let i = 0; i < 3; i++) await tick();
-  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP, "fewer than OUTCOME_BATCH wait");
+  assert.equal(spool.stats().done, 5 + OUTCOME_GROUP, "fewer than OUTCOME_BATCH wait");
   spool.recordOutcome(ids.at(-1)!, [{ index: 0, result: "delivered" }]);
   for (let i = 0; i < 3; i++) await tick();
-  assert.equal(spool.stats().done, 4 + OUTCOME_GROUP + OUTCOME_BATCH);
+  assert.equal(spool.stats().done, 5 + OUTCOME_GROUP + OUTCOME_BATCH);
 });
 
 test("delivery outcomes are written after OUTCOME_DELAY_MS without any other commit", async (t) => {

@@ -19,13 +19,17 @@
  * the SMTP sessions keep running meanwhile, and every commit made while one
  * fdatasync runs is covered by the next one: a second level of group commit.
  * Delivery outcomes (they need no fdatasync) are written together: with a
- * commit of messages once OUTCOME_GROUP wait, else OUTCOME_DELAY_MS after
- * the first of them (and, when an fdatasync runs then, when it returns),
- * or by the queue manager's next `claimDue` (which it calls whenever no
- * fresh message waits in memory, so on a server that is not busy outcomes
- * are written right after each delivery), not with every group commit of
- * messages: the leaves holding the oldest rows are rewritten once per
- * group of outcomes.
+ * commit of messages once OUTCOME_GROUP wait, or when every one waiting is
+ * of a message handed over within the last OUTCOME_RECENT_COMMITS group
+ * commits (its rows are in the leaves that commit writes anyway), else
+ * OUTCOME_DELAY_MS after the first of them (and, when an fdatasync runs
+ * then, when it returns), or by a `claimDue` that finds messages due; not
+ * with every group commit of messages: the leaves holding the oldest rows
+ * are rewritten once per group of outcomes. A `claimDue` that finds
+ * nothing due (the queue manager asks whenever no fresh message waits in
+ * memory) answers from the index and leaves the outcomes waiting: at one
+ * message per connection that claim was a transaction of its own for every
+ * group commit, about ten WAL frames each (docs/benchmarks.md).
  *
  * Delivery side: `claimDue` moves due messages to `active` and returns them
  * checked (damaged ones are moved aside, never returned); `recordOutcome`
@@ -90,8 +94,12 @@ export type ClaimedMessage = QueuedMessage;
 export const OUTCOME_DELAY_MS = 20;
 /** ...and are written at once when this many wait (src/limits/fixed.ts: spool_outcome_batch)... */
 export const OUTCOME_BATCH = 256;
-/** ...and go with a commit of messages when at least this many wait (src/limits/fixed.ts: spool_outcome_group). */
+/** ...and go with a commit of messages when at least this many wait (src/limits/fixed.ts: spool_outcome_group)... */
 export const OUTCOME_GROUP = 16;
+/** ...or when every one waiting is of a message handed over within this many group commits (src/limits/fixed.ts: spool_outcome_recent). */
+export const OUTCOME_RECENT_COMMITS = 4;
+/** The commit count kept for a message claimed from the database: never recent. */
+const CLAIMED_FROM_DB = Number.NEGATIVE_INFINITY;
 
 export class Spool {
   readonly shard: number;
@@ -119,8 +127,13 @@ export class Spool {
   };
   private pending: PendingMessage[] = [];
   private pendingBytes = 0;
-  /** Claimed and not yet recorded: never claimed twice, even if an operator re-queues one meanwhile. */
-  private readonly claimed = new Set<string>();
+  /**
+   * Claimed and not yet recorded: never claimed twice, even if an operator
+   * re-queues one meanwhile. The value: the count of group commits when a
+   * fresh message was handed over (CLAIMED_FROM_DB for a claim), to tell
+   * whether its outcome is recent (OUTCOME_RECENT_COMMITS).
+   */
+  private readonly claimed = new Map<string, number>();
   /** Delivery outcomes waiting for a transaction, and whether they are due (outcome-queue.ts). */
   private readonly outcomes: OutcomeQueue;
   private flushScheduled = false;
@@ -446,22 +459,21 @@ export class Spool {
    */
   takeFresh(limit: number, now = Date.now()): ClaimedMessage[] {
     const out = this.handoff.take(limit, now, this.claimed);
-    for (const m of out) this.claimed.add(m.id);
+    for (const m of out) this.claimed.set(m.id, this.counters.commits);
     return out;
   }
 
   /**
    * Claims up to `limit` messages due at `now`: they become `active` and are
    * returned with their content, checked. Damaged records are moved aside and
-   * skipped. Pending outcomes are written in the same transaction.
+   * skipped. Pending outcomes are written in the same transaction. When
+   * nothing is due the answer comes from the index, without a transaction:
+   * the pending outcomes wait for a commit of messages or their delay.
    */
   claimDue(now: number, limit: number): ClaimedMessage[] {
     if (this.isClosed) throw new Error("spool is closed");
-    if (this.outcomes.length === 0) {
-      // Nothing to write and nothing due: answer from the index, without taking the write lock.
-      const next = this.nextDueAt();
-      if (next === undefined || next > now) return [];
-    }
+    const next = this.nextDueAt();
+    if (next === undefined || next > now) return [];
     const outcomes = this.outcomes.take();
     let done = 0;
     let claimed: ClaimedMessage[];
@@ -492,7 +504,7 @@ export class Spool {
     }
     this.counters.done += done;
     this.forgetClaims(outcomes);
-    for (const m of claimed) this.claimed.add(m.id);
+    for (const m of claimed) this.claimed.set(m.id, CLAIMED_FROM_DB);
     return claimed;
   }
 
@@ -502,11 +514,14 @@ export class Spool {
    * recipients are retried with exponential backoff. A claimed message with
    * no outcomes (e.g. the agent stopped) goes back to the queue, due now.
    * Written with the next batch of outcomes (outcome-queue.ts), the
-   * next claim, or `flush`.
+   * next claim that finds messages due, or `flush`; with the next commit of
+   * messages when the message was handed over within the last
+   * OUTCOME_RECENT_COMMITS group commits (its rows share that commit's leaves).
    */
   recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now = Date.now()): void {
     if (this.isClosed) throw new Error("spool is closed");
-    this.outcomes.add({ id, outcomes, at: now });
+    const handedOver = this.claimed.get(id);
+    this.outcomes.add({ id, outcomes, at: now }, handedOver !== undefined && this.counters.commits - handedOver <= OUTCOME_RECENT_COMMITS);
   }
 
   /** Retry delay after the n-th deferral (n >= 1), with jitter. */

@@ -72,8 +72,8 @@ export const IDLE_MS = 30_000;
 /**
  * Young-generation heap of each task thread: 4 MB, half the session
  * workers' (src/server/primary.ts). Against 8 it keeps about 5 MiB less of
- * the verifier thread resident at the stack bench's peak, for about 0.04 ms
- * more of the verifier's CPU per message (+7 % of its own, ~1.5 % of the
+ * the verifier thread resident at the stack bench's peak, for 0.03–0.04 ms
+ * more of the verifier's CPU per message (+5–7 % of its own, 1–1.5 % of the
  * server's; docs/benchmarks.md, "Peak RSS under 200 MB").
  */
 export const YOUNG_GENERATION_MB = 4;

@@ -159,3 +159,76 @@ void test("DATA: 8-bit bytes after the end of the content (the next commands) do
   rx8.push(Buffer.from("Subject: \xe9\r\n\r\nx\r\n.\r\n", "latin1"), 0);
   assert.equal(rx8.result().eightBit, true);
 });
+
+// The first block is sized to the content bytes already read (the rest of
+// the socket read, given as `following` when the adapter feeds it in
+// slices): a message that came in one read takes one buffer of about its
+// size, not 8 KB and a grown copy; bytes not yet read never count. The
+// blocks may be slices of Node's pool, so the sizes asked of it are watched.
+function allocations(run: () => void): number[] {
+  const sizes: number[] = [];
+  const original = Object.getOwnPropertyDescriptor(Buffer, "allocUnsafe") as PropertyDescriptor;
+  const allocUnsafe = original.value as (n: number) => Buffer;
+  Object.defineProperty(Buffer, "allocUnsafe", {
+    ...original,
+    value: (n: number): Buffer => {
+      sizes.push(n);
+      return allocUnsafe.call(Buffer, n);
+    },
+  });
+  try {
+    run();
+  } finally {
+    Object.defineProperty(Buffer, "allocUnsafe", original);
+  }
+  return sizes;
+}
+
+void test("a message in one read, fed in slices with the rest of the read, takes one buffer of about its size", () => {
+  let body = "";
+  for (let i = 0; body.length < 11_000; i++) body += (i % 9 === 0 ? ".." : "") + "y".repeat(i % 80) + "\r\n";
+  const input = Buffer.from("Subject: s\r\n\r\n" + body + ".\r\nQUIT\r\n", "latin1");
+  const expected = "Subject: s\r\n\r\n" + body.replace(/^\./gm, "");
+  for (const hint of [true, false]) {
+    const rx = new DataReceiver(MAX, "reject", 1024);
+    let consumed = 0;
+    const sizes = allocations(() => {
+      // 4 KB slices of one read, as src/server/connection.ts feeds them.
+      for (let at = 0; at < input.length && !rx.done; at += 4096) {
+        const end = Math.min(input.length, at + 4096);
+        consumed = at + rx.push(input.subarray(at, end), 0, hint ? input.length - end : 0);
+      }
+    });
+    assert.ok(rx.done);
+    assert.equal(input.subarray(consumed).toString("latin1"), "QUIT\r\n");
+    assert.equal(rx.result().content.toString("latin1"), expected);
+    if (hint) assert.deepEqual(sizes, [input.length], "one buffer, the size of the read");
+    else assert.deepEqual(sizes, [8192, 16384], "without the rest of the read: 8 KB, then a grown copy");
+  }
+});
+
+void test("the first block counts only bytes in hand: capped by the block size, the size limit and a BDAT chunk's announced size", () => {
+  // A read of 200 KB: the first block stops at 64 KB, the rest goes on in further blocks.
+  const big = Buffer.from("Subject: s\r\n\r\n" + ("a".repeat(98) + "\r\n").repeat(2000) + ".\r\n", "latin1");
+  const rx = new DataReceiver(MAX, "reject", 1024);
+  const sizes = allocations(() => rx.push(big, 0, 1 << 30));
+  assert.ok(rx.done);
+  assert.equal(sizes[0], 65536);
+  assert.equal(rx.result().content.length, big.length - 3);
+  // Under a size limit of 1000, a hint of 50 KB asks for no more than the limit.
+  const small = new DataReceiver(1000, "reject", 1024);
+  assert.deepEqual(allocations(() => small.push(Buffer.from("Subject: s\r\n\r\n" + "b".repeat(500) + "\r\n", "latin1"), 0, 50_000)), [1000]);
+  small.push(Buffer.from("c".repeat(600) + "\r\n.\r\n", "latin1"), 0);
+  assert.equal(small.result().problem, "size");
+  // BDAT: a chunk in one read takes one buffer of exactly its size; a chunk announced larger than what came is not allocated ahead.
+  const content = Buffer.from("Subject: s\r\n\r\n" + "d".repeat(9000) + "\r\n", "latin1");
+  const one = new BdatReceiver(MAX, "reject", 1024);
+  one.startChunk(content.length);
+  assert.deepEqual(allocations(() => one.push(content, 0)), [content.length]);
+  assert.ok(one.result().content.equals(content));
+  const split = new BdatReceiver(MAX, "reject", 1024);
+  split.startChunk(1_000_000);
+  assert.deepEqual(allocations(() => split.push(content.subarray(0, 30), 0)), [8192], "30 bytes in hand: the smallest first block");
+  split.push(content.subarray(30), 0);
+  assert.ok(split.result().content.equals(content));
+});

@@ -14,11 +14,12 @@
  *   in sync, and the result says "size"; a header section (up to the first
  *   empty line) longer than its limit likewise gives "header" (Postfix's
  *   header_size_limit): no parser downstream ever sees an unbounded header.
- * Memory: the output is copied into 64 KB blocks (the first starts at 8 KB
- * and doubles, so a small message takes one small buffer and no concat),
- * so what is held is the content itself plus one block, whatever the line
- * structure (dot-led lines, 1-byte lines, one huge line); capped by the size
- * limit. CPU: one pass over each byte.
+ * Memory: the output is copied into 64 KB blocks (the first starts at 8 KB,
+ * or at the content bytes already read when more, and doubles, so a small
+ * message takes one buffer of about its size and no concat), so what is
+ * held is the content itself plus one block, whatever the line structure
+ * (dot-led lines, 1-byte lines, one huge line); capped by the size limit.
+ * CPU: one pass over each byte.
  */
 import { isAscii } from "node:buffer";
 import type { BareLineEndingPolicy } from "./session-types.ts";
@@ -57,6 +58,14 @@ class Sink {
   eightBit = false;
   private readonly maxSize: number;
   private readonly maxHeader: number;
+  /**
+   * Input bytes in hand (the rest of the read) when the first block is made:
+   * sized to them, a message that came in one read takes one buffer of about
+   * its size instead of 8 KB and a grown copy (a 11 KB message: 8 + 16 KB).
+   * Only bytes already read count, so a client cannot make us allocate
+   * ahead of what it sent; capped by BLOCK and the size limit.
+   */
+  private inHand = 0;
   /** Bytes of "\r\n\r\n" matched at the end of the output; the content start counts as after a CRLF. */
   private headerEnd = 2;
   private inHeader = true;
@@ -64,6 +73,11 @@ class Sink {
   constructor(maxSize: number, maxHeader: number) {
     this.maxSize = maxSize;
     this.maxHeader = maxHeader;
+  }
+
+  /** Notes the input bytes in hand before a push (see inHand); used only for the first block. */
+  expect(bytes: number): void {
+    if (this.block === undefined) this.inHand = bytes;
   }
 
   push(b: Buffer): void {
@@ -106,7 +120,7 @@ class Sink {
           this.block = grown;
         } else {
           if (block !== undefined) this.parts.push(block);
-          this.block = Buffer.allocUnsafe(this.parts.length === 0 ? Math.min(BLOCK, Math.max(b.length - off, FIRST_BLOCK)) : BLOCK);
+          this.block = Buffer.allocUnsafe(this.parts.length === 0 ? Math.min(BLOCK, this.maxSize, Math.max(b.length - off, FIRST_BLOCK, this.inHand)) : BLOCK);
           this.used = 0;
         }
       }
@@ -162,6 +176,8 @@ export class DataReceiver {
 
   /**
    * Consumes input from buf[start..]; returns the index after the last consumed byte.
+   * `following`: bytes of the same socket read after buf (the adapter feeds a
+   * read in slices), so the first block can take the whole message in hand.
    *
    * CPU: inside a line only CR, LF and NUL matter to the state machine: a
    * line's other bytes are skipped by a tight loop, and 8-bit bytes are
@@ -170,7 +186,8 @@ export class DataReceiver {
    * among the other problems, as in a byte-at-a-time machine (data.test.ts
    * compares the two on random input).
    */
-  push(buf: Buffer, start: number): number {
+  push(buf: Buffer, start: number, following = 0): number {
+    this.sink.expect(buf.length - start + following);
     const end = this.scan(buf, start);
     // Bytes >= 0x80 among those consumed (the line loop did not look at them one by one).
     if (!this.sink.eightBit && end > start && !isAscii(buf.subarray(start, end))) this.sink.eightBit = true;
@@ -344,8 +361,9 @@ export class BdatReceiver {
     this.remaining = size;
   }
 
-  /** Consumes up to `remaining` bytes from buf[start..]; returns the index after them. */
-  push(buf: Buffer, start: number): number {
+  /** Consumes up to `remaining` bytes from buf[start..]; returns the index after them. `following`: as DataReceiver.push. */
+  push(buf: Buffer, start: number, following = 0): number {
+    this.sink.expect(Math.min(this.remaining, buf.length - start + following));
     const end = Math.min(buf.length, start + this.remaining);
     this.remaining -= end - start;
     const sink = this.sink;

@@ -213,8 +213,8 @@ export class SmtpSession {
     return this.txn !== undefined;
   }
 
-  /** Feeds bytes from the client. */
-  feed(chunk: Buffer): Action[] {
+  /** Feeds bytes from the client; `following`: bytes of the same read still to come after chunk (a hint for sizing message buffers). */
+  feed(chunk: Buffer, following = 0): Action[] {
     switch (this.state.kind) {
       case "closed":
       case "tls-pending":
@@ -234,7 +234,7 @@ export class SmtpSession {
       default: {
         const buf = this.leftover.length === 0 ? chunk : Buffer.concat([this.leftover, chunk]);
         this.leftover = NOTHING;
-        this.run(buf, 0);
+        this.run(buf, 0, following);
         return this.flush();
       }
     }
@@ -315,7 +315,7 @@ export class SmtpSession {
 
   // ---- processing ----
 
-  private run(buf: Buffer, pos: number): void {
+  private run(buf: Buffer, pos: number, following = 0): void {
     while (pos < buf.length) {
       const state = this.state;
       switch (state.kind) {
@@ -325,14 +325,14 @@ export class SmtpSession {
           if (pos < 0) return; // need more input; leftover saved
           break;
         case "data":
-          pos = state.rx.push(buf, pos);
+          pos = state.rx.push(buf, pos, following);
           if (state.rx.done) {
             this.state = COMMAND;
             this.finishContent(state.rx.result());
           }
           break;
         case "bdat":
-          pos = state.rx.push(buf, pos);
+          pos = state.rx.push(buf, pos, following);
           if (state.rx.remaining === 0) this.bdatChunkDone(state);
           break;
         case "waiting":

@@ -199,11 +199,12 @@ export class Connection {
     this.handle(this.session.abort(BUSY));
   }
 
-  private input(chunk: Buffer): void {
+  /** `following`: bytes of the same read after chunk (Session.feed). */
+  private input(chunk: Buffer, following = 0): void {
     const now = Date.now();
     if (this.inContent) this.spendBudget(now, chunk.length);
     const talked = this.session.earlyTalker;
-    const actions = this.session.feed(chunk);
+    const actions = this.session.feed(chunk, following);
     if (this.session.earlyTalker && !talked) this.opts.onEarlyTalker?.();
     // A command line must end within command_timeout of its first byte.
     if (!this.session.receivingContent && chunk[chunk.length - 1] !== 0x0a && !this.session.closed) {
@@ -296,7 +297,7 @@ export class Connection {
       }
       const end = Math.min(chunk.length, pos + FEED_SLICE);
       // A read that fits in one slice (a command line) goes in as it is, without a view made of it.
-      this.input(pos === 0 && end === chunk.length ? chunk : chunk.subarray(pos, end));
+      this.input(pos === 0 && end === chunk.length ? chunk : chunk.subarray(pos, end), chunk.length - end);
       pos = end;
     }
   }

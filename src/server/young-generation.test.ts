@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
+import { YOUNG_GENERATION_MB as TASK_YOUNG_GENERATION_MB } from "../threads/index.ts";
 
 const run = promisify(execFile);
 /** The launcher's value (bin/wardmail): the main thread's semi-space in MB, its young generation twice that. */
@@ -25,13 +26,14 @@ const newSpace = "(await import('node:v8')).default.getHeapSpaceStatistics().fin
 eval(churn);
 const main = v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size;
 if (process.argv.includes("--clear")) v8.setFlagsFromString("--max-semi-space-size=0");
-const w = new Worker(churn + "; const { parentPort } = await import('node:worker_threads'); parentPort.postMessage(" + newSpace + ");", { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+const young = Number(process.argv[process.argv.indexOf("--young") + 1]);
+const w = new Worker(churn + "; const { parentPort } = await import('node:worker_threads'); parentPort.postMessage(" + newSpace + ");", { eval: true, resourceLimits: { maxYoungGenerationSizeMb: young } });
 const [worker] = await Promise.all([new Promise((r) => w.once("message", r)), new Promise((r) => w.once("exit", r))]);
 console.log(JSON.stringify({ main: main / 1048576, worker: worker / 1048576 }));
 `;
 
-async function measure(clear: boolean): Promise<{ main: number; worker: number }> {
-  const { stdout } = await run(process.execPath, [`--max-semi-space-size=${LAUNCHER_SEMI_SPACE}`, "--input-type=module", "-e", SCRIPT, "--", ...(clear ? ["--clear"] : [])], { timeout: 30_000 });
+async function measure(clear: boolean, young = 8): Promise<{ main: number; worker: number }> {
+  const { stdout } = await run(process.execPath, [`--max-semi-space-size=${LAUNCHER_SEMI_SPACE}`, "--input-type=module", "-e", SCRIPT, "--", "--young", String(young), ...(clear ? ["--clear"] : [])], { timeout: 30_000 });
   return JSON.parse(stdout) as { main: number; worker: number };
 }
 
@@ -42,4 +44,11 @@ test("the launcher's --max-semi-space-size bounds the main thread; cleared befor
   assert.equal(cleared.worker, 8, "the Worker's own 8 MB");
   const kept = await measure(false);
   assert.ok(kept.worker <= 2 * LAUNCHER_SEMI_SPACE, `without clearing, the flag overrides the Worker's limit (${kept.worker} MB)`);
+});
+
+test("a task thread (the verifier) gets the 4 MB young generation of src/threads, half a session worker's", async () => {
+  // 4 MB keeps about 5 MiB less of the verifier resident at the stack bench's peak (docs/benchmarks.md, "Peak RSS under 200 MB").
+  assert.equal(TASK_YOUNG_GENERATION_MB, 4);
+  const task = await measure(true, TASK_YOUNG_GENERATION_MB);
+  assert.equal(task.worker, TASK_YOUNG_GENERATION_MB, "the task thread's new space in MB");
 });

@@ -94,12 +94,13 @@ export const MAX_REPOSTS = 8;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
 /**
- * Young-generation heap of each task thread, as the session workers'
- * (src/server/primary.ts). 4 MB saved about 6 MiB of peak RSS with every
- * check on but cost the verifier thread 3–4 % more CPU per message in the
- * same slot (docs/benchmarks.md, "Fourth round").
+ * Young-generation heap of each task thread: 4 MB, half the session
+ * workers' (src/server/primary.ts). Against 8 it keeps about 5 MiB less of
+ * the verifier thread resident at the stack bench's peak, for 0.03–0.04 ms
+ * more of the verifier's CPU per message (+5–7 % of its own, 1–1.5 % of the
+ * server's; docs/benchmarks.md, "Peak RSS under 200 MB").
  */
-export const YOUNG_GENERATION_MB = 8;
+export const YOUNG_GENERATION_MB = 4;
 
 export interface TaskThreadOptions {
   /** The thread's entry file. */

@@ -313,6 +313,18 @@ export class TaskThread<T extends object, R> {
     return this.pending.has(id);
   }
 
+  /**
+   * Whether task `id` is still here and may yet be taken from this thread
+   * when it is stuck (take): one the thread has not read, up to MAX_REPOSTS
+   * times whatever its moves (a move of it runs nowhere), or one it read
+   * that moved fewer than `maxMoves` times.
+   */
+  movable(id: number, maxMoves: number): boolean {
+    const p = this.pending.get(id);
+    if (p === undefined) return false;
+    return Atomics.load(p.claim, 0) === POSTED ? p.job.reposts < MAX_REPOSTS : p.job.moves < maxMoves;
+  }
+
   /** The task whose code the thread resumed last (markTask): when it is stuck, the one holding it. */
   private holding(): number | undefined {
     const v = this.slot === undefined ? 0 : Atomics.load(this.slot, HOLDER);
@@ -487,7 +499,8 @@ export class TaskPool<T extends object, R> {
     // While it is in flight: when its thread is stuck, move the task (one that ran at most maxMoves times: take), unless it holds the thread.
     const maxMoves = this.opts.maxMoves ?? this.opts.maxThreads;
     const check = (): void => {
-      if (!thread.has(id) || job.moves >= maxMoves) return;
+      // A task that moved as often as it may is still taken while its thread has not read it (it ran nowhere there).
+      if (!thread.movable(id, maxMoves)) return;
       const now = performance.now();
       const moved = thread.stuck(now) ? thread.take(id, now, maxMoves) : undefined;
       if (moved === undefined) {

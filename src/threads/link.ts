@@ -307,7 +307,10 @@ export class PoolLink {
     const maxMoves = options.maxMoves ?? options.maxThreads;
     // While it is in flight: when its thread is stuck, move the task (one that ran at most maxMoves times: #take), unless it holds the thread.
     const check = (): void => {
-      if (!v.pending.has(id) || job.moves >= maxMoves || pool.views.get(v.no) !== v) return;
+      // A task that moved as often as it may is still taken while its thread has not read it (it ran nowhere there: TaskThread.movable).
+      const s = v.pending.get(id);
+      if (s === undefined || pool.views.get(v.no) !== v) return;
+      if (Atomics.load(s.claim, 0) === POSTED ? job.reposts >= MAX_REPOSTS : job.moves >= maxMoves) return;
       const now = performance.now();
       const moved = this.#stuck(v, now) ? this.#take(pool, v, id, now, maxMoves) : undefined;
       if (moved === undefined) {

@@ -253,6 +253,78 @@ void test("shared pools: a task moved unread from a stuck thread keeps its one r
   }
 });
 
+void test("a task that moved as often as it may (maxMoves), then left unread behind a task holding its thread, may still be taken from that thread: that move runs nowhere", async () => {
+  const q = answering();
+  const opts = { entry: ENTRY, heapMb: 64, what: "test task", onOther: q.onOther };
+  const a = new TaskThread<Task, string>(opts, { orphans: () => undefined, settled: () => undefined });
+  const b = new TaskThread<Task, string>(opts, { orphans: () => undefined, settled: () => undefined });
+  const d = new AbortController();
+  try {
+    await Promise.all([a.run({ kind: "sync", ms: 1, name: "warm" }), b.run({ kind: "sync", ms: 1, name: "warm" })]); // id 0 in each
+    // G is read in A (it waits 5 s for its answer), then taken from it: its one move of a task that ran (maxMoves 1).
+    const g = a.run({ kind: "hostile", ms: 1, delay: 5000, name: "G" }, AbortSignal.timeout(10_000)); // id 1
+    g.catch(() => undefined);
+    await read(q.asked, 5000);
+    assert.equal(a.movable(1, 1), true, "read, not moved yet");
+    const moved = a.take(1, performance.now() + 2 * HOLD_MS, 1);
+    assert.ok(moved !== undefined, "G taken from A");
+    assert.equal(moved.moves, 1);
+    // H holds B (computing for 6 s); G, posted in the same turn behind it, is not read there.
+    const h = b.run({ kind: "sync", ms: 6000, name: "H" }, d.signal); // id 1
+    h.catch(() => undefined);
+    const id = b.post(moved); // id 2
+    assert.equal(b.movable(id, 1), true, "unread in B: a pool still looks to move it when B is stuck (it was left there until another task's end)");
+    const again = b.take(id, performance.now() + 2 * HOLD_MS, 1);
+    assert.ok(again === moved, "G taken from B unread");
+    assert.equal(again.moves, 1, "not a move of a task that ran");
+    assert.equal(again.reposts, 1);
+    assert.equal(b.open, true, "B never read G");
+    again.reject(new Error("taken"));
+    await assert.rejects(g, /taken/);
+  } finally {
+    d.abort();
+    a.close();
+    b.close();
+  }
+});
+
+void test("in a pool whose read tasks may not move (maxMoves 0), a task left unread behind one holding its thread is still moved to another thread", async () => {
+  const p = new TaskPool<Task, string>({ entry: ENTRY, heapMb: 64, what: "test task", maxThreads: 2, maxMoves: 0, keepOneIdle: true, idleMs: 10_000 });
+  const d = new AbortController();
+  try {
+    const t0 = where(await p.run({ kind: "sync", ms: 1, name: "warm" }));
+    // H holds the thread for 8 s; G, posted in the same turn, waits behind it unread, until the thread is seen stuck.
+    const h = p.run({ kind: "sync", ms: 8000, name: "H" }, d.signal);
+    h.catch(() => undefined);
+    const g = p.run({ kind: "sync", ms: 1, name: "G" }, AbortSignal.timeout(6000));
+    const ran = where(await g);
+    assert.ok(ran !== undefined && ran !== t0, `G ran in a second thread (${ran}; the first: ${t0})`);
+    assert.equal(p.started, 2);
+  } finally {
+    d.abort();
+    p.close();
+  }
+});
+
+void test("shared pools: with maxMoves 0, a task left unread behind one holding its thread is still moved to another thread", async () => {
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 2, maxMoves: 0, keepOneIdle: true, idleMs: 10_000 };
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const d = new AbortController();
+  try {
+    const t0 = where(await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
+    const h = a.run<Task, string>("test", options, { kind: "sync", ms: 8000, name: "H" }, d.signal);
+    h.catch(() => undefined);
+    const g = a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "G" }, AbortSignal.timeout(6000));
+    const ran = where(await g);
+    assert.ok(ran !== undefined && ran !== t0, `G ran in a second thread (${ran}; the first: ${t0})`);
+  } finally {
+    d.abort();
+    a.close();
+    host.close();
+  }
+});
+
 void test("a hostile task that holds every thread it is moved to moves at most maxMoves times: the threads it ends are bounded", async () => {
   const p = new TaskPool<Task, string>({ entry: ENTRY, heapMb: 64, what: "test task", maxThreads: 4, maxMoves: 2, keepOneIdle: true, idleMs: 10_000 });
   try {

@@ -135,7 +135,11 @@ export class PoolLink {
         const pool = this.#pool(m.pool);
         pool.growing = false;
         if (m.type === "full") pool.full = true;
-        this.#flush(pool);
+        // The host is closed (the primary shuts down): the tasks waiting for a thread fail now, not at their deadlines (or never).
+        if (m.type === "full" && m.closed === true) {
+          pool.full = false; // a later task asks again, and fails likewise
+          this.#failWaiting(pool, new Error(`${this.#what(pool)} pool closed`));
+        } else this.#flush(pool);
       } else if (m.type === "gone") this.#gone(this.#pool(m.pool), m.no, m.reason);
     });
     port.on("close", () => this.#fail(new Error("task pools closed")));
@@ -232,6 +236,16 @@ export class PoolLink {
     m.port.unref();
     if (m.grown) pool.growing = false;
     this.#flush(pool);
+  }
+
+  /** The tasks waiting for a thread fail. */
+  #failWaiting(pool: LinkPool, err: Error): void {
+    const jobs = [...pool.waiting];
+    pool.waiting.clear();
+    for (const [job, onAbort] of jobs) {
+      job.signal?.removeEventListener("abort", onAbort);
+      job.reject(err);
+    }
   }
 
   /** The tasks waiting for a thread, dispatched again. */

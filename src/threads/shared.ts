@@ -45,7 +45,7 @@
  *
  * Messages, link → host: { type: "grow", pool, options, seen }, { type:
  * "end", pool, no, reason, cause }. Host → link: { type: "hello", ids }, { type:
- * "thread", pool, no, port, slot, grown }, { type: "full", pool }, { type:
+ * "thread", pool, no, port, slot, grown }, { type: "full", pool, closed }, { type:
  * "known", pool }, { type: "gone", pool, no, reason }. No message per task
  * crosses the host.
  *
@@ -84,7 +84,7 @@ export type ToHost =
 export type ToLink =
   | { readonly type: "hello"; readonly ids: SharedArrayBuffer }
   | { readonly type: "thread"; readonly pool: string; readonly no: number; readonly port: MessagePort; readonly slot: SharedArrayBuffer; readonly mine: SharedArrayBuffer; readonly grown: boolean }
-  | { readonly type: "full"; readonly pool: string }
+  | { readonly type: "full"; readonly pool: string; /** The host is closed: no thread will ever come (the link fails the tasks waiting). */ readonly closed?: boolean }
   | { readonly type: "known"; readonly pool: string }
   | { readonly type: "gone"; readonly pool: string; readonly no: number; readonly reason: GoneReason };
 
@@ -205,7 +205,9 @@ export class PoolHost {
       this.#pools.set(name, pool);
     }
     if (pool !== undefined && [...pool.threads.keys()].some((no) => no >= seen)) return void from.postMessage({ type: "known", pool: name } satisfies ToLink);
-    if (pool === undefined || pool.threads.size >= pool.maxThreads) return void from.postMessage({ type: "full", pool: name } satisfies ToLink);
+    if (pool === undefined || pool.threads.size >= pool.maxThreads) {
+      return void from.postMessage({ type: "full", pool: name, ...(this.#closed ? { closed: true } : {}) } satisfies ToLink);
+    }
     const slot = new Int32Array(new SharedArrayBuffer(SLOTS * 4));
     const worker = new Worker(new URL(pool.options.entry), {
       name,

@@ -361,3 +361,23 @@ void test("a task thread's answers posted in one turn of the event loop go as on
     port1.close();
   }
 });
+
+void test("shared pools: once the host is closed, a link's tasks fail at once, those in flight and those that then ask for a thread (none has a deadline)", async () => {
+  const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 2 };
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  try {
+    assert.match(await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }), /^warm on /);
+    const h = a.run<Task, string>("test", options, { kind: "sync", ms: 3000, name: "H" });
+    await new Promise((r) => setTimeout(r, 50));
+    host.close();
+    await assert.rejects(h, /test task pool closed/);
+    // Each asks the closed host for a thread: it fails instead of waiting for ever.
+    const late = [1, 2].map((n) => a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: `L${n}` }));
+    const timeout = new Promise<string>((r) => setTimeout(() => r("still waiting after 3 s"), 3000).unref());
+    for (const l of late) assert.equal(await Promise.race([l.then(() => "ran", (e: Error) => e.message), timeout]), "test task pool closed");
+    await assert.rejects(a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "L3" }), /test task pool closed/);
+  } finally {
+    a.close();
+  }
+});

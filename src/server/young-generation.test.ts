@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { promisify } from "node:util";
-import { YOUNG_GENERATION_MB as TASK_YOUNG_GENERATION_MB } from "../threads/index.ts";
+import { TaskThread, YOUNG_GENERATION_MB as TASK_YOUNG_GENERATION_MB } from "../threads/index.ts";
 
 const run = promisify(execFile);
 /** The launcher's value (bin/wardmail): the main thread's semi-space in MB, its young generation twice that. */
@@ -51,4 +51,17 @@ test("a task thread (the verifier) gets the 4 MB young generation of src/threads
   assert.equal(TASK_YOUNG_GENERATION_MB, 4);
   const task = await measure(true, TASK_YOUNG_GENERATION_MB);
   assert.equal(task.worker, TASK_YOUNG_GENERATION_MB, "the task thread's new space in MB");
+});
+
+test("a TaskThread is started with that young generation (src/threads passes YOUNG_GENERATION_MB in its resource limits)", async () => {
+  // An entry that churns, then answers its new space in MB (this test process has no semi-space flag of its own).
+  const code = `import v8 from "node:v8"; import { parentPort } from "node:worker_threads";
+parentPort.on("message", (m) => { let keep = []; for (let i = 0; i < 1e6; i++) { keep.push({ a: i, b: "x" + i }); if (keep.length > 20000) keep = []; }
+parentPort.postMessage({ type: "done", id: m.id, result: v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size / 1048576 }); });`;
+  const thread = new TaskThread<{ readonly n: number }, number>({ entry: new URL(`data:text/javascript,${encodeURIComponent(code)}`), heapMb: 64, what: "young generation" });
+  try {
+    assert.equal(await thread.run({ n: 1 }, AbortSignal.timeout(20_000)), TASK_YOUNG_GENERATION_MB);
+  } finally {
+    thread.close();
+  }
 });

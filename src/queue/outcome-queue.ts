@@ -48,6 +48,8 @@ export class OutcomeQueue {
   private pending: PendingOutcome[] = [];
   /** How many of `pending` are not recent (add): while any is, a commit of messages takes them only once `group` wait. */
   private older = 0;
+  /** How many of `pending` put their message back in the queue due at once (add): a claim must write them, not wait. */
+  private requeueing = 0;
   /** Makes the pending outcomes due `delayMs` after the first (add). */
   private timer: NodeJS.Timeout | undefined;
   /** The pending outcomes go with the next commit (their delay passed, or `batch` wait). */
@@ -68,6 +70,11 @@ export class OutcomeQueue {
     return this.due;
   }
 
+  /** Whether a waiting outcome puts its message back in the queue due at once (a claim then writes them, though nothing else is due). */
+  get requeuesNow(): boolean {
+    return this.requeueing > 0;
+  }
+
   /** Whether a commit of `messages` messages takes the waiting outcomes along (enough of them wait, or every one is recent). */
   ridesWith(messages: number): boolean {
     return messages > 0 && this.pending.length > 0 && (this.older === 0 || this.pending.length >= this.opts.group);
@@ -77,10 +84,13 @@ export class OutcomeQueue {
    * One claimed message's outcomes: due after `delayMs`, or at once when
    * `batch` wait. `recent`: the message was committed only a few group
    * commits ago (its rows are in the leaves a commit of messages writes).
+   * `requeues`: written, it leaves the message due at once (recipients
+   * left open, none deferred).
    */
-  add(o: PendingOutcome, recent = false): void {
+  add(o: PendingOutcome, recent = false, requeues = false): void {
     this.pending.push(o);
     if (!recent) this.older++;
+    if (requeues) this.requeueing++;
     if (this.pending.length >= this.opts.batch) {
       this.due = true;
       this.opts.onDue();
@@ -101,6 +111,7 @@ export class OutcomeQueue {
     const outcomes = this.pending;
     this.pending = [];
     this.older = 0;
+    this.requeueing = 0;
     this.due = false;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
@@ -112,6 +123,7 @@ export class OutcomeQueue {
     if (outcomes.length === 0) return;
     this.pending = outcomes.concat(this.pending);
     this.older += outcomes.length; // no longer known to be recent
+    this.requeueing += outcomes.length; // nor known not to requeue their message
     if (this.retryTimer) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;

@@ -438,21 +438,36 @@ test("per-recipient outcomes: final recipients stay final, deferrals back off ex
   }
 });
 
-test("outcomes are written with the next claim that finds messages due; a claimed message with no outcomes is queued again", async (t) => {
+test("outcomes are written with the next claim that finds messages due, or that one of them makes due; a claimed message with no outcomes, or with recipients left open, is claimed again at once", async (t) => {
   const { spool } = withSpool(t, { outcomeDelayMs: 600_000 });
   const a = await spool.enqueue(sampleMessage());
   const b = await spool.enqueue(sampleMessage());
   const now = Date.now();
   assert.equal(spool.claimDue(now, 10).length, 2);
   spool.recordOutcome(a, [{ index: 0, result: "delivered" }], now);
-  spool.recordOutcome(b, [], now);
   assert.deepEqual(spool.claimDue(now, 10), [], "nothing due: answered from the index, without a transaction");
   assert.equal(spool.admin.get(a)?.state, "active", "the outcomes wait");
+  await new Promise((r) => setTimeout(r, 5)); // c is due after `now`
   const c = await spool.enqueue(sampleMessage());
   assert.equal(spool.admin.get(a)?.state, "active", "claimed from the database, not recent: not taken along by a commit of messages");
-  const again = spool.claimDue(Date.now(), 10); // c is due: applies both outcomes first
-  assert.deepEqual(again.map((m) => m.id).sort(), [b, c].sort());
-  assert.equal(spool.admin.get(a), undefined);
+  spool.recordOutcome(b, [], now);
+  assert.deepEqual(spool.claimDue(now, 10).map((m) => m.id), [b], "b's outcome makes it due now: written, b claimed again (c is not due at `now`)");
+  assert.equal(spool.admin.get(a), undefined, "a's outcome went with it");
+  const again = spool.claimDue(Date.now(), 10);
+  assert.deepEqual(again.map((m) => m.id), [c]);
+  // Two recipients, an outcome for one (delivered): the other is open and due at once.
+  const d = await spool.enqueue(sampleMessage({ to: ["x@example.test", "y@example.test"] }));
+  spool.recordOutcome(b, [{ index: 0, result: "delivered" }]);
+  spool.recordOutcome(c, [{ index: 0, result: "delivered" }]);
+  assert.deepEqual(spool.claimDue(Date.now(), 10).map((m) => m.id), [d]);
+  spool.recordOutcome(d, [{ index: 0, result: "delivered" }]);
+  const left = spool.claimDue(Date.now(), 10);
+  assert.deepEqual(left.map((m) => m.id), [d], "claimed again at once for its open recipient");
+  assert.deepEqual(left[0]!.recipients.map((r) => r.state), ["delivered", "queued"]);
+  // Its last recipient deferred: back off, nothing due now, the outcome waits.
+  spool.recordOutcome(d, [{ index: 1, result: "deferred", error: "try later" }]);
+  assert.deepEqual(spool.claimDue(Date.now(), 10), []);
+  assert.equal(spool.admin.get(d)?.state, "active", "a deferral waits like any outcome");
 });
 
 test("outcomes of messages handed over within OUTCOME_RECENT_COMMITS group commits go with the next commit of messages; older ones wait", async (t) => {

@@ -27,7 +27,9 @@
  * with every group commit of messages: the leaves holding the oldest rows
  * are rewritten once per group of outcomes. A `claimDue` that finds
  * nothing due (the queue manager asks whenever no fresh message waits in
- * memory) answers from the index and leaves the outcomes waiting: at one
+ * memory) answers from the index and leaves the outcomes waiting (unless
+ * one of them puts its message back due at once: recipients left open, none
+ * deferred; then it writes them and claims that message again): at one
  * message per connection that claim was a transaction of its own for every
  * group commit, about ten WAL frames each (docs/benchmarks.md).
  *
@@ -101,6 +103,18 @@ export const OUTCOME_RECENT_COMMITS = 4;
 /** The commit count kept for a message claimed from the database: never recent. */
 const CLAIMED_FROM_DB = Number.NEGATIVE_INFINITY;
 
+/** A claimed message: when it was handed over (group commits, or CLAIMED_FROM_DB) and its recipients open then. */
+interface Claim {
+  readonly commits: number;
+  readonly open: number;
+}
+
+function openRecipients(m: QueuedMessage): number {
+  let n = 0;
+  for (const r of m.recipients) if (r.state === "queued" || r.state === "deferred") n++;
+  return n;
+}
+
 export class Spool {
   readonly shard: number;
   readonly path: string;
@@ -131,9 +145,11 @@ export class Spool {
    * Claimed and not yet recorded: never claimed twice, even if an operator
    * re-queues one meanwhile. The value: the count of group commits when a
    * fresh message was handed over (CLAIMED_FROM_DB for a claim), to tell
-   * whether its outcome is recent (OUTCOME_RECENT_COMMITS).
+   * whether its outcome is recent (OUTCOME_RECENT_COMMITS), and how many of
+   * its recipients were open then, to tell whether its outcome puts it back
+   * in the queue due at once.
    */
-  private readonly claimed = new Map<string, number>();
+  private readonly claimed = new Map<string, Claim>();
   /** Delivery outcomes waiting for a transaction, and whether they are due (outcome-queue.ts). */
   private readonly outcomes: OutcomeQueue;
   private flushScheduled = false;
@@ -459,7 +475,7 @@ export class Spool {
    */
   takeFresh(limit: number, now = Date.now()): ClaimedMessage[] {
     const out = this.handoff.take(limit, now, this.claimed);
-    for (const m of out) this.claimed.set(m.id, this.counters.commits);
+    for (const m of out) this.claimed.set(m.id, { commits: this.counters.commits, open: openRecipients(m) });
     return out;
   }
 
@@ -468,12 +484,15 @@ export class Spool {
    * returned with their content, checked. Damaged records are moved aside and
    * skipped. Pending outcomes are written in the same transaction. When
    * nothing is due the answer comes from the index, without a transaction:
-   * the pending outcomes wait for a commit of messages or their delay.
+   * the pending outcomes wait for a commit of messages or their delay
+   * (unless one puts its message back due at once: then they are written
+   * and that message is claimed).
    */
   claimDue(now: number, limit: number): ClaimedMessage[] {
     if (this.isClosed) throw new Error("spool is closed");
     const next = this.nextDueAt();
-    if (next === undefined || next > now) return [];
+    // An outcome waiting that puts its message back due at once (requeuesNow) is written here, so that message is claimed again now.
+    if ((next === undefined || next > now) && !this.outcomes.requeuesNow) return [];
     const outcomes = this.outcomes.take();
     let done = 0;
     let claimed: ClaimedMessage[];
@@ -504,7 +523,7 @@ export class Spool {
     }
     this.counters.done += done;
     this.forgetClaims(outcomes);
-    for (const m of claimed) this.claimed.set(m.id, CLAIMED_FROM_DB);
+    for (const m of claimed) this.claimed.set(m.id, { commits: CLAIMED_FROM_DB, open: openRecipients(m) });
     return claimed;
   }
 
@@ -520,8 +539,11 @@ export class Spool {
    */
   recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now = Date.now()): void {
     if (this.isClosed) throw new Error("spool is closed");
-    const handedOver = this.claimed.get(id);
-    this.outcomes.add({ id, outcomes, at: now }, handedOver !== undefined && this.counters.commits - handedOver <= OUTCOME_RECENT_COMMITS);
+    const claim = this.claimed.get(id);
+    const recent = claim !== undefined && this.counters.commits - claim.commits <= OUTCOME_RECENT_COMMITS;
+    // Recipients left open and none deferred: the message goes back due at once (outcomes.ts), so the next claim writes this.
+    const requeues = claim === undefined || (outcomes.length < claim.open && !outcomes.some((o) => o.result === "deferred"));
+    this.outcomes.add({ id, outcomes, at: now }, recent, requeues);
   }
 
   /** Retry delay after the n-th deferral (n >= 1), with jitter. */

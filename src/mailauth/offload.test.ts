@@ -130,47 +130,6 @@ void test("the pool's threads keep DNS answers within their TTL (and ask once fo
   }
 });
 
-void test("the pool's threads keep a denial (NXDOMAIN, NODATA) within its negative TTL, each with an error of its own; not one without a TTL, nor a failure", async () => {
-  const asked: string[] = [];
-  const none = (): Promise<never> => Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" }));
-  // The author's DMARC record, then its parent's (none), which DMARC's tree walk asks for every message.
-  const answers: Record<string, { records: unknown; ttl: number } | { code: string; ttl?: number }> = {
-    "TXT _dmarc.example.org": { records: [["v=DMARC1; p=none"]], ttl: 60 },
-    "TXT _dmarc.org": { code: "ENOTFOUND", ttl: 30 },
-    "TXT _dmarc.example.net": { records: [["v=DMARC1; p=none"]], ttl: 60 },
-    "TXT _dmarc.net": { code: "ENOTFOUND" },
-    "TXT _dmarc.example.com": { records: [["v=DMARC1; p=none"]], ttl: 60 },
-    "TXT _dmarc.com": { code: "ESERVFAIL", ttl: 30 },
-  };
-  const query = (name: string, rrtype: string): Promise<{ records: unknown; ttl: number }> => {
-    asked.push(`${rrtype} ${name}`);
-    const a = answers[`${rrtype} ${name}`];
-    if (a !== undefined && "records" in a) return Promise.resolve(a);
-    return Promise.reject(Object.assign(new Error(`query${rrtype} ${a?.code ?? "ENOTFOUND"} ${name}`), { code: a?.code ?? "ENOTFOUND" }, a?.ttl !== undefined ? { ttl: a.ttl } : {}));
-  };
-  const message = (domain: string): Buffer => Buffer.from(`From: a@${domain}\r\nSubject: x\r\n\r\nbody\r\n`);
-  const pool = new VerifierPool(none, { query });
-  try {
-    const results = [];
-    for (const domain of ["example.org", "example.net", "example.com"]) {
-      for (let i = 0; i < 3; i++) results.push((await pool.verify(message(domain), { ...task, mailFrom: `a@${domain}`, authors: [`a@${domain}`] })).dmarc[0]);
-    }
-    const count = (q: string): number => asked.filter((a) => a === q).length;
-    assert.equal(count("TXT _dmarc.org"), 1, `a denial with its negative TTL is asked once: ${asked.join(", ")}`);
-    assert.equal(count("TXT _dmarc.net"), 3, "a denial without a TTL is asked every time");
-    assert.equal(count("TXT _dmarc.com"), 3, "a failure is asked every time");
-    assert.equal(count("TXT _dmarc.example.org"), 1);
-    // The same results whether the denial came from the session worker or from the thread's copy.
-    for (let i = 0; i < 9; i += 3) {
-      assert.deepEqual(results[i + 1], results[i]);
-      assert.deepEqual(results[i + 2], results[i]);
-    }
-    assert.equal((results[0] as { status: { result: string } }).status.result, "fail");
-  } finally {
-    pool.close();
-  }
-});
-
 void test("the pool's threads keep DNS answers within a byte bound too: the oldest large answers go first", async () => {
   const asked: string[] = [];
   // 40 selectors, each key answer about 60 KB (118 strings of 255 characters): more than the 2 MiB bound together.

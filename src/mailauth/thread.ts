@@ -38,11 +38,7 @@ interface DnsAnswer {
   readonly error?: { readonly message: string; readonly code?: string; readonly ttl?: number };
 }
 
-/**
- * Answers kept in this thread, within their TTL, so a domain's key and policy cost no round trip per message;
- * and denials (ENOTFOUND, ENODATA) within the negative TTL the session worker's resolver gave them (RFC 2308),
- * so DMARC's walk past a domain's own record (`_dmarc.<parent>`, none) costs none either.
- */
+/** Answers kept in this thread, within their TTL, so a domain's key and policy cost no round trip per message. */
 export const MAX_KEPT_ANSWERS = 2048;
 /** Estimated bytes of the answers kept (the count alone would let 2048 hostile 64 KiB TXT answers hold 128 MiB). */
 export const MAX_KEPT_ANSWER_BYTES = 2 * 1024 * 1024;
@@ -79,25 +75,7 @@ interface Question {
 const questions = new Map<number, Question>();
 let nextQid = 0;
 /** Answers within their TTL (oldest first), and the questions in flight (one per name and type). */
-const kept = new Map<string, { readonly answer: unknown; readonly denial?: Denial; readonly until: number; readonly weight: number }>();
-/** A kept denial: what its error said (each question that gets it gets an error object of its own, with the seconds left). */
-interface Denial {
-  readonly message: string;
-  readonly code: string;
-}
-/** Denials that may be kept with their negative TTL; every other error (SERVFAIL, a timeout) is asked again. */
-const KEPT_DENIALS: ReadonlySet<string> = new Set(["ENOTFOUND", "ENODATA"]);
-function denialError(d: Denial, ttl: number): Error {
-  return Object.assign(new Error(d.message), { code: d.code, ttl });
-}
-/** Keeps an answer or a denial for `ttl` seconds (oldest out past the count or byte bound). */
-function keep(key: string, entry: { readonly answer: unknown; readonly denial?: Denial }, ttl: number, weight: number): void {
-  forget(key);
-  // Oldest out until both bounds hold: at most one pass over the entries.
-  while (kept.size > 0 && (kept.size >= MAX_KEPT_ANSWERS || keptBytes + weight > MAX_KEPT_ANSWER_BYTES)) forget(kept.keys().next().value as string);
-  kept.set(key, { ...entry, until: performance.now() + ttl * 1000, weight });
-  keptBytes += weight;
-}
+const kept = new Map<string, { readonly answer: unknown; readonly until: number; readonly weight: number }>();
 let keptBytes = 0;
 function forget(key: string): void {
   const k = kept.get(key);
@@ -156,7 +134,7 @@ function query(name: string, rrtype: string, from: TaskPeer, signal?: AbortSigna
   const k = kept.get(key);
   if (k !== undefined) {
     const left = k.until - performance.now();
-    if (left > 0) return k.denial !== undefined ? Promise.reject(denialError(k.denial, Math.floor(left / 1000))) : Promise.resolve({ records: k.answer, ttl: Math.floor(left / 1000) });
+    if (left > 0) return Promise.resolve({ records: k.answer, ttl: Math.floor(left / 1000) });
     forget(key);
   }
   let entry = asking.get(key);
@@ -228,16 +206,17 @@ servePorts((message, from) => {
     if (!q) return;
     if (m.error) {
       const { code, ttl } = m.error;
-      if (code !== undefined && KEPT_DENIALS.has(code) && ttl !== undefined && ttl > 0) {
-        const denial: Denial = { message: m.error.message, code };
-        const weight = answerWeight(denial.message) + 2 * code.length;
-        if (weight <= MAX_KEPT_ANSWER_BYTES) keep(q.key, { answer: undefined, denial }, ttl, weight);
-      }
       q.reject(Object.assign(new Error(m.error.message), code !== undefined ? { code } : {}, ttl !== undefined ? { ttl } : {}));
     } else {
       const ttl = m.ttl ?? 0;
       const weight = ttl > 0 ? answerWeight(m.answer) : 0;
-      if (ttl > 0 && weight <= MAX_KEPT_ANSWER_BYTES) keep(q.key, { answer: m.answer }, ttl, weight);
+      if (ttl > 0 && weight <= MAX_KEPT_ANSWER_BYTES) {
+        forget(q.key);
+        // Oldest out until both bounds hold: at most one pass over the entries.
+        while (kept.size > 0 && (kept.size >= MAX_KEPT_ANSWERS || keptBytes + weight > MAX_KEPT_ANSWER_BYTES)) forget(kept.keys().next().value as string);
+        kept.set(q.key, { answer: m.answer, until: performance.now() + ttl * 1000, weight });
+        keptBytes += weight;
+      }
       q.resolve({ records: m.answer, ttl });
     }
     return;

@@ -79,8 +79,9 @@ import { newQueueId, shardOfId } from "./ids.ts";
 import { DamagedRecordError } from "./record.ts";
 import { ShardDatabase, ShardStore } from "./store.ts";
 import { schedulerView, writerView, type SpoolScheduler, type SpoolWriter } from "./views.ts";
-import { OutcomeWriter, type PendingOutcome, type RecipientOutcome } from "./outcomes.ts";
+import { OutcomeWriter, type RecipientOutcome } from "./outcomes.ts";
 import { OutcomeQueue } from "./outcome-queue.ts";
+import { Claims } from "./claims.ts";
 import { Handoff, HANDOFF_LEASE_MS, ownedContent } from "./handoff.ts";
 import { freshEntry, prepareRecord, type PendingMessage, type PreparedMessage } from "./pending.ts";
 
@@ -100,21 +101,6 @@ export const OUTCOME_BATCH = 256;
 export const OUTCOME_GROUP = 16;
 /** ...or when every one waiting is of a message handed over within this many group commits (src/limits/fixed.ts: spool_outcome_recent). */
 export const OUTCOME_RECENT_COMMITS = 4;
-/** The commit count kept for a message claimed from the database: never recent. */
-const CLAIMED_FROM_DB = Number.NEGATIVE_INFINITY;
-
-/** A claimed message: when it was handed over (group commits, or CLAIMED_FROM_DB) and its recipients open then. */
-interface Claim {
-  readonly commits: number;
-  readonly open: number;
-}
-
-function openRecipients(m: QueuedMessage): number {
-  let n = 0;
-  for (const r of m.recipients) if (r.state === "queued" || r.state === "deferred") n++;
-  return n;
-}
-
 export class Spool {
   readonly shard: number;
   readonly path: string;
@@ -141,15 +127,8 @@ export class Spool {
   };
   private pending: PendingMessage[] = [];
   private pendingBytes = 0;
-  /**
-   * Claimed and not yet recorded: never claimed twice, even if an operator
-   * re-queues one meanwhile. The value: the count of group commits when a
-   * fresh message was handed over (CLAIMED_FROM_DB for a claim), to tell
-   * whether its outcome is recent (OUTCOME_RECENT_COMMITS), and how many of
-   * its recipients were open then, to tell whether its outcome puts it back
-   * in the queue due at once.
-   */
-  private readonly claimed = new Map<string, Claim>();
+  /** Claimed and not yet recorded (claims.ts): never claimed twice; when and how their outcomes are written. */
+  private readonly claimed = new Claims(OUTCOME_RECENT_COMMITS);
   /** Delivery outcomes waiting for a transaction, and whether they are due (outcome-queue.ts). */
   private readonly outcomes: OutcomeQueue;
   private flushScheduled = false;
@@ -381,7 +360,7 @@ export class Spool {
       return;
     }
     this.counters.done += done;
-    this.forgetClaims(outcomes);
+    this.claimed.forget(outcomes);
     if (batch.length > 0) {
       this.counters.commits++;
       this.awaitingSync.push(...batch);
@@ -447,10 +426,6 @@ export class Spool {
     for (const m of batch) if (m.handoff) this.handoff.release(m.content.byteLength);
   }
 
-  private forgetClaims(outcomes: readonly PendingOutcome[]): void {
-    for (const o of outcomes) this.claimed.delete(o.id);
-  }
-
   /** Calls cb (after the promises resolved) whenever newly enqueued messages were committed. Returns an unsubscribe function. */
   onCommitted(cb: (count: number) => void): () => void {
     this.events.on("committed", cb);
@@ -475,7 +450,7 @@ export class Spool {
    */
   takeFresh(limit: number, now = Date.now()): ClaimedMessage[] {
     const out = this.handoff.take(limit, now, this.claimed);
-    for (const m of out) this.claimed.set(m.id, { commits: this.counters.commits, open: openRecipients(m) });
+    for (const m of out) this.claimed.fresh(m, this.counters.commits);
     return out;
   }
 
@@ -522,8 +497,8 @@ export class Spool {
       throw err;
     }
     this.counters.done += done;
-    this.forgetClaims(outcomes);
-    for (const m of claimed) this.claimed.set(m.id, { commits: CLAIMED_FROM_DB, open: openRecipients(m) });
+    this.claimed.forget(outcomes);
+    for (const m of claimed) this.claimed.fromDb(m);
     return claimed;
   }
 
@@ -539,10 +514,7 @@ export class Spool {
    */
   recordOutcome(id: string, outcomes: readonly RecipientOutcome[], now = Date.now()): void {
     if (this.isClosed) throw new Error("spool is closed");
-    const claim = this.claimed.get(id);
-    const recent = claim !== undefined && this.counters.commits - claim.commits <= OUTCOME_RECENT_COMMITS;
-    // Recipients left open and none deferred: the message goes back due at once (outcomes.ts), so the next claim writes this.
-    const requeues = claim === undefined || (outcomes.length < claim.open && !outcomes.some((o) => o.result === "deferred"));
+    const { recent, requeues } = this.claimed.judge(id, outcomes, this.counters.commits);
     this.outcomes.add({ id, outcomes, at: now }, recent, requeues);
   }
 

@@ -49,7 +49,7 @@ export const TASK_LIMITS: readonly FixedLimitSpec[] = [
   {
     name: "task_young_generation", value: 4, unit: "MiB", file: "src/threads/index.ts", constant: "YOUNG_GENERATION_MB",
     doc: "Young-generation heap of each task thread (verifier, attachment walker, encryption thread).",
-    reason: "with V8's default, two verifier threads held about 25 MiB more at the same CPU; 4 MiB instead of 8 keeps about 5 MiB less at the stack bench's peak (under 200 MB) for 0.03–0.04 ms more of the verifier's CPU per message (1–1.5 % of the server's)",
+    reason: "with V8's default, two verifier threads held about 25 MiB more at the same CPU; 4 MiB instead of 8 keeps about 5 MiB less at the stack bench's peak (toward its 200 MB bound, not reliably under it) for 0.03–0.04 ms more of the verifier's CPU per message (1–1.5 % of the server's)",
   },
   {
     name: "verifier_heap", value: 256, unit: "MiB", file: "src/mailauth/offload.ts", constant: "HEAP_MB",

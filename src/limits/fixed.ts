@@ -416,7 +416,7 @@ export const FIXED_LIMITS: readonly FixedLimitSpec[] = [
   },
   {
     name: "spool_outcome_delay", value: 20, unit: "milliseconds", file: "src/queue/spool.ts", constant: "OUTCOME_DELAY_MS",
-    doc: "Delivery outcomes are written to the spool in one transaction this long after the first of them (sooner when `spool_outcome_batch` wait, when a commit of new messages takes them along: `spool_outcome_group`, `spool_outcome_recent`, or when a claim that finds messages due or shutdown writes them); a crash in that time only means those messages are delivered again (at-least-once).",
+    doc: "Delivery outcomes are written to the spool in one transaction this long after the first of them (sooner when `spool_outcome_batch` wait, when a commit of new messages takes them along: `spool_outcome_group`, `spool_outcome_recent`, or when shutdown or a claim writes them: one that finds messages due, or whose waiting outcomes put a message back due at once); a crash in that time only means those messages are delivered again (at-least-once).",
     reason: "a trade between spool writes per message and duplicates after a crash, not a policy (docs/benchmarks.md)",
   },
   {

@@ -34,6 +34,33 @@ function answering(): { readonly asked: number[]; readonly onOther: (m: unknown,
   };
 }
 
+/** A task that holds its thread: read, answered after `delay` ms (its tag), then computing for 6 s. */
+const HOLD = (name: string, delay: number): Task => ({ kind: "hostile", ms: 6000, delay, name });
+
+/** `p`, whose rejection the test reads later (or never): not an unhandled rejection meanwhile. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+/** Starts each thread with a short task; where each ran. */
+async function warm(...threads: TaskThread<Task, string>[]): Promise<(string | undefined)[]> {
+  return (await Promise.all(threads.map((t) => t.run({ kind: "sync", ms: 1, name: "warm" })))).map(where);
+}
+
+/** Two links to one pool host, each answering its threads' questions (qa, qb). */
+function sharedPair(options: SharedPoolOptions) {
+  const host = new PoolHost();
+  const a = new PoolLink(host.connect());
+  const b = new PoolLink(host.connect());
+  const qa = answering();
+  const qb = answering();
+  a.onOther("test", qa.onOther);
+  b.onOther("test", qb.onOther);
+  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", options, task, signal);
+  return { host, a, b, qa, qb, run };
+}
+
 /** Waits (at most 10 s) until every delay in `tags` was asked: the tasks so tagged were read. */
 async function read(asked: readonly number[], ...tags: number[]): Promise<void> {
   for (let i = 0; i < 1000 && !tags.every((t) => asked.includes(t)); i++) await sleep(10);
@@ -51,14 +78,12 @@ void test("a task run again once after its thread's end, then left unread in a s
   const b = new TaskThread<Task, string>(opts, { orphans: (jobs) => jobs.forEach((j) => c.post(j)), settled: () => undefined });
   const a = new TaskThread<Task, string>(opts, { orphans: (jobs) => jobs.forEach((j) => b.post(j)), settled: () => undefined });
   try {
-    const [, , tc] = (await Promise.all([a.run({ kind: "sync", ms: 1, name: "warm" }), b.run({ kind: "sync", ms: 1, name: "warm" }), c.run({ kind: "sync", ms: 1, name: "warm" })])).map(where);
+    const [, , tc] = await warm(a, b, c);
     // H1 holds A, H2 holds B (each read, answered, then computing for 6 s); their deadlines are ours to fire.
     const d1 = new AbortController();
     const d2 = new AbortController();
-    const h1 = a.run({ kind: "hostile", ms: 6000, delay: 5, name: "H1" }, d1.signal);
-    const h2 = b.run({ kind: "hostile", ms: 6000, delay: 6, name: "H2" }, d2.signal);
-    h1.catch(() => undefined);
-    h2.catch(() => undefined);
+    const h1 = quiet(a.run(HOLD("H1", 5), d1.signal));
+    const h2 = quiet(b.run(HOLD("H2", 6), d2.signal));
     await read(q.asked, 5, 6);
     await sleep(50);
     // G is posted to A, which cannot read it. H1's deadline ends A: G runs again once, in B (moved once), which cannot read it either.
@@ -85,23 +110,20 @@ void test("a task its thread had read is still run again only once: read in a th
   const b = new TaskThread<Task, string>(opts, { orphans: () => assert.fail("nothing runs again"), settled: () => undefined });
   const a = new TaskThread<Task, string>(opts, { orphans: (jobs) => jobs.forEach((j) => b.post(j)), settled: () => undefined });
   try {
-    await Promise.all([a.run({ kind: "sync", ms: 1, name: "warm" }), b.run({ kind: "sync", ms: 1, name: "warm" })]);
+    await warm(a, b);
     const d1 = new AbortController();
     const d2 = new AbortController();
     // R is read in A and waits 300 ms for its answer; H1 then holds A. H1's deadline ends A: R runs again in B (its one run again), is read
     // there and waits 300 ms for its answer again; H2 then holds B, and its deadline ends B: R, read there, fails (the bound on a task that ran).
-    const r = a.run({ kind: "hostile", ms: 1, delay: 300, name: "R" }, AbortSignal.timeout(10_000));
-    r.catch(() => undefined);
+    const r = quiet(a.run({ kind: "hostile", ms: 1, delay: 300, name: "R" }, AbortSignal.timeout(10_000)));
     await read(q.asked, 300);
-    const h1 = a.run({ kind: "hostile", ms: 6000, delay: 5, name: "H1" }, d1.signal);
-    h1.catch(() => undefined);
+    void quiet(a.run(HOLD("H1", 5), d1.signal));
     await read(q.asked, 5);
     await sleep(30);
     d1.abort();
     for (let i = 0; i < 500 && q.asked.filter((x) => x === 300).length < 2; i++) await sleep(10);
     assert.deepEqual(q.asked, [300, 5, 300], "R ran again in B");
-    const h2 = b.run({ kind: "hostile", ms: 6000, delay: 6, name: "H2" }, d2.signal);
-    h2.catch(() => undefined);
+    void quiet(b.run(HOLD("H2", 6), d2.signal));
     await read(q.asked, 6);
     await sleep(30);
     d2.abort();
@@ -114,14 +136,7 @@ void test("a task its thread had read is still run again only once: read in a th
 
 void test("shared pools: a task run again once after its thread's end, then left unread in a second thread ended at another link's deadline, runs again (it never ran there)", async () => {
   const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 2, keepOneIdle: true, idleMs: 10_000 };
-  const host = new PoolHost();
-  const a = new PoolLink(host.connect());
-  const b = new PoolLink(host.connect());
-  const qa = answering();
-  const qb = answering();
-  a.onOther("test", qa.onOther);
-  b.onOther("test", qb.onOther);
-  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", options, task, signal);
+  const { host, a, b, qa, run } = sharedPair(options);
   const ended = (): number => host.threadSamples().reduce((n, x) => n + (x.name === "wardmail_task_threads_ended_total" ? x.value : 0), 0);
   try {
     // Two threads: S (a) holds the first 700 ms, Q (b) is moved to a second one, started for it.
@@ -134,10 +149,8 @@ void test("shared pools: a task run again once after its thread's end, then left
     // H1 (a) holds the first thread, H2 (a) the second (each read, answered, then computing for 6 s); their deadlines are ours to fire.
     const d1 = new AbortController();
     const d2 = new AbortController();
-    const h1 = run(a, { kind: "hostile", ms: 6000, delay: 5, name: "H1" }, d1.signal);
-    const h2 = run(a, { kind: "hostile", ms: 6000, delay: 6, name: "H2" }, d2.signal);
-    h1.catch(() => undefined);
-    h2.catch(() => undefined);
+    const h1 = quiet(run(a, HOLD("H1", 5), d1.signal));
+    const h2 = quiet(run(a, HOLD("H2", 6), d2.signal));
     await read(qa.asked, 5, 6);
     await sleep(50);
     // G (b) goes to the first thread (as busy as the second, and first), which cannot read it. H1's deadline ends that thread:
@@ -170,11 +183,10 @@ void test("a task taken unread from a stuck thread keeps its one run again: read
   const b = new TaskThread<Task, string>(opts, { orphans: (jobs) => jobs.forEach((j) => c.post(j)), settled: () => undefined });
   const a = new TaskThread<Task, string>(opts, { orphans: () => undefined, settled: () => undefined });
   try {
-    const [, , tc] = (await Promise.all([a.run({ kind: "sync", ms: 1, name: "warm" }), b.run({ kind: "sync", ms: 1, name: "warm" }), c.run({ kind: "sync", ms: 1, name: "warm" })])).map(where); // id 0 in each
+    const [, , tc] = await warm(a, b, c); // id 0 in each
     const d1 = new AbortController();
     const d2 = new AbortController();
-    const h1 = a.run({ kind: "hostile", ms: 6000, delay: 5, name: "H1" }, d1.signal); // id 1
-    h1.catch(() => undefined);
+    void quiet(a.run(HOLD("H1", 5), d1.signal)); // id 1
     await read(q.asked, 5);
     await sleep(50);
     // G, posted to A, which cannot read it, is taken back (as from a stuck thread) and posted to B: a move of a task that ran nowhere.
@@ -187,8 +199,7 @@ void test("a task taken unread from a stuck thread keeps its one run again: read
     b.post(moved);
     // B reads G, which waits 300 ms for its answer; H2 then holds B, and its deadline ends B: G, read there, runs again once, in C.
     await read(q.asked, 300);
-    const h2 = b.run({ kind: "hostile", ms: 6000, delay: 6, name: "H2" }, d2.signal);
-    h2.catch(() => undefined);
+    const h2 = quiet(b.run(HOLD("H2", 6), d2.signal));
     await read(q.asked, 6);
     await sleep(30);
     d2.abort();
@@ -204,14 +215,7 @@ void test("a task taken unread from a stuck thread keeps its one run again: read
 
 void test("shared pools: a task moved unread from a stuck thread keeps its one run again: read in a thread ended at another link's deadline, it runs again", async () => {
   const options: SharedPoolOptions = { entry: ENTRY.href, heapMb: 64, what: "test task", maxThreads: 2, keepOneIdle: true, idleMs: 10_000 };
-  const host = new PoolHost();
-  const a = new PoolLink(host.connect());
-  const b = new PoolLink(host.connect());
-  const qa = answering();
-  const qb = answering();
-  a.onOther("test", qa.onOther);
-  b.onOther("test", qb.onOther);
-  const run = (link: PoolLink, task: Task, signal?: AbortSignal): Promise<string> => link.run<Task, string>("test", options, task, signal);
+  const { host, a, b, qa, qb, run } = sharedPair(options);
   const d1 = new AbortController();
   const d2 = new AbortController();
   try {
@@ -222,8 +226,7 @@ void test("shared pools: a task moved unread from a stuck thread keeps its one r
     const t1 = where(await run(b, { kind: "sync", ms: 1, name: "Q" }, AbortSignal.timeout(5000)));
     assert.equal(where(await s), t0);
     // H1 (a) holds the first thread (read, answered, computing for 6 s); P (a) waits 1 s for its answer in the second.
-    const h1 = run(a, { kind: "hostile", ms: 6000, delay: 5, name: "H1" }, d1.signal);
-    h1.catch(() => undefined);
+    void quiet(run(a, HOLD("H1", 5), d1.signal));
     await read(qa.asked, 5);
     const p = run(a, { kind: "hostile", ms: 1, delay: 1000, name: "P" }, AbortSignal.timeout(10_000));
     await read(qa.asked, 1000);
@@ -232,8 +235,7 @@ void test("shared pools: a task moved unread from a stuck thread keeps its one r
     const g = run(b, { kind: "hostile", ms: 1, delay: 300, name: "G" }, AbortSignal.timeout(10_000));
     await read(qb.asked, 300);
     // H2 (a) then holds the second thread, and its deadline ends it: G, read there, runs again (its first run again: its move ran nowhere).
-    const h2 = run(a, { kind: "hostile", ms: 6000, delay: 6, name: "H2" }, d2.signal);
-    h2.catch(() => undefined);
+    const h2 = quiet(run(a, HOLD("H2", 6), d2.signal));
     await read(qa.asked, 6);
     await sleep(20);
     d2.abort();
@@ -260,18 +262,16 @@ void test("a task that moved as often as it may (maxMoves), then left unread beh
   const b = new TaskThread<Task, string>(opts, { orphans: () => undefined, settled: () => undefined });
   const d = new AbortController();
   try {
-    await Promise.all([a.run({ kind: "sync", ms: 1, name: "warm" }), b.run({ kind: "sync", ms: 1, name: "warm" })]); // id 0 in each
+    await warm(a, b); // id 0 in each
     // G is read in A (it waits 5 s for its answer), then taken from it: its one move of a task that ran (maxMoves 1).
-    const g = a.run({ kind: "hostile", ms: 1, delay: 5000, name: "G" }, AbortSignal.timeout(10_000)); // id 1
-    g.catch(() => undefined);
+    const g = quiet(a.run({ kind: "hostile", ms: 1, delay: 5000, name: "G" }, AbortSignal.timeout(10_000))); // id 1
     await read(q.asked, 5000);
     assert.equal(a.movable(1, 1), true, "read, not moved yet");
     const moved = a.take(1, performance.now() + 2 * HOLD_MS, 1);
     assert.ok(moved !== undefined, "G taken from A");
     assert.equal(moved.moves, 1);
     // H holds B (computing for 6 s); G, posted in the same turn behind it, is not read there.
-    const h = b.run({ kind: "sync", ms: 6000, name: "H" }, d.signal); // id 1
-    h.catch(() => undefined);
+    void quiet(b.run({ kind: "sync", ms: 6000, name: "H" }, d.signal)); // id 1
     const id = b.post(moved); // id 2
     assert.equal(b.movable(id, 1), true, "unread in B: a pool still looks to move it when B is stuck (it was left there until another task's end)");
     const again = b.take(id, performance.now() + 2 * HOLD_MS, 1);
@@ -294,8 +294,7 @@ void test("in a pool whose read tasks may not move (maxMoves 0), a task left unr
   try {
     const t0 = where(await p.run({ kind: "sync", ms: 1, name: "warm" }));
     // H holds the thread for 8 s; G, posted in the same turn, waits behind it unread, until the thread is seen stuck.
-    const h = p.run({ kind: "sync", ms: 8000, name: "H" }, d.signal);
-    h.catch(() => undefined);
+    void quiet(p.run({ kind: "sync", ms: 8000, name: "H" }, d.signal));
     const g = p.run({ kind: "sync", ms: 1, name: "G" }, AbortSignal.timeout(6000));
     const ran = where(await g);
     assert.ok(ran !== undefined && ran !== t0, `G ran in a second thread (${ran}; the first: ${t0})`);
@@ -313,8 +312,7 @@ void test("shared pools: with maxMoves 0, a task left unread behind one holding 
   const d = new AbortController();
   try {
     const t0 = where(await a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "warm" }, AbortSignal.timeout(5000)));
-    const h = a.run<Task, string>("test", options, { kind: "sync", ms: 8000, name: "H" }, d.signal);
-    h.catch(() => undefined);
+    void quiet(a.run<Task, string>("test", options, { kind: "sync", ms: 8000, name: "H" }, d.signal));
     const g = a.run<Task, string>("test", options, { kind: "sync", ms: 1, name: "G" }, AbortSignal.timeout(6000));
     const ran = where(await g);
     assert.ok(ran !== undefined && ran !== t0, `G ran in a second thread (${ran}; the first: ${t0})`);

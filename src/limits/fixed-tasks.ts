@@ -33,13 +33,18 @@ export const TASK_LIMITS: readonly FixedLimitSpec[] = [
   },
   {
     name: "task_hold", value: 1000, unit: "milliseconds", file: "src/threads/index.ts", constant: "HOLD_MS",
-    doc: "A pool thread stuck this long gives up the task holding it too (it runs again in another thread, each task at most as many times as its pool has threads: `verifier_threads`, `walker_threads`) and is ended, which stops the parse.",
+    doc: "A pool thread stuck this long gives up the task holding it too (it runs again in another thread, each task a thread had read at most as many times as its pool has threads: `verifier_threads`, `walker_threads`; a task no thread read, at most `task_reposts` times) and is ended, which stops the parse.",
     reason: "the holder is known from a note the thread writes when it resumes a task; this bounds the harm when the note is wrong, at one thread start per move",
   },
   {
     name: "task_abandon_grace", value: 200, unit: "milliseconds", file: "src/threads/index.ts", constant: "GRACE_MS",
     doc: "A verification past the check deadline in a verifier thread that is not stuck (its heartbeat moved within `task_stall`: it waits, for DNS) is abandoned there, not ended with the thread: its DNS questions fail at once and it must end within this time, else its thread is ended (its other tasks run again once in another thread). A stuck thread is ended at once.",
     reason: "a verification whose DNS questions all fail ends in a few milliseconds; one still running after this computes, and only ending the thread stops it",
+  },
+  {
+    name: "task_reposts", value: 8, unit: "count", file: "src/threads/index.ts", constant: "MAX_REPOSTS",
+    doc: "A task a pool thread never read cannot have caused that thread's end or stall: taken from a stuck thread, or left in one that ends, it runs again in another thread whatever its moves, at most this many times (then it fails as before). Bounds a task without a deadline in a pool whose threads end before reading anything.",
+    reason: "such a task ran no code, so running it again is safe; a check's task is settled by its deadline long before; this only stops a broken thread entry from being started for ever",
   },
   {
     name: "task_thread_idle", value: 30_000, unit: "milliseconds", file: "src/threads/index.ts", constant: "IDLE_MS",

@@ -89,7 +89,7 @@ export const STALL_MS = 100;
 export const HOLD_MS = 1000;
 /** An abandoned task (task.ts) that has not answered this long after its deadline has its thread ended (its code went on computing); twice STALL_MS. */
 export const GRACE_MS = 200;
-/** Most times a task is taken from a thread, or posted again at a thread's end, before that thread read it (the module comment): a bound for a task without a deadline. */
+/** Most times a task is taken from a thread, or posted again at a thread's end, before that thread read it (the module comment): a bound for a task without a deadline (src/limits/fixed-tasks.ts: task_reposts). */
 export const MAX_REPOSTS = 8;
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;

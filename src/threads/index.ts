@@ -91,6 +91,11 @@ export const HOLD_MS = 1000;
 export const GRACE_MS = 200;
 /** Most times a task is taken from a thread, or posted again at a thread's end, before that thread read it (the module comment): a bound for a task without a deadline (src/limits/fixed-tasks.ts: task_reposts). */
 export const MAX_REPOSTS = 8;
+
+/** Whether a task may still be taken from its thread: one the thread read, at most maxMoves times (`moves`); one it did not, at most MAX_REPOSTS (`reposts`). */
+export function mayMove(claim: Int32Array, job: { readonly moves: number; readonly reposts: number }, maxMoves: number): boolean {
+  return Atomics.load(claim, 0) === POSTED ? job.reposts < MAX_REPOSTS : job.moves < maxMoves;
+}
 /** An idle pool thread beyond the first is ended after this time. */
 export const IDLE_MS = 30_000;
 /**
@@ -267,7 +272,7 @@ export class TaskThread<T extends object, R> {
     const read = Atomics.load(p.claim, 0) === READ;
     const holder = read && (noted === id || noted === undefined || !this.pending.has(noted));
     if (holder && now - this.heard <= HOLD_MS) return undefined;
-    if (read ? p.job.moves >= maxMoves : p.job.reposts >= MAX_REPOSTS) return undefined;
+    if (!mayMove(p.claim, p.job, maxMoves)) return undefined;
     // Not read yet: dropped, the thread will skip it (readTask). Read (before or just now): its code may run here, untracked, so the thread
     // takes no new task, and is ended when nothing tracked is left in it (forget) or when the task is settled, wherever (Job.left).
     if (Atomics.compareExchange(p.claim, 0, POSTED, DROPPED) === POSTED) p.job.reposts++;
@@ -322,7 +327,7 @@ export class TaskThread<T extends object, R> {
   movable(id: number, maxMoves: number): boolean {
     const p = this.pending.get(id);
     if (p === undefined) return false;
-    return Atomics.load(p.claim, 0) === POSTED ? p.job.reposts < MAX_REPOSTS : p.job.moves < maxMoves;
+    return mayMove(p.claim, p.job, maxMoves);
   }
 
   /** The task whose code the thread resumed last (markTask): when it is stuck, the one holding it. */

@@ -26,7 +26,7 @@
  * a copy.
  */
 import type { MessagePort } from "node:worker_threads";
-import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, MAX_REPOSTS, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
+import { BEAT, BUSY, DROPPED, GRACE_MS, HOLD_MS, HOLDER, MAX_REPOSTS, mayMove, POSTED, POSTS, READ, SHUT, STALL_MS, unbatch } from "./index.ts";
 import type { EndCause, GoneReason, SharedPoolOptions, ToHost, ToLink } from "./shared.ts";
 import { turning } from "./task.ts";
 
@@ -324,7 +324,7 @@ export class PoolLink {
       // A task that moved as often as it may is still taken while its thread has not read it (it ran nowhere there: TaskThread.movable).
       const s = v.pending.get(id);
       if (s === undefined || pool.views.get(v.no) !== v) return;
-      if (Atomics.load(s.claim, 0) === POSTED ? job.reposts >= MAX_REPOSTS : job.moves >= maxMoves) return;
+      if (!mayMove(s.claim, job, maxMoves)) return;
       const now = performance.now();
       const moved = this.#stuck(v, now) ? this.#take(pool, v, id, now, maxMoves) : undefined;
       if (moved === undefined) {
@@ -396,7 +396,7 @@ export class PoolLink {
     const read = Atomics.load(s.claim, 0) === READ;
     const holder = read && (noted === id || noted === undefined || !v.pending.has(noted));
     if (holder && now - v.heard <= HOLD_MS) return undefined;
-    if (read ? s.job.moves >= maxMoves : s.job.reposts >= MAX_REPOSTS) return undefined;
+    if (!mayMove(s.claim, s.job, maxMoves)) return undefined;
     // Read: its code may run there, untracked: the thread takes no new task, and is ended when nothing is left in it
     // (forget) or when the task is settled, wherever (Job.left).
     if (Atomics.compareExchange(s.claim, 0, POSTED, DROPPED) === POSTED) s.job.reposts++;

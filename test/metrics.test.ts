@@ -95,9 +95,13 @@ test("a scrape after sending mail counts connections, messages by result and rea
   assert.match(sent.out, /250 2\.0\.0 Ok: queued/);
   assert.equal((await w.waitForMail("user@example.test", 3)).length, 3);
 
-  // Deliveries are counted right after the Maildir write: allow a moment.
+  // Deliveries are counted right after the Maildir write, and their outcomes reach the spool (which the queue gauges read)
+  // within spool_outcome_delay (20 ms) of it: allow a moment.
   let m = parse((await scrape()).body);
-  const settled = (): boolean => (m.get('wardmail_deliveries_total{destination="local",outcome="delivered"}') ?? 0) >= 3 && (m.get('wardmail_deliveries_total{destination="remote",outcome="delivered"}') ?? 0) >= 1;
+  const settled = (): boolean =>
+    (m.get('wardmail_deliveries_total{destination="local",outcome="delivered"}') ?? 0) >= 3 &&
+    (m.get('wardmail_deliveries_total{destination="remote",outcome="delivered"}') ?? 0) >= 1 &&
+    m.get('wardmail_queue_messages{state="queued"}') === 0;
   for (let i = 0; i < 100 && !settled(); i++) {
     await new Promise((r) => setTimeout(r, 100));
     m = parse((await scrape()).body);

@@ -53,8 +53,17 @@ test("a task thread (the verifier) gets the 4 MB young generation of src/threads
   // 4 MB keeps about 5 MiB less of the verifier resident at the stack bench's peak (docs/benchmarks.md, "Peak RSS under 200 MB").
   assert.equal(TASK_YOUNG_GENERATION_MB, 4);
   const task = await measure(true, TASK_YOUNG_GENERATION_MB);
-  assert.equal(task.worker, TASK_YOUNG_GENERATION_MB, "the task thread's new space in MB");
+  assertFourMb(task.worker);
 });
+
+/**
+ * A 4 MB young generation's new space reads 4 MB on a quiet machine but 4.25 to 5.75 MB on a loaded one (seen in CI and
+ * beside other work: its semi-spaces are not whole pages); an 8 MB one reads exactly 8, an unbounded one 32. At least 4
+ * and under 8 tells it apart from both.
+ */
+function assertFourMb(mb: number): void {
+  assert.ok(mb >= TASK_YOUNG_GENERATION_MB && mb < 8, `the task thread's new space (${mb} MB) is the 4 MB young generation's, not a session worker's 8 MB or an unbounded 32`);
+}
 
 test("a TaskThread is started with that young generation (src/threads passes YOUNG_GENERATION_MB in its resource limits)", async () => {
   // An entry that churns, then answers its new space in MB (this test process has no semi-space flag of its own).
@@ -63,7 +72,7 @@ parentPort.on("message", (m) => { let keep = []; for (let i = 0; i < 1e6; i++) {
 parentPort.postMessage({ type: "done", id: m.id, result: v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size / 1048576 }); });`;
   const thread = new TaskThread<{ readonly n: number }, number>({ entry: new URL(`data:text/javascript,${encodeURIComponent(code)}`), heapMb: 64, what: "young generation" });
   try {
-    assert.equal(await thread.run({ n: 1 }, AbortSignal.timeout(20_000)), TASK_YOUNG_GENERATION_MB);
+    assertFourMb(await thread.run({ n: 1 }, AbortSignal.timeout(20_000)));
   } finally {
     thread.close();
   }

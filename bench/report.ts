@@ -33,3 +33,27 @@ export async function writeResult(out: string, prefix: string, startedAt: string
   await writeFile(path.join(path.dirname(out), `${prefix}-${startedAt.replace(/[:.]/g, "-")}.json`), text);
   console.log(`wrote ${path.relative(process.cwd(), out) || out}`);
 }
+
+/**
+ * What the machine's cores leave for a ratio against a peer. The load
+ * generator (and what else a run needs beside the server: the bench, the
+ * DNS server) runs on the same cores as the server, so with `loadMsPerMsg`
+ * of their CPU per message no server accepts more than
+ * cores × 1000 / loadMsPerMsg messages a second, even at no CPU of its own:
+ * `ceiling` is that rate over the peer's. For the ratio `target`, the
+ * server's own CPU per message must be at most `budgetMs` = cores × 1000 /
+ * (target × peerMsgsPerSec) − loadMsPerMsg: necessary, not sufficient (a
+ * server also waits for the disk and the network). `budgetMs` ≤ 0: no
+ * server reaches the target on this machine with this load side.
+ */
+export function coreBudget(cores: number, loadMsPerMsg: number, peerMsgsPerSec: number, target: number): { ceiling: number; budgetMs: number } {
+  const capacity = cores * 1000; // CPU ms per second of wall time
+  return { ceiling: capacity / loadMsPerMsg / peerMsgsPerSec, budgetMs: capacity / (target * peerMsgsPerSec) - loadMsPerMsg };
+}
+
+/** One report line for coreBudget: the ceiling, and what the target asks of the server's CPU against what it used. */
+export function budgetLine(what: string, cores: number, loadSide: string, loadMsPerMsg: number, peerMsgsPerSec: number, target: number, serverMsPerMsg: number | null): string {
+  const b = coreBudget(cores, loadMsPerMsg, peerMsgsPerSec, target);
+  const need = b.budgetMs > 0 ? `${target}x needs the server's CPU at most ${fmt(b.budgetMs, 2)} ms/msg (used ${fmt(serverMsPerMsg, 2)})` : `${target}x is out of reach on this machine whatever the server's CPU`;
+  return `${what}: ${cores} cores shared with ${loadSide} (${fmt(loadMsPerMsg, 2)} ms CPU/msg): at most ${fmt(b.ceiling, 2)} even at zero server CPU; ${need}`;
+}

@@ -1,7 +1,8 @@
 // bench/run.ts's report: one run's lines, then the table of runs, the
 // medians per case (with --spool-plain, --rspamd and --antivirus their own)
 // and the summary that goes into the JSON result.
-import { caseName, fmt, median, table } from "../report.ts";
+import os from "node:os";
+import { budgetLine, caseName, coreBudget, fmt, median, table } from "../report.ts";
 import { RSPAMD_SERVER, spamSummary } from "../spam.ts";
 import type { Options, ServerName } from "./options.ts";
 import type { RunRecord } from "./runs.ts";
@@ -93,6 +94,19 @@ export function printSummary(opt: Options, servers: readonly ServerName[], recor
           ? `\n       Wardmail plain spool ${fmt(s.wardmailPlainMedianMsgsPerSec as number | null)} msg/s (${fmt(s.wardmailPlainMedianCpuMsPerMsg as number | null, 2)} ms CPU/msg), encrypted/plain ${fmt(s.medianRatioEncryptedOverPlain as number | null, 3)}`
           : ""),
     );
+  }
+  // The engine targets (issue 12: 2x Postfix at 1 msg/conn, 4x at 10) and what the machine's cores leave for them.
+  for (const s of summary) {
+    const perConn = s.perConnection as number;
+    const ratio = s.medianRatio as number | null;
+    const peer = s.postfixMedianMsgsPerSec as number | null;
+    const load = median(records.filter((r) => r.server === "wardmail" && r.perConnection === perConn && r.ok).map((r) => ((r.cpu.generatorS + r.cpu.benchS) * 1000) / r.messages));
+    if (ratio === null || peer === null || load === null || load <= 0) continue;
+    const target = perConn === 1 ? 2 : 4;
+    s.loadSideCpuMsPerMsg = load;
+    s.ratioCeiling = coreBudget(os.availableParallelism(), load, peer, target).ceiling;
+    console.log(`target ${String(s.case).padEnd(12)} W/P median ${fmt(ratio, 2)} ${ratio >= target ? ">=" : "<"} ${target}: ${ratio >= target ? "met" : "NOT met"}`);
+    console.log(`       ${budgetLine("W/P", os.availableParallelism(), "smtp-source and the bench", load, peer, target, s.wardmailMedianCpuMsPerMsg as number | null)}`);
   }
   for (const s of summary) {
     if (s.rspamdMedianMsgsPerSec === undefined) continue;

@@ -102,36 +102,44 @@ export async function startWardmail(opts: StartOptions = {}): Promise<Wardmail> 
   const dir = await mkdtemp(join(tmpdir(), "wardmail-test-"));
   if (opts.dirMode !== undefined) await chmod(dir, opts.dirMode);
   const dataDir = opts.dataDir ?? join(dir, "data");
-  const [smtpPort, submissionPort, submissionsPort] = (await freePorts(3)) as [number, number, number];
-  const domains = opts.domains ?? ["example.test", "localhost"];
-  const mailboxes = opts.mailboxes ?? ["user@example.test", "other@example.test", "postmaster@example.test"];
-  const config = [
-    "[server]",
-    `data_dir = ${JSON.stringify(dataDir)}`,
-    `hostname = "mx.example.test"`,
-    `workers = ${opts.workers ?? 2}`,
-    ...(opts.serverExtra !== undefined ? [opts.serverExtra] : []),
-    "[smtp]",
-    `listen = ["127.0.0.1:${smtpPort}"]`,
-    "[submission]",
-    `listen = ["127.0.0.1:${submissionPort}"]`,
-    "[submissions]",
-    `listen = ["127.0.0.1:${submissionsPort}"]`,
-    "[log]",
-    `level = "${opts.logLevel ?? "info"}"`,
-    "[local]",
-    `domains = ${JSON.stringify(domains)}`,
-    `mailboxes = ${JSON.stringify(mailboxes)}`,
-    // Tests talk only to loopback: sender authentication (which asks DNS) is
-    // off unless the test brings its own [checks] and [dns] (a local DNS server).
-    // Outbound delivery asks DNS too: without a test DNS server, a closed
-    // loopback port answers every question at once with a temporary error.
-    ...(opts.checks === undefined ? ["[checks]", "enabled = false", "[dns]", 'servers = ["127.0.0.1:9"]', "timeout = 200", "attempts = 1"] : [opts.checks]),
-    withTestLimits(opts.extra ?? ""),
-  ].join("\n");
-  const configPath = join(dir, "wardmail.toml");
-  await writeFile(configPath, config + "\n");
-  return launch({ dir, dataDir, configPath, smtpPort, submissionPort, submissionsPort, bin: opts.dist ? DIST_BIN : BIN, ...(opts.env !== undefined ? { env: opts.env } : {}) });
+  // A port that was free when picked can be taken before the server binds it (test/peers/ports.ts): then it exits
+  // before ready with "address already in use", and starts again on other ports (at most three times).
+  for (let attempt = 1; ; attempt++) {
+    const [smtpPort, submissionPort, submissionsPort] = (await freePorts(3)) as [number, number, number];
+    const domains = opts.domains ?? ["example.test", "localhost"];
+    const mailboxes = opts.mailboxes ?? ["user@example.test", "other@example.test", "postmaster@example.test"];
+    const config = [
+      "[server]",
+      `data_dir = ${JSON.stringify(dataDir)}`,
+      `hostname = "mx.example.test"`,
+      `workers = ${opts.workers ?? 2}`,
+      ...(opts.serverExtra !== undefined ? [opts.serverExtra] : []),
+      "[smtp]",
+      `listen = ["127.0.0.1:${smtpPort}"]`,
+      "[submission]",
+      `listen = ["127.0.0.1:${submissionPort}"]`,
+      "[submissions]",
+      `listen = ["127.0.0.1:${submissionsPort}"]`,
+      "[log]",
+      `level = "${opts.logLevel ?? "info"}"`,
+      "[local]",
+      `domains = ${JSON.stringify(domains)}`,
+      `mailboxes = ${JSON.stringify(mailboxes)}`,
+      // Tests talk only to loopback: sender authentication (which asks DNS) is
+      // off unless the test brings its own [checks] and [dns] (a local DNS server).
+      // Outbound delivery asks DNS too: without a test DNS server, a closed
+      // loopback port answers every question at once with a temporary error.
+      ...(opts.checks === undefined ? ["[checks]", "enabled = false", "[dns]", 'servers = ["127.0.0.1:9"]', "timeout = 200", "attempts = 1"] : [opts.checks]),
+      withTestLimits(opts.extra ?? ""),
+    ].join("\n");
+    const configPath = join(dir, "wardmail.toml");
+    await writeFile(configPath, config + "\n");
+    try {
+      return await launch({ dir, dataDir, configPath, smtpPort, submissionPort, submissionsPort, bin: opts.dist ? DIST_BIN : BIN, ...(opts.env !== undefined ? { env: opts.env } : {}) });
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof Error) || !/before ready:[\s\S]*address already in use/.test(err.message)) throw err;
+    }
+  }
 }
 
 interface Layout {

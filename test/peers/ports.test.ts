@@ -5,8 +5,10 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { freePort, freePorts } from "./ports.ts";
 
-test("freePort: a port below net.ipv4.ip_local_port_range that a server can bind at once", async () => {
-  const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+
+// freePort falls back to port 0 when the range starts below 12,000 (no room for 2,000 ports above 10,000 under it).
+test("freePort: a port below net.ipv4.ip_local_port_range that a server can bind at once", { skip: low < 12_000 ? `the ephemeral range starts at ${low}: freePort uses port 0 here` : false }, async () => {
   const ports = await freePorts(20);
   for (const p of ports) assert.ok(p >= 1024 && p < low, `port ${p} is outside the ephemeral range (from ${low})`);
   const port = await freePort();

@@ -49,7 +49,8 @@ function tryPort(host: string, port: number): Promise<number | undefined> {
  * chosen at random below the kernel's ephemeral port range: the tests make
  * thousands of loopback connections, and a port from that range (what
  * binding port 0 gives) could be taken as the local port of one of them
- * before the caller binds it (a CI run failed once with EADDRINUSE so).
+ * before the caller binds it (a CI run failed once with EADDRINUSE on a
+ * port that binding port 0 had given).
  * Another freePort caller may still pick the same port in that moment:
  * callers that start a server should retry on EADDRINUSE if that matters
  * to them. Falls back to port 0 where the range leaves no room below.

@@ -51,6 +51,12 @@ export function coreBudget(cores: number, loadMsPerMsg: number, peerMsgsPerSec: 
   return { ceiling: capacity / loadMsPerMsg / peerMsgsPerSec, budgetMs: capacity / (target * peerMsgsPerSec) - loadMsPerMsg };
 }
 
+/** A target's report line: the case, the ratio's name, its median against the target, met or not. */
+export function targetLine(caseLabel: string, ratio: string, value: number, target: number): string {
+  const met = value >= target;
+  return `target ${caseLabel.padEnd(12)} ${ratio.padEnd(9)} median ${fmt(value, 2)} ${met ? ">=" : "<"} ${target}: ${met ? "met" : "NOT met"}`;
+}
+
 /** One report line for coreBudget: the ceiling, and what the target asks of the server's CPU against what it used. */
 export function budgetLine(what: string, cores: number, loadSide: string, loadMsPerMsg: number, peerMsgsPerSec: number, target: number, serverMsPerMsg: number | null): string {
   const b = coreBudget(cores, loadMsPerMsg, peerMsgsPerSec, target);

@@ -34,7 +34,7 @@ import { knotMissing, startKnot, type Knot } from "../test/peers/knot.ts";
 import { POSTCONF_BIN, postconfValue, postfixMissing, startPostfix, type PostfixInstance } from "../test/peers/postfix.ts";
 import { machineBusyCpuSeconds, reapedChildrenCpuSeconds, RssSampler, sampleTrees, treeCpuSeconds } from "../test/peers/procs.ts";
 import { killLoadChildren, runLoad, type LoadResult } from "./load.ts";
-import { budgetLine, caseName, fmt, median, table, writeResult } from "./report.ts";
+import { budgetLine, caseName, fmt, median, table, targetLine, writeResult } from "./report.ts";
 import { DKIMSIGN, makeSignedMessage, type SignedMessage } from "../test/peers/signed-message.ts";
 import { port53Address, resolvNamespace, stackMissing, startPostfixStack, writeResolvConf, type Milter, type PostfixStack } from "../test/peers/milters.ts";
 import { killWardmailSync, REPO_ROOT, serverCommand, startWardmail, type WardmailInstance } from "./wardmail.ts";
@@ -560,7 +560,7 @@ async function report(opt: Options, records: RunRecord[], ctx: { startedAt: stri
       if (value === null) continue;
       const met = (value as number) >= target;
       targets.push({ case: e.case, ratio: name, value, target, met });
-      console.log(`target ${String(e.case).padEnd(12)} ${name.padEnd(9)} median ${fmt(value as number, 2)} ${met ? ">=" : "<"} ${target}: ${met ? "met" : "NOT met"}`);
+      console.log(targetLine(String(e.case), name, value as number, target));
       // The cores' share: smtp-source and Knot, in Wardmail's runs, against the peer's median rate.
       const peer = (e[name === "W/P" ? "postfix" : "postfix-stack"] as Record<string, number | null> | undefined)?.medianMsgsPerSec ?? null;
       const load = median(records.filter((r) => r.server === "wardmail" && r.perConnection === k && r.ok).map((r) => ((r.cpu.generatorS + r.cpu.knotS) * 1000) / opt.messages));

@@ -2,7 +2,7 @@
 // medians per case (with --spool-plain, --rspamd and --antivirus their own)
 // and the summary that goes into the JSON result.
 import os from "node:os";
-import { budgetLine, caseName, coreBudget, fmt, median, table } from "../report.ts";
+import { budgetLine, caseName, coreBudget, fmt, median, table, targetLine } from "../report.ts";
 import { RSPAMD_SERVER, spamSummary } from "../spam.ts";
 import type { Options, ServerName } from "./options.ts";
 import type { RunRecord } from "./runs.ts";
@@ -105,7 +105,7 @@ export function printSummary(opt: Options, servers: readonly ServerName[], recor
     const target = perConn === 1 ? 2 : 4;
     s.loadSideCpuMsPerMsg = load;
     s.ratioCeiling = coreBudget(os.availableParallelism(), load, peer, target).ceiling;
-    console.log(`target ${String(s.case).padEnd(12)} W/P median ${fmt(ratio, 2)} ${ratio >= target ? ">=" : "<"} ${target}: ${ratio >= target ? "met" : "NOT met"}`);
+    console.log(targetLine(String(s.case), "W/P", ratio, target));
     console.log(`       ${budgetLine("W/P", os.availableParallelism(), "smtp-source and the bench", load, peer, target, s.wardmailMedianCpuMsPerMsg as number | null)}`);
   }
   for (const s of summary) {

@@ -96,6 +96,22 @@ async function measureCpu<T>(serverRoot: number | undefined, fn: () => Promise<T
   };
 }
 
+/** What both servers' runs record alike: the load, its rate, memory and CPU. */
+function measured(spec: LoadSpec, load: LoadResult, cpu: CpuUse, peakKiB: number, snap: { pssKiB: number; processes: number }): Pick<RunRecord, "messages" | "wallMs" | "msgsPerSec" | "peakRssMiB" | "pssAfterRunMiB" | "processesAfterRun" | "cpu" | "serverCpuMsPerMsg" | "warnings" | "load"> {
+  return {
+    messages: spec.messages,
+    wallMs: load.wallMs,
+    msgsPerSec: load.ok ? spec.messages / (load.wallMs / 1000) : null,
+    peakRssMiB: peakKiB / MiB,
+    pssAfterRunMiB: snap.pssKiB / MiB,
+    processesAfterRun: snap.processes,
+    cpu,
+    serverCpuMsPerMsg: load.ok ? (cpu.serverS * 1000) / spec.messages : null,
+    warnings: [],
+    load,
+  };
+}
+
 export async function runPostfixOnce(pf: PostfixInstance, spec: LoadSpec, rss: RssSampler): Promise<Omit<RunRecord, "run" | "order">> {
   await pf.waitForEmptyQueue(120_000);
   const offset = await fileSize(pf.logPath);
@@ -132,16 +148,7 @@ export async function runPostfixOnce(pf: PostfixInstance, spec: LoadSpec, rss: R
     server: "postfix",
     perConnection: spec.perConnection,
     ok: load.ok && ok,
-    messages: spec.messages,
-    wallMs: load.wallMs,
-    msgsPerSec: load.ok ? spec.messages / (load.wallMs / 1000) : null,
-    peakRssMiB: peakKiB / MiB,
-    pssAfterRunMiB: snap.pssKiB / MiB,
-    processesAfterRun: snap.processes,
-    cpu,
-    serverCpuMsPerMsg: load.ok ? (cpu.serverS * 1000) / spec.messages : null,
-    warnings: [],
-    load,
+    ...measured(spec, load, cpu, peakKiB, snap),
     verify: {
       accepted: count.accepted,
       connections: count.connections,
@@ -179,16 +186,7 @@ export async function runWardmailOnce(wm: WardmailInstance, spec: LoadSpec, rss:
     ...(scannerPid !== undefined ? { scannerCpuMsPerMsg: load.ok ? (scannerS * 1000) / spec.messages : null } : {}),
     perConnection: spec.perConnection,
     ok: load.ok && ok !== false,
-    messages: spec.messages,
-    wallMs: load.wallMs,
-    msgsPerSec: load.ok ? spec.messages / (load.wallMs / 1000) : null,
-    peakRssMiB: peakKiB / MiB,
-    pssAfterRunMiB: snap.pssKiB / MiB,
-    processesAfterRun: snap.processes,
-    cpu,
-    serverCpuMsPerMsg: load.ok ? (cpu.serverS * 1000) / spec.messages : null,
-    warnings: [],
-    load,
+    ...measured(spec, load, cpu, peakKiB, snap),
     verify: {
       accepted,
       connections: null,

@@ -9,7 +9,7 @@
  *   node bench/delivery.ts [--messages 3000] [--runs 3] [--producers 50]
  *     [--concurrency 16] [--size 10240] [--mailboxes 20] [--plain]
  *     [--modes enqueue,fresh,drain] [--backlog 256] [--dir DIR]
- *     [--cpu-prof FILE]
+ *     [--fs auto|host] [--cpu-prof FILE]
  *
  * Per run, three measurements of `--messages` messages each, CPU from
  * process.cpuUsage() (every thread of the process: the event loop, libuv's
@@ -28,16 +28,17 @@
  * Prints the medians over runs. `--cpu-prof FILE` writes the event loop
  * thread's profile of the last fresh (or, without fresh, drain) measurement.
  *
- * The data directories are made under `--dir` (default the system's temp
- * directory) and removed only at the end. On ext4 without a journal (this
- * machine's root file system) creating a file scans past every inode of its
- * block group freed in the last 5 to 10 s (the kernel's recently_deleted()),
- * so a directory where other programs delete many files (a busy /tmp) makes
- * each Maildir file cost more kernel CPU: compare runs with the same --dir.
+ * The data directories are made under `--dir`, by default the system's
+ * temp directory, or with `--fs auto` (the default) a journaled ext4 the
+ * bench mounts there when that is an ext4 without one (bench/fs.ts: without
+ * a journal, creating a file scans past every inode freed in the last 60 to
+ * 300 s, the kernel's recently_deleted(), so each Maildir file costs more
+ * kernel CPU the more files were deleted before it), and removed only at the end.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
+import { fsModeOf, prepareBenchFs } from "./fs.ts";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Spool } from "../src/queue/index.ts";
@@ -60,7 +61,8 @@ const { values: args } = parseArgs({
     plain: { type: "boolean", default: false },
     modes: { type: "string", default: "enqueue,fresh,drain" },
     backlog: { type: "string", default: "256" },
-    dir: { type: "string", default: tmpdir() },
+    dir: { type: "string" },
+    fs: { type: "string", default: "auto" },
     "cpu-prof": { type: "string" },
   },
 });
@@ -188,11 +190,14 @@ interface Env {
   close(): Promise<void>;
 }
 
-/** Data directories, removed at the end only: deleting files frees inodes, and ext4 without a journal (this machine's) scans past recently freed inodes at every file it creates for the next 5 to 10 s. */
+/** Data directories, removed at the end only: deleting files frees inodes, and ext4 without a journal (--fs host on this machine) scans past inodes freed in the last 60 to 300 s at every file it creates. */
 const dirs: string[] = [];
+const fsMode = fsModeOf(args.fs);
+if (fsMode === undefined) throw new Error("--fs must be auto or host");
+const baseDir = args.dir ?? (prepareBenchFs(fsMode), tmpdir());
 
 function env(): Env {
-  const dir = mkdtempSync(join(args.dir, "wardmail-bench-delivery-"));
+  const dir = mkdtempSync(join(baseDir, "wardmail-bench-delivery-"));
   dirs.push(dir);
   const logger = createLogger({ level: "info", destination: "/dev/null", base: { worker: 0 } });
   const spool = Spool.open({ dataDir: dir, shard: 0, logger, encrypt });

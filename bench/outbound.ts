@@ -36,6 +36,7 @@ import { promisify } from "node:util";
 import { postconfValue, POSTFIX_SKIP_REASON, postfixAvailable, SMTP_SOURCE_BIN, type PostfixInstance } from "../test/peers/postfix.ts";
 import { RssSampler } from "../test/peers/procs.ts";
 import { killLoadChildren } from "./load.ts";
+import { prepareBenchFs } from "./fs.ts";
 import { machineInfo } from "./machine.ts";
 import { fmt, writeResult } from "./report.ts";
 import { killWardmailSync, type WardmailInstance } from "./wardmail.ts";
@@ -68,7 +69,7 @@ async function main(): Promise<number> {
     return 1;
   }
   const servers: ServerName[] = opt.only ? [opt.only] : ["postfix", "wardmail"];
-  const machine = machineInfo({ openssl: true });
+  const machine: Record<string, unknown> = { ...machineInfo({ openssl: true }), filesystem: prepareBenchFs(opt.fs) };
   const startedAt = new Date().toISOString();
   const tmp = await mkdtemp(path.join(os.tmpdir(), "wm-outbound-"));
 

@@ -14,6 +14,7 @@ import { postconfValue, POSTFIX_SKIP_REASON, postfixAvailable, SMTP_SOURCE_BIN, 
 import { RssSampler } from "../test/peers/procs.ts";
 import { clamdMissing, startClamd, type Clamd } from "../test/peers/clamd.ts";
 import { killLoadChildren, type LoadSpec } from "./load.ts";
+import { prepareBenchFs } from "./fs.ts";
 import { machineInfo } from "./machine.ts";
 import { fmt, writeResult } from "./report.ts";
 import { loopDelayText, RSPAMD_SERVER, startSpamBench, type SpamBench } from "./spam.ts";
@@ -40,6 +41,7 @@ async function main(): Promise<number> {
     servers.push("wardmail-av");
   }
   const machine = machineInfo();
+  const filesystem = prepareBenchFs(opt.fs);
   const startedAt = new Date().toISOString();
 
   let pf: PostfixInstance | undefined;
@@ -171,7 +173,7 @@ async function main(): Promise<number> {
     const result = {
       startedAt,
       finishedAt: new Date().toISOString(),
-      machine: { ...machine, loadavgAtEnd: os.loadavg() },
+      machine: { ...machine, filesystem, loadavgAtEnd: os.loadavg() },
       params: {
         servers,
         wardmailCommand: wm ? `${wm.command.command} ${wm.command.args.join(" ")}` : null,

@@ -38,6 +38,8 @@ import { budgetLine, caseName, fmt, median, table, targetLine, writeResult } fro
 import { DKIMSIGN, makeSignedMessage, type SignedMessage } from "../test/peers/signed-message.ts";
 import { port53Address, resolvNamespace, stackMissing, startPostfixStack, writeResolvConf, type Milter, type PostfixStack } from "../test/peers/milters.ts";
 import { killWardmailSync, REPO_ROOT, serverCommand, startWardmail, type WardmailInstance } from "./wardmail.ts";
+import { fsModeOf, prepareBenchFs, type FsMode } from "./fs.ts";
+import { isPostfixProblem } from "./run/postfix-log.ts";
 
 const SERVERS = ["wardmail", "postfix", "postfix-stack"] as const;
 type ServerName = (typeof SERVERS)[number];
@@ -60,6 +62,7 @@ interface Options {
   /** Runs ROOT/bin/wardmail (the launcher of another checkout's build). */
   wardmailRoot: string;
   out: string;
+  fs: FsMode;
 }
 
 function usage(msg?: string): never {
@@ -76,7 +79,8 @@ function usage(msg?: string): never {
   --drain-timeout-s N how long to wait after the load for every message in the Maildir (default 120)
   --servers LIST      wardmail,postfix,postfix-stack (default all three)
   --wardmail-root DIR run DIR/bin/wardmail, the launcher of that build (default: this repository's build)
-  --out FILE          JSON result (default bench/out/stack-latest.json)`);
+  --out FILE          JSON result (default bench/out/stack-latest.json)
+  --fs auto|host      a journaled ext4 mounted for the bench where os.tmpdir() has none (auto), or os.tmpdir() (bench/fs.ts)`);
   process.exit(2);
 }
 
@@ -98,6 +102,7 @@ function parseOptions(argv: string[]): Options {
         servers: { type: "string" },
         "wardmail-root": { type: "string" },
         out: { type: "string" },
+        fs: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -131,6 +136,7 @@ function parseOptions(argv: string[]): Options {
     servers: servers as ServerName[],
     wardmailRoot: path.resolve(values["wardmail-root"] ?? REPO_ROOT),
     out: path.resolve(values.out ?? path.join(REPO_ROOT, "bench", "out", "stack-latest.json")),
+    fs: fsModeOf(values.fs) ?? usage("--fs must be auto or host"),
   };
   for (const c of o.cases) if (o.messages % c !== 0) usage(`--messages ${o.messages} is not a multiple of ${c} messages per connection`);
   return o;
@@ -377,7 +383,7 @@ async function main(): Promise<number> {
     return 1;
   }
   const startedAt = new Date().toISOString();
-  const machine = machineInfo();
+  const machine: Record<string, unknown> = { ...machineInfo(), filesystem: prepareBenchFs(opt.fs) };
   const tmp = await mkdtemp(path.join(os.tmpdir(), "wm-bench-stack-"));
   await chmod(tmp, 0o755); // policyd-spf (its own user) reads its config here
   setAside = path.join(tmp, "set-aside");
@@ -433,7 +439,7 @@ async function main(): Promise<number> {
     }
     const pfServer = (name: ServerName, pf: PostfixInstance, stackMilters: readonly Milter[]): Server => {
     const milterPids = stackMilters.map((m) => m.pid);
-    const logProblems = problemReader(() => pf.readLog(), (l) => /\b(reject|warning|fatal|error|panic):|milter-reject|status=(deferred|bounced)/.test(l));
+    const logProblems = problemReader(() => pf.readLog(), (l) => isPostfixProblem(l) || /milter-reject|status=(deferred|bounced)/.test(l));
     return {
       name,
       port: pf.port,

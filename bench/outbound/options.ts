@@ -3,6 +3,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { BENCH_IN_FLOW_DELAY, inFlowDelayValue } from "../../test/peers/postfix.ts";
 import { REPO_ROOT } from "../wardmail.ts";
+import { fsModeOf, type FsMode } from "../fs.ts";
 
 export type ServerName = "postfix" | "wardmail";
 
@@ -16,6 +17,8 @@ export interface Options {
   timeoutMs: number;
   only: ServerName | undefined;
   out: string;
+  /** --fs: where the servers' files go (bench/fs.ts). */
+  fs: FsMode;
   /** Both servers: STARTTLS to the sink required (encrypt) or opportunistic (may). */
   tls: "encrypt" | "may";
   /** Postfix: smtp_tls_connection_reuse (reuse of TLS connections through tlsproxy). */
@@ -65,7 +68,8 @@ function usage(msg?: string): never {
   --wardmail-root DIR   run DIR/bin/wardmail, the launcher of that build (default: this repository's build)
   --trace               put the sink's per-connection trace (open, TLS, first/last message, close) into the JSON
   --keep-logs DIR       copy each run's server log lines (Postfix maillog, Wardmail JSON log) into DIR
-  --out FILE            JSON result (default bench/out/outbound-latest.json)`);
+  --out FILE            JSON result (default bench/out/outbound-latest.json)
+  --fs auto|host        a journaled ext4 mounted for the bench where os.tmpdir() has none (auto), or os.tmpdir() (bench/fs.ts)`);
   process.exit(2);
 }
 
@@ -96,6 +100,7 @@ export function parseOptions(argv: string[]): Options {
         trace: { type: "boolean" },
         "keep-logs": { type: "string" },
         out: { type: "string" },
+        fs: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -120,6 +125,7 @@ export function parseOptions(argv: string[]): Options {
     timeoutMs: int("timeout-s", values["timeout-s"], 300, 1, 86_400) * 1000,
     only: undefined,
     out: values.out ?? path.join(REPO_ROOT, "bench", "out", "outbound-latest.json"),
+    fs: fsModeOf(values.fs) ?? usage("--fs must be auto or host"),
     tls: "encrypt",
     postfixTlsReuse: true,
     postfixInFlowDelay: inFlowDelayValue(values["postfix-in-flow-delay"] ?? BENCH_IN_FLOW_DELAY) ?? usage("--postfix-in-flow-delay must be seconds, e.g. 0 or 1s"),

@@ -1,6 +1,7 @@
 // bench/run.ts's command line: its options, defaults and --help text.
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { fsModeOf, type FsMode } from "../fs.ts";
 import { BENCH_IN_FLOW_DELAY, inFlowDelayValue } from "../../test/peers/postfix.ts";
 import type { RSPAMD_SERVER } from "../spam.ts";
 import { REPO_ROOT } from "../wardmail.ts";
@@ -33,6 +34,8 @@ export interface Options {
   spoolPlain: boolean;
   /** --antivirus: also measure Wardmail with ClamAV (a clamd on loopback) against the same Wardmail without it. */
   antivirus: boolean;
+  /** --fs: where the servers' files go (bench/fs.ts). */
+  fs: FsMode;
 }
 
 function usage(msg?: string): never {
@@ -51,6 +54,8 @@ function usage(msg?: string): never {
   --only NAME       postfix | wardmail: run one server only
   --postfix-in-flow-delay T  Postfix in_flow_delay (default ${BENCH_IN_FLOW_DELAY}, tuned for throughput; 1s is Postfix's default)
   --out FILE        JSON result (default bench/out/latest.json)
+  --fs auto|host    the servers' files on a journaled ext4 the bench mounts where os.tmpdir() is an
+                    ext4 without a journal (auto, the default; bench/fs.ts), or on os.tmpdir() as it is
   --spool-plain     also run a second Wardmail with spool.encrypt = false (same run, alternating): the cost of the encrypted spool
   --wardmail-cmd T  run T instead of "bin/wardmail serve --config {config}"
                     (whitespace-separated; placeholders {config} {smtpPort} {dataDir})
@@ -85,6 +90,7 @@ export function parseOptions(argv: string[]): Options {
         "wardmail-limits": { type: "string" },
         rspamd: { type: "boolean" },
         antivirus: { type: "boolean" },
+        fs: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -119,6 +125,7 @@ export function parseOptions(argv: string[]): Options {
     rspamd: values.rspamd === true,
     spoolPlain: values["spool-plain"] === true,
     antivirus: values.antivirus === true,
+    fs: fsModeOf(values.fs) ?? usage("--fs must be auto or host"),
   };
   for (const kv of (values["wardmail-limits"] ?? "").split(",").filter((x) => x.trim() !== "")) {
     const [k, v] = kv.split("=").map((x) => x.trim());

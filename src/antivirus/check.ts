@@ -14,7 +14,6 @@
  */
 import { stat } from "node:fs/promises";
 import type { ClamdTarget, Config } from "../config/index.ts";
-import { DEBIAN_CLAMD_SOCKET } from "../config/index.ts";
 import type { Logger } from "../log/index.ts";
 import type { Check, CheckInput, CheckOutcome } from "../policy/index.ts";
 import { reply } from "../protocol/index.ts";
@@ -25,6 +24,9 @@ export interface AntivirusOptions {
   readonly timeoutMs: number;
   readonly maxSize: number;
 }
+
+/** Where Debian's clamav-daemon listens by default (clamd.conf LocalSocket): tried when antivirus.clamd is "". */
+export const DEBIAN_CLAMD_SOCKET = "/run/clamav/clamd.ctl";
 
 const SCANNER_DOWN = reply(451, "4.7.1", "Virus scanner unavailable; try again later");
 

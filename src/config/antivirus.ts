@@ -14,9 +14,6 @@ import type { CheckAction, ClamdTarget } from "./types.ts";
 import { CHECK_ACTIONS, MAX_SOCKET_PATH } from "./checkers.ts";
 import { describe, isTable, parseAddress, parseDomain, parseListen, type Parsed } from "./syntax.ts";
 
-/** Where Debian's clamav-daemon listens by default (clamd.conf LocalSocket). */
-export const DEBIAN_CLAMD_SOCKET = "/run/clamav/clamd.ctl";
-
 /** The attachment verdicts (each "attachment.NAME" in checks.actions) an override may set. */
 export const ATTACHMENT_KINDS = ["executable", "disk_image", "macro", "encrypted_archive", "unscannable"] as const;
 

@@ -30,4 +30,4 @@ export { VERDICT_DEFAULTS } from "./keys.ts";
 export type { RelayHost, TlsPolicy } from "./types.ts";
 export type { DnsblZone } from "./types.ts";
 export type { CheckAction, ClamdTarget } from "./types.ts";
-export { ATTACHMENT_KINDS, DEBIAN_CLAMD_SOCKET } from "./antivirus.ts";
+export { ATTACHMENT_KINDS } from "./antivirus.ts";

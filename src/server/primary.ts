@@ -88,7 +88,7 @@ export async function runPrimary(opts: PrimaryOptions): Promise<void> {
     new Promise((resolve, reject) => {
       // With the checks on, every worker's verifications run in the one pool of verifier threads held here.
       const link = pools?.connect();
-      const workerData: WorkerData = { configPath: opts.configPath, shard, ticketKeys, clients, ...(link ? { pools: link } : {}) };
+      const workerData: WorkerData = { config, shard, ticketKeys, clients, ...(link ? { pools: link } : {}) };
       const w = new Worker(WORKER_ENTRY, { workerData, transferList: link ? [link] : [], resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB, maxOldGenerationSizeMb: Math.floor(config.limits.worker_heap_limit / 1048576) } });
       workers.set(shard, w);
       let ready = false;

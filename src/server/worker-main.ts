@@ -1,4 +1,4 @@
-/** Entry point of a worker thread (started by primary.ts with workerData { configPath, shard }). */
+/** Entry point of a worker thread (started by primary.ts with workerData { config, shard, ... }). */
 import { workerData } from "node:worker_threads";
 import { runWorker, type WorkerData } from "./worker.ts";
 

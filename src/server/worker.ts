@@ -1,7 +1,7 @@
 /**
  * One worker thread: owns spool shard N (its only writer), runs the SMTP
  * listeners (own sockets, SO_REUSEPORT) and the queue manager (src/qmgr) for
- * its shard. Started by the primary (primary.ts) with `{ configPath, shard }`.
+ * its shard. Started by the primary (primary.ts) with `{ config, shard }`.
  *
  * Messages from the primary: "go" (privileges are dropped: start local
  * delivery, which creates files), "reload" (certificates), "shutdown".
@@ -11,9 +11,9 @@
  * reply, lets deliveries in flight finish, closes the spool, ends the thread.
  */
 import { parentPort, type MessagePort } from "node:worker_threads";
+import type { Config } from "../config/index.ts";
 import { PoolLink } from "../threads/index.ts";
 import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
-import { loadConfig } from "../config/index.ts";
 import { QueueManager } from "../qmgr/index.ts";
 import { createLogger, logWritten } from "../log/index.ts";
 import { FreeSpace, Spool } from "../queue/index.ts";
@@ -42,7 +42,13 @@ export interface WorkerReady {
 }
 
 export interface WorkerData {
-  readonly configPath: string | undefined;
+  /**
+   * The primary's validated config, copied to the thread: a worker loads no
+   * config code (the loader and its key table are ~2.5 MB of heap in each
+   * thread that imports them), and a restarted worker runs with the config
+   * its siblings run with, not with whatever the file holds by then.
+   */
+  readonly config: Config;
   readonly shard: number;
   /** Session ticket keys shared by every worker (TICKET_KEYS_LENGTH bytes; a Uint8Array after the copy to the thread). */
   readonly ticketKeys?: Uint8Array;
@@ -74,13 +80,13 @@ function loopDelayStats(h: IntervalHistogram): { p50Ms: number; p99Ms: number; m
 export async function runWorker(data: WorkerData): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error("runWorker must run in a worker thread");
-  const { configPath, shard, ticketKeys } = data;
+  const { shard, ticketKeys } = data;
   // Event loop delay of this thread from "ready" until "shutdown", logged once
   // at stop ("event loop delay"): how late a 10 ms timer fired, so a check
   // that blocks the loop shows up.
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   loopDelay.enable();
-  const config = await loadConfig(configPath);
+  const config = deepFrozen(data.config); // frozen as loadConfig returns it (the copy is not)
   const logger = createLogger({ level: config.log.level, base: { worker: shard } });
   const pairs = await resolveCertificatePairs(config, logger);
   const tls = await TlsManager.create({
@@ -203,4 +209,13 @@ export async function runWorker(data: WorkerData): Promise<void> {
   loopDelay.reset(); // start-up (config, certificates, spool) is not what it is for
   port.postMessage(ready);
   logger.info({ listeners }, "worker ready");
+}
+
+/** `value` with every object in it frozen (the structured copy of a frozen Config is not). */
+function deepFrozen<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFrozen(v);
+    Object.freeze(value);
+  }
+  return value;
 }

@@ -17,11 +17,12 @@
 // default), where os.tmpdir() is an ext4 without a journal and the bench
 // runs as root with loop devices, it makes a journaled ext4 (mkfs.ext4's
 // defaults, inode tables written at once so no lazy init runs in the
-// background) in a sparse image file, mounts it for the bench's lifetime and
+// background) in a sparse image file (up to 8 GiB, at most 80 % of the free
+// space), mounts it for the bench's lifetime and
 // points TMPDIR at it; its loop and jbd2 threads count as "other" CPU, for
 // neither server. `--fs host` keeps os.tmpdir() as it is (the earlier rounds).
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statfsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -114,7 +115,7 @@ function canMountLoop(): string | null {
  * when it mounts one; the mount is undone when the process exits. Prints what
  * it chose, and a warning when it keeps an ext4 without a journal.
  */
-export function prepareBenchFs(mode: FsMode, log: (line: string) => void = console.log, sizeMiB = 2048): FsInfo {
+export function prepareBenchFs(mode: FsMode, log: (line: string) => void = console.log, sizeMiB?: number): FsInfo {
   const host = fsInfo(os.tmpdir());
   if (mode === "host" || host.type !== "ext4" || host.journaled !== false) {
     log(`bench ${describeFs(host)}`);
@@ -127,12 +128,20 @@ export function prepareBenchFs(mode: FsMode, log: (line: string) => void = conso
     log(`  warning: cannot mount a journaled ext4 for the bench (${why}): servers that make a file per message get slower run by run (bench/fs.ts)`);
     return host;
   }
+  // Sparse: it takes the disk space the bench writes. Up to 8 GiB, never more than 80 % of what is free.
+  const free = statfsSync(os.tmpdir());
+  const size = sizeMiB ?? Math.min(8192, Math.floor((free.bavail * free.bsize * 0.8) / 1048576));
+  if (sizeMiB === undefined && size < 512) {
+    log(`bench ${describeFs(host)}`);
+    log(`  warning: only ${size} MiB of the free space would go to a journaled ext4 image (at least 512 needed): servers that make a file per message get slower run by run (bench/fs.ts)`);
+    return host;
+  }
   const base = mkdtempSync(path.join(os.tmpdir(), "wm-benchfs-"));
   const image = path.join(base, "fs.img");
   const dir = path.join(base, "mnt");
   try {
     chmodSync(base, 0o755); // the servers' users (postfix, vmail) pass through it to their directories
-    execFileSync("truncate", ["-s", `${sizeMiB}M`, image]);
+    execFileSync("truncate", ["-s", `${size}M`, image]);
     execFileSync("mkfs.ext4", ["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", image], { stdio: ["ignore", "ignore", "pipe"] });
     mkdirSync(dir);
     execFileSync("mount", ["-o", "loop", image, dir], { stdio: ["ignore", "ignore", "pipe"] });

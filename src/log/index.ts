@@ -25,8 +25,8 @@ export interface LogOptions {
  * by line, the destination made one write through libuv's thread pool per
  * line, two per message at the default level: 0.07-0.1 ms of CPU per message
  * at 1 message per connection (docs/benchmarks.md, "Ninth round"). A thread
- * that dies abruptly (a fatal signal to the process) loses at most the last
- * LOG_BATCH_MS of its lines.
+ * that dies without stopping (an uncaught error, a fatal signal to the
+ * process) loses at most its last LOG_BATCH_MS of lines.
  */
 export const LOG_BATCH_BYTES = 4096;
 export const LOG_BATCH_MS = 20;

@@ -147,6 +147,11 @@ export function prepareBenchFs(mode: FsMode, log: (line: string) => void = conso
     execFileSync("mount", ["-o", "loop", image, dir], { stdio: ["ignore", "ignore", "pipe"] });
     chmodSync(dir, 0o1777); // like /tmp: the servers' users make their own directories there
   } catch (e) {
+    try {
+      execFileSync("umount", [dir], { stdio: "ignore" }); // mounted, then something after it failed
+    } catch {
+      /* not mounted */
+    }
     rmSync(base, { recursive: true, force: true });
     log(`bench ${describeFs(host)}`);
     log(`  warning: cannot mount a journaled ext4 for the bench (${String((e as { stderr?: unknown }).stderr ?? e).trim()}): servers that make a file per message get slower run by run (bench/fs.ts)`);
@@ -159,11 +164,15 @@ export function prepareBenchFs(mode: FsMode, log: (line: string) => void = conso
     // At exit a server may still hold files there (Postfix is killed by another exit hook):
     // then detach it lazily; the loop device lets go of the image when the last file closes.
     try {
-      execFileSync("umount", [dir], { stdio: "ignore" });
-    } catch {
-      execFileSync("umount", ["-l", dir], { stdio: "ignore" });
+      try {
+        execFileSync("umount", [dir], { stdio: "ignore" });
+      } catch {
+        execFileSync("umount", ["-l", dir], { stdio: "ignore" });
+      }
+      rmSync(base, { recursive: true, force: true });
+    } catch (e) {
+      console.error(`bench: could not unmount ${dir} (${String(e)}): umount it and remove ${base} by hand`);
     }
-    rmSync(base, { recursive: true, force: true });
   };
   process.on("exit", undo);
   process.env.TMPDIR = dir;

@@ -5,8 +5,7 @@
  * Postfix's warning that a queue file's time stamp is ahead of time() ("file
  * system clock is 1 seconds ahead of local clock", then "resetting file time
  * stamps") is not a problem of the run: Postfix sets the file's times back
- * (one utime() per file in that cleanup process from then on) and the mail
- * is queued and delivered as always. Seen here (Linux 6.18) now and then on
+ * and the mail is queued and delivered as always. Seen here (Linux 6.18) now and then on
  * the root ext4 and on a journaled one; the likely cause is the multigrain
  * file times of Linux 6.13 and later, taken from the fine-grained clock
  * while time() reads the coarse one, a tick apart at a second's boundary.

@@ -368,7 +368,10 @@ describe("DANE: signed zones (ldns-signzone), Knot, a validating Unbound, Wardma
       const m = await sink.waitForMessage(tok, 15_000);
       assert.ok(m, `not delivered\n${w2.output().slice(-3000)}`);
       assert.equal(m.tls, true);
-      const s = logLines(w2.output(), "outbound session").find((l) => l.mx === "mx.badtlsa.test");
+      // Logged when the session ends, after the sink has the message: wait for the line.
+      const session = (): Record<string, unknown> | undefined => logLines(w2.output(), "outbound session").find((l) => l.mx === "mx.badtlsa.test");
+      for (let i = 0; i < 100 && session() === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+      const s = session();
       assert.equal(s?.tlsPolicy, "may", JSON.stringify(s));
       assert.equal(s?.tlsSource, "opportunistic", JSON.stringify(s));
       // The first Wardmail (trust_ad "loopback", Unbound on 127.0.0.1) logged no such warning.

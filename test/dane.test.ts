@@ -45,7 +45,7 @@ import { sendOneMessage } from "./peers/smtp-client.ts";
 import { ldnsMissing, replaceRdata, signZone } from "./peers/dnssec.ts";
 import { kdig, knotMissing, startKnot, zoneText, type Knot } from "./peers/knot.ts";
 import { startSmtpSink, type SinkMessage, type SmtpSink } from "./peers/smtp-sink.ts";
-import { logLines, queueList, swaks } from "./peers/submission.ts";
+import { logLines, queueList, swaks, waitForLog } from "./peers/submission.ts";
 import { binaryMissing, peerSkip } from "./helpers/peers.ts";
 import { startUnbound, unboundMissing, type Unbound } from "./peers/unbound.ts";
 
@@ -369,9 +369,7 @@ describe("DANE: signed zones (ldns-signzone), Knot, a validating Unbound, Wardma
       assert.ok(m, `not delivered\n${w2.output().slice(-3000)}`);
       assert.equal(m.tls, true);
       // Logged when the session ends, after the sink has the message: wait for the line.
-      const session = (): Record<string, unknown> | undefined => logLines(w2.output(), "outbound session").find((l) => l.mx === "mx.badtlsa.test");
-      for (let i = 0; i < 100 && session() === undefined; i++) await new Promise((r) => setTimeout(r, 50));
-      const s = session();
+      const s = await waitForLog(() => w2.output(), "outbound session", (l) => l.mx === "mx.badtlsa.test");
       assert.equal(s?.tlsPolicy, "may", JSON.stringify(s));
       assert.equal(s?.tlsSource, "opportunistic", JSON.stringify(s));
       // The first Wardmail (trust_ad "loopback", Unbound on 127.0.0.1) logged no such warning.

@@ -211,7 +211,7 @@ export async function runWorker(data: WorkerData): Promise<void> {
   logger.info({ listeners }, "worker ready");
 }
 
-/** `value` with every object in it frozen (the structured copy of a frozen Config is not). */
+/** `value` with every object in it frozen (the structured copy of a frozen Config is not). The twin of config/load.ts deepFreeze: importing that would load the config loader into every worker, which passing the config avoids. */
 function deepFrozen<T>(value: T): T {
   if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
     for (const v of Object.values(value)) deepFrozen(v);
